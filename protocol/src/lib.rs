@@ -1,0 +1,19 @@
+//! # boardroom-protocol
+//!
+//! The wire vocabulary shared by the Boardroom server and its clients. It depends on serde and
+//! rmp-serde only, so a Rust client can take this crate alone.
+//!
+//! ## Layout
+//! - [`error`]: the stable error codes, shared by REST error bodies and WebSocket error replies,
+//!   with the HTTP status each maps to.
+//!
+//! [`PROTOCOL_VERSION`] names the version of the whole vocabulary. Codes and message tags are
+//! append-only: a retired name is never reused for something else.
+
+pub mod error;
+
+pub use error::{ErrorBody, ErrorCode, ErrorEnvelope};
+
+/// Version of the wire protocol. A client speaking another major version is refused before any
+/// upgrade.
+pub const PROTOCOL_VERSION: u32 = 1;

@@ -1,0 +1,178 @@
+//! Command line and configuration.
+//!
+//! Every setting is both a flag and an environment variable. [`Cli::parse_or_exit`] turns a bad
+//! value into one line that names the setting by its variable and its flag, and exits non-zero;
+//! nothing here panics on input.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+
+/// Boardroom: a real-time work-management server.
+#[derive(Debug, Parser)]
+#[command(name = "boardroom", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Settings shared by every subcommand.
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply migrations, then serve HTTP and WebSocket traffic until SIGTERM or Ctrl-C.
+    Serve,
+    /// Apply pending database migrations, then exit.
+    Migrate,
+    /// Validate the configuration and reach the database, then exit.
+    CheckConfig,
+}
+
+/// Output format of the logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Every runtime setting. Each is a flag and an environment variable.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// Address to listen on for HTTP and WebSocket traffic.
+    #[arg(long, env = "BOARDROOM_LISTEN", default_value = "127.0.0.1:8080", global = true)]
+    pub listen: SocketAddr,
+
+    /// Directory for the embedded database and the generated signing secret.
+    #[arg(long, env = "BOARDROOM_DATA_DIR", default_value = "./data", global = true)]
+    pub data_dir: PathBuf,
+
+    /// Database to use: `sqlite://PATH` or `postgres://…`. Defaults to SQLite in the data dir.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    pub database_url: Option<String>,
+
+    /// Most database connections the pool opens.
+    #[arg(long, env = "BOARDROOM_DB_MAX_CONNECTIONS", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub db_max_connections: u32,
+
+    /// Secret (at least 32 bytes) that signs session tokens. Generated into the data dir when unset.
+    #[arg(long, env = "BOARDROOM_JWT_SECRET", hide_env_values = true, global = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Log filter, in `tracing` EnvFilter syntax (for example `info,boardroom=debug`).
+    #[arg(long, env = "BOARDROOM_LOG", default_value = "info", global = true)]
+    pub log: String,
+
+    /// Log format.
+    #[arg(long, env = "BOARDROOM_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+
+    /// Seconds a graceful shutdown waits for in-flight work before it gives up.
+    #[arg(long, env = "BOARDROOM_SHUTDOWN_GRACE_SECS", default_value_t = 8,
+          value_parser = clap::value_parser!(u64).range(1..=300), global = true)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl Settings {
+    /// The database URL in effect: the configured one, or SQLite inside the data dir.
+    pub fn effective_database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("boardroom.db").display()),
+        }
+    }
+
+    /// How long a graceful shutdown may take.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// Settings for an in-process server: every default, listening on an ephemeral port.
+    pub fn for_tests(data_dir: PathBuf, database_url: String) -> Self {
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir,
+            database_url: Some(database_url),
+            db_max_connections: 8,
+            jwt_secret: Some("test-secret-test-secret-test-secret-0123".into()),
+            log: "warn".into(),
+            log_format: LogFormat::Text,
+            shutdown_grace_secs: 5,
+        }
+    }
+}
+
+impl Cli {
+    /// Parses the process arguments. Help and version exit 0; a bad value prints one line naming
+    /// the setting and exits 2.
+    pub fn parse_or_exit() -> Cli {
+        match Cli::try_parse() {
+            Ok(cli) => cli,
+            Err(err) => {
+                match err.kind() {
+                    ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                        let _ = err.print();
+                        std::process::exit(0);
+                    }
+                    ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                        let _ = err.print();
+                        std::process::exit(2);
+                    }
+                    _ => {}
+                }
+                eprintln!("error: {}", one_line(&err));
+                std::process::exit(2);
+            }
+        }
+    }
+}
+
+/// Renders a clap error as one line that names the environment variable and the flag.
+fn one_line(err: &clap::Error) -> String {
+    let arg = match err.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let value = match err.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let setting = arg.as_deref().map(setting_name);
+    let reason = std::error::Error::source(err)
+        .map(|s| s.to_string())
+        .or_else(|| {
+            let first = err.to_string();
+            first.lines().next().map(|l| l.trim_start_matches("error: ").to_owned())
+        })
+        .unwrap_or_default();
+    match (setting, value, err.kind()) {
+        (Some(setting), Some(value), ErrorKind::ValueValidation | ErrorKind::InvalidValue) => {
+            format!("invalid value {value:?} for {setting}: {reason}")
+        }
+        _ => reason,
+    }
+}
+
+/// `--listen <LISTEN>` becomes `BOARDROOM_LISTEN (--listen)`.
+fn setting_name(rendered: &str) -> String {
+    let long = rendered.split_whitespace().next().unwrap_or(rendered).trim_start_matches("--");
+    let cmd = Cli::command();
+    let env = cmd
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long))
+        .and_then(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned());
+    match env {
+        Some(env) => format!("{env} (--{long})"),
+        None => format!("--{long}"),
+    }
+}

@@ -1,0 +1,71 @@
+//! The HTTP edge: the router, shared state, and the middleware every request passes.
+//!
+//! Each resource module exposes `router()`; this module nests them under `/api/v1` and adds
+//! the health probes at the root. Handlers are thin: parse, call the store or an actor, map the
+//! result; the rules live beneath them.
+
+pub mod health;
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Router;
+use boardroom_protocol::ErrorCode;
+
+use crate::config::Settings;
+use crate::error::ApiError;
+use crate::storage::Store;
+
+/// State shared by every handler. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<AppInner>,
+}
+
+struct AppInner {
+    store: Store,
+    settings: Settings,
+}
+
+impl AppState {
+    /// Builds the state from its parts.
+    pub fn new(store: Store, settings: Settings) -> Self {
+        AppState { inner: Arc::new(AppInner { store, settings }) }
+    }
+
+    /// The database.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The settings in effect.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+}
+
+/// Largest request body accepted anywhere, in bytes.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// The whole application router.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new().fallback(not_found);
+    Router::new()
+        .merge(health::router())
+        .nest("/api/v1", api)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(crate::telemetry::request_log))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such route")
+}
+
+async fn method_not_allowed() -> impl IntoResponse {
+    let err = ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this route");
+    (StatusCode::METHOD_NOT_ALLOWED, err)
+}

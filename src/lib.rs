@@ -1,0 +1,23 @@
+//! # Boardroom
+//!
+//! A real-time work-management server: organizations own boards, boards hold groups of items
+//! with typed column values, people comment on items, and everyone sees every change live.
+//!
+//! ## Layout
+//! - [`config`]: the clap command line; every setting is a flag and an environment variable.
+//! - [`server`]: start-up (store, migrations, secret), serving, graceful shutdown.
+//! - [`http`]: the HTTP edge, the router and its thin handlers.
+//! - [`error`]: the one error type at the edge, mapped to the stable codes of
+//!   `boardroom-protocol`.
+//! - [`storage`]: one storage interface over SQLite and Postgres, with tenant-scoped handles.
+//! - [`telemetry`]: logging and the per-request log line.
+//!
+//! The domain rules and the supervised actors live in `boardroom-actors`; the wire types in
+//! `boardroom-protocol`. See `docs/ARCHITECTURE.md`.
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod server;
+pub mod storage;
+pub mod telemetry;

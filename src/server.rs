@@ -1,0 +1,256 @@
+//! Start-up and shutdown.
+//!
+//! [`App::build`] opens the store, applies migrations and loads the signing secret; every failure
+//! is a [`StartupError`] whose one-line message names the setting at fault. [`App::spawn`] binds
+//! the listener and serves in the background, returning a [`RunningServer`] that tests and
+//! `boardroom serve` stop the same way: stop accepting, let in-flight requests finish within the
+//! grace period, flush the actors, close the pool.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Settings;
+use crate::http::{self, AppState};
+use crate::storage::{OpenError, StorageError, Store};
+
+/// Minimum length of the session-signing secret, in bytes.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Why the server could not start. Displayed as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The database could not be opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// Migrations could not be applied.
+    #[error("DATABASE_URL: migrations failed: {0}")]
+    Migrate(StorageError),
+    /// A setting is invalid.
+    #[error("{0}")]
+    Setting(String),
+    /// The listener could not be bound.
+    #[error("BOARDROOM_LISTEN (--listen): cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A built application, ready to serve.
+pub struct App {
+    state: AppState,
+}
+
+impl App {
+    /// Opens the database, applies migrations, and loads the signing secret.
+    pub async fn build(settings: Settings) -> Result<App, StartupError> {
+        let _secret = signing_secret(&settings)?;
+        let store = open_store(&settings).await?;
+        store.migrate().await.map_err(StartupError::Migrate)?;
+        Ok(App { state: AppState::new(store, settings) })
+    }
+
+    /// The shared state (for CLI subcommands that need the store).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Binds the configured address and serves in the background.
+    pub async fn spawn(self) -> Result<RunningServer, StartupError> {
+        let addr = self.state.settings().listen;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        let local_addr =
+            listener.local_addr().map_err(|source| StartupError::Bind { addr, source })?;
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let router = http::router(self.state.clone());
+        let serve =
+            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move {
+                    let _ = stop_rx.wait_for(|stop| *stop).await;
+                });
+        let task = tokio::spawn(async move { serve.await });
+        tracing::info!(addr = %local_addr, backend = self.state.store().backend().as_str(), "listening");
+        Ok(RunningServer { addr: local_addr, state: self.state, stop_tx, task })
+    }
+}
+
+/// Opens the store named by the settings.
+pub async fn open_store(settings: &Settings) -> Result<Store, StartupError> {
+    Ok(Store::open(&settings.effective_database_url(), settings.db_max_connections).await?)
+}
+
+/// A server serving in the background.
+pub struct RunningServer {
+    addr: SocketAddr,
+    state: AppState,
+    stop_tx: watch::Sender<bool>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// The address actually bound (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Graceful shutdown: stop accepting, wait up to the grace period for in-flight requests,
+    /// then flush and close. Returns whether everything finished inside the grace period.
+    pub async fn shutdown(self) -> bool {
+        let grace = self.state.settings().shutdown_grace();
+        let _ = self.stop_tx.send(true);
+        let drained = matches!(tokio::time::timeout(grace, self.task).await, Ok(Ok(Ok(()))));
+        if !drained {
+            tracing::warn!(?grace, "in-flight requests did not finish in time; closing anyway");
+        }
+        let closed =
+            tokio::time::timeout(Duration::from_secs(2), self.state.store().close()).await.is_ok();
+        drained && closed
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+/// Name of the generated secret file inside the data dir.
+const SECRET_FILE: &str = "jwt-secret";
+
+/// The secret that signs session tokens: the configured one (at least 32 bytes), or one
+/// generated into the data dir on first start, with a warning that production must set its own.
+pub fn signing_secret(settings: &Settings) -> Result<Vec<u8>, StartupError> {
+    if let Some(secret) = &settings.jwt_secret {
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(StartupError::Setting(format!(
+                "BOARDROOM_JWT_SECRET (--jwt-secret): must be at least {MIN_SECRET_BYTES} bytes, got {}",
+                secret.len()
+            )));
+        }
+        return Ok(secret.as_bytes().to_vec());
+    }
+    let path = settings.data_dir.join(SECRET_FILE);
+    let secret = match std::fs::read_to_string(&path) {
+        Ok(existing) => existing.trim().to_owned(),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let generated = generate_secret();
+            write_private_file(&path, &generated).map_err(|e| {
+                StartupError::Setting(format!(
+                    "BOARDROOM_DATA_DIR (--data-dir): cannot write {}: {e}",
+                    path.display()
+                ))
+            })?;
+            generated
+        }
+        Err(err) => {
+            return Err(StartupError::Setting(format!(
+                "BOARDROOM_DATA_DIR (--data-dir): cannot read {}: {err}",
+                path.display()
+            )))
+        }
+    };
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(StartupError::Setting(format!(
+            "BOARDROOM_DATA_DIR (--data-dir): {} holds a secret shorter than {MIN_SECRET_BYTES} bytes",
+            path.display()
+        )));
+    }
+    tracing::warn!(
+        file = %path.display(),
+        "BOARDROOM_JWT_SECRET is not set: using a generated secret from the data dir; \
+         production must set its own"
+    );
+    Ok(secret.into_bytes())
+}
+
+fn generate_secret() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut bytes = [0u8; 48];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(dir: &Path) -> Settings {
+        let mut s = Settings::for_tests(dir.to_owned(), "sqlite::memory:".into());
+        s.jwt_secret = None;
+        s
+    }
+
+    #[test]
+    fn generated_secret_is_stable_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = signing_secret(&settings(dir.path())).unwrap();
+        let second = signing_secret(&settings(dir.path())).unwrap();
+        assert_eq!(first, second);
+        assert!(first.len() >= MIN_SECRET_BYTES);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode =
+                std::fs::metadata(dir.path().join(SECRET_FILE)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "secret file must not be group/world readable");
+        }
+    }
+
+    #[test]
+    fn short_configured_secret_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path());
+        s.jwt_secret = Some("too-short".into());
+        let err = signing_secret(&s).unwrap_err().to_string();
+        assert!(err.starts_with("BOARDROOM_JWT_SECRET"), "{err}");
+    }
+}

@@ -1,0 +1,155 @@
+//! The binary itself: bad settings end in one clear line, `serve` answers `/readyz`, and
+//! SIGTERM stops it with exit 0 inside 10 seconds.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{both_backends, TestServer};
+
+fn boardroom() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_boardroom"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("BOARDROOM_") || key == "DATABASE_URL" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("BOARDROOM_LOG", "warn");
+    cmd
+}
+
+/// Runs the binary to completion; returns (exit code, stderr lines).
+fn run_to_end(cmd: &mut Command) -> (i32, Vec<String>) {
+    let output = cmd.stdin(Stdio::null()).output().expect("run boardroom");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines = stderr.lines().map(str::to_owned).filter(|l| !l.trim().is_empty()).collect();
+    (output.status.code().unwrap_or(-1), lines)
+}
+
+#[test]
+fn bad_listen_address_is_one_line_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, lines) = run_to_end(
+        boardroom()
+            .arg("serve")
+            .env("BOARDROOM_DATA_DIR", dir.path())
+            .env("BOARDROOM_LISTEN", "not-an-address"),
+    );
+    assert_ne!(code, 0);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("BOARDROOM_LISTEN"), "{lines:?}");
+}
+
+#[test]
+fn unsupported_database_url_is_one_line_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, lines) = run_to_end(
+        boardroom()
+            .arg("serve")
+            .env("BOARDROOM_DATA_DIR", dir.path())
+            .env("DATABASE_URL", "mysql://x/y"),
+    );
+    assert_ne!(code, 0);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("error: DATABASE_URL"), "{lines:?}");
+}
+
+#[test]
+fn unreachable_database_is_one_line_without_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, lines) = run_to_end(
+        boardroom()
+            .arg("check-config")
+            .env("BOARDROOM_DATA_DIR", dir.path())
+            .env("DATABASE_URL", "postgres://boardroom:s3cret-pw@127.0.0.1:1/none"),
+    );
+    assert_ne!(code, 0);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("DATABASE_URL: cannot connect"), "{lines:?}");
+    assert!(!lines[0].contains("s3cret-pw"), "password leaked: {lines:?}");
+}
+
+#[test]
+fn weak_jwt_secret_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, lines) = run_to_end(
+        boardroom()
+            .arg("check-config")
+            .env("BOARDROOM_DATA_DIR", dir.path())
+            .env("BOARDROOM_JWT_SECRET", "short"),
+    );
+    assert_ne!(code, 0);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("BOARDROOM_JWT_SECRET"), "{lines:?}");
+    assert!(!lines[0].contains("short\""), "the secret itself must not be echoed: {lines:?}");
+}
+
+#[test]
+fn bad_log_format_is_one_line() {
+    let (code, lines) = run_to_end(boardroom().arg("serve").env("BOARDROOM_LOG_FORMAT", "xml"));
+    assert_ne!(code, 0);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("BOARDROOM_LOG_FORMAT"), "{lines:?}");
+}
+
+both_backends!(serve_answers_readyz_and_stops_on_sigterm);
+
+/// The test server only lends its database here: the binary is started on it separately.
+async fn serve_answers_readyz_and_stops_on_sigterm(server: &TestServer) {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let child = boardroom()
+        .arg("serve")
+        .env("BOARDROOM_LISTEN", format!("127.0.0.1:{port}"))
+        .env("BOARDROOM_DATA_DIR", dir.path())
+        .env("DATABASE_URL", &server.database.url)
+        .env("BOARDROOM_LOG", "info")
+        .env("BOARDROOM_LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn boardroom serve");
+
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        match client.get(&url).send().await {
+            Ok(reply) => break reply.status().as_u16(),
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(err) => panic!("server never answered: {err}"),
+        }
+    };
+    assert_eq!(status, 200);
+
+    let pid = child.id().to_string();
+    let sent = Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let exit =
+        tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
+    assert!(sent.elapsed() < Duration::from_secs(10), "shutdown took {:?}", sent.elapsed());
+    assert_eq!(exit.status.code(), Some(0));
+
+    // One JSON line per request, with the fields operators need, and no secrets.
+    let logs: Vec<serde_json::Value> = BufReader::new(&exit.stdout[..])
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .collect();
+    let request_line = logs
+        .iter()
+        .find(|l| l["message"] == "request" && l["status"] == 200)
+        .unwrap_or_else(|| panic!("no request line in {logs:?}"));
+    for field in ["status", "latency_ms"] {
+        assert!(!request_line[field].is_null(), "{field} missing: {request_line}");
+    }
+    let span = &request_line["span"];
+    for field in ["id", "method", "path"] {
+        assert!(!span[field].is_null(), "{field} missing: {request_line}");
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests: each starts the real server on 127.0.0.1:0 against a fresh database and
+//! speaks HTTP to it. Every test runs twice, once per backend (see [`harness::both_backends`]).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+mod cli;
+mod health;
