@@ -33,6 +33,34 @@ pub enum Command {
     Migrate,
     /// Validate the configuration and reach the database, then exit.
     CheckConfig,
+    /// Platform administration.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `boardroom admin …`
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Make the account with this email a platform superadmin (audited).
+    GrantSuperadmin {
+        /// Email of the account.
+        email: String,
+    },
+    /// Take the superadmin flag away from the account with this email (audited).
+    RevokeSuperadmin {
+        /// Email of the account.
+        email: String,
+    },
+}
+
+/// `boardroom audit …`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the audit log's hash chain; exits 1 at the first broken row.
+    Verify,
 }
 
 /// Output format of the logs.
@@ -80,6 +108,109 @@ pub struct Settings {
     #[arg(long, env = "BOARDROOM_SHUTDOWN_GRACE_SECS", default_value_t = 8,
           value_parser = clap::value_parser!(u64).range(1..=300), global = true)]
     pub shutdown_grace_secs: u64,
+
+    /// The URL clients reach this server at; used for OAuth redirects and the default allowed
+    /// WebSocket origin. Defaults to `http://<listen>`.
+    #[arg(long, env = "BOARDROOM_PUBLIC_URL", value_parser = parse_public_url, global = true)]
+    pub public_url: Option<url::Url>,
+
+    /// Proxies whose `X-Forwarded-For` is believed, as comma-separated CIDRs. Empty: none.
+    #[arg(long, env = "BOARDROOM_TRUSTED_PROXIES", value_delimiter = ',', global = true)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// Login attempts allowed per (email, client IP) per 15 minutes.
+    #[arg(long, env = "BOARDROOM_LOGIN_LIMIT", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
+    pub login_limit: u32,
+
+    /// Login attempts allowed per client IP per 15 minutes, whatever the email.
+    #[arg(long, env = "BOARDROOM_LOGIN_IP_LIMIT", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
+    pub login_ip_limit: u32,
+
+    /// Registrations allowed per client IP per minute.
+    #[arg(long, env = "BOARDROOM_REGISTER_LIMIT", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
+    pub register_limit: u32,
+
+    /// Threads that may run bcrypt at once (the rest of the runtime never does).
+    #[arg(long, env = "BOARDROOM_BCRYPT_THREADS", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..=64), global = true)]
+    pub bcrypt_threads: u32,
+
+    /// Google OAuth client id; Google sign-in is off when unset.
+    #[arg(long, env = "BOARDROOM_GOOGLE_CLIENT_ID", global = true)]
+    pub google_client_id: Option<String>,
+
+    /// Google OAuth client secret.
+    #[arg(long, env = "BOARDROOM_GOOGLE_CLIENT_SECRET", hide_env_values = true, global = true)]
+    pub google_client_secret: Option<String>,
+
+    /// Google's authorization endpoint.
+    #[arg(
+        long,
+        env = "BOARDROOM_GOOGLE_AUTH_URL",
+        default_value = "https://accounts.google.com/o/oauth2/v2/auth",
+        global = true
+    )]
+    pub google_auth_url: url::Url,
+
+    /// Google's token endpoint.
+    #[arg(
+        long,
+        env = "BOARDROOM_GOOGLE_TOKEN_URL",
+        default_value = "https://oauth2.googleapis.com/token",
+        global = true
+    )]
+    pub google_token_url: url::Url,
+
+    /// Google's OpenID userinfo endpoint.
+    #[arg(
+        long,
+        env = "BOARDROOM_GOOGLE_USERINFO_URL",
+        default_value = "https://openidconnect.googleapis.com/v1/userinfo",
+        global = true
+    )]
+    pub google_userinfo_url: url::Url,
+
+    /// Google's JSON Web Key Set, used to check ID token signatures.
+    #[arg(
+        long,
+        env = "BOARDROOM_GOOGLE_JWKS_URL",
+        default_value = "https://www.googleapis.com/oauth2/v3/certs",
+        global = true
+    )]
+    pub google_jwks_url: url::Url,
+
+    /// The `iss` Google's ID tokens carry.
+    #[arg(
+        long,
+        env = "BOARDROOM_GOOGLE_ISSUER",
+        default_value = "https://accounts.google.com",
+        global = true
+    )]
+    pub google_issuer: String,
+
+    /// bcrypt cost. Not a flag: production always uses 12; tests lower it explicitly.
+    #[arg(skip = DEFAULT_BCRYPT_COST)]
+    pub bcrypt_cost: u32,
+}
+
+/// The bcrypt cost the security page promises.
+pub const DEFAULT_BCRYPT_COST: u32 = 12;
+
+/// Parses a URL written in this file; only ever given constants.
+#[allow(clippy::expect_used)]
+fn default_url(constant: &'static str) -> url::Url {
+    url::Url::parse(constant).expect("constant URL")
+}
+
+fn parse_public_url(raw: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(raw).map_err(|e| e.to_string())?;
+    match url.scheme() {
+        "http" | "https" if url.host().is_some() => Ok(url),
+        _ => Err("must be an http(s) URL with a host".into()),
+    }
 }
 
 impl Settings {
@@ -88,6 +219,15 @@ impl Settings {
         match &self.database_url {
             Some(url) => url.clone(),
             None => format!("sqlite://{}", self.data_dir.join("boardroom.db").display()),
+        }
+    }
+
+    /// The URL clients reach this server at: the configured one, or `http://<listen>`.
+    pub fn public_url(&self) -> Result<url::Url, String> {
+        match &self.public_url {
+            Some(url) => Ok(url.clone()),
+            None => url::Url::parse(&format!("http://{}", self.listen))
+                .map_err(|e| format!("BOARDROOM_PUBLIC_URL (--public-url): cannot derive it: {e}")),
         }
     }
 
@@ -107,6 +247,22 @@ impl Settings {
             log: "warn".into(),
             log_format: LogFormat::Text,
             shutdown_grace_secs: 5,
+            public_url: None,
+            trusted_proxies: Vec::new(),
+            login_limit: 5,
+            login_ip_limit: 50,
+            // Tests register many users from 127.0.0.1; the limit's own test lowers it again.
+            register_limit: 10_000,
+            bcrypt_threads: 2,
+            google_client_id: None,
+            google_client_secret: None,
+            google_auth_url: default_url("https://accounts.google.com/o/oauth2/v2/auth"),
+            google_token_url: default_url("https://oauth2.googleapis.com/token"),
+            google_userinfo_url: default_url("https://openidconnect.googleapis.com/v1/userinfo"),
+            google_jwks_url: default_url("https://www.googleapis.com/oauth2/v3/certs"),
+            google_issuer: "https://accounts.google.com".into(),
+            // Cost 12 costs ~250 ms a hash; tests that do not check the cost itself use 4.
+            bcrypt_cost: 4,
         }
     }
 }

@@ -77,6 +77,16 @@ impl ApiError {
         err
     }
 
+    /// Adds a `Retry-After` of `secs` to the answer.
+    pub fn set_retry_after(&mut self, secs: u64) {
+        self.retry_after_secs = Some(secs.max(1));
+    }
+
+    /// The `Retry-After` the answer will carry, if any.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after_secs
+    }
+
     /// The stable code.
     pub fn code(&self) -> ErrorCode {
         self.code

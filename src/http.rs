@@ -4,7 +4,12 @@
 //! the health probes at the root. Handlers are thin: parse, call the store or an actor, map the
 //! result; the rules live beneath them.
 
+pub mod api_keys;
+pub mod audit;
+pub mod auth;
+pub mod extract;
 pub mod health;
+pub mod orgs;
 
 use std::sync::Arc;
 
@@ -13,6 +18,9 @@ use axum::response::IntoResponse;
 use axum::Router;
 use boardroom_protocol::ErrorCode;
 
+use boardroom_actors::supervisor::Runtime;
+
+use crate::auth::Auth;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::storage::Store;
@@ -26,12 +34,24 @@ pub struct AppState {
 struct AppInner {
     store: Store,
     settings: Settings,
+    auth: Auth,
+    runtime: Runtime,
 }
 
 impl AppState {
     /// Builds the state from its parts.
-    pub fn new(store: Store, settings: Settings) -> Self {
-        AppState { inner: Arc::new(AppInner { store, settings }) }
+    pub fn new(store: Store, settings: Settings, auth: Auth, runtime: Runtime) -> Self {
+        AppState { inner: Arc::new(AppInner { store, settings, auth, runtime }) }
+    }
+
+    /// Authentication and org-level authorization.
+    pub fn auth(&self) -> &Auth {
+        &self.inner.auth
+    }
+
+    /// The supervised actors.
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
     }
 
     /// The database.
@@ -50,7 +70,16 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new().fallback(not_found);
+    let api = Router::new()
+        .merge(auth::router())
+        .merge(orgs::router())
+        .merge(api_keys::router())
+        .merge(audit::router())
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::caller::authenticate,
+        ));
     Router::new()
         .merge(health::router())
         .nest("/api/v1", api)

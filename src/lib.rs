@@ -4,6 +4,8 @@
 //! with typed column values, people comment on items, and everyone sees every change live.
 //!
 //! ## Layout
+//! - [`auth`]: credentials to callers: passwords, sessions, JWTs, API keys, limits, and the
+//!   org-level access check with the audited superadmin bypass.
 //! - [`config`]: the clap command line; every setting is a flag and an environment variable.
 //! - [`server`]: start-up (store, migrations, secret), serving, graceful shutdown.
 //! - [`http`]: the HTTP edge, the router and its thin handlers.
@@ -15,6 +17,7 @@
 //! The domain rules and the supervised actors live in `boardroom-actors`; the wire types in
 //! `boardroom-protocol`. See `docs/ARCHITECTURE.md`.
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -3,8 +3,10 @@
 
 use std::process::ExitCode;
 
-use boardroom::config::{Cli, Command};
+use boardroom::config::{AdminCommand, AuditCommand, Cli, Command};
 use boardroom::server::{self, App, StartupError};
+use boardroom::storage::{ChainReport, StorageError};
+use boardroom_actors::audit::{AuditAction, AuditEvent, AuditStore};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_or_exit();
@@ -44,6 +46,51 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
             println!("migrations applied ({})", store.backend().as_str());
             store.close().await;
             Ok(())
+        }
+        Command::Admin(admin) => {
+            let (email, grant, action) = match admin {
+                AdminCommand::GrantSuperadmin { email } => {
+                    (email, true, AuditAction::SuperadminGranted)
+                }
+                AdminCommand::RevokeSuperadmin { email } => {
+                    (email, false, AuditAction::SuperadminRevoked)
+                }
+            };
+            let store = server::open_store(&cli.settings).await?;
+            let email = email.trim().to_lowercase();
+            let user = store.set_superadmin(&email, grant).await.map_err(|err| match err {
+                StorageError::NotFound => {
+                    StartupError::Command(format!("no account with email {email}"))
+                }
+                other => StartupError::Command(format!("cannot update the account: {other}")),
+            })?;
+            let mut event = AuditEvent::new(action);
+            event.target = Some(user.id.to_string());
+            event.metadata = serde_json::json!({ "via": "cli", "email": email });
+            store
+                .append(&[event])
+                .await
+                .map_err(|e| StartupError::Command(format!("cannot write the audit row: {e}")))?;
+            println!("{} superadmin {email}", if grant { "granted" } else { "revoked" });
+            store.close().await;
+            Ok(())
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let store = server::open_store(&cli.settings).await?;
+            let report = store
+                .verify_audit_chain()
+                .await
+                .map_err(|e| StartupError::Command(format!("cannot read the audit log: {e}")))?;
+            store.close().await;
+            match report {
+                ChainReport::Intact { rows } => {
+                    println!("audit chain intact: {rows} rows verified");
+                    Ok(())
+                }
+                ChainReport::Broken(brk) => {
+                    Err(StartupError::Command(format!("audit chain broken: {brk}")))
+                }
+            }
         }
         Command::CheckConfig => {
             server::signing_secret(&cli.settings)?;

@@ -8,11 +8,15 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+
+use boardroom_actors::supervisor::{Dependencies, Runtime};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::auth::Auth;
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::storage::{OpenError, StorageError, Store};
@@ -32,6 +36,9 @@ pub enum StartupError {
     /// A setting is invalid.
     #[error("{0}")]
     Setting(String),
+    /// A subcommand failed.
+    #[error("{0}")]
+    Command(String),
     /// The listener could not be bound.
     #[error("BOARDROOM_LISTEN (--listen): cannot listen on {addr}: {source}")]
     Bind {
@@ -50,10 +57,16 @@ pub struct App {
 impl App {
     /// Opens the database, applies migrations, and loads the signing secret.
     pub async fn build(settings: Settings) -> Result<App, StartupError> {
-        let _secret = signing_secret(&settings)?;
+        let secret = signing_secret(&settings)?;
+        settings.public_url().map_err(StartupError::Setting)?;
         let store = open_store(&settings).await?;
         store.migrate().await.map_err(StartupError::Migrate)?;
-        Ok(App { state: AppState::new(store, settings) })
+        let runtime =
+            Runtime::start(Dependencies { audit_store: Arc::new(store.clone()) })
+                .await
+                .map_err(|e| StartupError::Setting(format!("cannot start the actors: {e}")))?;
+        let auth = Auth::new(store.clone(), runtime.audit().clone(), &secret, &settings);
+        Ok(App { state: AppState::new(store, settings, auth, runtime) })
     }
 
     /// The shared state (for CLI subcommands that need the store).
@@ -77,8 +90,18 @@ impl App {
                     let _ = stop_rx.wait_for(|stop| *stop).await;
                 });
         let task = tokio::spawn(async move { serve.await });
+        let maintenance = tokio::spawn({
+            let state = self.state.clone();
+            async move {
+                let mut every = tokio::time::interval(MAINTENANCE_EVERY);
+                loop {
+                    every.tick().await;
+                    state.auth().maintain().await;
+                }
+            }
+        });
         tracing::info!(addr = %local_addr, backend = self.state.store().backend().as_str(), "listening");
-        Ok(RunningServer { addr: local_addr, state: self.state, stop_tx, task })
+        Ok(RunningServer { addr: local_addr, state: self.state, stop_tx, task, maintenance })
     }
 }
 
@@ -93,7 +116,11 @@ pub struct RunningServer {
     state: AppState,
     stop_tx: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
+    maintenance: JoinHandle<()>,
 }
+
+/// How often caches and rate-limit windows are pruned.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(300);
 
 impl RunningServer {
     /// The address actually bound (useful with port 0).
@@ -115,9 +142,14 @@ impl RunningServer {
         if !drained {
             tracing::warn!(?grace, "in-flight requests did not finish in time; closing anyway");
         }
+        self.maintenance.abort();
+        let flushed = self.state.runtime().shutdown().await;
+        if !flushed {
+            tracing::warn!("the actors did not flush completely");
+        }
         let closed =
             tokio::time::timeout(Duration::from_secs(2), self.state.store().close()).await.is_ok();
-        drained && closed
+        drained && flushed && closed
     }
 }
 

@@ -22,6 +22,22 @@ use sqlx::sqlite::{
 };
 use uuid::Uuid;
 
+mod api_keys;
+mod audit;
+mod orgs;
+mod rate_limits;
+mod sessions;
+mod users;
+
+pub use api_keys::{ApiKeyChanges, ApiKeyRow, NewApiKey};
+pub use audit::{AuditRow, ChainReport};
+pub use orgs::{MemberRow, OrganizationRow};
+pub use rate_limits::WindowCounts;
+pub use sessions::NewSession;
+pub use sessions::SessionRow;
+pub use users::NewUser;
+pub use users::UserRow;
+
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -34,6 +50,42 @@ macro_rules! on_pool {
         match $store.pool() {
             $crate::storage::Pool::Sqlite($pool) => $body,
             $crate::storage::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Runs `$body` inside one transaction, with `$conn` bound to the backend's connection. The body
+/// evaluates to a [`StorageResult`]; `Ok` commits, `Err` (or an early `?`) rolls back. SQLite
+/// transactions begin `IMMEDIATE`, so a read-then-write never fails on a lock upgrade.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! transaction {
+    ($store:expr, $conn:ident => $body:expr) => {
+        match $store.pool() {
+            $crate::storage::Pool::Sqlite(pool) => {
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let result: $crate::storage::StorageResult<_> = async {
+                    let $conn = &mut *tx;
+                    $body
+                }
+                .await;
+                if result.is_ok() {
+                    tx.commit().await?;
+                }
+                result
+            }
+            $crate::storage::Pool::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let result: $crate::storage::StorageResult<_> = async {
+                    let $conn = &mut *tx;
+                    $body
+                }
+                .await;
+                if result.is_ok() {
+                    tx.commit().await?;
+                }
+                result
+            }
         }
     };
 }
@@ -75,12 +127,15 @@ pub enum StorageError {
     /// A unique constraint was violated; carries the constraint or index name when known.
     #[error("unique constraint violated: {0}")]
     Unique(String),
+    /// A rule of the data model refused the change (for example, removing the last admin).
+    #[error("{0}")]
+    Rule(&'static str),
     /// Any other database failure.
     #[error(transparent)]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     /// A migration failed.
     #[error(transparent)]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(sqlx::migrate::MigrateError),
 }
 
 impl StorageError {
@@ -93,6 +148,12 @@ impl StorageError {
             }
             _ => StorageError::Database(err),
         }
+    }
+}
+
+impl From<sqlx::Error> for StorageError {
+    fn from(err: sqlx::Error) -> Self {
+        StorageError::from_sqlx(err)
     }
 }
 
@@ -210,7 +271,7 @@ impl Store {
     /// Applies every pending embedded migration.
     pub async fn migrate(&self) -> StorageResult<()> {
         let migrator = self.migrator();
-        on_pool!(self, pool => migrator.run(pool).await)?;
+        on_pool!(self, pool => migrator.run(pool).await).map_err(StorageError::Migrate)?;
         Ok(())
     }
 

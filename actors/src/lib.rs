@@ -10,7 +10,9 @@
 //! - [`audit`]: the audit actor; appends security events to the tamper-evident audit log off the
 //!   request path, in batches.
 //! - [`audit_chain`]: the hash chain that makes the audit log tamper-evident.
+//! - [`roles`]: organization roles and the rules on changing them.
 
 pub mod audit;
 pub mod audit_chain;
+pub mod roles;
 pub mod supervisor;

@@ -1,0 +1,283 @@
+//! API keys: format, verification cache, per-key rate limits, and the bad-key counter.
+//!
+//! A key is `brk_` followed by 40 base62 characters (about 238 random bits). Its first 11
+//! characters are the stored, unique prefix; the remaining 33 (about 196 bits) are stored only
+//! as a bcrypt hash.
+//!
+//! bcrypt runs once per key per process: a verified key is cached under a keyed digest of the
+//! whole key, and revoking, re-scoping or expiring it drops it from the cache at once. Before any
+//! lookup or bcrypt, the client IP's recent failures are checked: malformed, unknown or wrong
+//! keys are counted per IP, and an IP over the limit is refused without spending CPU.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+use boardroom_protocol::Scope;
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use rand::Rng;
+use uuid::Uuid;
+
+/// The fixed product prefix of every key.
+pub const KEY_PREFIX: &str = "brk_";
+/// Characters of the key stored in plaintext.
+pub const STORED_PREFIX_LEN: usize = 11;
+/// Random base62 characters after the product prefix.
+pub const RANDOM_CHARS: usize = 40;
+/// Default requests per minute of a key.
+pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 600;
+/// Most requests per minute a key may be given.
+pub const MAX_RATE_LIMIT_PER_MINUTE: u32 = 100_000;
+
+const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// A freshly generated key.
+pub struct GeneratedKey {
+    /// The whole key, shown to its owner once.
+    pub key: String,
+}
+
+impl GeneratedKey {
+    /// A new random key.
+    pub fn new() -> Self {
+        let mut rng = rand::rngs::OsRng;
+        let mut key = String::with_capacity(KEY_PREFIX.len() + RANDOM_CHARS);
+        key.push_str(KEY_PREFIX);
+        while key.len() < KEY_PREFIX.len() + RANDOM_CHARS {
+            // 248 = 4 × 62: rejecting bytes above it keeps every character equally likely.
+            let byte: u8 = rng.gen();
+            if byte < 248 {
+                key.push(BASE62[usize::from(byte % 62)] as char);
+            }
+        }
+        GeneratedKey { key }
+    }
+
+    /// The stored prefix.
+    pub fn prefix(&self) -> &str {
+        &self.key[..STORED_PREFIX_LEN]
+    }
+
+    /// The part stored only as a hash.
+    pub fn secret(&self) -> &str {
+        &self.key[STORED_PREFIX_LEN..]
+    }
+}
+
+impl Default for GeneratedKey {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Whether `token` looks like an API key (as opposed to a JWT).
+pub fn looks_like_key(token: &str) -> bool {
+    token.starts_with(KEY_PREFIX)
+}
+
+/// Splits a presented key into (prefix, secret) if it is well-formed.
+pub fn split_key(key: &str) -> Option<(&str, &str)> {
+    let well_formed = key.len() == KEY_PREFIX.len() + RANDOM_CHARS
+        && key.starts_with(KEY_PREFIX)
+        && key[KEY_PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric());
+    well_formed.then(|| key.split_at(STORED_PREFIX_LEN))
+}
+
+/// What a verified key grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyGrant {
+    /// Key id.
+    pub key_id: Uuid,
+    /// The only organization it works in.
+    pub org_id: Uuid,
+    /// The user it acts as.
+    pub user_id: Uuid,
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+    /// Requests per minute.
+    pub rate_limit_per_minute: u32,
+    /// Expiry.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+type KeyLimiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
+
+/// The outcome of charging a request to a key's limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitState {
+    /// The key's limit per minute.
+    pub limit: u32,
+    /// Requests left right now.
+    pub remaining: u32,
+    /// Seconds until the allowance is full again (or, when refused, until the next request).
+    pub reset_secs: u64,
+    /// Whether this request is allowed.
+    pub allowed: bool,
+}
+
+/// Verified keys, their limiters, and the per-IP failure counter.
+#[derive(Default)]
+pub struct KeyCache {
+    verified: DashMap<[u8; 32], KeyGrant>,
+    by_key_id: DashMap<Uuid, Vec<[u8; 32]>>,
+    limiters: DashMap<Uuid, (u32, KeyLimiter)>,
+    failures: DashMap<IpAddr, (u32, Instant)>,
+}
+
+/// Failed key attempts an IP may make per [`FAILURE_WINDOW`] before it is refused unheard.
+pub const MAX_FAILURES_PER_IP: u32 = 20;
+/// The window of [`MAX_FAILURES_PER_IP`].
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+impl KeyCache {
+    /// The grant cached under `digest`, if it is still usable at `now`.
+    pub fn get(&self, digest: &[u8; 32], now: DateTime<Utc>) -> Option<KeyGrant> {
+        let grant = self.verified.get(digest)?.clone();
+        if grant.expires_at.is_some_and(|e| e <= now) {
+            self.invalidate(grant.key_id);
+            return None;
+        }
+        Some(grant)
+    }
+
+    /// Caches a verified grant.
+    pub fn put(&self, digest: [u8; 32], grant: KeyGrant) {
+        self.by_key_id.entry(grant.key_id).or_default().push(digest);
+        self.verified.insert(digest, grant);
+    }
+
+    /// Drops key `key_id` from the cache (revoked, re-scoped or expired).
+    pub fn invalidate(&self, key_id: Uuid) {
+        if let Some((_, digests)) = self.by_key_id.remove(&key_id) {
+            for digest in digests {
+                self.verified.remove(&digest);
+            }
+        }
+        self.limiters.remove(&key_id);
+    }
+
+    /// Drops every key acting as `user` in `org` (the user left the organization).
+    pub fn invalidate_user(&self, org: Uuid, user: Uuid) {
+        let ids: Vec<Uuid> = self
+            .verified
+            .iter()
+            .filter(|g| g.org_id == org && g.user_id == user)
+            .map(|g| g.key_id)
+            .collect();
+        for id in ids {
+            self.invalidate(id);
+        }
+    }
+
+    /// Whether `ip` has used up its failed attempts; checked before any lookup or bcrypt.
+    pub fn ip_is_blocked(&self, ip: IpAddr) -> Option<u64> {
+        let entry = self.failures.get(&ip)?;
+        let (count, since) = *entry;
+        let elapsed = since.elapsed();
+        (count >= MAX_FAILURES_PER_IP && elapsed < FAILURE_WINDOW)
+            .then(|| (FAILURE_WINDOW - elapsed).as_secs().max(1))
+    }
+
+    /// Counts a failed attempt from `ip`.
+    pub fn record_failure(&self, ip: IpAddr) {
+        let mut entry = self.failures.entry(ip).or_insert((0, Instant::now()));
+        if entry.1.elapsed() >= FAILURE_WINDOW {
+            *entry = (0, Instant::now());
+        }
+        entry.0 += 1;
+    }
+
+    /// Charges one request to the key's per-minute limit.
+    pub fn charge(&self, grant: &KeyGrant) -> RateLimitState {
+        let limit = grant.rate_limit_per_minute.max(1);
+        let mut entry =
+            self.limiters.entry(grant.key_id).or_insert_with(|| (limit, new_limiter(limit)));
+        if entry.0 != limit {
+            *entry = (limit, new_limiter(limit));
+        }
+        let per_request = 60.0 / f64::from(limit);
+        match entry.1.check() {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                let reset = (f64::from(limit - remaining.min(limit)) * per_request).ceil() as u64;
+                RateLimitState { limit, remaining, reset_secs: reset, allowed: true }
+            }
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                RateLimitState {
+                    limit,
+                    remaining: 0,
+                    reset_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+                    allowed: false,
+                }
+            }
+        }
+    }
+
+    /// Drops stale failure counters (called periodically).
+    pub fn prune(&self) {
+        self.failures.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
+    }
+}
+
+fn new_limiter(per_minute: u32) -> KeyLimiter {
+    let per_minute = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
+    RateLimiter::direct(Quota::per_minute(per_minute))
+        .with_middleware::<StateInformationMiddleware>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_have_the_documented_shape() {
+        let key = GeneratedKey::new();
+        assert_eq!(key.key.len(), 44);
+        assert!(key.key.starts_with("brk_"));
+        assert_eq!(key.prefix().len(), 11);
+        assert_eq!(key.secret().len(), 33);
+        assert_eq!(split_key(&key.key), Some((key.prefix(), key.secret())));
+        assert_ne!(GeneratedKey::new().key, key.key);
+    }
+
+    #[test]
+    fn malformed_keys_do_not_split() {
+        assert_eq!(split_key("brk_short"), None);
+        assert_eq!(split_key(&format!("brk_{}", "!".repeat(40))), None);
+        assert_eq!(split_key(&format!("xyz_{}", "a".repeat(40))), None);
+    }
+
+    #[test]
+    fn limiter_refuses_past_the_limit() {
+        let cache = KeyCache::default();
+        let grant = KeyGrant {
+            key_id: Uuid::now_v7(),
+            org_id: Uuid::now_v7(),
+            user_id: Uuid::now_v7(),
+            scopes: vec![],
+            rate_limit_per_minute: 3,
+            expires_at: None,
+        };
+        let states: Vec<_> = (0..4).map(|_| cache.charge(&grant)).collect();
+        assert_eq!(states.iter().filter(|s| s.allowed).count(), 3);
+        assert_eq!(states[0].remaining, 2);
+        assert!(!states[3].allowed && states[3].reset_secs >= 1);
+    }
+
+    #[test]
+    fn failures_block_an_ip_after_the_limit() {
+        let cache = KeyCache::default();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..MAX_FAILURES_PER_IP {
+            assert!(cache.ip_is_blocked(ip).is_none());
+            cache.record_failure(ip);
+        }
+        assert!(cache.ip_is_blocked(ip).is_some());
+    }
+}

@@ -1,0 +1,160 @@
+//! Password policy and hashing.
+//!
+//! bcrypt at cost 12 takes about a quarter second of CPU. It never runs on the async runtime:
+//! [`PasswordHasher`] hands it to the blocking pool behind a semaphore sized by
+//! `BOARDROOM_BCRYPT_THREADS`, and refuses new work once too many requests wait, so a login flood
+//! cannot stall other requests or sockets. Passwords over 72 bytes are refused rather than
+//! silently truncated, as bcrypt would.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{OnceCell, Semaphore};
+
+/// Fewest characters a password may have.
+pub const MIN_PASSWORD_CHARS: usize = 10;
+/// Most bytes bcrypt reads; longer passwords are refused, never truncated.
+pub const MAX_PASSWORD_BYTES: usize = 72;
+
+/// Why a password is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// Too short.
+    #[error("password must be at least 10 characters")]
+    TooShort,
+    /// Over 72 bytes.
+    #[error("password must be at most 72 bytes (bcrypt would silently truncate it)")]
+    TooLong,
+}
+
+/// Checks a new password against the policy.
+pub fn check_policy(password: &str) -> Result<(), PolicyError> {
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(PolicyError::TooLong);
+    }
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(PolicyError::TooShort);
+    }
+    Ok(())
+}
+
+/// Why hashing could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// Too many requests are already waiting for the pool.
+    #[error("password hashing is saturated")]
+    Busy,
+    /// bcrypt failed or its task died.
+    #[error("password hashing failed: {0}")]
+    Failed(String),
+}
+
+/// Runs bcrypt on a bounded pool.
+pub struct PasswordHasher {
+    cost: u32,
+    permits: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    max_waiting: usize,
+    dummy: OnceCell<String>,
+}
+
+impl PasswordHasher {
+    /// A hasher at `cost`, running at most `threads` hashes at once.
+    pub fn new(cost: u32, threads: usize) -> Self {
+        PasswordHasher {
+            cost,
+            permits: Arc::new(Semaphore::new(threads.max(1))),
+            waiting: AtomicUsize::new(0),
+            max_waiting: 256,
+            dummy: OnceCell::new(),
+        }
+    }
+
+    /// The cost in use.
+    pub fn cost(&self) -> u32 {
+        self.cost
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> Result<T, bcrypt::BcryptError> + Send + 'static,
+    ) -> Result<T, HashError> {
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(HashError::Busy);
+        }
+        let permit = self.permits.clone().acquire_owned().await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        let permit = permit.map_err(|e| HashError::Failed(e.to_string()))?;
+        tokio::task::spawn_blocking(move || {
+            let result = job();
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|e| HashError::Failed(e.to_string()))?
+        .map_err(|e| HashError::Failed(e.to_string()))
+    }
+
+    /// Hashes `password` (which must already pass [`check_policy`]).
+    pub async fn hash(&self, password: String) -> Result<String, HashError> {
+        let cost = self.cost;
+        self.run(move || bcrypt::non_truncating_hash(password, cost)).await
+    }
+
+    /// Verifies `password` against `hash`. With no hash (unknown account, or one without a
+    /// password) it still spends the same bcrypt work against a dummy, so timing does not tell.
+    pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, HashError> {
+        let (hash, real) = match hash {
+            Some(hash) => (hash, true),
+            None => (self.dummy_hash().await?, false),
+        };
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Ok(false);
+        }
+        let matched = self.run(move || bcrypt::non_truncating_verify(password, &hash)).await?;
+        Ok(real && matched)
+    }
+
+    async fn dummy_hash(&self) -> Result<String, HashError> {
+        self.dummy
+            .get_or_try_init(|| self.hash("boardroom-timing-equalizer".to_owned()))
+            .await
+            .cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_bounds() {
+        assert_eq!(check_policy("short"), Err(PolicyError::TooShort));
+        assert_eq!(check_policy(&"a".repeat(10)), Ok(()));
+        assert_eq!(check_policy(&"a".repeat(64)), Ok(()));
+        assert_eq!(check_policy(&"a".repeat(72)), Ok(()));
+        assert_eq!(check_policy(&"a".repeat(73)), Err(PolicyError::TooLong));
+        // 25 three-byte characters are 75 bytes: refused even though only 25 characters.
+        assert_eq!(check_policy(&"€".repeat(25)), Err(PolicyError::TooLong));
+    }
+
+    #[tokio::test]
+    async fn hash_and_verify_round_trip() {
+        let hasher = PasswordHasher::new(4, 2);
+        let hash = hasher.hash("correct horse battery".into()).await.unwrap();
+        assert!(hash.starts_with("$2b$04$"), "{hash}");
+        assert!(hasher.verify("correct horse battery".into(), Some(hash.clone())).await.unwrap());
+        assert!(!hasher.verify("wrong horse battery".into(), Some(hash)).await.unwrap());
+        assert!(!hasher.verify("anything at all".into(), None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_long_password_is_not_truncated() {
+        let hasher = PasswordHasher::new(4, 1);
+        let base = "x".repeat(72);
+        let hash = hasher.hash(base.clone()).await.unwrap();
+        // bcrypt itself would accept base + "y" for a truncated hash; we never do.
+        assert!(!hasher.verify(format!("{base}y"), Some(hash)).await.unwrap());
+    }
+}

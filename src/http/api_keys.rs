@@ -1,0 +1,224 @@
+//! `/orgs/{org}/api-keys`: create, list, change and revoke API keys.
+//!
+//! Only people with a session manage keys; a key can never create another key. Any member may
+//! make keys for themselves (a key is bounded by its user's roles); members see and manage their
+//! own keys, admins every key of the organization. The whole key is answered once, at creation.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, patch};
+use axum::{Json, Router};
+use boardroom_actors::audit::AuditAction;
+use boardroom_actors::roles::OrgRole;
+use boardroom_protocol::Scope;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::extract::{ApiJson, ApiPath};
+use super::AppState;
+use crate::auth::api_keys::{
+    GeneratedKey, DEFAULT_RATE_LIMIT_PER_MINUTE, MAX_RATE_LIMIT_PER_MINUTE,
+};
+use crate::auth::{Caller, OrgAccess};
+use crate::error::{ApiError, ApiResult};
+use crate::storage::{ApiKeyChanges, ApiKeyRow, NewApiKey, StorageError};
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/orgs/{org}/api-keys", get(list_keys).post(create_key))
+        .route("/orgs/{org}/api-keys/{id}", patch(update_key).delete(revoke_key))
+}
+
+fn key_json(key: &ApiKeyRow) -> Value {
+    json!({
+        "id": key.id,
+        "organization_id": key.organization_id,
+        "user_id": key.user_id,
+        "name": key.name,
+        "prefix": key.prefix,
+        "scopes": key.scopes.0,
+        "rate_limit_per_minute": key.rate_limit_per_minute,
+        "created_at": key.created_at,
+        "expires_at": key.expires_at,
+        "revoked_at": key.revoked_at,
+    })
+}
+
+fn parse_scopes(scopes: &[String]) -> Result<Vec<String>, ApiError> {
+    if scopes.is_empty() {
+        return Err(ApiError::validation("scopes must name at least one scope"));
+    }
+    let mut parsed = Vec::with_capacity(scopes.len());
+    for scope in scopes {
+        let scope = Scope::parse(scope).ok_or_else(|| {
+            let known: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::validation(format!("unknown scope {scope:?}; known: {}", known.join(", ")))
+        })?;
+        parsed.push(scope);
+    }
+    parsed.sort();
+    parsed.dedup();
+    Ok(parsed.into_iter().map(|s| s.as_str().to_owned()).collect())
+}
+
+fn check_limit(limit: u32) -> Result<i64, ApiError> {
+    if (1..=MAX_RATE_LIMIT_PER_MINUTE).contains(&limit) {
+        Ok(i64::from(limit))
+    } else {
+        Err(ApiError::validation(format!(
+            "rate_limit_per_minute must be 1 to {MAX_RATE_LIMIT_PER_MINUTE}"
+        )))
+    }
+}
+
+fn check_name(name: &str) -> Result<&str, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::validation("name must be 1 to 100 characters"));
+    }
+    Ok(name)
+}
+
+#[derive(Deserialize)]
+struct CreateKey {
+    name: String,
+    scopes: Vec<String>,
+    rate_limit_per_minute: Option<u32>,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+async fn create_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(org): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<CreateKey>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let (user, _) = caller.require_session()?;
+    let access = state.auth().org_access(&caller, org, OrgRole::Member).await?;
+    let name = check_name(&body.name)?;
+    let scopes = parse_scopes(&body.scopes)?;
+    let limit = check_limit(body.rate_limit_per_minute.unwrap_or(DEFAULT_RATE_LIMIT_PER_MINUTE))?;
+    if body.expires_at.is_some_and(|e| e <= Utc::now()) {
+        return Err(ApiError::validation("expires_at must be in the future"));
+    }
+    let tenant = state.store().tenant(org);
+    // Prefixes carry 41 random bits; a collision is rare enough that a few retries suffice.
+    let mut attempts = 0;
+    let (generated, row) = loop {
+        let generated = GeneratedKey::new();
+        let hash = state
+            .auth()
+            .hasher()
+            .hash(generated.secret().to_owned())
+            .await
+            .map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
+        let created = tenant
+            .create_api_key(NewApiKey {
+                user_id: user,
+                name,
+                prefix: generated.prefix(),
+                secret_hash: &hash,
+                scopes: scopes.clone(),
+                rate_limit_per_minute: limit,
+                expires_at: body.expires_at,
+            })
+            .await;
+        match created {
+            Ok(row) => break (generated, row),
+            Err(StorageError::Unique(_)) if attempts < 3 => attempts += 1,
+            Err(err) => return Err(err.into()),
+        }
+    };
+    state.auth().audit(AuditAction::ApiKeyCreated, &caller.meta, |e| {
+        e.organization_id = Some(org);
+        e.actor_id = Some(user);
+        e.target = Some(row.id.to_string());
+        e.bypass = access.bypass;
+        e.metadata = json!({ "prefix": row.prefix, "scopes": row.scopes.0, "name": row.name });
+    });
+    let mut body = key_json(&row);
+    body["key"] = json!(generated.key);
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// A member manages their own keys; an admin every key of the org.
+fn may_manage(access: &OrgAccess, caller: &Caller, key: &ApiKeyRow) -> bool {
+    access.role == OrgRole::Admin || key.user_id == caller.user_id()
+}
+
+async fn list_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(org): ApiPath<Uuid>,
+) -> ApiResult<Json<Value>> {
+    caller.require_session()?;
+    let access = state.auth().org_access(&caller, org, OrgRole::Member).await?;
+    let keys = state.store().tenant(org).api_keys().await?;
+    let keys: Vec<Value> =
+        keys.iter().filter(|k| may_manage(&access, &caller, k)).map(key_json).collect();
+    Ok(Json(json!({ "api_keys": keys })))
+}
+
+#[derive(Deserialize)]
+struct UpdateKey {
+    name: Option<String>,
+    scopes: Option<Vec<String>>,
+    rate_limit_per_minute: Option<u32>,
+}
+
+async fn update_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((org, id)): ApiPath<(Uuid, Uuid)>,
+    ApiJson(body): ApiJson<UpdateKey>,
+) -> ApiResult<Json<Value>> {
+    caller.require_session()?;
+    let access = state.auth().org_access(&caller, org, OrgRole::Member).await?;
+    let tenant = state.store().tenant(org);
+    let key = tenant.api_key(id).await?.ok_or_else(|| ApiError::not_found("API key"))?;
+    if !may_manage(&access, &caller, &key) {
+        return Err(ApiError::not_found("API key"));
+    }
+    let changes = ApiKeyChanges {
+        name: body.name.as_deref().map(check_name).transpose()?.map(str::to_owned),
+        scopes: body.scopes.as_deref().map(parse_scopes).transpose()?,
+        rate_limit_per_minute: body.rate_limit_per_minute.map(check_limit).transpose()?,
+    };
+    let updated =
+        tenant.update_api_key(id, changes).await?.ok_or_else(|| ApiError::not_found("API key"))?;
+    state.auth().key_cache().invalidate(id);
+    state.auth().audit(AuditAction::ApiKeyUpdated, &caller.meta, |e| {
+        e.organization_id = Some(org);
+        e.actor_id = Some(caller.user_id());
+        e.target = Some(id.to_string());
+        e.bypass = access.bypass;
+        e.metadata = json!({ "scopes": updated.scopes.0, "rate_limit_per_minute": updated.rate_limit_per_minute });
+    });
+    Ok(Json(key_json(&updated)))
+}
+
+async fn revoke_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((org, id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<StatusCode> {
+    caller.require_session()?;
+    let access = state.auth().org_access(&caller, org, OrgRole::Member).await?;
+    let tenant = state.store().tenant(org);
+    let key = tenant.api_key(id).await?.ok_or_else(|| ApiError::not_found("API key"))?;
+    if !may_manage(&access, &caller, &key) || !tenant.revoke_api_key(id).await? {
+        return Err(ApiError::not_found("API key"));
+    }
+    state.auth().key_cache().invalidate(id);
+    state.auth().audit(AuditAction::ApiKeyRevoked, &caller.meta, |e| {
+        e.organization_id = Some(org);
+        e.actor_id = Some(caller.user_id());
+        e.target = Some(id.to_string());
+        e.bypass = access.bypass;
+        e.metadata = json!({ "prefix": key.prefix });
+    });
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,67 @@
+//! `GET /orgs/{org}/audit-log`: the organization's audit rows, newest first, for admins.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use boardroom_actors::audit::AuditAction;
+use boardroom_actors::roles::OrgRole;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::extract::{ApiPath, ApiQuery};
+use super::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/orgs/{org}/audit-log", get(audit_log))
+}
+
+#[derive(Deserialize)]
+struct Query {
+    cursor: Option<i64>,
+    action: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn audit_log(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(org): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<Query>,
+) -> ApiResult<Json<Value>> {
+    caller.require_session()?;
+    state.auth().org_access(&caller, org, OrgRole::Admin).await?;
+    if let Some(action) = &query.action {
+        if AuditAction::parse(action).is_none() {
+            return Err(ApiError::validation(format!("unknown action {action:?}")));
+        }
+    }
+    let limit = query.limit.unwrap_or(50).clamp(1, 200);
+    let rows = state
+        .store()
+        .tenant(org)
+        .audit_entries(query.cursor, query.action.as_deref(), limit)
+        .await?;
+    let next_cursor = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.seq)).flatten();
+    let entries: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "seq": r.seq,
+                "id": r.id,
+                "action": r.action,
+                "actor_id": r.actor_id,
+                "target": r.target,
+                "ip": r.ip,
+                "user_agent": r.user_agent,
+                "bypass": r.bypass,
+                "metadata": r.metadata.0,
+                "created_at": r.created_at,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "entries": entries, "next_cursor": next_cursor })))
+}

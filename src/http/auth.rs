@@ -1,0 +1,230 @@
+//! `/auth/*` and `/me`: registration, login, refresh, logout, password change, sessions.
+//!
+//! Answers that start or refresh a session also set cookies for browsers: `br_access` and
+//! `br_refresh` (HttpOnly, Secure, SameSite=Strict) and `br_csrf` (readable by the page, echoed
+//! in `X-CSRF-Token` on writes).
+
+use axum::extract::State;
+use axum::http::header::SET_COOKIE;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use boardroom_actors::audit::AuditAction;
+use boardroom_protocol::ErrorCode;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::extract::{ApiJson, ApiPath};
+use super::AppState;
+use crate::auth::caller::{cookie, ACCESS_COOKIE, CSRF_COOKIE, REFRESH_COOKIE};
+use crate::auth::{Caller, Principal, RequestMeta, SessionTokens};
+use crate::error::{ApiError, ApiResult};
+use crate::storage::UserRow;
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/register", post(register))
+        .route("/auth/login", post(login))
+        .route("/auth/refresh", post(refresh))
+        .route("/auth/logout", post(logout))
+        .route("/auth/password", post(change_password))
+        .route("/auth/sessions", get(list_sessions))
+        .route("/auth/sessions/{id}", delete(revoke_session))
+        .route("/me", get(me))
+}
+
+/// The public fields of a user.
+pub fn user_json(user: &UserRow) -> Value {
+    json!({
+        "id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "email_verified": user.email_verified,
+        "created_at": user.created_at,
+    })
+}
+
+/// The answer that opens or refreshes a session: JSON body plus browser cookies.
+pub fn session_response(status: StatusCode, user: &UserRow, tokens: &SessionTokens) -> Response {
+    let body = json!({
+        "user": user_json(user),
+        "access_token": tokens.access_token,
+        "refresh_token": tokens.refresh_token,
+        "token_type": "Bearer",
+        "expires_in": tokens.expires_in,
+        "session_id": tokens.session_id,
+        "csrf_token": tokens.csrf_token,
+    });
+    let mut response = (status, Json(body)).into_response();
+    let cookies = [
+        format!(
+            "{ACCESS_COOKIE}={}; Path=/api; Max-Age={}; HttpOnly; Secure; SameSite=Strict",
+            tokens.access_token, tokens.expires_in
+        ),
+        format!(
+            "{REFRESH_COOKIE}={}; Path=/api/v1/auth; Max-Age={}; HttpOnly; Secure; SameSite=Strict",
+            tokens.refresh_token,
+            crate::auth::tokens::REFRESH_TTL_DAYS * 86_400
+        ),
+        format!("{CSRF_COOKIE}={}; Path=/; Secure; SameSite=Strict", tokens.csrf_token),
+    ];
+    for cookie in cookies {
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(SET_COOKIE, value);
+        }
+    }
+    response
+}
+
+fn clear_cookies(response: &mut Response) {
+    for (name, path) in
+        [(ACCESS_COOKIE, "/api"), (REFRESH_COOKIE, "/api/v1/auth"), (CSRF_COOKIE, "/")]
+    {
+        let cookie = format!("{name}=; Path={path}; Max-Age=0; Secure; SameSite=Strict");
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(SET_COOKIE, value);
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RegisterBody {
+    email: String,
+    password: String,
+    name: String,
+}
+
+async fn register(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    ApiJson(body): ApiJson<RegisterBody>,
+) -> ApiResult<Response> {
+    let (user, tokens) =
+        state.auth().register(&body.email, &body.password, &body.name, &meta).await?;
+    Ok(session_response(StatusCode::CREATED, &user, &tokens))
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    email: String,
+    password: String,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> ApiResult<Response> {
+    let (user, tokens) = state.auth().login(&body.email, &body.password, &meta).await?;
+    Ok(session_response(StatusCode::OK, &user, &tokens))
+}
+
+#[derive(Deserialize, Default)]
+struct RefreshBody {
+    refresh_token: Option<String>,
+}
+
+async fn refresh(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    // Browsers refresh with the cookie and no body; other clients send the token in JSON.
+    let from_body = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        serde_json::from_slice::<RefreshBody>(&body)
+            .map_err(|e| ApiError::new(ErrorCode::MalformedBody, format!("invalid body: {e}")))?
+            .refresh_token
+    };
+    let token = from_body
+        .or_else(|| cookie(&headers, REFRESH_COOKIE))
+        .ok_or_else(|| ApiError::unauthenticated("refresh_token is required"))?;
+    let (user, tokens) = state.auth().refresh(&token, &meta).await?;
+    Ok(session_response(StatusCode::OK, &user, &tokens))
+}
+
+async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    let (user, session) = caller.require_session()?;
+    state.auth().end_session(user, session, AuditAction::Logout, &caller.meta).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    clear_cookies(&mut response);
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+struct PasswordBody {
+    current_password: String,
+    new_password: String,
+}
+
+async fn change_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<PasswordBody>,
+) -> ApiResult<StatusCode> {
+    let (user, session) = caller.require_session()?;
+    state
+        .auth()
+        .change_password(user, session, &body.current_password, &body.new_password, &caller.meta)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_sessions(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    let (user, current) = caller.require_session()?;
+    let sessions = state.store().live_sessions(user).await?;
+    let sessions: Vec<Value> = sessions
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.id,
+                "method": s.method,
+                "ip": s.ip,
+                "user_agent": s.user_agent,
+                "created_at": s.created_at,
+                "last_used_at": s.last_used_at,
+                "expires_at": s.expires_at,
+                "current": s.id == current,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "sessions": sessions })))
+}
+
+async fn revoke_session(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<StatusCode> {
+    let (user, _) = caller.require_session()?;
+    state.auth().end_session(user, id, AuditAction::SessionRevoked, &caller.meta).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    let user = state
+        .store()
+        .user_by_id(caller.user_id())
+        .await?
+        .ok_or_else(|| ApiError::unauthenticated("account no longer exists"))?;
+    let mut body = json!({ "user": user_json(&user) });
+    match &caller.principal {
+        Principal::User { session_id, superadmin, .. } => {
+            body["session_id"] = json!(session_id);
+            body["superadmin"] = json!(superadmin);
+        }
+        Principal::ApiKey(grant) => {
+            body["api_key"] = json!({
+                "id": grant.key_id,
+                "organization_id": grant.org_id,
+                "scopes": grant.scopes,
+            });
+        }
+    }
+    Ok(Json(body))
+}

@@ -1,0 +1,207 @@
+//! `/orgs`: organizations and their members.
+//!
+//! Anyone signed in may create an organization and becomes its admin. Reading needs membership;
+//! changing membership needs the admin role. Another organization answers 404.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, patch};
+use axum::{Json, Router};
+use boardroom_actors::audit::AuditAction;
+use boardroom_actors::roles::OrgRole;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::extract::{ApiJson, ApiPath};
+use super::AppState;
+use crate::auth::{Caller, Principal};
+use crate::error::{ApiError, ApiResult};
+use crate::storage::{MemberRow, OrganizationRow, StorageError};
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/orgs", get(list_orgs).post(create_org))
+        .route("/orgs/{org}", get(get_org))
+        .route("/orgs/{org}/members", get(list_members).post(add_member))
+        .route("/orgs/{org}/members/{user}", patch(change_member).delete(remove_member))
+}
+
+fn org_json(org: &OrganizationRow, role: OrgRole) -> Value {
+    json!({
+        "id": org.id,
+        "name": org.name,
+        "plan": org.plan,
+        "created_at": org.created_at,
+        "role": role.as_str(),
+    })
+}
+
+fn member_json(member: &MemberRow) -> Value {
+    json!({
+        "user_id": member.user_id,
+        "email": member.email,
+        "name": member.name,
+        "role": member.role().as_str(),
+        "joined_at": member.created_at,
+    })
+}
+
+fn parse_role(role: &str) -> Result<OrgRole, ApiError> {
+    OrgRole::parse(role).ok_or_else(|| ApiError::validation("role must be admin or member"))
+}
+
+#[derive(Deserialize)]
+struct CreateOrg {
+    name: String,
+}
+
+async fn create_org(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateOrg>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let (user, _) = caller.require_session()?;
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::validation("name must be 1 to 100 characters"));
+    }
+    let org = state.store().create_org(name, user).await?;
+    state.auth().audit(AuditAction::OrgCreated, &caller.meta, |e| {
+        e.organization_id = Some(org.id);
+        e.actor_id = Some(user);
+        e.target = Some(org.id.to_string());
+    });
+    Ok((StatusCode::CREATED, Json(org_json(&org, OrgRole::Admin))))
+}
+
+async fn list_orgs(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    let orgs = state.store().orgs_of_user(caller.user_id()).await?;
+    let visible: Vec<Value> = orgs
+        .iter()
+        .filter(|(org, _)| match &caller.principal {
+            Principal::ApiKey(grant) => grant.org_id == org.id,
+            Principal::User { .. } => true,
+        })
+        .map(|(org, role)| org_json(org, *role))
+        .collect();
+    Ok(Json(json!({ "organizations": visible })))
+}
+
+async fn get_org(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(org): ApiPath<Uuid>,
+) -> ApiResult<Json<Value>> {
+    let access = state.auth().org_access(&caller, org, OrgRole::Member).await?;
+    let row = state
+        .store()
+        .tenant(org)
+        .organization()
+        .await?
+        .ok_or_else(|| ApiError::not_found("organization"))?;
+    Ok(Json(org_json(&row, access.role)))
+}
+
+async fn list_members(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(org): ApiPath<Uuid>,
+) -> ApiResult<Json<Value>> {
+    state.auth().org_access(&caller, org, OrgRole::Member).await?;
+    let members = state.store().tenant(org).members().await?;
+    Ok(Json(json!({ "members": members.iter().map(member_json).collect::<Vec<_>>() })))
+}
+
+#[derive(Deserialize)]
+struct AddMember {
+    email: String,
+    role: String,
+}
+
+async fn add_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(org): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<AddMember>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    caller.require_session()?;
+    let access = state.auth().org_access(&caller, org, OrgRole::Admin).await?;
+    let role = parse_role(&body.role)?;
+    let email = body.email.trim().to_lowercase();
+    let user = state
+        .store()
+        .user_by_email(&email)
+        .await?
+        .ok_or_else(|| ApiError::not_found("account with this email"))?;
+    let tenant = state.store().tenant(org);
+    tenant.add_member(user.id, role).await.map_err(|err| match err {
+        StorageError::Unique(_) => ApiError::conflict("already a member"),
+        other => other.into(),
+    })?;
+    state.auth().audit(AuditAction::MemberAdded, &caller.meta, |e| {
+        e.organization_id = Some(org);
+        e.actor_id = Some(caller.user_id());
+        e.target = Some(user.id.to_string());
+        e.bypass = access.bypass;
+        e.metadata = json!({ "role": role.as_str() });
+    });
+    let member = tenant.member(user.id).await?.ok_or_else(|| ApiError::not_found("member"))?;
+    Ok((StatusCode::CREATED, Json(member_json(&member))))
+}
+
+#[derive(Deserialize)]
+struct ChangeMember {
+    role: String,
+}
+
+async fn change_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((org, user)): ApiPath<(Uuid, Uuid)>,
+    ApiJson(body): ApiJson<ChangeMember>,
+) -> ApiResult<Json<Value>> {
+    caller.require_session()?;
+    let access = state.auth().org_access(&caller, org, OrgRole::Admin).await?;
+    let role = parse_role(&body.role)?;
+    let tenant = state.store().tenant(org);
+    let previous = tenant.set_member_role(user, Some(role)).await.map_err(membership_error)?;
+    state.auth().audit(AuditAction::MemberRoleChanged, &caller.meta, |e| {
+        e.organization_id = Some(org);
+        e.actor_id = Some(caller.user_id());
+        e.target = Some(user.to_string());
+        e.bypass = access.bypass;
+        e.metadata = json!({ "from": previous.as_str(), "to": role.as_str() });
+    });
+    let member = tenant.member(user).await?.ok_or_else(|| ApiError::not_found("member"))?;
+    Ok(Json(member_json(&member)))
+}
+
+async fn remove_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((org, user)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<StatusCode> {
+    caller.require_session()?;
+    let access = state.auth().org_access(&caller, org, OrgRole::Admin).await?;
+    let previous =
+        state.store().tenant(org).set_member_role(user, None).await.map_err(membership_error)?;
+    state.auth().key_cache().invalidate_user(org, user);
+    state.auth().audit(AuditAction::MemberRemoved, &caller.meta, |e| {
+        e.organization_id = Some(org);
+        e.actor_id = Some(caller.user_id());
+        e.target = Some(user.to_string());
+        e.bypass = access.bypass;
+        e.metadata = json!({ "role": previous.as_str() });
+    });
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn membership_error(err: StorageError) -> ApiError {
+    match err {
+        StorageError::NotFound => ApiError::not_found("member"),
+        StorageError::Rule(rule) => ApiError::conflict(rule),
+        other => other.into(),
+    }
+}

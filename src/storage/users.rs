@@ -1,0 +1,132 @@
+//! Users: platform-level accounts (not tenant data; an account may belong to many orgs).
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{new_id, now, StorageResult, Store};
+use crate::on_pool;
+
+/// A stored user.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserRow {
+    /// Id.
+    pub id: Uuid,
+    /// Lower-cased email.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// bcrypt hash; `None` for accounts that only sign in with Google.
+    pub password_hash: Option<String>,
+    /// Whether an identity provider vouched for the email.
+    pub email_verified: bool,
+    /// Google's subject id, once linked.
+    pub google_sub: Option<String>,
+    /// Platform superadmin (set only from the CLI).
+    pub is_superadmin: bool,
+    /// Bumped whenever every access token of the user must stop working.
+    pub token_version: i64,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+const USER_COLUMNS: &str = "id, email, name, password_hash, email_verified, google_sub, \
+                            is_superadmin, token_version, created_at";
+
+/// A user to create.
+pub struct NewUser<'a> {
+    /// Lower-cased email.
+    pub email: &'a str,
+    /// Display name.
+    pub name: &'a str,
+    /// bcrypt hash, if the account has a password.
+    pub password_hash: Option<&'a str>,
+    /// Whether the email is verified.
+    pub email_verified: bool,
+    /// Google subject, if created through Google.
+    pub google_sub: Option<&'a str>,
+}
+
+impl Store {
+    /// Creates a user; a taken email is [`StorageError::Unique`](super::StorageError::Unique).
+    pub async fn create_user(&self, user: NewUser<'_>) -> StorageResult<UserRow> {
+        let sql = format!(
+            "INSERT INTO users (id, email, name, password_hash, email_verified, google_sub, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {USER_COLUMNS}"
+        );
+        let row = on_pool!(self, pool => {
+            sqlx::query_as::<_, UserRow>(&sql)
+                .bind(new_id())
+                .bind(user.email)
+                .bind(user.name)
+                .bind(user.password_hash)
+                .bind(user.email_verified)
+                .bind(user.google_sub)
+                .bind(now())
+                .fetch_one(pool)
+                .await
+        })?;
+        Ok(row)
+    }
+
+    /// The user with `email` (lower-cased), if any.
+    pub async fn user_by_email(&self, email: &str) -> StorageResult<Option<UserRow>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as::<_, UserRow>(&sql).bind(email).fetch_optional(pool).await
+        })?)
+    }
+
+    /// The user with `id`, if any.
+    pub async fn user_by_id(&self, id: Uuid) -> StorageResult<Option<UserRow>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as::<_, UserRow>(&sql).bind(id).fetch_optional(pool).await
+        })?)
+    }
+
+    /// The user linked to Google subject `sub`, if any.
+    pub async fn user_by_google_sub(&self, sub: &str) -> StorageResult<Option<UserRow>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE google_sub = $1");
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as::<_, UserRow>(&sql).bind(sub).fetch_optional(pool).await
+        })?)
+    }
+
+    /// Links a Google subject to an existing user and marks the email verified.
+    pub async fn link_google(&self, user_id: Uuid, sub: &str) -> StorageResult<()> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE users SET google_sub = $2, email_verified = TRUE WHERE id = $1")
+                .bind(user_id)
+                .bind(sub)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    /// Replaces the password hash and bumps the token version; returns the new version.
+    pub async fn set_password(&self, user_id: Uuid, password_hash: &str) -> StorageResult<i64> {
+        let (version,): (i64,) = on_pool!(self, pool => {
+            sqlx::query_as(
+                "UPDATE users SET password_hash = $2, token_version = token_version + 1 \
+                 WHERE id = $1 RETURNING token_version",
+            )
+            .bind(user_id)
+            .bind(password_hash)
+            .fetch_one(pool)
+            .await
+        })?;
+        Ok(version)
+    }
+
+    /// Sets or clears the superadmin flag of the user with `email`; returns the user.
+    pub async fn set_superadmin(&self, email: &str, value: bool) -> StorageResult<UserRow> {
+        let sql = format!(
+            "UPDATE users SET is_superadmin = $2 WHERE email = $1 RETURNING {USER_COLUMNS}"
+        );
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as::<_, UserRow>(&sql).bind(email).bind(value).fetch_one(pool).await
+        })?)
+    }
+}
