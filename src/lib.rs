@@ -11,6 +11,8 @@
 //! - [`http`]: the HTTP edge, the router and its thin handlers.
 //! - [`error`]: the one error type at the edge, mapped to the stable codes of
 //!   `boardroom-protocol`.
+//! - [`ssrf`]: the SSRF guard for outbound webhooks: URL validation, address checks,
+//!   the allowlist and a client pinned to the checked address.
 //! - [`storage`]: one storage interface over SQLite and Postgres, with tenant-scoped handles.
 //! - [`telemetry`]: logging and the per-request log line.
 //!
@@ -22,5 +24,6 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod server;
+pub mod ssrf;
 pub mod storage;
 pub mod telemetry;
