@@ -48,11 +48,39 @@ where
         &'a TestServer,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>,
 {
+    run_with(backend, |_| {}, test).await;
+}
+
+/// Like [`run`], with `tune` adjusting the server's settings first.
+pub async fn run_with<F>(backend: Backend, tune: impl FnOnce(&mut Settings), test: F)
+where
+    F: for<'a> FnOnce(
+        &'a TestServer,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>,
+{
     let Some(database) = TestDatabase::create(backend).await else { return };
-    let server = TestServer::start_on(database).await;
+    let server = TestServer::start_with(database, tune).await;
     test(&server).await;
     server.stop().await;
 }
+
+/// Like [`both_backends!`], with a settings tweak applied to every server:
+/// `both_backends_with!(tune_fn; test_a, test_b)`.
+macro_rules! both_backends_with {
+    ($tune:path; $($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $crate::harness::run_with(crate::harness::Backend::Sqlite, $tune, |s| Box::pin(super::$name(s))).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                $crate::harness::run_with(crate::harness::Backend::Postgres, $tune, |s| Box::pin(super::$name(s))).await;
+            }
+        }
+    )+};
+}
+pub(crate) use both_backends_with;
 
 /// The admin URL of the Postgres server used by tests.
 pub fn postgres_admin_url() -> String {
@@ -199,6 +227,112 @@ impl TestServer {
         if let Some(running) = self.running.take() {
             assert!(running.shutdown().await, "server did not shut down cleanly");
         }
+    }
+}
+
+/// A signed-in user, as the tests use one.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: String,
+    pub email: String,
+    pub password: String,
+    pub access_token: String,
+    pub refresh_token: String,
+    pub session_id: String,
+}
+
+impl TestServer {
+    /// `POST path` with a JSON body and an optional bearer token.
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
+        let mut call = self.call(Method::POST, path).json(body);
+        if let Some(token) = token {
+            call = call.bearer(token);
+        }
+        call.send().await
+    }
+
+    /// `GET path` with a bearer token.
+    pub async fn get_as(&self, path: &str, token: &str) -> Reply {
+        self.call(Method::GET, path).bearer(token).send().await
+    }
+
+    /// `method path` with a bearer token and an optional JSON body.
+    pub async fn send_as(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> Reply {
+        let mut call = self.call(method, path).bearer(token);
+        if let Some(body) = body {
+            call = call.json(body);
+        }
+        call.send().await
+    }
+
+    /// Registers a fresh user named `name` (unique email) and returns their session.
+    pub async fn register(&self, name: &str) -> TestUser {
+        let email = format!("{name}-{}@example.com", uuid::Uuid::now_v7().simple());
+        let password = format!("pw-{name}-long-enough");
+        let reply = self
+            .post(
+                "/api/v1/auth/register",
+                None,
+                &serde_json::json!({ "email": email, "password": password, "name": name }),
+            )
+            .await;
+        let body = reply.expect(201).clone();
+        TestUser {
+            id: body["user"]["id"].as_str().unwrap().to_owned(),
+            email,
+            password,
+            access_token: body["access_token"].as_str().unwrap().to_owned(),
+            refresh_token: body["refresh_token"].as_str().unwrap().to_owned(),
+            session_id: body["session_id"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Creates an organization as `owner`; returns its id.
+    pub async fn create_org(&self, owner: &TestUser, name: &str) -> String {
+        let reply = self
+            .post("/api/v1/orgs", Some(&owner.access_token), &serde_json::json!({ "name": name }))
+            .await;
+        reply.expect(201)["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Adds `user` to `org` with `role`, acting as `admin`.
+    pub async fn add_member(&self, admin: &TestUser, org: &str, user: &TestUser, role: &str) {
+        self.post(
+            &format!("/api/v1/orgs/{org}/members"),
+            Some(&admin.access_token),
+            &serde_json::json!({ "email": user.email, "role": role }),
+        )
+        .await
+        .expect(201);
+    }
+
+    /// Creates an API key in `org` as `user` with `scopes`; returns (id, key).
+    pub async fn create_key(
+        &self,
+        user: &TestUser,
+        org: &str,
+        scopes: &[&str],
+    ) -> (String, String) {
+        let reply = self
+            .post(
+                &format!("/api/v1/orgs/{org}/api-keys"),
+                Some(&user.access_token),
+                &serde_json::json!({ "name": "test key", "scopes": scopes }),
+            )
+            .await;
+        let body = reply.expect(201);
+        (body["id"].as_str().unwrap().to_owned(), body["key"].as_str().unwrap().to_owned())
+    }
+
+    /// Waits until the audit actor has written everything recorded so far.
+    pub async fn flush_audit(&self) {
+        assert!(self.state().runtime().audit().flush().await, "audit flush failed");
     }
 }
 

@@ -97,9 +97,16 @@ impl PasswordHasher {
     }
 
     /// Hashes `password` (which must already pass [`check_policy`]).
+    ///
+    /// The length is checked here rather than by bcrypt's `non_truncating_*`, which also refuses
+    /// exactly 72 bytes because it counts the C terminator; at 72 bytes every byte of the
+    /// password is still used.
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Err(HashError::Failed("password over 72 bytes reached the hasher".into()));
+        }
         let cost = self.cost;
-        self.run(move || bcrypt::non_truncating_hash(password, cost)).await
+        self.run(move || bcrypt::hash(password, cost)).await
     }
 
     /// Verifies `password` against `hash`. With no hash (unknown account, or one without a
@@ -112,7 +119,7 @@ impl PasswordHasher {
         if password.len() > MAX_PASSWORD_BYTES {
             return Ok(false);
         }
-        let matched = self.run(move || bcrypt::non_truncating_verify(password, &hash)).await?;
+        let matched = self.run(move || bcrypt::verify(password, &hash)).await?;
         Ok(real && matched)
     }
 
