@@ -67,15 +67,15 @@ where
 /// Like [`both_backends!`], with a settings tweak applied to every server:
 /// `both_backends_with!(tune_fn; test_a, test_b)`.
 macro_rules! both_backends_with {
-    ($tune:path; $($name:ident),+ $(,)?) => {$(
+    ($tune:ident; $($name:ident),+ $(,)?) => {$(
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                $crate::harness::run_with(crate::harness::Backend::Sqlite, $tune, |s| Box::pin(super::$name(s))).await;
+                $crate::harness::run_with(crate::harness::Backend::Sqlite, super::$tune, |s| Box::pin(super::$name(s))).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                $crate::harness::run_with(crate::harness::Backend::Postgres, $tune, |s| Box::pin(super::$name(s))).await;
+                $crate::harness::run_with(crate::harness::Backend::Postgres, super::$tune, |s| Box::pin(super::$name(s))).await;
             }
         }
     )+};

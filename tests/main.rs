@@ -5,5 +5,8 @@
 
 mod harness;
 
+mod api_keys;
 mod cli;
 mod health;
+mod identity;
+mod orgs;

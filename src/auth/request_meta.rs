@@ -77,7 +77,11 @@ impl RequestMeta {
             ip,
             user_agent,
             method: parts.method.to_string(),
-            path: parts.uri.path().to_owned(),
+            // Inside nested routers `uri` has lost its prefix; the original keeps it.
+            path: parts
+                .extensions
+                .get::<axum::extract::OriginalUri>()
+                .map_or_else(|| parts.uri.path().to_owned(), |u| u.0.path().to_owned()),
         }
     }
 }

@@ -1,0 +1,257 @@
+//! API keys: shape and storage (prefix in plaintext, the rest only as bcrypt), scopes, tenancy,
+//! revocation and re-scoping taking effect at once, expiry, per-key limits with their headers,
+//! and the per-IP counter that refuses bad keys before any bcrypt runs.
+
+use std::process::Command;
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::harness::{both_backends, TestServer};
+
+both_backends!(
+    keys_are_stored_as_prefix_and_bcrypt_hash,
+    keys_act_inside_their_org_and_never_manage_credentials,
+    revoked_rescoped_and_departed_keys_stop_at_once,
+    expired_keys_are_refused,
+    per_key_rate_limit_with_headers,
+    bad_keys_are_counted_per_ip_before_bcrypt,
+);
+
+async fn keys_are_stored_as_prefix_and_bcrypt_hash(server: &TestServer) {
+    let alice = server.register("alice").await;
+    let org = server.create_org(&alice, "Acme").await;
+    let created = server
+        .post(
+            &format!("/api/v1/orgs/{org}/api-keys"),
+            Some(&alice.access_token),
+            &json!({"name": "ci", "scopes": ["items:write", "boards:read", "boards:read"], "rate_limit_per_minute": 120}),
+        )
+        .await;
+    let body = created.expect(201).clone();
+    let key = body["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("brk_") && key.len() == 44, "{key}");
+    assert_eq!(body["prefix"], &key[..11]);
+    assert_eq!(body["scopes"], json!(["boards:read", "items:write"]));
+    assert_eq!(body["rate_limit_per_minute"], 120);
+
+    let list = server.get_as(&format!("/api/v1/orgs/{org}/api-keys"), &alice.access_token).await;
+    let listed = list.expect(200)["api_keys"][0].clone();
+    assert!(listed.get("key").is_none() && listed.get("secret_hash").is_none(), "{listed}");
+    assert!(!list.body.to_string().contains(&key[11..]));
+
+    // What the database holds: the prefix, and a bcrypt hash of the rest that an independent
+    // bcrypt implementation accepts.
+    let (prefix, hash): (String, String) = boardroom::on_pool!(server.state().store(), pool => {
+        sqlx::query_as("SELECT prefix, secret_hash FROM api_keys").fetch_one(pool).await.unwrap()
+    });
+    assert_eq!(prefix, &key[..11]);
+    assert!(!hash.contains(&key[11..]));
+    let check = Command::new("python3")
+        .args(["-c", "import bcrypt,sys; sys.exit(0 if bcrypt.checkpw(sys.argv[1].encode(), sys.argv[2].encode()) else 1)", &key[11..], &hash])
+        .status()
+        .expect("python3 with bcrypt");
+    assert!(check.success(), "python bcrypt rejected the stored key hash");
+
+    for bad in [
+        json!({"name": "x", "scopes": []}),
+        json!({"name": "x", "scopes": ["admin"]}),
+        json!({"name": "", "scopes": ["boards:read"]}),
+        json!({"name": "x", "scopes": ["boards:read"], "rate_limit_per_minute": 0}),
+        json!({"name": "x", "scopes": ["boards:read"], "expires_at": "2001-01-01T00:00:00Z"}),
+    ] {
+        server
+            .post(&format!("/api/v1/orgs/{org}/api-keys"), Some(&alice.access_token), &bad)
+            .await
+            .expect_error(422, "validation_failed");
+    }
+}
+
+async fn keys_act_inside_their_org_and_never_manage_credentials(server: &TestServer) {
+    let alice = server.register("alice").await;
+    let org_a = server.create_org(&alice, "A").await;
+    let org_b = server.create_org(&alice, "B").await;
+    let (_, key) = server.create_key(&alice, &org_a, &["boards:read"]).await;
+
+    server.get_as(&format!("/api/v1/orgs/{org_a}"), &key).await.expect(200);
+    let me = server.get_as("/api/v1/me", &key).await;
+    let me = me.expect(200);
+    assert_eq!(me["user"]["id"], alice.id);
+    assert_eq!(me["api_key"]["organization_id"], org_a.as_str());
+    // Its user belongs to org B, but the key does not reach it.
+    server.get_as(&format!("/api/v1/orgs/{org_b}"), &key).await.expect_error(404, "not_found");
+    let orgs = server.get_as("/api/v1/orgs", &key).await;
+    assert_eq!(orgs.expect(200)["organizations"].as_array().unwrap().len(), 1);
+
+    // Beyond its scopes: keys, sessions, membership and the audit log.
+    server
+        .post(
+            &format!("/api/v1/orgs/{org_a}/api-keys"),
+            Some(&key),
+            &json!({"name": "child", "scopes": ["boards:read"]}),
+        )
+        .await
+        .expect_error(403, "insufficient_scope");
+    server
+        .get_as(&format!("/api/v1/orgs/{org_a}/api-keys"), &key)
+        .await
+        .expect_error(403, "insufficient_scope");
+    server
+        .post("/api/v1/orgs", Some(&key), &json!({"name": "C"}))
+        .await
+        .expect_error(403, "insufficient_scope");
+    server.get_as("/api/v1/auth/sessions", &key).await.expect_error(403, "insufficient_scope");
+    server
+        .send_as(Method::POST, "/api/v1/auth/logout", &key, None)
+        .await
+        .expect_error(403, "insufficient_scope");
+    server
+        .get_as(&format!("/api/v1/orgs/{org_a}/audit-log"), &key)
+        .await
+        .expect_error(403, "insufficient_scope");
+    server
+        .post(
+            &format!("/api/v1/orgs/{org_a}/members"),
+            Some(&key),
+            &json!({"email": "x@example.com", "role": "member"}),
+        )
+        .await
+        .expect_error(403, "insufficient_scope");
+    let keys = server.get_as(&format!("/api/v1/orgs/{org_a}/api-keys"), &alice.access_token).await;
+    assert_eq!(keys.expect(200)["api_keys"].as_array().unwrap().len(), 1);
+}
+
+async fn revoked_rescoped_and_departed_keys_stop_at_once(server: &TestServer) {
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let org = server.create_org(&alice, "Acme").await;
+    server.add_member(&alice, &org, &bob, "member").await;
+    let (id, key) = server.create_key(&alice, &org, &["boards:read"]).await;
+    server.get_as(&format!("/api/v1/orgs/{org}"), &key).await.expect(200); // now cached
+
+    // Re-scoped: the cache is dropped and the new scopes apply at once.
+    let patched = server
+        .send_as(
+            Method::PATCH,
+            &format!("/api/v1/orgs/{org}/api-keys/{id}"),
+            &alice.access_token,
+            Some(&json!({"scopes": ["items:read"]})),
+        )
+        .await;
+    assert_eq!(patched.expect(200)["scopes"], json!(["items:read"]));
+    let me = server.get_as("/api/v1/me", &key).await;
+    assert_eq!(me.expect(200)["api_key"]["scopes"], json!(["items:read"]));
+
+    // A member cannot see or revoke someone else's key; the admin can.
+    server
+        .send_as(
+            Method::DELETE,
+            &format!("/api/v1/orgs/{org}/api-keys/{id}"),
+            &bob.access_token,
+            None,
+        )
+        .await
+        .expect_error(404, "not_found");
+    server
+        .send_as(
+            Method::DELETE,
+            &format!("/api/v1/orgs/{org}/api-keys/{id}"),
+            &alice.access_token,
+            None,
+        )
+        .await
+        .expect(204);
+    server.get_as(&format!("/api/v1/orgs/{org}"), &key).await.expect_error(401, "unauthenticated");
+    server
+        .send_as(
+            Method::DELETE,
+            &format!("/api/v1/orgs/{org}/api-keys/{id}"),
+            &alice.access_token,
+            None,
+        )
+        .await
+        .expect_error(404, "not_found");
+
+    // Bob's key stops when Bob leaves the organization.
+    let (_, bobs_key) = server.create_key(&bob, &org, &["boards:read"]).await;
+    server.get_as(&format!("/api/v1/orgs/{org}"), &bobs_key).await.expect(200);
+    server
+        .send_as(
+            Method::DELETE,
+            &format!("/api/v1/orgs/{org}/members/{}", bob.id),
+            &alice.access_token,
+            None,
+        )
+        .await
+        .expect(204);
+    server
+        .get_as(&format!("/api/v1/orgs/{org}"), &bobs_key)
+        .await
+        .expect_error(401, "unauthenticated");
+}
+
+async fn expired_keys_are_refused(server: &TestServer) {
+    let alice = server.register("alice").await;
+    let org = server.create_org(&alice, "Acme").await;
+    let expires = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
+    let created = server
+        .post(
+            &format!("/api/v1/orgs/{org}/api-keys"),
+            Some(&alice.access_token),
+            &json!({"name": "short", "scopes": ["boards:read"], "expires_at": expires}),
+        )
+        .await;
+    let key = created.expect(201)["key"].as_str().unwrap().to_owned();
+    server.get_as(&format!("/api/v1/orgs/{org}"), &key).await.expect(200);
+    tokio::time::sleep(std::time::Duration::from_millis(1700)).await;
+    server.get_as(&format!("/api/v1/orgs/{org}"), &key).await.expect_error(401, "unauthenticated");
+}
+
+async fn per_key_rate_limit_with_headers(server: &TestServer) {
+    let alice = server.register("alice").await;
+    let org = server.create_org(&alice, "Acme").await;
+    let created = server
+        .post(
+            &format!("/api/v1/orgs/{org}/api-keys"),
+            Some(&alice.access_token),
+            &json!({"name": "slow", "scopes": ["boards:read"], "rate_limit_per_minute": 2}),
+        )
+        .await;
+    let key = created.expect(201)["key"].as_str().unwrap().to_owned();
+    let first = server.get_as(&format!("/api/v1/orgs/{org}"), &key).await;
+    first.expect(200);
+    assert_eq!(first.header("ratelimit-policy"), Some("\"per-key\";q=2;w=60"));
+    assert!(
+        first.header("ratelimit").unwrap().starts_with("\"per-key\";r=1;"),
+        "{:?}",
+        first.header("ratelimit")
+    );
+    server.get_as(&format!("/api/v1/orgs/{org}"), &key).await.expect(200);
+    let third = server.get_as(&format!("/api/v1/orgs/{org}"), &key).await;
+    third.expect_error(429, "rate_limited");
+    let retry: u64 = third.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert!(third.header("ratelimit").unwrap().contains("r=0"));
+    // Sessions are not charged to the key.
+    server.get_as(&format!("/api/v1/orgs/{org}"), &alice.access_token).await.expect(200);
+}
+
+async fn bad_keys_are_counted_per_ip_before_bcrypt(server: &TestServer) {
+    let alice = server.register("alice").await;
+    let org = server.create_org(&alice, "Acme").await;
+    let (_, key) = server.create_key(&alice, &org, &["boards:read"]).await;
+    let unknown = format!("brk_{}", "Z".repeat(40));
+    for i in 0..20 {
+        let bad = if i % 2 == 0 { "brk_malformed".to_owned() } else { unknown.clone() };
+        server
+            .get_as(&format!("/api/v1/orgs/{org}"), &bad)
+            .await
+            .expect_error(401, "unauthenticated");
+    }
+    // This IP has used up its failures: even a genuine, never-verified key is refused unheard.
+    let refused = server.get_as(&format!("/api/v1/orgs/{org}"), &key).await;
+    refused.expect_error(429, "rate_limited");
+    assert!(refused.header("retry-after").is_some());
+    // Sessions are unaffected.
+    server.get_as(&format!("/api/v1/orgs/{org}"), &alice.access_token).await.expect(200);
+}

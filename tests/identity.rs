@@ -1,0 +1,535 @@
+//! Accounts and sessions, attacked: forged, expired and replayed tokens; logged-out and
+//! rotated sessions; the password policy; login limits; cookies with CSRF. Tokens minted here
+//! use `jsonwebtoken`; an independent implementation (PyJWT) checks ours.
+
+use std::process::Command;
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::Method;
+use serde_json::json;
+
+use crate::harness::{both_backends, both_backends_with, TestServer};
+
+/// The secret `Settings::for_tests` signs with.
+const TEST_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+
+both_backends!(
+    register_login_me,
+    duplicate_email_conflicts,
+    password_policy_is_enforced,
+    unknown_email_and_wrong_password_answer_alike,
+    forged_tokens_are_refused,
+    logout_ends_the_access_token_at_once,
+    password_change_ends_other_sessions_and_old_tokens,
+    refresh_rotates_and_reuse_revokes_the_session,
+    sessions_can_be_listed_and_revoked,
+    cookie_writes_need_the_csrf_header,
+    sixth_login_attempt_is_rate_limited,
+    tokens_agree_with_pyjwt,
+);
+
+both_backends_with!(
+    registration_limit;
+    registration_is_limited_per_ip
+);
+
+fn registration_limit(settings: &mut boardroom::config::Settings) {
+    settings.register_limit = 5;
+}
+
+fn mint(claims: serde_json::Value, secret: &str, alg: Algorithm) -> String {
+    jsonwebtoken::encode(&Header::new(alg), &claims, &EncodingKey::from_secret(secret.as_bytes()))
+        .unwrap()
+}
+
+fn claims_for(user: &str, sid: &str, tv: i64, iat: i64, nbf: i64, exp: i64) -> serde_json::Value {
+    json!({
+        "iss": "boardroom", "aud": "boardroom-api", "sub": user, "sid": sid, "tv": tv,
+        "iat": iat, "nbf": nbf, "exp": exp,
+    })
+}
+
+async fn register_login_me(server: &TestServer) {
+    let alice = server.register("alice").await;
+    let me = server.get_as("/api/v1/me", &alice.access_token).await;
+    let body = me.expect(200);
+    assert_eq!(body["user"]["email"], alice.email);
+    assert_eq!(body["user"]["id"], alice.id);
+    assert!(body["user"].get("password_hash").is_none());
+
+    let login = server
+        .post(
+            "/api/v1/auth/login",
+            None,
+            &json!({"email": alice.email.to_uppercase(), "password": alice.password}),
+        )
+        .await;
+    let body = login.expect(200);
+    assert_eq!(body["user"]["id"], alice.id);
+    assert_eq!(body["expires_in"], 900);
+    assert_eq!(body["token_type"], "Bearer");
+    server.get_as("/api/v1/me", body["access_token"].as_str().unwrap()).await.expect(200);
+
+    server.get("/api/v1/me").await.expect_error(401, "unauthenticated");
+}
+
+async fn duplicate_email_conflicts(server: &TestServer) {
+    let alice = server.register("alice").await;
+    let again = server
+        .post(
+            "/api/v1/auth/register",
+            None,
+            &json!({"email": alice.email, "password": "another-long-pw", "name": "A2"}),
+        )
+        .await;
+    again.expect_error(409, "conflict");
+}
+
+async fn password_policy_is_enforced(server: &TestServer) {
+    let register = |password: String| async move {
+        server
+            .post(
+                "/api/v1/auth/register",
+                None,
+                &json!({"email": format!("p-{}@example.com", uuid::Uuid::now_v7().simple()), "password": password, "name": "P"}),
+            )
+            .await
+    };
+    let too_long = register("a".repeat(73)).await;
+    too_long.expect_error(422, "validation_failed");
+    assert!(too_long.body["error"]["message"].as_str().unwrap().contains("72 bytes"));
+    register("short".into()).await.expect_error(422, "validation_failed");
+    // 64 ASCII characters must work, and log in again afterwards.
+    let long = "L".repeat(64);
+    let email = format!("long-{}@example.com", uuid::Uuid::now_v7().simple());
+    server
+        .post(
+            "/api/v1/auth/register",
+            None,
+            &json!({"email": email, "password": long, "name": "L"}),
+        )
+        .await
+        .expect(201);
+    server
+        .post("/api/v1/auth/login", None, &json!({"email": email, "password": long}))
+        .await
+        .expect(200);
+    // A 72-byte password is used whole: changing its last byte fails.
+    let exact = "E".repeat(72);
+    let email = format!("exact-{}@example.com", uuid::Uuid::now_v7().simple());
+    server
+        .post(
+            "/api/v1/auth/register",
+            None,
+            &json!({"email": email, "password": exact, "name": "E"}),
+        )
+        .await
+        .expect(201);
+    let wrong = format!("{}F", &exact[..71]);
+    server
+        .post("/api/v1/auth/login", None, &json!({"email": email, "password": wrong}))
+        .await
+        .expect_error(401, "invalid_credentials");
+    // Malformed bodies are 400 with a code, and change nothing.
+    server
+        .call(Method::POST, "/api/v1/auth/register")
+        .raw("application/json", "{\"email\": ")
+        .send()
+        .await
+        .expect_error(400, "malformed_body");
+    server
+        .post(
+            "/api/v1/auth/register",
+            None,
+            &json!({"email": "not-an-email", "password": "long-enough-pw", "name": "X"}),
+        )
+        .await
+        .expect_error(422, "validation_failed");
+}
+
+async fn unknown_email_and_wrong_password_answer_alike(server: &TestServer) {
+    let alice = server.register("alice").await;
+    let wrong = server
+        .post(
+            "/api/v1/auth/login",
+            None,
+            &json!({"email": alice.email, "password": "wrong-password-x"}),
+        )
+        .await;
+    let unknown = server
+        .post(
+            "/api/v1/auth/login",
+            None,
+            &json!({"email": "nobody@example.com", "password": "wrong-password-x"}),
+        )
+        .await;
+    wrong.expect_error(401, "invalid_credentials");
+    unknown.expect_error(401, "invalid_credentials");
+    assert_eq!(wrong.body, unknown.body);
+}
+
+async fn forged_tokens_are_refused(server: &TestServer) {
+    let alice = server.register("alice").await;
+    let now = chrono::Utc::now().timestamp();
+    let good = claims_for(&alice.id, &alice.session_id, 0, now, now, now + 600);
+    // Sanity: a token minted with the right secret and claims works.
+    server
+        .get_as("/api/v1/me", &mint(good.clone(), TEST_SECRET, Algorithm::HS256))
+        .await
+        .expect(200);
+
+    // alg=none: header {"alg":"none"}, no signature.
+    use base64::Engine;
+    let b64 = |v: &serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
+    };
+    let none = format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&good));
+    server.get_as("/api/v1/me", &none).await.expect_error(401, "unauthenticated");
+
+    // Another HMAC algorithm with the right secret is still refused: HS256 is pinned.
+    let hs512 = mint(good.clone(), TEST_SECRET, Algorithm::HS512);
+    server.get_as("/api/v1/me", &hs512).await.expect_error(401, "unauthenticated");
+
+    let other_secret =
+        mint(good.clone(), "another-secret-another-secret-another", Algorithm::HS256);
+    server.get_as("/api/v1/me", &other_secret).await.expect_error(401, "unauthenticated");
+
+    let expired = mint(
+        claims_for(&alice.id, &alice.session_id, 0, now - 3600, now - 3600, now - 60),
+        TEST_SECRET,
+        Algorithm::HS256,
+    );
+    server.get_as("/api/v1/me", &expired).await.expect_error(401, "token_expired");
+
+    let future = mint(
+        claims_for(&alice.id, &alice.session_id, 0, now, now + 600, now + 1200),
+        TEST_SECRET,
+        Algorithm::HS256,
+    );
+    server.get_as("/api/v1/me", &future).await.expect_error(401, "unauthenticated");
+
+    // Tampered claims: swap the payload of a genuine token for one naming another user.
+    let bob = server.register("bob").await;
+    let parts: Vec<&str> = alice.access_token.split('.').collect();
+    let evil = claims_for(&bob.id, &alice.session_id, 0, now, now, now + 600);
+    let tampered = format!("{}.{}.{}", parts[0], b64(&evil), parts[2]);
+    server.get_as("/api/v1/me", &tampered).await.expect_error(401, "unauthenticated");
+
+    // A correctly signed token whose sub does not own the session.
+    let wrong_owner = mint(evil, TEST_SECRET, Algorithm::HS256);
+    server.get_as("/api/v1/me", &wrong_owner).await.expect_error(401, "session_revoked");
+
+    // Wrong audience or issuer.
+    let mut wrong_aud = good.clone();
+    wrong_aud["aud"] = json!("someone-else");
+    server
+        .get_as("/api/v1/me", &mint(wrong_aud, TEST_SECRET, Algorithm::HS256))
+        .await
+        .expect_error(401, "unauthenticated");
+    let mut wrong_iss = good;
+    wrong_iss["iss"] = json!("evil");
+    server
+        .get_as("/api/v1/me", &mint(wrong_iss, TEST_SECRET, Algorithm::HS256))
+        .await
+        .expect_error(401, "unauthenticated");
+
+    server.get_as("/api/v1/me", "garbage").await.expect_error(401, "unauthenticated");
+}
+
+async fn logout_ends_the_access_token_at_once(server: &TestServer) {
+    let alice = server.register("alice").await;
+    server.get_as("/api/v1/me", &alice.access_token).await.expect(200);
+    let out = server.send_as(Method::POST, "/api/v1/auth/logout", &alice.access_token, None).await;
+    out.expect(204);
+    server.get_as("/api/v1/me", &alice.access_token).await.expect_error(401, "session_revoked");
+    server
+        .post("/api/v1/auth/refresh", None, &json!({"refresh_token": alice.refresh_token}))
+        .await
+        .expect_error(401, "session_revoked");
+}
+
+async fn password_change_ends_other_sessions_and_old_tokens(server: &TestServer) {
+    let alice = server.register("alice").await;
+    let second = server
+        .post(
+            "/api/v1/auth/login",
+            None,
+            &json!({"email": alice.email, "password": alice.password}),
+        )
+        .await;
+    let second = second.expect(200).clone();
+    let other_access = second["access_token"].as_str().unwrap();
+
+    server
+        .send_as(
+            Method::POST,
+            "/api/v1/auth/password",
+            &alice.access_token,
+            Some(&json!({"current_password": "not-the-password", "new_password": "brand-new-password"})),
+        )
+        .await
+        .expect_error(401, "invalid_credentials");
+    server
+        .send_as(
+            Method::POST,
+            "/api/v1/auth/password",
+            &alice.access_token,
+            Some(
+                &json!({"current_password": alice.password, "new_password": "brand-new-password"}),
+            ),
+        )
+        .await
+        .expect(204);
+
+    // The other session has ended; its refresh token no longer works.
+    server.get_as("/api/v1/me", other_access).await.expect_error(401, "session_revoked");
+    server
+        .post("/api/v1/auth/refresh", None, &json!({"refresh_token": second["refresh_token"]}))
+        .await
+        .expect_error(401, "session_revoked");
+    // The access token in hand carries the old token version: refused. The session itself lives
+    // on and refreshes into a token with the new version.
+    server.get_as("/api/v1/me", &alice.access_token).await.expect_error(401, "session_revoked");
+    let refreshed = server
+        .post("/api/v1/auth/refresh", None, &json!({"refresh_token": alice.refresh_token}))
+        .await;
+    let token = refreshed.expect(200)["access_token"].as_str().unwrap().to_owned();
+    server.get_as("/api/v1/me", &token).await.expect(200);
+    // Old password out, new one in.
+    server
+        .post(
+            "/api/v1/auth/login",
+            None,
+            &json!({"email": alice.email, "password": alice.password}),
+        )
+        .await
+        .expect_error(401, "invalid_credentials");
+    server
+        .post(
+            "/api/v1/auth/login",
+            None,
+            &json!({"email": alice.email, "password": "brand-new-password"}),
+        )
+        .await
+        .expect(200);
+}
+
+async fn refresh_rotates_and_reuse_revokes_the_session(server: &TestServer) {
+    let alice = server.register("alice").await;
+    let first = server
+        .post("/api/v1/auth/refresh", None, &json!({"refresh_token": alice.refresh_token}))
+        .await;
+    let first = first.expect(200).clone();
+    assert_ne!(first["refresh_token"], alice.refresh_token);
+    assert_eq!(first["session_id"], alice.session_id);
+    let new_access = first["access_token"].as_str().unwrap();
+    server.get_as("/api/v1/me", new_access).await.expect(200);
+
+    // The rotated token again: the whole session is revoked, the new pair included.
+    server
+        .post("/api/v1/auth/refresh", None, &json!({"refresh_token": alice.refresh_token}))
+        .await
+        .expect_error(401, "session_revoked");
+    server.get_as("/api/v1/me", new_access).await.expect_error(401, "session_revoked");
+    server
+        .post("/api/v1/auth/refresh", None, &json!({"refresh_token": first["refresh_token"]}))
+        .await
+        .expect_error(401, "session_revoked");
+
+    // A forged generation or MAC is simply invalid (it must not revoke anything).
+    let bob = server.register("bob").await;
+    let forged = bob.refresh_token.replacen(".0.", ".5.", 1);
+    server
+        .post("/api/v1/auth/refresh", None, &json!({"refresh_token": forged}))
+        .await
+        .expect_error(401, "unauthenticated");
+    server.get_as("/api/v1/me", &bob.access_token).await.expect(200);
+    server
+        .post("/api/v1/auth/refresh", None, &json!({"refresh_token": "nonsense"}))
+        .await
+        .expect_error(401, "unauthenticated");
+}
+
+async fn sessions_can_be_listed_and_revoked(server: &TestServer) {
+    let alice = server.register("alice").await;
+    let second = server
+        .post(
+            "/api/v1/auth/login",
+            None,
+            &json!({"email": alice.email, "password": alice.password}),
+        )
+        .await;
+    let second = second.expect(200).clone();
+    let list = server.get_as("/api/v1/auth/sessions", &alice.access_token).await;
+    let sessions = list.expect(200)["sessions"].as_array().unwrap().clone();
+    assert_eq!(sessions.len(), 2);
+    assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
+
+    let other = second["session_id"].as_str().unwrap();
+    server
+        .send_as(
+            Method::DELETE,
+            &format!("/api/v1/auth/sessions/{other}"),
+            &alice.access_token,
+            None,
+        )
+        .await
+        .expect(204);
+    server
+        .get_as("/api/v1/me", second["access_token"].as_str().unwrap())
+        .await
+        .expect_error(401, "session_revoked");
+    // Someone else's session is not found.
+    let bob = server.register("bob").await;
+    server
+        .send_as(
+            Method::DELETE,
+            &format!("/api/v1/auth/sessions/{}", bob.session_id),
+            &alice.access_token,
+            None,
+        )
+        .await
+        .expect_error(404, "not_found");
+    server.get_as("/api/v1/me", &bob.access_token).await.expect(200);
+}
+
+async fn cookie_writes_need_the_csrf_header(server: &TestServer) {
+    let alice = server.register("alice").await;
+    let login = server
+        .post(
+            "/api/v1/auth/login",
+            None,
+            &json!({"email": alice.email, "password": alice.password}),
+        )
+        .await;
+    let cookies: Vec<String> = login
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let access_cookie = cookies.iter().find(|c| c.starts_with("br_access=")).unwrap();
+    for flag in ["HttpOnly", "Secure", "SameSite=Strict"] {
+        assert!(access_cookie.contains(flag), "{access_cookie}");
+    }
+    let pair = |name: &str| {
+        cookies.iter().find(|c| c.starts_with(name)).unwrap().split(';').next().unwrap().to_owned()
+    };
+    let cookie_header = format!("{}; {}", pair("br_access="), pair("br_csrf="));
+    let csrf = login.body["csrf_token"].as_str().unwrap();
+
+    let me = server.call(Method::GET, "/api/v1/me").header("cookie", &cookie_header).send().await;
+    assert_eq!(me.expect(200)["user"]["id"], alice.id);
+
+    let no_csrf = server
+        .call(Method::POST, "/api/v1/orgs")
+        .header("cookie", &cookie_header)
+        .json(&json!({"name": "Acme"}))
+        .send()
+        .await;
+    no_csrf.expect_error(403, "csrf_failed");
+    let wrong_csrf = server
+        .call(Method::POST, "/api/v1/orgs")
+        .header("cookie", &cookie_header)
+        .header("x-csrf-token", "guess")
+        .json(&json!({"name": "Acme"}))
+        .send()
+        .await;
+    wrong_csrf.expect_error(403, "csrf_failed");
+    let ok = server
+        .call(Method::POST, "/api/v1/orgs")
+        .header("cookie", &cookie_header)
+        .header("x-csrf-token", csrf)
+        .json(&json!({"name": "Acme"}))
+        .send()
+        .await;
+    ok.expect(201);
+    // The bearer header needs no CSRF token: it cannot be sent by another site.
+    server
+        .post("/api/v1/orgs", Some(&alice.access_token), &json!({"name": "Beta"}))
+        .await
+        .expect(201);
+}
+
+async fn sixth_login_attempt_is_rate_limited(server: &TestServer) {
+    let alice = server.register("alice").await;
+    for _ in 0..5 {
+        server
+            .post(
+                "/api/v1/auth/login",
+                None,
+                &json!({"email": alice.email, "password": "wrong-password-x"}),
+            )
+            .await
+            .expect_error(401, "invalid_credentials");
+    }
+    // The 6th is refused even with the right password.
+    let sixth = server
+        .post(
+            "/api/v1/auth/login",
+            None,
+            &json!({"email": alice.email, "password": alice.password}),
+        )
+        .await;
+    sixth.expect_error(429, "rate_limited");
+    let retry: u64 = sixth.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry > 0 && retry <= 1800, "{retry}");
+    // Another email from the same IP is not affected by alice's counter.
+    let bob = server.register("bob").await;
+    server
+        .post("/api/v1/auth/login", None, &json!({"email": bob.email, "password": bob.password}))
+        .await
+        .expect(200);
+    // The counter survives a restart: it lives in the database.
+    let settings = server.database.settings();
+    let restarted = boardroom::server::App::build(settings).await.unwrap().spawn().await.unwrap();
+    let reply = reqwest::Client::new()
+        .post(format!("http://{}/api/v1/auth/login", restarted.addr()))
+        .json(&json!({"email": alice.email, "password": alice.password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status().as_u16(), 429);
+    assert!(restarted.shutdown().await);
+}
+
+async fn registration_is_limited_per_ip(server: &TestServer) {
+    for i in 0..5 {
+        server.register(&format!("user{i}")).await;
+    }
+    let sixth = server
+        .post(
+            "/api/v1/auth/register",
+            None,
+            &json!({"email": "sixth@example.com", "password": "long-enough-pw", "name": "S"}),
+        )
+        .await;
+    sixth.expect_error(429, "rate_limited");
+    assert!(sixth.header("retry-after").is_some());
+}
+
+async fn tokens_agree_with_pyjwt(server: &TestServer) {
+    let alice = server.register("alice").await;
+    let script = r#"
+import jwt, sys, time
+secret, token, sub, sid = sys.argv[1:5]
+claims = jwt.decode(token, secret, algorithms=["HS256"], audience="boardroom-api", issuer="boardroom")
+assert claims["sub"] == sub and claims["sid"] == sid, claims
+assert claims["exp"] - claims["iat"] == 900, claims
+now = int(time.time())
+mine = {"iss": "boardroom", "aud": "boardroom-api", "sub": sub, "sid": sid, "tv": 0,
+        "iat": now, "nbf": now, "exp": now + 300}
+print(jwt.encode(mine, secret, algorithm="HS256"))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, TEST_SECRET, &alice.access_token, &alice.id, &alice.session_id])
+        .output()
+        .expect("python3 with PyJWT (pip install pyjwt)");
+    assert!(
+        out.status.success(),
+        "PyJWT rejected our token: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs = String::from_utf8(out.stdout).unwrap();
+    server.get_as("/api/v1/me", theirs.trim()).await.expect(200);
+}

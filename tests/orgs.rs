@@ -1,0 +1,248 @@
+//! Organizations and membership: roles, the last-admin rule, tenancy (another organization is
+//! 404, never 403), and the audited superadmin bypass.
+
+use std::process::Command;
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::harness::{both_backends, TestServer};
+
+both_backends!(
+    creator_is_admin_and_members_are_managed_by_admins,
+    last_admin_cannot_leave_or_be_demoted,
+    another_org_is_not_found,
+    superadmin_bypass_is_explicit_and_audited,
+);
+
+async fn creator_is_admin_and_members_are_managed_by_admins(server: &TestServer) {
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let carol = server.register("carol").await;
+    let created =
+        server.post("/api/v1/orgs", Some(&alice.access_token), &json!({"name": "Acme"})).await;
+    let org = created.expect(201).clone();
+    assert_eq!(org["role"], "admin");
+    let org = org["id"].as_str().unwrap().to_owned();
+
+    server.add_member(&alice, &org, &bob, "member").await;
+    let members = server.get_as(&format!("/api/v1/orgs/{org}/members"), &bob.access_token).await;
+    let members = members.expect(200)["members"].as_array().unwrap().clone();
+    assert_eq!(members.len(), 2);
+
+    // A member reads but does not manage membership.
+    server.get_as(&format!("/api/v1/orgs/{org}"), &bob.access_token).await.expect(200);
+    server
+        .post(
+            &format!("/api/v1/orgs/{org}/members"),
+            Some(&bob.access_token),
+            &json!({"email": carol.email, "role": "member"}),
+        )
+        .await
+        .expect_error(403, "forbidden");
+    server
+        .send_as(
+            Method::PATCH,
+            &format!("/api/v1/orgs/{org}/members/{}", alice.id),
+            &bob.access_token,
+            Some(&json!({"role": "member"})),
+        )
+        .await
+        .expect_error(403, "forbidden");
+
+    // Bad input changes nothing.
+    server
+        .post(
+            &format!("/api/v1/orgs/{org}/members"),
+            Some(&alice.access_token),
+            &json!({"email": carol.email, "role": "owner"}),
+        )
+        .await
+        .expect_error(422, "validation_failed");
+    server
+        .post(
+            &format!("/api/v1/orgs/{org}/members"),
+            Some(&alice.access_token),
+            &json!({"email": "ghost@example.com", "role": "member"}),
+        )
+        .await
+        .expect_error(404, "not_found");
+    server
+        .post(
+            &format!("/api/v1/orgs/{org}/members"),
+            Some(&alice.access_token),
+            &json!({"email": bob.email, "role": "member"}),
+        )
+        .await
+        .expect_error(409, "conflict");
+
+    // Promote bob; he can now add carol; then alice removes carol.
+    let promoted = server
+        .send_as(
+            Method::PATCH,
+            &format!("/api/v1/orgs/{org}/members/{}", bob.id),
+            &alice.access_token,
+            Some(&json!({"role": "admin"})),
+        )
+        .await;
+    assert_eq!(promoted.expect(200)["role"], "admin");
+    server.add_member(&bob, &org, &carol, "member").await;
+    server
+        .send_as(
+            Method::DELETE,
+            &format!("/api/v1/orgs/{org}/members/{}", carol.id),
+            &alice.access_token,
+            None,
+        )
+        .await
+        .expect(204);
+    server
+        .get_as(&format!("/api/v1/orgs/{org}"), &carol.access_token)
+        .await
+        .expect_error(404, "not_found");
+
+    let orgs = server.get_as("/api/v1/orgs", &bob.access_token).await;
+    let orgs = orgs.expect(200)["organizations"].as_array().unwrap().clone();
+    assert_eq!(orgs.len(), 1);
+    assert_eq!(orgs[0]["role"], "admin");
+}
+
+async fn last_admin_cannot_leave_or_be_demoted(server: &TestServer) {
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let org = server.create_org(&alice, "Acme").await;
+    server.add_member(&alice, &org, &bob, "member").await;
+    let me = format!("/api/v1/orgs/{org}/members/{}", alice.id);
+    server
+        .send_as(Method::PATCH, &me, &alice.access_token, Some(&json!({"role": "member"})))
+        .await
+        .expect_error(409, "conflict");
+    server
+        .send_as(Method::DELETE, &me, &alice.access_token, None)
+        .await
+        .expect_error(409, "conflict");
+    // With a second admin, the first may step down.
+    server
+        .send_as(
+            Method::PATCH,
+            &format!("/api/v1/orgs/{org}/members/{}", bob.id),
+            &alice.access_token,
+            Some(&json!({"role": "admin"})),
+        )
+        .await
+        .expect(200);
+    server.send_as(Method::DELETE, &me, &alice.access_token, None).await.expect(204);
+    server
+        .get_as(&format!("/api/v1/orgs/{org}"), &alice.access_token)
+        .await
+        .expect_error(404, "not_found");
+}
+
+async fn another_org_is_not_found(server: &TestServer) {
+    let alice = server.register("alice").await;
+    let mallory = server.register("mallory").await;
+    let org_a = server.create_org(&alice, "A").await;
+    let org_b = server.create_org(&mallory, "B").await;
+    let (_, key_b) = server.create_key(&mallory, &org_b, &["boards:read"]).await;
+    let missing = uuid::Uuid::now_v7().to_string();
+
+    for token in [mallory.access_token.as_str(), key_b.as_str()] {
+        for path in [
+            format!("/api/v1/orgs/{org_a}"),
+            format!("/api/v1/orgs/{org_a}/members"),
+            format!("/api/v1/orgs/{missing}"),
+        ] {
+            server.get_as(&path, token).await.expect_error(404, "not_found");
+        }
+    }
+    for path in
+        [format!("/api/v1/orgs/{org_a}/api-keys"), format!("/api/v1/orgs/{org_a}/audit-log")]
+    {
+        server.get_as(&path, &mallory.access_token).await.expect_error(404, "not_found");
+    }
+    server
+        .post(
+            &format!("/api/v1/orgs/{org_a}/members"),
+            Some(&mallory.access_token),
+            &json!({"email": mallory.email, "role": "admin"}),
+        )
+        .await
+        .expect_error(404, "not_found");
+    server
+        .send_as(
+            Method::PATCH,
+            &format!("/api/v1/orgs/{org_a}/members/{}", alice.id),
+            &mallory.access_token,
+            Some(&json!({"role": "member"})),
+        )
+        .await
+        .expect_error(404, "not_found");
+    server
+        .send_as(
+            Method::DELETE,
+            &format!("/api/v1/orgs/{org_a}/members/{}", alice.id),
+            &mallory.access_token,
+            None,
+        )
+        .await
+        .expect_error(404, "not_found");
+    server
+        .get_as("/api/v1/orgs/not-a-uuid", &mallory.access_token)
+        .await
+        .expect_error(404, "not_found");
+    // Nothing changed in org A.
+    let members =
+        server.get_as(&format!("/api/v1/orgs/{org_a}/members"), &alice.access_token).await;
+    assert_eq!(members.expect(200)["members"].as_array().unwrap().len(), 1);
+}
+
+async fn superadmin_bypass_is_explicit_and_audited(server: &TestServer) {
+    let alice = server.register("alice").await;
+    let root = server.register("root").await;
+    let org = server.create_org(&alice, "Acme").await;
+    server
+        .get_as(&format!("/api/v1/orgs/{org}"), &root.access_token)
+        .await
+        .expect_error(404, "not_found");
+
+    let grant = Command::new(env!("CARGO_BIN_EXE_boardroom"))
+        .args(["admin", "grant-superadmin", &root.email])
+        .env("DATABASE_URL", &server.database.url)
+        .env("BOARDROOM_DATA_DIR", server.database.dir.path())
+        .env("BOARDROOM_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(grant.status.success(), "{}", String::from_utf8_lossy(&grant.stderr));
+    let missing = Command::new(env!("CARGO_BIN_EXE_boardroom"))
+        .args(["admin", "grant-superadmin", "nobody@example.com"])
+        .env("DATABASE_URL", &server.database.url)
+        .env("BOARDROOM_DATA_DIR", server.database.dir.path())
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+
+    // The flag is read at sign-in: a fresh session carries it.
+    let login = server
+        .post("/api/v1/auth/login", None, &json!({"email": root.email, "password": root.password}))
+        .await;
+    let token = login.expect(200)["access_token"].as_str().unwrap().to_owned();
+    let reply = server.get_as(&format!("/api/v1/orgs/{org}"), &token).await;
+    assert_eq!(reply.expect(200)["role"], "admin");
+    server.get_as(&format!("/api/v1/orgs/{org}/members"), &token).await.expect(200);
+
+    server.flush_audit().await;
+    let log = server
+        .get_as(
+            &format!("/api/v1/orgs/{org}/audit-log?action=superadmin.bypass"),
+            &alice.access_token,
+        )
+        .await;
+    let entries = log.expect(200)["entries"].as_array().unwrap().clone();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert!(entries.iter().all(|e| e["bypass"] == true && e["actor_id"] == root.id.as_str()));
+    assert_eq!(entries[0]["metadata"]["path"], format!("/api/v1/orgs/{org}/members"));
+
+    // A missing organization is still 404, bypass or not.
+    let missing = uuid::Uuid::now_v7();
+    server.get_as(&format!("/api/v1/orgs/{missing}"), &token).await.expect_error(404, "not_found");
+}
