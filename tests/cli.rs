@@ -106,7 +106,7 @@ async fn serve_answers_readyz_and_stops_on_sigterm(server: &TestServer) {
         .env("BOARDROOM_LISTEN", format!("127.0.0.1:{port}"))
         .env("BOARDROOM_DATA_DIR", dir.path())
         .env("DATABASE_URL", &server.database.url)
-        .env("BOARDROOM_LOG", "info")
+        .env("BOARDROOM_LOG", "debug")
         .env("BOARDROOM_LOG_FORMAT", "json")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -127,6 +127,27 @@ async fn serve_answers_readyz_and_stops_on_sigterm(server: &TestServer) {
     };
     assert_eq!(status, 200);
 
+    // Credentials pass through the server; none of them may reach its logs.
+    let password = "log-leak-check-password";
+    let registered: serde_json::Value = client
+        .post(format!("http://127.0.0.1:{port}/api/v1/auth/register"))
+        .json(&serde_json::json!({"email": "logs@example.com", "password": password, "name": "L"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = registered["access_token"].as_str().unwrap().to_owned();
+    let refresh = registered["refresh_token"].as_str().unwrap().to_owned();
+    let me = client
+        .get(format!("http://127.0.0.1:{port}/api/v1/me?ticket=secret-ticket-value"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status().as_u16(), 200);
+
     let pid = child.id().to_string();
     let sent = Instant::now();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
@@ -135,7 +156,12 @@ async fn serve_answers_readyz_and_stops_on_sigterm(server: &TestServer) {
     assert!(sent.elapsed() < Duration::from_secs(10), "shutdown took {:?}", sent.elapsed());
     assert_eq!(exit.status.code(), Some(0));
 
-    // One JSON line per request, with the fields operators need, and no secrets.
+    let raw = String::from_utf8_lossy(&exit.stdout);
+    for secret in [password, access.as_str(), refresh.as_str(), "secret-ticket-value"] {
+        assert!(!raw.contains(secret), "a secret reached the logs");
+    }
+
+    // One JSON line per request, with the fields operators need.
     let logs: Vec<serde_json::Value> = BufReader::new(&exit.stdout[..])
         .lines()
         .map_while(Result::ok)

@@ -107,3 +107,63 @@ impl Runtime {
         flushed
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::audit::{AuditAction, AuditEvent};
+
+    /// Panics on its first append, then stores.
+    #[derive(Default)]
+    struct FlakyStore {
+        calls: AtomicUsize,
+        stored: Mutex<Vec<AuditAction>>,
+    }
+
+    #[async_trait::async_trait]
+    impl AuditStore for FlakyStore {
+        async fn append(&self, events: &[AuditEvent]) -> anyhow::Result<()> {
+            if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("injected failure");
+            }
+            self.stored.lock().unwrap().extend(events.iter().map(|e| e.action));
+            Ok(())
+        }
+
+        async fn purge_older_than(&self, _: chrono::DateTime<chrono::Utc>) -> anyhow::Result<u64> {
+            Ok(0)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_crashed_audit_actor_is_restarted_behind_the_same_handle() {
+        let store = Arc::new(FlakyStore::default());
+        let runtime = Runtime::start(Dependencies { audit_store: store.clone() }).await.unwrap();
+        let audit = runtime.audit().clone();
+        audit.record(AuditEvent::new(AuditAction::Signup));
+        // The first append panics; the flush's reply port is dropped with the actor.
+        assert!(!audit.flush().await);
+        for _ in 0..50 {
+            if store.calls.load(Ordering::SeqCst) >= 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        // The supervisor has put a fresh actor behind the handle.
+        let mut flushed = false;
+        for _ in 0..50 {
+            audit.record(AuditEvent::new(AuditAction::Logout));
+            if audit.flush().await {
+                flushed = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(flushed, "the restarted actor never answered");
+        assert!(store.stored.lock().unwrap().contains(&AuditAction::Logout));
+        assert!(runtime.shutdown().await);
+    }
+}
