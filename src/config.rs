@@ -191,6 +191,11 @@ pub struct Settings {
     )]
     pub google_issuer: String,
 
+    /// Seconds a board's actor may sit idle before it stops (it restarts on next use).
+    #[arg(long, env = "BOARDROOM_BOARD_IDLE_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
+    pub board_idle_secs: u64,
+
     /// bcrypt cost. Not a flag: production always uses 12; tests lower it explicitly.
     #[arg(skip = DEFAULT_BCRYPT_COST)]
     pub bcrypt_cost: u32,
@@ -261,6 +266,7 @@ impl Settings {
             google_userinfo_url: default_url("https://openidconnect.googleapis.com/v1/userinfo"),
             google_jwks_url: default_url("https://www.googleapis.com/oauth2/v3/certs"),
             google_issuer: "https://accounts.google.com".into(),
+            board_idle_secs: 300,
             // Cost 12 costs ~250 ms a hash; tests that do not check the cost itself use 4.
             bcrypt_cost: 4,
         }

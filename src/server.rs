@@ -61,10 +61,13 @@ impl App {
         settings.public_url().map_err(StartupError::Setting)?;
         let store = open_store(&settings).await?;
         store.migrate().await.map_err(StartupError::Migrate)?;
-        let runtime =
-            Runtime::start(Dependencies { audit_store: Arc::new(store.clone()) })
-                .await
-                .map_err(|e| StartupError::Setting(format!("cannot start the actors: {e}")))?;
+        let runtime = Runtime::start(Dependencies {
+            audit_store: Arc::new(store.clone()),
+            board_store: Arc::new(store.clone()),
+            board_idle_timeout: Duration::from_secs(settings.board_idle_secs),
+        })
+        .await
+        .map_err(|e| StartupError::Setting(format!("cannot start the actors: {e}")))?;
         let auth = Auth::new(store.clone(), runtime.audit().clone(), &secret, &settings);
         Ok(App { state: AppState::new(store, settings, auth, runtime) })
     }

@@ -7,6 +7,13 @@
 //!
 //! ## Layout
 //! - [`supervisor`]: the root supervisor; starts the children and restarts those that fail.
+//! - [`board`]: the board actor: a board's authorization state and contents, its command rules,
+//!   group commit and event log.
+//! - [`boards`]: the registry that starts board actors on first use and restarts failed ones.
+//! - [`domain`]: the board model, commands, events and errors.
+//! - [`event_bus`]: committed events, in order, to sockets, webhooks and audit.
+//! - [`position`]: fractional position keys, so reordering never renumbers.
+//! - [`values`]: what each column type accepts.
 //! - [`audit`]: the audit actor; appends security events to the tamper-evident audit log off the
 //!   request path, in batches.
 //! - [`audit_chain`]: the hash chain that makes the audit log tamper-evident.
@@ -14,5 +21,11 @@
 
 pub mod audit;
 pub mod audit_chain;
+pub mod board;
+pub mod boards;
+pub mod domain;
+pub mod event_bus;
+pub mod position;
 pub mod roles;
 pub mod supervisor;
+pub mod values;

@@ -10,12 +10,19 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 
 use crate::audit::{AuditActor, AuditLog, AuditStore};
+use crate::board::BoardStore;
+use crate::boards::{board_of, Boards};
+use crate::event_bus::EventBus;
 
 /// What the supervisor needs to start its children.
 #[derive(Clone)]
 pub struct Dependencies {
     /// Storage of the audit log.
     pub audit_store: Arc<dyn AuditStore>,
+    /// Storage of boards.
+    pub board_store: Arc<dyn BoardStore>,
+    /// How long a board actor may sit idle before it stops.
+    pub board_idle_timeout: std::time::Duration,
 }
 
 /// The root supervisor.
@@ -28,12 +35,19 @@ pub enum SupervisorMessage {}
 pub struct SupervisorState {
     deps: Dependencies,
     audit: AuditLog,
+    boards: Arc<Boards>,
+}
+
+/// What the supervisor hands back once started.
+pub struct Started {
+    audit: AuditLog,
+    boards: Arc<Boards>,
 }
 
 impl Actor for RootSupervisor {
     type Msg = SupervisorMessage;
     type State = SupervisorState;
-    type Arguments = (Dependencies, tokio::sync::oneshot::Sender<AuditLog>);
+    type Arguments = (Dependencies, tokio::sync::oneshot::Sender<Started>);
 
     async fn pre_start(
         &self,
@@ -44,8 +58,14 @@ impl Actor for RootSupervisor {
             Actor::spawn_linked(None, AuditActor, deps.audit_store.clone(), myself.get_cell())
                 .await?;
         let audit = AuditLog::new(audit_actor);
-        let _ = ready.send(audit.clone());
-        Ok(SupervisorState { deps, audit })
+        let boards = Arc::new(Boards::new(
+            deps.board_store.clone(),
+            EventBus::default(),
+            myself.get_cell(),
+            deps.board_idle_timeout,
+        ));
+        let _ = ready.send(Started { audit: audit.clone(), boards: boards.clone() });
+        Ok(SupervisorState { deps, audit, boards })
     }
 
     async fn handle(
@@ -64,7 +84,13 @@ impl Actor for RootSupervisor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         if let SupervisionEvent::ActorFailed(cell, err) = event {
-            tracing::error!(actor = %cell.get_id(), error = %err, "actor failed; restarting");
+            tracing::error!(actor = %cell.get_id(), name = ?cell.get_name(), error = %err, "actor failed; restarting");
+            if let Some(board) = cell.get_name().as_deref().and_then(board_of) {
+                // Restart in the background: loading the board must not hold up supervision.
+                let boards = state.boards.clone();
+                tokio::spawn(async move { boards.restart(board).await });
+                return Ok(());
+            }
             let (audit_actor, _) = Actor::spawn_linked(
                 None,
                 AuditActor,
@@ -82,6 +108,7 @@ impl Actor for RootSupervisor {
 pub struct Runtime {
     supervisor: ActorRef<SupervisorMessage>,
     audit: AuditLog,
+    boards: Arc<Boards>,
 }
 
 impl Runtime {
@@ -91,8 +118,13 @@ impl Runtime {
         let (supervisor, _) = Actor::spawn(None, RootSupervisor, (deps, ready_tx))
             .await
             .map_err(|e| anyhow::anyhow!("cannot start the root supervisor: {e}"))?;
-        let audit = ready_rx.await?;
-        Ok(Runtime { supervisor, audit })
+        let Started { audit, boards } = ready_rx.await?;
+        Ok(Runtime { supervisor, audit, boards })
+    }
+
+    /// The board registry.
+    pub fn boards(&self) -> &Boards {
+        &self.boards
     }
 
     /// The audit log.
@@ -102,6 +134,7 @@ impl Runtime {
 
     /// Flushes every child, then stops the tree. Returns whether the flush completed.
     pub async fn shutdown(&self) -> bool {
+        self.boards.stop_all().await;
         let flushed = self.audit.flush().await;
         let _ = self.supervisor.stop_and_wait(None, Some(std::time::Duration::from_secs(5))).await;
         flushed
@@ -115,6 +148,9 @@ mod tests {
 
     use super::*;
     use crate::audit::{AuditAction, AuditEvent};
+    use crate::board::{Change, CommandOutput, IdempotentResult, LoadedBoard};
+    use crate::domain::{BoardEvent, Update};
+    use uuid::Uuid;
 
     /// Panics on its first append, then stores.
     #[derive(Default)]
@@ -138,10 +174,60 @@ mod tests {
         }
     }
 
+    /// A board store with no boards.
+    struct NoBoards;
+
+    #[async_trait::async_trait]
+    impl BoardStore for NoBoards {
+        async fn load_board(&self, _: Uuid, _: Uuid) -> anyhow::Result<Option<LoadedBoard>> {
+            Ok(None)
+        }
+        async fn commit(
+            &self,
+            _: Uuid,
+            _: Uuid,
+            _: i64,
+            _: &[Change],
+            _: &[BoardEvent],
+            _: &[IdempotentResult],
+        ) -> anyhow::Result<()> {
+            Ok(())
+        }
+        async fn board_org(&self, _: Uuid) -> anyhow::Result<Option<Uuid>> {
+            Ok(None)
+        }
+        async fn is_org_member(&self, _: Uuid, _: Uuid) -> anyhow::Result<bool> {
+            Ok(false)
+        }
+        async fn update(
+            &self,
+            _: Uuid,
+            _: Uuid,
+            _: Uuid,
+            _: Uuid,
+        ) -> anyhow::Result<Option<Update>> {
+            Ok(None)
+        }
+        async fn idempotent_result(
+            &self,
+            _: Uuid,
+            _: Uuid,
+            _: Uuid,
+            _: &str,
+        ) -> anyhow::Result<Option<CommandOutput>> {
+            Ok(None)
+        }
+    }
+
     #[tokio::test]
     async fn a_crashed_audit_actor_is_restarted_behind_the_same_handle() {
         let store = Arc::new(FlakyStore::default());
-        let runtime = Runtime::start(Dependencies { audit_store: store.clone() }).await.unwrap();
+        let deps = Dependencies {
+            audit_store: store.clone(),
+            board_store: Arc::new(NoBoards),
+            board_idle_timeout: std::time::Duration::from_secs(60),
+        };
+        let runtime = Runtime::start(deps).await.unwrap();
         let audit = runtime.audit().clone();
         audit.record(AuditEvent::new(AuditAction::Signup));
         // The first append panics; the flush's reply port is dropped with the actor.

@@ -1,0 +1,208 @@
+//! The board registry: finds a board's actor, starting it on first use.
+//!
+//! At most one actor runs per board: actors are registered under the name `board:<id>`, so a
+//! second start of the same board finds the first. An actor stops after sitting idle; the next
+//! use starts it again from the database. When an actor panics, the supervisor asks the registry
+//! to restart it, which reloads the board; the other boards never notice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorCell, ActorRef, ActorStatus, SpawnErr};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::board::{
+    BoardActor, BoardArgs, BoardMessage, BoardQuery, BoardStore, CommandOutput, Requester,
+};
+use crate::domain::{BoardCommand, BoardError};
+use crate::event_bus::EventBus;
+
+/// How long a command or read may wait for its board.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The registry. One per server.
+pub struct Boards {
+    store: Arc<dyn BoardStore>,
+    bus: EventBus,
+    supervisor: ActorCell,
+    idle_timeout: Duration,
+}
+
+fn actor_name(board: Uuid) -> String {
+    format!("board:{board}")
+}
+
+/// The board id of an actor named by [`Boards`], if it is one.
+pub fn board_of(name: &str) -> Option<Uuid> {
+    name.strip_prefix("board:").and_then(|id| Uuid::try_parse(id).ok())
+}
+
+impl Boards {
+    /// A registry whose actors are supervised by `supervisor`.
+    pub fn new(
+        store: Arc<dyn BoardStore>,
+        bus: EventBus,
+        supervisor: ActorCell,
+        idle_timeout: Duration,
+    ) -> Self {
+        Boards { store, bus, supervisor, idle_timeout }
+    }
+
+    /// The event bus the boards publish on.
+    pub fn bus(&self) -> &EventBus {
+        &self.bus
+    }
+
+    fn running(board: Uuid) -> Option<ActorRef<BoardMessage>> {
+        ActorRef::<BoardMessage>::where_is(actor_name(board)).filter(|a| {
+            matches!(
+                a.get_status(),
+                ActorStatus::Running | ActorStatus::Starting | ActorStatus::Upgrading
+            )
+        })
+    }
+
+    /// The actor of `board` in `org`, started if needed. A board of another organization, or a
+    /// deleted one, is not found.
+    pub async fn actor(
+        &self,
+        org: Uuid,
+        board: Uuid,
+    ) -> Result<ActorRef<BoardMessage>, BoardError> {
+        if let Some(actor) = Self::running(board) {
+            return Ok(actor);
+        }
+        let loaded = self
+            .store
+            .load_board(org, board)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = ?e, %board, "loading board failed");
+                BoardError::Unavailable("storage is unavailable; retry".into())
+            })?
+            .ok_or(BoardError::NotFound("board"))?;
+        if loaded.board.organization_id != org {
+            return Err(BoardError::NotFound("board"));
+        }
+        let args = BoardArgs {
+            loaded,
+            store: self.store.clone(),
+            bus: self.bus.clone(),
+            idle_timeout: self.idle_timeout,
+        };
+        match Actor::spawn_linked(
+            Some(actor_name(board)),
+            BoardActor,
+            args,
+            self.supervisor.clone(),
+        )
+        .await
+        {
+            Ok((actor, _)) => Ok(actor),
+            // Someone else started it meanwhile: use theirs.
+            Err(SpawnErr::ActorAlreadyRegistered(_)) => Self::running(board)
+                .ok_or_else(|| BoardError::Unavailable("board is restarting; retry".into())),
+            Err(err) => {
+                tracing::error!(error = %err, %board, "starting board actor failed");
+                Err(BoardError::Unavailable("board is unavailable; retry".into()))
+            }
+        }
+    }
+
+    /// Sends a command to its board and waits for it to commit.
+    pub async fn command(
+        &self,
+        org: Uuid,
+        board: Uuid,
+        requester: Requester,
+        command: BoardCommand,
+        idempotency_key: Option<String>,
+    ) -> Result<CommandOutput, BoardError> {
+        // Only a command that never reached an actor is retried: one that did may have committed.
+        for _ in 0..3 {
+            let actor = self.actor(org, board).await?;
+            let (tx, rx) = ractor::concurrency::oneshot();
+            let message = BoardMessage::Command {
+                requester: requester.clone(),
+                command: command.clone(),
+                idempotency_key: idempotency_key.clone(),
+                reply: tx.into(),
+            };
+            if actor.cast(message).is_err() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+            return match tokio::time::timeout(CALL_TIMEOUT, rx).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(BoardError::Unavailable(
+                    "the board restarted before answering; retry".into(),
+                )),
+                Err(_) => {
+                    Err(BoardError::Unavailable("the board did not answer in time; retry".into()))
+                }
+            };
+        }
+        Err(BoardError::Unavailable("board is restarting; retry".into()))
+    }
+
+    /// Reads from a board.
+    pub async fn read(
+        &self,
+        org: Uuid,
+        board: Uuid,
+        requester: Requester,
+        query: BoardQuery,
+    ) -> Result<Value, BoardError> {
+        for _ in 0..3 {
+            let actor = self.actor(org, board).await?;
+            let (tx, rx) = ractor::concurrency::oneshot();
+            let message = BoardMessage::Read {
+                requester: requester.clone(),
+                query: query.clone(),
+                reply: tx.into(),
+            };
+            if actor.cast(message).is_err() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+            return match tokio::time::timeout(CALL_TIMEOUT, rx).await {
+                Ok(Ok(result)) => result,
+                _ => Err(BoardError::Unavailable("the board did not answer; retry".into())),
+            };
+        }
+        Err(BoardError::Unavailable("board is restarting; retry".into()))
+    }
+
+    /// Restarts a failed board actor from the database (called by the supervisor).
+    pub async fn restart(&self, board: Uuid) {
+        let org = match self.store_org_of(board).await {
+            Some(org) => org,
+            None => return,
+        };
+        if let Err(err) = self.actor(org, board).await {
+            tracing::warn!(%board, error = %err, "board not restarted; it starts again on next use");
+        }
+    }
+
+    async fn store_org_of(&self, board: Uuid) -> Option<Uuid> {
+        // A crashed actor's name holds only the board id; its organization comes from the store.
+        self.store.board_org(board).await.ok().flatten()
+    }
+
+    /// Crashes a board's actor on purpose (tests of supervision).
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_panic(&self, board: Uuid) -> bool {
+        Self::running(board).is_some_and(|a| a.cast(BoardMessage::InjectPanic).is_ok())
+    }
+
+    /// Stops every running board actor, flushing what each has pending.
+    pub async fn stop_all(&self) {
+        for cell in self.supervisor.get_children() {
+            if cell.get_name().as_deref().and_then(board_of).is_some() {
+                let _ =
+                    cell.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(5))).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,515 @@
+//! The board domain: what a board holds, the commands that change it, the events they emit, and
+//! the errors they refuse with.
+//!
+//! Everything here is plain data. The rules that connect them live in [`crate::board`] (which
+//! applies commands) and [`crate::values`] (which checks column values).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// A person's role on a board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BoardRole {
+    /// Reads.
+    Viewer,
+    /// Also creates, edits, moves and archives items and groups, and writes updates.
+    Editor,
+    /// Also manages columns, members, board settings and deletion.
+    Owner,
+}
+
+impl BoardRole {
+    /// Stored and wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            BoardRole::Viewer => "viewer",
+            BoardRole::Editor => "editor",
+            BoardRole::Owner => "owner",
+        }
+    }
+
+    /// Parses a stored or wire name.
+    pub fn parse(name: &str) -> Option<BoardRole> {
+        match name {
+            "viewer" => Some(BoardRole::Viewer),
+            "editor" => Some(BoardRole::Editor),
+            "owner" => Some(BoardRole::Owner),
+            _ => None,
+        }
+    }
+}
+
+/// The type of a column, which decides what its values may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnKind {
+    /// Short text.
+    Text,
+    /// Long text.
+    LongText,
+    /// A JSON number.
+    Number,
+    /// One of the column's labels.
+    Status,
+    /// `YYYY-MM-DD`.
+    Date,
+    /// Members of the organization.
+    Person,
+    /// true or false.
+    Checkbox,
+    /// Some of the column's labels.
+    Dropdown,
+    /// An http(s) URL, optionally with a text.
+    Link,
+}
+
+impl ColumnKind {
+    /// Stored and wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ColumnKind::Text => "text",
+            ColumnKind::LongText => "long_text",
+            ColumnKind::Number => "number",
+            ColumnKind::Status => "status",
+            ColumnKind::Date => "date",
+            ColumnKind::Person => "person",
+            ColumnKind::Checkbox => "checkbox",
+            ColumnKind::Dropdown => "dropdown",
+            ColumnKind::Link => "link",
+        }
+    }
+
+    /// Parses a stored or wire name.
+    pub fn parse(name: &str) -> Option<ColumnKind> {
+        serde_json::from_value(Value::String(name.to_owned())).ok()
+    }
+}
+
+/// A board's own fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Board {
+    /// Id.
+    pub id: Uuid,
+    /// Owning organization.
+    pub organization_id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change of name or description.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Column {
+    /// Id.
+    pub id: Uuid,
+    /// Title.
+    pub title: String,
+    /// Type.
+    #[serde(rename = "type")]
+    pub kind: ColumnKind,
+    /// Type-specific settings (labels of status and dropdown columns).
+    pub settings: Value,
+    /// Position key.
+    pub position: String,
+}
+
+/// A group of items.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Group {
+    /// Id.
+    pub id: Uuid,
+    /// Title.
+    pub title: String,
+    /// Display color.
+    pub color: Option<String>,
+    /// Position key.
+    pub position: String,
+}
+
+/// An item (a row).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    /// Id.
+    pub id: Uuid,
+    /// Its group.
+    pub group_id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Value per column id.
+    pub values: BTreeMap<Uuid, Value>,
+    /// Position key within its group.
+    pub position: String,
+    /// Bumped by every change.
+    pub version: i64,
+    /// When archived, if it is.
+    pub archived_at: Option<DateTime<Utc>>,
+    /// Creator.
+    pub created_by: Option<Uuid>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An update: a comment on an item, possibly a reply to another.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Update {
+    /// Id.
+    pub id: Uuid,
+    /// The item it is on.
+    pub item_id: Uuid,
+    /// The update it replies to.
+    pub parent_id: Option<Uuid>,
+    /// Author.
+    pub author_id: Option<Uuid>,
+    /// Text.
+    pub body: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last edit.
+    pub edited_at: Option<DateTime<Utc>>,
+}
+
+/// Where to put something in an ordered list: between two neighbours, named by id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    /// Place right before this sibling.
+    #[serde(default)]
+    pub before: Option<Uuid>,
+    /// Place right after this sibling.
+    #[serde(default)]
+    pub after: Option<Uuid>,
+}
+
+/// A change to a board. Every write, from REST or a socket, is one of these.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BoardCommand {
+    /// Rename or describe the board.
+    UpdateBoard {
+        /// New name.
+        name: Option<String>,
+        /// New description.
+        description: Option<String>,
+    },
+    /// Delete the board.
+    DeleteBoard,
+    /// Add a member or change their role.
+    SetMember {
+        /// The user (a member of the organization).
+        user_id: Uuid,
+        /// Their role.
+        role: BoardRole,
+    },
+    /// Remove a member.
+    RemoveMember {
+        /// The user.
+        user_id: Uuid,
+    },
+    /// Add a column.
+    CreateColumn {
+        /// Title.
+        title: String,
+        /// Type.
+        kind: ColumnKind,
+        /// Settings.
+        settings: Option<Value>,
+        /// Where.
+        placement: Placement,
+    },
+    /// Change a column's title or settings, or move it.
+    UpdateColumn {
+        /// The column.
+        column_id: Uuid,
+        /// New title.
+        title: Option<String>,
+        /// New settings.
+        settings: Option<Value>,
+        /// New place, if moving.
+        placement: Placement,
+    },
+    /// Delete a column and its values.
+    DeleteColumn {
+        /// The column.
+        column_id: Uuid,
+    },
+    /// Add a group.
+    CreateGroup {
+        /// Title.
+        title: String,
+        /// Color.
+        color: Option<String>,
+        /// Where.
+        placement: Placement,
+    },
+    /// Rename, recolor or move a group.
+    UpdateGroup {
+        /// The group.
+        group_id: Uuid,
+        /// New title.
+        title: Option<String>,
+        /// New color.
+        color: Option<String>,
+        /// New place, if moving.
+        placement: Placement,
+    },
+    /// Delete a group and its items.
+    DeleteGroup {
+        /// The group.
+        group_id: Uuid,
+    },
+    /// Add an item.
+    CreateItem {
+        /// Its group.
+        group_id: Uuid,
+        /// Name.
+        name: String,
+        /// Initial values by column id.
+        values: BTreeMap<Uuid, Value>,
+        /// Where in the group (default: last).
+        placement: Placement,
+    },
+    /// Change an item's name or values. Values merge per column; `null` clears one.
+    UpdateItem {
+        /// The item.
+        item_id: Uuid,
+        /// New name.
+        name: Option<String>,
+        /// Values to set.
+        values: BTreeMap<Uuid, Value>,
+        /// Refuse with a conflict unless the item is at this version.
+        expected_version: Option<i64>,
+    },
+    /// Move an item within or across groups of this board.
+    MoveItem {
+        /// The item.
+        item_id: Uuid,
+        /// Target group.
+        group_id: Uuid,
+        /// Where in it (default: last).
+        placement: Placement,
+    },
+    /// Archive (or restore) an item.
+    ArchiveItem {
+        /// The item.
+        item_id: Uuid,
+        /// false restores it.
+        archived: bool,
+    },
+    /// Delete an item.
+    DeleteItem {
+        /// The item.
+        item_id: Uuid,
+    },
+    /// Comment on an item.
+    CreateUpdate {
+        /// The item.
+        item_id: Uuid,
+        /// Text.
+        body: String,
+        /// The update this replies to.
+        parent_id: Option<Uuid>,
+    },
+    /// Edit one's own update.
+    EditUpdate {
+        /// The item.
+        item_id: Uuid,
+        /// The update.
+        update_id: Uuid,
+        /// New text.
+        body: String,
+    },
+    /// Delete an update (one's own; owners any).
+    DeleteUpdate {
+        /// The item.
+        item_id: Uuid,
+        /// The update.
+        update_id: Uuid,
+    },
+}
+
+/// The kind of a committed change, named `<entity>.<verb>`. Sockets and webhooks use these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventKind {
+    /// `board.created`
+    #[serde(rename = "board.created")]
+    BoardCreated,
+    /// `board.updated`
+    #[serde(rename = "board.updated")]
+    BoardUpdated,
+    /// `board.deleted`
+    #[serde(rename = "board.deleted")]
+    BoardDeleted,
+    /// `member.added`
+    #[serde(rename = "member.added")]
+    MemberAdded,
+    /// `member.role_changed`
+    #[serde(rename = "member.role_changed")]
+    MemberRoleChanged,
+    /// `member.removed`
+    #[serde(rename = "member.removed")]
+    MemberRemoved,
+    /// `column.created`
+    #[serde(rename = "column.created")]
+    ColumnCreated,
+    /// `column.updated`
+    #[serde(rename = "column.updated")]
+    ColumnUpdated,
+    /// `column.deleted`
+    #[serde(rename = "column.deleted")]
+    ColumnDeleted,
+    /// `group.created`
+    #[serde(rename = "group.created")]
+    GroupCreated,
+    /// `group.updated`
+    #[serde(rename = "group.updated")]
+    GroupUpdated,
+    /// `group.deleted`
+    #[serde(rename = "group.deleted")]
+    GroupDeleted,
+    /// `item.created`
+    #[serde(rename = "item.created")]
+    ItemCreated,
+    /// `item.updated`
+    #[serde(rename = "item.updated")]
+    ItemUpdated,
+    /// `item.moved`
+    #[serde(rename = "item.moved")]
+    ItemMoved,
+    /// `item.archived`
+    #[serde(rename = "item.archived")]
+    ItemArchived,
+    /// `item.deleted`
+    #[serde(rename = "item.deleted")]
+    ItemDeleted,
+    /// `update.created`
+    #[serde(rename = "update.created")]
+    UpdateCreated,
+    /// `update.edited`
+    #[serde(rename = "update.edited")]
+    UpdateEdited,
+    /// `update.deleted`
+    #[serde(rename = "update.deleted")]
+    UpdateDeleted,
+}
+
+impl EventKind {
+    /// Every kind.
+    pub const ALL: &'static [EventKind] = &[
+        EventKind::BoardCreated,
+        EventKind::BoardUpdated,
+        EventKind::BoardDeleted,
+        EventKind::MemberAdded,
+        EventKind::MemberRoleChanged,
+        EventKind::MemberRemoved,
+        EventKind::ColumnCreated,
+        EventKind::ColumnUpdated,
+        EventKind::ColumnDeleted,
+        EventKind::GroupCreated,
+        EventKind::GroupUpdated,
+        EventKind::GroupDeleted,
+        EventKind::ItemCreated,
+        EventKind::ItemUpdated,
+        EventKind::ItemMoved,
+        EventKind::ItemArchived,
+        EventKind::ItemDeleted,
+        EventKind::UpdateCreated,
+        EventKind::UpdateEdited,
+        EventKind::UpdateDeleted,
+    ];
+
+    /// The dotted name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::BoardCreated => "board.created",
+            EventKind::BoardUpdated => "board.updated",
+            EventKind::BoardDeleted => "board.deleted",
+            EventKind::MemberAdded => "member.added",
+            EventKind::MemberRoleChanged => "member.role_changed",
+            EventKind::MemberRemoved => "member.removed",
+            EventKind::ColumnCreated => "column.created",
+            EventKind::ColumnUpdated => "column.updated",
+            EventKind::ColumnDeleted => "column.deleted",
+            EventKind::GroupCreated => "group.created",
+            EventKind::GroupUpdated => "group.updated",
+            EventKind::GroupDeleted => "group.deleted",
+            EventKind::ItemCreated => "item.created",
+            EventKind::ItemUpdated => "item.updated",
+            EventKind::ItemMoved => "item.moved",
+            EventKind::ItemArchived => "item.archived",
+            EventKind::ItemDeleted => "item.deleted",
+            EventKind::UpdateCreated => "update.created",
+            EventKind::UpdateEdited => "update.edited",
+            EventKind::UpdateDeleted => "update.deleted",
+        }
+    }
+
+    /// Parses a dotted name.
+    pub fn parse(name: &str) -> Option<EventKind> {
+        EventKind::ALL.iter().copied().find(|k| k.as_str() == name)
+    }
+}
+
+/// A committed change, as stored in `board_events` and published on the event bus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BoardEvent {
+    /// Organization.
+    pub organization_id: Uuid,
+    /// Board.
+    pub board_id: Uuid,
+    /// Position in the board's log: gap-free, strictly increasing.
+    pub seq: i64,
+    /// What happened.
+    pub kind: EventKind,
+    /// Who did it.
+    pub actor: Option<Uuid>,
+    /// The changed entity, as it is after the change (or its id when deleted).
+    pub data: Value,
+    /// Commit time.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Why a command or query is refused. Each maps to one stable error code at the edge.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BoardError {
+    /// The board, or something on it, does not exist or is not visible to the caller.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The caller's board role is too low.
+    #[error("this needs the board's {0} role")]
+    Forbidden(&'static str),
+    /// The API key lacks a scope.
+    #[error("this API key lacks the {0} scope")]
+    MissingScope(&'static str),
+    /// The input fails validation.
+    #[error("{0}")]
+    Invalid(String),
+    /// The item is not at the expected version.
+    #[error("item is at version {current}, not {expected}")]
+    VersionConflict {
+        /// The item's version.
+        current: i64,
+        /// What the caller expected.
+        expected: i64,
+    },
+    /// The change conflicts with the board's state.
+    #[error("{0}")]
+    Conflict(String),
+    /// The board's actor or database failed; nothing was acknowledged.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Shorthand for validation errors.
+pub fn invalid(message: impl Into<String>) -> BoardError {
+    BoardError::Invalid(message.into())
+}

@@ -1,0 +1,557 @@
+//! Boards and their contents: the board actor's [`BoardStore`], board creation and listing, and
+//! the reads served straight from the database (the event log, updates).
+//!
+//! Every statement on tenant tables carries `organization_id`. The one exception is
+//! [`BoardStore::board_org`], which a supervisor uses to restart a crashed actor that knows only
+//! its board id.
+
+use std::collections::{BTreeMap, HashMap};
+
+use boardroom_actors::board::{BoardStore, Change, CommandOutput, IdempotentResult, LoadedBoard};
+use boardroom_actors::domain::{
+    Board, BoardEvent, BoardRole, Column, ColumnKind, EventKind, Group, Item, Update,
+};
+use boardroom_actors::position;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::{new_id, now, StorageError, StorageResult, Store, TenantStore};
+use crate::{on_pool, transaction};
+
+#[derive(sqlx::FromRow)]
+struct BoardRow {
+    id: Uuid,
+    organization_id: Uuid,
+    name: String,
+    description: String,
+    seq: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl BoardRow {
+    fn board(&self) -> Board {
+        Board {
+            id: self.id,
+            organization_id: self.organization_id,
+            name: self.name.clone(),
+            description: self.description.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ColumnRow {
+    id: Uuid,
+    title: String,
+    kind: String,
+    settings: Json<Value>,
+    position: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct GroupRow {
+    id: Uuid,
+    title: String,
+    color: Option<String>,
+    position: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct ItemRow {
+    id: Uuid,
+    group_id: Uuid,
+    name: String,
+    column_values: Json<BTreeMap<Uuid, Value>>,
+    position: String,
+    version: i64,
+    archived_at: Option<DateTime<Utc>>,
+    created_by: Option<Uuid>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct UpdateRow {
+    id: Uuid,
+    item_id: Uuid,
+    parent_id: Option<Uuid>,
+    author_id: Option<Uuid>,
+    body: String,
+    created_at: DateTime<Utc>,
+    edited_at: Option<DateTime<Utc>>,
+}
+
+impl From<UpdateRow> for Update {
+    fn from(r: UpdateRow) -> Self {
+        Update {
+            id: r.id,
+            item_id: r.item_id,
+            parent_id: r.parent_id,
+            author_id: r.author_id,
+            body: r.body,
+            created_at: r.created_at,
+            edited_at: r.edited_at,
+        }
+    }
+}
+
+/// A stored event of a board's log.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventRow {
+    /// Position in the log.
+    pub seq: i64,
+    /// Kind (dotted name).
+    pub kind: String,
+    /// Who.
+    pub actor: Option<Uuid>,
+    /// Data.
+    pub payload: Json<Value>,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A board in a listing, with the caller's role on it.
+#[derive(Debug, Clone)]
+pub struct BoardListing {
+    /// The board.
+    pub board: Board,
+    /// The caller's role (owner for org admins).
+    pub role: BoardRole,
+}
+
+const BOARD_COLUMNS: &str = "id, organization_id, name, description, seq, created_at, updated_at";
+const ITEM_COLUMNS: &str = "id, group_id, name, column_values, position, version, archived_at, \
+    created_by, created_at, updated_at";
+const UPDATE_COLUMNS: &str = "id, item_id, parent_id, author_id, body, created_at, edited_at";
+
+impl TenantStore<'_> {
+    /// Creates a board with `creator` as its owner and one empty group; the board's log starts
+    /// with a `board.created` event at seq 1.
+    pub async fn create_board(
+        &self,
+        name: &str,
+        description: &str,
+        creator: Uuid,
+    ) -> StorageResult<(Board, BoardEvent)> {
+        let org = self.org_id();
+        let at = now();
+        let board = Board {
+            id: new_id(),
+            organization_id: org,
+            name: name.to_owned(),
+            description: description.to_owned(),
+            created_at: at,
+            updated_at: at,
+        };
+        let group = Group {
+            id: new_id(),
+            title: "Group 1".into(),
+            color: None,
+            position: position::between(None, None).unwrap_or_else(|| "V".into()),
+        };
+        let event = BoardEvent {
+            organization_id: org,
+            board_id: board.id,
+            seq: 1,
+            kind: EventKind::BoardCreated,
+            actor: Some(creator),
+            data: json!({
+                "board": boardroom_actors::board::board_json(&board),
+                "groups": [{"id": group.id, "board_id": board.id, "title": group.title, "color": null, "position": group.position}],
+                "members": [{"user_id": creator, "role": "owner"}],
+            }),
+            created_at: at,
+        };
+        transaction!(self.store, conn => {
+            sqlx::query(
+                "INSERT INTO boards (id, organization_id, name, description, seq, created_by, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, 1, $5, $6, $6)",
+            )
+            .bind(board.id).bind(org).bind(name).bind(description).bind(creator).bind(at)
+            .execute(&mut *conn).await?;
+            sqlx::query(
+                "INSERT INTO board_members (organization_id, board_id, user_id, role, created_at) \
+                 VALUES ($1, $2, $3, 'owner', $4)",
+            )
+            .bind(org).bind(board.id).bind(creator).bind(at)
+            .execute(&mut *conn).await?;
+            sqlx::query(
+                "INSERT INTO groups (id, organization_id, board_id, title, color, position, created_at) \
+                 VALUES ($1, $2, $3, $4, NULL, $5, $6)",
+            )
+            .bind(group.id).bind(org).bind(board.id).bind(&group.title).bind(&group.position).bind(at)
+            .execute(&mut *conn).await?;
+            sqlx::query(
+                "INSERT INTO board_events (organization_id, board_id, seq, kind, actor, payload, created_at) \
+                 VALUES ($1, $2, 1, $3, $4, $5, $6)",
+            )
+            .bind(org).bind(board.id).bind(event.kind.as_str()).bind(creator).bind(Json(&event.data)).bind(at)
+            .execute(&mut *conn).await?;
+            Ok(())
+        })?;
+        Ok((board, event))
+    }
+
+    /// The live boards `user` can see: every board for org admins, else those they are on.
+    pub async fn boards_for(&self, user: Uuid, admin: bool) -> StorageResult<Vec<BoardListing>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            board: BoardRow,
+            role: Option<String>,
+        }
+        let sql = format!(
+            "SELECT b.id, b.organization_id, b.name, b.description, b.seq, b.created_at, b.updated_at, m.role \
+             FROM boards b LEFT JOIN board_members m ON m.board_id = b.id AND m.user_id = $2 \
+             AND m.organization_id = $1 \
+             WHERE b.organization_id = $1 AND b.deleted_at IS NULL AND ($3 OR m.role IS NOT NULL) \
+             ORDER BY b.id"
+        );
+        let _ = BOARD_COLUMNS;
+        let rows: Vec<Row> = on_pool!(self, pool => {
+            sqlx::query_as::<_, Row>(&sql).bind(self.org_id()).bind(user).bind(admin).fetch_all(pool).await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|r| BoardListing {
+                board: r.board.board(),
+                role: if admin {
+                    BoardRole::Owner
+                } else {
+                    r.role.as_deref().and_then(BoardRole::parse).unwrap_or(BoardRole::Viewer)
+                },
+            })
+            .collect())
+    }
+
+    /// Events of `board` after `after`, in order, at most `limit`.
+    pub async fn board_events(
+        &self,
+        board: Uuid,
+        after: i64,
+        limit: i64,
+    ) -> StorageResult<Vec<EventRow>> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as::<_, EventRow>(
+                "SELECT seq, kind, actor, payload, created_at FROM board_events \
+                 WHERE organization_id = $1 AND board_id = $2 AND seq > $3 ORDER BY seq LIMIT $4",
+            )
+            .bind(self.org_id()).bind(board).bind(after).bind(limit)
+            .fetch_all(pool).await
+        })?)
+    }
+
+    /// Updates on `item` of `board`, oldest first.
+    pub async fn updates(&self, board: Uuid, item: Uuid) -> StorageResult<Vec<Update>> {
+        let sql = format!(
+            "SELECT {UPDATE_COLUMNS} FROM updates WHERE organization_id = $1 AND board_id = $2 \
+             AND item_id = $3 ORDER BY id"
+        );
+        let rows: Vec<UpdateRow> = on_pool!(self, pool => {
+            sqlx::query_as::<_, UpdateRow>(&sql).bind(self.org_id()).bind(board).bind(item).fetch_all(pool).await
+        })?;
+        Ok(rows.into_iter().map(Update::from).collect())
+    }
+
+    /// The recorded answer to an organization-level create sent with an idempotency key.
+    pub async fn idempotent_create(&self, user: Uuid, key: &str) -> StorageResult<Option<Value>> {
+        let row: Option<(Json<Value>,)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT response FROM idempotency_keys WHERE organization_id = $1 AND scope_id = $1 \
+                 AND user_id = $2 AND key = $3",
+            )
+            .bind(self.org_id()).bind(user).bind(key)
+            .fetch_optional(pool).await
+        })?;
+        Ok(row.map(|(r,)| r.0))
+    }
+
+    /// Records the answer to an organization-level create; false if the key was taken meanwhile.
+    pub async fn record_idempotent_create(
+        &self,
+        user: Uuid,
+        key: &str,
+        response: &Value,
+    ) -> StorageResult<bool> {
+        let result = on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO idempotency_keys (organization_id, scope_id, user_id, key, seq, response, created_at) \
+                 VALUES ($1, $1, $2, $3, 0, $4, $5)",
+            )
+            .bind(self.org_id()).bind(user).bind(key).bind(Json(response)).bind(now())
+            .execute(pool).await
+            .map(|r| r.rows_affected())
+        });
+        match result.map_err(StorageError::from) {
+            Ok(_) => Ok(true),
+            Err(StorageError::Unique(_)) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+impl Store {
+    /// Forgets idempotency records older than `before`.
+    pub async fn prune_idempotency(&self, before: DateTime<Utc>) -> StorageResult<u64> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+                .bind(before).execute(pool).await.map(|r| r.rows_affected())
+        })?)
+    }
+}
+
+#[async_trait::async_trait]
+impl BoardStore for Store {
+    async fn load_board(&self, org: Uuid, board: Uuid) -> anyhow::Result<Option<LoadedBoard>> {
+        let sql = format!(
+            "SELECT {BOARD_COLUMNS} FROM boards WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL"
+        );
+        let row: Option<BoardRow> = on_pool!(self, pool => {
+            sqlx::query_as::<_, BoardRow>(&sql).bind(org).bind(board).fetch_optional(pool).await
+        })?;
+        let Some(row) = row else { return Ok(None) };
+        let members: Vec<(Uuid, String)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT user_id, role FROM board_members WHERE organization_id = $1 AND board_id = $2")
+                .bind(org).bind(board).fetch_all(pool).await
+        })?;
+        let columns: Vec<ColumnRow> = on_pool!(self, pool => {
+            sqlx::query_as::<_, ColumnRow>(
+                "SELECT id, title, kind, settings, position FROM columns WHERE organization_id = $1 AND board_id = $2",
+            )
+            .bind(org).bind(board).fetch_all(pool).await
+        })?;
+        let groups: Vec<GroupRow> = on_pool!(self, pool => {
+            sqlx::query_as::<_, GroupRow>(
+                "SELECT id, title, color, position FROM groups WHERE organization_id = $1 AND board_id = $2",
+            )
+            .bind(org).bind(board).fetch_all(pool).await
+        })?;
+        let item_sql = format!(
+            "SELECT {ITEM_COLUMNS} FROM items WHERE organization_id = $1 AND board_id = $2"
+        );
+        let items: Vec<ItemRow> = on_pool!(self, pool => {
+            sqlx::query_as::<_, ItemRow>(&item_sql).bind(org).bind(board).fetch_all(pool).await
+        })?;
+        let members: HashMap<Uuid, BoardRole> = members
+            .into_iter()
+            .filter_map(|(user, role)| BoardRole::parse(&role).map(|r| (user, r)))
+            .collect();
+        let columns = columns
+            .into_iter()
+            .filter_map(|c| {
+                Some(Column {
+                    id: c.id,
+                    title: c.title,
+                    kind: ColumnKind::parse(&c.kind)?,
+                    settings: c.settings.0,
+                    position: c.position,
+                })
+            })
+            .collect();
+        let groups = groups
+            .into_iter()
+            .map(|g| Group { id: g.id, title: g.title, color: g.color, position: g.position })
+            .collect();
+        let items = items
+            .into_iter()
+            .map(|i| Item {
+                id: i.id,
+                group_id: i.group_id,
+                name: i.name,
+                values: i.column_values.0,
+                position: i.position,
+                version: i.version,
+                archived_at: i.archived_at,
+                created_by: i.created_by,
+                created_at: i.created_at,
+                updated_at: i.updated_at,
+            })
+            .collect();
+        Ok(Some(LoadedBoard { board: row.board(), seq: row.seq, members, columns, groups, items }))
+    }
+
+    async fn commit(
+        &self,
+        org: Uuid,
+        board: Uuid,
+        from_seq: i64,
+        changes: &[Change],
+        events: &[BoardEvent],
+        idempotent: &[IdempotentResult],
+    ) -> anyhow::Result<()> {
+        let Some(to_seq) = events.last().map(|e| e.seq) else { return Ok(()) };
+        let at = now();
+        transaction!(self, conn => {
+            let moved = sqlx::query("UPDATE boards SET seq = $3 WHERE organization_id = $1 AND id = $2 AND seq = $4")
+                .bind(org).bind(board).bind(to_seq).bind(from_seq)
+                .execute(&mut *conn).await?.rows_affected();
+            if moved != 1 {
+                return Err(StorageError::Rule("the board's log moved underneath this writer"));
+            }
+            for event in events {
+                sqlx::query(
+                    "INSERT INTO board_events (organization_id, board_id, seq, kind, actor, payload, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(org).bind(board).bind(event.seq).bind(event.kind.as_str()).bind(event.actor)
+                .bind(Json(&event.data)).bind(event.created_at)
+                .execute(&mut *conn).await?;
+            }
+            for change in changes {
+                match change {
+                    Change::Board(b) => {
+                        sqlx::query("UPDATE boards SET name = $3, description = $4, updated_at = $5 WHERE organization_id = $1 AND id = $2")
+                            .bind(org).bind(board).bind(&b.name).bind(&b.description).bind(b.updated_at)
+                            .execute(&mut *conn).await?;
+                    }
+                    Change::DeleteBoard => {
+                        sqlx::query("UPDATE boards SET deleted_at = $3 WHERE organization_id = $1 AND id = $2")
+                            .bind(org).bind(board).bind(at)
+                            .execute(&mut *conn).await?;
+                    }
+                    Change::Member(user, Some(role)) => {
+                        sqlx::query(
+                            "INSERT INTO board_members (organization_id, board_id, user_id, role, created_at) \
+                             VALUES ($1, $2, $3, $4, $5) \
+                             ON CONFLICT (board_id, user_id) DO UPDATE SET role = excluded.role",
+                        )
+                        .bind(org).bind(board).bind(user).bind(role.as_str()).bind(at)
+                        .execute(&mut *conn).await?;
+                    }
+                    Change::Member(user, None) => {
+                        sqlx::query("DELETE FROM board_members WHERE organization_id = $1 AND board_id = $2 AND user_id = $3")
+                            .bind(org).bind(board).bind(user)
+                            .execute(&mut *conn).await?;
+                    }
+                    Change::Column(c) => {
+                        sqlx::query(
+                            "INSERT INTO columns (id, organization_id, board_id, title, kind, settings, position, created_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                             ON CONFLICT (id) DO UPDATE SET title = excluded.title, settings = excluded.settings, \
+                             position = excluded.position",
+                        )
+                        .bind(c.id).bind(org).bind(board).bind(&c.title).bind(c.kind.as_str())
+                        .bind(Json(&c.settings)).bind(&c.position).bind(at)
+                        .execute(&mut *conn).await?;
+                    }
+                    Change::DeleteColumn(id) => {
+                        sqlx::query("DELETE FROM columns WHERE organization_id = $1 AND board_id = $2 AND id = $3")
+                            .bind(org).bind(board).bind(id)
+                            .execute(&mut *conn).await?;
+                    }
+                    Change::Group(g) => {
+                        sqlx::query(
+                            "INSERT INTO groups (id, organization_id, board_id, title, color, position, created_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                             ON CONFLICT (id) DO UPDATE SET title = excluded.title, color = excluded.color, \
+                             position = excluded.position",
+                        )
+                        .bind(g.id).bind(org).bind(board).bind(&g.title).bind(&g.color).bind(&g.position).bind(at)
+                        .execute(&mut *conn).await?;
+                    }
+                    Change::DeleteGroup(id) => {
+                        sqlx::query("DELETE FROM groups WHERE organization_id = $1 AND board_id = $2 AND id = $3")
+                            .bind(org).bind(board).bind(id)
+                            .execute(&mut *conn).await?;
+                    }
+                    Change::Item(i) => {
+                        sqlx::query(
+                            "INSERT INTO items (id, organization_id, board_id, group_id, name, column_values, position, \
+                             version, archived_at, created_by, created_at, updated_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                             ON CONFLICT (id) DO UPDATE SET group_id = excluded.group_id, name = excluded.name, \
+                             column_values = excluded.column_values, position = excluded.position, \
+                             version = excluded.version, archived_at = excluded.archived_at, \
+                             updated_at = excluded.updated_at",
+                        )
+                        .bind(i.id).bind(org).bind(board).bind(i.group_id).bind(&i.name).bind(Json(&i.values))
+                        .bind(&i.position).bind(i.version).bind(i.archived_at).bind(i.created_by)
+                        .bind(i.created_at).bind(i.updated_at)
+                        .execute(&mut *conn).await?;
+                    }
+                    Change::DeleteItem(id) => {
+                        sqlx::query("DELETE FROM items WHERE organization_id = $1 AND board_id = $2 AND id = $3")
+                            .bind(org).bind(board).bind(id)
+                            .execute(&mut *conn).await?;
+                    }
+                    Change::Update(u) => {
+                        sqlx::query(
+                            "INSERT INTO updates (id, organization_id, board_id, item_id, parent_id, author_id, body, \
+                             created_at, edited_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                             ON CONFLICT (id) DO UPDATE SET body = excluded.body, edited_at = excluded.edited_at",
+                        )
+                        .bind(u.id).bind(org).bind(board).bind(u.item_id).bind(u.parent_id).bind(u.author_id)
+                        .bind(&u.body).bind(u.created_at).bind(u.edited_at)
+                        .execute(&mut *conn).await?;
+                    }
+                    Change::DeleteUpdate(id) => {
+                        sqlx::query("DELETE FROM updates WHERE organization_id = $1 AND board_id = $2 AND id = $3")
+                            .bind(org).bind(board).bind(id)
+                            .execute(&mut *conn).await?;
+                    }
+                }
+            }
+            for record in idempotent {
+                sqlx::query(
+                    "INSERT INTO idempotency_keys (organization_id, scope_id, user_id, key, seq, response, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(org).bind(board).bind(record.user_id).bind(&record.key).bind(record.output.seq)
+                .bind(Json(&record.output.data)).bind(at)
+                .execute(&mut *conn).await?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    async fn board_org(&self, board: Uuid) -> anyhow::Result<Option<Uuid>> {
+        let row: Option<(Uuid,)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT organization_id FROM boards WHERE id = $1").bind(board).fetch_optional(pool).await
+        })?;
+        Ok(row.map(|(o,)| o))
+    }
+
+    async fn is_org_member(&self, org: Uuid, user: Uuid) -> anyhow::Result<bool> {
+        Ok(self.tenant(org).membership(user).await?.is_some())
+    }
+
+    async fn update(
+        &self,
+        org: Uuid,
+        board: Uuid,
+        item: Uuid,
+        update: Uuid,
+    ) -> anyhow::Result<Option<Update>> {
+        let sql = format!(
+            "SELECT {UPDATE_COLUMNS} FROM updates WHERE organization_id = $1 AND board_id = $2 AND item_id = $3 AND id = $4"
+        );
+        let row: Option<UpdateRow> = on_pool!(self, pool => {
+            sqlx::query_as::<_, UpdateRow>(&sql).bind(org).bind(board).bind(item).bind(update).fetch_optional(pool).await
+        })?;
+        Ok(row.map(Update::from))
+    }
+
+    async fn idempotent_result(
+        &self,
+        org: Uuid,
+        board: Uuid,
+        user: Uuid,
+        key: &str,
+    ) -> anyhow::Result<Option<CommandOutput>> {
+        let row: Option<(i64, Json<Value>)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT seq, response FROM idempotency_keys WHERE organization_id = $1 AND scope_id = $2 \
+                 AND user_id = $3 AND key = $4",
+            )
+            .bind(org).bind(board).bind(user).bind(key)
+            .fetch_optional(pool).await
+        })?;
+        Ok(row.map(|(seq, data)| CommandOutput { seq, data: data.0 }))
+    }
+}
