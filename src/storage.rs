@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 mod api_keys;
 mod audit;
+mod oauth_states;
 mod orgs;
 mod rate_limits;
 mod sessions;
@@ -31,6 +32,7 @@ mod users;
 
 pub use api_keys::{ApiKeyChanges, ApiKeyRow, NewApiKey};
 pub use audit::{AuditRow, ChainReport};
+pub use oauth_states::{NewOAuthState, OAuthStateRow};
 pub use orgs::{MemberRow, OrganizationRow};
 pub use rate_limits::WindowCounts;
 pub use sessions::NewSession;
