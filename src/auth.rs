@@ -14,9 +14,11 @@
 //! - [`limits`]: login and registration limits shared through the database.
 //! - [`request_meta`]: client IP (trusted proxies only) and User-Agent.
 //! - [`caller`]: the middleware that authenticates each request and the `Caller` extractor.
+//! - [`google`]: Google sign-in (OpenID Connect with PKCE): the client, ID-token checks, accounts.
 
 pub mod api_keys;
 pub mod caller;
+pub mod google;
 pub mod limits;
 pub mod password;
 pub mod request_meta;

@@ -8,6 +8,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod extract;
+pub mod google;
 pub mod health;
 pub mod orgs;
 
@@ -20,6 +21,7 @@ use boardroom_protocol::ErrorCode;
 
 use boardroom_actors::supervisor::Runtime;
 
+use crate::auth::google::Google;
 use crate::auth::Auth;
 use crate::config::Settings;
 use crate::error::ApiError;
@@ -36,12 +38,14 @@ struct AppInner {
     settings: Settings,
     auth: Auth,
     runtime: Runtime,
+    google: Google,
 }
 
 impl AppState {
     /// Builds the state from its parts.
     pub fn new(store: Store, settings: Settings, auth: Auth, runtime: Runtime) -> Self {
-        AppState { inner: Arc::new(AppInner { store, settings, auth, runtime }) }
+        let google = Google::from_settings(&settings);
+        AppState { inner: Arc::new(AppInner { store, settings, auth, runtime, google }) }
     }
 
     /// Authentication and org-level authorization.
@@ -63,6 +67,11 @@ impl AppState {
     pub fn settings(&self) -> &Settings {
         &self.inner.settings
     }
+
+    /// Google sign-in, as configured.
+    pub fn google(&self) -> &Google {
+        &self.inner.google
+    }
 }
 
 /// Largest request body accepted anywhere, in bytes.
@@ -75,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .merge(orgs::router())
         .merge(api_keys::router())
         .merge(audit::router())
+        .merge(google::router())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

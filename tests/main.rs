@@ -8,6 +8,7 @@ mod harness;
 mod api_keys;
 mod audit;
 mod cli;
+mod google;
 mod health;
 mod identity;
 mod orgs;
