@@ -160,6 +160,13 @@ impl Auth {
         }
     }
 
+    /// Counts a sign-in started with an identity provider against the client IP's login ceiling:
+    /// each start writes a pending row, so an unthrottled flood would fill the table.
+    pub async fn limit_sign_in_start(&self, meta: &RequestMeta) -> Result<(), ApiError> {
+        let limit = Limit { name: "sign-in-start", ..self.login_ip_limit };
+        self.limit(limit, &meta.ip.to_string()).await
+    }
+
     /// Registers an account and signs it in.
     pub async fn register(
         &self,

@@ -32,7 +32,7 @@ use uuid::Uuid;
 use crate::harness::{both_backends, both_backends_with, Reply, TestServer};
 
 both_backends_with!(
-    crate::google::with_google;
+    with_google;
     a_new_account_is_created,
     a_password_account_with_the_same_email_is_linked,
     a_returning_user_is_found_by_subject,
@@ -45,6 +45,7 @@ both_backends_with!(
     other_id_token_checks,
     an_unverified_email_is_refused,
     rotated_keys_are_fetched_once,
+    a_callback_from_another_browser_is_refused,
 );
 
 both_backends!(not_configured_answers_404);
@@ -352,6 +353,15 @@ async fn start(server: &TestServer) -> Started {
         assert!(params[name].len() >= 43, "{name} is too short: {}", params[name]);
     }
     assert_ne!(params["state"], params["nonce"]);
+    let cookie = reply
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("br_oauth_state="))
+        .expect("state cookie");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+    assert_eq!(cookie.split(';').next().unwrap(), format!("br_oauth_state={}", params["state"]));
     Started {
         state: params["state"].clone(),
         nonce: params["nonce"].clone(),
@@ -360,12 +370,27 @@ async fn start(server: &TestServer) -> Started {
     }
 }
 
-/// `GET /auth/google/callback` with these query parameters.
+/// `GET /auth/google/callback` with these query parameters, from the browser that holds the
+/// state cookie of the `state` parameter (if any).
 async fn callback(server: &TestServer, params: &[(&str, &str)]) -> Reply {
+    let state = params.iter().find(|(k, _)| *k == "state").map(|(_, v)| *v);
+    callback_with_cookie(server, params, state).await
+}
+
+/// `GET /auth/google/callback` sending `cookie` as the state cookie.
+async fn callback_with_cookie(
+    server: &TestServer,
+    params: &[(&str, &str)],
+    cookie: Option<&str>,
+) -> Reply {
     let query: String = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(params.iter().copied())
         .finish();
-    server.get(&format!("{CALLBACK}?{query}")).await
+    let mut call = server.call(reqwest::Method::GET, &format!("{CALLBACK}?{query}"));
+    if let Some(cookie) = cookie {
+        call = call.header("cookie", &format!("br_oauth_state={cookie}"));
+    }
+    call.send().await
 }
 
 /// A whole sign-in as `person`, with the provider misbehaving as `tweak` says.
@@ -507,13 +532,16 @@ async fn a_password_account_with_the_same_email_is_linked(server: &TestServer) {
     let alice = server.register("alice").await;
     let mut google_alice = person("alice");
     google_alice.email = alice.email.to_uppercase();
+    server.get_as("/api/v1/me", &alice.access_token).await.expect(200);
 
     let body = signed_in(server, &google_alice).await;
     assert_eq!(body["user"]["id"], alice.id.as_str());
     assert_eq!(body["user"]["email"], alice.email.as_str());
     assert_eq!(body["user"]["email_verified"], true);
     let (_, password_hash, google_sub, verified) = stored_user(server, &alice.email).await.unwrap();
-    assert!(password_hash.is_some(), "linking keeps the password");
+    // Registration never proved the email was alice's: whoever registered it may have been
+    // squatting, so the password and every earlier session end when Google vouches for it.
+    assert!(password_hash.is_none(), "linking an unverified account clears its password");
     assert_eq!(google_sub.as_deref(), Some(google_alice.sub.as_str()));
     assert!(verified);
 
@@ -525,7 +553,6 @@ async fn a_password_account_with_the_same_email_is_linked(server: &TestServer) {
         .iter()
         .any(|r| r.action == "signup" && r.metadata["method"] == "google"));
 
-    // The password still signs in too.
     server
         .post(
             "/api/v1/auth/login",
@@ -533,7 +560,24 @@ async fn a_password_account_with_the_same_email_is_linked(server: &TestServer) {
             &json!({ "email": alice.email, "password": alice.password }),
         )
         .await
-        .expect(200);
+        .expect_error(401, "invalid_credentials");
+    server.get_as("/api/v1/me", &alice.access_token).await.expect_error(401, "session_revoked");
+    server.get_as("/api/v1/me", body["access_token"].as_str().unwrap()).await.expect(200);
+}
+
+async fn a_callback_from_another_browser_is_refused(server: &TestServer) {
+    // Login CSRF: the attacker starts a sign-in, then sends the victim the callback URL. The
+    // victim's browser lacks the state cookie, so nothing signs them in.
+    let started = start(server).await;
+    let code = Provider::of(server).login(&started, &person("mallory"), Tweak::default());
+    let params = [("code", code.as_str()), ("state", started.state.as_str())];
+    callback_with_cookie(server, &params, None).await.expect_error(400, "bad_request");
+    let other = start(server).await;
+    callback_with_cookie(server, &params, Some(&other.state))
+        .await
+        .expect_error(400, "bad_request");
+    // The state was spent by the refused attempt: the attacker cannot reuse it either.
+    callback(server, &params).await.expect_error(400, "bad_request");
 }
 
 async fn a_returning_user_is_found_by_subject(server: &TestServer) {

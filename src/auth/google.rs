@@ -668,7 +668,9 @@ enum Account {
 impl Auth {
     /// Begins a Google sign-in: stores the pending state and returns the URL to send the
     /// browser to.
-    pub async fn google_start(&self, google: &GoogleSignIn) -> Result<Url, ApiError> {
+    /// Returns the provider URL and the state, which the edge also binds to the browser in a
+    /// cookie so that a callback URL forwarded to someone else cannot sign them in.
+    pub async fn google_start(&self, google: &GoogleSignIn) -> Result<(Url, String), ApiError> {
         let start = google.authorization();
         self.store
             .put_oauth_state(NewOAuthState {
@@ -678,17 +680,21 @@ impl Auth {
                 expires_at: crate::storage::now() + chrono::Duration::minutes(STATE_TTL_MINUTES),
             })
             .await?;
-        Ok(start.url)
+        Ok((start.url, start.state))
     }
 
     /// Finishes a Google sign-in: the pending state is taken (it works once), the provider's
     /// answer is verified, and the account is found, linked or created before its session
     /// starts. A callback without a known state is not audited (anyone can send one); every
     /// failure after that is, with a reason.
+    ///
+    /// `browser_state` is the state cookie set at the start; it must match the `state`
+    /// parameter, which stops login CSRF (a victim sent someone else's callback URL).
     pub async fn google_callback(
         &self,
         google: &GoogleSignIn,
         callback: &GoogleCallback,
+        browser_state: Option<&str>,
         meta: &RequestMeta,
     ) -> Result<(UserRow, SessionTokens), ApiError> {
         let state = callback.state.as_deref().filter(|s| !s.is_empty());
@@ -705,6 +711,18 @@ impl Auth {
         }
         if state.is_none() {
             return Err(ApiError::bad_request("the state parameter is required"));
+        }
+        let bound = match (state, browser_state) {
+            (Some(state), Some(cookie)) => {
+                crate::auth::tokens::secrets_equal(state.as_bytes(), cookie.as_bytes())
+            }
+            _ => false,
+        };
+        if pending.is_some() && !bound {
+            self.google_failed(meta, "state_not_bound_to_browser", None);
+            return Err(ApiError::bad_request(
+                "this sign-in was started in another browser; start the sign-in again",
+            ));
         }
         let Some(pending) = pending else {
             return Err(ApiError::bad_request(
@@ -778,10 +796,13 @@ impl Auth {
                     return Err(conflict());
                 }
                 // Google vouches for the email, so the account is taken to be this person's.
-                // A password on it keeps working, although nothing proved that whoever set it
-                // owned the email (registration does not verify emails yet).
+                // An unverified account's password and sessions end (see `link_google`).
                 match self.store.link_google(user.id, &identity.sub).await {
-                    Ok(()) => {}
+                    Ok(reset) => {
+                        if reset {
+                            self.sessions.forget_user(user.id);
+                        }
+                    }
                     Err(StorageError::Unique(_)) => continue,
                     Err(err) => return Err(err.into()),
                 }

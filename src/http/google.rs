@@ -6,8 +6,8 @@
 //! [`crate::auth::google`].
 
 use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, LOCATION};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::header::{CACHE_CONTROL, LOCATION, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -15,6 +15,7 @@ use axum::Router;
 use super::auth::session_response;
 use super::extract::ApiQuery;
 use super::AppState;
+use crate::auth::caller::cookie;
 use crate::auth::google::GoogleCallback;
 use crate::auth::RequestMeta;
 use crate::error::{ApiError, ApiResult};
@@ -28,23 +29,41 @@ pub fn router() -> Router<AppState> {
 
 const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 
-async fn start(State(state): State<AppState>) -> ApiResult<Response> {
+/// Cookie binding a pending sign-in's state to the browser that started it.
+const STATE_COOKIE: &str = "br_oauth_state";
+
+async fn start(State(state): State<AppState>, meta: RequestMeta) -> ApiResult<Response> {
     let google = state.google().get()?;
-    let url = state.auth().google_start(google).await?;
+    state.auth().limit_sign_in_start(&meta).await?;
+    let (url, oauth_state) = state.auth().google_start(google).await?;
     let location = HeaderValue::from_str(url.as_str()).map_err(ApiError::internal)?;
-    Ok((StatusCode::FOUND, [(LOCATION, location), (CACHE_CONTROL, NO_STORE)]).into_response())
+    // SameSite=Lax: the provider's redirect back is a top-level navigation, which Lax allows.
+    let cookie = HeaderValue::from_str(&format!(
+        "{STATE_COOKIE}={oauth_state}; Path=/api/v1/auth/google; Max-Age=600; HttpOnly; Secure; SameSite=Lax"
+    ))
+    .map_err(ApiError::internal)?;
+    Ok((StatusCode::FOUND, [(LOCATION, location), (CACHE_CONTROL, NO_STORE), (SET_COOKIE, cookie)])
+        .into_response())
 }
 
 async fn callback(
     State(state): State<AppState>,
     meta: RequestMeta,
+    headers: HeaderMap,
     query: Result<ApiQuery<GoogleCallback>, ApiError>,
 ) -> ApiResult<Response> {
     // Not configured is the answer whatever the query holds.
     let google = state.google().get()?;
     let ApiQuery(callback) = query?;
-    let (user, tokens) = state.auth().google_callback(google, &callback, &meta).await?;
+    let browser_state = cookie(&headers, STATE_COOKIE);
+    let (user, tokens) =
+        state.auth().google_callback(google, &callback, browser_state.as_deref(), &meta).await?;
     let mut response = session_response(StatusCode::OK, &user, &tokens);
     response.headers_mut().insert(CACHE_CONTROL, NO_STORE);
+    if let Ok(clear) = HeaderValue::from_str(&format!(
+        "{STATE_COOKIE}=; Path=/api/v1/auth/google; Max-Age=0; HttpOnly; Secure; SameSite=Lax"
+    )) {
+        response.headers_mut().append(SET_COOKIE, clear);
+    }
     Ok(response)
 }

@@ -205,16 +205,14 @@ impl TenantStore<'_> {
             board: BoardRow,
             role: Option<String>,
         }
-        let sql = format!(
-            "SELECT b.id, b.organization_id, b.name, b.description, b.seq, b.created_at, b.updated_at, m.role \
+        const SQL: &str = "SELECT b.id, b.organization_id, b.name, b.description, b.seq, \
+             b.created_at, b.updated_at, m.role \
              FROM boards b LEFT JOIN board_members m ON m.board_id = b.id AND m.user_id = $2 \
              AND m.organization_id = $1 \
              WHERE b.organization_id = $1 AND b.deleted_at IS NULL AND ($3 OR m.role IS NOT NULL) \
-             ORDER BY b.id"
-        );
-        let _ = BOARD_COLUMNS;
+             ORDER BY b.id";
         let rows: Vec<Row> = on_pool!(self, pool => {
-            sqlx::query_as::<_, Row>(&sql).bind(self.org_id()).bind(user).bind(admin).fetch_all(pool).await
+            sqlx::query_as::<_, Row>(SQL).bind(self.org_id()).bind(user).bind(admin).fetch_all(pool).await
         })?;
         Ok(rows
             .into_iter()

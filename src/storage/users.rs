@@ -92,17 +92,48 @@ impl Store {
         })?)
     }
 
-    /// Links a Google subject to an existing user and marks the email verified.
-    pub async fn link_google(&self, user_id: Uuid, sub: &str) -> StorageResult<()> {
-        on_pool!(self, pool => {
-            sqlx::query("UPDATE users SET google_sub = $2, email_verified = TRUE WHERE id = $1")
+    /// Links a Google subject to an existing, unlinked user and marks the email verified.
+    ///
+    /// Registration does not prove ownership of an email, so someone could have registered the
+    /// address before its owner signed in with Google. When the email was unverified, the
+    /// password is therefore cleared, the token version bumped and every session ended: whatever
+    /// a squatter set up stops working. Returns whether that happened. A user linked meanwhile
+    /// to another subject is [`StorageError::Unique`](super::StorageError::Unique).
+    pub async fn link_google(&self, user_id: Uuid, sub: &str) -> StorageResult<bool> {
+        let at = now();
+        crate::transaction!(self, conn => {
+            let verified: Option<(bool,)> = sqlx::query_as(
+                "SELECT email_verified FROM users WHERE id = $1 AND google_sub IS NULL",
+            )
+            .bind(user_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let Some((verified,)) = verified else {
+                return Err(super::StorageError::Unique("users_google_sub_key".into()));
+            };
+            sqlx::query(
+                "UPDATE users SET google_sub = $2, email_verified = TRUE, \
+                 password_hash = CASE WHEN $3 THEN password_hash ELSE NULL END, \
+                 token_version = CASE WHEN $3 THEN token_version ELSE token_version + 1 END \
+                 WHERE id = $1 AND google_sub IS NULL",
+            )
+            .bind(user_id)
+            .bind(sub)
+            .bind(verified)
+            .execute(&mut *conn)
+            .await?;
+            if !verified {
+                sqlx::query(
+                    "UPDATE sessions SET revoked_at = $2, revoked_reason = 'email_claimed_by_google' \
+                     WHERE user_id = $1 AND revoked_at IS NULL",
+                )
                 .bind(user_id)
-                .bind(sub)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
-        Ok(())
+                .bind(at)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Ok(!verified)
+        })
     }
 
     /// Replaces the password hash and bumps the token version; returns the new version.
