@@ -7,6 +7,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
+pub mod boards;
 pub mod extract;
 pub mod google;
 pub mod health;
@@ -53,6 +54,11 @@ impl AppState {
         &self.inner.auth
     }
 
+    /// The board registry.
+    pub fn boards(&self) -> &boardroom_actors::boards::Boards {
+        self.inner.runtime.boards()
+    }
+
     /// The supervised actors.
     pub fn runtime(&self) -> &Runtime {
         &self.inner.runtime
@@ -84,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .merge(orgs::router())
         .merge(api_keys::router())
         .merge(audit::router())
+        .merge(boards::router())
         .merge(google::router())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(

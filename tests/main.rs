@@ -7,6 +7,7 @@ mod harness;
 
 mod api_keys;
 mod audit;
+mod boards;
 mod cli;
 mod google;
 mod health;

@@ -190,6 +190,12 @@ impl Boards {
         self.store.board_org(board).await.ok().flatten()
     }
 
+    /// Whether a board's actor is running now (tests of idle stops).
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_panic_probe(&self, board: Uuid) -> bool {
+        Self::running(board).is_some()
+    }
+
     /// Crashes a board's actor on purpose (tests of supervision).
     #[cfg(feature = "fault-injection")]
     pub fn inject_panic(&self, board: Uuid) -> bool {

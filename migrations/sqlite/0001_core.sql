@@ -57,7 +57,7 @@ CREATE TABLE columns (
     organization_id  BLOB NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
     board_id         BLOB NOT NULL REFERENCES boards(id) ON DELETE CASCADE,
     title            TEXT NOT NULL,
-    kind             TEXT NOT NULL CHECK (kind IN ('TEXT', 'long_text', 'number', 'status', 'date',
+    kind             TEXT NOT NULL CHECK (kind IN ('text', 'long_text', 'number', 'status', 'date',
                                                    'person', 'checkbox', 'dropdown', 'link')),
     settings         TEXT NOT NULL DEFAULT '{}',
     position         TEXT NOT NULL,

@@ -1,0 +1,675 @@
+//! Boards over REST: `/orgs/{org}/boards` and everything under `/boards/{board}`.
+//!
+//! Handlers are thin: they establish who is asking (organization role, key scopes), hand the
+//! command or query to the board's actor through the registry, and map the answer. Every rule
+//! (roles, scopes, validation, ordering, versions) lives in `boardroom_actors::board`. A board
+//! of another organization, or one the caller is not on, is 404.
+//!
+//! A POST with an `Idempotency-Key` header returns the first result when retried. A PATCH of an
+//! item with `If-Match: "<version>"` (or `expected_version` in the body) is refused with 409
+//! `version_conflict` when the item has moved on.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post, put};
+use axum::{Json, Router};
+use boardroom_actors::board::{BoardQuery, BoardStore, CommandOutput, Requester};
+use boardroom_actors::domain::{BoardCommand, BoardError, BoardRole, ColumnKind, Placement};
+use boardroom_actors::roles::OrgRole;
+use boardroom_protocol::{ErrorCode, Scope};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::AppState;
+use crate::auth::{Caller, Principal};
+use crate::error::{ApiError, ApiResult};
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/orgs/{org}/boards", get(list_boards).post(create_board))
+        .route("/boards/{board}", get(snapshot).patch(update_board).delete(delete_board))
+        .route("/boards/{board}/members", get(members))
+        .route("/boards/{board}/members/{user}", put(set_member).delete(remove_member))
+        .route("/boards/{board}/columns", post(create_column))
+        .route("/boards/{board}/columns/{column}", patch(update_column).delete(delete_column))
+        .route("/boards/{board}/groups", post(create_group))
+        .route("/boards/{board}/groups/{group}", patch(update_group).delete(delete_group))
+        .route("/boards/{board}/items", get(list_items).post(create_item))
+        .route("/boards/{board}/items/{item}", get(get_item).patch(update_item).delete(delete_item))
+        .route("/boards/{board}/items/{item}/move", post(move_item))
+        .route("/boards/{board}/items/{item}/archive", post(archive_item))
+        .route("/boards/{board}/items/{item}/updates", get(list_updates).post(create_update))
+        .route(
+            "/boards/{board}/items/{item}/updates/{update}",
+            patch(edit_update).delete(delete_update),
+        )
+        .route("/boards/{board}/events", get(events))
+}
+
+/// Maps a board refusal to the edge's error.
+pub fn board_error(err: BoardError) -> ApiError {
+    let message = err.to_string();
+    match err {
+        BoardError::NotFound(_) => ApiError::new(ErrorCode::NotFound, message),
+        BoardError::Forbidden(_) => ApiError::new(ErrorCode::Forbidden, message),
+        BoardError::MissingScope(_) => ApiError::new(ErrorCode::InsufficientScope, message),
+        BoardError::Invalid(_) => ApiError::new(ErrorCode::ValidationFailed, message),
+        BoardError::VersionConflict { .. } => ApiError::new(ErrorCode::VersionConflict, message),
+        BoardError::Conflict(_) => ApiError::new(ErrorCode::Conflict, message),
+        BoardError::Unavailable(_) => {
+            let mut err = ApiError::new(ErrorCode::Unavailable, message);
+            err.set_retry_after(1);
+            err
+        }
+    }
+}
+
+fn scopes_of(caller: &Caller) -> Option<Vec<Scope>> {
+    match &caller.principal {
+        Principal::ApiKey(grant) => Some(grant.scopes.clone()),
+        Principal::User { .. } => None,
+    }
+}
+
+/// The board's organization and who is asking there. A board the caller's organizations do
+/// not hold is 404.
+pub async fn requester_for(
+    state: &AppState,
+    caller: &Caller,
+    board: Uuid,
+) -> ApiResult<(Uuid, Requester)> {
+    let not_found = || ApiError::not_found("board");
+    let org =
+        state.store().board_org(board).await.map_err(ApiError::internal)?.ok_or_else(not_found)?;
+    let access = state.auth().org_access(caller, org, OrgRole::Member).await.map_err(|err| {
+        if err.code() == ErrorCode::NotFound {
+            not_found()
+        } else {
+            err
+        }
+    })?;
+    Ok((
+        org,
+        Requester { user_id: caller.user_id(), org_role: access.role, scopes: scopes_of(caller) },
+    ))
+}
+
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = value.to_str().unwrap_or_default();
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::bad_request(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        ));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+async fn run(
+    state: &AppState,
+    caller: &Caller,
+    board: Uuid,
+    command: BoardCommand,
+    idempotency: Option<String>,
+) -> ApiResult<CommandOutput> {
+    let (org, requester) = requester_for(state, caller, board).await?;
+    state.boards().command(org, board, requester, command, idempotency).await.map_err(board_error)
+}
+
+async fn read(
+    state: &AppState,
+    caller: &Caller,
+    board: Uuid,
+    query: BoardQuery,
+) -> ApiResult<Value> {
+    let (org, requester) = requester_for(state, caller, board).await?;
+    state.boards().read(org, board, requester, query).await.map_err(board_error)
+}
+
+fn created(output: CommandOutput) -> Response {
+    (StatusCode::CREATED, Json(output.data)).into_response()
+}
+
+fn ok(output: CommandOutput) -> Response {
+    Json(output.data).into_response()
+}
+
+fn with_etag(item: Value) -> Response {
+    let etag = item["version"].as_i64().map(|v| format!("\"{v}\""));
+    let mut response = Json(item).into_response();
+    if let Some(value) = etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
+        response.headers_mut().insert(axum::http::header::ETAG, value);
+    }
+    response
+}
+
+// ----- boards -------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBoard {
+    name: String,
+    #[serde(default)]
+    description: String,
+}
+
+async fn create_board(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiPath(org): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<CreateBoard>,
+) -> ApiResult<Response> {
+    state.auth().org_access(&caller, org, OrgRole::Member).await?;
+    caller.require_scope(Scope::BoardsWrite)?;
+    let key = idempotency_key(&headers)?;
+    let tenant = state.store().tenant(org);
+    if let Some(key) = &key {
+        if let Some(first) = tenant.idempotent_create(caller.user_id(), key).await? {
+            return Ok((StatusCode::CREATED, Json(first)).into_response());
+        }
+    }
+    let name = boardroom_actors::values::check_text(
+        "name",
+        &body.name,
+        boardroom_actors::values::MAX_TITLE_CHARS,
+    )
+    .map_err(board_error)?;
+    if body.description.chars().count() > boardroom_actors::values::MAX_LONG_TEXT_CHARS {
+        return Err(ApiError::validation("description is too long"));
+    }
+    let (board, event) = tenant.create_board(&name, &body.description, caller.user_id()).await?;
+    let mut answer = boardroom_actors::board::board_json(&board);
+    answer["role"] = json!(BoardRole::Owner.as_str());
+    answer["seq"] = json!(event.seq);
+    answer["groups"] = event.data["groups"].clone();
+    if let Some(key) = &key {
+        if !tenant.record_idempotent_create(caller.user_id(), key, &answer).await? {
+            // A concurrent retry recorded first; answer what it answered.
+            if let Some(first) = tenant.idempotent_create(caller.user_id(), key).await? {
+                return Ok((StatusCode::CREATED, Json(first)).into_response());
+            }
+        }
+    }
+    state.boards().bus().publish(std::sync::Arc::new(event));
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+async fn list_boards(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(org): ApiPath<Uuid>,
+) -> ApiResult<Json<Value>> {
+    let access = state.auth().org_access(&caller, org, OrgRole::Member).await?;
+    caller.require_scope(Scope::BoardsRead)?;
+    let boards = state
+        .store()
+        .tenant(org)
+        .boards_for(caller.user_id(), access.role == OrgRole::Admin)
+        .await?;
+    let boards: Vec<Value> = boards
+        .iter()
+        .map(|b| {
+            let mut board = boardroom_actors::board::board_json(&b.board);
+            board["role"] = json!(b.role.as_str());
+            board
+        })
+        .collect();
+    Ok(Json(json!({ "boards": boards })))
+}
+
+async fn snapshot(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(board): ApiPath<Uuid>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(read(&state, &caller, board, BoardQuery::Snapshot).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBoard {
+    name: Option<String>,
+    description: Option<String>,
+}
+
+async fn update_board(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(board): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<UpdateBoard>,
+) -> ApiResult<Response> {
+    let command = BoardCommand::UpdateBoard { name: body.name, description: body.description };
+    Ok(ok(run(&state, &caller, board, command, None).await?))
+}
+
+async fn delete_board(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(board): ApiPath<Uuid>,
+) -> ApiResult<StatusCode> {
+    run(&state, &caller, board, BoardCommand::DeleteBoard, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ----- members ------------------------------------------------------------------------------
+
+async fn members(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(board): ApiPath<Uuid>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(read(&state, &caller, board, BoardQuery::Members).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetMember {
+    role: String,
+}
+
+async fn set_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((board, user)): ApiPath<(Uuid, Uuid)>,
+    ApiJson(body): ApiJson<SetMember>,
+) -> ApiResult<Response> {
+    let role = BoardRole::parse(&body.role)
+        .ok_or_else(|| ApiError::validation("role must be owner, editor or viewer"))?;
+    Ok(
+        ok(run(&state, &caller, board, BoardCommand::SetMember { user_id: user, role }, None)
+            .await?),
+    )
+}
+
+async fn remove_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((board, user)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<StatusCode> {
+    run(&state, &caller, board, BoardCommand::RemoveMember { user_id: user }, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ----- columns ------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateColumn {
+    title: String,
+    #[serde(rename = "type")]
+    kind: String,
+    settings: Option<Value>,
+    before: Option<Uuid>,
+    after: Option<Uuid>,
+}
+
+async fn create_column(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiPath(board): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<CreateColumn>,
+) -> ApiResult<Response> {
+    let kind = ColumnKind::parse(&body.kind).ok_or_else(|| {
+        ApiError::validation("type must be one of text, long_text, number, status, date, person, checkbox, dropdown, link")
+    })?;
+    let command = BoardCommand::CreateColumn {
+        title: body.title,
+        kind,
+        settings: body.settings,
+        placement: Placement { before: body.before, after: body.after },
+    };
+    Ok(created(run(&state, &caller, board, command, idempotency_key(&headers)?).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateColumn {
+    title: Option<String>,
+    settings: Option<Value>,
+    before: Option<Uuid>,
+    after: Option<Uuid>,
+}
+
+async fn update_column(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((board, column)): ApiPath<(Uuid, Uuid)>,
+    ApiJson(body): ApiJson<UpdateColumn>,
+) -> ApiResult<Response> {
+    let command = BoardCommand::UpdateColumn {
+        column_id: column,
+        title: body.title,
+        settings: body.settings,
+        placement: Placement { before: body.before, after: body.after },
+    };
+    Ok(ok(run(&state, &caller, board, command, None).await?))
+}
+
+async fn delete_column(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((board, column)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<StatusCode> {
+    run(&state, &caller, board, BoardCommand::DeleteColumn { column_id: column }, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ----- groups -------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupBody {
+    title: Option<String>,
+    color: Option<String>,
+    before: Option<Uuid>,
+    after: Option<Uuid>,
+}
+
+async fn create_group(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiPath(board): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<GroupBody>,
+) -> ApiResult<Response> {
+    let title = body.title.ok_or_else(|| ApiError::validation("title is required"))?;
+    let command = BoardCommand::CreateGroup {
+        title,
+        color: body.color,
+        placement: Placement { before: body.before, after: body.after },
+    };
+    Ok(created(run(&state, &caller, board, command, idempotency_key(&headers)?).await?))
+}
+
+async fn update_group(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((board, group)): ApiPath<(Uuid, Uuid)>,
+    ApiJson(body): ApiJson<GroupBody>,
+) -> ApiResult<Response> {
+    let command = BoardCommand::UpdateGroup {
+        group_id: group,
+        title: body.title,
+        color: body.color,
+        placement: Placement { before: body.before, after: body.after },
+    };
+    Ok(ok(run(&state, &caller, board, command, None).await?))
+}
+
+async fn delete_group(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((board, group)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<StatusCode> {
+    run(&state, &caller, board, BoardCommand::DeleteGroup { group_id: group }, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ----- items --------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateItem {
+    group_id: Uuid,
+    name: String,
+    #[serde(default)]
+    values: BTreeMap<Uuid, Value>,
+    before: Option<Uuid>,
+    after: Option<Uuid>,
+}
+
+async fn create_item(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiPath(board): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<CreateItem>,
+) -> ApiResult<Response> {
+    let command = BoardCommand::CreateItem {
+        group_id: body.group_id,
+        name: body.name,
+        values: body.values,
+        placement: Placement { before: body.before, after: body.after },
+    };
+    Ok(created(run(&state, &caller, board, command, idempotency_key(&headers)?).await?))
+}
+
+#[derive(Deserialize)]
+struct ItemsQuery {
+    group_id: Option<Uuid>,
+    cursor: Option<Uuid>,
+    limit: Option<usize>,
+}
+
+async fn list_items(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(board): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<ItemsQuery>,
+) -> ApiResult<Json<Value>> {
+    let limit = query.limit.unwrap_or(100).clamp(1, 500);
+    let query = BoardQuery::Items { group_id: query.group_id, after: query.cursor, limit };
+    Ok(Json(read(&state, &caller, board, query).await?))
+}
+
+async fn get_item(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((board, item)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<Response> {
+    Ok(with_etag(read(&state, &caller, board, BoardQuery::Item(item)).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateItem {
+    name: Option<String>,
+    #[serde(default)]
+    values: BTreeMap<Uuid, Value>,
+    expected_version: Option<i64>,
+}
+
+/// `If-Match: "7"` (or `7`, or a weak `W/"7"`) names the version a change expects.
+fn if_match(headers: &HeaderMap) -> ApiResult<Option<i64>> {
+    let Some(value) = headers.get(axum::http::header::IF_MATCH) else { return Ok(None) };
+    let text = value.to_str().unwrap_or_default().trim();
+    let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+    text.parse()
+        .map(Some)
+        .map_err(|_| ApiError::bad_request("If-Match must be an item version, like \"3\""))
+}
+
+async fn update_item(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiPath((board, item)): ApiPath<(Uuid, Uuid)>,
+    ApiJson(body): ApiJson<UpdateItem>,
+) -> ApiResult<Response> {
+    let expected_version = match (if_match(&headers)?, body.expected_version) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ApiError::bad_request("If-Match and expected_version disagree"))
+        }
+        (header, field) => header.or(field),
+    };
+    let command = BoardCommand::UpdateItem {
+        item_id: item,
+        name: body.name,
+        values: body.values,
+        expected_version,
+    };
+    Ok(with_etag(run(&state, &caller, board, command, None).await?.data))
+}
+
+async fn delete_item(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((board, item)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<StatusCode> {
+    run(&state, &caller, board, BoardCommand::DeleteItem { item_id: item }, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoveItem {
+    group_id: Uuid,
+    before: Option<Uuid>,
+    after: Option<Uuid>,
+}
+
+async fn move_item(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((board, item)): ApiPath<(Uuid, Uuid)>,
+    ApiJson(body): ApiJson<MoveItem>,
+) -> ApiResult<Response> {
+    let command = BoardCommand::MoveItem {
+        item_id: item,
+        group_id: body.group_id,
+        placement: Placement { before: body.before, after: body.after },
+    };
+    Ok(with_etag(run(&state, &caller, board, command, None).await?.data))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ArchiveItem {
+    archived: Option<bool>,
+}
+
+async fn archive_item(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((board, item)): ApiPath<(Uuid, Uuid)>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let body: ArchiveItem = if body.is_empty() {
+        ArchiveItem::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::new(ErrorCode::MalformedBody, format!("invalid body: {e}")))?
+    };
+    let command =
+        BoardCommand::ArchiveItem { item_id: item, archived: body.archived.unwrap_or(true) };
+    Ok(with_etag(run(&state, &caller, board, command, None).await?.data))
+}
+
+// ----- updates (comments) -------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUpdate {
+    body: String,
+    parent_id: Option<Uuid>,
+}
+
+async fn create_update(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiPath((board, item)): ApiPath<(Uuid, Uuid)>,
+    ApiJson(body): ApiJson<CreateUpdate>,
+) -> ApiResult<Response> {
+    let command =
+        BoardCommand::CreateUpdate { item_id: item, body: body.body, parent_id: body.parent_id };
+    Ok(created(run(&state, &caller, board, command, idempotency_key(&headers)?).await?))
+}
+
+async fn list_updates(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((board, item)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<Json<Value>> {
+    let (org, requester) = requester_for(&state, &caller, board).await?;
+    state
+        .boards()
+        .read(org, board, requester.clone(), BoardQuery::Access(Scope::UpdatesRead))
+        .await
+        .map_err(board_error)?;
+    // The item must be on this board and visible: read it through the actor first.
+    let items_requester = Requester { scopes: None, ..requester };
+    state
+        .boards()
+        .read(org, board, items_requester, BoardQuery::Item(item))
+        .await
+        .map_err(board_error)?;
+    let updates = state.store().tenant(org).updates(board, item).await?;
+    let updates: Vec<Value> =
+        updates.iter().map(|u| boardroom_actors::board::update_json(board, u)).collect();
+    Ok(Json(json!({ "updates": updates })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EditUpdate {
+    body: String,
+}
+
+async fn edit_update(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((board, item, update)): ApiPath<(Uuid, Uuid, Uuid)>,
+    ApiJson(body): ApiJson<EditUpdate>,
+) -> ApiResult<Response> {
+    let command = BoardCommand::EditUpdate { item_id: item, update_id: update, body: body.body };
+    Ok(ok(run(&state, &caller, board, command, None).await?))
+}
+
+async fn delete_update(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((board, item, update)): ApiPath<(Uuid, Uuid, Uuid)>,
+) -> ApiResult<StatusCode> {
+    run(
+        &state,
+        &caller,
+        board,
+        BoardCommand::DeleteUpdate { item_id: item, update_id: update },
+        None,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ----- the event log ------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(board): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<EventsQuery>,
+) -> ApiResult<Json<Value>> {
+    let (org, requester) = requester_for(&state, &caller, board).await?;
+    state
+        .boards()
+        .read(org, board, requester, BoardQuery::Access(Scope::BoardsRead))
+        .await
+        .map_err(board_error)?;
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let rows = state
+        .store()
+        .tenant(org)
+        .board_events(board, query.after.unwrap_or(0).max(0), limit)
+        .await?;
+    let events: Vec<Value> = rows
+        .iter()
+        .map(|e| json!({ "seq": e.seq, "kind": e.kind, "actor": e.actor, "data": e.payload.0, "created_at": e.created_at }))
+        .collect();
+    let last = rows.last().map(|e| e.seq);
+    Ok(Json(json!({ "events": events, "last_seq": last, "has_more": rows.len() as i64 == limit })))
+}

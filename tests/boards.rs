@@ -1,0 +1,615 @@
+//! Boards end to end: the domain (columns, groups, items, values, moves, updates), the event
+//! log, idempotent creates, item versions, cross-board and cross-org refusals, deletion, idle
+//! actors restarting from the database, and a crashed actor losing nothing it acknowledged.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::harness::{both_backends, both_backends_with, TestServer, TestUser};
+
+both_backends!(
+    a_board_holds_columns_groups_items_and_updates,
+    bad_input_is_refused_and_changes_nothing,
+    the_event_log_is_gap_free_and_replays_to_the_state,
+    idempotency_key_returns_the_first_result,
+    item_versions_guard_concurrent_edits,
+    cross_board_and_cross_org_operations_are_refused,
+    a_deleted_board_is_gone,
+    a_crashed_board_actor_is_restarted_and_loses_nothing,
+);
+
+both_backends_with!(short_idle; an_idle_board_actor_stops_and_comes_back);
+
+fn short_idle(settings: &mut boardroom::config::Settings) {
+    settings.board_idle_secs = 1;
+}
+
+/// A board with an owner, plus the ids of its first group.
+pub struct Fixture {
+    pub owner: TestUser,
+    pub org: String,
+    pub board: String,
+    pub group: String,
+}
+
+pub async fn fixture(server: &TestServer) -> Fixture {
+    let owner = server.register("owner").await;
+    let org = server.create_org(&owner, "Acme").await;
+    let created = server
+        .post(
+            &format!("/api/v1/orgs/{org}/boards"),
+            Some(&owner.access_token),
+            &json!({"name": "Roadmap"}),
+        )
+        .await;
+    let body = created.expect(201).clone();
+    assert_eq!(body["role"], "owner");
+    let board = body["id"].as_str().unwrap().to_owned();
+    let group = body["groups"][0]["id"].as_str().unwrap().to_owned();
+    Fixture { owner, org, board, group }
+}
+
+async fn post(server: &TestServer, user: &TestUser, path: &str, body: Value) -> Value {
+    let reply = server.post(path, Some(&user.access_token), &body).await;
+    assert!(reply.status == 200 || reply.status == 201, "{path}: {} {}", reply.status, reply.body);
+    reply.body
+}
+
+async fn patch(server: &TestServer, user: &TestUser, path: &str, body: Value) -> Value {
+    server.send_as(Method::PATCH, path, &user.access_token, Some(&body)).await.expect(200).clone()
+}
+
+async fn a_board_holds_columns_groups_items_and_updates(server: &TestServer) {
+    let f = fixture(server).await;
+    let b = format!("/api/v1/boards/{}", f.board);
+    let status = post(
+        server,
+        &f.owner,
+        &format!("{b}/columns"),
+        json!({"title": "Status", "type": "status", "settings": {"labels": ["Todo", "Done"]}}),
+    )
+    .await;
+    let estimate = post(
+        server,
+        &f.owner,
+        &format!("{b}/columns"),
+        json!({"title": "Estimate", "type": "number"}),
+    )
+    .await;
+    let owner_col = post(
+        server,
+        &f.owner,
+        &format!("{b}/columns"),
+        json!({"title": "Owner", "type": "person"}),
+    )
+    .await;
+    let due = post(
+        server,
+        &f.owner,
+        &format!("{b}/columns"),
+        json!({"title": "Due", "type": "date", "before": status["id"]}),
+    )
+    .await;
+    let later = post(server, &f.owner, &format!("{b}/groups"), json!({"title": "Later"})).await;
+
+    let item = post(server, &f.owner, &format!("{b}/items"), json!({
+        "group_id": f.group, "name": "Ship it",
+        "values": {status["id"].as_str().unwrap(): "Todo", estimate["id"].as_str().unwrap(): 3, owner_col["id"].as_str().unwrap(): [f.owner.id], due["id"].as_str().unwrap(): "2026-12-24"}
+    })).await;
+    assert_eq!(item["version"], 1);
+    assert_eq!(item["values"][status["id"].as_str().unwrap()], "Todo");
+    post(
+        server,
+        &f.owner,
+        &format!("{b}/items"),
+        json!({"group_id": f.group, "name": "First", "before": item["id"]}),
+    )
+    .await;
+
+    // Order: columns by position (Due was placed before Status), items within the group.
+    let snap = server.get_as(&b, &f.owner.access_token).await;
+    let snap = snap.expect(200).clone();
+    let titles: Vec<&str> =
+        snap["columns"].as_array().unwrap().iter().map(|c| c["title"].as_str().unwrap()).collect();
+    assert_eq!(titles, ["Due", "Status", "Estimate", "Owner"]);
+    let names: Vec<&str> =
+        snap["items"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["First", "Ship it"]);
+    assert_eq!(snap["groups"].as_array().unwrap().len(), 2);
+
+    // Values merge per column; null clears one.
+    let id = item["id"].as_str().unwrap();
+    let updated = patch(server, &f.owner, &format!("{b}/items/{id}"), json!({"values": {status["id"].as_str().unwrap(): "Done", estimate["id"].as_str().unwrap(): null}})).await;
+    assert_eq!(updated["version"], 2);
+    assert_eq!(updated["values"][status["id"].as_str().unwrap()], "Done");
+    assert!(updated["values"].get(estimate["id"].as_str().unwrap()).is_none());
+    assert_eq!(updated["values"][due["id"].as_str().unwrap()], "2026-12-24");
+
+    // Move across groups, archive, restore.
+    let moved =
+        post(server, &f.owner, &format!("{b}/items/{id}/move"), json!({"group_id": later["id"]}))
+            .await;
+    assert_eq!(moved["group_id"], later["id"]);
+    let archived = post(server, &f.owner, &format!("{b}/items/{id}/archive"), json!({})).await;
+    assert_eq!(archived["archived"], true);
+    let restored =
+        post(server, &f.owner, &format!("{b}/items/{id}/archive"), json!({"archived": false}))
+            .await;
+    assert_eq!(restored["archived"], false);
+    let page = server
+        .get_as(
+            &format!("{b}/items?group_id={}", later["id"].as_str().unwrap()),
+            &f.owner.access_token,
+        )
+        .await;
+    assert_eq!(page.expect(200)["items"].as_array().unwrap().len(), 1);
+    let page = server.get_as(&format!("{b}/items?limit=1"), &f.owner.access_token).await;
+    let page = page.expect(200).clone();
+    assert_eq!(page["items"][0]["name"], "First");
+    let next = page["next_cursor"].as_str().unwrap();
+    let rest =
+        server.get_as(&format!("{b}/items?limit=1&cursor={next}"), &f.owner.access_token).await;
+    assert_eq!(rest.expect(200)["items"][0]["name"], "Ship it");
+
+    // Updates with a reply; the author edits, the owner deletes.
+    let update =
+        post(server, &f.owner, &format!("{b}/items/{id}/updates"), json!({"body": "Looks good"}))
+            .await;
+    let reply = post(
+        server,
+        &f.owner,
+        &format!("{b}/items/{id}/updates"),
+        json!({"body": "Thanks", "parent_id": update["id"]}),
+    )
+    .await;
+    assert_eq!(reply["parent_id"], update["id"]);
+    let edited = patch(
+        server,
+        &f.owner,
+        &format!("{b}/items/{id}/updates/{}", update["id"].as_str().unwrap()),
+        json!({"body": "Looks great"}),
+    )
+    .await;
+    assert!(edited["edited_at"].is_string());
+    let list = server.get_as(&format!("{b}/items/{id}/updates"), &f.owner.access_token).await;
+    let list = list.expect(200)["updates"].as_array().unwrap().clone();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["body"], "Looks great");
+
+    // Deleting a column removes its values from items.
+    server
+        .send_as(
+            Method::DELETE,
+            &format!("{b}/columns/{}", due["id"].as_str().unwrap()),
+            &f.owner.access_token,
+            None,
+        )
+        .await
+        .expect(204);
+    let item = server.get_as(&format!("{b}/items/{id}"), &f.owner.access_token).await;
+    assert!(item.expect(200)["values"].get(due["id"].as_str().unwrap()).is_none());
+    assert!(item.header("etag").is_some());
+
+    // The board list shows it with the caller's role.
+    let boards =
+        server.get_as(&format!("/api/v1/orgs/{}/boards", f.org), &f.owner.access_token).await;
+    assert_eq!(boards.expect(200)["boards"][0]["role"], "owner");
+}
+
+async fn bad_input_is_refused_and_changes_nothing(server: &TestServer) {
+    let f = fixture(server).await;
+    let b = format!("/api/v1/boards/{}", f.board);
+    let status = post(
+        server,
+        &f.owner,
+        &format!("{b}/columns"),
+        json!({"title": "Status", "type": "status", "settings": {"labels": ["Todo"]}}),
+    )
+    .await;
+    let number =
+        post(server, &f.owner, &format!("{b}/columns"), json!({"title": "N", "type": "number"}))
+            .await;
+    let link =
+        post(server, &f.owner, &format!("{b}/columns"), json!({"title": "L", "type": "link"}))
+            .await;
+    let person =
+        post(server, &f.owner, &format!("{b}/columns"), json!({"title": "P", "type": "person"}))
+            .await;
+    // Every column type can be created, on both backends.
+    for kind in ["text", "long_text", "date", "checkbox", "dropdown"] {
+        let settings = if kind == "dropdown" { json!({"labels": ["a", "b"]}) } else { json!(null) };
+        post(
+            server,
+            &f.owner,
+            &format!("{b}/columns"),
+            json!({"title": kind, "type": kind, "settings": settings}),
+        )
+        .await;
+    }
+    let seq_before = server.get_as(&b, &f.owner.access_token).await.body["seq"].clone();
+    let stranger = server.register("stranger").await;
+    let item = |values: Value| json!({"group_id": f.group, "name": "x", "values": values});
+    let s = status["id"].as_str().unwrap();
+    let n = number["id"].as_str().unwrap();
+    let l = link["id"].as_str().unwrap();
+    let p = person["id"].as_str().unwrap();
+    let unknown = uuid::Uuid::now_v7().to_string();
+    for (body, status_code, code) in [
+        (item(json!({s: "Nope"})), 422, "validation_failed"),
+        (item(json!({n: "12"})), 422, "validation_failed"),
+        (item(json!({l: "javascript:alert(1)"})), 422, "validation_failed"),
+        (item(json!({p: [stranger.id]})), 422, "validation_failed"),
+        (item(json!({unknown: 1})), 422, "validation_failed"),
+        (item(json!({"not-a-uuid": 1})), 400, "malformed_body"),
+        (json!({"group_id": f.group, "name": "x".repeat(501)}), 422, "validation_failed"),
+        (json!({"group_id": f.group, "name": "  "}), 422, "validation_failed"),
+        (json!({"group_id": f.group, "name": "x", "valeus": {}}), 400, "malformed_body"),
+        (json!({"group_id": uuid::Uuid::now_v7(), "name": "x"}), 404, "not_found"),
+    ] {
+        let reply = server.post(&format!("{b}/items"), Some(&f.owner.access_token), &body).await;
+        reply.expect_error(status_code, code);
+    }
+    server
+        .call(Method::POST, &format!("{b}/items"))
+        .bearer(&f.owner.access_token)
+        .raw("application/json", "{\"group_id\":")
+        .send()
+        .await
+        .expect_error(400, "malformed_body");
+    server
+        .post(
+            &format!("{b}/columns"),
+            Some(&f.owner.access_token),
+            &json!({"title": "S", "type": "status"}),
+        )
+        .await
+        .expect_error(422, "validation_failed");
+    server
+        .post(
+            &format!("{b}/columns"),
+            Some(&f.owner.access_token),
+            &json!({"title": "S", "type": "formula"}),
+        )
+        .await
+        .expect_error(422, "validation_failed");
+    let after = server.get_as(&b, &f.owner.access_token).await;
+    let after = after.expect(200);
+    assert_eq!(after["seq"], seq_before, "refused commands must not touch the log");
+    assert_eq!(after["items"].as_array().unwrap().len(), 0);
+}
+
+async fn the_event_log_is_gap_free_and_replays_to_the_state(server: &TestServer) {
+    let f = fixture(server).await;
+    let b = format!("/api/v1/boards/{}", f.board);
+    let text =
+        post(server, &f.owner, &format!("{b}/columns"), json!({"title": "T", "type": "text"}))
+            .await;
+    let t = text["id"].as_str().unwrap().to_owned();
+    let mut items = Vec::new();
+    for i in 0..4 {
+        items.push(
+            post(
+                server,
+                &f.owner,
+                &format!("{b}/items"),
+                json!({"group_id": f.group, "name": format!("item {i}")}),
+            )
+            .await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    // Concurrent writers on one board: every acknowledged write lands, seq stays gap-free.
+    let mut writers = Vec::new();
+    for w in 0..16 {
+        let item = items[w % items.len()].clone();
+        let path = format!("{b}/items/{item}");
+        let token = f.owner.access_token.clone();
+        let url = server.url(&path);
+        let t = t.clone();
+        writers.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut acked = 0;
+            for n in 0..10 {
+                let reply = client
+                    .patch(&url)
+                    .bearer_auth(&token)
+                    .json(&json!({"values": {t.as_str(): format!("w{w}-{n}")}}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(reply.status().as_u16(), 200, "{}", reply.text().await.unwrap());
+                acked += 1;
+            }
+            acked
+        }));
+    }
+    let mut acked = 0;
+    for w in writers {
+        acked += w.await.unwrap();
+    }
+    assert_eq!(acked, 160);
+
+    let snapshot = server.get_as(&b, &f.owner.access_token).await.expect(200).clone();
+    let mut events = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = server
+            .get_as(&format!("{b}/events?after={after}&limit=50"), &f.owner.access_token)
+            .await;
+        let page = page.expect(200).clone();
+        let batch = page["events"].as_array().unwrap().clone();
+        if batch.is_empty() {
+            break;
+        }
+        after = batch.last().unwrap()["seq"].as_i64().unwrap();
+        events.extend(batch);
+    }
+    let seqs: Vec<i64> = events.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "gap-free and ordered");
+    assert_eq!(snapshot["seq"].as_i64().unwrap(), *seqs.last().unwrap());
+    assert_eq!(events[0]["kind"], "board.created");
+    assert_eq!(events.iter().filter(|e| e["kind"] == "item.updated").count(), 160);
+
+    // Replaying the log gives the final state of every item.
+    let mut replayed: std::collections::HashMap<String, Value> = Default::default();
+    for event in &events {
+        match event["kind"].as_str().unwrap() {
+            "item.created" | "item.updated" | "item.moved" | "item.archived" => {
+                let mut data = event["data"].clone();
+                data.as_object_mut().unwrap().remove("changed_values");
+                data.as_object_mut().unwrap().remove("from_group_id");
+                replayed.insert(data["id"].as_str().unwrap().to_owned(), data);
+            }
+            "item.deleted" => {
+                replayed.remove(event["data"]["id"].as_str().unwrap());
+            }
+            _ => {}
+        }
+    }
+    for item in snapshot["items"].as_array().unwrap() {
+        assert_eq!(&replayed[item["id"].as_str().unwrap()], item);
+    }
+    assert_eq!(replayed.len(), snapshot["items"].as_array().unwrap().len());
+}
+
+async fn idempotency_key_returns_the_first_result(server: &TestServer) {
+    let f = fixture(server).await;
+    let b = format!("/api/v1/boards/{}", f.board);
+    let send = || async {
+        server
+            .call(Method::POST, &format!("{b}/items"))
+            .bearer(&f.owner.access_token)
+            .header("idempotency-key", "create-42")
+            .json(&json!({"group_id": f.group, "name": "Once"}))
+            .send()
+            .await
+    };
+    let first = send().await;
+    let second = send().await;
+    assert_eq!(first.expect(201), second.expect(201));
+    let snap = server.get_as(&b, &f.owner.access_token).await;
+    assert_eq!(snap.body["items"].as_array().unwrap().len(), 1);
+    // The same key from another user is theirs alone.
+    let org_board = |key: &str| {
+        server
+            .call(Method::POST, &format!("/api/v1/orgs/{}/boards", f.org))
+            .bearer(&f.owner.access_token)
+            .header("idempotency-key", key)
+            .json(&json!({"name": "Twice?"}))
+            .send()
+    };
+    let a = org_board("board-1").await;
+    let again = org_board("board-1").await;
+    assert_eq!(a.expect(201)["id"], again.expect(201)["id"]);
+    let boards =
+        server.get_as(&format!("/api/v1/orgs/{}/boards", f.org), &f.owner.access_token).await;
+    assert_eq!(boards.body["boards"].as_array().unwrap().len(), 2);
+    // The answer survives the actor: a restart of the server still returns the first result.
+    server
+        .call(Method::POST, &format!("{b}/items"))
+        .bearer(&f.owner.access_token)
+        .header("idempotency-key", "bad key with spaces")
+        .json(&json!({"group_id": f.group, "name": "x"}))
+        .send()
+        .await
+        .expect_error(400, "bad_request");
+}
+
+async fn item_versions_guard_concurrent_edits(server: &TestServer) {
+    let f = fixture(server).await;
+    let b = format!("/api/v1/boards/{}", f.board);
+    let item =
+        post(server, &f.owner, &format!("{b}/items"), json!({"group_id": f.group, "name": "v1"}))
+            .await;
+    let path = format!("{b}/items/{}", item["id"].as_str().unwrap());
+    let ok = server
+        .call(Method::PATCH, &path)
+        .bearer(&f.owner.access_token)
+        .header("if-match", "\"1\"")
+        .json(&json!({"name": "v2"}))
+        .send()
+        .await;
+    assert_eq!(ok.expect(200)["version"], 2);
+    assert_eq!(ok.header("etag"), Some("\"2\""));
+    let stale = server
+        .call(Method::PATCH, &path)
+        .bearer(&f.owner.access_token)
+        .header("if-match", "\"1\"")
+        .json(&json!({"name": "lost"}))
+        .send()
+        .await;
+    stale.expect_error(409, "version_conflict");
+    server
+        .send_as(
+            Method::PATCH,
+            &path,
+            &f.owner.access_token,
+            Some(&json!({"name": "lost", "expected_version": 1})),
+        )
+        .await
+        .expect_error(409, "version_conflict");
+    // Without a version, the last writer wins.
+    let lww = patch(server, &f.owner, &path, json!({"name": "v3"})).await;
+    assert_eq!((lww["name"].as_str(), lww["version"].as_i64()), (Some("v3"), Some(3)));
+}
+
+async fn cross_board_and_cross_org_operations_are_refused(server: &TestServer) {
+    let f = fixture(server).await;
+    let b = format!("/api/v1/boards/{}", f.board);
+    let other = server
+        .post(
+            &format!("/api/v1/orgs/{}/boards", f.org),
+            Some(&f.owner.access_token),
+            &json!({"name": "Other"}),
+        )
+        .await;
+    let other = other.expect(201).clone();
+    let other_group = other["groups"][0]["id"].as_str().unwrap();
+    let item =
+        post(server, &f.owner, &format!("{b}/items"), json!({"group_id": f.group, "name": "mine"}))
+            .await;
+    let id = item["id"].as_str().unwrap();
+    // A group of another board is not this board's group.
+    server
+        .post(
+            &format!("{b}/items/{id}/move"),
+            Some(&f.owner.access_token),
+            &json!({"group_id": other_group}),
+        )
+        .await
+        .expect_error(404, "not_found");
+    server
+        .post(
+            &format!("{b}/items"),
+            Some(&f.owner.access_token),
+            &json!({"group_id": other_group, "name": "x"}),
+        )
+        .await
+        .expect_error(404, "not_found");
+    // This board's item through the other board's path.
+    server
+        .get_as(
+            &format!("/api/v1/boards/{}/items/{id}", other["id"].as_str().unwrap()),
+            &f.owner.access_token,
+        )
+        .await
+        .expect_error(404, "not_found");
+    // Another organization's admin sees nothing.
+    let mallory = server.register("mallory").await;
+    server.create_org(&mallory, "Evil").await;
+    for path in
+        [b.clone(), format!("{b}/items/{id}"), format!("{b}/events"), format!("{b}/members")]
+    {
+        server.get_as(&path, &mallory.access_token).await.expect_error(404, "not_found");
+    }
+    server
+        .send_as(
+            Method::PATCH,
+            &format!("{b}/items/{id}"),
+            &mallory.access_token,
+            Some(&json!({"name": "pwned"})),
+        )
+        .await
+        .expect_error(404, "not_found");
+    // A member of another org cannot be made a board member.
+    server
+        .send_as(
+            Method::PUT,
+            &format!("{b}/members/{}", mallory.id),
+            &f.owner.access_token,
+            Some(&json!({"role": "editor"})),
+        )
+        .await
+        .expect_error(422, "validation_failed");
+}
+
+async fn a_deleted_board_is_gone(server: &TestServer) {
+    let f = fixture(server).await;
+    let b = format!("/api/v1/boards/{}", f.board);
+    server.send_as(Method::DELETE, &b, &f.owner.access_token, None).await.expect(204);
+    server.get_as(&b, &f.owner.access_token).await.expect_error(404, "not_found");
+    server
+        .post(
+            &format!("{b}/items"),
+            Some(&f.owner.access_token),
+            &json!({"group_id": f.group, "name": "x"}),
+        )
+        .await
+        .expect_error(404, "not_found");
+    let boards =
+        server.get_as(&format!("/api/v1/orgs/{}/boards", f.org), &f.owner.access_token).await;
+    assert_eq!(boards.expect(200)["boards"].as_array().unwrap().len(), 0);
+}
+
+async fn a_crashed_board_actor_is_restarted_and_loses_nothing(server: &TestServer) {
+    let f = fixture(server).await;
+    let b = format!("/api/v1/boards/{}", f.board);
+    let second = server
+        .post(
+            &format!("/api/v1/orgs/{}/boards", f.org),
+            Some(&f.owner.access_token),
+            &json!({"name": "Bystander"}),
+        )
+        .await;
+    let second = second.expect(201).clone();
+    let bystander = format!("/api/v1/boards/{}", second["id"].as_str().unwrap());
+    for i in 0..5 {
+        post(
+            server,
+            &f.owner,
+            &format!("{b}/items"),
+            json!({"group_id": f.group, "name": format!("before {i}")}),
+        )
+        .await;
+    }
+    server.get_as(&bystander, &f.owner.access_token).await.expect(200);
+    let board_id: uuid::Uuid = f.board.parse().unwrap();
+    assert!(server.state().boards().inject_panic(board_id), "the board's actor should be running");
+    // The next command succeeds (on a fresh actor that reloaded from the database).
+    let mut created = None;
+    for _ in 0..50 {
+        let reply = server
+            .post(
+                &format!("{b}/items"),
+                Some(&f.owner.access_token),
+                &json!({"group_id": f.group, "name": "after"}),
+            )
+            .await;
+        if reply.status == 201 {
+            created = Some(reply.body);
+            break;
+        }
+        assert_eq!(reply.status, 503, "{}", reply.body);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(created.is_some(), "no command succeeded after the crash");
+    let snap = server.get_as(&b, &f.owner.access_token).await;
+    let snap = snap.expect(200).clone();
+    let names: Vec<&str> =
+        snap["items"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["before 0", "before 1", "before 2", "before 3", "before 4", "after"]);
+    assert_eq!(snap["seq"], 7);
+    // The other board never noticed.
+    server.get_as(&bystander, &f.owner.access_token).await.expect(200);
+}
+
+async fn an_idle_board_actor_stops_and_comes_back(server: &TestServer) {
+    let f = fixture(server).await;
+    let b = format!("/api/v1/boards/{}", f.board);
+    post(server, &f.owner, &format!("{b}/items"), json!({"group_id": f.group, "name": "kept"}))
+        .await;
+    let board_id: uuid::Uuid = f.board.parse().unwrap();
+    let mut stopped = false;
+    for _ in 0..60 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if !server.state().boards().inject_panic_probe(board_id) {
+            stopped = true;
+            break;
+        }
+    }
+    assert!(stopped, "the idle actor should have stopped");
+    let snap = server.get_as(&b, &f.owner.access_token).await;
+    assert_eq!(snap.expect(200)["items"][0]["name"], "kept");
+}
