@@ -7,6 +7,7 @@ mod harness;
 
 mod api_keys;
 mod audit;
+mod board_authz;
 mod boards;
 mod cli;
 mod google;
