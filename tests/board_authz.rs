@@ -52,15 +52,32 @@ async fn fresh(server: &TestServer, w: &World) -> Targets {
     let b = format!("/api/v1/boards/{}", w.f.board);
     let token = &w.f.owner.access_token;
     let id = |v: &Value| v["id"].as_str().unwrap().to_owned();
-    let column = id(server.post(&format!("{b}/columns"), Some(token), &json!({"title": "c", "type": "text"})).await.expect(201));
-    let group = id(server.post(&format!("{b}/groups"), Some(token), &json!({"title": "g"})).await.expect(201));
-    let item = id(server.post(&format!("{b}/items"), Some(token), &json!({"group_id": group, "name": "i"})).await.expect(201));
-    let update = id(server.post(&format!("{b}/items/{item}/updates"), Some(token), &json!({"body": "u"})).await.expect(201));
+    let column = id(server
+        .post(&format!("{b}/columns"), Some(token), &json!({"title": "c", "type": "text"}))
+        .await
+        .expect(201));
+    let group = id(server
+        .post(&format!("{b}/groups"), Some(token), &json!({"title": "g"}))
+        .await
+        .expect(201));
+    let item = id(server
+        .post(&format!("{b}/items"), Some(token), &json!({"group_id": group, "name": "i"}))
+        .await
+        .expect(201));
+    let update = id(server
+        .post(&format!("{b}/items/{item}/updates"), Some(token), &json!({"body": "u"}))
+        .await
+        .expect(201));
     // A disposable org member to add to / remove from the board.
     let extra = server.register("extra").await;
     server.add_member(&w.f.owner, &w.f.org, &extra, "member").await;
     server
-        .send_as(Method::PUT, &format!("{b}/members/{}", extra.id), token, Some(&json!({"role": "viewer"})))
+        .send_as(
+            Method::PUT,
+            &format!("{b}/members/{}", extra.id),
+            token,
+            Some(&json!({"role": "viewer"})),
+        )
         .await
         .expect(200);
     Targets { column, group, item, update, member: extra.id }
@@ -79,30 +96,222 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     vec![
-        Case { name: "snapshot", method: Method::GET, path: |b, _| b.to_owned(), body: |_| None, scope: "boards:read", need: "viewer", success: 200 },
-        Case { name: "update board", method: Method::PATCH, path: |b, _| b.to_owned(), body: |_| Some(json!({"description": "d"})), scope: "boards:write", need: "owner", success: 200 },
-        Case { name: "list members", method: Method::GET, path: |b, _| format!("{b}/members"), body: |_| None, scope: "boards:read", need: "viewer", success: 200 },
-        Case { name: "set member", method: Method::PUT, path: |b, t| format!("{b}/members/{}", t.member), body: |_| Some(json!({"role": "editor"})), scope: "boards:write", need: "owner", success: 200 },
-        Case { name: "remove member", method: Method::DELETE, path: |b, t| format!("{b}/members/{}", t.member), body: |_| None, scope: "boards:write", need: "owner", success: 204 },
-        Case { name: "create column", method: Method::POST, path: |b, _| format!("{b}/columns"), body: |_| Some(json!({"title": "n", "type": "number"})), scope: "boards:write", need: "owner", success: 201 },
-        Case { name: "update column", method: Method::PATCH, path: |b, t| format!("{b}/columns/{}", t.column), body: |_| Some(json!({"title": "t2"})), scope: "boards:write", need: "owner", success: 200 },
-        Case { name: "delete column", method: Method::DELETE, path: |b, t| format!("{b}/columns/{}", t.column), body: |_| None, scope: "boards:write", need: "owner", success: 204 },
-        Case { name: "create group", method: Method::POST, path: |b, _| format!("{b}/groups"), body: |_| Some(json!({"title": "g2"})), scope: "boards:write", need: "editor", success: 201 },
-        Case { name: "update group", method: Method::PATCH, path: |b, t| format!("{b}/groups/{}", t.group), body: |_| Some(json!({"title": "g3"})), scope: "boards:write", need: "editor", success: 200 },
-        Case { name: "delete group", method: Method::DELETE, path: |b, t| format!("{b}/groups/{}", t.group), body: |_| None, scope: "boards:write", need: "editor", success: 204 },
-        Case { name: "create item", method: Method::POST, path: |b, _| format!("{b}/items"), body: |t| Some(json!({"group_id": t.group, "name": "new"})), scope: "items:write", need: "editor", success: 201 },
-        Case { name: "list items", method: Method::GET, path: |b, _| format!("{b}/items"), body: |_| None, scope: "items:read", need: "viewer", success: 200 },
-        Case { name: "get item", method: Method::GET, path: |b, t| format!("{b}/items/{}", t.item), body: |_| None, scope: "items:read", need: "viewer", success: 200 },
-        Case { name: "update item", method: Method::PATCH, path: |b, t| format!("{b}/items/{}", t.item), body: |_| Some(json!({"name": "renamed"})), scope: "items:write", need: "editor", success: 200 },
-        Case { name: "move item", method: Method::POST, path: |b, t| format!("{b}/items/{}/move", t.item), body: |t| Some(json!({"group_id": t.group})), scope: "items:write", need: "editor", success: 200 },
-        Case { name: "archive item", method: Method::POST, path: |b, t| format!("{b}/items/{}/archive", t.item), body: |_| Some(json!({})), scope: "items:write", need: "editor", success: 200 },
-        Case { name: "delete item", method: Method::DELETE, path: |b, t| format!("{b}/items/{}", t.item), body: |_| None, scope: "items:write", need: "editor", success: 204 },
-        Case { name: "create update", method: Method::POST, path: |b, t| format!("{b}/items/{}/updates", t.item), body: |_| Some(json!({"body": "hi"})), scope: "updates:write", need: "editor", success: 201 },
-        Case { name: "list updates", method: Method::GET, path: |b, t| format!("{b}/items/{}/updates", t.item), body: |_| None, scope: "updates:read", need: "viewer", success: 200 },
-        Case { name: "edit update", method: Method::PATCH, path: |b, t| format!("{b}/items/{}/updates/{}", t.item, t.update), body: |_| Some(json!({"body": "edited"})), scope: "updates:write", need: "author", success: 200 },
-        Case { name: "delete update", method: Method::DELETE, path: |b, t| format!("{b}/items/{}/updates/{}", t.item, t.update), body: |_| None, scope: "updates:write", need: "owner", success: 204 },
-        Case { name: "events", method: Method::GET, path: |b, _| format!("{b}/events"), body: |_| None, scope: "boards:read", need: "viewer", success: 200 },
-        Case { name: "delete board", method: Method::DELETE, path: |b, _| b.to_owned(), body: |_| None, scope: "boards:write", need: "owner", success: 204 },
+        Case {
+            name: "snapshot",
+            method: Method::GET,
+            path: |b, _| b.to_owned(),
+            body: |_| None,
+            scope: "boards:read",
+            need: "viewer",
+            success: 200,
+        },
+        Case {
+            name: "update board",
+            method: Method::PATCH,
+            path: |b, _| b.to_owned(),
+            body: |_| Some(json!({"description": "d"})),
+            scope: "boards:write",
+            need: "owner",
+            success: 200,
+        },
+        Case {
+            name: "list members",
+            method: Method::GET,
+            path: |b, _| format!("{b}/members"),
+            body: |_| None,
+            scope: "boards:read",
+            need: "viewer",
+            success: 200,
+        },
+        Case {
+            name: "set member",
+            method: Method::PUT,
+            path: |b, t| format!("{b}/members/{}", t.member),
+            body: |_| Some(json!({"role": "editor"})),
+            scope: "boards:write",
+            need: "owner",
+            success: 200,
+        },
+        Case {
+            name: "remove member",
+            method: Method::DELETE,
+            path: |b, t| format!("{b}/members/{}", t.member),
+            body: |_| None,
+            scope: "boards:write",
+            need: "owner",
+            success: 204,
+        },
+        Case {
+            name: "create column",
+            method: Method::POST,
+            path: |b, _| format!("{b}/columns"),
+            body: |_| Some(json!({"title": "n", "type": "number"})),
+            scope: "boards:write",
+            need: "owner",
+            success: 201,
+        },
+        Case {
+            name: "update column",
+            method: Method::PATCH,
+            path: |b, t| format!("{b}/columns/{}", t.column),
+            body: |_| Some(json!({"title": "t2"})),
+            scope: "boards:write",
+            need: "owner",
+            success: 200,
+        },
+        Case {
+            name: "delete column",
+            method: Method::DELETE,
+            path: |b, t| format!("{b}/columns/{}", t.column),
+            body: |_| None,
+            scope: "boards:write",
+            need: "owner",
+            success: 204,
+        },
+        Case {
+            name: "create group",
+            method: Method::POST,
+            path: |b, _| format!("{b}/groups"),
+            body: |_| Some(json!({"title": "g2"})),
+            scope: "boards:write",
+            need: "editor",
+            success: 201,
+        },
+        Case {
+            name: "update group",
+            method: Method::PATCH,
+            path: |b, t| format!("{b}/groups/{}", t.group),
+            body: |_| Some(json!({"title": "g3"})),
+            scope: "boards:write",
+            need: "editor",
+            success: 200,
+        },
+        Case {
+            name: "delete group",
+            method: Method::DELETE,
+            path: |b, t| format!("{b}/groups/{}", t.group),
+            body: |_| None,
+            scope: "boards:write",
+            need: "editor",
+            success: 204,
+        },
+        Case {
+            name: "create item",
+            method: Method::POST,
+            path: |b, _| format!("{b}/items"),
+            body: |t| Some(json!({"group_id": t.group, "name": "new"})),
+            scope: "items:write",
+            need: "editor",
+            success: 201,
+        },
+        Case {
+            name: "list items",
+            method: Method::GET,
+            path: |b, _| format!("{b}/items"),
+            body: |_| None,
+            scope: "items:read",
+            need: "viewer",
+            success: 200,
+        },
+        Case {
+            name: "get item",
+            method: Method::GET,
+            path: |b, t| format!("{b}/items/{}", t.item),
+            body: |_| None,
+            scope: "items:read",
+            need: "viewer",
+            success: 200,
+        },
+        Case {
+            name: "update item",
+            method: Method::PATCH,
+            path: |b, t| format!("{b}/items/{}", t.item),
+            body: |_| Some(json!({"name": "renamed"})),
+            scope: "items:write",
+            need: "editor",
+            success: 200,
+        },
+        Case {
+            name: "move item",
+            method: Method::POST,
+            path: |b, t| format!("{b}/items/{}/move", t.item),
+            body: |t| Some(json!({"group_id": t.group})),
+            scope: "items:write",
+            need: "editor",
+            success: 200,
+        },
+        Case {
+            name: "archive item",
+            method: Method::POST,
+            path: |b, t| format!("{b}/items/{}/archive", t.item),
+            body: |_| Some(json!({})),
+            scope: "items:write",
+            need: "editor",
+            success: 200,
+        },
+        Case {
+            name: "delete item",
+            method: Method::DELETE,
+            path: |b, t| format!("{b}/items/{}", t.item),
+            body: |_| None,
+            scope: "items:write",
+            need: "editor",
+            success: 204,
+        },
+        Case {
+            name: "create update",
+            method: Method::POST,
+            path: |b, t| format!("{b}/items/{}/updates", t.item),
+            body: |_| Some(json!({"body": "hi"})),
+            scope: "updates:write",
+            need: "editor",
+            success: 201,
+        },
+        Case {
+            name: "list updates",
+            method: Method::GET,
+            path: |b, t| format!("{b}/items/{}/updates", t.item),
+            body: |_| None,
+            scope: "updates:read",
+            need: "viewer",
+            success: 200,
+        },
+        Case {
+            name: "edit update",
+            method: Method::PATCH,
+            path: |b, t| format!("{b}/items/{}/updates/{}", t.item, t.update),
+            body: |_| Some(json!({"body": "edited"})),
+            scope: "updates:write",
+            need: "author",
+            success: 200,
+        },
+        Case {
+            name: "delete update",
+            method: Method::DELETE,
+            path: |b, t| format!("{b}/items/{}/updates/{}", t.item, t.update),
+            body: |_| None,
+            scope: "updates:write",
+            need: "owner",
+            success: 204,
+        },
+        Case {
+            name: "events",
+            method: Method::GET,
+            path: |b, _| format!("{b}/events"),
+            body: |_| None,
+            scope: "boards:read",
+            need: "viewer",
+            success: 200,
+        },
+        Case {
+            name: "delete board",
+            method: Method::DELETE,
+            path: |b, _| b.to_owned(),
+            body: |_| None,
+            scope: "boards:write",
+            need: "owner",
+            success: 204,
+        },
     ]
 }
 
@@ -148,12 +357,24 @@ async fn every_endpoint_checks_every_caller(server: &TestServer) {
     for (user, role) in [(&editor, "editor"), (&viewer, "viewer")] {
         server.add_member(&f.owner, &f.org, user, "member").await;
         server
-            .send_as(Method::PUT, &format!("{b}/members/{}", user.id), &f.owner.access_token, Some(&json!({"role": role})))
+            .send_as(
+                Method::PUT,
+                &format!("{b}/members/{}", user.id),
+                &f.owner.access_token,
+                Some(&json!({"role": role})),
+            )
             .await
             .expect(200);
     }
     server.add_member(&f.owner, &f.org, &outsider, "member").await;
-    let all = ["boards:read", "boards:write", "items:read", "items:write", "updates:read", "updates:write"];
+    let all = [
+        "boards:read",
+        "boards:write",
+        "items:read",
+        "items:write",
+        "updates:read",
+        "updates:write",
+    ];
     let mut keys = std::collections::HashMap::new();
     for missing in all {
         let scopes: Vec<&str> = all.iter().copied().filter(|s| *s != missing).collect();
@@ -179,7 +400,9 @@ async fn every_endpoint_checks_every_caller(server: &TestServer) {
                 continue;
             }
             let path = (case.path)(&b, &targets);
-            let reply = server.send_as(case.method.clone(), &path, &token, (case.body)(&targets).as_ref()).await;
+            let reply = server
+                .send_as(case.method.clone(), &path, &token, (case.body)(&targets).as_ref())
+                .await;
             let (status, code) = expected(&case, who);
             assert_eq!(
                 (reply.status, if code.is_empty() { "" } else { reply.error_code() }),
@@ -193,7 +416,9 @@ async fn every_endpoint_checks_every_caller(server: &TestServer) {
     }
     // Finally the owner deletes the board; now everyone, owner included, gets 404.
     server.send_as(Method::DELETE, &b, &world.f.owner.access_token, None).await.expect(204);
-    for token in [&world.f.owner.access_token, &world.editor.access_token, &world.viewer.access_token] {
+    for token in
+        [&world.f.owner.access_token, &world.editor.access_token, &world.viewer.access_token]
+    {
         server.get_as(&b, token).await.expect_error(404, "not_found");
     }
     assert_eq!(checked, cases().len() * CALLERS.len() - 1);

@@ -2,69 +2,214 @@
 //!
 //! Columns, groups and items are ordered by a string key. Placing something between two
 //! neighbours makes a key that sorts between theirs, so reordering writes one row and never
-//! renumbers the rest. Keys are digits of base 62 in ASCII order (`0-9A-Za-z`), compared as
-//! plain strings by both databases (`COLLATE "C"` order on Postgres, binary on SQLite) and Rust.
+//! renumbers the rest. Keys are base-62 digits in ASCII order (`0-9A-Za-z`); the board actor
+//! orders them bytewise in memory, so no database collation is involved.
 
 const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-const BASE: u32 = 62;
+const ZERO: u8 = b'0';
+const LAST: u8 = b'z';
+/// The smallest integer part; nothing can be placed before a key that starts with it.
+const SMALLEST_INTEGER: &str = "A00000000000000000000000000";
 
-fn value(digit: u8) -> Option<u32> {
-    DIGITS.iter().position(|d| *d == digit).map(|p| p as u32)
+// The scheme (after rocicorp's fractional-indexing): a key is an "integer part" whose first
+// character encodes its length (`a`..`z`: 2..27 characters, growing; `Z`..`A`: 2..27,
+// shrinking towards the negative end), followed by an optional fraction. Appending increments
+// the integer, so a list of n appended items has keys of O(log n) length; inserting between two
+// keys takes the midpoint of their fractions.
+
+fn digit(c: u8) -> Option<usize> {
+    DIGITS.iter().position(|d| *d == c)
 }
 
-/// Whether `key` is a well-formed position key: non-empty base-62 digits, not ending in `0`
-/// (which keeps "between" always possible).
+fn integer_len(head: u8) -> Option<usize> {
+    match head {
+        b'a'..=b'z' => Some(usize::from(head - b'a') + 2),
+        b'A'..=b'Z' => Some(usize::from(b'Z' - head) + 2),
+        _ => None,
+    }
+}
+
+/// Splits a key into its integer part and fraction, checking the shape.
+fn split(key: &[u8]) -> Option<(&[u8], &[u8])> {
+    let len = integer_len(*key.first()?)?;
+    if key.len() < len || key.iter().any(|c| digit(*c).is_none()) {
+        return None;
+    }
+    let (integer, fraction) = key.split_at(len);
+    if fraction.last() == Some(&ZERO) || key == SMALLEST_INTEGER.as_bytes() {
+        return None;
+    }
+    Some((integer, fraction))
+}
+
+/// Whether `key` is a well-formed position key.
 pub fn is_valid(key: &str) -> bool {
-    !key.is_empty() && key.bytes().all(|b| value(b).is_some()) && !key.ends_with('0')
+    split(key.as_bytes()).is_some()
+}
+
+/// A fraction strictly between `a` and `b` (`None`: no upper bound). Neither ends in `0`.
+fn midpoint(a: &[u8], b: Option<&[u8]>) -> Vec<u8> {
+    if let Some(b) = b {
+        let mut n = 0;
+        while n < b.len() && a.get(n).copied().unwrap_or(ZERO) == b[n] {
+            n += 1;
+        }
+        if n > 0 {
+            let mut out = b[..n].to_vec();
+            out.extend(midpoint(a.get(n..).unwrap_or(&[]), Some(&b[n..])));
+            return out;
+        }
+    }
+    let digit_a = a.first().and_then(|c| digit(*c)).unwrap_or(0);
+    let digit_b = match b {
+        Some(b) => b.first().and_then(|c| digit(*c)).unwrap_or(DIGITS.len()),
+        None => DIGITS.len(),
+    };
+    if digit_b - digit_a > 1 {
+        return vec![DIGITS[(digit_a + digit_b).div_ceil(2)]];
+    }
+    match b {
+        Some(b) if b.len() > 1 => b[..1].to_vec(),
+        _ => {
+            let mut out = vec![DIGITS[digit_a]];
+            out.extend(midpoint(a.get(1..).unwrap_or(&[]), None));
+            out
+        }
+    }
+}
+
+fn increment_integer(integer: &[u8]) -> Option<Vec<u8>> {
+    let (&head, digits) = integer.split_first()?;
+    let mut digits = digits.to_vec();
+    let mut carry = true;
+    for d in digits.iter_mut().rev() {
+        if !carry {
+            break;
+        }
+        let next = digit(*d)? + 1;
+        if next == DIGITS.len() {
+            *d = ZERO;
+        } else {
+            *d = DIGITS[next];
+            carry = false;
+        }
+    }
+    if !carry {
+        let mut out = vec![head];
+        out.extend(digits);
+        return Some(out);
+    }
+    match head {
+        b'Z' => Some(vec![b'a', ZERO]),
+        b'z' => None,
+        _ => {
+            let head = head + 1;
+            if head > b'a' {
+                digits.push(ZERO);
+            } else {
+                digits.pop();
+            }
+            let mut out = vec![head];
+            out.extend(digits);
+            Some(out)
+        }
+    }
+}
+
+fn decrement_integer(integer: &[u8]) -> Option<Vec<u8>> {
+    let (&head, digits) = integer.split_first()?;
+    let mut digits = digits.to_vec();
+    let mut borrow = true;
+    for d in digits.iter_mut().rev() {
+        if !borrow {
+            break;
+        }
+        match digit(*d)?.checked_sub(1) {
+            None => *d = LAST,
+            Some(prev) => {
+                *d = DIGITS[prev];
+                borrow = false;
+            }
+        }
+    }
+    if !borrow {
+        let mut out = vec![head];
+        out.extend(digits);
+        return Some(out);
+    }
+    match head {
+        b'a' => Some(vec![b'Z', LAST]),
+        b'A' => None,
+        _ => {
+            let head = head - 1;
+            if head < b'Z' {
+                digits.push(LAST);
+            } else {
+                digits.pop();
+            }
+            let mut out = vec![head];
+            out.extend(digits);
+            Some(out)
+        }
+    }
 }
 
 /// A key strictly between `before` and `after` (either may be absent: the start or end of the
-/// list). Returns `None` when `before >= after` or either key is malformed.
+/// list). Returns `None` when `before >= after`, a key is malformed, or the key space is used
+/// up at that end.
 pub fn between(before: Option<&str>, after: Option<&str>) -> Option<String> {
-    if before.is_some_and(|b| !is_valid(b)) || after.is_some_and(|a| !is_valid(a)) {
-        return None;
-    }
-    if let (Some(b), Some(a)) = (before, after) {
-        if b >= a {
+    let a = before.map(str::as_bytes);
+    let b = after.map(str::as_bytes);
+    if let (Some(a), Some(b)) = (a, b) {
+        if a >= b {
             return None;
         }
     }
-    let low = before.unwrap_or("").as_bytes();
-    let high = after.map(str::as_bytes);
-    let mut key = Vec::new();
-    let mut i = 0;
-    // Walk digit by digit: copy the common prefix, then pick a digit strictly between the two
-    // (or extend past `low` when they are adjacent).
-    loop {
-        let lo = low.get(i).and_then(|d| value(*d)).unwrap_or(0);
-        let hi = match high {
-            Some(h) => h.get(i).and_then(|d| value(*d)).unwrap_or(BASE),
-            None => BASE,
-        };
-        if lo == hi {
-            key.push(DIGITS[lo as usize]);
-            i += 1;
-            continue;
-        }
-        let mid = (lo + hi) / 2;
-        if mid > lo {
-            key.push(DIGITS[mid as usize]);
-            return String::from_utf8(key).ok();
-        }
-        // Adjacent digits: keep `lo` here, and from now on only `low` bounds us from below.
-        key.push(DIGITS[lo as usize]);
-        i += 1;
-        loop {
-            let lo = low.get(i).and_then(|d| value(*d)).unwrap_or(0);
-            let mid = (lo + BASE) / 2;
-            if mid > lo {
-                key.push(DIGITS[mid as usize]);
-                return String::from_utf8(key).ok();
+    let key = match (a, b) {
+        (None, None) => vec![b'a', ZERO],
+        (None, Some(b)) => {
+            let (ib, fb) = split(b)?;
+            if ib == SMALLEST_INTEGER.as_bytes() {
+                let mut out = ib.to_vec();
+                out.extend(midpoint(&[], Some(fb)));
+                out
+            } else if ib.len() < b.len() {
+                ib.to_vec()
+            } else {
+                decrement_integer(ib)?
             }
-            key.push(DIGITS[lo as usize]);
-            i += 1;
         }
-    }
+        (Some(a), None) => {
+            let (ia, fa) = split(a)?;
+            match increment_integer(ia) {
+                Some(i) => i,
+                None => {
+                    let mut out = ia.to_vec();
+                    out.extend(midpoint(fa, None));
+                    out
+                }
+            }
+        }
+        (Some(a), Some(b)) => {
+            let (ia, fa) = split(a)?;
+            let (ib, fb) = split(b)?;
+            if ia == ib {
+                let mut out = ia.to_vec();
+                out.extend(midpoint(fa, Some(fb)));
+                out
+            } else {
+                let i = increment_integer(ia)?;
+                if i.as_slice() < b {
+                    i
+                } else {
+                    let mut out = ia.to_vec();
+                    out.extend(midpoint(fa, None));
+                    out
+                }
+            }
+        }
+    };
+    String::from_utf8(key).ok()
 }
 
 /// A key after `last` (the end of a list).
@@ -77,27 +222,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn first_keys() {
-        assert_eq!(between(None, None).as_deref(), Some("V"));
-        let a = after(Some("V")).unwrap();
-        assert!(a.as_str() > "V");
+    fn known_keys() {
+        // The same answers as rocicorp's fractional-indexing.
+        assert_eq!(between(None, None).as_deref(), Some("a0"));
+        assert_eq!(between(Some("a0"), None).as_deref(), Some("a1"));
+        assert_eq!(between(Some("az"), None).as_deref(), Some("b00"));
+        assert_eq!(between(None, Some("a0")).as_deref(), Some("Zz"));
+        assert_eq!(between(Some("a0"), Some("a1")).as_deref(), Some("a0V"));
+        assert_eq!(between(Some("a1"), Some("a2")).as_deref(), Some("a1V"));
+        assert_eq!(between(Some("a0V"), Some("a1")).as_deref(), Some("a0l"));
+        assert_eq!(between(Some("Zz"), Some("a0")).as_deref(), Some("ZzV"));
+        assert_eq!(between(Some("a0"), Some("a0V")).as_deref(), Some("a0G"));
     }
 
     #[test]
-    fn between_adjacent_digits_extends() {
-        let k = between(Some("a"), Some("b")).unwrap();
-        assert!("a" < k.as_str() && k.as_str() < "b", "{k}");
-        let k = between(Some("az"), Some("b")).unwrap();
-        assert!("az" < k.as_str() && k.as_str() < "b", "{k}");
+    fn appends_stay_short() {
+        let mut key = between(None, None).unwrap();
+        for _ in 0..10_000 {
+            key = after(Some(&key)).unwrap();
+        }
+        assert!(key.len() <= 4, "{key}");
     }
 
     #[test]
     fn refuses_disordered_or_malformed() {
-        assert_eq!(between(Some("b"), Some("a")), None);
-        assert_eq!(between(Some("b"), Some("b")), None);
-        assert_eq!(between(Some("a0"), None), None);
+        assert_eq!(between(Some("a1"), Some("a0")), None);
+        assert_eq!(between(Some("a1"), Some("a1")), None);
+        assert_eq!(between(Some("a10"), None), None);
         assert_eq!(between(Some("a-"), None), None);
         assert_eq!(between(Some(""), None), None);
+        assert_eq!(between(Some("V"), None), None);
     }
 
     #[test]
