@@ -25,9 +25,11 @@ pub mod request_meta;
 pub mod session_cache;
 pub mod tokens;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use boardroom_actors::audit::{AuditAction, AuditEvent, AuditLog};
+use boardroom_actors::org::{OrgError, Orgs};
 use boardroom_actors::roles::OrgRole;
 use boardroom_protocol::{ErrorCode, Scope};
 use rand::RngCore;
@@ -75,6 +77,7 @@ pub struct OrgAccess {
 pub struct Auth {
     store: Store,
     audit: AuditLog,
+    orgs: Arc<Orgs>,
     tokens: TokenKeys,
     hasher: PasswordHasher,
     sessions: SessionCache,
@@ -88,10 +91,17 @@ const FIFTEEN_MINUTES: Duration = Duration::from_secs(15 * 60);
 
 impl Auth {
     /// Builds the service.
-    pub fn new(store: Store, audit: AuditLog, secret: &[u8], settings: &Settings) -> Self {
+    pub fn new(
+        store: Store,
+        audit: AuditLog,
+        orgs: Arc<Orgs>,
+        secret: &[u8],
+        settings: &Settings,
+    ) -> Self {
         Auth {
             store,
             audit,
+            orgs,
             tokens: TokenKeys::new(secret),
             hasher: PasswordHasher::new(settings.bcrypt_cost, settings.bcrypt_threads as usize),
             sessions: SessionCache::default(),
@@ -493,14 +503,19 @@ impl Auth {
                 if grant.org_id != org {
                     return Err(not_found());
                 }
-                let role = tenant.membership(grant.user_id).await?.ok_or_else(not_found)?;
+                let role = self
+                    .orgs
+                    .role(org, grant.user_id)
+                    .await
+                    .map_err(org_error)?
+                    .ok_or_else(not_found)?;
                 if role < need {
                     return Err(ApiError::forbidden("the key's user lacks the role for this"));
                 }
                 Ok(OrgAccess { org_id: org, role, bypass: false })
             }
             Principal::User { user_id, superadmin, .. } => {
-                let role = tenant.membership(*user_id).await?;
+                let role = self.orgs.role(org, *user_id).await.map_err(org_error)?;
                 match role {
                     Some(role) if role >= need => {
                         Ok(OrgAccess { org_id: org, role, bypass: false })
@@ -531,6 +546,28 @@ impl Auth {
     /// Forgets cached state of `user` (after a change made outside the request path).
     pub fn forget_user(&self, user: Uuid) {
         self.sessions.forget_user(user);
+    }
+}
+
+/// The organization registry (membership changes go through it).
+impl Auth {
+    /// The org actors.
+    pub fn orgs(&self) -> &Orgs {
+        &self.orgs
+    }
+}
+
+/// Maps an org actor's refusal to the edge's error.
+pub fn org_error(err: OrgError) -> ApiError {
+    match err {
+        OrgError::NotFound(what) => ApiError::not_found(what),
+        OrgError::AlreadyMember => ApiError::conflict("already a member"),
+        OrgError::LastAdmin => ApiError::conflict("an organization must keep at least one admin"),
+        OrgError::Unavailable(message) => {
+            let mut err = ApiError::new(ErrorCode::Unavailable, message);
+            err.set_retry_after(1);
+            err
+        }
     }
 }
 

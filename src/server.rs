@@ -64,11 +64,18 @@ impl App {
         let runtime = Runtime::start(Dependencies {
             audit_store: Arc::new(store.clone()),
             board_store: Arc::new(store.clone()),
+            org_store: Arc::new(store.clone()),
             board_idle_timeout: Duration::from_secs(settings.board_idle_secs),
         })
         .await
         .map_err(|e| StartupError::Setting(format!("cannot start the actors: {e}")))?;
-        let auth = Auth::new(store.clone(), runtime.audit().clone(), &secret, &settings);
+        let auth = Auth::new(
+            store.clone(),
+            runtime.audit().clone(),
+            runtime.orgs().clone(),
+            &secret,
+            &settings,
+        );
         Ok(App { state: AppState::new(store, settings, auth, runtime) })
     }
 

@@ -249,6 +249,11 @@ impl AuditLog {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = actor;
     }
 
+    /// The id of the actor currently behind the handle.
+    pub fn actor_id(&self) -> ractor::ActorId {
+        self.actor().get_id()
+    }
+
     fn actor(&self) -> ActorRef<AuditMessage> {
         self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
     }

@@ -11,6 +11,7 @@
 //!   group commit and event log.
 //! - [`boards`]: the registry that starts board actors on first use and restarts failed ones.
 //! - [`domain`]: the board model, commands, events and errors.
+//! - [`org`]: the org actor (memberships, roles, plan) and its registry.
 //! - [`event_bus`]: committed events, in order, to sockets, webhooks and audit.
 //! - [`position`]: fractional position keys, so reordering never renumbers.
 //! - [`values`]: what each column type accepts.
@@ -25,6 +26,7 @@ pub mod board;
 pub mod boards;
 pub mod domain;
 pub mod event_bus;
+pub mod org;
 pub mod position;
 pub mod roles;
 pub mod supervisor;

@@ -13,6 +13,7 @@ use crate::audit::{AuditActor, AuditLog, AuditStore};
 use crate::board::BoardStore;
 use crate::boards::{board_of, Boards};
 use crate::event_bus::EventBus;
+use crate::org::{OrgStore, Orgs};
 
 /// What the supervisor needs to start its children.
 #[derive(Clone)]
@@ -21,6 +22,8 @@ pub struct Dependencies {
     pub audit_store: Arc<dyn AuditStore>,
     /// Storage of boards.
     pub board_store: Arc<dyn BoardStore>,
+    /// Storage of organizations' memberships.
+    pub org_store: Arc<dyn OrgStore>,
     /// How long a board actor may sit idle before it stops.
     pub board_idle_timeout: std::time::Duration,
 }
@@ -42,6 +45,7 @@ pub struct SupervisorState {
 pub struct Started {
     audit: AuditLog,
     boards: Arc<Boards>,
+    orgs: Arc<Orgs>,
 }
 
 impl Actor for RootSupervisor {
@@ -64,7 +68,9 @@ impl Actor for RootSupervisor {
             myself.get_cell(),
             deps.board_idle_timeout,
         ));
-        let _ = ready.send(Started { audit: audit.clone(), boards: boards.clone() });
+        let orgs =
+            Arc::new(Orgs::new(deps.org_store.clone(), myself.get_cell(), deps.board_idle_timeout));
+        let _ = ready.send(Started { audit: audit.clone(), boards: boards.clone(), orgs });
         Ok(SupervisorState { deps, audit, boards })
     }
 
@@ -91,6 +97,10 @@ impl Actor for RootSupervisor {
                 tokio::spawn(async move { boards.restart(board).await });
                 return Ok(());
             }
+            if cell.get_id() != state.audit.actor_id() {
+                // An org actor: it reloads on next use, which is as soon as anyone asks.
+                return Ok(());
+            }
             let (audit_actor, _) = Actor::spawn_linked(
                 None,
                 AuditActor,
@@ -109,6 +119,7 @@ pub struct Runtime {
     supervisor: ActorRef<SupervisorMessage>,
     audit: AuditLog,
     boards: Arc<Boards>,
+    orgs: Arc<Orgs>,
 }
 
 impl Runtime {
@@ -118,8 +129,13 @@ impl Runtime {
         let (supervisor, _) = Actor::spawn(None, RootSupervisor, (deps, ready_tx))
             .await
             .map_err(|e| anyhow::anyhow!("cannot start the root supervisor: {e}"))?;
-        let Started { audit, boards } = ready_rx.await?;
-        Ok(Runtime { supervisor, audit, boards })
+        let Started { audit, boards, orgs } = ready_rx.await?;
+        Ok(Runtime { supervisor, audit, boards, orgs })
+    }
+
+    /// The org registry.
+    pub fn orgs(&self) -> &Arc<Orgs> {
+        &self.orgs
     }
 
     /// The board registry.
@@ -219,12 +235,36 @@ mod tests {
         }
     }
 
+    #[async_trait::async_trait]
+    impl crate::org::OrgStore for NoBoards {
+        async fn load_org(&self, _: Uuid) -> anyhow::Result<Option<crate::org::LoadedOrg>> {
+            Ok(None)
+        }
+        async fn insert_member(
+            &self,
+            _: Uuid,
+            _: Uuid,
+            _: crate::roles::OrgRole,
+        ) -> anyhow::Result<bool> {
+            Ok(false)
+        }
+        async fn update_member(
+            &self,
+            _: Uuid,
+            _: Uuid,
+            _: Option<crate::roles::OrgRole>,
+        ) -> anyhow::Result<()> {
+            Ok(())
+        }
+    }
+
     #[tokio::test]
     async fn a_crashed_audit_actor_is_restarted_behind_the_same_handle() {
         let store = Arc::new(FlakyStore::default());
         let deps = Dependencies {
             audit_store: store.clone(),
             board_store: Arc::new(NoBoards),
+            org_store: Arc::new(NoBoards),
             board_idle_timeout: std::time::Duration::from_secs(60),
         };
         let runtime = Runtime::start(deps).await.unwrap();

@@ -15,9 +15,10 @@ use uuid::Uuid;
 
 use super::extract::{ApiJson, ApiPath};
 use super::AppState;
-use crate::auth::{Caller, Principal};
+use crate::auth::{org_error, Caller, Principal};
 use crate::error::{ApiError, ApiResult};
-use crate::storage::{MemberRow, OrganizationRow, StorageError};
+use crate::storage::{MemberRow, OrganizationRow};
+use boardroom_actors::org::MemberChange;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
@@ -136,10 +137,7 @@ async fn add_member(
         .await?
         .ok_or_else(|| ApiError::not_found("account with this email"))?;
     let tenant = state.store().tenant(org);
-    tenant.add_member(user.id, role).await.map_err(|err| match err {
-        StorageError::Unique(_) => ApiError::conflict("already a member"),
-        other => other.into(),
-    })?;
+    state.auth().orgs().change(org, user.id, MemberChange::Add(role)).await.map_err(org_error)?;
     state.auth().audit(AuditAction::MemberAdded, &caller.meta, |e| {
         e.organization_id = Some(org);
         e.actor_id = Some(caller.user_id());
@@ -166,7 +164,13 @@ async fn change_member(
     let access = state.auth().org_access(&caller, org, OrgRole::Admin).await?;
     let role = parse_role(&body.role)?;
     let tenant = state.store().tenant(org);
-    let previous = tenant.set_member_role(user, Some(role)).await.map_err(membership_error)?;
+    let previous = state
+        .auth()
+        .orgs()
+        .change(org, user, MemberChange::SetRole(role))
+        .await
+        .map_err(org_error)?
+        .unwrap_or(OrgRole::Member);
     state.auth().audit(AuditAction::MemberRoleChanged, &caller.meta, |e| {
         e.organization_id = Some(org);
         e.actor_id = Some(caller.user_id());
@@ -185,8 +189,13 @@ async fn remove_member(
 ) -> ApiResult<StatusCode> {
     caller.require_session()?;
     let access = state.auth().org_access(&caller, org, OrgRole::Admin).await?;
-    let previous =
-        state.store().tenant(org).set_member_role(user, None).await.map_err(membership_error)?;
+    let previous = state
+        .auth()
+        .orgs()
+        .change(org, user, MemberChange::Remove)
+        .await
+        .map_err(org_error)?
+        .unwrap_or(OrgRole::Member);
     state.auth().key_cache().invalidate_user(org, user);
     state.auth().audit(AuditAction::MemberRemoved, &caller.meta, |e| {
         e.organization_id = Some(org);
@@ -196,12 +205,4 @@ async fn remove_member(
         e.metadata = json!({ "role": previous.as_str() });
     });
     Ok(StatusCode::NO_CONTENT)
-}
-
-fn membership_error(err: StorageError) -> ApiError {
-    match err {
-        StorageError::NotFound => ApiError::not_found("member"),
-        StorageError::Rule(rule) => ApiError::conflict(rule),
-        other => other.into(),
-    }
 }

@@ -1,5 +1,8 @@
 //! Organizations and their memberships.
 
+use std::collections::HashMap;
+
+use boardroom_actors::org::{LoadedOrg, OrgStore};
 use boardroom_actors::roles::{check_keeps_an_admin, OrgRole};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -246,5 +249,43 @@ impl TenantStore<'_> {
             }
             Ok(current)
         })
+    }
+}
+
+#[async_trait::async_trait]
+impl OrgStore for Store {
+    async fn load_org(&self, org: Uuid) -> anyhow::Result<Option<LoadedOrg>> {
+        let tenant = self.tenant(org);
+        let Some(row) = tenant.organization().await? else { return Ok(None) };
+        let members: Vec<(Uuid, String)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT user_id, role FROM memberships WHERE organization_id = $1")
+                .bind(org)
+                .fetch_all(pool)
+                .await
+        })?;
+        let members: HashMap<Uuid, OrgRole> = members
+            .into_iter()
+            .map(|(user, role)| (user, OrgRole::parse(&role).unwrap_or(OrgRole::Member)))
+            .collect();
+        Ok(Some(LoadedOrg { plan: row.plan, members }))
+    }
+
+    async fn insert_member(&self, org: Uuid, user: Uuid, role: OrgRole) -> anyhow::Result<bool> {
+        match self.tenant(org).add_member(user, role).await {
+            Ok(()) => Ok(true),
+            Err(StorageError::Unique(_)) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    async fn update_member(
+        &self,
+        org: Uuid,
+        user: Uuid,
+        role: Option<OrgRole>,
+    ) -> anyhow::Result<()> {
+        // The transaction re-checks the last-admin rule: another node may have changed roles.
+        self.tenant(org).set_member_role(user, role).await?;
+        Ok(())
     }
 }

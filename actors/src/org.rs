@@ -1,0 +1,256 @@
+//! The org actor: one per active organization. It owns the organization's authorization state
+//! (who is a member, with which role, and its plan), answers role lookups from memory so
+//! requests need no database read for them, and serializes membership changes, enforcing that
+//! an organization always keeps an admin.
+//!
+//! [`Orgs`] is the registry: it starts an organization's actor on first use (named `org:<id>`,
+//! so at most one runs), and the actor stops after sitting idle.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SpawnErr};
+use uuid::Uuid;
+
+use crate::roles::{check_keeps_an_admin, OrgRole};
+
+/// An organization as loaded from the store.
+#[derive(Debug, Clone)]
+pub struct LoadedOrg {
+    /// Billing plan.
+    pub plan: String,
+    /// Members and roles.
+    pub members: HashMap<Uuid, OrgRole>,
+}
+
+/// Why a membership change is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OrgError {
+    /// No such organization, or no such member.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The user is a member already.
+    #[error("already a member")]
+    AlreadyMember,
+    /// The change would leave the organization without an admin.
+    #[error("an organization must keep at least one admin")]
+    LastAdmin,
+    /// Storage failed; nothing changed.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Where the org actor reads and writes. Implemented by the server's storage.
+#[async_trait::async_trait]
+pub trait OrgStore: Send + Sync + 'static {
+    /// Loads an organization.
+    async fn load_org(&self, org: Uuid) -> anyhow::Result<Option<LoadedOrg>>;
+    /// Adds a member; `Ok(false)` when they already are one.
+    async fn insert_member(&self, org: Uuid, user: Uuid, role: OrgRole) -> anyhow::Result<bool>;
+    /// Changes a member's role (`Some`) or removes them and their keys (`None`).
+    async fn update_member(
+        &self,
+        org: Uuid,
+        user: Uuid,
+        role: Option<OrgRole>,
+    ) -> anyhow::Result<()>;
+}
+
+/// A membership change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberChange {
+    /// Add with a role.
+    Add(OrgRole),
+    /// Change the role.
+    SetRole(OrgRole),
+    /// Remove.
+    Remove,
+}
+
+/// Messages of an org actor.
+pub enum OrgMessage {
+    /// The role of a user, if a member.
+    Role(Uuid, RpcReplyPort<Option<OrgRole>>),
+    /// Change a membership; answers the previous role.
+    Change(Uuid, MemberChange, RpcReplyPort<Result<Option<OrgRole>, OrgError>>),
+    /// Stop if idle.
+    IdleCheck,
+}
+
+/// The org actor.
+pub struct OrgActor;
+
+/// Arguments of an org actor.
+pub struct OrgArgs {
+    org: Uuid,
+    loaded: LoadedOrg,
+    store: Arc<dyn OrgStore>,
+    idle_timeout: Duration,
+}
+
+/// State of an org actor.
+pub struct OrgState {
+    org: Uuid,
+    members: HashMap<Uuid, OrgRole>,
+    store: Arc<dyn OrgStore>,
+    last_active: Instant,
+    idle_timeout: Duration,
+}
+
+impl OrgState {
+    async fn change(
+        &mut self,
+        user: Uuid,
+        change: MemberChange,
+    ) -> Result<Option<OrgRole>, OrgError> {
+        let unavailable = |e: anyhow::Error| {
+            tracing::error!(error = ?e, org = %self.org, "membership change failed");
+            OrgError::Unavailable("storage is unavailable; retry".into())
+        };
+        let current = self.members.get(&user).copied();
+        let admins = self.members.values().filter(|r| **r == OrgRole::Admin).count() as i64;
+        match change {
+            MemberChange::Add(role) => {
+                if current.is_some() {
+                    return Err(OrgError::AlreadyMember);
+                }
+                if !self.store.insert_member(self.org, user, role).await.map_err(unavailable)? {
+                    return Err(OrgError::AlreadyMember);
+                }
+                self.members.insert(user, role);
+            }
+            MemberChange::SetRole(_) | MemberChange::Remove => {
+                let current = current.ok_or(OrgError::NotFound("member"))?;
+                let next = match change {
+                    MemberChange::SetRole(role) => Some(role),
+                    _ => None,
+                };
+                check_keeps_an_admin(current, next, admins).map_err(|_| OrgError::LastAdmin)?;
+                self.store.update_member(self.org, user, next).await.map_err(unavailable)?;
+                match next {
+                    Some(role) => self.members.insert(user, role),
+                    None => self.members.remove(&user),
+                };
+            }
+        }
+        Ok(current)
+    }
+}
+
+impl Actor for OrgActor {
+    type Msg = OrgMessage;
+    type State = OrgState;
+    type Arguments = OrgArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: OrgArgs,
+    ) -> Result<OrgState, ActorProcessingErr> {
+        myself.send_interval(crate::board::IDLE_CHECK_EVERY.min(args.idle_timeout), || {
+            OrgMessage::IdleCheck
+        });
+        Ok(OrgState {
+            org: args.org,
+            members: args.loaded.members,
+            store: args.store,
+            last_active: Instant::now(),
+            idle_timeout: args.idle_timeout,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: OrgMessage,
+        state: &mut OrgState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            OrgMessage::Role(user, reply) => {
+                state.last_active = Instant::now();
+                let _ = reply.send(state.members.get(&user).copied());
+            }
+            OrgMessage::Change(user, change, reply) => {
+                state.last_active = Instant::now();
+                let _ = reply.send(state.change(user, change).await);
+            }
+            OrgMessage::IdleCheck => {
+                if state.last_active.elapsed() >= state.idle_timeout {
+                    myself.stop(Some("idle".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The org registry. One per server.
+pub struct Orgs {
+    store: Arc<dyn OrgStore>,
+    supervisor: ActorCell,
+    idle_timeout: Duration,
+}
+
+fn actor_name(org: Uuid) -> String {
+    format!("org:{org}")
+}
+
+/// How long a membership call may wait for its organization.
+const CALL_TIMEOUT_MS: u64 = 15_000;
+
+impl Orgs {
+    /// A registry whose actors are supervised by `supervisor`.
+    pub fn new(store: Arc<dyn OrgStore>, supervisor: ActorCell, idle_timeout: Duration) -> Self {
+        Orgs { store, supervisor, idle_timeout }
+    }
+
+    async fn actor(&self, org: Uuid) -> Result<Option<ActorRef<OrgMessage>>, OrgError> {
+        let running = || {
+            ActorRef::<OrgMessage>::where_is(actor_name(org))
+                .filter(|a| matches!(a.get_status(), ActorStatus::Running | ActorStatus::Starting))
+        };
+        if let Some(actor) = running() {
+            return Ok(Some(actor));
+        }
+        let loaded = self.store.load_org(org).await.map_err(|e| {
+            tracing::error!(error = ?e, %org, "loading organization failed");
+            OrgError::Unavailable("storage is unavailable; retry".into())
+        })?;
+        let Some(loaded) = loaded else { return Ok(None) };
+        let args =
+            OrgArgs { org, loaded, store: self.store.clone(), idle_timeout: self.idle_timeout };
+        match Actor::spawn_linked(Some(actor_name(org)), OrgActor, args, self.supervisor.clone())
+            .await
+        {
+            Ok((actor, _)) => Ok(Some(actor)),
+            Err(SpawnErr::ActorAlreadyRegistered(_)) => Ok(running()),
+            Err(err) => Err(OrgError::Unavailable(format!("organization is unavailable: {err}"))),
+        }
+    }
+
+    /// The role of `user` in `org`; `None` when either does not exist or they are no member.
+    pub async fn role(&self, org: Uuid, user: Uuid) -> Result<Option<OrgRole>, OrgError> {
+        for _ in 0..3 {
+            let Some(actor) = self.actor(org).await? else { return Ok(None) };
+            match ractor::call_t!(actor, OrgMessage::Role, CALL_TIMEOUT_MS, user) {
+                Ok(role) => return Ok(role),
+                // The actor stopped (idle) between lookup and call: start it again.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+        Err(OrgError::Unavailable("organization is restarting; retry".into()))
+    }
+
+    /// Applies a membership change through the organization's actor; answers the previous role.
+    pub async fn change(
+        &self,
+        org: Uuid,
+        user: Uuid,
+        change: MemberChange,
+    ) -> Result<Option<OrgRole>, OrgError> {
+        let actor = self.actor(org).await?.ok_or(OrgError::NotFound("organization"))?;
+        ractor::call_t!(actor, OrgMessage::Change, CALL_TIMEOUT_MS, user, change)
+            .map_err(|_| OrgError::Unavailable("organization did not answer; retry".into()))?
+    }
+}
