@@ -24,6 +24,8 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// The registry. One per server.
 pub struct Boards {
     store: Arc<dyn BoardStore>,
+    /// Board → organization; a board never changes organization, so this never goes stale.
+    orgs: dashmap::DashMap<Uuid, Uuid>,
     bus: EventBus,
     supervisor: ActorCell,
     idle_timeout: Duration,
@@ -46,7 +48,19 @@ impl Boards {
         supervisor: ActorCell,
         idle_timeout: Duration,
     ) -> Self {
-        Boards { store, bus, supervisor, idle_timeout }
+        Boards { store, orgs: dashmap::DashMap::new(), bus, supervisor, idle_timeout }
+    }
+
+    /// The organization `board` belongs to (deleted boards included), if it exists.
+    pub async fn org_of(&self, board: Uuid) -> anyhow::Result<Option<Uuid>> {
+        if let Some(org) = self.orgs.get(&board) {
+            return Ok(Some(*org));
+        }
+        let org = self.store.board_org(board).await?;
+        if let Some(org) = org {
+            self.orgs.insert(board, org);
+        }
+        Ok(org)
     }
 
     /// The event bus the boards publish on.
@@ -187,7 +201,7 @@ impl Boards {
 
     async fn store_org_of(&self, board: Uuid) -> Option<Uuid> {
         // A crashed actor's name holds only the board id; its organization comes from the store.
-        self.store.board_org(board).await.ok().flatten()
+        self.org_of(board).await.ok().flatten()
     }
 
     /// Whether a board's actor is running now (tests of idle stops).

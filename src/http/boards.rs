@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post, put};
 use axum::{Json, Router};
-use boardroom_actors::board::{BoardQuery, BoardStore, CommandOutput, Requester};
+use boardroom_actors::board::{BoardQuery, CommandOutput, Requester};
 use boardroom_actors::domain::{BoardCommand, BoardError, BoardRole, ColumnKind, Placement};
 use boardroom_actors::roles::OrgRole;
 use boardroom_protocol::{ErrorCode, Scope};
@@ -86,7 +86,7 @@ pub async fn requester_for(
 ) -> ApiResult<(Uuid, Requester)> {
     let not_found = || ApiError::not_found("board");
     let org =
-        state.store().board_org(board).await.map_err(ApiError::internal)?.ok_or_else(not_found)?;
+        state.boards().org_of(board).await.map_err(ApiError::internal)?.ok_or_else(not_found)?;
     let access = state.auth().org_access(caller, org, OrgRole::Member).await.map_err(|err| {
         if err.code() == ErrorCode::NotFound {
             not_found()

@@ -124,6 +124,71 @@ pub struct BoardListing {
     pub role: BoardRole,
 }
 
+/// Rows per multi-row statement: 12 columns each stays far below both backends' parameter
+/// limits (SQLite 32,766; Postgres 65,535).
+const ROWS_PER_STATEMENT: usize = 1000;
+
+/// A batch's changes reduced to each row's final state, so one statement per table can apply
+/// them (a row may appear once per statement).
+#[derive(Default)]
+struct Coalesced<'a> {
+    board: Option<&'a Board>,
+    delete_board: bool,
+    members: HashMap<Uuid, Option<BoardRole>>,
+    columns: HashMap<Uuid, &'a Column>,
+    groups: HashMap<Uuid, &'a Group>,
+    items: HashMap<Uuid, &'a Item>,
+    updates: HashMap<Uuid, &'a Update>,
+    deleted_columns: Vec<Uuid>,
+    deleted_groups: Vec<Uuid>,
+    deleted_items: Vec<Uuid>,
+    deleted_updates: Vec<Uuid>,
+}
+
+impl<'a> Coalesced<'a> {
+    fn of(changes: &'a [Change]) -> Self {
+        let mut c = Coalesced::default();
+        for change in changes {
+            match change {
+                Change::Board(b) => c.board = Some(b),
+                Change::DeleteBoard => c.delete_board = true,
+                Change::Member(user, role) => {
+                    c.members.insert(*user, *role);
+                }
+                Change::Column(col) => {
+                    c.columns.insert(col.id, col);
+                }
+                Change::DeleteColumn(id) => {
+                    c.columns.remove(id);
+                    c.deleted_columns.push(*id);
+                }
+                Change::Group(g) => {
+                    c.groups.insert(g.id, g);
+                }
+                Change::DeleteGroup(id) => {
+                    c.groups.remove(id);
+                    c.deleted_groups.push(*id);
+                }
+                Change::Item(i) => {
+                    c.items.insert(i.id, i);
+                }
+                Change::DeleteItem(id) => {
+                    c.items.remove(id);
+                    c.deleted_items.push(*id);
+                }
+                Change::Update(u) => {
+                    c.updates.insert(u.id, u);
+                }
+                Change::DeleteUpdate(id) => {
+                    c.updates.remove(id);
+                    c.deleted_updates.push(*id);
+                }
+            }
+        }
+        c
+    }
+}
+
 const BOARD_COLUMNS: &str = "id, organization_id, name, description, seq, created_at, updated_at";
 const ITEM_COLUMNS: &str = "id, group_id, name, column_values, position, version, archived_at, \
     created_by, created_at, updated_at";
@@ -384,6 +449,7 @@ impl BoardStore for Store {
     ) -> anyhow::Result<()> {
         let Some(to_seq) = events.last().map(|e| e.seq) else { return Ok(()) };
         let at = now();
+        let batch = Coalesced::of(changes);
         transaction!(self, conn => {
             let moved = sqlx::query("UPDATE boards SET seq = $3 WHERE organization_id = $1 AND id = $2 AND seq = $4")
                 .bind(org).bind(board).bind(to_seq).bind(from_seq)
@@ -391,28 +457,26 @@ impl BoardStore for Store {
             if moved != 1 {
                 return Err(StorageError::Rule("the board's log moved underneath this writer"));
             }
-            for event in events {
-                sqlx::query(
-                    "INSERT INTO board_events (organization_id, board_id, seq, kind, actor, payload, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(org).bind(board).bind(event.seq).bind(event.kind.as_str()).bind(event.actor)
-                .bind(Json(&event.data)).bind(event.created_at)
-                .execute(&mut *conn).await?;
+            // One multi-row statement per table and kind of change: a batch of n commands costs
+            // a handful of round trips, not n of them.
+            for chunk in events.chunks(ROWS_PER_STATEMENT) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO board_events (organization_id, board_id, seq, kind, actor, payload, created_at) ",
+                );
+                q.push_values(chunk, |mut row, e| {
+                    row.push_bind(org).push_bind(board).push_bind(e.seq).push_bind(e.kind.as_str())
+                        .push_bind(e.actor).push_bind(Json(&e.data)).push_bind(e.created_at);
+                });
+                q.build().execute(&mut *conn).await?;
             }
-            for change in changes {
-                match change {
-                    Change::Board(b) => {
-                        sqlx::query("UPDATE boards SET name = $3, description = $4, updated_at = $5 WHERE organization_id = $1 AND id = $2")
-                            .bind(org).bind(board).bind(&b.name).bind(&b.description).bind(b.updated_at)
-                            .execute(&mut *conn).await?;
-                    }
-                    Change::DeleteBoard => {
-                        sqlx::query("UPDATE boards SET deleted_at = $3 WHERE organization_id = $1 AND id = $2")
-                            .bind(org).bind(board).bind(at)
-                            .execute(&mut *conn).await?;
-                    }
-                    Change::Member(user, Some(role)) => {
+            if let Some(b) = batch.board {
+                sqlx::query("UPDATE boards SET name = $3, description = $4, updated_at = $5 WHERE organization_id = $1 AND id = $2")
+                    .bind(org).bind(board).bind(&b.name).bind(&b.description).bind(b.updated_at)
+                    .execute(&mut *conn).await?;
+            }
+            for (user, role) in &batch.members {
+                match role {
+                    Some(role) => {
                         sqlx::query(
                             "INSERT INTO board_members (organization_id, board_id, user_id, role, created_at) \
                              VALUES ($1, $2, $3, $4, $5) \
@@ -421,87 +485,93 @@ impl BoardStore for Store {
                         .bind(org).bind(board).bind(user).bind(role.as_str()).bind(at)
                         .execute(&mut *conn).await?;
                     }
-                    Change::Member(user, None) => {
+                    None => {
                         sqlx::query("DELETE FROM board_members WHERE organization_id = $1 AND board_id = $2 AND user_id = $3")
                             .bind(org).bind(board).bind(user)
                             .execute(&mut *conn).await?;
                     }
-                    Change::Column(c) => {
-                        sqlx::query(
-                            "INSERT INTO columns (id, organization_id, board_id, title, kind, settings, position, created_at) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                             ON CONFLICT (id) DO UPDATE SET title = excluded.title, settings = excluded.settings, \
-                             position = excluded.position",
-                        )
-                        .bind(c.id).bind(org).bind(board).bind(&c.title).bind(c.kind.as_str())
-                        .bind(Json(&c.settings)).bind(&c.position).bind(at)
-                        .execute(&mut *conn).await?;
-                    }
-                    Change::DeleteColumn(id) => {
-                        sqlx::query("DELETE FROM columns WHERE organization_id = $1 AND board_id = $2 AND id = $3")
-                            .bind(org).bind(board).bind(id)
-                            .execute(&mut *conn).await?;
-                    }
-                    Change::Group(g) => {
-                        sqlx::query(
-                            "INSERT INTO groups (id, organization_id, board_id, title, color, position, created_at) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                             ON CONFLICT (id) DO UPDATE SET title = excluded.title, color = excluded.color, \
-                             position = excluded.position",
-                        )
-                        .bind(g.id).bind(org).bind(board).bind(&g.title).bind(&g.color).bind(&g.position).bind(at)
-                        .execute(&mut *conn).await?;
-                    }
-                    Change::DeleteGroup(id) => {
-                        sqlx::query("DELETE FROM groups WHERE organization_id = $1 AND board_id = $2 AND id = $3")
-                            .bind(org).bind(board).bind(id)
-                            .execute(&mut *conn).await?;
-                    }
-                    Change::Item(i) => {
-                        sqlx::query(
-                            "INSERT INTO items (id, organization_id, board_id, group_id, name, column_values, position, \
-                             version, archived_at, created_by, created_at, updated_at) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-                             ON CONFLICT (id) DO UPDATE SET group_id = excluded.group_id, name = excluded.name, \
-                             column_values = excluded.column_values, position = excluded.position, \
-                             version = excluded.version, archived_at = excluded.archived_at, \
-                             updated_at = excluded.updated_at",
-                        )
-                        .bind(i.id).bind(org).bind(board).bind(i.group_id).bind(&i.name).bind(Json(&i.values))
-                        .bind(&i.position).bind(i.version).bind(i.archived_at).bind(i.created_by)
-                        .bind(i.created_at).bind(i.updated_at)
-                        .execute(&mut *conn).await?;
-                    }
-                    Change::DeleteItem(id) => {
-                        sqlx::query("DELETE FROM items WHERE organization_id = $1 AND board_id = $2 AND id = $3")
-                            .bind(org).bind(board).bind(id)
-                            .execute(&mut *conn).await?;
-                    }
-                    Change::Update(u) => {
-                        sqlx::query(
-                            "INSERT INTO updates (id, organization_id, board_id, item_id, parent_id, author_id, body, \
-                             created_at, edited_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                             ON CONFLICT (id) DO UPDATE SET body = excluded.body, edited_at = excluded.edited_at",
-                        )
-                        .bind(u.id).bind(org).bind(board).bind(u.item_id).bind(u.parent_id).bind(u.author_id)
-                        .bind(&u.body).bind(u.created_at).bind(u.edited_at)
-                        .execute(&mut *conn).await?;
-                    }
-                    Change::DeleteUpdate(id) => {
-                        sqlx::query("DELETE FROM updates WHERE organization_id = $1 AND board_id = $2 AND id = $3")
-                            .bind(org).bind(board).bind(id)
-                            .execute(&mut *conn).await?;
-                    }
                 }
             }
-            for record in idempotent {
-                sqlx::query(
-                    "INSERT INTO idempotency_keys (organization_id, scope_id, user_id, key, seq, response, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(org).bind(board).bind(record.user_id).bind(&record.key).bind(record.output.seq)
-                .bind(Json(&record.output.data)).bind(at)
-                .execute(&mut *conn).await?;
+            let columns: Vec<&Column> = batch.columns.values().copied().collect();
+            for chunk in columns.chunks(ROWS_PER_STATEMENT) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO columns (id, organization_id, board_id, title, kind, settings, position, created_at) ",
+                );
+                q.push_values(chunk, |mut row, c| {
+                    row.push_bind(c.id).push_bind(org).push_bind(board).push_bind(&c.title)
+                        .push_bind(c.kind.as_str()).push_bind(Json(&c.settings)).push_bind(&c.position).push_bind(at);
+                });
+                q.push(" ON CONFLICT (id) DO UPDATE SET title = excluded.title, settings = excluded.settings, position = excluded.position");
+                q.build().execute(&mut *conn).await?;
+            }
+            let groups: Vec<&Group> = batch.groups.values().copied().collect();
+            for chunk in groups.chunks(ROWS_PER_STATEMENT) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO groups (id, organization_id, board_id, title, color, position, created_at) ",
+                );
+                q.push_values(chunk, |mut row, g| {
+                    row.push_bind(g.id).push_bind(org).push_bind(board).push_bind(&g.title)
+                        .push_bind(&g.color).push_bind(&g.position).push_bind(at);
+                });
+                q.push(" ON CONFLICT (id) DO UPDATE SET title = excluded.title, color = excluded.color, position = excluded.position");
+                q.build().execute(&mut *conn).await?;
+            }
+            let items: Vec<&Item> = batch.items.values().copied().collect();
+            for chunk in items.chunks(ROWS_PER_STATEMENT) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO items (id, organization_id, board_id, group_id, name, column_values, position, \
+                     version, archived_at, created_by, created_at, updated_at) ",
+                );
+                q.push_values(chunk, |mut row, i| {
+                    row.push_bind(i.id).push_bind(org).push_bind(board).push_bind(i.group_id).push_bind(&i.name)
+                        .push_bind(Json(&i.values)).push_bind(&i.position).push_bind(i.version)
+                        .push_bind(i.archived_at).push_bind(i.created_by).push_bind(i.created_at).push_bind(i.updated_at);
+                });
+                q.push(
+                    " ON CONFLICT (id) DO UPDATE SET group_id = excluded.group_id, name = excluded.name, \
+                     column_values = excluded.column_values, position = excluded.position, \
+                     version = excluded.version, archived_at = excluded.archived_at, updated_at = excluded.updated_at",
+                );
+                q.build().execute(&mut *conn).await?;
+            }
+            let updates: Vec<&Update> = batch.updates.values().copied().collect();
+            for chunk in updates.chunks(ROWS_PER_STATEMENT) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO updates (id, organization_id, board_id, item_id, parent_id, author_id, body, created_at, edited_at) ",
+                );
+                q.push_values(chunk, |mut row, u| {
+                    row.push_bind(u.id).push_bind(org).push_bind(board).push_bind(u.item_id).push_bind(u.parent_id)
+                        .push_bind(u.author_id).push_bind(&u.body).push_bind(u.created_at).push_bind(u.edited_at);
+                });
+                q.push(" ON CONFLICT (id) DO UPDATE SET body = excluded.body, edited_at = excluded.edited_at");
+                q.build().execute(&mut *conn).await?;
+            }
+            // Deletions last, children first: what a batch created and then removed is gone.
+            for (table, ids) in [
+                ("updates", &batch.deleted_updates),
+                ("items", &batch.deleted_items),
+                ("groups", &batch.deleted_groups),
+                ("columns", &batch.deleted_columns),
+            ] {
+                for id in ids {
+                    let sql = format!("DELETE FROM {table} WHERE organization_id = $1 AND board_id = $2 AND id = $3");
+                    sqlx::query(&sql).bind(org).bind(board).bind(id).execute(&mut *conn).await?;
+                }
+            }
+            if batch.delete_board {
+                sqlx::query("UPDATE boards SET deleted_at = $3 WHERE organization_id = $1 AND id = $2")
+                    .bind(org).bind(board).bind(at)
+                    .execute(&mut *conn).await?;
+            }
+            for chunk in idempotent.chunks(ROWS_PER_STATEMENT) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO idempotency_keys (organization_id, scope_id, user_id, key, seq, response, created_at) ",
+                );
+                q.push_values(chunk, |mut row, r| {
+                    row.push_bind(org).push_bind(board).push_bind(r.user_id).push_bind(&r.key)
+                        .push_bind(r.output.seq).push_bind(Json(&r.output.data)).push_bind(at);
+                });
+                q.build().execute(&mut *conn).await?;
             }
             Ok(())
         })?;
