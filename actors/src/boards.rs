@@ -124,26 +124,18 @@ impl Boards {
         }
     }
 
-    /// Sends a command to its board and waits for it to commit.
-    pub async fn command(
+    /// Sends a message built by `message` to the board's actor and waits for its answer. Only
+    /// a message that never reached an actor is retried: one that did may have committed.
+    async fn ask<T: Send + 'static>(
         &self,
         org: Uuid,
         board: Uuid,
-        requester: Requester,
-        command: BoardCommand,
-        idempotency_key: Option<String>,
-    ) -> Result<CommandOutput, BoardError> {
-        // Only a command that never reached an actor is retried: one that did may have committed.
+        message: impl Fn(ractor::RpcReplyPort<Result<T, BoardError>>) -> BoardMessage,
+    ) -> Result<T, BoardError> {
         for _ in 0..3 {
             let actor = self.actor(org, board).await?;
             let (tx, rx) = ractor::concurrency::oneshot();
-            let message = BoardMessage::Command {
-                requester: requester.clone(),
-                command: command.clone(),
-                idempotency_key: idempotency_key.clone(),
-                reply: tx.into(),
-            };
-            if actor.cast(message).is_err() {
+            if actor.cast(message(tx.into())).is_err() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
@@ -160,6 +152,24 @@ impl Boards {
         Err(BoardError::Unavailable("board is restarting; retry".into()))
     }
 
+    /// Sends a command to its board and waits for it to commit.
+    pub async fn command(
+        &self,
+        org: Uuid,
+        board: Uuid,
+        requester: Requester,
+        command: BoardCommand,
+        idempotency_key: Option<String>,
+    ) -> Result<CommandOutput, BoardError> {
+        self.ask(org, board, |reply| BoardMessage::Command {
+            requester: requester.clone(),
+            command: command.clone(),
+            idempotency_key: idempotency_key.clone(),
+            reply,
+        })
+        .await
+    }
+
     /// Reads from a board.
     pub async fn read(
         &self,
@@ -168,24 +178,12 @@ impl Boards {
         requester: Requester,
         query: BoardQuery,
     ) -> Result<Value, BoardError> {
-        for _ in 0..3 {
-            let actor = self.actor(org, board).await?;
-            let (tx, rx) = ractor::concurrency::oneshot();
-            let message = BoardMessage::Read {
-                requester: requester.clone(),
-                query: query.clone(),
-                reply: tx.into(),
-            };
-            if actor.cast(message).is_err() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-            return match tokio::time::timeout(CALL_TIMEOUT, rx).await {
-                Ok(Ok(result)) => result,
-                _ => Err(BoardError::Unavailable("the board did not answer; retry".into())),
-            };
-        }
-        Err(BoardError::Unavailable("board is restarting; retry".into()))
+        self.ask(org, board, |reply| BoardMessage::Read {
+            requester: requester.clone(),
+            query: query.clone(),
+            reply,
+        })
+        .await
     }
 
     /// Restarts a failed board actor from the database (called by the supervisor).
