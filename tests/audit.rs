@@ -273,3 +273,34 @@ async fn passwords_use_bcrypt_cost_12(server: &TestServer) {
     assert!(hasher.verify("python-made-pw".into(), Some(python_hash.clone())).await.unwrap());
     assert!(!hasher.verify("python-made-px".into(), Some(python_hash)).await.unwrap());
 }
+
+/// Audit writes are cast off the request path; a graceful shutdown still stores every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_loses_no_audit_row_sqlite() {
+    shutdown_keeps_audit_rows(crate::harness::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_loses_no_audit_row_postgres() {
+    shutdown_keeps_audit_rows(crate::harness::Backend::Postgres).await;
+}
+
+async fn shutdown_keeps_audit_rows(backend: crate::harness::Backend) {
+    let Some(database) = crate::harness::TestDatabase::create(backend).await else { return };
+    let server = TestServer::start_on(database).await;
+    for i in 0..20 {
+        server.register(&format!("u{i}")).await;
+    }
+    // No flush here: the shutdown itself must drain the audit actor.
+    let url = server.database.url.clone();
+    let dir = server.database.dir.path().to_owned();
+    let database = server.stop_keeping_database().await;
+    let settings = boardroom::config::Settings::for_tests(dir, url);
+    let store = boardroom::server::open_store(&settings).await.unwrap();
+    let (signups,): (i64,) = boardroom::on_pool!(&store, pool => {
+        sqlx::query_as("SELECT COUNT(*) FROM audit_log WHERE action = 'signup'").fetch_one(pool).await.unwrap()
+    });
+    assert_eq!(signups, 20);
+    store.close().await;
+    drop(database);
+}

@@ -222,6 +222,14 @@ impl TestServer {
         self.call(Method::GET, path).send().await
     }
 
+    /// Graceful shutdown, handing back the database for a look at what was left behind.
+    pub async fn stop_keeping_database(mut self) -> TestDatabase {
+        if let Some(running) = self.running.take() {
+            assert!(running.shutdown().await, "server did not shut down cleanly");
+        }
+        self.database
+    }
+
     /// Graceful shutdown; asserts it finished in time.
     pub async fn stop(mut self) {
         if let Some(running) = self.running.take() {
