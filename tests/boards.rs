@@ -513,6 +513,45 @@ async fn cross_board_and_cross_org_operations_are_refused(server: &TestServer) {
         )
         .await
         .expect_error(404, "not_found");
+    // Board access changes are security events: they reach the audit log.
+    let carol = server.register("carol").await;
+    server.add_member(&f.owner, &f.org, &carol, "member").await;
+    server
+        .send_as(
+            Method::PUT,
+            &format!("{b}/members/{}", carol.id),
+            &f.owner.access_token,
+            Some(&json!({"role": "editor"})),
+        )
+        .await
+        .expect(200);
+    server
+        .send_as(Method::DELETE, &format!("{b}/members/{}", carol.id), &f.owner.access_token, None)
+        .await
+        .expect(204);
+    // The audit actor hears them from the event bus, a moment after the answer.
+    let mut actions: Vec<String> = Vec::new();
+    for _ in 0..100 {
+        server.flush_audit().await;
+        let log = server
+            .get_as(&format!("/api/v1/orgs/{}/audit-log", f.org), &f.owner.access_token)
+            .await;
+        actions = log.expect(200)["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap().to_owned())
+            .collect();
+        if actions.iter().any(|a| a == "board.member_removed") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        actions.contains(&"board.member_added".to_owned())
+            && actions.contains(&"board.member_removed".to_owned()),
+        "{actions:?}"
+    );
     // A member of another org cannot be made a board member.
     server
         .send_as(

@@ -72,6 +72,44 @@ audit_actions! {
     SuperadminRevoked = "superadmin.revoked",
     /// A superadmin acted in an organization they are not an admin of.
     SuperadminBypass = "superadmin.bypass",
+    /// Someone was given a role on a board.
+    BoardMemberAdded = "board.member_added",
+    /// Someone's role on a board changed.
+    BoardMemberRoleChanged = "board.member_role_changed",
+    /// Someone was taken off a board.
+    BoardMemberRemoved = "board.member_removed",
+    /// A board was deleted.
+    BoardDeleted = "board.deleted",
+}
+
+impl AuditEvent {
+    /// The audit row a committed board event calls for, if it is security-relevant (access
+    /// changes and deletions); other board events stay in the board's own log.
+    pub fn from_board_event(event: &crate::domain::BoardEvent) -> Option<AuditEvent> {
+        use crate::domain::EventKind;
+        let action = match event.kind {
+            EventKind::MemberAdded => AuditAction::BoardMemberAdded,
+            EventKind::MemberRoleChanged => AuditAction::BoardMemberRoleChanged,
+            EventKind::MemberRemoved => AuditAction::BoardMemberRemoved,
+            EventKind::BoardDeleted => AuditAction::BoardDeleted,
+            _ => return None,
+        };
+        let mut audit = AuditEvent::new(action);
+        audit.organization_id = Some(event.organization_id);
+        audit.actor_id = event.actor;
+        audit.target = Some(match event.data.get("user_id").and_then(|u| u.as_str()) {
+            Some(user) => user.to_owned(),
+            None => event.board_id.to_string(),
+        });
+        audit.metadata = serde_json::json!({
+            "board_id": event.board_id,
+            "seq": event.seq,
+            "role": event.data.get("role"),
+            "previous_role": event.data.get("previous_role"),
+        });
+        audit.at = event.created_at;
+        Some(audit)
+    }
 }
 
 impl std::fmt::Display for AuditAction {
