@@ -222,6 +222,16 @@ impl TestServer {
         self.call(Method::GET, path).send().await
     }
 
+    /// Graceful shutdown that keeps the database, so a test can start another server on it
+    /// (`App::build(settings)`); [`TestServer::state`] is gone afterwards. Returns whether the
+    /// shutdown was clean.
+    pub async fn stop_keeping_database(&mut self) -> bool {
+        match self.running.take() {
+            Some(running) => running.shutdown().await,
+            None => true,
+        }
+    }
+
     /// Graceful shutdown; asserts it finished in time.
     pub async fn stop(mut self) {
         if let Some(running) = self.running.take() {

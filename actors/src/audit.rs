@@ -72,6 +72,14 @@ audit_actions! {
     SuperadminRevoked = "superadmin.revoked",
     /// A superadmin acted in an organization they are not an admin of.
     SuperadminBypass = "superadmin.bypass",
+    /// A webhook was disabled after too many consecutive failed deliveries.
+    WebhookDisabled = "webhook.disabled",
+    /// A webhook was created on a board.
+    WebhookCreated = "webhook.created",
+    /// A webhook was deleted.
+    WebhookDeleted = "webhook.deleted",
+    /// A webhook's signing secret was rotated.
+    WebhookSecretRotated = "webhook.secret_rotated",
 }
 
 impl std::fmt::Display for AuditAction {

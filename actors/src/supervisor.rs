@@ -4,6 +4,10 @@
 //! a child fails, the supervisor starts a fresh one from the same arguments and points the
 //! child's handle at it, so callers holding a handle never notice. [`Runtime::shutdown`] flushes
 //! the children (nothing queued is lost) and stops the tree.
+//!
+//! Children: the audit actor, the board actors (through the [`Boards`] registry) and, when the
+//! server provides a backend, the webhook actor, which listens on the same [`EventBus`] the
+//! boards publish on.
 
 use std::sync::Arc;
 
@@ -13,6 +17,7 @@ use crate::audit::{AuditActor, AuditLog, AuditStore};
 use crate::board::BoardStore;
 use crate::boards::{board_of, Boards};
 use crate::event_bus::EventBus;
+use crate::webhook::{WebhookActor, WebhookArgs, WebhookBackend, Webhooks};
 
 /// What the supervisor needs to start its children.
 #[derive(Clone)]
@@ -23,6 +28,17 @@ pub struct Dependencies {
     pub board_store: Arc<dyn BoardStore>,
     /// How long a board actor may sit idle before it stops.
     pub board_idle_timeout: std::time::Duration,
+    /// The webhook outbox and deliverer; no webhook actor runs without one.
+    pub webhooks: Option<WebhookDependencies>,
+}
+
+/// What the webhook actor needs.
+#[derive(Clone)]
+pub struct WebhookDependencies {
+    /// The outbox and deliverer.
+    pub backend: Arc<dyn WebhookBackend>,
+    /// How often due retries are looked for.
+    pub poll_interval: std::time::Duration,
 }
 
 /// The root supervisor.
@@ -36,12 +52,26 @@ pub struct SupervisorState {
     deps: Dependencies,
     audit: AuditLog,
     boards: Arc<Boards>,
+    webhooks: Webhooks,
 }
 
 /// What the supervisor hands back once started.
 pub struct Started {
     audit: AuditLog,
     boards: Arc<Boards>,
+    webhooks: Webhooks,
+}
+
+impl SupervisorState {
+    fn webhook_args(&self) -> Option<WebhookArgs> {
+        let deps = self.deps.webhooks.as_ref()?;
+        Some(WebhookArgs {
+            backend: deps.backend.clone(),
+            bus: self.boards.bus().clone(),
+            audit: self.audit.clone(),
+            poll_interval: deps.poll_interval,
+        })
+    }
 }
 
 impl Actor for RootSupervisor {
@@ -64,8 +94,18 @@ impl Actor for RootSupervisor {
             myself.get_cell(),
             deps.board_idle_timeout,
         ));
-        let _ = ready.send(Started { audit: audit.clone(), boards: boards.clone() });
-        Ok(SupervisorState { deps, audit, boards })
+        let mut state = SupervisorState { deps, audit, boards, webhooks: Webhooks::new(None) };
+        if let Some(args) = state.webhook_args() {
+            let (actor, _) =
+                Actor::spawn_linked(None, WebhookActor, args, myself.get_cell()).await?;
+            state.webhooks = Webhooks::new(Some(actor));
+        }
+        let _ = ready.send(Started {
+            audit: state.audit.clone(),
+            boards: state.boards.clone(),
+            webhooks: state.webhooks.clone(),
+        });
+        Ok(state)
     }
 
     async fn handle(
@@ -91,6 +131,14 @@ impl Actor for RootSupervisor {
                 tokio::spawn(async move { boards.restart(board).await });
                 return Ok(());
             }
+            if state.webhooks.is(&cell) {
+                if let Some(args) = state.webhook_args() {
+                    let (actor, _) =
+                        Actor::spawn_linked(None, WebhookActor, args, myself.get_cell()).await?;
+                    state.webhooks.replace(actor);
+                }
+                return Ok(());
+            }
             let (audit_actor, _) = Actor::spawn_linked(
                 None,
                 AuditActor,
@@ -109,6 +157,7 @@ pub struct Runtime {
     supervisor: ActorRef<SupervisorMessage>,
     audit: AuditLog,
     boards: Arc<Boards>,
+    webhooks: Webhooks,
 }
 
 impl Runtime {
@@ -118,8 +167,8 @@ impl Runtime {
         let (supervisor, _) = Actor::spawn(None, RootSupervisor, (deps, ready_tx))
             .await
             .map_err(|e| anyhow::anyhow!("cannot start the root supervisor: {e}"))?;
-        let Started { audit, boards } = ready_rx.await?;
-        Ok(Runtime { supervisor, audit, boards })
+        let Started { audit, boards, webhooks } = ready_rx.await?;
+        Ok(Runtime { supervisor, audit, boards, webhooks })
     }
 
     /// The board registry.
@@ -132,12 +181,19 @@ impl Runtime {
         &self.audit
     }
 
+    /// The webhook actor.
+    pub fn webhooks(&self) -> &Webhooks {
+        &self.webhooks
+    }
+
     /// Flushes every child, then stops the tree. Returns whether the flush completed.
     pub async fn shutdown(&self) -> bool {
         self.boards.stop_all().await;
+        // Attempts in flight finish (and may record audit rows) before the audit flush.
+        let drained = self.webhooks.drain().await;
         let flushed = self.audit.flush().await;
         let _ = self.supervisor.stop_and_wait(None, Some(std::time::Duration::from_secs(5))).await;
-        flushed
+        flushed && drained
     }
 }
 
@@ -226,6 +282,7 @@ mod tests {
             audit_store: store.clone(),
             board_store: Arc::new(NoBoards),
             board_idle_timeout: std::time::Duration::from_secs(60),
+            webhooks: None,
         };
         let runtime = Runtime::start(deps).await.unwrap();
         let audit = runtime.audit().clone();
