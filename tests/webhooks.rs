@@ -1,7 +1,8 @@
 //! Webhooks end to end: URL checks at creation, owner-only management, signed deliveries
 //! (checked with Python's hmac, also across a secret rotation), retries after 500, timeouts and
 //! `Retry-After`, per-webhook order, auto-disable with its audit row, redirects not followed,
-//! and an outbox that survives a restart with every event delivered exactly once.
+//! and an outbox that survives a restart (and is caught up from `board_events`) with every event
+//! delivered exactly once.
 //!
 //! Deliveries go to a receiver: an axum server on 127.0.0.1:0 started by the tune fn, which
 //! allowlists its port. Receivers are kept in a table keyed by port, so a test finds its own
@@ -651,7 +652,8 @@ async fn outbox_survives_a_restart(backend: Backend) {
     let f = fixture(&server).await;
     // One receiver is down across the restart, the other is up.
     receiver.set_default("/down", 503);
-    create_webhook(&server, &f, &receiver.url("/down"), json!(["item.created"])).await;
+    let (down, _) =
+        create_webhook(&server, &f, &receiver.url("/down"), json!(["item.created"])).await;
     create_webhook(&server, &f, &receiver.url("/up"), json!(["item.created"])).await;
     for i in 0..5 {
         add_item(&server, &f, &format!("Before {i}")).await;
@@ -662,6 +664,33 @@ async fn outbox_survives_a_restart(backend: Backend) {
     .await;
     assert!(server.stop_keeping_database().await, "the first server did not stop cleanly");
     receiver.set_default("/down", 200);
+
+    // While no server runs, pretend the last two events never reached /down's outbox and that
+    // no webhook enqueued anything: the next start must catch up from board_events, adding
+    // what is missing and nothing twice.
+    let store =
+        boardroom::storage::Store::open(&settings.effective_database_url(), 2).await.unwrap();
+    let down_id: uuid::Uuid = down.parse().unwrap();
+    boardroom::on_pool!(store, pool => {
+        sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE webhook_id = $1 AND seq > \
+             (SELECT MIN(seq) + 2 FROM webhook_deliveries WHERE webhook_id = $1)",
+        )
+        .bind(down_id)
+        .execute(pool)
+        .await
+        .unwrap();
+        sqlx::query("UPDATE webhooks SET last_enqueued_seq = 0").execute(pool).await.unwrap();
+    });
+    let left: i64 = boardroom::on_pool!(store, pool => {
+        sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE webhook_id = $1")
+            .bind(down_id)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    });
+    assert_eq!(left, 3);
+    store.close().await;
 
     let restarted = boardroom::server::App::build(settings).await.unwrap().spawn().await.unwrap();
     let http = reqwest::Client::new();

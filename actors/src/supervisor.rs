@@ -275,6 +275,62 @@ mod tests {
         }
     }
 
+    /// Panics on its first catch-up, then counts them.
+    #[derive(Default)]
+    struct FlakyWebhooks {
+        catch_ups: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl crate::webhook::WebhookBackend for FlakyWebhooks {
+        async fn enqueue_board(&self, _: Uuid, _: Uuid) -> anyhow::Result<u64> {
+            Ok(0)
+        }
+        async fn enqueue_all(&self) -> anyhow::Result<u64> {
+            if self.catch_ups.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("injected failure");
+            }
+            Ok(0)
+        }
+        async fn due(&self, _: u32) -> anyhow::Result<Vec<crate::webhook::DueDelivery>> {
+            Ok(Vec::new())
+        }
+        async fn attempt(
+            &self,
+            _: &crate::webhook::DueDelivery,
+        ) -> anyhow::Result<crate::webhook::AttemptOutcome> {
+            Ok(crate::webhook::AttemptOutcome::Delivered)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_crashed_webhook_actor_is_restarted_and_catches_up_again() {
+        let backend = Arc::new(FlakyWebhooks::default());
+        let deps = Dependencies {
+            audit_store: Arc::new(FlakyStore::default()),
+            board_store: Arc::new(NoBoards),
+            board_idle_timeout: std::time::Duration::from_secs(60),
+            webhooks: Some(WebhookDependencies {
+                backend: backend.clone(),
+                poll_interval: std::time::Duration::from_millis(20),
+            }),
+        };
+        let runtime = Runtime::start(deps).await.unwrap();
+        // The first actor panics in its start-up catch-up; the restarted one catches up again.
+        for _ in 0..100 {
+            if backend.catch_ups.load(Ordering::SeqCst) >= 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(
+            backend.catch_ups.load(Ordering::SeqCst) >= 2,
+            "the webhook actor was not restarted"
+        );
+        assert!(runtime.webhooks().drain().await, "the restarted actor never answered");
+        runtime.shutdown().await;
+    }
+
     #[tokio::test]
     async fn a_crashed_audit_actor_is_restarted_behind_the_same_handle() {
         let store = Arc::new(FlakyStore::default());

@@ -197,7 +197,8 @@ impl Store {
                  JOIN webhooks w ON w.id = d.webhook_id AND w.organization_id = d.organization_id \
                  WHERE d.status = 'pending' AND w.enabled AND d.next_attempt_at <= $1 \
                  AND d.seq = (SELECT MIN(p.seq) FROM webhook_deliveries p \
-                              WHERE p.webhook_id = d.webhook_id AND p.status = 'pending') \
+                              WHERE p.organization_id = d.organization_id \
+                              AND p.webhook_id = d.webhook_id AND p.status = 'pending') \
                  ORDER BY d.next_attempt_at LIMIT $2",
             )
             .bind(now()).bind(limit)
