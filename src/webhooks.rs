@@ -34,6 +34,10 @@ pub const ROTATION_OVERLAP: chrono::Duration = chrono::Duration::hours(24);
 /// Longest wait between two attempts, whatever the backoff or `Retry-After` say.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(60 * 60);
 
+/// How much longer than the delivery timeout an attempt's claim lasts; a node that dies
+/// mid-attempt leaves the delivery to others after the claim lapses.
+pub const CLAIM_MARGIN: Duration = Duration::from_secs(30);
+
 /// The `User-Agent` of deliveries.
 pub const USER_AGENT: &str = concat!("Boardroom-Webhooks/", env!("CARGO_PKG_VERSION"));
 
@@ -245,6 +249,11 @@ impl WebhookBackend for Deliverer {
             return Ok(AttemptOutcome::Failed);
         };
         if job.status != "pending" || !job.enabled {
+            return Ok(AttemptOutcome::Retrying);
+        }
+        // Several nodes may share the outbox: only the one whose claim succeeds attempts.
+        let lease = chrono::Duration::from_std(self.timeout + CLAIM_MARGIN).unwrap_or(RETRY_WINDOW);
+        if !tenant.claim_delivery(job.id, crate::storage::now() + lease).await? {
             return Ok(AttemptOutcome::Retrying);
         }
         let (verdict, status_code, error, excerpt) = self.send(&job).await;

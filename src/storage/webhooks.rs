@@ -439,6 +439,26 @@ impl TenantStore<'_> {
         Ok(added)
     }
 
+    /// Claims a due delivery for one attempt by moving its `next_attempt_at` to `until`, so no
+    /// other node (or a second dispatch) starts the same attempt; if this node dies mid-attempt,
+    /// the claim lapses and the delivery is due again. Returns whether the claim is ours.
+    pub async fn claim_delivery(
+        &self,
+        delivery: Uuid,
+        until: DateTime<Utc>,
+    ) -> StorageResult<bool> {
+        let done = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE webhook_deliveries SET next_attempt_at = $3 \
+                 WHERE organization_id = $1 AND id = $2 AND status = 'pending' \
+                 AND next_attempt_at <= $4",
+            )
+            .bind(self.org_id()).bind(delivery).bind(until).bind(now())
+            .execute(pool).await.map(|d| d.rows_affected())
+        })?;
+        Ok(done > 0)
+    }
+
     /// What an attempt at `delivery` needs, or `None` if it is gone.
     pub async fn delivery_job(&self, delivery: Uuid) -> StorageResult<Option<DeliveryJob>> {
         Ok(on_pool!(self, pool => {
