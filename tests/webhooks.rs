@@ -300,6 +300,18 @@ async fn creation_refuses_unsafe_urls_and_bad_events(server: &TestServer) {
     let (_, secret) =
         create_webhook(server, &f, "https://example.com/hook", json!(["item.created", "*"])).await;
     assert!(secret.starts_with("whsec_") && secret.len() > 40, "{secret}");
+    // A board has at most 20 webhooks.
+    for i in 1..20 {
+        create_webhook(server, &f, &format!("https://example.com/hook/{i}"), json!(["*"])).await;
+    }
+    server
+        .post(
+            &hooks_path(&f),
+            Some(&f.owner.access_token),
+            &json!({"url": "https://example.com/one-too-many", "events": ["*"]}),
+        )
+        .await
+        .expect_error(422, "validation_failed");
 }
 
 async fn only_owners_manage_webhooks(server: &TestServer) {

@@ -31,6 +31,9 @@ use crate::webhooks::{generate_secret, RETRY_WINDOW, ROTATION_OVERLAP};
 /// Longest webhook URL accepted.
 const MAX_URL_LEN: usize = 2048;
 
+/// Most webhooks one board may have: each one multiplies the board's outbound traffic.
+pub const MAX_WEBHOOKS_PER_BOARD: usize = 20;
+
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -130,10 +133,14 @@ async fn create(
     let org = owner_of(&state, &caller, board).await?;
     let url = check_url(&state, &body.url)?;
     let events = check_events(&body.events)?;
+    let tenant = state.store().tenant(org);
+    if tenant.webhooks(board).await?.len() >= MAX_WEBHOOKS_PER_BOARD {
+        return Err(ApiError::validation(format!(
+            "a board can have at most {MAX_WEBHOOKS_PER_BOARD} webhooks"
+        )));
+    }
     let secret = generate_secret();
-    let row = state
-        .store()
-        .tenant(org)
+    let row = tenant
         .create_webhook(&NewWebhook {
             board_id: board,
             url: &url,
