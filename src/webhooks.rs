@@ -28,6 +28,9 @@ use crate::storage::{AttemptRecord, DeliveryJob, Store};
 /// How long a delivery is retried after it was enqueued.
 pub const RETRY_WINDOW: chrono::Duration = chrono::Duration::hours(24);
 
+/// How long finished deliveries stay listed before they are pruned.
+pub const DELIVERY_RETENTION: chrono::Duration = chrono::Duration::days(30);
+
 /// How long the previous secret keeps signing after a rotation.
 pub const ROTATION_OVERLAP: chrono::Duration = chrono::Duration::hours(24);
 
@@ -241,6 +244,11 @@ impl WebhookBackend for Deliverer {
 
     async fn due(&self, limit: u32) -> anyhow::Result<Vec<DueDelivery>> {
         Ok(self.store.due_webhook_deliveries(i64::from(limit)).await?)
+    }
+
+    async fn prune(&self) -> anyhow::Result<u64> {
+        let before = crate::storage::now() - DELIVERY_RETENTION;
+        Ok(self.store.prune_webhook_deliveries(before).await?)
     }
 
     async fn attempt(&self, due: &DueDelivery) -> anyhow::Result<AttemptOutcome> {

@@ -639,6 +639,19 @@ async fn a_failed_delivery_can_be_redelivered(server: &TestServer) {
     .await;
     let hits = receiver.hits("/again");
     assert_eq!(hits[0].headers["boardroom-delivery"], hits[1].headers["boardroom-delivery"]);
+    // Retention removes finished deliveries only.
+    receiver.set_default("/again", 500);
+    add_item(server, &f, "Pending").await;
+    let store = server.state().store();
+    let later = chrono::Utc::now() + chrono::Duration::days(1);
+    wait_until(Duration::from_secs(10), "an attempt at the second event", || {
+        receiver.hits("/again").len() >= 3
+    })
+    .await;
+    assert_eq!(store.prune_webhook_deliveries(later).await.unwrap(), 1);
+    let left = deliveries(server, &f, &hook).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["status"], "pending");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -301,6 +301,9 @@ mod tests {
         ) -> anyhow::Result<crate::webhook::AttemptOutcome> {
             Ok(crate::webhook::AttemptOutcome::Delivered)
         }
+        async fn prune(&self) -> anyhow::Result<u64> {
+            Ok(0)
+        }
     }
 
     #[tokio::test]

@@ -73,7 +73,12 @@ pub trait WebhookBackend: Send + Sync + 'static {
     async fn due(&self, limit: u32) -> anyhow::Result<Vec<DueDelivery>>;
     /// Makes one attempt at `delivery` and records its result.
     async fn attempt(&self, delivery: &DueDelivery) -> anyhow::Result<AttemptOutcome>;
+    /// Removes finished deliveries past retention; returns how many went.
+    async fn prune(&self) -> anyhow::Result<u64>;
 }
+
+/// How often finished deliveries past retention are removed.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// What the webhook actor is started with.
 #[derive(Clone)]
@@ -105,6 +110,8 @@ pub enum WebhookMessage {
     Finished(Uuid),
     /// Stop dispatching, wait for attempts in flight, then answer.
     Drain(RpcReplyPort<bool>),
+    /// Remove finished deliveries past retention.
+    Prune,
 }
 
 /// The webhook actor.
@@ -160,6 +167,7 @@ impl Actor for WebhookActor {
         // Subscribe before catching up, so nothing committed in between is missed.
         let listener = listen(myself.clone(), args.bus.subscribe());
         myself.send_interval(args.poll_interval, || WebhookMessage::Dispatch);
+        myself.send_interval(PRUNE_EVERY, || WebhookMessage::Prune);
         let _ = myself.cast(WebhookMessage::CatchUp);
         Ok(WebhookState {
             args,
@@ -209,6 +217,11 @@ impl Actor for WebhookActor {
                 state.busy.remove(&webhook);
                 state.dispatch(&myself).await;
             }
+            WebhookMessage::Prune => match state.args.backend.prune().await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!(pruned, "pruned finished webhook deliveries"),
+                Err(err) => tracing::error!(error = ?err, "pruning webhook deliveries failed"),
+            },
             WebhookMessage::Drain(reply) => {
                 state.draining = true;
                 let all = state.slots.clone().acquire_many_owned(MAX_IN_FLIGHT);

@@ -1,10 +1,11 @@
 //! Webhooks and their outbox: the subscriptions owners manage, and the durable deliveries the
 //! webhook actor fills from `board_events` and works through.
 //!
-//! Every statement on a tenant table binds `organization_id`. Two reads span organizations,
-//! because the delivery worker serves all of them: [`Store::webhook_boards_behind`] and
-//! [`Store::due_webhook_deliveries`]; each row they return carries its organization id, and all
-//! follow-up reads and writes go through [`TenantStore`] with it.
+//! Every statement on a tenant table binds `organization_id`. Three statements span
+//! organizations, because the delivery worker serves all of them: [`Store::webhook_boards_behind`]
+//! and [`Store::due_webhook_deliveries`] (each row carries its organization id, and all follow-up
+//! reads and writes go through [`TenantStore`] with it), and the retention purge
+//! [`Store::prune_webhook_deliveries`].
 
 use boardroom_actors::webhook::DueDelivery;
 use chrono::{DateTime, Utc};
@@ -185,6 +186,18 @@ impl Store {
                  WHERE w.enabled AND w.last_enqueued_seq < b.seq",
             )
             .fetch_all(pool).await
+        })?)
+    }
+
+    /// Removes finished (succeeded or failed) deliveries last changed before `before`; pending
+    /// ones stay whatever their age. Spans organizations: it is retention maintenance.
+    pub async fn prune_webhook_deliveries(&self, before: DateTime<Utc>) -> StorageResult<u64> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query(
+                "DELETE FROM webhook_deliveries WHERE status <> 'pending' AND updated_at < $1",
+            )
+            .bind(before)
+            .execute(pool).await.map(|d| d.rows_affected())
         })?)
     }
 
