@@ -157,7 +157,9 @@ async fn create(
         e.organization_id = Some(org);
         e.actor_id = Some(caller.user_id());
         e.target = Some(row.id.to_string());
-        e.metadata = json!({ "board_id": board, "url": row.url, "events": row.events.0 });
+        // The host only: webhook URLs often carry a token in their path or query.
+        let host = url::Url::parse(&row.url).ok().and_then(|u| u.host_str().map(str::to_owned));
+        e.metadata = json!({ "board_id": board, "host": host, "events": row.events.0 });
     });
     let mut answer = webhook_json(&row);
     answer["secret"] = json!(secret);
