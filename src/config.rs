@@ -196,10 +196,38 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
     pub board_idle_secs: u64,
 
+    /// Webhook hosts that skip the SSRF address checks, as comma-separated `host:port` pairs
+    /// (for example a receiver on 127.0.0.1:9000 in development). Empty: none.
+    #[arg(long, env = "BOARDROOM_WEBHOOK_ALLOW", default_value = "", global = true)]
+    pub webhook_allow: crate::ssrf::Allowlist,
+
+    /// Consecutive failed webhook delivery attempts after which the webhook is disabled.
+    #[arg(long, env = "BOARDROOM_WEBHOOK_DISABLE_AFTER", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
+    pub webhook_disable_after: u32,
+
+    /// Milliseconds before the first webhook retry; each later retry waits about twice as long
+    /// (with jitter), up to an hour, for at most 24 hours.
+    #[arg(long, env = "BOARDROOM_WEBHOOK_BACKOFF_BASE_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000), global = true)]
+    pub webhook_backoff_base_ms: u64,
+
+    /// Time allowed for one webhook delivery. Not a flag: production always uses the guard's
+    /// 10 seconds; tests shorten it explicitly.
+    #[arg(skip = crate::ssrf::DELIVERY_TIMEOUT)]
+    pub webhook_timeout: Duration,
+
+    /// How often the webhook actor looks for due retries. Not a flag; tests shorten it.
+    #[arg(skip = DEFAULT_WEBHOOK_POLL)]
+    pub webhook_poll: Duration,
+
     /// bcrypt cost. Not a flag: production always uses 12; tests lower it explicitly.
     #[arg(skip = DEFAULT_BCRYPT_COST)]
     pub bcrypt_cost: u32,
 }
+
+/// How often the webhook actor looks for due retries in production.
+pub const DEFAULT_WEBHOOK_POLL: Duration = Duration::from_secs(1);
 
 /// The bcrypt cost the security page promises.
 pub const DEFAULT_BCRYPT_COST: u32 = 12;
@@ -267,6 +295,11 @@ impl Settings {
             google_jwks_url: default_url("https://www.googleapis.com/oauth2/v3/certs"),
             google_issuer: "https://accounts.google.com".into(),
             board_idle_secs: 300,
+            webhook_allow: crate::ssrf::Allowlist::default(),
+            webhook_disable_after: 20,
+            webhook_backoff_base_ms: 10_000,
+            webhook_timeout: crate::ssrf::DELIVERY_TIMEOUT,
+            webhook_poll: DEFAULT_WEBHOOK_POLL,
             // Cost 12 costs ~250 ms a hash; tests that do not check the cost itself use 4.
             bcrypt_cost: 4,
         }

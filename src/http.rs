@@ -12,6 +12,7 @@ pub mod extract;
 pub mod google;
 pub mod health;
 pub mod orgs;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -92,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .merge(audit::router())
         .merge(boards::router())
         .merge(google::router())
+        .merge(webhooks::router())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

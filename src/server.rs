@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use boardroom_actors::supervisor::{Dependencies, Runtime};
+use boardroom_actors::supervisor::{Dependencies, Runtime, WebhookDependencies};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -66,6 +66,10 @@ impl App {
             board_store: Arc::new(store.clone()),
             org_store: Arc::new(store.clone()),
             board_idle_timeout: Duration::from_secs(settings.board_idle_secs),
+            webhooks: Some(WebhookDependencies {
+                backend: Arc::new(crate::webhooks::Deliverer::new(store.clone(), &settings)),
+                poll_interval: settings.webhook_poll,
+            }),
         })
         .await
         .map_err(|e| StartupError::Setting(format!("cannot start the actors: {e}")))?;

@@ -30,6 +30,7 @@ mod orgs;
 mod rate_limits;
 mod sessions;
 mod users;
+mod webhooks;
 
 pub use api_keys::{ApiKeyChanges, ApiKeyRow, NewApiKey};
 pub use audit::{AuditRow, ChainReport};
@@ -41,6 +42,10 @@ pub use sessions::NewSession;
 pub use sessions::SessionRow;
 pub use users::NewUser;
 pub use users::UserRow;
+pub use webhooks::{
+    AttemptRecord, DeliveryJob, DeliveryRow, NewWebhook, WebhookAfterAttempt, WebhookChanges,
+    WebhookRow,
+};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");

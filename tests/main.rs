@@ -14,3 +14,4 @@ mod google;
 mod health;
 mod identity;
 mod orgs;
+mod webhooks;

@@ -80,6 +80,14 @@ audit_actions! {
     BoardMemberRemoved = "board.member_removed",
     /// A board was deleted.
     BoardDeleted = "board.deleted",
+    /// A webhook was disabled after too many consecutive failed deliveries.
+    WebhookDisabled = "webhook.disabled",
+    /// A webhook was created on a board.
+    WebhookCreated = "webhook.created",
+    /// A webhook was deleted.
+    WebhookDeleted = "webhook.deleted",
+    /// A webhook's signing secret was rotated.
+    WebhookSecretRotated = "webhook.secret_rotated",
 }
 
 impl AuditEvent {

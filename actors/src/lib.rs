@@ -18,6 +18,8 @@
 //! - [`audit`]: the audit actor; appends security events to the tamper-evident audit log off the
 //!   request path, in batches.
 //! - [`audit_chain`]: the hash chain that makes the audit log tamper-evident.
+//! - [`webhook`]: the webhook actor; fills the durable outbox from board events and schedules
+//!   delivery attempts, in order per webhook.
 //! - [`roles`]: organization roles and the rules on changing them.
 
 pub mod audit;
@@ -31,3 +33,4 @@ pub mod position;
 pub mod roles;
 pub mod supervisor;
 pub mod values;
+pub mod webhook;

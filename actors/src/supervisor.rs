@@ -4,6 +4,10 @@
 //! a child fails, the supervisor starts a fresh one from the same arguments and points the
 //! child's handle at it, so callers holding a handle never notice. [`Runtime::shutdown`] flushes
 //! the children (nothing queued is lost) and stops the tree.
+//!
+//! Children: the audit actor, the board actors (through the [`Boards`] registry) and, when the
+//! server provides a backend, the webhook actor, which listens on the same [`EventBus`] the
+//! boards publish on.
 
 use std::sync::Arc;
 
@@ -14,6 +18,7 @@ use crate::board::BoardStore;
 use crate::boards::{board_of, Boards};
 use crate::event_bus::EventBus;
 use crate::org::{OrgStore, Orgs};
+use crate::webhook::{WebhookActor, WebhookArgs, WebhookBackend, Webhooks};
 
 /// What the supervisor needs to start its children.
 #[derive(Clone)]
@@ -26,6 +31,17 @@ pub struct Dependencies {
     pub org_store: Arc<dyn OrgStore>,
     /// How long a board actor may sit idle before it stops.
     pub board_idle_timeout: std::time::Duration,
+    /// The webhook outbox and deliverer; no webhook actor runs without one.
+    pub webhooks: Option<WebhookDependencies>,
+}
+
+/// What the webhook actor needs.
+#[derive(Clone)]
+pub struct WebhookDependencies {
+    /// The outbox and deliverer.
+    pub backend: Arc<dyn WebhookBackend>,
+    /// How often due retries are looked for.
+    pub poll_interval: std::time::Duration,
 }
 
 /// The root supervisor.
@@ -39,6 +55,7 @@ pub struct SupervisorState {
     deps: Dependencies,
     audit: AuditLog,
     boards: Arc<Boards>,
+    webhooks: Webhooks,
 }
 
 /// What the supervisor hands back once started.
@@ -46,6 +63,19 @@ pub struct Started {
     audit: AuditLog,
     boards: Arc<Boards>,
     orgs: Arc<Orgs>,
+    webhooks: Webhooks,
+}
+
+impl SupervisorState {
+    fn webhook_args(&self) -> Option<WebhookArgs> {
+        let deps = self.deps.webhooks.as_ref()?;
+        Some(WebhookArgs {
+            backend: deps.backend.clone(),
+            bus: self.boards.bus().clone(),
+            audit: self.audit.clone(),
+            poll_interval: deps.poll_interval,
+        })
+    }
 }
 
 impl Actor for RootSupervisor {
@@ -71,8 +101,19 @@ impl Actor for RootSupervisor {
         spawn_board_audit(boards.bus().clone(), audit.clone());
         let orgs =
             Arc::new(Orgs::new(deps.org_store.clone(), myself.get_cell(), deps.board_idle_timeout));
-        let _ = ready.send(Started { audit: audit.clone(), boards: boards.clone(), orgs });
-        Ok(SupervisorState { deps, audit, boards })
+        let mut state = SupervisorState { deps, audit, boards, webhooks: Webhooks::new(None) };
+        if let Some(args) = state.webhook_args() {
+            let (actor, _) =
+                Actor::spawn_linked(None, WebhookActor, args, myself.get_cell()).await?;
+            state.webhooks = Webhooks::new(Some(actor));
+        }
+        let _ = ready.send(Started {
+            audit: state.audit.clone(),
+            boards: state.boards.clone(),
+            orgs,
+            webhooks: state.webhooks.clone(),
+        });
+        Ok(state)
     }
 
     async fn handle(
@@ -96,6 +137,14 @@ impl Actor for RootSupervisor {
                 // Restart in the background: loading the board must not hold up supervision.
                 let boards = state.boards.clone();
                 tokio::spawn(async move { boards.restart(board).await });
+                return Ok(());
+            }
+            if state.webhooks.is(&cell) {
+                if let Some(args) = state.webhook_args() {
+                    let (actor, _) =
+                        Actor::spawn_linked(None, WebhookActor, args, myself.get_cell()).await?;
+                    state.webhooks.replace(actor);
+                }
                 return Ok(());
             }
             if cell.get_id() != state.audit.actor_id() {
@@ -145,6 +194,7 @@ pub struct Runtime {
     audit: AuditLog,
     boards: Arc<Boards>,
     orgs: Arc<Orgs>,
+    webhooks: Webhooks,
 }
 
 impl Runtime {
@@ -154,8 +204,8 @@ impl Runtime {
         let (supervisor, _) = Actor::spawn(None, RootSupervisor, (deps, ready_tx))
             .await
             .map_err(|e| anyhow::anyhow!("cannot start the root supervisor: {e}"))?;
-        let Started { audit, boards, orgs } = ready_rx.await?;
-        Ok(Runtime { supervisor, audit, boards, orgs })
+        let Started { audit, boards, orgs, webhooks } = ready_rx.await?;
+        Ok(Runtime { supervisor, audit, boards, orgs, webhooks })
     }
 
     /// The org registry.
@@ -173,12 +223,19 @@ impl Runtime {
         &self.audit
     }
 
+    /// The webhook actor.
+    pub fn webhooks(&self) -> &Webhooks {
+        &self.webhooks
+    }
+
     /// Flushes every child, then stops the tree. Returns whether the flush completed.
     pub async fn shutdown(&self) -> bool {
         self.boards.stop_all().await;
+        // Attempts in flight finish (and may record audit rows) before the audit flush.
+        let drained = self.webhooks.drain().await;
         let flushed = self.audit.flush().await;
         let _ = self.supervisor.stop_and_wait(None, Some(std::time::Duration::from_secs(5))).await;
-        flushed
+        flushed && drained
     }
 }
 
@@ -283,6 +340,66 @@ mod tests {
         }
     }
 
+    /// Panics on its first catch-up, then counts them.
+    #[derive(Default)]
+    struct FlakyWebhooks {
+        catch_ups: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl crate::webhook::WebhookBackend for FlakyWebhooks {
+        async fn enqueue_board(&self, _: Uuid, _: Uuid) -> anyhow::Result<u64> {
+            Ok(0)
+        }
+        async fn enqueue_all(&self) -> anyhow::Result<u64> {
+            if self.catch_ups.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("injected failure");
+            }
+            Ok(0)
+        }
+        async fn due(&self, _: u32) -> anyhow::Result<Vec<crate::webhook::DueDelivery>> {
+            Ok(Vec::new())
+        }
+        async fn attempt(
+            &self,
+            _: &crate::webhook::DueDelivery,
+        ) -> anyhow::Result<crate::webhook::AttemptOutcome> {
+            Ok(crate::webhook::AttemptOutcome::Delivered)
+        }
+        async fn prune(&self) -> anyhow::Result<u64> {
+            Ok(0)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_crashed_webhook_actor_is_restarted_and_catches_up_again() {
+        let backend = Arc::new(FlakyWebhooks::default());
+        let deps = Dependencies {
+            audit_store: Arc::new(FlakyStore::default()),
+            board_store: Arc::new(NoBoards),
+            org_store: Arc::new(NoBoards),
+            board_idle_timeout: std::time::Duration::from_secs(60),
+            webhooks: Some(WebhookDependencies {
+                backend: backend.clone(),
+                poll_interval: std::time::Duration::from_millis(20),
+            }),
+        };
+        let runtime = Runtime::start(deps).await.unwrap();
+        // The first actor panics in its start-up catch-up; the restarted one catches up again.
+        for _ in 0..100 {
+            if backend.catch_ups.load(Ordering::SeqCst) >= 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(
+            backend.catch_ups.load(Ordering::SeqCst) >= 2,
+            "the webhook actor was not restarted"
+        );
+        assert!(runtime.webhooks().drain().await, "the restarted actor never answered");
+        runtime.shutdown().await;
+    }
+
     #[tokio::test]
     async fn a_crashed_audit_actor_is_restarted_behind_the_same_handle() {
         let store = Arc::new(FlakyStore::default());
@@ -291,6 +408,7 @@ mod tests {
             board_store: Arc::new(NoBoards),
             org_store: Arc::new(NoBoards),
             board_idle_timeout: std::time::Duration::from_secs(60),
+            webhooks: None,
         };
         let runtime = Runtime::start(deps).await.unwrap();
         let audit = runtime.audit().clone();

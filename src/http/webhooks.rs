@@ -1,0 +1,282 @@
+//! Webhooks over REST: `/boards/{board}/webhooks` and everything under it.
+//!
+//! Only the board's owners (and org admins, who act as owners) manage webhooks; a board the
+//! caller cannot see, or one of another organization, is 404, as on every board route. The URL
+//! is judged by the SSRF guard at creation and on change (422 `validation_failed`, the guard's
+//! reason first in the message); delivery judges it again. The signing secret is in the answer
+//! of the create and of `rotate-secret` only.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use boardroom_actors::audit::AuditAction;
+use boardroom_actors::board::BoardQuery;
+use boardroom_actors::domain::EventKind;
+use boardroom_protocol::Scope;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::boards::{board_error, requester_for};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::ssrf::Guard;
+use crate::storage::{DeliveryRow, NewWebhook, StorageError, WebhookChanges, WebhookRow};
+use crate::webhooks::{generate_secret, RETRY_WINDOW, ROTATION_OVERLAP};
+
+/// Longest webhook URL accepted.
+const MAX_URL_LEN: usize = 2048;
+
+/// Most webhooks one board may have: each one multiplies the board's outbound traffic.
+pub const MAX_WEBHOOKS_PER_BOARD: usize = 20;
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/boards/{board}/webhooks", get(list).post(create))
+        .route("/boards/{board}/webhooks/{id}", patch(update).delete(remove))
+        .route("/boards/{board}/webhooks/{id}/deliveries", get(deliveries))
+        .route("/boards/{board}/webhooks/{id}/deliveries/{delivery}/redeliver", post(redeliver))
+        .route("/boards/{board}/webhooks/{id}/rotate-secret", post(rotate_secret))
+}
+
+/// The board's organization, once the caller is known to own the board.
+async fn owner_of(state: &AppState, caller: &Caller, board: Uuid) -> ApiResult<Uuid> {
+    let (org, requester) = requester_for(state, caller, board).await?;
+    let access = state
+        .boards()
+        .read(org, board, requester, BoardQuery::Access(Scope::BoardsWrite))
+        .await
+        .map_err(board_error)?;
+    if access["role"] != "owner" {
+        return Err(ApiError::forbidden("managing webhooks needs the board's owner role"));
+    }
+    Ok(org)
+}
+
+fn check_url(state: &AppState, url: &str) -> ApiResult<String> {
+    if url.len() > MAX_URL_LEN {
+        return Err(ApiError::validation(format!("url must be at most {MAX_URL_LEN} characters")));
+    }
+    let target = Guard::system(state.settings().webhook_allow.clone())
+        .validate(url)
+        .map_err(|e| ApiError::validation(format!("{}: {e}", e.reason())))?;
+    Ok(target.url().to_string())
+}
+
+fn check_events(events: &[String]) -> ApiResult<Vec<String>> {
+    if events.is_empty() {
+        return Err(ApiError::validation("events must name at least one event kind, or \"*\""));
+    }
+    let mut kept: Vec<String> = Vec::new();
+    for kind in events {
+        if kind != "*" && EventKind::parse(kind).is_none() {
+            return Err(ApiError::validation(format!("unknown event kind `{kind}`")));
+        }
+        if !kept.contains(kind) {
+            kept.push(kind.clone());
+        }
+    }
+    Ok(kept)
+}
+
+fn webhook_json(row: &WebhookRow) -> Value {
+    json!({
+        "id": row.id,
+        "board_id": row.board_id,
+        "url": row.url,
+        "events": row.events.0,
+        "enabled": row.enabled,
+        "consecutive_failures": row.consecutive_failures,
+        "previous_secret_expires_at": row.previous_secret_expires_at,
+        "created_by": row.created_by,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+    })
+}
+
+fn delivery_json(row: &DeliveryRow) -> Value {
+    json!({
+        "id": row.id,
+        "webhook_id": row.webhook_id,
+        "seq": row.seq,
+        "kind": row.kind,
+        "status": row.status,
+        "attempts": row.attempts,
+        "next_attempt_at": if row.status == "pending" { json!(row.next_attempt_at) } else { Value::Null },
+        "give_up_at": row.give_up_at,
+        "last_status_code": row.last_status_code,
+        "last_error": row.last_error,
+        "response_excerpt": row.response_excerpt,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    url: String,
+    events: Vec<String>,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(board): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> ApiResult<Response> {
+    let org = owner_of(&state, &caller, board).await?;
+    let url = check_url(&state, &body.url)?;
+    let events = check_events(&body.events)?;
+    let tenant = state.store().tenant(org);
+    if tenant.webhooks(board).await?.len() >= MAX_WEBHOOKS_PER_BOARD {
+        return Err(ApiError::validation(format!(
+            "a board can have at most {MAX_WEBHOOKS_PER_BOARD} webhooks"
+        )));
+    }
+    let secret = generate_secret();
+    let row = tenant
+        .create_webhook(&NewWebhook {
+            board_id: board,
+            url: &url,
+            events: &events,
+            secret: &secret,
+            created_by: caller.user_id(),
+        })
+        .await
+        .map_err(|e| match e {
+            StorageError::NotFound => ApiError::not_found("board"),
+            other => other.into(),
+        })?;
+    state.auth().audit(AuditAction::WebhookCreated, &caller.meta, |e| {
+        e.organization_id = Some(org);
+        e.actor_id = Some(caller.user_id());
+        e.target = Some(row.id.to_string());
+        // The host only: webhook URLs often carry a token in their path or query.
+        let host = url::Url::parse(&row.url).ok().and_then(|u| u.host_str().map(str::to_owned));
+        e.metadata = json!({ "board_id": board, "host": host, "events": row.events.0 });
+    });
+    let mut answer = webhook_json(&row);
+    answer["secret"] = json!(secret);
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(board): ApiPath<Uuid>,
+) -> ApiResult<Json<Value>> {
+    let org = owner_of(&state, &caller, board).await?;
+    let rows = state.store().tenant(org).webhooks(board).await?;
+    Ok(Json(json!({ "webhooks": rows.iter().map(webhook_json).collect::<Vec<_>>() })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    url: Option<String>,
+    events: Option<Vec<String>>,
+    enabled: Option<bool>,
+}
+
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((board, id)): ApiPath<(Uuid, Uuid)>,
+    ApiJson(body): ApiJson<UpdateBody>,
+) -> ApiResult<Json<Value>> {
+    let org = owner_of(&state, &caller, board).await?;
+    let changes = WebhookChanges {
+        url: body.url.as_deref().map(|u| check_url(&state, u)).transpose()?,
+        events: body.events.as_deref().map(check_events).transpose()?,
+        enabled: body.enabled,
+    };
+    let row = state
+        .store()
+        .tenant(org)
+        .update_webhook(board, id, &changes)
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook"))?;
+    if row.enabled {
+        state.runtime().webhooks().poke();
+    }
+    Ok(Json(webhook_json(&row)))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((board, id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<StatusCode> {
+    let org = owner_of(&state, &caller, board).await?;
+    if !state.store().tenant(org).delete_webhook(board, id).await? {
+        return Err(ApiError::not_found("webhook"));
+    }
+    state.auth().audit(AuditAction::WebhookDeleted, &caller.meta, |e| {
+        e.organization_id = Some(org);
+        e.actor_id = Some(caller.user_id());
+        e.target = Some(id.to_string());
+        e.metadata = json!({ "board_id": board });
+    });
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct DeliveriesQuery {
+    limit: Option<i64>,
+}
+
+async fn deliveries(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((board, id)): ApiPath<(Uuid, Uuid)>,
+    ApiQuery(query): ApiQuery<DeliveriesQuery>,
+) -> ApiResult<Json<Value>> {
+    let org = owner_of(&state, &caller, board).await?;
+    let tenant = state.store().tenant(org);
+    tenant.webhook(board, id).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let rows = tenant.webhook_deliveries(id, limit).await?;
+    Ok(Json(json!({ "deliveries": rows.iter().map(delivery_json).collect::<Vec<_>>() })))
+}
+
+async fn redeliver(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((board, id, delivery)): ApiPath<(Uuid, Uuid, Uuid)>,
+) -> ApiResult<Response> {
+    let org = owner_of(&state, &caller, board).await?;
+    let tenant = state.store().tenant(org);
+    tenant.webhook(board, id).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
+    let give_up_at = crate::storage::now() + RETRY_WINDOW;
+    if !tenant.redeliver(id, delivery, give_up_at).await? {
+        return Err(ApiError::not_found("delivery"));
+    }
+    state.runtime().webhooks().poke();
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": delivery, "status": "pending" }))).into_response())
+}
+
+async fn rotate_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((board, id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<Json<Value>> {
+    let org = owner_of(&state, &caller, board).await?;
+    let secret = generate_secret();
+    let until = crate::storage::now() + ROTATION_OVERLAP;
+    if !state.store().tenant(org).rotate_webhook_secret(board, id, &secret, until).await? {
+        return Err(ApiError::not_found("webhook"));
+    }
+    state.auth().audit(AuditAction::WebhookSecretRotated, &caller.meta, |e| {
+        e.organization_id = Some(org);
+        e.actor_id = Some(caller.user_id());
+        e.target = Some(id.to_string());
+        e.metadata = json!({ "board_id": board, "previous_secret_expires_at": until });
+    });
+    Ok(Json(json!({ "id": id, "secret": secret, "previous_secret_expires_at": until })))
+}

@@ -1,0 +1,761 @@
+//! Webhooks end to end: URL checks at creation, owner-only management, signed deliveries
+//! (checked with Python's hmac, also across a secret rotation), retries after 500, timeouts and
+//! `Retry-After`, per-webhook order, auto-disable with its audit row, redirects not followed,
+//! and an outbox that survives a restart (and is caught up from `board_events`) with every event
+//! delivered exactly once.
+//!
+//! Deliveries go to a receiver: an axum server on 127.0.0.1:0 started by the tune fn, which
+//! allowlists its port. Receivers are kept in a table keyed by port, so a test finds its own
+//! from the server's settings. Each path of a receiver has a script of answers (then 200, or
+//! the path's default status).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use boardroom::config::Settings;
+use boardroom::ssrf::Allowlist;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::boards::{fixture, Fixture};
+use crate::harness::{both_backends, both_backends_with, Backend, TestDatabase, TestServer};
+
+both_backends!(creation_refuses_unsafe_urls_and_bad_events, only_owners_manage_webhooks);
+
+both_backends_with!(
+    with_receiver;
+    deliveries_are_signed_also_across_a_rotation,
+    failures_and_timeouts_are_retried,
+    retry_after_is_honoured,
+    order_holds_per_webhook_and_others_are_not_held_back,
+    redirects_are_not_followed,
+    a_failed_delivery_can_be_redelivered,
+);
+
+both_backends_with!(with_receiver_disabling_after_3; repeated_failures_disable_the_webhook);
+
+// ---------------------------------------------------------------------------------------------
+// The receiver
+// ---------------------------------------------------------------------------------------------
+
+/// One scripted answer.
+#[derive(Debug, Clone)]
+enum Act {
+    Status(u16),
+    RetryAfter(u16, u64),
+    /// Answer 200 only after this long (longer than the test's delivery timeout).
+    Sleep(Duration),
+    Redirect(String),
+}
+
+/// A request the receiver got.
+#[derive(Debug, Clone)]
+struct Hit {
+    path: String,
+    at: Instant,
+    headers: HeaderMap,
+    body: Vec<u8>,
+    /// The status answered; 0 when the answer was slower than the sender waited.
+    answered: u16,
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    hits: Vec<Hit>,
+    script: HashMap<String, VecDeque<Act>>,
+    default_status: HashMap<String, u16>,
+}
+
+struct Receiver {
+    port: u16,
+    state: Mutex<ReceiverState>,
+}
+
+fn receivers() -> &'static Mutex<HashMap<u16, Arc<Receiver>>> {
+    static RECEIVERS: OnceLock<Mutex<HashMap<u16, Arc<Receiver>>>> = OnceLock::new();
+    RECEIVERS.get_or_init(Default::default)
+}
+
+impl Receiver {
+    fn spawn() -> Arc<Receiver> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let receiver = Arc::new(Receiver { port, state: Mutex::default() });
+        let app = Router::new().fallback(receive).with_state(receiver.clone());
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        receivers().lock().unwrap().insert(port, receiver.clone());
+        receiver
+    }
+
+    fn of_settings(settings: &Settings) -> Arc<Receiver> {
+        let port = settings.webhook_allow.entries()[0].1;
+        receivers().lock().unwrap()[&port].clone()
+    }
+
+    fn of(server: &TestServer) -> Arc<Receiver> {
+        Self::of_settings(server.state().settings())
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn script(&self, path: &str, acts: Vec<Act>) {
+        self.state.lock().unwrap().script.insert(path.to_owned(), acts.into());
+    }
+
+    fn set_default(&self, path: &str, status: u16) {
+        self.state.lock().unwrap().default_status.insert(path.to_owned(), status);
+    }
+
+    fn hits(&self, path: &str) -> Vec<Hit> {
+        self.state.lock().unwrap().hits.iter().filter(|h| h.path == path).cloned().collect()
+    }
+
+    /// The bodies `path` answered 2xx to, in arrival order.
+    fn delivered(&self, path: &str) -> Vec<Value> {
+        self.hits(path)
+            .into_iter()
+            .filter(|h| (200..300).contains(&h.answered))
+            .map(|h| serde_json::from_slice(&h.body).unwrap())
+            .collect()
+    }
+}
+
+async fn receive(
+    State(receiver): State<Arc<Receiver>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let act = {
+        let mut state = receiver.state.lock().unwrap();
+        let act = state.script.get_mut(&path).and_then(|q| q.pop_front()).unwrap_or_else(|| {
+            Act::Status(state.default_status.get(&path).copied().unwrap_or(200))
+        });
+        let answered = match &act {
+            Act::Status(s) | Act::RetryAfter(s, _) => *s,
+            Act::Sleep(_) => 0,
+            Act::Redirect(_) => 302,
+        };
+        state.hits.push(Hit { path, at: Instant::now(), headers, body: body.to_vec(), answered });
+        act
+    };
+    match act {
+        Act::Status(s) => StatusCode::from_u16(s).unwrap().into_response(),
+        Act::RetryAfter(s, secs) => {
+            (StatusCode::from_u16(s).unwrap(), [("retry-after", secs.to_string())]).into_response()
+        }
+        Act::Sleep(d) => {
+            tokio::time::sleep(d).await;
+            StatusCode::OK.into_response()
+        }
+        Act::Redirect(to) => (StatusCode::FOUND, [("location", to)]).into_response(),
+    }
+}
+
+fn with_receiver(settings: &mut Settings) {
+    let receiver = Receiver::spawn();
+    settings.webhook_allow = Allowlist::parse(&format!("127.0.0.1:{}", receiver.port)).unwrap();
+    settings.webhook_backoff_base_ms = 50;
+    settings.webhook_timeout = Duration::from_millis(500);
+    settings.webhook_poll = Duration::from_millis(50);
+}
+
+fn with_receiver_disabling_after_3(settings: &mut Settings) {
+    with_receiver(settings);
+    settings.webhook_disable_after = 3;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+fn hooks_path(f: &Fixture) -> String {
+    format!("/api/v1/boards/{}/webhooks", f.board)
+}
+
+/// Creates a webhook as the owner; returns (id, secret).
+async fn create_webhook(
+    server: &TestServer,
+    f: &Fixture,
+    url: &str,
+    events: Value,
+) -> (String, String) {
+    let reply = server
+        .post(&hooks_path(f), Some(&f.owner.access_token), &json!({"url": url, "events": events}))
+        .await;
+    let body = reply.expect(201);
+    (body["id"].as_str().unwrap().to_owned(), body["secret"].as_str().unwrap().to_owned())
+}
+
+async fn add_item(server: &TestServer, f: &Fixture, name: &str) {
+    server
+        .post(
+            &format!("/api/v1/boards/{}/items", f.board),
+            Some(&f.owner.access_token),
+            &json!({"group_id": f.group, "name": name}),
+        )
+        .await
+        .expect(201);
+}
+
+async fn deliveries(server: &TestServer, f: &Fixture, hook: &str) -> Vec<Value> {
+    let reply =
+        server.get_as(&format!("{}/{hook}/deliveries", hooks_path(f)), &f.owner.access_token).await;
+    reply.expect(200)["deliveries"].as_array().unwrap().clone()
+}
+
+/// Polls `check` every 20 ms until it holds; panics with `what` after `limit`.
+async fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The `t` and `v1` values of a `Boardroom-Signature`.
+fn parse_signature(header: &str) -> (String, Vec<String>) {
+    let mut t = String::new();
+    let mut v1 = Vec::new();
+    for part in header.split(',') {
+        match part.split_once('=') {
+            Some(("t", value)) => t = value.to_owned(),
+            Some(("v1", value)) => v1.push(value.to_owned()),
+            _ => panic!("unexpected signature part {part:?}"),
+        }
+    }
+    (t, v1)
+}
+
+/// Python's hmac computes the expected signature independently.
+fn python_signature(secret: &str, t: &str, body: &[u8]) -> String {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import hmac, hashlib, sys\n\
+             s, t, b = sys.argv[1], sys.argv[2], bytes.fromhex(sys.argv[3])\n\
+             print(hmac.new(s.encode(), t.encode() + b'.' + b, hashlib.sha256).hexdigest())",
+        )
+        .args([secret, t, &hex::encode(body)])
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+async fn creation_refuses_unsafe_urls_and_bad_events(server: &TestServer) {
+    let f = fixture(server).await;
+    for (url, reason) in [
+        ("http://10.0.0.5/hook", "blocked_address"),
+        ("http://127.0.0.1:8080/hook", "blocked_address"),
+        ("http://169.254.169.254/latest/meta-data/", "blocked_address"),
+        ("http://metadata.google.internal/computeMetadata/v1/", "blocked_host_name"),
+        ("http://localhost/hook", "blocked_host_name"),
+        ("ftp://example.com/hook", "bad_scheme"),
+        ("file:///etc/passwd", "bad_scheme"),
+        ("https://user:pw@example.com/hook", "userinfo"),
+        ("http://[::1]/hook", "blocked_address"),
+        ("not a url", "control_or_whitespace"),
+    ] {
+        let reply = server
+            .post(
+                &hooks_path(&f),
+                Some(&f.owner.access_token),
+                &json!({"url": url, "events": ["*"]}),
+            )
+            .await;
+        reply.expect_error(422, "validation_failed");
+        let message = reply.body["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with(reason), "{url}: {message}");
+    }
+    for events in [json!([]), json!(["item.exploded"]), json!(["ITEM.CREATED"])] {
+        server
+            .post(
+                &hooks_path(&f),
+                Some(&f.owner.access_token),
+                &json!({"url": "https://example.com/hook", "events": events}),
+            )
+            .await
+            .expect_error(422, "validation_failed");
+    }
+    // Nothing was created by the refusals.
+    let listed = server.get_as(&hooks_path(&f), &f.owner.access_token).await;
+    assert_eq!(listed.expect(200)["webhooks"], json!([]));
+    // A public URL is fine (nothing is fetched at creation).
+    let (_, secret) =
+        create_webhook(server, &f, "https://example.com/hook", json!(["item.created", "*"])).await;
+    assert!(secret.starts_with("whsec_") && secret.len() > 40, "{secret}");
+    // A board has at most 20 webhooks.
+    for i in 1..20 {
+        create_webhook(server, &f, &format!("https://example.com/hook/{i}"), json!(["*"])).await;
+    }
+    server
+        .post(
+            &hooks_path(&f),
+            Some(&f.owner.access_token),
+            &json!({"url": "https://example.com/one-too-many", "events": ["*"]}),
+        )
+        .await
+        .expect_error(422, "validation_failed");
+}
+
+async fn only_owners_manage_webhooks(server: &TestServer) {
+    let f = fixture(server).await;
+    let (hook, secret) =
+        create_webhook(server, &f, "https://example.com/hook", json!(["item.created"])).await;
+    let hook_path = format!("{}/{hook}", hooks_path(&f));
+
+    // The secret is shown once: never in listings or changes.
+    let listed = server.get_as(&hooks_path(&f), &f.owner.access_token).await;
+    let listed = listed.expect(200).to_string();
+    assert!(!listed.contains(&secret) && !listed.contains("\"secret\""), "{listed}");
+    let patched = server
+        .send_as(Method::PATCH, &hook_path, &f.owner.access_token, Some(&json!({"events": ["*"]})))
+        .await;
+    assert_eq!(patched.expect(200)["events"], json!(["*"]));
+    assert!(!patched.body.to_string().contains(&secret));
+    assert!(patched.body.get("secret").is_none());
+
+    // A member of the org who is only an editor on the board: 403 everywhere.
+    let editor = server.register("editor").await;
+    server.add_member(&f.owner, &f.org, &editor, "member").await;
+    server
+        .send_as(
+            Method::PUT,
+            &format!("/api/v1/boards/{}/members/{}", f.board, editor.id),
+            &f.owner.access_token,
+            Some(&json!({"role": "editor"})),
+        )
+        .await
+        .expect(200);
+    // Someone from another organization: 404 everywhere.
+    let stranger = server.register("stranger").await;
+    server.create_org(&stranger, "Other").await;
+    let body = json!({"url": "https://example.com/x", "events": ["*"]});
+    let calls: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, hooks_path(&f), None),
+        (Method::POST, hooks_path(&f), Some(body.clone())),
+        (Method::PATCH, hook_path.clone(), Some(json!({"enabled": false}))),
+        (Method::DELETE, hook_path.clone(), None),
+        (Method::GET, format!("{hook_path}/deliveries"), None),
+        (Method::POST, format!("{hook_path}/rotate-secret"), None),
+        (Method::POST, format!("{hook_path}/deliveries/{}/redeliver", uuid::Uuid::now_v7()), None),
+    ];
+    for (method, path, body) in &calls {
+        server
+            .send_as(method.clone(), path, &editor.access_token, body.as_ref())
+            .await
+            .expect_error(403, "forbidden");
+        server
+            .send_as(method.clone(), path, &stranger.access_token, body.as_ref())
+            .await
+            .expect_error(404, "not_found");
+    }
+    // An org admin acts as an owner; deleting works once.
+    server.send_as(Method::DELETE, &hook_path, &f.owner.access_token, None).await.expect(204);
+    server
+        .send_as(Method::DELETE, &hook_path, &f.owner.access_token, None)
+        .await
+        .expect_error(404, "not_found");
+    let rows = audit_actions(server).await;
+    assert!(rows.contains(&"webhook.created".to_owned()), "{rows:?}");
+    assert!(rows.contains(&"webhook.deleted".to_owned()), "{rows:?}");
+}
+
+async fn audit_actions(server: &TestServer) -> Vec<String> {
+    server.flush_audit().await;
+    boardroom::on_pool!(server.state().store(), pool => {
+        sqlx::query_scalar("SELECT action FROM audit_log ORDER BY seq").fetch_all(pool).await.unwrap()
+    })
+}
+
+async fn deliveries_are_signed_also_across_a_rotation(server: &TestServer) {
+    let f = fixture(server).await;
+    let receiver = Receiver::of(server);
+    let (hook, secret) = create_webhook(server, &f, &receiver.url("/signed"), json!(["*"])).await;
+    add_item(server, &f, "First").await;
+    wait_until(Duration::from_secs(10), "the first delivery", || {
+        receiver.delivered("/signed").len() == 1
+    })
+    .await;
+    let hit = receiver.hits("/signed").remove(0);
+    let header = |name: &str| hit.headers.get(name).unwrap().to_str().unwrap().to_owned();
+    assert_eq!(header("boardroom-event"), "item.created");
+    assert_eq!(header("content-type"), "application/json");
+    assert!(header("user-agent").starts_with("Boardroom-Webhooks/"));
+    let body: Value = serde_json::from_slice(&hit.body).unwrap();
+    assert_eq!(header("boardroom-delivery"), body["id"].as_str().unwrap());
+    assert_eq!(body["board_id"], json!(f.board));
+    assert_eq!(body["kind"], "item.created");
+    assert_eq!(body["data"]["name"], "First", "{body}");
+    assert!(body["seq"].as_i64().unwrap() > 1);
+    assert!(body["created_at"].is_string());
+    let (t, v1) = parse_signature(&header("boardroom-signature"));
+    assert!((chrono::Utc::now().timestamp() - t.parse::<i64>().unwrap()).abs() < 60);
+    assert_eq!(v1, vec![python_signature(&secret, &t, &hit.body)]);
+    assert_ne!(v1[0], python_signature("whsec_wrong", &t, &hit.body));
+
+    // After a rotation both secrets sign, the new one first.
+    let rotated = server
+        .post(
+            &format!("{}/{hook}/rotate-secret", hooks_path(&f)),
+            Some(&f.owner.access_token),
+            &json!({}),
+        )
+        .await;
+    let new_secret = rotated.expect(200)["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new_secret, secret);
+    add_item(server, &f, "Second").await;
+    wait_until(Duration::from_secs(10), "the second delivery", || {
+        receiver.delivered("/signed").len() == 2
+    })
+    .await;
+    let hit = receiver.hits("/signed").remove(1);
+    let signature = hit.headers["boardroom-signature"].to_str().unwrap().to_owned();
+    let (t, v1) = parse_signature(&signature);
+    assert_eq!(
+        v1,
+        vec![
+            python_signature(&new_secret, &t, &hit.body),
+            python_signature(&secret, &t, &hit.body)
+        ]
+    );
+    let rows = audit_actions(server).await;
+    assert!(rows.contains(&"webhook.secret_rotated".to_owned()), "{rows:?}");
+    // The rotation's answer and the audit rows never carry the old secret.
+    let listed = server.get_as(&hooks_path(&f), &f.owner.access_token).await;
+    assert!(!listed.body.to_string().contains(&new_secret));
+}
+
+async fn failures_and_timeouts_are_retried(server: &TestServer) {
+    let f = fixture(server).await;
+    let receiver = Receiver::of(server);
+    receiver.script(
+        "/flaky",
+        vec![Act::Status(500), Act::Sleep(Duration::from_secs(3)), Act::Status(503)],
+    );
+    let (hook, _) =
+        create_webhook(server, &f, &receiver.url("/flaky"), json!(["item.created"])).await;
+    add_item(server, &f, "Retried").await;
+    wait_until(Duration::from_secs(15), "a delivery after retries", || {
+        receiver.delivered("/flaky").len() == 1
+    })
+    .await;
+    let hits = receiver.hits("/flaky");
+    assert_eq!(hits.iter().map(|h| h.answered).collect::<Vec<_>>(), vec![500, 0, 503, 200]);
+    // The same delivery each time.
+    let ids: Vec<_> = hits.iter().map(|h| h.headers["boardroom-delivery"].clone()).collect();
+    assert!(ids.windows(2).all(|w| w[0] == w[1]));
+    let mut listed = deliveries(server, &f, &hook).await;
+    for _ in 0..50 {
+        if listed[0]["status"] == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        listed = deliveries(server, &f, &hook).await;
+    }
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["status"], "succeeded", "{listed:?}");
+    assert_eq!(listed[0]["attempts"], 4);
+    assert_eq!(listed[0]["last_status_code"], 200);
+}
+
+async fn retry_after_is_honoured(server: &TestServer) {
+    let f = fixture(server).await;
+    let receiver = Receiver::of(server);
+    receiver.script("/busy", vec![Act::RetryAfter(429, 2)]);
+    let (hook, _) =
+        create_webhook(server, &f, &receiver.url("/busy"), json!(["item.created"])).await;
+    add_item(server, &f, "Later").await;
+    wait_until(Duration::from_secs(5), "the first attempt", || !receiver.hits("/busy").is_empty())
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let listed = deliveries(server, &f, &hook).await;
+    assert_eq!(listed[0]["status"], "pending");
+    assert_eq!(listed[0]["last_status_code"], 429);
+    assert_eq!(listed[0]["last_error"], "HTTP 429");
+    wait_until(Duration::from_secs(10), "the retry", || receiver.delivered("/busy").len() == 1)
+        .await;
+    let hits = receiver.hits("/busy");
+    assert_eq!(hits.len(), 2);
+    // The backoff alone would be ~50 ms; the receiver asked for 2 s.
+    let gap = hits[1].at - hits[0].at;
+    assert!(gap >= Duration::from_millis(1900), "retried after {gap:?}");
+}
+
+async fn order_holds_per_webhook_and_others_are_not_held_back(server: &TestServer) {
+    let f = fixture(server).await;
+    let receiver = Receiver::of(server);
+    // Six failures take at least 1.5 s of backoff (half of 50+100+…+1600 ms).
+    receiver.script("/slow", vec![Act::Status(500); 6]);
+    create_webhook(server, &f, &receiver.url("/slow"), json!(["item.created"])).await;
+    create_webhook(server, &f, &receiver.url("/fast"), json!(["item.created"])).await;
+    for i in 0..5 {
+        add_item(server, &f, &format!("Item {i}")).await;
+    }
+    wait_until(Duration::from_secs(10), "the healthy webhook", || {
+        receiver.delivered("/fast").len() == 5
+    })
+    .await;
+    assert!(receiver.delivered("/slow").is_empty(), "the failing webhook was not held back");
+    wait_until(Duration::from_secs(20), "the recovered webhook", || {
+        receiver.delivered("/slow").len() == 5
+    })
+    .await;
+    for path in ["/fast", "/slow"] {
+        let seqs: Vec<i64> =
+            receiver.delivered(path).iter().map(|b| b["seq"].as_i64().unwrap()).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{path}: {seqs:?}");
+        // Every attempt, failed or not, went out in seq order too.
+        let attempted: Vec<i64> = receiver
+            .hits(path)
+            .iter()
+            .map(|h| serde_json::from_slice::<Value>(&h.body).unwrap()["seq"].as_i64().unwrap())
+            .collect();
+        assert!(attempted.windows(2).all(|w| w[0] <= w[1]), "{path}: {attempted:?}");
+    }
+    let slow_names: Vec<Value> =
+        receiver.delivered("/slow").iter().map(|b| b["data"]["name"].clone()).collect();
+    assert_eq!(slow_names, (0..5).map(|i| json!(format!("Item {i}"))).collect::<Vec<_>>());
+}
+
+async fn repeated_failures_disable_the_webhook(server: &TestServer) {
+    let f = fixture(server).await;
+    let receiver = Receiver::of(server);
+    receiver.set_default("/down", 500);
+    let (hook, _) =
+        create_webhook(server, &f, &receiver.url("/down"), json!(["item.created"])).await;
+    add_item(server, &f, "Lost").await;
+    let hook_path = format!("{}/{hook}", hooks_path(&f));
+    let mut listed = Value::Null;
+    for _ in 0..200 {
+        listed = server.get_as(&hooks_path(&f), &f.owner.access_token).await.expect(200).clone();
+        if listed["webhooks"][0]["enabled"] == false {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(listed["webhooks"][0]["enabled"], false, "{listed}");
+    assert_eq!(listed["webhooks"][0]["consecutive_failures"], 3);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.hits("/down").len(), 3, "a disabled webhook is not called");
+    let rows: Vec<(String, Option<String>)> = {
+        server.flush_audit().await;
+        boardroom::on_pool!(server.state().store(), pool => {
+            sqlx::query_as("SELECT action, target FROM audit_log ORDER BY seq").fetch_all(pool).await.unwrap()
+        })
+    };
+    assert!(rows.contains(&("webhook.disabled".to_owned(), Some(hook.clone()))), "{rows:?}");
+    // Re-enabling resets the count; the receiver is back and the queued delivery goes out.
+    receiver.set_default("/down", 200);
+    let enabled = server
+        .send_as(Method::PATCH, &hook_path, &f.owner.access_token, Some(&json!({"enabled": true})))
+        .await;
+    let enabled = enabled.expect(200);
+    assert_eq!(enabled["enabled"], true);
+    assert_eq!(enabled["consecutive_failures"], 0);
+    wait_until(Duration::from_secs(10), "the delivery after re-enabling", || {
+        receiver.delivered("/down").len() == 1
+    })
+    .await;
+}
+
+async fn redirects_are_not_followed(server: &TestServer) {
+    let f = fixture(server).await;
+    let receiver = Receiver::of(server);
+    // Even an allowlisted target is not followed: a 3xx is the delivery's answer.
+    receiver.script(
+        "/moved",
+        vec![
+            Act::Redirect("http://169.254.169.254/latest/meta-data/".into()),
+            Act::Redirect(receiver.url("/target")),
+        ],
+    );
+    let (hook, _) =
+        create_webhook(server, &f, &receiver.url("/moved"), json!(["item.created"])).await;
+    add_item(server, &f, "One").await;
+    add_item(server, &f, "Two").await;
+    let mut listed = Vec::new();
+    for _ in 0..200 {
+        listed = deliveries(server, &f, &hook).await;
+        if listed.len() == 2 && listed.iter().all(|d| d["status"] == "failed") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for delivery in &listed {
+        assert_eq!(delivery["status"], "failed", "{listed:?}");
+        assert_eq!(delivery["attempts"], 1, "a redirect is final, not retried");
+        assert_eq!(delivery["last_status_code"], 302);
+    }
+    assert_eq!(receiver.hits("/moved").len(), 2);
+    assert!(receiver.hits("/target").is_empty(), "the redirect was followed");
+}
+
+async fn a_failed_delivery_can_be_redelivered(server: &TestServer) {
+    let f = fixture(server).await;
+    let receiver = Receiver::of(server);
+    receiver.script("/again", vec![Act::Status(410)]);
+    let (hook, _) =
+        create_webhook(server, &f, &receiver.url("/again"), json!(["item.created"])).await;
+    add_item(server, &f, "Again").await;
+    let mut listed = Vec::new();
+    for _ in 0..200 {
+        listed = deliveries(server, &f, &hook).await;
+        if listed.first().is_some_and(|d| d["status"] == "failed") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(listed[0]["status"], "failed", "a 4xx is final");
+    assert_eq!(listed[0]["last_status_code"], 410);
+    let id = listed[0]["id"].as_str().unwrap();
+    server
+        .post(
+            &format!("{}/{hook}/deliveries/{id}/redeliver", hooks_path(&f)),
+            Some(&f.owner.access_token),
+            &json!({}),
+        )
+        .await
+        .expect(202);
+    wait_until(Duration::from_secs(10), "the redelivery", || {
+        receiver.delivered("/again").len() == 1
+    })
+    .await;
+    let hits = receiver.hits("/again");
+    assert_eq!(hits[0].headers["boardroom-delivery"], hits[1].headers["boardroom-delivery"]);
+    // Retention removes finished deliveries only.
+    receiver.set_default("/again", 500);
+    add_item(server, &f, "Pending").await;
+    let store = server.state().store();
+    let later = chrono::Utc::now() + chrono::Duration::days(1);
+    wait_until(Duration::from_secs(10), "an attempt at the second event", || {
+        receiver.hits("/again").len() >= 3
+    })
+    .await;
+    assert_eq!(store.prune_webhook_deliveries(later).await.unwrap(), 1);
+    let left = deliveries(server, &f, &hook).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["status"], "pending");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Restart: the outbox is durable
+// ---------------------------------------------------------------------------------------------
+
+mod the_outbox_survives_a_restart {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::outbox_survives_a_restart(crate::harness::Backend::Sqlite).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::outbox_survives_a_restart(crate::harness::Backend::Postgres).await;
+    }
+}
+
+async fn outbox_survives_a_restart(backend: Backend) {
+    let Some(database) = TestDatabase::create(backend).await else { return };
+    let mut server = TestServer::start_with(database, with_receiver).await;
+    let settings = server.state().settings().clone();
+    let receiver = Receiver::of(&server);
+    let f = fixture(&server).await;
+    // One receiver is down across the restart, the other is up.
+    receiver.set_default("/down", 503);
+    let (down, _) =
+        create_webhook(&server, &f, &receiver.url("/down"), json!(["item.created"])).await;
+    create_webhook(&server, &f, &receiver.url("/up"), json!(["item.created"])).await;
+    for i in 0..5 {
+        add_item(&server, &f, &format!("Before {i}")).await;
+    }
+    wait_until(Duration::from_secs(10), "deliveries before the restart", || {
+        receiver.delivered("/up").len() == 5 && !receiver.hits("/down").is_empty()
+    })
+    .await;
+    assert!(server.stop_keeping_database().await, "the first server did not stop cleanly");
+    receiver.set_default("/down", 200);
+
+    // While no server runs, pretend the last two events never reached /down's outbox and that
+    // no webhook enqueued anything: the next start must catch up from board_events, adding
+    // what is missing and nothing twice.
+    let store =
+        boardroom::storage::Store::open(&settings.effective_database_url(), 2).await.unwrap();
+    let down_id: uuid::Uuid = down.parse().unwrap();
+    boardroom::on_pool!(store, pool => {
+        sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE webhook_id = $1 AND seq > \
+             (SELECT MIN(seq) + 2 FROM webhook_deliveries WHERE webhook_id = $1)",
+        )
+        .bind(down_id)
+        .execute(pool)
+        .await
+        .unwrap();
+        sqlx::query("UPDATE webhooks SET last_enqueued_seq = 0").execute(pool).await.unwrap();
+    });
+    let left: i64 = boardroom::on_pool!(store, pool => {
+        sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE webhook_id = $1")
+            .bind(down_id)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    });
+    assert_eq!(left, 3);
+    store.close().await;
+
+    let restarted = boardroom::server::App::build(settings).await.unwrap().spawn().await.unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://{}/api/v1", restarted.addr());
+    let login: Value = http
+        .post(format!("{base}/auth/login"))
+        .json(&json!({"email": f.owner.email, "password": f.owner.password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    for i in 0..5 {
+        let reply = http
+            .post(format!("{base}/boards/{}/items", f.board))
+            .bearer_auth(&token)
+            .json(&json!({"group_id": f.group, "name": format!("After {i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status().as_u16(), 201);
+    }
+    wait_until(Duration::from_secs(20), "every event at both receivers", || {
+        receiver.delivered("/up").len() >= 10 && receiver.delivered("/down").len() >= 10
+    })
+    .await;
+    // Nothing more trickles in.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let expected: Vec<String> =
+        (0..5).map(|i| format!("Before {i}")).chain((0..5).map(|i| format!("After {i}"))).collect();
+    for path in ["/up", "/down"] {
+        let delivered = receiver.delivered(path);
+        let names: Vec<String> =
+            delivered.iter().map(|b| b["data"]["name"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(names, expected, "{path}: each event exactly once, in order");
+        let seqs: Vec<i64> = delivered.iter().map(|b| b["seq"].as_i64().unwrap()).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{path}: {seqs:?}");
+    }
+    assert!(restarted.shutdown().await);
+    server.stop().await;
+}
