@@ -15,6 +15,7 @@
 //!   the allowlist and a client pinned to the checked address.
 //! - [`storage`]: one storage interface over SQLite and Postgres, with tenant-scoped handles.
 //! - [`telemetry`]: logging and the per-request log line.
+//! - [`ws`]: the WebSocket gateway: upgrade, connections, the per-event encoded fan-out.
 //!
 //! The domain rules and the supervised actors live in `boardroom-actors`; the wire types in
 //! `boardroom-protocol`. See `docs/ARCHITECTURE.md`.
@@ -27,3 +28,4 @@ pub mod server;
 pub mod ssrf;
 pub mod storage;
 pub mod telemetry;
+pub mod ws;

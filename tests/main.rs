@@ -13,3 +13,4 @@ mod google;
 mod health;
 mod identity;
 mod orgs;
+mod realtime;
