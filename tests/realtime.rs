@@ -1,6 +1,6 @@
 //! The WebSocket gateway end to end: both encodings see the same events, resuming loses and
 //! repeats nothing, a slow consumer is cut off alone, live authorization (membership, token
-//! expiry and in-band refresh, key revocation), malformed frames, and the refusals before any
+//! expiry and in-band refresh, key revocation), presence, malformed frames, and the refusals before any
 //! upgrade (credentials, origin, subprotocol, single-use tickets).
 
 use std::collections::VecDeque;
@@ -25,6 +25,7 @@ both_backends!(
     a_revoked_api_key_ends_the_socket,
     malformed_frames_are_refused_for_that_connection_only,
     refusals_happen_before_the_upgrade,
+    presence_follows_who_is_viewing,
 );
 
 both_backends_with!(small_outbound_buffer; a_slow_consumer_is_closed_and_others_are_unaffected);
@@ -43,6 +44,8 @@ struct Client {
     msgpack: bool,
     next_id: u64,
     pending: VecDeque<Value>,
+    /// Every frame received, in order.
+    history: Vec<Value>,
 }
 
 enum Auth<'a> {
@@ -71,8 +74,13 @@ async fn try_connect(
         request.headers_mut().insert("origin", origin.parse().unwrap());
     }
     let (ws, _) = tokio_tungstenite::connect_async(request).await?;
-    let mut client =
-        Client { ws, msgpack: protocol == Some(MSGPACK), next_id: 1, pending: VecDeque::new() };
+    let mut client = Client {
+        ws,
+        msgpack: protocol == Some(MSGPACK),
+        next_id: 1,
+        pending: VecDeque::new(),
+        history: Vec::new(),
+    };
     let hello = client.next_frame().await;
     assert_eq!(hello["type"], "hello", "{hello}");
     assert_eq!(hello["protocol_version"], 1);
@@ -118,7 +126,7 @@ impl Client {
                 Some(Ok(message)) => message,
                 Some(Err(_)) | None => return json!({"type": "closed", "code": null}),
             };
-            return match message {
+            let frame: Value = match message {
                 Message::Text(text) => serde_json::from_str(&text).unwrap(),
                 Message::Binary(bytes) => rmp_serde::from_slice(&bytes).unwrap(),
                 Message::Close(frame) => json!({
@@ -128,6 +136,8 @@ impl Client {
                 }),
                 _ => continue,
             };
+            self.history.push(frame.clone());
+            return frame;
         }
     }
 
@@ -301,7 +311,13 @@ async fn a_slow_consumer_is_closed_and_others_are_unaffected(server: &TestServer
     request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
     let (slow_ws, _) =
         tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream)).await.unwrap();
-    let mut slow = Client { ws: slow_ws, msgpack: false, next_id: 1, pending: VecDeque::new() };
+    let mut slow = Client {
+        ws: slow_ws,
+        msgpack: false,
+        next_id: 1,
+        pending: VecDeque::new(),
+        history: Vec::new(),
+    };
     assert_eq!(slow.next_frame().await["type"], "hello");
     ok(&slow.request(json!({"type": "subscribe", "board_id": f.board})).await);
 
@@ -361,13 +377,17 @@ async fn losing_board_membership_ends_the_subscription(server: &TestServer) {
         )
         .await
         .expect(204);
+    // Written at once, before the gateway re-checked: it still must not reach them.
+    create_item_rest(server, &f.owner.access_token, &f.board, &f.group, "secret").await;
     let ended = client.next_of("unsubscribed").await;
     assert_eq!(ended["board_id"], json!(f.board));
     assert_eq!(ended["error"]["code"], "not_found");
-    // Nothing of the board reaches them afterwards; the connection itself lives on.
-    create_item_rest(server, &f.owner.access_token, &f.board, &f.group, "secret").await;
     ok(&client.request(json!({"type": "ping"})).await);
-    assert!(client.pending.iter().all(|e| e["data"]["name"] != "secret"));
+    assert!(
+        client.history.iter().all(|e| e["data"]["name"] != "secret"),
+        "a removed member saw a later event: {:?}",
+        client.history
+    );
     let reply = client.request(json!({"type": "subscribe", "board_id": f.board})).await;
     assert_eq!(error_code(&reply), "not_found");
 }
@@ -506,4 +526,54 @@ async fn refusals_happen_before_the_upgrade(server: &TestServer) {
     assert_eq!(http_status(err), 401);
     // Tickets need an authenticated caller.
     server.post("/api/v1/ws/ticket", None, &json!({})).await.expect_error(401, "unauthenticated");
+}
+
+async fn presence_follows_who_is_viewing(server: &TestServer) {
+    let f = fixture(server).await;
+    let member = server.register("member").await;
+    server.add_member(&f.owner, &f.org, &member, "member").await;
+    server
+        .send_as(
+            Method::PUT,
+            &format!("/api/v1/boards/{}/members/{}", f.board, member.id),
+            &f.owner.access_token,
+            Some(&json!({"role": "viewer"})),
+        )
+        .await
+        .expect(200);
+    let subscribe = json!({"type": "subscribe", "board_id": f.board});
+    let mut owner = connect(server, &f.owner.access_token, JSON).await;
+    ok(&owner.request(subscribe.clone()).await);
+    let joined = owner.next_of("presence").await;
+    assert_eq!(joined["joined"], json!(f.owner.id));
+    assert_eq!(joined["users"], json!([f.owner.id]));
+
+    let mut tab_a = connect(server, &member.access_token, MSGPACK).await;
+    ok(&tab_a.request(subscribe.clone()).await);
+    let mut both = vec![f.owner.id.clone(), member.id.clone()];
+    both.sort();
+    let seen = owner.next_of("presence").await;
+    assert_eq!(seen["joined"], json!(member.id));
+    assert_eq!(seen["users"], json!(both));
+    assert_eq!(tab_a.next_of("presence").await["users"], json!(both));
+
+    // A second tab of the same user learns the list without announcing anything.
+    let mut tab_b = connect(server, &member.access_token, JSON).await;
+    ok(&tab_b.request(subscribe.clone()).await);
+    let list = tab_b.next_of("presence").await;
+    assert_eq!(list["users"], json!(both));
+    assert_eq!(list.get("joined"), None);
+    drop(tab_a);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ok(&owner.request(json!({"type": "ping"})).await);
+    assert!(
+        owner.pending.iter().all(|f| f["type"] != "presence"),
+        "one tab closing announced something: {:?}",
+        owner.pending
+    );
+    // The last tab going ends the user's presence.
+    ok(&tab_b.request(json!({"type": "unsubscribe", "board_id": f.board})).await);
+    let left = owner.next_of("presence").await;
+    assert_eq!(left["left"], json!(member.id));
+    assert_eq!(left["users"], json!([f.owner.id]));
 }

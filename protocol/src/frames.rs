@@ -320,6 +320,8 @@ pub enum ServerFrame {
     Event(EventFrame),
     /// The server ended one subscription (access lost, board deleted); the connection stays.
     Unsubscribed(Unsubscribed),
+    /// Who is viewing a board changed (or, right after subscribing, who is).
+    Presence(Presence),
 }
 
 /// What the server tells a client when it connects.
@@ -385,6 +387,22 @@ pub struct Unsubscribed {
     pub board_id: String,
     /// Why.
     pub error: ErrorBody,
+}
+
+/// Who is viewing a board: everyone with a live subscription to it. Each frame carries the
+/// whole list, so the latest frame is the truth; `joined` or `left` names the change, if any.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Presence {
+    /// The board.
+    pub board_id: String,
+    /// The users viewing it, sorted.
+    pub users: Vec<String>,
+    /// The user who started viewing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joined: Option<String>,
+    /// The user who stopped viewing (unsubscribed, disconnected, timed out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left: Option<String>,
 }
 
 /// WebSocket close codes the server uses. The close reason is a short text; clients branch on

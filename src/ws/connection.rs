@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
-use super::fanout::{event_frame, may_see, message, wire_time, Gate, Subscription};
+use super::fanout::{may_see, message, wire_time, Subscription};
 use crate::auth::{Caller, Principal};
 use crate::error::ApiError;
 use crate::http::boards::{board_error, requester_for};
@@ -558,6 +558,7 @@ impl Connection {
         let sub = self.state.ws().fanout().add(board, org, requester.clone(), self.outbox.clone());
         match self.catch_up(&sub, id.clone(), after_seq).await {
             Ok(()) => {
+                self.state.ws().fanout().join(&sub);
                 self.subs.insert(board, sub);
             }
             Err(err) => {
@@ -619,28 +620,7 @@ impl Connection {
                 seq
             }
         };
-        // Live from here: what arrived meanwhile and is newer than what was sent goes out now,
-        // under the lock the fan-out takes, so nothing overtakes it.
-        let mut gate = sub.gate();
-        let buffered = match std::mem::replace(&mut *gate, Gate::Live { last_seq: sent }) {
-            Gate::Buffering(buffered) => buffered,
-            // Ended meanwhile (slow consumer while buffering): stay ended.
-            other => {
-                *gate = other;
-                return Ok(());
-            }
-        };
-        let mut last = sent;
-        for event in &buffered {
-            if event.seq <= last {
-                continue;
-            }
-            last = event.seq;
-            if may_see(requester, event.kind.as_str()) {
-                self.outbox.send(&event_frame(event));
-            }
-        }
-        *gate = Gate::Live { last_seq: last };
+        sub.go_live(Some(sent));
         Ok(())
     }
 
@@ -674,8 +654,16 @@ impl Connection {
             return;
         }
         let lost = match self.access(board).await {
-            Ok(_) => return,
             Err(err) if access_lost(&err) => err,
+            // Still allowed (an org admin, say): carry on where it paused.
+            Ok(_) => {
+                if let Some(sub) = self.subs.get(&board) {
+                    sub.go_live(None);
+                }
+                return;
+            }
+            // A passing failure: a paused subscription stays paused (failing closed) until the
+            // next periodic re-check.
             Err(_) => return,
         };
         if let Some(sub) = self.subs.remove(&board) {

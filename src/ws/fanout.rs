@@ -12,11 +12,17 @@
 //! from then on the fan-out skips anything at or below the last `seq` sent. Because the
 //! subscription is registered before the log is read, no event can fall between the two.
 //!
+//! ## Presence
+//! A user is present on a board while at least one of their subscriptions to it is live.
+//! The first such subscription announces `joined` to every subscriber; the last one to end
+//! announces `left`. Each presence frame carries the whole list, built and queued under one
+//! lock, so the last frame a client got is the current truth.
+//!
 //! If this task falls behind the bus (it lost events), every connection with a subscription is
 //! closed with [`close::RESYNC`]: clients resubscribe with `after_seq` and lose nothing.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::body::Bytes;
@@ -24,7 +30,7 @@ use axum::extract::ws::{Message, Utf8Bytes};
 use boardroom_actors::board::Requester;
 use boardroom_actors::domain::{BoardEvent, EventKind};
 use boardroom_actors::event_bus::EventBus;
-use boardroom_protocol::frames::{close, EventFrame, ServerFrame};
+use boardroom_protocol::frames::{close, EventFrame, Presence, ServerFrame};
 use boardroom_protocol::{Encoding, Scope};
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
@@ -36,8 +42,14 @@ pub const MAX_BUFFERED_EVENTS: usize = 10_000;
 
 /// Where a subscription stands.
 pub enum Gate {
-    /// Catching up: live events wait here.
-    Buffering(Vec<Arc<BoardEvent>>),
+    /// Catching up, or paused while access is re-checked: live events wait here. `after` is
+    /// the last `seq` already sent (meaningful when paused).
+    Buffering {
+        /// Last `seq` sent before buffering began.
+        after: i64,
+        /// Events that arrived meanwhile.
+        events: Vec<Arc<BoardEvent>>,
+    },
     /// Caught up to `last_seq`; newer events go straight to the socket.
     Live {
         /// The last `seq` sent (or deliberately skipped).
@@ -59,6 +71,8 @@ pub struct Subscription {
     /// Where its frames go.
     pub outbox: Arc<Outbox>,
     gate: Mutex<Gate>,
+    /// Counted in the board's presence.
+    present: AtomicBool,
 }
 
 impl Subscription {
@@ -70,6 +84,28 @@ impl Subscription {
     /// Whether the subscriber may see events of `kind`.
     pub fn may_see(&self, kind: &str) -> bool {
         may_see(&self.requester, kind)
+    }
+
+    /// Goes live: sends what was buffered beyond `sent` (or, when resuming from a pause, beyond
+    /// what was sent before it), under the lock the fan-out takes, so nothing overtakes it.
+    pub fn go_live(&self, sent: Option<i64>) {
+        let mut gate = self.gate();
+        let (after, events) = match &mut *gate {
+            Gate::Buffering { after, events } => (*after, std::mem::take(events)),
+            // Ended meanwhile (slow consumer while buffering), or already live: leave it.
+            Gate::Live { .. } | Gate::Closed => return,
+        };
+        let mut last = sent.unwrap_or(after);
+        for event in &events {
+            if event.seq <= last {
+                continue;
+            }
+            last = event.seq;
+            if self.may_see(event.kind.as_str()) {
+                self.outbox.send(&event_frame(event));
+            }
+        }
+        *gate = Gate::Live { last_seq: last };
     }
 }
 
@@ -83,6 +119,17 @@ pub fn may_see(requester: &Requester, kind: &str) -> bool {
         scopes.contains(&Scope::UpdatesRead)
     } else {
         true
+    }
+}
+
+/// Whether `event` may end `user`'s access to its board: the board went, or they left it.
+fn may_lose_access(event: &BoardEvent, user: Uuid) -> bool {
+    match event.kind {
+        EventKind::BoardDeleted => true,
+        EventKind::MemberRemoved => {
+            event.data["user_id"].as_str().and_then(|u| Uuid::try_parse(u).ok()) == Some(user)
+        }
+        _ => false,
     }
 }
 
@@ -118,14 +165,100 @@ pub fn message(encoding: Encoding, frame: &ServerFrame) -> Option<Message> {
     })
 }
 
+fn presence_frame(
+    board: Uuid,
+    users: &HashMap<Uuid, usize>,
+    joined: Option<Uuid>,
+    left: Option<Uuid>,
+) -> ServerFrame {
+    let mut list: Vec<String> = users.keys().map(Uuid::to_string).collect();
+    list.sort();
+    ServerFrame::Presence(Presence {
+        board_id: board.to_string(),
+        users: list,
+        joined: joined.map(|u| u.to_string()),
+        left: left.map(|u| u.to_string()),
+    })
+}
+
 /// The subscriptions of every board.
 #[derive(Default)]
 pub struct Fanout {
     boards: Mutex<HashMap<Uuid, Vec<Arc<Subscription>>>>,
+    /// Per board, per user: how many of their subscriptions are live.
+    presence: Mutex<HashMap<Uuid, HashMap<Uuid, usize>>>,
     next_id: AtomicU64,
 }
 
 impl Fanout {
+    fn presence(&self) -> MutexGuard<'_, HashMap<Uuid, HashMap<Uuid, usize>>> {
+        self.presence.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a live subscription as its user viewing the board. The first of a user's
+    /// subscriptions tells every subscriber; a later one learns the list alone.
+    pub fn join(&self, sub: &Subscription) {
+        if sub.present.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let user = sub.requester.user_id;
+        let mut presence = self.presence();
+        let users = presence.entry(sub.board).or_default();
+        let count = users.entry(user).or_insert(0);
+        *count += 1;
+        let first = *count == 1;
+        let frame = presence_frame(sub.board, users, first.then_some(user), None);
+        if first {
+            self.broadcast(sub.board, &frame);
+        } else {
+            sub.outbox.send(&frame);
+        }
+    }
+
+    fn leave(&self, sub: &Subscription) {
+        if !sub.present.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let user = sub.requester.user_id;
+        let mut presence = self.presence();
+        let Some(users) = presence.get_mut(&sub.board) else { return };
+        let gone = match users.get_mut(&user) {
+            Some(count) if *count > 1 => {
+                *count -= 1;
+                false
+            }
+            Some(_) => {
+                users.remove(&user);
+                true
+            }
+            None => false,
+        };
+        if gone {
+            let frame = presence_frame(sub.board, users, None, Some(user));
+            if users.is_empty() {
+                presence.remove(&sub.board);
+            }
+            self.broadcast(sub.board, &frame);
+        }
+    }
+
+    /// Queues a frame (not an event) for every live subscriber of `board`.
+    fn broadcast(&self, board: Uuid, frame: &ServerFrame) {
+        let subs = match self.boards().get(&board) {
+            Some(subs) => subs.clone(),
+            None => return,
+        };
+        let mut encoded: HashMap<Encoding, Option<Message>> = HashMap::new();
+        for sub in subs.iter().filter(|s| s.present.load(Ordering::Acquire)) {
+            let encoding = sub.outbox.encoding;
+            if let Some(message) =
+                encoded.entry(encoding).or_insert_with(|| message(encoding, frame))
+            {
+                sub.outbox.push(message.clone());
+            }
+        }
+    }
+
     fn boards(&self) -> MutexGuard<'_, HashMap<Uuid, Vec<Arc<Subscription>>>> {
         self.boards.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -144,7 +277,8 @@ impl Fanout {
             org,
             requester,
             outbox,
-            gate: Mutex::new(Gate::Buffering(Vec::new())),
+            gate: Mutex::new(Gate::Buffering { after: 0, events: Vec::new() }),
+            present: AtomicBool::new(false),
         });
         self.boards().entry(board).or_default().push(sub.clone());
         sub
@@ -153,13 +287,16 @@ impl Fanout {
     /// Ends a subscription.
     pub fn remove(&self, sub: &Subscription) {
         *sub.gate() = Gate::Closed;
-        let mut boards = self.boards();
-        if let Some(subs) = boards.get_mut(&sub.board) {
-            subs.retain(|s| s.id != sub.id);
-            if subs.is_empty() {
-                boards.remove(&sub.board);
+        {
+            let mut boards = self.boards();
+            if let Some(subs) = boards.get_mut(&sub.board) {
+                subs.retain(|s| s.id != sub.id);
+                if subs.is_empty() {
+                    boards.remove(&sub.board);
+                }
             }
         }
+        self.leave(sub);
     }
 
     /// How many subscriptions exist (tests and metrics).
@@ -180,18 +317,14 @@ impl Fanout {
         };
         // Encoded at most once per encoding, then shared by every subscriber.
         let mut encoded: HashMap<Encoding, Option<Message>> = HashMap::new();
-        let access_changed = matches!(
-            event.kind,
-            EventKind::MemberRemoved | EventKind::MemberRoleChanged | EventKind::BoardDeleted
-        );
         for sub in subs {
             let mut gate = sub.gate();
             match &mut *gate {
-                Gate::Buffering(buffer) => {
-                    if buffer.len() >= MAX_BUFFERED_EVENTS {
+                Gate::Buffering { events, .. } => {
+                    if events.len() >= MAX_BUFFERED_EVENTS {
                         sub.outbox.close(close::SLOW_CONSUMER, "slow consumer");
                     } else {
-                        buffer.push(event.clone());
+                        events.push(event.clone());
                     }
                 }
                 Gate::Live { last_seq } => {
@@ -208,12 +341,15 @@ impl Fanout {
                             sub.outbox.push(message.clone());
                         }
                     }
+                    if may_lose_access(event, sub.requester.user_id) {
+                        // Nothing more until the connection has re-checked access: a removed
+                        // member must not see what the board does next.
+                        *gate = Gate::Buffering { after: event.seq, events: Vec::new() };
+                        drop(gate);
+                        sub.outbox.control(Control::Recheck(sub.board));
+                    }
                 }
                 Gate::Closed => continue,
-            }
-            drop(gate);
-            if access_changed {
-                sub.outbox.control(Control::Recheck(sub.board));
             }
         }
     }
