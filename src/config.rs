@@ -198,7 +198,8 @@ pub struct Settings {
 
     /// Origins (`scheme://host[:port]`, comma-separated) whose pages may open WebSockets.
     /// Empty: only the public URL's origin. Clients that send no `Origin` (bots) are not affected.
-    #[arg(long, env = "BOARDROOM_WS_ORIGINS", value_delimiter = ',', global = true)]
+    #[arg(long, env = "BOARDROOM_WS_ORIGINS", value_delimiter = ',', value_parser = parse_origin,
+          global = true)]
     pub ws_origins: Vec<String>,
 
     /// Largest WebSocket message (and frame) a client may send, in bytes.
@@ -246,6 +247,15 @@ fn parse_public_url(raw: &str) -> Result<url::Url, String> {
         "http" | "https" if url.host().is_some() => Ok(url),
         _ => Err("must be an http(s) URL with a host".into()),
     }
+}
+
+fn parse_origin(raw: &str) -> Result<String, String> {
+    let url = url::Url::parse(raw.trim()).map_err(|e| e.to_string())?;
+    let origin = url.origin();
+    if !origin.is_tuple() || !matches!(url.scheme(), "http" | "https") {
+        return Err("must be an origin like https://app.example.com".into());
+    }
+    Ok(origin.ascii_serialization())
 }
 
 impl Settings {

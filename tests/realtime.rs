@@ -24,9 +24,14 @@ both_backends!(
     an_expired_token_ends_the_socket_unless_refreshed,
     a_revoked_api_key_ends_the_socket,
     malformed_frames_are_refused_for_that_connection_only,
-    refusals_happen_before_the_upgrade,
     presence_follows_who_is_viewing,
 );
+
+both_backends_with!(app_origin; refusals_happen_before_the_upgrade);
+
+fn app_origin(settings: &mut boardroom::config::Settings) {
+    settings.ws_origins = vec!["https://app.example".into()];
+}
 
 both_backends_with!(small_outbound_buffer; a_slow_consumer_is_closed_and_others_are_unaffected);
 
@@ -506,6 +511,11 @@ async fn refusals_happen_before_the_upgrade(server: &TestServer) {
         .await
         .unwrap_err();
     assert_eq!(http_status(err), 403);
+    let mut browser =
+        try_connect(server, Auth::Bearer(token), Some(JSON), Some("https://app.example"))
+            .await
+            .unwrap();
+    ok(&browser.request(json!({"type": "ping"})).await);
     // An unknown subprotocol, with the JSON error body.
     let err =
         try_connect(server, Auth::Bearer(token), Some("boardroom.v9.xml"), None).await.unwrap_err();

@@ -469,6 +469,10 @@ impl Connection {
             self.reply(Reply::err(Some(frame.id), err));
             return;
         }
+        if let Err(err) = self.charge_key(&frame.message) {
+            self.reply(Reply::err(Some(frame.id), err));
+            return;
+        }
         let ClientFrame { id, message } = frame;
         let result = match &message {
             ClientMessage::Ping {} => Ok((json!({}), None)),
@@ -492,6 +496,24 @@ impl Connection {
         match result {
             Ok((data, seq)) => self.reply(Reply::ok(Some(id), data, seq)),
             Err(err) => self.reply(Reply::err(Some(id), err)),
+        }
+    }
+
+    /// Charges a key's per-minute limit for what REST would charge: every request but `ping`
+    /// and `auth`, so a socket is no way around the key's limit.
+    fn charge_key(&self, message: &ClientMessage) -> Result<(), ErrorBody> {
+        let Principal::ApiKey(grant) = &self.caller.principal else { return Ok(()) };
+        if matches!(message, ClientMessage::Ping {} | ClientMessage::Auth { .. }) {
+            return Ok(());
+        }
+        let limit = self.state.auth().key_cache().charge(grant);
+        if limit.allowed {
+            Ok(())
+        } else {
+            Err(body(
+                ErrorCode::RateLimited,
+                format!("this API key's limit is used up; retry in {} s", limit.reset_secs),
+            ))
         }
     }
 
