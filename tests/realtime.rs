@@ -25,7 +25,15 @@ both_backends!(
     a_revoked_api_key_ends_the_socket,
     malformed_frames_are_refused_for_that_connection_only,
     presence_follows_who_is_viewing,
+    msgpack_frames_agree_with_python,
+    shutdown_closes_sockets_with_going_away,
 );
+
+both_backends_with!(short_heartbeat; a_silent_client_is_closed_and_leaves);
+
+fn short_heartbeat(settings: &mut boardroom::config::Settings) {
+    settings.ws_heartbeat_secs = 3;
+}
 
 both_backends_with!(app_origin; refusals_happen_before_the_upgrade);
 
@@ -586,4 +594,88 @@ async fn presence_follows_who_is_viewing(server: &TestServer) {
     let left = owner.next_of("presence").await;
     assert_eq!(left["left"], json!(member.id));
     assert_eq!(left["users"], json!([f.owner.id]));
+}
+
+async fn msgpack_frames_agree_with_python(server: &TestServer) {
+    let f = fixture(server).await;
+    let mut client = connect(server, &f.owner.access_token, MSGPACK).await;
+    // Python packs a request; we answer it.
+    let script = r#"
+import msgpack, sys, json
+if sys.argv[1] == "pack":
+    print(msgpack.packb({"type": "subscribe", "id": 41, "board_id": sys.argv[2]}).hex())
+else:
+    print(json.dumps(msgpack.unpackb(bytes.fromhex(sys.argv[2]))))
+"#;
+    let python = |args: &[&str]| {
+        let out = std::process::Command::new("python3")
+            .args(["-c", script])
+            .args(args)
+            .output()
+            .expect("python3 with msgpack (pip install msgpack)");
+        assert!(out.status.success(), "python: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let packed = hex_decode(&python(&["pack", &f.board]));
+    client.send_raw(Message::Binary(packed.into())).await;
+    let reply = client.next_of("reply").await;
+    assert_eq!(reply["id"], 41);
+    ok(&reply);
+    // Python unpacks an event exactly as we do.
+    create_item_rest(server, &f.owner.access_token, &f.board, &f.group, "packed").await;
+    let raw = loop {
+        match client.ws.next().await.unwrap().unwrap() {
+            Message::Binary(bytes) => {
+                let frame: Value = rmp_serde::from_slice(&bytes).unwrap();
+                if frame["type"] == "event" {
+                    break bytes;
+                }
+            }
+            _ => continue,
+        }
+    };
+    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let theirs: Value = serde_json::from_str(&python(&["unpack", &hex])).unwrap();
+    let ours: Value = rmp_serde::from_slice(&raw).unwrap();
+    assert_eq!(theirs, ours);
+    assert_eq!(theirs["data"]["name"], "packed");
+}
+
+fn hex_decode(hex: &str) -> Vec<u8> {
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
+}
+
+async fn shutdown_closes_sockets_with_going_away(server: &TestServer) {
+    let f = fixture(server).await;
+    let mut client = connect(server, &f.owner.access_token, JSON).await;
+    ok(&client.request(json!({"type": "subscribe", "board_id": f.board})).await);
+    // What RunningServer::shutdown does first; the harness then stops the rest.
+    server.state().ws().shutdown();
+    assert_eq!(client.closed().await, Some(1001));
+}
+
+async fn a_silent_client_is_closed_and_leaves(server: &TestServer) {
+    let f = fixture(server).await;
+    let subscribe = json!({"type": "subscribe", "board_id": f.board});
+    let mut watcher = connect(server, &f.owner.access_token, JSON).await;
+    ok(&watcher.request(subscribe.clone()).await);
+    let other = server.register("other").await;
+    server.add_member(&f.owner, &f.org, &other, "admin").await;
+    let mut silent = connect(server, &other.access_token, JSON).await;
+    ok(&silent.request(subscribe).await);
+    // The watcher keeps talking; the silent client reads nothing, so it never answers pings.
+    let started = std::time::Instant::now();
+    loop {
+        ok(&watcher.request(json!({"type": "ping"})).await);
+        if watcher.pending.iter().any(|p| p["left"] == json!(other.id)) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the silent client was never closed");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_secs(2), "closed too early");
+    // The close frame (4000) may be lost: reading the queued pings makes this client answer
+    // pongs into a socket the server already shut, which resets it.
+    let code = silent.closed().await;
+    assert!(matches!(code, None | Some(4000)), "unexpected close code {code:?}");
 }
