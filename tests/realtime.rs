@@ -422,11 +422,11 @@ fn mint(user: &str, session: &str, exp_from_now: i64) -> String {
 async fn an_expired_token_ends_the_socket_unless_refreshed(server: &TestServer) {
     let f = fixture(server).await;
     let owner = &f.owner;
-    // Verification allows 5 s of leeway: this token has about 2 s left.
-    let short = mint(&owner.id, &owner.session_id, -3);
+    // Verification allows 5 s of leeway: this token has about 3 s left.
+    let short = mint(&owner.id, &owner.session_id, -2);
     let mut doomed = connect(server, &short, JSON).await;
     ok(&doomed.request(json!({"type": "subscribe", "board_id": f.board})).await);
-    let mut refreshed = connect(server, &mint(&owner.id, &owner.session_id, -3), MSGPACK).await;
+    let mut refreshed = connect(server, &mint(&owner.id, &owner.session_id, -2), MSGPACK).await;
     ok(&refreshed.request(json!({"type": "auth", "token": owner.access_token})).await);
     // A token of someone else is refused.
     let other = server.register("other").await;
