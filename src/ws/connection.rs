@@ -72,7 +72,27 @@ fn size_of(message: &Message) -> usize {
     payload + MESSAGE_OVERHEAD
 }
 
+/// The receiving ends of a new [`Outbox`]: frames for the writer, controls for the reader,
+/// and the close signal both follow.
+pub struct OutboxEnds {
+    /// Frames to write.
+    pub frames: mpsc::UnboundedReceiver<Message>,
+    /// Requests for the reader.
+    pub controls: mpsc::UnboundedReceiver<Control>,
+    /// The close code and reason, once set.
+    pub closed: watch::Receiver<Option<(u16, String)>>,
+}
+
 impl Outbox {
+    /// A new outbox holding at most `limit` bytes.
+    pub fn new(encoding: Encoding, limit: usize) -> (Arc<Outbox>, OutboxEnds) {
+        let (tx, frames) = mpsc::unbounded_channel();
+        let (control, controls) = mpsc::unbounded_channel();
+        let (closing, closed) = watch::channel(None);
+        let outbox = Outbox { tx, control, queued: AtomicUsize::new(0), limit, encoding, closing };
+        (Arc::new(outbox), OutboxEnds { frames, controls, closed })
+    }
+
     /// Queues a message, or closes the connection as a slow consumer if the bound is reached.
     pub fn push(&self, message: Message) {
         if self.closing.borrow().is_some() {
@@ -155,17 +175,8 @@ struct Connection {
 pub async fn run(socket: WebSocket, accepted: Accepted) {
     let Accepted { state, caller, credential, encoding, limits } = accepted;
     let (sink, mut stream) = socket.split();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (control_tx, mut control_rx) = mpsc::unbounded_channel();
-    let (closing, mut closed) = watch::channel(None);
-    let outbox = Arc::new(Outbox {
-        tx,
-        control: control_tx,
-        queued: AtomicUsize::new(0),
-        limit: limits.outbound_bytes,
-        encoding,
-        closing,
-    });
+    let (outbox, ends) = Outbox::new(encoding, limits.outbound_bytes);
+    let OutboxEnds { frames: rx, controls: mut control_rx, mut closed } = ends;
     let writer = tokio::spawn(write_loop(sink, rx, outbox.clone(), closed.clone()));
     outbox.send(&ServerFrame::Hello(Hello {
         protocol_version: PROTOCOL_VERSION,
@@ -185,6 +196,9 @@ pub async fn run(socket: WebSocket, accepted: Accepted) {
     // The server pings at a third of the heartbeat period, so a live client always answers in time.
     let mut ping = tokio::time::interval(limits.heartbeat / 3);
     let mut recheck = tokio::time::interval(limits.recheck);
+    // A long command delays the ticks; catching up with a burst of re-checks would be waste.
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     recheck.reset();
     let mut last_heard = Instant::now();
     loop {

@@ -381,3 +381,104 @@ impl Fanout {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use boardroom_actors::roles::OrgRole;
+    use serde_json::json;
+
+    use super::*;
+    use crate::ws::connection::OutboxEnds;
+
+    fn requester() -> Requester {
+        Requester { user_id: Uuid::now_v7(), org_role: OrgRole::Member, scopes: None }
+    }
+
+    fn event(board: Uuid, seq: i64) -> Arc<BoardEvent> {
+        Arc::new(BoardEvent {
+            organization_id: Uuid::nil(),
+            board_id: board,
+            seq,
+            kind: EventKind::ItemCreated,
+            actor: None,
+            data: json!({ "seq": seq }),
+            created_at: chrono::Utc::now(),
+        })
+    }
+
+    fn received(ends: &mut OutboxEnds) -> Vec<Message> {
+        std::iter::from_fn(|| ends.frames.try_recv().ok()).collect()
+    }
+
+    fn seqs(messages: &[Message]) -> Vec<i64> {
+        messages
+            .iter()
+            .filter_map(|m| match m {
+                Message::Text(t) => serde_json::from_str::<serde_json::Value>(t).ok(),
+                Message::Binary(b) => rmp_serde::from_slice::<serde_json::Value>(b).ok(),
+                _ => None,
+            })
+            .filter_map(|v| v["seq"].as_i64())
+            .collect()
+    }
+
+    #[test]
+    fn each_event_is_encoded_once_per_encoding_and_shared() {
+        let fanout = Fanout::default();
+        let board = Uuid::now_v7();
+        let (a, mut a_ends) = Outbox::new(Encoding::Json, 1 << 20);
+        let (b, mut b_ends) = Outbox::new(Encoding::Json, 1 << 20);
+        let (c, mut c_ends) = Outbox::new(Encoding::MessagePack, 1 << 20);
+        for outbox in [a, b, c] {
+            let sub = fanout.add(board, Uuid::nil(), requester(), outbox);
+            sub.go_live(Some(0));
+        }
+        fanout.deliver(&event(board, 1));
+        let (a, b, c) = (received(&mut a_ends), received(&mut b_ends), received(&mut c_ends));
+        match (&a[..], &b[..]) {
+            ([Message::Text(x)], [Message::Text(y)]) => {
+                assert_eq!(x.as_str().as_ptr(), y.as_str().as_ptr(), "encoded twice");
+            }
+            other => panic!("unexpected frames {other:?}"),
+        }
+        assert!(matches!(&c[..], [Message::Binary(_)]));
+        assert_eq!(seqs(&c), vec![1]);
+    }
+
+    #[test]
+    fn buffered_events_are_sent_once_and_in_order() {
+        let fanout = Fanout::default();
+        let board = Uuid::now_v7();
+        let (outbox, mut ends) = Outbox::new(Encoding::Json, 1 << 20);
+        let sub = fanout.add(board, Uuid::nil(), requester(), outbox);
+        // Arrive while the subscriber reads the log up to 3.
+        for seq in 2..=5 {
+            fanout.deliver(&event(board, seq));
+        }
+        sub.go_live(Some(3));
+        fanout.deliver(&event(board, 5));
+        fanout.deliver(&event(board, 6));
+        assert_eq!(seqs(&received(&mut ends)), vec![4, 5, 6]);
+        fanout.remove(&sub);
+        fanout.deliver(&event(board, 7));
+        assert!(received(&mut ends).is_empty());
+        assert!(fanout.is_empty());
+    }
+
+    #[test]
+    fn a_full_outbox_closes_its_connection_only() {
+        let fanout = Fanout::default();
+        let board = Uuid::now_v7();
+        let (slow, slow_ends) = Outbox::new(Encoding::Json, 512);
+        let (fast, mut fast_ends) = Outbox::new(Encoding::Json, 1 << 20);
+        for outbox in [slow, fast] {
+            fanout.add(board, Uuid::nil(), requester(), outbox).go_live(Some(0));
+        }
+        for seq in 1..=20 {
+            fanout.deliver(&event(board, seq));
+        }
+        let closed = slow_ends.closed.borrow().clone();
+        assert_eq!(closed.map(|c| c.0), Some(close::SLOW_CONSUMER));
+        assert_eq!(seqs(&received(&mut fast_ends)), (1..=20).collect::<Vec<_>>());
+    }
+}
