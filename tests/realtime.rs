@@ -21,6 +21,7 @@ both_backends!(
     json_and_msgpack_clients_see_the_same_events,
     resume_after_a_drop_has_no_gap_and_no_duplicate,
     losing_board_membership_ends_the_subscription,
+    deleting_the_board_ends_its_subscriptions,
     an_expired_token_ends_the_socket_unless_refreshed,
     a_revoked_api_key_ends_the_socket,
     malformed_frames_are_refused_for_that_connection_only,
@@ -678,4 +679,18 @@ async fn a_silent_client_is_closed_and_leaves(server: &TestServer) {
     // pongs into a socket the server already shut, which resets it.
     let code = silent.closed().await;
     assert!(matches!(code, None | Some(4000)), "unexpected close code {code:?}");
+}
+
+async fn deleting_the_board_ends_its_subscriptions(server: &TestServer) {
+    let f = fixture(server).await;
+    let mut watcher = connect(server, &f.owner.access_token, MSGPACK).await;
+    ok(&watcher.request(json!({"type": "subscribe", "board_id": f.board})).await);
+    let mut writer = connect(server, &f.owner.access_token, JSON).await;
+    let reply = writer.request(json!({"type": "delete_board", "board_id": f.board})).await;
+    ok(&reply);
+    let deleted = watcher.next_of("event").await;
+    assert_eq!(deleted["kind"], "board.deleted");
+    let ended = watcher.next_of("unsubscribed").await;
+    assert_eq!(ended["error"]["code"], "not_found");
+    assert!(server.state().ws().fanout().is_empty());
 }
