@@ -221,6 +221,37 @@ pub struct Settings {
     #[arg(skip = DEFAULT_WEBHOOK_POLL)]
     pub webhook_poll: Duration,
 
+    /// Origins (`scheme://host[:port]`, comma-separated) whose pages may open WebSockets.
+    /// Empty: only the public URL's origin. Clients that send no `Origin` (bots) are not affected.
+    #[arg(long, env = "BOARDROOM_WS_ORIGINS", value_delimiter = ',', value_parser = parse_origin,
+          global = true)]
+    pub ws_origins: Vec<String>,
+
+    /// Largest WebSocket message (and frame) a client may send, in bytes.
+    #[arg(long, env = "BOARDROOM_WS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024,
+          value_parser = clap::value_parser!(u32).range(1024..=16 * 1024 * 1024), global = true)]
+    pub ws_max_message_bytes: u32,
+
+    /// Bytes queued for one WebSocket before it is closed as a slow consumer (code 4008).
+    #[arg(long, env = "BOARDROOM_WS_OUTBOUND_BUFFER_BYTES", default_value_t = 1024 * 1024,
+          value_parser = clap::value_parser!(u32).range(1024..=256 * 1024 * 1024), global = true)]
+    pub ws_outbound_buffer_bytes: u32,
+
+    /// Frames per second one WebSocket may send; beyond it frames are refused `rate_limited`.
+    #[arg(long, env = "BOARDROOM_WS_FRAMES_PER_SEC", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
+    pub ws_frames_per_sec: u32,
+
+    /// Seconds of silence from a client after which its WebSocket is closed (code 4000).
+    #[arg(long, env = "BOARDROOM_WS_HEARTBEAT_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(3..=3600), global = true)]
+    pub ws_heartbeat_secs: u64,
+
+    /// Seconds between re-checks of a WebSocket's session or API key (revocation, expiry).
+    #[arg(long, env = "BOARDROOM_WS_AUTH_RECHECK_SECS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=300), global = true)]
+    pub ws_auth_recheck_secs: u64,
+
     /// bcrypt cost. Not a flag: production always uses 12; tests lower it explicitly.
     #[arg(skip = DEFAULT_BCRYPT_COST)]
     pub bcrypt_cost: u32,
@@ -244,6 +275,15 @@ fn parse_public_url(raw: &str) -> Result<url::Url, String> {
         "http" | "https" if url.host().is_some() => Ok(url),
         _ => Err("must be an http(s) URL with a host".into()),
     }
+}
+
+fn parse_origin(raw: &str) -> Result<String, String> {
+    let url = url::Url::parse(raw.trim()).map_err(|e| e.to_string())?;
+    let origin = url.origin();
+    if !origin.is_tuple() || !matches!(url.scheme(), "http" | "https") {
+        return Err("must be an origin like https://app.example.com".into());
+    }
+    Ok(origin.ascii_serialization())
 }
 
 impl Settings {
@@ -300,6 +340,14 @@ impl Settings {
             webhook_backoff_base_ms: 10_000,
             webhook_timeout: crate::ssrf::DELIVERY_TIMEOUT,
             webhook_poll: DEFAULT_WEBHOOK_POLL,
+
+            ws_origins: Vec::new(),
+            ws_max_message_bytes: 64 * 1024,
+            ws_outbound_buffer_bytes: 1024 * 1024,
+            ws_frames_per_sec: 50,
+            ws_heartbeat_secs: 60,
+            // Revocation tests wait for this; one second keeps them quick.
+            ws_auth_recheck_secs: 1,
             // Cost 12 costs ~250 ms a hash; tests that do not check the cost itself use 4.
             bcrypt_cost: 4,
         }

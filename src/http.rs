@@ -41,13 +41,15 @@ struct AppInner {
     auth: Auth,
     runtime: Runtime,
     google: Google,
+    ws: crate::ws::Gateway,
 }
 
 impl AppState {
     /// Builds the state from its parts.
     pub fn new(store: Store, settings: Settings, auth: Auth, runtime: Runtime) -> Self {
         let google = Google::from_settings(&settings);
-        AppState { inner: Arc::new(AppInner { store, settings, auth, runtime, google }) }
+        let ws = crate::ws::Gateway::start(&settings, runtime.boards().bus());
+        AppState { inner: Arc::new(AppInner { store, settings, auth, runtime, google, ws }) }
     }
 
     /// Authentication and org-level authorization.
@@ -75,6 +77,11 @@ impl AppState {
         &self.inner.settings
     }
 
+    /// The WebSocket gateway.
+    pub fn ws(&self) -> &crate::ws::Gateway {
+        &self.inner.ws
+    }
+
     /// Google sign-in, as configured.
     pub fn google(&self) -> &Google {
         &self.inner.google
@@ -94,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         .merge(boards::router())
         .merge(google::router())
         .merge(webhooks::router())
+        .merge(crate::ws::router())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

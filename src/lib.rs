@@ -16,6 +16,7 @@
 //! - [`storage`]: one storage interface over SQLite and Postgres, with tenant-scoped handles.
 //! - [`telemetry`]: logging and the per-request log line.
 //! - [`webhooks`]: webhook delivery: the webhook actor's outbox backend, signing, retries.
+//! - [`ws`]: the WebSocket gateway: upgrade, connections, the per-event encoded fan-out.
 //!
 //! The domain rules and the supervised actors live in `boardroom-actors`; the wire types in
 //! `boardroom-protocol`. See `docs/ARCHITECTURE.md`.
@@ -29,3 +30,4 @@ pub mod ssrf;
 pub mod storage;
 pub mod telemetry;
 pub mod webhooks;
+pub mod ws;

@@ -152,6 +152,8 @@ impl RunningServer {
     pub async fn shutdown(self) -> bool {
         let grace = self.state.settings().shutdown_grace();
         let _ = self.stop_tx.send(true);
+        // Upgraded sockets outlive their HTTP request: close them explicitly.
+        self.state.ws().shutdown();
         let drained = matches!(tokio::time::timeout(grace, self.task).await, Ok(Ok(Ok(()))));
         if !drained {
             tracing::warn!(?grace, "in-flight requests did not finish in time; closing anyway");

@@ -14,4 +14,5 @@ mod google;
 mod health;
 mod identity;
 mod orgs;
+mod realtime;
 mod webhooks;

@@ -1,0 +1,236 @@
+//! The WebSocket gateway: `GET /api/v1/ws` and `POST /api/v1/ws/ticket`.
+//!
+//! ## Layout
+//! - this module: the upgrade (origin allowlist, credentials, subprotocol, socket limits) and
+//!   the [`Gateway`] every connection shares.
+//! - [`connection`]: one connection's reader (requests, subscriptions, re-checks) and writer
+//!   (a byte-bounded outbox).
+//! - [`fanout`]: committed board events, encoded once per encoding, to the subscribed sockets.
+//! - [`tickets`]: single-use tickets for browsers.
+//!
+//! Everything is refused before the upgrade with the usual JSON error body: a foreign `Origin`
+//! (403), missing or bad credentials (401), an unknown subprotocol (400). Bots send
+//! `Authorization: Bearer <JWT | API key>`; browsers send `?ticket=`. A browser's cookie alone
+//! never opens a socket: any page could make the browser send it.
+
+pub mod connection;
+pub mod fanout;
+pub mod tickets;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use boardroom_actors::event_bus::EventBus;
+use boardroom_protocol::Encoding;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::auth::caller::{cookie, ACCESS_COOKIE};
+use crate::auth::{Caller, RequestMeta};
+use crate::config::Settings;
+use crate::error::ApiError;
+use crate::http::AppState;
+use connection::{Accepted, Limits};
+use fanout::Fanout;
+use tickets::{Tickets, TICKET_TTL};
+
+/// Socket read buffer: small, since client frames are small (tungstenite's default is 128 KiB).
+const READ_BUFFER: usize = 4 * 1024;
+/// Bytes written before the socket is flushed.
+const WRITE_BUFFER: usize = 8 * 1024;
+
+/// What every connection shares: the fan-out, the tickets, the allowed origins, shutdown.
+pub struct Gateway {
+    fanout: Arc<Fanout>,
+    tickets: Tickets,
+    origins: Vec<String>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Gateway {
+    /// Starts the fan-out on `bus`. Must run inside the tokio runtime.
+    pub fn start(settings: &Settings, bus: &EventBus) -> Gateway {
+        let fanout = Arc::new(Fanout::default());
+        let (shutdown, stop) = watch::channel(false);
+        tokio::spawn(fanout.clone().run(bus.clone(), stop));
+        Gateway {
+            fanout,
+            tickets: Tickets::default(),
+            origins: allowed_origins(settings),
+            shutdown,
+        }
+    }
+
+    /// The fan-out.
+    pub fn fanout(&self) -> &Fanout {
+        &self.fanout
+    }
+
+    /// Closes every socket (code 1001) and stops the fan-out.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Flips to true when the server shuts down.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    fn origin_allowed(&self, origin: &str) -> bool {
+        normalize_origin(origin).is_some_and(|o| self.origins.contains(&o))
+    }
+}
+
+fn normalize_origin(origin: &str) -> Option<String> {
+    let url = url::Url::parse(origin.trim()).ok()?;
+    let origin = url.origin();
+    origin.is_tuple().then(|| origin.ascii_serialization())
+}
+
+fn allowed_origins(settings: &Settings) -> Vec<String> {
+    if settings.ws_origins.is_empty() {
+        return settings
+            .public_url()
+            .ok()
+            .and_then(|u| normalize_origin(u.as_str()))
+            .into_iter()
+            .collect();
+    }
+    settings.ws_origins.iter().filter_map(|o| normalize_origin(o)).collect()
+}
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/ws", get(upgrade)).route("/ws/ticket", post(ticket))
+}
+
+/// The bearer credential of a request: `Authorization: Bearer …`, else the access cookie.
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let value = value.to_str().ok()?;
+        let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?;
+        return Some(token.trim().to_owned());
+    }
+    cookie(headers, ACCESS_COOKIE)
+}
+
+/// `POST /ws/ticket`: a single-use ticket for `?ticket=`, valid for a short while.
+async fn ticket(
+    State(state): State<AppState>,
+    // Taken only to require an authenticated caller; the ticket stands for its credential.
+    _caller: Caller,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let credential =
+        bearer(&headers).ok_or_else(|| ApiError::unauthenticated("authentication required"))?;
+    let ticket = state.ws().tickets.issue(&credential);
+    Ok(Json(json!({ "ticket": ticket, "expires_in": TICKET_TTL.as_secs() })))
+}
+
+#[derive(Deserialize)]
+struct UpgradeQuery {
+    ticket: Option<String>,
+}
+
+/// The encoding the client asked for; JSON when it named none.
+fn encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
+    let offered: Vec<&str> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    if offered.is_empty() {
+        return Ok(Encoding::Json);
+    }
+    offered.iter().find_map(|p| Encoding::from_subprotocol(p)).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "unsupported WebSocket subprotocol; offer {} or {}",
+            Encoding::Json.subprotocol(),
+            Encoding::MessagePack.subprotocol()
+        ))
+    })
+}
+
+async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    meta: RequestMeta,
+    caller: Result<Caller, ApiError>,
+    query: Result<Query<UpgradeQuery>, axum::extract::rejection::QueryRejection>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    match accept(&state, &headers, meta, caller, query.ok().and_then(|q| q.0.ticket)).await {
+        Ok((caller, credential, encoding)) => {
+            let Ok(ws) = ws else {
+                return ApiError::bad_request("this route expects a WebSocket upgrade")
+                    .into_response();
+            };
+            let settings = state.settings();
+            let limits = Limits {
+                outbound_bytes: settings.ws_outbound_buffer_bytes as usize,
+                frames_per_sec: settings.ws_frames_per_sec,
+                heartbeat: Duration::from_secs(settings.ws_heartbeat_secs),
+                recheck: Duration::from_secs(settings.ws_auth_recheck_secs),
+            };
+            let max_message = settings.ws_max_message_bytes as usize;
+            let accepted = Accepted { state: state.clone(), caller, credential, encoding, limits };
+            ws.protocols([encoding.subprotocol()])
+                .read_buffer_size(READ_BUFFER)
+                .write_buffer_size(WRITE_BUFFER)
+                .max_write_buffer_size(WRITE_BUFFER + max_message.max(64 * 1024))
+                .max_message_size(max_message)
+                .max_frame_size(max_message)
+                .on_upgrade(move |socket| connection::run(socket, accepted))
+        }
+        Err(err) => err.into_response(),
+    }
+}
+
+/// Origin, then credentials, then subprotocol; nothing is upgraded unless all pass.
+async fn accept(
+    state: &AppState,
+    headers: &HeaderMap,
+    meta: RequestMeta,
+    caller: Result<Caller, ApiError>,
+    ticket: Option<String>,
+) -> Result<(Caller, String, Encoding), ApiError> {
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default();
+        if !state.ws().origin_allowed(origin) {
+            return Err(ApiError::forbidden("this origin may not open WebSockets here"));
+        }
+    }
+    let (caller, credential) = match ticket {
+        Some(ticket) => {
+            let credential = state.ws().tickets.redeem(&ticket).ok_or_else(|| {
+                ApiError::unauthenticated("the ticket is unknown, used or expired")
+            })?;
+            let principal = state.auth().authenticate(&credential, &meta).await?;
+            (Caller { principal, meta }, credential)
+        }
+        None => {
+            // Only an explicit Authorization header: a cookie rides along on any page's upgrade.
+            if headers.get(header::AUTHORIZATION).is_none() {
+                return Err(ApiError::unauthenticated(
+                    "send Authorization: Bearer <token or API key>, or ?ticket= from POST /api/v1/ws/ticket",
+                ));
+            }
+            let caller = caller?;
+            let credential = bearer(headers)
+                .ok_or_else(|| ApiError::unauthenticated("authentication required"))?;
+            (caller, credential)
+        }
+    };
+    let encoding = encoding(headers)?;
+    Ok((caller, credential, encoding))
+}

@@ -1,0 +1,732 @@
+//! One WebSocket connection: a reader that runs the client's requests, and a writer that drains
+//! the connection's bounded [`Outbox`] to the socket.
+//!
+//! The reader owns the connection's state (credential, subscriptions, rate limiter) and
+//! handles one frame at a time; a board write is answered after its commit. The writer never
+//! blocks anyone else: the fan-out pushes shared bytes into the outbox, and when the bytes
+//! queued exceed the configured bound the connection is closed as a slow consumer instead of
+//! growing. Closing is one `watch` value that both halves follow, so any part (fan-out, reader,
+//! shutdown) ends the connection the same way, with a close code and reason.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use boardroom_actors::board::{BoardQuery, Requester};
+use boardroom_actors::domain::{BoardCommand, BoardRole, ColumnKind, Placement};
+use boardroom_protocol::frames::{close, EventFrame, Hello, Reply, Unsubscribed};
+use boardroom_protocol::{
+    ClientFrame, ClientMessage, Encoding, ErrorBody, ErrorCode, RequestId, ServerFrame,
+    PROTOCOL_VERSION,
+};
+use futures::{SinkExt, StreamExt};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+use super::fanout::{may_see, message, wire_time, Subscription};
+use crate::auth::{Caller, Principal};
+use crate::error::ApiError;
+use crate::http::boards::{board_error, requester_for};
+use crate::http::AppState;
+
+/// Subscriptions one connection may hold.
+pub const MAX_SUBSCRIPTIONS: usize = 100;
+/// How far back `after_seq` may reach; further back, the subscriber gets a snapshot instead.
+pub const MAX_REPLAY: i64 = 10_000;
+/// Rows read from the log per query while replaying.
+const REPLAY_PAGE: i64 = 1000;
+/// Board access is re-checked every this many credential re-checks (and on member events).
+const BOARD_RECHECK_EVERY: u32 = 6;
+/// Bytes counted per queued message on top of its payload.
+const MESSAGE_OVERHEAD: usize = 64;
+
+/// Asks a connection's reader to do something on the fan-out's behalf.
+#[derive(Debug, Clone, Copy)]
+pub enum Control {
+    /// Membership of this board changed (or the board went): re-check access to it.
+    Recheck(Uuid),
+}
+
+/// A connection's outbound side: bounded in bytes, closable from anywhere.
+pub struct Outbox {
+    tx: mpsc::UnboundedSender<Message>,
+    control: mpsc::UnboundedSender<Control>,
+    queued: AtomicUsize,
+    limit: usize,
+    /// How this connection's frames are encoded.
+    pub encoding: Encoding,
+    closing: watch::Sender<Option<(u16, String)>>,
+}
+
+fn size_of(message: &Message) -> usize {
+    let payload = match message {
+        Message::Text(text) => text.len(),
+        Message::Binary(bytes) => bytes.len(),
+        _ => 0,
+    };
+    payload + MESSAGE_OVERHEAD
+}
+
+/// The receiving ends of a new [`Outbox`]: frames for the writer, controls for the reader,
+/// and the close signal both follow.
+pub struct OutboxEnds {
+    /// Frames to write.
+    pub frames: mpsc::UnboundedReceiver<Message>,
+    /// Requests for the reader.
+    pub controls: mpsc::UnboundedReceiver<Control>,
+    /// The close code and reason, once set.
+    pub closed: watch::Receiver<Option<(u16, String)>>,
+}
+
+impl Outbox {
+    /// A new outbox holding at most `limit` bytes.
+    pub fn new(encoding: Encoding, limit: usize) -> (Arc<Outbox>, OutboxEnds) {
+        let (tx, frames) = mpsc::unbounded_channel();
+        let (control, controls) = mpsc::unbounded_channel();
+        let (closing, closed) = watch::channel(None);
+        let outbox = Outbox { tx, control, queued: AtomicUsize::new(0), limit, encoding, closing };
+        (Arc::new(outbox), OutboxEnds { frames, controls, closed })
+    }
+
+    /// Queues a message, or closes the connection as a slow consumer if the bound is reached.
+    pub fn push(&self, message: Message) {
+        if self.closing.borrow().is_some() {
+            return;
+        }
+        let size = size_of(&message);
+        let before = self.queued.fetch_add(size, Ordering::AcqRel);
+        if before + size > self.limit {
+            self.queued.fetch_sub(size, Ordering::AcqRel);
+            self.close(close::SLOW_CONSUMER, "slow consumer");
+            return;
+        }
+        if self.tx.send(message).is_err() {
+            self.queued.fetch_sub(size, Ordering::AcqRel);
+        }
+    }
+
+    /// Encodes and queues a frame.
+    pub fn send(&self, frame: &ServerFrame) {
+        if let Some(message) = message(self.encoding, frame) {
+            self.push(message);
+        }
+    }
+
+    /// Closes the connection with `code` and `reason`; the first close wins.
+    pub fn close(&self, code: u16, reason: &str) {
+        self.closing.send_if_modified(|current| {
+            if current.is_some() {
+                return false;
+            }
+            *current = Some((code, reason.to_owned()));
+            true
+        });
+    }
+
+    /// Asks the reader to act.
+    pub fn control(&self, control: Control) {
+        let _ = self.control.send(control);
+    }
+}
+
+/// Limits of one connection, from the settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Outbound bytes queued before the connection is closed.
+    pub outbound_bytes: usize,
+    /// Client frames per second.
+    pub frames_per_sec: u32,
+    /// Silence after which the connection is closed.
+    pub heartbeat: Duration,
+    /// How often the credential is re-checked.
+    pub recheck: Duration,
+}
+
+/// What the upgrade established.
+pub struct Accepted {
+    /// The app.
+    pub state: AppState,
+    /// Who connected, from where.
+    pub caller: Caller,
+    /// The credential (access token or API key) the socket lives on; never logged.
+    pub credential: String,
+    /// Frame encoding.
+    pub encoding: Encoding,
+    /// Limits.
+    pub limits: Limits,
+}
+
+struct Connection {
+    state: AppState,
+    caller: Caller,
+    credential: String,
+    outbox: Arc<Outbox>,
+    subs: HashMap<Uuid, Arc<Subscription>>,
+    limiter: DefaultDirectRateLimiter,
+    rechecks: u32,
+}
+
+/// Runs a connection until either side ends it.
+pub async fn run(socket: WebSocket, accepted: Accepted) {
+    let Accepted { state, caller, credential, encoding, limits } = accepted;
+    let (sink, mut stream) = socket.split();
+    let (outbox, ends) = Outbox::new(encoding, limits.outbound_bytes);
+    let OutboxEnds { frames: rx, controls: mut control_rx, mut closed } = ends;
+    let writer = tokio::spawn(write_loop(sink, rx, outbox.clone(), closed.clone()));
+    outbox.send(&ServerFrame::Hello(Hello {
+        protocol_version: PROTOCOL_VERSION,
+        heartbeat_secs: limits.heartbeat.as_secs(),
+    }));
+    let per_sec = NonZeroU32::new(limits.frames_per_sec).unwrap_or(NonZeroU32::MIN);
+    let mut conn = Connection {
+        state: state.clone(),
+        caller,
+        credential,
+        outbox: outbox.clone(),
+        subs: HashMap::new(),
+        limiter: RateLimiter::direct(Quota::per_second(per_sec)),
+        rechecks: 0,
+    };
+    let mut shutdown = state.ws().shutdown_signal();
+    // The server pings at a third of the heartbeat period, so a live client always answers in time.
+    let mut ping = tokio::time::interval(limits.heartbeat / 3);
+    let mut recheck = tokio::time::interval(limits.recheck);
+    // A long command delays the ticks; catching up with a burst of re-checks would be waste.
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    recheck.reset();
+    let mut last_heard = Instant::now();
+    loop {
+        tokio::select! {
+            () = until_closed(&mut closed) => break,
+            () = until_shutdown(&mut shutdown) => {
+                outbox.close(close::GOING_AWAY, "server shutting down");
+                break;
+            }
+            received = stream.next() => {
+                let message = match received {
+                    Some(Ok(message)) => message,
+                    Some(Err(err)) => {
+                        // tungstenite is not a direct dependency; its capacity error reads
+                        // "Message too long: <size> > <max>".
+                        if err.to_string().contains("too long") {
+                            outbox.close(close::MESSAGE_TOO_BIG, "message too big");
+                        } else {
+                            outbox.close(close::PROTOCOL_ERROR, "protocol error");
+                        }
+                        break;
+                    }
+                    None => break,
+                };
+                last_heard = Instant::now();
+                match message {
+                    Message::Text(text) => conn.handle(Encoding::Json, text.as_bytes()).await,
+                    Message::Binary(bytes) => conn.handle(Encoding::MessagePack, &bytes).await,
+                    Message::Close(_) => break,
+                    Message::Ping(_) | Message::Pong(_) => {}
+                }
+            }
+            Some(control) = control_rx.recv() => match control {
+                Control::Recheck(board) => conn.recheck_board(board).await,
+            },
+            _ = ping.tick() => {
+                if last_heard.elapsed() > limits.heartbeat {
+                    outbox.close(close::HEARTBEAT_TIMEOUT, "heartbeat timeout");
+                    break;
+                }
+                outbox.push(Message::Ping(Default::default()));
+            }
+            _ = recheck.tick() => conn.recheck().await,
+        }
+    }
+    conn.end_all();
+    outbox.close(close::NORMAL, "");
+    drop(conn);
+    drop(outbox);
+    let _ = tokio::time::timeout(Duration::from_secs(3), writer).await;
+}
+
+async fn write_loop(
+    mut sink: futures::stream::SplitSink<WebSocket, Message>,
+    mut rx: mpsc::UnboundedReceiver<Message>,
+    outbox: Arc<Outbox>,
+    mut closed: watch::Receiver<Option<(u16, String)>>,
+) {
+    let mut closed_while_sending = closed.clone();
+    loop {
+        tokio::select! {
+            biased;
+            () = until_closed(&mut closed) => break,
+            next = rx.recv() => {
+                let Some(message) = next else { break };
+                let size = size_of(&message);
+                let sent = tokio::select! {
+                    biased;
+                    () = until_closed(&mut closed_while_sending) => None,
+                    sent = sink.send(message) => Some(sent),
+                };
+                outbox.queued.fetch_sub(size, Ordering::AcqRel);
+                if !matches!(sent, Some(Ok(()))) {
+                    break;
+                }
+            }
+        }
+    }
+    let reason = closed.borrow().clone();
+    if let Some((code, reason)) = reason {
+        // A slow consumer's socket may be full: the close frame is best effort.
+        let frame = CloseFrame { code, reason: reason.into() };
+        let _ =
+            tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(frame))))
+                .await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+}
+
+async fn until_closed(closed: &mut watch::Receiver<Option<(u16, String)>>) {
+    let _ = closed.wait_for(Option::is_some).await;
+}
+
+async fn until_shutdown(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+fn error_body(err: &ApiError) -> ErrorBody {
+    ErrorBody { code: err.code(), message: err.message().to_owned() }
+}
+
+fn body(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
+    ErrorBody { code, message: message.into() }
+}
+
+fn uuid(field: &str, raw: &str) -> Result<Uuid, ErrorBody> {
+    Uuid::try_parse(raw)
+        .map_err(|_| body(ErrorCode::ValidationFailed, format!("{field} is not a valid id")))
+}
+
+fn opt_uuid(field: &str, raw: Option<&String>) -> Result<Option<Uuid>, ErrorBody> {
+    raw.map(|r| uuid(field, r)).transpose()
+}
+
+fn placement(before: Option<&String>, after: Option<&String>) -> Result<Placement, ErrorBody> {
+    Ok(Placement { before: opt_uuid("before", before)?, after: opt_uuid("after", after)? })
+}
+
+fn values(
+    raw: &std::collections::BTreeMap<String, Value>,
+) -> Result<std::collections::BTreeMap<Uuid, Value>, ErrorBody> {
+    raw.iter().map(|(k, v)| Ok((uuid("values key", k)?, v.clone()))).collect()
+}
+
+/// A client message as a board command: the board it targets and the command.
+fn command(message: &ClientMessage) -> Result<Option<(Uuid, BoardCommand)>, ErrorBody> {
+    use ClientMessage as M;
+    let cmd = match message {
+        M::Ping {} | M::Auth { .. } | M::Subscribe { .. } | M::Unsubscribe { .. } => {
+            return Ok(None)
+        }
+        M::UpdateBoard { board_id, name, description } => (
+            board_id,
+            BoardCommand::UpdateBoard { name: name.clone(), description: description.clone() },
+        ),
+        M::DeleteBoard { board_id } => (board_id, BoardCommand::DeleteBoard),
+        M::SetMember { board_id, user_id, role } => {
+            let role = BoardRole::parse(role).ok_or_else(|| {
+                body(ErrorCode::ValidationFailed, "role must be owner, editor or viewer")
+            })?;
+            (board_id, BoardCommand::SetMember { user_id: uuid("user_id", user_id)?, role })
+        }
+        M::RemoveMember { board_id, user_id } => {
+            (board_id, BoardCommand::RemoveMember { user_id: uuid("user_id", user_id)? })
+        }
+        M::CreateColumn { board_id, title, column_type, settings, before, after } => {
+            let kind = ColumnKind::parse(column_type).ok_or_else(|| {
+                body(ErrorCode::ValidationFailed, "column_type must be one of text, long_text, number, status, date, person, checkbox, dropdown, link")
+            })?;
+            (
+                board_id,
+                BoardCommand::CreateColumn {
+                    title: title.clone(),
+                    kind,
+                    settings: settings.clone(),
+                    placement: placement(before.as_ref(), after.as_ref())?,
+                },
+            )
+        }
+        M::UpdateColumn { board_id, column_id, title, settings, before, after } => (
+            board_id,
+            BoardCommand::UpdateColumn {
+                column_id: uuid("column_id", column_id)?,
+                title: title.clone(),
+                settings: settings.clone(),
+                placement: placement(before.as_ref(), after.as_ref())?,
+            },
+        ),
+        M::DeleteColumn { board_id, column_id } => {
+            (board_id, BoardCommand::DeleteColumn { column_id: uuid("column_id", column_id)? })
+        }
+        M::CreateGroup { board_id, title, color, before, after } => (
+            board_id,
+            BoardCommand::CreateGroup {
+                title: title.clone(),
+                color: color.clone(),
+                placement: placement(before.as_ref(), after.as_ref())?,
+            },
+        ),
+        M::UpdateGroup { board_id, group_id, title, color, before, after } => (
+            board_id,
+            BoardCommand::UpdateGroup {
+                group_id: uuid("group_id", group_id)?,
+                title: title.clone(),
+                color: color.clone(),
+                placement: placement(before.as_ref(), after.as_ref())?,
+            },
+        ),
+        M::DeleteGroup { board_id, group_id } => {
+            (board_id, BoardCommand::DeleteGroup { group_id: uuid("group_id", group_id)? })
+        }
+        M::CreateItem { board_id, group_id, name, values: v, before, after } => (
+            board_id,
+            BoardCommand::CreateItem {
+                group_id: uuid("group_id", group_id)?,
+                name: name.clone(),
+                values: values(v)?,
+                placement: placement(before.as_ref(), after.as_ref())?,
+            },
+        ),
+        M::UpdateItem { board_id, item_id, name, values: v, expected_version } => (
+            board_id,
+            BoardCommand::UpdateItem {
+                item_id: uuid("item_id", item_id)?,
+                name: name.clone(),
+                values: values(v)?,
+                expected_version: *expected_version,
+            },
+        ),
+        M::MoveItem { board_id, item_id, group_id, before, after } => (
+            board_id,
+            BoardCommand::MoveItem {
+                item_id: uuid("item_id", item_id)?,
+                group_id: uuid("group_id", group_id)?,
+                placement: placement(before.as_ref(), after.as_ref())?,
+            },
+        ),
+        M::ArchiveItem { board_id, item_id, archived } => (
+            board_id,
+            BoardCommand::ArchiveItem {
+                item_id: uuid("item_id", item_id)?,
+                archived: archived.unwrap_or(true),
+            },
+        ),
+        M::DeleteItem { board_id, item_id } => {
+            (board_id, BoardCommand::DeleteItem { item_id: uuid("item_id", item_id)? })
+        }
+        M::CreateUpdate { board_id, item_id, body: text, parent_id } => (
+            board_id,
+            BoardCommand::CreateUpdate {
+                item_id: uuid("item_id", item_id)?,
+                body: text.clone(),
+                parent_id: opt_uuid("parent_id", parent_id.as_ref())?,
+            },
+        ),
+        M::EditUpdate { board_id, item_id, update_id, body: text } => (
+            board_id,
+            BoardCommand::EditUpdate {
+                item_id: uuid("item_id", item_id)?,
+                update_id: uuid("update_id", update_id)?,
+                body: text.clone(),
+            },
+        ),
+        M::DeleteUpdate { board_id, item_id, update_id } => (
+            board_id,
+            BoardCommand::DeleteUpdate {
+                item_id: uuid("item_id", item_id)?,
+                update_id: uuid("update_id", update_id)?,
+            },
+        ),
+    };
+    Ok(Some((uuid("board_id", cmd.0)?, cmd.1)))
+}
+
+/// Whether a refusal means the subscriber lost the board (rather than a passing failure).
+fn access_lost(err: &ApiError) -> bool {
+    matches!(
+        err.code(),
+        ErrorCode::NotFound
+            | ErrorCode::Forbidden
+            | ErrorCode::InsufficientScope
+            | ErrorCode::Unauthenticated
+    )
+}
+
+impl Connection {
+    fn reply(&self, reply: Reply) {
+        self.outbox.send(&ServerFrame::Reply(reply));
+    }
+
+    async fn handle(&mut self, encoding: Encoding, bytes: &[u8]) {
+        let frame = match encoding.decode_client(bytes) {
+            Ok(frame) => frame,
+            Err(err) => {
+                let message = format!("unreadable frame: {}", err.message);
+                self.reply(Reply::err(err.id, body(ErrorCode::MalformedBody, message)));
+                return;
+            }
+        };
+        if self.limiter.check().is_err() {
+            let err = body(ErrorCode::RateLimited, "too many frames on this connection; slow down");
+            self.reply(Reply::err(Some(frame.id), err));
+            return;
+        }
+        if let Err(err) = self.charge_key(&frame.message) {
+            self.reply(Reply::err(Some(frame.id), err));
+            return;
+        }
+        let ClientFrame { id, message } = frame;
+        let result = match &message {
+            ClientMessage::Ping {} => Ok((json!({}), None)),
+            ClientMessage::Auth { token } => self.refresh(token).await.map(|()| (json!({}), None)),
+            ClientMessage::Subscribe { board_id, after_seq } => {
+                // Subscribe sends its own reply: it must precede the replayed events.
+                self.subscribe(id, board_id, *after_seq).await;
+                return;
+            }
+            ClientMessage::Unsubscribe { board_id } => match uuid("board_id", board_id) {
+                Ok(board) => {
+                    if let Some(sub) = self.subs.remove(&board) {
+                        self.state.ws().fanout().remove(&sub);
+                    }
+                    Ok((json!({}), None))
+                }
+                Err(err) => Err(err),
+            },
+            other => self.write(other).await,
+        };
+        match result {
+            Ok((data, seq)) => self.reply(Reply::ok(Some(id), data, seq)),
+            Err(err) => self.reply(Reply::err(Some(id), err)),
+        }
+    }
+
+    /// Charges a key's per-minute limit for what REST would charge: every request but `ping`
+    /// and `auth`, so a socket is no way around the key's limit.
+    fn charge_key(&self, message: &ClientMessage) -> Result<(), ErrorBody> {
+        let Principal::ApiKey(grant) = &self.caller.principal else { return Ok(()) };
+        if matches!(message, ClientMessage::Ping {} | ClientMessage::Auth { .. }) {
+            return Ok(());
+        }
+        let limit = self.state.auth().key_cache().charge(grant);
+        if limit.allowed {
+            Ok(())
+        } else {
+            Err(body(
+                ErrorCode::RateLimited,
+                format!("this API key's limit is used up; retry in {} s", limit.reset_secs),
+            ))
+        }
+    }
+
+    async fn write(&self, message: &ClientMessage) -> Result<(Value, Option<i64>), ErrorBody> {
+        let Some((board, command)) = command(message)? else {
+            return Err(body(ErrorCode::BadRequest, "not a board write"));
+        };
+        let (org, requester) =
+            requester_for(&self.state, &self.caller, board).await.map_err(|e| error_body(&e))?;
+        let output = self
+            .state
+            .boards()
+            .command(org, board, requester, command, None)
+            .await
+            .map_err(|e| error_body(&board_error(e)))?;
+        Ok((output.data, Some(output.seq)))
+    }
+
+    /// Replaces the socket's access token with a fresh one of the same user.
+    async fn refresh(&mut self, token: &str) -> Result<(), ErrorBody> {
+        if matches!(self.caller.principal, Principal::ApiKey(_)) {
+            return Err(body(ErrorCode::BadRequest, "API key sockets need no token refresh"));
+        }
+        let principal = self
+            .state
+            .auth()
+            .authenticate(token, &self.caller.meta)
+            .await
+            .map_err(|e| error_body(&e))?;
+        let same_user = matches!(
+            (&principal, &self.caller.principal),
+            (Principal::User { user_id: a, .. }, Principal::User { user_id: b, .. }) if a == b
+        );
+        if !same_user {
+            return Err(body(ErrorCode::Forbidden, "the token belongs to someone else"));
+        }
+        self.caller.principal = principal;
+        token.clone_into(&mut self.credential);
+        Ok(())
+    }
+
+    /// Subscribes to a board: registers with the fan-out first (so nothing can fall between),
+    /// then replays the log after `after_seq` or sends a snapshot, then goes live. Sends its own
+    /// reply, which must precede the replayed events.
+    async fn subscribe(&mut self, id: RequestId, board_id: &str, after_seq: Option<i64>) {
+        let board = match uuid("board_id", board_id) {
+            Ok(board) => board,
+            Err(err) => return self.reply(Reply::err(Some(id), err)),
+        };
+        if let Some(old) = self.subs.remove(&board) {
+            self.state.ws().fanout().remove(&old);
+        }
+        if self.subs.len() >= MAX_SUBSCRIPTIONS {
+            let err = body(
+                ErrorCode::ValidationFailed,
+                format!("at most {MAX_SUBSCRIPTIONS} subscriptions per connection"),
+            );
+            return self.reply(Reply::err(Some(id), err));
+        }
+        let (org, requester) = match requester_for(&self.state, &self.caller, board).await {
+            Ok(found) => found,
+            Err(err) => return self.reply(Reply::err(Some(id), error_body(&err))),
+        };
+        let sub = self.state.ws().fanout().add(board, org, requester.clone(), self.outbox.clone());
+        match self.catch_up(&sub, id.clone(), after_seq).await {
+            Ok(()) => {
+                self.state.ws().fanout().join(&sub);
+                self.subs.insert(board, sub);
+            }
+            Err(err) => {
+                self.state.ws().fanout().remove(&sub);
+                self.reply(Reply::err(Some(id), err));
+            }
+        }
+    }
+
+    async fn catch_up(
+        &self,
+        sub: &Subscription,
+        id: RequestId,
+        after_seq: Option<i64>,
+    ) -> Result<(), ErrorBody> {
+        let (board, org, requester) = (sub.board, sub.org, &sub.requester);
+        let boards = self.state.boards();
+        let info = boards
+            .read(org, board, requester.clone(), BoardQuery::Board)
+            .await
+            .map_err(|e| error_body(&board_error(e)))?;
+        let current = info["seq"].as_i64().unwrap_or(0);
+        let sent = match after_seq {
+            Some(after) if after >= 0 && after <= current && current - after <= MAX_REPLAY => {
+                let mut events = Vec::new();
+                let mut cursor = after;
+                let tenant = self.state.store().tenant(org);
+                while cursor < current {
+                    let rows = tenant
+                        .board_events(board, cursor, REPLAY_PAGE.min(current - cursor))
+                        .await
+                        .map_err(|e| error_body(&ApiError::internal(e)))?;
+                    let Some(last) = rows.last() else { break };
+                    cursor = last.seq;
+                    events.extend(rows);
+                }
+                let data = json!({ "seq": current, "recovered": true });
+                self.reply(Reply::ok(Some(id), data, Some(current)));
+                for row in events.iter().filter(|r| may_see(requester, &r.kind)) {
+                    self.outbox.send(&ServerFrame::Event(EventFrame {
+                        board_id: board.to_string(),
+                        seq: row.seq,
+                        kind: row.kind.clone(),
+                        actor: row.actor.map(|a| a.to_string()),
+                        data: row.payload.0.clone(),
+                        created_at: wire_time(row.created_at),
+                    }));
+                }
+                current
+            }
+            _ => {
+                let snapshot = boards
+                    .read(org, board, requester.clone(), BoardQuery::Snapshot)
+                    .await
+                    .map_err(|e| error_body(&board_error(e)))?;
+                let seq = snapshot["seq"].as_i64().unwrap_or(current);
+                let data = json!({ "seq": seq, "recovered": false, "snapshot": snapshot });
+                self.reply(Reply::ok(Some(id), data, Some(seq)));
+                seq
+            }
+        };
+        sub.go_live(Some(sent));
+        Ok(())
+    }
+
+    /// Re-checks the credential; every few rounds, each subscription's board access too.
+    async fn recheck(&mut self) {
+        match self.state.auth().authenticate(&self.credential, &self.caller.meta).await {
+            Ok(principal) => self.caller.principal = principal,
+            // A passing failure (database, rate limit) is no reason to drop a client.
+            Err(err)
+                if matches!(
+                    err.code(),
+                    ErrorCode::Internal | ErrorCode::Unavailable | ErrorCode::RateLimited
+                ) => {}
+            Err(err) => {
+                self.outbox.close(close::AUTH_ENDED, err.code().as_str());
+                return;
+            }
+        }
+        self.rechecks = self.rechecks.wrapping_add(1);
+        if self.rechecks.is_multiple_of(BOARD_RECHECK_EVERY) {
+            let boards: Vec<Uuid> = self.subs.keys().copied().collect();
+            for board in boards {
+                self.recheck_board(board).await;
+            }
+        }
+    }
+
+    /// Ends the subscription to `board` if the caller lost access to it.
+    async fn recheck_board(&mut self, board: Uuid) {
+        if !self.subs.contains_key(&board) {
+            return;
+        }
+        let lost = match self.access(board).await {
+            Err(err) if access_lost(&err) => err,
+            // Still allowed (an org admin, say): carry on where it paused.
+            Ok(_) => {
+                if let Some(sub) = self.subs.get(&board) {
+                    sub.go_live(None);
+                }
+                return;
+            }
+            // A passing failure: a paused subscription stays paused (failing closed) until the
+            // next periodic re-check.
+            Err(_) => return,
+        };
+        if let Some(sub) = self.subs.remove(&board) {
+            self.state.ws().fanout().remove(&sub);
+            self.outbox.send(&ServerFrame::Unsubscribed(Unsubscribed {
+                board_id: board.to_string(),
+                error: error_body(&lost),
+            }));
+        }
+    }
+
+    /// The caller's standing on `board`: its organization and requester, after the board
+    /// actor confirmed `boards:read` (answers the board's fields and current `seq`).
+    async fn access(&self, board: Uuid) -> Result<(Uuid, Requester, Value), ApiError> {
+        let (org, requester) = requester_for(&self.state, &self.caller, board).await?;
+        let info = self
+            .state
+            .boards()
+            .read(org, board, requester.clone(), BoardQuery::Board)
+            .await
+            .map_err(board_error)?;
+        Ok((org, requester, info))
+    }
+
+    fn end_all(&mut self) {
+        for (_, sub) in self.subs.drain() {
+            self.state.ws().fanout().remove(&sub);
+        }
+    }
+}

@@ -1,0 +1,484 @@
+//! The fan-out: committed board events to the sockets subscribed to their board.
+//!
+//! One task listens to the event bus. For each event it finds the board's subscriptions,
+//! encodes the event at most once per encoding (JSON text, MessagePack binary) and hands every
+//! subscriber a clone of the shared bytes. Nothing here waits on a socket: a connection's
+//! [`Outbox`] either takes the bytes or closes the connection as a slow consumer.
+//!
+//! ## No gap, no duplicate
+//! A subscription starts in [`Gate::Buffering`]: events for its board are kept (as shared
+//! pointers) while the connection reads the log or a snapshot. The connection then goes
+//! [`Gate::Live`] under the same lock, sending the buffered events newer than what it sent;
+//! from then on the fan-out skips anything at or below the last `seq` sent. Because the
+//! subscription is registered before the log is read, no event can fall between the two.
+//!
+//! ## Presence
+//! A user is present on a board while at least one of their subscriptions to it is live.
+//! The first such subscription announces `joined` to every subscriber; the last one to end
+//! announces `left`. Each presence frame carries the whole list, built and queued under one
+//! lock, so the last frame a client got is the current truth.
+//!
+//! If this task falls behind the bus (it lost events), every connection with a subscription is
+//! closed with [`close::RESYNC`]: clients resubscribe with `after_seq` and lose nothing.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::body::Bytes;
+use axum::extract::ws::{Message, Utf8Bytes};
+use boardroom_actors::board::Requester;
+use boardroom_actors::domain::{BoardEvent, EventKind};
+use boardroom_actors::event_bus::EventBus;
+use boardroom_protocol::frames::{close, EventFrame, Presence, ServerFrame};
+use boardroom_protocol::{Encoding, Scope};
+use tokio::sync::{broadcast, watch};
+use uuid::Uuid;
+
+use super::connection::{Control, Outbox};
+
+/// Events a subscription may buffer while it catches up before it counts as a slow consumer.
+pub const MAX_BUFFERED_EVENTS: usize = 10_000;
+
+/// Where a subscription stands.
+pub enum Gate {
+    /// Catching up, or paused while access is re-checked: live events wait here. `after` is
+    /// the last `seq` already sent (meaningful when paused).
+    Buffering {
+        /// Last `seq` sent before buffering began.
+        after: i64,
+        /// Events that arrived meanwhile.
+        events: Vec<Arc<BoardEvent>>,
+    },
+    /// Caught up to `last_seq`; newer events go straight to the socket.
+    Live {
+        /// The last `seq` sent (or deliberately skipped).
+        last_seq: i64,
+    },
+    /// Ended; nothing more is sent.
+    Closed,
+}
+
+/// One socket's subscription to one board.
+pub struct Subscription {
+    id: u64,
+    /// The board.
+    pub board: Uuid,
+    /// The board's organization.
+    pub org: Uuid,
+    /// Who subscribed, with the key's scopes (they filter item and update events).
+    pub requester: Requester,
+    /// Where its frames go.
+    pub outbox: Arc<Outbox>,
+    gate: Mutex<Gate>,
+    /// Counted in the board's presence.
+    present: AtomicBool,
+}
+
+impl Subscription {
+    /// The gate, locked. A poisoned lock only means a panic elsewhere; the state is still valid.
+    pub fn gate(&self) -> MutexGuard<'_, Gate> {
+        self.gate.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the subscriber may see events of `kind`.
+    pub fn may_see(&self, kind: &str) -> bool {
+        may_see(&self.requester, kind)
+    }
+
+    /// Goes live: sends what was buffered beyond `sent` (or, when resuming from a pause, beyond
+    /// what was sent before it), under the lock the fan-out takes, so nothing overtakes it.
+    pub fn go_live(&self, sent: Option<i64>) {
+        let mut gate = self.gate();
+        let (after, events) = match &mut *gate {
+            Gate::Buffering { after, events } => (*after, std::mem::take(events)),
+            // Ended meanwhile (slow consumer while buffering), or already live: leave it.
+            Gate::Live { .. } | Gate::Closed => return,
+        };
+        let mut last = sent.unwrap_or(after);
+        for event in &events {
+            if event.seq <= last {
+                continue;
+            }
+            last = event.seq;
+            if self.may_see(event.kind.as_str()) {
+                self.outbox.send(&event_frame(event));
+            }
+        }
+        *gate = Gate::Live { last_seq: last };
+    }
+}
+
+/// Whether `requester` may see events of `kind`: a key needs `items:read` for item events and
+/// `updates:read` for update events (`boards:read` was checked on subscribe).
+pub fn may_see(requester: &Requester, kind: &str) -> bool {
+    let Some(scopes) = &requester.scopes else { return true };
+    if kind.starts_with("item.") {
+        scopes.contains(&Scope::ItemsRead)
+    } else if kind.starts_with("update.") {
+        scopes.contains(&Scope::UpdatesRead)
+    } else {
+        true
+    }
+}
+
+/// Whether `event` may end `user`'s access to its board: the board went, or they left it.
+fn may_lose_access(event: &BoardEvent, user: Uuid) -> bool {
+    match event.kind {
+        EventKind::BoardDeleted => true,
+        EventKind::MemberRemoved => {
+            event.data["user_id"].as_str().and_then(|u| Uuid::try_parse(u).ok()) == Some(user)
+        }
+        _ => false,
+    }
+}
+
+/// The RFC 3339 form every event time takes on the wire, live or replayed.
+pub fn wire_time(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// The wire frame of a bus event.
+pub fn event_frame(event: &BoardEvent) -> ServerFrame {
+    ServerFrame::Event(EventFrame {
+        board_id: event.board_id.to_string(),
+        seq: event.seq,
+        kind: event.kind.as_str().to_owned(),
+        actor: event.actor.map(|a| a.to_string()),
+        data: event.data.clone(),
+        created_at: wire_time(event.created_at),
+    })
+}
+
+/// A frame encoded as a WebSocket message of `encoding`.
+pub fn message(encoding: Encoding, frame: &ServerFrame) -> Option<Message> {
+    let bytes = match encoding.encode(frame) {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            tracing::error!(error = %err, "encoding a frame failed");
+            return None;
+        }
+    };
+    Some(match encoding {
+        Encoding::Json => Message::Text(Utf8Bytes::try_from(bytes).ok()?),
+        Encoding::MessagePack => Message::Binary(Bytes::from(bytes)),
+    })
+}
+
+fn presence_frame(
+    board: Uuid,
+    users: &HashMap<Uuid, usize>,
+    joined: Option<Uuid>,
+    left: Option<Uuid>,
+) -> ServerFrame {
+    let mut list: Vec<String> = users.keys().map(Uuid::to_string).collect();
+    list.sort();
+    ServerFrame::Presence(Presence {
+        board_id: board.to_string(),
+        users: list,
+        joined: joined.map(|u| u.to_string()),
+        left: left.map(|u| u.to_string()),
+    })
+}
+
+/// The subscriptions of every board.
+#[derive(Default)]
+pub struct Fanout {
+    boards: Mutex<HashMap<Uuid, Vec<Arc<Subscription>>>>,
+    /// Per board, per user: how many of their subscriptions are live.
+    presence: Mutex<HashMap<Uuid, HashMap<Uuid, usize>>>,
+    next_id: AtomicU64,
+}
+
+impl Fanout {
+    fn presence(&self) -> MutexGuard<'_, HashMap<Uuid, HashMap<Uuid, usize>>> {
+        self.presence.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a live subscription as its user viewing the board. The first of a user's
+    /// subscriptions tells every subscriber; a later one learns the list alone.
+    pub fn join(&self, sub: &Subscription) {
+        if sub.present.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let user = sub.requester.user_id;
+        let mut presence = self.presence();
+        let users = presence.entry(sub.board).or_default();
+        let count = users.entry(user).or_insert(0);
+        *count += 1;
+        let first = *count == 1;
+        let frame = presence_frame(sub.board, users, first.then_some(user), None);
+        if first {
+            self.broadcast(sub.board, &frame);
+        } else {
+            sub.outbox.send(&frame);
+        }
+    }
+
+    fn leave(&self, sub: &Subscription) {
+        if !sub.present.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let user = sub.requester.user_id;
+        let mut presence = self.presence();
+        let Some(users) = presence.get_mut(&sub.board) else { return };
+        let gone = match users.get_mut(&user) {
+            Some(count) if *count > 1 => {
+                *count -= 1;
+                false
+            }
+            Some(_) => {
+                users.remove(&user);
+                true
+            }
+            None => false,
+        };
+        if gone {
+            let frame = presence_frame(sub.board, users, None, Some(user));
+            if users.is_empty() {
+                presence.remove(&sub.board);
+            }
+            self.broadcast(sub.board, &frame);
+        }
+    }
+
+    /// Queues a frame (not an event) for every live subscriber of `board`.
+    fn broadcast(&self, board: Uuid, frame: &ServerFrame) {
+        let subs = match self.boards().get(&board) {
+            Some(subs) => subs.clone(),
+            None => return,
+        };
+        let mut encoded: HashMap<Encoding, Option<Message>> = HashMap::new();
+        for sub in subs.iter().filter(|s| s.present.load(Ordering::Acquire)) {
+            let encoding = sub.outbox.encoding;
+            if let Some(message) =
+                encoded.entry(encoding).or_insert_with(|| message(encoding, frame))
+            {
+                sub.outbox.push(message.clone());
+            }
+        }
+    }
+
+    fn boards(&self) -> MutexGuard<'_, HashMap<Uuid, Vec<Arc<Subscription>>>> {
+        self.boards.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a buffering subscription; events for the board are kept from now on.
+    pub fn add(
+        &self,
+        board: Uuid,
+        org: Uuid,
+        requester: Requester,
+        outbox: Arc<Outbox>,
+    ) -> Arc<Subscription> {
+        let sub = Arc::new(Subscription {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            board,
+            org,
+            requester,
+            outbox,
+            gate: Mutex::new(Gate::Buffering { after: 0, events: Vec::new() }),
+            present: AtomicBool::new(false),
+        });
+        self.boards().entry(board).or_default().push(sub.clone());
+        sub
+    }
+
+    /// Ends a subscription.
+    pub fn remove(&self, sub: &Subscription) {
+        *sub.gate() = Gate::Closed;
+        {
+            let mut boards = self.boards();
+            if let Some(subs) = boards.get_mut(&sub.board) {
+                subs.retain(|s| s.id != sub.id);
+                if subs.is_empty() {
+                    boards.remove(&sub.board);
+                }
+            }
+        }
+        self.leave(sub);
+    }
+
+    /// How many subscriptions exist (tests and metrics).
+    pub fn len(&self) -> usize {
+        self.boards().values().map(Vec::len).sum()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Hands one committed event to its board's subscribers.
+    pub fn deliver(&self, event: &Arc<BoardEvent>) {
+        let subs = match self.boards().get(&event.board_id) {
+            Some(subs) => subs.clone(),
+            None => return,
+        };
+        // Encoded at most once per encoding, then shared by every subscriber.
+        let mut encoded: HashMap<Encoding, Option<Message>> = HashMap::new();
+        for sub in subs {
+            let mut gate = sub.gate();
+            match &mut *gate {
+                Gate::Buffering { events, .. } => {
+                    if events.len() >= MAX_BUFFERED_EVENTS {
+                        sub.outbox.close(close::SLOW_CONSUMER, "slow consumer");
+                    } else {
+                        events.push(event.clone());
+                    }
+                }
+                Gate::Live { last_seq } => {
+                    if event.seq <= *last_seq {
+                        continue;
+                    }
+                    *last_seq = event.seq;
+                    if sub.may_see(event.kind.as_str()) {
+                        let encoding = sub.outbox.encoding;
+                        let message = encoded
+                            .entry(encoding)
+                            .or_insert_with(|| message(encoding, &event_frame(event)));
+                        if let Some(message) = message {
+                            sub.outbox.push(message.clone());
+                        }
+                    }
+                    if may_lose_access(event, sub.requester.user_id) {
+                        // Nothing more until the connection has re-checked access: a removed
+                        // member must not see what the board does next.
+                        *gate = Gate::Buffering { after: event.seq, events: Vec::new() };
+                        drop(gate);
+                        sub.outbox.control(Control::Recheck(sub.board));
+                    }
+                }
+                Gate::Closed => continue,
+            }
+        }
+    }
+
+    /// Closes every subscribed connection: the fan-out lost events and cannot promise order.
+    fn resync_all(&self) {
+        for subs in self.boards().values() {
+            for sub in subs {
+                sub.outbox.close(close::RESYNC, "server fell behind; resubscribe with after_seq");
+            }
+        }
+    }
+
+    /// Runs the fan-out until shutdown.
+    pub async fn run(self: Arc<Self>, bus: EventBus, mut shutdown: watch::Receiver<bool>) {
+        let mut events = bus.subscribe();
+        loop {
+            tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => return,
+                received = events.recv() => match received {
+                    Ok(event) => self.deliver(&event),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "socket fan-out fell behind the event bus");
+                        self.resync_all();
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use boardroom_actors::roles::OrgRole;
+    use serde_json::json;
+
+    use super::*;
+    use crate::ws::connection::OutboxEnds;
+
+    fn requester() -> Requester {
+        Requester { user_id: Uuid::now_v7(), org_role: OrgRole::Member, scopes: None }
+    }
+
+    fn event(board: Uuid, seq: i64) -> Arc<BoardEvent> {
+        Arc::new(BoardEvent {
+            organization_id: Uuid::nil(),
+            board_id: board,
+            seq,
+            kind: EventKind::ItemCreated,
+            actor: None,
+            data: json!({ "seq": seq }),
+            created_at: chrono::Utc::now(),
+        })
+    }
+
+    fn received(ends: &mut OutboxEnds) -> Vec<Message> {
+        std::iter::from_fn(|| ends.frames.try_recv().ok()).collect()
+    }
+
+    fn seqs(messages: &[Message]) -> Vec<i64> {
+        messages
+            .iter()
+            .filter_map(|m| match m {
+                Message::Text(t) => serde_json::from_str::<serde_json::Value>(t).ok(),
+                Message::Binary(b) => rmp_serde::from_slice::<serde_json::Value>(b).ok(),
+                _ => None,
+            })
+            .filter_map(|v| v["seq"].as_i64())
+            .collect()
+    }
+
+    #[test]
+    fn each_event_is_encoded_once_per_encoding_and_shared() {
+        let fanout = Fanout::default();
+        let board = Uuid::now_v7();
+        let (a, mut a_ends) = Outbox::new(Encoding::Json, 1 << 20);
+        let (b, mut b_ends) = Outbox::new(Encoding::Json, 1 << 20);
+        let (c, mut c_ends) = Outbox::new(Encoding::MessagePack, 1 << 20);
+        for outbox in [a, b, c] {
+            let sub = fanout.add(board, Uuid::nil(), requester(), outbox);
+            sub.go_live(Some(0));
+        }
+        fanout.deliver(&event(board, 1));
+        let (a, b, c) = (received(&mut a_ends), received(&mut b_ends), received(&mut c_ends));
+        match (&a[..], &b[..]) {
+            ([Message::Text(x)], [Message::Text(y)]) => {
+                assert_eq!(x.as_str().as_ptr(), y.as_str().as_ptr(), "encoded twice");
+            }
+            other => panic!("unexpected frames {other:?}"),
+        }
+        assert!(matches!(&c[..], [Message::Binary(_)]));
+        assert_eq!(seqs(&c), vec![1]);
+    }
+
+    #[test]
+    fn buffered_events_are_sent_once_and_in_order() {
+        let fanout = Fanout::default();
+        let board = Uuid::now_v7();
+        let (outbox, mut ends) = Outbox::new(Encoding::Json, 1 << 20);
+        let sub = fanout.add(board, Uuid::nil(), requester(), outbox);
+        // Arrive while the subscriber reads the log up to 3.
+        for seq in 2..=5 {
+            fanout.deliver(&event(board, seq));
+        }
+        sub.go_live(Some(3));
+        fanout.deliver(&event(board, 5));
+        fanout.deliver(&event(board, 6));
+        assert_eq!(seqs(&received(&mut ends)), vec![4, 5, 6]);
+        fanout.remove(&sub);
+        fanout.deliver(&event(board, 7));
+        assert!(received(&mut ends).is_empty());
+        assert!(fanout.is_empty());
+    }
+
+    #[test]
+    fn a_full_outbox_closes_its_connection_only() {
+        let fanout = Fanout::default();
+        let board = Uuid::now_v7();
+        let (slow, slow_ends) = Outbox::new(Encoding::Json, 512);
+        let (fast, mut fast_ends) = Outbox::new(Encoding::Json, 1 << 20);
+        for outbox in [slow, fast] {
+            fanout.add(board, Uuid::nil(), requester(), outbox).go_live(Some(0));
+        }
+        for seq in 1..=20 {
+            fanout.deliver(&event(board, seq));
+        }
+        let closed = slow_ends.closed.borrow().clone();
+        assert_eq!(closed.map(|c| c.0), Some(close::SLOW_CONSUMER));
+        assert_eq!(seqs(&received(&mut fast_ends)), (1..=20).collect::<Vec<_>>());
+    }
+}

@@ -1,0 +1,696 @@
+//! The WebSocket gateway end to end: both encodings see the same events, resuming loses and
+//! repeats nothing, a slow consumer is cut off alone, live authorization (membership, token
+//! expiry and in-band refresh, key revocation), presence, malformed frames, and the refusals before any
+//! upgrade (credentials, origin, subprotocol, single-use tickets).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use reqwest::Method;
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::boards::fixture;
+use crate::harness::{both_backends, both_backends_with, TestServer};
+
+both_backends!(
+    json_and_msgpack_clients_see_the_same_events,
+    resume_after_a_drop_has_no_gap_and_no_duplicate,
+    losing_board_membership_ends_the_subscription,
+    deleting_the_board_ends_its_subscriptions,
+    an_expired_token_ends_the_socket_unless_refreshed,
+    a_revoked_api_key_ends_the_socket,
+    malformed_frames_are_refused_for_that_connection_only,
+    presence_follows_who_is_viewing,
+    msgpack_frames_agree_with_python,
+    shutdown_closes_sockets_with_going_away,
+);
+
+both_backends_with!(short_heartbeat; a_silent_client_is_closed_and_leaves);
+
+fn short_heartbeat(settings: &mut boardroom::config::Settings) {
+    settings.ws_heartbeat_secs = 3;
+}
+
+both_backends_with!(app_origin; refusals_happen_before_the_upgrade);
+
+fn app_origin(settings: &mut boardroom::config::Settings) {
+    settings.ws_origins = vec!["https://app.example".into()];
+}
+
+both_backends_with!(small_outbound_buffer; a_slow_consumer_is_closed_and_others_are_unaffected);
+
+fn small_outbound_buffer(settings: &mut boardroom::config::Settings) {
+    settings.ws_outbound_buffer_bytes = 64 * 1024;
+}
+
+const JSON: &str = "boardroom.v1.json";
+const MSGPACK: &str = "boardroom.v1.msgpack";
+
+/// A test client speaking either encoding; replies and events arriving out of turn are kept.
+#[derive(Debug)]
+struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    msgpack: bool,
+    next_id: u64,
+    pending: VecDeque<Value>,
+    /// Every frame received, in order.
+    history: Vec<Value>,
+}
+
+enum Auth<'a> {
+    Bearer(&'a str),
+    Ticket(&'a str),
+}
+
+async fn try_connect(
+    server: &TestServer,
+    auth: Auth<'_>,
+    protocol: Option<&str>,
+    origin: Option<&str>,
+) -> Result<Client, WsError> {
+    let mut url = format!("ws://{}/api/v1/ws", server.addr());
+    if let Auth::Ticket(ticket) = auth {
+        url.push_str(&format!("?ticket={ticket}"));
+    }
+    let mut request = url.into_client_request().unwrap();
+    if let Auth::Bearer(token) = auth {
+        request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    if let Some(protocol) = protocol {
+        request.headers_mut().insert("sec-websocket-protocol", protocol.parse().unwrap());
+    }
+    if let Some(origin) = origin {
+        request.headers_mut().insert("origin", origin.parse().unwrap());
+    }
+    let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+    let mut client = Client {
+        ws,
+        msgpack: protocol == Some(MSGPACK),
+        next_id: 1,
+        pending: VecDeque::new(),
+        history: Vec::new(),
+    };
+    let hello = client.next_frame().await;
+    assert_eq!(hello["type"], "hello", "{hello}");
+    assert_eq!(hello["protocol_version"], 1);
+    Ok(client)
+}
+
+async fn connect(server: &TestServer, token: &str, protocol: &str) -> Client {
+    try_connect(server, Auth::Bearer(token), Some(protocol), None).await.unwrap()
+}
+
+fn http_status(err: WsError) -> u16 {
+    match err {
+        WsError::Http(response) => response.status().as_u16(),
+        other => panic!("expected an HTTP refusal, got {other:?}"),
+    }
+}
+
+impl Client {
+    async fn send_raw(&mut self, message: Message) {
+        self.ws.send(message).await.unwrap();
+    }
+
+    async fn send(&mut self, mut frame: Value) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        frame["id"] = json!(id);
+        let message = if self.msgpack {
+            Message::Binary(rmp_serde::to_vec_named(&frame).unwrap().into())
+        } else {
+            Message::Text(frame.to_string().into())
+        };
+        self.send_raw(message).await;
+        id
+    }
+
+    /// The next frame from the socket (pings skipped); a close becomes `{"type":"closed",…}`.
+    async fn next_frame(&mut self) -> Value {
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
+                .await
+                .expect("no frame within 10 s");
+            let message = match next {
+                Some(Ok(message)) => message,
+                Some(Err(_)) | None => return json!({"type": "closed", "code": null}),
+            };
+            let frame: Value = match message {
+                Message::Text(text) => serde_json::from_str(&text).unwrap(),
+                Message::Binary(bytes) => rmp_serde::from_slice(&bytes).unwrap(),
+                Message::Close(frame) => json!({
+                    "type": "closed",
+                    "code": frame.as_ref().map(|f| u16::from(f.code)),
+                    "reason": frame.as_ref().map(|f| f.reason.to_string()),
+                }),
+                _ => continue,
+            };
+            self.history.push(frame.clone());
+            return frame;
+        }
+    }
+
+    /// Sends a request and waits for its reply; other frames are kept for later.
+    async fn request(&mut self, frame: Value) -> Value {
+        let id = self.send(frame).await;
+        loop {
+            let frame = self.next_frame().await;
+            if frame["type"] == "reply" && frame["id"] == json!(id) {
+                return frame;
+            }
+            assert_ne!(frame["type"], "closed", "closed while waiting for reply {id}");
+            self.pending.push_back(frame);
+        }
+    }
+
+    /// The next frame of type `kind` (events, unsubscribed, closed), skipping nothing else.
+    async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = match self.pending.pop_front() {
+                Some(frame) => frame,
+                None => self.next_frame().await,
+            };
+            if frame["type"] == kind {
+                return frame;
+            }
+            assert_ne!(frame["type"], "closed", "closed while waiting for {kind}: {frame}");
+        }
+    }
+
+    /// Waits for the connection to end; answers the close code, if a close frame came.
+    async fn closed(&mut self) -> Option<u16> {
+        loop {
+            let frame = self.next_frame().await;
+            if frame["type"] == "closed" {
+                return frame["code"].as_u64().map(|c| c as u16);
+            }
+        }
+    }
+}
+
+fn ok(reply: &Value) -> &Value {
+    assert_eq!(reply["ok"], true, "reply failed: {reply}");
+    &reply["data"]
+}
+
+fn error_code(reply: &Value) -> &str {
+    assert_eq!(reply["ok"], false, "reply succeeded: {reply}");
+    reply["error"]["code"].as_str().unwrap()
+}
+
+async fn create_item_rest(
+    server: &TestServer,
+    token: &str,
+    board: &str,
+    group: &str,
+    name: &str,
+) -> Value {
+    let reply = server
+        .post(
+            &format!("/api/v1/boards/{board}/items"),
+            Some(token),
+            &json!({"group_id": group, "name": name}),
+        )
+        .await;
+    reply.expect(201).clone()
+}
+
+async fn json_and_msgpack_clients_see_the_same_events(server: &TestServer) {
+    let f = fixture(server).await;
+    let mut a = connect(server, &f.owner.access_token, JSON).await;
+    let mut b = connect(server, &f.owner.access_token, MSGPACK).await;
+    for client in [&mut a, &mut b] {
+        let reply = client.request(json!({"type": "subscribe", "board_id": f.board})).await;
+        let data = ok(&reply);
+        assert_eq!(data["recovered"], false);
+        assert_eq!(data["snapshot"]["board"]["id"], json!(f.board));
+    }
+    // A write over the socket is answered after its commit, with its seq.
+    let reply = a
+        .request(json!({"type": "create_item", "board_id": f.board, "group_id": f.group, "name": "Ship it", "values": {}}))
+        .await;
+    let item = ok(&reply).clone();
+    assert_eq!(item["name"], "Ship it");
+    let seq = reply["seq"].as_i64().unwrap();
+    // One over REST too.
+    create_item_rest(server, &f.owner.access_token, &f.board, &f.group, "From REST").await;
+    let mut seen = Vec::new();
+    for client in [&mut a, &mut b] {
+        let first = client.next_of("event").await;
+        let second = client.next_of("event").await;
+        assert_eq!(first["seq"], seq);
+        assert_eq!(first["kind"], "item.created");
+        assert_eq!(first["data"]["id"], item["id"]);
+        assert_eq!(second["seq"], seq + 1);
+        assert_eq!(second["data"]["name"], "From REST");
+        seen.push((first, second));
+    }
+    assert_eq!(seen[0], seen[1], "JSON and MessagePack clients saw different events");
+    // Refusals use the shared error codes.
+    let reply = b
+        .request(json!({"type": "update_item", "board_id": f.board, "item_id": item["id"], "name": "x", "expected_version": 99}))
+        .await;
+    assert_eq!(error_code(&reply), "version_conflict");
+    let reply = b.request(json!({"type": "ping"})).await;
+    ok(&reply);
+}
+
+async fn resume_after_a_drop_has_no_gap_and_no_duplicate(server: &TestServer) {
+    let f = fixture(server).await;
+    let token = &f.owner.access_token;
+    let mut client = connect(server, token, JSON).await;
+    let reply = client.request(json!({"type": "subscribe", "board_id": f.board})).await;
+    let mut last = ok(&reply)["seq"].as_i64().unwrap();
+    for i in 0..3 {
+        create_item_rest(server, token, &f.board, &f.group, &format!("before {i}")).await;
+        let event = client.next_of("event").await;
+        assert_eq!(event["seq"], last + 1);
+        last += 1;
+    }
+    drop(client);
+    for i in 0..4 {
+        create_item_rest(server, token, &f.board, &f.group, &format!("while away {i}")).await;
+    }
+    let mut client = connect(server, token, MSGPACK).await;
+    let reply =
+        client.request(json!({"type": "subscribe", "board_id": f.board, "after_seq": last})).await;
+    let data = ok(&reply).clone();
+    assert_eq!(data["recovered"], true);
+    assert_eq!(data["seq"], last + 4);
+    // Writes racing the resubscription must not appear twice either.
+    create_item_rest(server, token, &f.board, &f.group, "after").await;
+    for expected in last + 1..=last + 5 {
+        let event = client.next_of("event").await;
+        assert_eq!(event["seq"], expected, "gap or duplicate: {event}");
+    }
+    let reply = client.request(json!({"type": "ping"})).await;
+    ok(&reply);
+    assert!(
+        client.pending.iter().all(|f| f["type"] != "event"),
+        "extra events: {:?}",
+        client.pending
+    );
+    // A position the log cannot replay gets a snapshot instead.
+    let mut other = connect(server, token, JSON).await;
+    let reply = other
+        .request(json!({"type": "subscribe", "board_id": f.board, "after_seq": 1_000_000}))
+        .await;
+    let data = ok(&reply);
+    assert_eq!(data["recovered"], false);
+    assert_eq!(data["seq"], last + 5);
+    assert_eq!(data["snapshot"]["items"].as_array().unwrap().len(), 8);
+}
+
+async fn a_slow_consumer_is_closed_and_others_are_unaffected(server: &TestServer) {
+    let f = fixture(server).await;
+    let token = &f.owner.access_token;
+    let b = format!("/api/v1/boards/{}", f.board);
+    let column = server
+        .post(&format!("{b}/columns"), Some(token), &json!({"title": "Notes", "type": "long_text"}))
+        .await
+        .expect(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The slow client reads nothing, through a tiny receive window.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(server.addr()).await.unwrap();
+    let mut request = format!("ws://{}/api/v1/ws", server.addr()).into_client_request().unwrap();
+    request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (slow_ws, _) =
+        tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream)).await.unwrap();
+    let mut slow = Client {
+        ws: slow_ws,
+        msgpack: false,
+        next_id: 1,
+        pending: VecDeque::new(),
+        history: Vec::new(),
+    };
+    assert_eq!(slow.next_frame().await["type"], "hello");
+    ok(&slow.request(json!({"type": "subscribe", "board_id": f.board})).await);
+
+    let mut fast = connect(server, token, MSGPACK).await;
+    let reply = fast.request(json!({"type": "subscribe", "board_id": f.board})).await;
+    let mut last = ok(&reply)["seq"].as_i64().unwrap();
+    let fanout = || server.state().ws().fanout().len();
+    assert_eq!(fanout(), 2);
+    let notes = "n".repeat(19_000);
+    let mut rounds = 0;
+    while fanout() == 2 {
+        rounds += 1;
+        assert!(rounds <= 600, "the slow consumer was never cut off");
+        server
+            .post(
+                &format!("{b}/items"),
+                Some(token),
+                &json!({"group_id": f.group, "name": format!("item {rounds}"), "values": {column.clone(): notes}}),
+            )
+            .await
+            .expect(201);
+        let event = fast.next_of("event").await;
+        assert_eq!(event["seq"], last + 1);
+        last += 1;
+    }
+    // The fast client carries on, in order.
+    create_item_rest(server, token, &f.board, &f.group, "after the cut").await;
+    let event = fast.next_of("event").await;
+    assert_eq!(event["seq"], last + 1);
+    assert_eq!(event["data"]["name"], "after the cut");
+    // The slow one finds its connection ended (4008 when the close frame got through).
+    let code = slow.closed().await;
+    assert!(matches!(code, None | Some(4008)), "unexpected close code {code:?}");
+}
+
+async fn losing_board_membership_ends_the_subscription(server: &TestServer) {
+    let f = fixture(server).await;
+    let member = server.register("member").await;
+    server.add_member(&f.owner, &f.org, &member, "member").await;
+    server
+        .send_as(
+            Method::PUT,
+            &format!("/api/v1/boards/{}/members/{}", f.board, member.id),
+            &f.owner.access_token,
+            Some(&json!({"role": "editor"})),
+        )
+        .await
+        .expect(200);
+    let mut client = connect(server, &member.access_token, JSON).await;
+    ok(&client.request(json!({"type": "subscribe", "board_id": f.board})).await);
+    server
+        .send_as(
+            Method::DELETE,
+            &format!("/api/v1/boards/{}/members/{}", f.board, member.id),
+            &f.owner.access_token,
+            None,
+        )
+        .await
+        .expect(204);
+    // Written at once, before the gateway re-checked: it still must not reach them.
+    create_item_rest(server, &f.owner.access_token, &f.board, &f.group, "secret").await;
+    let ended = client.next_of("unsubscribed").await;
+    assert_eq!(ended["board_id"], json!(f.board));
+    assert_eq!(ended["error"]["code"], "not_found");
+    ok(&client.request(json!({"type": "ping"})).await);
+    assert!(
+        client.history.iter().all(|e| e["data"]["name"] != "secret"),
+        "a removed member saw a later event: {:?}",
+        client.history
+    );
+    let reply = client.request(json!({"type": "subscribe", "board_id": f.board})).await;
+    assert_eq!(error_code(&reply), "not_found");
+}
+
+fn mint(user: &str, session: &str, exp_from_now: i64) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({
+        "iss": "boardroom", "aud": "boardroom-api", "sub": user, "sid": session, "tv": 0,
+        "iat": now - 60, "nbf": now - 60, "exp": now + exp_from_now,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"test-secret-test-secret-test-secret-0123"),
+    )
+    .unwrap()
+}
+
+async fn an_expired_token_ends_the_socket_unless_refreshed(server: &TestServer) {
+    let f = fixture(server).await;
+    let owner = &f.owner;
+    // Verification allows 5 s of leeway: this token has about 3 s left.
+    let short = mint(&owner.id, &owner.session_id, -2);
+    let mut doomed = connect(server, &short, JSON).await;
+    ok(&doomed.request(json!({"type": "subscribe", "board_id": f.board})).await);
+    let mut refreshed = connect(server, &mint(&owner.id, &owner.session_id, -2), MSGPACK).await;
+    ok(&refreshed.request(json!({"type": "auth", "token": owner.access_token})).await);
+    // A token of someone else is refused.
+    let other = server.register("other").await;
+    let reply = refreshed.request(json!({"type": "auth", "token": other.access_token})).await;
+    assert_eq!(error_code(&reply), "forbidden");
+    let code = doomed.closed().await;
+    assert_eq!(code, Some(4001));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    ok(&refreshed.request(json!({"type": "ping"})).await);
+    // A revoked session ends its sockets too.
+    server.post("/api/v1/auth/logout", Some(&owner.access_token), &json!({})).await;
+    assert_eq!(refreshed.closed().await, Some(4001));
+}
+
+async fn a_revoked_api_key_ends_the_socket(server: &TestServer) {
+    let f = fixture(server).await;
+    let (key_id, key) = server.create_key(&f.owner, &f.org, &["boards:read"]).await;
+    let (_, blind) = server.create_key(&f.owner, &f.org, &["items:read"]).await;
+    let mut client = connect(server, &key, JSON).await;
+    let reply = client.request(json!({"type": "subscribe", "board_id": f.board})).await;
+    let data = ok(&reply);
+    assert_eq!(data["snapshot"]["items"], json!([]), "items without items:read");
+    // The key's scopes hold on the socket too.
+    let reply = client
+        .request(
+            json!({"type": "create_item", "board_id": f.board, "group_id": f.group, "name": "x"}),
+        )
+        .await;
+    assert_eq!(error_code(&reply), "insufficient_scope");
+    let mut no_read = connect(server, &blind, JSON).await;
+    let reply = no_read.request(json!({"type": "subscribe", "board_id": f.board})).await;
+    assert_eq!(error_code(&reply), "insufficient_scope");
+    server
+        .send_as(
+            Method::DELETE,
+            &format!("/api/v1/orgs/{}/api-keys/{key_id}", f.org),
+            &f.owner.access_token,
+            None,
+        )
+        .await;
+    assert_eq!(client.closed().await, Some(4001));
+}
+
+async fn malformed_frames_are_refused_for_that_connection_only(server: &TestServer) {
+    let f = fixture(server).await;
+    let token = &f.owner.access_token;
+    let mut bystander = connect(server, token, JSON).await;
+    ok(&bystander.request(json!({"type": "subscribe", "board_id": f.board})).await);
+
+    let mut client = connect(server, token, JSON).await;
+    client.send_raw(Message::Text("{not json".into())).await;
+    let reply = client.next_of("reply").await;
+    assert_eq!(reply["id"], Value::Null);
+    assert_eq!(error_code(&reply), "malformed_body");
+    client.send_raw(Message::Text(r#"{"type":"launch_rockets","id":7}"#.into())).await;
+    let reply = client.next_of("reply").await;
+    assert_eq!(reply["id"], 7);
+    assert_eq!(error_code(&reply), "malformed_body");
+    let reply = client.request(json!({"type": "subscribe", "board_id": "not-a-uuid"})).await;
+    assert_eq!(error_code(&reply), "validation_failed");
+
+    let mut packed = connect(server, token, MSGPACK).await;
+    packed.send_raw(Message::Binary(vec![0xc1, 0xff, 0x00].into())).await;
+    let reply = packed.next_of("reply").await;
+    assert_eq!(error_code(&reply), "malformed_body");
+    ok(&packed.request(json!({"type": "ping"})).await);
+
+    // Oversized: the connection is closed; nobody else notices.
+    client.send_raw(Message::Text("x".repeat(100 * 1024).into())).await;
+    let code = client.closed().await;
+    assert!(matches!(code, None | Some(1009)), "unexpected close code {code:?}");
+    create_item_rest(server, token, &f.board, &f.group, "still here").await;
+    let event = bystander.next_of("event").await;
+    assert_eq!(event["data"]["name"], "still here");
+    ok(&packed.request(json!({"type": "ping"})).await);
+    server.get("/health/live").await;
+}
+
+async fn refusals_happen_before_the_upgrade(server: &TestServer) {
+    let f = fixture(server).await;
+    let token = &f.owner.access_token;
+    let url = format!("ws://{}/api/v1/ws", server.addr());
+    // No credentials.
+    let err = tokio_tungstenite::connect_async(url.as_str()).await.unwrap_err();
+    assert_eq!(http_status(err), 401);
+    let err = try_connect(server, Auth::Bearer("nonsense"), Some(JSON), None).await.unwrap_err();
+    assert_eq!(http_status(err), 401);
+    // A foreign origin.
+    let err = try_connect(server, Auth::Bearer(token), Some(JSON), Some("https://evil.example"))
+        .await
+        .unwrap_err();
+    assert_eq!(http_status(err), 403);
+    let mut browser =
+        try_connect(server, Auth::Bearer(token), Some(JSON), Some("https://app.example"))
+            .await
+            .unwrap();
+    ok(&browser.request(json!({"type": "ping"})).await);
+    // An unknown subprotocol, with the JSON error body.
+    let err =
+        try_connect(server, Auth::Bearer(token), Some("boardroom.v9.xml"), None).await.unwrap_err();
+    match err {
+        WsError::Http(response) => {
+            assert_eq!(response.status().as_u16(), 400);
+            let body: Value = serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
+            assert_eq!(body["error"]["code"], "bad_request");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // Tickets are single-use.
+    let ticket = server.post("/api/v1/ws/ticket", Some(token), &json!({})).await;
+    let ticket = ticket.expect(200)["ticket"].as_str().unwrap().to_owned();
+    let mut client = try_connect(server, Auth::Ticket(&ticket), Some(JSON), None).await.unwrap();
+    ok(&client.request(json!({"type": "subscribe", "board_id": f.board})).await);
+    let err = try_connect(server, Auth::Ticket(&ticket), Some(JSON), None).await.unwrap_err();
+    assert_eq!(http_status(err), 401);
+    // Tickets need an authenticated caller.
+    server.post("/api/v1/ws/ticket", None, &json!({})).await.expect_error(401, "unauthenticated");
+}
+
+async fn presence_follows_who_is_viewing(server: &TestServer) {
+    let f = fixture(server).await;
+    let member = server.register("member").await;
+    server.add_member(&f.owner, &f.org, &member, "member").await;
+    server
+        .send_as(
+            Method::PUT,
+            &format!("/api/v1/boards/{}/members/{}", f.board, member.id),
+            &f.owner.access_token,
+            Some(&json!({"role": "viewer"})),
+        )
+        .await
+        .expect(200);
+    let subscribe = json!({"type": "subscribe", "board_id": f.board});
+    let mut owner = connect(server, &f.owner.access_token, JSON).await;
+    ok(&owner.request(subscribe.clone()).await);
+    let joined = owner.next_of("presence").await;
+    assert_eq!(joined["joined"], json!(f.owner.id));
+    assert_eq!(joined["users"], json!([f.owner.id]));
+
+    let mut tab_a = connect(server, &member.access_token, MSGPACK).await;
+    ok(&tab_a.request(subscribe.clone()).await);
+    let mut both = vec![f.owner.id.clone(), member.id.clone()];
+    both.sort();
+    let seen = owner.next_of("presence").await;
+    assert_eq!(seen["joined"], json!(member.id));
+    assert_eq!(seen["users"], json!(both));
+    assert_eq!(tab_a.next_of("presence").await["users"], json!(both));
+
+    // A second tab of the same user learns the list without announcing anything.
+    let mut tab_b = connect(server, &member.access_token, JSON).await;
+    ok(&tab_b.request(subscribe.clone()).await);
+    let list = tab_b.next_of("presence").await;
+    assert_eq!(list["users"], json!(both));
+    assert_eq!(list.get("joined"), None);
+    drop(tab_a);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ok(&owner.request(json!({"type": "ping"})).await);
+    assert!(
+        owner.pending.iter().all(|f| f["type"] != "presence"),
+        "one tab closing announced something: {:?}",
+        owner.pending
+    );
+    // The last tab going ends the user's presence.
+    ok(&tab_b.request(json!({"type": "unsubscribe", "board_id": f.board})).await);
+    let left = owner.next_of("presence").await;
+    assert_eq!(left["left"], json!(member.id));
+    assert_eq!(left["users"], json!([f.owner.id]));
+}
+
+async fn msgpack_frames_agree_with_python(server: &TestServer) {
+    let f = fixture(server).await;
+    let mut client = connect(server, &f.owner.access_token, MSGPACK).await;
+    // Python packs a request; we answer it.
+    let script = r#"
+import msgpack, sys, json
+if sys.argv[1] == "pack":
+    print(msgpack.packb({"type": "subscribe", "id": 41, "board_id": sys.argv[2]}).hex())
+else:
+    print(json.dumps(msgpack.unpackb(bytes.fromhex(sys.argv[2]))))
+"#;
+    let python = |args: &[&str]| {
+        let out = std::process::Command::new("python3")
+            .args(["-c", script])
+            .args(args)
+            .output()
+            .expect("python3 with msgpack (pip install msgpack)");
+        assert!(out.status.success(), "python: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let packed = hex_decode(&python(&["pack", &f.board]));
+    client.send_raw(Message::Binary(packed.into())).await;
+    let reply = client.next_of("reply").await;
+    assert_eq!(reply["id"], 41);
+    ok(&reply);
+    // Python unpacks an event exactly as we do.
+    create_item_rest(server, &f.owner.access_token, &f.board, &f.group, "packed").await;
+    let raw = loop {
+        match client.ws.next().await.unwrap().unwrap() {
+            Message::Binary(bytes) => {
+                let frame: Value = rmp_serde::from_slice(&bytes).unwrap();
+                if frame["type"] == "event" {
+                    break bytes;
+                }
+            }
+            _ => continue,
+        }
+    };
+    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let theirs: Value = serde_json::from_str(&python(&["unpack", &hex])).unwrap();
+    let ours: Value = rmp_serde::from_slice(&raw).unwrap();
+    assert_eq!(theirs, ours);
+    assert_eq!(theirs["data"]["name"], "packed");
+}
+
+fn hex_decode(hex: &str) -> Vec<u8> {
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
+}
+
+async fn shutdown_closes_sockets_with_going_away(server: &TestServer) {
+    let f = fixture(server).await;
+    let mut client = connect(server, &f.owner.access_token, JSON).await;
+    ok(&client.request(json!({"type": "subscribe", "board_id": f.board})).await);
+    // What RunningServer::shutdown does first; the harness then stops the rest.
+    server.state().ws().shutdown();
+    assert_eq!(client.closed().await, Some(1001));
+}
+
+async fn a_silent_client_is_closed_and_leaves(server: &TestServer) {
+    let f = fixture(server).await;
+    let subscribe = json!({"type": "subscribe", "board_id": f.board});
+    let mut watcher = connect(server, &f.owner.access_token, JSON).await;
+    ok(&watcher.request(subscribe.clone()).await);
+    let other = server.register("other").await;
+    server.add_member(&f.owner, &f.org, &other, "admin").await;
+    let mut silent = connect(server, &other.access_token, JSON).await;
+    ok(&silent.request(subscribe).await);
+    // The watcher keeps talking; the silent client reads nothing, so it never answers pings.
+    let started = std::time::Instant::now();
+    loop {
+        ok(&watcher.request(json!({"type": "ping"})).await);
+        if watcher.pending.iter().any(|p| p["left"] == json!(other.id)) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the silent client was never closed");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_secs(2), "closed too early");
+    // The close frame (4000) may be lost: reading the queued pings makes this client answer
+    // pongs into a socket the server already shut, which resets it.
+    let code = silent.closed().await;
+    assert!(matches!(code, None | Some(4000)), "unexpected close code {code:?}");
+}
+
+async fn deleting_the_board_ends_its_subscriptions(server: &TestServer) {
+    let f = fixture(server).await;
+    let mut watcher = connect(server, &f.owner.access_token, MSGPACK).await;
+    ok(&watcher.request(json!({"type": "subscribe", "board_id": f.board})).await);
+    let mut writer = connect(server, &f.owner.access_token, JSON).await;
+    let reply = writer.request(json!({"type": "delete_board", "board_id": f.board})).await;
+    ok(&reply);
+    let deleted = watcher.next_of("event").await;
+    assert_eq!(deleted["kind"], "board.deleted");
+    let ended = watcher.next_of("unsubscribed").await;
+    assert_eq!(ended["error"]["code"], "not_found");
+    assert!(server.state().ws().fanout().is_empty());
+}
