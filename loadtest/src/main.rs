@@ -1,21 +1,68 @@
-//! `boardroom-loadtest`: drives a Boardroom server with many authenticated clients and reports
-//! throughput and latency. Each scenario is a subcommand; `--help` lists them.
+//! `boardroom-loadtest`: drives a Boardroom server with many clients and reports latency and
+//! throughput, as a table on stdout and as JSON (`--json`, default
+//! `target/loadtest/<scenario>.json`).
+//!
+//! Run it in release mode: `cargo run --release -p boardroom-loadtest -- <scenario>`. By default
+//! it starts the `boardroom` binary built beside it on a fresh database and stops it at the end;
+//! `--url` targets a running server instead. See `loadtest/README.md`.
+//!
+//! # Layout
+//! - [`target`]: the server under load, started and stopped here or named by `--url`.
+//! - [`api`]: a thin REST client for set-up (accounts, organizations, API keys).
+//! - [`machine`]: CPU time per phase: this tool, the server, and any other work on the machine.
+//! - [`stats`]: latency recorders, percentiles, histograms, the table and the JSON report.
+//! - [`auth`]: scenario `auth`, the cost of authentication at bcrypt cost 12.
+//! - [`boards`]: scenario `boards`, acknowledged item updates per second (group commit), beside
+//!   pgbench on Postgres.
+//! - [`ws`]: scenarios `connections`, `fanout` and `reconnect-storm` over WebSockets.
+//!
+//! A scenario is one file exposing a `clap::Args` struct and
+//! `run(&Target, &Args) -> anyhow::Result<ScenarioReport>`, and one variant of [`Scenario`].
 
+mod api;
+mod auth;
+mod boards;
+mod machine;
+mod stats;
+mod target;
 mod ws;
 
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context};
 use clap::{Parser, Subcommand};
 
-/// Load scenarios against a running Boardroom server.
+use crate::stats::{Environment, ScenarioReport};
+use crate::target::{Target, TargetArgs};
+
+/// Load generator for the Boardroom server.
 #[derive(Debug, Parser)]
-#[command(name = "boardroom-loadtest", about)]
+#[command(name = "boardroom-loadtest", version, about)]
 struct Cli {
+    /// The scenario to run.
     #[command(subcommand)]
     scenario: Scenario,
+
+    /// Where the server is, or how to start it.
+    #[command(flatten)]
+    target: TargetArgs,
+
+    /// Where to write the JSON report. Default: `target/loadtest/<scenario>.json`; the started
+    /// server's log goes beside it, as `auth-server.log` beside `auth.json`.
+    #[arg(long, env = "LOADTEST_JSON", global = true)]
+    json: Option<PathBuf>,
 }
 
 /// The scenarios.
 #[derive(Debug, Subcommand)]
 enum Scenario {
+    /// Authentication cost: API-key requests cold and warm, logins per second, and cheap-request
+    /// latency during a login flood.
+    Auth(auth::AuthArgs),
+    /// Acknowledged item updates per second with many writers, on one hot board and spread
+    /// over many, beside pgbench's single-row INSERT rate on Postgres.
+    Boards(boards::BoardsArgs),
     /// Open many sockets, subscribe each to one board, and measure ping round trips.
     Connections(ws::ConnectionsArgs),
     /// Many subscribers of one board, one writer: event latency and exactly-once delivery.
@@ -24,11 +71,125 @@ enum Scenario {
     ReconnectStorm(ws::ReconnectArgs),
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().scenario {
-        Scenario::Connections(args) => ws::connections(args).await,
-        Scenario::Fanout(args) => ws::fanout(args).await,
-        Scenario::ReconnectStorm(args) => ws::reconnect_storm(args).await,
+impl Scenario {
+    /// The scenario's name, as typed on the command line.
+    fn name(&self) -> &'static str {
+        match self {
+            Scenario::Auth(_) => "auth",
+            Scenario::Boards(_) => "boards",
+            Scenario::Connections(_) => "connections",
+            Scenario::Fanout(_) => "fanout",
+            Scenario::ReconnectStorm(_) => "reconnect-storm",
+        }
     }
+
+    async fn run(&self, target: &Target) -> anyhow::Result<ScenarioReport> {
+        match self {
+            Scenario::Auth(args) => auth::run(target, args).await,
+            Scenario::Boards(args) => boards::run(target, args).await,
+            Scenario::Connections(args) => ws::connections(target, args).await,
+            Scenario::Fanout(args) => ws::fanout(target, args).await,
+            Scenario::ReconnectStorm(args) => ws::reconnect_storm(target, args).await,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let name = cli.scenario.name();
+    let json_path =
+        cli.json.unwrap_or_else(|| PathBuf::from("target/loadtest").join(format!("{name}.json")));
+    let stem = json_path.file_stem().map(|s| s.to_string_lossy().into_owned());
+    let server_log =
+        json_path.with_file_name(format!("{}-server.log", stem.as_deref().unwrap_or(name)));
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build of the load generator; measure with --release");
+    }
+    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let load_average_before = stats::load_average();
+    if let Some([one_minute, ..]) = load_average_before.filter(|l| l[0] > 1.0) {
+        eprintln!(
+            "warning: load average {one_minute:.2}: the machine has been busy; phases disturbed \
+             by other work are named at the end"
+        );
+    }
+
+    let target = Target::start(&cli.target, &server_log).await?;
+    let server_binary_modified = target
+        .server_binary()
+        .and_then(|bin| std::fs::metadata(bin).ok()?.modified().ok())
+        .map(|t| {
+            chrono::DateTime::<chrono::Utc>::from(t)
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        });
+    let mut environment = Environment {
+        cores: std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+        os: std::env::consts::OS,
+        arch: std::env::consts::ARCH,
+        backend: target.backend().to_owned(),
+        target_url: target.base_url().to_string(),
+        managed_server: target.is_managed(),
+        server_bcrypt_threads: target.bcrypt_threads(),
+        server_binary: target.server_binary().map(|bin| bin.display().to_string()),
+        server_binary_modified,
+        load_average_before,
+        load_average_after: None,
+        loadtest_release_build: !cfg!(debug_assertions),
+        loadtest_version: env!("CARGO_PKG_VERSION"),
+        started_at,
+    };
+    eprintln!(
+        "{name}: target {} ({}, {}), {} cores",
+        environment.target_url,
+        environment.backend,
+        if environment.managed_server { "started by this tool" } else { "external" },
+        environment.cores
+    );
+
+    // Whatever happens to the scenario, a server this tool started is stopped and its database
+    // dropped before the tool exits.
+    let outcome = tokio::select! {
+        outcome = cli.scenario.run(&target) => outcome,
+        Ok(()) = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+    };
+    environment.load_average_after = stats::load_average();
+    let stopped = target.stop().await;
+    let report = outcome.with_context(|| format!("scenario {name} failed"))?;
+
+    println!("\n{name} ({} backend, {} cores)\n", environment.backend, environment.cores);
+    print!("{}", report.table.render());
+    println!();
+    for line in &report.headline {
+        println!("{line}");
+    }
+    let failed: u64 = report.table.rows().iter().map(|r| r.summary.error_count()).sum();
+    if failed > 0 {
+        eprintln!("warning: {failed} requests failed; see the err column and the JSON report");
+    }
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
+    stats::write_json(&json_path, &report.to_json(name, &environment))?;
+    println!("\nJSON report: {}", json_path.display());
+    if environment.managed_server {
+        println!("server log:  {}", server_log.display());
+    }
+    stopped.context("stopping the server")
 }

@@ -16,12 +16,23 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-/// Options every scenario takes.
+use crate::stats::{ScenarioReport, Table};
+use crate::target::Target;
+
+/// These scenarios print their own summaries; the shared report carries their parameters.
+fn printed(name: &str) -> ScenarioReport {
+    ScenarioReport {
+        table: Table::new(),
+        headline: vec![format!("{name}: see the summaries above")],
+        warnings: Vec::new(),
+        parameters: serde_json::Value::Null,
+        results: serde_json::Value::Null,
+    }
+}
+
+/// Options every scenario takes (the server is the shared `--url`, or one started here).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Common {
-    /// Base URL of the server.
-    #[arg(long, env = "BOARDROOM_URL", default_value = "http://127.0.0.1:8080")]
-    url: String,
     /// Frame encoding: json or msgpack.
     #[arg(long, default_value = "json")]
     encoding: String,
@@ -79,14 +90,14 @@ struct Setup {
 }
 
 impl Setup {
-    async fn create(common: &Common) -> anyhow::Result<Setup> {
+    async fn create(common: &Common, base: &url::Url) -> anyhow::Result<Setup> {
         let encoding = match common.encoding.as_str() {
             "json" => Encoding::Json,
             "msgpack" => Encoding::MessagePack,
             other => bail!("--encoding must be json or msgpack, not {other}"),
         };
         let http = reqwest::Client::new();
-        let url = common.url.trim_end_matches('/').to_owned();
+        let url = base.as_str().trim_end_matches('/').to_owned();
         let email = format!("loadtest-{}-{}@example.com", std::process::id(), unique());
         let registered: Value = http
             .post(format!("{url}/api/v1/auth/register"))
@@ -262,8 +273,11 @@ async fn open_many(setup: &Setup, count: usize) -> anyhow::Result<Vec<(Client, i
 }
 
 /// `connections`: how many sockets, how fast, and how responsive while held.
-pub async fn connections(args: ConnectionsArgs) -> anyhow::Result<()> {
-    let setup = Setup::create(&args.common).await?;
+pub async fn connections(
+    target: &Target,
+    args: &ConnectionsArgs,
+) -> anyhow::Result<ScenarioReport> {
+    let setup = Setup::create(&args.common, target.base_url()).await?;
     let started = Instant::now();
     let clients = open_many(&setup, args.connections).await?;
     println!("opened and subscribed {} sockets in {:.2?}", clients.len(), started.elapsed());
@@ -285,7 +299,7 @@ pub async fn connections(args: ConnectionsArgs) -> anyhow::Result<()> {
         rtts.extend(result?);
     }
     summary("ping round trip", rtts);
-    Ok(())
+    Ok(printed("connections"))
 }
 
 /// Reads `count` events after `from`, checking order; answers the latency of each.
@@ -337,8 +351,8 @@ async fn write_items(
 }
 
 /// `fanout`: one writer, many subscribers; delivery latency and exactly-once order.
-pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
-    let setup = Setup::create(&args.common).await?;
+pub async fn fanout(target: &Target, args: &FanoutArgs) -> anyhow::Result<ScenarioReport> {
+    let setup = Setup::create(&args.common, target.base_url()).await?;
     let clients = open_many(&setup, args.subscribers).await?;
     println!("{} subscribers ready", clients.len());
     let epoch = Instant::now();
@@ -354,12 +368,15 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
     summary("write acknowledged after commit", acks);
     summary("event delivered to subscriber", latencies);
     println!("every subscriber saw every event once, in order");
-    Ok(())
+    Ok(printed("fanout"))
 }
 
 /// `reconnect-storm`: everyone drops, writes continue, everyone resumes at once.
-pub async fn reconnect_storm(args: ReconnectArgs) -> anyhow::Result<()> {
-    let setup = Setup::create(&args.common).await?;
+pub async fn reconnect_storm(
+    target: &Target,
+    args: &ReconnectArgs,
+) -> anyhow::Result<ScenarioReport> {
+    let setup = Setup::create(&args.common, target.base_url()).await?;
     let clients = open_many(&setup, args.subscribers).await?;
     let positions: Vec<i64> = clients.iter().map(|(_, seq)| *seq).collect();
     drop(clients);
@@ -384,5 +401,5 @@ pub async fn reconnect_storm(args: ReconnectArgs) -> anyhow::Result<()> {
     println!("{} subscribers resumed in {:.2?}", recovered.len(), started.elapsed());
     summary("reconnect, resubscribe and replay", recovered);
     println!("every subscriber replayed every missed event once, in order");
-    Ok(())
+    Ok(printed("reconnect-storm"))
 }

@@ -1,0 +1,335 @@
+//! Scenario `boards`: how many item updates per second a board acknowledges, and how fast.
+//!
+//! `--writers` clients each update their own item as fast as the server acknowledges (every
+//! answer comes after the update's transaction committed), for `--secs`:
+//!
+//! 1. **hot**: every writer on one board, so their commands queue at one board actor and go
+//!    into shared transactions (group commit);
+//! 2. **spread**: writer *n* on board *n* of `--boards`, so each board commits alone.
+//!
+//! On Postgres the same run then measures `pgbench` at the same client count on the same
+//! database: one single-row `INSERT` per transaction, the figure group commit is compared with.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use reqwest::Method;
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::task::JoinSet;
+
+use crate::api::{self, Account, Api};
+use crate::machine::PhaseMeter;
+use crate::stats::{format_ms, percentile, Recorder, ScenarioReport, Summary, Table};
+use crate::target::Target;
+
+/// Settings of the `boards` scenario.
+#[derive(Debug, Clone, clap::Args, Serialize)]
+pub struct BoardsArgs {
+    /// Concurrent writers (and pgbench clients).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=512))]
+    pub writers: u32,
+
+    /// Seconds each phase lasts.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub secs: u64,
+
+    /// Boards the spread phase uses (writer n writes to board n modulo this).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=512))]
+    pub boards: u32,
+
+    /// Skip the pgbench comparison.
+    #[arg(long)]
+    pub no_pgbench: bool,
+}
+
+/// A board made for the run: its id, and the item and text column each writer updates.
+struct BenchBoard {
+    id: String,
+    column: String,
+}
+
+/// Runs the scenario against `target`.
+pub async fn run(target: &Target, args: &BoardsArgs) -> anyhow::Result<ScenarioReport> {
+    let api = Api::new(target.base_url())?;
+    let mut cpu = PhaseMeter::new(target.server_pid(), target.database_name());
+    cpu.begin();
+    let owner = api.register("bench-boards").await.context("registering the owner")?;
+    let org = api.create_org(&owner, "loadtest").await.context("creating the organization")?;
+    progress(format!(
+        "set-up: 1 hot board with {} items, {} more boards",
+        args.writers, args.boards
+    ));
+    let hot = create_board(&api, &owner, &org, "hot").await?;
+    let hot_items = create_items(&api, &owner, &hot, args.writers as usize).await?;
+    let mut spread = Vec::new();
+    for n in 0..args.boards {
+        let board = create_board(&api, &owner, &org, &format!("spread {n}")).await?;
+        let item = create_items(&api, &owner, &board, 1).await?.remove(0);
+        spread.push((board, item));
+    }
+    cpu.end("setup");
+
+    let run_for = Duration::from_secs(args.secs);
+    progress(format!("1/3 hot board: {} writers, {} s", args.writers, args.secs));
+    cpu.begin();
+    let targets: Vec<(String, String, String)> =
+        hot_items.iter().map(|item| (hot.id.clone(), hot.column.clone(), item.clone())).collect();
+    let (hot_rec, hot_elapsed) = write_phase(&api, &owner, &targets, run_for).await?;
+    cpu.end("hot");
+
+    progress(format!(
+        "2/3 spread over {} boards: {} writers, {} s",
+        args.boards, args.writers, args.secs
+    ));
+    cpu.begin();
+    let targets: Vec<(String, String, String)> = (0..args.writers as usize)
+        .map(|w| {
+            let (board, item) = &spread[w % spread.len()];
+            (board.id.clone(), board.column.clone(), item.clone())
+        })
+        .collect();
+    let (spread_rec, spread_elapsed) = write_phase(&api, &owner, &targets, run_for).await?;
+    cpu.end("spread");
+
+    let hot_summary = hot_rec.summary();
+    let spread_summary = spread_rec.summary();
+    let hot_rate = hot_rec.ok_count() as f64 / hot_elapsed.as_secs_f64();
+    let spread_rate = spread_rec.ok_count() as f64 / spread_elapsed.as_secs_f64();
+    let mut table = Table::new();
+    table.row("item update, 1 hot board", &hot_summary, Some(hot_rate));
+    table.row(format!("item update, {} boards", args.boards), &spread_summary, Some(spread_rate));
+
+    let mut headline = vec![
+        format!(
+            "hot board: {hot_rate:.0} acknowledged updates/s, p50 {} p99 {}",
+            format_ms(hot_summary.p50_ms),
+            format_ms(hot_summary.p99_ms)
+        ),
+        format!(
+            "{} boards: {spread_rate:.0} acknowledged updates/s, p50 {} p99 {}",
+            args.boards,
+            format_ms(spread_summary.p50_ms),
+            format_ms(spread_summary.p99_ms)
+        ),
+    ];
+    let mut pgbench_json = Value::Null;
+    match (target.postgres_url(), args.no_pgbench) {
+        (Some(url), false) => {
+            progress(format!(
+                "3/3 pgbench: {} clients, single-row INSERT, {} s",
+                args.writers, args.secs
+            ));
+            cpu.begin();
+            let bench = pgbench(&url, args.writers, args.secs).await?;
+            cpu.end("pgbench");
+            table.row("pgbench single-row INSERT", &bench.summary, Some(bench.tps));
+            headline.push(format!(
+                "pgbench at {} clients: {:.0} tps, p50 {} p99 {}; hot board is {:.2}x, spread {:.2}x",
+                args.writers,
+                bench.tps,
+                format_ms(bench.summary.p50_ms),
+                format_ms(bench.summary.p99_ms),
+                hot_rate / bench.tps,
+                spread_rate / bench.tps
+            ));
+            pgbench_json = json!({ "tps": bench.tps, "latency": bench.summary });
+        }
+        (None, false) => headline.push("pgbench: skipped (the server is not on Postgres)".into()),
+        (_, true) => headline.push("pgbench: skipped (--no-pgbench)".into()),
+    }
+    let mut warnings = cpu.warnings();
+    if hot_summary.error_count() + spread_summary.error_count() > 0 {
+        warnings.push("some updates failed; see the err column".into());
+    }
+    Ok(ScenarioReport {
+        table,
+        headline,
+        warnings,
+        parameters: serde_json::to_value(args)?,
+        results: json!({
+            "hot": { "updates_per_sec": hot_rate, "latency": hot_summary },
+            "spread": { "updates_per_sec": spread_rate, "latency": spread_summary },
+            "pgbench": pgbench_json,
+            "cpu": cpu.to_json(),
+        }),
+    })
+}
+
+fn progress(message: String) {
+    eprintln!("  {message}");
+}
+
+async fn create_board(
+    api: &Api,
+    owner: &Account,
+    org: &str,
+    name: &str,
+) -> anyhow::Result<BenchBoard> {
+    let board = api::expect(
+        api.request(Method::POST, &format!("api/v1/orgs/{org}/boards"))?
+            .bearer_auth(&owner.access_token)
+            .json(&json!({ "name": name })),
+        201,
+    )
+    .await?;
+    let id = field(&board, "id")?;
+    let column = api::expect(
+        api.request(Method::POST, &format!("api/v1/boards/{id}/columns"))?
+            .bearer_auth(&owner.access_token)
+            .json(&json!({ "title": "Notes", "type": "text" })),
+        201,
+    )
+    .await?;
+    Ok(BenchBoard { id, column: field(&column, "id")? })
+}
+
+async fn create_items(
+    api: &Api,
+    owner: &Account,
+    board: &BenchBoard,
+    n: usize,
+) -> anyhow::Result<Vec<String>> {
+    let snapshot = api::expect(
+        api.request(Method::GET, &format!("api/v1/boards/{}", board.id))?
+            .bearer_auth(&owner.access_token),
+        200,
+    )
+    .await?;
+    let group = snapshot["groups"][0]["id"].as_str().context("the board has no group")?.to_owned();
+    let mut items = Vec::with_capacity(n);
+    for i in 0..n {
+        let item = api::expect(
+            api.request(Method::POST, &format!("api/v1/boards/{}/items", board.id))?
+                .bearer_auth(&owner.access_token)
+                .json(&json!({ "group_id": group, "name": format!("item {i}") })),
+            201,
+        )
+        .await?;
+        items.push(field(&item, "id")?);
+    }
+    Ok(items)
+}
+
+fn field(value: &Value, name: &str) -> anyhow::Result<String> {
+    match value[name].as_str() {
+        Some(s) => Ok(s.to_owned()),
+        None => bail!("answer has no {name}: {value}"),
+    }
+}
+
+/// Each writer updates its (board, column, item) as fast as acknowledged, for `run_for`.
+async fn write_phase(
+    api: &Api,
+    owner: &Account,
+    targets: &[(String, String, String)],
+    run_for: Duration,
+) -> anyhow::Result<(Recorder, Duration)> {
+    let started = Instant::now();
+    let deadline = started + run_for;
+    let mut writers = JoinSet::new();
+    for (w, (board, column, item)) in targets.iter().cloned().enumerate() {
+        let api = api.clone();
+        let token = owner.access_token.clone();
+        writers.spawn(async move {
+            let mut recorder = Recorder::new();
+            let path = format!("api/v1/boards/{board}/items/{item}");
+            let mut n: u64 = 0;
+            while Instant::now() < deadline {
+                n += 1;
+                let request = match api.request(Method::PATCH, &path) {
+                    Ok(r) => r
+                        .bearer_auth(&token)
+                        .json(&json!({ "values": { column.as_str(): format!("w{w} #{n}") } })),
+                    Err(err) => return Err(err),
+                };
+                let sent = Instant::now();
+                match request.send().await {
+                    Ok(response) if response.status().as_u16() == 200 => {
+                        let _ = response.bytes().await;
+                        recorder.record(sent.elapsed());
+                    }
+                    Ok(response) => {
+                        recorder.record_error(format!("status {}", response.status().as_u16()))
+                    }
+                    Err(err) => recorder.record_error(if err.is_timeout() {
+                        "timeout"
+                    } else {
+                        "transport"
+                    }),
+                }
+            }
+            Ok(recorder)
+        });
+    }
+    let mut all = Recorder::new();
+    while let Some(joined) = writers.join_next().await {
+        all.merge(joined.context("a writer panicked")??);
+    }
+    Ok((all, started.elapsed()))
+}
+
+/// What pgbench measured.
+struct PgBench {
+    tps: f64,
+    summary: Summary,
+}
+
+/// Runs pgbench with `clients` clients for `secs` seconds on the database at `url`: one
+/// single-row `INSERT` per transaction, every transaction's latency logged and summarized here.
+async fn pgbench(url: &url::Url, clients: u32, secs: u64) -> anyhow::Result<PgBench> {
+    let dir = tempfile::tempdir().context("cannot create a directory for pgbench")?;
+    let script = dir.path().join("insert.sql");
+    std::fs::write(
+        &script,
+        "INSERT INTO loadtest_pgbench (client, at) VALUES (:client_id, now());\n",
+    )?;
+    let setup = tokio::process::Command::new("psql")
+        .arg(url.as_str())
+        .args(["-q", "-v", "ON_ERROR_STOP=1", "-c"])
+        .arg("CREATE TABLE IF NOT EXISTS loadtest_pgbench (id bigserial PRIMARY KEY, client int, at timestamptz)")
+        .status()
+        .await
+        .context("running psql (is the PostgreSQL client installed?)")?;
+    if !setup.success() {
+        bail!("psql could not create the pgbench table");
+    }
+    let out = tokio::process::Command::new("pgbench")
+        .current_dir(dir.path())
+        .args(["-n", "-c", &clients.to_string(), "-j", "2", "-T", &secs.to_string(), "-l", "-f"])
+        .arg(&script)
+        .arg(url.as_str())
+        .output()
+        .await
+        .context("running pgbench (is it installed?)")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("pgbench failed: {}{}", stdout, String::from_utf8_lossy(&out.stderr));
+    }
+    let tps = stdout
+        .lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next())
+        .and_then(|t| t.parse::<f64>().ok())
+        .context("pgbench printed no tps")?;
+    // Per-transaction logs: "client_id transaction_no time_us script_no time_epoch time_us".
+    let mut latencies_us: Vec<u64> = Vec::new();
+    for entry in std::fs::read_dir(dir.path())? {
+        let path = entry?.path();
+        if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("pgbench_log")) {
+            for line in std::fs::read_to_string(&path)?.lines() {
+                if let Some(us) = line.split_whitespace().nth(2).and_then(|t| t.parse::<u64>().ok())
+                {
+                    latencies_us.push(us);
+                }
+            }
+        }
+    }
+    latencies_us.sort_unstable();
+    let mut recorder = Recorder::new();
+    for us in &latencies_us {
+        recorder.record(Duration::from_micros(*us));
+    }
+    let _ = percentile(&latencies_us, 0.5);
+    Ok(PgBench { tps, summary: recorder.summary() })
+}
