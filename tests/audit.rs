@@ -58,13 +58,7 @@ async fn every_audited_action_writes_a_row(server: &TestServer) {
         )
         .await
         .expect(401);
-    let login = server
-        .post(
-            "/api/v1/auth/login",
-            None,
-            &json!({"email": alice.email, "password": alice.password}),
-        )
-        .await;
+    let login = server.login(&alice).await;
     let second = login.expect(200)["session_id"].as_str().unwrap().to_owned();
     server
         .send_as(
@@ -77,15 +71,7 @@ async fn every_audited_action_writes_a_row(server: &TestServer) {
         .expect(204);
     let org = server.create_org(&alice, "Acme").await;
     server.add_member(&alice, &org, &bob, "member").await;
-    server
-        .send_as(
-            Method::PATCH,
-            &format!("/api/v1/orgs/{org}/members/{}", bob.id),
-            &alice.access_token,
-            Some(&json!({"role": "admin"})),
-        )
-        .await
-        .expect(200);
+    server.set_org_role(&alice, &org, &bob, "admin").await.expect(200);
     server
         .send_as(
             Method::DELETE,

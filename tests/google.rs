@@ -553,14 +553,7 @@ async fn a_password_account_with_the_same_email_is_linked(server: &TestServer) {
         .iter()
         .any(|r| r.action == "signup" && r.metadata["method"] == "google"));
 
-    server
-        .post(
-            "/api/v1/auth/login",
-            None,
-            &json!({ "email": alice.email, "password": alice.password }),
-        )
-        .await
-        .expect_error(401, "invalid_credentials");
+    server.login(&alice).await.expect_error(401, "invalid_credentials");
     server.get_as("/api/v1/me", &alice.access_token).await.expect_error(401, "session_revoked");
     server.get_as("/api/v1/me", body["access_token"].as_str().unwrap()).await.expect(200);
 }

@@ -303,6 +303,33 @@ impl TestServer {
         }
     }
 
+    /// `POST /auth/login` as `user` with their password.
+    pub async fn login(&self, user: &TestUser) -> Reply {
+        self.post(
+            "/api/v1/auth/login",
+            None,
+            &serde_json::json!({ "email": user.email, "password": user.password }),
+        )
+        .await
+    }
+
+    /// Sets `user`'s organization role, acting as `admin`.
+    pub async fn set_org_role(
+        &self,
+        admin: &TestUser,
+        org: &str,
+        user: &TestUser,
+        role: &str,
+    ) -> Reply {
+        self.send_as(
+            Method::PATCH,
+            &format!("/api/v1/orgs/{org}/members/{}", user.id),
+            &admin.access_token,
+            Some(&serde_json::json!({ "role": role })),
+        )
+        .await
+    }
+
     /// Creates an organization as `owner`; returns its id.
     pub async fn create_org(&self, owner: &TestUser, name: &str) -> String {
         let reply = self

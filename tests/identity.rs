@@ -250,13 +250,7 @@ async fn logout_ends_the_access_token_at_once(server: &TestServer) {
 
 async fn password_change_ends_other_sessions_and_old_tokens(server: &TestServer) {
     let alice = server.register("alice").await;
-    let second = server
-        .post(
-            "/api/v1/auth/login",
-            None,
-            &json!({"email": alice.email, "password": alice.password}),
-        )
-        .await;
+    let second = server.login(&alice).await;
     let second = second.expect(200).clone();
     let other_access = second["access_token"].as_str().unwrap();
 
@@ -296,14 +290,7 @@ async fn password_change_ends_other_sessions_and_old_tokens(server: &TestServer)
     let token = refreshed.expect(200)["access_token"].as_str().unwrap().to_owned();
     server.get_as("/api/v1/me", &token).await.expect(200);
     // Old password out, new one in.
-    server
-        .post(
-            "/api/v1/auth/login",
-            None,
-            &json!({"email": alice.email, "password": alice.password}),
-        )
-        .await
-        .expect_error(401, "invalid_credentials");
+    server.login(&alice).await.expect_error(401, "invalid_credentials");
     server
         .post(
             "/api/v1/auth/login",
@@ -352,13 +339,7 @@ async fn refresh_rotates_and_reuse_revokes_the_session(server: &TestServer) {
 
 async fn sessions_can_be_listed_and_revoked(server: &TestServer) {
     let alice = server.register("alice").await;
-    let second = server
-        .post(
-            "/api/v1/auth/login",
-            None,
-            &json!({"email": alice.email, "password": alice.password}),
-        )
-        .await;
+    let second = server.login(&alice).await;
     let second = second.expect(200).clone();
     let list = server.get_as("/api/v1/auth/sessions", &alice.access_token).await;
     let sessions = list.expect(200)["sessions"].as_array().unwrap().clone();
@@ -395,13 +376,7 @@ async fn sessions_can_be_listed_and_revoked(server: &TestServer) {
 
 async fn cookie_writes_need_the_csrf_header(server: &TestServer) {
     let alice = server.register("alice").await;
-    let login = server
-        .post(
-            "/api/v1/auth/login",
-            None,
-            &json!({"email": alice.email, "password": alice.password}),
-        )
-        .await;
+    let login = server.login(&alice).await;
     let cookies: Vec<String> = login
         .headers
         .get_all("set-cookie")
@@ -464,22 +439,13 @@ async fn sixth_login_attempt_is_rate_limited(server: &TestServer) {
             .expect_error(401, "invalid_credentials");
     }
     // The 6th is refused even with the right password.
-    let sixth = server
-        .post(
-            "/api/v1/auth/login",
-            None,
-            &json!({"email": alice.email, "password": alice.password}),
-        )
-        .await;
+    let sixth = server.login(&alice).await;
     sixth.expect_error(429, "rate_limited");
     let retry: u64 = sixth.header("retry-after").unwrap().parse().unwrap();
     assert!(retry > 0 && retry <= 1800, "{retry}");
     // Another email from the same IP is not affected by alice's counter.
     let bob = server.register("bob").await;
-    server
-        .post("/api/v1/auth/login", None, &json!({"email": bob.email, "password": bob.password}))
-        .await
-        .expect(200);
+    server.login(&bob).await.expect(200);
     // The counter survives a restart: it lives in the database.
     let settings = server.database.settings();
     let restarted = boardroom::server::App::build(settings).await.unwrap().spawn().await.unwrap();

@@ -40,15 +40,7 @@ async fn creator_is_admin_and_members_are_managed_by_admins(server: &TestServer)
         )
         .await
         .expect_error(403, "forbidden");
-    server
-        .send_as(
-            Method::PATCH,
-            &format!("/api/v1/orgs/{org}/members/{}", alice.id),
-            &bob.access_token,
-            Some(&json!({"role": "member"})),
-        )
-        .await
-        .expect_error(403, "forbidden");
+    server.set_org_role(&bob, &org, &alice, "member").await.expect_error(403, "forbidden");
 
     // Bad input changes nothing.
     server
@@ -77,14 +69,7 @@ async fn creator_is_admin_and_members_are_managed_by_admins(server: &TestServer)
         .expect_error(409, "conflict");
 
     // Promote bob; he can now add carol; then alice removes carol.
-    let promoted = server
-        .send_as(
-            Method::PATCH,
-            &format!("/api/v1/orgs/{org}/members/{}", bob.id),
-            &alice.access_token,
-            Some(&json!({"role": "admin"})),
-        )
-        .await;
+    let promoted = server.set_org_role(&alice, &org, &bob, "admin").await;
     assert_eq!(promoted.expect(200)["role"], "admin");
     server.add_member(&bob, &org, &carol, "member").await;
     server
@@ -122,15 +107,7 @@ async fn last_admin_cannot_leave_or_be_demoted(server: &TestServer) {
         .await
         .expect_error(409, "conflict");
     // With a second admin, the first may step down.
-    server
-        .send_as(
-            Method::PATCH,
-            &format!("/api/v1/orgs/{org}/members/{}", bob.id),
-            &alice.access_token,
-            Some(&json!({"role": "admin"})),
-        )
-        .await
-        .expect(200);
+    server.set_org_role(&alice, &org, &bob, "admin").await.expect(200);
     server.send_as(Method::DELETE, &me, &alice.access_token, None).await.expect(204);
     server
         .get_as(&format!("/api/v1/orgs/{org}"), &alice.access_token)
@@ -168,15 +145,7 @@ async fn another_org_is_not_found(server: &TestServer) {
         )
         .await
         .expect_error(404, "not_found");
-    server
-        .send_as(
-            Method::PATCH,
-            &format!("/api/v1/orgs/{org_a}/members/{}", alice.id),
-            &mallory.access_token,
-            Some(&json!({"role": "member"})),
-        )
-        .await
-        .expect_error(404, "not_found");
+    server.set_org_role(&mallory, &org_a, &alice, "member").await.expect_error(404, "not_found");
     server
         .send_as(
             Method::DELETE,
@@ -222,9 +191,7 @@ async fn superadmin_bypass_is_explicit_and_audited(server: &TestServer) {
     assert!(!missing.status.success());
 
     // The flag is read at sign-in: a fresh session carries it.
-    let login = server
-        .post("/api/v1/auth/login", None, &json!({"email": root.email, "password": root.password}))
-        .await;
+    let login = server.login(&root).await;
     let token = login.expect(200)["access_token"].as_str().unwrap().to_owned();
     let reply = server.get_as(&format!("/api/v1/orgs/{org}"), &token).await;
     assert_eq!(reply.expect(200)["role"], "admin");
