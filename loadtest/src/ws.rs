@@ -14,6 +14,7 @@
 //! writer's send to its own receipt, both on this process's monotonic clock.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -366,6 +367,7 @@ async fn read_until(
     mut last: i64,
     epoch: Instant,
     mut finish: watch::Receiver<Finish>,
+    delivered: Arc<AtomicU64>,
 ) -> Tally {
     let mut tally = Tally::default();
     loop {
@@ -409,6 +411,7 @@ async fn read_until(
         tally.gaps += u64::try_from(mark.seq - last - 1).unwrap_or(0);
         last = mark.seq;
         tally.delivered += 1;
+        delivered.fetch_add(1, Ordering::Relaxed);
         if let Some((phase, sent_us)) = mark.stamp.filter(|(phase, _)| *phase < PHASES) {
             let now_us = u64::try_from(now.duration_since(epoch).as_micros()).unwrap_or(u64::MAX);
             tally.latency[phase].record(Duration::from_micros(now_us.saturating_sub(sent_us)));
@@ -445,7 +448,9 @@ struct Written {
 }
 
 /// Sends `paced` commands at `rate` per second, then keeps `window` commands in flight for
-/// `saturate`. Each names its item after its phase and send time.
+/// `saturate`. Each names its item after its phase and send time. Between the phases it waits
+/// (up to two minutes) for every acknowledgement and for `caught_up`, so that a backlog of the
+/// paced phase is not counted in the saturated one.
 async fn write(
     ws: Ws,
     flavor: Flavor,
@@ -453,6 +458,7 @@ async fn write(
     paced: (usize, u32),
     saturate: (Duration, usize),
     epoch: Instant,
+    caught_up: impl Fn() -> bool,
 ) -> anyhow::Result<Written> {
     let (mut sink, mut stream) = ws.split();
     let (acks, mut acked) = mpsc::unbounded_channel::<i64>();
@@ -511,6 +517,19 @@ async fn write(
         }
     }
     let (duration, window) = saturate;
+    if !duration.is_zero() {
+        let settle = Instant::now() + Duration::from_secs(120);
+        while in_flight > 0 && Instant::now() < settle {
+            if let Ok(Some(ack)) = tokio::time::timeout(Duration::from_secs(1), acked.recv()).await
+            {
+                note(ack, &mut written);
+                in_flight -= 1;
+            }
+        }
+        while !caught_up() && Instant::now() < settle {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     let until = Instant::now() + duration;
     while Instant::now() < until {
         while in_flight >= window.max(1) {
@@ -917,15 +936,19 @@ where
     let subscribers = sockets.len();
     let epoch = Instant::now();
     let (finish_tx, finish) = watch::channel::<Finish>(None);
+    let delivered = Arc::new(AtomicU64::new(0));
     let mut readers = JoinSet::new();
     for (ws, after) in sockets {
-        readers.spawn(read_until(ws, after, epoch, finish.clone()));
+        readers.spawn(read_until(ws, after, epoch, finish.clone(), Arc::clone(&delivered)));
     }
     let saturate = (Duration::from_secs(args.saturate_secs), args.window);
-    let written = write(writer, flavor, make, (args.events, args.rate), saturate, epoch).await;
-    // Readers get 30 s after the last acknowledgement to see every event.
+    let paced_total = (args.events * subscribers) as u64;
+    let caught_up = || delivered.load(Ordering::Relaxed) >= paced_total;
+    let written =
+        write(writer, flavor, make, (args.events, args.rate), saturate, epoch, caught_up).await;
+    // Readers get 60 s after the last acknowledgement to see every event.
     let final_seq = written.as_ref().map(|w| w.final_seq).unwrap_or(i64::MAX);
-    let _ = finish_tx.send(Some((final_seq, Instant::now() + Duration::from_secs(30))));
+    let _ = finish_tx.send(Some((final_seq, Instant::now() + Duration::from_secs(60))));
     let mut tally = Tally::default();
     let mut sockets_failed = 0;
     while let Some(done) = readers.join_next().await {
@@ -1120,6 +1143,7 @@ pub async fn reconnect_storm(
         (args.events_while_away, 40),
         (Duration::ZERO, 1),
         Instant::now(),
+        || true,
     )
     .await?;
     let final_seq = written.final_seq;
