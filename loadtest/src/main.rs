@@ -14,15 +14,21 @@
 //! - [`auth`]: scenario `auth`, the cost of authentication at bcrypt cost 12.
 //! - [`boards`]: scenario `boards`, acknowledged item updates per second (group commit), beside
 //!   pgbench on Postgres.
-//! - [`ws`]: scenarios `connections`, `fanout` and `reconnect-storm` over WebSockets.
+//! - [`ws`]: scenarios `connections`, `fanout` and `reconnect-storm` over WebSockets, each
+//!   beside the bare baseline.
+//! - [`baseline`]: the bare tokio-tungstenite broadcast server those are compared with, run in
+//!   a child process (hidden subcommand `baseline-server`).
+//! - [`net`]: source addresses across 127.0.0.0/8, the open-file limit, process memory.
 //!
 //! A scenario is one file exposing a `clap::Args` struct and
 //! `run(&Target, &Args) -> anyhow::Result<ScenarioReport>`, and one variant of [`Scenario`].
 
 mod api;
 mod auth;
+mod baseline;
 mod boards;
 mod machine;
+mod net;
 mod stats;
 mod target;
 mod ws;
@@ -63,12 +69,17 @@ enum Scenario {
     /// Acknowledged item updates per second with many writers, on one hot board and spread
     /// over many, beside pgbench's single-row INSERT rate on Postgres.
     Boards(boards::BoardsArgs),
-    /// Open many sockets, subscribe each to one board, and measure ping round trips.
+    /// Hold many authenticated, subscribed sockets; server memory per socket, beside the bare
+    /// baseline.
     Connections(ws::ConnectionsArgs),
-    /// Many subscribers of one board, one writer: event latency and exactly-once delivery.
+    /// Many subscribers of one board, one writer: event latency, deliveries per second and
+    /// exactly-once delivery, beside the bare baseline.
     Fanout(ws::FanoutArgs),
     /// Every subscriber drops at once and resumes with `after_seq`: no gap, no duplicate.
     ReconnectStorm(ws::ReconnectArgs),
+    /// Internal: serve the bare baseline (started by the WebSocket scenarios).
+    #[command(hide = true)]
+    BaselineServer,
 }
 
 impl Scenario {
@@ -80,6 +91,7 @@ impl Scenario {
             Scenario::Connections(_) => "connections",
             Scenario::Fanout(_) => "fanout",
             Scenario::ReconnectStorm(_) => "reconnect-storm",
+            Scenario::BaselineServer => "baseline-server",
         }
     }
 
@@ -90,6 +102,7 @@ impl Scenario {
             Scenario::Connections(args) => ws::connections(target, args).await,
             Scenario::Fanout(args) => ws::fanout(target, args).await,
             Scenario::ReconnectStorm(args) => ws::reconnect_storm(target, args).await,
+            Scenario::BaselineServer => anyhow::bail!("baseline-server is not a scenario"),
         }
     }
 }
@@ -103,7 +116,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let outcome = match cli.scenario {
+        Scenario::BaselineServer => runtime.block_on(baseline::child_main()),
+        _ => runtime.block_on(run(cli)),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -114,6 +131,10 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let name = cli.scenario.name();
+    // Thousands of sockets need more descriptors than the usual soft limit of 1024.
+    if let Some(limit) = net::raise_nofile_limit() {
+        eprintln!("{name}: open-file limit {limit} (the started server has its own)");
+    }
     let json_path =
         cli.json.unwrap_or_else(|| PathBuf::from("target/loadtest").join(format!("{name}.json")));
     let stem = json_path.file_stem().map(|s| s.to_string_lossy().into_owned());

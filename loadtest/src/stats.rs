@@ -45,6 +45,14 @@ impl Recorder {
         }
     }
 
+    /// The `q` quantile of the successful requests' latencies, in milliseconds (for p99.9,
+    /// which [`Summary`] leaves out).
+    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
+        let mut sorted = self.latencies_us.clone();
+        sorted.sort_unstable();
+        percentile(&sorted, q).map(|us| round3(us as f64 / 1000.0))
+    }
+
     /// Successful requests recorded.
     pub fn ok_count(&self) -> u64 {
         self.latencies_us.len() as u64
