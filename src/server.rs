@@ -91,9 +91,7 @@ impl App {
     /// Binds the configured address and serves in the background.
     pub async fn spawn(self) -> Result<RunningServer, StartupError> {
         let addr = self.state.settings().listen;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartupError::Bind { addr, source })?;
+        let listener = listen(addr).map_err(|source| StartupError::Bind { addr, source })?;
         let local_addr =
             listener.local_addr().map_err(|source| StartupError::Bind { addr, source })?;
         let (stop_tx, mut stop_rx) = watch::channel(false);
@@ -117,6 +115,21 @@ impl App {
         tracing::info!(addr = %local_addr, backend = self.state.store().backend().as_str(), "listening");
         Ok(RunningServer { addr: local_addr, state: self.state, stop_tx, task, maintenance })
     }
+}
+
+/// Connections the kernel may queue before `accept`. tokio's default (1024) overflows when
+/// thousands of sockets reconnect at once, and overflowed SYNs wait a second to be retried.
+const LISTEN_BACKLOG: u32 = 8192;
+
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Opens the store named by the settings.
