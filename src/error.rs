@@ -103,6 +103,14 @@ impl From<StorageError> for ApiError {
         match err {
             StorageError::NotFound => ApiError::new(ErrorCode::NotFound, "not found"),
             StorageError::Unique(_) => ApiError::conflict("already exists"),
+            StorageError::Transient(_) => {
+                let mut err = ApiError::new(
+                    ErrorCode::Unavailable,
+                    "a concurrent change got in the way; retry",
+                );
+                err.set_retry_after(1);
+                err
+            }
             other => ApiError::internal(other),
         }
     }

@@ -136,6 +136,10 @@ pub enum StorageError {
     /// A unique constraint was violated; carries the constraint or index name when known.
     #[error("unique constraint violated: {0}")]
     Unique(String),
+    /// The database aborted the transaction to break a deadlock or a serialization conflict;
+    /// nothing changed and the same request may simply be retried.
+    #[error("transient conflict: {0}")]
+    Transient(String),
     /// A rule of the data model refused the change (for example, removing the last admin).
     #[error("{0}")]
     Rule(&'static str),
@@ -155,6 +159,12 @@ impl StorageError {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 StorageError::Unique(db.constraint().unwrap_or_else(|| db.message()).to_owned())
             }
+            // Postgres: deadlock_detected, serialization_failure. SQLite: busy/locked.
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("40P01" | "40001" | "5" | "6" | "517")) =>
+            {
+                StorageError::Transient(db.message().to_owned())
+            }
             _ => StorageError::Database(err),
         }
     }
@@ -163,6 +173,13 @@ impl StorageError {
 impl From<sqlx::Error> for StorageError {
     fn from(err: sqlx::Error) -> Self {
         StorageError::from_sqlx(err)
+    }
+}
+
+impl StorageError {
+    /// Whether retrying the same work may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StorageError::Transient(_))
     }
 }
 

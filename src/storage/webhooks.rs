@@ -13,7 +13,7 @@ use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::{new_id, now, StorageResult, Store, TenantStore};
+use super::{new_id, now, StorageError, StorageResult, Store, TenantStore};
 use crate::{on_pool, transaction};
 
 /// A webhook as owners see it (never the secret).
@@ -331,12 +331,24 @@ impl TenantStore<'_> {
 
     /// Deletes a webhook and its deliveries. Returns whether it existed.
     pub async fn delete_webhook(&self, board: Uuid, id: Uuid) -> StorageResult<bool> {
-        let done = on_pool!(self, pool => {
-            sqlx::query("DELETE FROM webhooks WHERE organization_id = $1 AND board_id = $2 AND id = $3")
-                .bind(self.org_id()).bind(board).bind(id)
-                .execute(pool).await.map(|d| d.rows_affected())
-        })?;
-        Ok(done > 0)
+        // The webhook actor may be enqueueing for this webhook at the same moment; the cascade
+        // to its outbox can then deadlock with it, and Postgres aborts one side. Try again.
+        let mut attempt = 0;
+        loop {
+            let result = on_pool!(self, pool => {
+                sqlx::query("DELETE FROM webhooks WHERE organization_id = $1 AND board_id = $2 AND id = $3")
+                    .bind(self.org_id()).bind(board).bind(id)
+                    .execute(pool).await.map(|d| d.rows_affected())
+            })
+            .map_err(StorageError::from);
+            match result {
+                Err(err) if err.is_transient() && attempt < 3 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(10 * attempt)).await;
+                }
+                other => return Ok(other? > 0),
+            }
+        }
     }
 
     /// Makes `secret` the signing secret; the old one keeps signing until `previous_until`.
