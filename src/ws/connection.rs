@@ -63,6 +63,9 @@ pub struct Outbox {
     closing: watch::Sender<Option<(u16, String)>>,
 }
 
+/// Most frames written before one flush.
+const WRITE_BATCH: usize = 64;
+
 fn size_of(message: &Message) -> usize {
     let payload = match message {
         Message::Text(text) => text.len(),
@@ -264,11 +267,30 @@ async fn write_loop(
             () = until_closed(&mut closed) => break,
             next = rx.recv() => {
                 let Some(message) = next else { break };
-                let size = size_of(&message);
+                // Write everything already queued with one flush: under load a socket gets
+                // many events at once, and a syscall per frame is what would cap deliveries.
+                let mut size = size_of(&message);
+                let mut batch = Vec::with_capacity(8);
+                batch.push(message);
+                while batch.len() < WRITE_BATCH {
+                    match rx.try_recv() {
+                        Ok(message) => {
+                            size += size_of(&message);
+                            batch.push(message);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let write = async {
+                    for message in batch {
+                        sink.feed(message).await?;
+                    }
+                    sink.flush().await
+                };
                 let sent = tokio::select! {
                     biased;
                     () = until_closed(&mut closed_while_sending) => None,
-                    sent = sink.send(message) => Some(sent),
+                    sent = write => Some(sent),
                 };
                 outbox.queued.fetch_sub(size, Ordering::AcqRel);
                 if !matches!(sent, Some(Ok(()))) {
