@@ -144,13 +144,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         eprintln!("warning: this is a debug build of the load generator; measure with --release");
     }
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    // Recorded only: it lags by a minute (a previous run still shows in it); the per-phase CPU
+    // record is what tells whether other work disturbed this run.
     let load_average_before = stats::load_average();
-    if let Some([one_minute, ..]) = load_average_before.filter(|l| l[0] > 1.0) {
-        eprintln!(
-            "warning: load average {one_minute:.2}: the machine has been busy; phases disturbed \
-             by other work are named at the end"
-        );
-    }
 
     let target = Target::start(&cli.target, &server_log).await?;
     let server_binary_modified = target
