@@ -188,7 +188,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     environment.load_average_after = stats::load_average();
     let stopped = target.stop().await;
-    let report = outcome.with_context(|| format!("scenario {name} failed"))?;
+    let report = match outcome {
+        Ok(report) => report,
+        // A server that died mid-run explains the failure better than the failed request does.
+        Err(err) => {
+            match stopped {
+                Err(stop) => eprintln!("error: {stop:#}"),
+                Ok(()) if environment.managed_server => eprintln!(
+                    "the server's log ({}) ends:\n{}",
+                    server_log.display(),
+                    target::log_tail(&server_log)
+                ),
+                Ok(()) => {}
+            }
+            return Err(err.context(format!("scenario {name} failed")));
+        }
+    };
 
     println!("\n{name} ({} backend, {} cores)\n", environment.backend, environment.cores);
     print!("{}", report.table.render());

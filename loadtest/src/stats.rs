@@ -32,7 +32,7 @@ impl Recorder {
         self.latencies_us.push(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
     }
 
-    /// Records one failed request; `kind` is an HTTP status (`"503"`) or `"transport"`.
+    /// Records one failed request; `kind` says how (an HTTP status such as `"503"`).
     pub fn record_error(&mut self, kind: impl Into<String>) {
         *self.errors.entry(kind.into()).or_default() += 1;
     }
@@ -126,7 +126,7 @@ fn round3(value: f64) -> f64 {
 pub struct Summary {
     /// Successful requests.
     pub count: u64,
-    /// Failed requests by HTTP status or `"transport"`.
+    /// Failed requests by HTTP status.
     pub errors: BTreeMap<String, u64>,
     /// Fastest.
     pub min_ms: Option<f64>,

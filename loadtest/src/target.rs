@@ -195,9 +195,18 @@ impl Target {
     /// Postgres database. A server named by `--url` is left running.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         let Some(mut managed) = self.managed.take() else { return Ok(()) };
+        let gone_already = managed.child.try_wait().ok().flatten();
         let status = terminate(&mut managed.child).await;
         if let Some(db) = managed.postgres.take() {
             db.drop_quietly().await;
+        }
+        if let Some(status) = gone_already {
+            bail!(
+                "the server exited ({status}) before this tool stopped it; a clean exit means \
+                 something else sent it SIGTERM or SIGINT. Its log ({}) ends:\n{}",
+                managed.log_path.display(),
+                log_tail(&managed.log_path)
+            );
         }
         match status? {
             status if status.success() => Ok(()),
@@ -378,7 +387,7 @@ fn send_sigterm(child: &mut Child) {
 }
 
 /// The last lines of the server's log, for error messages.
-fn log_tail(path: &Path) -> String {
+pub fn log_tail(path: &Path) -> String {
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let lines: Vec<&str> = text.lines().collect();
