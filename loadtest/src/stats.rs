@@ -32,7 +32,8 @@ impl Recorder {
         self.latencies_us.push(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
     }
 
-    /// Records one failed request; `kind` says how (an HTTP status such as `"503"`).
+    /// Records one failed request; `kind` says how it failed (an HTTP status such as `"503"`,
+    /// or a scenario's own label).
     pub fn record_error(&mut self, kind: impl Into<String>) {
         *self.errors.entry(kind.into()).or_default() += 1;
     }
@@ -126,7 +127,7 @@ fn round3(value: f64) -> f64 {
 pub struct Summary {
     /// Successful requests.
     pub count: u64,
-    /// Failed requests by HTTP status.
+    /// Failed requests by how they failed (HTTP status or a scenario's label).
     pub errors: BTreeMap<String, u64>,
     /// Fastest.
     pub min_ms: Option<f64>,
