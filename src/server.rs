@@ -109,6 +109,10 @@ impl App {
                 loop {
                     every.tick().await;
                     state.auth().maintain().await;
+                    let expired = crate::storage::now() - IDEMPOTENCY_WINDOW;
+                    if let Err(err) = state.store().prune_idempotency(expired).await {
+                        tracing::warn!(error = %err, "pruning idempotency keys failed");
+                    }
                 }
             }
         });
@@ -146,7 +150,10 @@ pub struct RunningServer {
     maintenance: JoinHandle<()>,
 }
 
-/// How often caches and rate-limit windows are pruned.
+/// How long an `Idempotency-Key` returns its first result; older keys are forgotten.
+pub const IDEMPOTENCY_WINDOW: chrono::Duration = chrono::Duration::hours(24);
+
+/// How often caches, rate-limit windows and idempotency keys are pruned.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(300);
 
 impl RunningServer {

@@ -391,7 +391,7 @@ async fn idempotency_key_returns_the_first_result(server: &TestServer) {
     assert_eq!(first.expect(201), second.expect(201));
     let snap = server.get_as(&b, &f.owner.access_token).await;
     assert_eq!(snap.body["items"].as_array().unwrap().len(), 1);
-    // The same key from another user is theirs alone.
+    // Board creation is idempotent too.
     let org_board = |key: &str| {
         server
             .call(Method::POST, &format!("/api/v1/orgs/{}/boards", f.org))
@@ -406,7 +406,17 @@ async fn idempotency_key_returns_the_first_result(server: &TestServer) {
     let boards =
         server.get_as(&format!("/api/v1/orgs/{}/boards", f.org), &f.owner.access_token).await;
     assert_eq!(boards.body["boards"].as_array().unwrap().len(), 2);
-    // The answer survives the actor: a restart of the server still returns the first result.
+    // Keys are remembered for a window, then pruned: the same key then creates anew.
+    let pruned = server
+        .state()
+        .store()
+        .prune_idempotency(chrono::Utc::now() + chrono::Duration::seconds(1))
+        .await
+        .unwrap();
+    assert!(pruned >= 2, "{pruned}");
+    let after = org_board("board-1").await;
+    assert_ne!(after.expect(201)["id"], a.body["id"]);
+    // A malformed key is refused.
     server
         .call(Method::POST, &format!("{b}/items"))
         .bearer(&f.owner.access_token)
@@ -643,7 +653,7 @@ async fn an_idle_board_actor_stops_and_comes_back(server: &TestServer) {
     let mut stopped = false;
     for _ in 0..60 {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        if !server.state().boards().inject_panic_probe(board_id) {
+        if !server.state().boards().is_running(board_id) {
             stopped = true;
             break;
         }

@@ -209,7 +209,42 @@ async fn superadmin_bypass_is_explicit_and_audited(server: &TestServer) {
     assert!(entries.iter().all(|e| e["bypass"] == true && e["actor_id"] == root.id.as_str()));
     assert_eq!(entries[0]["metadata"]["path"], format!("/api/v1/orgs/{org}/members"));
 
+    // A socket re-confirming access it already has (every few seconds) is not a new bypass:
+    // it answers the same but writes no further row.
+    let auth = server.state().auth();
+    let root_caller = match auth.authenticate(&token, &meta()).await.unwrap() {
+        principal @ boardroom::auth::Principal::User { .. } => {
+            boardroom::auth::Caller { principal, meta: meta() }
+        }
+        other => panic!("not a session: {other:?}"),
+    };
+    let org_id: uuid::Uuid = org.parse().unwrap();
+    for _ in 0..3 {
+        let access = auth
+            .org_access_recheck(&root_caller, org_id, boardroom_actors::roles::OrgRole::Member)
+            .await
+            .unwrap();
+        assert!(access.bypass);
+    }
+    server.flush_audit().await;
+    let log = server
+        .get_as(
+            &format!("/api/v1/orgs/{org}/audit-log?action=superadmin.bypass"),
+            &alice.access_token,
+        )
+        .await;
+    assert_eq!(log.expect(200)["entries"].as_array().unwrap().len(), 2);
+
     // A missing organization is still 404, bypass or not.
     let missing = uuid::Uuid::now_v7();
     server.get_as(&format!("/api/v1/orgs/{missing}"), &token).await.expect_error(404, "not_found");
+}
+
+fn meta() -> boardroom::auth::RequestMeta {
+    boardroom::auth::RequestMeta {
+        ip: std::net::IpAddr::from([127, 0, 0, 1]),
+        user_agent: None,
+        method: "GET".into(),
+        path: "/api/v1/ws".into(),
+    }
 }

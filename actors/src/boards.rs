@@ -204,7 +204,7 @@ impl Boards {
 
     /// Whether a board's actor is running now (tests of idle stops).
     #[cfg(feature = "fault-injection")]
-    pub fn inject_panic_probe(&self, board: Uuid) -> bool {
+    pub fn is_running(&self, board: Uuid) -> bool {
         Self::running(board).is_some()
     }
 

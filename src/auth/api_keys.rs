@@ -129,6 +129,9 @@ pub struct KeyCache {
     failures: DashMap<IpAddr, (u32, Instant)>,
 }
 
+/// Most verified keys kept in memory.
+pub const MAX_CACHED_KEYS: usize = 100_000;
+
 /// Failed key attempts an IP may make per [`FAILURE_WINDOW`] before it is refused unheard.
 pub const MAX_FAILURES_PER_IP: u32 = 20;
 /// The window of [`MAX_FAILURES_PER_IP`].
@@ -219,9 +222,26 @@ impl KeyCache {
         }
     }
 
-    /// Drops stale failure counters (called periodically).
+    /// Drops stale failure counters and expired grants (called periodically). Past
+    /// [`MAX_CACHED_KEYS`] the whole cache is dropped: each key then costs one bcrypt again,
+    /// which bounds memory without tracking recency on the hot path.
     pub fn prune(&self) {
         self.failures.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
+        let now = Utc::now();
+        let expired: Vec<Uuid> = self
+            .verified
+            .iter()
+            .filter(|g| g.expires_at.is_some_and(|e| e <= now))
+            .map(|g| g.key_id)
+            .collect();
+        for key in expired {
+            self.invalidate(key);
+        }
+        if self.verified.len() > MAX_CACHED_KEYS {
+            self.verified.clear();
+            self.by_key_id.clear();
+            self.limiters.clear();
+        }
     }
 }
 
@@ -268,6 +288,26 @@ mod tests {
         assert_eq!(states.iter().filter(|s| s.allowed).count(), 3);
         assert_eq!(states[0].remaining, 2);
         assert!(!states[3].allowed && states[3].reset_secs >= 1);
+    }
+
+    #[test]
+    fn prune_drops_expired_grants() {
+        let cache = KeyCache::default();
+        let grant = |expires_at| KeyGrant {
+            key_id: Uuid::now_v7(),
+            org_id: Uuid::now_v7(),
+            user_id: Uuid::now_v7(),
+            scopes: vec![],
+            rate_limit_per_minute: 10,
+            expires_at,
+        };
+        let live = grant(None);
+        let expired = grant(Some(Utc::now() - chrono::Duration::seconds(1)));
+        cache.put([1; 32], live.clone());
+        cache.put([2; 32], expired);
+        cache.prune();
+        assert_eq!(cache.verified.len(), 1);
+        assert_eq!(cache.get(&[1; 32], Utc::now()), Some(live));
     }
 
     #[test]

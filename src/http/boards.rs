@@ -5,7 +5,8 @@
 //! (roles, scopes, validation, ordering, versions) lives in `boardroom_actors::board`. A board
 //! of another organization, or one the caller is not on, is 404.
 //!
-//! A POST with an `Idempotency-Key` header returns the first result when retried. A PATCH of an
+//! A POST with an `Idempotency-Key` header returns the first result when retried within 24
+//! hours (`server::IDEMPOTENCY_WINDOW`). A PATCH of an
 //! item with `If-Match: "<version>"` (or `expected_version` in the body) is refused with 409
 //! `version_conflict` when the item has moved on.
 
@@ -84,16 +85,35 @@ pub async fn requester_for(
     caller: &Caller,
     board: Uuid,
 ) -> ApiResult<(Uuid, Requester)> {
+    requester(state, caller, board, false).await
+}
+
+/// [`requester_for`] when re-confirming access granted earlier (a superadmin's bypass is not
+/// audited again).
+pub async fn requester_recheck(
+    state: &AppState,
+    caller: &Caller,
+    board: Uuid,
+) -> ApiResult<(Uuid, Requester)> {
+    requester(state, caller, board, true).await
+}
+
+async fn requester(
+    state: &AppState,
+    caller: &Caller,
+    board: Uuid,
+    recheck: bool,
+) -> ApiResult<(Uuid, Requester)> {
     let not_found = || ApiError::not_found("board");
     let org =
         state.boards().org_of(board).await.map_err(ApiError::internal)?.ok_or_else(not_found)?;
-    let access = state.auth().org_access(caller, org, OrgRole::Member).await.map_err(|err| {
-        if err.code() == ErrorCode::NotFound {
-            not_found()
-        } else {
-            err
-        }
-    })?;
+    let access = if recheck {
+        state.auth().org_access_recheck(caller, org, OrgRole::Member).await
+    } else {
+        state.auth().org_access(caller, org, OrgRole::Member).await
+    };
+    let access =
+        access.map_err(|err| if err.code() == ErrorCode::NotFound { not_found() } else { err })?;
     Ok((
         org,
         Requester { user_id: caller.user_id(), org_role: access.role, scopes: scopes_of(caller) },

@@ -31,7 +31,7 @@ use uuid::Uuid;
 use super::fanout::{may_see, message, wire_time, Subscription};
 use crate::auth::{Caller, Principal};
 use crate::error::ApiError;
-use crate::http::boards::{board_error, requester_for};
+use crate::http::boards::{board_error, requester_for, requester_recheck};
 use crate::http::AppState;
 
 /// Subscriptions one connection may hold.
@@ -736,7 +736,7 @@ impl Connection {
     /// The caller's standing on `board`: its organization and requester, after the board
     /// actor confirmed `boards:read` (answers the board's fields and current `seq`).
     async fn access(&self, board: Uuid) -> Result<(Uuid, Requester, Value), ApiError> {
-        let (org, requester) = requester_for(&self.state, &self.caller, board).await?;
+        let (org, requester) = requester_recheck(&self.state, &self.caller, board).await?;
         let info = self
             .state
             .boards()
