@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use boardroom_actors::supervisor::{Dependencies, Runtime, WebhookDependencies};
 
+use axum::serve::ListenerExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -96,6 +97,13 @@ impl App {
             listener.local_addr().map_err(|source| StartupError::Bind { addr, source })?;
         let (stop_tx, mut stop_rx) = watch::channel(false);
         let router = http::router(self.state.clone());
+        // Without TCP_NODELAY a socket holds back a small frame until the previous one is
+        // acknowledged, and the peer delays its ACKs: a burst of events would trickle out.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+            }
+        });
         let serve =
             axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(async move {

@@ -19,6 +19,7 @@ use crate::harness::{both_backends, both_backends_with, TestServer};
 
 both_backends!(
     json_and_msgpack_clients_see_the_same_events,
+    pipelined_writes_apply_in_the_order_sent,
     resume_after_a_drop_has_no_gap_and_no_duplicate,
     losing_board_membership_ends_the_subscription,
     deleting_the_board_ends_its_subscriptions,
@@ -258,6 +259,50 @@ async fn json_and_msgpack_clients_see_the_same_events(server: &TestServer) {
     assert_eq!(error_code(&reply), "version_conflict");
     let reply = b.request(json!({"type": "ping"})).await;
     ok(&reply);
+}
+
+/// A client may send writes without waiting for their replies: they apply in the order sent
+/// (each `expected_version` below holds only if every earlier update applied first), each keeps
+/// its own result, and every reply carries the seq of its commit.
+async fn pipelined_writes_apply_in_the_order_sent(server: &TestServer) {
+    let f = fixture(server).await;
+    let item = create_item_rest(server, &f.owner.access_token, &f.board, &f.group, "v1").await;
+    let mut client = connect(server, &f.owner.access_token, JSON).await;
+    let mut sent = Vec::new();
+    for version in 1..=30 {
+        let id = client
+            .send(json!({"type": "update_item", "board_id": f.board, "item_id": item["id"], "name": format!("v{}", version + 1), "expected_version": version}))
+            .await;
+        sent.push(id);
+        if version == 10 {
+            // A refused write in the middle fails alone.
+            let bad = client
+                .send(json!({"type": "create_item", "board_id": f.board, "group_id": f.board, "name": "x"}))
+                .await;
+            sent.push(bad);
+        }
+    }
+    let mut replies = std::collections::HashMap::new();
+    while replies.len() < sent.len() {
+        let frame = client.next_of("reply").await;
+        replies.insert(frame["id"].as_u64().unwrap(), frame);
+    }
+    let mut seqs = Vec::new();
+    for id in &sent {
+        let reply = &replies[id];
+        if reply["ok"] == false {
+            assert_eq!(*id, sent[10], "only the bad write fails: {reply}");
+            continue;
+        }
+        seqs.push(reply["seq"].as_i64().unwrap());
+    }
+    assert_eq!(seqs.len(), 30, "every update applied");
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "seqs follow the order sent: {seqs:?}");
+    let path = format!("/api/v1/boards/{}/items/{}", f.board, item["id"].as_str().unwrap());
+    let stored = server.get_as(&path, &f.owner.access_token).await;
+    let stored = stored.expect(200);
+    assert_eq!(stored["name"], "v31");
+    assert_eq!(stored["version"], 31);
 }
 
 async fn resume_after_a_drop_has_no_gap_and_no_duplicate(server: &TestServer) {

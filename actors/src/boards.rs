@@ -21,6 +21,25 @@ use crate::event_bus::EventBus;
 /// How long a command or read may wait for its board.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// A board's answer to a message it accepted, to be waited for.
+#[must_use = "an answer says whether the command committed"]
+pub struct Answer<T>(ractor::concurrency::OneshotReceiver<Result<T, BoardError>>);
+
+impl<T> Answer<T> {
+    /// Waits for the answer, at most [`CALL_TIMEOUT`].
+    pub async fn wait(self) -> Result<T, BoardError> {
+        match tokio::time::timeout(CALL_TIMEOUT, self.0).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => {
+                Err(BoardError::Unavailable("the board restarted before answering; retry".into()))
+            }
+            Err(_) => {
+                Err(BoardError::Unavailable("the board did not answer in time; retry".into()))
+            }
+        }
+    }
+}
+
 /// The registry. One per server.
 pub struct Boards {
     store: Arc<dyn BoardStore>,
@@ -124,14 +143,14 @@ impl Boards {
         }
     }
 
-    /// Sends a message built by `message` to the board's actor and waits for its answer. Only
-    /// a message that never reached an actor is retried: one that did may have committed.
-    async fn ask<T: Send + 'static>(
+    /// Hands a message built by `message` to the board's actor. Only a message that never
+    /// reached an actor is retried: one that did may have committed.
+    async fn send<T: Send + 'static>(
         &self,
         org: Uuid,
         board: Uuid,
         message: impl Fn(ractor::RpcReplyPort<Result<T, BoardError>>) -> BoardMessage,
-    ) -> Result<T, BoardError> {
+    ) -> Result<Answer<T>, BoardError> {
         for _ in 0..3 {
             let actor = self.actor(org, board).await?;
             let (tx, rx) = ractor::concurrency::oneshot();
@@ -139,17 +158,29 @@ impl Boards {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
-            return match tokio::time::timeout(CALL_TIMEOUT, rx).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(_)) => Err(BoardError::Unavailable(
-                    "the board restarted before answering; retry".into(),
-                )),
-                Err(_) => {
-                    Err(BoardError::Unavailable("the board did not answer in time; retry".into()))
-                }
-            };
+            return Ok(Answer(rx));
         }
         Err(BoardError::Unavailable("board is restarting; retry".into()))
+    }
+
+    /// Hands a command to its board. Commands handed to one board are applied in the order
+    /// handed; the [`Answer`] arrives once the command's batch has committed. A connection that
+    /// pipelines commands hands them here one after another and waits for the answers apart.
+    pub async fn submit(
+        &self,
+        org: Uuid,
+        board: Uuid,
+        requester: Requester,
+        command: BoardCommand,
+        idempotency_key: Option<String>,
+    ) -> Result<Answer<CommandOutput>, BoardError> {
+        self.send(org, board, |reply| BoardMessage::Command {
+            requester: requester.clone(),
+            command: command.clone(),
+            idempotency_key: idempotency_key.clone(),
+            reply,
+        })
+        .await
     }
 
     /// Sends a command to its board and waits for it to commit.
@@ -161,13 +192,7 @@ impl Boards {
         command: BoardCommand,
         idempotency_key: Option<String>,
     ) -> Result<CommandOutput, BoardError> {
-        self.ask(org, board, |reply| BoardMessage::Command {
-            requester: requester.clone(),
-            command: command.clone(),
-            idempotency_key: idempotency_key.clone(),
-            reply,
-        })
-        .await
+        self.submit(org, board, requester, command, idempotency_key).await?.wait().await
     }
 
     /// Reads from a board.
@@ -178,11 +203,13 @@ impl Boards {
         requester: Requester,
         query: BoardQuery,
     ) -> Result<Value, BoardError> {
-        self.ask(org, board, |reply| BoardMessage::Read {
+        self.send(org, board, |reply| BoardMessage::Read {
             requester: requester.clone(),
             query: query.clone(),
             reply,
         })
+        .await?
+        .wait()
         .await
     }
 

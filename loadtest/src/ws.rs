@@ -82,8 +82,9 @@ pub struct FanoutArgs {
     /// (0 to skip it).
     #[arg(long, default_value_t = 5)]
     saturate_secs: u64,
-    /// Writes in flight in the saturated phase.
-    #[arg(long, default_value_t = 8)]
+    /// Writes in flight in the saturated phase. The default is what Boardroom lets one
+    /// connection pipeline: a saturated writer keeps as many in flight as the server takes.
+    #[arg(long, default_value_t = 64)]
     window: usize,
 }
 

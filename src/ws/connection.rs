@@ -2,15 +2,19 @@
 //! the connection's bounded [`Outbox`] to the socket.
 //!
 //! The reader owns the connection's state (credential, subscriptions, rate limiter) and
-//! handles one frame at a time; a board write is answered after its commit. The writer never
+//! handles one frame at a time. A board write is handed to its board in frame order and
+//! answered after its commit, while the reader goes on reading: a client may pipeline up to
+//! [`MAX_IN_FLIGHT`] writes, and they join the same group commit. The writer never
 //! blocks anyone else: the fan-out pushes shared bytes into the outbox, and when the bytes
 //! queued exceed the configured bound the connection is closed as a slow consumer instead of
 //! growing. Closing is one `watch` value that both halves follow, so any part (fan-out, reader,
 //! shutdown) ends the connection the same way, with a close code and reason.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +26,7 @@ use boardroom_protocol::{
     ClientFrame, ClientMessage, Encoding, ErrorBody, ErrorCode, RequestId, ServerFrame,
     PROTOCOL_VERSION,
 };
+use futures::stream::FuturesUnordered;
 use futures::{SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{json, Value};
@@ -61,7 +66,16 @@ pub struct Outbox {
     /// How this connection's frames are encoded.
     pub encoding: Encoding,
     closing: watch::Sender<Option<(u16, String)>>,
+    /// Whether `closing` holds a value; read for every frame pushed, so kept lock-free.
+    is_closing: AtomicBool,
 }
+
+/// A board write's reply, sent once the write has committed.
+type PendingReply = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Board writes one connection may have waiting for their commit. Beyond it the reader stops
+/// reading, so a pipelining client is held back by TCP rather than by the server's memory.
+pub const MAX_IN_FLIGHT: usize = 64;
 
 /// Most frames written before one flush.
 const WRITE_BATCH: usize = 64;
@@ -92,13 +106,21 @@ impl Outbox {
         let (tx, frames) = mpsc::unbounded_channel();
         let (control, controls) = mpsc::unbounded_channel();
         let (closing, closed) = watch::channel(None);
-        let outbox = Outbox { tx, control, queued: AtomicUsize::new(0), limit, encoding, closing };
+        let outbox = Outbox {
+            tx,
+            control,
+            queued: AtomicUsize::new(0),
+            limit,
+            encoding,
+            closing,
+            is_closing: AtomicBool::new(false),
+        };
         (Arc::new(outbox), OutboxEnds { frames, controls, closed })
     }
 
     /// Queues a message, or closes the connection as a slow consumer if the bound is reached.
     pub fn push(&self, message: Message) {
-        if self.closing.borrow().is_some() {
+        if self.is_closing.load(Ordering::Acquire) {
             return;
         }
         let size = size_of(&message);
@@ -129,6 +151,7 @@ impl Outbox {
             *current = Some((code, reason.to_owned()));
             true
         });
+        self.is_closing.store(true, Ordering::Release);
     }
 
     /// Asks the reader to act.
@@ -204,14 +227,17 @@ pub async fn run(socket: WebSocket, accepted: Accepted) {
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     recheck.reset();
     let mut last_heard = Instant::now();
+    let mut in_flight: FuturesUnordered<PendingReply> = FuturesUnordered::new();
     loop {
         tokio::select! {
             () = until_closed(&mut closed) => break,
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
             () = until_shutdown(&mut shutdown) => {
                 outbox.close(close::GOING_AWAY, "server shutting down");
                 break;
             }
-            received = stream.next() => {
+            // At the bound, frames wait in the socket and TCP pushes back on the client.
+            received = stream.next(), if in_flight.len() < MAX_IN_FLIGHT => {
                 let message = match received {
                     Some(Ok(message)) => message,
                     Some(Err(err)) => {
@@ -227,12 +253,13 @@ pub async fn run(socket: WebSocket, accepted: Accepted) {
                     None => break,
                 };
                 last_heard = Instant::now();
-                match message {
+                let pending = match message {
                     Message::Text(text) => conn.handle(Encoding::Json, text.as_bytes()).await,
                     Message::Binary(bytes) => conn.handle(Encoding::MessagePack, &bytes).await,
                     Message::Close(_) => break,
-                    Message::Ping(_) | Message::Pong(_) => {}
-                }
+                    Message::Ping(_) | Message::Pong(_) => None,
+                };
+                in_flight.extend(pending);
             }
             Some(control) = control_rx.recv() => match control {
                 Control::Recheck(board) => conn.recheck_board(board).await,
@@ -258,43 +285,49 @@ async fn write_loop(
     mut sink: futures::stream::SplitSink<WebSocket, Message>,
     mut rx: mpsc::UnboundedReceiver<Message>,
     outbox: Arc<Outbox>,
-    mut closed: watch::Receiver<Option<(u16, String)>>,
+    closed: watch::Receiver<Option<(u16, String)>>,
 ) {
-    let mut closed_while_sending = closed.clone();
-    loop {
-        tokio::select! {
-            biased;
-            () = until_closed(&mut closed) => break,
-            next = rx.recv() => {
-                let Some(message) = next else { break };
-                // Write everything already queued with one flush: under load a socket gets
-                // many events at once, and a syscall per frame is what would cap deliveries.
-                let mut size = size_of(&message);
-                let mut batch = Vec::with_capacity(8);
-                batch.push(message);
-                while batch.len() < WRITE_BATCH {
-                    match rx.try_recv() {
-                        Ok(message) => {
-                            size += size_of(&message);
-                            batch.push(message);
+    let mut close_signal = closed.clone();
+    {
+        // One close future for the connection's life: a new one per frame would register
+        // with the watch again for every event delivered.
+        let close_signal = until_closed(&mut close_signal);
+        tokio::pin!(close_signal);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut close_signal => break,
+                next = rx.recv() => {
+                    let Some(message) = next else { break };
+                    // Write everything already queued with one flush: under load a socket gets
+                    // many events at once, and a syscall per frame is what would cap deliveries.
+                    let mut size = size_of(&message);
+                    let mut batch = Vec::with_capacity(8);
+                    batch.push(message);
+                    while batch.len() < WRITE_BATCH {
+                        match rx.try_recv() {
+                            Ok(message) => {
+                                size += size_of(&message);
+                                batch.push(message);
+                            }
+                            Err(_) => break,
                         }
-                        Err(_) => break,
                     }
-                }
-                let write = async {
-                    for message in batch {
-                        sink.feed(message).await?;
+                    let write = async {
+                        for message in batch {
+                            sink.feed(message).await?;
+                        }
+                        sink.flush().await
+                    };
+                    let sent = tokio::select! {
+                        biased;
+                        () = &mut close_signal => None,
+                        sent = write => Some(sent),
+                    };
+                    outbox.queued.fetch_sub(size, Ordering::AcqRel);
+                    if !matches!(sent, Some(Ok(()))) {
+                        break;
                     }
-                    sink.flush().await
-                };
-                let sent = tokio::select! {
-                    biased;
-                    () = until_closed(&mut closed_while_sending) => None,
-                    sent = write => Some(sent),
-                };
-                outbox.queued.fetch_sub(size, Ordering::AcqRel);
-                if !matches!(sent, Some(Ok(()))) {
-                    break;
                 }
             }
         }
@@ -491,23 +524,25 @@ impl Connection {
         self.outbox.send(&ServerFrame::Reply(reply));
     }
 
-    async fn handle(&mut self, encoding: Encoding, bytes: &[u8]) {
+    /// Handles one frame. A board write is handed to its board and answered later: the
+    /// returned future sends its reply once the write has committed.
+    async fn handle(&mut self, encoding: Encoding, bytes: &[u8]) -> Option<PendingReply> {
         let frame = match encoding.decode_client(bytes) {
             Ok(frame) => frame,
             Err(err) => {
                 let message = format!("unreadable frame: {}", err.message);
                 self.reply(Reply::err(err.id, body(ErrorCode::MalformedBody, message)));
-                return;
+                return None;
             }
         };
         if self.limiter.check().is_err() {
             let err = body(ErrorCode::RateLimited, "too many frames on this connection; slow down");
             self.reply(Reply::err(Some(frame.id), err));
-            return;
+            return None;
         }
         if let Err(err) = self.charge_key(&frame.message) {
             self.reply(Reply::err(Some(frame.id), err));
-            return;
+            return None;
         }
         let ClientFrame { id, message } = frame;
         let result = match &message {
@@ -516,7 +551,7 @@ impl Connection {
             ClientMessage::Subscribe { board_id, after_seq } => {
                 // Subscribe sends its own reply: it must precede the replayed events.
                 self.subscribe(id, board_id, *after_seq).await;
-                return;
+                return None;
             }
             ClientMessage::Unsubscribe { board_id } => match uuid("board_id", board_id) {
                 Ok(board) => {
@@ -527,12 +562,16 @@ impl Connection {
                 }
                 Err(err) => Err(err),
             },
-            other => self.write(other).await,
+            other => match self.submit(&id, other).await {
+                Ok(pending) => return Some(pending),
+                Err(err) => Err(err),
+            },
         };
         match result {
             Ok((data, seq)) => self.reply(Reply::ok(Some(id), data, seq)),
             Err(err) => self.reply(Reply::err(Some(id), err)),
         }
+        None
     }
 
     /// Charges a key's per-minute limit for what REST would charge: every request but `ping`
@@ -553,19 +592,31 @@ impl Connection {
         }
     }
 
-    async fn write(&self, message: &ClientMessage) -> Result<(Value, Option<i64>), ErrorBody> {
+    /// Checks access and hands a board write to its board, in the order the frames came.
+    async fn submit(
+        &self,
+        id: &RequestId,
+        message: &ClientMessage,
+    ) -> Result<PendingReply, ErrorBody> {
         let Some((board, command)) = command(message)? else {
             return Err(body(ErrorCode::BadRequest, "not a board write"));
         };
         let (org, requester) =
             requester_for(&self.state, &self.caller, board).await.map_err(|e| error_body(&e))?;
-        let output = self
+        let answer = self
             .state
             .boards()
-            .command(org, board, requester, command, None)
+            .submit(org, board, requester, command, None)
             .await
             .map_err(|e| error_body(&board_error(e)))?;
-        Ok((output.data, Some(output.seq)))
+        let (id, outbox) = (id.clone(), self.outbox.clone());
+        Ok(Box::pin(async move {
+            let reply = match answer.wait().await {
+                Ok(output) => Reply::ok(Some(id), output.data, Some(output.seq)),
+                Err(err) => Reply::err(Some(id), error_body(&board_error(err))),
+            };
+            outbox.send(&ServerFrame::Reply(reply));
+        }))
     }
 
     /// Replaces the socket's access token with a fresh one of the same user.
