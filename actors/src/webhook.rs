@@ -15,7 +15,7 @@
 //! consecutive failures), the actor writes the `webhook.disabled` audit row.
 
 use std::collections::HashSet;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -95,13 +95,9 @@ pub struct WebhookArgs {
 
 /// Messages of the webhook actor.
 pub enum WebhookMessage {
-    /// A board committed events: fill its webhooks' outbox, then dispatch.
-    BoardChanged {
-        /// Organization.
-        org: Uuid,
-        /// Board.
-        board: Uuid,
-    },
+    /// Boards committed events (they are in the changed set): fill their webhooks' outbox,
+    /// then dispatch.
+    BoardsChanged,
     /// The listener missed events (or the actor just started): catch every webhook up.
     CatchUp,
     /// Look for due deliveries.
@@ -123,21 +119,39 @@ pub struct WebhookState {
     busy: HashSet<Uuid>,
     slots: Arc<Semaphore>,
     listener: tokio::task::JoinHandle<()>,
+    changed: Changed,
     draining: bool,
 }
 
-/// Forwards bus events to the actor until it stops.
+/// Boards (organization, board) with events the actor has not looked at yet. One look covers
+/// every event of a board up to then, so a busy board costs one query per look, not one per
+/// event, however far the actor is behind.
+type Changed = Arc<Mutex<HashSet<(Uuid, Uuid)>>>;
+
+fn take_changed(changed: &Changed) -> HashSet<(Uuid, Uuid)> {
+    std::mem::take(&mut *changed.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// Forwards bus events to the actor until it stops: adds the board to the changed set, and
+/// pokes the actor only when the set was empty (one poke is outstanding at a time).
 fn listen(
     myself: ActorRef<WebhookMessage>,
     mut rx: broadcast::Receiver<Arc<crate::domain::BoardEvent>>,
+    changed: Changed,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let message = match rx.recv().await {
-                Ok(event) => WebhookMessage::BoardChanged {
-                    org: event.organization_id,
-                    board: event.board_id,
-                },
+                Ok(event) => {
+                    let mut set = changed.lock().unwrap_or_else(|p| p.into_inner());
+                    let first = set.is_empty();
+                    set.insert((event.organization_id, event.board_id));
+                    drop(set);
+                    if !first {
+                        continue;
+                    }
+                    WebhookMessage::BoardsChanged
+                }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::warn!(
                         missed,
@@ -165,7 +179,8 @@ impl Actor for WebhookActor {
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         // Subscribe before catching up, so nothing committed in between is missed.
-        let listener = listen(myself.clone(), args.bus.subscribe());
+        let changed = Changed::default();
+        let listener = listen(myself.clone(), args.bus.subscribe(), changed.clone());
         myself.send_interval(args.poll_interval, || WebhookMessage::Dispatch);
         myself.send_interval(PRUNE_EVERY, || WebhookMessage::Prune);
         let _ = myself.cast(WebhookMessage::CatchUp);
@@ -174,6 +189,7 @@ impl Actor for WebhookActor {
             busy: HashSet::new(),
             slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT as usize)),
             listener,
+            changed,
             draining: false,
         })
     }
@@ -194,15 +210,20 @@ impl Actor for WebhookActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            WebhookMessage::BoardChanged { org, board } => {
-                match state.args.backend.enqueue_board(org, board).await {
-                    Ok(0) => {}
-                    Ok(_) => state.dispatch(&myself).await,
-                    Err(err) => {
-                        // The next catch-up (tick or restart) fills the gap from board_events.
-                        tracing::error!(error = ?err, %board, "enqueueing webhook deliveries failed");
-                        let _ = myself.cast(WebhookMessage::CatchUp);
+            WebhookMessage::BoardsChanged => {
+                let mut added = 0;
+                for (org, board) in take_changed(&state.changed) {
+                    match state.args.backend.enqueue_board(org, board).await {
+                        Ok(n) => added += n,
+                        Err(err) => {
+                            // The next catch-up (tick or restart) fills the gap from board_events.
+                            tracing::error!(error = ?err, %board, "enqueueing webhook deliveries failed");
+                            let _ = myself.cast(WebhookMessage::CatchUp);
+                        }
                     }
+                }
+                if added > 0 {
+                    state.dispatch(&myself).await;
                 }
             }
             WebhookMessage::CatchUp => {

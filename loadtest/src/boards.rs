@@ -5,7 +5,11 @@
 //!
 //! 1. **hot**: every writer on one board, so their commands queue at one board actor and go
 //!    into shared transactions (group commit);
-//! 2. **spread**: writer *n* on board *n* of `--boards`, so each board commits alone.
+//! 2. **spread**: writer *n* on board *n* of `--boards`, so each board commits alone;
+//!
+//! each first over REST (`PATCH` of the item), then over WebSocket (each writer a bot socket
+//! sending `update_item` and waiting for its reply): the same board actor, without HTTP's cost
+//! per request.
 //!
 //! On Postgres the same run then measures `pgbench` at the same client count on the same
 //! database: one single-row `INSERT` per transaction, the figure group commit is compared with.
@@ -13,10 +17,12 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use futures::{SinkExt, StreamExt};
 use reqwest::Method;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::api::{self, Account, Api};
 use crate::machine::PhaseMeter;
@@ -71,88 +77,89 @@ pub async fn run(target: &Target, args: &BoardsArgs) -> anyhow::Result<ScenarioR
     cpu.end("setup");
 
     let run_for = Duration::from_secs(args.secs);
-    progress(format!("1/3 hot board: {} writers, {} s", args.writers, args.secs));
-    cpu.begin();
-    let targets: Vec<(String, String, String)> =
+    let hot_targets: Vec<(String, String, String)> =
         hot_items.iter().map(|item| (hot.id.clone(), hot.column.clone(), item.clone())).collect();
-    let (hot_rec, hot_elapsed) = write_phase(&api, &owner, &targets, run_for).await?;
-    cpu.end("hot");
-
-    progress(format!(
-        "2/3 spread over {} boards: {} writers, {} s",
-        args.boards, args.writers, args.secs
-    ));
-    cpu.begin();
-    let targets: Vec<(String, String, String)> = (0..args.writers as usize)
+    let spread_targets: Vec<(String, String, String)> = (0..args.writers as usize)
         .map(|w| {
             let (board, item) = &spread[w % spread.len()];
             (board.id.clone(), board.column.clone(), item.clone())
         })
         .collect();
-    let (spread_rec, spread_elapsed) = write_phase(&api, &owner, &targets, run_for).await?;
-    cpu.end("spread");
-
-    let hot_summary = hot_rec.summary();
-    let spread_summary = spread_rec.summary();
-    let hot_rate = hot_rec.ok_count() as f64 / hot_elapsed.as_secs_f64();
-    let spread_rate = spread_rec.ok_count() as f64 / spread_elapsed.as_secs_f64();
-    let mut table = Table::new();
-    table.row("item update, 1 hot board", &hot_summary, Some(hot_rate));
-    table.row(format!("item update, {} boards", args.boards), &spread_summary, Some(spread_rate));
-
-    let mut headline = vec![
-        format!(
-            "hot board: {hot_rate:.0} acknowledged updates/s, p50 {} p99 {}",
-            format_ms(hot_summary.p50_ms),
-            format_ms(hot_summary.p99_ms)
-        ),
-        format!(
-            "{} boards: {spread_rate:.0} acknowledged updates/s, p50 {} p99 {}",
-            args.boards,
-            format_ms(spread_summary.p50_ms),
-            format_ms(spread_summary.p99_ms)
-        ),
+    let phases = [
+        ("hot", "1 hot board", Transport::Rest, &hot_targets),
+        ("spread", "boards", Transport::Rest, &spread_targets),
+        ("ws_hot", "1 hot board", Transport::WebSocket, &hot_targets),
+        ("ws_spread", "boards", Transport::WebSocket, &spread_targets),
     ];
-    let mut pgbench_json = Value::Null;
+    let mut table = Table::new();
+    let mut headline = Vec::new();
+    let mut results = serde_json::Map::new();
+    let mut errors = 0;
+    for (n, (key, shape, transport, targets)) in phases.into_iter().enumerate() {
+        let shape =
+            if key.ends_with("spread") { format!("{} {shape}", args.boards) } else { shape.into() };
+        let label = format!("{} {shape} ({})", transport.name(), args.writers);
+        progress(format!("{}/5 {label} writers, {} s", n + 1, args.secs));
+        cpu.begin();
+        let (recorder, elapsed) = match transport {
+            Transport::Rest => write_phase(&api, &owner, targets, run_for).await?,
+            Transport::WebSocket => {
+                ws_write_phase(target.base_url(), &owner.access_token, targets, run_for).await?
+            }
+        };
+        cpu.end(key);
+        let summary = recorder.summary();
+        let rate = recorder.ok_count() as f64 / elapsed.as_secs_f64();
+        errors += summary.error_count();
+        table.row(format!("item update, {shape}, {}", transport.name()), &summary, Some(rate));
+        headline.push(format!(
+            "{shape} over {}: {rate:.0} acknowledged updates/s, p50 {} p99 {}",
+            transport.name(),
+            format_ms(summary.p50_ms),
+            format_ms(summary.p99_ms)
+        ));
+        results.insert(key.into(), json!({ "updates_per_sec": rate, "latency": summary }));
+    }
     match (target.postgres_url(), args.no_pgbench) {
         (Some(url), false) => {
             progress(format!(
-                "3/3 pgbench: {} clients, single-row INSERT, {} s",
+                "5/5 pgbench: {} clients, single-row INSERT, {} s",
                 args.writers, args.secs
             ));
             cpu.begin();
             let bench = pgbench(&url, args.writers, args.secs).await?;
             cpu.end("pgbench");
             table.row("pgbench single-row INSERT", &bench.summary, Some(bench.tps));
+            let ratios: Vec<String> = results
+                .iter()
+                .filter_map(|(key, r)| {
+                    Some(format!("{key} {:.2}x", r["updates_per_sec"].as_f64()? / bench.tps))
+                })
+                .collect();
             headline.push(format!(
-                "pgbench at {} clients: {:.0} tps, p50 {} p99 {}; hot board is {:.2}x, spread {:.2}x",
+                "pgbench at {} clients: {:.0} tps, p50 {} p99 {}; ratios to it: {}",
                 args.writers,
                 bench.tps,
                 format_ms(bench.summary.p50_ms),
                 format_ms(bench.summary.p99_ms),
-                hot_rate / bench.tps,
-                spread_rate / bench.tps
+                ratios.join(", ")
             ));
-            pgbench_json = json!({ "tps": bench.tps, "latency": bench.summary });
+            results.insert("pgbench".into(), json!({ "tps": bench.tps, "latency": bench.summary }));
         }
         (None, false) => headline.push("pgbench: skipped (the server is not on Postgres)".into()),
         (_, true) => headline.push("pgbench: skipped (--no-pgbench)".into()),
     }
     let mut warnings = cpu.warnings();
-    if hot_summary.error_count() + spread_summary.error_count() > 0 {
+    if errors > 0 {
         warnings.push("some updates failed; see the err column".into());
     }
+    results.insert("cpu".into(), cpu.to_json());
     Ok(ScenarioReport {
         table,
         headline,
         warnings,
         parameters: serde_json::to_value(args)?,
-        results: json!({
-            "hot": { "updates_per_sec": hot_rate, "latency": hot_summary },
-            "spread": { "updates_per_sec": spread_rate, "latency": spread_summary },
-            "pgbench": pgbench_json,
-            "cpu": cpu.to_json(),
-        }),
+        results: Value::Object(results),
     })
 }
 
@@ -260,6 +267,80 @@ async fn write_phase(
                 }
             }
             Ok(recorder)
+        });
+    }
+    let mut all = Recorder::new();
+    while let Some(joined) = writers.join_next().await {
+        all.merge(joined.context("a writer panicked")??);
+    }
+    Ok((all, started.elapsed()))
+}
+
+/// How writers reach the server.
+#[derive(Debug, Clone, Copy)]
+enum Transport {
+    /// `PATCH /api/v1/boards/{board}/items/{item}`, one request at a time per writer.
+    Rest,
+    /// An `update_item` frame on the writer's own bot socket, one at a time.
+    WebSocket,
+}
+
+impl Transport {
+    fn name(self) -> &'static str {
+        match self {
+            Transport::Rest => "REST",
+            Transport::WebSocket => "WebSocket",
+        }
+    }
+}
+
+/// Like [`write_phase`], each writer on its own socket: sends `update_item`, waits for its
+/// reply (which comes after the commit), and sends the next.
+async fn ws_write_phase(
+    base: &url::Url,
+    token: &str,
+    targets: &[(String, String, String)],
+    run_for: Duration,
+) -> anyhow::Result<(Recorder, Duration)> {
+    let mut sockets = Vec::with_capacity(targets.len());
+    for _ in targets {
+        sockets.push(crate::ws::bot_socket(base, token).await.context("opening a writer socket")?);
+    }
+    let started = Instant::now();
+    let deadline = started + run_for;
+    let mut writers = JoinSet::new();
+    for (w, ((board, column, item), mut ws)) in targets.iter().cloned().zip(sockets).enumerate() {
+        writers.spawn(async move {
+            let mut recorder = Recorder::new();
+            let mut n: u64 = 0;
+            while Instant::now() < deadline {
+                n += 1;
+                let frame = json!({"type": "update_item", "id": n, "board_id": board, "item_id": item,
+                    "values": { column.as_str(): format!("w{w} #{n}") }});
+                let sent = Instant::now();
+                ws.send(Message::Text(frame.to_string().into())).await.context("writer send")?;
+                loop {
+                    let message = tokio::time::timeout(Duration::from_secs(30), ws.next())
+                        .await
+                        .context("no reply within 30 s")?
+                        .ok_or_else(|| anyhow::anyhow!("the writer's socket closed"))??;
+                    let Message::Text(text) = message else { continue };
+                    let reply: Value = serde_json::from_str(text.as_str())?;
+                    if reply["type"] != "reply" || reply["id"] != n {
+                        continue;
+                    }
+                    if reply["ok"] == true {
+                        recorder.record(sent.elapsed());
+                    } else {
+                        recorder.record_error(
+                            reply["error"]["code"].as_str().unwrap_or("error").to_owned(),
+                        );
+                    }
+                    break;
+                }
+            }
+            let _ = ws.close(None).await;
+            anyhow::Ok(recorder)
         });
     }
     let mut all = Recorder::new();

@@ -165,17 +165,7 @@ impl Setup {
     }
 
     async fn connect(&self, encoding: Encoding) -> anyhow::Result<Client> {
-        let ws_url = format!("{}/api/v1/ws", self.url.replacen("http://", "ws://", 1));
-        let mut request = ws_url.into_client_request()?;
-        request.headers_mut().insert("authorization", format!("Bearer {}", self.token).parse()?);
-        request.headers_mut().insert("sec-websocket-protocol", encoding.subprotocol().parse()?);
-        let ws = self.dialer.websocket(request).await?;
-        let mut client = Client { ws, encoding, next_id: 1, pending: VecDeque::new() };
-        let hello = client.next_frame().await?;
-        if hello["type"] != "hello" {
-            bail!("expected hello, got {hello}");
-        }
-        Ok(client)
+        connect(&self.dialer, &self.url, &self.token, encoding).await
     }
 
     /// A socket subscribed to the board (from `after_seq`, if given), and the board's seq.
@@ -184,6 +174,33 @@ impl Setup {
         let seq = client.subscribe(&self.board, after_seq).await?;
         Ok((client, seq))
     }
+}
+
+/// Opens a socket to the Boardroom at `base_url` with `token` as its bearer credential (as a
+/// bot does) and reads its `hello`.
+async fn connect(
+    dialer: &Dialer,
+    base_url: &str,
+    token: &str,
+    encoding: Encoding,
+) -> anyhow::Result<Client> {
+    let ws_url =
+        format!("{}/api/v1/ws", base_url.trim_end_matches('/').replacen("http://", "ws://", 1));
+    let mut request = ws_url.into_client_request()?;
+    request.headers_mut().insert("authorization", format!("Bearer {token}").parse()?);
+    request.headers_mut().insert("sec-websocket-protocol", encoding.subprotocol().parse()?);
+    let ws = dialer.websocket(request).await?;
+    let mut client = Client { ws, encoding, next_id: 1, pending: VecDeque::new() };
+    let hello = client.next_frame().await?;
+    if hello["type"] != "hello" {
+        bail!("expected hello, got {hello}");
+    }
+    Ok(client)
+}
+
+/// A JSON socket authenticated as a bot with `token`, past its `hello`.
+pub async fn bot_socket(base: &url::Url, token: &str) -> anyhow::Result<Ws> {
+    Ok(connect(&Dialer::for_url(base)?, base.as_str(), token, Encoding::Json).await?.ws)
 }
 
 fn unique() -> u64 {
