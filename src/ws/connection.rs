@@ -253,16 +253,22 @@ pub async fn run(socket: WebSocket, accepted: Accepted) {
                     None => break,
                 };
                 last_heard = Instant::now();
+                // Handling a frame is boxed: its future is large (subscribing reads the log),
+                // and inline it would sit in every idle connection's task for its whole life.
                 let pending = match message {
-                    Message::Text(text) => conn.handle(Encoding::Json, text.as_bytes()).await,
-                    Message::Binary(bytes) => conn.handle(Encoding::MessagePack, &bytes).await,
+                    Message::Text(text) => {
+                        Box::pin(conn.handle(Encoding::Json, text.as_bytes())).await
+                    }
+                    Message::Binary(bytes) => {
+                        Box::pin(conn.handle(Encoding::MessagePack, &bytes)).await
+                    }
                     Message::Close(_) => break,
                     Message::Ping(_) | Message::Pong(_) => None,
                 };
                 in_flight.extend(pending);
             }
             Some(control) = control_rx.recv() => match control {
-                Control::Recheck(board) => conn.recheck_board(board).await,
+                Control::Recheck(board) => Box::pin(conn.recheck_board(board)).await,
             },
             _ = ping.tick() => {
                 if last_heard.elapsed() > limits.heartbeat {
@@ -271,7 +277,7 @@ pub async fn run(socket: WebSocket, accepted: Accepted) {
                 }
                 outbox.push(Message::Ping(Default::default()));
             }
-            _ = recheck.tick() => conn.recheck().await,
+            _ = recheck.tick() => Box::pin(conn.recheck()).await,
         }
     }
     conn.end_all();
