@@ -16,6 +16,7 @@ both_backends!(
     cross_board_and_cross_org_operations_are_refused,
     a_deleted_board_is_gone,
     a_crashed_board_actor_is_restarted_and_loses_nothing,
+    a_batch_whose_log_moved_writes_nothing_and_the_board_recovers,
 );
 
 both_backends_with!(short_idle; an_idle_board_actor_stops_and_comes_back);
@@ -590,6 +591,42 @@ async fn a_deleted_board_is_gone(server: &TestServer) {
     let boards =
         server.get_as(&format!("/api/v1/orgs/{}/boards", f.org), &f.owner.access_token).await;
     assert_eq!(boards.expect(200)["boards"].as_array().unwrap().len(), 0);
+}
+
+/// Another writer moving the board's stored `seq` (a second node, say) makes the actor's next
+/// batch fail as a whole: nothing of it is written, the command is answered 503, and the actor
+/// reloads and goes on from the stored `seq`.
+async fn a_batch_whose_log_moved_writes_nothing_and_the_board_recovers(server: &TestServer) {
+    let f = fixture(server).await;
+    let b = format!("/api/v1/boards/{}", f.board);
+    let item =
+        post(server, &f.owner, &format!("{b}/items"), json!({"group_id": f.group, "name": "kept"}))
+            .await;
+    let item_path = format!("{b}/items/{}", item["id"].as_str().unwrap());
+    let seq = server.get_as(&b, &f.owner.access_token).await.expect(200)["seq"].as_i64().unwrap();
+    let board_id: uuid::Uuid = f.board.parse().unwrap();
+    let moved = "UPDATE boards SET seq = seq + 5 WHERE id = $1";
+    match server.state().store().pool() {
+        boardroom::storage::Pool::Sqlite(pool) => {
+            sqlx::query(moved).bind(board_id).execute(pool).await.unwrap();
+        }
+        boardroom::storage::Pool::Postgres(pool) => {
+            sqlx::query(moved).bind(board_id).execute(pool).await.unwrap();
+        }
+    }
+    let body = json!({"name": "lost"});
+    server
+        .send_as(Method::PATCH, &item_path, &f.owner.access_token, Some(&body))
+        .await
+        .expect_error(503, "unavailable");
+    let stored = server.get_as(&item_path, &f.owner.access_token).await;
+    assert_eq!(stored.expect(200)["name"], "kept");
+    let events = server.get_as(&format!("{b}/events?after={seq}"), &f.owner.access_token).await;
+    assert_eq!(events.expect(200)["events"], json!([]), "the refused batch left no event");
+    let renamed = patch(server, &f.owner, &item_path, json!({"name": "renamed"})).await;
+    assert_eq!(renamed["name"], "renamed");
+    let snapshot = server.get_as(&b, &f.owner.access_token).await;
+    assert_eq!(snapshot.expect(200)["seq"], seq + 6, "the log goes on from the stored seq");
 }
 
 async fn a_crashed_board_actor_is_restarted_and_loses_nothing(server: &TestServer) {
