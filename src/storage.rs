@@ -25,6 +25,7 @@ use uuid::Uuid;
 mod api_keys;
 mod audit;
 mod boards;
+mod item_batches;
 mod oauth_states;
 mod orgs;
 mod rate_limits;
@@ -224,6 +225,8 @@ impl Readiness {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: Pool,
+    /// Postgres: the collector that writes item-only batches of many boards together.
+    item_batches: Option<item_batches::ItemBatches>,
 }
 
 impl Store {
@@ -255,7 +258,7 @@ impl Store {
                 .connect_with(options)
                 .await
                 .map_err(unreachable)?;
-            Ok(Store { pool: Pool::Sqlite(pool) })
+            Ok(Store { pool: Pool::Sqlite(pool), item_batches: None })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url)
                 .map_err(|e| OpenError::BadUrl(format!("invalid Postgres URL: {e}")))?;
@@ -265,7 +268,10 @@ impl Store {
                 .connect_with(options)
                 .await
                 .map_err(unreachable)?;
-            Ok(Store { pool: Pool::Postgres(pool) })
+            Ok(Store {
+                item_batches: Some(item_batches::ItemBatches::start(pool.clone())),
+                pool: Pool::Postgres(pool),
+            })
         } else {
             Err(OpenError::BadUrl(format!(
                 "unsupported scheme in {:?}: use sqlite://PATH or postgres://…",

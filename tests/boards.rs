@@ -17,6 +17,7 @@ both_backends!(
     a_deleted_board_is_gone,
     a_crashed_board_actor_is_restarted_and_loses_nothing,
     a_batch_whose_log_moved_writes_nothing_and_the_board_recovers,
+    boards_committing_together_keep_their_own_results,
 );
 
 both_backends_with!(short_idle; an_idle_board_actor_stops_and_comes_back);
@@ -627,6 +628,73 @@ async fn a_batch_whose_log_moved_writes_nothing_and_the_board_recovers(server: &
     assert_eq!(renamed["name"], "renamed");
     let snapshot = server.get_as(&b, &f.owner.access_token).await;
     assert_eq!(snapshot.expect(200)["seq"], seq + 6, "the log goes on from the stored seq");
+}
+
+/// Many boards writing at once (on Postgres their batches share statements): one board whose
+/// stored `seq` moved fails alone, and every other board's write is committed with its event.
+async fn boards_committing_together_keep_their_own_results(server: &TestServer) {
+    let f = fixture(server).await;
+    let mut boards = Vec::new();
+    for n in 0..16 {
+        let board = post(
+            server,
+            &f.owner,
+            &format!("/api/v1/orgs/{}/boards", f.org),
+            json!({"name": format!("b{n}")}),
+        )
+        .await;
+        let id = board["id"].as_str().unwrap().to_owned();
+        let group = board["groups"][0]["id"].as_str().unwrap().to_owned();
+        let item = post(
+            server,
+            &f.owner,
+            &format!("/api/v1/boards/{id}/items"),
+            json!({"group_id": group, "name": "before"}),
+        )
+        .await;
+        boards.push((id, item["id"].as_str().unwrap().to_owned()));
+    }
+    let culprit: uuid::Uuid = boards[5].0.parse().unwrap();
+    let moved = "UPDATE boards SET seq = seq + 3 WHERE id = $1";
+    match server.state().store().pool() {
+        boardroom::storage::Pool::Sqlite(pool) => {
+            sqlx::query(moved).bind(culprit).execute(pool).await.unwrap();
+        }
+        boardroom::storage::Pool::Postgres(pool) => {
+            sqlx::query(moved).bind(culprit).execute(pool).await.unwrap();
+        }
+    }
+    let body = json!({"name": "after"});
+    let token = f.owner.access_token.as_str();
+    let writes = boards.iter().map(|(board, item)| {
+        let path = format!("/api/v1/boards/{board}/items/{item}");
+        let body = &body;
+        async move { server.send_as(Method::PATCH, &path, token, Some(body)).await }
+    });
+    let replies = futures::future::join_all(writes).await;
+    for (n, ((board, item), reply)) in boards.iter().zip(&replies).enumerate() {
+        let stored = server
+            .get_as(&format!("/api/v1/boards/{board}/items/{item}"), &f.owner.access_token)
+            .await;
+        let events = server
+            .get_as(&format!("/api/v1/boards/{board}/events?after=0"), &f.owner.access_token)
+            .await;
+        let kinds: Vec<Value> = events.expect(200)["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].clone())
+            .collect();
+        if n == 5 {
+            reply.expect_error(503, "unavailable");
+            assert_eq!(stored.expect(200)["name"], "before");
+            assert!(!kinds.contains(&json!("item.updated")), "board {n}: {kinds:?}");
+        } else {
+            assert_eq!(reply.expect(200)["name"], "after", "board {n}");
+            assert_eq!(stored.expect(200)["name"], "after");
+            assert_eq!(kinds.last(), Some(&json!("item.updated")), "board {n}: {kinds:?}");
+        }
+    }
 }
 
 async fn a_crashed_board_actor_is_restarted_and_loses_nothing(server: &TestServer) {

@@ -206,74 +206,6 @@ impl Coalesced<'_> {
     }
 }
 
-/// The batch commit of a batch that only writes items, on Postgres: one statement (so one
-/// round trip, and atomic on its own) that moves the board's `seq`, appends the events and
-/// upserts the items, with the rows passed as arrays so the statement is prepared once whatever
-/// the batch's size. If the stored `seq` moved, the `UPDATE` matches nothing and neither insert
-/// runs.
-async fn commit_items_postgres(
-    pool: &sqlx::PgPool,
-    org: Uuid,
-    board: Uuid,
-    (from_seq, to_seq): (i64, i64),
-    events: &[BoardEvent],
-    batch: &Coalesced<'_>,
-) -> anyhow::Result<()> {
-    let items: Vec<&Item> = batch.items.values().copied().collect();
-    let moved: i64 = sqlx::query_scalar(
-        "WITH moved AS ( \
-             UPDATE boards SET seq = $3 WHERE organization_id = $1 AND id = $2 AND seq = $4 RETURNING id \
-         ), appended AS ( \
-             INSERT INTO board_events (organization_id, board_id, seq, kind, actor, payload, created_at) \
-             SELECT $1, $2, e.seq, e.kind, e.actor, e.payload, e.created_at \
-             FROM unnest($5::bigint[], $6::text[], $7::uuid[], $8::jsonb[], $9::timestamptz[]) \
-                 AS e(seq, kind, actor, payload, created_at) \
-             WHERE EXISTS (SELECT 1 FROM moved) \
-         ), upserted AS ( \
-             INSERT INTO items (id, organization_id, board_id, group_id, name, column_values, position, \
-                 version, archived_at, created_by, created_at, updated_at) \
-             SELECT i.id, $1, $2, i.group_id, i.name, i.column_values, i.position, i.version, \
-                 i.archived_at, i.created_by, i.created_at, i.updated_at \
-             FROM unnest($10::uuid[], $11::uuid[], $12::text[], $13::jsonb[], $14::text[], $15::bigint[], \
-                 $16::timestamptz[], $17::uuid[], $18::timestamptz[], $19::timestamptz[]) \
-                 AS i(id, group_id, name, column_values, position, version, archived_at, created_by, \
-                     created_at, updated_at) \
-             WHERE EXISTS (SELECT 1 FROM moved) \
-             ON CONFLICT (id) DO UPDATE SET group_id = excluded.group_id, name = excluded.name, \
-                 column_values = excluded.column_values, position = excluded.position, \
-                 version = excluded.version, archived_at = excluded.archived_at, \
-                 updated_at = excluded.updated_at \
-         ) \
-         SELECT count(*) FROM moved",
-    )
-    .bind(org)
-    .bind(board)
-    .bind(to_seq)
-    .bind(from_seq)
-    .bind(events.iter().map(|e| e.seq).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.actor).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| Json(&e.data)).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.created_at).collect::<Vec<_>>())
-    .bind(items.iter().map(|i| i.id).collect::<Vec<_>>())
-    .bind(items.iter().map(|i| i.group_id).collect::<Vec<_>>())
-    .bind(items.iter().map(|i| i.name.as_str()).collect::<Vec<_>>())
-    .bind(items.iter().map(|i| Json(&i.values)).collect::<Vec<_>>())
-    .bind(items.iter().map(|i| i.position.as_str()).collect::<Vec<_>>())
-    .bind(items.iter().map(|i| i.version).collect::<Vec<_>>())
-    .bind(items.iter().map(|i| i.archived_at).collect::<Vec<_>>())
-    .bind(items.iter().map(|i| i.created_by).collect::<Vec<_>>())
-    .bind(items.iter().map(|i| i.created_at).collect::<Vec<_>>())
-    .bind(items.iter().map(|i| i.updated_at).collect::<Vec<_>>())
-    .fetch_one(pool)
-    .await
-    .map_err(StorageError::from)?;
-    if moved != 1 {
-        return Err(StorageError::Rule("the board's log moved underneath this writer").into());
-    }
-    Ok(())
-}
-
 const BOARD_COLUMNS: &str = "id, organization_id, name, description, seq, created_at, updated_at";
 const ITEM_COLUMNS: &str = "id, group_id, name, column_values, position, version, archived_at, \
     created_by, created_at, updated_at";
@@ -535,9 +467,16 @@ impl BoardStore for Store {
         let Some(to_seq) = events.last().map(|e| e.seq) else { return Ok(()) };
         let at = now();
         let batch = Coalesced::of(changes);
-        if let (super::Pool::Postgres(pool), true) = (self.pool(), batch.items_only(idempotent)) {
-            return commit_items_postgres(pool, org, board, (from_seq, to_seq), events, &batch)
-                .await;
+        if let (Some(shared), true) = (&self.item_batches, batch.items_only(idempotent)) {
+            let batch = super::item_batches::ItemBatch {
+                org,
+                board,
+                from_seq,
+                to_seq,
+                events: events.to_vec(),
+                items: batch.items.values().map(|item| (*item).clone()).collect(),
+            };
+            return Ok(shared.commit(batch).await?);
         }
         transaction!(self, conn => {
             let moved = sqlx::query("UPDATE boards SET seq = $3 WHERE organization_id = $1 AND id = $2 AND seq = $4")

@@ -1,0 +1,243 @@
+//! Item-only batches of many boards, written together (Postgres).
+//!
+//! A board actor commits its batch in one transaction (group commit per board). When many
+//! boards each write a little, every batch is a transaction of its own, and the cost per
+//! statement (a round trip, executor start-up, a WAL flush) is paid per board. Board actors
+//! therefore hand their item-only batches (the common kind: item edits, moves, creations) to
+//! this collector, which writes whatever batches are waiting with **one statement**: it moves
+//! each board's `seq` from where the batch started (compare-and-set), appends the events and
+//! upserts the items, all rows passed as arrays so the statement is prepared once whatever the
+//! number of boards and rows. The statement ends in a check that every board's `seq` moved;
+//! if one did not (another writer moved that board's log), the check fails the statement, so
+//! nothing of it is written.
+//!
+//! Each batch keeps its own result: when the shared statement fails for any reason, every
+//! batch of it is written again on its own, so only the board at fault fails.
+//!
+//! At most [`STATEMENTS_IN_FLIGHT`] statements run at once; batches arriving meanwhile gather
+//! for the next one. A board never has two batches here at once (its actor waits for its
+//! commit), so a statement holds at most one batch per board.
+
+use std::sync::Arc;
+
+use boardroom_actors::domain::{BoardEvent, Item};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::types::Json;
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use uuid::Uuid;
+
+use super::{StorageError, StorageResult};
+
+/// Statements writing batches at the same time.
+pub const STATEMENTS_IN_FLIGHT: usize = 4;
+
+/// Most boards' batches in one statement.
+pub const MAX_BOARDS_PER_STATEMENT: usize = 256;
+
+/// What a failed `seq` check reads as, in the error Postgres raises for it.
+const LOG_MOVED: &str = "a board's log moved underneath this writer";
+
+/// One board's item-only batch, owned so it can wait for a statement.
+pub struct ItemBatch {
+    /// The board's organization.
+    pub org: Uuid,
+    /// The board.
+    pub board: Uuid,
+    /// The board's stored `seq` the batch starts from.
+    pub from_seq: i64,
+    /// The batch's last event's `seq`.
+    pub to_seq: i64,
+    /// The batch's events.
+    pub events: Vec<BoardEvent>,
+    /// Each item's final state.
+    pub items: Vec<Item>,
+}
+
+struct Job {
+    batch: ItemBatch,
+    done: oneshot::Sender<StorageResult<()>>,
+}
+
+/// The collector's handle. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ItemBatches {
+    jobs: mpsc::UnboundedSender<Job>,
+    pool: PgPool,
+}
+
+impl ItemBatches {
+    /// Starts the collector on `pool`; it ends when the last handle is dropped.
+    pub fn start(pool: PgPool) -> ItemBatches {
+        let (jobs, rx) = mpsc::unbounded_channel();
+        tokio::spawn(collect(pool.clone(), rx));
+        ItemBatches { jobs, pool }
+    }
+
+    /// Writes `batch`, sharing a statement with other boards' batches waiting at the same time.
+    pub async fn commit(&self, batch: ItemBatch) -> StorageResult<()> {
+        let (done, answer) = oneshot::channel();
+        if let Err(mpsc::error::SendError(job)) = self.jobs.send(Job { batch, done }) {
+            // The collector is gone (shutting down): write alone.
+            return write(&self.pool, std::slice::from_ref(&job.batch)).await;
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(StorageError::Transient("the batch writer stopped before answering".into()))
+        })
+    }
+}
+
+async fn collect(pool: PgPool, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    let slots = Arc::new(Semaphore::new(STATEMENTS_IN_FLIGHT));
+    while let Some(first) = jobs.recv().await {
+        // Wait for a free slot before gathering, so batches pile up while statements run.
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let mut gathered = vec![first];
+        while gathered.len() < MAX_BOARDS_PER_STATEMENT {
+            match jobs.try_recv() {
+                Ok(job) => gathered.push(job),
+                Err(_) => break,
+            }
+        }
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            run(&pool, gathered).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Writes the gathered batches with one statement, or each alone if that fails.
+async fn run(pool: &PgPool, jobs: Vec<Job>) {
+    let (batches, answers): (Vec<ItemBatch>, Vec<_>) =
+        jobs.into_iter().map(|job| (job.batch, job.done)).unzip();
+    if batches.len() > 1 && write(pool, &batches).await.is_ok() {
+        for answer in answers {
+            let _ = answer.send(Ok(()));
+        }
+        return;
+    }
+    for (batch, answer) in batches.iter().zip(answers) {
+        let _ = answer.send(write(pool, std::slice::from_ref(batch)).await);
+    }
+}
+
+/// Column arrays of the statement's parameters.
+#[derive(Default)]
+struct Columns<'a> {
+    boards: (Vec<Uuid>, Vec<Uuid>, Vec<i64>, Vec<i64>),
+    event_keys: (Vec<Uuid>, Vec<Uuid>, Vec<i64>),
+    event_rows: (Vec<&'a str>, Vec<Option<Uuid>>, Vec<Json<&'a Value>>, Vec<DateTime<Utc>>),
+    item_keys: (Vec<Uuid>, Vec<Uuid>, Vec<Uuid>, Vec<Uuid>),
+    item_rows: (Vec<&'a str>, Vec<Json<&'a std::collections::BTreeMap<Uuid, Value>>>, Vec<&'a str>),
+    item_meta: (
+        Vec<i64>,
+        Vec<Option<DateTime<Utc>>>,
+        Vec<Option<Uuid>>,
+        Vec<DateTime<Utc>>,
+        Vec<DateTime<Utc>>,
+    ),
+}
+
+impl<'a> Columns<'a> {
+    fn of(batches: &'a [ItemBatch]) -> Self {
+        let mut c = Columns::default();
+        for b in batches {
+            c.boards.0.push(b.org);
+            c.boards.1.push(b.board);
+            c.boards.2.push(b.from_seq);
+            c.boards.3.push(b.to_seq);
+            for e in &b.events {
+                c.event_keys.0.push(b.org);
+                c.event_keys.1.push(b.board);
+                c.event_keys.2.push(e.seq);
+                c.event_rows.0.push(e.kind.as_str());
+                c.event_rows.1.push(e.actor);
+                c.event_rows.2.push(Json(&e.data));
+                c.event_rows.3.push(e.created_at);
+            }
+            for i in &b.items {
+                c.item_keys.0.push(i.id);
+                c.item_keys.1.push(b.org);
+                c.item_keys.2.push(b.board);
+                c.item_keys.3.push(i.group_id);
+                c.item_rows.0.push(&i.name);
+                c.item_rows.1.push(Json(&i.values));
+                c.item_rows.2.push(&i.position);
+                c.item_meta.0.push(i.version);
+                c.item_meta.1.push(i.archived_at);
+                c.item_meta.2.push(i.created_by);
+                c.item_meta.3.push(i.created_at);
+                c.item_meta.4.push(i.updated_at);
+            }
+        }
+        c
+    }
+}
+
+/// One statement for `batches`: all of them or nothing. Every tenant row carries its
+/// `organization_id`, and a board's `seq` moves only where organization and board both match.
+async fn write(pool: &PgPool, batches: &[ItemBatch]) -> StorageResult<()> {
+    let c = Columns::of(batches);
+    let result = sqlx::query(
+        "WITH input AS ( \
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[]) \
+                 AS b(org, id, from_seq, to_seq) \
+         ), moved AS ( \
+             UPDATE boards SET seq = input.to_seq FROM input \
+             WHERE boards.organization_id = input.org AND boards.id = input.id \
+                 AND boards.seq = input.from_seq \
+             RETURNING boards.id \
+         ), appended AS ( \
+             INSERT INTO board_events (organization_id, board_id, seq, kind, actor, payload, created_at) \
+             SELECT * FROM unnest($5::uuid[], $6::uuid[], $7::bigint[], $8::text[], $9::uuid[], \
+                 $10::jsonb[], $11::timestamptz[]) \
+         ), upserted AS ( \
+             INSERT INTO items (id, organization_id, board_id, group_id, name, column_values, position, \
+                 version, archived_at, created_by, created_at, updated_at) \
+             SELECT * FROM unnest($12::uuid[], $13::uuid[], $14::uuid[], $15::uuid[], $16::text[], \
+                 $17::jsonb[], $18::text[], $19::bigint[], $20::timestamptz[], $21::uuid[], \
+                 $22::timestamptz[], $23::timestamptz[]) \
+             ON CONFLICT (id) DO UPDATE SET group_id = excluded.group_id, name = excluded.name, \
+                 column_values = excluded.column_values, position = excluded.position, \
+                 version = excluded.version, archived_at = excluded.archived_at, \
+                 updated_at = excluded.updated_at \
+         ) \
+         SELECT CAST(CASE WHEN (SELECT count(*) FROM moved) = $24 THEN '0' ELSE $25 END AS integer)",
+    )
+    .bind(&c.boards.0)
+    .bind(&c.boards.1)
+    .bind(&c.boards.2)
+    .bind(&c.boards.3)
+    .bind(&c.event_keys.0)
+    .bind(&c.event_keys.1)
+    .bind(&c.event_keys.2)
+    .bind(&c.event_rows.0)
+    .bind(&c.event_rows.1)
+    .bind(&c.event_rows.2)
+    .bind(&c.event_rows.3)
+    .bind(&c.item_keys.0)
+    .bind(&c.item_keys.1)
+    .bind(&c.item_keys.2)
+    .bind(&c.item_keys.3)
+    .bind(&c.item_rows.0)
+    .bind(&c.item_rows.1)
+    .bind(&c.item_rows.2)
+    .bind(&c.item_meta.0)
+    .bind(&c.item_meta.1)
+    .bind(&c.item_meta.2)
+    .bind(&c.item_meta.3)
+    .bind(&c.item_meta.4)
+    .bind(i64::try_from(batches.len()).unwrap_or(i64::MAX))
+    .bind(LOG_MOVED)
+    .execute(pool)
+    .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(err) if err.to_string().contains(LOG_MOVED) => {
+            Err(StorageError::Rule("the board's log moved underneath this writer"))
+        }
+        Err(err) => Err(StorageError::from(err)),
+    }
+}
