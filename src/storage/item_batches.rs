@@ -18,6 +18,7 @@
 //! for the next one. A board never has two batches here at once (its actor waits for its
 //! commit), so a statement holds at most one batch per board.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use boardroom_actors::domain::{BoardEvent, Item};
@@ -123,53 +124,64 @@ async fn run(pool: &PgPool, jobs: Vec<Job>) {
     }
 }
 
-/// Column arrays of the statement's parameters.
+/// Column arrays of the statement's parameters: one entry per board, per event, per item.
 #[derive(Default)]
 struct Columns<'a> {
-    boards: (Vec<Uuid>, Vec<Uuid>, Vec<i64>, Vec<i64>),
-    event_keys: (Vec<Uuid>, Vec<Uuid>, Vec<i64>),
-    event_rows: (Vec<&'a str>, Vec<Option<Uuid>>, Vec<Json<&'a Value>>, Vec<DateTime<Utc>>),
-    item_keys: (Vec<Uuid>, Vec<Uuid>, Vec<Uuid>, Vec<Uuid>),
-    item_rows: (Vec<&'a str>, Vec<Json<&'a std::collections::BTreeMap<Uuid, Value>>>, Vec<&'a str>),
-    item_meta: (
-        Vec<i64>,
-        Vec<Option<DateTime<Utc>>>,
-        Vec<Option<Uuid>>,
-        Vec<DateTime<Utc>>,
-        Vec<DateTime<Utc>>,
-    ),
+    board_org: Vec<Uuid>,
+    board_id: Vec<Uuid>,
+    board_from_seq: Vec<i64>,
+    board_to_seq: Vec<i64>,
+    event_org: Vec<Uuid>,
+    event_board: Vec<Uuid>,
+    event_seq: Vec<i64>,
+    event_kind: Vec<&'a str>,
+    event_actor: Vec<Option<Uuid>>,
+    event_data: Vec<Json<&'a Value>>,
+    event_at: Vec<DateTime<Utc>>,
+    item_id: Vec<Uuid>,
+    item_org: Vec<Uuid>,
+    item_board: Vec<Uuid>,
+    item_group: Vec<Uuid>,
+    item_name: Vec<&'a str>,
+    item_values: Vec<Json<&'a BTreeMap<Uuid, Value>>>,
+    item_position: Vec<&'a str>,
+    item_version: Vec<i64>,
+    item_archived_at: Vec<Option<DateTime<Utc>>>,
+    item_created_by: Vec<Option<Uuid>>,
+    item_created_at: Vec<DateTime<Utc>>,
+    item_updated_at: Vec<DateTime<Utc>>,
 }
 
 impl<'a> Columns<'a> {
     fn of(batches: &'a [ItemBatch]) -> Self {
         let mut c = Columns::default();
         for b in batches {
-            c.boards.0.push(b.org);
-            c.boards.1.push(b.board);
-            c.boards.2.push(b.from_seq);
-            c.boards.3.push(b.to_seq);
+            c.board_org.push(b.org);
+            c.board_id.push(b.board);
+            c.board_from_seq.push(b.from_seq);
+            c.board_to_seq.push(b.to_seq);
             for e in &b.events {
-                c.event_keys.0.push(b.org);
-                c.event_keys.1.push(b.board);
-                c.event_keys.2.push(e.seq);
-                c.event_rows.0.push(e.kind.as_str());
-                c.event_rows.1.push(e.actor);
-                c.event_rows.2.push(Json(&e.data));
-                c.event_rows.3.push(e.created_at);
+                c.event_org.push(b.org);
+                c.event_board.push(b.board);
+                c.event_seq.push(e.seq);
+                c.event_kind.push(e.kind.as_str());
+                c.event_actor.push(e.actor);
+                c.event_data.push(Json(&e.data));
+                c.event_at.push(e.created_at);
             }
             for i in &b.items {
-                c.item_keys.0.push(i.id);
-                c.item_keys.1.push(b.org);
-                c.item_keys.2.push(b.board);
-                c.item_keys.3.push(i.group_id);
-                c.item_rows.0.push(&i.name);
-                c.item_rows.1.push(Json(&i.values));
-                c.item_rows.2.push(&i.position);
-                c.item_meta.0.push(i.version);
-                c.item_meta.1.push(i.archived_at);
-                c.item_meta.2.push(i.created_by);
-                c.item_meta.3.push(i.created_at);
-                c.item_meta.4.push(i.updated_at);
+                c.item_id.push(i.id);
+                c.item_org.push(b.org);
+                c.item_board.push(b.board);
+                c.item_group.push(i.group_id);
+                c.item_name.push(&i.name);
+                c.item_values.push(Json(&i.values));
+                c.item_position.push(&i.position);
+                c.item_version.push(i.version);
+                c.item_archived_at.push(i.archived_at);
+                c.item_created_by.push(i.created_by);
+                c.item_created_at.push(i.created_at);
+                c.item_updated_at.push(i.updated_at);
             }
         }
         c
@@ -206,29 +218,29 @@ async fn write(pool: &PgPool, batches: &[ItemBatch]) -> StorageResult<()> {
          ) \
          SELECT CAST(CASE WHEN (SELECT count(*) FROM moved) = $24 THEN '0' ELSE $25 END AS integer)",
     )
-    .bind(&c.boards.0)
-    .bind(&c.boards.1)
-    .bind(&c.boards.2)
-    .bind(&c.boards.3)
-    .bind(&c.event_keys.0)
-    .bind(&c.event_keys.1)
-    .bind(&c.event_keys.2)
-    .bind(&c.event_rows.0)
-    .bind(&c.event_rows.1)
-    .bind(&c.event_rows.2)
-    .bind(&c.event_rows.3)
-    .bind(&c.item_keys.0)
-    .bind(&c.item_keys.1)
-    .bind(&c.item_keys.2)
-    .bind(&c.item_keys.3)
-    .bind(&c.item_rows.0)
-    .bind(&c.item_rows.1)
-    .bind(&c.item_rows.2)
-    .bind(&c.item_meta.0)
-    .bind(&c.item_meta.1)
-    .bind(&c.item_meta.2)
-    .bind(&c.item_meta.3)
-    .bind(&c.item_meta.4)
+    .bind(&c.board_org)
+    .bind(&c.board_id)
+    .bind(&c.board_from_seq)
+    .bind(&c.board_to_seq)
+    .bind(&c.event_org)
+    .bind(&c.event_board)
+    .bind(&c.event_seq)
+    .bind(&c.event_kind)
+    .bind(&c.event_actor)
+    .bind(&c.event_data)
+    .bind(&c.event_at)
+    .bind(&c.item_id)
+    .bind(&c.item_org)
+    .bind(&c.item_board)
+    .bind(&c.item_group)
+    .bind(&c.item_name)
+    .bind(&c.item_values)
+    .bind(&c.item_position)
+    .bind(&c.item_version)
+    .bind(&c.item_archived_at)
+    .bind(&c.item_created_by)
+    .bind(&c.item_created_at)
+    .bind(&c.item_updated_at)
     .bind(i64::try_from(batches.len()).unwrap_or(i64::MAX))
     .bind(LOG_MOVED)
     .execute(pool)
