@@ -8,6 +8,12 @@ use boardroom::server::{self, App, StartupError};
 use boardroom::storage::{ChainReport, StorageError};
 use boardroom_actors::audit::{AuditAction, AuditEvent, AuditStore};
 
+/// mimalloc rather than glibc's allocator: the request and fan-out paths allocate many small,
+/// short-lived buffers across threads, where glibc spent a fifth of the server's CPU
+/// (`loadtest/README.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse_or_exit();
     if let Err(err) = boardroom::telemetry::init(&cli.settings) {

@@ -10,12 +10,12 @@
 //! growing. Closing is one `watch` value that both halves follow, so any part (fan-out, reader,
 //! shutdown) ends the connection the same way, with a close code and reason.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
@@ -30,7 +30,7 @@ use futures::stream::FuturesUnordered;
 use futures::{SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
 use super::fanout::{may_see, message, wire_time, Subscription};
@@ -58,9 +58,15 @@ pub enum Control {
 }
 
 /// A connection's outbound side: bounded in bytes, closable from anywhere.
+///
+/// The queues are plain `VecDeque`s behind a lock with a [`Notify`] each, not channels: a
+/// channel allocates its first block of slots up front, which every idle socket would carry;
+/// an empty `VecDeque` allocates nothing.
 pub struct Outbox {
-    tx: mpsc::UnboundedSender<Message>,
-    control: mpsc::UnboundedSender<Control>,
+    frames: Mutex<VecDeque<Message>>,
+    frames_ready: Notify,
+    controls: Mutex<VecDeque<Control>>,
+    controls_ready: Notify,
     queued: AtomicUsize,
     limit: usize,
     /// How this connection's frames are encoded.
@@ -89,33 +95,33 @@ fn size_of(message: &Message) -> usize {
     payload + MESSAGE_OVERHEAD
 }
 
-/// The receiving ends of a new [`Outbox`]: frames for the writer, controls for the reader,
-/// and the close signal both follow.
+/// What follows a new [`Outbox`] from outside it: its close signal.
 pub struct OutboxEnds {
-    /// Frames to write.
-    pub frames: mpsc::UnboundedReceiver<Message>,
-    /// Requests for the reader.
-    pub controls: mpsc::UnboundedReceiver<Control>,
     /// The close code and reason, once set.
     pub closed: watch::Receiver<Option<(u16, String)>>,
+}
+
+fn locked<T>(queue: &Mutex<VecDeque<T>>) -> MutexGuard<'_, VecDeque<T>> {
+    // A poisoned lock only means a panic elsewhere; a queue is still a valid queue.
+    queue.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Outbox {
     /// A new outbox holding at most `limit` bytes.
     pub fn new(encoding: Encoding, limit: usize) -> (Arc<Outbox>, OutboxEnds) {
-        let (tx, frames) = mpsc::unbounded_channel();
-        let (control, controls) = mpsc::unbounded_channel();
         let (closing, closed) = watch::channel(None);
         let outbox = Outbox {
-            tx,
-            control,
+            frames: Mutex::new(VecDeque::new()),
+            frames_ready: Notify::new(),
+            controls: Mutex::new(VecDeque::new()),
+            controls_ready: Notify::new(),
             queued: AtomicUsize::new(0),
             limit,
             encoding,
             closing,
             is_closing: AtomicBool::new(false),
         };
-        (Arc::new(outbox), OutboxEnds { frames, controls, closed })
+        (Arc::new(outbox), OutboxEnds { closed })
     }
 
     /// Queues a message, or closes the connection as a slow consumer if the bound is reached.
@@ -130,9 +136,27 @@ impl Outbox {
             self.close(close::SLOW_CONSUMER, "slow consumer");
             return;
         }
-        if self.tx.send(message).is_err() {
-            self.queued.fetch_sub(size, Ordering::AcqRel);
+        locked(&self.frames).push_back(message);
+        self.frames_ready.notify_one();
+    }
+
+    /// Takes up to `max` queued frames, with their size in bytes.
+    fn take_frames(&self, max: usize) -> (Vec<Message>, usize) {
+        let mut frames = locked(&self.frames);
+        let count = frames.len().min(max);
+        let taken: Vec<Message> = frames.drain(..count).collect();
+        if frames.is_empty() && frames.capacity() > WRITE_BATCH {
+            // A burst grew the queue; an idle socket should not keep that memory.
+            frames.shrink_to_fit();
         }
+        let size = taken.iter().map(size_of).sum();
+        (taken, size)
+    }
+
+    /// Frames queued and not yet written (tests).
+    #[cfg(test)]
+    pub fn queued_frames(&self) -> Vec<Message> {
+        self.take_frames(usize::MAX).0
     }
 
     /// Encodes and queues a frame.
@@ -156,7 +180,12 @@ impl Outbox {
 
     /// Asks the reader to act.
     pub fn control(&self, control: Control) {
-        let _ = self.control.send(control);
+        locked(&self.controls).push_back(control);
+        self.controls_ready.notify_one();
+    }
+
+    fn take_control(&self) -> Option<Control> {
+        locked(&self.controls).pop_front()
     }
 }
 
@@ -202,8 +231,8 @@ pub async fn run(socket: WebSocket, accepted: Accepted) {
     let Accepted { state, caller, credential, encoding, limits } = accepted;
     let (sink, mut stream) = socket.split();
     let (outbox, ends) = Outbox::new(encoding, limits.outbound_bytes);
-    let OutboxEnds { frames: rx, controls: mut control_rx, mut closed } = ends;
-    let writer = tokio::spawn(write_loop(sink, rx, outbox.clone(), closed.clone()));
+    let OutboxEnds { mut closed } = ends;
+    let writer = tokio::spawn(write_loop(sink, outbox.clone(), closed.clone()));
     outbox.send(&ServerFrame::Hello(Hello {
         protocol_version: PROTOCOL_VERSION,
         heartbeat_secs: limits.heartbeat.as_secs(),
@@ -267,9 +296,13 @@ pub async fn run(socket: WebSocket, accepted: Accepted) {
                 };
                 in_flight.extend(pending);
             }
-            Some(control) = control_rx.recv() => match control {
-                Control::Recheck(board) => Box::pin(conn.recheck_board(board)).await,
-            },
+            () = outbox.controls_ready.notified() => {
+                while let Some(control) = outbox.take_control() {
+                    match control {
+                        Control::Recheck(board) => Box::pin(conn.recheck_board(board)).await,
+                    }
+                }
+            }
             _ = ping.tick() => {
                 if last_heard.elapsed() > limits.heartbeat {
                     outbox.close(close::HEARTBEAT_TIMEOUT, "heartbeat timeout");
@@ -289,7 +322,6 @@ pub async fn run(socket: WebSocket, accepted: Accepted) {
 
 async fn write_loop(
     mut sink: futures::stream::SplitSink<WebSocket, Message>,
-    mut rx: mpsc::UnboundedReceiver<Message>,
     outbox: Arc<Outbox>,
     closed: watch::Receiver<Option<(u16, String)>>,
 ) {
@@ -299,25 +331,16 @@ async fn write_loop(
         // with the watch again for every event delivered.
         let close_signal = until_closed(&mut close_signal);
         tokio::pin!(close_signal);
-        loop {
+        'connection: loop {
             tokio::select! {
                 biased;
                 () = &mut close_signal => break,
-                next = rx.recv() => {
-                    let Some(message) = next else { break };
+                () = outbox.frames_ready.notified() => loop {
                     // Write everything already queued with one flush: under load a socket gets
                     // many events at once, and a syscall per frame is what would cap deliveries.
-                    let mut size = size_of(&message);
-                    let mut batch = Vec::with_capacity(8);
-                    batch.push(message);
-                    while batch.len() < WRITE_BATCH {
-                        match rx.try_recv() {
-                            Ok(message) => {
-                                size += size_of(&message);
-                                batch.push(message);
-                            }
-                            Err(_) => break,
-                        }
+                    let (batch, size) = outbox.take_frames(WRITE_BATCH);
+                    if batch.is_empty() {
+                        break;
                     }
                     let write = async {
                         for message in batch {
@@ -332,12 +355,14 @@ async fn write_loop(
                     };
                     outbox.queued.fetch_sub(size, Ordering::AcqRel);
                     if !matches!(sent, Some(Ok(()))) {
-                        break;
+                        break 'connection;
                     }
-                }
+                },
             }
         }
     }
+    // Whatever ended the writer ends the connection (a dead socket included).
+    outbox.close(close::NORMAL, "");
     let reason = closed.borrow().clone();
     if let Some((code, reason)) = reason {
         // A slow consumer's socket may be full: the close frame is best effort.

@@ -388,7 +388,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::ws::connection::OutboxEnds;
 
     fn requester() -> Requester {
         Requester { user_id: Uuid::now_v7(), org_role: OrgRole::Member, scopes: None }
@@ -406,8 +405,8 @@ mod tests {
         })
     }
 
-    fn received(ends: &mut OutboxEnds) -> Vec<Message> {
-        std::iter::from_fn(|| ends.frames.try_recv().ok()).collect()
+    fn received(outbox: &Outbox) -> Vec<Message> {
+        outbox.queued_frames()
     }
 
     fn seqs(messages: &[Message]) -> Vec<i64> {
@@ -426,15 +425,16 @@ mod tests {
     fn each_event_is_encoded_once_per_encoding_and_shared() {
         let fanout = Fanout::default();
         let board = Uuid::now_v7();
-        let (a, mut a_ends) = Outbox::new(Encoding::Json, 1 << 20);
-        let (b, mut b_ends) = Outbox::new(Encoding::Json, 1 << 20);
-        let (c, mut c_ends) = Outbox::new(Encoding::MessagePack, 1 << 20);
+        let (a, _) = Outbox::new(Encoding::Json, 1 << 20);
+        let (b, _) = Outbox::new(Encoding::Json, 1 << 20);
+        let (c, _) = Outbox::new(Encoding::MessagePack, 1 << 20);
+        let (a_out, b_out, c_out) = (a.clone(), b.clone(), c.clone());
         for outbox in [a, b, c] {
             let sub = fanout.add(board, Uuid::nil(), requester(), outbox);
             sub.go_live(Some(0));
         }
         fanout.deliver(&event(board, 1));
-        let (a, b, c) = (received(&mut a_ends), received(&mut b_ends), received(&mut c_ends));
+        let (a, b, c) = (received(&a_out), received(&b_out), received(&c_out));
         match (&a[..], &b[..]) {
             ([Message::Text(x)], [Message::Text(y)]) => {
                 assert_eq!(x.as_str().as_ptr(), y.as_str().as_ptr(), "encoded twice");
@@ -449,8 +449,8 @@ mod tests {
     fn buffered_events_are_sent_once_and_in_order() {
         let fanout = Fanout::default();
         let board = Uuid::now_v7();
-        let (outbox, mut ends) = Outbox::new(Encoding::Json, 1 << 20);
-        let sub = fanout.add(board, Uuid::nil(), requester(), outbox);
+        let (outbox, _) = Outbox::new(Encoding::Json, 1 << 20);
+        let sub = fanout.add(board, Uuid::nil(), requester(), outbox.clone());
         // Arrive while the subscriber reads the log up to 3.
         for seq in 2..=5 {
             fanout.deliver(&event(board, seq));
@@ -458,10 +458,10 @@ mod tests {
         sub.go_live(Some(3));
         fanout.deliver(&event(board, 5));
         fanout.deliver(&event(board, 6));
-        assert_eq!(seqs(&received(&mut ends)), vec![4, 5, 6]);
+        assert_eq!(seqs(&received(&outbox)), vec![4, 5, 6]);
         fanout.remove(&sub);
         fanout.deliver(&event(board, 7));
-        assert!(received(&mut ends).is_empty());
+        assert!(received(&outbox).is_empty());
         assert!(fanout.is_empty());
     }
 
@@ -470,7 +470,8 @@ mod tests {
         let fanout = Fanout::default();
         let board = Uuid::now_v7();
         let (slow, slow_ends) = Outbox::new(Encoding::Json, 512);
-        let (fast, mut fast_ends) = Outbox::new(Encoding::Json, 1 << 20);
+        let (fast, _) = Outbox::new(Encoding::Json, 1 << 20);
+        let fast_out = fast.clone();
         for outbox in [slow, fast] {
             fanout.add(board, Uuid::nil(), requester(), outbox).go_live(Some(0));
         }
@@ -479,6 +480,6 @@ mod tests {
         }
         let closed = slow_ends.closed.borrow().clone();
         assert_eq!(closed.map(|c| c.0), Some(close::SLOW_CONSUMER));
-        assert_eq!(seqs(&received(&mut fast_ends)), (1..=20).collect::<Vec<_>>());
+        assert_eq!(seqs(&received(&fast_out)), (1..=20).collect::<Vec<_>>());
     }
 }
