@@ -20,6 +20,7 @@ use crate::harness::{both_backends, both_backends_with, TestServer};
 both_backends!(
     json_and_msgpack_clients_see_the_same_events,
     pipelined_writes_apply_in_the_order_sent,
+    a_failed_commit_fails_the_writes_built_on_it_and_nothing_else,
     resume_after_a_drop_has_no_gap_and_no_duplicate,
     losing_board_membership_ends_the_subscription,
     deleting_the_board_ends_its_subscriptions,
@@ -303,6 +304,65 @@ async fn pipelined_writes_apply_in_the_order_sent(server: &TestServer) {
     let stored = stored.expect(200);
     assert_eq!(stored["name"], "v31");
     assert_eq!(stored["version"], 31);
+}
+
+/// While one batch commits the board applies the next; when a commit fails (here: the stored
+/// `seq` was moved underneath, as another node would), that batch and the one built on it are
+/// refused, the board reloads, and later writes succeed. Whatever was acknowledged is exactly
+/// what the log and the item hold.
+async fn a_failed_commit_fails_the_writes_built_on_it_and_nothing_else(server: &TestServer) {
+    let f = fixture(server).await;
+    let item = create_item_rest(server, &f.owner.access_token, &f.board, &f.group, "n0").await;
+    let board_id: uuid::Uuid = f.board.parse().unwrap();
+    let moved = "UPDATE boards SET seq = seq + 7 WHERE id = $1";
+    match server.state().store().pool() {
+        boardroom::storage::Pool::Sqlite(pool) => {
+            sqlx::query(moved).bind(board_id).execute(pool).await.unwrap();
+        }
+        boardroom::storage::Pool::Postgres(pool) => {
+            sqlx::query(moved).bind(board_id).execute(pool).await.unwrap();
+        }
+    }
+    let mut client = connect(server, &f.owner.access_token, JSON).await;
+    let mut sent = Vec::new();
+    for n in 1..=40 {
+        let frame = json!({"type": "update_item", "board_id": f.board, "item_id": item["id"], "name": format!("n{n}")});
+        sent.push((client.send(frame).await, format!("n{n}")));
+    }
+    let mut replies = std::collections::HashMap::new();
+    while replies.len() < sent.len() {
+        let frame = client.next_of("reply").await;
+        replies.insert(frame["id"].as_u64().unwrap(), frame);
+    }
+    let mut acknowledged = Vec::new();
+    for (id, name) in &sent {
+        let reply = &replies[id];
+        if reply["ok"] == true {
+            acknowledged.push((reply["seq"].as_i64().unwrap(), name.clone()));
+        } else {
+            assert_eq!(error_code(reply), "unavailable", "{reply}");
+        }
+    }
+    assert_ne!(replies[&sent[0].0]["ok"], true, "the first write's commit had to fail");
+    // After the reload the board takes writes again.
+    let reply = client
+        .request(json!({"type": "update_item", "board_id": f.board, "item_id": item["id"], "name": "last"}))
+        .await;
+    acknowledged
+        .push((reply["seq"].as_i64().expect("the write after the reload succeeds"), "last".into()));
+    let path = format!("/api/v1/boards/{}/events?after=0&limit=1000", f.board);
+    let events = server.get_as(&path, &f.owner.access_token).await;
+    let logged: Vec<(i64, String)> = events.expect(200)["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "item.updated")
+        .map(|e| (e["seq"].as_i64().unwrap(), e["data"]["name"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(logged, acknowledged, "the log holds exactly the acknowledged writes");
+    let item_path = format!("/api/v1/boards/{}/items/{}", f.board, item["id"].as_str().unwrap());
+    let stored = server.get_as(&item_path, &f.owner.access_token).await;
+    assert_eq!(stored.expect(200)["name"], json!(acknowledged.last().unwrap().1));
 }
 
 async fn resume_after_a_drop_has_no_gap_and_no_duplicate(server: &TestServer) {
