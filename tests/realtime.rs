@@ -20,7 +20,7 @@ use crate::harness::{both_backends, both_backends_with, TestServer};
 both_backends!(
     json_and_msgpack_clients_see_the_same_events,
     pipelined_writes_apply_in_the_order_sent,
-    a_failed_commit_fails_the_writes_built_on_it_and_nothing_else,
+    a_failed_commit_under_pipelined_writes_loses_nothing_acknowledged,
     resume_after_a_drop_has_no_gap_and_no_duplicate,
     losing_board_membership_ends_the_subscription,
     deleting_the_board_ends_its_subscriptions,
@@ -306,11 +306,10 @@ async fn pipelined_writes_apply_in_the_order_sent(server: &TestServer) {
     assert_eq!(stored["version"], 31);
 }
 
-/// While one batch commits the board applies the next; when a commit fails (here: the stored
-/// `seq` was moved underneath, as another node would), that batch and the one built on it are
-/// refused, the board reloads, and later writes succeed. Whatever was acknowledged is exactly
-/// what the log and the item hold.
-async fn a_failed_commit_fails_the_writes_built_on_it_and_nothing_else(server: &TestServer) {
+/// Pipelined writes while a commit fails (here: the stored `seq` was moved underneath, as
+/// another node would): the failed batch is refused, the board reloads, and later writes
+/// succeed. Whatever was acknowledged is exactly what the log and the item hold.
+async fn a_failed_commit_under_pipelined_writes_loses_nothing_acknowledged(server: &TestServer) {
     let f = fixture(server).await;
     let item = create_item_rest(server, &f.owner.access_token, &f.board, &f.group, "n0").await;
     let board_id: uuid::Uuid = f.board.parse().unwrap();

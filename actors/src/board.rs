@@ -6,16 +6,11 @@
 //! A command is checked and applied to the in-memory board as soon as it arrives, and its
 //! changes and event join the pending batch; the first command of a batch casts a `Flush` to the
 //! actor itself, which queues behind every command already waiting. When the flush runs, the
-//! whole batch is written in one transaction on a task of its own, and the actor goes on
-//! applying the commands that arrive meanwhile into the next batch; that batch starts its
-//! commit when the previous one is done (one batch in flight at a time, so batches commit in
-//! `seq` order). When a commit is done, its events are published in order and each of its
-//! commands is answered. A command refused by validation is answered at once and never joins a
-//! batch, so one bad command does not fail the others. If a transaction fails, every command of
-//! that batch and of the batch applied after it (built on its changes) is answered
-//! `Unavailable`, and the actor reloads the board from the database. Reads, idempotent replays
-//! and a stop first wait for everything applied to commit, so they never see an
-//! unacknowledged change.
+//! whole batch is written in one transaction, the events are published in order, and each
+//! command is answered. A command refused by validation is answered at once and never joins the
+//! batch, so one bad command does not fail the others. If the transaction fails, every command
+//! of the batch is answered `Unavailable` and the actor reloads the board from the database.
+//! Reads flush first, so they never see an unacknowledged change.
 //!
 //! ## Event log
 //! Every applied command takes the next `seq` of the board and appends one event to
@@ -203,8 +198,6 @@ pub enum BoardMessage {
     },
     /// Write the pending batch.
     Flush,
-    /// The commit with this number finished.
-    Committed(u64),
     /// Stop if idle for long enough.
     IdleCheck,
     /// Crash on purpose (tests of supervision).
@@ -247,22 +240,9 @@ pub struct BoardState {
     store: Arc<dyn BoardStore>,
     bus: EventBus,
     pending: Option<Pending>,
-    /// The batch being committed, if one is.
-    in_flight: Option<InFlight>,
-    /// Numbers the commits, so a late `Committed` of an earlier one is ignored.
-    commits: u64,
-    /// The pending batch's `Flush` came while another batch was in flight: start it as soon
-    /// as that one is done.
-    flush_due: bool,
     recent_keys: HashMap<(Uuid, String), CommandOutput>,
     last_active: Instant,
     idle_timeout: Duration,
-}
-
-/// A batch whose transaction runs on its own task while the actor goes on applying the next.
-struct InFlight {
-    commit: u64,
-    task: tokio::task::JoinHandle<(Pending, anyhow::Result<()>)>,
 }
 
 impl BoardState {
@@ -278,9 +258,6 @@ impl BoardState {
             store: args.store,
             bus: args.bus,
             pending: None,
-            in_flight: None,
-            commits: 0,
-            flush_due: false,
             recent_keys: HashMap::new(),
             last_active: Instant::now(),
             idle_timeout: args.idle_timeout,
@@ -939,45 +916,22 @@ impl BoardState {
         }
     }
 
-    /// Starts committing the pending batch on a task of its own; the actor goes on applying
-    /// commands into the next batch meanwhile. Only one batch is in flight at a time, so batches
-    /// commit (and their events are published) in `seq` order.
-    fn start_commit(&mut self, myself: &ActorRef<BoardMessage>) {
-        if self.in_flight.is_some() {
-            return;
-        }
-        let Some(pending) = self.pending.take() else { return };
-        self.commits += 1;
-        self.flush_due = false;
-        let commit = self.commits;
-        let (store, org, board, me) =
-            (self.store.clone(), self.org(), self.board.id, myself.clone());
-        let task = tokio::spawn(async move {
-            let result = store
-                .commit(
-                    org,
-                    board,
-                    pending.from_seq,
-                    &pending.changes,
-                    &pending.events,
-                    &pending.idempotent,
-                )
-                .await;
-            let _ = me.cast(BoardMessage::Committed(commit));
-            (pending, result)
-        });
-        self.in_flight = Some(InFlight { commit, task });
-    }
-
-    /// Waits for the batch in flight, if any: publishes its events and answers its commands,
-    /// or, if it failed, fails it and everything applied after it and reloads the board.
-    async fn finish_in_flight(
-        &mut self,
-        myself: &ActorRef<BoardMessage>,
-    ) -> Result<(), ActorProcessingErr> {
-        let Some(in_flight) = self.in_flight.take() else { return Ok(()) };
-        let (failed, err) = match in_flight.task.await {
-            Ok((pending, Ok(()))) => {
+    /// Writes the pending batch; answers its commands; publishes its events.
+    async fn flush(&mut self, myself: &ActorRef<BoardMessage>) -> Result<(), ActorProcessingErr> {
+        let Some(pending) = self.pending.take() else { return Ok(()) };
+        let result = self
+            .store
+            .commit(
+                self.org(),
+                self.board.id,
+                pending.from_seq,
+                &pending.changes,
+                &pending.events,
+                &pending.idempotent,
+            )
+            .await;
+        match result {
+            Ok(()) => {
                 for event in pending.events {
                     self.bus.publish(Arc::new(event));
                 }
@@ -987,44 +941,32 @@ impl BoardState {
                 if self.deleted {
                     myself.stop(Some("board deleted".into()));
                 }
-                return Ok(());
-            }
-            Ok((pending, Err(err))) => (Some(pending), err),
-            // The commit task panicked: its callers learn the board restarted, and the board
-            // is reloaded, since whether it committed is unknown.
-            Err(join) => (None, anyhow::anyhow!("the commit task failed: {join}")),
-        };
-        tracing::error!(board = %self.board.id, error = ?err, "board commit failed; reloading");
-        // The batch applied after the failed one was built on its changes: it fails too.
-        for batch in failed.into_iter().chain(self.pending.take()) {
-            for (reply, _) in batch.replies {
-                let _ = reply
-                    .send(Err(BoardError::Unavailable("the change was not saved; retry".into())));
-            }
-            for idempotent in &batch.idempotent {
-                self.recent_keys.remove(&(idempotent.user_id, idempotent.key.clone()));
-            }
-        }
-        match self.store.load_board(self.org(), self.board.id).await {
-            Ok(Some(loaded)) => {
-                self.install(loaded);
-                self.deleted = false;
                 Ok(())
             }
-            Ok(None) => {
-                myself.stop(Some("board gone".into()));
-                Ok(())
+            Err(err) => {
+                tracing::error!(board = %self.board.id, error = ?err, "board commit failed; reloading");
+                for (reply, _) in pending.replies {
+                    let _ = reply.send(Err(BoardError::Unavailable(
+                        "the change was not saved; retry".into(),
+                    )));
+                }
+                for idempotent in &pending.idempotent {
+                    self.recent_keys.remove(&(idempotent.user_id, idempotent.key.clone()));
+                }
+                match self.store.load_board(self.org(), self.board.id).await {
+                    Ok(Some(loaded)) => {
+                        self.install(loaded);
+                        self.deleted = false;
+                        Ok(())
+                    }
+                    Ok(None) => {
+                        myself.stop(Some("board gone".into()));
+                        Ok(())
+                    }
+                    Err(err) => Err(err.into()),
+                }
             }
-            Err(err) => Err(err.into()),
         }
-    }
-
-    /// Commits everything applied so far and waits for it: reads, idempotent replays and a
-    /// stop see only committed state.
-    async fn flush(&mut self, myself: &ActorRef<BoardMessage>) -> Result<(), ActorProcessingErr> {
-        self.finish_in_flight(myself).await?;
-        self.start_commit(myself);
-        self.finish_in_flight(myself).await
     }
 }
 
@@ -1136,21 +1078,7 @@ impl Actor for BoardActor {
                     }
                 }
             }
-            BoardMessage::Flush => {
-                if state.in_flight.is_some() {
-                    state.flush_due = true;
-                } else {
-                    state.start_commit(&myself);
-                }
-            }
-            BoardMessage::Committed(commit) => {
-                if state.in_flight.as_ref().is_some_and(|f| f.commit == commit) {
-                    state.finish_in_flight(&myself).await?;
-                    if state.flush_due {
-                        state.start_commit(&myself);
-                    }
-                }
-            }
+            BoardMessage::Flush => state.flush(&myself).await?,
             BoardMessage::Read { requester, query, reply } => {
                 state.flush(&myself).await?;
                 let answer = if state.deleted {
@@ -1161,10 +1089,7 @@ impl Actor for BoardActor {
                 let _ = reply.send(answer);
             }
             BoardMessage::IdleCheck => {
-                if state.pending.is_none()
-                    && state.in_flight.is_none()
-                    && state.last_active.elapsed() >= state.idle_timeout
-                {
+                if state.pending.is_none() && state.last_active.elapsed() >= state.idle_timeout {
                     myself.stop(Some("idle".into()));
                 }
             }
