@@ -242,6 +242,12 @@ pub struct Settings {
           value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
     pub ws_frames_per_sec: u32,
 
+    /// WebSockets one user may hold open at once (all their browsers and API keys together);
+    /// one more is refused `429 rate_limited` before the upgrade.
+    #[arg(long, env = "BOARDROOM_WS_MAX_SOCKETS_PER_USER", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
+    pub ws_max_sockets_per_user: u32,
+
     /// Seconds of silence from a client after which its WebSocket is closed (code 4000).
     #[arg(long, env = "BOARDROOM_WS_HEARTBEAT_SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(3..=3600), global = true)]
@@ -345,6 +351,7 @@ impl Settings {
             ws_max_message_bytes: 64 * 1024,
             ws_outbound_buffer_bytes: 1024 * 1024,
             ws_frames_per_sec: 50,
+            ws_max_sockets_per_user: 100,
             ws_heartbeat_secs: 60,
             // Revocation tests wait for this; one second keeps them quick.
             ws_auth_recheck_secs: 1,

@@ -27,10 +27,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use boardroom_actors::event_bus::EventBus;
-use boardroom_protocol::Encoding;
+use boardroom_protocol::{Encoding, ErrorCode};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::watch;
+use uuid::Uuid;
 
 use crate::auth::caller::{cookie, ACCESS_COOKIE};
 use crate::auth::{Caller, RequestMeta};
@@ -46,12 +47,35 @@ const READ_BUFFER: usize = 4 * 1024;
 /// Bytes written before the socket is flushed.
 const WRITE_BUFFER: usize = 8 * 1024;
 
-/// What every connection shares: the fan-out, the tickets, the allowed origins, shutdown.
+/// What every connection shares: the fan-out, the tickets, the allowed origins, the open
+/// sockets per user, shutdown.
 pub struct Gateway {
     fanout: Arc<Fanout>,
     tickets: Tickets,
     origins: Vec<String>,
+    sockets: Arc<SocketCounts>,
+    max_sockets_per_user: u32,
     shutdown: watch::Sender<bool>,
+}
+
+/// Open sockets per user.
+#[derive(Default)]
+struct SocketCounts(dashmap::DashMap<Uuid, u32>);
+
+/// One open socket counted against its user; uncounted when dropped (the connection ended,
+/// or the upgrade never completed).
+pub struct SocketSlot {
+    counts: Arc<SocketCounts>,
+    user: Uuid,
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        self.counts.0.remove_if_mut(&self.user, |_, open| {
+            *open = open.saturating_sub(1);
+            *open == 0
+        });
+    }
 }
 
 impl Gateway {
@@ -64,8 +88,33 @@ impl Gateway {
             fanout,
             tickets: Tickets::default(),
             origins: allowed_origins(settings),
+            sockets: Arc::default(),
+            max_sockets_per_user: settings.ws_max_sockets_per_user,
             shutdown,
         }
+    }
+
+    /// Counts a new socket of `user`, unless they already hold the most allowed.
+    fn open_socket(&self, user: Uuid) -> Result<SocketSlot, ApiError> {
+        let mut open = self.sockets.0.entry(user).or_insert(0);
+        if *open >= self.max_sockets_per_user {
+            let mut err = ApiError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "this user has {} WebSockets open, the most allowed; close one first",
+                    *open
+                ),
+            );
+            err.set_retry_after(5);
+            return Err(err);
+        }
+        *open += 1;
+        Ok(SocketSlot { counts: self.sockets.clone(), user })
+    }
+
+    /// How many sockets `user` holds open (tests and metrics).
+    pub fn open_sockets(&self, user: Uuid) -> u32 {
+        self.sockets.0.get(&user).map_or(0, |open| *open)
     }
 
     /// The fan-out.
@@ -175,6 +224,10 @@ async fn upgrade(
                 return ApiError::bad_request("this route expects a WebSocket upgrade")
                     .into_response();
             };
+            let slot = match state.ws().open_socket(caller.user_id()) {
+                Ok(slot) => slot,
+                Err(err) => return err.into_response(),
+            };
             let settings = state.settings();
             let limits = Limits {
                 outbound_bytes: settings.ws_outbound_buffer_bytes as usize,
@@ -183,7 +236,8 @@ async fn upgrade(
                 recheck: Duration::from_secs(settings.ws_auth_recheck_secs),
             };
             let max_message = settings.ws_max_message_bytes as usize;
-            let accepted = Accepted { state: state.clone(), caller, credential, encoding, limits };
+            let accepted =
+                Accepted { state: state.clone(), caller, credential, encoding, limits, slot };
             ws.protocols([encoding.subprotocol()])
                 .read_buffer_size(READ_BUFFER)
                 .write_buffer_size(WRITE_BUFFER)

@@ -34,6 +34,12 @@ both_backends!(
 
 both_backends_with!(short_heartbeat; a_silent_client_is_closed_and_leaves);
 
+both_backends_with!(two_sockets_per_user; a_user_holds_at_most_the_allowed_sockets);
+
+fn two_sockets_per_user(settings: &mut boardroom::config::Settings) {
+    settings.ws_max_sockets_per_user = 2;
+}
+
 fn short_heartbeat(settings: &mut boardroom::config::Settings) {
     settings.ws_heartbeat_secs = 3;
 }
@@ -362,6 +368,30 @@ async fn a_failed_commit_under_pipelined_writes_loses_nothing_acknowledged(serve
     let item_path = format!("/api/v1/boards/{}/items/{}", f.board, item["id"].as_str().unwrap());
     let stored = server.get_as(&item_path, &f.owner.access_token).await;
     assert_eq!(stored.expect(200)["name"], json!(acknowledged.last().unwrap().1));
+}
+
+/// One user's sockets (browsers and keys together) are capped: one more is refused 429 before
+/// the upgrade, another user is unaffected, and closing one frees its place.
+async fn a_user_holds_at_most_the_allowed_sockets(server: &TestServer) {
+    let f = fixture(server).await;
+    let token = &f.owner.access_token;
+    let first = connect(server, token, JSON).await;
+    let _second = connect(server, token, MSGPACK).await;
+    let refused = try_connect(server, Auth::Bearer(token), Some(JSON), None).await;
+    let Err(refused) = refused else { panic!("a third socket is refused") };
+    assert_eq!(http_status(refused), 429);
+    let other = server.register("other").await;
+    let _theirs = connect(server, &other.access_token, JSON).await;
+    drop(first);
+    let user: uuid::Uuid = f.owner.id.parse().unwrap();
+    for _ in 0..100 {
+        if server.state().ws().open_sockets(user) < 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut again = connect(server, token, JSON).await;
+    ok(&again.request(json!({"type": "ping"})).await);
 }
 
 async fn resume_after_a_drop_has_no_gap_and_no_duplicate(server: &TestServer) {

@@ -214,6 +214,8 @@ pub struct Accepted {
     pub encoding: Encoding,
     /// Limits.
     pub limits: Limits,
+    /// The socket's place in its user's count of open sockets, held for the connection's life.
+    pub slot: super::SocketSlot,
 }
 
 struct Connection {
@@ -228,7 +230,7 @@ struct Connection {
 
 /// Runs a connection until either side ends it.
 pub async fn run(socket: WebSocket, accepted: Accepted) {
-    let Accepted { state, caller, credential, encoding, limits } = accepted;
+    let Accepted { state, caller, credential, encoding, limits, slot: _slot } = accepted;
     let (sink, mut stream) = socket.split();
     let (outbox, ends) = Outbox::new(encoding, limits.outbound_bytes);
     let OutboxEnds { mut closed } = ends;
