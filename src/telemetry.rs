@@ -5,6 +5,7 @@
 //! `x-request-id`) and logs one line with method, path, status and latency. Only the path is
 //! logged, never the query string or headers, because those may carry tickets and tokens.
 
+use std::io::IsTerminal;
 use std::time::Instant;
 
 use axum::extract::Request;
@@ -16,12 +17,16 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, Settings};
 
-/// Installs the global subscriber. Errors name the setting at fault.
+/// Installs the global subscriber. Errors name the setting at fault. Colours only when stdout
+/// is a terminal, never in a file or a pipe.
 pub fn init(settings: &Settings) -> Result<(), String> {
     let filter = EnvFilter::builder()
         .parse(&settings.log)
         .map_err(|e| format!("BOARDROOM_LOG (--log): invalid filter {:?}: {e}", settings.log))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(true)
+        .with_ansi(std::io::stdout().is_terminal());
     let result = match settings.log_format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

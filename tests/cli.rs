@@ -92,6 +92,23 @@ fn bad_log_format_is_one_line() {
     assert!(lines[0].contains("BOARDROOM_LOG_FORMAT"), "{lines:?}");
 }
 
+#[test]
+fn text_logs_into_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = boardroom()
+        .arg("migrate")
+        .env("DATABASE_URL", format!("sqlite://{}/logs.db", dir.path().display()))
+        .env("BOARDROOM_DATA_DIR", dir.path())
+        .env("BOARDROOM_LOG", "debug")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run boardroom migrate");
+    assert_eq!(output.status.code(), Some(0));
+    let logs = String::from_utf8_lossy(&output.stdout);
+    assert!(logs.contains("DEBUG"), "expected debug lines: {logs}");
+    assert!(!logs.contains('\u{1b}'), "colour codes in a piped log: {logs:?}");
+}
+
 both_backends!(serve_answers_readyz_and_stops_on_sigterm);
 
 /// The test server only lends its database here: the binary is started on it separately.
