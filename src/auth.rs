@@ -449,12 +449,33 @@ impl Auth {
         if let Some(retry) = self.keys.ip_is_blocked(meta.ip) {
             return Err(ApiError::rate_limited(retry));
         }
-        let invalid = || ApiError::unauthenticated("invalid API key");
         let now = chrono::Utc::now();
         let digest = self.tokens.digest(b"api-key", key.as_bytes());
         if let Some(grant) = self.keys.get(&digest, now) {
             return Ok(grant);
         }
+        let turn = self.keys.verify_turn(digest);
+        let verified = {
+            let _turn = turn.lock().await;
+            match self.keys.get(&digest, now) {
+                Some(grant) => Ok(grant),
+                None => self.verify_key(key, digest, meta).await,
+            }
+        };
+        drop(turn);
+        self.keys.verify_done(&digest);
+        verified
+    }
+
+    /// Looks the key up by its prefix and runs bcrypt on the rest; caches the grant.
+    async fn verify_key(
+        &self,
+        key: &str,
+        digest: [u8; 32],
+        meta: &RequestMeta,
+    ) -> Result<KeyGrant, ApiError> {
+        let invalid = || ApiError::unauthenticated("invalid API key");
+        let now = chrono::Utc::now();
         let Some((prefix, secret)) = api_keys::split_key(key) else {
             self.keys.record_failure(meta.ip);
             return Err(invalid());

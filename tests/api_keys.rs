@@ -16,6 +16,7 @@ both_backends!(
     expired_keys_are_refused,
     per_key_rate_limit_with_headers,
     bad_keys_are_counted_per_ip_before_bcrypt,
+    concurrent_first_uses_of_a_key_run_bcrypt_once,
 );
 
 async fn keys_are_stored_as_prefix_and_bcrypt_hash(server: &TestServer) {
@@ -254,4 +255,27 @@ async fn bad_keys_are_counted_per_ip_before_bcrypt(server: &TestServer) {
     assert!(refused.header("retry-after").is_some());
     // Sessions are unaffected.
     server.get_as(&format!("/api/v1/orgs/{org}"), &alice.access_token).await.expect(200);
+}
+
+/// A bot fleet starting at once with one new key: the first request verifies it with bcrypt,
+/// the others wait for that and find it cached, instead of each queueing its own bcrypt.
+async fn concurrent_first_uses_of_a_key_run_bcrypt_once(server: &TestServer) {
+    let alice = server.register("alice").await;
+    let org = server.create_org(&alice, "Acme").await;
+    let (_, key) = server.create_key(&alice, &org, &["boards:read"]).await;
+    let before = server.state().auth().hasher().runs();
+    let path = format!("/api/v1/orgs/{org}/boards");
+    let uses = (0..8).map(|_| server.get_as(&path, &key));
+    for reply in futures::future::join_all(uses).await {
+        reply.expect(200);
+    }
+    assert_eq!(server.state().auth().hasher().runs() - before, 1, "one bcrypt for eight uses");
+    // A wrong key is not cached: each attempt is verified (and counted against the IP).
+    let last = if key.ends_with('x') { 'y' } else { 'x' };
+    let wrong = format!("{}{last}", &key[..key.len() - 1]);
+    let before = server.state().auth().hasher().runs();
+    for _ in 0..2 {
+        server.get_as(&path, &wrong).await.expect_error(401, "unauthenticated");
+    }
+    assert_eq!(server.state().auth().hasher().runs() - before, 2);
 }

@@ -5,12 +5,15 @@
 //! as a bcrypt hash.
 //!
 //! bcrypt runs once per key per process: a verified key is cached under a keyed digest of the
-//! whole key, and revoking, re-scoping or expiring it drops it from the cache at once. Before any
+//! whole key, and revoking, re-scoping or expiring it drops it from the cache at once. Concurrent
+//! first uses of one key take turns ([`KeyCache::verify_turn`]): the first runs bcrypt, the
+//! rest find its grant cached, so a fleet of bots starting together costs one bcrypt. Before any
 //! lookup or bcrypt, the client IP's recent failures are checked: malformed, unknown or wrong
 //! keys are counted per IP, and an IP over the limit is refused without spending CPU.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use boardroom_protocol::Scope;
@@ -127,6 +130,8 @@ pub struct KeyCache {
     by_key_id: DashMap<Uuid, Vec<[u8; 32]>>,
     limiters: DashMap<Uuid, (u32, KeyLimiter)>,
     failures: DashMap<IpAddr, (u32, Instant)>,
+    /// One lock per key being verified now, so concurrent first uses of a key run bcrypt once.
+    verifying: DashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// Most verified keys kept in memory.
@@ -146,6 +151,17 @@ impl KeyCache {
             return None;
         }
         Some(grant)
+    }
+
+    /// The turn to verify the key behind `digest`: one request at a time verifies it, and the
+    /// others, once they get the turn, find it cached (or fail as it did).
+    pub fn verify_turn(&self, digest: [u8; 32]) -> Arc<tokio::sync::Mutex<()>> {
+        self.verifying.entry(digest).or_default().clone()
+    }
+
+    /// Forgets the turn of `digest` once nobody holds or waits for it.
+    pub fn verify_done(&self, digest: &[u8; 32]) {
+        self.verifying.remove_if(digest, |_, turn| Arc::strong_count(turn) == 1);
     }
 
     /// Caches a verified grant.
@@ -227,6 +243,8 @@ impl KeyCache {
     /// which bounds memory without tracking recency on the hot path.
     pub fn prune(&self) {
         self.failures.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
+        // A request cancelled while verifying leaves its turn behind.
+        self.verifying.retain(|_, turn| Arc::strong_count(turn) > 1);
         let now = Utc::now();
         let expired: Vec<Uuid> = self
             .verified

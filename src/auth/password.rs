@@ -6,7 +6,7 @@
 //! cannot stall other requests or sockets. Passwords over 72 bytes are refused rather than
 //! silently truncated, as bcrypt would.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{OnceCell, Semaphore};
@@ -56,6 +56,7 @@ pub struct PasswordHasher {
     waiting: AtomicUsize,
     max_waiting: usize,
     dummy: OnceCell<String>,
+    runs: AtomicU64,
 }
 
 impl PasswordHasher {
@@ -67,12 +68,18 @@ impl PasswordHasher {
             waiting: AtomicUsize::new(0),
             max_waiting: 256,
             dummy: OnceCell::new(),
+            runs: AtomicU64::new(0),
         }
     }
 
     /// The cost in use.
     pub fn cost(&self) -> u32 {
         self.cost
+    }
+
+    /// bcrypt runs started so far (tests and metrics).
+    pub fn runs(&self) -> u64 {
+        self.runs.load(Ordering::Relaxed)
     }
 
     async fn run<T: Send + 'static>(
@@ -86,6 +93,7 @@ impl PasswordHasher {
         let permit = self.permits.clone().acquire_owned().await;
         self.waiting.fetch_sub(1, Ordering::AcqRel);
         let permit = permit.map_err(|e| HashError::Failed(e.to_string()))?;
+        self.runs.fetch_add(1, Ordering::Relaxed);
         tokio::task::spawn_blocking(move || {
             let result = job();
             drop(permit);
