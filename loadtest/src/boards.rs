@@ -356,6 +356,20 @@ struct PgBench {
     summary: Summary,
 }
 
+/// Runs `sql` with psql on the database at `url`, stopping at the first error.
+async fn psql(url: &url::Url, sql: &str) -> anyhow::Result<()> {
+    let status = tokio::process::Command::new("psql")
+        .arg(url.as_str())
+        .args(["-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .status()
+        .await
+        .context("running psql (is the PostgreSQL client installed?)")?;
+    if !status.success() {
+        bail!("psql failed on: {sql}");
+    }
+    Ok(())
+}
+
 /// Runs pgbench with `clients` clients for `secs` seconds on the database at `url`: one
 /// single-row `INSERT` per transaction, every transaction's latency logged and summarized here.
 async fn pgbench(url: &url::Url, clients: u32, secs: u64) -> anyhow::Result<PgBench> {
@@ -365,16 +379,10 @@ async fn pgbench(url: &url::Url, clients: u32, secs: u64) -> anyhow::Result<PgBe
         &script,
         "INSERT INTO loadtest_pgbench (client, at) VALUES (:client_id, now());\n",
     )?;
-    let setup = tokio::process::Command::new("psql")
-        .arg(url.as_str())
-        .args(["-q", "-v", "ON_ERROR_STOP=1", "-c"])
-        .arg("CREATE TABLE IF NOT EXISTS loadtest_pgbench (id bigserial PRIMARY KEY, client int, at timestamptz)")
-        .status()
+    // A fresh table each run (so runs compare), dropped afterwards (so runs leave nothing).
+    psql(url, "DROP TABLE IF EXISTS loadtest_pgbench; CREATE TABLE loadtest_pgbench (id bigserial PRIMARY KEY, client int, at timestamptz)")
         .await
-        .context("running psql (is the PostgreSQL client installed?)")?;
-    if !setup.success() {
-        bail!("psql could not create the pgbench table");
-    }
+        .context("creating the pgbench table")?;
     let out = tokio::process::Command::new("pgbench")
         .current_dir(dir.path())
         .args(["-n", "-c", &clients.to_string(), "-j", "2", "-T", &secs.to_string(), "-l", "-f"])
@@ -384,9 +392,11 @@ async fn pgbench(url: &url::Url, clients: u32, secs: u64) -> anyhow::Result<PgBe
         .await
         .context("running pgbench (is it installed?)")?;
     let stdout = String::from_utf8_lossy(&out.stdout);
+    let dropped = psql(url, "DROP TABLE IF EXISTS loadtest_pgbench").await;
     if !out.status.success() {
         bail!("pgbench failed: {}{}", stdout, String::from_utf8_lossy(&out.stderr));
     }
+    dropped.context("dropping the pgbench table")?;
     let tps = stdout
         .lines()
         .find(|l| l.starts_with("tps = "))
