@@ -36,6 +36,7 @@ both_backends_with!(
     order_holds_per_webhook_and_others_are_not_held_back,
     redirects_are_not_followed,
     a_failed_delivery_can_be_redelivered,
+    many_boards_changing_at_once_all_deliver,
 );
 
 both_backends_with!(with_receiver_disabling_after_3; repeated_failures_disable_the_webhook);
@@ -532,6 +533,43 @@ async fn order_holds_per_webhook_and_others_are_not_held_back(server: &TestServe
     let slow_names: Vec<Value> =
         receiver.delivered("/slow").iter().map(|b| b["data"]["name"].clone()).collect();
     assert_eq!(slow_names, (0..5).map(|i| json!(format!("Item {i}"))).collect::<Vec<_>>());
+}
+
+/// Many boards changing at the same moment (the webhook actor then looks with one catch-up
+/// query rather than board by board): every board's webhook gets its event.
+async fn many_boards_changing_at_once_all_deliver(server: &TestServer) {
+    let f = fixture(server).await;
+    let receiver = Receiver::of(server);
+    let token = f.owner.access_token.as_str();
+    let mut boards = Vec::new();
+    for n in 0..16 {
+        let board = server
+            .post(
+                &format!("/api/v1/orgs/{}/boards", f.org),
+                Some(token),
+                &json!({"name": format!("b{n}")}),
+            )
+            .await;
+        let board = board.expect(201).clone();
+        let id = board["id"].as_str().unwrap().to_owned();
+        let group = board["groups"][0]["id"].as_str().unwrap().to_owned();
+        let hook = json!({"url": receiver.url(&format!("/b{n}")), "events": ["item.created"]});
+        server.post(&format!("/api/v1/boards/{id}/webhooks"), Some(token), &hook).await.expect(201);
+        boards.push((id, group));
+    }
+    let writes = boards.iter().map(|(id, group)| async move {
+        let body = json!({"group_id": group, "name": format!("on {id}")});
+        server.post(&format!("/api/v1/boards/{id}/items"), Some(token), &body).await.expect(201);
+    });
+    futures::future::join_all(writes).await;
+    wait_until(Duration::from_secs(20), "every board's delivery", || {
+        (0..16).all(|n| receiver.delivered(&format!("/b{n}")).len() == 1)
+    })
+    .await;
+    for (n, (id, _)) in boards.iter().enumerate() {
+        let delivered = receiver.delivered(&format!("/b{n}"));
+        assert_eq!(delivered[0]["board_id"], json!(id), "board {n}");
+    }
 }
 
 async fn repeated_failures_disable_the_webhook(server: &TestServer) {

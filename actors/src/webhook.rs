@@ -77,6 +77,10 @@ pub trait WebhookBackend: Send + Sync + 'static {
     async fn prune(&self) -> anyhow::Result<u64>;
 }
 
+/// Changed boards looked at one by one (a query each); past this many, one catch-up query over
+/// every webhook that is behind replaces them.
+pub const LOOK_BOARD_BY_BOARD: usize = 8;
+
 /// How often finished deliveries past retention are removed.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -211,8 +215,14 @@ impl Actor for WebhookActor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             WebhookMessage::BoardsChanged => {
+                let changed = take_changed(&state.changed);
+                if changed.len() > LOOK_BOARD_BY_BOARD {
+                    // Many boards at once: one query finds the few with webhooks behind.
+                    let _ = myself.cast(WebhookMessage::CatchUp);
+                    return Ok(());
+                }
                 let mut added = 0;
-                for (org, board) in take_changed(&state.changed) {
+                for (org, board) in changed {
                     match state.args.backend.enqueue_board(org, board).await {
                         Ok(n) => added += n,
                         Err(err) => {
