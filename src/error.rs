@@ -40,6 +40,15 @@ impl ApiError {
         }
     }
 
+    /// The body a client is shown, REST or WebSocket; an internal failure is logged here, once,
+    /// and never shown.
+    pub fn to_body(&self) -> ErrorBody {
+        if let Some(internal) = &self.internal {
+            tracing::error!(error = ?internal, "internal error");
+        }
+        ErrorBody { code: self.code, message: self.message.to_string() }
+    }
+
     /// `404 not_found` for `what` (also used for other organizations' resources).
     pub fn not_found(what: &str) -> Self {
         ApiError::new(ErrorCode::NotFound, format!("{what} not found"))
@@ -124,14 +133,9 @@ impl From<anyhow::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let Some(internal) = &self.internal {
-            tracing::error!(error = ?internal, "internal error");
-        }
         let status = StatusCode::from_u16(self.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = ErrorEnvelope {
-            error: ErrorBody { code: self.code, message: self.message.into_owned() },
-        };
+        let body = ErrorEnvelope { error: self.to_body() };
         let mut response = (status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
             if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {

@@ -18,6 +18,7 @@ both_backends!(
     a_crashed_board_actor_is_restarted_and_loses_nothing,
     a_batch_whose_log_moved_writes_nothing_and_the_board_recovers,
     boards_committing_together_keep_their_own_results,
+    a_batch_naming_another_orgs_item_writes_nothing,
 );
 
 both_backends_with!(short_idle; an_idle_board_actor_stops_and_comes_back);
@@ -605,16 +606,7 @@ async fn a_batch_whose_log_moved_writes_nothing_and_the_board_recovers(server: &
             .await;
     let item_path = format!("{b}/items/{}", item["id"].as_str().unwrap());
     let seq = server.get_as(&b, &f.owner.access_token).await.expect(200)["seq"].as_i64().unwrap();
-    let board_id: uuid::Uuid = f.board.parse().unwrap();
-    let moved = "UPDATE boards SET seq = seq + 5 WHERE id = $1";
-    match server.state().store().pool() {
-        boardroom::storage::Pool::Sqlite(pool) => {
-            sqlx::query(moved).bind(board_id).execute(pool).await.unwrap();
-        }
-        boardroom::storage::Pool::Postgres(pool) => {
-            sqlx::query(moved).bind(board_id).execute(pool).await.unwrap();
-        }
-    }
+    server.move_board_seq(&f.board, 5).await;
     let body = json!({"name": "lost"});
     server
         .send_as(Method::PATCH, &item_path, &f.owner.access_token, Some(&body))
@@ -654,16 +646,7 @@ async fn boards_committing_together_keep_their_own_results(server: &TestServer) 
         .await;
         boards.push((id, item["id"].as_str().unwrap().to_owned()));
     }
-    let culprit: uuid::Uuid = boards[5].0.parse().unwrap();
-    let moved = "UPDATE boards SET seq = seq + 3 WHERE id = $1";
-    match server.state().store().pool() {
-        boardroom::storage::Pool::Sqlite(pool) => {
-            sqlx::query(moved).bind(culprit).execute(pool).await.unwrap();
-        }
-        boardroom::storage::Pool::Postgres(pool) => {
-            sqlx::query(moved).bind(culprit).execute(pool).await.unwrap();
-        }
-    }
+    server.move_board_seq(&boards[5].0, 3).await;
     let body = json!({"name": "after"});
     let token = f.owner.access_token.as_str();
     let writes = boards.iter().map(|(board, item)| {
@@ -695,6 +678,71 @@ async fn boards_committing_together_keep_their_own_results(server: &TestServer) 
             assert_eq!(kinds.last(), Some(&json!("item.updated")), "board {n}: {kinds:?}");
         }
     }
+}
+
+/// Below the board actor's own checks, the store never lets one organization's batch overwrite
+/// another's item: the item upsert only updates a row of the same organization and board, and
+/// a batch that does not write every row is refused as a whole (no event, no `seq` move).
+async fn a_batch_naming_another_orgs_item_writes_nothing(server: &TestServer) {
+    use boardroom_actors::board::{BoardStore, Change};
+    use boardroom_actors::domain::{BoardEvent, EventKind, Item};
+
+    let f = fixture(server).await;
+    let theirs = post(
+        server,
+        &f.owner,
+        &format!("/api/v1/boards/{}/items", f.board),
+        json!({"group_id": f.group, "name": "theirs"}),
+    )
+    .await;
+    let mallory = server.register("mallory").await;
+    let other_org = server.create_org(&mallory, "Other").await;
+    let board = post(
+        server,
+        &mallory,
+        &format!("/api/v1/orgs/{other_org}/boards"),
+        json!({"name": "mine"}),
+    )
+    .await;
+    let path = format!("/api/v1/boards/{}", board["id"].as_str().unwrap());
+    let seq =
+        server.get_as(&path, &mallory.access_token).await.expect(200)["seq"].as_i64().unwrap();
+    let (org, board_id): (uuid::Uuid, uuid::Uuid) =
+        (other_org.parse().unwrap(), board["id"].as_str().unwrap().parse().unwrap());
+    let now = chrono::Utc::now();
+    let item = Item {
+        id: theirs["id"].as_str().unwrap().parse().unwrap(),
+        group_id: board["groups"][0]["id"].as_str().unwrap().parse().unwrap(),
+        name: "hijacked".into(),
+        values: Default::default(),
+        position: "a0".into(),
+        version: 99,
+        archived_at: None,
+        created_by: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let event = BoardEvent {
+        organization_id: org,
+        board_id,
+        seq: seq + 1,
+        kind: EventKind::ItemUpdated,
+        actor: None,
+        data: json!({}),
+        created_at: now,
+    };
+    let store = server.state().store();
+    let refused = store.commit(org, board_id, seq, &[Change::Item(item)], &[event], &[]).await;
+    assert!(refused.is_err(), "a batch naming another organization's item must fail");
+    let stored = server
+        .get_as(
+            &format!("/api/v1/boards/{}/items/{}", f.board, theirs["id"].as_str().unwrap()),
+            &f.owner.access_token,
+        )
+        .await;
+    assert_eq!(stored.expect(200)["name"], "theirs");
+    let events = server.get_as(&format!("{path}/events?after={seq}"), &mallory.access_token).await;
+    assert_eq!(events.expect(200)["events"], json!([]));
 }
 
 async fn a_crashed_board_actor_is_restarted_and_loses_nothing(server: &TestServer) {

@@ -533,6 +533,12 @@ async fn a_password_account_with_the_same_email_is_linked(server: &TestServer) {
     let mut google_alice = person("alice");
     google_alice.email = alice.email.to_uppercase();
     server.get_as("/api/v1/me", &alice.access_token).await.expect(200);
+    // What a squatter could have left behind: an organization and a key to it, used once so
+    // its grant sits in the key cache.
+    let org = server.create_org(&alice, "Squat").await;
+    let (_, key) = server.create_key(&alice, &org, &["boards:read"]).await;
+    let boards = format!("/api/v1/orgs/{org}/boards");
+    server.get_as(&boards, &key).await.expect(200);
 
     let body = signed_in(server, &google_alice).await;
     assert_eq!(body["user"]["id"], alice.id.as_str());
@@ -540,7 +546,8 @@ async fn a_password_account_with_the_same_email_is_linked(server: &TestServer) {
     assert_eq!(body["user"]["email_verified"], true);
     let (_, password_hash, google_sub, verified) = stored_user(server, &alice.email).await.unwrap();
     // Registration never proved the email was alice's: whoever registered it may have been
-    // squatting, so the password and every earlier session end when Google vouches for it.
+    // squatting, so the password, every earlier session and every API key end when Google
+    // vouches for it.
     assert!(password_hash.is_none(), "linking an unverified account clears its password");
     assert_eq!(google_sub.as_deref(), Some(google_alice.sub.as_str()));
     assert!(verified);
@@ -556,6 +563,7 @@ async fn a_password_account_with_the_same_email_is_linked(server: &TestServer) {
     server.login(&alice).await.expect_error(401, "invalid_credentials");
     server.get_as("/api/v1/me", &alice.access_token).await.expect_error(401, "session_revoked");
     server.get_as("/api/v1/me", body["access_token"].as_str().unwrap()).await.expect(200);
+    server.get_as(&boards, &key).await.expect_error(401, "unauthenticated");
 }
 
 async fn a_callback_from_another_browser_is_refused(server: &TestServer) {

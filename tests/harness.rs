@@ -252,6 +252,16 @@ pub struct TestUser {
 }
 
 impl TestServer {
+    /// Moves a board's stored `seq` forward by `by` behind its actor's back, as another node
+    /// writing the board would.
+    pub async fn move_board_seq(&self, board: &str, by: i64) {
+        let board: uuid::Uuid = board.parse().unwrap();
+        boardroom::on_pool!(self.state().store(), pool => {
+            sqlx::query("UPDATE boards SET seq = seq + $2 WHERE id = $1")
+                .bind(board).bind(by).execute(pool).await.unwrap();
+        });
+    }
+
     /// `POST path` with a JSON body and an optional bearer token.
     pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
         let mut call = self.call(Method::POST, path).json(body);

@@ -318,16 +318,7 @@ async fn pipelined_writes_apply_in_the_order_sent(server: &TestServer) {
 async fn a_failed_commit_under_pipelined_writes_loses_nothing_acknowledged(server: &TestServer) {
     let f = fixture(server).await;
     let item = create_item_rest(server, &f.owner.access_token, &f.board, &f.group, "n0").await;
-    let board_id: uuid::Uuid = f.board.parse().unwrap();
-    let moved = "UPDATE boards SET seq = seq + 7 WHERE id = $1";
-    match server.state().store().pool() {
-        boardroom::storage::Pool::Sqlite(pool) => {
-            sqlx::query(moved).bind(board_id).execute(pool).await.unwrap();
-        }
-        boardroom::storage::Pool::Postgres(pool) => {
-            sqlx::query(moved).bind(board_id).execute(pool).await.unwrap();
-        }
-    }
+    server.move_board_seq(&f.board, 7).await;
     let mut client = connect(server, &f.owner.access_token, JSON).await;
     let mut sent = Vec::new();
     for n in 1..=40 {

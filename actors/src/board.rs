@@ -879,6 +879,7 @@ impl BoardState {
             }
             BoardQuery::Items { group_id, after, limit } => {
                 self.require(requester, BoardRole::Viewer, Scope::ItemsRead)?;
+                let limit = limit.max(1);
                 let groups: Vec<Uuid> = match group_id {
                     Some(g) => vec![self.group(g)?.id],
                     None => self.groups.iter().map(|g| g.id).collect(),

@@ -26,7 +26,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::api::{self, Account, Api};
 use crate::machine::PhaseMeter;
-use crate::stats::{format_ms, percentile, Recorder, ScenarioReport, Summary, Table};
+use crate::stats::{format_ms, Recorder, ScenarioReport, Summary, Table};
 use crate::target::Target;
 
 /// Settings of the `boards` scenario.
@@ -302,9 +302,11 @@ async fn ws_write_phase(
     targets: &[(String, String, String)],
     run_for: Duration,
 ) -> anyhow::Result<(Recorder, Duration)> {
+    let dialer = crate::net::Dialer::for_url(base)?;
     let mut sockets = Vec::with_capacity(targets.len());
     for _ in targets {
-        sockets.push(crate::ws::bot_socket(base, token).await.context("opening a writer socket")?);
+        let socket = crate::ws::bot_socket(&dialer, base, token).await;
+        sockets.push(socket.context("opening a writer socket")?);
     }
     let started = Instant::now();
     let deadline = started + run_for;
@@ -416,11 +418,9 @@ async fn pgbench(url: &url::Url, clients: u32, secs: u64) -> anyhow::Result<PgBe
             }
         }
     }
-    latencies_us.sort_unstable();
     let mut recorder = Recorder::new();
     for us in &latencies_us {
         recorder.record(Duration::from_micros(*us));
     }
-    let _ = percentile(&latencies_us, 0.5);
     Ok(PgBench { tps, summary: recorder.summary() })
 }

@@ -199,8 +199,8 @@ async fn connect(
 }
 
 /// A JSON socket authenticated as a bot with `token`, past its `hello`.
-pub async fn bot_socket(base: &url::Url, token: &str) -> anyhow::Result<Ws> {
-    Ok(connect(&Dialer::for_url(base)?, base.as_str(), token, Encoding::Json).await?.ws)
+pub async fn bot_socket(dialer: &Dialer, base: &url::Url, token: &str) -> anyhow::Result<Ws> {
+    Ok(connect(dialer, base.as_str(), token, Encoding::Json).await?.ws)
 }
 
 fn unique() -> u64 {

@@ -154,7 +154,8 @@ impl KeyCache {
     }
 
     /// The turn to verify the key behind `digest`: one request at a time verifies it, and the
-    /// others, once they get the turn, find it cached (or fail as it did).
+    /// others, once they get the turn, find it cached (a wrong key is not cached: each attempt
+    /// at it is verified, and counted against its IP).
     pub fn verify_turn(&self, digest: [u8; 32]) -> Arc<tokio::sync::Mutex<()>> {
         self.verifying.entry(digest).or_default().clone()
     }

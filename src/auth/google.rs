@@ -796,13 +796,15 @@ impl Auth {
                     return Err(conflict());
                 }
                 // Google vouches for the email, so the account is taken to be this person's.
-                // An unverified account's password and sessions end (see `link_google`).
+                // An unverified account's password, sessions and API keys end (see `link_google`).
                 match self.store.link_google(user.id, &identity.sub).await {
-                    Ok(reset) => {
-                        if reset {
-                            self.sessions.forget_user(user.id);
+                    Ok(Some(revoked_keys)) => {
+                        self.sessions.forget_user(user.id);
+                        for key in revoked_keys {
+                            self.keys.invalidate(key);
                         }
                     }
+                    Ok(None) => {}
                     Err(StorageError::Unique(_)) => continue,
                     Err(err) => return Err(err.into()),
                 }

@@ -206,6 +206,34 @@ impl Coalesced<'_> {
     }
 }
 
+/// The columns an item row's upsert sets.
+pub(super) const ITEM_SET: &str = "group_id = excluded.group_id, name = excluded.name, \
+    column_values = excluded.column_values, position = excluded.position, \
+    version = excluded.version, archived_at = excluded.archived_at, updated_at = excluded.updated_at";
+
+/// How a board's row (item, column, group, update) is written: inserted, or updated in place
+/// only where the stored row is of the same organization and board, so an id of anyone else's
+/// row updates nothing (and [`all_written`] then refuses the batch).
+pub(super) fn upsert_within_board(table: &str, set: &str) -> String {
+    format!(
+        " ON CONFLICT (id) DO UPDATE SET {set} WHERE {table}.organization_id = excluded.organization_id \
+         AND {table}.board_id = excluded.board_id"
+    )
+}
+
+/// Refuses a batch in which a statement wrote fewer rows than it was given.
+fn all_written(written: u64, rows: usize) -> StorageResult<()> {
+    if written == rows as u64 {
+        Ok(())
+    } else {
+        Err(StorageError::Rule(NOT_APPLIED))
+    }
+}
+
+/// Why a batch was refused as a whole.
+pub(super) const NOT_APPLIED: &str =
+    "the batch did not apply: the board's log moved underneath this writer, or an item is not the board's";
+
 const BOARD_COLUMNS: &str = "id, organization_id, name, description, seq, created_at, updated_at";
 const ITEM_COLUMNS: &str = "id, group_id, name, column_values, position, version, archived_at, \
     created_by, created_at, updated_at";
@@ -483,7 +511,7 @@ impl BoardStore for Store {
                 .bind(org).bind(board).bind(to_seq).bind(from_seq)
                 .execute(&mut *conn).await?.rows_affected();
             if moved != 1 {
-                return Err(StorageError::Rule("the board's log moved underneath this writer"));
+                return Err(StorageError::Rule(NOT_APPLIED));
             }
             // One multi-row statement per table and kind of change: a batch of n commands costs
             // a handful of round trips, not n of them.
@@ -529,8 +557,8 @@ impl BoardStore for Store {
                     row.push_bind(c.id).push_bind(org).push_bind(board).push_bind(&c.title)
                         .push_bind(c.kind.as_str()).push_bind(Json(&c.settings)).push_bind(&c.position).push_bind(at);
                 });
-                q.push(" ON CONFLICT (id) DO UPDATE SET title = excluded.title, settings = excluded.settings, position = excluded.position");
-                q.build().execute(&mut *conn).await?;
+                q.push(upsert_within_board("columns", "title = excluded.title, settings = excluded.settings, position = excluded.position"));
+                all_written(q.build().execute(&mut *conn).await?.rows_affected(), chunk.len())?;
             }
             let groups: Vec<&Group> = batch.groups.values().copied().collect();
             for chunk in groups.chunks(ROWS_PER_STATEMENT) {
@@ -541,8 +569,8 @@ impl BoardStore for Store {
                     row.push_bind(g.id).push_bind(org).push_bind(board).push_bind(&g.title)
                         .push_bind(&g.color).push_bind(&g.position).push_bind(at);
                 });
-                q.push(" ON CONFLICT (id) DO UPDATE SET title = excluded.title, color = excluded.color, position = excluded.position");
-                q.build().execute(&mut *conn).await?;
+                q.push(upsert_within_board("groups", "title = excluded.title, color = excluded.color, position = excluded.position"));
+                all_written(q.build().execute(&mut *conn).await?.rows_affected(), chunk.len())?;
             }
             let items: Vec<&Item> = batch.items.values().copied().collect();
             for chunk in items.chunks(ROWS_PER_STATEMENT) {
@@ -555,12 +583,8 @@ impl BoardStore for Store {
                         .push_bind(Json(&i.values)).push_bind(&i.position).push_bind(i.version)
                         .push_bind(i.archived_at).push_bind(i.created_by).push_bind(i.created_at).push_bind(i.updated_at);
                 });
-                q.push(
-                    " ON CONFLICT (id) DO UPDATE SET group_id = excluded.group_id, name = excluded.name, \
-                     column_values = excluded.column_values, position = excluded.position, \
-                     version = excluded.version, archived_at = excluded.archived_at, updated_at = excluded.updated_at",
-                );
-                q.build().execute(&mut *conn).await?;
+                q.push(upsert_within_board("items", ITEM_SET));
+                all_written(q.build().execute(&mut *conn).await?.rows_affected(), chunk.len())?;
             }
             let updates: Vec<&Update> = batch.updates.values().copied().collect();
             for chunk in updates.chunks(ROWS_PER_STATEMENT) {
@@ -571,8 +595,8 @@ impl BoardStore for Store {
                     row.push_bind(u.id).push_bind(org).push_bind(board).push_bind(u.item_id).push_bind(u.parent_id)
                         .push_bind(u.author_id).push_bind(&u.body).push_bind(u.created_at).push_bind(u.edited_at);
                 });
-                q.push(" ON CONFLICT (id) DO UPDATE SET body = excluded.body, edited_at = excluded.edited_at");
-                q.build().execute(&mut *conn).await?;
+                q.push(upsert_within_board("updates", "body = excluded.body, edited_at = excluded.edited_at"));
+                all_written(q.build().execute(&mut *conn).await?.rows_affected(), chunk.len())?;
             }
             // Deletions last, children first: what a batch created and then removed is gone.
             for (table, ids) in [

@@ -7,9 +7,9 @@
 //! this collector, which writes whatever batches are waiting with **one statement**: it moves
 //! each board's `seq` from where the batch started (compare-and-set), appends the events and
 //! upserts the items, all rows passed as arrays so the statement is prepared once whatever the
-//! number of boards and rows. The statement ends in a check that every board's `seq` moved;
-//! if one did not (another writer moved that board's log), the check fails the statement, so
-//! nothing of it is written.
+//! number of boards and rows. The statement ends in a check that every board's `seq` moved and
+//! every item row was written; if not (another writer moved a board's log, or an item id is not
+//! that board's), the check fails the statement, so nothing of it is written.
 //!
 //! Each batch keeps its own result: when the shared statement fails for any reason, every
 //! batch of it is written again on its own, so only the board at fault fails.
@@ -19,7 +19,7 @@
 //! commit), so a statement holds at most one batch per board.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use boardroom_actors::domain::{BoardEvent, Item};
 use chrono::{DateTime, Utc};
@@ -29,6 +29,7 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use uuid::Uuid;
 
+use super::boards::{upsert_within_board, ITEM_SET, NOT_APPLIED};
 use super::{StorageError, StorageResult};
 
 /// Statements writing batches at the same time. Fewer means bigger statements (64 boards over
@@ -39,8 +40,36 @@ pub const STATEMENTS_IN_FLIGHT: usize = 2;
 /// Most boards' batches in one statement.
 pub const MAX_BOARDS_PER_STATEMENT: usize = 256;
 
-/// What a failed `seq` check reads as, in the error Postgres raises for it.
-const LOG_MOVED: &str = "a board's log moved underneath this writer";
+/// The statement. Its last line fails it (casting the refusal's text to a number) unless every
+/// board's `seq` moved and every item row was written, so it applies all or nothing.
+static WRITE_BATCHES: LazyLock<String> = LazyLock::new(|| {
+    let upsert = upsert_within_board("items", ITEM_SET);
+    format!(
+        "WITH input AS ( \
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[]) \
+                 AS b(org, id, from_seq, to_seq) \
+         ), moved AS ( \
+             UPDATE boards SET seq = input.to_seq FROM input \
+             WHERE boards.organization_id = input.org AND boards.id = input.id \
+                 AND boards.seq = input.from_seq \
+             RETURNING boards.id \
+         ), appended AS ( \
+             INSERT INTO board_events (organization_id, board_id, seq, kind, actor, payload, created_at) \
+             SELECT * FROM unnest($5::uuid[], $6::uuid[], $7::bigint[], $8::text[], $9::uuid[], \
+                 $10::jsonb[], $11::timestamptz[]) \
+         ), upserted AS ( \
+             INSERT INTO items (id, organization_id, board_id, group_id, name, column_values, position, \
+                 version, archived_at, created_by, created_at, updated_at) \
+             SELECT * FROM unnest($12::uuid[], $13::uuid[], $14::uuid[], $15::uuid[], $16::text[], \
+                 $17::jsonb[], $18::text[], $19::bigint[], $20::timestamptz[], $21::uuid[], \
+                 $22::timestamptz[], $23::timestamptz[]) \
+             {upsert} \
+             RETURNING 1 \
+         ) \
+         SELECT CAST(CASE WHEN (SELECT count(*) FROM moved) = $24 \
+             AND (SELECT count(*) FROM upserted) = $25 THEN '0' ELSE $26 END AS integer)"
+    )
+});
 
 /// One board's item-only batch, owned so it can wait for a statement.
 pub struct ItemBatch {
@@ -194,64 +223,38 @@ impl<'a> Columns<'a> {
 /// `organization_id`, and a board's `seq` moves only where organization and board both match.
 async fn write(pool: &PgPool, batches: &[ItemBatch]) -> StorageResult<()> {
     let c = Columns::of(batches);
-    let result = sqlx::query(
-        "WITH input AS ( \
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[]) \
-                 AS b(org, id, from_seq, to_seq) \
-         ), moved AS ( \
-             UPDATE boards SET seq = input.to_seq FROM input \
-             WHERE boards.organization_id = input.org AND boards.id = input.id \
-                 AND boards.seq = input.from_seq \
-             RETURNING boards.id \
-         ), appended AS ( \
-             INSERT INTO board_events (organization_id, board_id, seq, kind, actor, payload, created_at) \
-             SELECT * FROM unnest($5::uuid[], $6::uuid[], $7::bigint[], $8::text[], $9::uuid[], \
-                 $10::jsonb[], $11::timestamptz[]) \
-         ), upserted AS ( \
-             INSERT INTO items (id, organization_id, board_id, group_id, name, column_values, position, \
-                 version, archived_at, created_by, created_at, updated_at) \
-             SELECT * FROM unnest($12::uuid[], $13::uuid[], $14::uuid[], $15::uuid[], $16::text[], \
-                 $17::jsonb[], $18::text[], $19::bigint[], $20::timestamptz[], $21::uuid[], \
-                 $22::timestamptz[], $23::timestamptz[]) \
-             ON CONFLICT (id) DO UPDATE SET group_id = excluded.group_id, name = excluded.name, \
-                 column_values = excluded.column_values, position = excluded.position, \
-                 version = excluded.version, archived_at = excluded.archived_at, \
-                 updated_at = excluded.updated_at \
-         ) \
-         SELECT CAST(CASE WHEN (SELECT count(*) FROM moved) = $24 THEN '0' ELSE $25 END AS integer)",
-    )
-    .bind(&c.board_org)
-    .bind(&c.board_id)
-    .bind(&c.board_from_seq)
-    .bind(&c.board_to_seq)
-    .bind(&c.event_org)
-    .bind(&c.event_board)
-    .bind(&c.event_seq)
-    .bind(&c.event_kind)
-    .bind(&c.event_actor)
-    .bind(&c.event_data)
-    .bind(&c.event_at)
-    .bind(&c.item_id)
-    .bind(&c.item_org)
-    .bind(&c.item_board)
-    .bind(&c.item_group)
-    .bind(&c.item_name)
-    .bind(&c.item_values)
-    .bind(&c.item_position)
-    .bind(&c.item_version)
-    .bind(&c.item_archived_at)
-    .bind(&c.item_created_by)
-    .bind(&c.item_created_at)
-    .bind(&c.item_updated_at)
-    .bind(i64::try_from(batches.len()).unwrap_or(i64::MAX))
-    .bind(LOG_MOVED)
-    .execute(pool)
-    .await;
+    let result = sqlx::query(&WRITE_BATCHES)
+        .bind(&c.board_org)
+        .bind(&c.board_id)
+        .bind(&c.board_from_seq)
+        .bind(&c.board_to_seq)
+        .bind(&c.event_org)
+        .bind(&c.event_board)
+        .bind(&c.event_seq)
+        .bind(&c.event_kind)
+        .bind(&c.event_actor)
+        .bind(&c.event_data)
+        .bind(&c.event_at)
+        .bind(&c.item_id)
+        .bind(&c.item_org)
+        .bind(&c.item_board)
+        .bind(&c.item_group)
+        .bind(&c.item_name)
+        .bind(&c.item_values)
+        .bind(&c.item_position)
+        .bind(&c.item_version)
+        .bind(&c.item_archived_at)
+        .bind(&c.item_created_by)
+        .bind(&c.item_created_at)
+        .bind(&c.item_updated_at)
+        .bind(i64::try_from(batches.len()).unwrap_or(i64::MAX))
+        .bind(i64::try_from(c.item_id.len()).unwrap_or(i64::MAX))
+        .bind(NOT_APPLIED)
+        .execute(pool)
+        .await;
     match result {
         Ok(_) => Ok(()),
-        Err(err) if err.to_string().contains(LOG_MOVED) => {
-            Err(StorageError::Rule("the board's log moved underneath this writer"))
-        }
+        Err(err) if err.to_string().contains(NOT_APPLIED) => Err(StorageError::Rule(NOT_APPLIED)),
         Err(err) => Err(StorageError::from(err)),
     }
 }

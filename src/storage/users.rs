@@ -96,10 +96,11 @@ impl Store {
     ///
     /// Registration does not prove ownership of an email, so someone could have registered the
     /// address before its owner signed in with Google. When the email was unverified, the
-    /// password is therefore cleared, the token version bumped and every session ended: whatever
-    /// a squatter set up stops working. Returns whether that happened. A user linked meanwhile
-    /// to another subject is [`StorageError::Unique`](super::StorageError::Unique).
-    pub async fn link_google(&self, user_id: Uuid, sub: &str) -> StorageResult<bool> {
+    /// password is therefore cleared, the token version bumped, every session ended and every
+    /// API key revoked: whatever a squatter set up stops working. Returns, when that happened,
+    /// the ids of the keys revoked (for the caller's caches). A user linked meanwhile to another
+    /// subject is [`StorageError::Unique`](super::StorageError::Unique).
+    pub async fn link_google(&self, user_id: Uuid, sub: &str) -> StorageResult<Option<Vec<Uuid>>> {
         let at = now();
         crate::transaction!(self, conn => {
             let verified: Option<(bool,)> = sqlx::query_as(
@@ -131,8 +132,18 @@ impl Store {
                 .bind(at)
                 .execute(&mut *conn)
                 .await?;
+                // Across the squatter's organizations: the account, not one tenant, was taken.
+                let keys: Vec<(Uuid,)> = sqlx::query_as(
+                    "UPDATE api_keys SET revoked_at = $2 \
+                     WHERE user_id = $1 AND revoked_at IS NULL RETURNING id",
+                )
+                .bind(user_id)
+                .bind(at)
+                .fetch_all(&mut *conn)
+                .await?;
+                return Ok(Some(keys.into_iter().map(|(id,)| id).collect()));
             }
-            Ok(!verified)
+            Ok(None)
         })
     }
 

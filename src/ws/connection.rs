@@ -385,7 +385,7 @@ async fn until_shutdown(shutdown: &mut watch::Receiver<bool>) {
 }
 
 fn error_body(err: &ApiError) -> ErrorBody {
-    ErrorBody { code: err.code(), message: err.message().to_owned() }
+    err.to_body()
 }
 
 fn body(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
@@ -560,7 +560,18 @@ impl Connection {
     /// Handles one frame. A board write is handed to its board and answered later: the
     /// returned future sends its reply once the write has committed.
     async fn handle(&mut self, encoding: Encoding, bytes: &[u8]) -> Option<PendingReply> {
-        let frame = match encoding.decode_client(bytes) {
+        let decoded = encoding.decode_client(bytes);
+        // Every frame counts against the rate, unreadable ones too.
+        if self.limiter.check().is_err() {
+            let id = match &decoded {
+                Ok(frame) => Some(frame.id.clone()),
+                Err(err) => err.id.clone(),
+            };
+            let err = body(ErrorCode::RateLimited, "too many frames on this connection; slow down");
+            self.reply(Reply::err(id, err));
+            return None;
+        }
+        let frame = match decoded {
             Ok(frame) => frame,
             Err(err) => {
                 let message = format!("unreadable frame: {}", err.message);
@@ -568,11 +579,6 @@ impl Connection {
                 return None;
             }
         };
-        if self.limiter.check().is_err() {
-            let err = body(ErrorCode::RateLimited, "too many frames on this connection; slow down");
-            self.reply(Reply::err(Some(frame.id), err));
-            return None;
-        }
         if let Err(err) = self.charge_key(&frame.message) {
             self.reply(Reply::err(Some(frame.id), err));
             return None;
