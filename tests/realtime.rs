@@ -20,6 +20,7 @@ use crate::harness::{both_backends, both_backends_with, TestServer};
 both_backends!(
     json_and_msgpack_clients_see_the_same_events,
     pipelined_writes_apply_in_the_order_sent,
+    a_log_with_a_hole_is_answered_with_a_snapshot,
     a_failed_commit_under_pipelined_writes_loses_nothing_acknowledged,
     resume_after_a_drop_has_no_gap_and_no_duplicate,
     losing_board_membership_ends_the_subscription,
@@ -383,6 +384,27 @@ async fn a_user_holds_at_most_the_allowed_sockets(server: &TestServer) {
     }
     let mut again = connect(server, token, JSON).await;
     ok(&again.request(json!({"type": "ping"})).await);
+}
+
+/// A resume the log cannot serve in full (here rows went missing, as a retention purge would
+/// leave it) gets a snapshot, never a replay with a silent gap.
+async fn a_log_with_a_hole_is_answered_with_a_snapshot(server: &TestServer) {
+    let f = fixture(server).await;
+    let token = &f.owner.access_token;
+    for i in 0..4 {
+        create_item_rest(server, token, &f.board, &f.group, &format!("item {i}")).await;
+    }
+    let board: uuid::Uuid = f.board.parse().unwrap();
+    boardroom::on_pool!(server.state().store(), pool => {
+        sqlx::query("DELETE FROM board_events WHERE board_id = $1 AND seq > 2")
+            .bind(board).execute(pool).await.unwrap();
+    });
+    let mut client = connect(server, token, JSON).await;
+    let reply =
+        client.request(json!({"type": "subscribe", "board_id": f.board, "after_seq": 1})).await;
+    let data = ok(&reply);
+    assert_eq!(data["recovered"], false, "{data}");
+    assert_eq!(data["snapshot"]["items"].as_array().unwrap().len(), 4);
 }
 
 async fn resume_after_a_drop_has_no_gap_and_no_duplicate(server: &TestServer) {

@@ -19,11 +19,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use boardroom_actors::board::{BoardQuery, Requester};
+use boardroom_actors::board::BoardQuery;
 use boardroom_actors::domain::{BoardCommand, BoardRole, ColumnKind, Placement};
 use boardroom_protocol::frames::{close, EventFrame, Hello, Reply, Unsubscribed};
 use boardroom_protocol::{
-    ClientFrame, ClientMessage, Encoding, ErrorBody, ErrorCode, RequestId, ServerFrame,
+    ClientFrame, ClientMessage, Encoding, ErrorBody, ErrorCode, RequestId, Scope, ServerFrame,
     PROTOCOL_VERSION,
 };
 use futures::stream::FuturesUnordered;
@@ -38,6 +38,7 @@ use crate::auth::{Caller, Principal};
 use crate::error::ApiError;
 use crate::http::boards::{board_error, requester_for, requester_recheck};
 use crate::http::AppState;
+use crate::storage::EventRow;
 
 /// Subscriptions one connection may hold.
 pub const MAX_SUBSCRIPTIONS: usize = 100;
@@ -723,26 +724,12 @@ impl Connection {
         after_seq: Option<i64>,
     ) -> Result<(), ErrorBody> {
         let (board, org, requester) = (sub.board, sub.org, &sub.requester);
-        let boards = self.state.boards();
-        let info = boards
-            .read(org, board, requester.clone(), BoardQuery::Board)
-            .await
-            .map_err(|e| error_body(&board_error(e)))?;
-        let current = info["seq"].as_i64().unwrap_or(0);
-        let sent = match after_seq {
-            Some(after) if after >= 0 && after <= current && current - after <= MAX_REPLAY => {
-                let mut events = Vec::new();
-                let mut cursor = after;
-                let tenant = self.state.store().tenant(org);
-                while cursor < current {
-                    let rows = tenant
-                        .board_events(board, cursor, REPLAY_PAGE.min(current - cursor))
-                        .await
-                        .map_err(|e| error_body(&ApiError::internal(e)))?;
-                    let Some(last) = rows.last() else { break };
-                    cursor = last.seq;
-                    events.extend(rows);
-                }
+        let replayed = match after_seq {
+            Some(after) => self.replay(sub, after).await?,
+            None => None,
+        };
+        let sent = match replayed {
+            Some((current, events)) => {
                 let data = json!({ "seq": current, "recovered": true });
                 self.reply(Reply::ok(Some(id), data, Some(current)));
                 for row in events.iter().filter(|r| may_see(requester, &r.kind)) {
@@ -757,12 +744,14 @@ impl Connection {
                 }
                 current
             }
-            _ => {
-                let snapshot = boards
+            None => {
+                let snapshot = self
+                    .state
+                    .boards()
                     .read(org, board, requester.clone(), BoardQuery::Snapshot)
                     .await
                     .map_err(|e| error_body(&board_error(e)))?;
-                let seq = snapshot["seq"].as_i64().unwrap_or(current);
+                let seq = snapshot["seq"].as_i64().unwrap_or(0);
                 let data = json!({ "seq": seq, "recovered": false, "snapshot": snapshot });
                 self.reply(Reply::ok(Some(id), data, Some(seq)));
                 seq
@@ -770,6 +759,40 @@ impl Connection {
         };
         sub.go_live(Some(sent));
         Ok(())
+    }
+
+    /// The board's current `seq` and every event after `after`, if the log still holds all of
+    /// them within [`MAX_REPLAY`]; `None` when the client needs a snapshot instead.
+    async fn replay(
+        &self,
+        sub: &Subscription,
+        after: i64,
+    ) -> Result<Option<(i64, Vec<EventRow>)>, ErrorBody> {
+        let (board, org) = (sub.board, sub.org);
+        let info = self
+            .state
+            .boards()
+            .read(org, board, sub.requester.clone(), BoardQuery::Board)
+            .await
+            .map_err(|e| error_body(&board_error(e)))?;
+        let current = info["seq"].as_i64().unwrap_or(0);
+        if after < 0 || after > current || current - after > MAX_REPLAY {
+            return Ok(None);
+        }
+        let mut events = Vec::new();
+        let mut cursor = after;
+        let tenant = self.state.store().tenant(org);
+        while cursor < current {
+            let rows = tenant
+                .board_events(board, cursor, REPLAY_PAGE.min(current - cursor))
+                .await
+                .map_err(|e| error_body(&ApiError::internal(e)))?;
+            // A log that ends early cannot be replayed without a gap: snapshot instead.
+            let Some(last) = rows.last() else { return Ok(None) };
+            cursor = last.seq;
+            events.extend(rows);
+        }
+        Ok(Some((current, events)))
     }
 
     /// Re-checks the credential; every few rounds, each subscription's board access too.
@@ -823,17 +846,13 @@ impl Connection {
         }
     }
 
-    /// The caller's standing on `board`: its organization and requester, after the board
-    /// actor confirmed `boards:read` (answers the board's fields and current `seq`).
-    async fn access(&self, board: Uuid) -> Result<(Uuid, Requester, Value), ApiError> {
+    /// Whether the caller may still read `board` (its organization, and `boards:read` on the
+    /// board, as the board actor judges it).
+    async fn access(&self, board: Uuid) -> Result<(), ApiError> {
         let (org, requester) = requester_recheck(&self.state, &self.caller, board).await?;
-        let info = self
-            .state
-            .boards()
-            .read(org, board, requester.clone(), BoardQuery::Board)
-            .await
-            .map_err(board_error)?;
-        Ok((org, requester, info))
+        let query = BoardQuery::Access(Scope::BoardsRead);
+        self.state.boards().read(org, board, requester, query).await.map_err(board_error)?;
+        Ok(())
     }
 
     fn end_all(&mut self) {
