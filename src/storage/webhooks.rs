@@ -433,27 +433,31 @@ impl TenantStore<'_> {
                 let Some(max) = events.last().map(|e| e.seq) else { break };
                 let at = now();
                 let give_up_at = at + retry_window;
+                let wanted: Vec<_> = events.iter().filter(|e| wants(&kinds.0, &e.kind)).collect();
                 added += transaction!(self.store, conn => {
-                    let mut added = 0u64;
-                    for event in events.iter().filter(|e| wants(&kinds.0, &e.kind)) {
-                        let done = sqlx::query(
-                            "INSERT INTO webhook_deliveries (id, organization_id, webhook_id, board_id, \
-                             seq, kind, status, attempts, next_attempt_at, give_up_at, created_at, updated_at) \
-                             VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $8, $7, $7) \
-                             ON CONFLICT (webhook_id, seq) DO NOTHING",
-                        )
-                        .bind(new_id()).bind(org).bind(hook).bind(board).bind(event.seq)
-                        .bind(&event.kind).bind(at).bind(give_up_at)
-                        .execute(&mut *conn).await?;
-                        added += done.rows_affected();
-                    }
+                    // The webhook's row first: a deletion racing this locks it first too, so the
+                    // two queue rather than deadlock.
                     sqlx::query(
                         "UPDATE webhooks SET last_enqueued_seq = $3 \
                          WHERE organization_id = $1 AND id = $2 AND last_enqueued_seq < $3",
                     )
                     .bind(org).bind(hook).bind(max)
                     .execute(&mut *conn).await?;
-                    Ok(added)
+                    if wanted.is_empty() {
+                        return Ok(0);
+                    }
+                    // One statement for the page, not one per event.
+                    let mut q = sqlx::QueryBuilder::new(
+                        "INSERT INTO webhook_deliveries (id, organization_id, webhook_id, board_id, \
+                         seq, kind, status, attempts, next_attempt_at, give_up_at, created_at, updated_at) ",
+                    );
+                    q.push_values(&wanted, |mut row, event| {
+                        row.push_bind(new_id()).push_bind(org).push_bind(hook).push_bind(board)
+                            .push_bind(event.seq).push_bind(&event.kind).push("'pending'").push("0")
+                            .push_bind(at).push_bind(give_up_at).push_bind(at).push_bind(at);
+                    });
+                    q.push(" ON CONFLICT (webhook_id, seq) DO NOTHING");
+                    Ok(q.build().execute(&mut *conn).await?.rows_affected())
                 })?;
                 last = max;
                 if (events.len() as i64) < CATCH_UP_BATCH {
