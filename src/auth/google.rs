@@ -210,7 +210,8 @@ fn invalid_id_token(reason: &'static str) -> SignInError {
 }
 
 /// What the provider sends the browser back with.
-#[derive(Debug, Default, Deserialize)]
+/// No `Debug`: it holds the authorization code, which must never reach a log.
+#[derive(Default, Deserialize)]
 pub struct GoogleCallback {
     /// The authorization code.
     pub code: Option<String>,

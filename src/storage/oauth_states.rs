@@ -11,7 +11,8 @@ use super::{now, StorageResult, Store};
 use crate::on_pool;
 
 /// A pending sign-in, as the callback gets it back.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// No `Debug`: it holds the PKCE verifier and nonce, which must never reach a log.
+#[derive(Clone, sqlx::FromRow)]
 pub struct OAuthStateRow {
     /// The PKCE code verifier to send with the authorization code.
     pub pkce_verifier: String,

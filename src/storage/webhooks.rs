@@ -46,8 +46,8 @@ pub struct WebhookRow {
 const WEBHOOK_COLUMNS: &str = "id, organization_id, board_id, url, events, enabled, \
     consecutive_failures, previous_secret_expires_at, created_by, created_at, updated_at";
 
-/// A new webhook.
-#[derive(Debug, Clone)]
+/// A new webhook. No `Debug`: it holds the signing secret, which must never reach a log.
+#[derive(Clone)]
 pub struct NewWebhook<'a> {
     /// Board.
     pub board_id: Uuid,
@@ -107,7 +107,8 @@ const DELIVERY_COLUMNS: &str = "id, webhook_id, seq, kind, status, attempts, nex
     give_up_at, last_status_code, last_error, response_excerpt, created_at, updated_at";
 
 /// Everything one attempt needs: the delivery, its webhook's URL and secrets, and the event.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// No `Debug`: it holds the signing secrets, which must never reach a log.
+#[derive(Clone, sqlx::FromRow)]
 pub struct DeliveryJob {
     /// Delivery id.
     pub id: Uuid,
