@@ -19,6 +19,7 @@ both_backends!(
     a_batch_whose_log_moved_writes_nothing_and_the_board_recovers,
     boards_committing_together_keep_their_own_results,
     a_batch_naming_another_orgs_item_writes_nothing,
+    an_access_change_is_audited_exactly_when_it_commits,
 );
 
 both_backends_with!(short_idle; an_idle_board_actor_stops_and_comes_back);
@@ -542,24 +543,8 @@ async fn cross_board_and_cross_org_operations_are_refused(server: &TestServer) {
         .send_as(Method::DELETE, &format!("{b}/members/{}", carol.id), &f.owner.access_token, None)
         .await
         .expect(204);
-    // The audit actor hears them from the event bus, a moment after the answer.
-    let mut actions: Vec<String> = Vec::new();
-    for _ in 0..100 {
-        server.flush_audit().await;
-        let log = server
-            .get_as(&format!("/api/v1/orgs/{}/audit-log", f.org), &f.owner.access_token)
-            .await;
-        actions = log.expect(200)["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["action"].as_str().unwrap().to_owned())
-            .collect();
-        if actions.iter().any(|a| a == "board.member_removed") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    // The audit rows were committed with the changes: they are there when the answers are.
+    let actions = audit_actions(server, &f).await;
     assert!(
         actions.contains(&"board.member_added".to_owned())
             && actions.contains(&"board.member_removed".to_owned()),
@@ -575,6 +560,48 @@ async fn cross_board_and_cross_org_operations_are_refused(server: &TestServer) {
         )
         .await
         .expect_error(422, "validation_failed");
+}
+
+/// The organization's audit actions, newest first.
+async fn audit_actions(server: &TestServer, f: &Fixture) -> Vec<String> {
+    let log =
+        server.get_as(&format!("/api/v1/orgs/{}/audit-log", f.org), &f.owner.access_token).await;
+    log.expect(200)["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A board access change and its audit row commit together: a change the store refused leaves
+/// no audit row, and the retried change leaves exactly one.
+async fn an_access_change_is_audited_exactly_when_it_commits(server: &TestServer) {
+    let f = fixture(server).await;
+    let b = format!("/api/v1/boards/{}", f.board);
+    let carol = server.register("carol").await;
+    server.add_member(&f.owner, &f.org, &carol, "member").await;
+    let grant = json!({"role": "editor"});
+    let path = format!("{b}/members/{}", carol.id);
+    // Wake the board's actor, then move its stored log under it.
+    server.get_as(&b, &f.owner.access_token).await.expect(200);
+    server.move_board_seq(&f.board, 2).await;
+    server
+        .send_as(Method::PUT, &path, &f.owner.access_token, Some(&grant))
+        .await
+        .expect_error(503, "unavailable");
+    server.flush_audit().await;
+    let actions = audit_actions(server, &f).await;
+    assert!(!actions.contains(&"board.member_added".to_owned()), "{actions:?}");
+    server.send_as(Method::PUT, &path, &f.owner.access_token, Some(&grant)).await.expect(200);
+    let actions = audit_actions(server, &f).await;
+    let added = actions.iter().filter(|a| *a == "board.member_added").count();
+    assert_eq!(added, 1, "{actions:?}");
+    assert_eq!(actions[0], "board.member_added", "the newest row is the change just made");
+    // The chain is still whole with rows appended by board commits and the audit actor.
+    server.flush_audit().await;
+    let report = server.state().store().verify_audit_chain().await.unwrap();
+    assert!(matches!(report, boardroom::storage::ChainReport::Intact { .. }), "{report:?}");
 }
 
 async fn a_deleted_board_is_gone(server: &TestServer) {

@@ -109,7 +109,8 @@ pub trait BoardStore: Send + Sync + 'static {
     async fn load_board(&self, org: Uuid, board: Uuid) -> anyhow::Result<Option<LoadedBoard>>;
     /// Writes a batch in one transaction: moves the board's `seq` from `from_seq` to the last
     /// event's (refusing if it is not at `from_seq`), appends the events, applies the changes,
-    /// and records the idempotent results.
+    /// records the idempotent results, and appends the audit rows the events call for
+    /// ([`crate::audit::AuditEvent::from_board_event`]: access changes, deletions).
     async fn commit(
         &self,
         org: Uuid,

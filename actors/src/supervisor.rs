@@ -98,7 +98,6 @@ impl Actor for RootSupervisor {
             myself.get_cell(),
             deps.board_idle_timeout,
         ));
-        spawn_board_audit(boards.bus().clone(), audit.clone());
         let orgs =
             Arc::new(Orgs::new(deps.org_store.clone(), myself.get_cell(), deps.board_idle_timeout));
         let mut state = SupervisorState { deps, audit, boards, webhooks: Webhooks::new(None) };
@@ -162,30 +161,6 @@ impl Actor for RootSupervisor {
         }
         Ok(())
     }
-}
-
-/// Forwards the security-relevant board events (access changes, deletions) to the audit log.
-/// The bus only carries committed events, so nothing is audited that did not happen.
-fn spawn_board_audit(bus: EventBus, audit: AuditLog) {
-    let mut events = bus.subscribe();
-    tokio::spawn(async move {
-        loop {
-            match events.recv().await {
-                Ok(event) => {
-                    if let Some(row) = crate::audit::AuditEvent::from_board_event(&event) {
-                        audit.record(row);
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::error!(
-                        missed,
-                        "audit fell behind the event bus; board access changes were not audited"
-                    );
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-            }
-        }
-    });
 }
 
 /// The running actor tree.

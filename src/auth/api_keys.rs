@@ -128,11 +128,22 @@ pub struct RateLimitState {
 pub struct KeyCache {
     verified: DashMap<[u8; 32], KeyGrant>,
     by_key_id: DashMap<Uuid, Vec<[u8; 32]>>,
-    limiters: DashMap<Uuid, (u32, KeyLimiter)>,
+    limiters: DashMap<Uuid, KeyLimit>,
     failures: DashMap<IpAddr, (u32, Instant)>,
     /// One lock per key being verified now, so concurrent first uses of a key run bcrypt once.
     verifying: DashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>,
 }
+
+/// A key's limiter. It lives apart from the verified grants: dropping a grant from the cache
+/// (overflow, re-scoping) must not hand the key a fresh allowance.
+struct KeyLimit {
+    per_minute: u32,
+    limiter: KeyLimiter,
+    last_charged: Instant,
+}
+
+/// Idle time after which a per-minute limiter is full again, so forgetting it changes nothing.
+const LIMITER_REFILLED: Duration = Duration::from_secs(60);
 
 /// Most verified keys kept in memory.
 pub const MAX_CACHED_KEYS: usize = 100_000;
@@ -171,14 +182,14 @@ impl KeyCache {
         self.verified.insert(digest, grant);
     }
 
-    /// Drops key `key_id` from the cache (revoked, re-scoped or expired).
+    /// Drops key `key_id` from the cache (revoked, re-scoped or expired). Its limiter stays
+    /// until it has refilled ([`KeyCache::prune`]): re-scoping a key does not reset its limit.
     pub fn invalidate(&self, key_id: Uuid) {
         if let Some((_, digests)) = self.by_key_id.remove(&key_id) {
             for digest in digests {
                 self.verified.remove(&digest);
             }
         }
-        self.limiters.remove(&key_id);
     }
 
     /// Drops every key acting as `user` in `org` (the user left the organization).
@@ -215,13 +226,18 @@ impl KeyCache {
     /// Charges one request to the key's per-minute limit.
     pub fn charge(&self, grant: &KeyGrant) -> RateLimitState {
         let limit = grant.rate_limit_per_minute.max(1);
-        let mut entry =
-            self.limiters.entry(grant.key_id).or_insert_with(|| (limit, new_limiter(limit)));
-        if entry.0 != limit {
-            *entry = (limit, new_limiter(limit));
+        let mut entry = self.limiters.entry(grant.key_id).or_insert_with(|| KeyLimit {
+            per_minute: limit,
+            limiter: new_limiter(limit),
+            last_charged: Instant::now(),
+        });
+        if entry.per_minute != limit {
+            entry.per_minute = limit;
+            entry.limiter = new_limiter(limit);
         }
+        entry.last_charged = Instant::now();
         let per_request = 60.0 / f64::from(limit);
-        match entry.1.check() {
+        match entry.limiter.check() {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
                 let reset = (f64::from(limit - remaining.min(limit)) * per_request).ceil() as u64;
@@ -239,11 +255,14 @@ impl KeyCache {
         }
     }
 
-    /// Drops stale failure counters and expired grants (called periodically). Past
-    /// [`MAX_CACHED_KEYS`] the whole cache is dropped: each key then costs one bcrypt again,
-    /// which bounds memory without tracking recency on the hot path.
+    /// Drops stale failure counters, refilled limiters and expired grants (called
+    /// periodically). Past [`MAX_CACHED_KEYS`] every cached grant is dropped: each key then
+    /// costs one bcrypt again, which bounds memory without tracking recency on the hot path.
+    /// Limiters are kept through that: only one idle long enough to be full again goes, so no
+    /// key's allowance is ever reset early.
     pub fn prune(&self) {
         self.failures.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
+        self.limiters.retain(|_, limit| limit.last_charged.elapsed() < LIMITER_REFILLED);
         // A request cancelled while verifying leaves its turn behind.
         self.verifying.retain(|_, turn| Arc::strong_count(turn) > 1);
         let now = Utc::now();
@@ -259,7 +278,6 @@ impl KeyCache {
         if self.verified.len() > MAX_CACHED_KEYS {
             self.verified.clear();
             self.by_key_id.clear();
-            self.limiters.clear();
         }
     }
 }
@@ -307,6 +325,53 @@ mod tests {
         assert_eq!(states.iter().filter(|s| s.allowed).count(), 3);
         assert_eq!(states[0].remaining, 2);
         assert!(!states[3].allowed && states[3].reset_secs >= 1);
+    }
+
+    fn grant_with_limit(per_minute: u32) -> KeyGrant {
+        KeyGrant {
+            key_id: Uuid::now_v7(),
+            org_id: Uuid::now_v7(),
+            user_id: Uuid::now_v7(),
+            scopes: vec![],
+            rate_limit_per_minute: per_minute,
+            expires_at: None,
+        }
+    }
+
+    /// A key that used up its minute stays refused when the cache overflows and is dropped, and
+    /// when the key is re-scoped (invalidated): neither hands it a fresh allowance.
+    #[test]
+    fn a_spent_limit_survives_cache_overflow_and_invalidation() {
+        let cache = KeyCache::default();
+        let spent = grant_with_limit(2);
+        cache.put([0; 32], spent.clone());
+        assert!(cache.charge(&spent).allowed && cache.charge(&spent).allowed);
+        assert!(!cache.charge(&spent).allowed);
+        for n in 0..=MAX_CACHED_KEYS {
+            let mut digest = [0xff; 32];
+            digest[..8].copy_from_slice(&(n as u64).to_le_bytes());
+            cache.put(digest, grant_with_limit(10));
+        }
+        cache.prune();
+        assert!(cache.verified.is_empty(), "the overflowing cache was dropped");
+        assert!(!cache.charge(&spent).allowed, "overflow must not reset the limit");
+        cache.invalidate(spent.key_id);
+        assert!(!cache.charge(&spent).allowed, "re-scoping must not reset the limit");
+    }
+
+    #[test]
+    fn prune_forgets_only_refilled_limiters() {
+        let cache = KeyCache::default();
+        let (idle, busy) = (grant_with_limit(5), grant_with_limit(5));
+        cache.charge(&idle);
+        cache.charge(&busy);
+        let long_ago = Instant::now().checked_sub(LIMITER_REFILLED + Duration::from_secs(1));
+        if let Some(long_ago) = long_ago {
+            cache.limiters.get_mut(&idle.key_id).unwrap().last_charged = long_ago;
+            cache.prune();
+            assert!(!cache.limiters.contains_key(&idle.key_id));
+        }
+        assert!(cache.limiters.contains_key(&busy.key_id));
     }
 
     #[test]

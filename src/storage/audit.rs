@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::{new_id, now, StorageResult, Store, TenantStore};
+use super::{now, StorageResult, Store, TenantStore};
 use crate::{on_pool, transaction};
 
 /// A stored audit row.
@@ -69,49 +69,72 @@ impl AuditRow {
     }
 }
 
+/// Postgres advisory lock serializing appends to the chain: the audit actor and board commits
+/// (and several nodes) append in their own transactions, and each row's hash needs the
+/// previous row. SQLite transactions begin `IMMEDIATE`, which serializes them already.
+pub(super) const CHAIN_LOCK: i64 = 0x4175_6469_7443_6861;
+
+/// Appends `$events` (an iterator of `&AuditEvent`) to the chain on `$conn`, inside the caller's
+/// transaction, so the rows commit or vanish with it. Written as a macro because each backend's
+/// connection is its own type; `transaction!` expands its body once per backend.
+macro_rules! append_to_chain {
+    ($backend:expr, $conn:ident, $events:expr) => {{
+        if $backend == $crate::storage::Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind($crate::storage::audit::CHAIN_LOCK)
+                .execute(&mut *$conn)
+                .await?;
+        }
+        let last: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *$conn)
+                .await?;
+        let (mut seq, mut prev) = match last {
+            Some(last) => last,
+            None => sqlx::query_as::<_, (i64, Vec<u8>)>(
+                "SELECT seq, hash FROM audit_anchor WHERE id = 1",
+            )
+            .fetch_optional(&mut *$conn)
+            .await?
+            .unwrap_or((0, boardroom_actors::audit_chain::GENESIS.to_vec())),
+        };
+        for event in $events {
+            let event: &boardroom_actors::audit::AuditEvent = event;
+            seq += 1;
+            let id = $crate::storage::new_id();
+            let hash = boardroom_actors::audit_chain::row_hash(&prev, seq, id, event).to_vec();
+            sqlx::query(
+                "INSERT INTO audit_log (seq, id, organization_id, actor_id, action, target, ip, \
+                 user_agent, bypass, metadata, created_at, prev_hash, hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            )
+            .bind(seq)
+            .bind(id)
+            .bind(event.organization_id)
+            .bind(event.actor_id)
+            .bind(event.action.as_str())
+            .bind(event.target.as_deref())
+            .bind(event.ip.as_deref())
+            .bind(event.user_agent.as_deref())
+            .bind(event.bypass)
+            .bind(sqlx::types::Json(&event.metadata))
+            .bind(event.at)
+            .bind(&prev)
+            .bind(&hash)
+            .execute(&mut *$conn)
+            .await?;
+            prev = hash;
+        }
+    }};
+}
+pub(super) use append_to_chain;
+
 #[async_trait::async_trait]
 impl AuditStore for Store {
     async fn append(&self, events: &[AuditEvent]) -> anyhow::Result<()> {
+        let backend = self.backend();
         transaction!(self, conn => {
-            let last: Option<(i64, Vec<u8>)> =
-                sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-                    .fetch_optional(&mut *conn)
-                    .await?;
-            let (mut seq, mut prev) = match last {
-                Some(last) => last,
-                None => sqlx::query_as::<_, (i64, Vec<u8>)>(
-                    "SELECT seq, hash FROM audit_anchor WHERE id = 1",
-                )
-                .fetch_optional(&mut *conn)
-                .await?
-                .unwrap_or((0, GENESIS.to_vec())),
-            };
-            for event in events {
-                seq += 1;
-                let id = new_id();
-                let hash = audit_chain::row_hash(&prev, seq, id, event).to_vec();
-                sqlx::query(
-                    "INSERT INTO audit_log (seq, id, organization_id, actor_id, action, target, ip, \
-                     user_agent, bypass, metadata, created_at, prev_hash, hash) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-                )
-                .bind(seq)
-                .bind(id)
-                .bind(event.organization_id)
-                .bind(event.actor_id)
-                .bind(event.action.as_str())
-                .bind(event.target.as_deref())
-                .bind(event.ip.as_deref())
-                .bind(event.user_agent.as_deref())
-                .bind(event.bypass)
-                .bind(Json(&event.metadata))
-                .bind(event.at)
-                .bind(&prev)
-                .bind(&hash)
-                .execute(&mut *conn)
-                .await?;
-                prev = hash;
-            }
+            append_to_chain!(backend, conn, events);
             Ok(())
         })?;
         Ok(())

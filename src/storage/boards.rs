@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use boardroom_actors::audit::AuditEvent;
 use boardroom_actors::board::{BoardStore, Change, CommandOutput, IdempotentResult, LoadedBoard};
 use boardroom_actors::domain::{
     Board, BoardEvent, BoardRole, Column, ColumnKind, EventKind, Group, Item, Update,
@@ -17,6 +18,7 @@ use serde_json::{json, Value};
 use sqlx::types::Json;
 use uuid::Uuid;
 
+use super::audit::append_to_chain;
 use super::{new_id, now, StorageError, StorageResult, Store, TenantStore};
 use crate::{on_pool, transaction};
 
@@ -495,7 +497,13 @@ impl BoardStore for Store {
         let Some(to_seq) = events.last().map(|e| e.seq) else { return Ok(()) };
         let at = now();
         let batch = Coalesced::of(changes);
-        if let (Some(shared), true) = (&self.item_batches, batch.items_only(idempotent)) {
+        // Access changes and deletions are audited in the commit's own transaction: the audit
+        // row exists exactly when the change does.
+        let audited: Vec<AuditEvent> =
+            events.iter().filter_map(AuditEvent::from_board_event).collect();
+        if let (Some(shared), true) =
+            (&self.item_batches, batch.items_only(idempotent) && audited.is_empty())
+        {
             let batch = super::item_batches::ItemBatch {
                 org,
                 board,
@@ -506,6 +514,7 @@ impl BoardStore for Store {
             };
             return Ok(shared.commit(batch).await?);
         }
+        let backend = self.backend();
         transaction!(self, conn => {
             let moved = sqlx::query("UPDATE boards SET seq = $3 WHERE organization_id = $1 AND id = $2 AND seq = $4")
                 .bind(org).bind(board).bind(to_seq).bind(from_seq)
@@ -624,6 +633,9 @@ impl BoardStore for Store {
                         .push_bind(r.output.seq).push_bind(Json(&r.output.data)).push_bind(at);
                 });
                 q.build().execute(&mut *conn).await?;
+            }
+            if !audited.is_empty() {
+                append_to_chain!(backend, conn, &audited);
             }
             Ok(())
         })?;
