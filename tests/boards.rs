@@ -20,6 +20,7 @@ both_backends!(
     boards_committing_together_keep_their_own_results,
     a_batch_naming_another_orgs_item_writes_nothing,
     an_access_change_is_audited_exactly_when_it_commits,
+    a_person_column_follows_org_membership,
 );
 
 both_backends_with!(short_idle; an_idle_board_actor_stops_and_comes_back);
@@ -560,6 +561,36 @@ async fn cross_board_and_cross_org_operations_are_refused(server: &TestServer) {
         )
         .await
         .expect_error(422, "validation_failed");
+}
+
+/// People named in a person column must belong to the organization as it is now: someone
+/// removed from it is refused at once, and accepted again once re-added.
+async fn a_person_column_follows_org_membership(server: &TestServer) {
+    let f = fixture(server).await;
+    let b = format!("/api/v1/boards/{}", f.board);
+    let column =
+        post(server, &f.owner, &format!("{b}/columns"), json!({"title": "P", "type": "person"}))
+            .await;
+    let column = column["id"].as_str().unwrap();
+    let carol = server.register("carol").await;
+    server.add_member(&f.owner, &f.org, &carol, "member").await;
+    let naming_carol = json!({"group_id": f.group, "name": "x", "values": {column: [carol.id]}});
+    post(server, &f.owner, &format!("{b}/items"), naming_carol.clone()).await;
+    server
+        .send_as(
+            Method::DELETE,
+            &format!("/api/v1/orgs/{}/members/{}", f.org, carol.id),
+            &f.owner.access_token,
+            None,
+        )
+        .await
+        .expect(204);
+    server
+        .post(&format!("{b}/items"), Some(&f.owner.access_token), &naming_carol)
+        .await
+        .expect_error(422, "validation_failed");
+    server.add_member(&f.owner, &f.org, &carol, "member").await;
+    post(server, &f.owner, &format!("{b}/items"), naming_carol).await;
 }
 
 /// The organization's audit actions, newest first.

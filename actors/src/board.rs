@@ -32,6 +32,7 @@ use crate::domain::{
     Item, Placement, Update,
 };
 use crate::event_bus::EventBus;
+use crate::org::Orgs;
 use crate::position;
 use crate::roles::OrgRole;
 use crate::values::{self, MAX_LONG_TEXT_CHARS, MAX_NAME_CHARS, MAX_TITLE_CHARS};
@@ -122,8 +123,6 @@ pub trait BoardStore: Send + Sync + 'static {
     ) -> anyhow::Result<()>;
     /// The organization of `board`, deleted or not (used to restart a crashed actor).
     async fn board_org(&self, board: Uuid) -> anyhow::Result<Option<Uuid>>;
-    /// Whether `user` is a member of `org`.
-    async fn is_org_member(&self, org: Uuid, user: Uuid) -> anyhow::Result<bool>;
     /// An update on `item` of `board`.
     async fn update(
         &self,
@@ -214,6 +213,9 @@ pub struct BoardArgs {
     pub store: Arc<dyn BoardStore>,
     /// Where committed events go.
     pub bus: EventBus,
+    /// The organizations' actors, which own memberships: asked whether a person named on the
+    /// board belongs to its organization.
+    pub orgs: Arc<Orgs>,
     /// How long it may sit idle before stopping.
     pub idle_timeout: Duration,
 }
@@ -240,6 +242,7 @@ pub struct BoardState {
     deleted: bool,
     store: Arc<dyn BoardStore>,
     bus: EventBus,
+    orgs: Arc<Orgs>,
     pending: Option<Pending>,
     recent_keys: HashMap<(Uuid, String), CommandOutput>,
     last_active: Instant,
@@ -258,6 +261,7 @@ impl BoardState {
             deleted: false,
             store: args.store,
             bus: args.bus,
+            orgs: args.orgs,
             pending: None,
             recent_keys: HashMap::new(),
             last_active: Instant::now(),
@@ -481,7 +485,7 @@ impl BoardState {
             }
             BoardCommand::SetMember { user_id, role } => {
                 self.require(requester, BoardRole::Owner, Scope::BoardsWrite)?;
-                if !self.store.is_org_member(self.org(), user_id).await.map_err(unavailable)? {
+                if !self.is_org_member(user_id).await? {
                     return Err(invalid("that user is not a member of this organization"));
                 }
                 let previous = self.members.get(&user_id).copied();
@@ -839,6 +843,18 @@ impl BoardState {
         Ok(())
     }
 
+    /// Whether `user` belongs to the board's organization, as its org actor (the owner of
+    /// memberships) knows it: answered from memory, not from the database.
+    async fn is_org_member(&self, user: Uuid) -> Result<bool, BoardError> {
+        match self.orgs.role(self.org(), user).await {
+            Ok(role) => Ok(role.is_some()),
+            Err(err) => {
+                tracing::error!(error = %err, board = %self.board.id, "organization lookup failed");
+                Err(BoardError::Unavailable("organization is unavailable; retry".into()))
+            }
+        }
+    }
+
     /// Checks a value for a column of this board; `None` clears it.
     async fn check_value(
         &self,
@@ -852,7 +868,7 @@ impl BoardState {
             .ok_or_else(|| invalid(format!("no column {column_id} on this board")))?;
         let checked = values::check_value(column, value)?;
         for person in &checked.people {
-            if !self.store.is_org_member(self.org(), *person).await.map_err(unavailable)? {
+            if !self.is_org_member(*person).await? {
                 return Err(invalid(format!("user {person} is not a member of this organization")));
             }
         }

@@ -17,6 +17,7 @@ use crate::board::{
 };
 use crate::domain::{BoardCommand, BoardError};
 use crate::event_bus::EventBus;
+use crate::org::Orgs;
 
 /// How long a command or read may wait for its board.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -46,6 +47,7 @@ pub struct Boards {
     /// Board → organization; a board never changes organization, so this never goes stale.
     orgs: dashmap::DashMap<Uuid, Uuid>,
     bus: EventBus,
+    org_actors: Arc<Orgs>,
     supervisor: ActorCell,
     idle_timeout: Duration,
 }
@@ -63,11 +65,12 @@ impl Boards {
     /// A registry whose actors are supervised by `supervisor`.
     pub fn new(
         store: Arc<dyn BoardStore>,
+        org_actors: Arc<Orgs>,
         bus: EventBus,
         supervisor: ActorCell,
         idle_timeout: Duration,
     ) -> Self {
-        Boards { store, orgs: dashmap::DashMap::new(), bus, supervisor, idle_timeout }
+        Boards { store, orgs: dashmap::DashMap::new(), bus, org_actors, supervisor, idle_timeout }
     }
 
     /// The organization `board` belongs to (deleted boards included), if it exists.
@@ -122,6 +125,7 @@ impl Boards {
             loaded,
             store: self.store.clone(),
             bus: self.bus.clone(),
+            orgs: self.org_actors.clone(),
             idle_timeout: self.idle_timeout,
         };
         match Actor::spawn_linked(

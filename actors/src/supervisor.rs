@@ -92,14 +92,15 @@ impl Actor for RootSupervisor {
             Actor::spawn_linked(None, AuditActor, deps.audit_store.clone(), myself.get_cell())
                 .await?;
         let audit = AuditLog::new(audit_actor);
+        let orgs =
+            Arc::new(Orgs::new(deps.org_store.clone(), myself.get_cell(), deps.board_idle_timeout));
         let boards = Arc::new(Boards::new(
             deps.board_store.clone(),
+            orgs.clone(),
             EventBus::default(),
             myself.get_cell(),
             deps.board_idle_timeout,
         ));
-        let orgs =
-            Arc::new(Orgs::new(deps.org_store.clone(), myself.get_cell(), deps.board_idle_timeout));
         let mut state = SupervisorState { deps, audit, boards, webhooks: Webhooks::new(None) };
         if let Some(args) = state.webhook_args() {
             let (actor, _) =
@@ -268,9 +269,6 @@ mod tests {
         }
         async fn board_org(&self, _: Uuid) -> anyhow::Result<Option<Uuid>> {
             Ok(None)
-        }
-        async fn is_org_member(&self, _: Uuid, _: Uuid) -> anyhow::Result<bool> {
-            Ok(false)
         }
         async fn update(
             &self,

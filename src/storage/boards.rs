@@ -649,10 +649,6 @@ impl BoardStore for Store {
         Ok(row.map(|(o,)| o))
     }
 
-    async fn is_org_member(&self, org: Uuid, user: Uuid) -> anyhow::Result<bool> {
-        Ok(self.tenant(org).membership(user).await?.is_some())
-    }
-
     async fn update(
         &self,
         org: Uuid,
