@@ -396,6 +396,21 @@ async fn idempotency_key_returns_the_first_result(server: &TestServer) {
     assert_eq!(first.expect(201), second.expect(201));
     let snap = server.get_as(&b, &f.owner.access_token).await;
     assert_eq!(snap.body["items"].as_array().unwrap().len(), 1);
+    // Retries racing the first attempt (none of them committed yet) still create once.
+    let burst = (0..8).map(|_| {
+        server
+            .call(Method::POST, &format!("{b}/items"))
+            .bearer(&f.owner.access_token)
+            .header("idempotency-key", "burst-7")
+            .json(&json!({"group_id": f.group, "name": "Burst"}))
+            .send()
+    });
+    let replies = futures::future::join_all(burst).await;
+    let ids: std::collections::HashSet<String> =
+        replies.iter().map(|r| r.expect(201)["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let snap = server.get_as(&b, &f.owner.access_token).await;
+    assert_eq!(snap.body["items"].as_array().unwrap().len(), 2);
     // Board creation is idempotent too.
     let org_board = |key: &str| {
         server
@@ -858,8 +873,15 @@ async fn a_crashed_board_actor_is_restarted_and_loses_nothing(server: &TestServe
 async fn an_idle_board_actor_stops_and_comes_back(server: &TestServer) {
     let f = fixture(server).await;
     let b = format!("/api/v1/boards/{}", f.board);
-    post(server, &f.owner, &format!("{b}/items"), json!({"group_id": f.group, "name": "kept"}))
-        .await;
+    let create = || {
+        server
+            .call(Method::POST, &format!("{b}/items"))
+            .bearer(&f.owner.access_token)
+            .header("idempotency-key", "before-the-nap")
+            .json(&json!({"group_id": f.group, "name": "kept"}))
+            .send()
+    };
+    let created = create().await.expect(201).clone();
     let board_id: uuid::Uuid = f.board.parse().unwrap();
     let mut stopped = false;
     for _ in 0..60 {
@@ -870,6 +892,10 @@ async fn an_idle_board_actor_stops_and_comes_back(server: &TestServer) {
         }
     }
     assert!(stopped, "the idle actor should have stopped");
+    // The restarted actor never saw the key: the retry is answered from the store.
+    assert_eq!(create().await.expect(201), &created);
     let snap = server.get_as(&b, &f.owner.access_token).await;
-    assert_eq!(snap.expect(200)["items"][0]["name"], "kept");
+    let snap = snap.expect(200);
+    assert_eq!(snap["items"].as_array().unwrap().len(), 1);
+    assert_eq!(snap["items"][0]["name"], "kept");
 }

@@ -184,6 +184,8 @@ pub enum BoardMessage {
         command: BoardCommand,
         /// Idempotency key sent with it.
         idempotency_key: Option<String>,
+        /// When the store was found not to hold the key, if it was asked.
+        store_checked_at: Option<Instant>,
         /// Where the answer goes once committed.
         reply: RpcReplyPort<Result<CommandOutput, BoardError>>,
     },
@@ -245,6 +247,11 @@ pub struct BoardState {
     orgs: Arc<Orgs>,
     pending: Option<Pending>,
     recent_keys: HashMap<(Uuid, String), CommandOutput>,
+    /// Since when `recent_keys` holds every key this board committed or has pending that the
+    /// store did not hold. A key the store was asked for at or after this instant and not found
+    /// is new unless it is in `recent_keys`: whatever committed before then was visible to
+    /// that lookup. Reset when the board is (re)loaded and when `recent_keys` is trimmed.
+    keys_trusted_since: Instant,
     last_active: Instant,
     idle_timeout: Duration,
 }
@@ -264,6 +271,7 @@ impl BoardState {
             orgs: args.orgs,
             pending: None,
             recent_keys: HashMap::new(),
+            keys_trusted_since: Instant::now(),
             last_active: Instant::now(),
             idle_timeout: args.idle_timeout,
         };
@@ -280,6 +288,8 @@ impl BoardState {
         self.groups = loaded.groups;
         self.groups.sort_by(|a, b| a.position.cmp(&b.position));
         self.items = loaded.items.into_iter().map(|i| (i.id, i)).collect();
+        // Another writer may have committed keys in the store meanwhile.
+        self.keys_trusted_since = Instant::now();
     }
 
     fn org(&self) -> Uuid {
@@ -1024,7 +1034,13 @@ impl Actor for BoardActor {
             state.last_active = Instant::now();
         }
         match message {
-            BoardMessage::Command { requester, command, idempotency_key, reply } => {
+            BoardMessage::Command {
+                requester,
+                command,
+                idempotency_key,
+                store_checked_at,
+                reply,
+            } => {
                 if state.deleted {
                     let _ = reply.send(Err(BoardError::NotFound("board")));
                     return Ok(());
@@ -1033,6 +1049,11 @@ impl Actor for BoardActor {
                     let cache_key = (requester.user_id, key.clone());
                     let known = match state.recent_keys.get(&cache_key) {
                         Some(output) => Some(output.clone()),
+                        None if store_checked_at
+                            .is_some_and(|at| at >= state.keys_trusted_since) =>
+                        {
+                            None
+                        }
                         None => state
                             .store
                             .idempotent_result(state.org(), state.board.id, requester.user_id, key)
@@ -1078,7 +1099,16 @@ impl Actor for BoardActor {
                         pending.events.push(event);
                         if let Some(key) = idempotency_key {
                             if state.recent_keys.len() >= RECENT_KEYS {
+                                // Committed keys are all in the store from now on; pending
+                                // ones are not yet, so they stay.
                                 state.recent_keys.clear();
+                                for pending in &pending.idempotent {
+                                    state.recent_keys.insert(
+                                        (pending.user_id, pending.key.clone()),
+                                        pending.output.clone(),
+                                    );
+                                }
+                                state.keys_trusted_since = Instant::now();
                             }
                             state
                                 .recent_keys

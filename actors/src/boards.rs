@@ -6,7 +6,7 @@
 //! to restart it, which reloads the board; the other boards never notice.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorCell, ActorRef, ActorStatus, SpawnErr};
 use serde_json::Value;
@@ -27,6 +27,13 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct Answer<T>(ractor::concurrency::OneshotReceiver<Result<T, BoardError>>);
 
 impl<T> Answer<T> {
+    /// An answer known before any actor was asked.
+    fn ready(result: Result<T, BoardError>) -> Self {
+        let (tx, rx) = ractor::concurrency::oneshot();
+        let _ = tx.send(result);
+        Answer(rx)
+    }
+
     /// Waits for the answer, at most [`CALL_TIMEOUT`].
     pub async fn wait(self) -> Result<T, BoardError> {
         match tokio::time::timeout(CALL_TIMEOUT, self.0).await {
@@ -170,6 +177,10 @@ impl Boards {
     /// Hands a command to its board. Commands handed to one board are applied in the order
     /// handed; the [`Answer`] arrives once the command's batch has committed. A connection that
     /// pipelines commands hands them here one after another and waits for the answers apart.
+    ///
+    /// A command with an idempotency key is first looked up in the store here, on the caller's
+    /// task: a retry of a committed command is answered without reaching the actor, and the
+    /// actor, told when the store was asked, need not ask again (see `BoardState::keys_trusted_since`).
     pub async fn submit(
         &self,
         org: Uuid,
@@ -178,10 +189,23 @@ impl Boards {
         command: BoardCommand,
         idempotency_key: Option<String>,
     ) -> Result<Answer<CommandOutput>, BoardError> {
+        let mut store_checked_at = None;
+        if let Some(key) = &idempotency_key {
+            // A board that is gone is 404 even for a retry.
+            self.actor(org, board).await?;
+            let asked_at = Instant::now();
+            match self.store.idempotent_result(org, board, requester.user_id, key).await {
+                Ok(Some(output)) => return Ok(Answer::ready(Ok(output))),
+                Ok(None) => store_checked_at = Some(asked_at),
+                // The actor asks again itself.
+                Err(err) => tracing::warn!(error = ?err, "idempotency lookup failed"),
+            }
+        }
         self.send(org, board, |reply| BoardMessage::Command {
             requester: requester.clone(),
             command: command.clone(),
             idempotency_key: idempotency_key.clone(),
+            store_checked_at,
             reply,
         })
         .await
