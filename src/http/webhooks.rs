@@ -25,14 +25,16 @@ use super::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::ssrf::Guard;
-use crate::storage::{DeliveryRow, NewWebhook, StorageError, WebhookChanges, WebhookRow};
+use crate::storage::{
+    DeliveryRow, NewWebhook, StorageError, WebhookChanges, WebhookRow, WEBHOOK_LIMIT_REACHED,
+};
 use crate::webhooks::{generate_secret, RETRY_WINDOW, ROTATION_OVERLAP};
 
 /// Longest webhook URL accepted.
 const MAX_URL_LEN: usize = 2048;
 
 /// Most webhooks one board may have: each one multiplies the board's outbound traffic.
-pub const MAX_WEBHOOKS_PER_BOARD: usize = 20;
+pub const MAX_WEBHOOKS_PER_BOARD: i64 = 20;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
@@ -134,11 +136,6 @@ async fn create(
     let url = check_url(&state, &body.url)?;
     let events = check_events(&body.events)?;
     let tenant = state.store().tenant(org);
-    if tenant.webhooks(board).await?.len() >= MAX_WEBHOOKS_PER_BOARD {
-        return Err(ApiError::validation(format!(
-            "a board can have at most {MAX_WEBHOOKS_PER_BOARD} webhooks"
-        )));
-    }
     let secret = generate_secret();
     let row = tenant
         .create_webhook(&NewWebhook {
@@ -147,10 +144,14 @@ async fn create(
             events: &events,
             secret: &secret,
             created_by: caller.user_id(),
+            max_per_board: MAX_WEBHOOKS_PER_BOARD,
         })
         .await
         .map_err(|e| match e {
             StorageError::NotFound => ApiError::not_found("board"),
+            StorageError::Rule(WEBHOOK_LIMIT_REACHED) => ApiError::validation(format!(
+                "a board can have at most {MAX_WEBHOOKS_PER_BOARD} webhooks"
+            )),
             other => other.into(),
         })?;
     state.auth().audit(AuditAction::WebhookCreated, &caller.meta, |e| {

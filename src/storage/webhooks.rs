@@ -59,7 +59,12 @@ pub struct NewWebhook<'a> {
     pub secret: &'a str,
     /// Creator.
     pub created_by: Uuid,
+    /// Most webhooks the board may have; one more is refused with [`WEBHOOK_LIMIT_REACHED`].
+    pub max_per_board: i64,
 }
+
+/// The refusal of a webhook past the board's limit.
+pub const WEBHOOK_LIMIT_REACHED: &str = "the board has as many webhooks as it may have";
 
 /// Changes to a webhook; `None` leaves a field alone.
 #[derive(Debug, Clone, Default)]
@@ -235,12 +240,28 @@ impl TenantStore<'_> {
         let org = self.org_id();
         let id = new_id();
         let at = now();
+        let backend = self.store.backend();
         transaction!(self.store, conn => {
+            // Concurrent creations on one board take turns, so the count below cannot be
+            // overtaken (SQLite's `BEGIN IMMEDIATE` serializes them already).
+            if backend == super::Backend::Postgres {
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))")
+                    .bind(new.board_id)
+                    .execute(&mut *conn).await?;
+            }
             let seq: i64 = sqlx::query_scalar(
                 "SELECT seq FROM boards WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL",
             )
             .bind(org).bind(new.board_id)
             .fetch_one(&mut *conn).await?;
+            let existing: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM webhooks WHERE organization_id = $1 AND board_id = $2",
+            )
+            .bind(org).bind(new.board_id)
+            .fetch_one(&mut *conn).await?;
+            if existing >= new.max_per_board {
+                return Err(super::StorageError::Rule(WEBHOOK_LIMIT_REACHED));
+            }
             sqlx::query(
                 "INSERT INTO webhooks (id, organization_id, board_id, url, events, secret, enabled, \
                  consecutive_failures, last_enqueued_seq, created_by, created_at, updated_at) \
