@@ -283,7 +283,8 @@ fn parse_public_url(raw: &str) -> Result<url::Url, String> {
     }
 }
 
-fn parse_origin(raw: &str) -> Result<String, String> {
+/// `raw` as an origin (`scheme://host[:port]`, http or https), serialized as browsers send it.
+pub fn parse_origin(raw: &str) -> Result<String, String> {
     let url = url::Url::parse(raw.trim()).map_err(|e| e.to_string())?;
     let origin = url.origin();
     if !origin.is_tuple() || !matches!(url.scheme(), "http" | "https") {

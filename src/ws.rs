@@ -33,7 +33,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::auth::caller::{cookie, ACCESS_COOKIE};
+use crate::auth::caller::credential;
 use crate::auth::{Caller, RequestMeta};
 use crate::config::Settings;
 use crate::error::ApiError;
@@ -138,9 +138,7 @@ impl Gateway {
 }
 
 fn normalize_origin(origin: &str) -> Option<String> {
-    let url = url::Url::parse(origin.trim()).ok()?;
-    let origin = url.origin();
-    origin.is_tuple().then(|| origin.ascii_serialization())
+    crate::config::parse_origin(origin).ok()
 }
 
 fn allowed_origins(settings: &Settings) -> Vec<String> {
@@ -160,14 +158,9 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/ws", get(upgrade)).route("/ws/ticket", post(ticket))
 }
 
-/// The bearer credential of a request: `Authorization: Bearer …`, else the access cookie.
-fn bearer(headers: &HeaderMap) -> Option<String> {
-    if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let value = value.to_str().ok()?;
-        let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?;
-        return Some(token.trim().to_owned());
-    }
-    cookie(headers, ACCESS_COOKIE)
+/// The token the request authenticated with (header, else cookie).
+fn presented_token(headers: &HeaderMap) -> Option<String> {
+    credential(headers).map(|c| c.token().to_owned()).filter(|token| !token.is_empty())
 }
 
 /// `POST /ws/ticket`: a single-use ticket for `?ticket=`, valid for a short while.
@@ -177,8 +170,8 @@ async fn ticket(
     _caller: Caller,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let credential =
-        bearer(&headers).ok_or_else(|| ApiError::unauthenticated("authentication required"))?;
+    let credential = presented_token(&headers)
+        .ok_or_else(|| ApiError::unauthenticated("authentication required"))?;
     let ticket = state.ws().tickets.issue(&credential);
     Ok(Json(json!({ "ticket": ticket, "expires_in": TICKET_TTL.as_secs() })))
 }
@@ -269,8 +262,17 @@ async fn accept(
             let credential = state.ws().tickets.redeem(&ticket).ok_or_else(|| {
                 ApiError::unauthenticated("the ticket is unknown, used or expired")
             })?;
-            let principal = state.auth().authenticate(&credential, &meta).await?;
-            (Caller { principal, meta }, credential)
+            match caller {
+                // A browser's cookie is usually the very credential its ticket stands for, and
+                // the middleware has just authenticated it: no second verification.
+                Ok(caller) if presented_token(headers).as_deref() == Some(credential.as_str()) => {
+                    (caller, credential)
+                }
+                _ => {
+                    let principal = state.auth().authenticate(&credential, &meta).await?;
+                    (Caller { principal, meta }, credential)
+                }
+            }
         }
         None => {
             // Only an explicit Authorization header: a cookie rides along on any page's upgrade.
@@ -280,7 +282,7 @@ async fn accept(
                 ));
             }
             let caller = caller?;
-            let credential = bearer(headers)
+            let credential = presented_token(headers)
                 .ok_or_else(|| ApiError::unauthenticated("authentication required"))?;
             (caller, credential)
         }

@@ -74,6 +74,8 @@ struct Client {
 enum Auth<'a> {
     Bearer(&'a str),
     Ticket(&'a str),
+    /// A browser's upgrade: a ticket, with whatever access cookie the browser holds.
+    TicketWithCookie(&'a str, &'a str),
 }
 
 async fn try_connect(
@@ -83,12 +85,20 @@ async fn try_connect(
     origin: Option<&str>,
 ) -> Result<Client, WsError> {
     let mut url = format!("ws://{}/api/v1/ws", server.addr());
-    if let Auth::Ticket(ticket) = auth {
+    if let Auth::Ticket(ticket) | Auth::TicketWithCookie(ticket, _) = auth {
         url.push_str(&format!("?ticket={ticket}"));
     }
     let mut request = url.into_client_request().unwrap();
-    if let Auth::Bearer(token) = auth {
-        request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    match auth {
+        Auth::Bearer(token) => {
+            let value = format!("Bearer {token}").parse().unwrap();
+            request.headers_mut().insert("authorization", value);
+        }
+        Auth::TicketWithCookie(_, cookie) => {
+            let value = format!("br_access={cookie}").parse().unwrap();
+            request.headers_mut().insert("cookie", value);
+        }
+        Auth::Ticket(_) => {}
     }
     if let Some(protocol) = protocol {
         request.headers_mut().insert("sec-websocket-protocol", protocol.parse().unwrap());
@@ -692,6 +702,31 @@ async fn refusals_happen_before_the_upgrade(server: &TestServer) {
     assert_eq!(http_status(err), 401);
     // Tickets need an authenticated caller.
     server.post("/api/v1/ws/ticket", None, &json!({})).await.expect_error(401, "unauthenticated");
+    // The ticket decides who connects, whatever cookie rides along: with the owner's own cookie
+    // (the usual browser case) and with someone else's.
+    let stranger = server.register("stranger").await;
+    let ticket_of = |token: &str| {
+        let token = token.to_owned();
+        async move {
+            let ticket = server.post("/api/v1/ws/ticket", Some(&token), &json!({})).await;
+            ticket.expect(200)["ticket"].as_str().unwrap().to_owned()
+        }
+    };
+    for cookie in [token.as_str(), stranger.access_token.as_str()] {
+        let ticket = ticket_of(token).await;
+        let mut owner =
+            try_connect(server, Auth::TicketWithCookie(&ticket, cookie), Some(JSON), None)
+                .await
+                .unwrap();
+        ok(&owner.request(json!({"type": "subscribe", "board_id": f.board})).await);
+    }
+    let ticket = ticket_of(&stranger.access_token).await;
+    let mut not_owner =
+        try_connect(server, Auth::TicketWithCookie(&ticket, token), Some(JSON), None)
+            .await
+            .unwrap();
+    let reply = not_owner.request(json!({"type": "subscribe", "board_id": f.board})).await;
+    assert_eq!(error_code(&reply), "not_found");
 }
 
 async fn presence_follows_who_is_viewing(server: &TestServer) {

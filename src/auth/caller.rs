@@ -117,13 +117,27 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// Where the credentials came from.
-enum Credential {
+/// The credential a request presents, and where it came from.
+pub enum Credential {
+    /// `Authorization: Bearer …` (empty when the header is not a bearer token, so a bad
+    /// header is refused rather than passed over for a cookie).
     Header(String),
+    /// The access cookie.
     Cookie(String),
 }
 
-fn credential(headers: &HeaderMap) -> Option<Credential> {
+impl Credential {
+    /// The token, wherever it came from.
+    pub fn token(&self) -> &str {
+        match self {
+            Credential::Header(token) | Credential::Cookie(token) => token,
+        }
+    }
+}
+
+/// The credential the [`authenticate`] middleware authenticates: the `Authorization` header if
+/// sent, else the access cookie.
+pub fn credential(headers: &HeaderMap) -> Option<Credential> {
     if let Some(value) = headers.get(axum::http::header::AUTHORIZATION) {
         let value = value.to_str().unwrap_or_default();
         let token = value
