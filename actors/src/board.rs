@@ -32,6 +32,7 @@ use crate::domain::{
     Item, Placement, Update,
 };
 use crate::event_bus::EventBus;
+use crate::named::Idle;
 use crate::org::Orgs;
 use crate::position;
 use crate::roles::OrgRole;
@@ -252,12 +253,11 @@ pub struct BoardState {
     /// is new unless it is in `recent_keys`: whatever committed before then was visible to
     /// that lookup. Reset when the board is (re)loaded and when `recent_keys` is trimmed.
     keys_trusted_since: Instant,
-    last_active: Instant,
-    idle_timeout: Duration,
+    idle: Idle,
 }
 
 impl BoardState {
-    fn new(args: BoardArgs) -> Self {
+    fn new(args: BoardArgs, idle: Idle) -> Self {
         let mut state = BoardState {
             board: args.loaded.board.clone(),
             seq: 0,
@@ -272,8 +272,7 @@ impl BoardState {
             pending: None,
             recent_keys: HashMap::new(),
             keys_trusted_since: Instant::now(),
-            last_active: Instant::now(),
-            idle_timeout: args.idle_timeout,
+            idle,
         };
         state.install(args.loaded);
         state
@@ -1006,9 +1005,6 @@ fn unavailable(err: anyhow::Error) -> BoardError {
 /// How many recent idempotency keys a board remembers without asking the store.
 const RECENT_KEYS: usize = 10_000;
 
-/// How often an actor checks whether it has been idle long enough to stop.
-pub const IDLE_CHECK_EVERY: Duration = Duration::from_secs(30);
-
 impl Actor for BoardActor {
     type Msg = BoardMessage;
     type State = BoardState;
@@ -1019,9 +1015,8 @@ impl Actor for BoardActor {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let every = IDLE_CHECK_EVERY.min(args.idle_timeout);
-        myself.send_interval(every, || BoardMessage::IdleCheck);
-        Ok(BoardState::new(args))
+        let idle = Idle::start(&myself, args.idle_timeout, || BoardMessage::IdleCheck);
+        Ok(BoardState::new(args, idle))
     }
 
     async fn handle(
@@ -1031,7 +1026,7 @@ impl Actor for BoardActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         if matches!(message, BoardMessage::Command { .. } | BoardMessage::Read { .. }) {
-            state.last_active = Instant::now();
+            state.idle.touch();
         }
         match message {
             BoardMessage::Command {
@@ -1137,7 +1132,7 @@ impl Actor for BoardActor {
                 let _ = reply.send(answer);
             }
             BoardMessage::IdleCheck => {
-                if state.pending.is_none() && state.last_active.elapsed() >= state.idle_timeout {
+                if state.pending.is_none() && state.idle.expired() {
                     myself.stop(Some("idle".into()));
                 }
             }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorCell, ActorRef, ActorStatus, SpawnErr};
+use ractor::{ActorCell, ActorRef};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -17,6 +17,7 @@ use crate::board::{
 };
 use crate::domain::{BoardCommand, BoardError};
 use crate::event_bus::EventBus;
+use crate::named;
 use crate::org::Orgs;
 
 /// How long a command or read may wait for its board.
@@ -98,12 +99,7 @@ impl Boards {
     }
 
     fn running(board: Uuid) -> Option<ActorRef<BoardMessage>> {
-        ActorRef::<BoardMessage>::where_is(actor_name(board)).filter(|a| {
-            matches!(
-                a.get_status(),
-                ActorStatus::Running | ActorStatus::Starting | ActorStatus::Upgrading
-            )
-        })
+        named::running(&actor_name(board))
     }
 
     /// The actor of `board` in `org`, started if needed. A board of another organization, or a
@@ -135,18 +131,9 @@ impl Boards {
             orgs: self.org_actors.clone(),
             idle_timeout: self.idle_timeout,
         };
-        match Actor::spawn_linked(
-            Some(actor_name(board)),
-            BoardActor,
-            args,
-            self.supervisor.clone(),
-        )
-        .await
-        {
-            Ok((actor, _)) => Ok(actor),
-            // Someone else started it meanwhile: use theirs.
-            Err(SpawnErr::ActorAlreadyRegistered(_)) => Self::running(board)
-                .ok_or_else(|| BoardError::Unavailable("board is restarting; retry".into())),
+        match named::start(actor_name(board), BoardActor, args, self.supervisor.clone()).await {
+            Ok(Some(actor)) => Ok(actor),
+            Ok(None) => Err(BoardError::Unavailable("board is restarting; retry".into())),
             Err(err) => {
                 tracing::error!(error = %err, %board, "starting board actor failed");
                 Err(BoardError::Unavailable("board is unavailable; retry".into()))

@@ -12,6 +12,7 @@
 //! - [`boards`]: the registry that starts board actors on first use and restarts failed ones.
 //! - [`domain`]: the board model, commands, events and errors.
 //! - [`org`]: the org actor (memberships, roles, plan) and its registry.
+//! - [`named`]: start-on-first-use under a name, and idle stops, for both registries.
 //! - [`event_bus`]: committed events, in order, to sockets, webhooks and audit.
 //! - [`position`]: fractional position keys, so reordering never renumbers.
 //! - [`values`]: what each column type accepts.
@@ -28,6 +29,7 @@ pub mod board;
 pub mod boards;
 pub mod domain;
 pub mod event_bus;
+pub mod named;
 pub mod org;
 pub mod position;
 pub mod roles;

@@ -8,11 +8,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SpawnErr};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
 use uuid::Uuid;
 
+use crate::named::{self, Idle};
 use crate::roles::{check_keeps_an_admin, OrgRole};
 
 /// An organization as loaded from the store.
@@ -94,8 +95,7 @@ pub struct OrgState {
     org: Uuid,
     members: HashMap<Uuid, OrgRole>,
     store: Arc<dyn OrgStore>,
-    last_active: Instant,
-    idle_timeout: Duration,
+    idle: Idle,
 }
 
 impl OrgState {
@@ -148,16 +148,8 @@ impl Actor for OrgActor {
         myself: ActorRef<Self::Msg>,
         args: OrgArgs,
     ) -> Result<OrgState, ActorProcessingErr> {
-        myself.send_interval(crate::board::IDLE_CHECK_EVERY.min(args.idle_timeout), || {
-            OrgMessage::IdleCheck
-        });
-        Ok(OrgState {
-            org: args.org,
-            members: args.loaded.members,
-            store: args.store,
-            last_active: Instant::now(),
-            idle_timeout: args.idle_timeout,
-        })
+        let idle = Idle::start(&myself, args.idle_timeout, || OrgMessage::IdleCheck);
+        Ok(OrgState { org: args.org, members: args.loaded.members, store: args.store, idle })
     }
 
     async fn handle(
@@ -168,15 +160,15 @@ impl Actor for OrgActor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             OrgMessage::Role(user, reply) => {
-                state.last_active = Instant::now();
+                state.idle.touch();
                 let _ = reply.send(state.members.get(&user).copied());
             }
             OrgMessage::Change(user, change, reply) => {
-                state.last_active = Instant::now();
+                state.idle.touch();
                 let _ = reply.send(state.change(user, change).await);
             }
             OrgMessage::IdleCheck => {
-                if state.last_active.elapsed() >= state.idle_timeout {
+                if state.idle.expired() {
                     myself.stop(Some("idle".into()));
                 }
             }
@@ -206,11 +198,7 @@ impl Orgs {
     }
 
     async fn actor(&self, org: Uuid) -> Result<Option<ActorRef<OrgMessage>>, OrgError> {
-        let running = || {
-            ActorRef::<OrgMessage>::where_is(actor_name(org))
-                .filter(|a| matches!(a.get_status(), ActorStatus::Running | ActorStatus::Starting))
-        };
-        if let Some(actor) = running() {
+        if let Some(actor) = named::running(&actor_name(org)) {
             return Ok(Some(actor));
         }
         let loaded = self.store.load_org(org).await.map_err(|e| {
@@ -220,13 +208,9 @@ impl Orgs {
         let Some(loaded) = loaded else { return Ok(None) };
         let args =
             OrgArgs { org, loaded, store: self.store.clone(), idle_timeout: self.idle_timeout };
-        match Actor::spawn_linked(Some(actor_name(org)), OrgActor, args, self.supervisor.clone())
+        named::start(actor_name(org), OrgActor, args, self.supervisor.clone())
             .await
-        {
-            Ok((actor, _)) => Ok(Some(actor)),
-            Err(SpawnErr::ActorAlreadyRegistered(_)) => Ok(running()),
-            Err(err) => Err(OrgError::Unavailable(format!("organization is unavailable: {err}"))),
-        }
+            .map_err(|err| OrgError::Unavailable(format!("organization is unavailable: {err}")))
     }
 
     /// The role of `user` in `org`; `None` when either does not exist or they are no member.
