@@ -150,6 +150,30 @@ pub fn event_frame(event: &BoardEvent) -> ServerFrame {
     })
 }
 
+/// One frame, encoded at most once per encoding and then shared by every subscriber (the
+/// message's bytes are reference-counted). Nothing is allocated for an encoding nobody uses.
+#[derive(Default)]
+struct EncodedOnce {
+    json: Option<Option<Message>>,
+    msgpack: Option<Option<Message>>,
+}
+
+impl EncodedOnce {
+    /// The frame as a message of `encoding`, encoding it on first use; `None` if it cannot be
+    /// encoded (`encode` logs why).
+    fn get(
+        &mut self,
+        encoding: Encoding,
+        encode: impl FnOnce(Encoding) -> Option<Message>,
+    ) -> Option<&Message> {
+        let slot = match encoding {
+            Encoding::Json => &mut self.json,
+            Encoding::MessagePack => &mut self.msgpack,
+        };
+        slot.get_or_insert_with(|| encode(encoding)).as_ref()
+    }
+}
+
 /// A frame encoded as a WebSocket message of `encoding`.
 pub fn message(encoding: Encoding, frame: &ServerFrame) -> Option<Message> {
     let bytes = match encoding.encode(frame) {
@@ -248,12 +272,9 @@ impl Fanout {
             Some(subs) => subs.clone(),
             None => return,
         };
-        let mut encoded: HashMap<Encoding, Option<Message>> = HashMap::new();
+        let mut encoded = EncodedOnce::default();
         for sub in subs.iter().filter(|s| s.present.load(Ordering::Acquire)) {
-            let encoding = sub.outbox.encoding;
-            if let Some(message) =
-                encoded.entry(encoding).or_insert_with(|| message(encoding, frame))
-            {
+            if let Some(message) = encoded.get(sub.outbox.encoding, |e| message(e, frame)) {
                 sub.outbox.push(message.clone());
             }
         }
@@ -315,8 +336,7 @@ impl Fanout {
             Some(subs) => subs.clone(),
             None => return,
         };
-        // Encoded at most once per encoding, then shared by every subscriber.
-        let mut encoded: HashMap<Encoding, Option<Message>> = HashMap::new();
+        let mut encoded = EncodedOnce::default();
         for sub in subs {
             let mut gate = sub.gate();
             match &mut *gate {
@@ -333,11 +353,9 @@ impl Fanout {
                     }
                     *last_seq = event.seq;
                     if sub.may_see(event.kind.as_str()) {
-                        let encoding = sub.outbox.encoding;
-                        let message = encoded
-                            .entry(encoding)
-                            .or_insert_with(|| message(encoding, &event_frame(event)));
-                        if let Some(message) = message {
+                        if let Some(message) =
+                            encoded.get(sub.outbox.encoding, |e| message(e, &event_frame(event)))
+                        {
                             sub.outbox.push(message.clone());
                         }
                     }
