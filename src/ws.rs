@@ -40,7 +40,7 @@ use crate::error::ApiError;
 use crate::http::AppState;
 use connection::{Accepted, Limits};
 use fanout::Fanout;
-use tickets::{Tickets, TICKET_TTL};
+use tickets::{Tickets, MAX_TICKETS_PER_USER, TICKET_TTL};
 
 /// Socket read buffer: small, since client frames are small (tungstenite's default is 128 KiB).
 const READ_BUFFER: usize = 4 * 1024;
@@ -166,13 +166,19 @@ fn presented_token(headers: &HeaderMap) -> Option<String> {
 /// `POST /ws/ticket`: a single-use ticket for `?ticket=`, valid for a short while.
 async fn ticket(
     State(state): State<AppState>,
-    // Taken only to require an authenticated caller; the ticket stands for its credential.
-    _caller: Caller,
+    caller: Caller,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let credential = presented_token(&headers)
         .ok_or_else(|| ApiError::unauthenticated("authentication required"))?;
-    let ticket = state.ws().tickets.issue(&credential);
+    let ticket = state.ws().tickets.issue(caller.user_id(), &credential).map_err(|_| {
+        let mut err = ApiError::new(
+            ErrorCode::RateLimited,
+            format!("this user holds {MAX_TICKETS_PER_USER} unused tickets, the most allowed"),
+        );
+        err.set_retry_after(TICKET_TTL.as_secs());
+        err
+    })?;
     Ok(Json(json!({ "ticket": ticket, "expires_in": TICKET_TTL.as_secs() })))
 }
 

@@ -6,42 +6,133 @@
 //! [`TICKET_TTL`], is consumed by its first use, and holds the credential it was made from, so
 //! the socket is re-checked exactly like that credential. Tickets live in memory only and are
 //! never logged (the request log records the path, never the query string).
+//!
+//! Memory is bounded per user: at most [`MAX_TICKETS_PER_USER`] unused tickets at once (as many
+//! as the sockets a user may hold), so one account cannot fill the server with tickets. Expired
+//! tickets are swept at most once a second, never on every issue.
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use dashmap::DashMap;
 use rand::RngCore;
+use uuid::Uuid;
 
 /// How long a ticket may wait for its connection.
 pub const TICKET_TTL: Duration = Duration::from_secs(30);
 
-/// Tickets that exist at most this many at once; beyond it, expired ones are swept first.
+/// Unused tickets one user may hold at once.
+pub const MAX_TICKETS_PER_USER: u32 = 100;
+
+/// Outstanding tickets beyond which expired ones are swept (at most once per [`SWEEP_EVERY`]).
 const SWEEP_ABOVE: usize = 1024;
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+struct Ticket {
+    credential: String,
+    user: Uuid,
+    expires: Instant,
+}
+
+/// A user already holds [`MAX_TICKETS_PER_USER`] unused tickets.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TooManyTickets;
 
 /// The outstanding tickets.
-#[derive(Default)]
 pub struct Tickets {
-    entries: DashMap<String, (String, Instant)>,
+    entries: DashMap<String, Ticket>,
+    per_user: DashMap<Uuid, u32>,
+    last_sweep: Mutex<Instant>,
+    ttl: Duration,
+}
+
+impl Default for Tickets {
+    fn default() -> Self {
+        Tickets::with_ttl(TICKET_TTL)
+    }
 }
 
 impl Tickets {
-    /// Issues a ticket standing for `credential` (an access token or API key).
-    pub fn issue(&self, credential: &str) -> String {
+    fn with_ttl(ttl: Duration) -> Self {
+        Tickets {
+            entries: DashMap::new(),
+            per_user: DashMap::new(),
+            last_sweep: Mutex::new(Instant::now()),
+            ttl,
+        }
+    }
+
+    /// Issues a ticket standing for `credential` (an access token or API key) of `user`.
+    pub fn issue(&self, user: Uuid, credential: &str) -> Result<String, TooManyTickets> {
         if self.entries.len() > SWEEP_ABOVE {
-            self.entries.retain(|_, (_, expires)| *expires > Instant::now());
+            self.sweep(false);
+        }
+        if !self.count_one_more(user) {
+            // Their expired tickets may still be counted: sweep, then ask once more.
+            self.sweep(true);
+            if !self.count_one_more(user) {
+                return Err(TooManyTickets);
+            }
         }
         let mut raw = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut raw);
         let ticket = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
-        self.entries.insert(ticket.clone(), (credential.to_owned(), Instant::now() + TICKET_TTL));
-        ticket
+        let expires = Instant::now() + self.ttl;
+        self.entries
+            .insert(ticket.clone(), Ticket { credential: credential.to_owned(), user, expires });
+        Ok(ticket)
     }
 
     /// Consumes a ticket, answering the credential it stands for if it was live.
     pub fn redeem(&self, ticket: &str) -> Option<String> {
-        let (_, (credential, expires)) = self.entries.remove(ticket)?;
-        (expires > Instant::now()).then_some(credential)
+        let (_, ticket) = self.entries.remove(ticket)?;
+        self.uncount(ticket.user);
+        (ticket.expires > Instant::now()).then_some(ticket.credential)
+    }
+
+    /// Unused tickets of `user`, expired ones not yet swept included (tests).
+    pub fn outstanding(&self, user: Uuid) -> u32 {
+        self.per_user.get(&user).map_or(0, |n| *n)
+    }
+
+    fn count_one_more(&self, user: Uuid) -> bool {
+        let mut held = self.per_user.entry(user).or_insert(0);
+        if *held >= MAX_TICKETS_PER_USER {
+            return false;
+        }
+        *held += 1;
+        true
+    }
+
+    fn uncount(&self, user: Uuid) {
+        self.per_user.remove_if_mut(&user, |_, held| {
+            *held = held.saturating_sub(1);
+            *held == 0
+        });
+    }
+
+    /// Drops expired tickets, unless a sweep ran less than [`SWEEP_EVERY`] ago (or `now`).
+    fn sweep(&self, now: bool) {
+        {
+            let mut last = self.last_sweep.lock().unwrap_or_else(|p| p.into_inner());
+            if !now && last.elapsed() < SWEEP_EVERY {
+                return;
+            }
+            *last = Instant::now();
+        }
+        let at = Instant::now();
+        let mut expired = Vec::new();
+        self.entries.retain(|_, ticket| {
+            let live = ticket.expires > at;
+            if !live {
+                expired.push(ticket.user);
+            }
+            live
+        });
+        for user in expired {
+            self.uncount(user);
+        }
     }
 }
 
@@ -52,9 +143,40 @@ mod tests {
     #[test]
     fn a_ticket_is_single_use() {
         let tickets = Tickets::default();
-        let ticket = tickets.issue("token");
+        let user = Uuid::now_v7();
+        let ticket = tickets.issue(user, "token").unwrap();
         assert_eq!(tickets.redeem(&ticket).as_deref(), Some("token"));
         assert_eq!(tickets.redeem(&ticket), None);
         assert_eq!(tickets.redeem("made-up"), None);
+        assert_eq!(tickets.outstanding(user), 0);
+    }
+
+    #[test]
+    fn a_user_holds_a_bounded_number_of_unused_tickets() {
+        let tickets = Tickets::default();
+        let (greedy, other) = (Uuid::now_v7(), Uuid::now_v7());
+        let held: Vec<String> =
+            (0..MAX_TICKETS_PER_USER).map(|_| tickets.issue(greedy, "t").unwrap()).collect();
+        assert_eq!(tickets.issue(greedy, "t"), Err(TooManyTickets));
+        assert!(tickets.issue(other, "t").is_ok(), "others are not held back");
+        // Using one frees its place.
+        assert!(tickets.redeem(&held[0]).is_some());
+        assert!(tickets.issue(greedy, "t").is_ok());
+        assert_eq!(tickets.outstanding(greedy), MAX_TICKETS_PER_USER);
+    }
+
+    #[test]
+    fn expired_tickets_stop_counting() {
+        let tickets = Tickets::with_ttl(Duration::ZERO);
+        let user = Uuid::now_v7();
+        for _ in 0..MAX_TICKETS_PER_USER {
+            tickets.issue(user, "t").unwrap();
+        }
+        // Every one has expired: the user is not refused, and the map does not keep them.
+        let ticket = tickets.issue(user, "t").unwrap();
+        assert_eq!(tickets.outstanding(user), 1);
+        assert_eq!(tickets.redeem(&ticket), None, "expired");
+        assert_eq!(tickets.outstanding(user), 0);
+        assert!(tickets.entries.is_empty());
     }
 }
