@@ -335,8 +335,26 @@ async fn the_event_log_is_gap_free_and_replays_to_the_state(server: &TestServer)
         acked += w.await.unwrap();
     }
     assert_eq!(acked, 160);
+    // Concurrent deletions share batches (one statement for many rows): all go, none else.
+    let mut doomed = Vec::new();
+    for i in 0..8 {
+        let item = json!({"group_id": f.group, "name": format!("doomed {i}")});
+        doomed.push(post(server, &f.owner, &format!("{b}/items"), item).await["id"].clone());
+    }
+    let token = f.owner.access_token.as_str();
+    let deletions = doomed.iter().map(|id| {
+        let path = format!("{b}/items/{}", id.as_str().unwrap());
+        async move { server.send_as(Method::DELETE, &path, token, None).await }
+    });
+    for reply in futures::future::join_all(deletions).await {
+        reply.expect(204);
+    }
 
     let snapshot = server.get_as(&b, &f.owner.access_token).await.expect(200).clone();
+    let left: Vec<&Value> =
+        snapshot["items"].as_array().unwrap().iter().map(|i| &i["id"]).collect();
+    assert_eq!(left.len(), items.len(), "{left:?}");
+    assert!(doomed.iter().all(|d| !left.contains(&d)));
     let mut events = Vec::new();
     let mut after = 0;
     loop {

@@ -213,6 +213,28 @@ pub(super) const ITEM_SET: &str = "group_id = excluded.group_id, name = excluded
     column_values = excluded.column_values, position = excluded.position, \
     version = excluded.version, archived_at = excluded.archived_at, updated_at = excluded.updated_at";
 
+/// One statement deleting the rows of `table` whose `key` is one of `ids`, within one
+/// organization's board.
+fn delete_within_board<'a, DB: sqlx::Database>(
+    table: &str,
+    key: &str,
+    org: Uuid,
+    board: Uuid,
+    ids: &'a [Uuid],
+) -> sqlx::QueryBuilder<'a, DB>
+where
+    Uuid: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut q = sqlx::QueryBuilder::new(format!("DELETE FROM {table} WHERE organization_id = "));
+    q.push_bind(org).push(" AND board_id = ").push_bind(board).push(format!(" AND {key} IN ("));
+    let mut list = q.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+    q.push(")");
+    q
+}
+
 /// How a board's row (item, column, group, update) is written: inserted, or updated in place
 /// only where the stored row is of the same organization and board, so an id of anyone else's
 /// row updates nothing (and [`all_written`] then refuses the batch).
@@ -539,23 +561,22 @@ impl BoardStore for Store {
                     .bind(org).bind(board).bind(&b.name).bind(&b.description).bind(b.updated_at)
                     .execute(&mut *conn).await?;
             }
-            for (user, role) in &batch.members {
-                match role {
-                    Some(role) => {
-                        sqlx::query(
-                            "INSERT INTO board_members (organization_id, board_id, user_id, role, created_at) \
-                             VALUES ($1, $2, $3, $4, $5) \
-                             ON CONFLICT (board_id, user_id) DO UPDATE SET role = excluded.role",
-                        )
-                        .bind(org).bind(board).bind(user).bind(role.as_str()).bind(at)
-                        .execute(&mut *conn).await?;
-                    }
-                    None => {
-                        sqlx::query("DELETE FROM board_members WHERE organization_id = $1 AND board_id = $2 AND user_id = $3")
-                            .bind(org).bind(board).bind(user)
-                            .execute(&mut *conn).await?;
-                    }
-                }
+            let granted: Vec<(&Uuid, BoardRole)> =
+                batch.members.iter().filter_map(|(user, role)| role.map(|role| (user, role))).collect();
+            for chunk in granted.chunks(ROWS_PER_STATEMENT) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO board_members (organization_id, board_id, user_id, role, created_at) ",
+                );
+                q.push_values(chunk, |mut row, (user, role)| {
+                    row.push_bind(org).push_bind(board).push_bind(*user).push_bind(role.as_str()).push_bind(at);
+                });
+                q.push(" ON CONFLICT (board_id, user_id) DO UPDATE SET role = excluded.role");
+                q.build().execute(&mut *conn).await?;
+            }
+            let removed: Vec<Uuid> =
+                batch.members.iter().filter(|(_, role)| role.is_none()).map(|(user, _)| *user).collect();
+            for chunk in removed.chunks(ROWS_PER_STATEMENT) {
+                delete_within_board("board_members", "user_id", org, board, chunk).build().execute(&mut *conn).await?;
             }
             let columns: Vec<&Column> = batch.columns.values().copied().collect();
             for chunk in columns.chunks(ROWS_PER_STATEMENT) {
@@ -614,9 +635,8 @@ impl BoardStore for Store {
                 ("groups", &batch.deleted_groups),
                 ("columns", &batch.deleted_columns),
             ] {
-                for id in ids {
-                    let sql = format!("DELETE FROM {table} WHERE organization_id = $1 AND board_id = $2 AND id = $3");
-                    sqlx::query(&sql).bind(org).bind(board).bind(id).execute(&mut *conn).await?;
+                for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+                    delete_within_board(table, "id", org, board, chunk).build().execute(&mut *conn).await?;
                 }
             }
             if batch.delete_board {
