@@ -65,6 +65,20 @@ impl Api {
         string_field(&expect(request, 201).await?, "id")
     }
 
+    /// Creates a board in `org` as `account`; returns the board as answered (with its groups).
+    pub async fn create_board(
+        &self,
+        account: &Account,
+        org: &str,
+        name: &str,
+    ) -> anyhow::Result<Value> {
+        let request = self
+            .request(Method::POST, &format!("api/v1/orgs/{org}/boards"))?
+            .bearer_auth(&account.access_token)
+            .json(&json!({ "name": name }));
+        expect(request, 201).await
+    }
+
     /// Creates an API key in `org` as `account`, with `scopes` and the highest rate limit the
     /// server allows; returns the whole key.
     pub async fn create_api_key(
@@ -111,8 +125,10 @@ pub async fn expect(request: RequestBuilder, status: u16) -> anyhow::Result<Valu
     serde_json::from_str(&text).with_context(|| format!("{url} answered non-JSON: {text}"))
 }
 
-fn string_field(body: &Value, field: &str) -> anyhow::Result<String> {
-    match body.get(field).and_then(Value::as_str) {
+/// The string at `field` of `body` (`/`-separated for nested fields, e.g. `groups/0/id`).
+pub fn string_field(body: &Value, field: &str) -> anyhow::Result<String> {
+    let pointer = format!("/{field}");
+    match body.pointer(&pointer).and_then(Value::as_str) {
         Some(value) => Ok(value.to_owned()),
         None => bail!("answer has no string {field:?}: {body}"),
     }

@@ -173,14 +173,8 @@ async fn create_board(
     org: &str,
     name: &str,
 ) -> anyhow::Result<BenchBoard> {
-    let board = api::expect(
-        api.request(Method::POST, &format!("api/v1/orgs/{org}/boards"))?
-            .bearer_auth(&owner.access_token)
-            .json(&json!({ "name": name })),
-        201,
-    )
-    .await?;
-    let id = field(&board, "id")?;
+    let board = api.create_board(owner, org, name).await?;
+    let id = api::string_field(&board, "id")?;
     let column = api::expect(
         api.request(Method::POST, &format!("api/v1/boards/{id}/columns"))?
             .bearer_auth(&owner.access_token)
@@ -188,7 +182,7 @@ async fn create_board(
         201,
     )
     .await?;
-    Ok(BenchBoard { id, column: field(&column, "id")? })
+    Ok(BenchBoard { id, column: api::string_field(&column, "id")? })
 }
 
 async fn create_items(
@@ -213,16 +207,9 @@ async fn create_items(
             201,
         )
         .await?;
-        items.push(field(&item, "id")?);
+        items.push(api::string_field(&item, "id")?);
     }
     Ok(items)
-}
-
-fn field(value: &Value, name: &str) -> anyhow::Result<String> {
-    match value[name].as_str() {
-        Some(s) => Ok(s.to_owned()),
-        None => bail!("answer has no {name}: {value}"),
-    }
 }
 
 /// Each writer updates its (board, column, item) as fast as acknowledged, for `run_for`.

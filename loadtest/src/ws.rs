@@ -28,6 +28,7 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::api::{string_field, Api};
 use crate::baseline::BaselineServer;
 use crate::machine::PhaseMeter;
 use crate::net::{rss_kib, Dialer, Ws};
@@ -121,44 +122,16 @@ impl Setup {
             "msgpack" => Encoding::MessagePack,
             other => bail!("--encoding must be json or msgpack, not {other}"),
         };
-        let http = crate::api::http_client()?;
-        let url = base.as_str().trim_end_matches('/').to_owned();
-        let email = format!("loadtest-{}-{}@example.com", std::process::id(), unique());
-        let registered: Value = http
-            .post(format!("{url}/api/v1/auth/register"))
-            .json(&json!({"email": email, "password": crate::api::PASSWORD, "name": "Load"}))
-            .send()
-            .await?
-            .error_for_status()
-            .context("register")?
-            .json()
-            .await?;
-        let token = text(&registered["access_token"])?;
-        let org: Value = http
-            .post(format!("{url}/api/v1/orgs"))
-            .bearer_auth(&token)
-            .json(&json!({"name": "Load test"}))
-            .send()
-            .await?
-            .error_for_status()
-            .context("create org")?
-            .json()
-            .await?;
-        let board: Value = http
-            .post(format!("{url}/api/v1/orgs/{}/boards", text(&org["id"])?))
-            .bearer_auth(&token)
-            .json(&json!({"name": "Load board"}))
-            .send()
-            .await?
-            .error_for_status()
-            .context("create board")?
-            .json()
-            .await?;
+        let api = Api::new(base)?;
+        let owner = api.register("load").await.context("registering the owner")?;
+        let org = api.create_org(&owner, "Load test").await.context("creating the organization")?;
+        let board =
+            api.create_board(&owner, &org, "Load board").await.context("creating the board")?;
         Ok(Setup {
-            url,
-            token,
-            board: text(&board["id"])?,
-            group: text(&board["groups"][0]["id"])?,
+            url: base.as_str().trim_end_matches('/').to_owned(),
+            token: owner.access_token,
+            board: string_field(&board, "id")?,
+            group: string_field(&board, "groups/0/id")?,
             encoding,
             dialer: Dialer::for_url(base)?,
         })
@@ -201,16 +174,6 @@ async fn connect(
 /// A JSON socket authenticated as a bot with `token`, past its `hello`.
 pub async fn bot_socket(dialer: &Dialer, base: &url::Url, token: &str) -> anyhow::Result<Ws> {
     Ok(connect(dialer, base.as_str(), token, Encoding::Json).await?.ws)
-}
-
-fn unique() -> u64 {
-    // Enough to keep emails apart between runs; not a secret.
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    now.map(|d| d.as_nanos() as u64).unwrap_or_default()
-}
-
-fn text(value: &Value) -> anyhow::Result<String> {
-    value.as_str().map(str::to_owned).ok_or_else(|| anyhow!("expected a string, got {value}"))
 }
 
 /// One protocol client.
