@@ -40,7 +40,7 @@ use crate::error::ApiError;
 use crate::http::AppState;
 use connection::{Accepted, Limits};
 use fanout::Fanout;
-use tickets::{Tickets, MAX_TICKETS_PER_USER, TICKET_TTL};
+use tickets::{Tickets, MAX_TICKETS_PER_CREDENTIAL, TICKET_TTL};
 
 /// Socket read buffer: small, since client frames are small (tungstenite's default is 128 KiB).
 const READ_BUFFER: usize = 4 * 1024;
@@ -171,10 +171,10 @@ async fn ticket(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let credential = presented_token(&headers)
         .ok_or_else(|| ApiError::unauthenticated("authentication required"))?;
-    let ticket = state.ws().tickets.issue(caller.user_id(), &credential).map_err(|_| {
+    let ticket = state.ws().tickets.issue(caller.credential_id(), &credential).map_err(|_| {
         let mut err = ApiError::new(
             ErrorCode::RateLimited,
-            format!("this user holds {MAX_TICKETS_PER_USER} unused tickets, the most allowed"),
+            format!("this session or key holds {MAX_TICKETS_PER_CREDENTIAL} unused tickets, the most allowed"),
         );
         err.set_retry_after(TICKET_TTL.as_secs());
         err

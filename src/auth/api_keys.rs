@@ -261,8 +261,15 @@ impl KeyCache {
     /// Limiters are kept through that: only one idle long enough to be full again goes, so no
     /// key's allowance is ever reset early.
     pub fn prune(&self) {
-        self.failures.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
-        self.limiters.retain(|_, limit| limit.last_charged.elapsed() < LIMITER_REFILLED);
+        self.prune_at(Instant::now());
+    }
+
+    fn prune_at(&self, now: Instant) {
+        self.failures
+            .retain(|_, (_, since)| now.saturating_duration_since(*since) < FAILURE_WINDOW);
+        self.limiters.retain(|_, limit| {
+            now.saturating_duration_since(limit.last_charged) < LIMITER_REFILLED
+        });
         // A request cancelled while verifying leaves its turn behind.
         self.verifying.retain(|_, turn| Arc::strong_count(turn) > 1);
         let now = Utc::now();
@@ -365,13 +372,11 @@ mod tests {
         let (idle, busy) = (grant_with_limit(5), grant_with_limit(5));
         cache.charge(&idle);
         cache.charge(&busy);
-        let long_ago = Instant::now().checked_sub(LIMITER_REFILLED + Duration::from_secs(1));
-        if let Some(long_ago) = long_ago {
-            cache.limiters.get_mut(&idle.key_id).unwrap().last_charged = long_ago;
-            cache.prune();
-            assert!(!cache.limiters.contains_key(&idle.key_id));
-        }
-        assert!(cache.limiters.contains_key(&busy.key_id));
+        let later = Instant::now() + LIMITER_REFILLED + Duration::from_secs(1);
+        cache.limiters.get_mut(&busy.key_id).unwrap().last_charged = later;
+        cache.prune_at(later);
+        assert!(!cache.limiters.contains_key(&idle.key_id), "refilled: forgotten");
+        assert!(cache.limiters.contains_key(&busy.key_id), "charged just now: kept");
     }
 
     #[test]

@@ -56,6 +56,14 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The session or API key the request was made with.
+    pub fn credential_id(&self) -> Uuid {
+        match &self.principal {
+            Principal::User { session_id, .. } => *session_id,
+            Principal::ApiKey(grant) => grant.key_id,
+        }
+    }
+
     /// The user acting (the key's user for API keys).
     pub fn user_id(&self) -> Uuid {
         match &self.principal {
