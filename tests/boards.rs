@@ -671,7 +671,18 @@ async fn an_access_change_is_audited_exactly_when_it_commits(server: &TestServer
 async fn a_deleted_board_is_gone(server: &TestServer) {
     let f = fixture(server).await;
     let b = format!("/api/v1/boards/{}", f.board);
+    let keyed_create = || {
+        server
+            .call(Method::POST, &format!("{b}/items"))
+            .bearer(&f.owner.access_token)
+            .header("idempotency-key", "made-before")
+            .json(&json!({"group_id": f.group, "name": "x"}))
+            .send()
+    };
+    keyed_create().await.expect(201);
     server.send_as(Method::DELETE, &b, &f.owner.access_token, None).await.expect(204);
+    // Not even a retry of something that was created on it answers.
+    keyed_create().await.expect_error(404, "not_found");
     server.get_as(&b, &f.owner.access_token).await.expect_error(404, "not_found");
     server
         .post(

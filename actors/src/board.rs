@@ -142,6 +142,19 @@ pub trait BoardStore: Send + Sync + 'static {
     ) -> anyhow::Result<Option<CommandOutput>>;
 }
 
+/// What the caller's task learned from the store about a command's idempotency key before
+/// handing the command to its board ([`crate::boards::Boards::submit`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyLookup {
+    /// The store was not asked (no key, or the lookup failed): the actor asks if it must.
+    NotAsked,
+    /// The store did not hold the key. The instant was taken just before asking, so anything
+    /// committed before it was visible to the lookup.
+    Absent(Instant),
+    /// The store holds the first answer to the key.
+    Found(CommandOutput),
+}
+
 /// What a successful command answers: the entity as it is now, and the `seq` of its event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommandOutput {
@@ -185,8 +198,8 @@ pub enum BoardMessage {
         command: BoardCommand,
         /// Idempotency key sent with it.
         idempotency_key: Option<String>,
-        /// When the store was found not to hold the key, if it was asked.
-        store_checked_at: Option<Instant>,
+        /// What the caller's task learned from the store about the key.
+        key_lookup: KeyLookup,
         /// Where the answer goes once committed.
         reply: RpcReplyPort<Result<CommandOutput, BoardError>>,
     },
@@ -853,7 +866,7 @@ impl BoardState {
     }
 
     /// Whether `user` belongs to the board's organization, as its org actor (the owner of
-    /// memberships) knows it: answered from memory, not from the database.
+    /// memberships) knows it: from its memory, once it has loaded the organization.
     async fn is_org_member(&self, user: Uuid) -> Result<bool, BoardError> {
         match self.orgs.role(self.org(), user).await {
             Ok(role) => Ok(role.is_some()),
@@ -1029,39 +1042,42 @@ impl Actor for BoardActor {
             state.idle.touch();
         }
         match message {
-            BoardMessage::Command {
-                requester,
-                command,
-                idempotency_key,
-                store_checked_at,
-                reply,
-            } => {
+            BoardMessage::Command { requester, command, idempotency_key, key_lookup, reply } => {
                 if state.deleted {
                     let _ = reply.send(Err(BoardError::NotFound("board")));
                     return Ok(());
                 }
                 if let Some(key) = &idempotency_key {
                     let cache_key = (requester.user_id, key.clone());
-                    let known = match state.recent_keys.get(&cache_key) {
-                        Some(output) => Some(output.clone()),
-                        None if store_checked_at
-                            .is_some_and(|at| at >= state.keys_trusted_since) =>
-                        {
-                            None
-                        }
-                        None => state
+                    let remembered = state.recent_keys.get(&cache_key).cloned();
+                    // The answer to repeat, and whether it is known to be committed.
+                    let known = match (key_lookup, remembered) {
+                        (KeyLookup::Found(output), _) => Some((output, true)),
+                        (_, Some(output)) => Some((output, false)),
+                        (KeyLookup::Absent(at), None) if at >= state.keys_trusted_since => None,
+                        (_, None) => state
                             .store
                             .idempotent_result(state.org(), state.board.id, requester.user_id, key)
                             .await
                             .unwrap_or_else(|err| {
                                 tracing::warn!(error = ?err, "idempotency lookup failed");
                                 None
-                            }),
+                            })
+                            .map(|output| (output, true)),
                     };
-                    if let Some(output) = known {
-                        // Answer only after any batch holding the original has committed.
+                    if let Some((output, committed)) = known {
+                        // Answer only after any batch holding the original has committed. If
+                        // that batch failed, its keys were forgotten: the original never
+                        // happened, and neither may its repetition.
                         state.flush(&myself).await?;
-                        let _ = reply.send(Ok(output));
+                        let answer = if committed || state.recent_keys.contains_key(&cache_key) {
+                            Ok(output)
+                        } else {
+                            Err(BoardError::Unavailable(
+                                "the first attempt was not saved; retry".into(),
+                            ))
+                        };
+                        let _ = reply.send(answer);
                         return Ok(());
                     }
                 }
@@ -1093,7 +1109,11 @@ impl Actor for BoardActor {
                         pending.changes.extend(changes);
                         pending.events.push(event);
                         if let Some(key) = idempotency_key {
-                            if state.recent_keys.len() >= RECENT_KEYS {
+                            // Past the bound (and past twice the pending keys, so a huge batch
+                            // is not re-inserted on every command).
+                            if state.recent_keys.len()
+                                >= RECENT_KEYS.max(2 * pending.idempotent.len())
+                            {
                                 // Committed keys are all in the store from now on; pending
                                 // ones are not yet, so they stay.
                                 state.recent_keys.clear();
@@ -1149,5 +1169,164 @@ impl Actor for BoardActor {
     ) -> Result<(), ActorProcessingErr> {
         // A graceful stop (idle, shutdown) still writes what it acknowledged to no one yet.
         state.flush(&myself).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::org::{LoadedOrg, OrgStore};
+
+    /// One board with one group, whose commits fail while `failing` is set.
+    struct OneBoard {
+        loaded: LoadedBoard,
+        failing: AtomicBool,
+        committed_keys: Mutex<Vec<String>>,
+    }
+
+    #[async_trait::async_trait]
+    impl BoardStore for OneBoard {
+        async fn load_board(&self, _: Uuid, _: Uuid) -> anyhow::Result<Option<LoadedBoard>> {
+            Ok(Some(self.loaded.clone()))
+        }
+        async fn commit(
+            &self,
+            _: Uuid,
+            _: Uuid,
+            _: i64,
+            _: &[Change],
+            _: &[BoardEvent],
+            idempotent: &[IdempotentResult],
+        ) -> anyhow::Result<()> {
+            if self.failing.load(Ordering::SeqCst) {
+                anyhow::bail!("injected commit failure");
+            }
+            self.committed_keys.lock().unwrap().extend(idempotent.iter().map(|i| i.key.clone()));
+            Ok(())
+        }
+        async fn board_org(&self, _: Uuid) -> anyhow::Result<Option<Uuid>> {
+            Ok(Some(self.loaded.board.organization_id))
+        }
+        async fn update(
+            &self,
+            _: Uuid,
+            _: Uuid,
+            _: Uuid,
+            _: Uuid,
+        ) -> anyhow::Result<Option<Update>> {
+            Ok(None)
+        }
+        async fn idempotent_result(
+            &self,
+            _: Uuid,
+            _: Uuid,
+            _: Uuid,
+            _: &str,
+        ) -> anyhow::Result<Option<CommandOutput>> {
+            Ok(None)
+        }
+    }
+
+    struct NoOrgs;
+
+    #[async_trait::async_trait]
+    impl OrgStore for NoOrgs {
+        async fn load_org(&self, _: Uuid) -> anyhow::Result<Option<LoadedOrg>> {
+            Ok(None)
+        }
+        async fn insert_member(&self, _: Uuid, _: Uuid, _: OrgRole) -> anyhow::Result<bool> {
+            Ok(false)
+        }
+        async fn update_member(&self, _: Uuid, _: Uuid, _: Option<OrgRole>) -> anyhow::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Stands in for the supervisor of the (unused) org registry.
+    struct Bystander;
+
+    impl Actor for Bystander {
+        type Msg = ();
+        type State = ();
+        type Arguments = ();
+        async fn pre_start(&self, _: ActorRef<()>, _: ()) -> Result<(), ActorProcessingErr> {
+            Ok(())
+        }
+    }
+
+    /// A retry that arrives while its original still waits in the batch is answered after the
+    /// batch's commit; when that commit fails, the original never happened, so neither did the
+    /// retry: both are told to try again, and a later retry applies it once.
+    #[tokio::test]
+    async fn a_repeat_of_a_command_whose_batch_failed_is_not_a_success() {
+        let (org, board_id, group_id, user) =
+            (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let at = now();
+        let store = Arc::new(OneBoard {
+            loaded: LoadedBoard {
+                board: Board {
+                    id: board_id,
+                    organization_id: org,
+                    name: "b".into(),
+                    description: String::new(),
+                    created_at: at,
+                    updated_at: at,
+                },
+                seq: 1,
+                members: HashMap::from([(user, BoardRole::Owner)]),
+                columns: Vec::new(),
+                groups: vec![Group {
+                    id: group_id,
+                    title: "g".into(),
+                    color: None,
+                    position: "a".into(),
+                }],
+                items: Vec::new(),
+            },
+            failing: AtomicBool::new(true),
+            committed_keys: Mutex::new(Vec::new()),
+        });
+        let (bystander, _) = Actor::spawn(None, Bystander, ()).await.unwrap();
+        let orgs =
+            Arc::new(Orgs::new(Arc::new(NoOrgs), bystander.get_cell(), Duration::from_secs(60)));
+        let args = BoardArgs {
+            loaded: store.loaded.clone(),
+            store: store.clone(),
+            bus: EventBus::default(),
+            orgs,
+            idle_timeout: Duration::from_secs(60),
+        };
+        let (actor, _) = Actor::spawn(None, BoardActor, args).await.unwrap();
+        let create = |reply| BoardMessage::Command {
+            requester: Requester { user_id: user, org_role: OrgRole::Member, scopes: None },
+            command: BoardCommand::CreateItem {
+                group_id,
+                name: "once".into(),
+                values: BTreeMap::new(),
+                placement: Placement::default(),
+            },
+            idempotency_key: Some("k".into()),
+            key_lookup: KeyLookup::Absent(Instant::now()),
+            reply,
+        };
+        // Both wait in the mailbox before the first is applied: the second finds the key
+        // remembered from the first, whose batch then fails.
+        let (first_tx, first) = ractor::concurrency::oneshot();
+        let (retry_tx, retry) = ractor::concurrency::oneshot();
+        actor.cast(create(first_tx.into())).unwrap();
+        actor.cast(create(retry_tx.into())).unwrap();
+        assert!(matches!(first.await.unwrap(), Err(BoardError::Unavailable(_))));
+        assert!(matches!(retry.await.unwrap(), Err(BoardError::Unavailable(_))));
+        // The store works again: the next retry applies the command, once.
+        store.failing.store(false, Ordering::SeqCst);
+        let (again_tx, again) = ractor::concurrency::oneshot();
+        actor.cast(create(again_tx.into())).unwrap();
+        assert!(again.await.unwrap().is_ok());
+        assert_eq!(*store.committed_keys.lock().unwrap(), vec!["k".to_owned()]);
+        actor.stop(None);
+        bystander.stop(None);
     }
 }

@@ -13,7 +13,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::board::{
-    BoardActor, BoardArgs, BoardMessage, BoardQuery, BoardStore, CommandOutput, Requester,
+    BoardActor, BoardArgs, BoardMessage, BoardQuery, BoardStore, CommandOutput, KeyLookup,
+    Requester,
 };
 use crate::domain::{BoardCommand, BoardError};
 use crate::event_bus::EventBus;
@@ -28,13 +29,6 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct Answer<T>(ractor::concurrency::OneshotReceiver<Result<T, BoardError>>);
 
 impl<T> Answer<T> {
-    /// An answer known before any actor was asked.
-    fn ready(result: Result<T, BoardError>) -> Self {
-        let (tx, rx) = ractor::concurrency::oneshot();
-        let _ = tx.send(result);
-        Answer(rx)
-    }
-
     /// Waits for the answer, at most [`CALL_TIMEOUT`].
     pub async fn wait(self) -> Result<T, BoardError> {
         match tokio::time::timeout(CALL_TIMEOUT, self.0).await {
@@ -166,8 +160,9 @@ impl Boards {
     /// pipelines commands hands them here one after another and waits for the answers apart.
     ///
     /// A command with an idempotency key is first looked up in the store here, on the caller's
-    /// task: a retry of a committed command is answered without reaching the actor, and the
-    /// actor, told when the store was asked, need not ask again (see `BoardState::keys_trusted_since`).
+    /// task, and the actor is told what was found ([`KeyLookup`]): it repeats a stored answer
+    /// without asking the store, and for a key the store did not hold it asks only if the
+    /// lookup predates what it remembers (see `BoardState::keys_trusted_since`).
     pub async fn submit(
         &self,
         org: Uuid,
@@ -176,14 +171,13 @@ impl Boards {
         command: BoardCommand,
         idempotency_key: Option<String>,
     ) -> Result<Answer<CommandOutput>, BoardError> {
-        let mut store_checked_at = None;
+        let mut key_lookup = KeyLookup::NotAsked;
         if let Some(key) = &idempotency_key {
-            // A board that is gone is 404 even for a retry.
-            self.actor(org, board).await?;
             let asked_at = Instant::now();
             match self.store.idempotent_result(org, board, requester.user_id, key).await {
-                Ok(Some(output)) => return Ok(Answer::ready(Ok(output))),
-                Ok(None) => store_checked_at = Some(asked_at),
+                // Still handed to the actor, which answers 404 for a board deleted meanwhile.
+                Ok(Some(output)) => key_lookup = KeyLookup::Found(output),
+                Ok(None) => key_lookup = KeyLookup::Absent(asked_at),
                 // The actor asks again itself.
                 Err(err) => tracing::warn!(error = ?err, "idempotency lookup failed"),
             }
@@ -192,7 +186,7 @@ impl Boards {
             requester: requester.clone(),
             command: command.clone(),
             idempotency_key: idempotency_key.clone(),
-            store_checked_at,
+            key_lookup: key_lookup.clone(),
             reply,
         })
         .await

@@ -1,7 +1,7 @@
 //! The in-process event bus: committed board events, in order, to whoever listens.
 //!
 //! A board actor publishes each event after its transaction commits, in `seq` order. Listeners
-//! (sockets, the webhook and audit actors) subscribe; one that falls behind the buffer learns how
+//! (sockets, the webhook actor) subscribe; one that falls behind the buffer learns how
 //! many it missed and catches up from `board_events`, which holds every event durably.
 
 use std::sync::Arc;

@@ -13,7 +13,7 @@
 //! - [`domain`]: the board model, commands, events and errors.
 //! - [`org`]: the org actor (memberships, roles, plan) and its registry.
 //! - [`named`]: start-on-first-use under a name, and idle stops, for both registries.
-//! - [`event_bus`]: committed events, in order, to sockets, webhooks and audit.
+//! - [`event_bus`]: committed events, in order, to sockets and webhooks.
 //! - [`position`]: fractional position keys, so reordering never renumbers.
 //! - [`values`]: what each column type accepts.
 //! - [`audit`]: the audit actor; appends security events to the tamper-evident audit log off the

@@ -19,7 +19,8 @@ pub fn running<M: Message>(name: &str) -> Option<ActorRef<M>> {
 }
 
 /// Starts `actor` as `name`, linked to `supervisor`. If someone else started it meanwhile,
-/// theirs is answered; `None` then means it stopped again at once.
+/// theirs is answered. `None`: the name is still held by an actor that is stopping (after
+/// sitting idle); the caller answers "retry", since the entity does exist.
 pub async fn start<A: Actor>(
     name: String,
     actor: A,

@@ -188,8 +188,12 @@ fn actor_name(org: Uuid) -> String {
     format!("org:{org}")
 }
 
-/// How long a membership call may wait for its organization.
+/// How long a membership change may wait for its organization.
 const CALL_TIMEOUT_MS: u64 = 15_000;
+
+/// How long a role lookup may wait: answered from memory, it waits only behind a membership
+/// change being written.
+const ROLE_TIMEOUT_MS: u64 = 5_000;
 
 impl Orgs {
     /// A registry whose actors are supervised by `supervisor`.
@@ -208,17 +212,25 @@ impl Orgs {
         let Some(loaded) = loaded else { return Ok(None) };
         let args =
             OrgArgs { org, loaded, store: self.store.clone(), idle_timeout: self.idle_timeout };
-        named::start(actor_name(org), OrgActor, args, self.supervisor.clone())
-            .await
-            .map_err(|err| OrgError::Unavailable(format!("organization is unavailable: {err}")))
+        match named::start(actor_name(org), OrgActor, args, self.supervisor.clone()).await {
+            Ok(Some(actor)) => Ok(Some(actor)),
+            // Its name is still held by an actor stopping after sitting idle.
+            Ok(None) => Err(OrgError::Unavailable("organization is restarting; retry".into())),
+            Err(err) => Err(OrgError::Unavailable(format!("organization is unavailable: {err}"))),
+        }
     }
 
     /// The role of `user` in `org`; `None` when either does not exist or they are no member.
     pub async fn role(&self, org: Uuid, user: Uuid) -> Result<Option<OrgRole>, OrgError> {
         for _ in 0..3 {
             let Some(actor) = self.actor(org).await? else { return Ok(None) };
-            match ractor::call_t!(actor, OrgMessage::Role, CALL_TIMEOUT_MS, user) {
+            match ractor::call_t!(actor, OrgMessage::Role, ROLE_TIMEOUT_MS, user) {
                 Ok(role) => return Ok(role),
+                // A lookup answered from memory that takes this long will not be quicker on
+                // a retry, and a board actor may be waiting on it.
+                Err(ractor::RactorErr::Timeout) => {
+                    return Err(OrgError::Unavailable("organization did not answer; retry".into()))
+                }
                 // The actor stopped (idle) between lookup and call: start it again.
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             }

@@ -5,9 +5,9 @@
 //! child's handle at it, so callers holding a handle never notice. [`Runtime::shutdown`] flushes
 //! the children (nothing queued is lost) and stops the tree.
 //!
-//! Children: the audit actor, the board actors (through the [`Boards`] registry) and, when the
-//! server provides a backend, the webhook actor, which listens on the same [`EventBus`] the
-//! boards publish on.
+//! Children: the audit actor, the org actors (through the [`Orgs`] registry), the board actors
+//! (through the [`Boards`] registry) and, when the server provides a backend, the webhook actor,
+//! which listens on the same [`EventBus`] the boards publish on.
 
 use std::sync::Arc;
 
