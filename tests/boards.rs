@@ -60,6 +60,23 @@ async fn post(server: &TestServer, user: &TestUser, path: &str, body: Value) -> 
     reply.body
 }
 
+/// `POST path` as `user` with an `Idempotency-Key`.
+async fn post_with_key(
+    server: &TestServer,
+    user: &TestUser,
+    path: &str,
+    key: &str,
+    body: &Value,
+) -> crate::harness::Reply {
+    server
+        .call(Method::POST, path)
+        .bearer(&user.access_token)
+        .header("idempotency-key", key)
+        .json(body)
+        .send()
+        .await
+}
+
 async fn patch(server: &TestServer, user: &TestUser, path: &str, body: Value) -> Value {
     server.send_as(Method::PATCH, path, &user.access_token, Some(&body)).await.expect(200).clone()
 }
@@ -400,29 +417,17 @@ async fn the_event_log_is_gap_free_and_replays_to_the_state(server: &TestServer)
 async fn idempotency_key_returns_the_first_result(server: &TestServer) {
     let f = fixture(server).await;
     let b = format!("/api/v1/boards/{}", f.board);
-    let send = || async {
-        server
-            .call(Method::POST, &format!("{b}/items"))
-            .bearer(&f.owner.access_token)
-            .header("idempotency-key", "create-42")
-            .json(&json!({"group_id": f.group, "name": "Once"}))
-            .send()
-            .await
-    };
+    let items = format!("{b}/items");
+    let once = json!({"group_id": f.group, "name": "Once"});
+    let send = || post_with_key(server, &f.owner, &items, "create-42", &once);
     let first = send().await;
     let second = send().await;
     assert_eq!(first.expect(201), second.expect(201));
     let snap = server.get_as(&b, &f.owner.access_token).await;
     assert_eq!(snap.body["items"].as_array().unwrap().len(), 1);
     // Retries racing the first attempt (none of them committed yet) still create once.
-    let burst = (0..8).map(|_| {
-        server
-            .call(Method::POST, &format!("{b}/items"))
-            .bearer(&f.owner.access_token)
-            .header("idempotency-key", "burst-7")
-            .json(&json!({"group_id": f.group, "name": "Burst"}))
-            .send()
-    });
+    let burst_item = json!({"group_id": f.group, "name": "Burst"});
+    let burst = (0..8).map(|_| post_with_key(server, &f.owner, &items, "burst-7", &burst_item));
     let replies = futures::future::join_all(burst).await;
     let ids: std::collections::HashSet<String> =
         replies.iter().map(|r| r.expect(201)["id"].as_str().unwrap().to_owned()).collect();
@@ -430,14 +435,9 @@ async fn idempotency_key_returns_the_first_result(server: &TestServer) {
     let snap = server.get_as(&b, &f.owner.access_token).await;
     assert_eq!(snap.body["items"].as_array().unwrap().len(), 2);
     // Board creation is idempotent too.
-    let org_board = |key: &str| {
-        server
-            .call(Method::POST, &format!("/api/v1/orgs/{}/boards", f.org))
-            .bearer(&f.owner.access_token)
-            .header("idempotency-key", key)
-            .json(&json!({"name": "Twice?"}))
-            .send()
-    };
+    let boards_path = format!("/api/v1/orgs/{}/boards", f.org);
+    let twice = json!({"name": "Twice?"});
+    let org_board = |key: &'static str| post_with_key(server, &f.owner, &boards_path, key, &twice);
     let a = org_board("board-1").await;
     let again = org_board("board-1").await;
     assert_eq!(a.expect(201)["id"], again.expect(201)["id"]);
@@ -455,14 +455,15 @@ async fn idempotency_key_returns_the_first_result(server: &TestServer) {
     let after = org_board("board-1").await;
     assert_ne!(after.expect(201)["id"], a.body["id"]);
     // A malformed key is refused.
-    server
-        .call(Method::POST, &format!("{b}/items"))
-        .bearer(&f.owner.access_token)
-        .header("idempotency-key", "bad key with spaces")
-        .json(&json!({"group_id": f.group, "name": "x"}))
-        .send()
-        .await
-        .expect_error(400, "bad_request");
+    post_with_key(
+        server,
+        &f.owner,
+        &items,
+        "bad key with spaces",
+        &json!({"group_id": f.group, "name": "x"}),
+    )
+    .await
+    .expect_error(400, "bad_request");
 }
 
 async fn item_versions_guard_concurrent_edits(server: &TestServer) {
@@ -671,14 +672,8 @@ async fn an_access_change_is_audited_exactly_when_it_commits(server: &TestServer
 async fn a_deleted_board_is_gone(server: &TestServer) {
     let f = fixture(server).await;
     let b = format!("/api/v1/boards/{}", f.board);
-    let keyed_create = || {
-        server
-            .call(Method::POST, &format!("{b}/items"))
-            .bearer(&f.owner.access_token)
-            .header("idempotency-key", "made-before")
-            .json(&json!({"group_id": f.group, "name": "x"}))
-            .send()
-    };
+    let (items, item) = (format!("{b}/items"), json!({"group_id": f.group, "name": "x"}));
+    let keyed_create = || post_with_key(server, &f.owner, &items, "made-before", &item);
     keyed_create().await.expect(201);
     server.send_as(Method::DELETE, &b, &f.owner.access_token, None).await.expect(204);
     // Not even a retry of something that was created on it answers.
@@ -902,14 +897,8 @@ async fn a_crashed_board_actor_is_restarted_and_loses_nothing(server: &TestServe
 async fn an_idle_board_actor_stops_and_comes_back(server: &TestServer) {
     let f = fixture(server).await;
     let b = format!("/api/v1/boards/{}", f.board);
-    let create = || {
-        server
-            .call(Method::POST, &format!("{b}/items"))
-            .bearer(&f.owner.access_token)
-            .header("idempotency-key", "before-the-nap")
-            .json(&json!({"group_id": f.group, "name": "kept"}))
-            .send()
-    };
+    let (items, item) = (format!("{b}/items"), json!({"group_id": f.group, "name": "kept"}));
+    let create = || post_with_key(server, &f.owner, &items, "before-the-nap", &item);
     let created = create().await.expect(201).clone();
     let board_id: uuid::Uuid = f.board.parse().unwrap();
     let mut stopped = false;

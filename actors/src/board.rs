@@ -1174,76 +1174,10 @@ impl Actor for BoardActor {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Mutex;
+    use std::sync::atomic::Ordering;
 
     use super::*;
-    use crate::org::{LoadedOrg, OrgStore};
-
-    /// One board with one group, whose commits fail while `failing` is set.
-    struct OneBoard {
-        loaded: LoadedBoard,
-        failing: AtomicBool,
-        committed_keys: Mutex<Vec<String>>,
-    }
-
-    #[async_trait::async_trait]
-    impl BoardStore for OneBoard {
-        async fn load_board(&self, _: Uuid, _: Uuid) -> anyhow::Result<Option<LoadedBoard>> {
-            Ok(Some(self.loaded.clone()))
-        }
-        async fn commit(
-            &self,
-            _: Uuid,
-            _: Uuid,
-            _: i64,
-            _: &[Change],
-            _: &[BoardEvent],
-            idempotent: &[IdempotentResult],
-        ) -> anyhow::Result<()> {
-            if self.failing.load(Ordering::SeqCst) {
-                anyhow::bail!("injected commit failure");
-            }
-            self.committed_keys.lock().unwrap().extend(idempotent.iter().map(|i| i.key.clone()));
-            Ok(())
-        }
-        async fn board_org(&self, _: Uuid) -> anyhow::Result<Option<Uuid>> {
-            Ok(Some(self.loaded.board.organization_id))
-        }
-        async fn update(
-            &self,
-            _: Uuid,
-            _: Uuid,
-            _: Uuid,
-            _: Uuid,
-        ) -> anyhow::Result<Option<Update>> {
-            Ok(None)
-        }
-        async fn idempotent_result(
-            &self,
-            _: Uuid,
-            _: Uuid,
-            _: Uuid,
-            _: &str,
-        ) -> anyhow::Result<Option<CommandOutput>> {
-            Ok(None)
-        }
-    }
-
-    struct NoOrgs;
-
-    #[async_trait::async_trait]
-    impl OrgStore for NoOrgs {
-        async fn load_org(&self, _: Uuid) -> anyhow::Result<Option<LoadedOrg>> {
-            Ok(None)
-        }
-        async fn insert_member(&self, _: Uuid, _: Uuid, _: OrgRole) -> anyhow::Result<bool> {
-            Ok(false)
-        }
-        async fn update_member(&self, _: Uuid, _: Uuid, _: Option<OrgRole>) -> anyhow::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::test_stores::{NoOrgs, TestBoards};
 
     /// Stands in for the supervisor of the (unused) org registry.
     struct Bystander;
@@ -1265,35 +1199,32 @@ mod tests {
         let (org, board_id, group_id, user) =
             (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         let at = now();
-        let store = Arc::new(OneBoard {
-            loaded: LoadedBoard {
-                board: Board {
-                    id: board_id,
-                    organization_id: org,
-                    name: "b".into(),
-                    description: String::new(),
-                    created_at: at,
-                    updated_at: at,
-                },
-                seq: 1,
-                members: HashMap::from([(user, BoardRole::Owner)]),
-                columns: Vec::new(),
-                groups: vec![Group {
-                    id: group_id,
-                    title: "g".into(),
-                    color: None,
-                    position: "a".into(),
-                }],
-                items: Vec::new(),
+        let store = Arc::new(TestBoards::holding(LoadedBoard {
+            board: Board {
+                id: board_id,
+                organization_id: org,
+                name: "b".into(),
+                description: String::new(),
+                created_at: at,
+                updated_at: at,
             },
-            failing: AtomicBool::new(true),
-            committed_keys: Mutex::new(Vec::new()),
-        });
+            seq: 1,
+            members: HashMap::from([(user, BoardRole::Owner)]),
+            columns: Vec::new(),
+            groups: vec![Group {
+                id: group_id,
+                title: "g".into(),
+                color: None,
+                position: "a".into(),
+            }],
+            items: Vec::new(),
+        }));
+        store.failing.store(true, Ordering::SeqCst);
         let (bystander, _) = Actor::spawn(None, Bystander, ()).await.unwrap();
         let orgs =
             Arc::new(Orgs::new(Arc::new(NoOrgs), bystander.get_cell(), Duration::from_secs(60)));
         let args = BoardArgs {
-            loaded: store.loaded.clone(),
+            loaded: store.board.clone().unwrap(),
             store: store.clone(),
             bus: EventBus::default(),
             orgs,

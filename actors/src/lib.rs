@@ -34,5 +34,7 @@ pub mod org;
 pub mod position;
 pub mod roles;
 pub mod supervisor;
+#[cfg(test)]
+mod test_stores;
 pub mod values;
 pub mod webhook;

@@ -222,8 +222,6 @@ mod tests {
 
     use super::*;
     use crate::audit::{AuditAction, AuditEvent};
-    use crate::board::{Change, CommandOutput, IdempotentResult, LoadedBoard};
-    use crate::domain::{BoardEvent, Update};
     use uuid::Uuid;
 
     /// Panics on its first append, then stores.
@@ -245,71 +243,6 @@ mod tests {
 
         async fn purge_older_than(&self, _: chrono::DateTime<chrono::Utc>) -> anyhow::Result<u64> {
             Ok(0)
-        }
-    }
-
-    /// A board store with no boards.
-    struct NoBoards;
-
-    #[async_trait::async_trait]
-    impl BoardStore for NoBoards {
-        async fn load_board(&self, _: Uuid, _: Uuid) -> anyhow::Result<Option<LoadedBoard>> {
-            Ok(None)
-        }
-        async fn commit(
-            &self,
-            _: Uuid,
-            _: Uuid,
-            _: i64,
-            _: &[Change],
-            _: &[BoardEvent],
-            _: &[IdempotentResult],
-        ) -> anyhow::Result<()> {
-            Ok(())
-        }
-        async fn board_org(&self, _: Uuid) -> anyhow::Result<Option<Uuid>> {
-            Ok(None)
-        }
-        async fn update(
-            &self,
-            _: Uuid,
-            _: Uuid,
-            _: Uuid,
-            _: Uuid,
-        ) -> anyhow::Result<Option<Update>> {
-            Ok(None)
-        }
-        async fn idempotent_result(
-            &self,
-            _: Uuid,
-            _: Uuid,
-            _: Uuid,
-            _: &str,
-        ) -> anyhow::Result<Option<CommandOutput>> {
-            Ok(None)
-        }
-    }
-
-    #[async_trait::async_trait]
-    impl crate::org::OrgStore for NoBoards {
-        async fn load_org(&self, _: Uuid) -> anyhow::Result<Option<crate::org::LoadedOrg>> {
-            Ok(None)
-        }
-        async fn insert_member(
-            &self,
-            _: Uuid,
-            _: Uuid,
-            _: crate::roles::OrgRole,
-        ) -> anyhow::Result<bool> {
-            Ok(false)
-        }
-        async fn update_member(
-            &self,
-            _: Uuid,
-            _: Uuid,
-            _: Option<crate::roles::OrgRole>,
-        ) -> anyhow::Result<()> {
-            Ok(())
         }
     }
 
@@ -349,8 +282,8 @@ mod tests {
         let backend = Arc::new(FlakyWebhooks::default());
         let deps = Dependencies {
             audit_store: Arc::new(FlakyStore::default()),
-            board_store: Arc::new(NoBoards),
-            org_store: Arc::new(NoBoards),
+            board_store: Arc::new(crate::test_stores::TestBoards::default()),
+            org_store: Arc::new(crate::test_stores::NoOrgs),
             board_idle_timeout: std::time::Duration::from_secs(60),
             webhooks: Some(WebhookDependencies {
                 backend: backend.clone(),
@@ -378,8 +311,8 @@ mod tests {
         let store = Arc::new(FlakyStore::default());
         let deps = Dependencies {
             audit_store: store.clone(),
-            board_store: Arc::new(NoBoards),
-            org_store: Arc::new(NoBoards),
+            board_store: Arc::new(crate::test_stores::TestBoards::default()),
+            org_store: Arc::new(crate::test_stores::NoOrgs),
             board_idle_timeout: std::time::Duration::from_secs(60),
             webhooks: None,
         };
