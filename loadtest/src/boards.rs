@@ -128,7 +128,7 @@ pub async fn run(target: &Target, args: &BoardsArgs) -> anyhow::Result<ScenarioR
             ));
             cpu.begin();
             let bench = pgbench(&url, args.writers, args.secs).await?;
-            cpu.end("pgbench");
+            cpu.end_unattributed("pgbench");
             table.row("pgbench single-row INSERT", &bench.summary, Some(bench.tps));
             let ratios: Vec<String> = results
                 .iter()
