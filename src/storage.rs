@@ -13,6 +13,7 @@
 //! and are applied at start by [`Store::migrate`].
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
@@ -73,6 +74,7 @@ macro_rules! transaction {
     ($store:expr, $conn:ident => $body:expr) => {
         match $store.pool() {
             $crate::storage::Pool::Sqlite(pool) => {
+                let _turn = $store.sqlite_write_turn().lock().await;
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 let result: $crate::storage::StorageResult<_> = async {
                     let $conn = &mut *tx;
@@ -225,8 +227,11 @@ impl Readiness {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: Pool,
-    /// Postgres: the collector that writes item-only batches of many boards together.
+    /// The collector that writes item-only batches of many boards together.
     item_batches: Option<item_batches::ItemBatches>,
+    /// SQLite: this process's write transactions take turns here, in order of arrival, rather
+    /// than in SQLite's busy handler, which sleeps up to 100 ms between tries.
+    sqlite_writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -242,7 +247,7 @@ impl Store {
                 .map_err(|e| OpenError::BadUrl(format!("invalid SQLite URL: {e}")))?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
+                .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10));
             let path = options.get_filename().to_owned();
@@ -258,7 +263,13 @@ impl Store {
                 .connect_with(options)
                 .await
                 .map_err(unreachable)?;
-            Ok(Store { pool: Pool::Sqlite(pool), item_batches: None })
+            let sqlite_writer = Arc::default();
+            let writer = item_batches::Writer::Sqlite(pool.clone(), Arc::clone(&sqlite_writer));
+            Ok(Store {
+                pool: Pool::Sqlite(pool),
+                item_batches: Some(item_batches::ItemBatches::start(writer)),
+                sqlite_writer,
+            })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url)
                 .map_err(|e| OpenError::BadUrl(format!("invalid Postgres URL: {e}")))?;
@@ -269,8 +280,11 @@ impl Store {
                 .await
                 .map_err(unreachable)?;
             Ok(Store {
-                item_batches: Some(item_batches::ItemBatches::start(pool.clone())),
+                item_batches: Some(item_batches::ItemBatches::start(
+                    item_batches::Writer::Postgres(pool.clone()),
+                )),
                 pool: Pool::Postgres(pool),
+                sqlite_writer: Arc::default(),
             })
         } else {
             Err(OpenError::BadUrl(format!(
@@ -283,6 +297,11 @@ impl Store {
     /// The backend's pool; queries use it through [`on_pool!`](crate::on_pool).
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// SQLite: the turn a write transaction of this process waits for ([`transaction!`]).
+    pub fn sqlite_write_turn(&self) -> &tokio::sync::Mutex<()> {
+        &self.sqlite_writer
     }
 
     /// Which backend this store runs on.

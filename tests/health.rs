@@ -1,4 +1,5 @@
-//! Health probes, request ids, and the JSON shape of routing errors.
+//! Health probes, request ids, the JSON shape of routing errors, and the durability settings
+//! of the database connections.
 
 use crate::harness::{both_backends, Backend, TestServer};
 
@@ -6,7 +7,8 @@ both_backends!(
     readyz_reports_ready_with_backend,
     readyz_is_503_when_migrations_are_missing,
     every_answer_carries_a_request_id,
-    unknown_routes_answer_json_errors
+    unknown_routes_answer_json_errors,
+    commits_reach_the_disk_before_they_are_acknowledged
 );
 
 async fn readyz_reports_ready_with_backend(server: &TestServer) {
@@ -64,4 +66,30 @@ async fn unknown_routes_answer_json_errors(server: &TestServer) {
         .send()
         .await
         .expect_error(405, "method_not_allowed");
+}
+
+/// An acknowledged write survives a power cut, not only a crash of the server: SQLite runs in
+/// WAL mode with `synchronous = FULL` (the WAL is synced at every commit; `NORMAL` would not),
+/// Postgres with `synchronous_commit` and `fsync` on.
+async fn commits_reach_the_disk_before_they_are_acknowledged(server: &TestServer) {
+    let store = server.state().store();
+    match server.backend() {
+        Backend::Sqlite => {
+            let (synchronous, journal): (i64, String) = boardroom::on_pool!(store, pool => {
+                let synchronous = sqlx::query_scalar("PRAGMA synchronous").fetch_one(pool).await.unwrap();
+                let journal = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(pool).await.unwrap();
+                (synchronous, journal)
+            });
+            assert_eq!(synchronous, 2, "PRAGMA synchronous must be FULL (2)");
+            assert_eq!(journal, "wal");
+        }
+        Backend::Postgres => {
+            for setting in ["synchronous_commit", "fsync"] {
+                let value: String = boardroom::on_pool!(store, pool => {
+                    sqlx::query_scalar(&format!("SHOW {setting}")).fetch_one(pool).await.unwrap()
+                });
+                assert_eq!(value, "on", "{setting}");
+            }
+        }
+    }
 }

@@ -128,7 +128,7 @@ pub struct BoardListing {
 
 /// Rows per multi-row statement: 12 columns each stays far below both backends' parameter
 /// limits (SQLite 32,766; Postgres 65,535).
-const ROWS_PER_STATEMENT: usize = 1000;
+pub(super) const ROWS_PER_STATEMENT: usize = 1000;
 
 /// A batch's changes reduced to each row's final state, so one statement per table can apply
 /// them (a row may appear once per statement).
@@ -213,6 +213,78 @@ pub(super) const ITEM_SET: &str = "group_id = excluded.group_id, name = excluded
     column_values = excluded.column_values, position = excluded.position, \
     version = excluded.version, archived_at = excluded.archived_at, updated_at = excluded.updated_at";
 
+/// Moves board `$board`'s stored `seq` from `$from` to `$to` (refusing the batch with
+/// [`NOT_APPLIED`] if it is elsewhere: another writer moved it) and appends `$events`, on
+/// `$conn` inside the caller's transaction. A macro because each backend's connection is its
+/// own type; `transaction!` expands its body once per backend.
+macro_rules! append_to_log {
+    ($conn:ident, $org:expr, $board:expr, $from:expr, $to:expr, $events:expr) => {{
+        let (org, board): (Uuid, Uuid) = ($org, $board);
+        let moved = sqlx::query(
+            "UPDATE boards SET seq = $3 WHERE organization_id = $1 AND id = $2 AND seq = $4",
+        )
+        .bind(org)
+        .bind(board)
+        .bind($to)
+        .bind($from)
+        .execute(&mut *$conn)
+        .await?
+        .rows_affected();
+        if moved != 1 {
+            return Err(StorageError::Rule(NOT_APPLIED));
+        }
+        let events: &[BoardEvent] = $events;
+        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO board_events (organization_id, board_id, seq, kind, actor, payload, created_at) ",
+            );
+            q.push_values(chunk, |mut row, e| {
+                row.push_bind(org)
+                    .push_bind(board)
+                    .push_bind(e.seq)
+                    .push_bind(e.kind.as_str())
+                    .push_bind(e.actor)
+                    .push_bind(Json(&e.data))
+                    .push_bind(e.created_at);
+            });
+            q.build().execute(&mut *$conn).await?;
+        }
+    }};
+}
+pub(super) use append_to_log;
+
+/// Writes each of `$items` (`&[&Item]`) of board `$board` as it is now, on `$conn` inside the
+/// caller's transaction; refuses the batch if any is not that board's ([`upsert_within_board`]).
+macro_rules! upsert_items {
+    ($conn:ident, $org:expr, $board:expr, $items:expr) => {{
+        let (org, board): (Uuid, Uuid) = ($org, $board);
+        let items: &[&Item] = $items;
+        for chunk in items.chunks(ROWS_PER_STATEMENT) {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO items (id, organization_id, board_id, group_id, name, column_values, position, \
+                 version, archived_at, created_by, created_at, updated_at) ",
+            );
+            q.push_values(chunk, |mut row, i| {
+                row.push_bind(i.id)
+                    .push_bind(org)
+                    .push_bind(board)
+                    .push_bind(i.group_id)
+                    .push_bind(&i.name)
+                    .push_bind(Json(&i.values))
+                    .push_bind(&i.position)
+                    .push_bind(i.version)
+                    .push_bind(i.archived_at)
+                    .push_bind(i.created_by)
+                    .push_bind(i.created_at)
+                    .push_bind(i.updated_at);
+            });
+            q.push(upsert_within_board("items", ITEM_SET));
+            all_written(q.build().execute(&mut *$conn).await?.rows_affected(), chunk.len())?;
+        }
+    }};
+}
+pub(super) use upsert_items;
+
 /// One statement deleting the rows of `table` whose `key` is one of `ids`, within one
 /// organization's board.
 fn delete_within_board<'a, DB: sqlx::Database>(
@@ -246,7 +318,7 @@ pub(super) fn upsert_within_board(table: &str, set: &str) -> String {
 }
 
 /// Refuses a batch in which a statement wrote fewer rows than it was given.
-fn all_written(written: u64, rows: usize) -> StorageResult<()> {
+pub(super) fn all_written(written: u64, rows: usize) -> StorageResult<()> {
     if written == rows as u64 {
         Ok(())
     } else {
@@ -538,24 +610,9 @@ impl BoardStore for Store {
         }
         let backend = self.backend();
         transaction!(self, conn => {
-            let moved = sqlx::query("UPDATE boards SET seq = $3 WHERE organization_id = $1 AND id = $2 AND seq = $4")
-                .bind(org).bind(board).bind(to_seq).bind(from_seq)
-                .execute(&mut *conn).await?.rows_affected();
-            if moved != 1 {
-                return Err(StorageError::Rule(NOT_APPLIED));
-            }
             // One multi-row statement per table and kind of change: a batch of n commands costs
             // a handful of round trips, not n of them.
-            for chunk in events.chunks(ROWS_PER_STATEMENT) {
-                let mut q = sqlx::QueryBuilder::new(
-                    "INSERT INTO board_events (organization_id, board_id, seq, kind, actor, payload, created_at) ",
-                );
-                q.push_values(chunk, |mut row, e| {
-                    row.push_bind(org).push_bind(board).push_bind(e.seq).push_bind(e.kind.as_str())
-                        .push_bind(e.actor).push_bind(Json(&e.data)).push_bind(e.created_at);
-                });
-                q.build().execute(&mut *conn).await?;
-            }
+            append_to_log!(conn, org, board, from_seq, to_seq, events);
             if let Some(b) = batch.board {
                 sqlx::query("UPDATE boards SET name = $3, description = $4, updated_at = $5 WHERE organization_id = $1 AND id = $2")
                     .bind(org).bind(board).bind(&b.name).bind(&b.description).bind(b.updated_at)
@@ -603,19 +660,7 @@ impl BoardStore for Store {
                 all_written(q.build().execute(&mut *conn).await?.rows_affected(), chunk.len())?;
             }
             let items: Vec<&Item> = batch.items.values().copied().collect();
-            for chunk in items.chunks(ROWS_PER_STATEMENT) {
-                let mut q = sqlx::QueryBuilder::new(
-                    "INSERT INTO items (id, organization_id, board_id, group_id, name, column_values, position, \
-                     version, archived_at, created_by, created_at, updated_at) ",
-                );
-                q.push_values(chunk, |mut row, i| {
-                    row.push_bind(i.id).push_bind(org).push_bind(board).push_bind(i.group_id).push_bind(&i.name)
-                        .push_bind(Json(&i.values)).push_bind(&i.position).push_bind(i.version)
-                        .push_bind(i.archived_at).push_bind(i.created_by).push_bind(i.created_at).push_bind(i.updated_at);
-                });
-                q.push(upsert_within_board("items", ITEM_SET));
-                all_written(q.build().execute(&mut *conn).await?.rows_affected(), chunk.len())?;
-            }
+            upsert_items!(conn, org, board, &items);
             let updates: Vec<&Update> = batch.updates.values().copied().collect();
             for chunk in updates.chunks(ROWS_PER_STATEMENT) {
                 let mut q = sqlx::QueryBuilder::new(

@@ -1,22 +1,25 @@
-//! Item-only batches of many boards, written together (Postgres).
+//! Item-only batches of many boards, written together.
 //!
 //! A board actor commits its batch in one transaction (group commit per board). When many
 //! boards each write a little, every batch is a transaction of its own, and the cost per
-//! statement (a round trip, executor start-up, a WAL flush) is paid per board. Board actors
+//! transaction (a round trip, executor start-up, a WAL flush) is paid per board. Board actors
 //! therefore hand their item-only batches (the common kind: item edits, moves, creations) to
-//! this collector, which writes whatever batches are waiting with **one statement**: it moves
-//! each board's `seq` from where the batch started (compare-and-set), appends the events and
-//! upserts the items, all rows passed as arrays so the statement is prepared once whatever the
-//! number of boards and rows. The statement ends in a check that every board's `seq` moved and
-//! every item row was written; if not (another writer moved a board's log, or an item id is not
-//! that board's), the check fails the statement, so nothing of it is written.
+//! this collector, which writes whatever batches are waiting together:
 //!
-//! Each batch keeps its own result: when the shared statement fails for any reason, every
-//! batch of it is written again on its own, so only the board at fault fails.
+//! - **Postgres**: with **one statement**. It moves each board's `seq` from where the batch
+//!   started (compare-and-set), appends the events and upserts the items, all rows passed as
+//!   arrays so the statement is prepared once whatever the number of boards and rows. The
+//!   statement ends in a check that every board's `seq` moved and every item row was written;
+//!   if not (another writer moved a board's log, or an item id is not that board's), the check
+//!   fails the statement, so nothing of it is written. At most [`STATEMENTS_IN_FLIGHT`] run at
+//!   once.
+//! - **SQLite**: in **one transaction** (SQLite has one writer at a time, so one in flight),
+//!   the same statements as a board's own commit, board after board; any refusal rolls all back.
 //!
-//! At most [`STATEMENTS_IN_FLIGHT`] statements run at once; batches arriving meanwhile gather
-//! for the next one. A board never has two batches here at once (its actor waits for its
-//! commit), so a statement holds at most one batch per board.
+//! Each batch keeps its own result: when the shared write fails for any reason, every batch of
+//! it is written again on its own, so only the board at fault fails. Batches arriving while a
+//! write runs gather for the next one. A board never has two batches here at once (its actor
+//! waits for its commit), so a write holds at most one batch per board.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
@@ -25,14 +28,17 @@ use boardroom_actors::domain::{BoardEvent, Item};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::types::Json;
-use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use sqlx::{PgPool, SqlitePool};
+use tokio::sync::{mpsc, oneshot, Mutex, Semaphore};
 use uuid::Uuid;
 
-use super::boards::{upsert_within_board, ITEM_SET, NOT_APPLIED};
+use super::boards::{
+    all_written, append_to_log, upsert_items, upsert_within_board, ITEM_SET, NOT_APPLIED,
+    ROWS_PER_STATEMENT,
+};
 use super::{StorageError, StorageResult};
 
-/// Statements writing batches at the same time. Fewer means bigger statements (64 boards over
+/// Postgres statements writing batches at the same time. Fewer means bigger statements (64 boards over
 /// REST: 9,740 updates/s with 4, 10,889 with 2, 11,648 with 1); more than one keeps a slow
 /// statement (a lock wait, say) from stalling every board's writes.
 pub const STATEMENTS_IN_FLIGHT: usize = 2;
@@ -92,19 +98,29 @@ struct Job {
     done: oneshot::Sender<StorageResult<()>>,
 }
 
+/// Where the collector writes.
+#[derive(Clone, Debug)]
+pub enum Writer {
+    /// Postgres.
+    Postgres(PgPool),
+    /// SQLite, and the store's turn to write (one write transaction at a time, queued here
+    /// rather than in SQLite's sleeping busy handler).
+    Sqlite(SqlitePool, Arc<Mutex<()>>),
+}
+
 /// The collector's handle. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct ItemBatches {
     jobs: mpsc::UnboundedSender<Job>,
-    pool: PgPool,
+    writer: Writer,
 }
 
 impl ItemBatches {
-    /// Starts the collector on `pool`; it ends when the last handle is dropped.
-    pub fn start(pool: PgPool) -> ItemBatches {
+    /// Starts the collector; it ends when the last handle is dropped.
+    pub fn start(writer: Writer) -> ItemBatches {
         let (jobs, rx) = mpsc::unbounded_channel();
-        tokio::spawn(collect(pool.clone(), rx));
-        ItemBatches { jobs, pool }
+        tokio::spawn(collect(writer.clone(), rx));
+        ItemBatches { jobs, writer }
     }
 
     /// Writes `batch`, sharing a statement with other boards' batches waiting at the same time.
@@ -112,7 +128,7 @@ impl ItemBatches {
         let (done, answer) = oneshot::channel();
         if let Err(mpsc::error::SendError(job)) = self.jobs.send(Job { batch, done }) {
             // The collector is gone (shutting down): write alone.
-            return write(&self.pool, std::slice::from_ref(&job.batch)).await;
+            return write(&self.writer, std::slice::from_ref(&job.batch)).await;
         }
         answer.await.unwrap_or_else(|_| {
             Err(StorageError::Transient("the batch writer stopped before answering".into()))
@@ -120,8 +136,12 @@ impl ItemBatches {
     }
 }
 
-async fn collect(pool: PgPool, mut jobs: mpsc::UnboundedReceiver<Job>) {
-    let slots = Arc::new(Semaphore::new(STATEMENTS_IN_FLIGHT));
+async fn collect(writer: Writer, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    let in_flight = match writer {
+        Writer::Postgres(_) => STATEMENTS_IN_FLIGHT,
+        Writer::Sqlite(..) => 1,
+    };
+    let slots = Arc::new(Semaphore::new(in_flight));
     while let Some(first) = jobs.recv().await {
         // Wait for a free slot before gathering, so batches pile up while statements run.
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
@@ -132,27 +152,66 @@ async fn collect(pool: PgPool, mut jobs: mpsc::UnboundedReceiver<Job>) {
                 Err(_) => break,
             }
         }
-        let pool = pool.clone();
+        let writer = writer.clone();
         tokio::spawn(async move {
-            run(&pool, gathered).await;
+            run(&writer, gathered).await;
             drop(slot);
         });
     }
 }
 
-/// Writes the gathered batches with one statement, or each alone if that fails.
-async fn run(pool: &PgPool, jobs: Vec<Job>) {
+/// Writes the gathered batches together, or each alone if that fails.
+async fn run(writer: &Writer, jobs: Vec<Job>) {
     let (batches, answers): (Vec<ItemBatch>, Vec<_>) =
         jobs.into_iter().map(|job| (job.batch, job.done)).unzip();
-    if batches.len() > 1 && write(pool, &batches).await.is_ok() {
+    if batches.len() > 1 && write(writer, &batches).await.is_ok() {
         for answer in answers {
             let _ = answer.send(Ok(()));
         }
         return;
     }
     for (batch, answer) in batches.iter().zip(answers) {
-        let _ = answer.send(write(pool, std::slice::from_ref(batch)).await);
+        let _ = answer.send(write(writer, std::slice::from_ref(batch)).await);
     }
+}
+
+/// Writes `batches`: all of them or nothing.
+async fn write(writer: &Writer, batches: &[ItemBatch]) -> StorageResult<()> {
+    match writer {
+        Writer::Postgres(pool) => write_postgres(pool, batches).await,
+        Writer::Sqlite(pool, turn) => write_sqlite(pool, turn, batches).await,
+    }
+}
+
+/// One transaction for `batches`, each written as a board's own commit writes it.
+async fn write_sqlite(
+    pool: &SqlitePool,
+    turn: &Mutex<()>,
+    batches: &[ItemBatch],
+) -> StorageResult<()> {
+    let _turn = turn.lock().await;
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let result: StorageResult<()> = async {
+        let conn = &mut *tx;
+        for batch in batches {
+            append_to_log!(
+                conn,
+                batch.org,
+                batch.board,
+                batch.from_seq,
+                batch.to_seq,
+                &batch.events
+            );
+            let items: Vec<&Item> = batch.items.iter().collect();
+            upsert_items!(conn, batch.org, batch.board, &items);
+        }
+        Ok(())
+    }
+    .await;
+    if result.is_ok() {
+        tx.commit().await?;
+    }
+    result
 }
 
 /// Column arrays of the statement's parameters: one entry per board, per event, per item.
@@ -221,7 +280,7 @@ impl<'a> Columns<'a> {
 
 /// One statement for `batches`: all of them or nothing. Every tenant row carries its
 /// `organization_id`, and a board's `seq` moves only where organization and board both match.
-async fn write(pool: &PgPool, batches: &[ItemBatch]) -> StorageResult<()> {
+async fn write_postgres(pool: &PgPool, batches: &[ItemBatch]) -> StorageResult<()> {
     let c = Columns::of(batches);
     let result = sqlx::query(&WRITE_BATCHES)
         .bind(&c.board_org)
