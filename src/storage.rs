@@ -65,6 +65,23 @@ macro_rules! on_pool {
     };
 }
 
+/// [`on_pool!`] for statements that write outside a transaction: on SQLite they first take this
+/// process's write turn ([`Store::sqlite_write_turn`]), as [`transaction!`] does, so writers
+/// queue in order instead of sleeping in SQLite's busy handler.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! write_on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store.pool() {
+            $crate::storage::Pool::Sqlite($pool) => {
+                let _turn = $store.sqlite_write_turn().lock().await;
+                $body
+            }
+            $crate::storage::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
 /// Runs `$body` inside one transaction, with `$conn` bound to the backend's connection. The body
 /// evaluates to a [`StorageResult`]; `Ok` commits, `Err` (or an early `?`) rolls back. SQLite
 /// transactions begin `IMMEDIATE`, so a read-then-write never fails on a lock upgrade.
@@ -299,7 +316,7 @@ impl Store {
         &self.pool
     }
 
-    /// SQLite: the turn a write transaction of this process waits for ([`transaction!`]).
+    /// SQLite: the turn a write of this process waits for ([`transaction!`], [`write_on_pool!`]).
     pub fn sqlite_write_turn(&self) -> &tokio::sync::Mutex<()> {
         &self.sqlite_writer
     }
@@ -392,6 +409,11 @@ impl<'a> TenantStore<'a> {
     /// [`Self::org_id`] in every statement.
     pub fn pool(&self) -> &'a Pool {
         self.store.pool()
+    }
+
+    /// SQLite: the turn a write of this process waits for ([`write_on_pool!`]).
+    pub fn sqlite_write_turn(&self) -> &'a tokio::sync::Mutex<()> {
+        self.store.sqlite_write_turn()
     }
 }
 

@@ -9,7 +9,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::{new_id, now, StorageResult, Store, TenantStore};
-use crate::on_pool;
+use crate::{on_pool, write_on_pool};
 
 /// A stored API key (never the secret).
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -97,7 +97,7 @@ impl TenantStore<'_> {
              rate_limit_per_minute, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {KEY_COLUMNS}"
         );
-        Ok(on_pool!(self, pool => {
+        Ok(write_on_pool!(self, pool => {
             sqlx::query_as::<_, ApiKeyRow>(&sql)
                 .bind(new_id())
                 .bind(self.org_id())
@@ -135,7 +135,7 @@ impl TenantStore<'_> {
 
     /// Revokes a key; false when there was no live key with that id.
     pub async fn revoke_api_key(&self, id: Uuid) -> StorageResult<bool> {
-        let done = on_pool!(self, pool => {
+        let done = write_on_pool!(self, pool => {
             sqlx::query(
                 "UPDATE api_keys SET revoked_at = $3 WHERE organization_id = $1 AND id = $2 \
                  AND revoked_at IS NULL",
@@ -161,7 +161,7 @@ impl TenantStore<'_> {
              rate_limit_per_minute = COALESCE($5, rate_limit_per_minute) \
              WHERE organization_id = $1 AND id = $2 AND revoked_at IS NULL RETURNING {KEY_COLUMNS}"
         );
-        Ok(on_pool!(self, pool => {
+        Ok(write_on_pool!(self, pool => {
             sqlx::query_as::<_, ApiKeyRow>(&sql)
                 .bind(self.org_id())
                 .bind(id)

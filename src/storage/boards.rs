@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::audit::append_to_chain;
 use super::{new_id, now, StorageError, StorageResult, Store, TenantStore};
-use crate::{on_pool, transaction};
+use crate::{on_pool, transaction, write_on_pool};
 
 #[derive(sqlx::FromRow)]
 struct BoardRow {
@@ -482,7 +482,7 @@ impl TenantStore<'_> {
         key: &str,
         response: &Value,
     ) -> StorageResult<bool> {
-        let result = on_pool!(self, pool => {
+        let result = write_on_pool!(self, pool => {
             sqlx::query(
                 "INSERT INTO idempotency_keys (organization_id, scope_id, user_id, key, seq, response, created_at) \
                  VALUES ($1, $1, $2, $3, 0, $4, $5)",
@@ -502,7 +502,7 @@ impl TenantStore<'_> {
 impl Store {
     /// Forgets idempotency records older than `before`.
     pub async fn prune_idempotency(&self, before: DateTime<Utc>) -> StorageResult<u64> {
-        Ok(on_pool!(self, pool => {
+        Ok(write_on_pool!(self, pool => {
             sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
                 .bind(before).execute(pool).await.map(|r| r.rows_affected())
         })?)

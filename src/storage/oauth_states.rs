@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{now, StorageResult, Store};
-use crate::on_pool;
+use crate::write_on_pool;
 
 /// A pending sign-in, as the callback gets it back.
 /// No `Debug`: it holds the PKCE verifier and nonce, which must never reach a log.
@@ -39,14 +39,14 @@ impl Store {
     /// pile up.
     pub async fn put_oauth_state(&self, state: NewOAuthState<'_>) -> StorageResult<()> {
         let at = now();
-        on_pool!(self, pool => {
+        write_on_pool!(self, pool => {
             sqlx::query("DELETE FROM oauth_states WHERE expires_at < $1")
                 .bind(at)
                 .execute(pool)
                 .await
                 .map(|r| r.rows_affected())
         })?;
-        on_pool!(self, pool => {
+        write_on_pool!(self, pool => {
             sqlx::query(
                 "INSERT INTO oauth_states (state_hash, pkce_verifier, nonce, expires_at) \
                  VALUES ($1, $2, $3, $4)",
@@ -68,7 +68,7 @@ impl Store {
         &self,
         state_hash: &[u8],
     ) -> StorageResult<Option<OAuthStateRow>> {
-        let row = on_pool!(self, pool => {
+        let row = write_on_pool!(self, pool => {
             sqlx::query_as::<_, OAuthStateRow>(
                 "DELETE FROM oauth_states WHERE state_hash = $1 \
                  RETURNING pkce_verifier, nonce, expires_at",

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{new_id, now, StorageError, StorageResult, Store, TenantStore};
-use crate::{on_pool, transaction};
+use crate::{on_pool, transaction, write_on_pool};
 
 /// A stored organization.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
@@ -172,7 +172,7 @@ impl TenantStore<'_> {
 
     /// Adds `user_id` with `role`; an existing member is [`StorageError::Unique`].
     pub async fn add_member(&self, user_id: Uuid, role: OrgRole) -> StorageResult<()> {
-        on_pool!(self, pool => {
+        write_on_pool!(self, pool => {
             sqlx::query(
                 "INSERT INTO memberships (organization_id, user_id, role, created_at) \
                  VALUES ($1, $2, $3, $4)",

@@ -5,7 +5,7 @@
 //! count. The caller combines the current and previous windows into a sliding estimate.
 
 use super::{StorageResult, Store};
-use crate::on_pool;
+use crate::{on_pool, write_on_pool};
 
 /// Hits of a bucket in the current and the previous window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +27,7 @@ impl Store {
         window_secs: i64,
     ) -> StorageResult<WindowCounts> {
         let window_start = now - now.rem_euclid(window_secs);
-        let (current,): (i64,) = on_pool!(self, pool => {
+        let (current,): (i64,) = write_on_pool!(self, pool => {
             sqlx::query_as(
                 "INSERT INTO rate_limit_windows (bucket, window_start, hits) VALUES ($1, $2, 1) \
                  ON CONFLICT (bucket, window_start) \
@@ -52,7 +52,7 @@ impl Store {
 
     /// Removes windows that started before `before` (unix seconds).
     pub async fn rate_limit_prune(&self, before: i64) -> StorageResult<u64> {
-        Ok(on_pool!(self, pool => {
+        Ok(write_on_pool!(self, pool => {
             sqlx::query("DELETE FROM rate_limit_windows WHERE window_start < $1")
                 .bind(before)
                 .execute(pool)

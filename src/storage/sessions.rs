@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{now, StorageResult, Store};
-use crate::on_pool;
+use crate::{on_pool, write_on_pool};
 
 /// A stored session.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -71,7 +71,7 @@ impl Store {
              last_used_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) \
              RETURNING {SESSION_COLUMNS}"
         );
-        Ok(on_pool!(self, pool => {
+        Ok(write_on_pool!(self, pool => {
             sqlx::query_as::<_, SessionRow>(&sql)
                 .bind(session.id)
                 .bind(session.user_id)
@@ -113,7 +113,7 @@ impl Store {
         from: i64,
         expires_at: DateTime<Utc>,
     ) -> StorageResult<bool> {
-        let done = on_pool!(self, pool => {
+        let done = write_on_pool!(self, pool => {
             sqlx::query(
                 "UPDATE sessions SET refresh_generation = refresh_generation + 1, \
                  last_used_at = $3, expires_at = $4 \
@@ -137,7 +137,7 @@ impl Store {
         id: Uuid,
         reason: &str,
     ) -> StorageResult<bool> {
-        let done = on_pool!(self, pool => {
+        let done = write_on_pool!(self, pool => {
             sqlx::query(
                 "UPDATE sessions SET revoked_at = $3, revoked_reason = $4 \
                  WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
@@ -160,7 +160,7 @@ impl Store {
         keep: Option<Uuid>,
         reason: &str,
     ) -> StorageResult<Vec<Uuid>> {
-        let rows: Vec<(Uuid,)> = on_pool!(self, pool => {
+        let rows: Vec<(Uuid,)> = write_on_pool!(self, pool => {
             sqlx::query_as(
                 "UPDATE sessions SET revoked_at = $3, revoked_reason = $4 \
                  WHERE user_id = $1 AND revoked_at IS NULL AND ($2 IS NULL OR id <> $2) \

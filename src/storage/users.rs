@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{new_id, now, StorageResult, Store};
-use crate::on_pool;
+use crate::{on_pool, write_on_pool};
 
 /// A stored user.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -53,7 +53,7 @@ impl Store {
             "INSERT INTO users (id, email, name, password_hash, email_verified, google_sub, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {USER_COLUMNS}"
         );
-        let row = on_pool!(self, pool => {
+        let row = write_on_pool!(self, pool => {
             sqlx::query_as::<_, UserRow>(&sql)
                 .bind(new_id())
                 .bind(user.email)
@@ -149,7 +149,7 @@ impl Store {
 
     /// Replaces the password hash and bumps the token version; returns the new version.
     pub async fn set_password(&self, user_id: Uuid, password_hash: &str) -> StorageResult<i64> {
-        let (version,): (i64,) = on_pool!(self, pool => {
+        let (version,): (i64,) = write_on_pool!(self, pool => {
             sqlx::query_as(
                 "UPDATE users SET password_hash = $2, token_version = token_version + 1 \
                  WHERE id = $1 RETURNING token_version",
@@ -167,7 +167,7 @@ impl Store {
         let sql = format!(
             "UPDATE users SET is_superadmin = $2 WHERE email = $1 RETURNING {USER_COLUMNS}"
         );
-        Ok(on_pool!(self, pool => {
+        Ok(write_on_pool!(self, pool => {
             sqlx::query_as::<_, UserRow>(&sql).bind(email).bind(value).fetch_one(pool).await
         })?)
     }

@@ -14,7 +14,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::{new_id, now, StorageError, StorageResult, Store, TenantStore};
-use crate::{on_pool, transaction};
+use crate::{on_pool, transaction, write_on_pool};
 
 /// A webhook as owners see it (never the secret).
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -198,7 +198,7 @@ impl Store {
     /// Removes finished (succeeded or failed) deliveries last changed before `before`; pending
     /// ones stay whatever their age. Spans organizations: it is retention maintenance.
     pub async fn prune_webhook_deliveries(&self, before: DateTime<Utc>) -> StorageResult<u64> {
-        Ok(on_pool!(self, pool => {
+        Ok(write_on_pool!(self, pool => {
             sqlx::query(
                 "DELETE FROM webhook_deliveries WHERE status <> 'pending' AND updated_at < $1",
             )
@@ -357,7 +357,7 @@ impl TenantStore<'_> {
         // to its outbox can then deadlock with it, and Postgres aborts one side. Try again.
         let mut attempt = 0;
         loop {
-            let result = on_pool!(self, pool => {
+            let result = write_on_pool!(self, pool => {
                 sqlx::query("DELETE FROM webhooks WHERE organization_id = $1 AND board_id = $2 AND id = $3")
                     .bind(self.org_id()).bind(board).bind(id)
                     .execute(pool).await.map(|d| d.rows_affected())
@@ -381,7 +381,7 @@ impl TenantStore<'_> {
         secret: &str,
         previous_until: DateTime<Utc>,
     ) -> StorageResult<bool> {
-        let done = on_pool!(self, pool => {
+        let done = write_on_pool!(self, pool => {
             sqlx::query(
                 "UPDATE webhooks SET previous_secret = secret, previous_secret_expires_at = $4, \
                  secret = $5, updated_at = $6 \
@@ -419,7 +419,7 @@ impl TenantStore<'_> {
         give_up_at: DateTime<Utc>,
     ) -> StorageResult<bool> {
         let at = now();
-        let done = on_pool!(self, pool => {
+        let done = write_on_pool!(self, pool => {
             sqlx::query(
                 "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $4, \
                  give_up_at = $5, updated_at = $4 \
@@ -498,7 +498,7 @@ impl TenantStore<'_> {
         delivery: Uuid,
         until: DateTime<Utc>,
     ) -> StorageResult<bool> {
-        let done = on_pool!(self, pool => {
+        let done = write_on_pool!(self, pool => {
             sqlx::query(
                 "UPDATE webhook_deliveries SET next_attempt_at = $3 \
                  WHERE organization_id = $1 AND id = $2 AND status = 'pending' \
