@@ -98,8 +98,11 @@ macro_rules! transaction {
                     $body
                 }
                 .await;
-                if result.is_ok() {
-                    tx.commit().await?;
+                // Rolled back here, not when dropped: the write lock must be free before the
+                // turn is (a cancelled caller still leaves the rollback to the pool).
+                match &result {
+                    Ok(_) => tx.commit().await?,
+                    Err(_) => tx.rollback().await?,
                 }
                 result
             }
@@ -110,8 +113,9 @@ macro_rules! transaction {
                     $body
                 }
                 .await;
-                if result.is_ok() {
-                    tx.commit().await?;
+                match &result {
+                    Ok(_) => tx.commit().await?,
+                    Err(_) => tx.rollback().await?,
                 }
                 result
             }
@@ -245,7 +249,7 @@ impl Readiness {
 pub struct Store {
     pool: Pool,
     /// The collector that writes item-only batches of many boards together.
-    item_batches: Option<item_batches::ItemBatches>,
+    item_batches: item_batches::ItemBatches,
     /// SQLite: this process's write transactions take turns here, in order of arrival, rather
     /// than in SQLite's busy handler, which sleeps up to 100 ms between tries.
     sqlite_writer: Arc<tokio::sync::Mutex<()>>,
@@ -284,12 +288,15 @@ impl Store {
             let writer = item_batches::Writer::Sqlite(pool.clone(), Arc::clone(&sqlite_writer));
             Ok(Store {
                 pool: Pool::Sqlite(pool),
-                item_batches: Some(item_batches::ItemBatches::start(writer)),
+                item_batches: item_batches::ItemBatches::start(writer),
                 sqlite_writer,
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url)
-                .map_err(|e| OpenError::BadUrl(format!("invalid Postgres URL: {e}")))?;
+                .map_err(|e| OpenError::BadUrl(format!("invalid Postgres URL: {e}")))?
+                // A command is acknowledged after its commit: it must be on disk by then,
+                // whatever the role's or database's default says.
+                .options([("synchronous_commit", "on")]);
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(Duration::from_secs(5))
@@ -297,8 +304,8 @@ impl Store {
                 .await
                 .map_err(unreachable)?;
             Ok(Store {
-                item_batches: Some(item_batches::ItemBatches::start(
-                    item_batches::Writer::Postgres(pool.clone()),
+                item_batches: item_batches::ItemBatches::start(item_batches::Writer::Postgres(
+                    pool.clone(),
                 )),
                 pool: Pool::Postgres(pool),
                 sqlite_writer: Arc::default(),

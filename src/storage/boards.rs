@@ -595,9 +595,7 @@ impl BoardStore for Store {
         // row exists exactly when the change does.
         let audited: Vec<AuditEvent> =
             events.iter().filter_map(AuditEvent::from_board_event).collect();
-        if let (Some(shared), true) =
-            (&self.item_batches, batch.items_only(idempotent) && audited.is_empty())
-        {
+        if batch.items_only(idempotent) && audited.is_empty() {
             let batch = super::item_batches::ItemBatch {
                 org,
                 board,
@@ -606,7 +604,7 @@ impl BoardStore for Store {
                 events: events.to_vec(),
                 items: batch.items.values().map(|item| (*item).clone()).collect(),
             };
-            return Ok(shared.commit(batch).await?);
+            return Ok(self.item_batches.commit(batch).await?);
         }
         let backend = self.backend();
         transaction!(self, conn => {

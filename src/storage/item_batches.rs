@@ -38,13 +38,13 @@ use super::boards::{
 };
 use super::{StorageError, StorageResult};
 
-/// Postgres statements writing batches at the same time. Fewer means bigger statements (64 boards over
-/// REST: 9,740 updates/s with 4, 10,889 with 2, 11,648 with 1); more than one keeps a slow
-/// statement (a lock wait, say) from stalling every board's writes.
+/// Postgres statements writing batches at the same time. Fewer means bigger statements (64
+/// boards over REST: 9,740 updates/s with 4, 10,889 with 2, 11,648 with 1); more than one keeps
+/// a slow statement (a lock wait, say) from stalling every board's writes.
 pub const STATEMENTS_IN_FLIGHT: usize = 2;
 
-/// Most boards' batches in one statement.
-pub const MAX_BOARDS_PER_STATEMENT: usize = 256;
+/// Most boards' batches in one write (statement or transaction).
+pub const MAX_BOARDS_PER_WRITE: usize = 256;
 
 /// The statement. Its last line fails it (casting the refusal's text to a number) unless every
 /// board's `seq` moved and every item row was written, so it applies all or nothing.
@@ -123,7 +123,7 @@ impl ItemBatches {
         ItemBatches { jobs, writer }
     }
 
-    /// Writes `batch`, sharing a statement with other boards' batches waiting at the same time.
+    /// Writes `batch`, together with other boards' batches waiting at the same time.
     pub async fn commit(&self, batch: ItemBatch) -> StorageResult<()> {
         let (done, answer) = oneshot::channel();
         if let Err(mpsc::error::SendError(job)) = self.jobs.send(Job { batch, done }) {
@@ -146,7 +146,7 @@ async fn collect(writer: Writer, mut jobs: mpsc::UnboundedReceiver<Job>) {
         // Wait for a free slot before gathering, so batches pile up while statements run.
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
         let mut gathered = vec![first];
-        while gathered.len() < MAX_BOARDS_PER_STATEMENT {
+        while gathered.len() < MAX_BOARDS_PER_WRITE {
             match jobs.try_recv() {
                 Ok(job) => gathered.push(job),
                 Err(_) => break,
@@ -208,8 +208,10 @@ async fn write_sqlite(
         Ok(())
     }
     .await;
-    if result.is_ok() {
-        tx.commit().await?;
+    // Rolled back here, not when dropped: the write lock must be free before the turn is.
+    match result {
+        Ok(()) => tx.commit().await?,
+        Err(_) => tx.rollback().await?,
     }
     result
 }
