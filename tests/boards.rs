@@ -21,6 +21,7 @@ both_backends!(
     a_batch_naming_another_orgs_item_writes_nothing,
     an_access_change_is_audited_exactly_when_it_commits,
     a_person_column_follows_org_membership,
+    the_event_log_shows_a_key_what_its_scopes_read,
 );
 
 both_backends_with!(short_idle; an_idle_board_actor_stops_and_comes_back);
@@ -625,6 +626,32 @@ async fn a_person_column_follows_org_membership(server: &TestServer) {
         .expect_error(422, "validation_failed");
     server.add_member(&f.owner, &f.org, &carol, "member").await;
     post(server, &f.owner, &format!("{b}/items"), naming_carol).await;
+}
+
+/// `GET /boards/{board}/events` applies the same scope rule as sockets: a key without
+/// `items:read` sees no item events, but its `last_seq` still moves past them.
+async fn the_event_log_shows_a_key_what_its_scopes_read(server: &TestServer) {
+    let f = fixture(server).await;
+    let b = format!("/api/v1/boards/{}", f.board);
+    post(server, &f.owner, &format!("{b}/items"), json!({"group_id": f.group, "name": "x"})).await;
+    let log_as = |key: String| {
+        let path = format!("{b}/events?after=0");
+        async move { server.get_as(&path, &key).await.expect(200).clone() }
+    };
+    let (_, boards_only) = server.create_key(&f.owner, &f.org, &["boards:read"]).await;
+    let (_, with_items) = server.create_key(&f.owner, &f.org, &["boards:read", "items:read"]).await;
+    let kinds = |log: &Value| -> Vec<String> {
+        log["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (narrow, wide) = (log_as(boards_only).await, log_as(with_items).await);
+    assert!(!kinds(&narrow).iter().any(|k| k.starts_with("item.")), "{narrow}");
+    assert!(kinds(&wide).contains(&"item.created".to_owned()), "{wide}");
+    assert_eq!(narrow["last_seq"], wide["last_seq"]);
 }
 
 /// The organization's audit actions, newest first.

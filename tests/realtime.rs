@@ -27,6 +27,7 @@ both_backends!(
     deleting_the_board_ends_its_subscriptions,
     an_expired_token_ends_the_socket_unless_refreshed,
     a_revoked_api_key_ends_the_socket,
+    a_rescoped_key_ends_its_subscriptions,
     malformed_frames_are_refused_for_that_connection_only,
     presence_follows_who_is_viewing,
     msgpack_frames_agree_with_python,
@@ -617,6 +618,14 @@ async fn a_revoked_api_key_ends_the_socket(server: &TestServer) {
     let mut no_read = connect(server, &blind, JSON).await;
     let reply = no_read.request(json!({"type": "subscribe", "board_id": f.board})).await;
     assert_eq!(error_code(&reply), "insufficient_scope");
+    // The holder gets their own IP blocked with bad keys: the socket's re-check is no guess at
+    // a key, so that block must not keep the revoked key's socket alive.
+    for _ in 0..boardroom::auth::api_keys::MAX_FAILURES_PER_IP {
+        let bad = format!("brk_{}", "x".repeat(40));
+        server.get_as("/api/v1/me", &bad).await.expect_error(401, "unauthenticated");
+    }
+    let bad = format!("brk_{}", "y".repeat(40));
+    server.get_as("/api/v1/me", &bad).await.expect_error(429, "rate_limited");
     server
         .send_as(
             Method::DELETE,
@@ -626,6 +635,31 @@ async fn a_revoked_api_key_ends_the_socket(server: &TestServer) {
         )
         .await;
     assert_eq!(client.closed().await, Some(4001));
+}
+
+/// A key re-scoped by its owner ends its subscriptions, which deliver by the scopes they were
+/// made under; the socket stays, and subscribing again applies the new scopes.
+async fn a_rescoped_key_ends_its_subscriptions(server: &TestServer) {
+    let f = fixture(server).await;
+    let (key_id, key) = server.create_key(&f.owner, &f.org, &["boards:read", "items:read"]).await;
+    create_item_rest(server, &f.owner.access_token, &f.board, &f.group, "seen before").await;
+    let mut client = connect(server, &key, JSON).await;
+    let first = client.request(json!({"type": "subscribe", "board_id": f.board})).await;
+    assert_eq!(ok(&first)["snapshot"]["items"].as_array().unwrap().len(), 1);
+    server
+        .send_as(
+            Method::PATCH,
+            &format!("/api/v1/orgs/{}/api-keys/{key_id}", f.org),
+            &f.owner.access_token,
+            Some(&json!({"scopes": ["boards:read"]})),
+        )
+        .await
+        .expect(200);
+    let ended = client.next_of("unsubscribed").await;
+    assert_eq!(ended["board_id"], json!(f.board));
+    assert_eq!(ended["error"]["code"], "insufficient_scope");
+    let again = client.request(json!({"type": "subscribe", "board_id": f.board})).await;
+    assert_eq!(ok(&again)["snapshot"]["items"], json!([]), "no items without items:read");
 }
 
 async fn malformed_frames_are_refused_for_that_connection_only(server: &TestServer) {

@@ -49,6 +49,22 @@ pub struct Requester {
     pub scopes: Option<Vec<Scope>>,
 }
 
+impl Requester {
+    /// Whether they may see board events of `kind` (the board itself already visible to them):
+    /// a key needs `items:read` for item events and `updates:read` for update events. Sockets
+    /// and the REST event log apply the same rule.
+    pub fn may_see(&self, kind: &str) -> bool {
+        let Some(scopes) = &self.scopes else { return true };
+        if kind.starts_with("item.") {
+            scopes.contains(&Scope::ItemsRead)
+        } else if kind.starts_with("update.") {
+            scopes.contains(&Scope::UpdatesRead)
+        } else {
+            true
+        }
+    }
+}
+
 /// A board as loaded from the store.
 #[derive(Debug, Clone)]
 pub struct LoadedBoard {
@@ -461,8 +477,14 @@ fn place(siblings: &[(Uuid, &str)], placement: &Placement) -> Result<String, Boa
             (Some(siblings[a].1), Some(siblings[b].1))
         }
     };
-    position::between(low, high)
-        .ok_or_else(|| BoardError::Conflict("cannot place there; reload and retry".into()))
+    let key = position::between(low, high)
+        .ok_or_else(|| BoardError::Conflict("cannot place there; reload and retry".into()))?;
+    if key.len() > position::MAX_KEY_LEN {
+        return Err(BoardError::Conflict(
+            "no room is left between those two neighbours; place it elsewhere".into(),
+        ));
+    }
+    Ok(key)
 }
 
 impl BoardState {
@@ -558,9 +580,21 @@ impl BoardState {
                 if let Some(title) = title {
                     column.title = values::check_text("title", &title, MAX_TITLE_CHARS)?;
                 }
+                if placement != Placement::default() {
+                    let siblings: Vec<(Uuid, &str)> = self
+                        .columns
+                        .iter()
+                        .filter(|c| c.id != column_id)
+                        .map(|c| (c.id, c.position.as_str()))
+                        .collect();
+                    column.position = place(&siblings, &placement)?;
+                }
+                if let Some(settings) = &settings {
+                    column.settings = values::check_settings(column.kind, Some(settings))?;
+                }
+                // Nothing below can fail: a refused command must leave the board as it was.
                 let mut changes = Vec::new();
-                if let Some(settings) = settings {
-                    column.settings = values::check_settings(column.kind, Some(&settings))?;
+                if settings.is_some() {
                     // Values no longer allowed by the new labels are cleared, not left invalid.
                     for item in self.items.values_mut() {
                         if let Some(value) = item.values.get(&column_id) {
@@ -572,15 +606,6 @@ impl BoardState {
                             }
                         }
                     }
-                }
-                if placement != Placement::default() {
-                    let siblings: Vec<(Uuid, &str)> = self
-                        .columns
-                        .iter()
-                        .filter(|c| c.id != column_id)
-                        .map(|c| (c.id, c.position.as_str()))
-                        .collect();
-                    column.position = place(&siblings, &placement)?;
                 }
                 if let Some(slot) = self.columns.iter_mut().find(|c| c.id == column_id) {
                     *slot = column.clone();
@@ -1189,6 +1214,40 @@ mod tests {
         async fn pre_start(&self, _: ActorRef<()>, _: ()) -> Result<(), ActorProcessingErr> {
             Ok(())
         }
+    }
+
+    /// Moving two items back and forth past each other lengthens their keys; placements stop
+    /// being accepted at the bound instead of growing keys for ever.
+    #[test]
+    fn positions_stop_growing_at_the_bound() {
+        let (x, y, z) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let mut keys: HashMap<Uuid, String> =
+            HashMap::from([(x, "a0".to_owned()), (y, "a1".to_owned()), (z, "a2".to_owned())]);
+        let mut refused = None;
+        for n in 0..100_000 {
+            // Move whichever of x and y is first to just after the other (z stays last).
+            let (first, second) = if keys[&x] < keys[&y] { (x, y) } else { (y, x) };
+            let mut siblings: Vec<(Uuid, &str)> = keys
+                .iter()
+                .filter(|(id, _)| **id != first)
+                .map(|(id, key)| (*id, key.as_str()))
+                .collect();
+            siblings.sort_by(|a, b| a.1.cmp(b.1));
+            match place(&siblings, &Placement { before: None, after: Some(second) }) {
+                Ok(key) => {
+                    assert!(key.as_str() > keys[&second].as_str() && key < keys[&z]);
+                    keys.insert(first, key);
+                }
+                Err(err) => {
+                    refused = Some((n, err));
+                    break;
+                }
+            }
+        }
+        let (moves, err) = refused.expect("placements must be refused at some point");
+        assert!(matches!(err, BoardError::Conflict(_)), "{err:?}");
+        assert!(moves > 500, "only {moves} moves before the bound");
+        assert!(keys.values().all(|k| k.len() <= position::MAX_KEY_LEN));
     }
 
     /// A retry that arrives while its original still waits in the batch is answered after the

@@ -216,7 +216,10 @@ impl Orgs {
             Ok(Some(actor)) => Ok(Some(actor)),
             // Its name is still held by an actor stopping after sitting idle.
             Ok(None) => Err(OrgError::Unavailable("organization is restarting; retry".into())),
-            Err(err) => Err(OrgError::Unavailable(format!("organization is unavailable: {err}"))),
+            Err(err) => {
+                tracing::error!(error = %err, %org, "starting organization actor failed");
+                Err(OrgError::Unavailable("organization is unavailable; retry".into()))
+            }
         }
     }
 

@@ -8,6 +8,11 @@
 const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 const ZERO: u8 = b'0';
 const LAST: u8 = b'z';
+/// Longest key a placement may make. Placing again and again into one gap lengthens keys (by
+/// about one character per five placements); past this the placement is refused, so no client
+/// can grow rows, snapshots and events without bound.
+pub const MAX_KEY_LEN: usize = 256;
+
 /// The smallest integer part; nothing can be placed before a key that starts with it.
 const SMALLEST_INTEGER: &str = "A00000000000000000000000000";
 
@@ -48,32 +53,43 @@ pub fn is_valid(key: &str) -> bool {
 }
 
 /// A fraction strictly between `a` and `b` (`None`: no upper bound). Neither ends in `0`.
+/// A loop, not recursion: keys grow with repeated placements into one gap, and their length
+/// must never decide the stack depth.
 fn midpoint(a: &[u8], b: Option<&[u8]>) -> Vec<u8> {
-    if let Some(b) = b {
-        let mut n = 0;
-        while n < b.len() && a.get(n).copied().unwrap_or(ZERO) == b[n] {
-            n += 1;
+    let mut out = Vec::new();
+    let (mut a, mut b) = (a, b);
+    loop {
+        if let Some(upper) = b {
+            let mut n = 0;
+            while n < upper.len() && a.get(n).copied().unwrap_or(ZERO) == upper[n] {
+                n += 1;
+            }
+            if n > 0 {
+                out.extend_from_slice(&upper[..n]);
+                a = a.get(n..).unwrap_or(&[]);
+                b = Some(&upper[n..]);
+                continue;
+            }
         }
-        if n > 0 {
-            let mut out = b[..n].to_vec();
-            out.extend(midpoint(a.get(n..).unwrap_or(&[]), Some(&b[n..])));
+        let digit_a = a.first().and_then(|c| digit(*c)).unwrap_or(0);
+        let digit_b = match b {
+            Some(b) => b.first().and_then(|c| digit(*c)).unwrap_or(DIGITS.len()),
+            None => DIGITS.len(),
+        };
+        if digit_b.saturating_sub(digit_a) > 1 {
+            out.push(DIGITS[(digit_a + digit_b).div_ceil(2)]);
             return out;
         }
-    }
-    let digit_a = a.first().and_then(|c| digit(*c)).unwrap_or(0);
-    let digit_b = match b {
-        Some(b) => b.first().and_then(|c| digit(*c)).unwrap_or(DIGITS.len()),
-        None => DIGITS.len(),
-    };
-    if digit_b - digit_a > 1 {
-        return vec![DIGITS[(digit_a + digit_b).div_ceil(2)]];
-    }
-    match b {
-        Some(b) if b.len() > 1 => b[..1].to_vec(),
-        _ => {
-            let mut out = vec![DIGITS[digit_a]];
-            out.extend(midpoint(a.get(1..).unwrap_or(&[]), None));
-            out
+        match b {
+            Some(upper) if upper.len() > 1 => {
+                out.push(upper[0]);
+                return out;
+            }
+            _ => {
+                out.push(DIGITS[digit_a]);
+                a = a.get(1..).unwrap_or(&[]);
+                b = None;
+            }
         }
     }
 }
@@ -220,6 +236,16 @@ pub fn after(last: Option<&str>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_keys_do_not_deepen_the_stack() {
+        let long = vec![LAST; 500_000];
+        let mid = midpoint(&long, None);
+        assert!(mid.as_slice() > long.as_slice());
+        let upper = [long.as_slice(), b"1"].concat();
+        let mid = midpoint(&long, Some(&upper));
+        assert!(mid.as_slice() > long.as_slice() && mid.as_slice() < upper.as_slice());
+    }
 
     #[test]
     fn known_keys() {

@@ -677,7 +677,7 @@ async fn events(
     let (org, requester) = requester_for(&state, &caller, board).await?;
     state
         .boards()
-        .read(org, board, requester, BoardQuery::Access(Scope::BoardsRead))
+        .read(org, board, requester.clone(), BoardQuery::Access(Scope::BoardsRead))
         .await
         .map_err(board_error)?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
@@ -686,8 +686,11 @@ async fn events(
         .tenant(org)
         .board_events(board, query.after.unwrap_or(0).max(0), limit)
         .await?;
+    // A key sees item and update events only with their read scopes; `last_seq` still moves
+    // past the ones it may not see.
     let events: Vec<Value> = rows
         .iter()
+        .filter(|e| requester.may_see(&e.kind))
         .map(|e| json!({ "seq": e.seq, "kind": e.kind, "actor": e.actor, "data": e.payload.0, "created_at": e.created_at }))
         .collect();
     let last = rows.last().map(|e| e.seq);

@@ -33,7 +33,7 @@ use serde_json::{json, Value};
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
-use super::fanout::{may_see, message, wire_time, Subscription};
+use super::fanout::{message, wire_time, Subscription};
 use crate::auth::{Caller, Principal};
 use crate::error::ApiError;
 use crate::http::boards::{board_error, requester_for, requester_recheck};
@@ -732,7 +732,7 @@ impl Connection {
             Some((current, events)) => {
                 let data = json!({ "seq": current, "recovered": true });
                 self.reply(Reply::ok(Some(id), data, Some(current)));
-                for row in events.iter().filter(|r| may_see(requester, &r.kind)) {
+                for row in events.iter().filter(|r| requester.may_see(&r.kind)) {
                     self.outbox.send(&ServerFrame::Event(EventFrame {
                         board_id: board.to_string(),
                         seq: row.seq,
@@ -797,14 +797,16 @@ impl Connection {
 
     /// Re-checks the credential; every few rounds, each subscription's board access too.
     async fn recheck(&mut self) {
-        match self.state.auth().authenticate(&self.credential, &self.caller.meta).await {
-            Ok(principal) => self.caller.principal = principal,
-            // A passing failure (database, rate limit) is no reason to drop a client.
-            Err(err)
-                if matches!(
-                    err.code(),
-                    ErrorCode::Internal | ErrorCode::Unavailable | ErrorCode::RateLimited
-                ) => {}
+        match self.state.auth().reauthenticate(&self.credential, &self.caller.meta).await {
+            Ok(principal) => {
+                let rescoped = scopes_of(&principal) != scopes_of(&self.caller.principal);
+                self.caller.principal = principal;
+                if rescoped {
+                    self.end_subscriptions_for_new_scopes();
+                }
+            }
+            // A passing failure (database, bcrypt pool) is no reason to drop a client.
+            Err(err) if matches!(err.code(), ErrorCode::Internal | ErrorCode::Unavailable) => {}
             Err(err) => {
                 self.outbox.close(close::AUTH_ENDED, err.code().as_str());
                 return;
@@ -816,6 +818,22 @@ impl Connection {
             for board in boards {
                 self.recheck_board(board).await;
             }
+        }
+    }
+
+    /// The key's scopes changed (re-scoped by its owner): every subscription was made under the
+    /// old ones, which decide what it delivers, so each ends and the client subscribes again.
+    fn end_subscriptions_for_new_scopes(&mut self) {
+        let ended = ApiError::new(
+            ErrorCode::InsufficientScope,
+            "this API key's scopes changed; subscribe again",
+        );
+        for (board, sub) in std::mem::take(&mut self.subs) {
+            self.state.ws().fanout().remove(&sub);
+            self.outbox.send(&ServerFrame::Unsubscribed(Unsubscribed {
+                board_id: board.to_string(),
+                error: error_body(&ended),
+            }));
         }
     }
 
@@ -859,5 +877,13 @@ impl Connection {
         for (_, sub) in self.subs.drain() {
             self.state.ws().fanout().remove(&sub);
         }
+    }
+}
+
+/// The scopes of an API key principal (`None` for a session).
+fn scopes_of(principal: &Principal) -> Option<&[boardroom_protocol::Scope]> {
+    match principal {
+        Principal::ApiKey(grant) => Some(&grant.scopes),
+        Principal::User { .. } => None,
     }
 }

@@ -31,7 +31,7 @@ use boardroom_actors::board::Requester;
 use boardroom_actors::domain::{BoardEvent, EventKind};
 use boardroom_actors::event_bus::EventBus;
 use boardroom_protocol::frames::{close, EventFrame, Presence, ServerFrame};
-use boardroom_protocol::{Encoding, Scope};
+use boardroom_protocol::Encoding;
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
@@ -83,7 +83,7 @@ impl Subscription {
 
     /// Whether the subscriber may see events of `kind`.
     pub fn may_see(&self, kind: &str) -> bool {
-        may_see(&self.requester, kind)
+        self.requester.may_see(kind)
     }
 
     /// Goes live: sends what was buffered beyond `sent` (or, when resuming from a pause, beyond
@@ -96,29 +96,25 @@ impl Subscription {
             Gate::Live { .. } | Gate::Closed => return,
         };
         let mut last = sent.unwrap_or(after);
-        for event in &events {
+        let mut events = events.into_iter();
+        while let Some(event) = events.next() {
             if event.seq <= last {
                 continue;
             }
             last = event.seq;
             if self.may_see(event.kind.as_str()) {
-                self.outbox.send(&event_frame(event));
+                self.outbox.send(&event_frame(&event));
+            }
+            if may_lose_access(&event, self.requester.user_id) {
+                // As on the live path: nothing more until access is re-checked; what followed
+                // stays buffered for a resume.
+                *gate = Gate::Buffering { after: last, events: events.collect() };
+                drop(gate);
+                self.outbox.control(Control::Recheck(self.board));
+                return;
             }
         }
         *gate = Gate::Live { last_seq: last };
-    }
-}
-
-/// Whether `requester` may see events of `kind`: a key needs `items:read` for item events and
-/// `updates:read` for update events (`boards:read` was checked on subscribe).
-pub fn may_see(requester: &Requester, kind: &str) -> bool {
-    let Some(scopes) = &requester.scopes else { return true };
-    if kind.starts_with("item.") {
-        scopes.contains(&Scope::ItemsRead)
-    } else if kind.starts_with("update.") {
-        scopes.contains(&Scope::UpdatesRead)
-    } else {
-        true
     }
 }
 
