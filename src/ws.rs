@@ -58,9 +58,16 @@ pub struct Gateway {
     shutdown: watch::Sender<bool>,
 }
 
-/// Open sockets per user.
+/// Open sockets per user, and their outboxes (to reach them when the user's organization
+/// membership changes).
 #[derive(Default)]
-struct SocketCounts(dashmap::DashMap<Uuid, u32>);
+struct SocketCounts(dashmap::DashMap<Uuid, UserSockets>);
+
+#[derive(Default)]
+struct UserSockets {
+    open: u32,
+    outboxes: Vec<std::sync::Weak<connection::Outbox>>,
+}
 
 /// One open socket counted against its user; uncounted when dropped (the connection ended,
 /// or the upgrade never completed).
@@ -69,11 +76,22 @@ pub struct SocketSlot {
     user: Uuid,
 }
 
+impl SocketSlot {
+    /// Registers the connection's outbox under its user.
+    pub fn attach(&self, outbox: &Arc<connection::Outbox>) {
+        if let Some(mut sockets) = self.counts.0.get_mut(&self.user) {
+            sockets.outboxes.retain(|o| o.strong_count() > 0);
+            sockets.outboxes.push(Arc::downgrade(outbox));
+        }
+    }
+}
+
 impl Drop for SocketSlot {
     fn drop(&mut self) {
-        self.counts.0.remove_if_mut(&self.user, |_, open| {
-            *open = open.saturating_sub(1);
-            *open == 0
+        self.counts.0.remove_if_mut(&self.user, |_, sockets| {
+            sockets.open = sockets.open.saturating_sub(1);
+            sockets.outboxes.retain(|o| o.strong_count() > 0);
+            sockets.open == 0
         });
     }
 }
@@ -96,7 +114,8 @@ impl Gateway {
 
     /// Counts a new socket of `user`, unless they already hold the most allowed.
     fn open_socket(&self, user: Uuid) -> Result<SocketSlot, ApiError> {
-        let mut open = self.sockets.0.entry(user).or_insert(0);
+        let mut sockets = self.sockets.0.entry(user).or_default();
+        let open = &mut sockets.open;
         if *open >= self.max_sockets_per_user {
             let mut err = ApiError::new(
                 ErrorCode::RateLimited,
@@ -114,7 +133,19 @@ impl Gateway {
 
     /// How many sockets `user` holds open (tests and metrics).
     pub fn open_sockets(&self, user: Uuid) -> u32 {
-        self.sockets.0.get(&user).map_or(0, |open| *open)
+        self.sockets.0.get(&user).map_or(0, |sockets| sockets.open)
+    }
+
+    /// `user`'s membership or role in an organization changed: each of their sockets re-checks
+    /// its subscriptions now, not at its next periodic re-check.
+    pub fn recheck_user(&self, user: Uuid) {
+        let outboxes: Vec<Arc<connection::Outbox>> = match self.sockets.0.get(&user) {
+            Some(sockets) => sockets.outboxes.iter().filter_map(std::sync::Weak::upgrade).collect(),
+            None => return,
+        };
+        for outbox in outboxes {
+            outbox.control(connection::Control::RecheckAll);
+        }
     }
 
     /// The fan-out.

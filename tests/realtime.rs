@@ -38,6 +38,13 @@ both_backends_with!(short_heartbeat; a_silent_client_is_closed_and_leaves);
 
 both_backends_with!(two_sockets_per_user; a_user_holds_at_most_the_allowed_sockets);
 
+both_backends_with!(no_periodic_rechecks; org_membership_changes_reach_sockets_at_once);
+
+/// Periodic re-checks so rare that a test sees only the ones something triggered.
+fn no_periodic_rechecks(settings: &mut boardroom::config::Settings) {
+    settings.ws_auth_recheck_secs = 300;
+}
+
 fn two_sockets_per_user(settings: &mut boardroom::config::Settings) {
     settings.ws_max_sockets_per_user = 2;
 }
@@ -909,4 +916,45 @@ async fn deleting_the_board_ends_its_subscriptions(server: &TestServer) {
     let ended = watcher.next_of("unsubscribed").await;
     assert_eq!(ended["error"]["code"], "not_found");
     assert!(server.state().ws().fanout().is_empty());
+}
+
+/// Losing org admin (and with it the boards one is not a member of), or leaving the org, ends
+/// the affected subscriptions at once, not at the next periodic re-check (five minutes away here).
+async fn org_membership_changes_reach_sockets_at_once(server: &TestServer) {
+    let f = fixture(server).await;
+    let admin = server.register("admin").await;
+    server.add_member(&f.owner, &f.org, &admin, "admin").await;
+    let editor = server.register("editor").await;
+    server.add_member(&f.owner, &f.org, &editor, "member").await;
+    server
+        .send_as(
+            Method::PUT,
+            &format!("/api/v1/boards/{}/members/{}", f.board, editor.id),
+            &f.owner.access_token,
+            Some(&json!({"role": "editor"})),
+        )
+        .await
+        .expect(200);
+    let mut as_admin = connect(server, &admin.access_token, JSON).await;
+    ok(&as_admin.request(json!({"type": "subscribe", "board_id": f.board})).await);
+    let mut as_editor = connect(server, &editor.access_token, JSON).await;
+    ok(&as_editor.request(json!({"type": "subscribe", "board_id": f.board})).await);
+    let members = format!("/api/v1/orgs/{}/members", f.org);
+    server
+        .send_as(
+            Method::PATCH,
+            &format!("{members}/{}", admin.id),
+            &f.owner.access_token,
+            Some(&json!({"role": "member"})),
+        )
+        .await
+        .expect(200);
+    let ended = as_admin.next_of("unsubscribed").await;
+    assert_eq!(ended["error"]["code"], "not_found", "not on the board, no longer an admin");
+    server
+        .send_as(Method::DELETE, &format!("{members}/{}", editor.id), &f.owner.access_token, None)
+        .await
+        .expect(204);
+    let ended = as_editor.next_of("unsubscribed").await;
+    assert_eq!(ended["error"]["code"], "not_found", "no longer in the organization");
 }

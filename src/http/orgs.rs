@@ -171,6 +171,8 @@ async fn change_member(
         .await
         .map_err(org_error)?
         .unwrap_or(OrgRole::Member);
+    // A former admin may no longer see boards they are not on: their sockets check now.
+    state.ws().recheck_user(user);
     state.auth().audit(AuditAction::MemberRoleChanged, &caller.meta, |e| {
         e.organization_id = Some(org);
         e.actor_id = Some(caller.user_id());
@@ -197,6 +199,7 @@ async fn remove_member(
         .map_err(org_error)?
         .unwrap_or(OrgRole::Member);
     state.auth().key_cache().invalidate_user(org, user);
+    state.ws().recheck_user(user);
     state.auth().audit(AuditAction::MemberRemoved, &caller.meta, |e| {
         e.organization_id = Some(org);
         e.actor_id = Some(caller.user_id());

@@ -56,6 +56,8 @@ const MESSAGE_OVERHEAD: usize = 64;
 pub enum Control {
     /// Membership of this board changed (or the board went): re-check access to it.
     Recheck(Uuid),
+    /// The user's organization membership changed: re-check access to every subscribed board.
+    RecheckAll,
 }
 
 /// A connection's outbound side: bounded in bytes, closable from anywhere.
@@ -231,9 +233,10 @@ struct Connection {
 
 /// Runs a connection until either side ends it.
 pub async fn run(socket: WebSocket, accepted: Accepted) {
-    let Accepted { state, caller, credential, encoding, limits, slot: _slot } = accepted;
+    let Accepted { state, caller, credential, encoding, limits, slot } = accepted;
     let (sink, mut stream) = socket.split();
     let (outbox, ends) = Outbox::new(encoding, limits.outbound_bytes);
+    slot.attach(&outbox);
     let OutboxEnds { mut closed } = ends;
     let writer = tokio::spawn(write_loop(sink, outbox.clone(), closed.clone()));
     outbox.send(&ServerFrame::Hello(Hello {
@@ -303,6 +306,7 @@ pub async fn run(socket: WebSocket, accepted: Accepted) {
                 while let Some(control) = outbox.take_control() {
                     match control {
                         Control::Recheck(board) => Box::pin(conn.recheck_board(board)).await,
+                        Control::RecheckAll => Box::pin(conn.recheck_boards()).await,
                     }
                 }
             }
@@ -814,10 +818,15 @@ impl Connection {
         }
         self.rechecks = self.rechecks.wrapping_add(1);
         if self.rechecks.is_multiple_of(BOARD_RECHECK_EVERY) {
-            let boards: Vec<Uuid> = self.subs.keys().copied().collect();
-            for board in boards {
-                self.recheck_board(board).await;
-            }
+            self.recheck_boards().await;
+        }
+    }
+
+    /// Re-checks access to every subscribed board.
+    async fn recheck_boards(&mut self) {
+        let boards: Vec<Uuid> = self.subs.keys().copied().collect();
+        for board in boards {
+            self.recheck_board(board).await;
         }
     }
 
