@@ -186,6 +186,15 @@ async fn a_board_holds_columns_groups_items_and_updates(server: &TestServer) {
     )
     .await;
     assert_eq!(reply["parent_id"], update["id"]);
+    // Replies are one level deep.
+    server
+        .post(
+            &format!("{b}/items/{id}/updates"),
+            Some(&f.owner.access_token),
+            &json!({"body": "Nested", "parent_id": reply["id"]}),
+        )
+        .await
+        .expect_error(422, "validation_failed");
     let edited = patch(
         server,
         &f.owner,
@@ -500,9 +509,27 @@ async fn item_versions_guard_concurrent_edits(server: &TestServer) {
         )
         .await
         .expect_error(409, "version_conflict");
-    // Without a version, the last writer wins.
+    // Without a version, the last writer wins; `If-Match: *` asks for any version.
     let lww = patch(server, &f.owner, &path, json!({"name": "v3"})).await;
     assert_eq!((lww["name"].as_str(), lww["version"].as_i64()), (Some("v3"), Some(3)));
+    let any = server
+        .call(Method::PATCH, &path)
+        .bearer(&f.owner.access_token)
+        .header("if-match", "*")
+        .json(&json!({"name": "v4"}))
+        .send()
+        .await;
+    assert_eq!(any.expect(200)["version"], 4);
+    // Archiving reads its (optional) body within the same size limit, answering in JSON.
+    server
+        .call(Method::POST, &format!("{path}/archive"))
+        .bearer(&f.owner.access_token)
+        .raw("application/json", vec![b' '; 2 * 1024 * 1024])
+        .send()
+        .await
+        .expect_error(413, "payload_too_large");
+    let after = server.get_as(&path, &f.owner.access_token).await;
+    assert_eq!(after.expect(200)["archived"], false);
 }
 
 async fn cross_board_and_cross_org_operations_are_refused(server: &TestServer) {

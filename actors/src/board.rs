@@ -815,13 +815,21 @@ impl BoardState {
                 self.item(item_id)?;
                 let body = values::check_text("body", &body, MAX_LONG_TEXT_CHARS)?;
                 if let Some(parent) = parent_id {
-                    let parent = self
-                        .store
-                        .update(self.org(), board_id, item_id, parent)
-                        .await
-                        .map_err(unavailable)?;
-                    if parent.is_none() {
-                        return Err(BoardError::NotFound("parent update on this item"));
+                    let parent = match self.pending_update(parent) {
+                        Some(pending) => pending,
+                        None => self
+                            .store
+                            .update(self.org(), board_id, item_id, parent)
+                            .await
+                            .map_err(unavailable)?,
+                    };
+                    let parent = parent
+                        .filter(|p| p.item_id == item_id)
+                        .ok_or(BoardError::NotFound("parent update on this item"))?;
+                    if parent.parent_id.is_some() {
+                        return Err(invalid(
+                            "reply to the update itself, not to one of its replies",
+                        ));
                     }
                 }
                 let update = Update {
@@ -888,6 +896,17 @@ impl BoardState {
             return Err(BoardError::Conflict("a board must keep at least one owner".into()));
         }
         Ok(())
+    }
+
+    /// An update as the batch waiting to be written leaves it: `Some(Some(_))` written there,
+    /// `Some(None)` deleted there, `None` not touched (the store knows).
+    fn pending_update(&self, id: Uuid) -> Option<Option<Update>> {
+        let pending = self.pending.as_ref()?;
+        pending.changes.iter().fold(None, |found, change| match change {
+            Change::Update(update) if update.id == id => Some(Some(update.clone())),
+            Change::DeleteUpdate(deleted) if *deleted == id => Some(None),
+            _ => found,
+        })
     }
 
     /// Whether `user` belongs to the board's organization, as its org actor (the owner of

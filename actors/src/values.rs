@@ -62,7 +62,8 @@ pub fn check_settings(kind: ColumnKind, settings: Option<&Value>) -> Result<Valu
                     .as_str()
                     .ok_or_else(|| invalid("settings.labels must be strings"))
                     .and_then(|l| check_text("a label", l, MAX_TITLE_CHARS))?;
-                if seen.contains(&label) {
+                // "Done" and "done" side by side would only confuse whoever picks one.
+                if seen.iter().any(|s: &String| s.to_lowercase() == label.to_lowercase()) {
                     return Err(invalid(format!("label {label:?} appears twice")));
                 }
                 seen.push(label);
@@ -208,6 +209,14 @@ mod tests {
 
     fn column(kind: ColumnKind, settings: Value) -> Column {
         Column { id: Uuid::now_v7(), title: "c".into(), kind, settings, position: "V".into() }
+    }
+
+    #[test]
+    fn labels_are_distinct_ignoring_case() {
+        let labels = |l: Value| check_settings(ColumnKind::Status, Some(&json!({ "labels": l })));
+        assert!(labels(json!(["Done", "Stuck"])).is_ok());
+        assert!(labels(json!(["Done", "done"])).is_err());
+        assert!(labels(json!(["Done", "Done"])).is_err());
     }
 
     #[test]

@@ -497,10 +497,14 @@ struct UpdateItem {
     expected_version: Option<i64>,
 }
 
-/// `If-Match: "7"` (or `7`, or a weak `W/"7"`) names the version a change expects.
+/// `If-Match: "7"` (or `7`, or a weak `W/"7"`) names the version a change expects; `*` matches
+/// any version (the item must exist, as it must anyway).
 fn if_match(headers: &HeaderMap) -> ApiResult<Option<i64>> {
     let Some(value) = headers.get(axum::http::header::IF_MATCH) else { return Ok(None) };
     let text = value.to_str().unwrap_or_default().trim();
+    if text == "*" {
+        return Ok(None);
+    }
     let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
     text.parse()
         .map(Some)
@@ -570,8 +574,9 @@ async fn archive_item(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((board, item)): ApiPath<(Uuid, Uuid)>,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<Response> {
+    let body = body.map_err(|e| super::extract::body_read_error(&e))?;
     let body: ArchiveItem = if body.is_empty() {
         ArchiveItem::default()
     } else {

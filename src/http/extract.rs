@@ -41,13 +41,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         JsonRejection::JsonDataError(err) => {
             ApiError::new(ErrorCode::MalformedBody, format!("invalid body: {}", err.body_text()))
         }
-        JsonRejection::BytesRejection(err) => {
-            if err.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
-            } else {
-                ApiError::bad_request("could not read the request body")
-            }
-        }
+        JsonRejection::BytesRejection(err) => body_read_error(&err),
         other => ApiError::bad_request(other.body_text()),
     }
 }
@@ -88,5 +82,14 @@ where
             Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
             Err(err) => Err(ApiError::bad_request(format!("invalid query: {}", err.body_text()))),
         }
+    }
+}
+
+/// The answer to a request body that could not be read: too large (413), or cut off.
+pub fn body_read_error(err: &axum::extract::rejection::BytesRejection) -> ApiError {
+    if err.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
+    } else {
+        ApiError::bad_request("could not read the request body")
     }
 }
