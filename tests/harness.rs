@@ -359,6 +359,24 @@ impl TestServer {
         .expect(201);
     }
 
+    /// Gives `user` `role` on `board`, as its owner `owner`.
+    pub async fn add_board_member(
+        &self,
+        owner: &TestUser,
+        board: &str,
+        user: &TestUser,
+        role: &str,
+    ) {
+        self.send_as(
+            reqwest::Method::PUT,
+            &format!("/api/v1/boards/{board}/members/{}", user.id),
+            &owner.access_token,
+            Some(&serde_json::json!({ "role": role })),
+        )
+        .await
+        .expect(200);
+    }
+
     /// Creates an API key in `org` as `user` with `scopes`; returns (id, key).
     pub async fn create_key(
         &self,

@@ -536,15 +536,7 @@ async fn losing_board_membership_ends_the_subscription(server: &TestServer) {
     let f = fixture(server).await;
     let member = server.register("member").await;
     server.add_member(&f.owner, &f.org, &member, "member").await;
-    server
-        .send_as(
-            Method::PUT,
-            &format!("/api/v1/boards/{}/members/{}", f.board, member.id),
-            &f.owner.access_token,
-            Some(&json!({"role": "editor"})),
-        )
-        .await
-        .expect(200);
+    server.add_board_member(&f.owner, &f.board, &member, "editor").await;
     let mut client = connect(server, &member.access_token, JSON).await;
     ok(&client.request(json!({"type": "subscribe", "board_id": f.board})).await);
     server
@@ -774,15 +766,7 @@ async fn presence_follows_who_is_viewing(server: &TestServer) {
     let f = fixture(server).await;
     let member = server.register("member").await;
     server.add_member(&f.owner, &f.org, &member, "member").await;
-    server
-        .send_as(
-            Method::PUT,
-            &format!("/api/v1/boards/{}/members/{}", f.board, member.id),
-            &f.owner.access_token,
-            Some(&json!({"role": "viewer"})),
-        )
-        .await
-        .expect(200);
+    server.add_board_member(&f.owner, &f.board, &member, "viewer").await;
     let subscribe = json!({"type": "subscribe", "board_id": f.board});
     let mut owner = connect(server, &f.owner.access_token, JSON).await;
     ok(&owner.request(subscribe.clone()).await);
@@ -926,15 +910,7 @@ async fn org_membership_changes_reach_sockets_at_once(server: &TestServer) {
     server.add_member(&f.owner, &f.org, &admin, "admin").await;
     let editor = server.register("editor").await;
     server.add_member(&f.owner, &f.org, &editor, "member").await;
-    server
-        .send_as(
-            Method::PUT,
-            &format!("/api/v1/boards/{}/members/{}", f.board, editor.id),
-            &f.owner.access_token,
-            Some(&json!({"role": "editor"})),
-        )
-        .await
-        .expect(200);
+    server.add_board_member(&f.owner, &f.board, &editor, "editor").await;
     let mut as_admin = connect(server, &admin.access_token, JSON).await;
     ok(&as_admin.request(json!({"type": "subscribe", "board_id": f.board})).await);
     let mut as_editor = connect(server, &editor.access_token, JSON).await;

@@ -338,15 +338,7 @@ async fn only_owners_manage_webhooks(server: &TestServer) {
     // A member of the org who is only an editor on the board: 403 everywhere.
     let editor = server.register("editor").await;
     server.add_member(&f.owner, &f.org, &editor, "member").await;
-    server
-        .send_as(
-            Method::PUT,
-            &format!("/api/v1/boards/{}/members/{}", f.board, editor.id),
-            &f.owner.access_token,
-            Some(&json!({"role": "editor"})),
-        )
-        .await
-        .expect(200);
+    server.add_board_member(&f.owner, &f.board, &editor, "editor").await;
     // Someone from another organization: 404 everywhere.
     let stranger = server.register("stranger").await;
     server.create_org(&stranger, "Other").await;
