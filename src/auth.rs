@@ -409,29 +409,8 @@ impl Auth {
         bearer: &str,
         meta: &RequestMeta,
     ) -> Result<Principal, ApiError> {
-        self.authenticate_with(bearer, meta, true).await
-    }
-
-    /// [`Auth::authenticate`] again for a credential that already opened a socket: its
-    /// periodic re-check is not a guess at a key, so the client IP's failed-key counter is not
-    /// consulted (otherwise a client could keep a revoked key's socket alive by getting its own
-    /// IP blocked with bad keys, a refusal a re-check must treat as passing).
-    pub async fn reauthenticate(
-        &self,
-        bearer: &str,
-        meta: &RequestMeta,
-    ) -> Result<Principal, ApiError> {
-        self.authenticate_with(bearer, meta, false).await
-    }
-
-    async fn authenticate_with(
-        &self,
-        bearer: &str,
-        meta: &RequestMeta,
-        gate_ip: bool,
-    ) -> Result<Principal, ApiError> {
         if api_keys::looks_like_key(bearer) {
-            return self.authenticate_key(bearer, meta, gate_ip).await.map(Principal::ApiKey);
+            return self.authenticate_key(bearer, meta).await.map(Principal::ApiKey);
         }
         let claims = self.tokens.verify_access(bearer).map_err(|err| match err {
             TokenError::Expired => ApiError::new(ErrorCode::TokenExpired, "access token expired"),
@@ -466,19 +445,16 @@ impl Auth {
         Ok(Some(state))
     }
 
-    async fn authenticate_key(
-        &self,
-        key: &str,
-        meta: &RequestMeta,
-        gate_ip: bool,
-    ) -> Result<KeyGrant, ApiError> {
-        if let Some(retry) = self.keys.ip_is_blocked(meta.ip).filter(|_| gate_ip) {
-            return Err(ApiError::rate_limited(retry));
-        }
+    async fn authenticate_key(&self, key: &str, meta: &RequestMeta) -> Result<KeyGrant, ApiError> {
         let now = chrono::Utc::now();
         let digest = self.tokens.digest(b"api-key", key.as_bytes());
+        // A key already verified is no guess and costs nothing: only what would reach the
+        // database and bcrypt is held back for an IP with too many failed keys.
         if let Some(grant) = self.keys.get(&digest, now) {
             return Ok(grant);
+        }
+        if let Some(retry) = self.keys.ip_is_blocked(meta.ip) {
+            return Err(ApiError::rate_limited(retry));
         }
         let turn = self.keys.verify_turn(digest);
         let verified = {

@@ -284,13 +284,7 @@ impl Store {
                 .connect_with(options)
                 .await
                 .map_err(unreachable)?;
-            let sqlite_writer = Arc::default();
-            let writer = item_batches::Writer::Sqlite(pool.clone(), Arc::clone(&sqlite_writer));
-            Ok(Store {
-                pool: Pool::Sqlite(pool),
-                item_batches: item_batches::ItemBatches::start(writer),
-                sqlite_writer,
-            })
+            Ok(Store::on(Pool::Sqlite(pool)))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url)
                 .map_err(|e| OpenError::BadUrl(format!("invalid Postgres URL: {e}")))?
@@ -303,19 +297,20 @@ impl Store {
                 .connect_with(options)
                 .await
                 .map_err(unreachable)?;
-            Ok(Store {
-                item_batches: item_batches::ItemBatches::start(item_batches::Writer::Postgres(
-                    pool.clone(),
-                )),
-                pool: Pool::Postgres(pool),
-                sqlite_writer: Arc::default(),
-            })
+            Ok(Store::on(Pool::Postgres(pool)))
         } else {
             Err(OpenError::BadUrl(format!(
                 "unsupported scheme in {:?}: use sqlite://PATH or postgres://…",
                 redact_url(url)
             )))
         }
+    }
+
+    /// A store on `pool`, with its item-batch collector started.
+    fn on(pool: Pool) -> Store {
+        let sqlite_writer = Arc::default();
+        let writer = item_batches::Writer::new(pool.clone(), Arc::clone(&sqlite_writer));
+        Store { item_batches: item_batches::ItemBatches::start(writer), pool, sqlite_writer }
     }
 
     /// The backend's pool; queries use it through [`on_pool!`](crate::on_pool).

@@ -241,6 +241,8 @@ async fn bad_keys_are_counted_per_ip_before_bcrypt(server: &TestServer) {
     let alice = server.register("alice").await;
     let org = server.create_org(&alice, "Acme").await;
     let (_, key) = server.create_key(&alice, &org, &["boards:read"]).await;
+    let (_, in_use) = server.create_key(&alice, &org, &["boards:read"]).await;
+    server.get_as(&format!("/api/v1/orgs/{org}"), &in_use).await.expect(200);
     let unknown = format!("brk_{}", "Z".repeat(40));
     for i in 0..20 {
         let bad = if i % 2 == 0 { "brk_malformed".to_owned() } else { unknown.clone() };
@@ -253,6 +255,8 @@ async fn bad_keys_are_counted_per_ip_before_bcrypt(server: &TestServer) {
     let refused = server.get_as(&format!("/api/v1/orgs/{org}"), &key).await;
     refused.expect_error(429, "rate_limited");
     assert!(refused.header("retry-after").is_some());
+    // A key verified before is no guess and costs nothing: it still works from this IP.
+    server.get_as(&format!("/api/v1/orgs/{org}"), &in_use).await.expect(200);
     // Sessions are unaffected.
     server.get_as(&format!("/api/v1/orgs/{org}"), &alice.access_token).await.expect(200);
 }

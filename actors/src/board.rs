@@ -451,6 +451,17 @@ fn now() -> DateTime<Utc> {
     DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
 }
 
+/// A position for `moving` (or, with `None`, something new) placed among `siblings` (ids with
+/// their keys, in order; `moving` itself is skipped).
+fn place_among<'a>(
+    siblings: impl Iterator<Item = (Uuid, &'a str)>,
+    moving: Option<Uuid>,
+    placement: &Placement,
+) -> Result<String, BoardError> {
+    let siblings: Vec<(Uuid, &str)> = siblings.filter(|(id, _)| Some(*id) != moving).collect();
+    place(&siblings, placement)
+}
+
 /// A position for something placed among `siblings` (sorted keys with ids).
 fn place(siblings: &[(Uuid, &str)], placement: &Placement) -> Result<String, BoardError> {
     let index_of = |id: Uuid| {
@@ -562,9 +573,11 @@ impl BoardState {
                 self.require(requester, BoardRole::Owner, Scope::BoardsWrite)?;
                 let title = values::check_text("title", &title, MAX_TITLE_CHARS)?;
                 let settings = values::check_settings(kind, settings.as_ref())?;
-                let siblings: Vec<(Uuid, &str)> =
-                    self.columns.iter().map(|c| (c.id, c.position.as_str())).collect();
-                let position = place(&siblings, &placement)?;
+                let position = place_among(
+                    self.columns.iter().map(|c| (c.id, c.position.as_str())),
+                    None,
+                    &placement,
+                )?;
                 let column = Column { id: Uuid::now_v7(), title, kind, settings, position };
                 self.columns.push(column.clone());
                 self.columns.sort_by(|a, b| a.position.cmp(&b.position));
@@ -581,13 +594,11 @@ impl BoardState {
                     column.title = values::check_text("title", &title, MAX_TITLE_CHARS)?;
                 }
                 if placement != Placement::default() {
-                    let siblings: Vec<(Uuid, &str)> = self
-                        .columns
-                        .iter()
-                        .filter(|c| c.id != column_id)
-                        .map(|c| (c.id, c.position.as_str()))
-                        .collect();
-                    column.position = place(&siblings, &placement)?;
+                    column.position = place_among(
+                        self.columns.iter().map(|c| (c.id, c.position.as_str())),
+                        Some(column_id),
+                        &placement,
+                    )?;
                 }
                 if let Some(settings) = &settings {
                     column.settings = values::check_settings(column.kind, Some(settings))?;
@@ -636,9 +647,11 @@ impl BoardState {
                 self.require(requester, BoardRole::Editor, Scope::BoardsWrite)?;
                 let title = values::check_text("title", &title, MAX_TITLE_CHARS)?;
                 let color = color.map(|c| values::check_text("color", &c, 32)).transpose()?;
-                let siblings: Vec<(Uuid, &str)> =
-                    self.groups.iter().map(|g| (g.id, g.position.as_str())).collect();
-                let position = place(&siblings, &placement)?;
+                let position = place_among(
+                    self.groups.iter().map(|g| (g.id, g.position.as_str())),
+                    None,
+                    &placement,
+                )?;
                 let group = Group { id: Uuid::now_v7(), title, color, position };
                 self.groups.push(group.clone());
                 self.groups.sort_by(|a, b| a.position.cmp(&b.position));
@@ -658,13 +671,11 @@ impl BoardState {
                     group.color = Some(values::check_text("color", &color, 32)?);
                 }
                 if placement != Placement::default() {
-                    let siblings: Vec<(Uuid, &str)> = self
-                        .groups
-                        .iter()
-                        .filter(|g| g.id != group_id)
-                        .map(|g| (g.id, g.position.as_str()))
-                        .collect();
-                    group.position = place(&siblings, &placement)?;
+                    group.position = place_among(
+                        self.groups.iter().map(|g| (g.id, g.position.as_str())),
+                        Some(group_id),
+                        &placement,
+                    )?;
                 }
                 if let Some(slot) = self.groups.iter_mut().find(|g| g.id == group_id) {
                     *slot = group.clone();
@@ -697,12 +708,11 @@ impl BoardState {
                         checked.insert(column_id, value);
                     }
                 }
-                let position = {
-                    let siblings = self.items_in(group_id);
-                    let siblings: Vec<(Uuid, &str)> =
-                        siblings.iter().map(|i| (i.id, i.position.as_str())).collect();
-                    place(&siblings, &placement)?
-                };
+                let position = place_among(
+                    self.items_in(group_id).iter().map(|i| (i.id, i.position.as_str())),
+                    None,
+                    &placement,
+                )?;
                 let item = Item {
                     id: Uuid::now_v7(),
                     group_id,
@@ -764,15 +774,11 @@ impl BoardState {
                 let mut item = self.item(item_id)?.clone();
                 self.group(group_id)?;
                 let from_group = item.group_id;
-                item.position = {
-                    let siblings = self.items_in(group_id);
-                    let siblings: Vec<(Uuid, &str)> = siblings
-                        .iter()
-                        .filter(|i| i.id != item_id)
-                        .map(|i| (i.id, i.position.as_str()))
-                        .collect();
-                    place(&siblings, &placement)?
-                };
+                item.position = place_among(
+                    self.items_in(group_id).iter().map(|i| (i.id, i.position.as_str())),
+                    Some(item_id),
+                    &placement,
+                )?;
                 item.group_id = group_id;
                 item.version += 1;
                 item.updated_at = at;

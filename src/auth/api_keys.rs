@@ -7,9 +7,10 @@
 //! bcrypt runs once per key per process: a verified key is cached under a keyed digest of the
 //! whole key, and revoking, re-scoping or expiring it drops it from the cache at once. Concurrent
 //! first uses of one key take turns ([`KeyCache::verify_turn`]): the first runs bcrypt, the
-//! rest find its grant cached, so a fleet of bots starting together costs one bcrypt. Before any
-//! lookup or bcrypt, the client IP's recent failures are checked: malformed, unknown or wrong
-//! keys are counted per IP, and an IP over the limit is refused without spending CPU.
+//! rest find its grant cached, so a fleet of bots starting together costs one bcrypt. A key not
+//! in the cache meets the client IP's recent failures before any database lookup or bcrypt:
+//! malformed, unknown or wrong keys are counted per IP, and an IP over the limit is refused
+//! without spending CPU.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;

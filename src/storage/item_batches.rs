@@ -28,7 +28,7 @@ use boardroom_actors::domain::{BoardEvent, Item};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::types::Json;
-use sqlx::{PgPool, SqlitePool};
+use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Mutex, Semaphore};
 use uuid::Uuid;
 
@@ -36,7 +36,8 @@ use super::boards::{
     all_written, append_to_log, upsert_items, upsert_within_board, ITEM_SET, NOT_APPLIED,
     ROWS_PER_STATEMENT,
 };
-use super::{StorageError, StorageResult};
+use super::{Pool, StorageError, StorageResult};
+use crate::transaction;
 
 /// Postgres statements writing batches at the same time. Fewer means bigger statements (64
 /// boards over REST: 9,740 updates/s with 4, 10,889 with 2, 11,648 with 1); more than one keeps
@@ -98,14 +99,27 @@ struct Job {
     done: oneshot::Sender<StorageResult<()>>,
 }
 
-/// Where the collector writes.
+/// Where the collector writes: the store's pool, and its SQLite write turn (what
+/// [`transaction!`] needs of a store).
 #[derive(Clone, Debug)]
-pub enum Writer {
-    /// Postgres.
-    Postgres(PgPool),
-    /// SQLite, and the store's turn to write (one write transaction at a time, queued here
-    /// rather than in SQLite's sleeping busy handler).
-    Sqlite(SqlitePool, Arc<Mutex<()>>),
+pub struct Writer {
+    pool: Pool,
+    turn: Arc<Mutex<()>>,
+}
+
+impl Writer {
+    /// The writer of a store with `pool` and SQLite write turn `turn`.
+    pub fn new(pool: Pool, turn: Arc<Mutex<()>>) -> Self {
+        Writer { pool, turn }
+    }
+
+    fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    fn sqlite_write_turn(&self) -> &Mutex<()> {
+        &self.turn
+    }
 }
 
 /// The collector's handle. Cheap to clone.
@@ -137,9 +151,10 @@ impl ItemBatches {
 }
 
 async fn collect(writer: Writer, mut jobs: mpsc::UnboundedReceiver<Job>) {
-    let in_flight = match writer {
-        Writer::Postgres(_) => STATEMENTS_IN_FLIGHT,
-        Writer::Sqlite(..) => 1,
+    let in_flight = match writer.pool() {
+        Pool::Postgres(_) => STATEMENTS_IN_FLIGHT,
+        // One writer at a time anyway.
+        Pool::Sqlite(_) => 1,
     };
     let slots = Arc::new(Semaphore::new(in_flight));
     while let Some(first) = jobs.recv().await {
@@ -175,45 +190,20 @@ async fn run(writer: &Writer, jobs: Vec<Job>) {
     }
 }
 
-/// Writes `batches`: all of them or nothing.
+/// Writes `batches`: all of them or nothing. Postgres: one statement; SQLite: one
+/// transaction, each batch written as a board's own commit writes it.
 async fn write(writer: &Writer, batches: &[ItemBatch]) -> StorageResult<()> {
-    match writer {
-        Writer::Postgres(pool) => write_postgres(pool, batches).await,
-        Writer::Sqlite(pool, turn) => write_sqlite(pool, turn, batches).await,
+    match writer.pool() {
+        Pool::Postgres(pool) => write_postgres(pool, batches).await,
+        Pool::Sqlite(_) => transaction!(writer, conn => {
+            for batch in batches {
+                append_to_log!(conn, batch.org, batch.board, batch.from_seq, batch.to_seq, &batch.events);
+                let items: Vec<&Item> = batch.items.iter().collect();
+                upsert_items!(conn, batch.org, batch.board, &items);
+            }
+            Ok(())
+        }),
     }
-}
-
-/// One transaction for `batches`, each written as a board's own commit writes it.
-async fn write_sqlite(
-    pool: &SqlitePool,
-    turn: &Mutex<()>,
-    batches: &[ItemBatch],
-) -> StorageResult<()> {
-    let _turn = turn.lock().await;
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let result: StorageResult<()> = async {
-        let conn = &mut *tx;
-        for batch in batches {
-            append_to_log!(
-                conn,
-                batch.org,
-                batch.board,
-                batch.from_seq,
-                batch.to_seq,
-                &batch.events
-            );
-            let items: Vec<&Item> = batch.items.iter().collect();
-            upsert_items!(conn, batch.org, batch.board, &items);
-        }
-        Ok(())
-    }
-    .await;
-    // Rolled back here, not when dropped: the write lock must be free before the turn is.
-    match result {
-        Ok(()) => tx.commit().await?,
-        Err(_) => tx.rollback().await?,
-    }
-    result
 }
 
 /// Column arrays of the statement's parameters: one entry per board, per event, per item.

@@ -801,7 +801,7 @@ impl Connection {
 
     /// Re-checks the credential; every few rounds, each subscription's board access too.
     async fn recheck(&mut self) {
-        match self.state.auth().reauthenticate(&self.credential, &self.caller.meta).await {
+        match self.state.auth().authenticate(&self.credential, &self.caller.meta).await {
             Ok(principal) => {
                 let rescoped = scopes_of(&principal) != scopes_of(&self.caller.principal);
                 self.caller.principal = principal;
@@ -809,7 +809,9 @@ impl Connection {
                     self.end_subscriptions_for_new_scopes();
                 }
             }
-            // A passing failure (database, bcrypt pool) is no reason to drop a client.
+            // A passing failure (database, bcrypt pool) is no reason to drop a client; anything
+            // else is, a refusal for the client IP's bad keys included: a key still valid is
+            // answered from the cache before that check, so only a lost key meets it.
             Err(err) if matches!(err.code(), ErrorCode::Internal | ErrorCode::Unavailable) => {}
             Err(err) => {
                 self.outbox.close(close::AUTH_ENDED, err.code().as_str());
@@ -837,11 +839,19 @@ impl Connection {
             ErrorCode::InsufficientScope,
             "this API key's scopes changed; subscribe again",
         );
-        for (board, sub) in std::mem::take(&mut self.subs) {
+        let boards: Vec<Uuid> = self.subs.keys().copied().collect();
+        for board in boards {
+            self.end_subscription(board, &ended);
+        }
+    }
+
+    /// Ends the subscription to `board` on the server's side, telling the client why.
+    fn end_subscription(&mut self, board: Uuid, why: &ApiError) {
+        if let Some(sub) = self.subs.remove(&board) {
             self.state.ws().fanout().remove(&sub);
             self.outbox.send(&ServerFrame::Unsubscribed(Unsubscribed {
                 board_id: board.to_string(),
-                error: error_body(&ended),
+                error: error_body(why),
             }));
         }
     }
@@ -864,13 +874,7 @@ impl Connection {
             // next periodic re-check.
             Err(_) => return,
         };
-        if let Some(sub) = self.subs.remove(&board) {
-            self.state.ws().fanout().remove(&sub);
-            self.outbox.send(&ServerFrame::Unsubscribed(Unsubscribed {
-                board_id: board.to_string(),
-                error: error_body(&lost),
-            }));
-        }
+        self.end_subscription(board, &lost);
     }
 
     /// Whether the caller may still read `board` (its organization, and `boards:read` on the

@@ -105,16 +105,30 @@ impl Subscription {
             if self.may_see(event.kind.as_str()) {
                 self.outbox.send(&event_frame(&event));
             }
-            if may_lose_access(&event, self.requester.user_id) {
-                // As on the live path: nothing more until access is re-checked; what followed
-                // stays buffered for a resume.
-                *gate = Gate::Buffering { after: last, events: events.collect() };
-                drop(gate);
-                self.outbox.control(Control::Recheck(self.board));
+            if self.pause_if_access_may_end(&mut gate, &event, || events.by_ref().collect()) {
                 return;
             }
         }
         *gate = Gate::Live { last_seq: last };
+    }
+}
+
+impl Subscription {
+    /// If `event` (just sent, or withheld) may end the subscriber's access, nothing more goes
+    /// out until the connection has re-checked it: a removed member must not see what the
+    /// board does next. `rest` (events after it) stays buffered for a resume.
+    fn pause_if_access_may_end(
+        &self,
+        gate: &mut Gate,
+        event: &BoardEvent,
+        rest: impl FnOnce() -> Vec<Arc<BoardEvent>>,
+    ) -> bool {
+        if !may_lose_access(event, self.requester.user_id) {
+            return false;
+        }
+        *gate = Gate::Buffering { after: event.seq, events: rest() };
+        self.outbox.control(Control::Recheck(self.board));
+        true
     }
 }
 
@@ -355,13 +369,7 @@ impl Fanout {
                             sub.outbox.push(message.clone());
                         }
                     }
-                    if may_lose_access(event, sub.requester.user_id) {
-                        // Nothing more until the connection has re-checked access: a removed
-                        // member must not see what the board does next.
-                        *gate = Gate::Buffering { after: event.seq, events: Vec::new() };
-                        drop(gate);
-                        sub.outbox.control(Control::Recheck(sub.board));
-                    }
+                    sub.pause_if_access_may_end(&mut gate, event, Vec::new);
                 }
                 Gate::Closed => continue,
             }
