@@ -3,7 +3,8 @@
 //! [`Auth`] owns everything that turns credentials into a [`Caller`]: password hashing on a
 //! bounded pool, JWT access tokens and rotating refresh tokens, the session cache, API-key
 //! verification with its cache and per-key limits, and the shared login and registration
-//! limits. It also answers "may this caller act in this organization?" ([`Auth::org_access`]),
+//! limits (which attempts count, and the account ceiling's way around for the owner's own
+//! networks). It also answers "may this caller act in this organization?" ([`Auth::org_access`]),
 //! including the audited superadmin bypass. Security events go to the audit actor.
 //!
 //! ## Layout
@@ -11,8 +12,8 @@
 //! - [`tokens`]: access JWTs, refresh tokens, CSRF tokens.
 //! - [`session_cache`]: live sessions without a database read per request.
 //! - [`api_keys`]: key format, verification cache, per-key limits, the per-IP failure counter.
-//! - [`limits`]: login and registration limits shared through the database.
-//! - [`request_meta`]: client IP (trusted proxies only) and User-Agent.
+//! - [`limits`]: exact attempt limits shared through the database ([`limits::Limiter`]).
+//! - [`request_meta`]: client IP (trusted proxies only), its limit network, and User-Agent.
 //! - [`caller`]: the middleware that authenticates each request and the `Caller` extractor.
 //! - [`google`]: Google sign-in (OpenID Connect with PKCE): the client, ID-token checks, accounts.
 
@@ -39,7 +40,7 @@ pub use caller::{Caller, Principal};
 pub use request_meta::RequestMeta;
 
 use self::api_keys::{KeyCache, KeyGrant};
-use self::limits::Limit;
+use self::limits::{Limit, Limiter, Refused, Taken};
 use self::password::{HashError, PasswordHasher};
 use self::session_cache::{SessionCache, SessionState};
 use self::tokens::{TokenError, TokenKeys};
@@ -82,12 +83,20 @@ pub struct Auth {
     hasher: PasswordHasher,
     sessions: SessionCache,
     keys: KeyCache,
+    limiter: Limiter,
     login_limit: Limit,
     login_ip_limit: Limit,
+    login_account_limit: Limit,
     register_limit: Limit,
 }
 
 const FIFTEEN_MINUTES: Duration = Duration::from_secs(15 * 60);
+const AN_HOUR: Duration = Duration::from_secs(60 * 60);
+
+/// Mark name of "this account signed in from this network" (subject: email, newline, network).
+const KNOWN_NETWORK: &str = "login-network";
+/// How long a network an account signed in from stays known to it.
+const KNOWN_NETWORK_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
 impl Auth {
     /// Builds the service.
@@ -99,6 +108,7 @@ impl Auth {
         settings: &Settings,
     ) -> Self {
         Auth {
+            limiter: Limiter::new(store.clone()),
             store,
             audit,
             orgs,
@@ -115,6 +125,11 @@ impl Auth {
                 name: "login-ip",
                 max: settings.login_ip_limit,
                 window: FIFTEEN_MINUTES,
+            },
+            login_account_limit: Limit {
+                name: "login-account",
+                max: settings.login_account_limit,
+                window: AN_HOUR,
             },
             register_limit: Limit {
                 name: "register",
@@ -139,6 +154,11 @@ impl Auth {
         &self.keys
     }
 
+    /// The attempt limiter (shared through the database).
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
+    }
+
     /// Records a security event; never waits.
     pub fn audit(
         &self,
@@ -157,24 +177,60 @@ impl Auth {
     pub async fn maintain(&self) {
         self.sessions.prune();
         self.keys.prune();
-        let a_day_ago = chrono::Utc::now().timestamp() - 24 * 60 * 60;
-        if let Err(err) = self.store.rate_limit_prune(a_day_ago).await {
-            tracing::warn!(error = %err, "pruning rate-limit windows failed");
+        if let Err(err) = self.limiter.prune().await {
+            tracing::warn!(error = %err, "pruning rate-limit logs failed");
         }
     }
 
+    /// Counts one attempt against `limit` for `subject`, whatever becomes of it; `429` with an
+    /// exact `Retry-After` when the limit has no room.
     async fn limit(&self, limit: Limit, subject: &str) -> Result<(), ApiError> {
-        match limits::hit(&self.store, limit, subject).await? {
-            Ok(()) => Ok(()),
-            Err(retry_after) => Err(ApiError::rate_limited(retry_after)),
+        match self.limiter.take(&[(limit, subject)]).await? {
+            Ok(taken) => {
+                taken.keep();
+                Ok(())
+            }
+            Err(refused) => Err(refused.into()),
         }
     }
 
-    /// Counts a sign-in started with an identity provider against the client IP's login ceiling:
-    /// each start writes a pending row, so an unthrottled flood would fill the table.
+    /// Gives an attempt's slots back. Failing leaves them counted, the safe side, so it is
+    /// logged rather than answered.
+    async fn give_back(&self, taken: Taken) {
+        if let Err(err) = self.limiter.give_back(taken).await {
+            tracing::warn!(error = %err, "giving back rate-limit slots failed");
+        }
+    }
+
+    /// Counts a sign-in started with an identity provider against the client network's login
+    /// ceiling: each start writes a pending row, so an unthrottled flood would fill the table.
     pub async fn limit_sign_in_start(&self, meta: &RequestMeta) -> Result<(), ApiError> {
         let limit = Limit { name: "sign-in-start", ..self.login_ip_limit };
-        self.limit(limit, &meta.ip.to_string()).await
+        self.limit(limit, &meta.limit_net().to_string()).await
+    }
+
+    /// Takes the slots of one login attempt: per client network, per (email, network), and the
+    /// account's ceiling across all networks. When the ceiling alone has no room, a network the
+    /// account signed in from lately is let through under its own limits: so a flood of wrong
+    /// passwords from elsewhere cannot lock the owner out at home.
+    async fn take_login_slots(
+        &self,
+        email: &str,
+        net: &str,
+        email_net: &str,
+    ) -> Result<Result<Taken, Refused>, ApiError> {
+        let per_network = [(self.login_ip_limit, net), (self.login_limit, email_net)];
+        let ceiling = (self.login_account_limit, email);
+        let all = [per_network[0], per_network[1], ceiling];
+        Ok(match self.limiter.take(&all).await? {
+            Err(refused)
+                if refused.only(all.len() - 1)
+                    && self.limiter.is_marked(KNOWN_NETWORK, email_net).await? =>
+            {
+                self.limiter.take(&per_network).await?
+            }
+            taken => taken,
+        })
     }
 
     /// Registers an account and signs it in.
@@ -185,7 +241,7 @@ impl Auth {
         name: &str,
         meta: &RequestMeta,
     ) -> Result<(UserRow, SessionTokens), ApiError> {
-        self.limit(self.register_limit, &meta.ip.to_string()).await?;
+        self.limit(self.register_limit, &meta.limit_net().to_string()).await?;
         let email = normalize_email(email)?;
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 100 {
@@ -219,6 +275,10 @@ impl Auth {
     }
 
     /// Checks a password and signs in. Unknown email and wrong password answer alike.
+    ///
+    /// Only wrong passwords count against the login limits: every attempt takes its slots before
+    /// the check (so concurrent attempts cannot overrun a limit), and one whose password was
+    /// right, or was never checked (busy, storage failure), gives them back.
     pub async fn login(
         &self,
         email: &str,
@@ -226,22 +286,34 @@ impl Auth {
         meta: &RequestMeta,
     ) -> Result<(UserRow, SessionTokens), ApiError> {
         let email = email.trim().to_lowercase();
-        let ip = meta.ip.to_string();
-        let limited = match self.limit(self.login_ip_limit, &ip).await {
-            Ok(()) => self.limit(self.login_limit, &format!("{email}\n{ip}")).await,
-            Err(err) => Err(err),
+        let net = meta.limit_net().to_string();
+        let email_net = format!("{email}\n{net}");
+        let taken = match self.take_login_slots(&email, &net, &email_net).await? {
+            Ok(taken) => taken,
+            Err(refused) => {
+                self.audit(AuditAction::LoginFailed, meta, |e| {
+                    e.metadata = serde_json::json!({ "email": email, "reason": "rate_limited" });
+                });
+                return Err(refused.into());
+            }
         };
-        if let Err(err) = limited {
-            self.audit(AuditAction::LoginFailed, meta, |e| {
-                e.metadata = serde_json::json!({ "email": email, "reason": "rate_limited" });
-            });
-            return Err(err);
-        }
-        let user = self.store.user_by_email(&email).await?;
-        let hash = user.as_ref().and_then(|u| u.password_hash.clone());
-        let matched = self.hasher.verify(password.to_owned(), hash).await.map_err(hash_error)?;
+        let checked = async {
+            let user = self.store.user_by_email(&email).await?;
+            let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+            let matched =
+                self.hasher.verify(password.to_owned(), hash).await.map_err(hash_error)?;
+            Ok::<_, ApiError>((user, matched))
+        };
+        let (user, matched) = match checked.await {
+            Ok(checked) => checked,
+            Err(err) => {
+                self.give_back(taken).await;
+                return Err(err);
+            }
+        };
         match user {
             Some(user) if matched => {
+                self.give_back(taken).await;
                 self.audit(AuditAction::LoginSucceeded, meta, |e| {
                     e.actor_id = Some(user.id);
                     e.target = Some(user.id.to_string());
@@ -250,6 +322,7 @@ impl Auth {
                 Ok((user, tokens))
             }
             user => {
+                taken.keep();
                 self.audit(AuditAction::LoginFailed, meta, |e| {
                     e.target = user.map(|u| u.id.to_string());
                     e.metadata =
@@ -260,13 +333,19 @@ impl Auth {
         }
     }
 
-    /// Opens a session for `user` (after a password or Google sign-in).
+    /// Opens a session for `user` (after a password or Google sign-in). The client's network
+    /// becomes known to the account (see [`Self::take_login_slots`]).
     pub async fn start_session(
         &self,
         user: &UserRow,
         method: &str,
         meta: &RequestMeta,
     ) -> Result<SessionTokens, ApiError> {
+        let known = format!("{}\n{}", user.email, meta.limit_net());
+        if let Err(err) = self.limiter.mark(KNOWN_NETWORK, &known, KNOWN_NETWORK_TTL).await {
+            // The session is what was asked for; the mark only eases a future lockout.
+            tracing::warn!(error = %err, "remembering a sign-in network failed");
+        }
         let mut salt = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut salt);
         let session = self

@@ -118,17 +118,24 @@ pub struct Settings {
     #[arg(long, env = "BOARDROOM_TRUSTED_PROXIES", value_delimiter = ',', global = true)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
-    /// Login attempts allowed per (email, client IP) per 15 minutes.
+    /// Failed login attempts allowed per (email, client network) in any 15 minutes. A client
+    /// network is an IPv4 address or an IPv6 /64.
     #[arg(long, env = "BOARDROOM_LOGIN_LIMIT", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
     pub login_limit: u32,
 
-    /// Login attempts allowed per client IP per 15 minutes, whatever the email.
+    /// Failed login attempts allowed per client network in any 15 minutes, whatever the email.
     #[arg(long, env = "BOARDROOM_LOGIN_IP_LIMIT", default_value_t = 50,
           value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
     pub login_ip_limit: u32,
 
-    /// Registrations allowed per client IP per minute.
+    /// Failed login attempts allowed per account (email) in any hour, from all networks together.
+    /// Networks the account signed in from in the last 30 days are not held back by it.
+    #[arg(long, env = "BOARDROOM_LOGIN_ACCOUNT_LIMIT", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
+    pub login_account_limit: u32,
+
+    /// Registrations allowed per client network in any 60 seconds.
     #[arg(long, env = "BOARDROOM_REGISTER_LIMIT", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
     pub register_limit: u32,
@@ -331,6 +338,7 @@ impl Settings {
             trusted_proxies: Vec::new(),
             login_limit: 5,
             login_ip_limit: 50,
+            login_account_limit: 50,
             // Tests register many users from 127.0.0.1; the limit's own test lowers it again.
             register_limit: 10_000,
             bcrypt_threads: 2,

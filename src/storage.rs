@@ -39,7 +39,7 @@ pub use audit::{AuditRow, ChainReport};
 pub use boards::{BoardListing, EventRow};
 pub use oauth_states::{NewOAuthState, OAuthStateRow};
 pub use orgs::{MemberRow, OrganizationRow};
-pub use rate_limits::WindowCounts;
+pub use rate_limits::{Bucket, FullBucket};
 pub use sessions::NewSession;
 pub use sessions::SessionRow;
 pub use users::NewUser;

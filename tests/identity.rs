@@ -8,7 +8,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::harness::{both_backends, both_backends_with, TestServer};
+use crate::harness::{both_backends, both_backends_with, Reply, TestServer};
 
 /// The secret `Settings::for_tests` signs with.
 const TEST_SECRET: &str = "test-secret-test-secret-test-secret-0123";
@@ -32,6 +32,84 @@ both_backends_with!(
     registration_limit;
     registration_is_limited_per_ip
 );
+
+both_backends_with!(
+    behind_a_proxy;
+    ipv6_clients_share_a_limit_per_64,
+    the_account_ceiling_spans_addresses
+);
+
+/// The test client (127.0.0.1) is a trusted proxy: `X-Forwarded-For` names the client.
+fn behind_a_proxy(settings: &mut boardroom::config::Settings) {
+    settings.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+}
+
+/// `POST /auth/login` relayed by the trusted proxy for `client`.
+async fn login_from(server: &TestServer, email: &str, password: &str, client: &str) -> Reply {
+    server
+        .call(Method::POST, "/api/v1/auth/login")
+        .header("x-forwarded-for", client)
+        .json(&json!({ "email": email, "password": password }))
+        .send()
+        .await
+}
+
+async fn ipv6_clients_share_a_limit_per_64(server: &TestServer) {
+    let alice = server.register("alice").await;
+    for host in 1..=5 {
+        login_from(server, &alice.email, "wrong-password-x", &format!("2001:db8:1:2::{host}"))
+            .await
+            .expect_error(401, "invalid_credentials");
+    }
+    // Any other address of that /64 is the same client, however it is written.
+    for client in ["2001:db8:1:2:ffff:ffff:ffff:ffff", "[2001:db8:1:2::77]:4711"] {
+        login_from(server, &alice.email, &alice.password, client)
+            .await
+            .expect_error(429, "rate_limited");
+    }
+    // The next /64 is another client.
+    login_from(server, &alice.email, &alice.password, "2001:db8:1:3::1").await.expect(200);
+    // An IPv4-mapped IPv6 address is its IPv4 address.
+    for _ in 0..5 {
+        login_from(server, &alice.email, "wrong-password-x", "198.51.100.7")
+            .await
+            .expect_error(401, "invalid_credentials");
+    }
+    login_from(server, &alice.email, &alice.password, "::ffff:198.51.100.7")
+        .await
+        .expect_error(429, "rate_limited");
+}
+
+async fn the_account_ceiling_spans_addresses(server: &TestServer) {
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    // Successes never count: bob signs in from 60 addresses.
+    for n in 0..60 {
+        login_from(server, &bob.email, &bob.password, &format!("192.0.2.{n}")).await.expect(200);
+    }
+    // 50 failures for alice, each from its own address, stay under every per-address limit.
+    for n in 0..50 {
+        login_from(server, &alice.email, "wrong-password-x", &format!("198.51.100.{n}"))
+            .await
+            .expect_error(401, "invalid_credentials");
+    }
+    // The account's ceiling is reached: a new address is refused, even with the right password,
+    // with the same answer as any other login limit.
+    let refused = login_from(server, &alice.email, &alice.password, "203.0.113.1").await;
+    refused.expect_error(429, "rate_limited");
+    let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry > 0 && retry <= 3600, "{retry}");
+    for _ in 0..5 {
+        login_from(server, &bob.email, "wrong-password-x", "203.0.113.2").await;
+    }
+    let per_address = login_from(server, &bob.email, &bob.password, "203.0.113.2").await;
+    per_address.expect_error(429, "rate_limited");
+    assert_eq!(refused.body, per_address.body);
+    // Other accounts are not affected.
+    login_from(server, &bob.email, &bob.password, "203.0.113.3").await.expect(200);
+    // Alice's own network (she registered from 127.0.0.1) still signs her in.
+    server.login(&alice).await.expect(200);
+}
 
 fn registration_limit(settings: &mut boardroom::config::Settings) {
     settings.register_limit = 5;
@@ -428,6 +506,7 @@ async fn cookie_writes_need_the_csrf_header(server: &TestServer) {
 
 async fn sixth_login_attempt_is_rate_limited(server: &TestServer) {
     let alice = server.register("alice").await;
+    let first = std::time::Instant::now();
     for _ in 0..5 {
         server
             .post(
@@ -441,8 +520,10 @@ async fn sixth_login_attempt_is_rate_limited(server: &TestServer) {
     // The 6th is refused even with the right password.
     let sixth = server.login(&alice).await;
     sixth.expect_error(429, "rate_limited");
+    // Exact: when the first attempt leaves the 15 minutes, never later.
     let retry: u64 = sixth.header("retry-after").unwrap().parse().unwrap();
-    assert!(retry > 0 && retry <= 1800, "{retry}");
+    let earliest = 900.0 - first.elapsed().as_secs_f64() - 1.0;
+    assert!(retry <= 900 && retry as f64 >= earliest, "{retry}");
     // Another email from the same IP is not affected by alice's counter.
     let bob = server.register("bob").await;
     server.login(&bob).await.expect(200);
@@ -460,6 +541,7 @@ async fn sixth_login_attempt_is_rate_limited(server: &TestServer) {
 }
 
 async fn registration_is_limited_per_ip(server: &TestServer) {
+    let first = std::time::Instant::now();
     for i in 0..5 {
         server.register(&format!("user{i}")).await;
     }
@@ -471,7 +553,9 @@ async fn registration_is_limited_per_ip(server: &TestServer) {
         )
         .await;
     sixth.expect_error(429, "rate_limited");
-    assert!(sixth.header("retry-after").is_some());
+    let retry: u64 = sixth.header("retry-after").unwrap().parse().unwrap();
+    let earliest = 60.0 - first.elapsed().as_secs_f64() - 1.0;
+    assert!(retry <= 60 && retry as f64 >= earliest, "{retry}");
 }
 
 async fn tokens_agree_with_pyjwt(server: &TestServer) {

@@ -13,6 +13,7 @@ mod cli;
 mod google;
 mod health;
 mod identity;
+mod limits;
 mod orgs;
 mod realtime;
 mod webhooks;

@@ -9,8 +9,8 @@
 //! first uses of one key take turns ([`KeyCache::verify_turn`]): the first runs bcrypt, the
 //! rest find its grant cached, so a fleet of bots starting together costs one bcrypt. A key not
 //! in the cache meets the client IP's recent failures before any database lookup or bcrypt:
-//! malformed, unknown or wrong keys are counted per IP, and an IP over the limit is refused
-//! without spending CPU.
+//! malformed, unknown or wrong keys are counted per client network (an IPv4 address, an IPv6
+//! /64: [`limit_net`]), and a network over the limit is refused without spending CPU.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -24,8 +24,11 @@ use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
+use ipnet::IpNet;
 use rand::Rng;
 use uuid::Uuid;
+
+use super::request_meta::limit_net;
 
 /// The fixed product prefix of every key.
 pub const KEY_PREFIX: &str = "brk_";
@@ -130,7 +133,7 @@ pub struct KeyCache {
     verified: DashMap<[u8; 32], KeyGrant>,
     by_key_id: DashMap<Uuid, Vec<[u8; 32]>>,
     limiters: DashMap<Uuid, KeyLimit>,
-    failures: DashMap<IpAddr, (u32, Instant)>,
+    failures: DashMap<IpNet, (u32, Instant)>,
     /// One lock per key being verified now, so concurrent first uses of a key run bcrypt once.
     verifying: DashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>,
 }
@@ -206,18 +209,19 @@ impl KeyCache {
         }
     }
 
-    /// Whether `ip` has used up its failed attempts; checked before any lookup or bcrypt.
+    /// Whether `ip`'s network has used up its failed attempts; checked before any lookup or
+    /// bcrypt.
     pub fn ip_is_blocked(&self, ip: IpAddr) -> Option<u64> {
-        let entry = self.failures.get(&ip)?;
+        let entry = self.failures.get(&limit_net(ip))?;
         let (count, since) = *entry;
         let elapsed = since.elapsed();
         (count >= MAX_FAILURES_PER_IP && elapsed < FAILURE_WINDOW)
             .then(|| (FAILURE_WINDOW - elapsed).as_secs().max(1))
     }
 
-    /// Counts a failed attempt from `ip`.
+    /// Counts a failed attempt from `ip`'s network.
     pub fn record_failure(&self, ip: IpAddr) {
-        let mut entry = self.failures.entry(ip).or_insert((0, Instant::now()));
+        let mut entry = self.failures.entry(limit_net(ip)).or_insert((0, Instant::now()));
         if entry.1.elapsed() >= FAILURE_WINDOW {
             *entry = (0, Instant::now());
         }
@@ -378,6 +382,22 @@ mod tests {
         cache.prune_at(later);
         assert!(!cache.limiters.contains_key(&idle.key_id), "refilled: forgotten");
         assert!(cache.limiters.contains_key(&busy.key_id), "charged just now: kept");
+    }
+
+    #[test]
+    fn bad_keys_count_per_ipv6_64() {
+        let cache = KeyCache::default();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        for n in 0..MAX_FAILURES_PER_IP {
+            cache.record_failure(ip(&format!("2001:db8:1:2::{n:x}")));
+        }
+        assert!(cache.ip_is_blocked(ip("2001:db8:1:2:ffff::1")).is_some(), "same /64");
+        assert!(cache.ip_is_blocked(ip("2001:db8:1:3::1")).is_none(), "another /64");
+        for _ in 0..MAX_FAILURES_PER_IP {
+            cache.record_failure(ip("198.51.100.7"));
+        }
+        assert!(cache.ip_is_blocked(ip("::ffff:198.51.100.7")).is_some(), "IPv4-mapped");
+        assert!(cache.ip_is_blocked(ip("198.51.100.8")).is_none(), "another IPv4 address");
     }
 
     #[test]
