@@ -79,7 +79,7 @@ pub struct Settings {
     #[arg(long, env = "BOARDROOM_LISTEN", default_value = "127.0.0.1:8080", global = true)]
     pub listen: SocketAddr,
 
-    /// Directory for the embedded database and the generated signing secret.
+    /// Directory for the embedded database and the generated signing secret and audit key.
     #[arg(long, env = "BOARDROOM_DATA_DIR", default_value = "./data", global = true)]
     pub data_dir: PathBuf,
 
@@ -95,6 +95,12 @@ pub struct Settings {
     /// Secret (at least 32 bytes) that signs session tokens. Generated into the data dir when unset.
     #[arg(long, env = "BOARDROOM_JWT_SECRET", hide_env_values = true, global = true)]
     pub jwt_secret: Option<String>,
+
+    /// Secret (at least 32 bytes) that seals the audit log's checkpoints; kept outside the
+    /// database so that write access to it cannot forge them. Every node and `audit verify` need
+    /// the same one. Generated into the data dir when unset.
+    #[arg(long, env = "BOARDROOM_AUDIT_KEY", hide_env_values = true, global = true)]
+    pub audit_key: Option<String>,
 
     /// Log filter, in `tracing` EnvFilter syntax (for example `info,boardroom=debug`).
     #[arg(long, env = "BOARDROOM_LOG", default_value = "info", global = true)]
@@ -331,6 +337,8 @@ impl Settings {
             database_url: Some(database_url),
             db_max_connections: 8,
             jwt_secret: Some("test-secret-test-secret-test-secret-0123".into()),
+            // Generated into the data dir, where `audit verify` run on the same dir finds it.
+            audit_key: None,
             log: "warn".into(),
             log_format: LogFormat::Text,
             shutdown_grace_secs: 5,

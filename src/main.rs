@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use boardroom::config::{AdminCommand, AuditCommand, Cli, Command};
-use boardroom::server::{self, App, StartupError};
+use boardroom::server::{self, App, IfMissing, StartupError};
 use boardroom::storage::{ChainReport, StorageError};
 use boardroom_actors::audit::{AuditAction, AuditEvent, AuditStore};
 
@@ -82,15 +82,23 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
             Ok(())
         }
         Command::Audit(AuditCommand::Verify) => {
+            let key = server::audit_key(&cli.settings, IfMissing::Fail)?;
             let store = server::open_store(&cli.settings).await?;
             let report = store
-                .verify_audit_chain()
+                .verify_audit_chain(&key)
                 .await
                 .map_err(|e| StartupError::Command(format!("cannot read the audit log: {e}")))?;
             store.close().await;
             match report {
-                ChainReport::Intact { rows } => {
-                    println!("audit chain intact: {rows} rows verified");
+                ChainReport::Intact(verified) => {
+                    let signed = match verified.signed_through {
+                        Some(seq) => format!(
+                            "signed through row {seq}; {} newer rows not yet signed",
+                            verified.end - seq
+                        ),
+                        None => "no signed checkpoint yet".to_owned(),
+                    };
+                    println!("audit chain intact: {} rows verified; {signed}", verified.rows);
                     Ok(())
                 }
                 ChainReport::Broken(brk) => {
@@ -100,6 +108,7 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
         }
         Command::CheckConfig => {
             server::signing_secret(&cli.settings)?;
+            server::audit_key(&cli.settings, IfMissing::Generate)?;
             let store = server::open_store(&cli.settings).await?;
             let readiness = store.readiness().await;
             println!(

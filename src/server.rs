@@ -1,16 +1,18 @@
 //! Start-up and shutdown.
 //!
-//! [`App::build`] opens the store, applies migrations and loads the signing secret; every failure
-//! is a [`StartupError`] whose one-line message names the setting at fault. [`App::spawn`] binds
-//! the listener and serves in the background, returning a [`RunningServer`] that tests and
+//! [`App::build`] opens the store, applies migrations and loads the signing secret and the audit
+//! key (each generated into the data dir when not configured); every failure is a
+//! [`StartupError`] whose one-line message names the setting at fault. [`App::spawn`] binds the
+//! listener and serves in the background, returning a [`RunningServer`] that tests and
 //! `boardroom serve` stop the same way: stop accepting, let in-flight requests finish within the
-//! grace period, flush the actors, close the pool.
+//! grace period, stop the actors (the audit log last, writing everything queued), close the pool.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use boardroom_actors::audit_chain::AuditKey;
 use boardroom_actors::supervisor::{Dependencies, Runtime, WebhookDependencies};
 
 use axum::serve::ListenerExt;
@@ -56,14 +58,16 @@ pub struct App {
 }
 
 impl App {
-    /// Opens the database, applies migrations, and loads the signing secret.
+    /// Opens the database, applies migrations, and loads the signing secret and the audit key.
     pub async fn build(settings: Settings) -> Result<App, StartupError> {
         let secret = signing_secret(&settings)?;
+        let audit_key = audit_key(&settings, IfMissing::Generate)?;
         settings.public_url().map_err(StartupError::Setting)?;
         let store = open_store(&settings).await?;
         store.migrate().await.map_err(StartupError::Migrate)?;
         let runtime = Runtime::start(Dependencies {
             audit_store: Arc::new(store.clone()),
+            audit_key: Arc::new(audit_key),
             board_store: Arc::new(store.clone()),
             org_store: Arc::new(store.clone()),
             board_idle_timeout: Duration::from_secs(settings.board_idle_secs),
@@ -221,24 +225,82 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Name of the generated secret file inside the data dir.
+/// A secret setting that falls back to a file generated in the data dir.
+struct SecretSetting<'a> {
+    /// The configured value, if any.
+    configured: Option<&'a str>,
+    /// The environment variable.
+    env: &'static str,
+    /// The flag, without dashes.
+    flag: &'static str,
+    /// The file in the data dir holding the generated value.
+    file: &'static str,
+}
+
+/// What to do when a secret is neither configured nor in the data dir yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfMissing {
+    /// Generate one into the data dir (a server starting for the first time).
+    Generate,
+    /// Fail (a command that must use the secret the server used, never a new one).
+    Fail,
+}
+
+/// Name of the generated session-signing secret inside the data dir.
 const SECRET_FILE: &str = "jwt-secret";
+
+/// Name of the generated audit key inside the data dir.
+const AUDIT_KEY_FILE: &str = "audit-key";
 
 /// The secret that signs session tokens: the configured one (at least 32 bytes), or one
 /// generated into the data dir on first start, with a warning that production must set its own.
 pub fn signing_secret(settings: &Settings) -> Result<Vec<u8>, StartupError> {
-    if let Some(secret) = &settings.jwt_secret {
+    let setting = SecretSetting {
+        configured: settings.jwt_secret.as_deref(),
+        env: "BOARDROOM_JWT_SECRET",
+        flag: "jwt-secret",
+        file: SECRET_FILE,
+    };
+    load_secret(settings, setting, IfMissing::Generate)
+}
+
+/// The key that seals the audit log's checkpoints: the configured one (at least 32 bytes), or
+/// the one generated into the data dir (on first start, with a warning, under
+/// [`IfMissing::Generate`]).
+pub fn audit_key(settings: &Settings, missing: IfMissing) -> Result<AuditKey, StartupError> {
+    let setting = SecretSetting {
+        configured: settings.audit_key.as_deref(),
+        env: "BOARDROOM_AUDIT_KEY",
+        flag: "audit-key",
+        file: AUDIT_KEY_FILE,
+    };
+    load_secret(settings, setting, missing).map(AuditKey::new)
+}
+
+fn load_secret(
+    settings: &Settings,
+    setting: SecretSetting<'_>,
+    missing: IfMissing,
+) -> Result<Vec<u8>, StartupError> {
+    let SecretSetting { configured, env, flag, file } = setting;
+    if let Some(secret) = configured {
         if secret.len() < MIN_SECRET_BYTES {
             return Err(StartupError::Setting(format!(
-                "BOARDROOM_JWT_SECRET (--jwt-secret): must be at least {MIN_SECRET_BYTES} bytes, got {}",
+                "{env} (--{flag}): must be at least {MIN_SECRET_BYTES} bytes, got {}",
                 secret.len()
             )));
         }
         return Ok(secret.as_bytes().to_vec());
     }
-    let path = settings.data_dir.join(SECRET_FILE);
+    let path = settings.data_dir.join(file);
     let secret = match std::fs::read_to_string(&path) {
         Ok(existing) => existing.trim().to_owned(),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound && missing == IfMissing::Fail => {
+            return Err(StartupError::Setting(format!(
+                "{env} (--{flag}): not set, and the data dir has no generated one ({})",
+                path.display()
+            )))
+        }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             let generated = generate_secret();
             write_private_file(&path, &generated).map_err(|e| {
@@ -264,8 +326,7 @@ pub fn signing_secret(settings: &Settings) -> Result<Vec<u8>, StartupError> {
     }
     tracing::warn!(
         file = %path.display(),
-        "BOARDROOM_JWT_SECRET is not set: using a generated secret from the data dir; \
-         production must set its own"
+        "{env} is not set: using a generated secret from the data dir; production must set its own"
     );
     Ok(secret.into_bytes())
 }
@@ -319,6 +380,28 @@ mod tests {
                 std::fs::metadata(dir.path().join(SECRET_FILE)).unwrap().permissions().mode();
             assert_eq!(mode & 0o077, 0, "secret file must not be group/world readable");
         }
+    }
+
+    #[test]
+    fn the_audit_key_is_generated_once_and_never_by_a_command_that_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = audit_key(&settings(dir.path()), IfMissing::Fail).unwrap_err().to_string();
+        assert!(err.starts_with("BOARDROOM_AUDIT_KEY (--audit-key): not set"), "{err}");
+        assert!(!dir.path().join(AUDIT_KEY_FILE).exists());
+        let key = audit_key(&settings(dir.path()), IfMissing::Generate).unwrap();
+        let again = audit_key(&settings(dir.path()), IfMissing::Fail).unwrap();
+        let hash = vec![7u8; 32];
+        let at = chrono::Utc::now();
+        use boardroom_actors::audit_chain::{Seal, SealKind};
+        let seal = Seal::sign(&key, SealKind::Checkpoint, 1, hash, at);
+        assert!(seal.is_authentic(&again, SealKind::Checkpoint));
+        // It is not the session secret.
+        let jwt = signing_secret(&settings(dir.path())).unwrap();
+        assert!(!seal.is_authentic(&AuditKey::new(jwt), SealKind::Checkpoint));
+        let mut s = settings(dir.path());
+        s.audit_key = Some("too-short".into());
+        let err = audit_key(&s, IfMissing::Generate).unwrap_err().to_string();
+        assert!(err.starts_with("BOARDROOM_AUDIT_KEY (--audit-key): must be at least"), "{err}");
     }
 
     #[test]

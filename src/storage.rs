@@ -194,6 +194,33 @@ impl StorageError {
     }
 }
 
+impl StorageError {
+    /// The database's reason, when it refused the data itself (an invalid value, a constraint
+    /// other than uniqueness, a trigger's refusal, a value too large): writing the same rows
+    /// again would fail again. `None` for everything else, which may pass on a retry (a lost
+    /// connection, a lock, a unique clash with a concurrent writer). The reason is the
+    /// database's message, which names the rule, not the row's values.
+    pub fn data_refusal(&self) -> Option<String> {
+        let db = match self {
+            StorageError::Database(sqlx::Error::Database(db)) => db,
+            StorageError::Database(sqlx::Error::Encode(err)) => return Some(err.to_string()),
+            _ => return None,
+        };
+        let code = db.code()?;
+        let refused = if db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() {
+            // SQLSTATE: data exception, integrity constraint (unique aside), program limit
+            // exceeded, raised by a trigger.
+            ["22", "23", "54", "P0001"].iter().any(|class| code.starts_with(class))
+                && code != "23505"
+        } else {
+            // SQLite result codes: constraint (unique and primary key aside), too big, mismatch.
+            code.parse::<i32>()
+                .is_ok_and(|code| matches!(code & 0xff, 18..=20) && !matches!(code, 1555 | 2067))
+        };
+        refused.then(|| format!("{code}: {}", db.message()))
+    }
+}
+
 impl From<sqlx::Error> for StorageError {
     fn from(err: sqlx::Error) -> Self {
         StorageError::from_sqlx(err)

@@ -399,6 +399,22 @@ impl TestServer {
     pub async fn flush_audit(&self) {
         assert!(self.state().runtime().audit().flush().await, "audit flush failed");
     }
+
+    /// The key the server seals the audit log's checkpoints with.
+    pub fn audit_key(&self) -> boardroom_actors::audit_chain::AuditKey {
+        let settings = self.state().settings();
+        boardroom::server::audit_key(settings, boardroom::server::IfMissing::Fail)
+            .expect("audit key")
+    }
+
+    /// Verifies the audit chain in process (the CLI's check, without starting the binary).
+    pub async fn verify_audit(&self) -> boardroom::storage::ChainReport {
+        self.state()
+            .store()
+            .verify_audit_chain(&self.audit_key())
+            .await
+            .expect("read the audit log")
+    }
 }
 
 /// A request being built.

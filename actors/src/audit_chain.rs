@@ -1,13 +1,26 @@
-//! The hash chain over audit rows.
+//! The hash chain over audit rows, and the signed checkpoints that pin it.
 //!
 //! Row `n` stores `hash_n = SHA-256(prev_hash ‖ canonical(row_n))` with `prev_hash = hash_{n-1}`
 //! (or [`GENESIS`] for the first row ever written). Editing, inserting or deleting a row breaks
 //! every later link. A retention purge records the last purged row's hash as the anchor, so the
 //! remaining chain still verifies from there.
 //!
+//! The chain alone cannot tell an honest chain from one recomputed after an edit, nor notice that
+//! its newest rows were deleted: anyone who can write the database can recompute it. So the
+//! audit actor periodically [`Seal`]s a checkpoint, "row `seq` has hash `h`", with HMAC-SHA256
+//! under an [`AuditKey`] kept outside the database, and purges seal their anchor the same way.
+//! [`Verifier`] then also requires every seal to match, the row at each checkpoint to still carry
+//! the signed hash (else rows up to it were rewritten), and the chain to reach the newest
+//! checkpoint (else its tail was cut).
+//!
 //! The canonical form length-prefixes every field and serializes metadata with sorted keys, so it
 //! is identical whether the row was read back from Postgres `jsonb` or SQLite text.
 
+use std::collections::VecDeque;
+
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use sha2::digest::Update;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -19,7 +32,7 @@ pub const GENESIS: [u8; 32] = [0; 32];
 /// The hash of the row at `seq` with id `id` holding `event`, chained to `prev_hash`.
 pub fn row_hash(prev_hash: &[u8], seq: i64, id: Uuid, event: &AuditEvent) -> [u8; 32] {
     let mut hasher = Sha256::new();
-    hasher.update(b"boardroom.audit.v1");
+    Update::update(&mut hasher, b"boardroom.audit.v1");
     field(&mut hasher, prev_hash);
     field(&mut hasher, &seq.to_be_bytes());
     field(&mut hasher, id.as_bytes());
@@ -36,16 +49,16 @@ pub fn row_hash(prev_hash: &[u8], seq: i64, id: Uuid, event: &AuditEvent) -> [u8
     hasher.finalize().into()
 }
 
-fn field(hasher: &mut Sha256, bytes: &[u8]) {
-    hasher.update((bytes.len() as u64).to_be_bytes());
+fn field(hasher: &mut impl Update, bytes: &[u8]) {
+    hasher.update(&(bytes.len() as u64).to_be_bytes());
     hasher.update(bytes);
 }
 
 fn optional(hasher: &mut Sha256, bytes: Option<&[u8]>) {
     match bytes {
-        None => hasher.update([0u8]),
+        None => Update::update(hasher, &[0u8]),
         Some(bytes) => {
-            hasher.update([1u8]);
+            Update::update(hasher, &[1u8]);
             field(hasher, bytes);
         }
     }
@@ -66,6 +79,102 @@ pub struct StoredRow {
     pub hash: Vec<u8>,
 }
 
+/// The key that seals checkpoints and purge anchors. It lives outside the database (the
+/// `BOARDROOM_AUDIT_KEY` setting or a file in the data dir), so write access to the database
+/// alone cannot forge a seal.
+#[derive(Clone)]
+pub struct AuditKey(Vec<u8>);
+
+impl AuditKey {
+    /// A key of these bytes.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        AuditKey(bytes)
+    }
+
+    /// The MAC over a seal's fields; `None` only if HMAC refused the key, which it never does
+    /// (it takes keys of any length).
+    fn mac(
+        &self,
+        kind: SealKind,
+        seq: i64,
+        hash: &[u8],
+        at: DateTime<Utc>,
+    ) -> Option<Hmac<Sha256>> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).ok()?;
+        Update::update(&mut mac, b"boardroom.audit.seal.v1");
+        field(&mut mac, kind.tag());
+        field(&mut mac, &seq.to_be_bytes());
+        field(&mut mac, hash);
+        field(&mut mac, &at.timestamp_micros().to_be_bytes());
+        Some(mac)
+    }
+}
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey(..)")
+    }
+}
+
+/// What a [`Seal`] vouches for; part of what is signed, so one kind cannot pass for the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealKind {
+    /// A checkpoint: the chain held row `seq` with this hash when it was sealed.
+    Checkpoint,
+    /// A purge anchor: rows up to `seq` were purged, and the next row links to this hash.
+    Anchor,
+}
+
+impl SealKind {
+    fn tag(self) -> &'static [u8] {
+        match self {
+            SealKind::Checkpoint => b"checkpoint",
+            SealKind::Anchor => b"anchor",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            SealKind::Checkpoint => "checkpoint",
+            SealKind::Anchor => "purge anchor",
+        }
+    }
+}
+
+/// A signed statement "row `seq` has hash `hash`", made at `at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seal {
+    /// The row vouched for.
+    pub seq: i64,
+    /// Its hash.
+    pub hash: Vec<u8>,
+    /// When the seal was made (microsecond precision).
+    pub at: DateTime<Utc>,
+    /// HMAC-SHA256 over the kind and the fields above, under the audit key.
+    pub mac: Vec<u8>,
+}
+
+impl Seal {
+    /// Seals row `seq` with hash `hash` at `at`.
+    pub fn sign(
+        key: &AuditKey,
+        kind: SealKind,
+        seq: i64,
+        hash: Vec<u8>,
+        at: DateTime<Utc>,
+    ) -> Seal {
+        let mac = key.mac(kind, seq, &hash, at).map(|m| m.finalize().into_bytes().to_vec());
+        let mac = mac.unwrap_or_default();
+        Seal { seq, hash, at, mac }
+    }
+
+    /// Whether the seal was made with `key` for `kind` (compared in constant time).
+    pub fn is_authentic(&self, key: &AuditKey, kind: SealKind) -> bool {
+        key.mac(kind, self.seq, &self.hash, self.at)
+            .is_some_and(|mac| mac.verify_slice(&self.mac).is_ok())
+    }
+}
+
 /// Where a chain stops verifying.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainBreak {
@@ -81,34 +190,136 @@ pub enum ChainBreak {
         /// The row.
         seq: i64,
     },
+    /// The row's hash is not the one a checkpoint signed: rows up to it were rewritten and the
+    /// chain recomputed.
+    #[error("row {seq}: differs from the signed checkpoint (rows up to it were rewritten)")]
+    Rewritten {
+        /// The row.
+        seq: i64,
+    },
+    /// The chain ends before a row a checkpoint vouches for: its newest rows were deleted.
+    #[error(
+        "the chain ends at row {end}, but a signed checkpoint vouches for row {signed} \
+         (rows removed from the end)"
+    )]
+    Truncated {
+        /// The newest row present (or the anchor's, with no rows).
+        end: i64,
+        /// The newest row a checkpoint vouches for.
+        signed: i64,
+    },
+    /// A checkpoint or the purge anchor does not carry a valid seal.
+    #[error(
+        "{} at row {seq}: its signature does not match (forged, or not made with this \
+         BOARDROOM_AUDIT_KEY)", kind.name()
+    )]
+    Forged {
+        /// Which seal.
+        kind: SealKind,
+        /// The row it names.
+        seq: i64,
+    },
 }
 
-/// Checks `rows` (in `seq` order) from `anchor`: the hash the first row must link to.
-/// Returns the number of rows checked.
-pub fn verify<I>(anchor: &[u8], rows: I) -> Result<u64, ChainBreak>
-where
-    I: IntoIterator<Item = StoredRow>,
-{
-    let mut expected_prev = anchor.to_vec();
-    let mut checked = 0;
-    for row in rows {
-        if row.prev_hash != expected_prev {
+/// What a verification found, when nothing broke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Rows checked.
+    pub rows: u64,
+    /// The newest row present (or the anchor's, with no rows; 0 for an empty log).
+    pub end: i64,
+    /// The newest row a checkpoint vouches for, if any. Rows after it are only as good as their
+    /// links: nothing signed says they were there.
+    pub signed_through: Option<i64>,
+}
+
+/// Checks a chain row by row, in `seq` order, against its anchor and checkpoints.
+#[derive(Debug)]
+pub struct Verifier {
+    expected_prev: Vec<u8>,
+    end: i64,
+    rows: u64,
+    /// Checkpoints not yet reached, oldest first.
+    ahead: VecDeque<Seal>,
+    signed_through: Option<i64>,
+}
+
+impl Verifier {
+    /// A verifier starting at `anchor` (or [`GENESIS`]), expecting `checkpoints` (in any order).
+    /// Fails at once if a seal does not match `key`.
+    pub fn new(
+        key: &AuditKey,
+        anchor: Option<&Seal>,
+        mut checkpoints: Vec<Seal>,
+    ) -> Result<Verifier, ChainBreak> {
+        if let Some(anchor) = anchor {
+            if !anchor.is_authentic(key, SealKind::Anchor) {
+                return Err(ChainBreak::Forged { kind: SealKind::Anchor, seq: anchor.seq });
+            }
+        }
+        checkpoints.sort_by_key(|c| c.seq);
+        if let Some(forged) =
+            checkpoints.iter().find(|c| !c.is_authentic(key, SealKind::Checkpoint))
+        {
+            return Err(ChainBreak::Forged { kind: SealKind::Checkpoint, seq: forged.seq });
+        }
+        let (start, expected_prev) = match anchor {
+            Some(anchor) => (anchor.seq, anchor.hash.clone()),
+            None => (0, GENESIS.to_vec()),
+        };
+        let signed_through = checkpoints.last().map(|c| c.seq).filter(|seq| *seq >= start);
+        // Checkpoints at or before the anchor name purged rows; only one at the anchor itself
+        // can still be compared, with the anchor's hash.
+        let mut ahead = VecDeque::with_capacity(checkpoints.len());
+        for checkpoint in checkpoints {
+            if checkpoint.seq == start && checkpoint.hash != expected_prev {
+                return Err(ChainBreak::Rewritten { seq: start });
+            }
+            if checkpoint.seq > start {
+                ahead.push_back(checkpoint);
+            }
+        }
+        Ok(Verifier { expected_prev, end: start, rows: 0, ahead, signed_through })
+    }
+
+    /// Checks the next row.
+    pub fn check(&mut self, row: StoredRow) -> Result<(), ChainBreak> {
+        if row.prev_hash != self.expected_prev {
             return Err(ChainBreak::Unlinked { seq: row.seq });
         }
         let computed = row_hash(&row.prev_hash, row.seq, row.id, &row.event);
         if computed.as_slice() != row.hash.as_slice() {
             return Err(ChainBreak::Edited { seq: row.seq });
         }
-        expected_prev = row.hash;
-        checked += 1;
+        while let Some(checkpoint) = self.ahead.front() {
+            if checkpoint.seq > row.seq {
+                break;
+            }
+            // A checkpoint whose row was skipped over names a row this chain does not have.
+            if checkpoint.seq < row.seq || checkpoint.hash != row.hash {
+                return Err(ChainBreak::Rewritten { seq: checkpoint.seq });
+            }
+            self.ahead.pop_front();
+        }
+        self.end = row.seq;
+        self.expected_prev = row.hash;
+        self.rows += 1;
+        Ok(())
     }
-    Ok(checked)
+
+    /// Ends the walk: fails if a checkpoint vouches for a row past the end of the chain.
+    pub fn finish(self) -> Result<Verified, ChainBreak> {
+        if let Some(signed) = self.ahead.back() {
+            return Err(ChainBreak::Truncated { end: self.end, signed: signed.seq });
+        }
+        Ok(Verified { rows: self.rows, end: self.end, signed_through: self.signed_through })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::AuditAction;
+    use crate::audit::{AuditAction, AuditEvent};
 
     fn chain(n: i64) -> Vec<StoredRow> {
         let mut prev = GENESIS.to_vec();
@@ -126,30 +337,135 @@ mod tests {
             .collect()
     }
 
+    fn key() -> AuditKey {
+        AuditKey::new(b"an audit key of thirty-two bytes".to_vec())
+    }
+
+    fn checkpoint(rows: &[StoredRow], seq: i64) -> Seal {
+        let hash = rows.iter().find(|r| r.seq == seq).map(|r| r.hash.clone()).unwrap_or_default();
+        Seal::sign(&key(), SealKind::Checkpoint, seq, hash, Utc::now())
+    }
+
+    fn verify(
+        anchor: Option<&Seal>,
+        checkpoints: Vec<Seal>,
+        rows: Vec<StoredRow>,
+    ) -> Result<Verified, ChainBreak> {
+        let mut verifier = Verifier::new(&key(), anchor, checkpoints)?;
+        for row in rows {
+            verifier.check(row)?;
+        }
+        verifier.finish()
+    }
+
+    /// The rows as rewritten by someone who edits `seq` and recomputes every later hash.
+    fn rewritten(mut rows: Vec<StoredRow>, seq: i64) -> Vec<StoredRow> {
+        let mut prev = rows[0].prev_hash.clone();
+        for row in &mut rows {
+            if row.seq == seq {
+                row.event.target = Some("someone-else".into());
+            }
+            row.prev_hash = prev;
+            row.hash = row_hash(&row.prev_hash, row.seq, row.id, &row.event).to_vec();
+            prev = row.hash.clone();
+        }
+        rows
+    }
+
     #[test]
     fn intact_chain_verifies() {
-        assert_eq!(verify(&GENESIS, chain(5)), Ok(5));
+        let rows = chain(5);
+        let checkpoints = vec![checkpoint(&rows, 3), checkpoint(&rows, 5)];
+        let verified = verify(None, checkpoints, rows).unwrap();
+        assert_eq!(verified, Verified { rows: 5, end: 5, signed_through: Some(5) });
+        assert_eq!(verify(None, Vec::new(), Vec::new()).unwrap().rows, 0);
     }
 
     #[test]
     fn edited_row_is_caught() {
         let mut rows = chain(5);
         rows[2].event.target = Some("someone-else".into());
-        assert_eq!(verify(&GENESIS, rows), Err(ChainBreak::Edited { seq: 3 }));
+        assert_eq!(verify(None, Vec::new(), rows), Err(ChainBreak::Edited { seq: 3 }));
     }
 
     #[test]
     fn removed_row_is_caught() {
         let mut rows = chain(5);
         rows.remove(1);
-        assert_eq!(verify(&GENESIS, rows), Err(ChainBreak::Unlinked { seq: 3 }));
+        assert_eq!(verify(None, Vec::new(), rows), Err(ChainBreak::Unlinked { seq: 3 }));
     }
 
     #[test]
-    fn purged_prefix_verifies_from_its_anchor() {
+    fn a_recomputed_chain_is_caught_at_the_next_checkpoint() {
+        let rows = chain(6);
+        let checkpoints = vec![checkpoint(&rows, 2), checkpoint(&rows, 4)];
+        // Links and hashes all agree again; only the signed hash of row 4 tells.
+        let forged = rewritten(rows, 3);
+        assert_eq!(verify(None, checkpoints, forged), Err(ChainBreak::Rewritten { seq: 4 }));
+    }
+
+    #[test]
+    fn a_rewrite_after_the_newest_checkpoint_goes_unseen() {
+        // The documented limit: nothing signed covers rows after the newest checkpoint.
+        let rows = chain(6);
+        let checkpoints = vec![checkpoint(&rows, 4)];
+        let verified = verify(None, checkpoints, rewritten(rows, 5)).unwrap();
+        assert_eq!(verified.signed_through, Some(4));
+        assert_eq!(verified.end, 6);
+    }
+
+    #[test]
+    fn a_cut_tail_is_caught() {
+        let rows = chain(6);
+        let checkpoints = vec![checkpoint(&rows, 2), checkpoint(&rows, 5)];
+        let cut: Vec<StoredRow> = rows.into_iter().take(3).collect();
+        assert_eq!(
+            verify(None, checkpoints, cut),
+            Err(ChainBreak::Truncated { end: 3, signed: 5 })
+        );
+    }
+
+    #[test]
+    fn seals_need_the_key_and_their_own_kind() {
+        let rows = chain(3);
+        let mut forged = checkpoint(&rows, 3);
+        forged.seq = 2;
+        forged.hash = rows[1].hash.clone();
+        assert_eq!(
+            verify(None, vec![forged], rows.clone()),
+            Err(ChainBreak::Forged { kind: SealKind::Checkpoint, seq: 2 })
+        );
+        let other_key = AuditKey::new(b"not the audit key, but as long!!".to_vec());
+        let foreign =
+            Seal::sign(&other_key, SealKind::Checkpoint, 3, rows[2].hash.clone(), Utc::now());
+        assert_eq!(
+            verify(None, vec![foreign], rows.clone()),
+            Err(ChainBreak::Forged { kind: SealKind::Checkpoint, seq: 3 })
+        );
+        // A checkpoint's seal does not pass for an anchor's.
+        let checkpoint_as_anchor = checkpoint(&rows, 1);
+        assert_eq!(
+            verify(Some(&checkpoint_as_anchor), Vec::new(), rows.into_iter().skip(1).collect()),
+            Err(ChainBreak::Forged { kind: SealKind::Anchor, seq: 1 })
+        );
+    }
+
+    #[test]
+    fn purged_prefix_verifies_from_its_sealed_anchor() {
         let rows = chain(5);
-        let anchor = rows[1].hash.clone();
-        assert_eq!(verify(&anchor, rows.into_iter().skip(2)), Ok(3));
+        let checkpoints = vec![checkpoint(&rows, 1), checkpoint(&rows, 2), checkpoint(&rows, 4)];
+        let anchor = Seal::sign(&key(), SealKind::Anchor, 2, rows[1].hash.clone(), Utc::now());
+        let kept: Vec<StoredRow> = rows.into_iter().skip(2).collect();
+        let verified = verify(Some(&anchor), checkpoints, kept.clone()).unwrap();
+        assert_eq!(verified, Verified { rows: 3, end: 5, signed_through: Some(4) });
+        // Dropping more of the oldest rows needs an anchor only the key can seal.
+        let mut moved = anchor.clone();
+        moved.seq = 3;
+        moved.hash = kept[0].hash.clone();
+        assert_eq!(
+            verify(Some(&moved), Vec::new(), kept.into_iter().skip(1).collect()),
+            Err(ChainBreak::Forged { kind: SealKind::Anchor, seq: 3 })
+        );
     }
 
     #[test]

@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 
-use crate::audit::{AuditActor, AuditLog, AuditStore};
+use crate::audit::{AuditActor, AuditArgs, AuditLog, AuditStore};
+use crate::audit_chain::AuditKey;
 use crate::board::BoardStore;
 use crate::boards::{board_of, Boards};
 use crate::event_bus::EventBus;
@@ -25,6 +26,8 @@ use crate::webhook::{WebhookActor, WebhookArgs, WebhookBackend, Webhooks};
 pub struct Dependencies {
     /// Storage of the audit log.
     pub audit_store: Arc<dyn AuditStore>,
+    /// The key that seals the audit log's checkpoints.
+    pub audit_key: Arc<AuditKey>,
     /// Storage of boards.
     pub board_store: Arc<dyn BoardStore>,
     /// Storage of organizations' memberships.
@@ -53,6 +56,7 @@ pub enum SupervisorMessage {}
 /// State of the root supervisor.
 pub struct SupervisorState {
     deps: Dependencies,
+    audit_args: AuditArgs,
     audit: AuditLog,
     boards: Arc<Boards>,
     webhooks: Webhooks,
@@ -88,10 +92,10 @@ impl Actor for RootSupervisor {
         myself: ActorRef<Self::Msg>,
         (deps, ready): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let audit_args = AuditArgs::new(deps.audit_store.clone(), deps.audit_key.clone());
         let (audit_actor, _) =
-            Actor::spawn_linked(None, AuditActor, deps.audit_store.clone(), myself.get_cell())
-                .await?;
-        let audit = AuditLog::new(audit_actor);
+            Actor::spawn_linked(None, AuditActor, audit_args.clone(), myself.get_cell()).await?;
+        let audit = AuditLog::new(audit_actor, audit_args.counters.clone());
         let orgs =
             Arc::new(Orgs::new(deps.org_store.clone(), myself.get_cell(), deps.board_idle_timeout));
         let boards = Arc::new(Boards::new(
@@ -101,7 +105,8 @@ impl Actor for RootSupervisor {
             myself.get_cell(),
             deps.board_idle_timeout,
         ));
-        let mut state = SupervisorState { deps, audit, boards, webhooks: Webhooks::new(None) };
+        let mut state =
+            SupervisorState { deps, audit_args, audit, boards, webhooks: Webhooks::new(None) };
         if let Some(args) = state.webhook_args() {
             let (actor, _) =
                 Actor::spawn_linked(None, WebhookActor, args, myself.get_cell()).await?;
@@ -151,13 +156,9 @@ impl Actor for RootSupervisor {
                 // An org actor: it reloads on next use, which is as soon as anyone asks.
                 return Ok(());
             }
-            let (audit_actor, _) = Actor::spawn_linked(
-                None,
-                AuditActor,
-                state.deps.audit_store.clone(),
-                myself.get_cell(),
-            )
-            .await?;
+            let (audit_actor, _) =
+                Actor::spawn_linked(None, AuditActor, state.audit_args.clone(), myself.get_cell())
+                    .await?;
             state.audit.replace(audit_actor);
         }
         Ok(())
@@ -207,9 +208,10 @@ impl Runtime {
     /// Flushes every child, then stops the tree. Returns whether the flush completed.
     pub async fn shutdown(&self) -> bool {
         self.boards.stop_all().await;
-        // Attempts in flight finish (and may record audit rows) before the audit flush.
+        // Attempts in flight finish (and may record audit rows) before the audit log closes;
+        // it closes last of the children, writing or setting aside everything queued.
         let drained = self.webhooks.drain().await;
-        let flushed = self.audit.flush().await;
+        let flushed = self.audit.close().await;
         let _ = self.supervisor.stop_and_wait(None, Some(std::time::Duration::from_secs(5))).await;
         flushed && drained
     }
@@ -221,7 +223,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::audit::{AuditAction, AuditEvent};
+    use crate::audit::{AppendError, AuditAction, AuditEvent};
     use uuid::Uuid;
 
     /// Panics on its first append, then stores.
@@ -233,7 +235,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl AuditStore for FlakyStore {
-        async fn append(&self, events: &[AuditEvent]) -> anyhow::Result<()> {
+        async fn append(&self, events: &[AuditEvent]) -> Result<(), AppendError> {
             if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
                 panic!("injected failure");
             }
@@ -241,7 +243,19 @@ mod tests {
             Ok(())
         }
 
-        async fn purge_older_than(&self, _: chrono::DateTime<chrono::Utc>) -> anyhow::Result<u64> {
+        async fn set_aside(&self, _: &AuditEvent, _: &str) -> Result<(), AppendError> {
+            Ok(())
+        }
+
+        async fn checkpoint(&self, _: &AuditKey) -> anyhow::Result<Option<i64>> {
+            Ok(None)
+        }
+
+        async fn purge_older_than(
+            &self,
+            _: chrono::DateTime<chrono::Utc>,
+            _: &AuditKey,
+        ) -> anyhow::Result<u64> {
             Ok(0)
         }
     }
@@ -282,6 +296,7 @@ mod tests {
         let backend = Arc::new(FlakyWebhooks::default());
         let deps = Dependencies {
             audit_store: Arc::new(FlakyStore::default()),
+            audit_key: crate::test_stores::audit_key(),
             board_store: Arc::new(crate::test_stores::TestBoards::default()),
             org_store: Arc::new(crate::test_stores::NoOrgs),
             board_idle_timeout: std::time::Duration::from_secs(60),
@@ -311,6 +326,7 @@ mod tests {
         let store = Arc::new(FlakyStore::default());
         let deps = Dependencies {
             audit_store: store.clone(),
+            audit_key: crate::test_stores::audit_key(),
             board_store: Arc::new(crate::test_stores::TestBoards::default()),
             org_store: Arc::new(crate::test_stores::NoOrgs),
             board_idle_timeout: std::time::Duration::from_secs(60),

@@ -1,9 +1,12 @@
 //! Stores for the crate's own unit tests.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
+
+use crate::audit::{AppendError, AuditEvent, AuditStore};
+use crate::audit_chain::{self, AuditKey, ChainBreak, Seal, SealKind, StoredRow, Verified};
 
 use crate::board::{BoardStore, Change, CommandOutput, IdempotentResult, LoadedBoard};
 use crate::domain::{BoardEvent, Update};
@@ -79,5 +82,106 @@ impl OrgStore for NoOrgs {
     }
     async fn update_member(&self, _: Uuid, _: Uuid, _: Option<OrgRole>) -> anyhow::Result<()> {
         Ok(())
+    }
+}
+
+/// The audit key of unit tests.
+pub fn audit_key() -> Arc<AuditKey> {
+    Arc::new(AuditKey::new(b"unit-test audit key, 32 bytes ok".to_vec()))
+}
+
+/// An audit store keeping the chain in memory. Like a database with a constraint, it refuses
+/// any batch holding an entry whose target is in `refused`; while `down` is set, every call
+/// fails as an unreachable database would.
+#[derive(Default)]
+pub struct TestAudit {
+    /// Targets refused.
+    pub refused: Vec<String>,
+    /// Every call fails while set.
+    pub down: AtomicBool,
+    /// The chain.
+    pub rows: Mutex<Vec<StoredRow>>,
+    /// Entries set aside, with their reasons.
+    pub dead_letters: Mutex<Vec<(AuditEvent, String)>>,
+    /// Sealed checkpoints.
+    pub checkpoints: Mutex<Vec<Seal>>,
+}
+
+impl TestAudit {
+    /// A store refusing entries with these targets.
+    pub fn refusing(targets: &[&str]) -> Self {
+        TestAudit { refused: targets.iter().map(|t| (*t).to_owned()).collect(), ..Self::default() }
+    }
+
+    /// The targets of the stored rows, in chain order.
+    pub fn targets(&self) -> Vec<String> {
+        let rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        rows.iter().filter_map(|r| r.event.target.clone()).collect()
+    }
+
+    /// Verifies the chain against its checkpoints.
+    pub fn verify(&self) -> Result<Verified, ChainBreak> {
+        let checkpoints = self.checkpoints.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut verifier = audit_chain::Verifier::new(&audit_key(), None, checkpoints)?;
+        for row in self.rows.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            verifier.check(row.clone())?;
+        }
+        verifier.finish()
+    }
+
+    fn reachable(&self) -> anyhow::Result<()> {
+        if self.down.load(Ordering::SeqCst) {
+            anyhow::bail!("injected outage");
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl AuditStore for TestAudit {
+    async fn append(&self, events: &[AuditEvent]) -> Result<(), AppendError> {
+        self.reachable()?;
+        if events.iter().any(|e| e.target.as_ref().is_some_and(|t| self.refused.contains(t))) {
+            return Err(AppendError::Refused("target refused by a constraint".into()));
+        }
+        let mut rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        for event in events {
+            let (seq, prev_hash) = match rows.last() {
+                Some(last) => (last.seq + 1, last.hash.clone()),
+                None => (1, audit_chain::GENESIS.to_vec()),
+            };
+            let id = Uuid::now_v7();
+            let hash = audit_chain::row_hash(&prev_hash, seq, id, event).to_vec();
+            rows.push(StoredRow { seq, id, event: event.clone(), prev_hash, hash });
+        }
+        Ok(())
+    }
+
+    async fn set_aside(&self, event: &AuditEvent, reason: &str) -> Result<(), AppendError> {
+        self.reachable()?;
+        let mut dead = self.dead_letters.lock().unwrap_or_else(|p| p.into_inner());
+        dead.push((event.clone(), reason.to_owned()));
+        Ok(())
+    }
+
+    async fn checkpoint(&self, key: &AuditKey) -> anyhow::Result<Option<i64>> {
+        self.reachable()?;
+        let rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        let mut checkpoints = self.checkpoints.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(last) = rows.last() else { return Ok(None) };
+        if checkpoints.last().is_some_and(|c| c.seq >= last.seq) {
+            return Ok(None);
+        }
+        let at = chrono::Utc::now();
+        checkpoints.push(Seal::sign(key, SealKind::Checkpoint, last.seq, last.hash.clone(), at));
+        Ok(Some(last.seq))
+    }
+
+    async fn purge_older_than(
+        &self,
+        _: chrono::DateTime<chrono::Utc>,
+        _: &AuditKey,
+    ) -> anyhow::Result<u64> {
+        Ok(0)
     }
 }

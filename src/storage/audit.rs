@@ -1,14 +1,18 @@
 //! The audit log's rows: appended by the audit actor as a hash chain, read by admins, verified
-//! by `boardroom audit verify`, and purged past retention behind a stored anchor.
+//! by `boardroom audit verify`, and purged past retention behind a sealed anchor. Also the
+//! entries the chain refused (`audit_dead_letters`) and the sealed checkpoints over the chain
+//! (`audit_checkpoints`).
 
-use boardroom_actors::audit::{AuditAction, AuditEvent, AuditStore};
-use boardroom_actors::audit_chain::{self, ChainBreak, StoredRow, GENESIS};
+use boardroom_actors::audit::{AppendError, AuditAction, AuditEvent, AuditStore};
+use boardroom_actors::audit_chain::{
+    AuditKey, ChainBreak, Seal, SealKind, StoredRow, Verified, Verifier,
+};
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::{now, StorageResult, Store, TenantStore};
-use crate::{on_pool, transaction};
+use super::{new_id, now, StorageError, StorageResult, Store, TenantStore};
+use crate::{on_pool, transaction, write_on_pool};
 
 /// A stored audit row.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -74,11 +78,11 @@ impl AuditRow {
 /// previous row. SQLite transactions begin `IMMEDIATE`, which serializes them already.
 pub(super) const CHAIN_LOCK: i64 = 0x4175_6469_7443_6861;
 
-/// Appends `$events` (an iterator of `&AuditEvent`) to the chain on `$conn`, inside the caller's
-/// transaction, so the rows commit or vanish with it. Written as a macro because each backend's
-/// connection is its own type; `transaction!` expands its body once per backend.
-macro_rules! append_to_chain {
-    ($backend:expr, $conn:ident, $events:expr) => {{
+/// Takes the chain's lock (Postgres) and reads its tail on `$conn`: the newest row's `seq` and
+/// hash, else the purge anchor's, else `None` for an empty log. Evaluates to
+/// `Option<(i64, Vec<u8>)>`. A macro because each backend's connection is its own type.
+macro_rules! lock_chain_tail {
+    ($backend:expr, $conn:ident) => {{
         if $backend == $crate::storage::Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind($crate::storage::audit::CHAIN_LOCK)
@@ -89,20 +93,35 @@ macro_rules! append_to_chain {
             sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
                 .fetch_optional(&mut *$conn)
                 .await?;
-        let (mut seq, mut prev) = match last {
-            Some(last) => last,
-            None => sqlx::query_as::<_, (i64, Vec<u8>)>(
-                "SELECT seq, hash FROM audit_anchor WHERE id = 1",
-            )
-            .fetch_optional(&mut *$conn)
-            .await?
-            .unwrap_or((0, boardroom_actors::audit_chain::GENESIS.to_vec())),
-        };
+        match last {
+            Some(last) => Some(last),
+            None => {
+                sqlx::query_as::<_, (i64, Vec<u8>)>(
+                    "SELECT seq, hash FROM audit_anchor WHERE id = 1",
+                )
+                .fetch_optional(&mut *$conn)
+                .await?
+            }
+        }
+    }};
+}
+pub(super) use lock_chain_tail;
+
+/// Appends `$events` (an iterator of `&AuditEvent`) to the chain on `$conn`, inside the caller's
+/// transaction, so the rows commit or vanish with it. Every entry is bounded by
+/// [`AuditEvent::sanitize`] first, whichever path it came by (the audit actor, a board commit,
+/// the CLI), and hashed as stored. Written as a macro because each backend's connection is its
+/// own type; `transaction!` expands its body once per backend.
+macro_rules! append_to_chain {
+    ($backend:expr, $conn:ident, $events:expr) => {{
+        let (mut seq, mut prev) = $crate::storage::audit::lock_chain_tail!($backend, $conn)
+            .unwrap_or((0, boardroom_actors::audit_chain::GENESIS.to_vec()));
         for event in $events {
             let event: &boardroom_actors::audit::AuditEvent = event;
+            let event = event.clone().sanitized();
             seq += 1;
             let id = $crate::storage::new_id();
-            let hash = boardroom_actors::audit_chain::row_hash(&prev, seq, id, event).to_vec();
+            let hash = boardroom_actors::audit_chain::row_hash(&prev, seq, id, &event).to_vec();
             sqlx::query(
                 "INSERT INTO audit_log (seq, id, organization_id, actor_id, action, target, ip, \
                  user_agent, bypass, metadata, created_at, prev_hash, hash) \
@@ -129,19 +148,118 @@ macro_rules! append_to_chain {
 }
 pub(super) use append_to_chain;
 
+/// A failed audit write as the actor needs to see it: the rows refused, or the store down.
+fn append_error(err: StorageError) -> AppendError {
+    match err.data_refusal() {
+        Some(reason) => AppendError::Refused(reason),
+        None => AppendError::Unavailable(err.into()),
+    }
+}
+
+/// What sealing a checkpoint found.
+enum Sealed {
+    /// A checkpoint now vouches for this row.
+    Row(i64),
+    /// Nothing new since the newest checkpoint (or nothing at all).
+    Nothing,
+    /// The chain ends before the newest checkpoint: rows were removed.
+    ShorterThan { end: i64, signed: i64 },
+}
+
 #[async_trait::async_trait]
 impl AuditStore for Store {
-    async fn append(&self, events: &[AuditEvent]) -> anyhow::Result<()> {
+    async fn append(&self, events: &[AuditEvent]) -> Result<(), AppendError> {
         let backend = self.backend();
-        transaction!(self, conn => {
-            append_to_chain!(backend, conn, events);
-            Ok(())
-        })?;
-        Ok(())
+        let appended: StorageResult<()> = async {
+            transaction!(self, conn => {
+                append_to_chain!(backend, conn, events);
+                Ok(())
+            })
+        }
+        .await;
+        appended.map_err(append_error)
     }
 
-    async fn purge_older_than(&self, cutoff: DateTime<Utc>) -> anyhow::Result<u64> {
+    async fn set_aside(&self, event: &AuditEvent, reason: &str) -> Result<(), AppendError> {
+        // As JSON text, not jsonb: the entry is kept whatever the chain refused in it.
+        let entry =
+            serde_json::to_string(event).map_err(|e| AppendError::Refused(e.to_string()))?;
+        write_on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO audit_dead_letters (id, action, entry, reason, set_aside_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(new_id())
+            .bind(event.action.as_str())
+            .bind(&entry)
+            .bind(reason)
+            .bind(now())
+            .execute(pool)
+            .await
+            .map(|_| ())
+        })
+        .map_err(|e| append_error(e.into()))
+    }
+
+    async fn checkpoint(&self, key: &AuditKey) -> anyhow::Result<Option<i64>> {
+        let backend = self.backend();
+        let sealed = transaction!(self, conn => {
+            let Some((seq, hash)) = lock_chain_tail!(backend, conn) else {
+                return Ok(Sealed::Nothing);
+            };
+            // An anchor from before anchors were sealed is sealed by the first checkpoint.
+            let unsealed: Option<(i64, Vec<u8>, DateTime<Utc>)> = sqlx::query_as(
+                "SELECT seq, hash, purged_at FROM audit_anchor WHERE id = 1 AND mac IS NULL",
+            )
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some((seq, hash, at)) = unsealed {
+                let seal = Seal::sign(key, SealKind::Anchor, seq, hash, at);
+                sqlx::query("UPDATE audit_anchor SET mac = $1 WHERE id = 1")
+                    .bind(&seal.mac)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            let newest: Option<(i64,)> =
+                sqlx::query_as("SELECT seq FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            match newest {
+                Some((signed,)) if signed > seq => {
+                    return Ok(Sealed::ShorterThan { end: seq, signed });
+                }
+                Some((signed,)) if signed == seq => return Ok(Sealed::Nothing),
+                _ => {}
+            }
+            let seal = Seal::sign(key, SealKind::Checkpoint, seq, hash, now());
+            sqlx::query(
+                "INSERT INTO audit_checkpoints (seq, hash, created_at, mac) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(seal.seq)
+            .bind(&seal.hash)
+            .bind(seal.at)
+            .bind(&seal.mac)
+            .execute(&mut *conn)
+            .await?;
+            Ok(Sealed::Row(seq))
+        })?;
+        match sealed {
+            Sealed::Row(seq) => Ok(Some(seq)),
+            Sealed::Nothing => Ok(None),
+            // Sealing this shorter chain would not hide the cut (the newer checkpoint stays),
+            // but it must be said aloud, every time, until someone looks.
+            Sealed::ShorterThan { end, signed } => anyhow::bail!(
+                "the audit chain ends at row {end}, before its newest checkpoint (row {signed}): \
+                 rows were removed; run `boardroom audit verify`"
+            ),
+        }
+    }
+
+    async fn purge_older_than(&self, cutoff: DateTime<Utc>, key: &AuditKey) -> anyhow::Result<u64> {
+        let backend = self.backend();
         let purged = transaction!(self, conn => {
+            // Appends read the anchor when no row is left: purge under the same lock.
+            lock_chain_tail!(backend, conn);
             let last_old: Option<(i64, Vec<u8>)> = sqlx::query_as(
                 "SELECT seq, hash FROM audit_log WHERE created_at < $1 ORDER BY seq DESC LIMIT 1",
             )
@@ -149,13 +267,15 @@ impl AuditStore for Store {
             .fetch_optional(&mut *conn)
             .await?;
             let Some((seq, hash)) = last_old else { return Ok(0) };
+            let anchor = Seal::sign(key, SealKind::Anchor, seq, hash, now());
             sqlx::query(
-                "INSERT INTO audit_anchor (id, seq, hash, purged_at) VALUES (1, $1, $2, $3) \
-                 ON CONFLICT (id) DO UPDATE SET seq = $1, hash = $2, purged_at = $3",
+                "INSERT INTO audit_anchor (id, seq, hash, purged_at, mac) VALUES (1, $1, $2, $3, $4) \
+                 ON CONFLICT (id) DO UPDATE SET seq = $1, hash = $2, purged_at = $3, mac = $4",
             )
-            .bind(seq)
-            .bind(&hash)
-            .bind(now())
+            .bind(anchor.seq)
+            .bind(&anchor.hash)
+            .bind(anchor.at)
+            .bind(&anchor.mac)
             .execute(&mut *conn)
             .await?;
             let deleted = sqlx::query("DELETE FROM audit_log WHERE seq <= $1")
@@ -163,6 +283,11 @@ impl AuditStore for Store {
                 .execute(&mut *conn)
                 .await?
                 .rows_affected();
+            // Checkpoints over purged rows can no longer be compared with anything.
+            sqlx::query("DELETE FROM audit_checkpoints WHERE seq < $1")
+                .bind(seq)
+                .execute(&mut *conn)
+                .await?;
             Ok(deleted)
         })?;
         Ok(purged)
@@ -172,25 +297,40 @@ impl AuditStore for Store {
 /// Outcome of verifying the whole chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChainReport {
-    /// Every row links and matches its hash.
-    Intact {
-        /// Rows checked.
-        rows: u64,
-    },
+    /// Every row links and matches its hash, every seal matches, and the chain reaches its
+    /// newest checkpoint.
+    Intact(Verified),
     /// The chain breaks here.
     Broken(ChainBreak),
 }
 
+type SealRow = (i64, Vec<u8>, DateTime<Utc>, Option<Vec<u8>>);
+
+fn seal_of((seq, hash, at, mac): SealRow) -> Seal {
+    Seal { seq, hash, at, mac: mac.unwrap_or_default() }
+}
+
 impl Store {
-    /// Verifies the whole audit chain, from the purge anchor (or the start) to the newest row.
-    pub async fn verify_audit_chain(&self) -> StorageResult<ChainReport> {
-        let anchor: Option<(i64, Vec<u8>)> = on_pool!(self, pool => {
-            sqlx::query_as("SELECT seq, hash FROM audit_anchor WHERE id = 1")
+    /// Verifies the whole audit chain, from the purge anchor (or the start) to the newest row,
+    /// against the checkpoints sealed with `key`.
+    pub async fn verify_audit_chain(&self, key: &AuditKey) -> StorageResult<ChainReport> {
+        let anchor: Option<SealRow> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT seq, hash, purged_at, mac FROM audit_anchor WHERE id = 1")
                 .fetch_optional(pool)
                 .await
         })?;
-        let (mut after, mut expected_prev) = anchor.unwrap_or((0, GENESIS.to_vec()));
-        let mut total = 0;
+        let checkpoints: Vec<SealRow> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT seq, hash, created_at, mac FROM audit_checkpoints")
+                .fetch_all(pool)
+                .await
+        })?;
+        let anchor = anchor.map(seal_of);
+        let checkpoints = checkpoints.into_iter().map(seal_of).collect();
+        let mut verifier = match Verifier::new(key, anchor.as_ref(), checkpoints) {
+            Ok(verifier) => verifier,
+            Err(brk) => return Ok(ChainReport::Broken(brk)),
+        };
+        let mut after = anchor.map_or(0, |a| a.seq);
         let sql =
             format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT 1000");
         loop {
@@ -199,21 +339,20 @@ impl Store {
             })?;
             let Some(last) = page.last() else { break };
             after = last.seq;
-            let mut rows = Vec::with_capacity(page.len());
             for row in page {
-                match row.into_stored() {
-                    Ok(row) => rows.push(row),
-                    Err(seq) => return Ok(ChainReport::Broken(ChainBreak::Edited { seq })),
+                let checked = match row.into_stored() {
+                    Ok(row) => verifier.check(row),
+                    Err(seq) => Err(ChainBreak::Edited { seq }),
+                };
+                if let Err(brk) = checked {
+                    return Ok(ChainReport::Broken(brk));
                 }
             }
-            let next_prev = rows.last().map(|r| r.hash.clone()).unwrap_or_default();
-            match audit_chain::verify(&expected_prev, rows) {
-                Ok(n) => total += n,
-                Err(brk) => return Ok(ChainReport::Broken(brk)),
-            }
-            expected_prev = next_prev;
         }
-        Ok(ChainReport::Intact { rows: total })
+        Ok(match verifier.finish() {
+            Ok(verified) => ChainReport::Intact(verified),
+            Err(brk) => ChainReport::Broken(brk),
+        })
     }
 }
 
