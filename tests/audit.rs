@@ -21,6 +21,7 @@ both_backends!(
     verify_catches_a_rewritten_and_rehashed_chain,
     verify_catches_a_truncated_tail,
     refused_data_is_told_from_an_unavailable_store,
+    deleted_checkpoints_are_put_back_by_the_running_server,
 );
 
 both_backends_with!(production_cost; passwords_use_bcrypt_cost_12);
@@ -564,4 +565,24 @@ async fn refused_data_is_told_from_an_unavailable_store(server: &TestServer) {
     });
     let outage = boardroom::storage::StorageError::from(outage.unwrap_err());
     assert_eq!(outage.data_refusal(), None);
+}
+
+async fn deleted_checkpoints_are_put_back_by_the_running_server(server: &TestServer) {
+    let audit = server.state().runtime().audit();
+    for name in ["a", "b", "c"] {
+        server.register(name).await;
+    }
+    assert!(audit.checkpoint().await);
+    // Rewriting needs the checkpoints gone; with none left, only the links are checked.
+    rewrite_and_rehash(server).await;
+    boardroom::on_pool!(server.state().store(), pool => {
+        sqlx::query("DELETE FROM audit_checkpoints").execute(pool).await.unwrap();
+    });
+    let (ok, text) = verify_cli(server);
+    assert!(ok && text.contains("no signed checkpoint yet"), "{text}");
+    // The server's next checkpoint puts back the one it sealed, and the rewrite shows.
+    server.register("d").await;
+    assert!(audit.checkpoint().await);
+    let (ok, text) = verify_cli(server);
+    assert!(!ok && text.contains("row 3: differs from the signed checkpoint"), "{text}");
 }

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::audit_chain::AuditKey;
+use crate::audit_chain::{AuditKey, Seal};
 
 macro_rules! audit_actions {
     ($( $(#[$doc:meta])* $variant:ident = $name:literal, )+) => {
@@ -298,12 +298,22 @@ pub trait AuditStore: Send + Sync + 'static {
     async fn append(&self, events: &[AuditEvent]) -> Result<(), AppendError>;
     /// Keeps `event`, which the chain refused for `reason`, in the dead-letter table instead.
     async fn set_aside(&self, event: &AuditEvent, reason: &str) -> Result<(), AppendError>;
-    /// Seals the chain's newest row as a checkpoint under `key`. Returns the row sealed, or
-    /// `None` when no row came since the newest checkpoint.
-    async fn checkpoint(&self, key: &AuditKey) -> anyhow::Result<Option<i64>>;
+    /// Seals the chain's newest row as a checkpoint under `key`, after putting back `last` (the
+    /// newest checkpoint this actor sealed) if it was deleted and its row was not purged.
+    async fn checkpoint(&self, key: &AuditKey, last: Option<&Seal>)
+        -> anyhow::Result<Checkpointed>;
     /// Removes rows older than `cutoff`, keeping the rest verifiable behind an anchor sealed
     /// with `key`; returns how many went.
     async fn purge_older_than(&self, cutoff: DateTime<Utc>, key: &AuditKey) -> anyhow::Result<u64>;
+}
+
+/// What [`AuditStore::checkpoint`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checkpointed {
+    /// The new checkpoint; `None` when no row came since the newest one.
+    pub sealed: Option<Seal>,
+    /// Whether the last checkpoint this actor sealed had been deleted and was put back.
+    pub restored: bool,
 }
 
 /// How long audit rows are kept.
@@ -395,6 +405,9 @@ pub struct AuditState {
     retrying: bool,
     /// Entries written since the last checkpoint.
     unsealed: u64,
+    /// The newest checkpoint this actor sealed: someone deleting checkpoints to hide a rewrite
+    /// would find it put back.
+    last_sealed: Option<Seal>,
     /// Entries dropped since the queue last had room, while it is full.
     overflow: Option<u64>,
 }
@@ -459,11 +472,11 @@ impl AuditState {
     /// Sets `pending[at]` aside. Returns false when the store is down (the entry stays queued).
     async fn set_aside(&self, at: usize, reason: &str) -> bool {
         let event = &self.pending[at];
-        // The reason is the store's message, which names the rule and not the row's values; the
-        // entry itself (which may carry personal data) goes to the table, not to the log.
-        tracing::error!(action = %event.action, reason, "the audit store refused an entry; set aside in audit_dead_letters");
         match self.args.store.set_aside(event, reason).await {
             Ok(()) => {
+                // The reason is the store's message, which names the rule and not the row's
+                // values; the entry itself (it may carry personal data) is in the table only.
+                tracing::error!(action = %event.action, reason, "the audit store refused an entry; set aside in audit_dead_letters");
                 self.args.counters.set_aside.fetch_add(1, Ordering::Relaxed);
                 true
             }
@@ -493,10 +506,15 @@ impl AuditState {
     }
 
     async fn checkpoint(&mut self) -> bool {
-        match self.args.store.checkpoint(&self.args.key).await {
-            Ok(sealed) => {
-                if let Some(seq) = sealed {
-                    tracing::debug!(seq, "audit checkpoint sealed");
+        match self.args.store.checkpoint(&self.args.key, self.last_sealed.as_ref()).await {
+            Ok(done) => {
+                if done.restored {
+                    let seq = self.last_sealed.as_ref().map(|s| s.seq);
+                    tracing::error!(?seq, "an audit checkpoint sealed by this server had been deleted; put back; run `boardroom audit verify`");
+                }
+                if let Some(seal) = done.sealed {
+                    tracing::debug!(seq = seal.seq, "audit checkpoint sealed");
+                    self.last_sealed = Some(seal);
                 }
                 self.unsealed = 0;
                 true
@@ -530,7 +548,14 @@ impl Actor for AuditActor {
         // Seal what an earlier run appended after its last checkpoint, then purge.
         let _ = myself.cast(AuditMessage::Checkpoint(None));
         let _ = myself.cast(AuditMessage::Purge);
-        Ok(AuditState { args, pending: Vec::new(), retrying: false, unsealed: 0, overflow: None })
+        Ok(AuditState {
+            args,
+            pending: Vec::new(),
+            retrying: false,
+            unsealed: 0,
+            last_sealed: None,
+            overflow: None,
+        })
     }
 
     async fn handle(

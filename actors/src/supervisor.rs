@@ -220,45 +220,11 @@ impl Runtime {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Mutex;
 
     use super::*;
-    use crate::audit::{AppendError, AuditAction, AuditEvent};
+    use crate::audit::{AuditAction, AuditEvent};
+    use crate::test_stores::TestAudit;
     use uuid::Uuid;
-
-    /// Panics on its first append, then stores.
-    #[derive(Default)]
-    struct FlakyStore {
-        calls: AtomicUsize,
-        stored: Mutex<Vec<AuditAction>>,
-    }
-
-    #[async_trait::async_trait]
-    impl AuditStore for FlakyStore {
-        async fn append(&self, events: &[AuditEvent]) -> Result<(), AppendError> {
-            if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
-                panic!("injected failure");
-            }
-            self.stored.lock().unwrap().extend(events.iter().map(|e| e.action));
-            Ok(())
-        }
-
-        async fn set_aside(&self, _: &AuditEvent, _: &str) -> Result<(), AppendError> {
-            Ok(())
-        }
-
-        async fn checkpoint(&self, _: &AuditKey) -> anyhow::Result<Option<i64>> {
-            Ok(None)
-        }
-
-        async fn purge_older_than(
-            &self,
-            _: chrono::DateTime<chrono::Utc>,
-            _: &AuditKey,
-        ) -> anyhow::Result<u64> {
-            Ok(0)
-        }
-    }
 
     /// Panics on its first catch-up, then counts them.
     #[derive(Default)]
@@ -295,7 +261,7 @@ mod tests {
     async fn a_crashed_webhook_actor_is_restarted_and_catches_up_again() {
         let backend = Arc::new(FlakyWebhooks::default());
         let deps = Dependencies {
-            audit_store: Arc::new(FlakyStore::default()),
+            audit_store: Arc::new(TestAudit::default()),
             audit_key: crate::test_stores::audit_key(),
             board_store: Arc::new(crate::test_stores::TestBoards::default()),
             org_store: Arc::new(crate::test_stores::NoOrgs),
@@ -323,7 +289,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_crashed_audit_actor_is_restarted_behind_the_same_handle() {
-        let store = Arc::new(FlakyStore::default());
+        let store = Arc::new(TestAudit::default());
+        store.panic_next.store(true, Ordering::SeqCst);
         let deps = Dependencies {
             audit_store: store.clone(),
             audit_key: crate::test_stores::audit_key(),
@@ -338,7 +305,7 @@ mod tests {
         // The first append panics; the flush's reply port is dropped with the actor.
         assert!(!audit.flush().await);
         for _ in 0..50 {
-            if store.calls.load(Ordering::SeqCst) >= 1 {
+            if !store.panic_next.load(Ordering::SeqCst) {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -354,7 +321,7 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         assert!(flushed, "the restarted actor never answered");
-        assert!(store.stored.lock().unwrap().contains(&AuditAction::Logout));
+        assert!(store.rows.lock().unwrap().iter().any(|r| r.event.action == AuditAction::Logout));
         assert!(runtime.shutdown().await);
     }
 }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 
-use crate::audit::{AppendError, AuditEvent, AuditStore};
+use crate::audit::{AppendError, AuditEvent, AuditStore, Checkpointed};
 use crate::audit_chain::{self, AuditKey, ChainBreak, Seal, SealKind, StoredRow, Verified};
 
 use crate::board::{BoardStore, Change, CommandOutput, IdempotentResult, LoadedBoard};
@@ -92,13 +92,15 @@ pub fn audit_key() -> Arc<AuditKey> {
 
 /// An audit store keeping the chain in memory. Like a database with a constraint, it refuses
 /// any batch holding an entry whose target is in `refused`; while `down` is set, every call
-/// fails as an unreachable database would.
+/// fails as an unreachable database would; `panic_next` makes the next append panic, once.
 #[derive(Default)]
 pub struct TestAudit {
     /// Targets refused.
     pub refused: Vec<String>,
     /// Every call fails while set.
     pub down: AtomicBool,
+    /// The next append panics (and clears this).
+    pub panic_next: AtomicBool,
     /// The chain.
     pub rows: Mutex<Vec<StoredRow>>,
     /// Entries set aside, with their reasons.
@@ -140,6 +142,9 @@ impl TestAudit {
 #[async_trait::async_trait]
 impl AuditStore for TestAudit {
     async fn append(&self, events: &[AuditEvent]) -> Result<(), AppendError> {
+        if self.panic_next.swap(false, Ordering::SeqCst) {
+            panic!("injected failure");
+        }
         self.reachable()?;
         if events.iter().any(|e| e.target.as_ref().is_some_and(|t| self.refused.contains(t))) {
             return Err(AppendError::Refused("target refused by a constraint".into()));
@@ -164,17 +169,18 @@ impl AuditStore for TestAudit {
         Ok(())
     }
 
-    async fn checkpoint(&self, key: &AuditKey) -> anyhow::Result<Option<i64>> {
+    async fn checkpoint(&self, key: &AuditKey, _: Option<&Seal>) -> anyhow::Result<Checkpointed> {
         self.reachable()?;
         let rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
         let mut checkpoints = self.checkpoints.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(last) = rows.last() else { return Ok(None) };
+        let Some(last) = rows.last() else { return Ok(Checkpointed::default()) };
         if checkpoints.last().is_some_and(|c| c.seq >= last.seq) {
-            return Ok(None);
+            return Ok(Checkpointed::default());
         }
         let at = chrono::Utc::now();
-        checkpoints.push(Seal::sign(key, SealKind::Checkpoint, last.seq, last.hash.clone(), at));
-        Ok(Some(last.seq))
+        let seal = Seal::sign(key, SealKind::Checkpoint, last.seq, last.hash.clone(), at);
+        checkpoints.push(seal.clone());
+        Ok(Checkpointed { sealed: Some(seal), restored: false })
     }
 
     async fn purge_older_than(

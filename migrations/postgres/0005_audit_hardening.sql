@@ -21,5 +21,6 @@ CREATE TABLE audit_checkpoints (
     mac         bytea NOT NULL
 );
 
--- NULL only for an anchor written before this migration; the first checkpoint seals it.
+-- NULL only for an anchor written before this migration: verification reports it unsealed
+-- until the next purge that removes rows writes a sealed one.
 ALTER TABLE audit_anchor ADD COLUMN mac bytea;

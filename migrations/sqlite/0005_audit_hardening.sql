@@ -20,5 +20,6 @@ CREATE TABLE audit_checkpoints (
     mac         BLOB NOT NULL
 );
 
--- NULL only for an anchor written before this migration; the first checkpoint seals it.
+-- NULL only for an anchor written before this migration: verification reports it unsealed
+-- until the next purge that removes rows writes a sealed one.
 ALTER TABLE audit_anchor ADD COLUMN mac BLOB;

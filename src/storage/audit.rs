@@ -3,7 +3,7 @@
 //! entries the chain refused (`audit_dead_letters`) and the sealed checkpoints over the chain
 //! (`audit_checkpoints`).
 
-use boardroom_actors::audit::{AppendError, AuditAction, AuditEvent, AuditStore};
+use boardroom_actors::audit::{AppendError, AuditAction, AuditEvent, AuditStore, Checkpointed};
 use boardroom_actors::audit_chain::{
     AuditKey, ChainBreak, Seal, SealKind, StoredRow, Verified, Verifier,
 };
@@ -158,12 +158,10 @@ fn append_error(err: StorageError) -> AppendError {
 
 /// What sealing a checkpoint found.
 enum Sealed {
-    /// A checkpoint now vouches for this row.
-    Row(i64),
-    /// Nothing new since the newest checkpoint (or nothing at all).
-    Nothing,
+    /// A checkpoint now vouches for the newest row (`None`: nothing new to seal).
+    Done(Checkpointed),
     /// The chain ends before the newest checkpoint: rows were removed.
-    ShorterThan { end: i64, signed: i64 },
+    ShorterThan { end: i64, signed: i64, restored: bool },
 }
 
 #[async_trait::async_trait]
@@ -201,56 +199,60 @@ impl AuditStore for Store {
         .map_err(|e| append_error(e.into()))
     }
 
-    async fn checkpoint(&self, key: &AuditKey) -> anyhow::Result<Option<i64>> {
+    async fn checkpoint(
+        &self,
+        key: &AuditKey,
+        last: Option<&Seal>,
+    ) -> anyhow::Result<Checkpointed> {
         let backend = self.backend();
         let sealed = transaction!(self, conn => {
             let Some((seq, hash)) = lock_chain_tail!(backend, conn) else {
-                return Ok(Sealed::Nothing);
+                return Ok(Sealed::Done(Checkpointed::default()));
             };
-            // An anchor from before anchors were sealed is sealed by the first checkpoint.
-            let unsealed: Option<(i64, Vec<u8>, DateTime<Utc>)> = sqlx::query_as(
-                "SELECT seq, hash, purged_at FROM audit_anchor WHERE id = 1 AND mac IS NULL",
-            )
-            .fetch_optional(&mut *conn)
-            .await?;
-            if let Some((seq, hash, at)) = unsealed {
-                let seal = Seal::sign(key, SealKind::Anchor, seq, hash, at);
-                sqlx::query("UPDATE audit_anchor SET mac = $1 WHERE id = 1")
-                    .bind(&seal.mac)
-                    .execute(&mut *conn)
-                    .await?;
-            }
             let newest: Option<(i64,)> =
                 sqlx::query_as("SELECT seq FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")
                     .fetch_optional(&mut *conn)
                     .await?;
-            match newest {
-                Some((signed,)) if signed > seq => {
-                    return Ok(Sealed::ShorterThan { end: seq, signed });
-                }
-                Some((signed,)) if signed == seq => return Ok(Sealed::Nothing),
-                _ => {}
+            let anchor: Option<(i64,)> = sqlx::query_as("SELECT seq FROM audit_anchor WHERE id = 1")
+                .fetch_optional(&mut *conn)
+                .await?;
+            // Put back the last checkpoint this actor sealed if it is gone and its row was not
+            // purged: deleting checkpoints must not make a rewrite or a cut tail pass.
+            let purged_through = anchor.map_or(0, |(seq,)| seq);
+            let restore = last.filter(|last| last.seq > purged_through);
+            let signed = newest.map(|(signed,)| signed).max(restore.map(|last| last.seq));
+            let new = match signed {
+                Some(signed) if signed >= seq => None,
+                _ => Some(Seal::sign(key, SealKind::Checkpoint, seq, hash, now())),
+            };
+            let mut inserted = Vec::with_capacity(2);
+            for seal in restore.into_iter().chain(new.as_ref()) {
+                let done = sqlx::query(
+                    "INSERT INTO audit_checkpoints (seq, hash, created_at, mac) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (seq) DO NOTHING",
+                )
+                .bind(seal.seq)
+                .bind(&seal.hash)
+                .bind(seal.at)
+                .bind(&seal.mac)
+                .execute(&mut *conn)
+                .await?;
+                inserted.push(done.rows_affected() > 0);
             }
-            let seal = Seal::sign(key, SealKind::Checkpoint, seq, hash, now());
-            sqlx::query(
-                "INSERT INTO audit_checkpoints (seq, hash, created_at, mac) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(seal.seq)
-            .bind(&seal.hash)
-            .bind(seal.at)
-            .bind(&seal.mac)
-            .execute(&mut *conn)
-            .await?;
-            Ok(Sealed::Row(seq))
+            let restored = restore.is_some() && inserted.first() == Some(&true);
+            Ok(match signed {
+                Some(signed) if signed > seq => Sealed::ShorterThan { end: seq, signed, restored },
+                _ => Sealed::Done(Checkpointed { sealed: new, restored }),
+            })
         })?;
         match sealed {
-            Sealed::Row(seq) => Ok(Some(seq)),
-            Sealed::Nothing => Ok(None),
+            Sealed::Done(done) => Ok(done),
             // Sealing this shorter chain would not hide the cut (the newer checkpoint stays),
             // but it must be said aloud, every time, until someone looks.
-            Sealed::ShorterThan { end, signed } => anyhow::bail!(
-                "the audit chain ends at row {end}, before its newest checkpoint (row {signed}): \
-                 rows were removed; run `boardroom audit verify`"
+            Sealed::ShorterThan { end, signed, restored } => anyhow::bail!(
+                "the audit chain ends at row {end}, before its newest checkpoint (row {signed}{}): \
+                 rows were removed; run `boardroom audit verify`",
+                if restored { ", which had been deleted and is put back" } else { "" }
             ),
         }
     }
