@@ -47,6 +47,7 @@ use self::tokens::{TokenError, TokenKeys};
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::storage::{NewSession, NewUser, StorageError, Store, UserRow};
+use crate::validate;
 
 /// The tokens of a new or refreshed session.
 #[derive(Debug, Clone)]
@@ -241,19 +242,16 @@ impl Auth {
         name: &str,
         meta: &RequestMeta,
     ) -> Result<(UserRow, SessionTokens), ApiError> {
+        let email = validate::email(email)?;
+        let name = validate::name("name", name)?;
+        validate::new_password("password", password)?;
         self.limit(self.register_limit, &meta.limit_net().to_string()).await?;
-        let email = normalize_email(email)?;
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 100 {
-            return Err(ApiError::validation("name must be 1 to 100 characters"));
-        }
-        password::check_policy(password).map_err(|e| ApiError::validation(e.to_string()))?;
         let hash = self.hasher.hash(password.to_owned()).await.map_err(hash_error)?;
         let user = self
             .store
             .create_user(NewUser {
                 email: &email,
-                name,
+                name: &name,
                 password_hash: Some(&hash),
                 email_verified: false,
                 google_sub: None,
@@ -274,7 +272,8 @@ impl Auth {
         Ok((user, tokens))
     }
 
-    /// Checks a password and signs in. Unknown email and wrong password answer alike.
+    /// Checks a password and signs in. Unknown email and wrong password answer alike; a
+    /// malformed email or password is refused before it counts as an attempt.
     ///
     /// Only wrong passwords count against the login limits: every attempt takes its slots before
     /// the check (so concurrent attempts cannot overrun a limit), and one whose password was
@@ -285,7 +284,8 @@ impl Auth {
         password: &str,
         meta: &RequestMeta,
     ) -> Result<(UserRow, SessionTokens), ApiError> {
-        let email = email.trim().to_lowercase();
+        let email = validate::email(email)?;
+        validate::presented_password("password", password)?;
         let net = meta.limit_net().to_string();
         let email_net = format!("{email}\n{net}");
         let taken = match self.take_login_slots(&email, &net, &email_net).await? {
@@ -458,6 +458,8 @@ impl Auth {
         new: &str,
         meta: &RequestMeta,
     ) -> Result<(), ApiError> {
+        validate::presented_password("current_password", current)?;
+        validate::new_password("new_password", new)?;
         let account =
             self.store.user_by_id(user).await?.ok_or_else(|| ApiError::not_found("user"))?;
         let matched = self
@@ -468,7 +470,6 @@ impl Auth {
         if !matched {
             return Err(ApiError::new(ErrorCode::InvalidCredentials, "current password is wrong"));
         }
-        password::check_policy(new).map_err(|e| ApiError::validation(e.to_string()))?;
         let hash = self.hasher.hash(new.to_owned()).await.map_err(hash_error)?;
         let version = self.store.set_password(user, &hash).await?;
         let revoked =
@@ -714,27 +715,5 @@ fn hash_error(err: HashError) -> ApiError {
             err
         }
         HashError::Failed(msg) => ApiError::internal(anyhow::anyhow!(msg)),
-    }
-}
-
-/// Lower-cases and checks an email address.
-pub fn normalize_email(email: &str) -> Result<String, ApiError> {
-    let email = email.trim().to_lowercase();
-    let valid = email.len() <= 254
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-        && match email.split_once('@') {
-            Some((local, domain)) => {
-                !local.is_empty()
-                    && domain.contains('.')
-                    && !domain.starts_with('.')
-                    && !domain.ends_with('.')
-                    && !domain.contains('@')
-            }
-            None => false,
-        };
-    if valid {
-        Ok(email)
-    } else {
-        Err(ApiError::validation("email is not a valid address"))
     }
 }

@@ -15,6 +15,7 @@
 //!   the allowlist and a client pinned to the checked address.
 //! - [`storage`]: one storage interface over SQLite and Postgres, with tenant-scoped handles.
 //! - [`telemetry`]: logging and the per-request log line.
+//! - [`validate`]: identity fields (emails, names, passwords) checked at the edge.
 //! - [`webhooks`]: webhook delivery: the webhook actor's outbox backend, signing, retries.
 //! - [`ws`]: the WebSocket gateway: upgrade, connections, the per-event encoded fan-out.
 //!
@@ -29,5 +30,6 @@ pub mod server;
 pub mod ssrf;
 pub mod storage;
 pub mod telemetry;
+pub mod validate;
 pub mod webhooks;
 pub mod ws;

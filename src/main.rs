@@ -62,8 +62,9 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
                     (email, false, AuditAction::SuperadminRevoked)
                 }
             };
+            let email = boardroom::validate::email(&email)
+                .map_err(|err| StartupError::Command(err.message().to_owned()))?;
             let store = server::open_store(&cli.settings).await?;
-            let email = email.trim().to_lowercase();
             let user = store.set_superadmin(&email, grant).await.map_err(|err| match err {
                 StorageError::NotFound => {
                     StartupError::Command(format!("no account with email {email}"))

@@ -33,8 +33,8 @@
 //! and every other lookup fails, so no second DNS answer can slip in between check and
 //! connect. Redirects are not followed (a 3xx is the delivery's answer, never a new target),
 //! proxies are ignored and the whole exchange is capped at ten seconds. [`read_body_capped`]
-//! keeps at most a short excerpt of the answer, so a hostile endpoint can neither exhaust
-//! memory nor get arbitrary bytes stored.
+//! keeps at most a short excerpt of the answer, as text with invalid UTF-8 and control bytes
+//! replaced, so a hostile endpoint can neither exhaust memory nor get arbitrary bytes stored.
 //!
 //! The allowlist is the setting `BOARDROOM_WEBHOOK_ALLOW` (`--webhook-allow`), a comma-separated
 //! list of `host:port` pairs parsed by [`Allowlist::parse`]. It is empty by default and opens
@@ -53,6 +53,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use boardroom_actors::text::{self, Form};
 use url::Url;
 
 /// Total time allowed for one delivery request, from connect to the last byte read.
@@ -529,24 +530,9 @@ fn normalize_host<S: AsRef<str>>(host: url::Host<S>) -> Result<TargetHost, SsrfE
 }
 
 /// Whitespace, controls (C0, DEL, C1) and the invisible formatting characters used to disguise
-/// URLs (soft hyphen, zero-width, bidi controls, BOM).
+/// URLs (soft hyphen, zero-width, bidi controls, BOM): the rule for identifiers.
 fn has_forbidden_char(raw: &str) -> bool {
-    raw.chars().any(|c| {
-        c.is_control()
-            || c.is_whitespace()
-            || matches!(
-                c,
-                '\u{00AD}'
-                    | '\u{061C}'
-                    | '\u{180E}'
-                    | '\u{200B}'..='\u{200F}'
-                    | '\u{202A}'..='\u{202E}'
-                    | '\u{2060}'..='\u{2064}'
-                    | '\u{2066}'..='\u{206F}'
-                    | '\u{FEFF}'
-                    | '\u{FFF9}'..='\u{FFFB}'
-            )
-    })
+    text::check(Form::Identifier, raw).is_err()
 }
 
 /// Whether the raw authority (after `scheme:` and any slashes, up to the first `/`, `?` or `#`)
@@ -712,7 +698,9 @@ pub async fn read_body_capped(
     Ok(BodyExcerpt { excerpt: lossy_prefix(&head), bytes_read: seen.min(cap), truncated })
 }
 
-/// Lossy UTF-8 that drops a character cut in half at the end instead of showing U+FFFD.
+/// Lossy UTF-8 that drops a character cut in half at the end instead of showing U+FFFD, with
+/// control characters (NUL, which Postgres cannot store, included) replaced by U+FFFD too:
+/// whatever bytes a receiver answers, the excerpt can be stored and shown.
 fn lossy_prefix(bytes: &[u8]) -> String {
     let mut end = bytes.len();
     // Walk back to the start of the last character; drop it if the cut left it short.
@@ -731,7 +719,7 @@ fn lossy_prefix(bytes: &[u8]) -> String {
             break;
         }
     }
-    String::from_utf8_lossy(&bytes[..end]).into_owned()
+    text::scrub(&String::from_utf8_lossy(&bytes[..end])).into_owned()
 }
 
 #[cfg(test)]
@@ -1353,6 +1341,7 @@ mod tests {
         assert_eq!(lossy_prefix(&"a\u{20ac}".as_bytes()[..3]), "a");
         assert_eq!(lossy_prefix(&"\u{1f600}".as_bytes()[..3]), "");
         assert_eq!(lossy_prefix(b"\xffa"), "\u{fffd}a");
+        assert_eq!(lossy_prefix(b"a\0b\x1b[1m\r\n"), "a\u{fffd}b\u{fffd}[1m\r\n");
         assert_eq!(lossy_prefix(b""), "");
     }
 }

@@ -284,6 +284,8 @@ impl WebhookBackend for Deliverer {
             }
         };
         tracing::debug!(webhook = %job.webhook_id, delivery = %job.id, seq = job.seq, status, code = ?status_code, "webhook attempt");
+        // Errors quote the HTTP stack, which quotes the receiver: stored text carries no controls.
+        let error = error.map(|e| boardroom_actors::text::scrub(&e).into_owned());
         let record = AttemptRecord { status, next_attempt_at, status_code, error, excerpt };
         let after = tenant.record_attempt(&job, &record, self.disable_after).await?;
         if after.disabled_now {

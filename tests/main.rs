@@ -12,6 +12,7 @@ mod boards;
 mod cli;
 mod google;
 mod health;
+mod hostile_input;
 mod identity;
 mod limits;
 mod orgs;

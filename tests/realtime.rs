@@ -65,12 +65,12 @@ fn small_outbound_buffer(settings: &mut boardroom::config::Settings) {
     settings.ws_outbound_buffer_bytes = 64 * 1024;
 }
 
-const JSON: &str = "boardroom.v1.json";
+pub(crate) const JSON: &str = "boardroom.v1.json";
 const MSGPACK: &str = "boardroom.v1.msgpack";
 
 /// A test client speaking either encoding; replies and events arriving out of turn are kept.
 #[derive(Debug)]
-struct Client {
+pub(crate) struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     msgpack: bool,
     next_id: u64,
@@ -128,7 +128,7 @@ async fn try_connect(
     Ok(client)
 }
 
-async fn connect(server: &TestServer, token: &str, protocol: &str) -> Client {
+pub(crate) async fn connect(server: &TestServer, token: &str, protocol: &str) -> Client {
     try_connect(server, Auth::Bearer(token), Some(protocol), None).await.unwrap()
 }
 
@@ -140,11 +140,11 @@ fn http_status(err: WsError) -> u16 {
 }
 
 impl Client {
-    async fn send_raw(&mut self, message: Message) {
+    pub(crate) async fn send_raw(&mut self, message: Message) {
         self.ws.send(message).await.unwrap();
     }
 
-    async fn send(&mut self, mut frame: Value) -> u64 {
+    pub(crate) async fn send(&mut self, mut frame: Value) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
         frame["id"] = json!(id);
@@ -183,7 +183,7 @@ impl Client {
     }
 
     /// Sends a request and waits for its reply; other frames are kept for later.
-    async fn request(&mut self, frame: Value) -> Value {
+    pub(crate) async fn request(&mut self, frame: Value) -> Value {
         let id = self.send(frame).await;
         loop {
             let frame = self.next_frame().await;
@@ -196,7 +196,7 @@ impl Client {
     }
 
     /// The next frame of type `kind` (events, unsubscribed, closed), skipping nothing else.
-    async fn next_of(&mut self, kind: &str) -> Value {
+    pub(crate) async fn next_of(&mut self, kind: &str) -> Value {
         loop {
             let frame = match self.pending.pop_front() {
                 Some(frame) => frame,

@@ -39,7 +39,11 @@ both_backends_with!(
     many_boards_changing_at_once_all_deliver,
 );
 
-both_backends_with!(with_receiver_disabling_after_3; repeated_failures_disable_the_webhook);
+both_backends_with!(
+    with_receiver_disabling_after_3;
+    repeated_failures_disable_the_webhook,
+    hostile_answers_are_stored_safely_and_still_count,
+);
 
 // ---------------------------------------------------------------------------------------------
 // The receiver
@@ -53,6 +57,8 @@ enum Act {
     /// Answer 200 only after this long (longer than the test's delivery timeout).
     Sleep(Duration),
     Redirect(String),
+    /// Answer with this status and these bytes as the body.
+    Body(u16, Vec<u8>),
 }
 
 /// A request the receiver got.
@@ -144,7 +150,7 @@ async fn receive(
             Act::Status(state.default_status.get(&path).copied().unwrap_or(200))
         });
         let answered = match &act {
-            Act::Status(s) | Act::RetryAfter(s, _) => *s,
+            Act::Status(s) | Act::RetryAfter(s, _) | Act::Body(s, _) => *s,
             Act::Sleep(_) => 0,
             Act::Redirect(_) => 302,
         };
@@ -161,6 +167,7 @@ async fn receive(
             StatusCode::OK.into_response()
         }
         Act::Redirect(to) => (StatusCode::FOUND, [("location", to)]).into_response(),
+        Act::Body(s, body) => (StatusCode::from_u16(s).unwrap(), body).into_response(),
     }
 }
 
@@ -606,6 +613,38 @@ async fn repeated_failures_disable_the_webhook(server: &TestServer) {
         receiver.delivered("/down").len() == 1
     })
     .await;
+}
+
+/// A receiver answering NUL bytes, an escape sequence and invalid UTF-8: each attempt is still
+/// recorded with a storable excerpt (the bytes replaced), failures count, and the webhook is
+/// disabled at the threshold as usual.
+async fn hostile_answers_are_stored_safely_and_still_count(server: &TestServer) {
+    let f = fixture(server).await;
+    let receiver = Receiver::of(server);
+    let answer = b"\x00\x00oops\x1b[31m\xff\xfe\xc3(\x00 end".to_vec();
+    receiver.script("/hostile", vec![Act::Body(500, answer); 3]);
+    let (hook, _) =
+        create_webhook(server, &f, &receiver.url("/hostile"), json!(["item.created"])).await;
+    add_item(server, &f, "Poison").await;
+    let mut listed = Value::Null;
+    for _ in 0..200 {
+        listed = server.get_as(&hooks_path(&f), &f.owner.access_token).await.expect(200).clone();
+        if listed["webhooks"][0]["enabled"] == false {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(listed["webhooks"][0]["enabled"], false, "{listed}");
+    assert_eq!(listed["webhooks"][0]["consecutive_failures"], 3);
+    assert_eq!(receiver.hits("/hostile").len(), 3);
+    let delivery = deliveries(server, &f, &hook).await.remove(0);
+    assert_eq!(delivery["attempts"], 3, "{delivery}");
+    assert_eq!(delivery["last_status_code"], 500);
+    assert_eq!(delivery["last_error"], "HTTP 500");
+    assert_eq!(
+        delivery["response_excerpt"],
+        "\u{fffd}\u{fffd}oops\u{fffd}[31m\u{fffd}\u{fffd}\u{fffd}(\u{fffd} end"
+    );
 }
 
 async fn redirects_are_not_followed(server: &TestServer) {

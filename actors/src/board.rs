@@ -518,12 +518,7 @@ impl BoardState {
                     board.name = values::check_text("name", &name, MAX_TITLE_CHARS)?;
                 }
                 if let Some(description) = description {
-                    if description.chars().count() > MAX_LONG_TEXT_CHARS {
-                        return Err(invalid(format!(
-                            "description must be at most {MAX_LONG_TEXT_CHARS} characters"
-                        )));
-                    }
-                    board.description = description;
+                    board.description = values::check_description(&description)?;
                 }
                 board.updated_at = at;
                 self.board = board.clone();
@@ -819,7 +814,7 @@ impl BoardState {
             BoardCommand::CreateUpdate { item_id, body, parent_id } => {
                 self.require(requester, BoardRole::Editor, Scope::UpdatesWrite)?;
                 self.item(item_id)?;
-                let body = values::check_text("body", &body, MAX_LONG_TEXT_CHARS)?;
+                let body = values::check_long_text("body", &body, MAX_LONG_TEXT_CHARS)?;
                 if let Some(parent) = parent_id {
                     let parent = match self.pending_update(parent) {
                         Some(pending) => pending,
@@ -865,7 +860,7 @@ impl BoardState {
                 if update.author_id != Some(requester.user_id) {
                     return Err(BoardError::Forbidden("author"));
                 }
-                update.body = values::check_text("body", &body, MAX_LONG_TEXT_CHARS)?;
+                update.body = values::check_long_text("body", &body, MAX_LONG_TEXT_CHARS)?;
                 update.edited_at = Some(at);
                 Ok((
                     vec![Change::Update(update.clone())],

@@ -16,6 +16,7 @@
 //! - [`event_bus`]: committed events, in order, to sockets and webhooks.
 //! - [`position`]: fractional position keys, so reordering never renumbers.
 //! - [`values`]: what each column type accepts.
+//! - [`text`]: which characters client text may hold, shared by every edge.
 //! - [`audit`]: the audit actor; appends security events to the tamper-evident audit log off the
 //!   request path, in batches.
 //! - [`audit_chain`]: the hash chain that makes the audit log tamper-evident.
@@ -34,6 +35,7 @@ pub mod org;
 pub mod position;
 pub mod roles;
 pub mod supervisor;
+pub mod text;
 #[cfg(test)]
 mod test_stores;
 pub mod values;

@@ -3,12 +3,15 @@
 //! Every value written to an item is checked against its column: a number is a JSON number; a
 //! date is `YYYY-MM-DD`; a status is one of the column's labels; a dropdown some of them; a
 //! person is a list of organization members (checked by the board actor, which can ask the
-//! store); a link is http(s). `null` clears a value of any type. Text has a size limit.
+//! store); a link is http(s). `null` clears a value of any type. Text has a size limit, and its
+//! characters follow [`crate::text`]: one line for titles, names, labels, text values and links,
+//! several for descriptions, long_text values and update bodies.
 
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::domain::{invalid, BoardError, Column, ColumnKind};
+use crate::text::{self, Form};
 
 /// Most characters in a `text` value, an item name or a title.
 pub const MAX_TEXT_CHARS: usize = 2_000;
@@ -25,8 +28,28 @@ pub const MAX_PEOPLE: usize = 50;
 /// Most characters of a link URL.
 pub const MAX_URL_CHARS: usize = 2_000;
 
-/// Checks a required, trimmed piece of text of at most `max` characters.
+/// Checks a required, trimmed line of text of at most `max` characters.
 pub fn check_text(field: &str, text: &str, max: usize) -> Result<String, BoardError> {
+    check_required(field, text, max, Form::Line)
+}
+
+/// Checks a required, trimmed text of several lines of at most `max` characters.
+pub fn check_long_text(field: &str, text: &str, max: usize) -> Result<String, BoardError> {
+    check_required(field, text, max, Form::Lines)
+}
+
+/// Checks a board's description: several lines, possibly none.
+pub fn check_description(description: &str) -> Result<String, BoardError> {
+    if description.chars().count() > MAX_LONG_TEXT_CHARS {
+        return Err(invalid(format!(
+            "description must be at most {MAX_LONG_TEXT_CHARS} characters"
+        )));
+    }
+    check_chars("description", description, Form::Lines)?;
+    Ok(description.to_owned())
+}
+
+fn check_required(field: &str, text: &str, max: usize, form: Form) -> Result<String, BoardError> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err(invalid(format!("{field} must not be empty")));
@@ -34,10 +57,12 @@ pub fn check_text(field: &str, text: &str, max: usize) -> Result<String, BoardEr
     if trimmed.chars().count() > max {
         return Err(invalid(format!("{field} must be at most {max} characters")));
     }
-    if trimmed.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(invalid(format!("{field} must not contain control characters")));
-    }
+    check_chars(field, trimmed, form)?;
     Ok(trimmed.to_owned())
+}
+
+fn check_chars(field: &str, text: &str, form: Form) -> Result<(), BoardError> {
+    text::check(form, text).map_err(|why| invalid(format!("{field} {why}")))
 }
 
 /// Checks and normalizes a column's settings for its type.
@@ -98,9 +123,8 @@ pub struct CheckedValue {
 
 /// Checks `value` for `column`.
 pub fn check_value(column: &Column, value: &Value) -> Result<CheckedValue, BoardError> {
-    let wrong = |what: &str| {
-        invalid(format!("column {:?} ({}) needs {what}", column.title, column.kind.as_str()))
-    };
+    let field = format!("column {:?} ({})", column.title, column.kind.as_str());
+    let wrong = |what: &str| invalid(format!("{field} needs {what}"));
     let plain = |value: Value| Ok(CheckedValue { value, people: Vec::new() });
     if value.is_null() {
         return plain(Value::Null);
@@ -113,6 +137,8 @@ pub fn check_value(column: &Column, value: &Value) -> Result<CheckedValue, Board
             if text.chars().count() > max {
                 return Err(wrong(&format!("at most {max} characters")));
             }
+            let form = if column.kind == ColumnKind::Text { Form::Line } else { Form::Lines };
+            check_chars(&field, text, form)?;
             plain(Value::String(text.to_owned()))
         }
         ColumnKind::Number => match value {
@@ -185,17 +211,21 @@ pub fn check_value(column: &Column, value: &Value) -> Result<CheckedValue, Board
             let parsed = url::Url::parse(raw)
                 .ok()
                 .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
-            if parsed.is_none()
-                || raw.chars().count() > MAX_URL_CHARS
-                || raw.chars().any(char::is_whitespace)
-            {
+            if raw.chars().count() > MAX_URL_CHARS {
+                return Err(wrong(&format!("a URL of at most {MAX_URL_CHARS} characters")));
+            }
+            check_chars(&format!("{field}'s URL"), raw, Form::Identifier)?;
+            if parsed.is_none() {
                 return Err(wrong("an http(s) URL"));
             }
             let text = match text {
                 Some(t) if t.chars().count() > MAX_TITLE_CHARS => {
                     return Err(wrong("a text of at most 200 characters"))
                 }
-                Some(t) => Value::String(t.to_owned()),
+                Some(t) => {
+                    check_chars(&format!("{field}'s text"), t, Form::Line)?;
+                    Value::String(t.to_owned())
+                }
                 None => Value::Null,
             };
             plain(json!({ "url": raw, "text": text }))

@@ -42,7 +42,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::tokens::secrets_equal;
-use super::{normalize_email, Auth, RequestMeta, SessionTokens};
+use super::{Auth, RequestMeta, SessionTokens};
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::storage::{NewOAuthState, NewUser, StorageError, UserRow};
@@ -351,6 +351,15 @@ impl GoogleSignIn {
                 "Google's userinfo names another account than the ID token",
             ));
         }
+        // The subject is looked up and stored: an empty one, or one with characters no
+        // identifier has, is refused whoever signed it.
+        let sub_usable = !claims.sub.is_empty()
+            && claims.sub.len() <= 255
+            && boardroom_actors::text::check(boardroom_actors::text::Form::Identifier, &claims.sub)
+                .is_ok();
+        if !sub_usable {
+            return Err(invalid_id_token("unusable_subject"));
+        }
         // The signed ID token wins; userinfo fills what it left out.
         let (email, verified) = match claims.email {
             Some(email) => (Some(email), claims.email_verified),
@@ -365,7 +374,7 @@ impl GoogleSignIn {
                 "the Google account's email is not verified",
             ));
         }
-        let email = normalize_email(&email).map_err(|_| {
+        let email = crate::validate::email(&email).map_err(|_| {
             SignInError::refused("unusable_email", "the Google account's email is not usable")
         })?;
         Ok(GoogleIdentity { sub: claims.sub, email, name: claims.name.or(info.name) })
@@ -837,17 +846,20 @@ impl Auth {
     }
 }
 
-/// The provider's name for the person, else the local part of the email; 1 to 100 characters.
+/// The provider's name for the person (cut to 100 characters), else the local part of the
+/// email, else "user": whichever first passes the rule for names.
 fn display_name(identity: &GoogleIdentity) -> String {
-    let given = identity.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
-    let fallback = identity.email.split('@').next().unwrap_or("user");
-    let name: String =
-        given.unwrap_or(fallback).chars().filter(|c| !c.is_control()).take(100).collect();
-    if name.trim().is_empty() {
-        "user".to_owned()
-    } else {
-        name
-    }
+    let usable = |name: &str| {
+        let cut: String = name.trim().chars().take(crate::validate::MAX_NAME_CHARS).collect();
+        crate::validate::name("name", &cut).ok()
+    };
+    let local = identity.email.split('@').next().unwrap_or_default();
+    identity
+        .name
+        .as_deref()
+        .and_then(usable)
+        .or_else(|| usable(local))
+        .unwrap_or_else(|| "user".to_owned())
 }
 
 #[cfg(test)]
@@ -910,5 +922,7 @@ mod tests {
         assert_eq!(display_name(&identity(Some("   "))), "ada");
         assert_eq!(display_name(&identity(None)), "ada");
         assert_eq!(display_name(&identity(Some(&"x".repeat(300)))).chars().count(), 100);
+        assert_eq!(display_name(&identity(Some("Ada\u{202e}ecalovol"))), "ada");
+        assert_eq!(display_name(&identity(Some("Ada\0"))), "ada");
     }
 }

@@ -16,24 +16,37 @@ pub const MIN_PASSWORD_CHARS: usize = 10;
 /// Most bytes bcrypt reads; longer passwords are refused, never truncated.
 pub const MAX_PASSWORD_BYTES: usize = 72;
 
-/// Why a password is refused.
+/// Why a password is refused. Displayed as the rest of a sentence that starts with the field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
     /// Too short.
-    #[error("password must be at least 10 characters")]
+    #[error("must be at least 10 characters")]
     TooShort,
     /// Over 72 bytes.
-    #[error("password must be at most 72 bytes (bcrypt would silently truncate it)")]
+    #[error("must be at most 72 bytes (bcrypt would silently truncate it)")]
     TooLong,
+    /// Holds NUL, where C implementations of bcrypt end the key (see `crate::validate`).
+    #[error("must not contain NUL characters")]
+    Nul,
 }
 
 /// Checks a new password against the policy.
 pub fn check_policy(password: &str) -> Result<(), PolicyError> {
+    check_presented(password)?;
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(PolicyError::TooShort);
+    }
+    Ok(())
+}
+
+/// Checks a password presented for verification: refuses only what no account's password can
+/// be (the policy has always refused passwords over 72 bytes).
+pub fn check_presented(password: &str) -> Result<(), PolicyError> {
     if password.len() > MAX_PASSWORD_BYTES {
         return Err(PolicyError::TooLong);
     }
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(PolicyError::TooShort);
+    if password.contains('\0') {
+        return Err(PolicyError::Nul);
     }
     Ok(())
 }
@@ -152,6 +165,10 @@ mod tests {
         assert_eq!(check_policy(&"a".repeat(73)), Err(PolicyError::TooLong));
         // 25 three-byte characters are 75 bytes: refused even though only 25 characters.
         assert_eq!(check_policy(&"€".repeat(25)), Err(PolicyError::TooLong));
+        assert_eq!(check_policy("long-enough\0pw"), Err(PolicyError::Nul));
+        assert_eq!(check_policy("long\tenough\u{1}\u{202e}"), Ok(()));
+        assert_eq!(check_presented("short"), Ok(()));
+        assert_eq!(check_presented("a\0"), Err(PolicyError::Nul));
     }
 
     #[tokio::test]

@@ -24,6 +24,7 @@ use crate::auth::api_keys::{
 use crate::auth::{Caller, OrgAccess};
 use crate::error::{ApiError, ApiResult};
 use crate::storage::{ApiKeyChanges, ApiKeyRow, NewApiKey, StorageError};
+use crate::validate;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
@@ -74,14 +75,6 @@ fn check_limit(limit: u32) -> Result<i64, ApiError> {
     }
 }
 
-fn check_name(name: &str) -> Result<&str, ApiError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::validation("name must be 1 to 100 characters"));
-    }
-    Ok(name)
-}
-
 #[derive(Deserialize)]
 struct CreateKey {
     name: String,
@@ -97,8 +90,8 @@ async fn create_key(
     ApiJson(body): ApiJson<CreateKey>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let (user, _) = caller.require_session()?;
+    let name = validate::name("name", &body.name)?;
     let access = state.auth().org_access(&caller, org, OrgRole::Member).await?;
-    let name = check_name(&body.name)?;
     let scopes = parse_scopes(&body.scopes)?;
     let limit = check_limit(body.rate_limit_per_minute.unwrap_or(DEFAULT_RATE_LIMIT_PER_MINUTE))?;
     if body.expires_at.is_some_and(|e| e <= Utc::now()) {
@@ -118,7 +111,7 @@ async fn create_key(
         let created = tenant
             .create_api_key(NewApiKey {
                 user_id: user,
-                name,
+                name: &name,
                 prefix: generated.prefix(),
                 secret_hash: &hash,
                 scopes: scopes.clone(),
@@ -183,7 +176,7 @@ async fn update_key(
         return Err(ApiError::not_found("API key"));
     }
     let changes = ApiKeyChanges {
-        name: body.name.as_deref().map(check_name).transpose()?.map(str::to_owned),
+        name: body.name.as_deref().map(|n| validate::name("name", n)).transpose()?,
         scopes: body.scopes.as_deref().map(parse_scopes).transpose()?,
         rate_limit_per_minute: body.rate_limit_per_minute.map(check_limit).transpose()?,
     };

@@ -20,6 +20,7 @@ use axum::{Json, Router};
 use boardroom_actors::board::{BoardQuery, CommandOutput, Requester};
 use boardroom_actors::domain::{BoardCommand, BoardError, BoardRole, ColumnKind, Placement};
 use boardroom_actors::roles::OrgRole;
+use boardroom_actors::values;
 use boardroom_protocol::{ErrorCode, Scope};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -195,16 +196,10 @@ async fn create_board(
             return Ok((StatusCode::CREATED, Json(first)).into_response());
         }
     }
-    let name = boardroom_actors::values::check_text(
-        "name",
-        &body.name,
-        boardroom_actors::values::MAX_TITLE_CHARS,
-    )
-    .map_err(board_error)?;
-    if body.description.chars().count() > boardroom_actors::values::MAX_LONG_TEXT_CHARS {
-        return Err(ApiError::validation("description is too long"));
-    }
-    let (board, event) = tenant.create_board(&name, &body.description, caller.user_id()).await?;
+    let name = values::check_text("name", &body.name, values::MAX_TITLE_CHARS)
+        .map_err(board_error)?;
+    let description = values::check_description(&body.description).map_err(board_error)?;
+    let (board, event) = tenant.create_board(&name, &description, caller.user_id()).await?;
     let mut answer = boardroom_actors::board::board_json(&board);
     answer["role"] = json!(BoardRole::Owner.as_str());
     answer["seq"] = json!(event.seq);

@@ -18,6 +18,7 @@ use super::AppState;
 use crate::auth::{org_error, Caller, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::storage::{MemberRow, OrganizationRow};
+use crate::validate;
 use boardroom_actors::org::MemberChange;
 
 /// Routes of this module.
@@ -64,11 +65,8 @@ async fn create_org(
     ApiJson(body): ApiJson<CreateOrg>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let (user, _) = caller.require_session()?;
-    let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::validation("name must be 1 to 100 characters"));
-    }
-    let org = state.store().create_org(name, user).await?;
+    let name = validate::name("name", &body.name)?;
+    let org = state.store().create_org(&name, user).await?;
     state.auth().audit(AuditAction::OrgCreated, &caller.meta, |e| {
         e.organization_id = Some(org.id);
         e.actor_id = Some(user);
@@ -128,9 +126,9 @@ async fn add_member(
     ApiJson(body): ApiJson<AddMember>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     caller.require_session()?;
+    let email = validate::email(&body.email)?;
     let access = state.auth().org_access(&caller, org, OrgRole::Admin).await?;
     let role = parse_role(&body.role)?;
-    let email = body.email.trim().to_lowercase();
     let user = state
         .store()
         .user_by_email(&email)

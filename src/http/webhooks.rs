@@ -77,7 +77,7 @@ fn check_events(events: &[String]) -> ApiResult<Vec<String>> {
     let mut kept: Vec<String> = Vec::new();
     for kind in events {
         if kind != "*" && EventKind::parse(kind).is_none() {
-            return Err(ApiError::validation(format!("unknown event kind `{kind}`")));
+            return Err(ApiError::validation(format!("events: unknown event kind {kind:?}")));
         }
         if !kept.contains(kind) {
             kept.push(kind.clone());
