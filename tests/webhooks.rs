@@ -223,6 +223,20 @@ async fn deliveries(server: &TestServer, f: &Fixture, hook: &str) -> Vec<Value> 
     reply.expect(200)["deliveries"].as_array().unwrap().clone()
 }
 
+/// Waits (up to 10 s) until the board's one webhook is disabled after 3 failures.
+async fn wait_until_disabled_after_3(server: &TestServer, f: &Fixture) {
+    let mut listed = Value::Null;
+    for _ in 0..200 {
+        listed = server.get_as(&hooks_path(f), &f.owner.access_token).await.expect(200).clone();
+        if listed["webhooks"][0]["enabled"] == false {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(listed["webhooks"][0]["enabled"], false, "{listed}");
+    assert_eq!(listed["webhooks"][0]["consecutive_failures"], 3);
+}
+
 /// Polls `check` every 20 ms until it holds; panics with `what` after `limit`.
 async fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -582,16 +596,7 @@ async fn repeated_failures_disable_the_webhook(server: &TestServer) {
         create_webhook(server, &f, &receiver.url("/down"), json!(["item.created"])).await;
     add_item(server, &f, "Lost").await;
     let hook_path = format!("{}/{hook}", hooks_path(&f));
-    let mut listed = Value::Null;
-    for _ in 0..200 {
-        listed = server.get_as(&hooks_path(&f), &f.owner.access_token).await.expect(200).clone();
-        if listed["webhooks"][0]["enabled"] == false {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(listed["webhooks"][0]["enabled"], false, "{listed}");
-    assert_eq!(listed["webhooks"][0]["consecutive_failures"], 3);
+    wait_until_disabled_after_3(server, &f).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.hits("/down").len(), 3, "a disabled webhook is not called");
     let rows: Vec<(String, Option<String>)> = {
@@ -626,16 +631,7 @@ async fn hostile_answers_are_stored_safely_and_still_count(server: &TestServer) 
     let (hook, _) =
         create_webhook(server, &f, &receiver.url("/hostile"), json!(["item.created"])).await;
     add_item(server, &f, "Poison").await;
-    let mut listed = Value::Null;
-    for _ in 0..200 {
-        listed = server.get_as(&hooks_path(&f), &f.owner.access_token).await.expect(200).clone();
-        if listed["webhooks"][0]["enabled"] == false {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(listed["webhooks"][0]["enabled"], false, "{listed}");
-    assert_eq!(listed["webhooks"][0]["consecutive_failures"], 3);
+    wait_until_disabled_after_3(server, &f).await;
     assert_eq!(receiver.hits("/hostile").len(), 3);
     let delivery = deliveries(server, &f, &hook).await.remove(0);
     assert_eq!(delivery["attempts"], 3, "{delivery}");

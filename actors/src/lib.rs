@@ -35,8 +35,8 @@ pub mod org;
 pub mod position;
 pub mod roles;
 pub mod supervisor;
-pub mod text;
 #[cfg(test)]
 mod test_stores;
+pub mod text;
 pub mod values;
 pub mod webhook;

@@ -116,7 +116,9 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
     if text.chars().all(kept) {
         return Cow::Borrowed(text);
     }
-    Cow::Owned(text.chars().map(|c| if kept(c) { c } else { char::REPLACEMENT_CHARACTER }).collect())
+    Cow::Owned(
+        text.chars().map(|c| if kept(c) { c } else { char::REPLACEMENT_CHARACTER }).collect(),
+    )
 }
 
 #[cfg(test)]
@@ -155,7 +157,9 @@ mod tests {
         assert_eq!(check(Form::Name, spoof), Err(Refusal::Bidi));
         assert_eq!(check(Form::Identifier, spoof), Err(Refusal::Invisible));
         // Marks and joiners are part of ordinary writing, names included.
-        for name in ["\u{5e9}\u{5e8}\u{200f} 2", "\u{645}\u{6cc}\u{200c}\u{62e}", "👩\u{200d}💻", "é日本🎉"] {
+        for name in
+            ["\u{5e9}\u{5e8}\u{200f} 2", "\u{645}\u{6cc}\u{200c}\u{62e}", "👩\u{200d}💻", "é日本🎉"]
+        {
             assert_eq!(check(Form::Name, name), Ok(()), "{name:?}");
         }
     }

@@ -286,6 +286,33 @@ mod tests {
     }
 
     #[test]
+    fn text_follows_the_character_rule() {
+        let text = column(ColumnKind::Text, json!({}));
+        let long = column(ColumnKind::LongText, json!({}));
+        let link = column(ColumnKind::Link, json!({}));
+        for bad in ["a\0b", "a\u{1b}[1mb", "a\rb", "a\u{7f}b", "a\u{85}b"] {
+            for c in [&text, &long] {
+                let err = check_value(c, &json!(bad)).unwrap_err().to_string();
+                assert!(err.contains("control characters"), "{bad:?}: {err}");
+            }
+            assert!(check_value(&link, &json!({"url": "https://x.example", "text": bad})).is_err());
+            assert!(check_text("title", bad, MAX_TITLE_CHARS).is_err());
+            assert!(check_long_text("body", bad, MAX_LONG_TEXT_CHARS).is_err());
+            assert!(check_description(bad).is_err());
+        }
+        // Several lines only where several lines belong.
+        assert!(check_value(&text, &json!("a\nb")).is_err());
+        assert!(check_value(&long, &json!("a\n\tb")).is_ok());
+        assert!(check_text("title", "a\nb", MAX_TITLE_CHARS).is_err());
+        assert_eq!(check_long_text("body", " a\nb ", MAX_LONG_TEXT_CHARS).unwrap(), "a\nb");
+        assert_eq!(check_description("").unwrap(), "");
+        // Right-to-left text is content; in a URL it is a disguise.
+        assert!(check_value(&text, &json!("\u{202e}abc")).is_ok());
+        assert!(check_value(&link, &json!("https://example.com/\u{202e}gpj.exe")).is_err());
+        assert!(check_value(&link, &json!("https://example.com/a\0")).is_err());
+    }
+
+    #[test]
     fn settings_by_type() {
         assert!(check_settings(ColumnKind::Status, None).is_err());
         assert!(check_settings(ColumnKind::Status, Some(&json!({"labels": []}))).is_err());

@@ -4,7 +4,8 @@
 //! [`PasswordHasher`] hands it to the blocking pool behind a semaphore sized by
 //! `BOARDROOM_BCRYPT_THREADS`, and refuses new work once too many requests wait, so a login flood
 //! cannot stall other requests or sockets. Passwords over 72 bytes are refused rather than
-//! silently truncated, as bcrypt would.
+//! silently truncated, as bcrypt would, and so are passwords holding NUL (see `crate::validate`
+//! for why that is the one character refused).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -196,8 +196,8 @@ async fn create_board(
             return Ok((StatusCode::CREATED, Json(first)).into_response());
         }
     }
-    let name = values::check_text("name", &body.name, values::MAX_TITLE_CHARS)
-        .map_err(board_error)?;
+    let name =
+        values::check_text("name", &body.name, values::MAX_TITLE_CHARS).map_err(board_error)?;
     let description = values::check_description(&body.description).map_err(board_error)?;
     let (board, event) = tenant.create_board(&name, &description, caller.user_id()).await?;
     let mut answer = boardroom_actors::board::board_json(&board);
