@@ -29,6 +29,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::audit_chain::{AuditKey, Seal};
+use crate::text;
 
 macro_rules! audit_actions {
     ($( $(#[$doc:meta])* $variant:ident = $name:literal, )+) => {
@@ -223,10 +224,10 @@ impl AuditEvent {
 }
 
 /// Characters no audit text keeps: controls, and the invisible ones that can disguise text
-/// (zero-width, bidirectional overrides and isolates, line and paragraph separators, BOM).
+/// (zero-width, bidirectional overrides and isolates, BOM: [`text::is_invisible`]), and line
+/// and paragraph separators.
 fn unwanted(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+    c.is_control() || text::is_invisible(c) || matches!(c, '\u{2028}' | '\u{2029}')
 }
 
 fn bounded_text(raw: &str) -> String {

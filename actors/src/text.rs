@@ -2,8 +2,9 @@
 //!
 //! Board content is checked with it inside the board actor (through [`crate::values`]), so a
 //! REST body and a WebSocket frame get the same answer; the server's identity fields (emails,
-//! names of people, organizations and API keys) and the SSRF guard's URLs use it too. A refusal
-//! names what is wrong; the caller names the field.
+//! names of people, organizations and API keys) and the SSRF guard's URLs use it too, and the
+//! audit log's sanitizer strips what [`is_invisible`] names. A refusal names what is wrong; the
+//! caller names the field.
 //!
 //! ## What is refused, and why
 //! - **Control characters** (Unicode `Cc`: C0, DEL and C1), NUL included, everywhere: they have
