@@ -23,9 +23,11 @@
 //! shared addresses, refused by address below); and any address in the blocked ranges — the
 //! private, loopback, link-local, shared, benchmarking, multicast and reserved IPv4 ranges plus
 //! Azure's 168.63.129.16 and Alibaba's 100.100.100.200, and IPv6 `::`, `::1`, fc00::/7,
-//! fe80::/10, fec0::/10 and ff00::/8, with IPv4 addresses embedded in IPv6 (mapped, translated,
-//! compatible, 6to4, NAT64) unwrapped and judged again as IPv4. A name is refused if ANY of its
-//! A/AAAA records is blocked: a mixed answer is how a rebinding attacker hedges.
+//! fe80::/10, fec0::/10, ff00::/8, Teredo 2001::/32 and local-use NAT64 64:ff9b:1::/48 (both
+//! whole: neither has one embedded IPv4 address at a fixed place to judge), with IPv4 addresses
+//! embedded in IPv6 (mapped, translated, compatible, 6to4, well-known-prefix NAT64) unwrapped
+//! and judged again as IPv4. A name is refused if ANY of its A/AAAA records is blocked: a mixed
+//! answer is how a rebinding attacker hedges.
 //!
 //! The verdict ([`Checked`]) names one checked [`SocketAddr`], and [`Checked::pinned_client`]
 //! builds a `reqwest` client that can reach only that address: the name is pinned with
@@ -601,6 +603,12 @@ const BLOCKED_V6: &[(Ipv6Addr, u8, &str)] = &[
     (Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10, "link-local (fe80::/10)"),
     (Ipv6Addr::new(0xfec0, 0, 0, 0, 0, 0, 0, 0), 10, "deprecated site-local (fec0::/10)"),
     (Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0), 8, "multicast (ff00::/8)"),
+    // Teredo carries a server's and a client's IPv4 address (the client's inverted) and a relay
+    // forwards to them: no single embedded address to judge, so the whole prefix goes.
+    (Ipv6Addr::new(0x2001, 0, 0, 0, 0, 0, 0, 0), 32, "Teredo (2001::/32)"),
+    // Local-use NAT64 (RFC 8215) is the operator's own translator, reaching its own IPv4
+    // network, and may place the IPv4 address at any of RFC 6052's offsets: refused whole.
+    (Ipv6Addr::new(0x64, 0xff9b, 1, 0, 0, 0, 0, 0), 48, "local-use NAT64 (64:ff9b:1::/48)"),
 ];
 
 fn v4_range(ip: Ipv4Addr) -> Option<&'static str> {
@@ -636,8 +644,8 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
         | [0, 0, 0, 0, 0, 0, _, _] => Some(last32),
         // 6to4 2002::/16: the IPv4 address is bits 16..48.
         [0x2002, hi, lo, ..] => Some(Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo))),
-        // NAT64 well-known prefix 64:ff9b::/96 and local-use 64:ff9b:1::/48.
-        [0x64, 0xff9b, 0, 0, 0, 0, _, _] | [0x64, 0xff9b, 1, ..] => Some(last32),
+        // NAT64 well-known prefix 64:ff9b::/96 (local-use 64:ff9b:1::/48 is in BLOCKED_V6).
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(last32),
         _ => None,
     }
 }
@@ -762,6 +770,8 @@ mod tests {
             .with("mapped.test", &[ip("::ffff:169.254.169.254")])
             .with("ula.test", &[ip("fd00:ec2::254")])
             .with("nat64.test", &[ip("64:ff9b::a9fe:a9fe")])
+            .with("nat64-local.test", &[ip("8.8.8.8"), ip("64:ff9b:1::808:808")])
+            .with("teredo.test", &[ip("8.8.8.8"), ip("2001:0:4136:e378:8000:63bf:f7f7:f7f7")])
             .with("dual.test", &[ip("8.8.8.8"), ip("2606:4700:4700::1111")])
             .with("v6only.test", &[ip("2606:4700:4700::1111")])
             .with("empty.test", &[])
@@ -917,9 +927,45 @@ mod tests {
         ("http://[64:ff9b::127.0.0.1]/", "blocked_address 64:ff9b::7f00:1"),
         ("http://[64:ff9b::a9fe:a9fe]/", "blocked_address 64:ff9b::a9fe:a9fe"),
         ("http://[64:ff9b::808:808]/", "ok [64:ff9b::808:808]:80"),
+        ("http://[64:ff9b::ffff:ffff]/", "blocked_address 64:ff9b::ffff:ffff"),
+        ("http://[64:ff9b::1:0:0]/", "ok [64:ff9b::1:0:0]:80"),
+        // Local-use NAT64 64:ff9b:1::/48, whole: public IPv4 inside it too, at any offset.
+        (
+            "http://[64:ff9b:0:ffff:ffff:ffff:ffff:ffff]/",
+            "ok [64:ff9b:0:ffff:ffff:ffff:ffff:ffff]:80",
+        ),
+        ("http://[64:ff9b:1::]/", "blocked_address 64:ff9b:1::"),
         ("http://[64:ff9b:1::a00:1]/", "blocked_address 64:ff9b:1::a00:1"),
         ("http://[64:ff9b:1:ffff::a9fe:a9fe]/", "blocked_address 64:ff9b:1:ffff::a9fe:a9fe"),
-        ("http://[64:ff9b:1::808:808]/", "ok [64:ff9b:1::808:808]:80"),
+        ("http://[64:ff9b:1::808:808]/", "blocked_address 64:ff9b:1::808:808"),
+        ("http://[64:ff9b:1:808:808::]/", "blocked_address 64:ff9b:1:808:808::"),
+        (
+            "http://[64:ff9b:1:ffff:ffff:ffff:ffff:ffff]/",
+            "blocked_address 64:ff9b:1:ffff:ffff:ffff:ffff:ffff",
+        ),
+        ("http://[64:ff9b:2::]/", "ok [64:ff9b:2::]:80"),
+        // Teredo 2001::/32, whole: server 65.54.227.120, client 8.8.8.8 inverted (f7f7:f7f7),
+        // or a client inside (127.0.0.1 inverted is 80ff:fffe).
+        (
+            "http://[2000:ffff:ffff:ffff:ffff:ffff:ffff:ffff]/",
+            "ok [2000:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:80",
+        ),
+        ("http://[2001::]/", "blocked_address 2001::"),
+        (
+            "http://[2001:0:4136:e378:8000:63bf:f7f7:f7f7]/",
+            "blocked_address 2001:0:4136:e378:8000:63bf:f7f7:f7f7",
+        ),
+        ("http://[2001:0:4136:e378::80ff:fffe]/", "blocked_address 2001:0:4136:e378::80ff:fffe"),
+        ("http://[2001:0:a00:1::]/", "blocked_address 2001:0:a00:1::"),
+        (
+            "http://[2001:0:ffff:ffff:ffff:ffff:ffff:ffff]/",
+            "blocked_address 2001:0:ffff:ffff:ffff:ffff:ffff:ffff",
+        ),
+        ("http://[2001:1::]/", "ok [2001:1::]:80"),
+        // Other translation forms keep judging the IPv4 address they embed.
+        ("http://[::ffff:0:808:808]/", "ok [::ffff:0:808:808]:80"),
+        ("http://[::808:808]/", "ok [::808:808]:80"),
+        ("http://[2002:a00:1::]/", "blocked_address 2002:a00:1::"),
         // Local and metadata names: case, trailing dots, IDNA look-alikes; no DNS asked.
         ("http://localhost/", "blocked_host_name"),
         ("http://LOCALHOST/", "blocked_host_name"),
@@ -962,6 +1008,8 @@ mod tests {
         ("http://mapped.test/", "blocked_resolution ::ffff:169.254.169.254"),
         ("http://ula.test/", "blocked_resolution fd00:ec2::254"),
         ("http://nat64.test/", "blocked_resolution 64:ff9b::a9fe:a9fe"),
+        ("http://nat64-local.test/", "blocked_resolution 64:ff9b:1::808:808"),
+        ("http://teredo.test/", "blocked_resolution 2001:0:4136:e378:8000:63bf:f7f7:f7f7"),
         ("http://dual.test/", "ok 8.8.8.8:80"),
         ("https://v6only.test/", "ok [2606:4700:4700::1111]:443"),
         ("http://nxdomain.test/", "unresolvable"),
