@@ -2,8 +2,6 @@
 //! revocation and re-scoping taking effect at once, expiry, per-key limits with their headers,
 //! and the per-IP counter that refuses bad keys before any bcrypt runs.
 
-use std::process::Command;
-
 use reqwest::Method;
 use serde_json::json;
 
@@ -48,10 +46,10 @@ async fn keys_are_stored_as_prefix_and_bcrypt_hash(server: &TestServer) {
     });
     assert_eq!(prefix, &key[..11]);
     assert!(!hash.contains(&key[11..]));
-    let check = Command::new("python3")
+    let check = crate::harness::python()
         .args(["-c", "import bcrypt,sys; sys.exit(0 if bcrypt.checkpw(sys.argv[1].encode(), sys.argv[2].encode()) else 1)", &key[11..], &hash])
         .status()
-        .expect("python3 with bcrypt");
+        .expect("python");
     assert!(check.success(), "python bcrypt rejected the stored key hash");
 
     for bad in [

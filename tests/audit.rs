@@ -9,7 +9,7 @@ use boardroom_actors::audit::{AuditAction, AuditEvent, AuditStore};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::harness::{both_backends, both_backends_with, TestServer};
+use crate::harness::{both_backends, both_backends_with, python, TestServer};
 
 both_backends!(
     every_audited_action_writes_a_row,
@@ -274,16 +274,17 @@ async fn passwords_use_bcrypt_cost_12(server: &TestServer) {
         sqlx::query_as("SELECT password_hash FROM users").fetch_one(pool).await.unwrap()
     });
     assert!(hash.starts_with("$2b$12$"), "{hash}");
-    let check = Command::new("python3")
+    let check = python()
         .args(["-c", "import bcrypt,sys; sys.exit(0 if bcrypt.checkpw(sys.argv[1].encode(), sys.argv[2].encode()) else 1)", &alice.password, &hash])
         .status()
-        .expect("python3 with bcrypt");
+        .expect("python");
     assert!(check.success(), "python bcrypt rejected our hash");
     // And a hash made by Python's bcrypt verifies here.
-    let out = Command::new("python3")
+    let out = python()
         .args(["-c", "import bcrypt,sys; print(bcrypt.hashpw(sys.argv[1].encode(), bcrypt.gensalt(12)).decode())", "python-made-pw"])
         .output()
         .unwrap();
+    assert!(out.status.success(), "python: {}", String::from_utf8_lossy(&out.stderr));
     let python_hash = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let hasher = server.state().auth().hasher();
     assert_eq!(hasher.cost(), 12);

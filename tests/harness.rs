@@ -6,7 +6,8 @@
 //!   unreachable the Postgres half prints one line and is skipped, except under `CI=true`, where
 //!   it fails: a CI run that did not test Postgres is not green.
 //!
-//! [`both_backends!`] turns one `async fn(&TestServer)` into a test per backend.
+//! [`both_backends!`] turns one `async fn(&TestServer)` into a test per backend. Oracle tests run
+//! Python through [`python`], which sets up its own pinned environment on first use.
 
 #![allow(dead_code)] // shared by every test module; not each uses every helper
 
@@ -16,6 +17,9 @@ use boardroom::config::Settings;
 use boardroom::server::{App, RunningServer};
 use reqwest::Method;
 use serde_json::Value;
+
+mod venv;
+pub use venv::python;
 
 /// Which database a test server runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

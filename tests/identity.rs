@@ -2,13 +2,11 @@
 //! rotated sessions; the password policy; login limits; cookies with CSRF. Tokens minted here
 //! use `jsonwebtoken`; an independent implementation (PyJWT) checks ours.
 
-use std::process::Command;
-
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::harness::{both_backends, both_backends_with, Reply, TestServer};
+use crate::harness::{both_backends, both_backends_with, python, Reply, TestServer};
 
 /// The secret `Settings::for_tests` signs with.
 const TEST_SECRET: &str = "test-secret-test-secret-test-secret-0123";
@@ -574,10 +572,10 @@ mine = {"iss": "boardroom", "aud": "boardroom-api", "sub": sub, "sid": sid, "tv"
         "iat": now, "nbf": now, "exp": now + 300}
 print(jwt.encode(mine, secret, algorithm="HS256"))
 "#;
-    let out = Command::new("python3")
+    let out = python()
         .args(["-c", script, TEST_SECRET, &alice.access_token, &alice.id, &alice.session_id])
         .output()
-        .expect("python3 with PyJWT (pip install pyjwt)");
+        .expect("python");
     assert!(
         out.status.success(),
         "PyJWT rejected our token: {}",

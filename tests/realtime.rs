@@ -816,11 +816,8 @@ else:
     print(json.dumps(msgpack.unpackb(bytes.fromhex(sys.argv[2]))))
 "#;
     let python = |args: &[&str]| {
-        let out = std::process::Command::new("python3")
-            .args(["-c", script])
-            .args(args)
-            .output()
-            .expect("python3 with msgpack (pip install msgpack)");
+        let out =
+            crate::harness::python().args(["-c", script]).args(args).output().expect("python");
         assert!(out.status.success(), "python: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     };

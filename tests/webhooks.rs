@@ -262,7 +262,7 @@ fn parse_signature(header: &str) -> (String, Vec<String>) {
 
 /// Python's hmac computes the expected signature independently.
 fn python_signature(secret: &str, t: &str, body: &[u8]) -> String {
-    let out = std::process::Command::new("python3")
+    let out = crate::harness::python()
         .arg("-c")
         .arg(
             "import hmac, hashlib, sys\n\
@@ -271,7 +271,7 @@ fn python_signature(secret: &str, t: &str, body: &[u8]) -> String {
         )
         .args([secret, t, &hex::encode(body)])
         .output()
-        .expect("python3");
+        .expect("python");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
