@@ -22,6 +22,7 @@ both_backends!(
     refresh_rotates_and_reuse_revokes_the_session,
     sessions_can_be_listed_and_revoked,
     cookie_writes_need_the_csrf_header,
+    token_answers_are_not_stored_and_cookie_clients_get_no_refresh_token_in_the_body,
     sixth_login_attempt_is_rate_limited,
     tokens_agree_with_pyjwt,
 );
@@ -583,4 +584,87 @@ print(jwt.encode(mine, secret, algorithm="HS256"))
     );
     let theirs = String::from_utf8(out.stdout).unwrap();
     server.get_as("/api/v1/me", theirs.trim()).await.expect(200);
+}
+
+/// The `name=value` part of the `Set-Cookie` for `name` in `reply`.
+fn set_cookie(reply: &Reply, name: &str) -> Option<String> {
+    reply
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .map(str::to_owned)
+}
+
+async fn token_answers_are_not_stored_and_cookie_clients_get_no_refresh_token_in_the_body(
+    server: &TestServer,
+) {
+    // A client without cookies (no browser headers): the refresh token is in the body.
+    let email = format!("carol-{}@example.com", uuid::Uuid::now_v7().simple());
+    let registered = server
+        .post(
+            "/api/v1/auth/register",
+            None,
+            &json!({"email": email, "password": "carol-long-enough", "name": "Carol"}),
+        )
+        .await;
+    assert_eq!(registered.header("cache-control"), Some("no-store"));
+    let refresh = registered.expect(201)["refresh_token"].as_str().unwrap().to_owned();
+    let login = server
+        .post("/api/v1/auth/login", None, &json!({"email": email, "password": "carol-long-enough"}))
+        .await;
+    assert_eq!(login.header("cache-control"), Some("no-store"));
+    assert!(login.expect(200)["refresh_token"].is_string());
+    let refreshed =
+        server.post("/api/v1/auth/refresh", None, &json!({"refresh_token": refresh})).await;
+    assert_eq!(refreshed.header("cache-control"), Some("no-store"));
+    assert!(refreshed.expect(200)["refresh_token"].is_string());
+
+    // A browser (Sec-Fetch-* headers, which page scripts cannot set): the refresh token only in
+    // the HttpOnly cookie, on registration and on login.
+    let browser_email = format!("dan-{}@example.com", uuid::Uuid::now_v7().simple());
+    let browser_registered = server
+        .call(Method::POST, "/api/v1/auth/register")
+        .header("sec-fetch-mode", "cors")
+        .header("sec-fetch-site", "same-origin")
+        .json(&json!({"email": browser_email, "password": "dan-long-enough", "name": "Dan"}))
+        .send()
+        .await;
+    assert_eq!(browser_registered.header("cache-control"), Some("no-store"));
+    let body = browser_registered.expect(201);
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    assert!(body["access_token"].is_string());
+    let browser_login = server
+        .call(Method::POST, "/api/v1/auth/login")
+        .header("sec-fetch-site", "same-origin")
+        .json(&json!({"email": browser_email, "password": "dan-long-enough"}))
+        .send()
+        .await;
+    assert_eq!(browser_login.header("cache-control"), Some("no-store"));
+    let body = browser_login.expect(200).clone();
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    let cookie = set_cookie(&browser_login, "br_refresh").expect("refresh cookie");
+    for flag in ["HttpOnly", "Secure", "SameSite=Strict"] {
+        assert!(cookie.contains(flag), "{cookie}");
+    }
+    let pair = cookie.split(';').next().unwrap().to_owned();
+    assert!(!body.to_string().contains(&pair["br_refresh=".len()..]));
+
+    // Refreshing with the cookie (no body) is a cookie client too: a new cookie, no token in the
+    // body; the new cookie refreshes again.
+    let by_cookie =
+        server.call(Method::POST, "/api/v1/auth/refresh").header("cookie", &pair).send().await;
+    assert_eq!(by_cookie.header("cache-control"), Some("no-store"));
+    let body = by_cookie.expect(200).clone();
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    let next = set_cookie(&by_cookie, "br_refresh").expect("rotated refresh cookie");
+    let next = next.split(';').next().unwrap().to_owned();
+    assert_ne!(next, pair);
+    server
+        .call(Method::POST, "/api/v1/auth/refresh")
+        .header("cookie", &next)
+        .send()
+        .await
+        .expect(200);
 }

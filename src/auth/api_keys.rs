@@ -11,19 +11,23 @@
 //! in the cache meets the client IP's recent failures before any database lookup or bcrypt:
 //! malformed, unknown or wrong keys are counted per client network (an IPv4 address, an IPv6
 //! /64: [`limit_net`]), and a network over the limit is refused without spending CPU.
+//!
+//! A key's limit of N requests a minute is exact: each key keeps a log of the instants of the
+//! requests it was allowed in the last 60 seconds (at most N of them, so memory is bounded by
+//! the limit: 16 bytes a request; after a lowered limit, by the highest limit of the minute), and a request is allowed only while fewer than N are logged.
+//! So no 60-second span ever holds more than N allowed requests (a token bucket, as governor's
+//! was, lets a full burst through at once and refills behind it: about 2N in the first minute),
+//! and a refusal's `Retry-After` is exactly when the oldest logged request leaves the window.
+//! The log is per node, in memory; several nodes would each allow N.
 
+use std::collections::VecDeque;
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use boardroom_protocol::Scope;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
-use governor::clock::{Clock, DefaultClock};
-use governor::middleware::StateInformationMiddleware;
-use governor::state::{InMemoryState, NotKeyed};
-use governor::{Quota, RateLimiter};
 use ipnet::IpNet;
 use rand::Rng;
 use uuid::Uuid;
@@ -112,8 +116,6 @@ pub struct KeyGrant {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-type KeyLimiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
-
 /// The outcome of charging a request to a key's limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimitState {
@@ -121,7 +123,8 @@ pub struct RateLimitState {
     pub limit: u32,
     /// Requests left right now.
     pub remaining: u32,
-    /// Seconds until the allowance is full again (or, when refused, until the next request).
+    /// Seconds, rounded up, until the oldest request counted leaves the 60-second window: when
+    /// refused, the exact wait before the next request is allowed.
     pub reset_secs: u64,
     /// Whether this request is allowed.
     pub allowed: bool,
@@ -138,16 +141,20 @@ pub struct KeyCache {
     verifying: DashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>,
 }
 
-/// A key's limiter. It lives apart from the verified grants: dropping a grant from the cache
-/// (overflow, re-scoping) must not hand the key a fresh allowance.
+/// A key's log of allowed requests. It lives apart from the verified grants: dropping a grant
+/// from the cache (overflow, re-scoping) must not hand the key a fresh allowance.
 struct KeyLimit {
-    per_minute: u32,
-    limiter: KeyLimiter,
+    /// When each request of the last [`LIMIT_WINDOW`] was allowed, oldest first; never longer
+    /// than the key's limit.
+    allowed: VecDeque<Instant>,
     last_charged: Instant,
 }
 
-/// Idle time after which a per-minute limiter is full again, so forgetting it changes nothing.
-const LIMITER_REFILLED: Duration = Duration::from_secs(60);
+/// The span a key's limit counts requests in.
+pub const LIMIT_WINDOW: Duration = Duration::from_secs(60);
+
+/// Idle time after which a key's log holds nothing that counts, so forgetting it changes nothing.
+const LIMITER_REFILLED: Duration = LIMIT_WINDOW;
 
 /// Most verified keys kept in memory.
 pub const MAX_CACHED_KEYS: usize = 100_000;
@@ -230,33 +237,41 @@ impl KeyCache {
 
     /// Charges one request to the key's per-minute limit.
     pub fn charge(&self, grant: &KeyGrant) -> RateLimitState {
+        self.charge_at(grant, Instant::now())
+    }
+
+    /// [`Self::charge`] at `now`: allowed only while fewer than the limit were allowed in the
+    /// [`LIMIT_WINDOW`] before it. A changed limit applies to the requests already logged, so
+    /// changing it never hands out a fresh allowance.
+    fn charge_at(&self, grant: &KeyGrant, now: Instant) -> RateLimitState {
         let limit = grant.rate_limit_per_minute.max(1);
-        let mut entry = self.limiters.entry(grant.key_id).or_insert_with(|| KeyLimit {
-            per_minute: limit,
-            limiter: new_limiter(limit),
-            last_charged: Instant::now(),
-        });
-        if entry.per_minute != limit {
-            entry.per_minute = limit;
-            entry.limiter = new_limiter(limit);
+        let mut entry = self
+            .limiters
+            .entry(grant.key_id)
+            .or_insert_with(|| KeyLimit { allowed: VecDeque::new(), last_charged: now });
+        entry.last_charged = now;
+        let log = &mut entry.allowed;
+        while log.front().is_some_and(|t| now.saturating_duration_since(*t) >= LIMIT_WINDOW) {
+            log.pop_front();
         }
-        entry.last_charged = Instant::now();
-        let per_request = 60.0 / f64::from(limit);
-        match entry.limiter.check() {
-            Ok(snapshot) => {
-                let remaining = snapshot.remaining_burst_capacity();
-                let reset = (f64::from(limit - remaining.min(limit)) * per_request).ceil() as u64;
-                RateLimitState { limit, remaining, reset_secs: reset, allowed: true }
-            }
-            Err(not_until) => {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
-                RateLimitState {
-                    limit,
-                    remaining: 0,
-                    reset_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
-                    allowed: false,
-                }
-            }
+        let cap = usize::try_from(limit).unwrap_or(usize::MAX);
+        let allowed = log.len() < cap;
+        if allowed {
+            log.push_back(now);
+        }
+        let used = u32::try_from(log.len()).unwrap_or(u32::MAX);
+        // The next request is allowed once all but `limit - 1` of the logged ones have left the
+        // window. After a lowered limit the log can be longer than the limit (never longer than
+        // the highest limit of the last minute): it is kept whole, so raising the limit again
+        // within the minute cannot let more through than the new limit.
+        let deciding = if allowed { 0 } else { log.len() - cap };
+        let oldest = log.get(deciding).copied().unwrap_or(now);
+        let frees_in = (oldest + LIMIT_WINDOW).saturating_duration_since(now);
+        RateLimitState {
+            limit,
+            remaining: limit.saturating_sub(used),
+            reset_secs: frees_in.as_secs_f64().ceil().max(1.0) as u64,
+            allowed,
         }
     }
 
@@ -294,14 +309,10 @@ impl KeyCache {
     }
 }
 
-fn new_limiter(per_minute: u32) -> KeyLimiter {
-    let per_minute = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
-    RateLimiter::direct(Quota::per_minute(per_minute))
-        .with_middleware::<StateInformationMiddleware>()
-}
-
 #[cfg(test)]
 mod tests {
+    use rand::SeedableRng;
+
     use super::*;
 
     #[test]
@@ -348,6 +359,78 @@ mod tests {
             rate_limit_per_minute: per_minute,
             expires_at: None,
         }
+    }
+
+    /// The pattern a token bucket lets through: a full burst, then the refill. At most N in any
+    /// 60 seconds, and the refusal names the instant the oldest request leaves the window.
+    #[test]
+    fn a_key_gets_at_most_its_limit_in_any_minute() {
+        let cache = KeyCache::default();
+        let grant = grant_with_limit(4);
+        let start = Instant::now();
+        let at = |secs: f64| start + Duration::from_secs_f64(secs);
+        for _ in 0..4 {
+            assert!(cache.charge_at(&grant, at(0.0)).allowed);
+        }
+        // A bucket refilling at 4 a minute would allow two more by now.
+        let refused = cache.charge_at(&grant, at(30.0));
+        assert!(!refused.allowed);
+        assert_eq!((refused.remaining, refused.reset_secs), (0, 30));
+        assert!(!cache.charge_at(&grant, at(59.9)).allowed);
+        assert_eq!(cache.charge_at(&grant, at(59.9)).reset_secs, 1);
+        // The burst leaves the window at 60 s: room again, exactly then.
+        for _ in 0..4 {
+            assert!(cache.charge_at(&grant, at(60.0)).allowed);
+        }
+        let refused = cache.charge_at(&grant, at(75.5));
+        assert_eq!((refused.allowed, refused.reset_secs), (false, 45));
+    }
+
+    /// Random request times against the promise itself: in every 60-second span the allowed
+    /// requests number at most N, and a refusal's wait is when the span's oldest leaves it.
+    #[test]
+    fn limits_agree_with_a_model_of_the_promise() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for limit in [1u32, 2, 5, 17] {
+            let cache = KeyCache::default();
+            let grant = grant_with_limit(limit);
+            let start = Instant::now();
+            let mut t = 0u64;
+            let mut allowed: Vec<u64> = Vec::new();
+            for _ in 0..2_000 {
+                t += rng.gen_range(0..=(120_000 / u64::from(limit)));
+                let state = cache.charge_at(&grant, start + Duration::from_millis(t));
+                let in_window: Vec<u64> =
+                    allowed.iter().copied().filter(|a| t - a < 60_000).collect();
+                assert_eq!(state.allowed, in_window.len() < limit as usize, "t={t}");
+                if state.allowed {
+                    allowed.push(t);
+                } else {
+                    let frees_in = in_window[0] + 60_000 - t;
+                    assert_eq!(state.reset_secs, frees_in.div_ceil(1000).max(1), "t={t}");
+                }
+            }
+        }
+    }
+
+    /// Lowering a key's limit applies to what it already used; raising it gives room at once.
+    #[test]
+    fn a_changed_limit_counts_what_was_used() {
+        let cache = KeyCache::default();
+        let mut grant = grant_with_limit(5);
+        let now = Instant::now();
+        for _ in 0..3 {
+            assert!(cache.charge_at(&grant, now).allowed);
+        }
+        grant.rate_limit_per_minute = 2;
+        let refused = cache.charge_at(&grant, now + Duration::from_secs(10));
+        assert!(!refused.allowed);
+        // Two of the three must leave the window: all three were at `now`.
+        assert_eq!(refused.reset_secs, 50);
+        // Raised again within the minute: the three still count.
+        grant.rate_limit_per_minute = 4;
+        assert!(cache.charge_at(&grant, now).allowed);
+        assert!(!cache.charge_at(&grant, now).allowed);
     }
 
     /// A key that used up its minute stays refused when the cache overflows and is dropped, and

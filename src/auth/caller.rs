@@ -158,6 +158,16 @@ pub fn credential(headers: &HeaderMap) -> Option<Credential> {
     cookie(headers, ACCESS_COOKIE).map(Credential::Cookie)
 }
 
+/// Whether the request comes from a cookie client (a browser): it authenticates with the access
+/// cookie, or it carries the `Sec-Fetch-Mode` or `Sec-Fetch-Site` header, which every current
+/// browser sends and no page script can set or remove. A cookie client gets its refresh token
+/// only in the HttpOnly `br_refresh` cookie, never where a script could read it.
+pub fn is_cookie_client(headers: &HeaderMap) -> bool {
+    matches!(credential(headers), Some(Credential::Cookie(_)))
+        || headers.contains_key("sec-fetch-mode")
+        || headers.contains_key("sec-fetch-site")
+}
+
 /// The value of cookie `name`, if sent.
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers

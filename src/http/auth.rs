@@ -2,10 +2,11 @@
 //!
 //! Answers that start or refresh a session also set cookies for browsers: `br_access` and
 //! `br_refresh` (HttpOnly, Secure, SameSite=Strict) and `br_csrf` (readable by the page, echoed
-//! in `X-CSRF-Token` on writes).
+//! in `X-CSRF-Token` on writes). They carry `Cache-Control: no-store`, and a cookie client
+//! ([`is_cookie_client`]) finds no refresh token in the body: only in its HttpOnly cookie.
 
 use axum::extract::State;
-use axum::http::header::SET_COOKIE;
+use axum::http::header::{CACHE_CONTROL, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -18,7 +19,7 @@ use uuid::Uuid;
 
 use super::extract::{ApiJson, ApiPath};
 use super::AppState;
-use crate::auth::caller::{cookie, ACCESS_COOKIE, CSRF_COOKIE, REFRESH_COOKIE};
+use crate::auth::caller::{cookie, is_cookie_client, ACCESS_COOKIE, CSRF_COOKIE, REFRESH_COOKIE};
 use crate::auth::{Caller, Principal, RequestMeta, SessionTokens};
 use crate::error::{ApiError, ApiResult};
 use crate::storage::UserRow;
@@ -47,9 +48,15 @@ pub fn user_json(user: &UserRow) -> Value {
     })
 }
 
-/// The answer that opens or refreshes a session: JSON body plus browser cookies.
-pub fn session_response(status: StatusCode, user: &UserRow, tokens: &SessionTokens) -> Response {
-    let body = json!({
+/// The answer that opens or refreshes a session: JSON body plus browser cookies, never stored by
+/// a cache. A cookie client gets the refresh token only in its HttpOnly cookie.
+pub fn session_response(
+    status: StatusCode,
+    user: &UserRow,
+    tokens: &SessionTokens,
+    cookie_client: bool,
+) -> Response {
+    let mut body = json!({
         "user": user_json(user),
         "access_token": tokens.access_token,
         "refresh_token": tokens.refresh_token,
@@ -58,7 +65,13 @@ pub fn session_response(status: StatusCode, user: &UserRow, tokens: &SessionToke
         "session_id": tokens.session_id,
         "csrf_token": tokens.csrf_token,
     });
+    if cookie_client {
+        if let Some(fields) = body.as_object_mut() {
+            fields.remove("refresh_token");
+        }
+    }
     let mut response = (status, Json(body)).into_response();
+    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     let cookies = [
         format!(
             "{ACCESS_COOKIE}={}; Path=/api; Max-Age={}; HttpOnly; Secure; SameSite=Strict",
@@ -100,11 +113,12 @@ struct RegisterBody {
 async fn register(
     State(state): State<AppState>,
     meta: RequestMeta,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> ApiResult<Response> {
     let (user, tokens) =
         state.auth().register(&body.email, &body.password, &body.name, &meta).await?;
-    Ok(session_response(StatusCode::CREATED, &user, &tokens))
+    Ok(session_response(StatusCode::CREATED, &user, &tokens, is_cookie_client(&headers)))
 }
 
 #[derive(Deserialize)]
@@ -116,10 +130,11 @@ struct LoginBody {
 async fn login(
     State(state): State<AppState>,
     meta: RequestMeta,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> ApiResult<Response> {
     let (user, tokens) = state.auth().login(&body.email, &body.password, &meta).await?;
-    Ok(session_response(StatusCode::OK, &user, &tokens))
+    Ok(session_response(StatusCode::OK, &user, &tokens, is_cookie_client(&headers)))
 }
 
 #[derive(Deserialize, Default)]
@@ -141,11 +156,18 @@ async fn refresh(
             .map_err(|e| ApiError::new(ErrorCode::MalformedBody, format!("invalid body: {e}")))?
             .refresh_token
     };
-    let token = from_body
-        .or_else(|| cookie(&headers, REFRESH_COOKIE))
-        .ok_or_else(|| ApiError::unauthenticated("refresh_token is required"))?;
+    // A refresh token sent as the cookie marks a cookie client too.
+    let (token, from_cookie) = match from_body {
+        Some(token) => (token, false),
+        None => (
+            cookie(&headers, REFRESH_COOKIE)
+                .ok_or_else(|| ApiError::unauthenticated("refresh_token is required"))?,
+            true,
+        ),
+    };
     let (user, tokens) = state.auth().refresh(&token, &meta).await?;
-    Ok(session_response(StatusCode::OK, &user, &tokens))
+    let cookie_client = from_cookie || is_cookie_client(&headers);
+    Ok(session_response(StatusCode::OK, &user, &tokens, cookie_client))
 }
 
 async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {

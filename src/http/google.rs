@@ -15,7 +15,7 @@ use axum::Router;
 use super::auth::session_response;
 use super::extract::ApiQuery;
 use super::AppState;
-use crate::auth::caller::cookie;
+use crate::auth::caller::{cookie, is_cookie_client};
 use crate::auth::google::GoogleCallback;
 use crate::auth::RequestMeta;
 use crate::error::{ApiError, ApiResult};
@@ -58,8 +58,7 @@ async fn callback(
     let browser_state = cookie(&headers, STATE_COOKIE);
     let (user, tokens) =
         state.auth().google_callback(google, &callback, browser_state.as_deref(), &meta).await?;
-    let mut response = session_response(StatusCode::OK, &user, &tokens);
-    response.headers_mut().insert(CACHE_CONTROL, NO_STORE);
+    let mut response = session_response(StatusCode::OK, &user, &tokens, is_cookie_client(&headers));
     if let Ok(clear) = HeaderValue::from_str(&format!(
         "{STATE_COOKIE}=; Path=/api/v1/auth/google; Max-Age=0; HttpOnly; Secure; SameSite=Lax"
     )) {
