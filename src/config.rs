@@ -209,6 +209,34 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
     pub board_idle_secs: u64,
 
+    /// Most columns one board may hold; one more is refused `422 limit_reached`.
+    #[arg(long, env = "BOARDROOM_BOARD_MAX_COLUMNS", default_value_t = 200,
+          value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
+    pub board_max_columns: u32,
+
+    /// Most groups one board may hold; one more is refused `422 limit_reached`.
+    #[arg(long, env = "BOARDROOM_BOARD_MAX_GROUPS", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
+    pub board_max_groups: u32,
+
+    /// Most items (archived ones included) one board may hold; one more is refused
+    /// `422 limit_reached`. The board's actor holds them all in memory.
+    #[arg(long, env = "BOARDROOM_BOARD_MAX_ITEMS", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u32).range(1..=10_000_000), global = true)]
+    pub board_max_items: u32,
+
+    /// Most bytes an item's values may take serialized as JSON; a create or change that would
+    /// exceed it is refused `413 content_too_large`.
+    #[arg(long, env = "BOARDROOM_ITEM_VALUES_MAX_BYTES", default_value_t = 256 * 1024,
+          value_parser = clap::value_parser!(u32).range(1024..=16 * 1024 * 1024), global = true)]
+    pub item_values_max_bytes: u32,
+
+    /// Most bytes (UTF-8) of an update's (comment's) body; more is refused
+    /// `413 content_too_large`.
+    #[arg(long, env = "BOARDROOM_UPDATE_BODY_MAX_BYTES", default_value_t = 64 * 1024,
+          value_parser = clap::value_parser!(u32).range(1024..=16 * 1024 * 1024), global = true)]
+    pub update_body_max_bytes: u32,
+
     /// Webhook hosts that skip the SSRF address checks, as comma-separated `host:port` pairs
     /// (for example a receiver on 127.0.0.1:9000 in development). Empty: none.
     #[arg(long, env = "BOARDROOM_WEBHOOK_ALLOW", default_value = "", global = true)]
@@ -324,6 +352,17 @@ impl Settings {
         }
     }
 
+    /// How much each board may hold.
+    pub fn board_limits(&self) -> boardroom_actors::bounds::BoardLimits {
+        boardroom_actors::bounds::BoardLimits {
+            columns: self.board_max_columns as usize,
+            groups: self.board_max_groups as usize,
+            items: self.board_max_items as usize,
+            item_values_bytes: self.item_values_max_bytes as usize,
+            update_body_bytes: self.update_body_max_bytes as usize,
+        }
+    }
+
     /// How long a graceful shutdown may take.
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
@@ -358,6 +397,11 @@ impl Settings {
             google_jwks_url: default_url("https://www.googleapis.com/oauth2/v3/certs"),
             google_issuer: "https://accounts.google.com".into(),
             board_idle_secs: 300,
+            board_max_columns: 200,
+            board_max_groups: 1_000,
+            board_max_items: 100_000,
+            item_values_max_bytes: 256 * 1024,
+            update_body_max_bytes: 64 * 1024,
             webhook_allow: crate::ssrf::Allowlist::default(),
             webhook_disable_after: 20,
             webhook_backoff_base_ms: 10_000,

@@ -9,6 +9,7 @@ mod api_keys;
 mod audit;
 mod board_authz;
 mod boards;
+mod bounds;
 mod cli;
 mod google;
 mod health;

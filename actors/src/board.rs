@@ -27,6 +27,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use crate::bounds::BoardLimits;
 use crate::domain::{
     invalid, Board, BoardCommand, BoardError, BoardEvent, BoardRole, Column, EventKind, Group,
     Item, Placement, Update,
@@ -250,6 +251,8 @@ pub struct BoardArgs {
     pub orgs: Arc<Orgs>,
     /// How long it may sit idle before stopping.
     pub idle_timeout: Duration,
+    /// How much the board may hold.
+    pub limits: BoardLimits,
 }
 
 /// The board actor.
@@ -283,6 +286,7 @@ pub struct BoardState {
     /// that lookup. Reset when the board is (re)loaded and when `recent_keys` is trimmed.
     keys_trusted_since: Instant,
     idle: Idle,
+    limits: BoardLimits,
 }
 
 impl BoardState {
@@ -302,6 +306,7 @@ impl BoardState {
             recent_keys: HashMap::new(),
             keys_trusted_since: Instant::now(),
             idle,
+            limits: args.limits,
         };
         state.install(args.loaded);
         state
@@ -566,6 +571,7 @@ impl BoardState {
             }
             BoardCommand::CreateColumn { title, kind, settings, placement } => {
                 self.require(requester, BoardRole::Owner, Scope::BoardsWrite)?;
+                self.limits.room_for_column(self.columns.len())?;
                 let title = values::check_text("title", &title, MAX_TITLE_CHARS)?;
                 let settings = values::check_settings(kind, settings.as_ref())?;
                 let position = place_among(
@@ -640,6 +646,7 @@ impl BoardState {
             }
             BoardCommand::CreateGroup { title, color, placement } => {
                 self.require(requester, BoardRole::Editor, Scope::BoardsWrite)?;
+                self.limits.room_for_group(self.groups.len())?;
                 let title = values::check_text("title", &title, MAX_TITLE_CHARS)?;
                 let color = color.map(|c| values::check_text("color", &c, 32)).transpose()?;
                 let position = place_among(
@@ -696,6 +703,8 @@ impl BoardState {
             BoardCommand::CreateItem { group_id, name, values, placement } => {
                 self.require(requester, BoardRole::Editor, Scope::ItemsWrite)?;
                 self.group(group_id)?;
+                // Archived items count: they are held, snapshotted and replayed alike.
+                self.limits.room_for_item(self.items.len())?;
                 let name = values::check_text("name", &name, MAX_NAME_CHARS)?;
                 let mut checked = BTreeMap::new();
                 for (column_id, value) in values {
@@ -703,6 +712,7 @@ impl BoardState {
                         checked.insert(column_id, value);
                     }
                 }
+                self.limits.check_item_values(&checked)?;
                 let position = place_among(
                     self.items_in(group_id).iter().map(|i| (i.id, i.position.as_str())),
                     None,
@@ -757,6 +767,8 @@ impl BoardState {
                         }
                     }
                 }
+                // The merged values, so many small changes cannot grow an item past the bound.
+                self.limits.check_item_values(&item.values)?;
                 item.version += 1;
                 item.updated_at = at;
                 self.items.insert(item.id, item.clone());
@@ -815,6 +827,7 @@ impl BoardState {
                 self.require(requester, BoardRole::Editor, Scope::UpdatesWrite)?;
                 self.item(item_id)?;
                 let body = values::check_long_text("body", &body, MAX_LONG_TEXT_CHARS)?;
+                self.limits.check_update_body(&body)?;
                 if let Some(parent) = parent_id {
                     let parent = match self.pending_update(parent) {
                         Some(pending) => pending,
@@ -861,6 +874,7 @@ impl BoardState {
                     return Err(BoardError::Forbidden("author"));
                 }
                 update.body = values::check_long_text("body", &body, MAX_LONG_TEXT_CHARS)?;
+                self.limits.check_update_body(&update.body)?;
                 update.edited_at = Some(at);
                 Ok((
                     vec![Change::Update(update.clone())],
@@ -1308,6 +1322,7 @@ mod tests {
             bus: EventBus::default(),
             orgs,
             idle_timeout: Duration::from_secs(60),
+            limits: BoardLimits::default(),
         };
         let (actor, _) = Actor::spawn(None, BoardActor, args).await.unwrap();
         let create = |reply| BoardMessage::Command {

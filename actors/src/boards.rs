@@ -16,6 +16,7 @@ use crate::board::{
     BoardActor, BoardArgs, BoardMessage, BoardQuery, BoardStore, CommandOutput, KeyLookup,
     Requester,
 };
+use crate::bounds::BoardLimits;
 use crate::domain::{BoardCommand, BoardError};
 use crate::event_bus::EventBus;
 use crate::named;
@@ -52,6 +53,7 @@ pub struct Boards {
     org_actors: Arc<Orgs>,
     supervisor: ActorCell,
     idle_timeout: Duration,
+    limits: BoardLimits,
 }
 
 fn actor_name(board: Uuid) -> String {
@@ -71,8 +73,17 @@ impl Boards {
         bus: EventBus,
         supervisor: ActorCell,
         idle_timeout: Duration,
+        limits: BoardLimits,
     ) -> Self {
-        Boards { store, orgs: dashmap::DashMap::new(), bus, org_actors, supervisor, idle_timeout }
+        Boards {
+            store,
+            orgs: dashmap::DashMap::new(),
+            bus,
+            org_actors,
+            supervisor,
+            idle_timeout,
+            limits,
+        }
     }
 
     /// The organization `board` belongs to (deleted boards included), if it exists.
@@ -124,6 +135,7 @@ impl Boards {
             bus: self.bus.clone(),
             orgs: self.org_actors.clone(),
             idle_timeout: self.idle_timeout,
+            limits: self.limits,
         };
         match named::start(actor_name(board), BoardActor, args, self.supervisor.clone()).await {
             Ok(Some(actor)) => Ok(actor),

@@ -504,6 +504,12 @@ pub enum BoardError {
     /// The change conflicts with the board's state.
     #[error("{0}")]
     Conflict(String),
+    /// The board already holds the most of something it may hold ([`crate::bounds`]).
+    #[error("{0}")]
+    LimitReached(String),
+    /// The change would make something larger than it may be ([`crate::bounds`]).
+    #[error("{0}")]
+    TooLarge(String),
     /// The board's actor or database failed; nothing was acknowledged.
     #[error("{0}")]
     Unavailable(String),

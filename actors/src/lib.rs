@@ -16,6 +16,7 @@
 //! - [`event_bus`]: committed events, in order, to sockets and webhooks.
 //! - [`position`]: fractional position keys, so reordering never renumbers.
 //! - [`values`]: what each column type accepts.
+//! - [`bounds`]: how much one board may hold (columns, groups, items, value and body sizes).
 //! - [`text`]: which characters client text may hold, shared by every edge.
 //! - [`audit`]: the audit actor; appends security events to the tamper-evident audit log off the
 //!   request path, in batches.
@@ -28,6 +29,7 @@ pub mod audit;
 pub mod audit_chain;
 pub mod board;
 pub mod boards;
+pub mod bounds;
 pub mod domain;
 pub mod event_bus;
 pub mod named;

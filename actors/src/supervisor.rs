@@ -17,6 +17,7 @@ use crate::audit::{AuditActor, AuditArgs, AuditLog, AuditStore};
 use crate::audit_chain::AuditKey;
 use crate::board::BoardStore;
 use crate::boards::{board_of, Boards};
+use crate::bounds::BoardLimits;
 use crate::event_bus::EventBus;
 use crate::org::{OrgStore, Orgs};
 use crate::webhook::{WebhookActor, WebhookArgs, WebhookBackend, Webhooks};
@@ -34,6 +35,8 @@ pub struct Dependencies {
     pub org_store: Arc<dyn OrgStore>,
     /// How long a board actor may sit idle before it stops.
     pub board_idle_timeout: std::time::Duration,
+    /// How much each board may hold.
+    pub board_limits: BoardLimits,
     /// The webhook outbox and deliverer; no webhook actor runs without one.
     pub webhooks: Option<WebhookDependencies>,
 }
@@ -104,6 +107,7 @@ impl Actor for RootSupervisor {
             EventBus::default(),
             myself.get_cell(),
             deps.board_idle_timeout,
+            deps.board_limits,
         ));
         let mut state =
             SupervisorState { deps, audit_args, audit, boards, webhooks: Webhooks::new(None) };
@@ -266,6 +270,7 @@ mod tests {
             board_store: Arc::new(crate::test_stores::TestBoards::default()),
             org_store: Arc::new(crate::test_stores::NoOrgs),
             board_idle_timeout: std::time::Duration::from_secs(60),
+            board_limits: BoardLimits::default(),
             webhooks: Some(WebhookDependencies {
                 backend: backend.clone(),
                 poll_interval: std::time::Duration::from_millis(20),
@@ -297,6 +302,7 @@ mod tests {
             board_store: Arc::new(crate::test_stores::TestBoards::default()),
             org_store: Arc::new(crate::test_stores::NoOrgs),
             board_idle_timeout: std::time::Duration::from_secs(60),
+            board_limits: BoardLimits::default(),
             webhooks: None,
         };
         let runtime = Runtime::start(deps).await.unwrap();

@@ -62,10 +62,17 @@ error_codes! {
     VersionConflict = ("version_conflict", 409),
     /// The body is larger than the server accepts.
     PayloadTooLarge = ("payload_too_large", 413),
+    /// What the change would store is larger than the server keeps: an item's values, an
+    /// update's body (the settings `BOARDROOM_ITEM_VALUES_MAX_BYTES`,
+    /// `BOARDROOM_UPDATE_BODY_MAX_BYTES`). Nothing was changed.
+    ContentTooLarge = ("content_too_large", 413),
     /// The media type is not supported.
     UnsupportedMediaType = ("unsupported_media_type", 415),
     /// The request is well-formed but a field fails validation.
     ValidationFailed = ("validation_failed", 422),
+    /// The board already holds the most columns, groups or items it may (the settings
+    /// `BOARDROOM_BOARD_MAX_*`). Nothing was changed; delete some first.
+    LimitReached = ("limit_reached", 422),
     /// Too many requests; `Retry-After` says when to try again.
     RateLimited = ("rate_limited", 429),
     /// An internal failure; details are in the server log under the request id.
@@ -115,6 +122,17 @@ mod tests {
         for code in ErrorCode::ALL {
             assert!((400..600).contains(&code.http_status()), "{code}");
         }
+    }
+
+    #[test]
+    fn bound_codes_are_pinned() {
+        assert_eq!(serde_json::to_string(&ErrorCode::LimitReached).unwrap(), r#""limit_reached""#);
+        assert_eq!(ErrorCode::LimitReached.http_status(), 422);
+        assert_eq!(
+            serde_json::to_string(&ErrorCode::ContentTooLarge).unwrap(),
+            r#""content_too_large""#
+        );
+        assert_eq!(ErrorCode::ContentTooLarge.http_status(), 413);
     }
 
     #[test]

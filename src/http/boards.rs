@@ -64,6 +64,8 @@ pub fn board_error(err: BoardError) -> ApiError {
         BoardError::Invalid(_) => ApiError::new(ErrorCode::ValidationFailed, message),
         BoardError::VersionConflict { .. } => ApiError::new(ErrorCode::VersionConflict, message),
         BoardError::Conflict(_) => ApiError::new(ErrorCode::Conflict, message),
+        BoardError::LimitReached(_) => ApiError::new(ErrorCode::LimitReached, message),
+        BoardError::TooLarge(_) => ApiError::new(ErrorCode::ContentTooLarge, message),
         BoardError::Unavailable(_) => {
             let mut err = ApiError::new(ErrorCode::Unavailable, message);
             err.set_retry_after(1);
