@@ -46,7 +46,7 @@ pub use users::NewUser;
 pub use users::UserRow;
 pub use webhooks::{
     AttemptRecord, DeliveryJob, DeliveryRow, NewWebhook, WebhookAfterAttempt, WebhookChanges,
-    WebhookRow, WEBHOOK_LIMIT_REACHED,
+    WebhookRow, WebhookUpdate, WEBHOOK_LIMIT_REACHED,
 };
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");

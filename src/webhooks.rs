@@ -15,7 +15,10 @@
 
 use std::time::Duration;
 
-use boardroom_actors::webhook::{AttemptOutcome, DueDelivery, WebhookBackend};
+use boardroom_actors::webhook::{
+    Affected, AttemptOutcome, DueDelivery, WebhookBackend, WebhookGrant,
+};
+use boardroom_protocol::Scope;
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use serde_json::json;
@@ -251,8 +254,40 @@ impl WebhookBackend for Deliverer {
         Ok(self.store.prune_webhook_deliveries(before).await?)
     }
 
+    async fn grants(&self, affected: Affected) -> anyhow::Result<Vec<WebhookGrant>> {
+        let org = match affected {
+            Affected::Board { org, .. }
+            | Affected::User { org, .. }
+            | Affected::Key { org, .. } => org,
+        };
+        Ok(self.store.tenant(org).webhook_grants(affected).await?)
+    }
+
+    async fn key_scopes(
+        &self,
+        org: uuid::Uuid,
+        user: uuid::Uuid,
+        key: uuid::Uuid,
+    ) -> anyhow::Result<Option<Vec<Scope>>> {
+        // From the store, not the verified-key cache: a revoke or re-scope is seen at once.
+        let Some(row) = self.store.tenant(org).api_key(key).await? else { return Ok(None) };
+        if row.user_id != user || !row.is_live(chrono::Utc::now()) {
+            return Ok(None);
+        }
+        Ok(Some(row.scopes.0.iter().filter_map(|s| Scope::parse(s)).collect()))
+    }
+
+    async fn disable_for_access(
+        &self,
+        org: uuid::Uuid,
+        webhook: uuid::Uuid,
+        reason: &'static str,
+    ) -> anyhow::Result<bool> {
+        Ok(self.store.tenant(org).disable_webhook_for_access(webhook, reason).await?)
+    }
+
     async fn attempt(&self, due: &DueDelivery) -> anyhow::Result<AttemptOutcome> {
-        let tenant = self.store.tenant(due.organization_id);
+        let tenant = self.store.tenant(due.webhook.organization_id);
         let Some(job) = tenant.delivery_job(due.id).await? else {
             return Ok(AttemptOutcome::Failed);
         };

@@ -18,4 +18,5 @@ mod identity;
 mod limits;
 mod orgs;
 mod realtime;
+mod webhook_access;
 mod webhooks;

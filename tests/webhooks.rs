@@ -63,7 +63,7 @@ enum Act {
 
 /// A request the receiver got.
 #[derive(Debug, Clone)]
-struct Hit {
+pub(crate) struct Hit {
     path: String,
     at: Instant,
     headers: HeaderMap,
@@ -79,7 +79,7 @@ struct ReceiverState {
     default_status: HashMap<String, u16>,
 }
 
-struct Receiver {
+pub(crate) struct Receiver {
     port: u16,
     state: Mutex<ReceiverState>,
 }
@@ -107,11 +107,11 @@ impl Receiver {
         receivers().lock().unwrap()[&port].clone()
     }
 
-    fn of(server: &TestServer) -> Arc<Receiver> {
+    pub(crate) fn of(server: &TestServer) -> Arc<Receiver> {
         Self::of_settings(server.state().settings())
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
@@ -123,12 +123,12 @@ impl Receiver {
         self.state.lock().unwrap().default_status.insert(path.to_owned(), status);
     }
 
-    fn hits(&self, path: &str) -> Vec<Hit> {
+    pub(crate) fn hits(&self, path: &str) -> Vec<Hit> {
         self.state.lock().unwrap().hits.iter().filter(|h| h.path == path).cloned().collect()
     }
 
     /// The bodies `path` answered 2xx to, in arrival order.
-    fn delivered(&self, path: &str) -> Vec<Value> {
+    pub(crate) fn delivered(&self, path: &str) -> Vec<Value> {
         self.hits(path)
             .into_iter()
             .filter(|h| (200..300).contains(&h.answered))
@@ -171,7 +171,7 @@ async fn receive(
     }
 }
 
-fn with_receiver(settings: &mut Settings) {
+pub(crate) fn with_receiver(settings: &mut Settings) {
     let receiver = Receiver::spawn();
     settings.webhook_allow = Allowlist::parse(&format!("127.0.0.1:{}", receiver.port)).unwrap();
     settings.webhook_backoff_base_ms = 50;
@@ -188,7 +188,7 @@ fn with_receiver_disabling_after_3(settings: &mut Settings) {
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-fn hooks_path(f: &Fixture) -> String {
+pub(crate) fn hooks_path(f: &Fixture) -> String {
     format!("/api/v1/boards/{}/webhooks", f.board)
 }
 
@@ -206,7 +206,7 @@ async fn create_webhook(
     (body["id"].as_str().unwrap().to_owned(), body["secret"].as_str().unwrap().to_owned())
 }
 
-async fn add_item(server: &TestServer, f: &Fixture, name: &str) {
+pub(crate) async fn add_item(server: &TestServer, f: &Fixture, name: &str) {
     server
         .post(
             &format!("/api/v1/boards/{}/items", f.board),
@@ -238,7 +238,7 @@ async fn wait_until_disabled_after_3(server: &TestServer, f: &Fixture) {
 }
 
 /// Polls `check` every 20 ms until it holds; panics with `what` after `limit`.
-async fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+pub(crate) async fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
     while !check() {
         assert!(start.elapsed() < limit, "timed out waiting for {what}");

@@ -97,7 +97,8 @@ audit_actions! {
     BoardMemberRemoved = "board.member_removed",
     /// A board was deleted.
     BoardDeleted = "board.deleted",
-    /// A webhook was disabled after too many consecutive failed deliveries.
+    /// A webhook was disabled: after too many consecutive failed deliveries, or because its
+    /// creator lost access to its board (`metadata.reason` says which).
     WebhookDisabled = "webhook.disabled",
     /// A webhook was created on a board.
     WebhookCreated = "webhook.created",
@@ -105,6 +106,8 @@ audit_actions! {
     WebhookDeleted = "webhook.deleted",
     /// A webhook's signing secret was rotated.
     WebhookSecretRotated = "webhook.secret_rotated",
+    /// A webhook's URL, kinds or enabled state changed (URLs as hosts only).
+    WebhookUpdated = "webhook.updated",
 }
 
 impl AuditEvent {

@@ -52,17 +52,23 @@ pub struct Requester {
 
 impl Requester {
     /// Whether they may see board events of `kind` (the board itself already visible to them):
-    /// a key needs `items:read` for item events and `updates:read` for update events. Sockets
-    /// and the REST event log apply the same rule.
+    /// a key needs `items:read` for item events and `updates:read` for update events. Sockets,
+    /// the REST event log and webhooks (`webhook::scope_lacking`) apply the same rule.
     pub fn may_see(&self, kind: &str) -> bool {
-        let Some(scopes) = &self.scopes else { return true };
-        if kind.starts_with("item.") {
-            scopes.contains(&Scope::ItemsRead)
+        self.lacks_to_see(kind).is_none()
+    }
+
+    /// The scope their key lacks to see board events of `kind`, if any (see [`Self::may_see`]).
+    pub fn lacks_to_see(&self, kind: &str) -> Option<Scope> {
+        let scopes = self.scopes.as_ref()?;
+        let needed = if kind.starts_with("item.") {
+            Scope::ItemsRead
         } else if kind.starts_with("update.") {
-            scopes.contains(&Scope::UpdatesRead)
+            Scope::UpdatesRead
         } else {
-            true
-        }
+            return None;
+        };
+        (!scopes.contains(&needed)).then_some(needed)
     }
 }
 

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::named::{self, Idle};
 use crate::roles::{check_keeps_an_admin, OrgRole};
+use crate::webhook::{Affected, Webhooks};
 
 /// An organization as loaded from the store.
 #[derive(Debug, Clone)]
@@ -182,6 +183,7 @@ pub struct Orgs {
     store: Arc<dyn OrgStore>,
     supervisor: ActorCell,
     idle_timeout: Duration,
+    webhooks: Option<Webhooks>,
 }
 
 fn actor_name(org: Uuid) -> String {
@@ -198,7 +200,14 @@ const ROLE_TIMEOUT_MS: u64 = 5_000;
 impl Orgs {
     /// A registry whose actors are supervised by `supervisor`.
     pub fn new(store: Arc<dyn OrgStore>, supervisor: ActorCell, idle_timeout: Duration) -> Self {
-        Orgs { store, supervisor, idle_timeout }
+        Orgs { store, supervisor, idle_timeout, webhooks: None }
+    }
+
+    /// Tells `webhooks` of every role change and removal, so webhooks whose creator lost
+    /// access are disabled (whichever edge made the change).
+    pub fn telling(mut self, webhooks: Webhooks) -> Self {
+        self.webhooks = Some(webhooks);
+        self
     }
 
     async fn actor(&self, org: Uuid) -> Result<Option<ActorRef<OrgMessage>>, OrgError> {
@@ -249,7 +258,15 @@ impl Orgs {
         change: MemberChange,
     ) -> Result<Option<OrgRole>, OrgError> {
         let actor = self.actor(org).await?.ok_or(OrgError::NotFound("organization"))?;
-        ractor::call_t!(actor, OrgMessage::Change, CALL_TIMEOUT_MS, user, change)
-            .map_err(|_| OrgError::Unavailable("organization did not answer; retry".into()))?
+        let previous = ractor::call_t!(actor, OrgMessage::Change, CALL_TIMEOUT_MS, user, change)
+            .map_err(|_| {
+            OrgError::Unavailable("organization did not answer; retry".into())
+        })??;
+        if !matches!(change, MemberChange::Add(_)) {
+            if let Some(webhooks) = &self.webhooks {
+                webhooks.recheck(Affected::User { org, user });
+            }
+        }
+        Ok(previous)
     }
 }

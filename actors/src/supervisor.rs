@@ -62,6 +62,7 @@ pub struct SupervisorState {
     audit_args: AuditArgs,
     audit: AuditLog,
     boards: Arc<Boards>,
+    orgs: Arc<Orgs>,
     webhooks: Webhooks,
 }
 
@@ -80,6 +81,8 @@ impl SupervisorState {
             backend: deps.backend.clone(),
             bus: self.boards.bus().clone(),
             audit: self.audit.clone(),
+            boards: self.boards.clone(),
+            orgs: self.orgs.clone(),
             poll_interval: deps.poll_interval,
         })
     }
@@ -99,8 +102,13 @@ impl Actor for RootSupervisor {
         let (audit_actor, _) =
             Actor::spawn_linked(None, AuditActor, audit_args.clone(), myself.get_cell()).await?;
         let audit = AuditLog::new(audit_actor, audit_args.counters.clone());
-        let orgs =
-            Arc::new(Orgs::new(deps.org_store.clone(), myself.get_cell(), deps.board_idle_timeout));
+        // The handle exists before the actor does: the org registry tells it of shrinking
+        // access from the start.
+        let webhooks = Webhooks::new(None);
+        let orgs = Arc::new(
+            Orgs::new(deps.org_store.clone(), myself.get_cell(), deps.board_idle_timeout)
+                .telling(webhooks.clone()),
+        );
         let boards = Arc::new(Boards::new(
             deps.board_store.clone(),
             orgs.clone(),
@@ -109,17 +117,16 @@ impl Actor for RootSupervisor {
             deps.board_idle_timeout,
             deps.board_limits,
         ));
-        let mut state =
-            SupervisorState { deps, audit_args, audit, boards, webhooks: Webhooks::new(None) };
+        let state = SupervisorState { deps, audit_args, audit, boards, orgs, webhooks };
         if let Some(args) = state.webhook_args() {
             let (actor, _) =
                 Actor::spawn_linked(None, WebhookActor, args, myself.get_cell()).await?;
-            state.webhooks = Webhooks::new(Some(actor));
+            state.webhooks.replace(actor);
         }
         let _ = ready.send(Started {
             audit: state.audit.clone(),
             boards: state.boards.clone(),
-            orgs,
+            orgs: state.orgs.clone(),
             webhooks: state.webhooks.clone(),
         });
         Ok(state)
@@ -258,6 +265,28 @@ mod tests {
         }
         async fn prune(&self) -> anyhow::Result<u64> {
             Ok(0)
+        }
+        async fn grants(
+            &self,
+            _: crate::webhook::Affected,
+        ) -> anyhow::Result<Vec<crate::webhook::WebhookGrant>> {
+            Ok(Vec::new())
+        }
+        async fn key_scopes(
+            &self,
+            _: Uuid,
+            _: Uuid,
+            _: Uuid,
+        ) -> anyhow::Result<Option<Vec<boardroom_protocol::Scope>>> {
+            Ok(None)
+        }
+        async fn disable_for_access(
+            &self,
+            _: Uuid,
+            _: Uuid,
+            _: &'static str,
+        ) -> anyhow::Result<bool> {
+            Ok(false)
         }
     }
 

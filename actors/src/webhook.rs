@@ -13,6 +13,15 @@
 //! a time, different webhooks concurrently. A webhook's later events wait behind its head, so
 //! each receiver sees its events in `seq` order. When an attempt disables a webhook (too many
 //! consecutive failures), the actor writes the `webhook.disabled` audit row.
+//!
+//! A webhook sees no more than its creator may ([`may_own`]: the board's owner role, and for a
+//! key `boards:write` plus every scope the subscribed kinds need, by the rule sockets and
+//! `GET /events` filter with, `Requester::may_see`). The edge applies the rule when a webhook is
+//! created or changed. The actor applies it again whenever the creator's access may have
+//! shrunk: told by the org registry (removal, role change), by the API-key edge (revoke,
+//! re-scope), and by the bus (a board's `member.removed` / `member.role_changed`); and, as the
+//! backstop that a missed hook cannot get past, before every delivery attempt. A webhook whose
+//! creator no longer qualifies is disabled, with a `webhook.disabled` audit row naming why.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, RwLock};
@@ -22,8 +31,14 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::{broadcast, Semaphore};
 use uuid::Uuid;
 
+use boardroom_protocol::Scope;
+
 use crate::audit::{AuditAction, AuditEvent, AuditLog};
+use crate::board::{BoardQuery, Requester};
+use crate::boards::Boards;
+use crate::domain::{BoardError, EventKind};
 use crate::event_bus::EventBus;
+use crate::org::Orgs;
 
 /// Most delivery attempts in flight at once, across all webhooks.
 pub const MAX_IN_FLIGHT: u32 = 32;
@@ -37,10 +52,94 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct DueDelivery {
     /// The delivery (outbox row).
     pub id: Uuid,
+    /// Its webhook, as the access rule sees it.
+    pub webhook: WebhookGrant,
+}
+
+/// A webhook as its access rule sees it: whose access its deliveries ride on, and what it
+/// subscribes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookGrant {
+    /// The webhook.
+    pub id: Uuid,
     /// Its organization.
     pub organization_id: Uuid,
-    /// Its webhook.
-    pub webhook_id: Uuid,
+    /// Its board.
+    pub board_id: Uuid,
+    /// The user who created it, or last set its URL or kinds or enabled it; `None` when nobody
+    /// is known (the user was deleted), which no longer qualifies.
+    pub creator: Option<Uuid>,
+    /// The API key they did it with; `None` for a session.
+    pub creator_key: Option<Uuid>,
+    /// Dotted event kinds, or `*`.
+    pub events: Vec<String>,
+}
+
+/// Which webhooks to re-check after their creators' access may have shrunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Affected {
+    /// Those of a board (someone's board role changed or ended).
+    Board {
+        /// Organization.
+        org: Uuid,
+        /// Board.
+        board: Uuid,
+    },
+    /// Those a user created in an organization (their org role changed or ended).
+    User {
+        /// Organization.
+        org: Uuid,
+        /// User.
+        user: Uuid,
+    },
+    /// Those created with an API key (revoked or re-scoped).
+    Key {
+        /// Organization.
+        org: Uuid,
+        /// Key.
+        key: Uuid,
+    },
+}
+
+/// The first scope `requester` lacks to receive every event kind of `events` (`*` is every
+/// kind), by the rule sockets and `GET /events` filter with ([`Requester::lacks_to_see`]).
+pub fn scope_lacking(requester: &Requester, events: &[String]) -> Option<Scope> {
+    events.iter().find_map(|kind| match kind.as_str() {
+        "*" => EventKind::ALL.iter().find_map(|k| requester.lacks_to_see(k.as_str())),
+        kind => requester.lacks_to_see(kind),
+    })
+}
+
+/// Whether `requester` may own a webhook of `board` subscribed to `events`: the board's owner
+/// role (org admins act as owners), `boards:write` for a key, and every subscribed kind visible
+/// to them. `Forbidden`, `NotFound` or `MissingScope` when not; `Unavailable` when unknown.
+pub async fn may_own(
+    boards: &Boards,
+    org: Uuid,
+    board: Uuid,
+    requester: &Requester,
+    events: &[String],
+) -> Result<(), BoardError> {
+    let access =
+        boards.read(org, board, requester.clone(), BoardQuery::Access(Scope::BoardsWrite)).await?;
+    if access["role"] != "owner" {
+        return Err(BoardError::Forbidden("owner"));
+    }
+    match scope_lacking(requester, events) {
+        Some(scope) => Err(BoardError::MissingScope(scope.as_str())),
+        None => Ok(()),
+    }
+}
+
+/// Where a webhook's creator stands now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// They may still own it.
+    Keeps,
+    /// They no longer may; the reason, for the audit row.
+    Lost(&'static str),
+    /// It could not be told now (an actor or the store did not answer); ask again later.
+    Unknown,
 }
 
 /// What an attempt came to.
@@ -75,6 +174,112 @@ pub trait WebhookBackend: Send + Sync + 'static {
     async fn attempt(&self, delivery: &DueDelivery) -> anyhow::Result<AttemptOutcome>;
     /// Removes finished deliveries past retention; returns how many went.
     async fn prune(&self) -> anyhow::Result<u64>;
+    /// The enabled webhooks `affected` names.
+    async fn grants(&self, affected: Affected) -> anyhow::Result<Vec<WebhookGrant>>;
+    /// The scopes of `user`'s API key `key` in `org`; `None` when it is revoked, expired, gone
+    /// or not theirs.
+    async fn key_scopes(
+        &self,
+        org: Uuid,
+        user: Uuid,
+        key: Uuid,
+    ) -> anyhow::Result<Option<Vec<Scope>>>;
+    /// Disables an enabled webhook because its creator no longer qualifies (`reason`); returns
+    /// whether this call disabled it.
+    async fn disable_for_access(
+        &self,
+        org: Uuid,
+        webhook: Uuid,
+        reason: &'static str,
+    ) -> anyhow::Result<bool>;
+}
+
+/// What judging a creator's standing needs. Cheap to clone.
+#[derive(Clone)]
+pub struct AccessCheck {
+    /// The outbox (webhooks and keys).
+    pub backend: Arc<dyn WebhookBackend>,
+    /// Board roles.
+    pub boards: Arc<Boards>,
+    /// Org roles.
+    pub orgs: Arc<Orgs>,
+    /// Where `webhook.disabled` rows go.
+    pub audit: AuditLog,
+}
+
+impl AccessCheck {
+    /// Where the creator of `grant` stands now: a member of the organization, through a key
+    /// still live (if one was used), who [`may_own`] the webhook.
+    pub async fn standing(&self, grant: &WebhookGrant) -> Standing {
+        let org = grant.organization_id;
+        let Some(user) = grant.creator else { return Standing::Lost("creator_unknown") };
+        let org_role = match self.orgs.role(org, user).await {
+            Ok(Some(role)) => role,
+            Ok(None) => return Standing::Lost("creator_left_organization"),
+            Err(_) => return Standing::Unknown,
+        };
+        let scopes = match grant.creator_key {
+            None => None,
+            Some(key) => match self.backend.key_scopes(org, user, key).await {
+                Ok(Some(scopes)) => Some(scopes),
+                Ok(None) => return Standing::Lost("key_revoked_or_expired"),
+                Err(err) => {
+                    tracing::error!(error = ?err, webhook = %grant.id, "reading a webhook creator's key failed");
+                    return Standing::Unknown;
+                }
+            },
+        };
+        let requester = Requester { user_id: user, org_role, scopes };
+        match may_own(&self.boards, org, grant.board_id, &requester, &grant.events).await {
+            Ok(()) => Standing::Keeps,
+            Err(BoardError::NotFound(_)) => Standing::Lost("creator_lost_board"),
+            Err(BoardError::Forbidden(_)) => Standing::Lost("creator_not_owner"),
+            Err(BoardError::MissingScope(_)) => Standing::Lost("key_lacks_scope"),
+            Err(_) => Standing::Unknown,
+        }
+    }
+
+    /// Disables `grant`'s webhook for `reason` and writes the audit row (once, whoever else
+    /// disables it at the same moment).
+    pub async fn disable(&self, grant: &WebhookGrant, reason: &'static str) {
+        match self.backend.disable_for_access(grant.organization_id, grant.id, reason).await {
+            Ok(true) => {
+                tracing::warn!(webhook = %grant.id, reason, "webhook disabled: its creator no longer has access");
+                let mut event = AuditEvent::new(AuditAction::WebhookDisabled);
+                event.organization_id = Some(grant.organization_id);
+                event.target = Some(grant.id.to_string());
+                event.metadata = serde_json::json!({
+                    "board_id": grant.board_id,
+                    "reason": reason,
+                    "creator_id": grant.creator,
+                    "creator_key_id": grant.creator_key,
+                });
+                self.audit.record(event);
+            }
+            Ok(false) => {}
+            // Nothing is sent meanwhile: every attempt judges the creator first.
+            Err(err) => {
+                tracing::error!(error = ?err, webhook = %grant.id, "disabling a webhook failed")
+            }
+        }
+    }
+
+    /// Judges every enabled webhook `affected` names, disabling those whose creator lost access.
+    pub async fn recheck(&self, affected: Affected) {
+        let grants = match self.backend.grants(affected).await {
+            Ok(grants) => grants,
+            Err(err) => {
+                // The attempts' own checks still stop every delivery the creator may not get.
+                tracing::error!(error = ?err, ?affected, "reading webhooks to re-check failed");
+                return;
+            }
+        };
+        for grant in grants {
+            if let Standing::Lost(reason) = self.standing(&grant).await {
+                self.disable(&grant, reason).await;
+            }
+        }
+    }
 }
 
 /// Changed boards looked at one by one (a query each); past this many, one catch-up query over
@@ -93,8 +298,23 @@ pub struct WebhookArgs {
     pub bus: EventBus,
     /// Where `webhook.disabled` rows go.
     pub audit: AuditLog,
+    /// Board roles, to judge creators.
+    pub boards: Arc<Boards>,
+    /// Org roles, to judge creators.
+    pub orgs: Arc<Orgs>,
     /// How often due retries are looked for.
     pub poll_interval: Duration,
+}
+
+impl WebhookArgs {
+    fn access(&self) -> AccessCheck {
+        AccessCheck {
+            backend: self.backend.clone(),
+            boards: self.boards.clone(),
+            orgs: self.orgs.clone(),
+            audit: self.audit.clone(),
+        }
+    }
 }
 
 /// Messages of the webhook actor.
@@ -112,6 +332,8 @@ pub enum WebhookMessage {
     Drain(RpcReplyPort<bool>),
     /// Remove finished deliveries past retention.
     Prune,
+    /// Judge the creators of these webhooks again; disable those who lost access.
+    Recheck(Affected),
 }
 
 /// The webhook actor.
@@ -147,6 +369,15 @@ fn listen(
         loop {
             let message = match rx.recv().await {
                 Ok(event) => {
+                    if matches!(event.kind, EventKind::MemberRemoved | EventKind::MemberRoleChanged)
+                    {
+                        // Someone's board access shrank: they may have created a webhook here.
+                        let affected =
+                            Affected::Board { org: event.organization_id, board: event.board_id };
+                        if myself.cast(WebhookMessage::Recheck(affected)).is_err() {
+                            return;
+                        }
+                    }
                     let mut set = changed.lock().unwrap_or_else(|p| p.into_inner());
                     let first = set.is_empty();
                     set.insert((event.organization_id, event.board_id));
@@ -253,6 +484,11 @@ impl Actor for WebhookActor {
                 Ok(pruned) => tracing::info!(pruned, "pruned finished webhook deliveries"),
                 Err(err) => tracing::error!(error = ?err, "pruning webhook deliveries failed"),
             },
+            WebhookMessage::Recheck(affected) => {
+                // Off the actor's loop: judging asks board and org actors, which may be loading.
+                let access = state.args.access();
+                tokio::spawn(async move { access.recheck(affected).await });
+            }
             WebhookMessage::Drain(reply) => {
                 state.draining = true;
                 let all = state.slots.clone().acquire_many_owned(MAX_IN_FLIGHT);
@@ -278,20 +514,41 @@ impl WebhookState {
             }
         };
         for delivery in due {
-            if self.busy.contains(&delivery.webhook_id) {
+            let webhook = delivery.webhook.id;
+            if self.busy.contains(&webhook) {
                 continue;
             }
             let Ok(permit) = self.slots.clone().try_acquire_owned() else { break };
-            self.busy.insert(delivery.webhook_id);
+            self.busy.insert(webhook);
             let backend = self.args.backend.clone();
             let audit = self.args.audit.clone();
+            let access = self.args.access();
             let myself = myself.clone();
             tokio::spawn(async move {
+                // The backstop: whatever hook was missed, nothing is sent that the creator may
+                // not see now.
+                match access.standing(&delivery.webhook).await {
+                    Standing::Keeps => {}
+                    Standing::Lost(reason) => {
+                        access.disable(&delivery.webhook, reason).await;
+                        drop(permit);
+                        let _ = myself.cast(WebhookMessage::Finished(webhook));
+                        return;
+                    }
+                    Standing::Unknown => {
+                        // Look again shortly, not at once: what did not answer is likely busy.
+                        drop(permit);
+                        myself.send_after(Duration::from_secs(1), move || {
+                            WebhookMessage::Finished(webhook)
+                        });
+                        return;
+                    }
+                }
                 match backend.attempt(&delivery).await {
                     Ok(AttemptOutcome::WebhookDisabled { board_id, consecutive_failures }) => {
                         let mut event = AuditEvent::new(AuditAction::WebhookDisabled);
-                        event.organization_id = Some(delivery.organization_id);
-                        event.target = Some(delivery.webhook_id.to_string());
+                        event.organization_id = Some(delivery.webhook.organization_id);
+                        event.target = Some(webhook.to_string());
                         event.metadata = serde_json::json!({
                             "board_id": board_id,
                             "consecutive_failures": consecutive_failures,
@@ -305,7 +562,7 @@ impl WebhookState {
                     }
                 }
                 drop(permit);
-                let _ = myself.cast(WebhookMessage::Finished(delivery.webhook_id));
+                let _ = myself.cast(WebhookMessage::Finished(webhook));
             });
         }
     }
@@ -338,6 +595,14 @@ impl Webhooks {
     pub fn poke(&self) {
         if let Some(actor) = self.actor() {
             let _ = actor.cast(WebhookMessage::Dispatch);
+        }
+    }
+
+    /// Asks for the creators of the webhooks `affected` names to be judged again (their access
+    /// may have shrunk); those who lost access have their webhooks disabled.
+    pub fn recheck(&self, affected: Affected) {
+        if let Some(actor) = self.actor() {
+            let _ = actor.cast(WebhookMessage::Recheck(affected));
         }
     }
 

@@ -10,6 +10,7 @@ use axum::routing::{get, patch};
 use axum::{Json, Router};
 use boardroom_actors::audit::AuditAction;
 use boardroom_actors::roles::OrgRole;
+use boardroom_actors::webhook::Affected;
 use boardroom_protocol::Scope;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -180,9 +181,14 @@ async fn update_key(
         scopes: body.scopes.as_deref().map(parse_scopes).transpose()?,
         rate_limit_per_minute: body.rate_limit_per_minute.map(check_limit).transpose()?,
     };
+    let rescoped = changes.scopes.is_some();
     let updated =
         tenant.update_api_key(id, changes).await?.ok_or_else(|| ApiError::not_found("API key"))?;
     state.auth().key_cache().invalidate(id);
+    if rescoped {
+        // Webhooks made with this key may now see more than the key: they are judged again.
+        state.runtime().webhooks().recheck(Affected::Key { org, key: id });
+    }
     state.auth().audit(AuditAction::ApiKeyUpdated, &caller.meta, |e| {
         e.organization_id = Some(org);
         e.actor_id = Some(caller.user_id());
@@ -206,6 +212,7 @@ async fn revoke_key(
         return Err(ApiError::not_found("API key"));
     }
     state.auth().key_cache().invalidate(id);
+    state.runtime().webhooks().recheck(Affected::Key { org, key: id });
     state.auth().audit(AuditAction::ApiKeyRevoked, &caller.meta, |e| {
         e.organization_id = Some(org);
         e.actor_id = Some(caller.user_id());

@@ -5,6 +5,12 @@
 //! is judged by the SSRF guard at creation and on change (422 `validation_failed`, the guard's
 //! reason first in the message); delivery judges it again. The signing secret is in the answer
 //! of the create and of `rotate-secret` only.
+//!
+//! A webhook sees no more than its creator may: creating one, or changing its URL or kinds or
+//! enabling it, is refused with 403 `insufficient_scope` when the caller's key could not read
+//! every event kind it subscribes to (`webhook::scope_lacking`, the rule of sockets and
+//! `GET /events`), and otherwise records the caller (and key) as the creator whose access the
+//! deliveries ride on. Changes are audited (`webhook.updated`, hosts only: URLs carry tokens).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -12,9 +18,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use boardroom_actors::audit::AuditAction;
-use boardroom_actors::board::BoardQuery;
-use boardroom_actors::domain::EventKind;
-use boardroom_protocol::Scope;
+use boardroom_actors::board::Requester;
+use boardroom_actors::domain::{BoardError, EventKind};
+use boardroom_actors::webhook::{may_own, scope_lacking};
+use boardroom_protocol::ErrorCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -22,7 +29,7 @@ use uuid::Uuid;
 use super::boards::{board_error, requester_for};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::AppState;
-use crate::auth::Caller;
+use crate::auth::{Caller, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::ssrf::Guard;
 use crate::storage::{
@@ -46,18 +53,43 @@ pub fn router() -> Router<AppState> {
         .route("/boards/{board}/webhooks/{id}/rotate-secret", post(rotate_secret))
 }
 
-/// The board's organization, once the caller is known to own the board.
-async fn owner_of(state: &AppState, caller: &Caller, board: Uuid) -> ApiResult<Uuid> {
+/// The board's organization and the caller there, once the caller is known to own the board.
+async fn owner_of(state: &AppState, caller: &Caller, board: Uuid) -> ApiResult<(Uuid, Requester)> {
     let (org, requester) = requester_for(state, caller, board).await?;
-    let access = state
-        .boards()
-        .read(org, board, requester, BoardQuery::Access(Scope::BoardsWrite))
-        .await
-        .map_err(board_error)?;
-    if access["role"] != "owner" {
-        return Err(ApiError::forbidden("managing webhooks needs the board's owner role"));
+    may_own(state.boards(), org, board, &requester, &[]).await.map_err(|err| match err {
+        BoardError::Forbidden(_) => {
+            ApiError::forbidden("managing webhooks needs the board's owner role")
+        }
+        other => board_error(other),
+    })?;
+    Ok((org, requester))
+}
+
+/// Refuses kinds the caller could not read themselves: a webhook sees no more than its creator.
+fn check_scope(requester: &Requester, events: &[String]) -> ApiResult<()> {
+    match scope_lacking(requester, events) {
+        Some(scope) => Err(ApiError::new(
+            ErrorCode::InsufficientScope,
+            format!(
+                "this API key lacks the {scope} scope, which the subscribed event kinds need; \
+                 a webhook may receive only what its creator may read"
+            ),
+        )),
+        None => Ok(()),
     }
-    Ok(org)
+}
+
+/// The creator to record: the user, and the key if one was used.
+fn creator_of(caller: &Caller) -> (Uuid, Option<Uuid>) {
+    match &caller.principal {
+        Principal::ApiKey(grant) => (grant.user_id, Some(grant.key_id)),
+        Principal::User { user_id, .. } => (*user_id, None),
+    }
+}
+
+/// The host of a checked URL, for audit rows: never the path or query, which carry tokens.
+fn host_of(url: &str) -> Option<String> {
+    url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned))
 }
 
 fn check_url(state: &AppState, url: &str) -> ApiResult<String> {
@@ -96,6 +128,8 @@ fn webhook_json(row: &WebhookRow) -> Value {
         "consecutive_failures": row.consecutive_failures,
         "previous_secret_expires_at": row.previous_secret_expires_at,
         "created_by": row.created_by,
+        "created_by_key": row.created_by_key,
+        "disabled_reason": row.disabled_reason,
         "created_at": row.created_at,
         "updated_at": row.updated_at,
     })
@@ -132,18 +166,21 @@ async fn create(
     ApiPath(board): ApiPath<Uuid>,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> ApiResult<Response> {
-    let org = owner_of(&state, &caller, board).await?;
+    let (org, requester) = owner_of(&state, &caller, board).await?;
     let url = check_url(&state, &body.url)?;
     let events = check_events(&body.events)?;
+    check_scope(&requester, &events)?;
     let tenant = state.store().tenant(org);
     let secret = generate_secret();
+    let (created_by, created_by_key) = creator_of(&caller);
     let row = tenant
         .create_webhook(&NewWebhook {
             board_id: board,
             url: &url,
             events: &events,
             secret: &secret,
-            created_by: caller.user_id(),
+            created_by,
+            created_by_key,
             max_per_board: MAX_WEBHOOKS_PER_BOARD,
         })
         .await
@@ -158,9 +195,12 @@ async fn create(
         e.organization_id = Some(org);
         e.actor_id = Some(caller.user_id());
         e.target = Some(row.id.to_string());
-        // The host only: webhook URLs often carry a token in their path or query.
-        let host = url::Url::parse(&row.url).ok().and_then(|u| u.host_str().map(str::to_owned));
-        e.metadata = json!({ "board_id": board, "host": host, "events": row.events.0 });
+        e.metadata = json!({
+            "board_id": board,
+            "host": host_of(&row.url),
+            "events": row.events.0,
+            "created_by_key": created_by_key,
+        });
     });
     let mut answer = webhook_json(&row);
     answer["secret"] = json!(secret);
@@ -172,7 +212,7 @@ async fn list(
     caller: Caller,
     ApiPath(board): ApiPath<Uuid>,
 ) -> ApiResult<Json<Value>> {
-    let org = owner_of(&state, &caller, board).await?;
+    let (org, _) = owner_of(&state, &caller, board).await?;
     let rows = state.store().tenant(org).webhooks(board).await?;
     Ok(Json(json!({ "webhooks": rows.iter().map(webhook_json).collect::<Vec<_>>() })))
 }
@@ -191,22 +231,66 @@ async fn update(
     ApiPath((board, id)): ApiPath<(Uuid, Uuid)>,
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> ApiResult<Json<Value>> {
-    let org = owner_of(&state, &caller, board).await?;
-    let changes = WebhookChanges {
+    let (org, requester) = owner_of(&state, &caller, board).await?;
+    let tenant = state.store().tenant(org);
+    let mut changes = WebhookChanges {
         url: body.url.as_deref().map(|u| check_url(&state, u)).transpose()?,
         events: body.events.as_deref().map(check_events).transpose()?,
         enabled: body.enabled,
+        creator: None,
     };
-    let row = state
-        .store()
-        .tenant(org)
+    // Pointing it somewhere, choosing what it gets, or turning it on makes the caller the one
+    // whose access it rides on; only turning it off needs no more than owning the board.
+    if changes.url.is_some() || changes.events.is_some() || changes.enabled == Some(true) {
+        let events = match changes.events.take() {
+            Some(events) => events,
+            None => {
+                tenant
+                    .webhook(board, id)
+                    .await?
+                    .ok_or_else(|| ApiError::not_found("webhook"))?
+                    .events
+                    .0
+            }
+        };
+        check_scope(&requester, &events)?;
+        // Written back as checked, so a concurrent change of kinds cannot slip past this check.
+        changes.events = Some(events);
+        changes.creator = Some(creator_of(&caller));
+    }
+    let update = tenant
         .update_webhook(board, id, &changes)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook"))?;
+    let row = &update.row;
     if row.enabled {
         state.runtime().webhooks().poke();
     }
-    Ok(Json(webhook_json(&row)))
+    let mut changed = serde_json::Map::new();
+    if update.previous_url != row.url {
+        changed.insert(
+            "url".into(),
+            json!({ "from_host": host_of(&update.previous_url), "to_host": host_of(&row.url) }),
+        );
+    }
+    if update.previous_events != row.events.0 {
+        changed
+            .insert("events".into(), json!({ "from": update.previous_events, "to": row.events.0 }));
+    }
+    if update.was_enabled != row.enabled {
+        changed.insert("enabled".into(), json!({ "from": update.was_enabled, "to": row.enabled }));
+    }
+    if !changed.is_empty() {
+        state.auth().audit(AuditAction::WebhookUpdated, &caller.meta, |e| {
+            e.organization_id = Some(org);
+            e.actor_id = Some(caller.user_id());
+            e.target = Some(id.to_string());
+            changed.insert("board_id".into(), json!(board));
+            changed.insert("created_by_key".into(), json!(row.created_by_key));
+            e.metadata = Value::Object(changed);
+        });
+    }
+    Ok(Json(webhook_json(row)))
 }
 
 async fn remove(
@@ -214,7 +298,7 @@ async fn remove(
     caller: Caller,
     ApiPath((board, id)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<StatusCode> {
-    let org = owner_of(&state, &caller, board).await?;
+    let (org, _) = owner_of(&state, &caller, board).await?;
     if !state.store().tenant(org).delete_webhook(board, id).await? {
         return Err(ApiError::not_found("webhook"));
     }
@@ -238,7 +322,7 @@ async fn deliveries(
     ApiPath((board, id)): ApiPath<(Uuid, Uuid)>,
     ApiQuery(query): ApiQuery<DeliveriesQuery>,
 ) -> ApiResult<Json<Value>> {
-    let org = owner_of(&state, &caller, board).await?;
+    let (org, _) = owner_of(&state, &caller, board).await?;
     let tenant = state.store().tenant(org);
     tenant.webhook(board, id).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
@@ -251,7 +335,7 @@ async fn redeliver(
     caller: Caller,
     ApiPath((board, id, delivery)): ApiPath<(Uuid, Uuid, Uuid)>,
 ) -> ApiResult<Response> {
-    let org = owner_of(&state, &caller, board).await?;
+    let (org, _) = owner_of(&state, &caller, board).await?;
     let tenant = state.store().tenant(org);
     tenant.webhook(board, id).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
     let give_up_at = crate::storage::now() + RETRY_WINDOW;
@@ -267,7 +351,7 @@ async fn rotate_secret(
     caller: Caller,
     ApiPath((board, id)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<Json<Value>> {
-    let org = owner_of(&state, &caller, board).await?;
+    let (org, _) = owner_of(&state, &caller, board).await?;
     let secret = generate_secret();
     let until = crate::storage::now() + ROTATION_OVERLAP;
     if !state.store().tenant(org).rotate_webhook_secret(board, id, &secret, until).await? {

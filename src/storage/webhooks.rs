@@ -7,7 +7,7 @@
 //! reads and writes go through [`TenantStore`] with it), and the retention purge
 //! [`Store::prune_webhook_deliveries`].
 
-use boardroom_actors::webhook::DueDelivery;
+use boardroom_actors::webhook::{Affected, DueDelivery, WebhookGrant};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::types::Json;
@@ -35,8 +35,14 @@ pub struct WebhookRow {
     pub consecutive_failures: i64,
     /// Until when the previous secret also signs, after a rotation.
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
-    /// Who created it.
+    /// Whose access its deliveries ride on: who created it, or last set its URL or kinds or
+    /// enabled it.
     pub created_by: Option<Uuid>,
+    /// The API key they did it with; `None` for a session.
+    pub created_by_key: Option<Uuid>,
+    /// Why it is disabled: `consecutive_failures`, `owner`, `creator_unknown` (made before
+    /// creators were recorded) or a lost-access reason such as `key_revoked_or_expired`.
+    pub disabled_reason: Option<String>,
     /// When.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -44,7 +50,8 @@ pub struct WebhookRow {
 }
 
 const WEBHOOK_COLUMNS: &str = "id, organization_id, board_id, url, events, enabled, \
-    consecutive_failures, previous_secret_expires_at, created_by, created_at, updated_at";
+    consecutive_failures, previous_secret_expires_at, created_by, created_by_key, \
+    disabled_reason, created_at, updated_at";
 
 /// A new webhook. No `Debug`: it holds the signing secret, which must never reach a log.
 #[derive(Clone)]
@@ -59,6 +66,8 @@ pub struct NewWebhook<'a> {
     pub secret: &'a str,
     /// Creator.
     pub created_by: Uuid,
+    /// The API key the creator used; `None` for a session.
+    pub created_by_key: Option<Uuid>,
     /// Most webhooks the board may have; one more is refused with [`WEBHOOK_LIMIT_REACHED`].
     pub max_per_board: i64,
 }
@@ -75,6 +84,22 @@ pub struct WebhookChanges {
     pub events: Option<Vec<String>>,
     /// Enable or disable.
     pub enabled: Option<bool>,
+    /// The new creator (user, key) whose access the webhook now rides on: whoever sets its URL
+    /// or kinds or enables it. `None` leaves it (a pure disable).
+    pub creator: Option<(Uuid, Option<Uuid>)>,
+}
+
+/// A changed webhook, and what it was before.
+#[derive(Debug, Clone)]
+pub struct WebhookUpdate {
+    /// The URL before the change.
+    pub previous_url: String,
+    /// Kinds before the change.
+    pub previous_events: Vec<String>,
+    /// Whether it was enabled before.
+    pub was_enabled: bool,
+    /// The webhook now.
+    pub row: WebhookRow,
 }
 
 /// One delivery, as owners see it.
@@ -207,12 +232,14 @@ impl Store {
         })?)
     }
 
-    /// The due head (lowest pending seq) of each enabled webhook's queue, oldest due first.
-    /// Spans organizations; each row names its organization.
+    /// The due head (lowest pending seq) of each enabled webhook's queue, oldest due first,
+    /// with the webhook's creator and kinds (judged before the attempt). Spans organizations;
+    /// each row names its organization.
     pub async fn due_webhook_deliveries(&self, limit: i64) -> StorageResult<Vec<DueDelivery>> {
-        let rows: Vec<(Uuid, Uuid, Uuid)> = on_pool!(self, pool => {
-            sqlx::query_as::<_, (Uuid, Uuid, Uuid)>(
-                "SELECT d.id, d.organization_id, d.webhook_id FROM webhook_deliveries d \
+        let rows: Vec<DueRow> = on_pool!(self, pool => {
+            sqlx::query_as::<_, DueRow>(
+                "SELECT d.id, d.organization_id, d.webhook_id, w.board_id, w.created_by, \
+                 w.created_by_key, w.events FROM webhook_deliveries d \
                  JOIN webhooks w ON w.id = d.webhook_id AND w.organization_id = d.organization_id \
                  WHERE d.status = 'pending' AND w.enabled AND d.next_attempt_at <= $1 \
                  AND d.seq = (SELECT MIN(p.seq) FROM webhook_deliveries p \
@@ -225,14 +252,25 @@ impl Store {
         })?;
         Ok(rows
             .into_iter()
-            .map(|(id, organization_id, webhook_id)| DueDelivery {
-                id,
-                organization_id,
-                webhook_id,
+            .map(|(id, organization_id, webhook_id, board_id, creator, creator_key, events)| {
+                DueDelivery {
+                    id,
+                    webhook: WebhookGrant {
+                        id: webhook_id,
+                        organization_id,
+                        board_id,
+                        creator,
+                        creator_key,
+                        events: events.0,
+                    },
+                }
             })
             .collect())
     }
 }
+
+/// A due head: delivery, organization, webhook, board, creator, creator's key, kinds.
+type DueRow = (Uuid, Uuid, Uuid, Uuid, Option<Uuid>, Option<Uuid>, Json<Vec<String>>);
 
 impl TenantStore<'_> {
     /// Creates a webhook that delivers the board's events from its current last seq on.
@@ -264,11 +302,12 @@ impl TenantStore<'_> {
             }
             sqlx::query(
                 "INSERT INTO webhooks (id, organization_id, board_id, url, events, secret, enabled, \
-                 consecutive_failures, last_enqueued_seq, created_by, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, true, 0, $7, $8, $9, $9)",
+                 consecutive_failures, last_enqueued_seq, created_by, created_by_key, created_at, \
+                 updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, true, 0, $7, $8, $10, $9, $9)",
             )
             .bind(id).bind(org).bind(new.board_id).bind(new.url).bind(Json(new.events))
-            .bind(new.secret).bind(seq).bind(new.created_by).bind(at)
+            .bind(new.secret).bind(seq).bind(new.created_by).bind(at).bind(new.created_by_key)
             .execute(&mut *conn).await?;
             Ok(())
         })?;
@@ -299,23 +338,33 @@ impl TenantStore<'_> {
         })?)
     }
 
-    /// Applies `changes`. Re-enabling resets the failure count and starts from the board's
-    /// current last event: what happened while disabled is not delivered.
+    /// Applies `changes`; answers the webhook before and after. Re-enabling resets the failure
+    /// count and starts from the board's current last event: what happened while disabled is
+    /// not delivered.
     pub async fn update_webhook(
         &self,
         board: Uuid,
         id: Uuid,
         changes: &WebhookChanges,
-    ) -> StorageResult<Option<WebhookRow>> {
+    ) -> StorageResult<Option<WebhookUpdate>> {
         let org = self.org_id();
         let at = now();
-        let found = transaction!(self.store, conn => {
-            let current: Option<(bool,)> = sqlx::query_as(
-                "SELECT enabled FROM webhooks WHERE organization_id = $1 AND board_id = $2 AND id = $3",
+        let before = transaction!(self.store, conn => {
+            let current: Option<(bool, String, Json<Vec<String>>)> = sqlx::query_as(
+                "SELECT enabled, url, events FROM webhooks \
+                 WHERE organization_id = $1 AND board_id = $2 AND id = $3",
             )
             .bind(org).bind(board).bind(id)
             .fetch_optional(&mut *conn).await?;
-            let Some((was_enabled,)) = current else { return Ok(false) };
+            let Some((was_enabled, previous_url, previous_events)) = current else { return Ok(None) };
+            if let Some((user, key)) = changes.creator {
+                sqlx::query(
+                    "UPDATE webhooks SET created_by = $3, created_by_key = $4, updated_at = $5 \
+                     WHERE organization_id = $1 AND id = $2",
+                )
+                .bind(org).bind(id).bind(user).bind(key).bind(at)
+                .execute(&mut *conn).await?;
+            }
             if let Some(url) = &changes.url {
                 sqlx::query("UPDATE webhooks SET url = $3, updated_at = $4 WHERE organization_id = $1 AND id = $2")
                     .bind(org).bind(id).bind(url).bind(at)
@@ -330,25 +379,69 @@ impl TenantStore<'_> {
                 Some(true) if !was_enabled => {
                     sqlx::query(
                         "UPDATE webhooks SET enabled = true, consecutive_failures = 0, updated_at = $3, \
-                         last_enqueued_seq = (SELECT seq FROM boards WHERE organization_id = $1 AND id = $4) \
+                         disabled_reason = NULL, last_enqueued_seq = (SELECT seq FROM boards WHERE organization_id = $1 AND id = $4) \
                          WHERE organization_id = $1 AND id = $2",
                     )
                     .bind(org).bind(id).bind(at).bind(board)
                     .execute(&mut *conn).await?;
                 }
                 Some(false) if was_enabled => {
-                    sqlx::query("UPDATE webhooks SET enabled = false, updated_at = $3 WHERE organization_id = $1 AND id = $2")
-                        .bind(org).bind(id).bind(at)
-                        .execute(&mut *conn).await?;
+                    sqlx::query(
+                        "UPDATE webhooks SET enabled = false, disabled_reason = 'owner', updated_at = $3 \
+                         WHERE organization_id = $1 AND id = $2",
+                    )
+                    .bind(org).bind(id).bind(at)
+                    .execute(&mut *conn).await?;
                 }
                 _ => {}
             }
-            Ok(true)
+            Ok(Some((was_enabled, previous_url, previous_events.0)))
         })?;
-        if !found {
-            return Ok(None);
-        }
-        self.webhook(board, id).await
+        let Some((was_enabled, previous_url, previous_events)) = before else { return Ok(None) };
+        let Some(row) = self.webhook(board, id).await? else { return Ok(None) };
+        Ok(Some(WebhookUpdate { previous_url, previous_events, was_enabled, row }))
+    }
+
+    /// The enabled webhooks `affected` names (of this organization), with their creators.
+    pub async fn webhook_grants(&self, affected: Affected) -> StorageResult<Vec<WebhookGrant>> {
+        let (filter, value) = match affected {
+            Affected::Board { board, .. } => ("board_id", board),
+            Affected::User { user, .. } => ("created_by", user),
+            Affected::Key { key, .. } => ("created_by_key", key),
+        };
+        let sql = format!(
+            "SELECT id, organization_id, board_id, created_by, created_by_key, events FROM webhooks \
+             WHERE organization_id = $1 AND {filter} = $2 AND enabled ORDER BY id"
+        );
+        type Row = (Uuid, Uuid, Uuid, Option<Uuid>, Option<Uuid>, Json<Vec<String>>);
+        let rows: Vec<Row> = on_pool!(self, pool => {
+            sqlx::query_as::<_, Row>(&sql).bind(self.org_id()).bind(value).fetch_all(pool).await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, organization_id, board_id, creator, creator_key, events)| WebhookGrant {
+                id,
+                organization_id,
+                board_id,
+                creator,
+                creator_key,
+                events: events.0,
+            })
+            .collect())
+    }
+
+    /// Disables an enabled webhook whose creator lost access, recording `reason`. Returns
+    /// whether this call disabled it (so one audit row is written, whoever races).
+    pub async fn disable_webhook_for_access(&self, id: Uuid, reason: &str) -> StorageResult<bool> {
+        let done = write_on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE webhooks SET enabled = false, disabled_reason = $3, updated_at = $4 \
+                 WHERE organization_id = $1 AND id = $2 AND enabled",
+            )
+            .bind(self.org_id()).bind(id).bind(reason).bind(now())
+            .execute(pool).await.map(|d| d.rows_affected())
+        })?;
+        Ok(done > 0)
     }
 
     /// Deletes a webhook and its deliveries. Returns whether it existed.
@@ -566,9 +659,12 @@ impl TenantStore<'_> {
             };
             let disable = enabled && failures >= disable_after;
             if disable {
-                sqlx::query("UPDATE webhooks SET enabled = false, updated_at = $3 WHERE organization_id = $1 AND id = $2")
-                    .bind(org).bind(job.webhook_id).bind(at)
-                    .execute(&mut *conn).await?;
+                sqlx::query(
+                    "UPDATE webhooks SET enabled = false, disabled_reason = 'consecutive_failures', \
+                     updated_at = $3 WHERE organization_id = $1 AND id = $2",
+                )
+                .bind(org).bind(job.webhook_id).bind(at)
+                .execute(&mut *conn).await?;
             }
             Ok(WebhookAfterAttempt { consecutive_failures: failures, disabled_now: disable })
         })

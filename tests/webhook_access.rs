@@ -1,0 +1,390 @@
+//! Webhooks see no more than their creator may: a key that could not read every subscribed kind
+//! cannot create or repoint a webhook (403 `insufficient_scope`); a webhook whose creator loses
+//! access to its board (removed from the organization or the board, role lowered below owner,
+//! key revoked, narrowed or expired) is disabled with a `webhook.disabled` audit row, and its
+//! receiver gets nothing more; URL changes are audited by host.
+//!
+//! Deliveries go to the receiver of `tests/webhooks.rs`. After each loss the board changes
+//! again and a control webhook (the org admin's, in a session) must get that change, while the
+//! lost one's receiver gets nothing past the loss and its outbox stays empty.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::boards::{fixture, Fixture};
+use crate::harness::{both_backends_with, TestServer, TestUser};
+use crate::webhooks::{add_item, hooks_path, wait_until, with_receiver, Receiver};
+
+both_backends_with!(
+    with_receiver;
+    narrow_keys_cannot_make_webhooks_that_see_more,
+    a_url_change_is_audited_by_host,
+    removal_from_the_organization_disables_the_webhook,
+    removal_from_the_board_disables_the_webhook,
+    a_board_role_below_owner_disables_the_webhook,
+    losing_org_admin_disables_the_webhook,
+    a_revoked_key_disables_the_webhook,
+    a_narrowed_key_disables_the_webhook,
+    an_expired_key_is_caught_before_sending,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// Every scope a key can have.
+const ALL_SCOPES: &[&str] =
+    &["boards:read", "boards:write", "items:read", "items:write", "updates:read", "updates:write"];
+
+async fn create_hook_as(
+    server: &TestServer,
+    f: &Fixture,
+    token: &str,
+    url: &str,
+    events: Value,
+) -> crate::harness::Reply {
+    server.post(&hooks_path(f), Some(token), &json!({"url": url, "events": events})).await
+}
+
+/// The board's webhook `hook` as its owner lists it.
+async fn listed(server: &TestServer, f: &Fixture, hook: &str) -> Value {
+    let all = server.get_as(&hooks_path(f), &f.owner.access_token).await.expect(200).clone();
+    all["webhooks"].as_array().unwrap().iter().find(|w| w["id"] == hook).cloned().unwrap()
+}
+
+/// Waits (up to 10 s) until `hook` is disabled; answers its listing.
+async fn wait_disabled(server: &TestServer, f: &Fixture, hook: &str) -> Value {
+    for _ in 0..200 {
+        let row = listed(server, f, hook).await;
+        if row["enabled"] == false {
+            return row;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("webhook {hook} was not disabled: {}", listed(server, f, hook).await);
+}
+
+/// The metadata of the `webhook.disabled` rows naming `hook`.
+async fn disabled_rows(server: &TestServer, hook: &str) -> Vec<Value> {
+    audit_metadata(server, "webhook.disabled", hook).await
+}
+
+async fn audit_metadata(server: &TestServer, action: &str, target: &str) -> Vec<Value> {
+    server.flush_audit().await;
+    let rows: Vec<(sqlx::types::Json<Value>,)> = boardroom::on_pool!(server.state().store(), pool => {
+        sqlx::query_as("SELECT metadata FROM audit_log WHERE action = $1 AND target = $2 ORDER BY seq")
+            .bind(action)
+            .bind(target)
+            .fetch_all(pool)
+            .await
+            .unwrap()
+    });
+    rows.into_iter().map(|(m,)| m.0).collect()
+}
+
+/// Outbox rows of `hook`.
+async fn outbox(server: &TestServer, hook: &str) -> i64 {
+    let hook: uuid::Uuid = hook.parse().unwrap();
+    boardroom::on_pool!(server.state().store(), pool => {
+        sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE webhook_id = $1")
+            .bind(hook)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    })
+}
+
+/// Carol: an org member who owns the fixture's board (not an org admin).
+async fn board_owner(server: &TestServer, f: &Fixture) -> TestUser {
+    let carol = server.register("carol").await;
+    server.add_member(&f.owner, &f.org, &carol, "member").await;
+    server.add_board_member(&f.owner, &f.board, &carol, "owner").await;
+    carol
+}
+
+/// A webhook for every kind made with `token` to `/lost`, plus the admin's control webhook to
+/// `/control`; one item is delivered to both. Answers the first webhook's id.
+async fn watched(server: &TestServer, f: &Fixture, token: &str) -> String {
+    let receiver = Receiver::of(server);
+    let made = create_hook_as(server, f, token, &receiver.url("/lost"), json!(["*"])).await;
+    let hook = made.expect(201)["id"].as_str().unwrap().to_owned();
+    create_hook_as(
+        server,
+        f,
+        &f.owner.access_token,
+        &receiver.url("/control"),
+        json!(["item.created"]),
+    )
+    .await
+    .expect(201);
+    add_item(server, f, "Before").await;
+    wait_until(Duration::from_secs(10), "the item before the loss", || {
+        receiver.delivered("/lost").iter().any(|b| b["data"]["name"] == "Before")
+            && receiver.delivered("/control").len() == 1
+    })
+    .await;
+    hook
+}
+
+/// After the loss: the webhook is disabled with `reason`, one audit row says so, and a later
+/// item reaches the control webhook but not the lost one.
+async fn assert_lost(server: &TestServer, f: &Fixture, hook: &str, reason: &str) {
+    let receiver = Receiver::of(server);
+    let row = wait_disabled(server, f, hook).await;
+    assert_eq!(row["disabled_reason"], reason, "{row}");
+    let rows = disabled_rows(server, hook).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["reason"], reason, "{rows:?}");
+    assert_eq!(rows[0]["board_id"], json!(f.board));
+    let before = outbox(server, hook).await;
+    let seen = receiver.hits("/lost").len();
+    add_item(server, f, "After").await;
+    wait_until(Duration::from_secs(10), "the item after the loss at the control", || {
+        receiver.delivered("/control").len() == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.hits("/lost").len(), seen, "the lost webhook was called after the loss");
+    assert!(
+        !receiver.delivered("/lost").iter().any(|b| b["data"]["name"] == "After"),
+        "the item after the loss leaked"
+    );
+    assert_eq!(outbox(server, hook).await, before, "a disabled webhook enqueued");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Creating and changing
+// ---------------------------------------------------------------------------------------------
+
+async fn narrow_keys_cannot_make_webhooks_that_see_more(server: &TestServer) {
+    let f = fixture(server).await;
+    let receiver = Receiver::of(server);
+    let url = receiver.url("/hook");
+    // boards:write alone may manage the board but reads neither items nor updates.
+    let (_, narrow) = server.create_key(&f.owner, &f.org, &["boards:read", "boards:write"]).await;
+    let (_, items_only) =
+        server.create_key(&f.owner, &f.org, &["boards:write", "items:read"]).await;
+    let (broad_id, broad) = server.create_key(&f.owner, &f.org, ALL_SCOPES).await;
+    for (token, events) in [
+        (&narrow, json!(["*"])),
+        (&narrow, json!(["item.created"])),
+        (&narrow, json!(["board.updated", "update.created"])),
+        (&items_only, json!(["*"])),
+        (&items_only, json!(["item.created", "update.edited"])),
+    ] {
+        create_hook_as(server, &f, token, &url, events.clone())
+            .await
+            .expect_error(403, "insufficient_scope");
+    }
+    let none = server.get_as(&hooks_path(&f), &f.owner.access_token).await;
+    assert_eq!(none.expect(200)["webhooks"], json!([]), "a refusal created something");
+
+    // What the key can read itself is fine; so is everything with a broad key or a session.
+    let own =
+        create_hook_as(server, &f, &narrow, &url, json!(["board.updated", "column.created"])).await;
+    let own = own.expect(201).clone();
+    create_hook_as(server, &f, &items_only, &url, json!(["item.created"])).await.expect(201);
+    let by_key = create_hook_as(server, &f, &broad, &url, json!(["*"])).await;
+    assert_eq!(by_key.expect(201)["created_by_key"], json!(broad_id));
+    let by_session = create_hook_as(server, &f, &f.owner.access_token, &url, json!(["*"])).await;
+    let by_session = by_session.expect(201).clone();
+    assert_eq!(by_session["created_by"], json!(f.owner.id));
+    assert_eq!(by_session["created_by_key"], Value::Null);
+
+    // Changing: the narrow key can neither widen its own webhook nor repoint the session's.
+    let own_path = format!("{}/{}", hooks_path(&f), own["id"].as_str().unwrap());
+    let session_path = format!("{}/{}", hooks_path(&f), by_session["id"].as_str().unwrap());
+    let refused: Vec<(&str, Value)> = vec![
+        (&own_path, json!({"events": ["*"]})),
+        (&own_path, json!({"events": ["item.updated"]})),
+        (&session_path, json!({"url": receiver.url("/stolen")})),
+        (&session_path, json!({"enabled": true})),
+    ];
+    for (path, body) in refused {
+        server
+            .send_as(Method::PATCH, path, &narrow, Some(&body))
+            .await
+            .expect_error(403, "insufficient_scope");
+    }
+    let still = listed(server, &f, by_session["id"].as_str().unwrap()).await;
+    assert_eq!(still["url"], json!(url), "a refused change changed the URL");
+    // Turning a webhook off needs no more than owning the board.
+    let off = server
+        .send_as(Method::PATCH, &session_path, &narrow, Some(&json!({"enabled": false})))
+        .await;
+    assert_eq!(off.expect(200)["enabled"], false);
+    assert_eq!(off.body["disabled_reason"], "owner");
+    // The broad key may turn it back on, and is then the one it rides on.
+    let on =
+        server.send_as(Method::PATCH, &session_path, &broad, Some(&json!({"enabled": true}))).await;
+    assert_eq!(on.expect(200)["enabled"], true);
+    assert_eq!(on.body["created_by_key"], json!(broad_id));
+    assert_eq!(on.body["disabled_reason"], Value::Null);
+}
+
+async fn a_url_change_is_audited_by_host(server: &TestServer) {
+    let f = fixture(server).await;
+    let receiver = Receiver::of(server);
+    let made = create_hook_as(
+        server,
+        &f,
+        &f.owner.access_token,
+        &receiver.url("/first?token=s3cr3t-one"),
+        json!(["item.created"]),
+    )
+    .await;
+    let hook = made.expect(201)["id"].as_str().unwrap().to_owned();
+    let path = format!("{}/{hook}", hooks_path(&f));
+    let changed = server
+        .send_as(
+            Method::PATCH,
+            &path,
+            &f.owner.access_token,
+            Some(&json!({"url": "https://hooks.example.org/in/s3cr3t-two"})),
+        )
+        .await;
+    changed.expect(200);
+    let rows = audit_metadata(server, "webhook.updated", &hook).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["url"], json!({"from_host": "127.0.0.1", "to_host": "hooks.example.org"}));
+    assert_eq!(rows[0]["board_id"], json!(f.board));
+    let dump = format!("{rows:?}");
+    assert!(!dump.contains("s3cr3t"), "a URL's path or query reached the audit log: {dump}");
+    // Changing only the kinds is audited too, without a url entry.
+    server
+        .send_as(Method::PATCH, &path, &f.owner.access_token, Some(&json!({"events": ["*"]})))
+        .await
+        .expect(200);
+    let rows = audit_metadata(server, "webhook.updated", &hook).await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[1]["events"], json!({"from": ["item.created"], "to": ["*"]}));
+    assert!(rows[1].get("url").is_none(), "{rows:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Losing access
+// ---------------------------------------------------------------------------------------------
+
+async fn removal_from_the_organization_disables_the_webhook(server: &TestServer) {
+    let f = fixture(server).await;
+    let carol = board_owner(server, &f).await;
+    let hook = watched(server, &f, &carol.access_token).await;
+    server
+        .send_as(
+            Method::DELETE,
+            &format!("/api/v1/orgs/{}/members/{}", f.org, carol.id),
+            &f.owner.access_token,
+            None,
+        )
+        .await
+        .expect(204);
+    assert_lost(server, &f, &hook, "creator_left_organization").await;
+}
+
+async fn removal_from_the_board_disables_the_webhook(server: &TestServer) {
+    let f = fixture(server).await;
+    let carol = board_owner(server, &f).await;
+    let hook = watched(server, &f, &carol.access_token).await;
+    server
+        .send_as(
+            Method::DELETE,
+            &format!("/api/v1/boards/{}/members/{}", f.board, carol.id),
+            &f.owner.access_token,
+            None,
+        )
+        .await
+        .expect(204);
+    assert_lost(server, &f, &hook, "creator_lost_board").await;
+}
+
+async fn a_board_role_below_owner_disables_the_webhook(server: &TestServer) {
+    let f = fixture(server).await;
+    let carol = board_owner(server, &f).await;
+    let hook = watched(server, &f, &carol.access_token).await;
+    server.add_board_member(&f.owner, &f.board, &carol, "editor").await;
+    assert_lost(server, &f, &hook, "creator_not_owner").await;
+}
+
+/// An org admin acts as owner on every board; an admin who is no board member and becomes a
+/// plain member no longer sees the board.
+async fn losing_org_admin_disables_the_webhook(server: &TestServer) {
+    let f = fixture(server).await;
+    let dave = server.register("dave").await;
+    server.add_member(&f.owner, &f.org, &dave, "admin").await;
+    let hook = watched(server, &f, &dave.access_token).await;
+    server.set_org_role(&f.owner, &f.org, &dave, "member").await.expect(200);
+    assert_lost(server, &f, &hook, "creator_lost_board").await;
+}
+
+async fn a_revoked_key_disables_the_webhook(server: &TestServer) {
+    let f = fixture(server).await;
+    let (key_id, key) = server.create_key(&f.owner, &f.org, ALL_SCOPES).await;
+    let hook = watched(server, &f, &key).await;
+    assert_eq!(listed(server, &f, &hook).await["created_by_key"], json!(key_id));
+    server
+        .send_as(
+            Method::DELETE,
+            &format!("/api/v1/orgs/{}/api-keys/{key_id}", f.org),
+            &f.owner.access_token,
+            None,
+        )
+        .await
+        .expect(204);
+    assert_lost(server, &f, &hook, "key_revoked_or_expired").await;
+}
+
+async fn a_narrowed_key_disables_the_webhook(server: &TestServer) {
+    let f = fixture(server).await;
+    let (key_id, key) = server.create_key(&f.owner, &f.org, ALL_SCOPES).await;
+    let hook = watched(server, &f, &key).await;
+    server
+        .send_as(
+            Method::PATCH,
+            &format!("/api/v1/orgs/{}/api-keys/{key_id}", f.org),
+            &f.owner.access_token,
+            Some(&json!({"scopes": ["boards:read", "boards:write", "items:read"]})),
+        )
+        .await
+        .expect(200);
+    assert_lost(server, &f, &hook, "key_lacks_scope").await;
+}
+
+/// Nothing tells the server when a key expires: the check before each attempt catches it.
+async fn an_expired_key_is_caught_before_sending(server: &TestServer) {
+    let f = fixture(server).await;
+    let expires_at = chrono::Utc::now() + chrono::Duration::seconds(4);
+    let made = server
+        .post(
+            &format!("/api/v1/orgs/{}/api-keys", f.org),
+            Some(&f.owner.access_token),
+            &json!({"name": "short-lived", "scopes": ALL_SCOPES, "expires_at": expires_at}),
+        )
+        .await;
+    let key = made.expect(201)["key"].as_str().unwrap().to_owned();
+    let receiver = Receiver::of(server);
+    let made =
+        create_hook_as(server, &f, &key, &receiver.url("/lost"), json!(["item.created"])).await;
+    let hook = made.expect(201)["id"].as_str().unwrap().to_owned();
+    create_hook_as(
+        server,
+        &f,
+        &f.owner.access_token,
+        &receiver.url("/control"),
+        json!(["item.created"]),
+    )
+    .await
+    .expect(201);
+    let wait = (expires_at - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(wait + Duration::from_millis(200)).await;
+    add_item(server, &f, "After").await;
+    let row = wait_disabled(server, &f, &hook).await;
+    assert_eq!(row["disabled_reason"], "key_revoked_or_expired", "{row}");
+    assert_eq!(disabled_rows(server, &hook).await.len(), 1);
+    wait_until(Duration::from_secs(10), "the control delivery", || {
+        receiver.delivered("/control").len() == 1
+    })
+    .await;
+    assert!(receiver.hits("/lost").is_empty(), "a delivery went out on an expired key");
+}
