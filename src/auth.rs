@@ -39,14 +39,14 @@ use uuid::Uuid;
 pub use caller::{Caller, Principal};
 pub use request_meta::RequestMeta;
 
-use self::api_keys::{KeyCache, KeyGrant};
+use self::api_keys::{CachedGrant, KeyCache, KeyGrant, Lookup};
 use self::limits::{Limit, Limiter, Refused, Taken};
 use self::password::{HashError, PasswordHasher};
 use self::session_cache::{SessionCache, SessionState};
 use self::tokens::{TokenError, TokenKeys};
 use crate::config::Settings;
 use crate::error::ApiError;
-use crate::storage::{NewSession, NewUser, StorageError, Store, UserRow};
+use crate::storage::{ApiKeyRow, NewSession, NewUser, StorageError, Store, UserRow};
 use crate::validate;
 
 /// The tokens of a new or refreshed session.
@@ -116,7 +116,7 @@ impl Auth {
             tokens: TokenKeys::new(secret),
             hasher: PasswordHasher::new(settings.bcrypt_cost, settings.bcrypt_threads as usize),
             sessions: SessionCache::default(),
-            keys: KeyCache::default(),
+            keys: KeyCache::new(Duration::from_secs(settings.key_cache_ttl_secs)),
             login_limit: Limit {
                 name: "login",
                 max: settings.login_limit,
@@ -530,8 +530,10 @@ impl Auth {
         let digest = self.tokens.digest(b"api-key", key.as_bytes());
         // A key already verified is no guess and costs nothing: only what would reach the
         // database and bcrypt is held back for an IP with too many failed keys.
-        if let Some(grant) = self.keys.get(&digest, now) {
-            return Ok(grant);
+        match self.keys.get(&digest, now) {
+            Lookup::Fresh(grant) => return Ok(grant),
+            Lookup::Stale(cached) => return self.recheck_key(digest, cached).await,
+            Lookup::Miss => {}
         }
         if let Some(retry) = self.keys.ip_is_blocked(meta.ip) {
             return Err(ApiError::rate_limited(retry));
@@ -540,8 +542,9 @@ impl Auth {
         let verified = {
             let _turn = turn.lock().await;
             match self.keys.get(&digest, now) {
-                Some(grant) => Ok(grant),
-                None => self.verify_key(key, digest, meta).await,
+                Lookup::Fresh(grant) => Ok(grant),
+                Lookup::Stale(cached) => self.recheck_key(digest, cached).await,
+                Lookup::Miss => self.verify_key(key, digest, meta).await,
             }
         };
         drop(turn);
@@ -549,7 +552,8 @@ impl Auth {
         verified
     }
 
-    /// Looks the key up by its prefix and runs bcrypt on the rest; caches the grant.
+    /// Looks the key up by its prefix and runs bcrypt on the rest; caches the grant, unless a
+    /// revoke or re-scope landed meanwhile (then the row is read again: see [`Self::settle_key`]).
     async fn verify_key(
         &self,
         key: &str,
@@ -562,11 +566,13 @@ impl Auth {
             self.keys.record_failure(meta.ip);
             return Err(invalid());
         };
+        // Read before the row: a change that lands from here on makes this verification stale.
+        let generation = self.keys.generation();
         let row = match self.store.api_key_by_prefix(prefix).await? {
             Some(row) if row.is_live(now) => row,
             _ => {
                 self.keys.record_failure(meta.ip);
-                return Err(ApiError::unauthenticated("invalid, revoked or expired API key"));
+                return Err(key_refused());
             }
         };
         let matched = self
@@ -578,16 +584,70 @@ impl Auth {
             self.keys.record_failure(meta.ip);
             return Err(invalid());
         }
-        let grant = KeyGrant {
-            key_id: row.id,
-            org_id: row.organization_id,
-            user_id: row.user_id,
-            scopes: row.scopes.0.iter().filter_map(|s| Scope::parse(s)).collect(),
-            rate_limit_per_minute: u32::try_from(row.rate_limit_per_minute).unwrap_or(1),
-            expires_at: row.expires_at,
-        };
-        self.keys.put(digest, grant.clone());
-        Ok(grant)
+        if let Some(pause) = self.keys.take_pause() {
+            pause.stop_here().await;
+        }
+        let cached = CachedGrant::new(grant_of(&row), row.secret_hash);
+        self.settle_key(digest, cached, generation).await
+    }
+
+    /// Re-checks a grant past the cache's TTL against its stored row, without bcrypt: the row
+    /// must still be live and carry the hash the key matched. A change made on another node
+    /// (revoke, re-scope, new limit) takes effect here.
+    async fn recheck_key(
+        &self,
+        digest: [u8; 32],
+        cached: CachedGrant,
+    ) -> Result<KeyGrant, ApiError> {
+        let generation = self.keys.generation();
+        match self.reread_key(&cached).await? {
+            Some(fresh) => self.settle_key(digest, fresh, generation).await,
+            None => {
+                self.keys.invalidate(cached.grant.key_id);
+                Err(key_refused())
+            }
+        }
+    }
+
+    /// Caches and answers `cached`, read under `generation`. When a revoke, re-scope or
+    /// departure landed after that read, the grant is neither cached nor used: the row is read
+    /// again (the key's match against its hash stands, since a row's hash never changes) until a
+    /// read is not overtaken.
+    async fn settle_key(
+        &self,
+        digest: [u8; 32],
+        mut cached: CachedGrant,
+        mut generation: u64,
+    ) -> Result<KeyGrant, ApiError> {
+        for _ in 0..4 {
+            let grant = cached.grant.clone();
+            if self.keys.put(digest, cached.clone(), generation) {
+                return Ok(grant);
+            }
+            generation = self.keys.generation();
+            cached = self.reread_key(&cached).await?.ok_or_else(key_refused)?;
+        }
+        // Changes keep landing faster than the row can be read: ask the client to come back.
+        let mut err = ApiError::new(ErrorCode::Unavailable, "the key is changing; retry shortly");
+        err.set_retry_after(1);
+        Err(err)
+    }
+
+    /// The key's row as stored now, if it is still live and carries the hash the key matched.
+    async fn reread_key(&self, cached: &CachedGrant) -> Result<Option<CachedGrant>, ApiError> {
+        let tenant = self.store.tenant(cached.grant.org_id);
+        Ok(match tenant.api_key(cached.grant.key_id).await? {
+            Some(row)
+                if row.is_live(chrono::Utc::now())
+                    && tokens::secrets_equal(
+                        row.secret_hash.as_bytes(),
+                        cached.secret_hash.as_bytes(),
+                    ) =>
+            {
+                Some(CachedGrant::new(grant_of(&row), row.secret_hash))
+            }
+            _ => None,
+        })
     }
 
     /// What `caller` may do in `org`, requiring at least `need`. Another organization's
@@ -700,6 +760,22 @@ pub fn org_error(err: OrgError) -> ApiError {
             err
         }
     }
+}
+
+/// What a stored key grants.
+fn grant_of(row: &ApiKeyRow) -> KeyGrant {
+    KeyGrant {
+        key_id: row.id,
+        org_id: row.organization_id,
+        user_id: row.user_id,
+        scopes: row.scopes.0.iter().filter_map(|s| Scope::parse(s)).collect(),
+        rate_limit_per_minute: u32::try_from(row.rate_limit_per_minute).unwrap_or(1),
+        expires_at: row.expires_at,
+    }
+}
+
+fn key_refused() -> ApiError {
+    ApiError::unauthenticated("invalid, revoked or expired API key")
 }
 
 fn refresh_expiry() -> chrono::DateTime<chrono::Utc> {

@@ -146,6 +146,12 @@ pub struct Settings {
           value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
     pub register_limit: u32,
 
+    /// Seconds a verified API key is trusted before its stored row is read again (without
+    /// bcrypt); a key revoked or re-scoped on another node stops within this. At most 30.
+    #[arg(long, env = "BOARDROOM_KEY_CACHE_TTL_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=30), global = true)]
+    pub key_cache_ttl_secs: u64,
+
     /// Threads that may run bcrypt at once (the rest of the runtime never does).
     #[arg(long, env = "BOARDROOM_BCRYPT_THREADS", default_value_t = 2,
           value_parser = clap::value_parser!(u32).range(1..=64), global = true)]
@@ -388,6 +394,7 @@ impl Settings {
             login_account_limit: 50,
             // Tests register many users from 127.0.0.1; the limit's own test lowers it again.
             register_limit: 10_000,
+            key_cache_ttl_secs: 30,
             bcrypt_threads: 2,
             google_client_id: None,
             google_client_secret: None,

@@ -5,7 +5,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::harness::{both_backends, TestServer};
+use crate::harness::{both_backends, both_backends_with, TestServer};
 
 both_backends!(
     keys_are_stored_as_prefix_and_bcrypt_hash,
@@ -15,7 +15,18 @@ both_backends!(
     per_key_rate_limit_with_headers,
     bad_keys_are_counted_per_ip_before_bcrypt,
     concurrent_first_uses_of_a_key_run_bcrypt_once,
+    a_revoke_or_rescope_during_verification_wins,
 );
+
+both_backends_with!(
+    short_key_cache;
+    changes_made_elsewhere_take_effect_within_the_cache_ttl
+);
+
+/// Verified keys are trusted for one second, so a test can outwait the TTL.
+fn short_key_cache(settings: &mut boardroom::config::Settings) {
+    settings.key_cache_ttl_secs = 1;
+}
 
 async fn keys_are_stored_as_prefix_and_bcrypt_hash(server: &TestServer) {
     let alice = server.register("alice").await;
@@ -291,4 +302,96 @@ async fn concurrent_first_uses_of_a_key_run_bcrypt_once(server: &TestServer) {
         server.get_as(&path, &wrong).await.expect_error(401, "unauthenticated");
     }
     assert_eq!(server.state().auth().hasher().runs() - before, 2);
+}
+
+/// A revoke or re-scope that lands while bcrypt runs on a key's first use wins: the grant read
+/// before it is neither used for that request nor cached for later ones. The verification is
+/// stopped after bcrypt (a test hook), the change lands, then it goes on.
+async fn a_revoke_or_rescope_during_verification_wins(server: &TestServer) {
+    let alice = server.register("alice").await;
+    let org = server.create_org(&alice, "Acme").await;
+    let keys = server.state().auth().key_cache();
+
+    let (id, key) = server.create_key(&alice, &org, &["boards:read"]).await;
+    let pause = keys.pause_next_verification();
+    let rescope = async {
+        pause.reached().await;
+        server
+            .send_as(
+                Method::PATCH,
+                &format!("/api/v1/orgs/{org}/api-keys/{id}"),
+                &alice.access_token,
+                Some(&json!({"scopes": ["items:read"]})),
+            )
+            .await
+            .expect(200);
+        pause.resume();
+    };
+    let (me, ()) = tokio::join!(server.get_as("/api/v1/me", &key), rescope);
+    assert_eq!(
+        me.expect(200)["api_key"]["scopes"],
+        json!(["items:read"]),
+        "the old scopes were used"
+    );
+    let me = server.get_as("/api/v1/me", &key).await;
+    assert_eq!(
+        me.expect(200)["api_key"]["scopes"],
+        json!(["items:read"]),
+        "the old scopes were cached"
+    );
+
+    let (id, key) = server.create_key(&alice, &org, &["boards:read"]).await;
+    let pause = keys.pause_next_verification();
+    let revoke = async {
+        pause.reached().await;
+        server
+            .send_as(
+                Method::DELETE,
+                &format!("/api/v1/orgs/{org}/api-keys/{id}"),
+                &alice.access_token,
+                None,
+            )
+            .await
+            .expect(204);
+        pause.resume();
+    };
+    let path = format!("/api/v1/orgs/{org}");
+    let (used, ()) = tokio::join!(server.get_as(&path, &key), revoke);
+    used.expect_error(401, "unauthenticated");
+    server.get_as(&path, &key).await.expect_error(401, "unauthenticated");
+}
+
+/// Another node revokes one key and re-scopes another in the shared database (here: through the
+/// store, behind this node's cache). Once the cache's TTL has passed, this node sees both, and
+/// the re-check of a live key costs no bcrypt.
+async fn changes_made_elsewhere_take_effect_within_the_cache_ttl(server: &TestServer) {
+    let alice = server.register("alice").await;
+    let org = server.create_org(&alice, "Acme").await;
+    let (revoked_id, revoked) = server.create_key(&alice, &org, &["boards:read"]).await;
+    let (rescoped_id, rescoped) = server.create_key(&alice, &org, &["boards:read"]).await;
+    let path = format!("/api/v1/orgs/{org}");
+    server.get_as(&path, &revoked).await.expect(200);
+    server.get_as(&path, &rescoped).await.expect(200);
+
+    let org_id: uuid::Uuid = org.parse().unwrap();
+    let tenant = server.state().store().tenant(org_id);
+    assert!(tenant.revoke_api_key(revoked_id.parse().unwrap()).await.unwrap());
+    let changes = boardroom::storage::ApiKeyChanges {
+        scopes: Some(vec!["items:read".to_owned()]),
+        ..Default::default()
+    };
+    tenant.update_api_key(rescoped_id.parse().unwrap(), changes).await.unwrap().unwrap();
+
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    let bcrypt_runs = server.state().auth().hasher().runs();
+    server.get_as(&path, &revoked).await.expect_error(401, "unauthenticated");
+    let me = server.get_as("/api/v1/me", &rescoped).await;
+    assert_eq!(me.expect(200)["api_key"]["scopes"], json!(["items:read"]));
+    assert_eq!(server.state().auth().hasher().runs(), bcrypt_runs, "re-checked without bcrypt");
+    // The new scopes are what the key is held to, and the re-checked grant is cached again.
+    server
+        .get_as(&format!("{path}/boards"), &rescoped)
+        .await
+        .expect_error(403, "insufficient_scope");
+    assert_eq!(server.state().auth().hasher().runs(), bcrypt_runs);
 }

@@ -5,7 +5,13 @@
 //! as a bcrypt hash.
 //!
 //! bcrypt runs once per key per process: a verified key is cached under a keyed digest of the
-//! whole key, and revoking, re-scoping or expiring it drops it from the cache at once. Concurrent
+//! whole key, and revoking, re-scoping or expiring it drops it from the cache at once. The cache
+//! never keeps a grant read before such a change: every revoke, re-scope or departure bumps the
+//! cache's generation ([`KeyCache::invalidate`]), and a grant is cached, and used, only if the
+//! generation it was read under is still current ([`KeyCache::put`]); a verification that loses
+//! that race reads the key again. A cached grant is trusted for at most the cache's TTL
+//! (`BOARDROOM_KEY_CACHE_TTL_SECS`, at most 30 s), then re-checked against the stored row without
+//! bcrypt ([`Lookup::Stale`]), so a change made on another node takes effect within it. Concurrent
 //! first uses of one key take turns ([`KeyCache::verify_turn`]): the first runs bcrypt, the
 //! rest find its grant cached, so a fleet of bots starting together costs one bcrypt. A key not
 //! in the cache meets the client IP's recent failures before any database lookup or bcrypt:
@@ -130,10 +136,68 @@ pub struct RateLimitState {
     pub allowed: bool,
 }
 
+/// A verified key as cached: its grant, the stored hash it was verified against, and when the
+/// stored row was last read.
+#[derive(Clone)]
+pub struct CachedGrant {
+    /// What the key grants.
+    pub grant: KeyGrant,
+    /// The stored bcrypt hash the key matched: a re-check without bcrypt holds only while the row
+    /// still carries this hash.
+    pub secret_hash: String,
+    checked: Instant,
+}
+
+impl CachedGrant {
+    /// A grant read from the store now.
+    pub fn new(grant: KeyGrant, secret_hash: String) -> Self {
+        CachedGrant { grant, secret_hash, checked: Instant::now() }
+    }
+}
+
+/// What the cache holds for a key.
+pub enum Lookup {
+    /// A grant read from the store within the TTL: use it.
+    Fresh(KeyGrant),
+    /// A grant older than the TTL: re-check it against the store (no bcrypt) before use.
+    Stale(CachedGrant),
+    /// Nothing: verify the key.
+    Miss,
+}
+
+/// A pause point in verification, for tests: see [`KeyCache::pause_next_verification`].
+#[derive(Clone, Default)]
+pub struct VerifyPause {
+    reached: Arc<tokio::sync::Notify>,
+    resume: Arc<tokio::sync::Notify>,
+}
+
+impl VerifyPause {
+    /// Waits until the paused verification has run bcrypt and stopped.
+    pub async fn reached(&self) {
+        self.reached.notified().await;
+    }
+
+    /// Lets the paused verification go on.
+    pub fn resume(&self) {
+        self.resume.notify_one();
+    }
+
+    /// Called by the verification itself (`Auth`): tell the test, then wait for it.
+    pub(crate) async fn stop_here(&self) {
+        self.reached.notify_one();
+        self.resume.notified().await;
+    }
+}
+
 /// Verified keys, their limiters, and the per-IP failure counter.
-#[derive(Default)]
 pub struct KeyCache {
-    verified: DashMap<[u8; 32], KeyGrant>,
+    verified: DashMap<[u8; 32], CachedGrant>,
+    /// Bumped by every revoke, re-scope or departure. Held for reading while a grant is cached
+    /// and for writing while one is dropped, so no grant read before a change lands after it.
+    generation: std::sync::RwLock<u64>,
+    ttl: Duration,
+    pause: std::sync::Mutex<Option<VerifyPause>>,
     by_key_id: DashMap<Uuid, Vec<[u8; 32]>>,
     limiters: DashMap<Uuid, KeyLimit>,
     failures: DashMap<IpNet, (u32, Instant)>,
@@ -156,6 +220,15 @@ pub const LIMIT_WINDOW: Duration = Duration::from_secs(60);
 /// Idle time after which a key's log holds nothing that counts, so forgetting it changes nothing.
 const LIMITER_REFILLED: Duration = LIMIT_WINDOW;
 
+/// The longest a verified grant is trusted without reading its row again.
+pub const MAX_KEY_CACHE_TTL: Duration = Duration::from_secs(30);
+
+impl Default for KeyCache {
+    fn default() -> Self {
+        KeyCache::new(MAX_KEY_CACHE_TTL)
+    }
+}
+
 /// Most verified keys kept in memory.
 pub const MAX_CACHED_KEYS: usize = 100_000;
 
@@ -165,14 +238,65 @@ pub const MAX_FAILURES_PER_IP: u32 = 20;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
 impl KeyCache {
-    /// The grant cached under `digest`, if it is still usable at `now`.
-    pub fn get(&self, digest: &[u8; 32], now: DateTime<Utc>) -> Option<KeyGrant> {
-        let grant = self.verified.get(digest)?.clone();
-        if grant.expires_at.is_some_and(|e| e <= now) {
-            self.invalidate(grant.key_id);
-            return None;
+    /// An empty cache trusting a grant for `ttl` (at most [`MAX_KEY_CACHE_TTL`]).
+    pub fn new(ttl: Duration) -> Self {
+        KeyCache {
+            verified: DashMap::new(),
+            generation: std::sync::RwLock::new(0),
+            ttl: ttl.min(MAX_KEY_CACHE_TTL),
+            pause: std::sync::Mutex::new(None),
+            by_key_id: DashMap::new(),
+            limiters: DashMap::new(),
+            failures: DashMap::new(),
+            verifying: DashMap::new(),
         }
-        Some(grant)
+    }
+
+    /// What is cached under `digest` at `now`: an expired key is dropped and missed.
+    pub fn get(&self, digest: &[u8; 32], now: DateTime<Utc>) -> Lookup {
+        let Some(cached) = self.verified.get(digest).map(|c| c.value().clone()) else {
+            return Lookup::Miss;
+        };
+        if cached.grant.expires_at.is_some_and(|e| e <= now) {
+            self.invalidate(cached.grant.key_id);
+            return Lookup::Miss;
+        }
+        if cached.checked.elapsed() >= self.ttl {
+            return Lookup::Stale(cached);
+        }
+        Lookup::Fresh(cached.grant)
+    }
+
+    /// The current generation: read it before reading a key's row, and hand it to [`Self::put`].
+    pub fn generation(&self) -> u64 {
+        *self.generation.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Caches a grant read under `generation`, unless a revoke, re-scope or departure has landed
+    /// since: then nothing is cached and `false` says the grant must not be used either.
+    #[must_use = "a grant that was not cached must not be used"]
+    pub fn put(&self, digest: [u8; 32], cached: CachedGrant, generation: u64) -> bool {
+        let current = self.generation.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if *current != generation {
+            return false;
+        }
+        self.by_key_id.entry(cached.grant.key_id).or_default().push(digest);
+        self.verified.insert(digest, cached);
+        true
+    }
+
+    /// Test hook: the next key verification stops after bcrypt, before it caches or uses its
+    /// grant, until [`VerifyPause::resume`]; so a test can land a revoke exactly then.
+    #[doc(hidden)]
+    pub fn pause_next_verification(&self) -> VerifyPause {
+        let pause = VerifyPause::default();
+        *self.pause.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(pause.clone());
+        pause
+    }
+
+    /// The pause set by [`Self::pause_next_verification`], taken once.
+    pub(crate) fn take_pause(&self) -> Option<VerifyPause> {
+        self.pause.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
     }
 
     /// The turn to verify the key behind `digest`: one request at a time verifies it, and the
@@ -187,18 +311,23 @@ impl KeyCache {
         self.verifying.remove_if(digest, |_, turn| Arc::strong_count(turn) == 1);
     }
 
-    /// Caches a verified grant.
-    pub fn put(&self, digest: [u8; 32], grant: KeyGrant) {
-        self.by_key_id.entry(grant.key_id).or_default().push(digest);
-        self.verified.insert(digest, grant);
+    /// Drops key `key_id` from the cache (revoked, re-scoped or expired) and bumps the
+    /// generation, so a verification of it in flight caches and uses nothing it read before.
+    /// Its limiter stays until it has refilled ([`KeyCache::prune`]): re-scoping a key does not
+    /// reset its limit.
+    pub fn invalidate(&self, key_id: Uuid) {
+        self.invalidate_all(&[key_id]);
     }
 
-    /// Drops key `key_id` from the cache (revoked, re-scoped or expired). Its limiter stays
-    /// until it has refilled ([`KeyCache::prune`]): re-scoping a key does not reset its limit.
-    pub fn invalidate(&self, key_id: Uuid) {
-        if let Some((_, digests)) = self.by_key_id.remove(&key_id) {
-            for digest in digests {
-                self.verified.remove(&digest);
+    fn invalidate_all(&self, key_ids: &[Uuid]) {
+        let mut generation =
+            self.generation.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *generation += 1;
+        for key_id in key_ids {
+            if let Some((_, digests)) = self.by_key_id.remove(key_id) {
+                for digest in digests {
+                    self.verified.remove(&digest);
+                }
             }
         }
     }
@@ -208,12 +337,10 @@ impl KeyCache {
         let ids: Vec<Uuid> = self
             .verified
             .iter()
-            .filter(|g| g.org_id == org && g.user_id == user)
-            .map(|g| g.key_id)
+            .filter(|c| c.grant.org_id == org && c.grant.user_id == user)
+            .map(|c| c.grant.key_id)
             .collect();
-        for id in ids {
-            self.invalidate(id);
-        }
+        self.invalidate_all(&ids);
     }
 
     /// Whether `ip`'s network has used up its failed attempts; checked before any lookup or
@@ -296,8 +423,8 @@ impl KeyCache {
         let expired: Vec<Uuid> = self
             .verified
             .iter()
-            .filter(|g| g.expires_at.is_some_and(|e| e <= now))
-            .map(|g| g.key_id)
+            .filter(|c| c.grant.expires_at.is_some_and(|e| e <= now))
+            .map(|c| c.grant.key_id)
             .collect();
         for key in expired {
             self.invalidate(key);
@@ -348,6 +475,41 @@ mod tests {
         assert_eq!(states.iter().filter(|s| s.allowed).count(), 3);
         assert_eq!(states[0].remaining, 2);
         assert!(!states[3].allowed && states[3].reset_secs >= 1);
+    }
+
+    fn cached(grant: &KeyGrant) -> CachedGrant {
+        CachedGrant::new(grant.clone(), "$2b$04$hash".to_owned())
+    }
+
+    /// A grant read before a revoke, re-scope or departure is neither cached nor to be used; one
+    /// read after it is.
+    #[test]
+    fn a_grant_read_before_an_invalidation_is_not_cached() {
+        let cache = KeyCache::default();
+        let grant = grant_with_limit(10);
+        let before = cache.generation();
+        cache.invalidate(grant.key_id);
+        assert!(!cache.put([3; 32], cached(&grant), before), "read before the revoke");
+        assert!(matches!(cache.get(&[3; 32], Utc::now()), Lookup::Miss));
+        // Any key's change bumps the generation, a departure too.
+        let other = grant_with_limit(10);
+        let before = cache.generation();
+        cache.invalidate_user(other.org_id, other.user_id);
+        assert!(!cache.put([3; 32], cached(&grant), before), "read before the departure");
+        assert!(cache.put([3; 32], cached(&grant), cache.generation()));
+        assert!(matches!(cache.get(&[3; 32], Utc::now()), Lookup::Fresh(_)));
+    }
+
+    /// Past its TTL a grant is stale: it must be re-checked before use.
+    #[test]
+    fn a_grant_past_the_ttl_is_stale() {
+        let cache = KeyCache::new(Duration::from_secs(30));
+        let grant = grant_with_limit(10);
+        let mut old = cached(&grant);
+        old.checked = Instant::now() - Duration::from_secs(31);
+        assert!(cache.put([4; 32], old, cache.generation()));
+        assert!(matches!(cache.get(&[4; 32], Utc::now()), Lookup::Stale(c) if c.grant == grant));
+        assert_eq!(KeyCache::new(Duration::from_secs(3600)).ttl, MAX_KEY_CACHE_TTL);
     }
 
     fn grant_with_limit(per_minute: u32) -> KeyGrant {
@@ -439,13 +601,13 @@ mod tests {
     fn a_spent_limit_survives_cache_overflow_and_invalidation() {
         let cache = KeyCache::default();
         let spent = grant_with_limit(2);
-        cache.put([0; 32], spent.clone());
+        assert!(cache.put([0; 32], cached(&spent), cache.generation()));
         assert!(cache.charge(&spent).allowed && cache.charge(&spent).allowed);
         assert!(!cache.charge(&spent).allowed);
         for n in 0..=MAX_CACHED_KEYS {
             let mut digest = [0xff; 32];
             digest[..8].copy_from_slice(&(n as u64).to_le_bytes());
-            cache.put(digest, grant_with_limit(10));
+            assert!(cache.put(digest, cached(&grant_with_limit(10)), cache.generation()));
         }
         cache.prune();
         assert!(cache.verified.is_empty(), "the overflowing cache was dropped");
@@ -496,11 +658,11 @@ mod tests {
         };
         let live = grant(None);
         let expired = grant(Some(Utc::now() - chrono::Duration::seconds(1)));
-        cache.put([1; 32], live.clone());
-        cache.put([2; 32], expired);
+        assert!(cache.put([1; 32], cached(&live), cache.generation()));
+        assert!(cache.put([2; 32], cached(&expired), cache.generation()));
         cache.prune();
         assert_eq!(cache.verified.len(), 1);
-        assert_eq!(cache.get(&[1; 32], Utc::now()), Some(live));
+        assert!(matches!(cache.get(&[1; 32], Utc::now()), Lookup::Fresh(g) if g == live));
     }
 
     #[test]
