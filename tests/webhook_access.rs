@@ -14,7 +14,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::boards::{fixture, Fixture};
-use crate::harness::{both_backends_with, TestServer, TestUser};
+use crate::harness::{both_backends_with, Backend, TestDatabase, TestServer, TestUser};
 use crate::webhooks::{add_item, hooks_path, wait_until, with_receiver, Receiver};
 
 both_backends_with!(
@@ -29,6 +29,17 @@ both_backends_with!(
     a_narrowed_key_disables_the_webhook,
     an_expired_key_is_caught_before_sending,
 );
+
+mod webhooks_from_before_0008_are_disabled {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::webhooks_from_before_0008_are_disabled(crate::harness::Backend::Sqlite).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::webhooks_from_before_0008_are_disabled(crate::harness::Backend::Postgres).await;
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -387,4 +398,54 @@ async fn an_expired_key_is_caught_before_sending(server: &TestServer) {
     })
     .await;
     assert!(receiver.hits("/lost").is_empty(), "a delivery went out on an expired key");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upgrading
+// ---------------------------------------------------------------------------------------------
+
+/// A database migrated up to 0007 holds an enabled webhook whose credential was never recorded
+/// (it may have been made with a narrow key); starting the server (0008) disables it as
+/// `creator_unknown`, and nothing is delivered for it.
+async fn webhooks_from_before_0008_are_disabled(backend: Backend) {
+    let Some(database) = TestDatabase::create(backend).await else { return };
+    let store = boardroom::storage::Store::open(&database.settings().effective_database_url(), 2)
+        .await
+        .unwrap();
+    let (user, org, board, hook) =
+        (uuid::Uuid::now_v7(), uuid::Uuid::now_v7(), uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let at = chrono::Utc::now();
+    boardroom::on_pool!(store, pool => {
+        let mut migrator = match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        let before: Vec<_> = migrator.migrations.iter().filter(|m| m.version < 8).cloned().collect();
+        migrator.migrations = before.into();
+        migrator.run(pool).await.unwrap();
+        sqlx::query("INSERT INTO users (id, email, name, created_at) VALUES ($1, 'old@example.com', 'Old', $2)")
+            .bind(user).bind(at).execute(pool).await.unwrap();
+        sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES ($1, 'Old', $2)")
+            .bind(org).bind(at).execute(pool).await.unwrap();
+        sqlx::query("INSERT INTO boards (id, organization_id, name, created_by, created_at, updated_at) VALUES ($1, $2, 'Old', $3, $4, $4)")
+            .bind(board).bind(org).bind(user).bind(at).execute(pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO webhooks (id, organization_id, board_id, url, events, secret, enabled, \
+             consecutive_failures, last_enqueued_seq, created_by, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'https://example.com/old', $4, 'whsec_old', true, 0, 0, $5, $6, $6)",
+        )
+        .bind(hook).bind(org).bind(board).bind(sqlx::types::Json(vec!["*"])).bind(user).bind(at)
+        .execute(pool).await.unwrap();
+    });
+    store.close().await;
+
+    let server = TestServer::start_with(database, with_receiver).await;
+    let (enabled, reason, key): (bool, Option<String>, Option<uuid::Uuid>) = boardroom::on_pool!(server.state().store(), pool => {
+        sqlx::query_as("SELECT enabled, disabled_reason, created_by_key FROM webhooks WHERE id = $1")
+            .bind(hook).fetch_one(pool).await.unwrap()
+    });
+    assert!(!enabled, "a webhook of unknown credential stayed enabled");
+    assert_eq!(reason.as_deref(), Some("creator_unknown"));
+    assert_eq!(key, None);
+    server.stop().await;
 }
