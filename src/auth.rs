@@ -46,7 +46,7 @@ use self::session_cache::{SessionCache, SessionState};
 use self::tokens::{TokenError, TokenKeys};
 use crate::config::Settings;
 use crate::error::ApiError;
-use crate::storage::{ApiKeyRow, NewSession, NewUser, StorageError, Store, UserRow};
+use crate::storage::{ApiKeyRow, NewSession, NewUser, SessionRow, StorageError, Store, UserRow};
 use crate::validate;
 
 /// The tokens of a new or refreshed session.
@@ -89,6 +89,8 @@ pub struct Auth {
     login_ip_limit: Limit,
     login_account_limit: Limit,
     register_limit: Limit,
+    password_change_limit: Limit,
+    session_max_age: chrono::Duration,
 }
 
 const FIFTEEN_MINUTES: Duration = Duration::from_secs(15 * 60);
@@ -137,6 +139,13 @@ impl Auth {
                 max: settings.register_limit,
                 window: Duration::from_secs(60),
             },
+            // Wrong current passwords guess at the password like wrong logins do.
+            password_change_limit: Limit {
+                name: "password-change",
+                max: settings.login_limit,
+                window: FIFTEEN_MINUTES,
+            },
+            session_max_age: chrono::Duration::days(i64::from(settings.session_max_days)),
         }
     }
 
@@ -357,7 +366,7 @@ impl Auth {
                 refresh_salt: &salt,
                 ip: Some(&meta.ip.to_string()),
                 user_agent: meta.user_agent.as_deref(),
-                expires_at: refresh_expiry(),
+                expires_at: self.session_expiry(crate::storage::now()),
             })
             .await?;
         self.sessions.put(
@@ -402,11 +411,12 @@ impl Auth {
         if !self.tokens.refresh_is_genuine(&parsed, &session.refresh_salt) {
             return Err(invalid());
         }
-        if !session.is_live(chrono::Utc::now()) {
+        if !self.session_is_live(&session, chrono::Utc::now()) {
             return Err(ApiError::new(ErrorCode::SessionRevoked, "session has ended"));
         }
+        let expiry = self.session_expiry(session.created_at);
         let rotated = parsed.generation == session.refresh_generation
-            && self.store.rotate_refresh(session.id, parsed.generation, refresh_expiry()).await?;
+            && self.store.rotate_refresh(session.id, parsed.generation, expiry).await?;
         if !rotated {
             // A genuine but superseded token: it leaked or was replayed. End the session.
             self.store.revoke_session(session.user_id, session.id, "refresh_token_reuse").await?;
@@ -426,6 +436,22 @@ impl Auth {
             user.clone(),
             self.tokens_for(&user, session.id, parsed.generation + 1, &session.refresh_salt),
         ))
+    }
+
+    /// Whether `session` can still be used at `now`: not revoked, its refresh token not
+    /// expired, and within its absolute lifetime (`BOARDROOM_SESSION_MAX_DAYS` from sign-in,
+    /// checked here too so that lowering the setting ends older sessions).
+    fn session_is_live(&self, session: &SessionRow, now: chrono::DateTime<chrono::Utc>) -> bool {
+        session.is_live(now) && session.created_at + self.session_max_age > now
+    }
+
+    /// When a session created at `created_at` stops, if refreshed now: 30 days after its last
+    /// refresh, but never past its absolute lifetime.
+    fn session_expiry(
+        &self,
+        created_at: chrono::DateTime<chrono::Utc>,
+    ) -> chrono::DateTime<chrono::Utc> {
+        refresh_expiry().min(created_at + self.session_max_age)
     }
 
     /// Ends one session of `user`.
@@ -448,8 +474,12 @@ impl Auth {
         Ok(())
     }
 
-    /// Changes the caller's password; every other session of the user ends, and every access
-    /// token issued so far stops working (the current session can refresh).
+    /// Changes the caller's password and answers fresh tokens for the calling session: every
+    /// other session of the user ends, and every access token issued so far stops working.
+    ///
+    /// Wrong current passwords guess at the password: they count against the account's limit
+    /// (as many as `BOARDROOM_LOGIN_LIMIT` in any 15 minutes) and are audited, like wrong logins.
+    /// As at login, a slot is taken before the check and given back when the password was right.
     pub async fn change_password(
         &self,
         user: Uuid,
@@ -457,18 +487,49 @@ impl Auth {
         current: &str,
         new: &str,
         meta: &RequestMeta,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(UserRow, SessionTokens), ApiError> {
         validate::presented_password("current_password", current)?;
         validate::new_password("new_password", new)?;
-        let account =
-            self.store.user_by_id(user).await?.ok_or_else(|| ApiError::not_found("user"))?;
-        let matched = self
-            .hasher
-            .verify(current.to_owned(), account.password_hash.clone())
-            .await
-            .map_err(hash_error)?;
-        if !matched {
-            return Err(ApiError::new(ErrorCode::InvalidCredentials, "current password is wrong"));
+        let failed = |reason: &'static str| {
+            self.audit(AuditAction::PasswordChangeFailed, meta, |e| {
+                e.actor_id = Some(user);
+                e.target = Some(user.to_string());
+                e.metadata = serde_json::json!({ "reason": reason });
+            });
+        };
+        let subject = user.to_string();
+        let taken =
+            match self.limiter.take(&[(self.password_change_limit, subject.as_str())]).await? {
+                Ok(taken) => taken,
+                Err(refused) => {
+                    failed("rate_limited");
+                    return Err(refused.into());
+                }
+            };
+        let checked = async {
+            let account =
+                self.store.user_by_id(user).await?.ok_or_else(|| ApiError::not_found("user"))?;
+            let matched = self
+                .hasher
+                .verify(current.to_owned(), account.password_hash.clone())
+                .await
+                .map_err(hash_error)?;
+            Ok::<_, ApiError>(matched)
+        };
+        match checked.await {
+            Ok(true) => self.give_back(taken).await,
+            Ok(false) => {
+                taken.keep();
+                failed("invalid_credentials");
+                return Err(ApiError::new(
+                    ErrorCode::InvalidCredentials,
+                    "current password is wrong",
+                ));
+            }
+            Err(err) => {
+                self.give_back(taken).await;
+                return Err(err);
+            }
         }
         let hash = self.hasher.hash(new.to_owned()).await.map_err(hash_error)?;
         let version = self.store.set_password(user, &hash).await?;
@@ -480,7 +541,38 @@ impl Auth {
             e.target = Some(user.to_string());
             e.metadata = serde_json::json!({ "sessions_ended": revoked.len() });
         });
-        Ok(())
+        self.renew_session(user, session).await
+    }
+
+    /// New tokens for a live session of `user` (after a password change moved the user's token
+    /// version): the refresh token rotates, so the one held before stops working.
+    async fn renew_session(
+        &self,
+        user: Uuid,
+        session: Uuid,
+    ) -> Result<(UserRow, SessionTokens), ApiError> {
+        let ended = || ApiError::new(ErrorCode::SessionRevoked, "session has ended");
+        // A refresh of this session racing the change can move the generation first: read again.
+        for _ in 0..3 {
+            let row = self.store.session(session).await?.ok_or_else(ended)?;
+            if row.user_id != user || !self.session_is_live(&row, chrono::Utc::now()) {
+                return Err(ended());
+            }
+            let expiry = self.session_expiry(row.created_at);
+            if self.store.rotate_refresh(session, row.refresh_generation, expiry).await? {
+                let account = self.store.user_by_id(user).await?.ok_or_else(ended)?;
+                let tokens = self.tokens_for(
+                    &account,
+                    session,
+                    row.refresh_generation + 1,
+                    &row.refresh_salt,
+                );
+                return Ok((account, tokens));
+            }
+        }
+        let mut err = ApiError::new(ErrorCode::Unavailable, "the session is busy; retry shortly");
+        err.set_retry_after(1);
+        Err(err)
     }
 
     /// Resolves a bearer credential (access JWT or API key).
@@ -518,7 +610,7 @@ impl Auth {
         let state = SessionState {
             user_id: user.id,
             token_version: user.token_version,
-            live: row.is_live(chrono::Utc::now()),
+            live: self.session_is_live(&row, chrono::Utc::now()),
             superadmin: user.is_superadmin,
         };
         self.sessions.put(session, state);

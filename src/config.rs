@@ -125,7 +125,8 @@ pub struct Settings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
     /// Failed login attempts allowed per (email, client network) in any 15 minutes. A client
-    /// network is an IPv4 address or an IPv6 /64.
+    /// network is an IPv4 address or an IPv6 /64. Also wrong current passwords allowed per
+    /// account on password change, in any 15 minutes.
     #[arg(long, env = "BOARDROOM_LOGIN_LIMIT", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
     pub login_limit: u32,
@@ -145,6 +146,12 @@ pub struct Settings {
     #[arg(long, env = "BOARDROOM_REGISTER_LIMIT", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
     pub register_limit: u32,
+
+    /// Days a session lives at most from its sign-in, however often it is refreshed; a refresh
+    /// past it is refused and the user signs in again.
+    #[arg(long, env = "BOARDROOM_SESSION_MAX_DAYS", default_value_t = 90,
+          value_parser = clap::value_parser!(u32).range(1..=3650), global = true)]
+    pub session_max_days: u32,
 
     /// Seconds a verified API key is trusted before its stored row is read again (without
     /// bcrypt); a key revoked or re-scoped on another node stops within this. At most 30.
@@ -394,6 +401,7 @@ impl Settings {
             login_account_limit: 50,
             // Tests register many users from 127.0.0.1; the limit's own test lowers it again.
             register_limit: 10_000,
+            session_max_days: 90,
             key_cache_ttl_secs: 30,
             bcrypt_threads: 2,
             google_client_id: None,

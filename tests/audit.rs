@@ -116,7 +116,7 @@ async fn every_audited_action_writes_a_row(server: &TestServer) {
             ),
         )
         .await
-        .expect(204);
+        .expect(200);
     server.send_as(Method::POST, "/api/v1/auth/logout", &bob.access_token, None).await.expect(204);
 
     let rows = actions(server).await;

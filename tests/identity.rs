@@ -19,6 +19,8 @@ both_backends!(
     forged_tokens_are_refused,
     logout_ends_the_access_token_at_once,
     password_change_ends_other_sessions_and_old_tokens,
+    wrong_current_passwords_are_limited_and_audited,
+    sessions_end_at_their_absolute_lifetime,
     refresh_rotates_and_reuse_revokes_the_session,
     sessions_can_be_listed_and_revoked,
     cookie_writes_need_the_csrf_header,
@@ -343,7 +345,7 @@ async fn password_change_ends_other_sessions_and_old_tokens(server: &TestServer)
         )
         .await
         .expect_error(401, "invalid_credentials");
-    server
+    let changed = server
         .send_as(
             Method::POST,
             "/api/v1/auth/password",
@@ -352,8 +354,17 @@ async fn password_change_ends_other_sessions_and_old_tokens(server: &TestServer)
                 &json!({"current_password": alice.password, "new_password": "brand-new-password"}),
             ),
         )
+        .await;
+    // Fresh tokens for the session that changed it, which goes on working with them.
+    assert_eq!(changed.header("cache-control"), Some("no-store"));
+    let changed = changed.expect(200).clone();
+    assert_eq!(changed["session_id"], alice.session_id);
+    let access = changed["access_token"].as_str().unwrap();
+    server.get_as("/api/v1/me", access).await.expect(200);
+    server
+        .post("/api/v1/orgs", Some(access), &json!({"name": "After the change"}))
         .await
-        .expect(204);
+        .expect(201);
 
     // The other session has ended; its refresh token no longer works.
     server.get_as("/api/v1/me", other_access).await.expect_error(401, "session_revoked");
@@ -361,11 +372,11 @@ async fn password_change_ends_other_sessions_and_old_tokens(server: &TestServer)
         .post("/api/v1/auth/refresh", None, &json!({"refresh_token": second["refresh_token"]}))
         .await
         .expect_error(401, "session_revoked");
-    // The access token in hand carries the old token version: refused. The session itself lives
-    // on and refreshes into a token with the new version.
+    // The access token in hand before the change carries the old token version: refused.
     server.get_as("/api/v1/me", &alice.access_token).await.expect_error(401, "session_revoked");
+    // The new refresh token works.
     let refreshed = server
-        .post("/api/v1/auth/refresh", None, &json!({"refresh_token": alice.refresh_token}))
+        .post("/api/v1/auth/refresh", None, &json!({"refresh_token": changed["refresh_token"]}))
         .await;
     let token = refreshed.expect(200)["access_token"].as_str().unwrap().to_owned();
     server.get_as("/api/v1/me", &token).await.expect(200);
@@ -379,6 +390,89 @@ async fn password_change_ends_other_sessions_and_old_tokens(server: &TestServer)
         )
         .await
         .expect(200);
+}
+
+/// Wrong current passwords guess at the password: at most 5 in any 15 minutes, then even the
+/// right one waits; each is audited like a wrong login. The session itself is unharmed.
+async fn wrong_current_passwords_are_limited_and_audited(server: &TestServer) {
+    let alice = server.register("alice").await;
+    let token = &alice.access_token;
+    let first = std::time::Instant::now();
+    for _ in 0..5 {
+        change_password(server, token, "not-the-password", "brand-new-password")
+            .await
+            .expect_error(401, "invalid_credentials");
+    }
+    let sixth = change_password(server, token, &alice.password, "brand-new-password").await;
+    sixth.expect_error(429, "rate_limited");
+    let retry: u64 = sixth.header("retry-after").unwrap().parse().unwrap();
+    let earliest = 900.0 - first.elapsed().as_secs_f64() - 1.0;
+    assert!(retry <= 900 && retry as f64 >= earliest, "{retry}");
+    // Nothing changed: the old password still signs in, the session still works.
+    server.get_as("/api/v1/me", &alice.access_token).await.expect(200);
+    server.login(&alice).await.expect(200);
+
+    server.flush_audit().await;
+    let reasons: Vec<(String,)> = boardroom::on_pool!(server.state().store(), pool => {
+        sqlx::query_as(
+            "SELECT action FROM audit_log WHERE action = 'password.change_failed' ORDER BY seq",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap()
+    });
+    assert_eq!(reasons.len(), 6, "{reasons:?}");
+    // Right passwords give their slot back: they never use up the allowance.
+    let bob = server.register("bob").await;
+    let mut password = bob.password.clone();
+    let mut token = bob.access_token.clone();
+    for n in 0..6 {
+        let next = format!("bob-password-number-{n}");
+        let reply = change_password(server, &token, &password, &next).await;
+        token = reply.expect(200)["access_token"].as_str().unwrap().to_owned();
+        password = next;
+    }
+}
+
+/// `POST /auth/password` with a bearer token.
+async fn change_password(server: &TestServer, token: &str, current: &str, new: &str) -> Reply {
+    let body = json!({"current_password": current, "new_password": new});
+    server.send_as(Method::POST, "/api/v1/auth/password", token, Some(&body)).await
+}
+
+/// A session ends `BOARDROOM_SESSION_MAX_DAYS` (90) after its sign-in, however often it is
+/// refreshed. Its sign-in is moved back in the database to get there.
+async fn sessions_end_at_their_absolute_lifetime(server: &TestServer) {
+    let alice = server.register("alice").await;
+    let session: uuid::Uuid = alice.session_id.parse().unwrap();
+    let backdate = move |age: chrono::Duration| async move {
+        let created = chrono::Utc::now() - age;
+        boardroom::on_pool!(server.state().store(), pool => {
+            sqlx::query("UPDATE sessions SET created_at = $1 WHERE id = $2")
+                .bind(created).bind(session).execute(pool).await.unwrap();
+        });
+        created
+    };
+    let created = backdate(chrono::Duration::days(90) - chrono::Duration::hours(1)).await;
+    let refreshed = server
+        .post("/api/v1/auth/refresh", None, &json!({"refresh_token": alice.refresh_token}))
+        .await;
+    let refresh = refreshed.expect(200)["refresh_token"].as_str().unwrap().to_owned();
+    // The refresh did not extend it past its lifetime (30 days from now would).
+    let (expires,): (chrono::DateTime<chrono::Utc>,) = boardroom::on_pool!(server.state().store(), pool => {
+        sqlx::query_as("SELECT expires_at FROM sessions WHERE id = $1")
+            .bind(session).fetch_one(pool).await.unwrap()
+    });
+    let limit = created + chrono::Duration::days(90);
+    assert!(expires <= limit + chrono::Duration::seconds(1), "{expires} is past {limit}");
+
+    backdate(chrono::Duration::days(90) + chrono::Duration::minutes(1)).await;
+    server
+        .post("/api/v1/auth/refresh", None, &json!({"refresh_token": refresh}))
+        .await
+        .expect_error(401, "session_revoked");
+    // A new sign-in starts a new lifetime.
+    server.login(&alice).await.expect(200);
 }
 
 async fn refresh_rotates_and_reuse_revokes_the_session(server: &TestServer) {

@@ -67,6 +67,8 @@ audit_actions! {
     Logout = "logout",
     /// A password was changed; the user's other sessions ended.
     PasswordChanged = "password.changed",
+    /// A password change was refused: the current password was wrong, or too many were.
+    PasswordChangeFailed = "password.change_failed",
     /// A session was revoked (by its owner, or on refresh-token reuse).
     SessionRevoked = "session.revoked",
     /// An API key was created.

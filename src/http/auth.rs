@@ -187,14 +187,15 @@ struct PasswordBody {
 async fn change_password(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<PasswordBody>,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Response> {
     let (user, session) = caller.require_session()?;
-    state
+    let (account, tokens) = state
         .auth()
         .change_password(user, session, &body.current_password, &body.new_password, &caller.meta)
         .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(session_response(StatusCode::OK, &account, &tokens, is_cookie_client(&headers)))
 }
 
 async fn list_sessions(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
