@@ -272,6 +272,20 @@ async fn a_url_change_is_audited_by_host(server: &TestServer) {
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert_eq!(rows[1]["events"], json!({"from": ["item.created"], "to": ["*"]}));
     assert!(rows[1].get("url").is_none(), "{rows:?}");
+    // Enabling an enabled webhook with a key changes nothing but whose access it rides on:
+    // that is audited too.
+    let (key_id, key) = server.create_key(&f.owner, &f.org, ALL_SCOPES).await;
+    server.send_as(Method::PATCH, &path, &key, Some(&json!({"enabled": true}))).await.expect(200);
+    let rows = audit_metadata(server, "webhook.updated", &hook).await;
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(
+        rows[2]["creator"],
+        json!({
+            "from": {"user_id": f.owner.id, "key_id": null},
+            "to": {"user_id": f.owner.id, "key_id": key_id},
+        })
+    );
+    assert!(rows[2].get("enabled").is_none() && rows[2].get("url").is_none(), "{rows:?}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -262,7 +262,7 @@ async fn update(
         .update_webhook(board, id, &changes)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook"))?;
-    let row = &update.row;
+    let row = update.row.as_ref().ok_or_else(|| ApiError::not_found("webhook"))?;
     if row.enabled {
         state.runtime().webhooks().poke();
     }
@@ -280,13 +280,23 @@ async fn update(
     if update.was_enabled != row.enabled {
         changed.insert("enabled".into(), json!({ "from": update.was_enabled, "to": row.enabled }));
     }
+    let (user, key) = update.previous_creator;
+    if (user, key) != (row.created_by, row.created_by_key) {
+        // Whose access it rides on changed: who can later make it stop is a security fact.
+        changed.insert(
+            "creator".into(),
+            json!({
+                "from": { "user_id": user, "key_id": key },
+                "to": { "user_id": row.created_by, "key_id": row.created_by_key },
+            }),
+        );
+    }
     if !changed.is_empty() {
         state.auth().audit(AuditAction::WebhookUpdated, &caller.meta, |e| {
             e.organization_id = Some(org);
             e.actor_id = Some(caller.user_id());
             e.target = Some(id.to_string());
             changed.insert("board_id".into(), json!(board));
-            changed.insert("created_by_key".into(), json!(row.created_by_key));
             e.metadata = Value::Object(changed);
         });
     }

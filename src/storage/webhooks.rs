@@ -98,8 +98,10 @@ pub struct WebhookUpdate {
     pub previous_events: Vec<String>,
     /// Whether it was enabled before.
     pub was_enabled: bool,
-    /// The webhook now.
-    pub row: WebhookRow,
+    /// Whose access it rode on before (user, key).
+    pub previous_creator: (Option<Uuid>, Option<Uuid>),
+    /// The webhook now (`None` only if it was deleted right after the change).
+    pub row: Option<WebhookRow>,
 }
 
 /// One delivery, as owners see it.
@@ -350,13 +352,16 @@ impl TenantStore<'_> {
         let org = self.org_id();
         let at = now();
         let before = transaction!(self.store, conn => {
-            let current: Option<(bool, String, Json<Vec<String>>)> = sqlx::query_as(
-                "SELECT enabled, url, events FROM webhooks \
+            type Current = (bool, String, Json<Vec<String>>, Option<Uuid>, Option<Uuid>);
+            let current: Option<Current> = sqlx::query_as(
+                "SELECT enabled, url, events, created_by, created_by_key FROM webhooks \
                  WHERE organization_id = $1 AND board_id = $2 AND id = $3",
             )
             .bind(org).bind(board).bind(id)
             .fetch_optional(&mut *conn).await?;
-            let Some((was_enabled, previous_url, previous_events)) = current else { return Ok(None) };
+            let Some((was_enabled, previous_url, previous_events, user, key)) = current else {
+                return Ok(None);
+            };
             if let Some((user, key)) = changes.creator {
                 sqlx::query(
                     "UPDATE webhooks SET created_by = $3, created_by_key = $4, updated_at = $5 \
@@ -395,11 +400,17 @@ impl TenantStore<'_> {
                 }
                 _ => {}
             }
-            Ok(Some((was_enabled, previous_url, previous_events.0)))
+            Ok(Some(WebhookUpdate {
+                previous_url,
+                previous_events: previous_events.0,
+                was_enabled,
+                previous_creator: (user, key),
+                row: None,
+            }))
         })?;
-        let Some((was_enabled, previous_url, previous_events)) = before else { return Ok(None) };
-        let Some(row) = self.webhook(board, id).await? else { return Ok(None) };
-        Ok(Some(WebhookUpdate { previous_url, previous_events, was_enabled, row }))
+        let Some(mut update) = before else { return Ok(None) };
+        update.row = self.webhook(board, id).await?;
+        Ok(update.row.is_some().then_some(update))
     }
 
     /// The enabled webhooks `affected` names (of this organization), with their creators.
