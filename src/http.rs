@@ -11,6 +11,7 @@ pub mod boards;
 pub mod extract;
 pub mod google;
 pub mod health;
+pub mod linger;
 pub mod orgs;
 pub mod webhooks;
 
@@ -114,6 +115,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(crate::telemetry::request_log))
+        .layer(axum::middleware::from_fn(linger::linger))
         .with_state(state)
 }
 

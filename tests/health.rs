@@ -8,7 +8,8 @@ both_backends!(
     readyz_is_503_when_migrations_are_missing,
     every_answer_carries_a_request_id,
     unknown_routes_answer_json_errors,
-    commits_reach_the_disk_before_they_are_acknowledged
+    commits_reach_the_disk_before_they_are_acknowledged,
+    an_answer_before_the_body_leaves_the_connection_usable
 );
 
 async fn readyz_reports_ready_with_backend(server: &TestServer) {
@@ -101,5 +102,85 @@ async fn commits_reach_the_disk_before_they_are_acknowledged(server: &TestServer
             });
             assert_eq!(value, "on");
         }
+    }
+}
+
+/// Sends `head` and `body` on `stream` and reads one answer: its status line and headers
+/// (lower-cased) and body. The body is written by a task of its own, as a client streaming an
+/// upload does while the answer may already be on its way.
+async fn exchange(
+    stream: tokio::net::TcpStream,
+    head: &str,
+    body: Vec<u8>,
+) -> (tokio::net::TcpStream, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut reader, mut writer) = stream.into_split();
+    writer.write_all(head.as_bytes()).await.expect("the connection takes a request");
+    let upload = tokio::spawn(async move {
+        // Before the fix the server closed mid-upload: the write fails, the read below tells.
+        let _ = writer.write_all(&body).await;
+        writer
+    });
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let (head_len, body_len) = loop {
+        let n = reader.read(&mut chunk).await.unwrap_or(0);
+        assert!(
+            n > 0,
+            "the connection ended before an answer: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+            break (end + 4, len);
+        }
+    };
+    while buf.len() < head_len + body_len {
+        let n = reader.read(&mut chunk).await.unwrap_or(0);
+        assert!(n > 0, "the connection ended inside an answer");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let writer = tokio::time::timeout(std::time::Duration::from_secs(30), upload)
+        .await
+        .expect("the upload never finished")
+        .unwrap();
+    let head = String::from_utf8_lossy(&buf[..head_len]).to_ascii_lowercase();
+    let body = String::from_utf8_lossy(&buf[head_len..head_len + body_len]).into_owned();
+    (reader.reunite(writer).unwrap(), head, body)
+}
+
+/// A request answered before its body was read (over the size limit: 413; refused before the
+/// body is looked at: 401) leaves a keep-alive connection usable: the server reads the rest of
+/// the body and drops it before answering. It used to stop reading and close the connection
+/// after the answer without saying so, and a client that had finished sending reused it for
+/// its next request, which failed (reqwest's `IncompleteMessage`, the flaky
+/// `item_versions_guard_concurrent_edits`).
+async fn an_answer_before_the_body_leaves_the_connection_usable(server: &TestServer) {
+    let user = server.register("uploader").await;
+    let cases = [
+        (Some(user.access_token.as_str()), 413, "payload_too_large"),
+        (None, 401, "unauthenticated"),
+    ];
+    for (token, status, code) in cases {
+        let body = vec![b' '; 2 * 1024 * 1024];
+        let auth = token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
+        let head = format!(
+            "POST /api/v1/orgs HTTP/1.1\r\nhost: boardroom\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        let stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+        let (stream, head, answer) = exchange(stream, &head, body).await;
+        assert!(head.starts_with(&format!("http/1.1 {status}")), "{head}");
+        assert!(answer.contains(code), "{answer}");
+        assert!(!head.contains("connection: close"), "{head}");
+        // The same connection serves the next request.
+        let next = "GET /healthz HTTP/1.1\r\nhost: boardroom\r\n\r\n";
+        let (_, head, _) = exchange(stream, next, Vec::new()).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
     }
 }
