@@ -1,5 +1,8 @@
 //! The one codec: JSON in text frames, MessagePack (named maps, so fields are keyed like JSON)
 //! in binary frames. The encoding is chosen per connection with `Sec-WebSocket-Protocol`.
+//!
+//! MessagePack is written human-readable: ids and times are the same strings as in JSON (a
+//! `Uuid` would otherwise become 16 raw bytes), so a message means the same in both encodings.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -37,7 +40,11 @@ impl Encoding {
         match self {
             Encoding::Json => serde_json::to_vec(frame).map_err(|e| CodecError(e.to_string())),
             Encoding::MessagePack => {
-                rmp_serde::to_vec_named(frame).map_err(|e| CodecError(e.to_string()))
+                let mut bytes = Vec::new();
+                let mut serializer =
+                    rmp_serde::Serializer::new(&mut bytes).with_struct_map().with_human_readable();
+                frame.serialize(&mut serializer).map_err(|e| CodecError(e.to_string()))?;
+                Ok(bytes)
             }
         }
     }
@@ -47,7 +54,9 @@ impl Encoding {
         match self {
             Encoding::Json => serde_json::from_slice(bytes).map_err(|e| CodecError(e.to_string())),
             Encoding::MessagePack => {
-                rmp_serde::from_slice(bytes).map_err(|e| CodecError(e.to_string()))
+                let mut deserializer =
+                    rmp_serde::Deserializer::from_read_ref(bytes).with_human_readable();
+                T::deserialize(&mut deserializer).map_err(|e| CodecError(e.to_string()))
             }
         }
     }
@@ -97,6 +106,7 @@ mod tests {
     use super::*;
     use crate::error::{ErrorBody, ErrorCode};
     use crate::frames::{ClientMessage, EventFrame, Reply, ServerFrame};
+    use crate::golden::hex;
 
     fn subscribe() -> ClientFrame {
         ClientFrame {
@@ -179,6 +189,19 @@ mod tests {
         );
     }
 
+    /// MessagePack carries ids and times as the same strings JSON does, not as raw bytes.
+    #[test]
+    fn msgpack_ids_and_times_are_strings() {
+        let id = uuid::Uuid::from_u128(1);
+        let at = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap();
+        let bytes = Encoding::MessagePack.encode(&(id, at)).unwrap();
+        let back: (String, String) = Encoding::MessagePack.decode(&bytes).unwrap();
+        assert_eq!(back, (id.to_string(), "2026-01-02T03:04:05Z".to_owned()));
+        let back: (uuid::Uuid, chrono::DateTime<chrono::FixedOffset>) =
+            Encoding::MessagePack.decode(&bytes).unwrap();
+        assert_eq!(back, (id, at));
+    }
+
     #[test]
     fn broken_frames_keep_their_id() {
         let err = Encoding::Json.decode_client(br#"{"type":"nope","id":5}"#).unwrap_err();
@@ -195,9 +218,5 @@ mod tests {
             assert_eq!(Encoding::from_subprotocol(e.subprotocol()), Some(e));
         }
         assert_eq!(Encoding::from_subprotocol("boardroom.v2.json"), None);
-    }
-
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 }

@@ -5,11 +5,12 @@
 //! `{"code","message"}` object. Clients branch on `code`, never on `message`.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 macro_rules! error_codes {
     ($( $(#[$doc:meta])* $variant:ident = ($name:literal, $status:literal), )+) => {
         /// A stable, machine-readable error code.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
         #[serde(rename_all = "snake_case")]
         #[non_exhaustive]
         pub enum ErrorCode {
@@ -88,7 +89,7 @@ impl std::fmt::Display for ErrorCode {
 }
 
 /// The `{"code","message"}` object carried by REST error bodies and WebSocket error replies.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// Stable machine-readable code.
     pub code: ErrorCode,
@@ -97,7 +98,7 @@ pub struct ErrorBody {
 }
 
 /// The REST error body: `{"error":{"code":…,"message":…}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorEnvelope {
     /// The error.
     pub error: ErrorBody,
@@ -106,6 +107,7 @@ pub struct ErrorEnvelope {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::golden::assert_golden;
 
     #[test]
     fn serde_name_matches_table() {
@@ -140,9 +142,10 @@ mod tests {
         let body = ErrorEnvelope {
             error: ErrorBody { code: ErrorCode::NotFound, message: "board not found".into() },
         };
-        assert_eq!(
-            serde_json::to_string(&body).unwrap(),
-            r#"{"error":{"code":"not_found","message":"board not found"}}"#
+        assert_golden(
+            &body,
+            r#"{"error":{"code":"not_found","message":"board not found"}}"#,
+            "81a56572726f7282a4636f6465a96e6f745f666f756e64a76d657373616765af626f617264206e6f7420666f756e64",
         );
     }
 }

@@ -363,6 +363,19 @@ impl Reply {
     }
 }
 
+/// The `data` of the reply to `subscribe`: after `after_seq` the missed events follow the
+/// reply (`recovered`); otherwise it carries a snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Subscribed {
+    /// The board's current `seq`.
+    pub seq: i64,
+    /// Whether the events after `after_seq` follow (no snapshot).
+    pub recovered: bool,
+    /// The board as of `seq`, when not recovered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<crate::boards::Snapshot>,
+}
+
 /// A committed change, as stored in the board's log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventFrame {
@@ -425,4 +438,143 @@ pub mod close {
     pub const SLOW_CONSUMER: u16 = 4008;
     /// The server fell behind its own event stream; reconnect and resubscribe with `after_seq`.
     pub const RESYNC: u16 = 4009;
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::de::DeserializeOwned;
+    use serde_json::json;
+
+    use super::*;
+    use crate::boards::{self, tests::board};
+    use crate::golden::{assert_golden, id};
+
+    #[test]
+    fn subscribe_replies_are_pinned() {
+        let recovered = Subscribed { seq: 42, recovered: true, snapshot: None };
+        assert_golden(&recovered, RECOVERED_JSON, RECOVERED_MSGPACK);
+        let snapshot = boards::Snapshot {
+            board: board(),
+            columns: vec![],
+            groups: vec![],
+            items: vec![],
+            seq: 1,
+        };
+        let fresh = Subscribed { seq: 1, recovered: false, snapshot: Some(snapshot) };
+        assert_golden(&fresh, SNAPSHOT_JSON, SNAPSHOT_MSGPACK);
+    }
+
+    /// The body of a socket write: the frame without its tag, its id, and the ids REST carries
+    /// in the path.
+    fn body<T: DeserializeOwned>(message: &ClientMessage, path: &[&str]) -> T {
+        let mut fields = serde_json::to_value(message).unwrap();
+        let map = fields.as_object_mut().unwrap();
+        for key in ["type", "board_id"].iter().chain(path) {
+            map.remove(*key);
+        }
+        serde_json::from_value(fields).unwrap()
+    }
+
+    /// Each board write's socket fields are its REST body's, so one type can serve both; the
+    /// bodies refuse unknown fields, so a field only the socket had would fail here.
+    #[test]
+    fn socket_writes_carry_the_rest_bodies() {
+        let b = || id(1).to_string();
+        let some = |n| Some(id(n).to_string());
+        let update_board =
+            ClientMessage::UpdateBoard { board_id: b(), name: Some("B".into()), description: None };
+        let _: boards::UpdateBoard = body(&update_board, &[]);
+        let set_member = ClientMessage::SetMember {
+            board_id: b(),
+            user_id: id(8).to_string(),
+            role: "editor".into(),
+        };
+        let _: boards::SetMember = body(&set_member, &["user_id"]);
+        let create_column = ClientMessage::CreateColumn {
+            board_id: b(),
+            title: "Status".into(),
+            column_type: "status".into(),
+            settings: Some(json!({"labels": ["Todo"]})),
+            before: None,
+            after: some(3),
+        };
+        let column: boards::CreateColumn = body(&create_column, &[]);
+        assert_eq!(column.column_type, "status");
+        let update_column = ClientMessage::UpdateColumn {
+            board_id: b(),
+            column_id: id(3).to_string(),
+            title: Some("S".into()),
+            settings: None,
+            before: some(9),
+            after: None,
+        };
+        let _: boards::UpdateColumn = body(&update_column, &["column_id"]);
+        let create_group = ClientMessage::CreateGroup {
+            board_id: b(),
+            title: "G".into(),
+            color: Some("red".into()),
+            before: None,
+            after: some(4),
+        };
+        let _: boards::CreateGroup = body(&create_group, &[]);
+        let update_group = ClientMessage::UpdateGroup {
+            board_id: b(),
+            group_id: id(4).to_string(),
+            title: None,
+            color: Some("blue".into()),
+            before: some(9),
+            after: None,
+        };
+        let _: boards::UpdateGroup = body(&update_group, &["group_id"]);
+        let create_item = ClientMessage::CreateItem {
+            board_id: b(),
+            group_id: id(4).to_string(),
+            name: "Ship".into(),
+            values: BTreeMap::from([(id(3).to_string(), json!("Done"))]),
+            before: some(5),
+            after: None,
+        };
+        let _: boards::CreateItem = body(&create_item, &[]);
+        let update_item = ClientMessage::UpdateItem {
+            board_id: b(),
+            item_id: id(5).to_string(),
+            name: Some("S".into()),
+            values: BTreeMap::from([(id(3).to_string(), Value::Null)]),
+            expected_version: Some(3),
+        };
+        let _: boards::UpdateItem = body(&update_item, &["item_id"]);
+        let move_item = ClientMessage::MoveItem {
+            board_id: b(),
+            item_id: id(5).to_string(),
+            group_id: id(4).to_string(),
+            before: None,
+            after: some(9),
+        };
+        let _: boards::MoveItem = body(&move_item, &["item_id"]);
+        let archive_item = ClientMessage::ArchiveItem {
+            board_id: b(),
+            item_id: id(5).to_string(),
+            archived: Some(false),
+        };
+        let _: boards::ArchiveItem = body(&archive_item, &["item_id"]);
+        let create_update = ClientMessage::CreateUpdate {
+            board_id: b(),
+            item_id: id(5).to_string(),
+            body: "Hi".into(),
+            parent_id: some(7),
+        };
+        let _: boards::CreateUpdate = body(&create_update, &["item_id"]);
+        let edit_update = ClientMessage::EditUpdate {
+            board_id: b(),
+            item_id: id(5).to_string(),
+            update_id: id(7).to_string(),
+            body: "Hey".into(),
+        };
+        let _: boards::EditUpdate = body(&edit_update, &["item_id", "update_id"]);
+    }
+
+    const RECOVERED_JSON: &str = r#"{"seq":42,"recovered":true}"#;
+    const RECOVERED_MSGPACK: &str = "82a37365712aa97265636f7665726564c3";
+    const SNAPSHOT_JSON: &str = r#"{"seq":1,"recovered":false,"snapshot":{"board":{"id":"00000000-0000-0000-0000-000000000001","organization_id":"00000000-0000-0000-0000-000000000002","name":"Launch","description":"","created_at":"2026-01-02T03:04:05.000006Z","updated_at":"2026-01-02T03:04:05.123Z"},"columns":[],"groups":[],"items":[],"seq":1}}"#;
+    const SNAPSHOT_MSGPACK: &str = "83a373657101a97265636f7665726564c2a8736e617073686f7485a5626f61726486a26964d92430303030303030302d303030302d303030302d303030302d303030303030303030303031af6f7267616e697a6174696f6e5f6964d92430303030303030302d303030302d303030302d303030302d303030303030303030303032a46e616d65a64c61756e6368ab6465736372697074696f6ea0aa637265617465645f6174bb323032362d30312d30325430333a30343a30352e3030303030365aaa757064617465645f6174b8323032362d30312d30325430333a30343a30352e3132335aa7636f6c756d6e7390a667726f75707390a56974656d7390a373657101";
 }

@@ -1,9 +1,21 @@
 //! # boardroom-protocol
 //!
-//! The wire vocabulary shared by the Boardroom server and its clients. It depends on serde and
-//! rmp-serde only, so a Rust client can take this crate alone.
+//! The wire vocabulary shared by the Boardroom server and its clients: every REST body, every
+//! socket frame and every event's data, as typed serde values. It depends on serde, serde_json,
+//! rmp-serde, uuid, chrono and utoipa (for the OpenAPI schemas) only, so a Rust client can take
+//! this crate alone.
 //!
 //! ## Layout
+//! - [`boards`]: boards, columns, groups, items, updates and board members; the snapshot; the
+//!   bodies of board writes (one type for the REST body and the socket command).
+//! - [`events`]: the event kinds, each kind's `data` ([`events::EventData`]), and the REST log.
+//! - [`identity`]: registration, sign-in, refresh and password bodies; the session answer;
+//!   sessions; `GET /me`; the socket ticket.
+//! - [`orgs`]: organizations and their members.
+//! - [`api_keys`]: API keys.
+//! - [`webhooks`]: webhooks, deliveries, and the body POSTed to a webhook.
+//! - [`audit`]: the audit log.
+//! - [`health`]: the health probes.
 //! - [`error`]: the stable error codes, shared by REST error bodies and WebSocket error replies,
 //!   with the HTTP status each maps to.
 //! - [`scope`]: the API key scopes.
@@ -11,13 +23,27 @@
 //! - [`codec`]: JSON (text frames) and MessagePack (binary frames), chosen per connection by
 //!   `Sec-WebSocket-Protocol`.
 //!
+//! Every type derives `utoipa::ToSchema`. Golden tests pin each one's JSON and MessagePack;
+//! `tests/wire.rs` decodes answers captured from the running server and re-encodes them
+//! unchanged.
+//!
 //! [`PROTOCOL_VERSION`] names the version of the whole vocabulary. Codes and message tags are
 //! append-only: a retired name is never reused for something else.
 
+pub mod api_keys;
+pub mod audit;
+pub mod boards;
 pub mod codec;
 pub mod error;
+pub mod events;
 pub mod frames;
+#[cfg(test)]
+mod golden;
+pub mod health;
+pub mod identity;
+pub mod orgs;
 pub mod scope;
+pub mod webhooks;
 
 pub use codec::Encoding;
 pub use error::{ErrorBody, ErrorCode, ErrorEnvelope};

@@ -4,11 +4,12 @@
 //! scopes name. Reads and writes are separate scopes; a write scope does not imply the read.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 macro_rules! scopes {
     ($( $(#[$doc:meta])* $variant:ident = $name:literal, )+) => {
         /// What an API key may do.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
         pub enum Scope {
             $( $(#[$doc])* #[serde(rename = $name)] $variant, )+
         }

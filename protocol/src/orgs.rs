@@ -1,0 +1,143 @@
+//! Organizations on the wire: the organization as its members see it, its members, and the
+//! bodies that create one and change its membership.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A person's role in an organization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrgRole {
+    /// Sees the boards they are on; makes boards and API keys for themselves.
+    Member,
+    /// Also manages members, every board, every key, and reads the audit log.
+    Admin,
+}
+
+/// An organization, with the caller's role in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Organization {
+    /// Id.
+    pub id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Plan, such as `free`.
+    pub plan: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// The caller's role (`admin` for a superadmin acting in another organization).
+    pub role: OrgRole,
+}
+
+/// `GET /orgs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct OrganizationList {
+    /// The caller's organizations (an API key's own only).
+    pub organizations: Vec<Organization>,
+}
+
+/// A member of an organization.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct OrgMember {
+    /// The user.
+    pub user_id: Uuid,
+    /// Their email.
+    pub email: String,
+    /// Their name.
+    pub name: String,
+    /// Their role.
+    pub role: OrgRole,
+    /// When they joined.
+    pub joined_at: DateTime<Utc>,
+}
+
+/// `GET /orgs/{org}/members`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct OrgMemberList {
+    /// The members.
+    pub members: Vec<OrgMember>,
+}
+
+/// `POST /orgs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CreateOrganization {
+    /// Name.
+    pub name: String,
+}
+
+/// `POST /orgs/{org}/members`: adds an existing account by email.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AddOrgMember {
+    /// The account's email.
+    pub email: String,
+    /// `admin` or `member` (a text, so another word is refused as `validation_failed`).
+    pub role: String,
+}
+
+/// `PATCH /orgs/{org}/members/{user}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ChangeOrgMember {
+    /// `admin` or `member`.
+    pub role: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::golden::{assert_golden, at, id};
+
+    #[test]
+    fn organizations_are_pinned() {
+        let org = Organization {
+            id: id(2),
+            name: "Acme".into(),
+            plan: "free".into(),
+            created_at: at("2026-01-02T03:04:05.000006Z"),
+            role: OrgRole::Admin,
+        };
+        assert_golden(&org, ORG_JSON, ORG_MSGPACK);
+        let list = OrganizationList { organizations: vec![org] };
+        assert_golden(&list, ORG_LIST_JSON, ORG_LIST_MSGPACK);
+    }
+
+    #[test]
+    fn members_are_pinned() {
+        let member = OrgMember {
+            user_id: id(6),
+            email: "ada@example.com".into(),
+            name: "Ada".into(),
+            role: OrgRole::Member,
+            joined_at: at("2026-01-02T03:04:05Z"),
+        };
+        assert_golden(&member, MEMBER_JSON, MEMBER_MSGPACK);
+        let list = OrgMemberList { members: vec![member] };
+        assert_golden(&list, MEMBER_LIST_JSON, MEMBER_LIST_MSGPACK);
+    }
+
+    #[test]
+    fn bodies_are_pinned() {
+        assert_golden(&CreateOrganization { name: "Acme".into() }, CREATE_JSON, CREATE_MSGPACK);
+        let add = AddOrgMember { email: "ada@example.com".into(), role: "member".into() };
+        assert_golden(&add, ADD_MEMBER_JSON, ADD_MEMBER_MSGPACK);
+        let change = ChangeOrgMember { role: "admin".into() };
+        assert_golden(&change, CHANGE_MEMBER_JSON, CHANGE_MEMBER_MSGPACK);
+    }
+
+    const ORG_JSON: &str = r#"{"id":"00000000-0000-0000-0000-000000000002","name":"Acme","plan":"free","created_at":"2026-01-02T03:04:05.000006Z","role":"admin"}"#;
+    const ORG_MSGPACK: &str = "85a26964d92430303030303030302d303030302d303030302d303030302d303030303030303030303032a46e616d65a441636d65a4706c616ea466726565aa637265617465645f6174bb323032362d30312d30325430333a30343a30352e3030303030365aa4726f6c65a561646d696e";
+    const ORG_LIST_JSON: &str = r#"{"organizations":[{"id":"00000000-0000-0000-0000-000000000002","name":"Acme","plan":"free","created_at":"2026-01-02T03:04:05.000006Z","role":"admin"}]}"#;
+    const ORG_LIST_MSGPACK: &str = "81ad6f7267616e697a6174696f6e739185a26964d92430303030303030302d303030302d303030302d303030302d303030303030303030303032a46e616d65a441636d65a4706c616ea466726565aa637265617465645f6174bb323032362d30312d30325430333a30343a30352e3030303030365aa4726f6c65a561646d696e";
+    const MEMBER_JSON: &str = r#"{"user_id":"00000000-0000-0000-0000-000000000006","email":"ada@example.com","name":"Ada","role":"member","joined_at":"2026-01-02T03:04:05Z"}"#;
+    const MEMBER_MSGPACK: &str = "85a7757365725f6964d92430303030303030302d303030302d303030302d303030302d303030303030303030303036a5656d61696caf616461406578616d706c652e636f6da46e616d65a3416461a4726f6c65a66d656d626572a96a6f696e65645f6174b4323032362d30312d30325430333a30343a30355a";
+    const MEMBER_LIST_JSON: &str = r#"{"members":[{"user_id":"00000000-0000-0000-0000-000000000006","email":"ada@example.com","name":"Ada","role":"member","joined_at":"2026-01-02T03:04:05Z"}]}"#;
+    const MEMBER_LIST_MSGPACK: &str = "81a76d656d626572739185a7757365725f6964d92430303030303030302d303030302d303030302d303030302d303030303030303030303036a5656d61696caf616461406578616d706c652e636f6da46e616d65a3416461a4726f6c65a66d656d626572a96a6f696e65645f6174b4323032362d30312d30325430333a30343a30355a";
+    const CREATE_JSON: &str = r#"{"name":"Acme"}"#;
+    const CREATE_MSGPACK: &str = "81a46e616d65a441636d65";
+    const ADD_MEMBER_JSON: &str = r#"{"email":"ada@example.com","role":"member"}"#;
+    const ADD_MEMBER_MSGPACK: &str =
+        "82a5656d61696caf616461406578616d706c652e636f6da4726f6c65a66d656d626572";
+    const CHANGE_MEMBER_JSON: &str = r#"{"role":"admin"}"#;
+    const CHANGE_MEMBER_MSGPACK: &str = "81a4726f6c65a561646d696e";
+}
