@@ -250,6 +250,14 @@ pub struct Settings {
           value_parser = clap::value_parser!(u32).range(1024..=16 * 1024 * 1024), global = true)]
     pub update_body_max_bytes: u32,
 
+    /// Most bytes of events in one page of a board's log: `GET /boards/{board}/events` answers
+    /// at most this much (and says `has_more`), and a socket resuming with `after_seq` is sent
+    /// its replay in pages of at most this much (and of at most its outbound buffer). A single
+    /// larger event still comes, alone in its page.
+    #[arg(long, env = "BOARDROOM_EVENTS_PAGE_BYTES", default_value_t = 4 * 1024 * 1024,
+          value_parser = clap::value_parser!(u32).range(4096..=256 * 1024 * 1024), global = true)]
+    pub events_page_bytes: u32,
+
     /// Webhook hosts that skip the SSRF address checks, as comma-separated `host:port` pairs
     /// (for example a receiver on 127.0.0.1:9000 in development). Empty: none.
     #[arg(long, env = "BOARDROOM_WEBHOOK_ALLOW", default_value = "", global = true)]
@@ -417,6 +425,7 @@ impl Settings {
             board_max_items: 100_000,
             item_values_max_bytes: 256 * 1024,
             update_body_max_bytes: 64 * 1024,
+            events_page_bytes: 4 * 1024 * 1024,
             webhook_allow: crate::ssrf::Allowlist::default(),
             webhook_disable_after: 20,
             webhook_backoff_base_ms: 10_000,

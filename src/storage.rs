@@ -36,7 +36,7 @@ mod webhooks;
 
 pub use api_keys::{ApiKeyChanges, ApiKeyRow, NewApiKey};
 pub use audit::{AuditRow, ChainReport};
-pub use boards::{BoardListing, EventRow};
+pub use boards::{BoardListing, EventKindRow, EventPage, EventRow, EVENT_OVERHEAD_BYTES};
 pub use oauth_states::{NewOAuthState, OAuthStateRow};
 pub use orgs::{MemberRow, OrganizationRow};
 pub use rate_limits::{Bucket, FullBucket};

@@ -46,6 +46,8 @@ use tickets::{Tickets, MAX_TICKETS_PER_CREDENTIAL, TICKET_TTL};
 const READ_BUFFER: usize = 4 * 1024;
 /// Bytes written before the socket is flushed.
 const WRITE_BUFFER: usize = 8 * 1024;
+/// The most a WebSocket frame's header adds to its payload.
+const FRAME_HEADER_BYTES: usize = 14;
 
 /// What every connection shares: the fan-out, the tickets, the allowed origins, the open
 /// sockets per user, shutdown.
@@ -266,12 +268,17 @@ async fn upgrade(
                 recheck: Duration::from_secs(settings.ws_auth_recheck_secs),
             };
             let max_message = settings.ws_max_message_bytes as usize;
+            // tungstenite refuses to write a frame that would take its write buffer past this
+            // cap, and the refusal ends the socket: it must hold the largest message the outbox
+            // lets through (one event may be most of the outbound bound: an item's values alone
+            // reach `BOARDROOM_ITEM_VALUES_MAX_BYTES`). It is a cap, not an allocation.
+            let largest_out = limits.outbound_bytes.max(max_message).max(64 * 1024);
             let accepted =
                 Accepted { state: state.clone(), caller, credential, encoding, limits, slot };
             ws.protocols([encoding.subprotocol()])
                 .read_buffer_size(READ_BUFFER)
                 .write_buffer_size(WRITE_BUFFER)
-                .max_write_buffer_size(WRITE_BUFFER + max_message.max(64 * 1024))
+                .max_write_buffer_size(WRITE_BUFFER + largest_out + FRAME_HEADER_BYTES)
                 .max_message_size(max_message)
                 .max_frame_size(max_message)
                 .on_upgrade(move |socket| connection::run(socket, accepted))

@@ -2,9 +2,21 @@
 //! values and an update's body at most so many bytes. Past a bound the answer is a stable code
 //! (`limit_reached` 422, `content_too_large` 413), on REST and sockets alike, nothing is stored,
 //! and the board keeps accepting writes. The servers here run with small bounds.
+//!
+//! The event log is read in pages bounded by bytes as well as by count, over REST and in a
+//! socket's replay, so a log of large events reaches the client whole, each event once, while
+//! the server's memory stays flat (measured from `/proc/self/status`: the server runs in this
+//! process).
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
 use reqwest::Method;
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::boards::{fixture, Fixture};
 use crate::harness::{both_backends_with, Reply, TestServer};
@@ -17,6 +29,10 @@ both_backends_with!(
     an_item_cannot_grow_past_its_bound,
     update_bodies_are_bounded_in_bytes,
 );
+
+both_backends_with!(small_pages; the_log_is_paged_by_bytes);
+
+both_backends_with!(large_log; paging_a_large_log_keeps_memory_flat);
 
 const MAX_COLUMNS: usize = 3;
 const MAX_GROUPS: usize = 3;
@@ -243,4 +259,278 @@ async fn update_bodies_are_bounded_in_bytes(server: &TestServer) {
     assert_eq!(listed["updates"][0]["body"], fits.as_str());
     assert!(listed["updates"][0]["edited_at"].is_null());
     server.post(&updates, Some(token), &json!({"body": "short"})).await.expect(201);
+}
+
+const PAGE_BYTES: usize = 16 * 1024;
+
+fn small_pages(settings: &mut boardroom::config::Settings) {
+    settings.events_page_bytes = PAGE_BYTES as u32;
+}
+
+/// One page of `GET /boards/{board}/events`: its size on the wire and its body.
+async fn events_page(server: &TestServer, f: &Fixture, after: i64) -> (usize, Value) {
+    let url = server.url(&format!("/api/v1/boards/{}/events?after={after}&limit=1000", f.board));
+    let response =
+        reqwest::Client::new().get(url).bearer_auth(&f.owner.access_token).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let body: Value = serde_json::from_str(&text).unwrap();
+    (text.len(), body)
+}
+
+/// Pages through the whole log from the start; answers each event's `seq` and the number of
+/// pages, checking every page against the byte bound.
+async fn page_through(server: &TestServer, f: &Fixture, page_bytes: usize) -> (Vec<i64>, usize) {
+    let (mut seen, mut pages, mut after) = (Vec::new(), 0, 0);
+    loop {
+        let (size, body) = events_page(server, f, after).await;
+        pages += 1;
+        let events = body["events"].as_array().unwrap();
+        assert!(
+            size <= page_bytes || events.len() == 1,
+            "a page of {} events took {size} bytes",
+            events.len()
+        );
+        seen.extend(events.iter().map(|e| e["seq"].as_i64().unwrap()));
+        if body["has_more"] == false {
+            break;
+        }
+        after = body["last_seq"].as_i64().unwrap();
+        assert!(pages < 10_000, "paging does not end");
+    }
+    (seen, pages)
+}
+
+/// A socket that keeps nothing it reads (the test client in `realtime` keeps every frame).
+struct Socket(
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+);
+
+impl Socket {
+    async fn open(server: &TestServer, token: &str) -> Socket {
+        let url = format!("ws://{}/api/v1/ws", server.addr());
+        let mut request = url.into_client_request().unwrap();
+        request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        request.headers_mut().insert("sec-websocket-protocol", JSON.parse().unwrap());
+        let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let mut socket = Socket(ws);
+        assert_eq!(socket.next().await["type"], "hello");
+        socket
+    }
+
+    async fn send(&mut self, frame: Value) {
+        self.0.send(Message::Text(frame.to_string().into())).await.unwrap();
+    }
+
+    /// The next frame (pings skipped).
+    async fn next(&mut self) -> Value {
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(30), self.0.next())
+                .await
+                .expect("no frame within 30 s");
+            match next {
+                Some(Ok(Message::Text(text))) => return serde_json::from_str(&text).unwrap(),
+                Some(Ok(Message::Close(frame))) => panic!("closed: {frame:?}"),
+                Some(Ok(_)) => continue,
+                other => panic!("socket ended: {other:?}"),
+            }
+        }
+    }
+
+    /// Resumes `board` from the start of its log; answers the `seq` of every event replayed up to
+    /// `current`, which the reply must name.
+    async fn replay_all(&mut self, board: &str, current: i64) -> Vec<i64> {
+        self.send(json!({"type": "subscribe", "id": 1, "board_id": board, "after_seq": 0})).await;
+        let reply = self.next().await;
+        assert_eq!(reply["type"], "reply", "{reply}");
+        assert_eq!(reply["data"]["recovered"], true, "{reply}");
+        assert_eq!(reply["data"]["seq"], current);
+        let mut seen = Vec::new();
+        while seen.last().copied().unwrap_or(0) < current {
+            let frame = self.next().await;
+            if frame["type"] == "event" {
+                seen.push(frame["seq"].as_i64().unwrap());
+            }
+        }
+        seen
+    }
+}
+
+async fn the_log_is_paged_by_bytes(server: &TestServer) {
+    let f = fixture(server).await;
+    let token = &f.owner.access_token;
+    let column = post(server, &f, "/columns", json!({"title": "Notes", "type": "long_text"}))
+        .await
+        .expect(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let item = post(server, &f, "/items", json!({"group_id": f.group, "name": "log"}))
+        .await
+        .expect(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let item_path = format!("/api/v1/boards/{}/items/{item}", f.board);
+    let set = |text: String| {
+        let body = json!({"values": {column.clone(): text}});
+        let path = item_path.clone();
+        async move { server.send_as(Method::PATCH, &path, token, Some(&body)).await.expect(200).clone() }
+    };
+    // Events of many sizes, and one larger than a whole page.
+    for i in 0..40 {
+        set("x".repeat(100 + i * 150)).await;
+    }
+    let huge = set("y".repeat(18_000)).await;
+    for i in 0..5 {
+        set(format!("small {i}")).await;
+    }
+    let current = snapshot(server, &f).await["seq"].as_i64().unwrap();
+    let (seen, pages) = page_through(server, &f, PAGE_BYTES).await;
+    assert_eq!(seen, (1..=current).collect::<Vec<_>>(), "each event exactly once, in order");
+    assert!(pages >= 10, "only {pages} pages: the log was not cut by bytes");
+    // The huge event came, alone in its page, and paging went on past it.
+    let huge_seq = current - 5;
+    let (size, body) = events_page(server, &f, huge_seq - 1).await;
+    assert!(size > PAGE_BYTES);
+    assert_eq!(body["events"].as_array().unwrap().len(), 1);
+    assert_eq!(body["events"][0]["data"]["version"], huge["version"]);
+    assert_eq!(body["has_more"], true);
+    // A socket resuming from the start is replayed every event once, in order, then goes live.
+    let mut socket = Socket::open(server, token).await;
+    let replayed = socket.replay_all(&f.board, current).await;
+    assert_eq!(replayed, (1..=current).collect::<Vec<_>>());
+    post(server, &f, "/items", json!({"group_id": f.group, "name": "live"})).await.expect(201);
+    let live = loop {
+        let frame = socket.next().await;
+        if frame["type"] == "event" {
+            break frame;
+        }
+    };
+    assert_eq!(live["seq"], current + 1);
+}
+
+/// The log written here is several times the margin allowed; reading it whole at once anywhere
+/// (a page, a replay) would take the process past it.
+const LOG_EVENTS: usize = 256;
+const RSS_MARGIN: usize = 48 * 1024 * 1024;
+const LARGE_PAGE_BYTES: usize = 1024 * 1024;
+
+fn large_log(settings: &mut boardroom::config::Settings) {
+    settings.events_page_bytes = LARGE_PAGE_BYTES as u32;
+}
+
+/// The process's resident memory now, from `/proc/self/status`.
+fn rss_bytes() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 1024
+}
+
+/// Samples the resident memory every few milliseconds until dropped; `peak()` is the most seen.
+struct PeakRss {
+    stop: Arc<AtomicBool>,
+    peak: Arc<AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PeakRss {
+    fn start() -> PeakRss {
+        let (stop, peak) =
+            (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(rss_bytes())));
+        let thread = {
+            let (stop, peak) = (stop.clone(), peak.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    peak.fetch_max(rss_bytes(), Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        };
+        PeakRss { stop, peak, thread: Some(thread) }
+    }
+
+    fn peak(&mut self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+        self.peak.load(Ordering::Relaxed).max(rss_bytes())
+    }
+}
+
+impl Drop for PeakRss {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+async fn paging_a_large_log_keeps_memory_flat(server: &TestServer) {
+    let f = fixture(server).await;
+    let token = &f.owner.access_token;
+    // Three long_text columns of 20,000 four-byte characters: 240 KB of values, within the
+    // default 256 KiB; each change of all three logs an event of about 480 KB (the item and
+    // what changed).
+    let mut columns = Vec::new();
+    for title in ["A", "B", "C"] {
+        let column = post(server, &f, "/columns", json!({"title": title, "type": "long_text"}))
+            .await
+            .expect(201)["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        columns.push(column);
+    }
+    let item = post(server, &f, "/items", json!({"group_id": f.group, "name": "heavy"}))
+        .await
+        .expect(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let item_path = format!("/api/v1/boards/{}/items/{item}", f.board);
+    let text = |n: usize| format!("{n}{}", "😀".repeat(19_990));
+    for round in 0..LOG_EVENTS / 8 {
+        let writes = (0..8).map(|i| {
+            let n = round * 8 + i;
+            let values: serde_json::Map<String, Value> =
+                columns.iter().map(|c| (c.clone(), json!(text(n)))).collect();
+            let body = json!({ "values": values });
+            let path = item_path.clone();
+            async move { server.send_as(Method::PATCH, &path, token, Some(&body)).await }
+        });
+        for reply in futures::future::join_all(writes).await {
+            reply.expect(200);
+        }
+    }
+    let current = snapshot(server, &f).await["seq"].as_i64().unwrap();
+    let size = match server.state().store().pool() {
+        boardroom::storage::Pool::Sqlite(_) => "length(CAST(payload AS BLOB))",
+        boardroom::storage::Pool::Postgres(_) => "octet_length(payload::text)",
+    };
+    let sql = format!("SELECT CAST(SUM({size}) AS BIGINT) FROM board_events WHERE board_id = $1");
+    let board: uuid::Uuid = f.board.parse().unwrap();
+    let logged: i64 = boardroom::on_pool!(server.state().store(), pool => {
+        sqlx::query_scalar::<_, i64>(&sql).bind(board).fetch_one(pool).await.unwrap()
+    });
+    assert!(logged as usize > 2 * RSS_MARGIN, "the log ({logged} bytes) is too small to tell");
+    // Warm up what any page needs (connections, buffers), then measure the whole log read twice.
+    events_page(server, &f, 0).await;
+    let baseline = rss_bytes();
+    let mut rss = PeakRss::start();
+    let (seen, pages) = page_through(server, &f, LARGE_PAGE_BYTES).await;
+    assert_eq!(seen, (1..=current).collect::<Vec<_>>(), "each event exactly once, in order");
+    assert!(pages as i64 >= current / 3, "{pages} pages for {current} events of ~480 KB");
+    let mut socket = Socket::open(server, token).await;
+    let replayed = socket.replay_all(&f.board, current).await;
+    assert_eq!(replayed, (1..=current).collect::<Vec<_>>());
+    let peak = rss.peak();
+    let grew = peak.saturating_sub(baseline);
+    eprintln!(
+        "log of {current} events, {} MiB; RSS {} MiB at the start, peak {} MiB (+{} MiB)",
+        logged / (1 << 20),
+        baseline >> 20,
+        peak >> 20,
+        grew >> 20
+    );
+    assert!(grew < RSS_MARGIN, "RSS grew by {} MiB while paging the log", grew >> 20);
 }

@@ -22,7 +22,7 @@ use boardroom_actors::domain::{BoardCommand, BoardError, BoardRole, ColumnKind, 
 use boardroom_actors::roles::OrgRole;
 use boardroom_actors::values;
 use boardroom_protocol::{ErrorCode, Scope};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -675,7 +675,7 @@ async fn events(
     caller: Caller,
     ApiPath(board): ApiPath<Uuid>,
     ApiQuery(query): ApiQuery<EventsQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<EventsPage>> {
     let (org, requester) = requester_for(&state, &caller, board).await?;
     state
         .boards()
@@ -683,18 +683,48 @@ async fn events(
         .await
         .map_err(board_error)?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let rows = state
+    let page = state
         .store()
         .tenant(org)
-        .board_events(board, query.after.unwrap_or(0).max(0), limit)
+        .board_events_page(
+            board,
+            query.after.unwrap_or(0).max(0),
+            limit,
+            i64::from(state.settings().events_page_bytes),
+        )
         .await?;
     // A key sees item and update events only with their read scopes; `last_seq` still moves
-    // past the ones it may not see.
-    let events: Vec<Value> = rows
-        .iter()
+    // past the ones it may not see. The rows move into the answer: a page is held once.
+    let last_seq = page.rows.last().map(|e| e.seq);
+    let events = page
+        .rows
+        .into_iter()
         .filter(|e| requester.may_see(&e.kind))
-        .map(|e| json!({ "seq": e.seq, "kind": e.kind, "actor": e.actor, "data": e.payload.0, "created_at": e.created_at }))
+        .map(|e| LoggedEvent {
+            seq: e.seq,
+            kind: e.kind,
+            actor: e.actor,
+            data: e.payload.0,
+            created_at: e.created_at,
+        })
         .collect();
-    let last = rows.last().map(|e| e.seq);
-    Ok(Json(json!({ "events": events, "last_seq": last, "has_more": rows.len() as i64 == limit })))
+    Ok(Json(EventsPage { events, last_seq, has_more: page.more }))
+}
+
+/// One event of `GET /boards/{board}/events`.
+#[derive(Serialize)]
+struct LoggedEvent {
+    seq: i64,
+    kind: String,
+    actor: Option<Uuid>,
+    data: Value,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A page of `GET /boards/{board}/events`.
+#[derive(Serialize)]
+struct EventsPage {
+    events: Vec<LoggedEvent>,
+    last_seq: Option<i64>,
+    has_more: bool,
 }

@@ -117,6 +117,30 @@ pub struct EventRow {
     pub created_at: DateTime<Utc>,
 }
 
+/// Bytes counted for each event of a page besides its data: its other fields as the wire carries
+/// them (`seq`, `kind`, `actor`, `created_at`; on sockets also `type` and `board_id`: at most
+/// about 230 bytes of JSON) and its share of the page's envelope. So a page of events counted
+/// within a bound is, on the wire, within it too.
+pub const EVENT_OVERHEAD_BYTES: i64 = 256;
+
+/// A page of a board's log ([`TenantStore::board_events_page`]).
+#[derive(Debug)]
+pub struct EventPage {
+    /// The events, in order.
+    pub rows: Vec<EventRow>,
+    /// Whether more may follow: the page was cut by count or by bytes.
+    pub more: bool,
+}
+
+/// An event's `seq` and kind, without its data.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventKindRow {
+    /// Position in the log.
+    pub seq: i64,
+    /// Kind (dotted name).
+    pub kind: String,
+}
+
 /// A board in a listing, with the caller's role on it.
 #[derive(Debug, Clone)]
 pub struct BoardListing {
@@ -433,21 +457,87 @@ impl TenantStore<'_> {
             .collect())
     }
 
-    /// Events of `board` after `after`, in order, at most `limit`.
-    pub async fn board_events(
+    /// A page of the events of `board` after `after`, in order: at most `limit` events, and at
+    /// most `max_bytes` counted as [`EVENT_OVERHEAD_BYTES`] plus each event's data as stored
+    /// (`payload_bytes`), except that the first event always comes, however large, so paging
+    /// never stalls. The sizes are read first and the data only of the events that fit, so a
+    /// log of large events is never read whole.
+    pub async fn board_events_page(
         &self,
         board: Uuid,
         after: i64,
         limit: i64,
-    ) -> StorageResult<Vec<EventRow>> {
-        Ok(on_pool!(self, pool => {
+        max_bytes: i64,
+    ) -> StorageResult<EventPage> {
+        let sizes: Vec<(i64, i64)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT seq, payload_bytes FROM board_events \
+                 WHERE organization_id = $1 AND board_id = $2 AND seq > $3 ORDER BY seq LIMIT $4",
+            )
+            .bind(self.org_id()).bind(board).bind(after).bind(limit)
+            .fetch_all(pool).await
+        })?;
+        let (mut upto, mut total, mut cut) = (after, 0i64, false);
+        for (seq, bytes) in &sizes {
+            let size = bytes + EVENT_OVERHEAD_BYTES;
+            if upto > after && total + size > max_bytes {
+                cut = true;
+                break;
+            }
+            total += size;
+            upto = *seq;
+        }
+        let more = cut || sizes.len() as i64 >= limit;
+        if upto == after {
+            return Ok(EventPage { rows: Vec::new(), more });
+        }
+        // Events are never changed once logged, so these are the events just measured.
+        let rows = on_pool!(self, pool => {
             sqlx::query_as::<_, EventRow>(
                 "SELECT seq, kind, actor, payload, created_at FROM board_events \
+                 WHERE organization_id = $1 AND board_id = $2 AND seq > $3 AND seq <= $4 ORDER BY seq",
+            )
+            .bind(self.org_id()).bind(board).bind(after).bind(upto)
+            .fetch_all(pool).await
+        })?;
+        Ok(EventPage { rows, more })
+    }
+
+    /// The `seq` and kind of the events of `board` after `after`, in order, at most `limit`:
+    /// what filling a webhook outbox needs, without reading the events' data.
+    pub async fn board_event_kinds(
+        &self,
+        board: Uuid,
+        after: i64,
+        limit: i64,
+    ) -> StorageResult<Vec<EventKindRow>> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as::<_, EventKindRow>(
+                "SELECT seq, kind FROM board_events \
                  WHERE organization_id = $1 AND board_id = $2 AND seq > $3 ORDER BY seq LIMIT $4",
             )
             .bind(self.org_id()).bind(board).bind(after).bind(limit)
             .fetch_all(pool).await
         })?)
+    }
+
+    /// How many events of `board` the log holds in `(after, upto]`; the log is whole there when
+    /// it is `upto - after`.
+    pub async fn board_events_held(
+        &self,
+        board: Uuid,
+        after: i64,
+        upto: i64,
+    ) -> StorageResult<i64> {
+        let (count,): (i64,) = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT COUNT(*) FROM board_events \
+                 WHERE organization_id = $1 AND board_id = $2 AND seq > $3 AND seq <= $4",
+            )
+            .bind(self.org_id()).bind(board).bind(after).bind(upto)
+            .fetch_one(pool).await
+        })?;
+        Ok(count)
     }
 
     /// Updates on `item` of `board`, oldest first.

@@ -555,7 +555,7 @@ impl TenantStore<'_> {
         let mut added = 0u64;
         for (hook, kinds, mut last) in hooks {
             loop {
-                let events = self.board_events(board, last, CATCH_UP_BATCH).await?;
+                let events = self.board_event_kinds(board, last, CATCH_UP_BATCH).await?;
                 let Some(max) = events.last().map(|e| e.seq) else { break };
                 let at = now();
                 let give_up_at = at + retry_window;

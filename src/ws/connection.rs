@@ -38,7 +38,6 @@ use crate::auth::{Caller, Principal};
 use crate::error::ApiError;
 use crate::http::boards::{board_error, requester_for, requester_recheck};
 use crate::http::AppState;
-use crate::storage::EventRow;
 
 /// Subscriptions one connection may hold.
 pub const MAX_SUBSCRIPTIONS: usize = 100;
@@ -70,6 +69,8 @@ pub struct Outbox {
     frames_ready: Notify,
     controls: Mutex<VecDeque<Control>>,
     controls_ready: Notify,
+    /// Woken when the writer has written frames (and at close): a replay waits on it for room.
+    drained: Notify,
     queued: AtomicUsize,
     limit: usize,
     /// How this connection's frames are encoded.
@@ -118,6 +119,7 @@ impl Outbox {
             frames_ready: Notify::new(),
             controls: Mutex::new(VecDeque::new()),
             controls_ready: Notify::new(),
+            drained: Notify::new(),
             queued: AtomicUsize::new(0),
             limit,
             encoding,
@@ -143,6 +145,38 @@ impl Outbox {
         self.frames_ready.notify_one();
     }
 
+    /// Waits until a message of `size` bytes fits beside what is queued (or nothing is queued,
+    /// so one message larger than the bound is still tried, as live events are). A replay
+    /// queues its events this way, as the socket drains, instead of all at once. False when
+    /// the connection is closing, or when nothing was written for `patience`: the client stopped
+    /// reading, and the connection is closed as a slow consumer.
+    pub async fn wait_for_room(&self, size: usize, patience: Duration) -> bool {
+        let mut deadline = tokio::time::Instant::now() + patience;
+        let mut queued = usize::MAX;
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            // Registered before looking, so a drain between the look and the wait is not missed.
+            drained.as_mut().enable();
+            if self.is_closing.load(Ordering::Acquire) {
+                return false;
+            }
+            let now_queued = self.queued.load(Ordering::Acquire);
+            if now_queued == 0 || now_queued + size <= self.limit {
+                return true;
+            }
+            if now_queued < queued {
+                // Progress: the client reads, however slowly.
+                deadline = tokio::time::Instant::now() + patience;
+            }
+            queued = now_queued;
+            if tokio::time::timeout_at(deadline, drained).await.is_err() {
+                self.close(close::SLOW_CONSUMER, "slow consumer");
+                return false;
+            }
+        }
+    }
+
     /// Takes up to `max` queued frames, with their size in bytes.
     fn take_frames(&self, max: usize) -> (Vec<Message>, usize) {
         let mut frames = locked(&self.frames);
@@ -154,6 +188,13 @@ impl Outbox {
         }
         let size = taken.iter().map(size_of).sum();
         (taken, size)
+    }
+
+    /// The writer has written (or dropped) frames of `size` bytes: they no longer count, and a
+    /// replay waiting for room may go on.
+    fn written(&self, size: usize) {
+        self.queued.fetch_sub(size, Ordering::AcqRel);
+        self.drained.notify_waiters();
     }
 
     /// Frames queued and not yet written (tests).
@@ -179,6 +220,7 @@ impl Outbox {
             true
         });
         self.is_closing.store(true, Ordering::Release);
+        self.drained.notify_waiters();
     }
 
     /// Asks the reader to act.
@@ -229,6 +271,8 @@ struct Connection {
     subs: HashMap<Uuid, Arc<Subscription>>,
     limiter: DefaultDirectRateLimiter,
     rechecks: u32,
+    /// How long a replay waits for a client that reads nothing before closing it (4008).
+    patience: Duration,
 }
 
 /// Runs a connection until either side ends it.
@@ -252,6 +296,7 @@ pub async fn run(socket: WebSocket, accepted: Accepted) {
         subs: HashMap::new(),
         limiter: RateLimiter::direct(Quota::per_second(per_sec)),
         rechecks: 0,
+        patience: limits.heartbeat,
     };
     let mut shutdown = state.ws().shutdown_signal();
     // The server pings at a third of the heartbeat period, so a live client always answers in time.
@@ -287,7 +332,6 @@ pub async fn run(socket: WebSocket, accepted: Accepted) {
                     }
                     None => break,
                 };
-                last_heard = Instant::now();
                 // Handling a frame is boxed: its future is large (subscribing reads the log),
                 // and inline it would sit in every idle connection's task for its whole life.
                 let pending = match message {
@@ -300,6 +344,9 @@ pub async fn run(socket: WebSocket, accepted: Accepted) {
                     Message::Close(_) => break,
                     Message::Ping(_) | Message::Pong(_) => None,
                 };
+                // Heard now, and counted from when the frame was served: serving it (a long
+                // replay, say) is no silence of the client's, whose pongs wait unread meanwhile.
+                last_heard = Instant::now();
                 in_flight.extend(pending);
             }
             () = outbox.controls_ready.notified() => {
@@ -360,7 +407,7 @@ async fn write_loop(
                         () = &mut close_signal => None,
                         sent = write => Some(sent),
                     };
-                    outbox.queued.fetch_sub(size, Ordering::AcqRel);
+                    outbox.written(size);
                     if !matches!(sent, Some(Ok(()))) {
                         break 'connection;
                     }
@@ -728,24 +775,15 @@ impl Connection {
         after_seq: Option<i64>,
     ) -> Result<(), ErrorBody> {
         let (board, org, requester) = (sub.board, sub.org, &sub.requester);
-        let replayed = match after_seq {
-            Some(after) => self.replay(sub, after).await?,
+        let replayable = match after_seq {
+            Some(after) => self.replayable(sub, after).await?,
             None => None,
         };
-        let sent = match replayed {
-            Some((current, events)) => {
+        let sent = match replayable {
+            Some((after, current)) => {
                 let data = json!({ "seq": current, "recovered": true });
                 self.reply(Reply::ok(Some(id), data, Some(current)));
-                for row in events.iter().filter(|r| requester.may_see(&r.kind)) {
-                    self.outbox.send(&ServerFrame::Event(EventFrame {
-                        board_id: board.to_string(),
-                        seq: row.seq,
-                        kind: row.kind.clone(),
-                        actor: row.actor.map(|a| a.to_string()),
-                        data: row.payload.0.clone(),
-                        created_at: wire_time(row.created_at),
-                    }));
-                }
+                self.replay(sub, after, current).await;
                 current
             }
             None => {
@@ -765,13 +803,13 @@ impl Connection {
         Ok(())
     }
 
-    /// The board's current `seq` and every event after `after`, if the log still holds all of
-    /// them within [`MAX_REPLAY`]; `None` when the client needs a snapshot instead.
-    async fn replay(
+    /// `(after, current)` when the log holds every event after `after` up to the board's current
+    /// `seq`, within [`MAX_REPLAY`]; `None` when the client needs a snapshot instead.
+    async fn replayable(
         &self,
         sub: &Subscription,
         after: i64,
-    ) -> Result<Option<(i64, Vec<EventRow>)>, ErrorBody> {
+    ) -> Result<Option<(i64, i64)>, ErrorBody> {
         let (board, org) = (sub.board, sub.org);
         let info = self
             .state
@@ -783,20 +821,65 @@ impl Connection {
         if after < 0 || after > current || current - after > MAX_REPLAY {
             return Ok(None);
         }
-        let mut events = Vec::new();
+        // A log with a hole cannot be replayed without a gap: snapshot instead.
+        let held = self
+            .state
+            .store()
+            .tenant(org)
+            .board_events_held(board, after, current)
+            .await
+            .map_err(|e| error_body(&ApiError::internal(e)))?;
+        Ok((held == current - after).then_some((after, current)))
+    }
+
+    /// Sends the events after `after` up to `current`, read a page at a time (at most
+    /// [`REPLAY_PAGE`] events and the smaller of `BOARDROOM_EVENTS_PAGE_BYTES` and the outbound
+    /// buffer), each event queued when the outbox has room for it: a resume holds one page
+    /// besides the outbox, however long the log it replays. If the log cannot be read to the
+    /// end, the connection closes with 4009 and the client resumes again.
+    async fn replay(&self, sub: &Subscription, after: i64, current: i64) {
+        let settings = self.state.settings();
+        let page_bytes = settings.events_page_bytes.min(settings.ws_outbound_buffer_bytes);
+        let tenant = self.state.store().tenant(sub.org);
         let mut cursor = after;
-        let tenant = self.state.store().tenant(org);
         while cursor < current {
-            let rows = tenant
-                .board_events(board, cursor, REPLAY_PAGE.min(current - cursor))
+            let limit = REPLAY_PAGE.min(current - cursor);
+            let page = match tenant
+                .board_events_page(sub.board, cursor, limit, i64::from(page_bytes))
                 .await
-                .map_err(|e| error_body(&ApiError::internal(e)))?;
-            // A log that ends early cannot be replayed without a gap: snapshot instead.
-            let Some(last) = rows.last() else { return Ok(None) };
-            cursor = last.seq;
-            events.extend(rows);
+            {
+                Ok(page) => page,
+                Err(err) => {
+                    tracing::error!(error = ?err, board = %sub.board, "replaying the log failed");
+                    self.outbox.close(close::RESYNC, "replay failed; resume again");
+                    return;
+                }
+            };
+            // The log was whole when counted; an event gone since cannot be replayed.
+            let Some(last) = page.rows.last().map(|r| r.seq) else {
+                self.outbox.close(close::RESYNC, "the log changed; resume again");
+                return;
+            };
+            for row in page.rows.into_iter().filter(|r| r.seq <= current) {
+                if !sub.may_see(&row.kind) {
+                    continue;
+                }
+                let frame = ServerFrame::Event(EventFrame {
+                    board_id: sub.board.to_string(),
+                    seq: row.seq,
+                    kind: row.kind,
+                    actor: row.actor.map(|a| a.to_string()),
+                    data: row.payload.0,
+                    created_at: wire_time(row.created_at),
+                });
+                let Some(encoded) = message(self.outbox.encoding, &frame) else { continue };
+                if !self.outbox.wait_for_room(size_of(&encoded), self.patience).await {
+                    return;
+                }
+                self.outbox.push(encoded);
+            }
+            cursor = last;
         }
-        Ok(Some((current, events)))
     }
 
     /// Re-checks the credential; every few rounds, each subscription's board access too.
@@ -898,5 +981,40 @@ fn scopes_of(principal: &Principal) -> Option<&[boardroom_protocol::Scope]> {
     match principal {
         Principal::ApiKey(grant) => Some(&grant.scopes),
         Principal::User { .. } => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A replay waits for room instead of overflowing the outbox, goes on once the writer has
+    /// written, and gives up on a client that reads nothing, closing it as a slow consumer.
+    #[tokio::test]
+    async fn a_replay_waits_for_room_and_gives_up_on_a_client_that_reads_nothing() {
+        let (outbox, ends) = Outbox::new(Encoding::Json, 1000);
+        let frame = || Message::Text("x".repeat(400).into());
+        let size = size_of(&frame());
+        outbox.push(frame());
+        outbox.push(frame());
+        let patience = Duration::from_secs(5);
+        let waiter = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move { outbox.wait_for_room(size, patience).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "a third frame does not fit");
+        let (taken, bytes) = outbox.take_frames(1);
+        assert_eq!(taken.len(), 1);
+        outbox.written(bytes);
+        assert!(waiter.await.unwrap(), "room was made");
+        assert!(ends.closed.borrow().is_none());
+        // Nothing is written any more: after its patience the replay gives up.
+        outbox.push(frame());
+        assert!(!outbox.wait_for_room(size, Duration::from_millis(100)).await);
+        assert_eq!(ends.closed.borrow().as_ref().map(|c| c.0), Some(close::SLOW_CONSUMER));
+        // An empty outbox always takes the next message, however large, as live events do.
+        let (empty, _) = Outbox::new(Encoding::Json, 1000);
+        assert!(empty.wait_for_room(5000, patience).await);
     }
 }
