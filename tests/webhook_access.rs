@@ -20,6 +20,7 @@ use crate::webhooks::{add_item, hooks_path, wait_until, with_receiver, Receiver}
 both_backends_with!(
     with_receiver;
     narrow_keys_cannot_make_webhooks_that_see_more,
+    the_superadmin_bypass_cannot_make_webhooks,
     a_url_change_is_audited_by_host,
     removal_from_the_organization_disables_the_webhook,
     removal_from_the_board_disables_the_webhook,
@@ -233,6 +234,49 @@ async fn narrow_keys_cannot_make_webhooks_that_see_more(server: &TestServer) {
     assert_eq!(on.expect(200)["enabled"], true);
     assert_eq!(on.body["created_by_key"], json!(broad_id));
     assert_eq!(on.body["disabled_reason"], Value::Null);
+}
+
+/// A superadmin reaches any board through the audited bypass, but is no member whose access a
+/// webhook could go on riding: refused, rather than disabled at the first delivery.
+async fn the_superadmin_bypass_cannot_make_webhooks(server: &TestServer) {
+    let f = fixture(server).await;
+    let receiver = Receiver::of(server);
+    let root = server.register("root").await;
+    let grant = std::process::Command::new(env!("CARGO_BIN_EXE_boardroom"))
+        .args(["admin", "grant-superadmin", &root.email])
+        .env("DATABASE_URL", &server.database.url)
+        .env("BOARDROOM_DATA_DIR", server.database.dir.path())
+        .env("BOARDROOM_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(grant.status.success(), "{}", String::from_utf8_lossy(&grant.stderr));
+    // The flag is read at sign-in.
+    let login = server.login(&root).await;
+    let token = login.expect(200)["access_token"].as_str().unwrap().to_owned();
+    server.get_as(&hooks_path(&f), &token).await.expect(200);
+    create_hook_as(server, &f, &token, &receiver.url("/root"), json!(["*"]))
+        .await
+        .expect_error(403, "forbidden");
+    let made = create_hook_as(
+        server,
+        &f,
+        &f.owner.access_token,
+        &receiver.url("/owner"),
+        json!(["item.created"]),
+    )
+    .await;
+    let hook = made.expect(201)["id"].as_str().unwrap().to_owned();
+    let path = format!("{}/{hook}", hooks_path(&f));
+    server
+        .send_as(Method::PATCH, &path, &token, Some(&json!({"url": receiver.url("/root")})))
+        .await
+        .expect_error(403, "forbidden");
+    assert_eq!(listed(server, &f, &hook).await["url"], json!(receiver.url("/owner")));
+    // Turning it off stays open to them, as to any owner.
+    server
+        .send_as(Method::PATCH, &path, &token, Some(&json!({"enabled": false})))
+        .await
+        .expect(200);
 }
 
 async fn a_url_change_is_audited_by_host(server: &TestServer) {

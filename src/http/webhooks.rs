@@ -10,7 +10,9 @@
 //! enabling it, is refused with 403 `insufficient_scope` when the caller's key could not read
 //! every event kind it subscribes to (`webhook::scope_lacking`, the rule of sockets and
 //! `GET /events`), and otherwise records the caller (and key) as the creator whose access the
-//! deliveries ride on. Changes are audited (`webhook.updated`, hosts only: URLs carry tokens).
+//! deliveries ride on; a caller who reaches the board only through the superadmin bypass is
+//! no member to ride on and is refused (403). Changes are audited (`webhook.updated`, hosts
+//! only: URLs carry tokens).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -29,7 +31,7 @@ use uuid::Uuid;
 use super::boards::{board_error, requester_for};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::AppState;
-use crate::auth::{Caller, Principal};
+use crate::auth::{org_error, Caller, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::ssrf::Guard;
 use crate::storage::{
@@ -76,6 +78,19 @@ fn check_scope(requester: &Requester, events: &[String]) -> ApiResult<()> {
             ),
         )),
         None => Ok(()),
+    }
+}
+
+/// A webhook rides on a member's access: the superadmin bypass reaches the board, but it is no
+/// membership the webhook actor could go on checking, which would disable the webhook at its
+/// first delivery. Refused up front instead.
+async fn check_member(state: &AppState, org: Uuid, caller: &Caller) -> ApiResult<()> {
+    match state.auth().orgs().role(org, caller.user_id()).await.map_err(org_error)? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::forbidden(
+            "a webhook must belong to a member of the organization; the superadmin bypass cannot \
+             create or take over one",
+        )),
     }
 }
 
@@ -170,6 +185,7 @@ async fn create(
     let url = check_url(&state, &body.url)?;
     let events = check_events(&body.events)?;
     check_scope(&requester, &events)?;
+    check_member(&state, org, &caller).await?;
     let tenant = state.store().tenant(org);
     let secret = generate_secret();
     let (created_by, created_by_key) = creator_of(&caller);
@@ -254,6 +270,7 @@ async fn update(
             }
         };
         check_scope(&requester, &events)?;
+        check_member(&state, org, &caller).await?;
         // Written back as checked, so a concurrent change of kinds cannot slip past this check.
         changes.events = Some(events);
         changes.creator = Some(creator_of(&caller));
