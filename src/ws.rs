@@ -9,7 +9,8 @@
 //! - [`tickets`]: single-use tickets for browsers.
 //!
 //! Everything is refused before the upgrade with the usual JSON error body: a foreign `Origin`
-//! (403), missing or bad credentials (401), an unknown subprotocol (400). Bots send
+//! (403), missing or bad credentials (401), Boardroom subprotocols of another protocol version
+//! only (426, naming the supported ones), other unknown subprotocols only (400). Bots send
 //! `Authorization: Bearer <JWT | API key>`; browsers send `?ticket=`. A browser's cookie alone
 //! never opens a socket: any page could make the browser send it.
 
@@ -22,12 +23,13 @@ use std::time::Duration;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use boardroom_actors::event_bus::EventBus;
-use boardroom_protocol::{Encoding, ErrorCode};
+use boardroom_protocol::codec::subprotocol_version;
+use boardroom_protocol::{Encoding, ErrorCode, PROTOCOL_VERSION};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::watch;
@@ -220,7 +222,9 @@ struct UpgradeQuery {
     ticket: Option<String>,
 }
 
-/// The encoding the client asked for; JSON when it named none.
+/// The encoding the client asked for; JSON when it named none. Offering only Boardroom
+/// subprotocols of another protocol version is `426 Upgrade Required` (see [`refusal`]); only
+/// unrelated names is `400`.
 fn encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
     let offered: Vec<&str> = headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
@@ -233,13 +237,41 @@ fn encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
     if offered.is_empty() {
         return Ok(Encoding::Json);
     }
-    offered.iter().find_map(|p| Encoding::from_subprotocol(p)).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "unsupported WebSocket subprotocol; offer {} or {}",
-            Encoding::Json.subprotocol(),
-            Encoding::MessagePack.subprotocol()
-        ))
+    if let Some(encoding) = offered.iter().find_map(|p| Encoding::from_subprotocol(p)) {
+        return Ok(encoding);
+    }
+    let supported = Encoding::supported_subprotocols();
+    let other_version = offered
+        .iter()
+        .filter_map(|p| subprotocol_version(p))
+        .find(|&version| version != PROTOCOL_VERSION);
+    Err(match other_version {
+        Some(version) => ApiError::new(
+            ErrorCode::UnsupportedProtocolVersion,
+            format!(
+                "protocol version {version} is not supported; this server speaks version \
+                 {PROTOCOL_VERSION}: offer {supported}"
+            ),
+        ),
+        None => {
+            ApiError::bad_request(format!("unsupported WebSocket subprotocol; offer {supported}"))
+        }
     })
+}
+
+/// The answer to a refused upgrade. `426 Upgrade Required` also names what to upgrade to:
+/// `Upgrade: websocket` (RFC 9110 requires it) and the supported subprotocols in
+/// `Sec-WebSocket-Protocol`, so a client can pick one without parsing the message.
+fn refusal(err: ApiError) -> Response {
+    let upgrade_required = err.code() == ErrorCode::UnsupportedProtocolVersion;
+    let mut response = err.into_response();
+    if upgrade_required {
+        if let Ok(supported) = HeaderValue::from_str(&Encoding::supported_subprotocols()) {
+            response.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, supported);
+        }
+        response.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    }
+    response
 }
 
 async fn upgrade(
@@ -283,7 +315,7 @@ async fn upgrade(
                 .max_frame_size(max_message)
                 .on_upgrade(move |socket| connection::run(socket, accepted))
         }
-        Err(err) => err.into_response(),
+        Err(err) => refusal(err),
     }
 }
 

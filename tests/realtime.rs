@@ -715,17 +715,56 @@ async fn refusals_happen_before_the_upgrade(server: &TestServer) {
             .await
             .unwrap();
     ok(&browser.request(json!({"type": "ping"})).await);
-    // An unknown subprotocol, with the JSON error body.
-    let err =
-        try_connect(server, Auth::Bearer(token), Some("boardroom.v9.xml"), None).await.unwrap_err();
-    match err {
-        WsError::Http(response) => {
-            assert_eq!(response.status().as_u16(), 400);
-            let body: Value = serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
-            assert_eq!(body["error"]["code"], "bad_request");
+    // Boardroom subprotocols of another protocol version only: 426, naming the supported ones
+    // in `Sec-WebSocket-Protocol` and the message, with the stable code.
+    for offered in ["boardroom.v9.xml", "boardroom.v2.json, boardroom.v2.msgpack"] {
+        let err = try_connect(server, Auth::Bearer(token), Some(offered), None).await.unwrap_err();
+        match err {
+            WsError::Http(response) => {
+                assert_eq!(response.status().as_u16(), 426, "{offered}");
+                let headers = response.headers();
+                assert_eq!(
+                    headers["sec-websocket-protocol"],
+                    "boardroom.v1.json, boardroom.v1.msgpack"
+                );
+                assert_eq!(headers["upgrade"], "websocket");
+                let body: Value =
+                    serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
+                assert_eq!(body["error"]["code"], "unsupported_protocol_version", "{body}");
+                let message = body["error"]["message"].as_str().unwrap();
+                assert!(message.contains("boardroom.v1.json"), "{message}");
+                assert!(message.contains("boardroom.v1.msgpack"), "{message}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
         }
-        other => panic!("expected a refusal, got {other:?}"),
     }
+    // Only names that are not Boardroom subprotocols, or this version with an unknown encoding:
+    // 400, with the JSON error body.
+    for offered in ["graphql-ws", "boardroom.v1.xml"] {
+        let err = try_connect(server, Auth::Bearer(token), Some(offered), None).await.unwrap_err();
+        match err {
+            WsError::Http(response) => {
+                assert_eq!(response.status().as_u16(), 400, "{offered}");
+                assert!(response.headers().get("upgrade").is_none());
+                let body: Value =
+                    serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
+                assert_eq!(body["error"]["code"], "bad_request");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+    // A supported name among others of another version wins; no subprotocol at all is JSON.
+    let mut mixed = try_connect(
+        server,
+        Auth::Bearer(token),
+        Some("boardroom.v2.json, boardroom.v1.json"),
+        None,
+    )
+    .await
+    .unwrap();
+    ok(&mixed.request(json!({"type": "ping"})).await);
+    let mut plain = try_connect(server, Auth::Bearer(token), None, None).await.unwrap();
+    ok(&plain.request(json!({"type": "ping"})).await);
     // Tickets are single-use.
     let ticket = server.post("/api/v1/ws/ticket", Some(token), &json!({})).await;
     let ticket = ticket.expect(200)["ticket"].as_str().unwrap().to_owned();

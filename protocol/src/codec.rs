@@ -8,13 +8,86 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::frames::{ClientFrame, RequestId};
+use crate::PROTOCOL_VERSION;
+
+/// What every Boardroom subprotocol name starts with; the version and the encoding follow:
+/// `boardroom.v<PROTOCOL_VERSION>.<encoding>`.
+pub const SUBPROTOCOL_PREFIX: &str = "boardroom.v";
+
+/// Spells `boardroom.v<PROTOCOL_VERSION>.<suffix>` at compile time, so bumping
+/// [`PROTOCOL_VERSION`] renames the subprotocols with it and they can never disagree.
+const fn subprotocol_name<const N: usize>(suffix: &str) -> [u8; N] {
+    let mut out = [0u8; N];
+    let prefix = SUBPROTOCOL_PREFIX.as_bytes();
+    let mut i = 0;
+    while i < prefix.len() {
+        out[i] = prefix[i];
+        i += 1;
+    }
+    let digits = decimal_digits(PROTOCOL_VERSION);
+    let mut d = 0;
+    while d < digits {
+        let place = 10u32.pow((digits - 1 - d) as u32);
+        out[i] = b'0' + ((PROTOCOL_VERSION / place) % 10) as u8;
+        i += 1;
+        d += 1;
+    }
+    out[i] = b'.';
+    i += 1;
+    let suffix = suffix.as_bytes();
+    let mut s = 0;
+    while s < suffix.len() {
+        out[i] = suffix[s];
+        i += 1;
+        s += 1;
+    }
+    assert!(i == N, "subprotocol name length");
+    out
+}
+
+const fn decimal_digits(mut n: u32) -> usize {
+    let mut digits = 1;
+    while n >= 10 {
+        n /= 10;
+        digits += 1;
+    }
+    digits
+}
+
+const fn subprotocol_len(suffix: &str) -> usize {
+    SUBPROTOCOL_PREFIX.len() + decimal_digits(PROTOCOL_VERSION) + 1 + suffix.len()
+}
+
+const fn utf8(bytes: &'static [u8]) -> &'static str {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(_) => panic!("subprotocol names are ASCII"),
+    }
+}
+
+const JSON_LEN: usize = subprotocol_len("json");
+const JSON_NAME: [u8; JSON_LEN] = subprotocol_name::<JSON_LEN>("json");
+const MSGPACK_LEN: usize = subprotocol_len("msgpack");
+const MSGPACK_NAME: [u8; MSGPACK_LEN] = subprotocol_name::<MSGPACK_LEN>("msgpack");
+
+/// The version a `boardroom.v<N>.<encoding>` subprotocol name asks for, whatever the encoding;
+/// `None` for a name that is not a Boardroom subprotocol at all. Lets the server tell a client
+/// of another protocol version (426) from one offering something unrelated (400).
+pub fn subprotocol_version(name: &str) -> Option<u32> {
+    let rest = name.trim().strip_prefix(SUBPROTOCOL_PREFIX)?;
+    let (version, _encoding) = rest.split_once('.')?;
+    if version.is_empty() || !version.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    version.parse().ok()
+}
 
 /// How a connection's frames are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Encoding {
-    /// JSON in text frames: `boardroom.v1.json`.
+    /// JSON in text frames: `boardroom.v<PROTOCOL_VERSION>.json`.
     Json,
-    /// MessagePack in binary frames: `boardroom.v1.msgpack`.
+    /// MessagePack in binary frames: `boardroom.v<PROTOCOL_VERSION>.msgpack`.
     MessagePack,
 }
 
@@ -22,12 +95,18 @@ impl Encoding {
     /// Both encodings.
     pub const ALL: [Encoding; 2] = [Encoding::Json, Encoding::MessagePack];
 
-    /// The `Sec-WebSocket-Protocol` name.
+    /// The `Sec-WebSocket-Protocol` name, derived from [`PROTOCOL_VERSION`].
     pub const fn subprotocol(self) -> &'static str {
         match self {
-            Encoding::Json => "boardroom.v1.json",
-            Encoding::MessagePack => "boardroom.v1.msgpack",
+            Encoding::Json => utf8(&JSON_NAME),
+            Encoding::MessagePack => utf8(&MSGPACK_NAME),
         }
+    }
+
+    /// Every supported subprotocol name, comma-separated as in a `Sec-WebSocket-Protocol`
+    /// header.
+    pub fn supported_subprotocols() -> String {
+        Encoding::ALL.map(Encoding::subprotocol).join(", ")
     }
 
     /// The encoding a subprotocol name selects.
@@ -218,5 +297,29 @@ mod tests {
             assert_eq!(Encoding::from_subprotocol(e.subprotocol()), Some(e));
         }
         assert_eq!(Encoding::from_subprotocol("boardroom.v2.json"), None);
+    }
+
+    #[test]
+    fn subprotocol_names_follow_the_protocol_version() {
+        let v = crate::PROTOCOL_VERSION;
+        assert_eq!(Encoding::Json.subprotocol(), format!("boardroom.v{v}.json"));
+        assert_eq!(Encoding::MessagePack.subprotocol(), format!("boardroom.v{v}.msgpack"));
+        assert_eq!(
+            Encoding::supported_subprotocols(),
+            format!("boardroom.v{v}.json, boardroom.v{v}.msgpack")
+        );
+        for e in Encoding::ALL {
+            assert_eq!(subprotocol_version(e.subprotocol()), Some(v));
+        }
+    }
+
+    #[test]
+    fn subprotocol_version_reads_only_boardroom_names() {
+        assert_eq!(subprotocol_version("boardroom.v2.json"), Some(2));
+        assert_eq!(subprotocol_version(" boardroom.v17.xml "), Some(17));
+        assert_eq!(subprotocol_version("boardroom.v.json"), None);
+        assert_eq!(subprotocol_version("boardroom.vx.json"), None);
+        assert_eq!(subprotocol_version("boardroom.v2"), None);
+        assert_eq!(subprotocol_version("graphql-ws"), None);
     }
 }

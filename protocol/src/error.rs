@@ -74,6 +74,9 @@ error_codes! {
     /// The board already holds the most columns, groups or items it may (the settings
     /// `BOARDROOM_BOARD_MAX_*`). Nothing was changed; delete some first.
     LimitReached = ("limit_reached", 422),
+    /// A WebSocket upgrade offered only Boardroom subprotocols of another protocol version;
+    /// `Sec-WebSocket-Protocol` on the answer names the supported ones.
+    UnsupportedProtocolVersion = ("unsupported_protocol_version", 426),
     /// Too many requests; `Retry-After` says when to try again.
     RateLimited = ("rate_limited", 429),
     /// An internal failure; details are in the server log under the request id.
