@@ -331,12 +331,6 @@ pub const DEFAULT_WEBHOOK_POLL: Duration = Duration::from_secs(1);
 /// The bcrypt cost the security page promises.
 pub const DEFAULT_BCRYPT_COST: u32 = 12;
 
-/// Parses a URL written in this file; only ever given constants.
-#[allow(clippy::expect_used)]
-fn default_url(constant: &'static str) -> url::Url {
-    url::Url::parse(constant).expect("constant URL")
-}
-
 fn parse_public_url(raw: &str) -> Result<url::Url, String> {
     let url = url::Url::parse(raw).map_err(|e| e.to_string())?;
     match url.scheme() {
@@ -389,60 +383,42 @@ impl Settings {
         Duration::from_secs(self.shutdown_grace_secs)
     }
 
-    /// Settings for an in-process server: every default, listening on an ephemeral port.
+    /// Settings for an in-process server: the clap defaults (no environment read), listening on
+    /// an ephemeral port, with the few test values below.
     pub fn for_tests(data_dir: PathBuf, database_url: String) -> Self {
-        Settings {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            data_dir,
-            database_url: Some(database_url),
-            db_max_connections: 8,
-            jwt_secret: Some("test-secret-test-secret-test-secret-0123".into()),
-            // Generated into the data dir, where `audit verify` run on the same dir finds it.
-            audit_key: None,
-            log: "warn".into(),
-            log_format: LogFormat::Text,
-            shutdown_grace_secs: 5,
-            public_url: None,
-            trusted_proxies: Vec::new(),
-            login_limit: 5,
-            login_ip_limit: 50,
-            login_account_limit: 50,
-            // Tests register many users from 127.0.0.1; the limit's own test lowers it again.
-            register_limit: 10_000,
-            session_max_days: 90,
-            key_cache_ttl_secs: 30,
-            bcrypt_threads: 2,
-            google_client_id: None,
-            google_client_secret: None,
-            google_auth_url: default_url("https://accounts.google.com/o/oauth2/v2/auth"),
-            google_token_url: default_url("https://oauth2.googleapis.com/token"),
-            google_userinfo_url: default_url("https://openidconnect.googleapis.com/v1/userinfo"),
-            google_jwks_url: default_url("https://www.googleapis.com/oauth2/v3/certs"),
-            google_issuer: "https://accounts.google.com".into(),
-            board_idle_secs: 300,
-            board_max_columns: 200,
-            board_max_groups: 1_000,
-            board_max_items: 100_000,
-            item_values_max_bytes: 256 * 1024,
-            update_body_max_bytes: 64 * 1024,
-            events_page_bytes: 4 * 1024 * 1024,
-            webhook_allow: crate::ssrf::Allowlist::default(),
-            webhook_disable_after: 20,
-            webhook_backoff_base_ms: 10_000,
-            webhook_timeout: crate::ssrf::DELIVERY_TIMEOUT,
-            webhook_poll: DEFAULT_WEBHOOK_POLL,
+        // Start from the clap defaults so a default changed in its attribute reaches the tests
+        // too; only what tests need differently is set here.
+        let mut settings = Settings::defaults();
+        settings.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        settings.data_dir = data_dir;
+        settings.database_url = Some(database_url);
+        settings.db_max_connections = 8;
+        settings.jwt_secret = Some("test-secret-test-secret-test-secret-0123".into());
+        // Generated into the data dir, where `audit verify` run on the same dir finds it.
+        settings.audit_key = None;
+        settings.log = "warn".into();
+        settings.shutdown_grace_secs = 5;
+        // Tests register many users from 127.0.0.1; the limit's own test lowers it again.
+        settings.register_limit = 10_000;
+        // Revocation tests wait for this; one second keeps them quick.
+        settings.ws_auth_recheck_secs = 1;
+        // Cost 12 costs ~250 ms a hash; tests that do not check the cost itself use 4.
+        settings.bcrypt_cost = 4;
+        settings
+    }
 
-            ws_origins: Vec::new(),
-            ws_max_message_bytes: 64 * 1024,
-            ws_outbound_buffer_bytes: 1024 * 1024,
-            ws_frames_per_sec: 50,
-            ws_max_sockets_per_user: 100,
-            ws_heartbeat_secs: 60,
-            // Revocation tests wait for this; one second keeps them quick.
-            ws_auth_recheck_secs: 1,
-            // Cost 12 costs ~250 ms a hash; tests that do not check the cost itself use 4.
-            bcrypt_cost: 4,
-        }
+    /// Every setting at its clap default, as `boardroom` with no flags would parse it, except
+    /// that no `BOARDROOM_*` environment variable is read: a developer's shell must not change
+    /// what the tests run with.
+    #[allow(clippy::expect_used)] // the defaults are constants of this file; a test parses them
+    fn defaults() -> Settings {
+        use clap::{Args, FromArgMatches};
+        let command = Settings::augment_args(clap::Command::new("boardroom"))
+            .mut_args(|arg| arg.env(None::<&'static str>));
+        let matches = command
+            .try_get_matches_from(["boardroom"])
+            .expect("the clap defaults of every setting parse");
+        Settings::from_arg_matches(&matches).expect("the clap defaults of every setting parse")
     }
 }
 
@@ -509,5 +485,42 @@ fn setting_name(rendered: &str) -> String {
     match env {
         Some(env) => format!("{env} (--{long})"),
         None => format!("--{long}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn test_settings() -> Settings {
+        Settings::for_tests(PathBuf::from("/tmp/unused"), "sqlite::memory:".into())
+    }
+
+    /// What tests leave alone is exactly the clap default: a default changed in its `#[arg]`
+    /// attribute reaches `for_tests` with no second copy to update.
+    #[test]
+    fn test_settings_are_the_clap_defaults() {
+        let cli = Cli::try_parse_from(["boardroom", "check-config"]).unwrap();
+        let parsed = cli.settings;
+        let tests = test_settings();
+        assert_eq!(tests.board_max_items, parsed.board_max_items);
+        assert_eq!(tests.board_max_columns, 200);
+        assert_eq!(tests.events_page_bytes, parsed.events_page_bytes);
+        assert_eq!(tests.ws_heartbeat_secs, parsed.ws_heartbeat_secs);
+        assert_eq!(tests.login_limit, parsed.login_limit);
+        assert_eq!(tests.google_issuer, parsed.google_issuer);
+        assert_eq!(tests.webhook_poll, DEFAULT_WEBHOOK_POLL);
+        // What tests need differently.
+        assert_eq!(tests.bcrypt_cost, 4);
+        assert_eq!(tests.listen.port(), 0);
+    }
+
+    /// A developer's `BOARDROOM_*` variables do not leak into the tests' settings.
+    #[test]
+    fn test_settings_ignore_the_environment() {
+        std::env::set_var("BOARDROOM_WS_FRAMES_PER_SEC", "7");
+        let tests = test_settings();
+        std::env::remove_var("BOARDROOM_WS_FRAMES_PER_SEC");
+        assert_eq!(tests.ws_frames_per_sec, 50);
     }
 }
