@@ -5,7 +5,7 @@
 //! persistence: every text frame a client sends is numbered, encoded once as an event frame
 //! (`{"type":"event","seq":N,"data":<the client's frame>}`) and put on a
 //! `tokio::sync::broadcast` channel; one task per connection writes each frame to its socket.
-//! The frames look like Boardroom's events to the readers in `ws.rs`, so the very same
+//! The frames look like Boardroom's events to the readers of `fanout.rs` and `writer.rs`, so the very same
 //! subscriber and writer code drives both servers.
 //!
 //! It runs in a child process of this tool (the hidden `baseline-server` subcommand), for the

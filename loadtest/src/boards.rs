@@ -292,7 +292,7 @@ async fn ws_write_phase(
     let dialer = crate::net::Dialer::for_url(base)?;
     let mut sockets = Vec::with_capacity(targets.len());
     for _ in targets {
-        let socket = crate::ws::bot_socket(&dialer, base, token).await;
+        let socket = crate::socket::bot_socket(&dialer, base, token).await;
         sockets.push(socket.context("opening a writer socket")?);
     }
     let started = Instant::now();

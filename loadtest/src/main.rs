@@ -14,8 +14,11 @@
 //! - [`auth`]: scenario `auth`, the cost of authentication at bcrypt cost 12.
 //! - [`boards`]: scenario `boards`, acknowledged item updates per second (group commit), beside
 //!   pgbench on Postgres.
-//! - [`ws`]: scenarios `connections`, `fanout` and `reconnect-storm` over WebSockets, each
-//!   beside the bare baseline.
+//! - [`connections`], [`fanout`], [`reconnect_storm`]: the WebSocket scenarios of those names,
+//!   each beside the bare baseline.
+//! - [`socket`]: what those share on the Boardroom side: options, set-up, the protocol client,
+//!   opening many sockets.
+//! - [`writer`]: the stamped writer of `fanout` and `reconnect-storm`, and reading its stamps.
 //! - [`baseline`]: the bare tokio-tungstenite broadcast server those are compared with, run in
 //!   a child process (hidden subcommand `baseline-server`).
 //! - [`net`]: source addresses across 127.0.0.0/8, the open-file limit, process memory.
@@ -27,11 +30,15 @@ mod api;
 mod auth;
 mod baseline;
 mod boards;
+mod connections;
+mod fanout;
 mod machine;
 mod net;
+mod reconnect_storm;
+mod socket;
 mod stats;
 mod target;
-mod ws;
+mod writer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,12 +78,12 @@ enum Scenario {
     Boards(boards::BoardsArgs),
     /// Hold many authenticated, subscribed sockets; server memory per socket, beside the bare
     /// baseline.
-    Connections(ws::ConnectionsArgs),
+    Connections(connections::ConnectionsArgs),
     /// Many subscribers of one board, one writer: event latency, deliveries per second and
     /// exactly-once delivery, beside the bare baseline.
-    Fanout(ws::FanoutArgs),
+    Fanout(fanout::FanoutArgs),
     /// Every subscriber drops at once and resumes with `after_seq`: no gap, no duplicate.
-    ReconnectStorm(ws::ReconnectArgs),
+    ReconnectStorm(reconnect_storm::ReconnectArgs),
     /// Internal: serve the bare baseline (started by the WebSocket scenarios).
     #[command(hide = true)]
     BaselineServer,
@@ -99,9 +106,9 @@ impl Scenario {
         match self {
             Scenario::Auth(args) => auth::run(target, args).await,
             Scenario::Boards(args) => boards::run(target, args).await,
-            Scenario::Connections(args) => ws::connections(target, args).await,
-            Scenario::Fanout(args) => ws::fanout(target, args).await,
-            Scenario::ReconnectStorm(args) => ws::reconnect_storm(target, args).await,
+            Scenario::Connections(args) => connections::run(target, args).await,
+            Scenario::Fanout(args) => fanout::run(target, args).await,
+            Scenario::ReconnectStorm(args) => reconnect_storm::run(target, args).await,
             Scenario::BaselineServer => anyhow::bail!("baseline-server is not a scenario"),
         }
     }

@@ -309,6 +309,30 @@ pub fn format_ms(ms: Option<f64>) -> String {
     }
 }
 
+/// A WebSocket scenario's progress line on stderr, prefixed with the scenario's name.
+pub fn progress(scenario: &str, message: impl std::fmt::Display) {
+    eprintln!("{scenario}: {message}");
+}
+
+/// Boardroom's figure over the baseline's, to two decimals; none when either is missing or the
+/// baseline's is zero.
+pub fn ratio(ours: Option<f64>, baseline: Option<f64>) -> Option<f64> {
+    match (ours, baseline) {
+        (Some(ours), Some(base)) if base > 0.0 => Some((ours / base * 100.0).round() / 100.0),
+        _ => None,
+    }
+}
+
+/// A [`ratio`] for people: `1.50x`, or `n/a`.
+pub fn show_ratio(ratio: Option<f64>) -> String {
+    ratio.map(|r| format!("{r:.2}x")).unwrap_or_else(|| "n/a".into())
+}
+
+/// A figure that may be unknown (no memory reading, say) for people: `?` when it is.
+pub fn show<T: std::fmt::Display>(value: Option<T>) -> String {
+    value.map(|v| v.to_string()).unwrap_or_else(|| "?".into())
+}
+
 /// Writes `report` as pretty JSON to `path`, creating its directory.
 pub fn write_json(path: &Path, report: &impl Serialize) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

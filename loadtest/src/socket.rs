@@ -1,0 +1,239 @@
+//! The Boardroom side of the WebSocket scenarios: their shared options ([`Common`]), the board
+//! they run on and who they run as ([`Setup`]), a protocol client ([`Client`]: `hello`,
+//! requests and their replies, `subscribe`), and opening many sockets at once ([`open_many`]).
+//!
+//! Boardroom is driven as one registered user with one organization and one board, over
+//! sockets authenticated with that user's token (`Authorization: Bearer`). Every socket is bound
+//! to its own source address in 127.0.0.0/8 ([`Dialer`]) so ephemeral ports never run out.
+//! Every socket is read continuously while held: tokio-tungstenite answers the server's
+//! heartbeat pings only while the stream is polled.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use boardroom_protocol::Encoding;
+use futures::{SinkExt, StreamExt};
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::api::{string_field, Api};
+use crate::net::{Dialer, Ws};
+use crate::stats::Recorder;
+
+/// Options every WebSocket scenario takes.
+#[derive(Debug, Clone, clap::Args, Serialize)]
+pub struct Common {
+    /// Frame encoding of the subscribers: json or msgpack (the writer always speaks JSON).
+    #[arg(long, default_value = "json")]
+    pub(crate) encoding: String,
+    /// Sockets opened at once while setting up (the rest wait for a slot).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub(crate) open_concurrency: u64,
+    /// Skip the bare baseline (only Boardroom is measured; no ratios).
+    #[arg(long)]
+    pub(crate) no_baseline: bool,
+}
+
+/// The board the scenario runs on, and who it runs as.
+pub struct Setup {
+    url: String,
+    token: String,
+    pub board: String,
+    pub group: String,
+    encoding: Encoding,
+    dialer: Dialer,
+}
+
+impl Setup {
+    pub async fn create(common: &Common, base: &url::Url) -> anyhow::Result<Setup> {
+        let encoding = match common.encoding.as_str() {
+            "json" => Encoding::Json,
+            "msgpack" => Encoding::MessagePack,
+            other => bail!("--encoding must be json or msgpack, not {other}"),
+        };
+        let api = Api::new(base)?;
+        let owner = api.register("load").await.context("registering the owner")?;
+        let org = api.create_org(&owner, "Load test").await.context("creating the organization")?;
+        let board =
+            api.create_board(&owner, &org, "Load board").await.context("creating the board")?;
+        Ok(Setup {
+            url: base.as_str().trim_end_matches('/').to_owned(),
+            token: owner.access_token,
+            board: string_field(&board, "id")?,
+            group: string_field(&board, "groups/0/id")?,
+            encoding,
+            dialer: Dialer::for_url(base)?,
+        })
+    }
+
+    pub async fn connect(&self, encoding: Encoding) -> anyhow::Result<Client> {
+        connect(&self.dialer, &self.url, &self.token, encoding).await
+    }
+
+    /// A socket subscribed to the board (from `after_seq`, if given), and the board's seq.
+    pub async fn subscriber(&self, after_seq: Option<i64>) -> anyhow::Result<(Client, i64)> {
+        let mut client = self.connect(self.encoding).await?;
+        let seq = client.subscribe(&self.board, after_seq).await?;
+        Ok((client, seq))
+    }
+}
+
+/// Opens a socket to the Boardroom at `base_url` with `token` as its bearer credential (as a
+/// bot does) and reads its `hello`.
+async fn connect(
+    dialer: &Dialer,
+    base_url: &str,
+    token: &str,
+    encoding: Encoding,
+) -> anyhow::Result<Client> {
+    let ws_url =
+        format!("{}/api/v1/ws", base_url.trim_end_matches('/').replacen("http://", "ws://", 1));
+    let mut request = ws_url.into_client_request()?;
+    request.headers_mut().insert("authorization", format!("Bearer {token}").parse()?);
+    request.headers_mut().insert("sec-websocket-protocol", encoding.subprotocol().parse()?);
+    let ws = dialer.websocket(request).await?;
+    let mut client = Client { ws, encoding, next_id: 1, pending: VecDeque::new() };
+    let hello = client.next_frame().await?;
+    if hello["type"] != "hello" {
+        bail!("expected hello, got {hello}");
+    }
+    Ok(client)
+}
+
+/// A JSON socket authenticated as a bot with `token`, past its `hello`.
+pub async fn bot_socket(dialer: &Dialer, base: &url::Url, token: &str) -> anyhow::Result<Ws> {
+    Ok(connect(dialer, base.as_str(), token, Encoding::Json).await?.ws)
+}
+
+/// One protocol client.
+pub struct Client {
+    pub ws: Ws,
+    encoding: Encoding,
+    next_id: u64,
+    pending: VecDeque<Value>,
+}
+
+impl Client {
+    async fn next_frame(&mut self) -> anyhow::Result<Value> {
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
+                .await
+                .context("no frame within 30 s")?
+                .ok_or_else(|| anyhow!("connection ended"))??;
+            return Ok(match message {
+                Message::Text(text) => serde_json::from_str(&text)?,
+                Message::Binary(bytes) => rmp_serde::from_slice(&bytes)?,
+                Message::Close(frame) => bail!("closed: {frame:?}"),
+                _ => continue,
+            });
+        }
+    }
+
+    async fn request(&mut self, mut frame: Value) -> anyhow::Result<Value> {
+        let id = self.next_id;
+        self.next_id += 1;
+        frame["id"] = json!(id);
+        self.ws.send(encode(self.encoding, &frame)?).await?;
+        loop {
+            let frame = self.next_frame().await?;
+            if frame["type"] == "reply" && frame["id"] == json!(id) {
+                if frame["ok"] != true {
+                    bail!("request failed: {frame}");
+                }
+                return Ok(frame);
+            }
+            self.pending.push_back(frame);
+        }
+    }
+
+    pub async fn next_event(&mut self) -> anyhow::Result<Value> {
+        loop {
+            let frame = match self.pending.pop_front() {
+                Some(frame) => frame,
+                None => self.next_frame().await?,
+            };
+            if frame["type"] == "event" {
+                return Ok(frame);
+            }
+        }
+    }
+
+    async fn subscribe(&mut self, board: &str, after_seq: Option<i64>) -> anyhow::Result<i64> {
+        let mut frame = json!({"type": "subscribe", "board_id": board});
+        if let Some(after) = after_seq {
+            frame["after_seq"] = json!(after);
+        }
+        let reply = self.request(frame).await?;
+        if after_seq.is_some() && reply["data"]["recovered"] != true {
+            bail!("resumed without recovery (a snapshot instead): {}", reply["data"]["seq"]);
+        }
+        reply["data"]["seq"].as_i64().ok_or_else(|| anyhow!("no seq in {reply}"))
+    }
+}
+
+fn encode(encoding: Encoding, frame: &Value) -> anyhow::Result<Message> {
+    let bytes = encoding.encode(frame)?;
+    Ok(match encoding {
+        Encoding::Json => Message::Text(String::from_utf8(bytes)?.into()),
+        Encoding::MessagePack => Message::Binary(bytes.into()),
+    })
+}
+
+/// Opens `count` sockets with `open`, `concurrency` at a time, timing each; stops at the first
+/// failure (answering how many were open and why).
+pub async fn open_many<T: Send + 'static, F, Fut>(
+    count: usize,
+    concurrency: usize,
+    open: F,
+) -> (Vec<T>, Recorder, Option<String>)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
+{
+    let mut opened = Vec::with_capacity(count);
+    let mut latency = Recorder::new();
+    let mut tasks = JoinSet::new();
+    let mut failure = None;
+    let mut started = 0;
+    while opened.len() < count && failure.is_none() {
+        while started < count && tasks.len() < concurrency {
+            let fut = open();
+            tasks.spawn(async move {
+                let began = Instant::now();
+                let result = tokio::time::timeout(Duration::from_secs(60), fut).await;
+                (began.elapsed(), result)
+            });
+            started += 1;
+        }
+        let Some(done) = tasks.join_next().await else { break };
+        match done {
+            Ok((took, Ok(Ok(socket)))) => {
+                latency.record(took);
+                opened.push(socket);
+            }
+            Ok((_, Ok(Err(err)))) => failure = Some(format!("{err:#}")),
+            Ok((_, Err(_))) => failure = Some("opening a socket took over 60 s".into()),
+            Err(err) => failure = Some(format!("an opening task failed: {err}")),
+        }
+    }
+    if failure.is_some() {
+        latency.record_error("open");
+    }
+    // Those still opening when one failed are kept too: they count as held.
+    while let Some(done) = tasks.join_next().await {
+        if let Ok((took, Ok(Ok(socket)))) = done {
+            latency.record(took);
+            opened.push(socket);
+        }
+    }
+    (opened, latency, failure)
+}
+
+/// `--open-concurrency` as a count of sockets.
+pub fn concurrency(common: &Common) -> usize {
+    usize::try_from(common.open_concurrency).unwrap_or(256)
+}
