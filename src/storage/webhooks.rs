@@ -560,17 +560,23 @@ impl TenantStore<'_> {
                 let at = now();
                 let give_up_at = at + retry_window;
                 let wanted: Vec<_> = events.iter().filter(|e| wants(&kinds.0, &e.kind)).collect();
-                added += transaction!(self.store, conn => {
-                    // The webhook's row first: a deletion racing this locks it first too, so the
-                    // two queue rather than deadlock.
-                    sqlx::query(
-                        "UPDATE webhooks SET last_enqueued_seq = $3 \
-                         WHERE organization_id = $1 AND id = $2 AND last_enqueued_seq < $3",
+                let enqueued: Option<u64> = transaction!(self.store, conn => {
+                    // The webhook's row first, and only while it is enabled: a deletion or a
+                    // disabling racing this locks it first too, so the two queue rather than
+                    // deadlock, and either these rows land before the disabling or none do.
+                    let live = sqlx::query(
+                        "UPDATE webhooks SET last_enqueued_seq = \
+                         CASE WHEN last_enqueued_seq < $3 THEN $3 ELSE last_enqueued_seq END \
+                         WHERE organization_id = $1 AND id = $2 AND enabled",
                     )
                     .bind(org).bind(hook).bind(max)
-                    .execute(&mut *conn).await?;
+                    .execute(&mut *conn).await?
+                    .rows_affected();
+                    if live == 0 {
+                        return Ok(None);
+                    }
                     if wanted.is_empty() {
-                        return Ok(0);
+                        return Ok(Some(0));
                     }
                     // One statement for the page, not one per event.
                     let mut q = sqlx::QueryBuilder::new(
@@ -583,8 +589,10 @@ impl TenantStore<'_> {
                             .push_bind(at).push_bind(give_up_at).push_bind(at).push_bind(at);
                     });
                     q.push(" ON CONFLICT (webhook_id, seq) DO NOTHING");
-                    Ok(q.build().execute(&mut *conn).await?.rows_affected())
+                    Ok(Some(q.build().execute(&mut *conn).await?.rows_affected()))
                 })?;
+                let Some(enqueued) = enqueued else { break };
+                added += enqueued;
                 last = max;
                 if (events.len() as i64) < CATCH_UP_BATCH {
                     break;
