@@ -9,7 +9,8 @@ both_backends!(
     every_answer_carries_a_request_id,
     unknown_routes_answer_json_errors,
     commits_reach_the_disk_before_they_are_acknowledged,
-    an_answer_before_the_body_leaves_the_connection_usable
+    an_answer_before_the_body_leaves_the_connection_usable,
+    a_refusal_does_not_invite_a_body_the_client_held_back
 );
 
 async fn readyz_reports_ready_with_backend(server: &TestServer) {
@@ -183,4 +184,30 @@ async fn an_answer_before_the_body_leaves_the_connection_usable(server: &TestSer
         let (_, head, _) = exchange(stream, next, Vec::new()).await;
         assert!(head.starts_with("http/1.1 200"), "{head}");
     }
+}
+
+/// A client that sent `Expect: 100-continue` and holds its body back is refused (401) without
+/// first being told to send it: the answer comes at once, says `Connection: close`, and no
+/// `100 Continue` precedes it. Draining the unread body would have invited the upload.
+async fn a_refusal_does_not_invite_a_body_the_client_held_back(server: &TestServer) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let head =
+        "POST /api/v1/orgs HTTP/1.1\r\nhost: boardroom\r\ncontent-type: application/json\r\n\
+                expect: 100-continue\r\ncontent-length: 4194304\r\n\r\n";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(3), async {
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut chunk).await.unwrap_or(0);
+            assert!(n > 0, "the connection ended before an answer");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    assert!(answered.is_ok(), "no answer while the body was held back: {buf:?}");
+    let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
 }

@@ -123,8 +123,12 @@ pub struct CheckedValue {
 
 /// Checks `value` for `column`.
 pub fn check_value(column: &Column, value: &Value) -> Result<CheckedValue, BoardError> {
-    let field = format!("column {:?} ({})", column.title, column.kind.as_str());
-    let wrong = |what: &str| invalid(format!("{field} needs {what}"));
+    // Built only when a value is refused: this runs for every value of every item write.
+    let field = || format!("column {:?} ({})", column.title, column.kind.as_str());
+    let wrong = |what: &str| invalid(format!("{} needs {what}", field()));
+    let chars = |part: &str, raw: &str, form: Form| {
+        text::check(form, raw).map_err(|why| invalid(format!("{}{part} {why}", field())))
+    };
     let plain = |value: Value| Ok(CheckedValue { value, people: Vec::new() });
     if value.is_null() {
         return plain(Value::Null);
@@ -138,7 +142,7 @@ pub fn check_value(column: &Column, value: &Value) -> Result<CheckedValue, Board
                 return Err(wrong(&format!("at most {max} characters")));
             }
             let form = if column.kind == ColumnKind::Text { Form::Line } else { Form::Lines };
-            check_chars(&field, text, form)?;
+            chars("", text, form)?;
             plain(Value::String(text.to_owned()))
         }
         ColumnKind::Number => match value {
@@ -208,13 +212,13 @@ pub fn check_value(column: &Column, value: &Value) -> Result<CheckedValue, Board
                 ),
                 _ => return Err(wrong("an http(s) URL")),
             };
-            let parsed = url::Url::parse(raw)
-                .ok()
-                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
             if raw.chars().count() > MAX_URL_CHARS {
                 return Err(wrong(&format!("a URL of at most {MAX_URL_CHARS} characters")));
             }
-            check_chars(&format!("{field}'s URL"), raw, Form::Identifier)?;
+            chars("'s URL", raw, Form::Identifier)?;
+            let parsed = url::Url::parse(raw)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
             if parsed.is_none() {
                 return Err(wrong("an http(s) URL"));
             }
@@ -223,7 +227,7 @@ pub fn check_value(column: &Column, value: &Value) -> Result<CheckedValue, Board
                     return Err(wrong("a text of at most 200 characters"))
                 }
                 Some(t) => {
-                    check_chars(&format!("{field}'s text"), t, Form::Line)?;
+                    chars("'s text", t, Form::Line)?;
                     Value::String(t.to_owned())
                 }
                 None => Value::Null,

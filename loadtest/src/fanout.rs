@@ -266,10 +266,9 @@ pub async fn run(target: &Target, args: &FanoutArgs) -> anyhow::Result<ScenarioR
     progress(name, format!("boardroom: {} subscribers, then the writer", args.subscribers));
     cpu.begin();
     let writer = setup.connect(Encoding::Json).await?.ws;
-    let (board, group) = (setup.board.clone(), setup.group.clone());
-    let make = move |id: u64, name: &str| {
-        let frame = json!({"type": "create_item", "id": id, "board_id": board, "group_id": group, "name": name});
-        Ok(Message::Text(frame.to_string().into()))
+    let make = {
+        let setup = Arc::clone(&setup);
+        move |id: u64, name: &str| Ok(setup.create_item_frame(id, name))
     };
     let boardroom = fan(
         args,

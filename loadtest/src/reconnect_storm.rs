@@ -10,7 +10,6 @@ use boardroom_protocol::Encoding;
 use serde::Serialize;
 use serde_json::json;
 use tokio::task::JoinSet;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::baseline::BaselineServer;
 use crate::machine::PhaseMeter;
@@ -55,11 +54,7 @@ pub async fn run(target: &Target, args: &ReconnectArgs) -> anyhow::Result<Scenar
     drop(clients);
     // Written under the default per-socket frame limit (50/s), while everyone is away.
     let writer = setup.connect(Encoding::Json).await?.ws;
-    let (board, group) = (setup.board.clone(), setup.group.clone());
-    let make = move |id: u64, name: &str| {
-        let frame = json!({"type": "create_item", "id": id, "board_id": board, "group_id": group, "name": name});
-        Ok(Message::Text(frame.to_string().into()))
-    };
+    let make = |id: u64, name: &str| Ok(setup.create_item_frame(id, name));
     let written = write(
         writer,
         Flavor::Boardroom,

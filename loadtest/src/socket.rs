@@ -49,6 +49,12 @@ pub struct Setup {
 }
 
 impl Setup {
+    /// The writer's `create_item` request for item `name` in this set-up's group, as a JSON frame.
+    pub fn create_item_frame(&self, id: u64, name: &str) -> Message {
+        let frame = json!({"type": "create_item", "id": id, "board_id": self.board, "group_id": self.group, "name": name});
+        Message::Text(frame.to_string().into())
+    }
+
     pub async fn create(common: &Common, base: &url::Url) -> anyhow::Result<Setup> {
         let encoding = match common.encoding.as_str() {
             "json" => Encoding::Json,

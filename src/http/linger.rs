@@ -44,6 +44,13 @@ pub async fn linger(request: Request, next: Next) -> Response {
     if body.is_end_stream() {
         return next.run(Request::from_parts(parts, body)).await;
     }
+    if expects_continue(&parts.headers) {
+        // Draining would make hyper send `100 Continue` and invite a body the answer refused;
+        // a client waiting to be told has sent nothing yet, so closing costs it nothing.
+        let mut response = next.run(Request::from_parts(parts, body)).await;
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
     let shared = SharedBody(Arc::new(Mutex::new(body)));
     let mut response = next.run(Request::from_parts(parts, Body::new(shared.clone()))).await;
     if !drain(shared).await {
@@ -51,6 +58,11 @@ pub async fn linger(request: Request, next: Next) -> Response {
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
+}
+
+/// Whether the client asked to be told before it sends its body (`Expect: 100-continue`).
+fn expects_continue(headers: &axum::http::HeaderMap) -> bool {
+    headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// Reads and drops the rest of `body`; whether it ended within the bounds.

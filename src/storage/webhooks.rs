@@ -255,17 +255,8 @@ impl Store {
         Ok(rows
             .into_iter()
             .map(|(id, organization_id, webhook_id, board_id, creator, creator_key, events)| {
-                DueDelivery {
-                    id,
-                    webhook: WebhookGrant {
-                        id: webhook_id,
-                        organization_id,
-                        board_id,
-                        creator,
-                        creator_key,
-                        events: events.0,
-                    },
-                }
+                let grant = (webhook_id, organization_id, board_id, creator, creator_key, events);
+                DueDelivery { id, webhook: grant_of(grant) }
             })
             .collect())
     }
@@ -273,6 +264,15 @@ impl Store {
 
 /// A due head: delivery, organization, webhook, board, creator, creator's key, kinds.
 type DueRow = (Uuid, Uuid, Uuid, Uuid, Option<Uuid>, Option<Uuid>, Json<Vec<String>>);
+
+/// A webhook's id, organization, board, creator, creator's key and kinds, as selected.
+type GrantRow = (Uuid, Uuid, Uuid, Option<Uuid>, Option<Uuid>, Json<Vec<String>>);
+
+fn grant_of(
+    (id, organization_id, board_id, creator, creator_key, events): GrantRow,
+) -> WebhookGrant {
+    WebhookGrant { id, organization_id, board_id, creator, creator_key, events: events.0 }
+}
 
 impl TenantStore<'_> {
     /// Creates a webhook that delivers the board's events from its current last seq on.
@@ -424,21 +424,10 @@ impl TenantStore<'_> {
             "SELECT id, organization_id, board_id, created_by, created_by_key, events FROM webhooks \
              WHERE organization_id = $1 AND {filter} = $2 AND enabled ORDER BY id"
         );
-        type Row = (Uuid, Uuid, Uuid, Option<Uuid>, Option<Uuid>, Json<Vec<String>>);
-        let rows: Vec<Row> = on_pool!(self, pool => {
-            sqlx::query_as::<_, Row>(&sql).bind(self.org_id()).bind(value).fetch_all(pool).await
+        let rows: Vec<GrantRow> = on_pool!(self, pool => {
+            sqlx::query_as::<_, GrantRow>(&sql).bind(self.org_id()).bind(value).fetch_all(pool).await
         })?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, organization_id, board_id, creator, creator_key, events)| WebhookGrant {
-                id,
-                organization_id,
-                board_id,
-                creator,
-                creator_key,
-                events: events.0,
-            })
-            .collect())
+        Ok(rows.into_iter().map(grant_of).collect())
     }
 
     /// Disables an enabled webhook whose creator lost access, recording `reason`. Returns
