@@ -622,14 +622,18 @@ impl Auth {
         let digest = self.tokens.digest(b"api-key", key.as_bytes());
         // A key already verified is no guess and costs nothing: only what would reach the
         // database and bcrypt is held back for an IP with too many failed keys.
-        match self.keys.get(&digest, now) {
+        let known = match self.keys.get(&digest, now) {
             Lookup::Fresh(grant) => return Ok(grant),
-            Lookup::Stale(cached) => return self.recheck_key(digest, cached).await,
-            Lookup::Miss => {}
+            Lookup::Stale(_) => true,
+            Lookup::Miss => false,
+        };
+        if !known {
+            if let Some(retry) = self.keys.ip_is_blocked(meta.ip) {
+                return Err(ApiError::rate_limited(retry));
+            }
         }
-        if let Some(retry) = self.keys.ip_is_blocked(meta.ip) {
-            return Err(ApiError::rate_limited(retry));
-        }
+        // One turn per key: when a busy key's grant goes stale, one request re-reads its row
+        // and the others find it fresh, rather than each reading it.
         let turn = self.keys.verify_turn(digest);
         let verified = {
             let _turn = turn.lock().await;
