@@ -4,6 +4,7 @@
 //! with typed column values, people comment on items, and everyone sees every change live.
 //!
 //! ## Layout
+//! - [`access`]: a caller's organization access as the board `Requester`, for REST and sockets.
 //! - [`auth`]: credentials to callers: passwords, sessions, JWTs, API keys, limits, and the
 //!   org-level access check with the audited superadmin bypass.
 //! - [`config`]: the clap command line; every setting is a flag and an environment variable.
@@ -22,6 +23,7 @@
 //! The domain rules and the supervised actors live in `boardroom-actors`; the wire types in
 //! `boardroom-protocol`. See `docs/ARCHITECTURE.md`.
 
+pub mod access;
 pub mod auth;
 pub mod config;
 pub mod error;

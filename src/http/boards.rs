@@ -28,7 +28,8 @@ use uuid::Uuid;
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::AppState;
-use crate::auth::{Caller, Principal};
+use crate::access::requester_for;
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 
 /// Routes of this module.
@@ -72,55 +73,6 @@ pub fn board_error(err: BoardError) -> ApiError {
             err
         }
     }
-}
-
-fn scopes_of(caller: &Caller) -> Option<Vec<Scope>> {
-    match &caller.principal {
-        Principal::ApiKey(grant) => Some(grant.scopes.clone()),
-        Principal::User { .. } => None,
-    }
-}
-
-/// The board's organization and who is asking there. A board the caller's organizations do
-/// not hold is 404.
-pub async fn requester_for(
-    state: &AppState,
-    caller: &Caller,
-    board: Uuid,
-) -> ApiResult<(Uuid, Requester)> {
-    requester(state, caller, board, false).await
-}
-
-/// [`requester_for`] when re-confirming access granted earlier (a superadmin's bypass is not
-/// audited again).
-pub async fn requester_recheck(
-    state: &AppState,
-    caller: &Caller,
-    board: Uuid,
-) -> ApiResult<(Uuid, Requester)> {
-    requester(state, caller, board, true).await
-}
-
-async fn requester(
-    state: &AppState,
-    caller: &Caller,
-    board: Uuid,
-    recheck: bool,
-) -> ApiResult<(Uuid, Requester)> {
-    let not_found = || ApiError::not_found("board");
-    let org =
-        state.boards().org_of(board).await.map_err(ApiError::internal)?.ok_or_else(not_found)?;
-    let access = if recheck {
-        state.auth().org_access_recheck(caller, org, OrgRole::Member).await
-    } else {
-        state.auth().org_access(caller, org, OrgRole::Member).await
-    };
-    let access =
-        access.map_err(|err| if err.code() == ErrorCode::NotFound { not_found() } else { err })?;
-    Ok((
-        org,
-        Requester { user_id: caller.user_id(), org_role: access.role, scopes: scopes_of(caller) },
-    ))
 }
 
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {

@@ -28,9 +28,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::boards::{board_error, requester_for};
+use super::boards::board_error;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::AppState;
+use crate::access::requester_for;
 use crate::auth::{org_error, Caller, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::ssrf::Guard;

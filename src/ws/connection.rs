@@ -34,9 +34,10 @@ use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
 use super::fanout::{message, wire_time, Subscription};
+use crate::access::{requester_for, requester_recheck, scopes_of};
 use crate::auth::{Caller, Principal};
 use crate::error::ApiError;
-use crate::http::boards::{board_error, requester_for, requester_recheck};
+use crate::http::boards::board_error;
 use crate::http::AppState;
 
 /// Subscriptions one connection may hold.
@@ -973,14 +974,6 @@ impl Connection {
         for (_, sub) in self.subs.drain() {
             self.state.ws().fanout().remove(&sub);
         }
-    }
-}
-
-/// The scopes of an API key principal (`None` for a session).
-fn scopes_of(principal: &Principal) -> Option<&[boardroom_protocol::Scope]> {
-    match principal {
-        Principal::ApiKey(grant) => Some(&grant.scopes),
-        Principal::User { .. } => None,
     }
 }
 
