@@ -1,0 +1,564 @@
+//! Applying commands: each [`BoardCommand`] is checked against the caller's role and scopes and
+//! the board's state, and, when it passes, applied to the board in memory, answering the row
+//! changes to write and the event to log. A refused command leaves the board as it was.
+
+use std::collections::BTreeMap;
+
+use boardroom_protocol::Scope;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::views::{board_json, column_json, group_json, item_json, update_json};
+use super::{now, BoardState, Change, Requester};
+use crate::domain::{
+    invalid, BoardCommand, BoardError, BoardRole, Column, EventKind, Group, Item, Placement, Update,
+};
+use crate::position;
+use crate::values::{self, MAX_LONG_TEXT_CHARS, MAX_NAME_CHARS, MAX_TITLE_CHARS};
+
+/// A position for `moving` (or, with `None`, something new) placed among `siblings` (ids with
+/// their keys, in order; `moving` itself is skipped).
+fn place_among<'a>(
+    siblings: impl Iterator<Item = (Uuid, &'a str)>,
+    moving: Option<Uuid>,
+    placement: &Placement,
+) -> Result<String, BoardError> {
+    let siblings: Vec<(Uuid, &str)> = siblings.filter(|(id, _)| Some(*id) != moving).collect();
+    place(&siblings, placement)
+}
+
+/// A position for something placed among `siblings` (sorted keys with ids).
+fn place(siblings: &[(Uuid, &str)], placement: &Placement) -> Result<String, BoardError> {
+    let index_of = |id: Uuid| {
+        siblings
+            .iter()
+            .position(|(s, _)| *s == id)
+            .ok_or(BoardError::NotFound("sibling to place next to"))
+    };
+    let (low, high) = match (placement.before, placement.after) {
+        (None, None) => (siblings.last().map(|(_, p)| *p), None),
+        (Some(before), None) => {
+            let i = index_of(before)?;
+            (i.checked_sub(1).map(|j| siblings[j].1), Some(siblings[i].1))
+        }
+        (None, Some(after)) => {
+            let i = index_of(after)?;
+            (Some(siblings[i].1), siblings.get(i + 1).map(|(_, p)| *p))
+        }
+        (Some(before), Some(after)) => {
+            let (a, b) = (index_of(after)?, index_of(before)?);
+            if a + 1 != b {
+                return Err(invalid("`after` and `before` must be adjacent, in that order"));
+            }
+            (Some(siblings[a].1), Some(siblings[b].1))
+        }
+    };
+    let key = position::between(low, high)
+        .ok_or_else(|| BoardError::Conflict("cannot place there; reload and retry".into()))?;
+    if key.len() > position::MAX_KEY_LEN {
+        return Err(BoardError::Conflict(
+            "no room is left between those two neighbours; place it elsewhere".into(),
+        ));
+    }
+    Ok(key)
+}
+
+impl BoardState {
+    /// Checks and applies one command, returning its changes, event kind and data.
+    pub(super) async fn apply(
+        &mut self,
+        requester: &Requester,
+        command: BoardCommand,
+    ) -> Result<(Vec<Change>, EventKind, Value), BoardError> {
+        let board_id = self.board.id;
+        let at = now();
+        match command {
+            BoardCommand::UpdateBoard { name, description } => {
+                self.require(requester, BoardRole::Owner, Scope::BoardsWrite)?;
+                if name.is_none() && description.is_none() {
+                    return Err(invalid("nothing to change: give name or description"));
+                }
+                let mut board = self.board.clone();
+                if let Some(name) = name {
+                    board.name = values::check_text("name", &name, MAX_TITLE_CHARS)?;
+                }
+                if let Some(description) = description {
+                    board.description = values::check_description(&description)?;
+                }
+                board.updated_at = at;
+                self.board = board.clone();
+                Ok((
+                    vec![Change::Board(board.clone())],
+                    EventKind::BoardUpdated,
+                    board_json(&board),
+                ))
+            }
+            BoardCommand::DeleteBoard => {
+                self.require(requester, BoardRole::Owner, Scope::BoardsWrite)?;
+                self.deleted = true;
+                Ok((vec![Change::DeleteBoard], EventKind::BoardDeleted, json!({ "id": board_id })))
+            }
+            BoardCommand::SetMember { user_id, role } => {
+                self.require(requester, BoardRole::Owner, Scope::BoardsWrite)?;
+                if !self.is_org_member(user_id).await? {
+                    return Err(invalid("that user is not a member of this organization"));
+                }
+                let previous = self.members.get(&user_id).copied();
+                if previous == Some(role) {
+                    return Err(BoardError::Conflict(format!(
+                        "already a {} of this board",
+                        role.as_str()
+                    )));
+                }
+                self.keep_an_owner(user_id, Some(role))?;
+                self.members.insert(user_id, role);
+                let kind = if previous.is_some() {
+                    EventKind::MemberRoleChanged
+                } else {
+                    EventKind::MemberAdded
+                };
+                let data = json!({ "user_id": user_id, "role": role.as_str(), "previous_role": previous.map(BoardRole::as_str) });
+                Ok((vec![Change::Member(user_id, Some(role))], kind, data))
+            }
+            BoardCommand::RemoveMember { user_id } => {
+                self.require(requester, BoardRole::Owner, Scope::BoardsWrite)?;
+                let previous =
+                    *self.members.get(&user_id).ok_or(BoardError::NotFound("board member"))?;
+                self.keep_an_owner(user_id, None)?;
+                self.members.remove(&user_id);
+                let data = json!({ "user_id": user_id, "previous_role": previous.as_str() });
+                Ok((vec![Change::Member(user_id, None)], EventKind::MemberRemoved, data))
+            }
+            BoardCommand::CreateColumn { title, kind, settings, placement } => {
+                self.require(requester, BoardRole::Owner, Scope::BoardsWrite)?;
+                self.limits.room_for_column(self.columns.len())?;
+                let title = values::check_text("title", &title, MAX_TITLE_CHARS)?;
+                let settings = values::check_settings(kind, settings.as_ref())?;
+                let position = place_among(
+                    self.columns.iter().map(|c| (c.id, c.position.as_str())),
+                    None,
+                    &placement,
+                )?;
+                let column = Column { id: Uuid::now_v7(), title, kind, settings, position };
+                self.columns.push(column.clone());
+                self.columns.sort_by(|a, b| a.position.cmp(&b.position));
+                Ok((
+                    vec![Change::Column(column.clone())],
+                    EventKind::ColumnCreated,
+                    column_json(board_id, &column),
+                ))
+            }
+            BoardCommand::UpdateColumn { column_id, title, settings, placement } => {
+                self.require(requester, BoardRole::Owner, Scope::BoardsWrite)?;
+                let mut column = self.column(column_id)?.clone();
+                if let Some(title) = title {
+                    column.title = values::check_text("title", &title, MAX_TITLE_CHARS)?;
+                }
+                if placement != Placement::default() {
+                    column.position = place_among(
+                        self.columns.iter().map(|c| (c.id, c.position.as_str())),
+                        Some(column_id),
+                        &placement,
+                    )?;
+                }
+                if let Some(settings) = &settings {
+                    column.settings = values::check_settings(column.kind, Some(settings))?;
+                }
+                // Nothing below can fail: a refused command must leave the board as it was.
+                let mut changes = Vec::new();
+                if settings.is_some() {
+                    // Values no longer allowed by the new labels are cleared, not left invalid.
+                    for item in self.items.values_mut() {
+                        if let Some(value) = item.values.get(&column_id) {
+                            if values::check_value(&column, value).is_err() {
+                                item.values.remove(&column_id);
+                                item.version += 1;
+                                item.updated_at = at;
+                                changes.push(Change::Item(item.clone()));
+                            }
+                        }
+                    }
+                }
+                if let Some(slot) = self.columns.iter_mut().find(|c| c.id == column_id) {
+                    *slot = column.clone();
+                }
+                self.columns.sort_by(|a, b| a.position.cmp(&b.position));
+                changes.insert(0, Change::Column(column.clone()));
+                Ok((changes, EventKind::ColumnUpdated, column_json(board_id, &column)))
+            }
+            BoardCommand::DeleteColumn { column_id } => {
+                self.require(requester, BoardRole::Owner, Scope::BoardsWrite)?;
+                self.column(column_id)?;
+                self.columns.retain(|c| c.id != column_id);
+                let mut changes = vec![Change::DeleteColumn(column_id)];
+                for item in self.items.values_mut() {
+                    if item.values.remove(&column_id).is_some() {
+                        item.version += 1;
+                        item.updated_at = at;
+                        changes.push(Change::Item(item.clone()));
+                    }
+                }
+                Ok((
+                    changes,
+                    EventKind::ColumnDeleted,
+                    json!({ "id": column_id, "board_id": board_id }),
+                ))
+            }
+            BoardCommand::CreateGroup { title, color, placement } => {
+                self.require(requester, BoardRole::Editor, Scope::BoardsWrite)?;
+                self.limits.room_for_group(self.groups.len())?;
+                let title = values::check_text("title", &title, MAX_TITLE_CHARS)?;
+                let color = color.map(|c| values::check_text("color", &c, 32)).transpose()?;
+                let position = place_among(
+                    self.groups.iter().map(|g| (g.id, g.position.as_str())),
+                    None,
+                    &placement,
+                )?;
+                let group = Group { id: Uuid::now_v7(), title, color, position };
+                self.groups.push(group.clone());
+                self.groups.sort_by(|a, b| a.position.cmp(&b.position));
+                Ok((
+                    vec![Change::Group(group.clone())],
+                    EventKind::GroupCreated,
+                    group_json(board_id, &group),
+                ))
+            }
+            BoardCommand::UpdateGroup { group_id, title, color, placement } => {
+                self.require(requester, BoardRole::Editor, Scope::BoardsWrite)?;
+                let mut group = self.group(group_id)?.clone();
+                if let Some(title) = title {
+                    group.title = values::check_text("title", &title, MAX_TITLE_CHARS)?;
+                }
+                if let Some(color) = color {
+                    group.color = Some(values::check_text("color", &color, 32)?);
+                }
+                if placement != Placement::default() {
+                    group.position = place_among(
+                        self.groups.iter().map(|g| (g.id, g.position.as_str())),
+                        Some(group_id),
+                        &placement,
+                    )?;
+                }
+                if let Some(slot) = self.groups.iter_mut().find(|g| g.id == group_id) {
+                    *slot = group.clone();
+                }
+                self.groups.sort_by(|a, b| a.position.cmp(&b.position));
+                Ok((
+                    vec![Change::Group(group.clone())],
+                    EventKind::GroupUpdated,
+                    group_json(board_id, &group),
+                ))
+            }
+            BoardCommand::DeleteGroup { group_id } => {
+                self.require(requester, BoardRole::Editor, Scope::BoardsWrite)?;
+                self.group(group_id)?;
+                self.groups.retain(|g| g.id != group_id);
+                self.items.retain(|_, i| i.group_id != group_id);
+                Ok((
+                    vec![Change::DeleteGroup(group_id)],
+                    EventKind::GroupDeleted,
+                    json!({ "id": group_id, "board_id": board_id }),
+                ))
+            }
+            BoardCommand::CreateItem { group_id, name, values, placement } => {
+                self.require(requester, BoardRole::Editor, Scope::ItemsWrite)?;
+                self.group(group_id)?;
+                // Archived items count: they are held, snapshotted and replayed alike.
+                self.limits.room_for_item(self.items.len())?;
+                let name = values::check_text("name", &name, MAX_NAME_CHARS)?;
+                let mut checked = BTreeMap::new();
+                for (column_id, value) in values {
+                    if let Some(value) = self.check_value(column_id, &value).await? {
+                        checked.insert(column_id, value);
+                    }
+                }
+                self.limits.check_item_values(&checked)?;
+                let position = place_among(
+                    self.items_in(group_id).iter().map(|i| (i.id, i.position.as_str())),
+                    None,
+                    &placement,
+                )?;
+                let item = Item {
+                    id: Uuid::now_v7(),
+                    group_id,
+                    name,
+                    values: checked,
+                    position,
+                    version: 1,
+                    archived_at: None,
+                    created_by: Some(requester.user_id),
+                    created_at: at,
+                    updated_at: at,
+                };
+                self.items.insert(item.id, item.clone());
+                Ok((
+                    vec![Change::Item(item.clone())],
+                    EventKind::ItemCreated,
+                    item_json(board_id, &item),
+                ))
+            }
+            BoardCommand::UpdateItem { item_id, name, values, expected_version } => {
+                self.require(requester, BoardRole::Editor, Scope::ItemsWrite)?;
+                let mut item = self.item(item_id)?.clone();
+                if let Some(expected) = expected_version {
+                    if expected != item.version {
+                        return Err(BoardError::VersionConflict {
+                            current: item.version,
+                            expected,
+                        });
+                    }
+                }
+                if name.is_none() && values.is_empty() {
+                    return Err(invalid("nothing to change: give name or values"));
+                }
+                if let Some(name) = name {
+                    item.name = values::check_text("name", &name, MAX_NAME_CHARS)?;
+                }
+                let mut changed_values = serde_json::Map::new();
+                for (column_id, value) in values {
+                    match self.check_value(column_id, &value).await? {
+                        Some(value) => {
+                            item.values.insert(column_id, value.clone());
+                            changed_values.insert(column_id.to_string(), value);
+                        }
+                        None => {
+                            item.values.remove(&column_id);
+                            changed_values.insert(column_id.to_string(), Value::Null);
+                        }
+                    }
+                }
+                // The merged values, so many small changes cannot grow an item past the bound.
+                self.limits.check_item_values(&item.values)?;
+                item.version += 1;
+                item.updated_at = at;
+                self.items.insert(item.id, item.clone());
+                let mut data = item_json(board_id, &item);
+                data["changed_values"] = Value::Object(changed_values);
+                Ok((vec![Change::Item(item)], EventKind::ItemUpdated, data))
+            }
+            BoardCommand::MoveItem { item_id, group_id, placement } => {
+                self.require(requester, BoardRole::Editor, Scope::ItemsWrite)?;
+                let mut item = self.item(item_id)?.clone();
+                self.group(group_id)?;
+                let from_group = item.group_id;
+                item.position = place_among(
+                    self.items_in(group_id).iter().map(|i| (i.id, i.position.as_str())),
+                    Some(item_id),
+                    &placement,
+                )?;
+                item.group_id = group_id;
+                item.version += 1;
+                item.updated_at = at;
+                self.items.insert(item.id, item.clone());
+                let mut data = item_json(board_id, &item);
+                data["from_group_id"] = json!(from_group);
+                Ok((vec![Change::Item(item)], EventKind::ItemMoved, data))
+            }
+            BoardCommand::ArchiveItem { item_id, archived } => {
+                self.require(requester, BoardRole::Editor, Scope::ItemsWrite)?;
+                let mut item = self.item(item_id)?.clone();
+                if item.archived_at.is_some() == archived {
+                    return Err(BoardError::Conflict(if archived {
+                        "already archived".into()
+                    } else {
+                        "not archived".into()
+                    }));
+                }
+                item.archived_at = archived.then_some(at);
+                item.version += 1;
+                item.updated_at = at;
+                self.items.insert(item.id, item.clone());
+                Ok((
+                    vec![Change::Item(item.clone())],
+                    EventKind::ItemArchived,
+                    item_json(board_id, &item),
+                ))
+            }
+            BoardCommand::DeleteItem { item_id } => {
+                self.require(requester, BoardRole::Editor, Scope::ItemsWrite)?;
+                let item = self.items.remove(&item_id).ok_or(BoardError::NotFound("item"))?;
+                Ok((
+                    vec![Change::DeleteItem(item_id)],
+                    EventKind::ItemDeleted,
+                    json!({ "id": item_id, "board_id": board_id, "group_id": item.group_id }),
+                ))
+            }
+            BoardCommand::CreateUpdate { item_id, body, parent_id } => {
+                self.require(requester, BoardRole::Editor, Scope::UpdatesWrite)?;
+                self.item(item_id)?;
+                let body = values::check_long_text("body", &body, MAX_LONG_TEXT_CHARS)?;
+                self.limits.check_update_body(&body)?;
+                if let Some(parent) = parent_id {
+                    let parent = match self.pending_update(parent) {
+                        Some(pending) => pending,
+                        None => self
+                            .store
+                            .update(self.org(), board_id, item_id, parent)
+                            .await
+                            .map_err(unavailable)?,
+                    };
+                    let parent = parent
+                        .filter(|p| p.item_id == item_id)
+                        .ok_or(BoardError::NotFound("parent update on this item"))?;
+                    if parent.parent_id.is_some() {
+                        return Err(invalid(
+                            "reply to the update itself, not to one of its replies",
+                        ));
+                    }
+                }
+                let update = Update {
+                    id: Uuid::now_v7(),
+                    item_id,
+                    parent_id,
+                    author_id: Some(requester.user_id),
+                    body,
+                    created_at: at,
+                    edited_at: None,
+                };
+                Ok((
+                    vec![Change::Update(update.clone())],
+                    EventKind::UpdateCreated,
+                    update_json(board_id, &update),
+                ))
+            }
+            BoardCommand::EditUpdate { item_id, update_id, body } => {
+                self.require(requester, BoardRole::Editor, Scope::UpdatesWrite)?;
+                self.item(item_id)?;
+                let mut update = self
+                    .store
+                    .update(self.org(), board_id, item_id, update_id)
+                    .await
+                    .map_err(unavailable)?
+                    .ok_or(BoardError::NotFound("update"))?;
+                if update.author_id != Some(requester.user_id) {
+                    return Err(BoardError::Forbidden("author"));
+                }
+                update.body = values::check_long_text("body", &body, MAX_LONG_TEXT_CHARS)?;
+                self.limits.check_update_body(&update.body)?;
+                update.edited_at = Some(at);
+                Ok((
+                    vec![Change::Update(update.clone())],
+                    EventKind::UpdateEdited,
+                    update_json(board_id, &update),
+                ))
+            }
+            BoardCommand::DeleteUpdate { item_id, update_id } => {
+                let role = self.require(requester, BoardRole::Editor, Scope::UpdatesWrite)?;
+                self.item(item_id)?;
+                let update = self
+                    .store
+                    .update(self.org(), board_id, item_id, update_id)
+                    .await
+                    .map_err(unavailable)?
+                    .ok_or(BoardError::NotFound("update"))?;
+                if update.author_id != Some(requester.user_id) && role != BoardRole::Owner {
+                    return Err(BoardError::Forbidden("owner (or the update's author)"));
+                }
+                Ok((
+                    vec![Change::DeleteUpdate(update_id)],
+                    EventKind::UpdateDeleted,
+                    json!({ "id": update_id, "item_id": item_id, "board_id": board_id }),
+                ))
+            }
+        }
+    }
+
+    /// A board always keeps an explicit owner.
+    fn keep_an_owner(&self, user: Uuid, next: Option<BoardRole>) -> Result<(), BoardError> {
+        let is_owner = self.members.get(&user) == Some(&BoardRole::Owner);
+        let owners = self.members.values().filter(|r| **r == BoardRole::Owner).count();
+        if is_owner && next != Some(BoardRole::Owner) && owners <= 1 {
+            return Err(BoardError::Conflict("a board must keep at least one owner".into()));
+        }
+        Ok(())
+    }
+
+    /// An update as the batch waiting to be written leaves it: `Some(Some(_))` written there,
+    /// `Some(None)` deleted there, `None` not touched (the store knows).
+    fn pending_update(&self, id: Uuid) -> Option<Option<Update>> {
+        let pending = self.pending.as_ref()?;
+        pending.changes.iter().fold(None, |found, change| match change {
+            Change::Update(update) if update.id == id => Some(Some(update.clone())),
+            Change::DeleteUpdate(deleted) if *deleted == id => Some(None),
+            _ => found,
+        })
+    }
+
+    /// Whether `user` belongs to the board's organization, as its org actor (the owner of
+    /// memberships) knows it: from its memory, once it has loaded the organization.
+    async fn is_org_member(&self, user: Uuid) -> Result<bool, BoardError> {
+        match self.orgs.role(self.org(), user).await {
+            Ok(role) => Ok(role.is_some()),
+            Err(err) => {
+                tracing::error!(error = %err, board = %self.board.id, "organization lookup failed");
+                Err(BoardError::Unavailable("organization is unavailable; retry".into()))
+            }
+        }
+    }
+
+    /// Checks a value for a column of this board; `None` clears it.
+    async fn check_value(
+        &self,
+        column_id: Uuid,
+        value: &Value,
+    ) -> Result<Option<Value>, BoardError> {
+        let column = self
+            .columns
+            .iter()
+            .find(|c| c.id == column_id)
+            .ok_or_else(|| invalid(format!("no column {column_id} on this board")))?;
+        let checked = values::check_value(column, value)?;
+        for person in &checked.people {
+            if !self.is_org_member(*person).await? {
+                return Err(invalid(format!("user {person} is not a member of this organization")));
+            }
+        }
+        Ok((!checked.value.is_null()).then_some(checked.value))
+    }
+}
+
+fn unavailable(err: anyhow::Error) -> BoardError {
+    tracing::error!(error = ?err, "board storage failed");
+    BoardError::Unavailable("storage is unavailable; retry".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    /// Moving two items back and forth past each other lengthens their keys; placements stop
+    /// being accepted at the bound instead of growing keys for ever.
+    #[test]
+    fn positions_stop_growing_at_the_bound() {
+        let (x, y, z) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let mut keys: HashMap<Uuid, String> =
+            HashMap::from([(x, "a0".to_owned()), (y, "a1".to_owned()), (z, "a2".to_owned())]);
+        let mut refused = None;
+        for n in 0..100_000 {
+            // Move whichever of x and y is first to just after the other (z stays last).
+            let (first, second) = if keys[&x] < keys[&y] { (x, y) } else { (y, x) };
+            let mut siblings: Vec<(Uuid, &str)> = keys
+                .iter()
+                .filter(|(id, _)| **id != first)
+                .map(|(id, key)| (*id, key.as_str()))
+                .collect();
+            siblings.sort_by(|a, b| a.1.cmp(b.1));
+            match place(&siblings, &Placement { before: None, after: Some(second) }) {
+                Ok(key) => {
+                    assert!(key.as_str() > keys[&second].as_str() && key < keys[&z]);
+                    keys.insert(first, key);
+                }
+                Err(err) => {
+                    refused = Some((n, err));
+                    break;
+                }
+            }
+        }
+        let (moves, err) = refused.expect("placements must be refused at some point");
+        assert!(matches!(err, BoardError::Conflict(_)), "{err:?}");
+        assert!(moves > 500, "only {moves} moves before the bound");
+        assert!(keys.values().all(|k| k.len() <= position::MAX_KEY_LEN));
+    }
+}
