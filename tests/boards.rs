@@ -2,6 +2,7 @@
 //! log, idempotent creates, item versions, cross-board and cross-org refusals, deletion, idle
 //! actors restarting from the database, and a crashed actor losing nothing it acknowledged.
 
+use boardroom_protocol::boards::BoardRole;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -41,17 +42,10 @@ pub struct Fixture {
 pub async fn fixture(server: &TestServer) -> Fixture {
     let owner = server.register("owner").await;
     let org = server.create_org(&owner, "Acme").await;
-    let created = server
-        .post(
-            &format!("/api/v1/orgs/{org}/boards"),
-            Some(&owner.access_token),
-            &json!({"name": "Roadmap"}),
-        )
-        .await;
-    let body = created.expect(201).clone();
-    assert_eq!(body["role"], "owner");
-    let board = body["id"].as_str().unwrap().to_owned();
-    let group = body["groups"][0]["id"].as_str().unwrap().to_owned();
+    let created = server.create_board(&owner, &org, "Roadmap").await;
+    assert_eq!(created.role, BoardRole::Owner);
+    let board = created.board.id.to_string();
+    let group = created.groups[0].id.to_string();
     Fixture { owner, org, board, group }
 }
 

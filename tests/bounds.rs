@@ -12,15 +12,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
+use boardroom_protocol::boards::{self as wire, Item, Snapshot, UpdateItem};
+use boardroom_protocol::events::{EventData, EventLog};
 use reqwest::Method;
-use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Message;
+use serde_json::json;
 
 use crate::boards::{fixture, Fixture};
-use crate::harness::{both_backends_with, Reply, TestServer};
-use crate::realtime::{connect, JSON};
+use crate::harness::socket::{connect, error_code, msg, subscribed, Socket, JSON};
+use crate::harness::{self, both_backends_with, Reply, TestServer};
 
 both_backends_with!(
     small_bounds;
@@ -48,25 +47,28 @@ fn small_bounds(settings: &mut boardroom::config::Settings) {
     settings.update_body_max_bytes = MAX_BODY_BYTES as u32;
 }
 
-async fn post(server: &TestServer, f: &Fixture, path: &str, body: Value) -> Reply {
+async fn post<B: serde::Serialize>(server: &TestServer, f: &Fixture, path: &str, body: B) -> Reply {
     server
         .post(&format!("/api/v1/boards/{}{path}", f.board), Some(&f.owner.access_token), &body)
         .await
 }
 
-async fn snapshot(server: &TestServer, f: &Fixture) -> Value {
+async fn snapshot(server: &TestServer, f: &Fixture) -> Snapshot {
     let path = format!("/api/v1/boards/{}", f.board);
-    server.get_as(&path, &f.owner.access_token).await.expect(200).clone()
+    server.get_as(&path, &f.owner.access_token).await.expect_as(200)
 }
 
-fn len(snapshot: &Value, what: &str) -> usize {
-    snapshot[what].as_array().unwrap().len()
+/// Item `name` with `column` set to `value`.
+fn item_with(f: &Fixture, name: &str, column: uuid::Uuid, value: String) -> wire::CreateItem {
+    let mut item = harness::item(&f.group, name);
+    item.values.insert(column, json!(value));
+    item
 }
 
-/// The code of a socket reply that must have failed.
-fn socket_error(reply: &Value) -> &str {
-    assert_eq!(reply["ok"], false, "reply succeeded: {reply}");
-    reply["error"]["code"].as_str().unwrap()
+/// Sets the item values in `values` (`None` clears one).
+fn set_values(values: &[(uuid::Uuid, Option<String>)]) -> UpdateItem {
+    let values = values.iter().map(|(column, value)| (*column, json!(value))).collect();
+    UpdateItem { values, ..Default::default() }
 }
 
 async fn counts_stop_at_their_bounds(server: &TestServer) {
@@ -74,70 +76,57 @@ async fn counts_stop_at_their_bounds(server: &TestServer) {
     let mut socket = connect(server, &f.owner.access_token, JSON).await;
     // Columns.
     for i in 0..MAX_COLUMNS {
-        post(server, &f, "/columns", json!({"title": format!("c{i}"), "type": "text"}))
-            .await
-            .expect(201);
+        server.create_column(&f.owner, &f.board, &harness::column(&format!("c{i}"), "text")).await;
     }
-    post(server, &f, "/columns", json!({"title": "one more", "type": "text"}))
+    post(server, &f, "/columns", harness::column("one more", "text"))
         .await
         .expect_error(422, "limit_reached");
-    let reply = socket
-        .request(json!({"type": "create_column", "board_id": f.board, "title": "x", "column_type": "text"}))
-        .await;
-    assert_eq!(socket_error(&reply), "limit_reached");
+    let reply = socket.request(msg::create_column(&f.board, harness::column("x", "text"))).await;
+    assert_eq!(error_code(&reply), "limit_reached");
     // Groups (the board starts with one).
     for i in 1..MAX_GROUPS {
-        post(server, &f, "/groups", json!({"title": format!("g{i}")})).await.expect(201);
+        server.create_group(&f.owner, &f.board, &harness::group(&format!("g{i}"))).await;
     }
-    post(server, &f, "/groups", json!({"title": "one more"}))
+    post(server, &f, "/groups", harness::group("one more"))
         .await
         .expect_error(422, "limit_reached");
-    let reply =
-        socket.request(json!({"type": "create_group", "board_id": f.board, "title": "x"})).await;
-    assert_eq!(socket_error(&reply), "limit_reached");
+    let reply = socket.request(msg::create_group(&f.board, harness::group("x"))).await;
+    assert_eq!(error_code(&reply), "limit_reached");
     // Items.
     let mut items = Vec::new();
     for i in 0..MAX_ITEMS {
-        let item =
-            post(server, &f, "/items", json!({"group_id": f.group, "name": format!("i{i}")}))
-                .await
-                .expect(201)["id"]
-                .as_str()
-                .unwrap()
-                .to_owned();
-        items.push(item);
+        let item = harness::item(&f.group, &format!("i{i}"));
+        items.push(server.create_item(&f.owner, &f.board, &item).await.id);
     }
     // An archived item is still held: it counts.
     let archive = format!("/api/v1/boards/{}/items/{}/archive", f.board, items[0]);
-    server.post(&archive, Some(&f.owner.access_token), &json!({})).await.expect(200);
-    post(server, &f, "/items", json!({"group_id": f.group, "name": "one more"}))
+    let archived: Item = server
+        .post(&archive, Some(&f.owner.access_token), &wire::ArchiveItem { archived: None })
+        .await
+        .expect_as(200);
+    assert!(archived.archived);
+    post(server, &f, "/items", harness::item(&f.group, "one more"))
         .await
         .expect_error(422, "limit_reached");
-    let reply = socket
-        .request(
-            json!({"type": "create_item", "board_id": f.board, "group_id": f.group, "name": "x"}),
-        )
-        .await;
-    assert_eq!(socket_error(&reply), "limit_reached");
+    let reply = socket.request(msg::create_item(&f.board, harness::item(&f.group, "x"))).await;
+    assert_eq!(error_code(&reply), "limit_reached");
     // Nothing was stored by the refusals; the board holds exactly the bounds.
     let snap = snapshot(server, &f).await;
-    assert_eq!(len(&snap, "columns"), MAX_COLUMNS);
-    assert_eq!(len(&snap, "groups"), MAX_GROUPS);
-    assert_eq!(len(&snap, "items"), MAX_ITEMS);
-    let seq = snap["seq"].as_i64().unwrap();
+    assert_eq!(snap.columns.len(), MAX_COLUMNS);
+    assert_eq!(snap.groups.len(), MAX_GROUPS);
+    assert_eq!(snap.items.len(), MAX_ITEMS);
+    let seq = snap.seq;
     // Deleting makes room again, and other writes go on.
     let item = format!("/api/v1/boards/{}/items/{}", f.board, items[1]);
     server.send_as(Method::DELETE, &item, &f.owner.access_token, None).await.expect(204);
-    post(server, &f, "/items", json!({"group_id": f.group, "name": "room again"}))
-        .await
-        .expect(201);
+    server.create_item(&f.owner, &f.board, &harness::item(&f.group, "room again")).await;
     let snap = snapshot(server, &f).await;
-    assert_eq!(len(&snap, "items"), MAX_ITEMS);
-    assert_eq!(snap["seq"].as_i64().unwrap(), seq + 2, "the refusals wrote events");
+    assert_eq!(snap.items.len(), MAX_ITEMS);
+    assert_eq!(snap.seq, seq + 2, "the refusals wrote events");
     // The bound survives a restart of the board's actor (the count is loaded, not remembered).
     assert!(server.state().boards().inject_panic(f.board.parse().unwrap()));
     for attempt in 0.. {
-        let reply = post(server, &f, "/items", json!({"group_id": f.group, "name": "x"})).await;
+        let reply = post(server, &f, "/items", harness::item(&f.group, "x")).await;
         if reply.status != 503 || attempt == 50 {
             reply.expect_error(422, "limit_reached");
             break;
@@ -151,8 +140,8 @@ async fn counts_stop_at_their_bounds(server: &TestServer) {
 async fn concurrent_creates_cannot_pass_the_item_bound(server: &TestServer) {
     let f = fixture(server).await;
     let path = format!("/api/v1/boards/{}/items", f.board);
-    let bodies: Vec<Value> =
-        (0..4 * MAX_ITEMS).map(|i| json!({"group_id": f.group, "name": format!("i{i}")})).collect();
+    let bodies: Vec<wire::CreateItem> =
+        (0..4 * MAX_ITEMS).map(|i| harness::item(&f.group, &format!("i{i}"))).collect();
     let creates = bodies.iter().map(|body| server.post(&path, Some(&f.owner.access_token), body));
     let replies = futures::future::join_all(creates).await;
     let created = replies.iter().filter(|r| r.status == 201).count();
@@ -160,105 +149,79 @@ async fn concurrent_creates_cannot_pass_the_item_bound(server: &TestServer) {
         reply.expect_error(422, "limit_reached");
     }
     assert_eq!(created, MAX_ITEMS);
-    assert_eq!(len(&snapshot(server, &f).await, "items"), MAX_ITEMS);
+    assert_eq!(snapshot(server, &f).await.items.len(), MAX_ITEMS);
 }
 
 async fn an_item_cannot_grow_past_its_bound(server: &TestServer) {
     let f = fixture(server).await;
-    let column =
-        |title: &str| post(server, &f, "/columns", json!({"title": title, "type": "long_text"}));
-    let a = column("A").await.expect(201)["id"].as_str().unwrap().to_owned();
-    let b = column("B").await.expect(201)["id"].as_str().unwrap().to_owned();
+    let notes = |title: &str| harness::column(title, "long_text");
+    let a = server.create_column(&f.owner, &f.board, &notes("A")).await.id;
+    let b = server.create_column(&f.owner, &f.board, &notes("B")).await.id;
     // Too large from the start: refused, nothing created.
     let big = "é".repeat(MAX_VALUES_BYTES / 2);
-    post(
-        server,
-        &f,
-        "/items",
-        json!({"group_id": f.group, "name": "big", "values": {a.clone(): big}}),
-    )
-    .await
-    .expect_error(413, "content_too_large");
-    let item = post(
-        server,
-        &f,
-        "/items",
-        json!({"group_id": f.group, "name": "grows", "values": {a.clone(): "a".repeat(2000)}}),
-    )
-    .await
-    .expect(201)["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    post(server, &f, "/items", item_with(&f, "big", a, big))
+        .await
+        .expect_error(413, "content_too_large");
+    let grows = item_with(&f, "grows", a, "a".repeat(2000));
+    let item = server.create_item(&f.owner, &f.board, &grows).await.id.to_string();
     let item_path = format!("/api/v1/boards/{}/items/{item}", f.board);
-    let before = server.get_as(&item_path, &f.owner.access_token).await.expect(200).clone();
-    let seq = snapshot(server, &f).await["seq"].as_i64().unwrap();
+    let before: Item = server.get_as(&item_path, &f.owner.access_token).await.expect_as(200);
+    let seq = snapshot(server, &f).await.seq;
     // Each change is small; the item as it would become is not (2000 + 3000 bytes of text).
-    let grow = json!({"values": {b.clone(): "é".repeat(1500)}});
+    let grow = set_values(&[(b, Some("é".repeat(1500)))]);
     let token = &f.owner.access_token;
     server
-        .send_as(Method::PATCH, &item_path, token, Some(&grow))
+        .send_body(Method::PATCH, &item_path, token, &grow)
         .await
         .expect_error(413, "content_too_large");
     let mut socket = connect(server, token, JSON).await;
-    let reply = socket
-        .request(json!({"type": "update_item", "board_id": f.board, "item_id": item, "values": {b.clone(): "é".repeat(1500)}}))
-        .await;
-    assert_eq!(socket_error(&reply), "content_too_large");
+    let reply = socket.request(msg::update_item(&f.board, &item, grow)).await;
+    assert_eq!(error_code(&reply), "content_too_large");
     // Nothing stored: the item and the log are as they were.
-    assert_eq!(server.get_as(&item_path, token).await.expect(200), &before);
-    assert_eq!(snapshot(server, &f).await["seq"].as_i64().unwrap(), seq);
+    assert_eq!(server.get_as(&item_path, token).await.expect_as::<Item>(200), before);
+    assert_eq!(snapshot(server, &f).await.seq, seq);
     // The board still accepts writes, this item's included, up to the bound.
-    let fits = json!({"values": {b.clone(): "b".repeat(1000)}});
-    let after =
-        server.send_as(Method::PATCH, &item_path, token, Some(&fits)).await.expect(200).clone();
-    assert_eq!(after["version"], 2);
-    let size = serde_json::to_vec(&after["values"]).unwrap().len();
+    let fits = set_values(&[(b, Some("b".repeat(1000)))]);
+    let after: boardroom_protocol::events::ItemUpdated =
+        server.send_body(Method::PATCH, &item_path, token, &fits).await.expect_as(200);
+    assert_eq!(after.item.version, 2);
+    let size = serde_json::to_vec(&after.item.values).unwrap().len();
     assert!(size <= MAX_VALUES_BYTES, "{size}");
     // Clearing a value shrinks the item, and a column it could not hold before now fits.
-    let swap = json!({"values": {a.clone(): null, b.clone(): "é".repeat(1500)}});
-    server.send_as(Method::PATCH, &item_path, token, Some(&swap)).await.expect(200);
-    post(server, &f, "/items", json!({"group_id": f.group, "name": "another"})).await.expect(201);
+    let swap = set_values(&[(a, None), (b, Some("é".repeat(1500)))]);
+    server.send_body(Method::PATCH, &item_path, token, &swap).await.expect(200);
+    server.create_item(&f.owner, &f.board, &harness::item(&f.group, "another")).await;
 }
 
 async fn update_bodies_are_bounded_in_bytes(server: &TestServer) {
     let f = fixture(server).await;
     let token = &f.owner.access_token;
-    let item = post(server, &f, "/items", json!({"group_id": f.group, "name": "talk"}))
-        .await
-        .expect(201)["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let item = server.create_item(&f.owner, &f.board, &harness::item(&f.group, "talk")).await;
+    let item = item.id.to_string();
     let updates = format!("/api/v1/boards/{}/items/{item}/updates", f.board);
+    let update = |body: &str| wire::CreateUpdate { body: body.to_owned(), parent_id: None };
     // 600 characters, under the character limit; 1200 bytes, over the byte bound.
     let too_big = "é".repeat(600);
     server
-        .post(&updates, Some(token), &json!({"body": too_big}))
+        .post(&updates, Some(token), &update(&too_big))
         .await
         .expect_error(413, "content_too_large");
     let mut socket = connect(server, token, JSON).await;
-    let reply = socket
-        .request(
-            json!({"type": "create_update", "board_id": f.board, "item_id": item, "body": too_big}),
-        )
-        .await;
-    assert_eq!(socket_error(&reply), "content_too_large");
+    let reply = socket.request(msg::create_update(&f.board, &item, update(&too_big))).await;
+    assert_eq!(error_code(&reply), "content_too_large");
     let fits = "é".repeat(MAX_BODY_BYTES / 2);
-    let update = server.post(&updates, Some(token), &json!({"body": fits})).await.expect(201)["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let edit = format!("{updates}/{update}");
+    let created: wire::Update =
+        server.post(&updates, Some(token), &update(&fits)).await.expect_as(201);
+    let edit = format!("{updates}/{}", created.id);
     server
-        .send_as(Method::PATCH, &edit, token, Some(&json!({"body": too_big})))
+        .send_body(Method::PATCH, &edit, token, &wire::EditUpdate { body: too_big })
         .await
         .expect_error(413, "content_too_large");
-    let listed = server.get_as(&updates, token).await.expect(200).clone();
-    assert_eq!(listed["updates"].as_array().unwrap().len(), 1);
-    assert_eq!(listed["updates"][0]["body"], fits.as_str());
-    assert!(listed["updates"][0]["edited_at"].is_null());
-    server.post(&updates, Some(token), &json!({"body": "short"})).await.expect(201);
+    let listed: wire::UpdateList = server.get_as(&updates, token).await.expect_as(200);
+    assert_eq!(listed.updates.len(), 1);
+    assert_eq!(listed.updates[0].body, fits);
+    assert!(listed.updates[0].edited_at.is_none());
+    server.post(&updates, Some(token), &update("short")).await.expect(201);
 }
 
 const PAGE_BYTES: usize = 16 * 1024;
@@ -268,13 +231,13 @@ fn small_pages(settings: &mut boardroom::config::Settings) {
 }
 
 /// One page of `GET /boards/{board}/events`: its size on the wire and its body.
-async fn events_page(server: &TestServer, f: &Fixture, after: i64) -> (usize, Value) {
+async fn events_page(server: &TestServer, f: &Fixture, after: i64) -> (usize, EventLog) {
     let url = server.url(&format!("/api/v1/boards/{}/events?after={after}&limit=1000", f.board));
     let response =
         reqwest::Client::new().get(url).bearer_auth(&f.owner.access_token).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let text = response.text().await.unwrap();
-    let body: Value = serde_json::from_str(&text).unwrap();
+    let body: EventLog = serde_json::from_str(&text).unwrap();
     (text.len(), body)
 }
 
@@ -285,97 +248,54 @@ async fn page_through(server: &TestServer, f: &Fixture, page_bytes: usize) -> (V
     loop {
         let (size, body) = events_page(server, f, after).await;
         pages += 1;
-        let events = body["events"].as_array().unwrap();
+        let events = &body.events;
         assert!(
             size <= page_bytes || events.len() == 1,
             "a page of {} events took {size} bytes",
             events.len()
         );
-        seen.extend(events.iter().map(|e| e["seq"].as_i64().unwrap()));
-        if body["has_more"] == false {
+        seen.extend(events.iter().map(|e| e.seq));
+        if !body.has_more {
             break;
         }
-        after = body["last_seq"].as_i64().unwrap();
+        after = body.last_seq.unwrap();
         assert!(pages < 10_000, "paging does not end");
     }
     (seen, pages)
 }
 
-/// A socket that keeps nothing it reads (the test client in `realtime` keeps every frame).
-struct Socket(
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-);
+/// Opens a socket that keeps nothing it reads, so it holds no memory of the log it replays.
+async fn open(server: &TestServer, token: &str) -> Socket {
+    connect(server, token, JSON).await.keeping_no_history().with_patience(Duration::from_secs(30))
+}
 
-impl Socket {
-    async fn open(server: &TestServer, token: &str) -> Socket {
-        let url = format!("ws://{}/api/v1/ws", server.addr());
-        let mut request = url.into_client_request().unwrap();
-        request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-        request.headers_mut().insert("sec-websocket-protocol", JSON.parse().unwrap());
-        let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-        let mut socket = Socket(ws);
-        assert_eq!(socket.next().await["type"], "hello");
-        socket
+/// Resumes `board` from the start of its log; answers the `seq` of every event replayed up to
+/// `current`, which the reply must name.
+async fn replay_all(socket: &mut Socket, board: &str, current: i64) -> Vec<i64> {
+    let reply = subscribed(&socket.request(msg::resume(board, 0)).await);
+    assert!(reply.recovered, "{reply:?}");
+    assert_eq!(reply.seq, current);
+    let mut seen = Vec::new();
+    while seen.last().copied().unwrap_or(0) < current {
+        seen.push(socket.next_event().await.seq);
     }
-
-    async fn send(&mut self, frame: Value) {
-        self.0.send(Message::Text(frame.to_string().into())).await.unwrap();
-    }
-
-    /// The next frame (pings skipped).
-    async fn next(&mut self) -> Value {
-        loop {
-            let next = tokio::time::timeout(Duration::from_secs(30), self.0.next())
-                .await
-                .expect("no frame within 30 s");
-            match next {
-                Some(Ok(Message::Text(text))) => return serde_json::from_str(&text).unwrap(),
-                Some(Ok(Message::Close(frame))) => panic!("closed: {frame:?}"),
-                Some(Ok(_)) => continue,
-                other => panic!("socket ended: {other:?}"),
-            }
-        }
-    }
-
-    /// Resumes `board` from the start of its log; answers the `seq` of every event replayed up to
-    /// `current`, which the reply must name.
-    async fn replay_all(&mut self, board: &str, current: i64) -> Vec<i64> {
-        self.send(json!({"type": "subscribe", "id": 1, "board_id": board, "after_seq": 0})).await;
-        let reply = self.next().await;
-        assert_eq!(reply["type"], "reply", "{reply}");
-        assert_eq!(reply["data"]["recovered"], true, "{reply}");
-        assert_eq!(reply["data"]["seq"], current);
-        let mut seen = Vec::new();
-        while seen.last().copied().unwrap_or(0) < current {
-            let frame = self.next().await;
-            if frame["type"] == "event" {
-                seen.push(frame["seq"].as_i64().unwrap());
-            }
-        }
-        seen
-    }
+    seen
 }
 
 async fn the_log_is_paged_by_bytes(server: &TestServer) {
     let f = fixture(server).await;
     let token = &f.owner.access_token;
-    let column = post(server, &f, "/columns", json!({"title": "Notes", "type": "long_text"}))
-        .await
-        .expect(201)["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let item = post(server, &f, "/items", json!({"group_id": f.group, "name": "log"}))
-        .await
-        .expect(201)["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let column =
+        server.create_column(&f.owner, &f.board, &harness::column("Notes", "long_text")).await.id;
+    let item = server.create_item(&f.owner, &f.board, &harness::item(&f.group, "log")).await.id;
     let item_path = format!("/api/v1/boards/{}/items/{item}", f.board);
     let set = |text: String| {
-        let body = json!({"values": {column.clone(): text}});
+        let body = set_values(&[(column, Some(text))]);
         let path = item_path.clone();
-        async move { server.send_as(Method::PATCH, &path, token, Some(&body)).await.expect(200).clone() }
+        async move {
+            let reply = server.send_body(Method::PATCH, &path, token, &body).await;
+            reply.expect_as::<boardroom_protocol::events::ItemUpdated>(200).item
+        }
     };
     // Events of many sizes, and one larger than a whole page.
     for i in 0..40 {
@@ -385,7 +305,7 @@ async fn the_log_is_paged_by_bytes(server: &TestServer) {
     for i in 0..5 {
         set(format!("small {i}")).await;
     }
-    let current = snapshot(server, &f).await["seq"].as_i64().unwrap();
+    let current = snapshot(server, &f).await.seq;
     let (seen, pages) = page_through(server, &f, PAGE_BYTES).await;
     assert_eq!(seen, (1..=current).collect::<Vec<_>>(), "each event exactly once, in order");
     assert!(pages >= 10, "only {pages} pages: the log was not cut by bytes");
@@ -393,21 +313,18 @@ async fn the_log_is_paged_by_bytes(server: &TestServer) {
     let huge_seq = current - 5;
     let (size, body) = events_page(server, &f, huge_seq - 1).await;
     assert!(size > PAGE_BYTES);
-    assert_eq!(body["events"].as_array().unwrap().len(), 1);
-    assert_eq!(body["events"][0]["data"]["version"], huge["version"]);
-    assert_eq!(body["has_more"], true);
-    // A socket resuming from the start is replayed every event once, in order, then goes live.
-    let mut socket = Socket::open(server, token).await;
-    let replayed = socket.replay_all(&f.board, current).await;
-    assert_eq!(replayed, (1..=current).collect::<Vec<_>>());
-    post(server, &f, "/items", json!({"group_id": f.group, "name": "live"})).await.expect(201);
-    let live = loop {
-        let frame = socket.next().await;
-        if frame["type"] == "event" {
-            break frame;
-        }
+    assert_eq!(body.events.len(), 1);
+    let EventData::ItemUpdated(logged) = &body.events[0].event else {
+        panic!("not the update: {:?}", body.events[0])
     };
-    assert_eq!(live["seq"], current + 1);
+    assert_eq!(logged.item.version, huge.version);
+    assert!(body.has_more);
+    // A socket resuming from the start is replayed every event once, in order, then goes live.
+    let mut socket = open(server, token).await;
+    let replayed = replay_all(&mut socket, &f.board, current).await;
+    assert_eq!(replayed, (1..=current).collect::<Vec<_>>());
+    server.create_item(&f.owner, &f.board, &harness::item(&f.group, "live")).await;
+    assert_eq!(socket.next_event().await.seq, current + 1);
 }
 
 /// The log written here is several times the margin allowed; reading it whole at once anywhere
@@ -473,36 +390,25 @@ async fn paging_a_large_log_keeps_memory_flat(server: &TestServer) {
     // what changed).
     let mut columns = Vec::new();
     for title in ["A", "B", "C"] {
-        let column = post(server, &f, "/columns", json!({"title": title, "type": "long_text"}))
-            .await
-            .expect(201)["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        columns.push(column);
+        let column = harness::column(title, "long_text");
+        columns.push(server.create_column(&f.owner, &f.board, &column).await.id);
     }
-    let item = post(server, &f, "/items", json!({"group_id": f.group, "name": "heavy"}))
-        .await
-        .expect(201)["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let item = server.create_item(&f.owner, &f.board, &harness::item(&f.group, "heavy")).await.id;
     let item_path = format!("/api/v1/boards/{}/items/{item}", f.board);
     let text = |n: usize| format!("{n}{}", "😀".repeat(19_990));
     for round in 0..LOG_EVENTS / 8 {
         let writes = (0..8).map(|i| {
             let n = round * 8 + i;
-            let values: serde_json::Map<String, Value> =
-                columns.iter().map(|c| (c.clone(), json!(text(n)))).collect();
-            let body = json!({ "values": values });
+            let values: Vec<_> = columns.iter().map(|c| (*c, Some(text(n)))).collect();
+            let body = set_values(&values);
             let path = item_path.clone();
-            async move { server.send_as(Method::PATCH, &path, token, Some(&body)).await }
+            async move { server.send_body(Method::PATCH, &path, token, &body).await }
         });
         for reply in futures::future::join_all(writes).await {
             reply.expect(200);
         }
     }
-    let current = snapshot(server, &f).await["seq"].as_i64().unwrap();
+    let current = snapshot(server, &f).await.seq;
     let size = match server.state().store().pool() {
         boardroom::storage::Pool::Sqlite(_) => "length(CAST(payload AS BLOB))",
         boardroom::storage::Pool::Postgres(_) => "octet_length(payload::text)",
@@ -520,8 +426,8 @@ async fn paging_a_large_log_keeps_memory_flat(server: &TestServer) {
     let (seen, pages) = page_through(server, &f, LARGE_PAGE_BYTES).await;
     assert_eq!(seen, (1..=current).collect::<Vec<_>>(), "each event exactly once, in order");
     assert!(pages as i64 >= current / 3, "{pages} pages for {current} events of ~480 KB");
-    let mut socket = Socket::open(server, token).await;
-    let replayed = socket.replay_all(&f.board, current).await;
+    let mut socket = open(server, token).await;
+    let replayed = replay_all(&mut socket, &f.board, current).await;
     assert_eq!(replayed, (1..=current).collect::<Vec<_>>());
     let peak = rss.peak();
     let grew = peak.saturating_sub(baseline);

@@ -8,6 +8,10 @@
 //!
 //! [`both_backends!`] turns one `async fn(&TestServer)` into a test per backend. Oracle tests run
 //! Python through [`python`], which sets up its own pinned environment on first use.
+//!
+//! Requests are built from the `boardroom-protocol` body types and answers are read back as
+//! their protocol types ([`Reply::expect_as`]): a test that decodes an answer checks its shape
+//! against the contract as well. [`socket`] is the typed WebSocket client.
 
 #![allow(dead_code)] // shared by every test module; not each uses every helper
 
@@ -15,9 +19,13 @@ use std::net::SocketAddr;
 
 use boardroom::config::Settings;
 use boardroom::server::{App, RunningServer};
+use boardroom_protocol::{api_keys, boards, identity, orgs, ErrorEnvelope};
 use reqwest::Method;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 
+pub mod socket;
 mod venv;
 pub use venv::python;
 
@@ -267,7 +275,12 @@ impl TestServer {
     }
 
     /// `POST path` with a JSON body and an optional bearer token.
-    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
+    pub async fn post<B: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &B,
+    ) -> Reply {
         let mut call = self.call(Method::POST, path).json(body);
         if let Some(token) = token {
             call = call.bearer(token);
@@ -295,36 +308,40 @@ impl TestServer {
         call.send().await
     }
 
+    /// `method path` with a bearer token and a typed JSON body.
+    pub async fn send_body<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: &B,
+    ) -> Reply {
+        self.call(method, path).bearer(token).json(body).send().await
+    }
+
     /// Registers a fresh user named `name` (unique email) and returns their session.
     pub async fn register(&self, name: &str) -> TestUser {
         let email = format!("{name}-{}@example.com", uuid::Uuid::now_v7().simple());
         let password = format!("pw-{name}-long-enough");
-        let reply = self
-            .post(
-                "/api/v1/auth/register",
-                None,
-                &serde_json::json!({ "email": email, "password": password, "name": name }),
-            )
-            .await;
-        let body = reply.expect(201).clone();
+        let body = identity::Register { email: email.clone(), password, name: name.to_owned() };
+        let answer: identity::SessionAnswer =
+            self.post("/api/v1/auth/register", None, &body).await.expect_as(201);
+        assert_eq!(answer.user.email, email);
+        assert_eq!(answer.user.name, name);
         TestUser {
-            id: body["user"]["id"].as_str().unwrap().to_owned(),
+            id: answer.user.id.to_string(),
             email,
-            password,
-            access_token: body["access_token"].as_str().unwrap().to_owned(),
-            refresh_token: body["refresh_token"].as_str().unwrap().to_owned(),
-            session_id: body["session_id"].as_str().unwrap().to_owned(),
+            password: body.password,
+            access_token: answer.access_token,
+            refresh_token: answer.refresh_token.expect("a bearer client gets its refresh token"),
+            session_id: answer.session_id.to_string(),
         }
     }
 
     /// `POST /auth/login` as `user` with their password.
     pub async fn login(&self, user: &TestUser) -> Reply {
-        self.post(
-            "/api/v1/auth/login",
-            None,
-            &serde_json::json!({ "email": user.email, "password": user.password }),
-        )
-        .await
+        let body = identity::Login { email: user.email.clone(), password: user.password.clone() };
+        self.post("/api/v1/auth/login", None, &body).await
     }
 
     /// Sets `user`'s organization role, acting as `admin`.
@@ -335,32 +352,37 @@ impl TestServer {
         user: &TestUser,
         role: &str,
     ) -> Reply {
-        self.send_as(
+        self.send_body(
             Method::PATCH,
             &format!("/api/v1/orgs/{org}/members/{}", user.id),
             &admin.access_token,
-            Some(&serde_json::json!({ "role": role })),
+            &orgs::ChangeOrgMember { role: role.to_owned() },
         )
         .await
     }
 
     /// Creates an organization as `owner`; returns its id.
     pub async fn create_org(&self, owner: &TestUser, name: &str) -> String {
-        let reply = self
-            .post("/api/v1/orgs", Some(&owner.access_token), &serde_json::json!({ "name": name }))
-            .await;
-        reply.expect(201)["id"].as_str().unwrap().to_owned()
+        self.create_organization(owner, name).await.id.to_string()
+    }
+
+    /// Creates an organization as `owner`; answers it as the wire gives it.
+    pub async fn create_organization(&self, owner: &TestUser, name: &str) -> orgs::Organization {
+        let body = orgs::CreateOrganization { name: name.to_owned() };
+        let org: orgs::Organization =
+            self.post("/api/v1/orgs", Some(&owner.access_token), &body).await.expect_as(201);
+        assert_eq!((org.name.as_str(), org.role), (name, orgs::OrgRole::Admin));
+        org
     }
 
     /// Adds `user` to `org` with `role`, acting as `admin`.
     pub async fn add_member(&self, admin: &TestUser, org: &str, user: &TestUser, role: &str) {
-        self.post(
-            &format!("/api/v1/orgs/{org}/members"),
-            Some(&admin.access_token),
-            &serde_json::json!({ "email": user.email, "role": role }),
-        )
-        .await
-        .expect(201);
+        let body = orgs::AddOrgMember { email: user.email.clone(), role: role.to_owned() };
+        let member: orgs::OrgMember = self
+            .post(&format!("/api/v1/orgs/{org}/members"), Some(&admin.access_token), &body)
+            .await
+            .expect_as(201);
+        assert_eq!(member.user_id.to_string(), user.id);
     }
 
     /// Gives `user` `role` on `board`, as its owner `owner`.
@@ -371,14 +393,68 @@ impl TestServer {
         user: &TestUser,
         role: &str,
     ) {
-        self.send_as(
-            reqwest::Method::PUT,
-            &format!("/api/v1/boards/{board}/members/{}", user.id),
-            &owner.access_token,
-            Some(&serde_json::json!({ "role": role })),
-        )
-        .await
-        .expect(200);
+        let changed: boardroom_protocol::events::MemberChanged = self
+            .send_body(
+                Method::PUT,
+                &format!("/api/v1/boards/{board}/members/{}", user.id),
+                &owner.access_token,
+                &boards::SetMember { role: role.to_owned() },
+            )
+            .await
+            .expect_as(200);
+        assert_eq!(changed.user_id.to_string(), user.id);
+    }
+
+    /// Creates a board named `name` in `org` as `owner`.
+    pub async fn create_board(
+        &self,
+        owner: &TestUser,
+        org: &str,
+        name: &str,
+    ) -> boards::CreatedBoard {
+        let body = boards::CreateBoard { name: name.to_owned(), description: String::new() };
+        let board: boards::CreatedBoard = self
+            .post(&format!("/api/v1/orgs/{org}/boards"), Some(&owner.access_token), &body)
+            .await
+            .expect_as(201);
+        assert_eq!(board.board.name, name);
+        board
+    }
+
+    /// `POST /boards/{board}/columns` as `user`.
+    pub async fn create_column(
+        &self,
+        user: &TestUser,
+        board: &str,
+        body: &boards::CreateColumn,
+    ) -> boards::Column {
+        self.post(&format!("/api/v1/boards/{board}/columns"), Some(&user.access_token), body)
+            .await
+            .expect_as(201)
+    }
+
+    /// `POST /boards/{board}/groups` as `user`.
+    pub async fn create_group(
+        &self,
+        user: &TestUser,
+        board: &str,
+        body: &boards::CreateGroup,
+    ) -> boards::Group {
+        self.post(&format!("/api/v1/boards/{board}/groups"), Some(&user.access_token), body)
+            .await
+            .expect_as(201)
+    }
+
+    /// `POST /boards/{board}/items` as `user`.
+    pub async fn create_item(
+        &self,
+        user: &TestUser,
+        board: &str,
+        body: &boards::CreateItem,
+    ) -> boards::Item {
+        self.post(&format!("/api/v1/boards/{board}/items"), Some(&user.access_token), body)
+            .await
+            .expect_as(201)
     }
 
     /// Creates an API key in `org` as `user` with `scopes`; returns (id, key).
@@ -388,15 +464,28 @@ impl TestServer {
         org: &str,
         scopes: &[&str],
     ) -> (String, String) {
-        let reply = self
-            .post(
-                &format!("/api/v1/orgs/{org}/api-keys"),
-                Some(&user.access_token),
-                &serde_json::json!({ "name": "test key", "scopes": scopes }),
-            )
-            .await;
-        let body = reply.expect(201);
-        (body["id"].as_str().unwrap().to_owned(), body["key"].as_str().unwrap().to_owned())
+        let body = api_keys::CreateApiKey {
+            name: "test key".into(),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            rate_limit_per_minute: None,
+            expires_at: None,
+        };
+        let created: api_keys::CreatedApiKey = self
+            .post(&format!("/api/v1/orgs/{org}/api-keys"), Some(&user.access_token), &body)
+            .await
+            .expect_as(201);
+        (created.api_key.id.to_string(), created.key)
+    }
+
+    /// A one-use socket ticket for `token`'s holder.
+    pub async fn ws_ticket(&self, token: &str) -> identity::WsTicket {
+        // The route reads no field; `{}` is the body a client sends.
+        let ticket: identity::WsTicket = self
+            .post("/api/v1/ws/ticket", Some(token), &serde_json::json!({}))
+            .await
+            .expect_as(200);
+        assert!(!ticket.ticket.is_empty() && ticket.expires_in > 0, "{ticket:?}");
+        ticket
     }
 
     /// Waits until the audit actor has written everything recorded so far.
@@ -438,7 +527,7 @@ impl Call {
     }
 
     /// Sets a JSON body.
-    pub fn json(self, body: &Value) -> Call {
+    pub fn json<B: Serialize + ?Sized>(self, body: &B) -> Call {
         Call { builder: self.builder.json(body) }
     }
 
@@ -488,7 +577,17 @@ impl Reply {
         &self.body
     }
 
-    /// Asserts an error status and code.
+    /// Asserts the status and reads the body as its protocol type `T`.
+    #[track_caller]
+    pub fn expect_as<T: DeserializeOwned>(&self, status: u16) -> T {
+        let body = self.expect(status);
+        match serde_json::from_value(body.clone()) {
+            Ok(typed) => typed,
+            Err(err) => panic!("not a {}: {err}; body: {body}", std::any::type_name::<T>()),
+        }
+    }
+
+    /// Asserts an error status and code, and that the body is the protocol's error envelope.
     #[track_caller]
     pub fn expect_error(&self, status: u16, code: &str) {
         assert_eq!(
@@ -497,5 +596,40 @@ impl Reply {
             "unexpected answer; body: {}",
             self.body
         );
+        let envelope: ErrorEnvelope = self.expect_as(status);
+        assert_eq!(envelope.error.code.as_str(), code);
     }
+}
+
+/// An id the tests hold as text, as the protocol types carry it.
+#[track_caller]
+pub fn id(text: &str) -> uuid::Uuid {
+    text.parse().unwrap_or_else(|err| panic!("not an id: {text:?}: {err}"))
+}
+
+/// The body creating item `name` in `group`, with no values and no placement.
+pub fn item(group: &str, name: &str) -> boards::CreateItem {
+    boards::CreateItem {
+        group_id: id(group),
+        name: name.to_owned(),
+        values: Default::default(),
+        before: None,
+        after: None,
+    }
+}
+
+/// The body creating a column of `column_type`, with no settings and no placement.
+pub fn column(title: &str, column_type: &str) -> boards::CreateColumn {
+    boards::CreateColumn {
+        title: title.to_owned(),
+        column_type: column_type.to_owned(),
+        settings: None,
+        before: None,
+        after: None,
+    }
+}
+
+/// The body creating a group, with no color and no placement.
+pub fn group(title: &str) -> boards::CreateGroup {
+    boards::CreateGroup { title: title.to_owned(), color: None, before: None, after: None }
 }

@@ -9,6 +9,9 @@
 //!
 //! Each field's template holds [`MARK`] where the hostile string goes; with nothing put there the
 //! template is a valid request, so a refusal is the hostile string's doing.
+//!
+//! The requests here are raw `json!` on purpose: the tests are about bytes no protocol type can
+//! hold. Well-formed writes and every answer use the protocol types.
 
 use std::process::Command;
 
@@ -17,8 +20,11 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::harness::{both_backends, both_backends_with, Reply, TestServer, TestUser};
-use crate::realtime::{connect, JSON};
+use boardroom_protocol::boards::Item;
+use boardroom_protocol::{Encoding, RequestId};
+
+use crate::harness::socket::{connect, error_code, msg, ok, JSON};
+use crate::harness::{self, both_backends, both_backends_with, Reply, TestServer, TestUser};
 
 both_backends!(
     malformed_emails_and_passwords_spend_no_login_attempts,
@@ -585,13 +591,10 @@ async fn socket_commands_refuse_hostile_strings(server: &TestServer) {
             if let Ok(text) = String::from_utf8(splice(&template, &row.json)) {
                 messages.push(("JSON", Message::Text(text.into())));
             }
+            let pack = |frame: &Value| Encoding::MessagePack.encode(frame).unwrap();
             let packed = match &row.text {
-                Some(text) => {
-                    rmp_serde::to_vec_named(&replace_in_strings(&frame, MARK, text)).unwrap()
-                }
-                None if row.json.len() == MARK.len() => {
-                    splice(&rmp_serde::to_vec_named(&frame).unwrap(), &row.json)
-                }
+                Some(text) => pack(&replace_in_strings(&frame, MARK, text)),
+                None if row.json.len() == MARK.len() => splice(&pack(&frame), &row.json),
                 None => Vec::new(),
             };
             if !packed.is_empty() {
@@ -599,22 +602,23 @@ async fn socket_commands_refuse_hostile_strings(server: &TestServer) {
             }
             for (encoding, message) in messages {
                 client.send_raw(message).await;
-                let reply = client.next_of("reply").await;
+                let reply = client.next_reply().await;
                 let verdict = row.verdict(field.kind);
                 let context = format!("socket {} ({encoding}) with {}", field.what, row.label);
-                let (status, code) = if reply["ok"] == true {
-                    (field.request.accepted, "")
-                } else {
-                    let code = reply["error"]["code"].as_str().unwrap_or("?");
-                    let status = match code {
-                        "validation_failed" => 422,
-                        "malformed_body" => 400,
-                        "unavailable" | "internal" => 500,
-                        _ => 499,
-                    };
-                    (status, code)
+                let (status, code) = match &reply.error {
+                    None => (field.request.accepted, ""),
+                    Some(error) => {
+                        let code = error.code.as_str();
+                        let status = match code {
+                            "validation_failed" => 422,
+                            "malformed_body" => 400,
+                            "unavailable" | "internal" => 500,
+                            _ => 499,
+                        };
+                        (status, code)
+                    }
                 };
-                let message = reply["error"]["message"].as_str().unwrap_or_default();
+                let message = reply.error.as_ref().map_or("", |e| e.message.as_str());
                 failures.extend(judge(&context, &field, verdict, status, code, message));
                 let logged = new_events(server, &s, &mut seen).await;
                 if (logged > 0) != (verdict == Verdict::Accepted) {
@@ -622,10 +626,9 @@ async fn socket_commands_refuse_hostile_strings(server: &TestServer) {
                 }
             }
         }
-        let reply = client
-            .request(json!({"type": "create_item", "board_id": s.board, "group_id": s.group, "name": "sentinel"}))
-            .await;
-        if reply["ok"] != true {
+        let reply =
+            client.request(msg::create_item(&s.board, harness::item(&s.group, "sentinel"))).await;
+        if !reply.ok {
             failures.push(format!("after socket {}: a plain write failed", field.what));
         }
     }
@@ -655,19 +658,20 @@ async fn a_refused_write_does_not_fail_its_batch(server: &TestServer) {
     }
     // Over one socket, pipelined: the refused frame and the good one after it.
     let mut client = connect(server, token, JSON).await;
-    let bad = client
-        .send(json!({"type": "create_item", "board_id": s.board, "group_id": s.group, "name": "bad", "values": { &notes: "a\u{0}b" }}))
-        .await;
-    let good = client
-        .send(json!({"type": "create_item", "board_id": s.board, "group_id": s.group, "name": "good", "values": { &notes: "fine" }}))
-        .await;
+    let item = |name: &str, note: &str| {
+        let mut item = harness::item(&s.group, name);
+        item.values.insert(harness::id(&notes), json!(note));
+        msg::create_item(&s.board, item)
+    };
+    let bad = client.send(item("bad", "a\u{0}b")).await;
+    let good = client.send(item("good", "fine")).await;
     for _ in 0..2 {
-        let reply = client.next_of("reply").await;
-        if reply["id"] == json!(bad) {
-            assert_eq!(reply["error"]["code"], "validation_failed", "{reply}");
+        let reply = client.next_reply().await;
+        if reply.id == Some(RequestId::Number(bad)) {
+            assert_eq!(error_code(&reply), "validation_failed", "{reply:?}");
         } else {
-            assert_eq!(reply["id"], json!(good), "{reply}");
-            assert_eq!(reply["ok"], true, "{reply}");
+            assert_eq!(reply.id, Some(RequestId::Number(good)), "{reply:?}");
+            let _: Item = ok(&reply);
         }
     }
     let listed = server.get_as(&items, token).await;

@@ -3,19 +3,26 @@
 //! expiry and in-band refresh, key revocation), presence, malformed frames, and the refusals before any
 //! upgrade (credentials, origin, subprotocol, single-use tickets).
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
+use boardroom_protocol::api_keys::{ApiKey, UpdateApiKey};
+use boardroom_protocol::boards::{Item, UpdateItem};
+use boardroom_protocol::events::{EventData, EventLog};
+use boardroom_protocol::frames::{EventFrame, ServerFrame};
+use boardroom_protocol::orgs::{OrgMember, OrgRole};
+use boardroom_protocol::{Encoding, ErrorCode, ErrorEnvelope, RequestId, Scope};
 use reqwest::Method;
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::MaybeTlsStream;
 
 use crate::boards::fixture;
-use crate::harness::{both_backends, both_backends_with, TestServer};
+use crate::harness::socket::{
+    connect, error_code, event_data, http_status, msg, ok, ok_empty, subscribed, try_connect, Auth,
+    Socket, JSON, MSGPACK,
+};
+use crate::harness::{self, both_backends, both_backends_with, TestServer};
 
 both_backends!(
     json_and_msgpack_clients_see_the_same_events,
@@ -65,169 +72,14 @@ fn small_outbound_buffer(settings: &mut boardroom::config::Settings) {
     settings.ws_outbound_buffer_bytes = 64 * 1024;
 }
 
-pub(crate) const JSON: &str = "boardroom.v1.json";
-const MSGPACK: &str = "boardroom.v1.msgpack";
-
-/// A test client speaking either encoding; replies and events arriving out of turn are kept.
-#[derive(Debug)]
-pub(crate) struct Client {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    msgpack: bool,
-    next_id: u64,
-    pending: VecDeque<Value>,
-    /// Every frame received, in order.
-    history: Vec<Value>,
-}
-
-enum Auth<'a> {
-    Bearer(&'a str),
-    Ticket(&'a str),
-    /// A browser's upgrade: a ticket, with whatever access cookie the browser holds.
-    TicketWithCookie(&'a str, &'a str),
-}
-
-async fn try_connect(
-    server: &TestServer,
-    auth: Auth<'_>,
-    protocol: Option<&str>,
-    origin: Option<&str>,
-) -> Result<Client, WsError> {
-    let mut url = format!("ws://{}/api/v1/ws", server.addr());
-    if let Auth::Ticket(ticket) | Auth::TicketWithCookie(ticket, _) = auth {
-        url.push_str(&format!("?ticket={ticket}"));
+/// The item an item event carries.
+fn item_of(event: &EventFrame) -> Item {
+    match event_data(event) {
+        EventData::ItemCreated(item) | EventData::ItemArchived(item) => item,
+        EventData::ItemUpdated(updated) => updated.item,
+        EventData::ItemMoved(moved) => moved.item,
+        other => panic!("{} carries no item: {other:?}", event.kind),
     }
-    let mut request = url.into_client_request().unwrap();
-    match auth {
-        Auth::Bearer(token) => {
-            let value = format!("Bearer {token}").parse().unwrap();
-            request.headers_mut().insert("authorization", value);
-        }
-        Auth::TicketWithCookie(_, cookie) => {
-            let value = format!("br_access={cookie}").parse().unwrap();
-            request.headers_mut().insert("cookie", value);
-        }
-        Auth::Ticket(_) => {}
-    }
-    if let Some(protocol) = protocol {
-        request.headers_mut().insert("sec-websocket-protocol", protocol.parse().unwrap());
-    }
-    if let Some(origin) = origin {
-        request.headers_mut().insert("origin", origin.parse().unwrap());
-    }
-    let (ws, _) = tokio_tungstenite::connect_async(request).await?;
-    let mut client = Client {
-        ws,
-        msgpack: protocol == Some(MSGPACK),
-        next_id: 1,
-        pending: VecDeque::new(),
-        history: Vec::new(),
-    };
-    let hello = client.next_frame().await;
-    assert_eq!(hello["type"], "hello", "{hello}");
-    assert_eq!(hello["protocol_version"], 1);
-    Ok(client)
-}
-
-pub(crate) async fn connect(server: &TestServer, token: &str, protocol: &str) -> Client {
-    try_connect(server, Auth::Bearer(token), Some(protocol), None).await.unwrap()
-}
-
-fn http_status(err: WsError) -> u16 {
-    match err {
-        WsError::Http(response) => response.status().as_u16(),
-        other => panic!("expected an HTTP refusal, got {other:?}"),
-    }
-}
-
-impl Client {
-    pub(crate) async fn send_raw(&mut self, message: Message) {
-        self.ws.send(message).await.unwrap();
-    }
-
-    pub(crate) async fn send(&mut self, mut frame: Value) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        frame["id"] = json!(id);
-        let message = if self.msgpack {
-            Message::Binary(rmp_serde::to_vec_named(&frame).unwrap().into())
-        } else {
-            Message::Text(frame.to_string().into())
-        };
-        self.send_raw(message).await;
-        id
-    }
-
-    /// The next frame from the socket (pings skipped); a close becomes `{"type":"closed",…}`.
-    async fn next_frame(&mut self) -> Value {
-        loop {
-            let next = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
-                .await
-                .expect("no frame within 10 s");
-            let message = match next {
-                Some(Ok(message)) => message,
-                Some(Err(_)) | None => return json!({"type": "closed", "code": null}),
-            };
-            let frame: Value = match message {
-                Message::Text(text) => serde_json::from_str(&text).unwrap(),
-                Message::Binary(bytes) => rmp_serde::from_slice(&bytes).unwrap(),
-                Message::Close(frame) => json!({
-                    "type": "closed",
-                    "code": frame.as_ref().map(|f| u16::from(f.code)),
-                    "reason": frame.as_ref().map(|f| f.reason.to_string()),
-                }),
-                _ => continue,
-            };
-            self.history.push(frame.clone());
-            return frame;
-        }
-    }
-
-    /// Sends a request and waits for its reply; other frames are kept for later.
-    pub(crate) async fn request(&mut self, frame: Value) -> Value {
-        let id = self.send(frame).await;
-        loop {
-            let frame = self.next_frame().await;
-            if frame["type"] == "reply" && frame["id"] == json!(id) {
-                return frame;
-            }
-            assert_ne!(frame["type"], "closed", "closed while waiting for reply {id}");
-            self.pending.push_back(frame);
-        }
-    }
-
-    /// The next frame of type `kind` (events, unsubscribed, closed), skipping nothing else.
-    pub(crate) async fn next_of(&mut self, kind: &str) -> Value {
-        loop {
-            let frame = match self.pending.pop_front() {
-                Some(frame) => frame,
-                None => self.next_frame().await,
-            };
-            if frame["type"] == kind {
-                return frame;
-            }
-            assert_ne!(frame["type"], "closed", "closed while waiting for {kind}: {frame}");
-        }
-    }
-
-    /// Waits for the connection to end; answers the close code, if a close frame came.
-    async fn closed(&mut self) -> Option<u16> {
-        loop {
-            let frame = self.next_frame().await;
-            if frame["type"] == "closed" {
-                return frame["code"].as_u64().map(|c| c as u16);
-            }
-        }
-    }
-}
-
-fn ok(reply: &Value) -> &Value {
-    assert_eq!(reply["ok"], true, "reply failed: {reply}");
-    &reply["data"]
-}
-
-fn error_code(reply: &Value) -> &str {
-    assert_eq!(reply["ok"], false, "reply succeeded: {reply}");
-    reply["error"]["code"].as_str().unwrap()
 }
 
 async fn create_item_rest(
@@ -236,15 +88,9 @@ async fn create_item_rest(
     board: &str,
     group: &str,
     name: &str,
-) -> Value {
-    let reply = server
-        .post(
-            &format!("/api/v1/boards/{board}/items"),
-            Some(token),
-            &json!({"group_id": group, "name": name}),
-        )
-        .await;
-    reply.expect(201).clone()
+) -> Item {
+    let path = format!("/api/v1/boards/{board}/items");
+    server.post(&path, Some(token), &harness::item(group, name)).await.expect_as(201)
 }
 
 async fn json_and_msgpack_clients_see_the_same_events(server: &TestServer) {
@@ -252,39 +98,36 @@ async fn json_and_msgpack_clients_see_the_same_events(server: &TestServer) {
     let mut a = connect(server, &f.owner.access_token, JSON).await;
     let mut b = connect(server, &f.owner.access_token, MSGPACK).await;
     for client in [&mut a, &mut b] {
-        let reply = client.request(json!({"type": "subscribe", "board_id": f.board})).await;
-        let data = ok(&reply);
-        assert_eq!(data["recovered"], false);
-        assert_eq!(data["snapshot"]["board"]["id"], json!(f.board));
+        let reply = client.request(msg::subscribe(&f.board)).await;
+        let data = subscribed(&reply);
+        assert!(!data.recovered);
+        assert_eq!(data.snapshot.expect("a snapshot").board.id, harness::id(&f.board));
     }
     // A write over the socket is answered after its commit, with its seq.
-    let reply = a
-        .request(json!({"type": "create_item", "board_id": f.board, "group_id": f.group, "name": "Ship it", "values": {}}))
-        .await;
-    let item = ok(&reply).clone();
-    assert_eq!(item["name"], "Ship it");
-    let seq = reply["seq"].as_i64().unwrap();
+    let reply = a.request(msg::create_item(&f.board, harness::item(&f.group, "Ship it"))).await;
+    let item: Item = ok(&reply);
+    assert_eq!(item.name, "Ship it");
+    let seq = reply.seq.unwrap();
     // One over REST too.
     create_item_rest(server, &f.owner.access_token, &f.board, &f.group, "From REST").await;
     let mut seen = Vec::new();
     for client in [&mut a, &mut b] {
-        let first = client.next_of("event").await;
-        let second = client.next_of("event").await;
-        assert_eq!(first["seq"], seq);
-        assert_eq!(first["kind"], "item.created");
-        assert_eq!(first["data"]["id"], item["id"]);
-        assert_eq!(second["seq"], seq + 1);
-        assert_eq!(second["data"]["name"], "From REST");
+        let first = client.next_event().await;
+        let second = client.next_event().await;
+        assert_eq!(first.seq, seq);
+        assert_eq!(first.kind, "item.created");
+        assert_eq!(item_of(&first), item);
+        assert_eq!(second.seq, seq + 1);
+        assert_eq!(item_of(&second).name, "From REST");
         seen.push((first, second));
     }
     assert_eq!(seen[0], seen[1], "JSON and MessagePack clients saw different events");
     // Refusals use the shared error codes.
-    let reply = b
-        .request(json!({"type": "update_item", "board_id": f.board, "item_id": item["id"], "name": "x", "expected_version": 99}))
-        .await;
+    let rename =
+        UpdateItem { name: Some("x".into()), expected_version: Some(99), ..Default::default() };
+    let reply = b.request(msg::update_item(&f.board, &item.id.to_string(), rename)).await;
     assert_eq!(error_code(&reply), "version_conflict");
-    let reply = b.request(json!({"type": "ping"})).await;
-    ok(&reply);
+    ok_empty(&b.request(msg::ping()).await);
 }
 
 /// A client may send writes without waiting for their replies: they apply in the order sent
@@ -293,42 +136,54 @@ async fn json_and_msgpack_clients_see_the_same_events(server: &TestServer) {
 async fn pipelined_writes_apply_in_the_order_sent(server: &TestServer) {
     let f = fixture(server).await;
     let item = create_item_rest(server, &f.owner.access_token, &f.board, &f.group, "v1").await;
+    let item_id = item.id.to_string();
     let mut client = connect(server, &f.owner.access_token, JSON).await;
     let mut sent = Vec::new();
     for version in 1..=30 {
-        let id = client
-            .send(json!({"type": "update_item", "board_id": f.board, "item_id": item["id"], "name": format!("v{}", version + 1), "expected_version": version}))
-            .await;
-        sent.push(id);
+        let rename = UpdateItem {
+            name: Some(format!("v{}", version + 1)),
+            expected_version: Some(version),
+            ..Default::default()
+        };
+        sent.push(client.send(msg::update_item(&f.board, &item_id, rename)).await);
         if version == 10 {
             // A refused write in the middle fails alone.
-            let bad = client
-                .send(json!({"type": "create_item", "board_id": f.board, "group_id": f.board, "name": "x"}))
-                .await;
+            let bad = client.send(msg::create_item(&f.board, harness::item(&f.board, "x"))).await;
             sent.push(bad);
         }
     }
-    let mut replies = std::collections::HashMap::new();
-    while replies.len() < sent.len() {
-        let frame = client.next_of("reply").await;
-        replies.insert(frame["id"].as_u64().unwrap(), frame);
-    }
+    let replies = replies_to(&mut client, sent.len()).await;
     let mut seqs = Vec::new();
     for id in &sent {
         let reply = &replies[id];
-        if reply["ok"] == false {
-            assert_eq!(*id, sent[10], "only the bad write fails: {reply}");
+        if !reply.ok {
+            assert_eq!(*id, sent[10], "only the bad write fails: {reply:?}");
             continue;
         }
-        seqs.push(reply["seq"].as_i64().unwrap());
+        seqs.push(reply.seq.unwrap());
     }
     assert_eq!(seqs.len(), 30, "every update applied");
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "seqs follow the order sent: {seqs:?}");
-    let path = format!("/api/v1/boards/{}/items/{}", f.board, item["id"].as_str().unwrap());
-    let stored = server.get_as(&path, &f.owner.access_token).await;
-    let stored = stored.expect(200);
-    assert_eq!(stored["name"], "v31");
-    assert_eq!(stored["version"], 31);
+    let path = format!("/api/v1/boards/{}/items/{item_id}", f.board);
+    let stored: Item = server.get_as(&path, &f.owner.access_token).await.expect_as(200);
+    assert_eq!(stored.name, "v31");
+    assert_eq!(stored.version, 31);
+}
+
+/// Reads `count` replies, by the request id they answer.
+async fn replies_to(
+    client: &mut Socket,
+    count: usize,
+) -> std::collections::HashMap<u64, boardroom_protocol::frames::Reply> {
+    let mut replies = std::collections::HashMap::new();
+    while replies.len() < count {
+        let reply = client.next_reply().await;
+        let Some(boardroom_protocol::RequestId::Number(id)) = reply.id else {
+            panic!("a reply to no request of ours: {reply:?}")
+        };
+        replies.insert(id, reply);
+    }
+    replies
 }
 
 /// Pipelined writes while a commit fails (here: the stored `seq` was moved underneath, as
@@ -337,47 +192,45 @@ async fn pipelined_writes_apply_in_the_order_sent(server: &TestServer) {
 async fn a_failed_commit_under_pipelined_writes_loses_nothing_acknowledged(server: &TestServer) {
     let f = fixture(server).await;
     let item = create_item_rest(server, &f.owner.access_token, &f.board, &f.group, "n0").await;
+    let item_id = item.id.to_string();
     server.move_board_seq(&f.board, 7).await;
     let mut client = connect(server, &f.owner.access_token, JSON).await;
+    let rename = |name: &str| UpdateItem { name: Some(name.to_owned()), ..Default::default() };
     let mut sent = Vec::new();
     for n in 1..=40 {
-        let frame = json!({"type": "update_item", "board_id": f.board, "item_id": item["id"], "name": format!("n{n}")});
-        sent.push((client.send(frame).await, format!("n{n}")));
+        let name = format!("n{n}");
+        sent.push((client.send(msg::update_item(&f.board, &item_id, rename(&name))).await, name));
     }
-    let mut replies = std::collections::HashMap::new();
-    while replies.len() < sent.len() {
-        let frame = client.next_of("reply").await;
-        replies.insert(frame["id"].as_u64().unwrap(), frame);
-    }
+    let replies = replies_to(&mut client, sent.len()).await;
     let mut acknowledged = Vec::new();
     for (id, name) in &sent {
         let reply = &replies[id];
-        if reply["ok"] == true {
-            acknowledged.push((reply["seq"].as_i64().unwrap(), name.clone()));
+        if reply.ok {
+            acknowledged.push((reply.seq.unwrap(), name.clone()));
         } else {
-            assert_eq!(error_code(reply), "unavailable", "{reply}");
+            assert_eq!(error_code(reply), "unavailable", "{reply:?}");
         }
     }
-    assert_ne!(replies[&sent[0].0]["ok"], true, "the first write's commit had to fail");
+    assert!(!replies[&sent[0].0].ok, "the first write's commit had to fail");
     // After the reload the board takes writes again.
-    let reply = client
-        .request(json!({"type": "update_item", "board_id": f.board, "item_id": item["id"], "name": "last"}))
-        .await;
-    acknowledged
-        .push((reply["seq"].as_i64().expect("the write after the reload succeeds"), "last".into()));
+    let reply = client.request(msg::update_item(&f.board, &item_id, rename("last"))).await;
+    acknowledged.push((reply.seq.expect("the write after the reload succeeds"), "last".into()));
     let path = format!("/api/v1/boards/{}/events?after=0&limit=1000", f.board);
-    let events = server.get_as(&path, &f.owner.access_token).await;
-    let logged: Vec<(i64, String)> = events.expect(200)["events"]
-        .as_array()
-        .unwrap()
+    let events: EventLog = server.get_as(&path, &f.owner.access_token).await.expect_as(200);
+    let logged: Vec<(i64, String)> = events
+        .events
         .iter()
-        .filter(|e| e["kind"] == "item.updated")
-        .map(|e| (e["seq"].as_i64().unwrap(), e["data"]["name"].as_str().unwrap().to_owned()))
+        .filter_map(|e| match &e.event {
+            boardroom_protocol::events::EventData::ItemUpdated(updated) => {
+                Some((e.seq, updated.item.name.clone()))
+            }
+            _ => None,
+        })
         .collect();
     assert_eq!(logged, acknowledged, "the log holds exactly the acknowledged writes");
-    let item_path = format!("/api/v1/boards/{}/items/{}", f.board, item["id"].as_str().unwrap());
-    let stored = server.get_as(&item_path, &f.owner.access_token).await;
-    assert_eq!(stored.expect(200)["name"], json!(acknowledged.last().unwrap().1));
+    let item_path = format!("/api/v1/boards/{}/items/{item_id}", f.board);
+    let stored: Item = server.get_as(&item_path, &f.owner.access_token).await.expect_as(200);
+    assert_eq!(stored.name, acknowledged.last().unwrap().1);
 }
 
 /// One user's sockets (browsers and keys together) are capped: one more is refused 429 before
@@ -401,7 +254,7 @@ async fn a_user_holds_at_most_the_allowed_sockets(server: &TestServer) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut again = connect(server, token, JSON).await;
-    ok(&again.request(json!({"type": "ping"})).await);
+    ok_empty(&again.request(msg::ping()).await);
 }
 
 /// A resume the log cannot serve in full (here rows went missing, as a retention purge would
@@ -418,23 +271,20 @@ async fn a_log_with_a_hole_is_answered_with_a_snapshot(server: &TestServer) {
             .bind(board).execute(pool).await.unwrap();
     });
     let mut client = connect(server, token, JSON).await;
-    let reply =
-        client.request(json!({"type": "subscribe", "board_id": f.board, "after_seq": 1})).await;
-    let data = ok(&reply);
-    assert_eq!(data["recovered"], false, "{data}");
-    assert_eq!(data["snapshot"]["items"].as_array().unwrap().len(), 4);
+    let data = subscribed(&client.request(msg::resume(&f.board, 1)).await);
+    assert!(!data.recovered, "{data:?}");
+    assert_eq!(data.snapshot.expect("a snapshot").items.len(), 4);
 }
 
 async fn resume_after_a_drop_has_no_gap_and_no_duplicate(server: &TestServer) {
     let f = fixture(server).await;
     let token = &f.owner.access_token;
     let mut client = connect(server, token, JSON).await;
-    let reply = client.request(json!({"type": "subscribe", "board_id": f.board})).await;
-    let mut last = ok(&reply)["seq"].as_i64().unwrap();
+    let mut last = subscribed(&client.request(msg::subscribe(&f.board)).await).seq;
     for i in 0..3 {
         create_item_rest(server, token, &f.board, &f.group, &format!("before {i}")).await;
-        let event = client.next_of("event").await;
-        assert_eq!(event["seq"], last + 1);
+        let event = client.next_event().await;
+        assert_eq!(event.seq, last + 1);
         last += 1;
     }
     drop(client);
@@ -442,46 +292,35 @@ async fn resume_after_a_drop_has_no_gap_and_no_duplicate(server: &TestServer) {
         create_item_rest(server, token, &f.board, &f.group, &format!("while away {i}")).await;
     }
     let mut client = connect(server, token, MSGPACK).await;
-    let reply =
-        client.request(json!({"type": "subscribe", "board_id": f.board, "after_seq": last})).await;
-    let data = ok(&reply).clone();
-    assert_eq!(data["recovered"], true);
-    assert_eq!(data["seq"], last + 4);
+    let data = subscribed(&client.request(msg::resume(&f.board, last)).await);
+    assert!(data.recovered);
+    assert!(data.snapshot.is_none(), "a recovered subscription carries no snapshot");
+    assert_eq!(data.seq, last + 4);
     // Writes racing the resubscription must not appear twice either.
     create_item_rest(server, token, &f.board, &f.group, "after").await;
     for expected in last + 1..=last + 5 {
-        let event = client.next_of("event").await;
-        assert_eq!(event["seq"], expected, "gap or duplicate: {event}");
+        let event = client.next_event().await;
+        assert_eq!(event.seq, expected, "gap or duplicate: {event:?}");
     }
-    let reply = client.request(json!({"type": "ping"})).await;
-    ok(&reply);
+    ok_empty(&client.request(msg::ping()).await);
     assert!(
-        client.pending.iter().all(|f| f["type"] != "event"),
+        client.pending.iter().all(|f| !matches!(f, ServerFrame::Event(_))),
         "extra events: {:?}",
         client.pending
     );
     // A position the log cannot replay gets a snapshot instead.
     let mut other = connect(server, token, JSON).await;
-    let reply = other
-        .request(json!({"type": "subscribe", "board_id": f.board, "after_seq": 1_000_000}))
-        .await;
-    let data = ok(&reply);
-    assert_eq!(data["recovered"], false);
-    assert_eq!(data["seq"], last + 5);
-    assert_eq!(data["snapshot"]["items"].as_array().unwrap().len(), 8);
+    let data = subscribed(&other.request(msg::resume(&f.board, 1_000_000)).await);
+    assert!(!data.recovered);
+    assert_eq!(data.seq, last + 5);
+    assert_eq!(data.snapshot.expect("a snapshot").items.len(), 8);
 }
 
 async fn a_slow_consumer_is_closed_and_others_are_unaffected(server: &TestServer) {
     let f = fixture(server).await;
     let token = &f.owner.access_token;
-    let b = format!("/api/v1/boards/{}", f.board);
-    let column = server
-        .post(&format!("{b}/columns"), Some(token), &json!({"title": "Notes", "type": "long_text"}))
-        .await
-        .expect(201)["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let column =
+        server.create_column(&f.owner, &f.board, &harness::column("Notes", "long_text")).await;
     // The slow client reads nothing, through a tiny receive window.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
@@ -490,19 +329,11 @@ async fn a_slow_consumer_is_closed_and_others_are_unaffected(server: &TestServer
     request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
     let (slow_ws, _) =
         tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream)).await.unwrap();
-    let mut slow = Client {
-        ws: slow_ws,
-        msgpack: false,
-        next_id: 1,
-        pending: VecDeque::new(),
-        history: Vec::new(),
-    };
-    assert_eq!(slow.next_frame().await["type"], "hello");
-    ok(&slow.request(json!({"type": "subscribe", "board_id": f.board})).await);
+    let mut slow = Socket::greeted(slow_ws, Encoding::Json).await;
+    ok_empty(&slow.request(msg::subscribe(&f.board)).await);
 
     let mut fast = connect(server, token, MSGPACK).await;
-    let reply = fast.request(json!({"type": "subscribe", "board_id": f.board})).await;
-    let mut last = ok(&reply)["seq"].as_i64().unwrap();
+    let mut last = subscribed(&fast.request(msg::subscribe(&f.board)).await).seq;
     let fanout = || server.state().ws().fanout().len();
     assert_eq!(fanout(), 2);
     let notes = "n".repeat(19_000);
@@ -510,23 +341,18 @@ async fn a_slow_consumer_is_closed_and_others_are_unaffected(server: &TestServer
     while fanout() == 2 {
         rounds += 1;
         assert!(rounds <= 600, "the slow consumer was never cut off");
-        server
-            .post(
-                &format!("{b}/items"),
-                Some(token),
-                &json!({"group_id": f.group, "name": format!("item {rounds}"), "values": {column.clone(): notes}}),
-            )
-            .await
-            .expect(201);
-        let event = fast.next_of("event").await;
-        assert_eq!(event["seq"], last + 1);
+        let mut item = harness::item(&f.group, &format!("item {rounds}"));
+        item.values.insert(column.id, json!(notes));
+        server.create_item(&f.owner, &f.board, &item).await;
+        let event = fast.next_event().await;
+        assert_eq!(event.seq, last + 1);
         last += 1;
     }
     // The fast client carries on, in order.
     create_item_rest(server, token, &f.board, &f.group, "after the cut").await;
-    let event = fast.next_of("event").await;
-    assert_eq!(event["seq"], last + 1);
-    assert_eq!(event["data"]["name"], "after the cut");
+    let event = fast.next_event().await;
+    assert_eq!(event.seq, last + 1);
+    assert_eq!(item_of(&event).name, "after the cut");
     // The slow one finds its connection ended (4008 when the close frame got through).
     let code = slow.closed().await;
     assert!(matches!(code, None | Some(4008)), "unexpected close code {code:?}");
@@ -538,7 +364,7 @@ async fn losing_board_membership_ends_the_subscription(server: &TestServer) {
     server.add_member(&f.owner, &f.org, &member, "member").await;
     server.add_board_member(&f.owner, &f.board, &member, "editor").await;
     let mut client = connect(server, &member.access_token, JSON).await;
-    ok(&client.request(json!({"type": "subscribe", "board_id": f.board})).await);
+    ok_empty(&client.request(msg::subscribe(&f.board)).await);
     server
         .send_as(
             Method::DELETE,
@@ -550,16 +376,19 @@ async fn losing_board_membership_ends_the_subscription(server: &TestServer) {
         .expect(204);
     // Written at once, before the gateway re-checked: it still must not reach them.
     create_item_rest(server, &f.owner.access_token, &f.board, &f.group, "secret").await;
-    let ended = client.next_of("unsubscribed").await;
-    assert_eq!(ended["board_id"], json!(f.board));
-    assert_eq!(ended["error"]["code"], "not_found");
-    ok(&client.request(json!({"type": "ping"})).await);
+    let ended = client.next_unsubscribed().await;
+    assert_eq!(ended.board_id, f.board);
+    assert_eq!(ended.error.code, ErrorCode::NotFound);
+    ok_empty(&client.request(msg::ping()).await);
     assert!(
-        client.history.iter().all(|e| e["data"]["name"] != "secret"),
+        client
+            .history
+            .iter()
+            .all(|e| !matches!(e, ServerFrame::Event(e) if e.data["name"] == "secret")),
         "a removed member saw a later event: {:?}",
         client.history
     );
-    let reply = client.request(json!({"type": "subscribe", "board_id": f.board})).await;
+    let reply = client.request(msg::subscribe(&f.board)).await;
     assert_eq!(error_code(&reply), "not_found");
 }
 
@@ -583,17 +412,17 @@ async fn an_expired_token_ends_the_socket_unless_refreshed(server: &TestServer) 
     // Verification allows 5 s of leeway: this token has about 3 s left.
     let short = mint(&owner.id, &owner.session_id, -2);
     let mut doomed = connect(server, &short, JSON).await;
-    ok(&doomed.request(json!({"type": "subscribe", "board_id": f.board})).await);
+    ok_empty(&doomed.request(msg::subscribe(&f.board)).await);
     let mut refreshed = connect(server, &mint(&owner.id, &owner.session_id, -2), MSGPACK).await;
-    ok(&refreshed.request(json!({"type": "auth", "token": owner.access_token})).await);
+    ok_empty(&refreshed.request(msg::auth(&owner.access_token)).await);
     // A token of someone else is refused.
     let other = server.register("other").await;
-    let reply = refreshed.request(json!({"type": "auth", "token": other.access_token})).await;
+    let reply = refreshed.request(msg::auth(&other.access_token)).await;
     assert_eq!(error_code(&reply), "forbidden");
     let code = doomed.closed().await;
     assert_eq!(code, Some(4001));
     tokio::time::sleep(Duration::from_secs(1)).await;
-    ok(&refreshed.request(json!({"type": "ping"})).await);
+    ok_empty(&refreshed.request(msg::ping()).await);
     // A revoked session ends its sockets too.
     server.post("/api/v1/auth/logout", Some(&owner.access_token), &json!({})).await;
     assert_eq!(refreshed.closed().await, Some(4001));
@@ -604,18 +433,13 @@ async fn a_revoked_api_key_ends_the_socket(server: &TestServer) {
     let (key_id, key) = server.create_key(&f.owner, &f.org, &["boards:read"]).await;
     let (_, blind) = server.create_key(&f.owner, &f.org, &["items:read"]).await;
     let mut client = connect(server, &key, JSON).await;
-    let reply = client.request(json!({"type": "subscribe", "board_id": f.board})).await;
-    let data = ok(&reply);
-    assert_eq!(data["snapshot"]["items"], json!([]), "items without items:read");
+    let data = subscribed(&client.request(msg::subscribe(&f.board)).await);
+    assert_eq!(data.snapshot.expect("a snapshot").items, [], "items without items:read");
     // The key's scopes hold on the socket too.
-    let reply = client
-        .request(
-            json!({"type": "create_item", "board_id": f.board, "group_id": f.group, "name": "x"}),
-        )
-        .await;
+    let reply = client.request(msg::create_item(&f.board, harness::item(&f.group, "x"))).await;
     assert_eq!(error_code(&reply), "insufficient_scope");
     let mut no_read = connect(server, &blind, JSON).await;
-    let reply = no_read.request(json!({"type": "subscribe", "board_id": f.board})).await;
+    let reply = no_read.request(msg::subscribe(&f.board)).await;
     assert_eq!(error_code(&reply), "insufficient_scope");
     // The holder gets their own IP blocked with bad keys: the socket's re-check is no guess at
     // a key, so that block must not keep the revoked key's socket alive.
@@ -643,56 +467,54 @@ async fn a_rescoped_key_ends_its_subscriptions(server: &TestServer) {
     let (key_id, key) = server.create_key(&f.owner, &f.org, &["boards:read", "items:read"]).await;
     create_item_rest(server, &f.owner.access_token, &f.board, &f.group, "seen before").await;
     let mut client = connect(server, &key, JSON).await;
-    let first = client.request(json!({"type": "subscribe", "board_id": f.board})).await;
-    assert_eq!(ok(&first)["snapshot"]["items"].as_array().unwrap().len(), 1);
-    server
-        .send_as(
-            Method::PATCH,
-            &format!("/api/v1/orgs/{}/api-keys/{key_id}", f.org),
-            &f.owner.access_token,
-            Some(&json!({"scopes": ["boards:read"]})),
-        )
+    let first = subscribed(&client.request(msg::subscribe(&f.board)).await);
+    assert_eq!(first.snapshot.expect("a snapshot").items.len(), 1);
+    let rescope = UpdateApiKey { scopes: Some(vec!["boards:read".into()]), ..Default::default() };
+    let path = format!("/api/v1/orgs/{}/api-keys/{key_id}", f.org);
+    let key: ApiKey = server
+        .send_body(Method::PATCH, &path, &f.owner.access_token, &rescope)
         .await
-        .expect(200);
-    let ended = client.next_of("unsubscribed").await;
-    assert_eq!(ended["board_id"], json!(f.board));
-    assert_eq!(ended["error"]["code"], "insufficient_scope");
-    let again = client.request(json!({"type": "subscribe", "board_id": f.board})).await;
-    assert_eq!(ok(&again)["snapshot"]["items"], json!([]), "no items without items:read");
+        .expect_as(200);
+    assert_eq!(key.scopes, [Scope::BoardsRead]);
+    let ended = client.next_unsubscribed().await;
+    assert_eq!(ended.board_id, f.board);
+    assert_eq!(ended.error.code, ErrorCode::InsufficientScope);
+    let again = subscribed(&client.request(msg::subscribe(&f.board)).await);
+    assert_eq!(again.snapshot.expect("a snapshot").items, [], "no items without items:read");
 }
 
 async fn malformed_frames_are_refused_for_that_connection_only(server: &TestServer) {
     let f = fixture(server).await;
     let token = &f.owner.access_token;
     let mut bystander = connect(server, token, JSON).await;
-    ok(&bystander.request(json!({"type": "subscribe", "board_id": f.board})).await);
+    ok_empty(&bystander.request(msg::subscribe(&f.board)).await);
 
     let mut client = connect(server, token, JSON).await;
     client.send_raw(Message::Text("{not json".into())).await;
-    let reply = client.next_of("reply").await;
-    assert_eq!(reply["id"], Value::Null);
+    let reply = client.next_reply().await;
+    assert_eq!(reply.id, None);
     assert_eq!(error_code(&reply), "malformed_body");
     client.send_raw(Message::Text(r#"{"type":"launch_rockets","id":7}"#.into())).await;
-    let reply = client.next_of("reply").await;
-    assert_eq!(reply["id"], 7);
+    let reply = client.next_reply().await;
+    assert_eq!(reply.id, Some(RequestId::Number(7)));
     assert_eq!(error_code(&reply), "malformed_body");
-    let reply = client.request(json!({"type": "subscribe", "board_id": "not-a-uuid"})).await;
+    let reply = client.request(msg::subscribe("not-a-uuid")).await;
     assert_eq!(error_code(&reply), "validation_failed");
 
     let mut packed = connect(server, token, MSGPACK).await;
     packed.send_raw(Message::Binary(vec![0xc1, 0xff, 0x00].into())).await;
-    let reply = packed.next_of("reply").await;
+    let reply = packed.next_reply().await;
     assert_eq!(error_code(&reply), "malformed_body");
-    ok(&packed.request(json!({"type": "ping"})).await);
+    ok_empty(&packed.request(msg::ping()).await);
 
     // Oversized: the connection is closed; nobody else notices.
     client.send_raw(Message::Text("x".repeat(100 * 1024).into())).await;
     let code = client.closed().await;
     assert!(matches!(code, None | Some(1009)), "unexpected close code {code:?}");
     create_item_rest(server, token, &f.board, &f.group, "still here").await;
-    let event = bystander.next_of("event").await;
-    assert_eq!(event["data"]["name"], "still here");
-    ok(&packed.request(json!({"type": "ping"})).await);
+    let event = bystander.next_event().await;
+    assert_eq!(item_of(&event).name, "still here");
+    ok_empty(&packed.request(msg::ping()).await);
     server.get("/health/live").await;
 }
 
@@ -714,7 +536,7 @@ async fn refusals_happen_before_the_upgrade(server: &TestServer) {
         try_connect(server, Auth::Bearer(token), Some(JSON), Some("https://app.example"))
             .await
             .unwrap();
-    ok(&browser.request(json!({"type": "ping"})).await);
+    ok_empty(&browser.request(msg::ping()).await);
     // Boardroom subprotocols of another protocol version only: 426, naming the supported ones
     // in `Sec-WebSocket-Protocol` and the message, with the stable code.
     for offered in ["boardroom.v9.xml", "boardroom.v2.json, boardroom.v2.msgpack"] {
@@ -728,10 +550,10 @@ async fn refusals_happen_before_the_upgrade(server: &TestServer) {
                     "boardroom.v1.json, boardroom.v1.msgpack"
                 );
                 assert_eq!(headers["upgrade"], "websocket");
-                let body: Value =
+                let body: ErrorEnvelope =
                     serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
-                assert_eq!(body["error"]["code"], "unsupported_protocol_version", "{body}");
-                let message = body["error"]["message"].as_str().unwrap();
+                assert_eq!(body.error.code, ErrorCode::UnsupportedProtocolVersion, "{body:?}");
+                let message = &body.error.message;
                 assert!(message.contains("boardroom.v1.json"), "{message}");
                 assert!(message.contains("boardroom.v1.msgpack"), "{message}");
             }
@@ -746,9 +568,9 @@ async fn refusals_happen_before_the_upgrade(server: &TestServer) {
             WsError::Http(response) => {
                 assert_eq!(response.status().as_u16(), 400, "{offered}");
                 assert!(response.headers().get("upgrade").is_none());
-                let body: Value =
+                let body: ErrorEnvelope =
                     serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
-                assert_eq!(body["error"]["code"], "bad_request");
+                assert_eq!(body.error.code, ErrorCode::BadRequest);
             }
             other => panic!("expected a refusal, got {other:?}"),
         }
@@ -762,14 +584,13 @@ async fn refusals_happen_before_the_upgrade(server: &TestServer) {
     )
     .await
     .unwrap();
-    ok(&mixed.request(json!({"type": "ping"})).await);
+    ok_empty(&mixed.request(msg::ping()).await);
     let mut plain = try_connect(server, Auth::Bearer(token), None, None).await.unwrap();
-    ok(&plain.request(json!({"type": "ping"})).await);
+    ok_empty(&plain.request(msg::ping()).await);
     // Tickets are single-use.
-    let ticket = server.post("/api/v1/ws/ticket", Some(token), &json!({})).await;
-    let ticket = ticket.expect(200)["ticket"].as_str().unwrap().to_owned();
+    let ticket = server.ws_ticket(token).await.ticket;
     let mut client = try_connect(server, Auth::Ticket(&ticket), Some(JSON), None).await.unwrap();
-    ok(&client.request(json!({"type": "subscribe", "board_id": f.board})).await);
+    ok_empty(&client.request(msg::subscribe(&f.board)).await);
     let err = try_connect(server, Auth::Ticket(&ticket), Some(JSON), None).await.unwrap_err();
     assert_eq!(http_status(err), 401);
     // Tickets need an authenticated caller.
@@ -779,10 +600,7 @@ async fn refusals_happen_before_the_upgrade(server: &TestServer) {
     let stranger = server.register("stranger").await;
     let ticket_of = |token: &str| {
         let token = token.to_owned();
-        async move {
-            let ticket = server.post("/api/v1/ws/ticket", Some(&token), &json!({})).await;
-            ticket.expect(200)["ticket"].as_str().unwrap().to_owned()
-        }
+        async move { server.ws_ticket(&token).await.ticket }
     };
     for cookie in [token.as_str(), stranger.access_token.as_str()] {
         let ticket = ticket_of(token).await;
@@ -790,14 +608,14 @@ async fn refusals_happen_before_the_upgrade(server: &TestServer) {
             try_connect(server, Auth::TicketWithCookie(&ticket, cookie), Some(JSON), None)
                 .await
                 .unwrap();
-        ok(&owner.request(json!({"type": "subscribe", "board_id": f.board})).await);
+        ok_empty(&owner.request(msg::subscribe(&f.board)).await);
     }
     let ticket = ticket_of(&stranger.access_token).await;
     let mut not_owner =
         try_connect(server, Auth::TicketWithCookie(&ticket, token), Some(JSON), None)
             .await
             .unwrap();
-    let reply = not_owner.request(json!({"type": "subscribe", "board_id": f.board})).await;
+    let reply = not_owner.request(msg::subscribe(&f.board)).await;
     assert_eq!(error_code(&reply), "not_found");
 }
 
@@ -806,41 +624,41 @@ async fn presence_follows_who_is_viewing(server: &TestServer) {
     let member = server.register("member").await;
     server.add_member(&f.owner, &f.org, &member, "member").await;
     server.add_board_member(&f.owner, &f.board, &member, "viewer").await;
-    let subscribe = json!({"type": "subscribe", "board_id": f.board});
+    let subscribe = msg::subscribe(&f.board);
     let mut owner = connect(server, &f.owner.access_token, JSON).await;
-    ok(&owner.request(subscribe.clone()).await);
-    let joined = owner.next_of("presence").await;
-    assert_eq!(joined["joined"], json!(f.owner.id));
-    assert_eq!(joined["users"], json!([f.owner.id]));
+    ok_empty(&owner.request(subscribe.clone()).await);
+    let joined = owner.next_presence().await;
+    assert_eq!(joined.joined.as_ref(), Some(&f.owner.id));
+    assert_eq!(joined.users, std::slice::from_ref(&f.owner.id));
 
     let mut tab_a = connect(server, &member.access_token, MSGPACK).await;
-    ok(&tab_a.request(subscribe.clone()).await);
+    ok_empty(&tab_a.request(subscribe.clone()).await);
     let mut both = vec![f.owner.id.clone(), member.id.clone()];
     both.sort();
-    let seen = owner.next_of("presence").await;
-    assert_eq!(seen["joined"], json!(member.id));
-    assert_eq!(seen["users"], json!(both));
-    assert_eq!(tab_a.next_of("presence").await["users"], json!(both));
+    let seen = owner.next_presence().await;
+    assert_eq!(seen.joined.as_ref(), Some(&member.id));
+    assert_eq!(seen.users, both);
+    assert_eq!(tab_a.next_presence().await.users, both);
 
     // A second tab of the same user learns the list without announcing anything.
     let mut tab_b = connect(server, &member.access_token, JSON).await;
-    ok(&tab_b.request(subscribe.clone()).await);
-    let list = tab_b.next_of("presence").await;
-    assert_eq!(list["users"], json!(both));
-    assert_eq!(list.get("joined"), None);
+    ok_empty(&tab_b.request(subscribe.clone()).await);
+    let list = tab_b.next_presence().await;
+    assert_eq!(list.users, both);
+    assert_eq!(list.joined, None);
     drop(tab_a);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    ok(&owner.request(json!({"type": "ping"})).await);
+    ok_empty(&owner.request(msg::ping()).await);
     assert!(
-        owner.pending.iter().all(|f| f["type"] != "presence"),
+        owner.pending.iter().all(|f| !matches!(f, ServerFrame::Presence(_))),
         "one tab closing announced something: {:?}",
         owner.pending
     );
     // The last tab going ends the user's presence.
-    ok(&tab_b.request(json!({"type": "unsubscribe", "board_id": f.board})).await);
-    let left = owner.next_of("presence").await;
-    assert_eq!(left["left"], json!(member.id));
-    assert_eq!(left["users"], json!([f.owner.id]));
+    ok_empty(&tab_b.request(msg::unsubscribe(&f.board)).await);
+    let left = owner.next_presence().await;
+    assert_eq!(left.left.as_ref(), Some(&member.id));
+    assert_eq!(left.users, std::slice::from_ref(&f.owner.id));
 }
 
 async fn msgpack_frames_agree_with_python(server: &TestServer) {
@@ -862,27 +680,26 @@ else:
     };
     let packed = hex_decode(&python(&["pack", &f.board]));
     client.send_raw(Message::Binary(packed.into())).await;
-    let reply = client.next_of("reply").await;
-    assert_eq!(reply["id"], 41);
-    ok(&reply);
+    let reply = client.next_reply().await;
+    assert_eq!(reply.id, Some(RequestId::Number(41)));
+    ok_empty(&reply);
     // Python unpacks an event exactly as we do.
     create_item_rest(server, &f.owner.access_token, &f.board, &f.group, "packed").await;
-    let raw = loop {
-        match client.ws.next().await.unwrap().unwrap() {
-            Message::Binary(bytes) => {
-                let frame: Value = rmp_serde::from_slice(&bytes).unwrap();
-                if frame["type"] == "event" {
-                    break bytes;
-                }
-            }
-            _ => continue,
+    let (raw, ours) = loop {
+        let raw = client.next_binary().await;
+        let frame: ServerFrame = Encoding::MessagePack.decode(&raw).unwrap();
+        if let ServerFrame::Event(event) = frame {
+            break (raw, event);
         }
     };
     let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
     let theirs: Value = serde_json::from_str(&python(&["unpack", &hex])).unwrap();
-    let ours: Value = rmp_serde::from_slice(&raw).unwrap();
-    assert_eq!(theirs, ours);
-    assert_eq!(theirs["data"]["name"], "packed");
+    assert_eq!(theirs, Encoding::MessagePack.decode::<Value>(&raw).unwrap());
+    assert_eq!(
+        serde_json::from_value::<ServerFrame>(theirs).unwrap(),
+        ServerFrame::Event(ours.clone())
+    );
+    assert_eq!(item_of(&ours).name, "packed");
 }
 
 fn hex_decode(hex: &str) -> Vec<u8> {
@@ -892,7 +709,7 @@ fn hex_decode(hex: &str) -> Vec<u8> {
 async fn shutdown_closes_sockets_with_going_away(server: &TestServer) {
     let f = fixture(server).await;
     let mut client = connect(server, &f.owner.access_token, JSON).await;
-    ok(&client.request(json!({"type": "subscribe", "board_id": f.board})).await);
+    ok_empty(&client.request(msg::subscribe(&f.board)).await);
     // What RunningServer::shutdown does first; the harness then stops the rest.
     server.state().ws().shutdown();
     assert_eq!(client.closed().await, Some(1001));
@@ -900,18 +717,19 @@ async fn shutdown_closes_sockets_with_going_away(server: &TestServer) {
 
 async fn a_silent_client_is_closed_and_leaves(server: &TestServer) {
     let f = fixture(server).await;
-    let subscribe = json!({"type": "subscribe", "board_id": f.board});
+    let subscribe = msg::subscribe(&f.board);
     let mut watcher = connect(server, &f.owner.access_token, JSON).await;
-    ok(&watcher.request(subscribe.clone()).await);
+    ok_empty(&watcher.request(subscribe.clone()).await);
     let other = server.register("other").await;
     server.add_member(&f.owner, &f.org, &other, "admin").await;
     let mut silent = connect(server, &other.access_token, JSON).await;
-    ok(&silent.request(subscribe).await);
+    ok_empty(&silent.request(subscribe).await);
     // The watcher keeps talking; the silent client reads nothing, so it never answers pings.
     let started = std::time::Instant::now();
     loop {
-        ok(&watcher.request(json!({"type": "ping"})).await);
-        if watcher.pending.iter().any(|p| p["left"] == json!(other.id)) {
+        ok_empty(&watcher.request(msg::ping()).await);
+        let left = |p: &ServerFrame| matches!(p, ServerFrame::Presence(p) if p.left == Some(other.id.clone()));
+        if watcher.pending.iter().any(left) {
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(10), "the silent client was never closed");
@@ -927,14 +745,15 @@ async fn a_silent_client_is_closed_and_leaves(server: &TestServer) {
 async fn deleting_the_board_ends_its_subscriptions(server: &TestServer) {
     let f = fixture(server).await;
     let mut watcher = connect(server, &f.owner.access_token, MSGPACK).await;
-    ok(&watcher.request(json!({"type": "subscribe", "board_id": f.board})).await);
+    ok_empty(&watcher.request(msg::subscribe(&f.board)).await);
     let mut writer = connect(server, &f.owner.access_token, JSON).await;
-    let reply = writer.request(json!({"type": "delete_board", "board_id": f.board})).await;
-    ok(&reply);
-    let deleted = watcher.next_of("event").await;
-    assert_eq!(deleted["kind"], "board.deleted");
-    let ended = watcher.next_of("unsubscribed").await;
-    assert_eq!(ended["error"]["code"], "not_found");
+    ok_empty(&writer.request(msg::delete_board(&f.board)).await);
+    let deleted = watcher.next_event().await;
+    assert_eq!(deleted.kind, "board.deleted");
+    let EventData::BoardDeleted(deleted) = event_data(&deleted) else { unreachable!() };
+    assert_eq!(deleted.id, harness::id(&f.board));
+    let ended = watcher.next_unsubscribed().await;
+    assert_eq!(ended.error.code, ErrorCode::NotFound);
     assert!(server.state().ws().fanout().is_empty());
 }
 
@@ -948,25 +767,19 @@ async fn org_membership_changes_reach_sockets_at_once(server: &TestServer) {
     server.add_member(&f.owner, &f.org, &editor, "member").await;
     server.add_board_member(&f.owner, &f.board, &editor, "editor").await;
     let mut as_admin = connect(server, &admin.access_token, JSON).await;
-    ok(&as_admin.request(json!({"type": "subscribe", "board_id": f.board})).await);
+    ok_empty(&as_admin.request(msg::subscribe(&f.board)).await);
     let mut as_editor = connect(server, &editor.access_token, JSON).await;
-    ok(&as_editor.request(json!({"type": "subscribe", "board_id": f.board})).await);
+    ok_empty(&as_editor.request(msg::subscribe(&f.board)).await);
     let members = format!("/api/v1/orgs/{}/members", f.org);
-    server
-        .send_as(
-            Method::PATCH,
-            &format!("{members}/{}", admin.id),
-            &f.owner.access_token,
-            Some(&json!({"role": "member"})),
-        )
-        .await
-        .expect(200);
-    let ended = as_admin.next_of("unsubscribed").await;
-    assert_eq!(ended["error"]["code"], "not_found", "not on the board, no longer an admin");
+    let demoted: OrgMember =
+        server.set_org_role(&f.owner, &f.org, &admin, "member").await.expect_as(200);
+    assert_eq!(demoted.role, OrgRole::Member);
+    let ended = as_admin.next_unsubscribed().await;
+    assert_eq!(ended.error.code, ErrorCode::NotFound, "not on the board, no longer an admin");
     server
         .send_as(Method::DELETE, &format!("{members}/{}", editor.id), &f.owner.access_token, None)
         .await
         .expect(204);
-    let ended = as_editor.next_of("unsubscribed").await;
-    assert_eq!(ended["error"]["code"], "not_found", "no longer in the organization");
+    let ended = as_editor.next_unsubscribed().await;
+    assert_eq!(ended.error.code, ErrorCode::NotFound, "no longer in the organization");
 }
