@@ -1,8 +1,10 @@
 //! The HTTP edge: the router, shared state, and the middleware every request passes.
 //!
-//! Each resource module exposes `router()`; this module nests them under `/api/v1` and adds
-//! the health probes at the root. Handlers are thin: parse, call the store or an actor, map the
-//! result; the rules live beneath them.
+//! Each resource module exposes `router()`, an `OpenApiRouter` whose routes come from their
+//! handlers' `#[utoipa::path]` attributes; this module nests them under `/api/v1`, adds the
+//! health probes at the root, and builds the OpenAPI document from the same routers
+//! ([`openapi_document`]), so the document lists exactly what is served. Handlers are thin:
+//! parse, call the store or an actor, map the result; the rules live beneath them.
 
 pub mod api_keys;
 pub mod audit;
@@ -12,6 +14,7 @@ pub mod extract;
 pub mod google;
 pub mod health;
 pub mod linger;
+pub mod openapi;
 pub mod orgs;
 pub mod webhooks;
 
@@ -21,6 +24,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Router;
 use boardroom_protocol::ErrorCode;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
 
 use boardroom_actors::supervisor::Runtime;
 
@@ -92,9 +97,9 @@ impl AppState {
 /// Largest request body accepted anywhere, in bytes.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
-/// The whole application router.
-pub fn router(state: AppState) -> Router {
-    let api = Router::new()
+/// Every route under `/api/v1`, documented.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .merge(auth::router())
         .merge(orgs::router())
         .merge(api_keys::router())
@@ -103,14 +108,28 @@ pub fn router(state: AppState) -> Router {
         .merge(google::router())
         .merge(webhooks::router())
         .merge(crate::ws::router())
-        .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::auth::caller::authenticate,
-        ));
-    Router::new()
-        .merge(health::router())
-        .nest("/api/v1", api)
+        .merge(openapi::router())
+}
+
+/// The OpenAPI document: [`openapi::ApiDoc`]'s top, the probes at the root and the API under
+/// `/api/v1`, taken from the routers [`router`] serves.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let (_, root) = health::router().split_for_parts();
+    let (_, api) = api_routes().split_for_parts();
+    let mut document = openapi::ApiDoc::openapi();
+    document.merge(root);
+    document.nest("/api/v1", api)
+}
+
+/// The whole application router.
+pub fn router(state: AppState) -> Router {
+    let (api, _) = api_routes().split_for_parts();
+    let (root, _) = health::router().split_for_parts();
+    let api = api.fallback(not_found).layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        crate::auth::caller::authenticate,
+    ));
+    root.nest("/api/v1", api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))

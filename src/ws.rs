@@ -25,14 +25,15 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use boardroom_actors::event_bus::EventBus;
 use boardroom_protocol::codec::subprotocol_version;
 use boardroom_protocol::{Encoding, ErrorCode, PROTOCOL_VERSION};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::watch;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::caller::credential;
@@ -189,8 +190,8 @@ fn allowed_origins(settings: &Settings) -> Vec<String> {
 }
 
 /// Routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/ws", get(upgrade)).route("/ws/ticket", post(ticket))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(upgrade)).routes(routes!(ticket))
 }
 
 /// The token the request authenticated with (header, else cookie).
@@ -199,6 +200,11 @@ fn presented_token(headers: &HeaderMap) -> Option<String> {
 }
 
 /// `POST /ws/ticket`: a single-use ticket for `?ticket=`, valid for a short while.
+#[utoipa::path(post, path = "/ws/ticket", tag = "realtime", operation_id = "ws_ticket",
+    summary = "A single-use ticket for `/ws?ticket=`, valid 30 seconds",
+    security(("session" = []), ("api_key" = []), ("cookie" = [], "csrf" = [])),
+    responses((status = 200, description = "The ticket",
+        body = boardroom_protocol::identity::WsTicket), crate::http::openapi::WriteErrors))]
 async fn ticket(
     State(state): State<AppState>,
     caller: Caller,
@@ -274,6 +280,13 @@ fn refusal(err: ApiError) -> Response {
     response
 }
 
+#[utoipa::path(get, path = "/ws", tag = "realtime", operation_id = "websocket",
+    summary = "Open the WebSocket (JSON or MessagePack by `Sec-WebSocket-Protocol`; frames in `docs/protocol.schema.json`)",
+    params(("ticket" = Option<String>, Query,
+        description = "A ticket from `POST /ws/ticket`, for clients that cannot send headers")),
+    security(("session" = []), ("api_key" = []), ("cookie" = []), ("ticket" = [])),
+    responses((status = 101, description = "Switching protocols"),
+        crate::http::openapi::UpgradeErrors))]
 async fn upgrade(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -16,6 +16,7 @@ mod health;
 mod hostile_input;
 mod identity;
 mod limits;
+mod openapi;
 mod orgs;
 mod realtime;
 mod webhook_access;

@@ -6,8 +6,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, patch};
-use axum::{Json, Router};
+use axum::Json;
 use boardroom_actors::audit::AuditAction;
 use boardroom_actors::roles::OrgRole;
 use boardroom_actors::webhook::Affected;
@@ -15,6 +14,8 @@ use boardroom_protocol::Scope;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::extract::{ApiJson, ApiPath};
@@ -28,10 +29,10 @@ use crate::storage::{ApiKeyChanges, ApiKeyRow, NewApiKey, StorageError};
 use crate::validate;
 
 /// Routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/orgs/{org}/api-keys", get(list_keys).post(create_key))
-        .route("/orgs/{org}/api-keys/{id}", patch(update_key).delete(revoke_key))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_keys, create_key))
+        .routes(routes!(update_key, revoke_key))
 }
 
 fn key_json(key: &ApiKeyRow) -> Value {
@@ -84,6 +85,14 @@ struct CreateKey {
     expires_at: Option<DateTime<Utc>>,
 }
 
+#[utoipa::path(post, path = "/orgs/{org}/api-keys", tag = "api-keys",
+        operation_id = "create_api_key",
+    summary = "Create an API key; its secret is answered this once",
+    params(("org" = uuid::Uuid, Path, description = "The organization")),
+    request_body = boardroom_protocol::api_keys::CreateApiKey,
+    security(("session" = []), ("cookie" = [], "csrf" = [])),
+    responses((status = 201, description = "Created",
+        body = boardroom_protocol::api_keys::CreatedApiKey), crate::http::openapi::WriteErrors))]
 async fn create_key(
     State(state): State<AppState>,
     caller: Caller,
@@ -143,6 +152,12 @@ fn may_manage(access: &OrgAccess, caller: &Caller, key: &ApiKeyRow) -> bool {
     access.role == OrgRole::Admin || key.user_id == caller.user_id()
 }
 
+#[utoipa::path(get, path = "/orgs/{org}/api-keys", tag = "api-keys", operation_id = "list_api_keys",
+    summary = "API keys of the organization the caller may manage",
+    params(("org" = uuid::Uuid, Path, description = "The organization")),
+    security(("session" = []), ("cookie" = [])),
+    responses((status = 200, description = "The keys, without secrets",
+        body = boardroom_protocol::api_keys::ApiKeyList), crate::http::openapi::ReadErrors))]
 async fn list_keys(
     State(state): State<AppState>,
     caller: Caller,
@@ -163,6 +178,15 @@ struct UpdateKey {
     rate_limit_per_minute: Option<u32>,
 }
 
+#[utoipa::path(patch, path = "/orgs/{org}/api-keys/{id}", tag = "api-keys",
+        operation_id = "update_api_key",
+    summary = "Rename, re-scope or re-limit an API key",
+    params(("org" = uuid::Uuid, Path, description = "The organization"), ("id" = uuid::Uuid, Path,
+        description = "The API key")),
+    request_body = boardroom_protocol::api_keys::UpdateApiKey,
+    security(("session" = []), ("cookie" = [], "csrf" = [])),
+    responses((status = 200, description = "Updated",
+        body = boardroom_protocol::api_keys::ApiKey), crate::http::openapi::WriteErrors))]
 async fn update_key(
     State(state): State<AppState>,
     caller: Caller,
@@ -199,6 +223,13 @@ async fn update_key(
     Ok(Json(key_json(&updated)))
 }
 
+#[utoipa::path(delete, path = "/orgs/{org}/api-keys/{id}", tag = "api-keys",
+        operation_id = "revoke_api_key",
+    summary = "Revoke an API key",
+    params(("org" = uuid::Uuid, Path, description = "The organization"), ("id" = uuid::Uuid, Path,
+        description = "The API key")),
+    security(("session" = []), ("cookie" = [], "csrf" = [])),
+    responses((status = 204, description = "Revoked"), crate::http::openapi::WriteErrors))]
 async fn revoke_key(
     State(state): State<AppState>,
     caller: Caller,

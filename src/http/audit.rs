@@ -1,12 +1,13 @@
 //! `GET /orgs/{org}/audit-log`: the organization's audit rows, newest first, for admins.
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use boardroom_actors::audit::AuditAction;
 use boardroom_actors::roles::OrgRole;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::extract::{ApiPath, ApiQuery};
@@ -15,8 +16,8 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 
 /// Routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/orgs/{org}/audit-log", get(audit_log))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(audit_log))
 }
 
 #[derive(Deserialize)]
@@ -26,6 +27,13 @@ struct Query {
     limit: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/orgs/{org}/audit-log", tag = "audit", operation_id = "audit_log",
+    summary = "The organization's audit log, newest first (admins)",
+    params(("org" = uuid::Uuid, Path, description = "The organization"),
+        boardroom_protocol::audit::AuditQuery),
+    security(("session" = []), ("cookie" = [])),
+    responses((status = 200, description = "One page",
+        body = boardroom_protocol::audit::AuditLog), crate::http::openapi::ReadErrors))]
 async fn audit_log(
     State(state): State<AppState>,
     caller: Caller,

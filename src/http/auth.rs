@@ -9,12 +9,13 @@ use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::Json;
 use boardroom_actors::audit::AuditAction;
 use boardroom_protocol::ErrorCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::extract::{ApiJson, ApiPath};
@@ -25,16 +26,16 @@ use crate::error::{ApiError, ApiResult};
 use crate::storage::UserRow;
 
 /// Routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/auth/register", post(register))
-        .route("/auth/login", post(login))
-        .route("/auth/refresh", post(refresh))
-        .route("/auth/logout", post(logout))
-        .route("/auth/password", post(change_password))
-        .route("/auth/sessions", get(list_sessions))
-        .route("/auth/sessions/{id}", delete(revoke_session))
-        .route("/me", get(me))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(change_password))
+        .routes(routes!(list_sessions))
+        .routes(routes!(revoke_session))
+        .routes(routes!(me))
 }
 
 /// The public fields of a user.
@@ -110,6 +111,13 @@ struct RegisterBody {
     name: String,
 }
 
+#[utoipa::path(post, path = "/auth/register", tag = "auth", operation_id = "register",
+    summary = "Create an account and sign in",
+    request_body = boardroom_protocol::identity::Register,
+    security(()),
+    responses((status = 201, description = "Signed in; browsers also get the session cookies",
+        body = boardroom_protocol::identity::SessionAnswer),
+        crate::http::openapi::PublicWriteErrors))]
 async fn register(
     State(state): State<AppState>,
     meta: RequestMeta,
@@ -127,6 +135,13 @@ struct LoginBody {
     password: String,
 }
 
+#[utoipa::path(post, path = "/auth/login", tag = "auth", operation_id = "login",
+    summary = "Sign in with email and password",
+    request_body = boardroom_protocol::identity::Login,
+    security(()),
+    responses((status = 200, description = "Signed in; browsers also get the session cookies",
+        body = boardroom_protocol::identity::SessionAnswer),
+        crate::http::openapi::PublicWriteErrors))]
 async fn login(
     State(state): State<AppState>,
     meta: RequestMeta,
@@ -142,6 +157,14 @@ struct RefreshBody {
     refresh_token: Option<String>,
 }
 
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", operation_id = "refresh",
+    summary = "Rotate the refresh token for a new access token",
+    request_body = Option<boardroom_protocol::identity::Refresh>,
+    security(()),
+    responses((status = 200,
+        description = "Refreshed; browsers send no body and the `br_refresh` cookie",
+        body = boardroom_protocol::identity::SessionAnswer),
+        crate::http::openapi::PublicWriteErrors))]
 async fn refresh(
     State(state): State<AppState>,
     meta: RequestMeta,
@@ -170,6 +193,11 @@ async fn refresh(
     Ok(session_response(StatusCode::OK, &user, &tokens, cookie_client))
 }
 
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", operation_id = "logout",
+    summary = "End this session",
+    security(("session" = []), ("cookie" = [], "csrf" = [])),
+    responses((status = 204, description = "Signed out; cookies cleared"),
+        crate::http::openapi::WriteErrors))]
 async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     let (user, session) = caller.require_session()?;
     state.auth().end_session(user, session, AuditAction::Logout, &caller.meta).await?;
@@ -184,6 +212,12 @@ struct PasswordBody {
     new_password: String,
 }
 
+#[utoipa::path(post, path = "/auth/password", tag = "auth", operation_id = "change_password",
+    summary = "Change the password (other sessions end)",
+    request_body = boardroom_protocol::identity::ChangePassword,
+    security(("session" = []), ("cookie" = [], "csrf" = [])),
+    responses((status = 200, description = "Changed; fresh tokens for this session",
+        body = boardroom_protocol::identity::SessionAnswer), crate::http::openapi::WriteErrors))]
 async fn change_password(
     State(state): State<AppState>,
     caller: Caller,
@@ -198,6 +232,11 @@ async fn change_password(
     Ok(session_response(StatusCode::OK, &account, &tokens, is_cookie_client(&headers)))
 }
 
+#[utoipa::path(get, path = "/auth/sessions", tag = "auth", operation_id = "list_sessions",
+    summary = "The caller's live sessions",
+    security(("session" = []), ("cookie" = [])),
+    responses((status = 200, description = "The sessions",
+        body = boardroom_protocol::identity::SessionList), crate::http::openapi::ReadErrors))]
 async fn list_sessions(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     let (user, current) = caller.require_session()?;
     let sessions = state.store().live_sessions(user).await?;
@@ -219,6 +258,11 @@ async fn list_sessions(State(state): State<AppState>, caller: Caller) -> ApiResu
     Ok(Json(json!({ "sessions": sessions })))
 }
 
+#[utoipa::path(delete, path = "/auth/sessions/{id}", tag = "auth", operation_id = "revoke_session",
+    summary = "End one of the caller's sessions",
+    params(("id" = uuid::Uuid, Path, description = "The session")),
+    security(("session" = []), ("cookie" = [], "csrf" = [])),
+    responses((status = 204, description = "Ended"), crate::http::openapi::WriteErrors))]
 async fn revoke_session(
     State(state): State<AppState>,
     caller: Caller,
@@ -229,6 +273,11 @@ async fn revoke_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/me", tag = "auth", operation_id = "me",
+    summary = "The caller: user, and the session or API key used",
+    security(("session" = []), ("api_key" = []), ("cookie" = [])),
+    responses((status = 200, description = "The caller", body = boardroom_protocol::identity::Me),
+        crate::http::openapi::ReadErrors))]
 async fn me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     let user = state
         .store()

@@ -11,12 +11,13 @@
 //! `version_conflict` when the item has moved on.
 
 use std::collections::BTreeMap;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post, put};
-use axum::{Json, Router};
+use axum::Json;
 use boardroom_actors::board::{BoardQuery, CommandOutput, Requester};
 use boardroom_actors::domain::{BoardCommand, BoardError, BoardRole, ColumnKind, Placement};
 use boardroom_actors::roles::OrgRole;
@@ -33,26 +34,23 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 
 /// Routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/orgs/{org}/boards", get(list_boards).post(create_board))
-        .route("/boards/{board}", get(snapshot).patch(update_board).delete(delete_board))
-        .route("/boards/{board}/members", get(members))
-        .route("/boards/{board}/members/{user}", put(set_member).delete(remove_member))
-        .route("/boards/{board}/columns", post(create_column))
-        .route("/boards/{board}/columns/{column}", patch(update_column).delete(delete_column))
-        .route("/boards/{board}/groups", post(create_group))
-        .route("/boards/{board}/groups/{group}", patch(update_group).delete(delete_group))
-        .route("/boards/{board}/items", get(list_items).post(create_item))
-        .route("/boards/{board}/items/{item}", get(get_item).patch(update_item).delete(delete_item))
-        .route("/boards/{board}/items/{item}/move", post(move_item))
-        .route("/boards/{board}/items/{item}/archive", post(archive_item))
-        .route("/boards/{board}/items/{item}/updates", get(list_updates).post(create_update))
-        .route(
-            "/boards/{board}/items/{item}/updates/{update}",
-            patch(edit_update).delete(delete_update),
-        )
-        .route("/boards/{board}/events", get(events))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_boards, create_board))
+        .routes(routes!(snapshot, update_board, delete_board))
+        .routes(routes!(members))
+        .routes(routes!(set_member, remove_member))
+        .routes(routes!(create_column))
+        .routes(routes!(update_column, delete_column))
+        .routes(routes!(create_group))
+        .routes(routes!(update_group, delete_group))
+        .routes(routes!(list_items, create_item))
+        .routes(routes!(get_item, update_item, delete_item))
+        .routes(routes!(move_item))
+        .routes(routes!(archive_item))
+        .routes(routes!(list_updates, create_update))
+        .routes(routes!(edit_update, delete_update))
+        .routes(routes!(events))
 }
 
 /// Maps a board refusal to the edge's error.
@@ -134,6 +132,15 @@ struct CreateBoard {
     description: String,
 }
 
+#[utoipa::path(post, path = "/orgs/{org}/boards", tag = "boards", operation_id = "create_board",
+    summary = "Create a board; the caller owns it",
+    params(("org" = uuid::Uuid, Path, description = "The organization"),
+        ("Idempotency-Key" = Option<String>, Header,
+        description = "Retrying with the same key within 24 hours answers the first result")),
+    request_body = boardroom_protocol::boards::CreateBoard,
+    security(("session" = []), ("api_key" = ["boards:write"]), ("cookie" = [], "csrf" = [])),
+    responses((status = 201, description = "Created, with its first group",
+        body = boardroom_protocol::boards::CreatedBoard), crate::http::openapi::BoardWriteErrors))]
 async fn create_board(
     State(state): State<AppState>,
     caller: Caller,
@@ -170,6 +177,12 @@ async fn create_board(
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
+#[utoipa::path(get, path = "/orgs/{org}/boards", tag = "boards", operation_id = "list_boards",
+    summary = "Boards of the organization the caller may see",
+    params(("org" = uuid::Uuid, Path, description = "The organization")),
+    security(("session" = []), ("api_key" = ["boards:read"]), ("cookie" = [])),
+    responses((status = 200, description = "The boards",
+        body = boardroom_protocol::boards::BoardList), crate::http::openapi::ReadErrors))]
 async fn list_boards(
     State(state): State<AppState>,
     caller: Caller,
@@ -193,6 +206,12 @@ async fn list_boards(
     Ok(Json(json!({ "boards": boards })))
 }
 
+#[utoipa::path(get, path = "/boards/{board}", tag = "boards", operation_id = "get_board",
+    summary = "The board's snapshot: columns, groups, items (with `items:read`) and `seq`",
+    params(("board" = uuid::Uuid, Path, description = "The board")),
+    security(("session" = []), ("api_key" = ["boards:read"]), ("cookie" = [])),
+    responses((status = 200, description = "The snapshot",
+        body = boardroom_protocol::boards::Snapshot), crate::http::openapi::ReadErrors))]
 async fn snapshot(
     State(state): State<AppState>,
     caller: Caller,
@@ -208,6 +227,13 @@ struct UpdateBoard {
     description: Option<String>,
 }
 
+#[utoipa::path(patch, path = "/boards/{board}", tag = "boards", operation_id = "update_board",
+    summary = "Rename or re-describe the board (owners)",
+    params(("board" = uuid::Uuid, Path, description = "The board")),
+    request_body = boardroom_protocol::boards::UpdateBoard,
+    security(("session" = []), ("api_key" = ["boards:write"]), ("cookie" = [], "csrf" = [])),
+    responses((status = 200, description = "Updated", body = boardroom_protocol::boards::Board),
+        crate::http::openapi::BoardWriteErrors))]
 async fn update_board(
     State(state): State<AppState>,
     caller: Caller,
@@ -218,6 +244,11 @@ async fn update_board(
     Ok(ok(run(&state, &caller, board, command, None).await?))
 }
 
+#[utoipa::path(delete, path = "/boards/{board}", tag = "boards", operation_id = "delete_board",
+    summary = "Delete the board (owners)",
+    params(("board" = uuid::Uuid, Path, description = "The board")),
+    security(("session" = []), ("api_key" = ["boards:write"]), ("cookie" = [], "csrf" = [])),
+    responses((status = 204, description = "Deleted"), crate::http::openapi::BoardWriteErrors))]
 async fn delete_board(
     State(state): State<AppState>,
     caller: Caller,
@@ -229,6 +260,13 @@ async fn delete_board(
 
 // ----- members ------------------------------------------------------------------------------
 
+#[utoipa::path(get, path = "/boards/{board}/members", tag = "boards",
+        operation_id = "list_board_members",
+    summary = "The board's members",
+    params(("board" = uuid::Uuid, Path, description = "The board")),
+    security(("session" = []), ("api_key" = ["boards:read"]), ("cookie" = [])),
+    responses((status = 200, description = "The members",
+        body = boardroom_protocol::boards::BoardMembers), crate::http::openapi::ReadErrors))]
 async fn members(
     State(state): State<AppState>,
     caller: Caller,
@@ -243,6 +281,15 @@ struct SetMember {
     role: String,
 }
 
+#[utoipa::path(put, path = "/boards/{board}/members/{user}", tag = "boards",
+        operation_id = "set_board_member",
+    summary = "Add a board member or change their role (owners)",
+    params(("board" = uuid::Uuid, Path, description = "The board"), ("user" = uuid::Uuid, Path,
+        description = "The user")),
+    request_body = boardroom_protocol::boards::SetMember,
+    security(("session" = []), ("api_key" = ["boards:write"]), ("cookie" = [], "csrf" = [])),
+    responses((status = 200, description = "Set",
+        body = boardroom_protocol::events::MemberChanged), crate::http::openapi::BoardWriteErrors))]
 async fn set_member(
     State(state): State<AppState>,
     caller: Caller,
@@ -257,6 +304,13 @@ async fn set_member(
     )
 }
 
+#[utoipa::path(delete, path = "/boards/{board}/members/{user}", tag = "boards",
+        operation_id = "remove_board_member",
+    summary = "Remove a board member (owners)",
+    params(("board" = uuid::Uuid, Path, description = "The board"), ("user" = uuid::Uuid, Path,
+        description = "The user")),
+    security(("session" = []), ("api_key" = ["boards:write"]), ("cookie" = [], "csrf" = [])),
+    responses((status = 204, description = "Removed"), crate::http::openapi::BoardWriteErrors))]
 async fn remove_member(
     State(state): State<AppState>,
     caller: Caller,
@@ -279,6 +333,16 @@ struct CreateColumn {
     after: Option<Uuid>,
 }
 
+#[utoipa::path(post, path = "/boards/{board}/columns", tag = "boards",
+        operation_id = "create_column",
+    summary = "Add a column (owners)",
+    params(("board" = uuid::Uuid, Path, description = "The board"),
+        ("Idempotency-Key" = Option<String>, Header,
+        description = "Retrying with the same key within 24 hours answers the first result")),
+    request_body = boardroom_protocol::boards::CreateColumn,
+    security(("session" = []), ("api_key" = ["boards:write"]), ("cookie" = [], "csrf" = [])),
+    responses((status = 201, description = "Created", body = boardroom_protocol::boards::Column),
+        crate::http::openapi::BoardWriteErrors))]
 async fn create_column(
     State(state): State<AppState>,
     caller: Caller,
@@ -307,6 +371,15 @@ struct UpdateColumn {
     after: Option<Uuid>,
 }
 
+#[utoipa::path(patch, path = "/boards/{board}/columns/{column}", tag = "boards",
+        operation_id = "update_column",
+    summary = "Retitle, re-set or move a column (owners)",
+    params(("board" = uuid::Uuid, Path, description = "The board"), ("column" = uuid::Uuid, Path,
+        description = "The column")),
+    request_body = boardroom_protocol::boards::UpdateColumn,
+    security(("session" = []), ("api_key" = ["boards:write"]), ("cookie" = [], "csrf" = [])),
+    responses((status = 200, description = "Updated", body = boardroom_protocol::boards::Column),
+        crate::http::openapi::BoardWriteErrors))]
 async fn update_column(
     State(state): State<AppState>,
     caller: Caller,
@@ -322,6 +395,13 @@ async fn update_column(
     Ok(ok(run(&state, &caller, board, command, None).await?))
 }
 
+#[utoipa::path(delete, path = "/boards/{board}/columns/{column}", tag = "boards",
+        operation_id = "delete_column",
+    summary = "Delete a column and its values (owners)",
+    params(("board" = uuid::Uuid, Path, description = "The board"), ("column" = uuid::Uuid, Path,
+        description = "The column")),
+    security(("session" = []), ("api_key" = ["boards:write"]), ("cookie" = [], "csrf" = [])),
+    responses((status = 204, description = "Deleted"), crate::http::openapi::BoardWriteErrors))]
 async fn delete_column(
     State(state): State<AppState>,
     caller: Caller,
@@ -342,6 +422,15 @@ struct GroupBody {
     after: Option<Uuid>,
 }
 
+#[utoipa::path(post, path = "/boards/{board}/groups", tag = "boards", operation_id = "create_group",
+    summary = "Add a group (editors)",
+    params(("board" = uuid::Uuid, Path, description = "The board"),
+        ("Idempotency-Key" = Option<String>, Header,
+        description = "Retrying with the same key within 24 hours answers the first result")),
+    request_body = boardroom_protocol::boards::CreateGroup,
+    security(("session" = []), ("api_key" = ["boards:write"]), ("cookie" = [], "csrf" = [])),
+    responses((status = 201, description = "Created", body = boardroom_protocol::boards::Group),
+        crate::http::openapi::BoardWriteErrors))]
 async fn create_group(
     State(state): State<AppState>,
     caller: Caller,
@@ -358,6 +447,15 @@ async fn create_group(
     Ok(created(run(&state, &caller, board, command, idempotency_key(&headers)?).await?))
 }
 
+#[utoipa::path(patch, path = "/boards/{board}/groups/{group}", tag = "boards",
+        operation_id = "update_group",
+    summary = "Retitle, recolor or move a group (editors)",
+    params(("board" = uuid::Uuid, Path, description = "The board"), ("group" = uuid::Uuid, Path,
+        description = "The group")),
+    request_body = boardroom_protocol::boards::UpdateGroup,
+    security(("session" = []), ("api_key" = ["boards:write"]), ("cookie" = [], "csrf" = [])),
+    responses((status = 200, description = "Updated", body = boardroom_protocol::boards::Group),
+        crate::http::openapi::BoardWriteErrors))]
 async fn update_group(
     State(state): State<AppState>,
     caller: Caller,
@@ -373,6 +471,13 @@ async fn update_group(
     Ok(ok(run(&state, &caller, board, command, None).await?))
 }
 
+#[utoipa::path(delete, path = "/boards/{board}/groups/{group}", tag = "boards",
+        operation_id = "delete_group",
+    summary = "Delete a group and its items (editors)",
+    params(("board" = uuid::Uuid, Path, description = "The board"), ("group" = uuid::Uuid, Path,
+        description = "The group")),
+    security(("session" = []), ("api_key" = ["boards:write"]), ("cookie" = [], "csrf" = [])),
+    responses((status = 204, description = "Deleted"), crate::http::openapi::BoardWriteErrors))]
 async fn delete_group(
     State(state): State<AppState>,
     caller: Caller,
@@ -395,6 +500,15 @@ struct CreateItem {
     after: Option<Uuid>,
 }
 
+#[utoipa::path(post, path = "/boards/{board}/items", tag = "items", operation_id = "create_item",
+    summary = "Create an item (editors)",
+    params(("board" = uuid::Uuid, Path, description = "The board"),
+        ("Idempotency-Key" = Option<String>, Header,
+        description = "Retrying with the same key within 24 hours answers the first result")),
+    request_body = boardroom_protocol::boards::CreateItem,
+    security(("session" = []), ("api_key" = ["items:write"]), ("cookie" = [], "csrf" = [])),
+    responses((status = 201, description = "Created", body = boardroom_protocol::boards::Item),
+        crate::http::openapi::BoardWriteErrors))]
 async fn create_item(
     State(state): State<AppState>,
     caller: Caller,
@@ -418,6 +532,13 @@ struct ItemsQuery {
     limit: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/boards/{board}/items", tag = "items", operation_id = "list_items",
+    summary = "The board's items, a page at a time",
+    params(("board" = uuid::Uuid, Path, description = "The board"),
+        boardroom_protocol::boards::ItemsQuery),
+    security(("session" = []), ("api_key" = ["items:read"]), ("cookie" = [])),
+    responses((status = 200, description = "One page",
+        body = boardroom_protocol::boards::ItemPage), crate::http::openapi::ReadErrors))]
 async fn list_items(
     State(state): State<AppState>,
     caller: Caller,
@@ -429,6 +550,13 @@ async fn list_items(
     Ok(Json(read(&state, &caller, board, query).await?))
 }
 
+#[utoipa::path(get, path = "/boards/{board}/items/{item}", tag = "items", operation_id = "get_item",
+    summary = "One item; its `ETag` is its version",
+    params(("board" = uuid::Uuid, Path, description = "The board"), ("item" = uuid::Uuid, Path,
+        description = "The item")),
+    security(("session" = []), ("api_key" = ["items:read"]), ("cookie" = [])),
+    responses((status = 200, description = "The item", body = boardroom_protocol::boards::Item),
+        crate::http::openapi::ReadErrors))]
 async fn get_item(
     State(state): State<AppState>,
     caller: Caller,
@@ -460,6 +588,16 @@ fn if_match(headers: &HeaderMap) -> ApiResult<Option<i64>> {
         .map_err(|_| ApiError::bad_request("If-Match must be an item version, like \"3\""))
 }
 
+#[utoipa::path(patch, path = "/boards/{board}/items/{item}", tag = "items",
+        operation_id = "update_item",
+    summary = "Rename an item or set its values (editors)",
+    params(("board" = uuid::Uuid, Path, description = "The board"), ("item" = uuid::Uuid, Path,
+        description = "The item"), ("If-Match" = Option<String>, Header,
+        description = "`\"<version>\"`: refuse with 409 `version_conflict` unless the item is at this version")),
+    request_body = boardroom_protocol::boards::UpdateItem,
+    security(("session" = []), ("api_key" = ["items:write"]), ("cookie" = [], "csrf" = [])),
+    responses((status = 200, description = "Updated, with the values this change set",
+        body = boardroom_protocol::events::ItemUpdated), crate::http::openapi::BoardWriteErrors))]
 async fn update_item(
     State(state): State<AppState>,
     caller: Caller,
@@ -482,6 +620,13 @@ async fn update_item(
     Ok(with_etag(run(&state, &caller, board, command, None).await?.data))
 }
 
+#[utoipa::path(delete, path = "/boards/{board}/items/{item}", tag = "items",
+        operation_id = "delete_item",
+    summary = "Delete an item (editors)",
+    params(("board" = uuid::Uuid, Path, description = "The board"), ("item" = uuid::Uuid, Path,
+        description = "The item")),
+    security(("session" = []), ("api_key" = ["items:write"]), ("cookie" = [], "csrf" = [])),
+    responses((status = 204, description = "Deleted"), crate::http::openapi::BoardWriteErrors))]
 async fn delete_item(
     State(state): State<AppState>,
     caller: Caller,
@@ -499,6 +644,15 @@ struct MoveItem {
     after: Option<Uuid>,
 }
 
+#[utoipa::path(post, path = "/boards/{board}/items/{item}/move", tag = "items",
+        operation_id = "move_item",
+    summary = "Move an item within or across groups (editors)",
+    params(("board" = uuid::Uuid, Path, description = "The board"), ("item" = uuid::Uuid, Path,
+        description = "The item")),
+    request_body = boardroom_protocol::boards::MoveItem,
+    security(("session" = []), ("api_key" = ["items:write"]), ("cookie" = [], "csrf" = [])),
+    responses((status = 200, description = "Moved, with the group it left",
+        body = boardroom_protocol::events::ItemMoved), crate::http::openapi::BoardWriteErrors))]
 async fn move_item(
     State(state): State<AppState>,
     caller: Caller,
@@ -519,6 +673,15 @@ struct ArchiveItem {
     archived: Option<bool>,
 }
 
+#[utoipa::path(post, path = "/boards/{board}/items/{item}/archive", tag = "items",
+        operation_id = "archive_item",
+    summary = "Archive or restore an item (editors); the body may be empty",
+    params(("board" = uuid::Uuid, Path, description = "The board"), ("item" = uuid::Uuid, Path,
+        description = "The item")),
+    request_body = Option<boardroom_protocol::boards::ArchiveItem>,
+    security(("session" = []), ("api_key" = ["items:write"]), ("cookie" = [], "csrf" = [])),
+    responses((status = 200, description = "Archived or restored",
+        body = boardroom_protocol::boards::Item), crate::http::openapi::BoardWriteErrors))]
 async fn archive_item(
     State(state): State<AppState>,
     caller: Caller,
@@ -546,6 +709,16 @@ struct CreateUpdate {
     parent_id: Option<Uuid>,
 }
 
+#[utoipa::path(post, path = "/boards/{board}/items/{item}/updates", tag = "updates",
+        operation_id = "create_update",
+    summary = "Comment on an item, or reply to a comment (editors)",
+    params(("board" = uuid::Uuid, Path, description = "The board"), ("item" = uuid::Uuid, Path,
+        description = "The item"), ("Idempotency-Key" = Option<String>, Header,
+        description = "Retrying with the same key within 24 hours answers the first result")),
+    request_body = boardroom_protocol::boards::CreateUpdate,
+    security(("session" = []), ("api_key" = ["updates:write"]), ("cookie" = [], "csrf" = [])),
+    responses((status = 201, description = "Created", body = boardroom_protocol::boards::Update),
+        crate::http::openapi::BoardWriteErrors))]
 async fn create_update(
     State(state): State<AppState>,
     caller: Caller,
@@ -558,6 +731,14 @@ async fn create_update(
     Ok(created(run(&state, &caller, board, command, idempotency_key(&headers)?).await?))
 }
 
+#[utoipa::path(get, path = "/boards/{board}/items/{item}/updates", tag = "updates",
+        operation_id = "list_updates",
+    summary = "An item's updates, oldest first",
+    params(("board" = uuid::Uuid, Path, description = "The board"), ("item" = uuid::Uuid, Path,
+        description = "The item")),
+    security(("session" = []), ("api_key" = ["updates:read"]), ("cookie" = [])),
+    responses((status = 200, description = "The updates",
+        body = boardroom_protocol::boards::UpdateList), crate::http::openapi::ReadErrors))]
 async fn list_updates(
     State(state): State<AppState>,
     caller: Caller,
@@ -588,6 +769,16 @@ struct EditUpdate {
     body: String,
 }
 
+#[utoipa::path(patch, path = "/boards/{board}/items/{item}/updates/{update}", tag = "updates",
+        operation_id = "edit_update",
+    summary = "Edit one's own update",
+    params(("board" = uuid::Uuid, Path, description = "The board"), ("item" = uuid::Uuid, Path,
+        description = "The item"), ("update" = uuid::Uuid, Path,
+        description = "The update (comment)")),
+    request_body = boardroom_protocol::boards::EditUpdate,
+    security(("session" = []), ("api_key" = ["updates:write"]), ("cookie" = [], "csrf" = [])),
+    responses((status = 200, description = "Edited", body = boardroom_protocol::boards::Update),
+        crate::http::openapi::BoardWriteErrors))]
 async fn edit_update(
     State(state): State<AppState>,
     caller: Caller,
@@ -598,6 +789,14 @@ async fn edit_update(
     Ok(ok(run(&state, &caller, board, command, None).await?))
 }
 
+#[utoipa::path(delete, path = "/boards/{board}/items/{item}/updates/{update}", tag = "updates",
+        operation_id = "delete_update",
+    summary = "Delete an update (its author, or owners)",
+    params(("board" = uuid::Uuid, Path, description = "The board"), ("item" = uuid::Uuid, Path,
+        description = "The item"), ("update" = uuid::Uuid, Path,
+        description = "The update (comment)")),
+    security(("session" = []), ("api_key" = ["updates:write"]), ("cookie" = [], "csrf" = [])),
+    responses((status = 204, description = "Deleted"), crate::http::openapi::BoardWriteErrors))]
 async fn delete_update(
     State(state): State<AppState>,
     caller: Caller,
@@ -622,6 +821,13 @@ struct EventsQuery {
     limit: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/boards/{board}/events", tag = "boards", operation_id = "board_events",
+    summary = "The board's event log after a `seq` (the REST fallback of the live feed), filtered by the key's scopes",
+    params(("board" = uuid::Uuid, Path, description = "The board"),
+        boardroom_protocol::events::EventsQuery),
+    security(("session" = []), ("api_key" = ["boards:read"]), ("cookie" = [])),
+    responses((status = 200, description = "One page",
+        body = boardroom_protocol::events::EventLog), crate::http::openapi::ReadErrors))]
 async fn events(
     State(state): State<AppState>,
     caller: Caller,

@@ -9,8 +9,8 @@ use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::session_response;
 use super::extract::ApiQuery;
@@ -21,10 +21,8 @@ use crate::auth::RequestMeta;
 use crate::error::{ApiError, ApiResult};
 
 /// Routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/auth/google/start", get(start))
-        .route("/auth/google/callback", get(callback))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(start)).routes(routes!(callback))
 }
 
 const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
@@ -32,6 +30,12 @@ const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 /// Cookie binding a pending sign-in's state to the browser that started it.
 const STATE_COOKIE: &str = "br_oauth_state";
 
+#[utoipa::path(get, path = "/auth/google/start", tag = "auth", operation_id = "google_start",
+    summary = "Start Google sign-in (redirects to Google)",
+    security(()),
+    responses((status = 302,
+        description = "To Google's consent page; sets the `br_oauth_state` cookie"),
+        crate::http::openapi::PublicReadErrors))]
 async fn start(State(state): State<AppState>, meta: RequestMeta) -> ApiResult<Response> {
     let google = state.google().get()?;
     state.auth().limit_sign_in_start(&meta).await?;
@@ -46,6 +50,13 @@ async fn start(State(state): State<AppState>, meta: RequestMeta) -> ApiResult<Re
         .into_response())
 }
 
+#[utoipa::path(get, path = "/auth/google/callback", tag = "auth", operation_id = "google_callback",
+    summary = "Finish Google sign-in",
+    params(boardroom_protocol::identity::GoogleCallback),
+    security(()),
+    responses((status = 200, description = "Signed in; browsers also get the session cookies",
+        body = boardroom_protocol::identity::SessionAnswer),
+        crate::http::openapi::PublicReadErrors))]
 async fn callback(
     State(state): State<AppState>,
     meta: RequestMeta,

@@ -4,21 +4,31 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 
 /// Routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz))
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "health", operation_id = "healthz",
+    summary = "Liveness: the process is up",
+    security(()),
+    responses((status = 200, description = "Up", body = boardroom_protocol::health::Health)))]
 async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "health", operation_id = "readyz",
+    summary = "Readiness: the database answers and its migrations are current",
+    security(()),
+    responses((status = 200, description = "Ready", body = boardroom_protocol::health::Readiness),
+        (status = 503, description = "Not ready", body = boardroom_protocol::health::Readiness)))]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let readiness = state.store().readiness().await;
     let status =

@@ -5,12 +5,13 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, patch};
-use axum::{Json, Router};
+use axum::Json;
 use boardroom_actors::audit::AuditAction;
 use boardroom_actors::roles::OrgRole;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::extract::{ApiJson, ApiPath};
@@ -22,12 +23,12 @@ use crate::validate;
 use boardroom_actors::org::MemberChange;
 
 /// Routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/orgs", get(list_orgs).post(create_org))
-        .route("/orgs/{org}", get(get_org))
-        .route("/orgs/{org}/members", get(list_members).post(add_member))
-        .route("/orgs/{org}/members/{user}", patch(change_member).delete(remove_member))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_orgs, create_org))
+        .routes(routes!(get_org))
+        .routes(routes!(list_members, add_member))
+        .routes(routes!(change_member, remove_member))
 }
 
 fn org_json(org: &OrganizationRow, role: OrgRole) -> Value {
@@ -59,6 +60,12 @@ struct CreateOrg {
     name: String,
 }
 
+#[utoipa::path(post, path = "/orgs", tag = "orgs", operation_id = "create_org",
+    summary = "Create an organization; the caller is its admin",
+    request_body = boardroom_protocol::orgs::CreateOrganization,
+    security(("session" = []), ("cookie" = [], "csrf" = [])),
+    responses((status = 201, description = "Created",
+        body = boardroom_protocol::orgs::Organization), crate::http::openapi::WriteErrors))]
 async fn create_org(
     State(state): State<AppState>,
     caller: Caller,
@@ -75,6 +82,11 @@ async fn create_org(
     Ok((StatusCode::CREATED, Json(org_json(&org, OrgRole::Admin))))
 }
 
+#[utoipa::path(get, path = "/orgs", tag = "orgs", operation_id = "list_orgs",
+    summary = "The caller's organizations (an API key's own only)",
+    security(("session" = []), ("api_key" = []), ("cookie" = [])),
+    responses((status = 200, description = "The organizations",
+        body = boardroom_protocol::orgs::OrganizationList), crate::http::openapi::ReadErrors))]
 async fn list_orgs(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     let orgs = state.store().orgs_of_user(caller.user_id()).await?;
     let visible: Vec<Value> = orgs
@@ -88,6 +100,12 @@ async fn list_orgs(State(state): State<AppState>, caller: Caller) -> ApiResult<J
     Ok(Json(json!({ "organizations": visible })))
 }
 
+#[utoipa::path(get, path = "/orgs/{org}", tag = "orgs", operation_id = "get_org",
+    summary = "An organization, with the caller's role",
+    params(("org" = uuid::Uuid, Path, description = "The organization")),
+    security(("session" = []), ("api_key" = []), ("cookie" = [])),
+    responses((status = 200, description = "The organization",
+        body = boardroom_protocol::orgs::Organization), crate::http::openapi::ReadErrors))]
 async fn get_org(
     State(state): State<AppState>,
     caller: Caller,
@@ -103,6 +121,12 @@ async fn get_org(
     Ok(Json(org_json(&row, access.role)))
 }
 
+#[utoipa::path(get, path = "/orgs/{org}/members", tag = "orgs", operation_id = "list_org_members",
+    summary = "The organization's members",
+    params(("org" = uuid::Uuid, Path, description = "The organization")),
+    security(("session" = []), ("api_key" = []), ("cookie" = [])),
+    responses((status = 200, description = "The members",
+        body = boardroom_protocol::orgs::OrgMemberList), crate::http::openapi::ReadErrors))]
 async fn list_members(
     State(state): State<AppState>,
     caller: Caller,
@@ -119,6 +143,13 @@ struct AddMember {
     role: String,
 }
 
+#[utoipa::path(post, path = "/orgs/{org}/members", tag = "orgs", operation_id = "add_org_member",
+    summary = "Add an existing account (admins)",
+    params(("org" = uuid::Uuid, Path, description = "The organization")),
+    request_body = boardroom_protocol::orgs::AddOrgMember,
+    security(("session" = []), ("cookie" = [], "csrf" = [])),
+    responses((status = 201, description = "Added", body = boardroom_protocol::orgs::OrgMember),
+        crate::http::openapi::WriteErrors))]
 async fn add_member(
     State(state): State<AppState>,
     caller: Caller,
@@ -152,6 +183,15 @@ struct ChangeMember {
     role: String,
 }
 
+#[utoipa::path(patch, path = "/orgs/{org}/members/{user}", tag = "orgs",
+        operation_id = "change_org_member",
+    summary = "Change a member's role (admins)",
+    params(("org" = uuid::Uuid, Path, description = "The organization"), ("user" = uuid::Uuid,
+        Path, description = "The user")),
+    request_body = boardroom_protocol::orgs::ChangeOrgMember,
+    security(("session" = []), ("cookie" = [], "csrf" = [])),
+    responses((status = 200, description = "Changed", body = boardroom_protocol::orgs::OrgMember),
+        crate::http::openapi::WriteErrors))]
 async fn change_member(
     State(state): State<AppState>,
     caller: Caller,
@@ -182,6 +222,13 @@ async fn change_member(
     Ok(Json(member_json(&member)))
 }
 
+#[utoipa::path(delete, path = "/orgs/{org}/members/{user}", tag = "orgs",
+        operation_id = "remove_org_member",
+    summary = "Remove a member (admins, or oneself)",
+    params(("org" = uuid::Uuid, Path, description = "The organization"), ("user" = uuid::Uuid,
+        Path, description = "The user")),
+    security(("session" = []), ("cookie" = [], "csrf" = [])),
+    responses((status = 204, description = "Removed"), crate::http::openapi::WriteErrors))]
 async fn remove_member(
     State(state): State<AppState>,
     caller: Caller,

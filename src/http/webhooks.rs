@@ -17,8 +17,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
-use axum::{Json, Router};
+use axum::Json;
 use boardroom_actors::audit::AuditAction;
 use boardroom_actors::board::Requester;
 use boardroom_actors::domain::{BoardError, EventKind};
@@ -26,6 +25,8 @@ use boardroom_actors::webhook::{may_own, scope_lacking};
 use boardroom_protocol::ErrorCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::boards::board_error;
@@ -47,13 +48,13 @@ const MAX_URL_LEN: usize = 2048;
 pub const MAX_WEBHOOKS_PER_BOARD: i64 = 20;
 
 /// Routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/boards/{board}/webhooks", get(list).post(create))
-        .route("/boards/{board}/webhooks/{id}", patch(update).delete(remove))
-        .route("/boards/{board}/webhooks/{id}/deliveries", get(deliveries))
-        .route("/boards/{board}/webhooks/{id}/deliveries/{delivery}/redeliver", post(redeliver))
-        .route("/boards/{board}/webhooks/{id}/rotate-secret", post(rotate_secret))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(update, remove))
+        .routes(routes!(deliveries))
+        .routes(routes!(redeliver))
+        .routes(routes!(rotate_secret))
 }
 
 /// The board's organization and the caller there, once the caller is known to own the board.
@@ -176,6 +177,14 @@ struct CreateBody {
     events: Vec<String>,
 }
 
+#[utoipa::path(post, path = "/boards/{board}/webhooks", tag = "webhooks",
+        operation_id = "create_webhook",
+    summary = "Create a webhook (owners); its secret is answered this once",
+    params(("board" = uuid::Uuid, Path, description = "The board")),
+    request_body = boardroom_protocol::webhooks::CreateWebhook,
+    security(("session" = []), ("api_key" = []), ("cookie" = [], "csrf" = [])),
+    responses((status = 201, description = "Created",
+        body = boardroom_protocol::webhooks::CreatedWebhook), crate::http::openapi::WriteErrors))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -224,6 +233,13 @@ async fn create(
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
+#[utoipa::path(get, path = "/boards/{board}/webhooks", tag = "webhooks",
+        operation_id = "list_webhooks",
+    summary = "The board's webhooks (owners)",
+    params(("board" = uuid::Uuid, Path, description = "The board")),
+    security(("session" = []), ("api_key" = []), ("cookie" = [])),
+    responses((status = 200, description = "The webhooks, without secrets",
+        body = boardroom_protocol::webhooks::WebhookList), crate::http::openapi::ReadErrors))]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -242,6 +258,15 @@ struct UpdateBody {
     enabled: Option<bool>,
 }
 
+#[utoipa::path(patch, path = "/boards/{board}/webhooks/{id}", tag = "webhooks",
+        operation_id = "update_webhook",
+    summary = "Change a webhook's URL, kinds or state (owners)",
+    params(("board" = uuid::Uuid, Path, description = "The board"), ("id" = uuid::Uuid, Path,
+        description = "The webhook")),
+    request_body = boardroom_protocol::webhooks::UpdateWebhook,
+    security(("session" = []), ("api_key" = []), ("cookie" = [], "csrf" = [])),
+    responses((status = 200, description = "Updated",
+        body = boardroom_protocol::webhooks::Webhook), crate::http::openapi::WriteErrors))]
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -321,6 +346,13 @@ async fn update(
     Ok(Json(webhook_json(row)))
 }
 
+#[utoipa::path(delete, path = "/boards/{board}/webhooks/{id}", tag = "webhooks",
+        operation_id = "delete_webhook",
+    summary = "Delete a webhook (owners)",
+    params(("board" = uuid::Uuid, Path, description = "The board"), ("id" = uuid::Uuid, Path,
+        description = "The webhook")),
+    security(("session" = []), ("api_key" = []), ("cookie" = [], "csrf" = [])),
+    responses((status = 204, description = "Deleted"), crate::http::openapi::WriteErrors))]
 async fn remove(
     State(state): State<AppState>,
     caller: Caller,
@@ -344,6 +376,14 @@ struct DeliveriesQuery {
     limit: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/boards/{board}/webhooks/{id}/deliveries", tag = "webhooks",
+        operation_id = "list_deliveries",
+    summary = "A webhook's deliveries, newest first (owners)",
+    params(("board" = uuid::Uuid, Path, description = "The board"), ("id" = uuid::Uuid, Path,
+        description = "The webhook"), boardroom_protocol::webhooks::DeliveriesQuery),
+    security(("session" = []), ("api_key" = []), ("cookie" = [])),
+    responses((status = 200, description = "The deliveries",
+        body = boardroom_protocol::webhooks::DeliveryList), crate::http::openapi::ReadErrors))]
 async fn deliveries(
     State(state): State<AppState>,
     caller: Caller,
@@ -358,6 +398,15 @@ async fn deliveries(
     Ok(Json(json!({ "deliveries": rows.iter().map(delivery_json).collect::<Vec<_>>() })))
 }
 
+#[utoipa::path(post, path = "/boards/{board}/webhooks/{id}/deliveries/{delivery}/redeliver",
+        tag = "webhooks", operation_id = "redeliver",
+    summary = "Attempt a delivery again (owners)",
+    params(("board" = uuid::Uuid, Path, description = "The board"), ("id" = uuid::Uuid, Path,
+        description = "The webhook"), ("delivery" = uuid::Uuid, Path,
+        description = "The delivery")),
+    security(("session" = []), ("api_key" = []), ("cookie" = [], "csrf" = [])),
+    responses((status = 202, description = "Queued",
+        body = boardroom_protocol::webhooks::Redelivery), crate::http::openapi::WriteErrors))]
 async fn redeliver(
     State(state): State<AppState>,
     caller: Caller,
@@ -374,6 +423,14 @@ async fn redeliver(
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": delivery, "status": "pending" }))).into_response())
 }
 
+#[utoipa::path(post, path = "/boards/{board}/webhooks/{id}/rotate-secret", tag = "webhooks",
+        operation_id = "rotate_webhook_secret",
+    summary = "New signing secret; the old one signs too for 24 hours (owners)",
+    params(("board" = uuid::Uuid, Path, description = "The board"), ("id" = uuid::Uuid, Path,
+        description = "The webhook")),
+    security(("session" = []), ("api_key" = []), ("cookie" = [], "csrf" = [])),
+    responses((status = 200, description = "Rotated",
+        body = boardroom_protocol::webhooks::RotatedSecret), crate::http::openapi::WriteErrors))]
 async fn rotate_secret(
     State(state): State<AppState>,
     caller: Caller,

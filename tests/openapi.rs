@@ -1,0 +1,212 @@
+//! The OpenAPI document (`GET /api/v1/openapi.json`): it is served, it lists every route the
+//! server answers (no route is registered outside it, and every operation it lists is routed),
+//! and it says how each operation is authenticated.
+
+use std::path::Path;
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::harness::{both_backends, TestServer};
+
+both_backends!(the_document_is_served, every_documented_operation_is_routed);
+
+/// The document as the server serves it.
+async fn served(server: &TestServer) -> Value {
+    let reply = server.get("/api/v1/openapi.json").await;
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    reply.expect(200).clone()
+}
+
+/// Each `(method, path)` the document lists.
+fn operations(document: &Value) -> Vec<(String, String, Value)> {
+    let mut out = Vec::new();
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("path item") {
+            if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                out.push((method.clone(), path.clone(), operation.clone()));
+            }
+        }
+    }
+    out
+}
+
+async fn the_document_is_served(server: &TestServer) {
+    let document = served(server).await;
+    assert_eq!(document["openapi"], "3.1.0");
+    assert_eq!(
+        document,
+        serde_json::to_value(boardroom::http::openapi_document()).unwrap(),
+        "the served document is the one built from the routers"
+    );
+    let schemes = &document["components"]["securitySchemes"];
+    assert_eq!(schemes["session"]["scheme"], "bearer");
+    assert_eq!(schemes["session"]["bearerFormat"], "JWT");
+    assert_eq!(schemes["api_key"]["scheme"], "bearer");
+    assert_eq!(
+        (&schemes["cookie"]["in"], &schemes["cookie"]["name"]),
+        (&"cookie".into(), &"br_access".into())
+    );
+    assert_eq!(
+        (&schemes["csrf"]["in"], &schemes["csrf"]["name"]),
+        (&"header".into(), &"X-CSRF-Token".into())
+    );
+
+    let ops = operations(&document);
+    let find = |method: &str, path: &str| {
+        ops.iter()
+            .find(|(m, p, _)| m == method && p == path)
+            .map(|(_, _, op)| op.clone())
+            .unwrap_or_else(|| panic!("{method} {path} is not documented"))
+    };
+    // The probes at the root and the socket upgrade are listed with the API.
+    find("get", "/healthz");
+    find("get", "/readyz");
+    find("get", "/api/v1/ws");
+    find("get", "/api/v1/openapi.json");
+
+    // Public routes say so: their one requirement is the empty one.
+    for (method, path) in
+        [("post", "/api/v1/auth/register"), ("post", "/api/v1/auth/login"), ("get", "/healthz")]
+    {
+        assert_eq!(find(method, path)["security"], serde_json::json!([{}]), "{method} {path}");
+    }
+    // A board read names the key scope it needs; a cookie write needs the CSRF header too.
+    let create_item = find("post", "/api/v1/boards/{board}/items");
+    let security = create_item["security"].as_array().unwrap();
+    assert!(security.contains(&serde_json::json!({ "api_key": ["items:write"] })));
+    assert!(security.contains(&serde_json::json!({ "cookie": [], "csrf": [] })));
+    // Key-less routes leave the API key out.
+    let keys = find("post", "/api/v1/orgs/{org}/api-keys");
+    assert!(!keys["security"].to_string().contains("api_key"), "{}", keys["security"]);
+    // Bodies are the protocol types; errors the envelope, each status naming its codes.
+    assert_eq!(
+        create_item["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/CreateItem"
+    );
+    assert_eq!(
+        create_item["responses"]["201"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/Item"
+    );
+    let limit = &create_item["responses"]["422"];
+    assert_eq!(
+        limit["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/ErrorEnvelope"
+    );
+    assert!(limit["description"].as_str().unwrap().contains("`limit_reached`"), "{limit}");
+
+    let mut ids = std::collections::HashSet::new();
+    for (method, path, operation) in &ops {
+        let id = operation["operationId"].as_str().unwrap_or_default().to_owned();
+        assert!(ids.insert(id.clone()), "operationId {id} twice");
+        assert!(operation["security"].is_array(), "{method} {path} says nothing of security");
+        assert!(operation["tags"].is_array(), "{method} {path} has no tag");
+        assert!(operation["summary"].is_string(), "{method} {path} has no summary");
+        for (status, response) in operation["responses"].as_object().unwrap() {
+            let schema = &response["content"]["application/json"]["schema"]["$ref"];
+            if schema == "#/components/schemas/ErrorEnvelope" {
+                let description = response["description"].as_str().unwrap();
+                assert!(description.starts_with("error code `"), "{method} {path} {status}");
+            }
+        }
+    }
+}
+
+/// Whether an answer is the router's own: no route for the path, or none for the method.
+fn unrouted(status: u16, body: &Value) -> bool {
+    status == 405 || (status == 404 && body["error"]["message"] == "no such route")
+}
+
+async fn every_documented_operation_is_routed(server: &TestServer) {
+    let document = served(server).await;
+    let ops = operations(&document);
+    assert!(ops.len() >= 59, "only {} operations documented", ops.len());
+    for (method, path, _) in &ops {
+        // Every path parameter is an id; an unknown one is the handler's 404 or 401, never the
+        // router's.
+        let concrete = path
+            .split('/')
+            .map(|segment| {
+                if segment.starts_with('{') {
+                    uuid::Uuid::now_v7().to_string()
+                } else {
+                    segment.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let reply = server.call(method.clone(), &concrete).send().await;
+        assert!(
+            !unrouted(reply.status, &reply.body),
+            "{method} {path} is documented but not routed: {} {}",
+            reply.status,
+            reply.body
+        );
+    }
+    // The check can fail: what is not routed is told apart.
+    let missing = server.call(Method::GET, "/api/v1/not-documented").send().await;
+    assert!(unrouted(missing.status, &missing.body), "{} {}", missing.status, missing.body);
+    let wrong_method = server.call(Method::PUT, "/api/v1/openapi.json").send().await;
+    assert!(unrouted(wrong_method.status, &wrong_method.body));
+}
+
+/// Calls that register a route with axum directly, past `OpenApiRouter::routes`, and so past
+/// the document.
+const UNDOCUMENTED_ROUTING: &[&str] = &[".route(", ".route_service(", ".nest_service("];
+
+/// The undocumented routing calls in one source file's non-test code, as `file:line: text`.
+fn undocumented_routes(file: &str, source: &str) -> Vec<String> {
+    // A file's unit-test module builds throwaway routers of its own.
+    let code = source.split("#[cfg(test)]\nmod ").next().unwrap_or_default();
+    code.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim_start().starts_with("//"))
+        .filter(|(_, line)| UNDOCUMENTED_ROUTING.iter().any(|call| line.contains(call)))
+        .map(|(n, line)| format!("{file}:{}: {}", n + 1, line.trim()))
+        .collect()
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn no_route_is_registered_outside_the_document() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    assert!(files.len() > 20, "found only {} source files", files.len());
+    let mut found = Vec::new();
+    for file in &files {
+        let source = std::fs::read_to_string(file).unwrap();
+        found.extend(undocumented_routes(
+            &file.strip_prefix(root).unwrap().display().to_string(),
+            &source,
+        ));
+    }
+    assert!(
+        found.is_empty(),
+        "routes registered without #[utoipa::path] and routes!(), so missing from the OpenAPI \
+         document:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_source_scan_finds_an_undocumented_route() {
+    let source = "pub fn router() -> OpenApiRouter<AppState> {\n    OpenApiRouter::new()\n        \
+                  .routes(routes!(documented))\n        .route(\"/secret\", get(hidden))\n}\n\
+                  #[cfg(test)]\nmod tests { fn r() { Router::new().route(\"/t\", get(t)); } }\n";
+    assert_eq!(
+        undocumented_routes("src/http/x.rs", source),
+        vec!["src/http/x.rs:4: .route(\"/secret\", get(hidden))".to_owned()]
+    );
+}
