@@ -17,7 +17,9 @@ use uuid::Uuid;
 use crate::boards::{Board, BoardMember, BoardRole, Column, Group, Item, Update};
 
 macro_rules! event_kinds {
-    ($( $(#[$doc:meta])* $variant:ident = ($name:literal, $data:ty), )+) => {
+    // `$name` is a `tt`, not a `literal`: a `literal` fragment reaches the derives wrapped in an
+    // invisible group, which utoipa does not read as a string, so its schemas named the variants.
+    ($( $(#[$doc:meta])* $variant:ident = ($name:tt, $data:ty), )+) => {
         /// The kind of a committed change, `<entity>.<verb>`. Append-only.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
         pub enum EventKind {

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 macro_rules! scopes {
-    ($( $(#[$doc:meta])* $variant:ident = $name:literal, )+) => {
+    // `$name` is a `tt`, not a `literal`: a `literal` fragment reaches the derives wrapped in an
+    // invisible group, which utoipa does not read as a string, so its schema named the variants.
+    ($( $(#[$doc:meta])* $variant:ident = $name:tt, )+) => {
         /// What an API key may do.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
         pub enum Scope {

@@ -178,10 +178,10 @@ struct UpdateKey {
     rate_limit_per_minute: Option<u32>,
 }
 
-#[utoipa::path(patch, path = "/orgs/{org}/api-keys/{id}", tag = "api-keys",
+#[utoipa::path(patch, path = "/orgs/{org}/api-keys/{key}", tag = "api-keys",
         operation_id = "update_api_key",
     summary = "Rename, re-scope or re-limit an API key",
-    params(("org" = uuid::Uuid, Path, description = "The organization"), ("id" = uuid::Uuid, Path,
+    params(("org" = uuid::Uuid, Path, description = "The organization"), ("key" = uuid::Uuid, Path,
         description = "The API key")),
     request_body = boardroom_protocol::api_keys::UpdateApiKey,
     security(("session" = []), ("cookie" = [], "csrf" = [])),
@@ -223,10 +223,10 @@ async fn update_key(
     Ok(Json(key_json(&updated)))
 }
 
-#[utoipa::path(delete, path = "/orgs/{org}/api-keys/{id}", tag = "api-keys",
+#[utoipa::path(delete, path = "/orgs/{org}/api-keys/{key}", tag = "api-keys",
         operation_id = "revoke_api_key",
     summary = "Revoke an API key",
-    params(("org" = uuid::Uuid, Path, description = "The organization"), ("id" = uuid::Uuid, Path,
+    params(("org" = uuid::Uuid, Path, description = "The organization"), ("key" = uuid::Uuid, Path,
         description = "The API key")),
     security(("session" = []), ("cookie" = [], "csrf" = [])),
     responses((status = 204, description = "Revoked"), crate::http::openapi::WriteErrors))]

@@ -258,9 +258,9 @@ async fn list_sessions(State(state): State<AppState>, caller: Caller) -> ApiResu
     Ok(Json(json!({ "sessions": sessions })))
 }
 
-#[utoipa::path(delete, path = "/auth/sessions/{id}", tag = "auth", operation_id = "revoke_session",
+#[utoipa::path(delete, path = "/auth/sessions/{session}", tag = "auth", operation_id = "revoke_session",
     summary = "End one of the caller's sessions",
-    params(("id" = uuid::Uuid, Path, description = "The session")),
+    params(("session" = uuid::Uuid, Path, description = "The session")),
     security(("session" = []), ("cookie" = [], "csrf" = [])),
     responses((status = 204, description = "Ended"), crate::http::openapi::WriteErrors))]
 async fn revoke_session(

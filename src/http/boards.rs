@@ -92,7 +92,21 @@ async fn run(
     idempotency: Option<String>,
 ) -> ApiResult<CommandOutput> {
     let (org, requester) = requester_for(state, caller, board).await?;
+    // A key names one request: the same key sent with another kind of write is a new request,
+    // not a retry of the first (whose answer, a group say, would come back to an item's POST).
+    let idempotency = idempotency.map(|key| format!("{}:{key}", write_name(&command)));
     state.boards().command(org, board, requester, command, idempotency).await.map_err(board_error)
+}
+
+/// The kind of a write that takes an `Idempotency-Key`, scoping the key.
+fn write_name(command: &BoardCommand) -> &'static str {
+    match command {
+        BoardCommand::CreateColumn { .. } => "create_column",
+        BoardCommand::CreateGroup { .. } => "create_group",
+        BoardCommand::CreateItem { .. } => "create_item",
+        BoardCommand::CreateUpdate { .. } => "create_update",
+        _ => "write",
+    }
 }
 
 async fn read(

@@ -258,10 +258,10 @@ struct UpdateBody {
     enabled: Option<bool>,
 }
 
-#[utoipa::path(patch, path = "/boards/{board}/webhooks/{id}", tag = "webhooks",
+#[utoipa::path(patch, path = "/boards/{board}/webhooks/{webhook}", tag = "webhooks",
         operation_id = "update_webhook",
     summary = "Change a webhook's URL, kinds or state (owners)",
-    params(("board" = uuid::Uuid, Path, description = "The board"), ("id" = uuid::Uuid, Path,
+    params(("board" = uuid::Uuid, Path, description = "The board"), ("webhook" = uuid::Uuid, Path,
         description = "The webhook")),
     request_body = boardroom_protocol::webhooks::UpdateWebhook,
     security(("session" = []), ("api_key" = []), ("cookie" = [], "csrf" = [])),
@@ -346,10 +346,10 @@ async fn update(
     Ok(Json(webhook_json(row)))
 }
 
-#[utoipa::path(delete, path = "/boards/{board}/webhooks/{id}", tag = "webhooks",
+#[utoipa::path(delete, path = "/boards/{board}/webhooks/{webhook}", tag = "webhooks",
         operation_id = "delete_webhook",
     summary = "Delete a webhook (owners)",
-    params(("board" = uuid::Uuid, Path, description = "The board"), ("id" = uuid::Uuid, Path,
+    params(("board" = uuid::Uuid, Path, description = "The board"), ("webhook" = uuid::Uuid, Path,
         description = "The webhook")),
     security(("session" = []), ("api_key" = []), ("cookie" = [], "csrf" = [])),
     responses((status = 204, description = "Deleted"), crate::http::openapi::WriteErrors))]
@@ -376,10 +376,10 @@ struct DeliveriesQuery {
     limit: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/boards/{board}/webhooks/{id}/deliveries", tag = "webhooks",
+#[utoipa::path(get, path = "/boards/{board}/webhooks/{webhook}/deliveries", tag = "webhooks",
         operation_id = "list_deliveries",
     summary = "A webhook's deliveries, newest first (owners)",
-    params(("board" = uuid::Uuid, Path, description = "The board"), ("id" = uuid::Uuid, Path,
+    params(("board" = uuid::Uuid, Path, description = "The board"), ("webhook" = uuid::Uuid, Path,
         description = "The webhook"), boardroom_protocol::webhooks::DeliveriesQuery),
     security(("session" = []), ("api_key" = []), ("cookie" = [])),
     responses((status = 200, description = "The deliveries",
@@ -398,10 +398,10 @@ async fn deliveries(
     Ok(Json(json!({ "deliveries": rows.iter().map(delivery_json).collect::<Vec<_>>() })))
 }
 
-#[utoipa::path(post, path = "/boards/{board}/webhooks/{id}/deliveries/{delivery}/redeliver",
+#[utoipa::path(post, path = "/boards/{board}/webhooks/{webhook}/deliveries/{delivery}/redeliver",
         tag = "webhooks", operation_id = "redeliver",
     summary = "Attempt a delivery again (owners)",
-    params(("board" = uuid::Uuid, Path, description = "The board"), ("id" = uuid::Uuid, Path,
+    params(("board" = uuid::Uuid, Path, description = "The board"), ("webhook" = uuid::Uuid, Path,
         description = "The webhook"), ("delivery" = uuid::Uuid, Path,
         description = "The delivery")),
     security(("session" = []), ("api_key" = []), ("cookie" = [], "csrf" = [])),
@@ -423,10 +423,10 @@ async fn redeliver(
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": delivery, "status": "pending" }))).into_response())
 }
 
-#[utoipa::path(post, path = "/boards/{board}/webhooks/{id}/rotate-secret", tag = "webhooks",
+#[utoipa::path(post, path = "/boards/{board}/webhooks/{webhook}/rotate-secret", tag = "webhooks",
         operation_id = "rotate_webhook_secret",
     summary = "New signing secret; the old one signs too for 24 hours (owners)",
-    params(("board" = uuid::Uuid, Path, description = "The board"), ("id" = uuid::Uuid, Path,
+    params(("board" = uuid::Uuid, Path, description = "The board"), ("webhook" = uuid::Uuid, Path,
         description = "The webhook")),
     security(("session" = []), ("api_key" = []), ("cookie" = [], "csrf" = [])),
     responses((status = 200, description = "Rotated",
