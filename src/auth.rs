@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use boardroom_actors::audit::{AuditAction, AuditEvent, AuditLog};
-use boardroom_actors::org::{OrgError, Orgs};
+use boardroom_actors::org::Orgs;
 use boardroom_actors::roles::OrgRole;
 use boardroom_protocol::{ErrorCode, Scope};
 use rand::RngCore;
@@ -41,7 +41,7 @@ pub use request_meta::RequestMeta;
 
 use self::api_keys::{CachedGrant, KeyCache, KeyGrant, Lookup};
 use self::limits::{Limit, Limiter, Refused, Taken};
-use self::password::{HashError, PasswordHasher};
+use self::password::PasswordHasher;
 use self::session_cache::{SessionCache, SessionState};
 use self::tokens::{TokenError, TokenKeys};
 use crate::config::Settings;
@@ -255,7 +255,7 @@ impl Auth {
         let name = validate::name("name", name)?;
         validate::new_password("password", password)?;
         self.limit(self.register_limit, &meta.limit_net().to_string()).await?;
-        let hash = self.hasher.hash(password.to_owned()).await.map_err(hash_error)?;
+        let hash = self.hasher.hash(password.to_owned()).await?;
         let user = self
             .store
             .create_user(NewUser {
@@ -309,8 +309,7 @@ impl Auth {
         let checked = async {
             let user = self.store.user_by_email(&email).await?;
             let hash = user.as_ref().and_then(|u| u.password_hash.clone());
-            let matched =
-                self.hasher.verify(password.to_owned(), hash).await.map_err(hash_error)?;
+            let matched = self.hasher.verify(password.to_owned(), hash).await?;
             Ok::<_, ApiError>((user, matched))
         };
         let (user, matched) = match checked.await {
@@ -509,11 +508,8 @@ impl Auth {
         let checked = async {
             let account =
                 self.store.user_by_id(user).await?.ok_or_else(|| ApiError::not_found("user"))?;
-            let matched = self
-                .hasher
-                .verify(current.to_owned(), account.password_hash.clone())
-                .await
-                .map_err(hash_error)?;
+            let matched =
+                self.hasher.verify(current.to_owned(), account.password_hash.clone()).await?;
             Ok::<_, ApiError>(matched)
         };
         match checked.await {
@@ -531,7 +527,7 @@ impl Auth {
                 return Err(err);
             }
         }
-        let hash = self.hasher.hash(new.to_owned()).await.map_err(hash_error)?;
+        let hash = self.hasher.hash(new.to_owned()).await?;
         let version = self.store.set_password(user, &hash).await?;
         let revoked =
             self.store.revoke_other_sessions(user, Some(session), "password_changed").await?;
@@ -671,11 +667,7 @@ impl Auth {
                 return Err(key_refused());
             }
         };
-        let matched = self
-            .hasher
-            .verify(secret.to_owned(), Some(row.secret_hash.clone()))
-            .await
-            .map_err(hash_error)?;
+        let matched = self.hasher.verify(secret.to_owned(), Some(row.secret_hash.clone())).await?;
         if !matched {
             self.keys.record_failure(meta.ip);
             return Err(invalid());
@@ -784,19 +776,14 @@ impl Auth {
                 if grant.org_id != org {
                     return Err(not_found());
                 }
-                let role = self
-                    .orgs
-                    .role(org, grant.user_id)
-                    .await
-                    .map_err(org_error)?
-                    .ok_or_else(not_found)?;
+                let role = self.orgs.role(org, grant.user_id).await?.ok_or_else(not_found)?;
                 if role < need {
                     return Err(ApiError::forbidden("the key's user lacks the role for this"));
                 }
                 Ok(OrgAccess { org_id: org, role, bypass: false })
             }
             Principal::User { user_id, superadmin, .. } => {
-                let role = self.orgs.role(org, *user_id).await.map_err(org_error)?;
+                let role = self.orgs.role(org, *user_id).await?;
                 match role {
                     Some(role) if role >= need => {
                         Ok(OrgAccess { org_id: org, role, bypass: false })
@@ -844,20 +831,6 @@ enum Use {
     Recheck,
 }
 
-/// Maps an org actor's refusal to the edge's error.
-pub fn org_error(err: OrgError) -> ApiError {
-    match err {
-        OrgError::NotFound(what) => ApiError::not_found(what),
-        OrgError::AlreadyMember => ApiError::conflict("already a member"),
-        OrgError::LastAdmin => ApiError::conflict("an organization must keep at least one admin"),
-        OrgError::Unavailable(message) => {
-            let mut err = ApiError::new(ErrorCode::Unavailable, message);
-            err.set_retry_after(1);
-            err
-        }
-    }
-}
-
 /// What a stored key grants.
 fn grant_of(row: &ApiKeyRow) -> KeyGrant {
     KeyGrant {
@@ -876,16 +849,4 @@ fn key_refused() -> ApiError {
 
 fn refresh_expiry() -> chrono::DateTime<chrono::Utc> {
     crate::storage::now() + chrono::Duration::days(tokens::REFRESH_TTL_DAYS)
-}
-
-fn hash_error(err: HashError) -> ApiError {
-    match err {
-        HashError::Busy => {
-            let mut err =
-                ApiError::new(ErrorCode::Unavailable, "the server is busy; retry shortly");
-            err.set_retry_after(1);
-            err
-        }
-        HashError::Failed(msg) => ApiError::internal(anyhow::anyhow!(msg)),
-    }
 }

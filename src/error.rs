@@ -3,14 +3,18 @@
 //! Handlers return [`ApiError`]. Client errors carry a stable [`ErrorCode`] and a message meant
 //! for the caller; internal errors are logged with the request's span and answered with a
 //! generic `internal` body, so internals never leak.
+//!
+//! Every internal error type the edge meets (board, org, sign-in, SSRF, storage, anything
+//! else) becomes an [`ApiError`] in one place, [`mapping`], so `?` works in every handler and
+//! in the socket alike.
+
+mod mapping;
 
 use std::borrow::Cow;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use boardroom_protocol::{ErrorBody, ErrorCode, ErrorEnvelope};
-
-use crate::storage::StorageError;
 
 /// An error answered to a REST caller.
 #[derive(Debug)]
@@ -104,30 +108,6 @@ impl ApiError {
     /// The caller-facing message.
     pub fn message(&self) -> &str {
         &self.message
-    }
-}
-
-impl From<StorageError> for ApiError {
-    fn from(err: StorageError) -> Self {
-        match err {
-            StorageError::NotFound => ApiError::new(ErrorCode::NotFound, "not found"),
-            StorageError::Unique(_) => ApiError::conflict("already exists"),
-            StorageError::Transient(_) => {
-                let mut err = ApiError::new(
-                    ErrorCode::Unavailable,
-                    "a concurrent change got in the way; retry",
-                );
-                err.set_retry_after(1);
-                err
-            }
-            other => ApiError::internal(other),
-        }
-    }
-}
-
-impl From<anyhow::Error> for ApiError {
-    fn from(err: anyhow::Error) -> Self {
-        ApiError::internal(err)
     }
 }
 

@@ -192,16 +192,14 @@ impl SignInError {
         }
     }
 
-    /// The answer: `401 unauthenticated` for a refused sign-in, `503 unavailable` when the
-    /// provider could not be asked.
-    pub fn to_api(self) -> ApiError {
-        if self.unavailable {
-            let mut err = ApiError::new(ErrorCode::Unavailable, self.message);
-            err.set_retry_after(5);
-            err
-        } else {
-            ApiError::unauthenticated(self.message)
-        }
+    /// The message for the caller.
+    pub fn message(&self) -> &'static str {
+        self.message
+    }
+
+    /// Whether the provider could not be asked (so the answer is "retry", not "refused").
+    pub fn is_unavailable(&self) -> bool {
+        self.unavailable
     }
 }
 
@@ -747,7 +745,7 @@ impl Auth {
             Ok(identity) => identity,
             Err(err) => {
                 self.google_failed(meta, err.reason, None);
-                return Err(err.to_api());
+                return Err(err.into());
             }
         };
         let account = match self.google_account(&identity).await {

@@ -112,12 +112,7 @@ async fn create_key(
     let mut attempts = 0;
     let (generated, row) = loop {
         let generated = GeneratedKey::new();
-        let hash = state
-            .auth()
-            .hasher()
-            .hash(generated.secret().to_owned())
-            .await
-            .map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
+        let hash = state.auth().hasher().hash(generated.secret().to_owned()).await?;
         let created = tenant
             .create_api_key(NewApiKey {
                 user_id: user,

@@ -53,24 +53,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(events))
 }
 
-/// Maps a board refusal to the edge's error.
+/// Maps a board refusal to the edge's error: `ApiError::from` (`crate::error`), kept for the
+/// callers not yet on `?`.
 pub fn board_error(err: BoardError) -> ApiError {
-    let message = err.to_string();
-    match err {
-        BoardError::NotFound(_) => ApiError::new(ErrorCode::NotFound, message),
-        BoardError::Forbidden(_) => ApiError::new(ErrorCode::Forbidden, message),
-        BoardError::MissingScope(_) => ApiError::new(ErrorCode::InsufficientScope, message),
-        BoardError::Invalid(_) => ApiError::new(ErrorCode::ValidationFailed, message),
-        BoardError::VersionConflict { .. } => ApiError::new(ErrorCode::VersionConflict, message),
-        BoardError::Conflict(_) => ApiError::new(ErrorCode::Conflict, message),
-        BoardError::LimitReached(_) => ApiError::new(ErrorCode::LimitReached, message),
-        BoardError::TooLarge(_) => ApiError::new(ErrorCode::ContentTooLarge, message),
-        BoardError::Unavailable(_) => {
-            let mut err = ApiError::new(ErrorCode::Unavailable, message);
-            err.set_retry_after(1);
-            err
-        }
-    }
+    ApiError::from(err)
 }
 
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {

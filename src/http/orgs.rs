@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::extract::{ApiJson, ApiPath};
 use super::AppState;
-use crate::auth::{org_error, Caller, Principal};
+use crate::auth::{Caller, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::storage::{MemberRow, OrganizationRow};
 use crate::validate;
@@ -166,7 +166,7 @@ async fn add_member(
         .await?
         .ok_or_else(|| ApiError::not_found("account with this email"))?;
     let tenant = state.store().tenant(org);
-    state.auth().orgs().change(org, user.id, MemberChange::Add(role)).await.map_err(org_error)?;
+    state.auth().orgs().change(org, user.id, MemberChange::Add(role)).await?;
     state.auth().audit(AuditAction::MemberAdded, &caller.meta, |e| {
         e.organization_id = Some(org);
         e.actor_id = Some(caller.user_id());
@@ -206,8 +206,7 @@ async fn change_member(
         .auth()
         .orgs()
         .change(org, user, MemberChange::SetRole(role))
-        .await
-        .map_err(org_error)?
+        .await?
         .unwrap_or(OrgRole::Member);
     // A former admin may no longer see boards they are not on: their sockets check now.
     state.ws().recheck_user(user);
@@ -240,8 +239,7 @@ async fn remove_member(
         .auth()
         .orgs()
         .change(org, user, MemberChange::Remove)
-        .await
-        .map_err(org_error)?
+        .await?
         .unwrap_or(OrgRole::Member);
     state.auth().key_cache().invalidate_user(org, user);
     state.ws().recheck_user(user);

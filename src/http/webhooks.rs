@@ -29,11 +29,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::boards::board_error;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::AppState;
 use crate::access::requester_for;
-use crate::auth::{org_error, Caller, Principal};
+use crate::auth::{Caller, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::ssrf::Guard;
 use crate::storage::{
@@ -64,7 +63,7 @@ async fn owner_of(state: &AppState, caller: &Caller, board: Uuid) -> ApiResult<(
         BoardError::Forbidden(_) => {
             ApiError::forbidden("managing webhooks needs the board's owner role")
         }
-        other => board_error(other),
+        other => other.into(),
     })?;
     Ok((org, requester))
 }
@@ -87,7 +86,7 @@ fn check_scope(requester: &Requester, events: &[String]) -> ApiResult<()> {
 /// membership the webhook actor could go on checking, which would disable the webhook at its
 /// first delivery. Refused up front instead.
 async fn check_member(state: &AppState, org: Uuid, caller: &Caller) -> ApiResult<()> {
-    match state.auth().orgs().role(org, caller.user_id()).await.map_err(org_error)? {
+    match state.auth().orgs().role(org, caller.user_id()).await? {
         Some(_) => Ok(()),
         None => Err(ApiError::forbidden(
             "a webhook must belong to a member of the organization; the superadmin bypass cannot \
@@ -113,9 +112,7 @@ fn check_url(state: &AppState, url: &str) -> ApiResult<String> {
     if url.len() > MAX_URL_LEN {
         return Err(ApiError::validation(format!("url must be at most {MAX_URL_LEN} characters")));
     }
-    let target = Guard::system(state.settings().webhook_allow.clone())
-        .validate(url)
-        .map_err(|e| ApiError::validation(format!("{}: {e}", e.reason())))?;
+    let target = Guard::system(state.settings().webhook_allow.clone()).validate(url)?;
     Ok(target.url().to_string())
 }
 

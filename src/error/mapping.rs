@@ -1,0 +1,185 @@
+//! Every internal error → [`ApiError`]: the one table from the refusals of the actors, the
+//! sign-in, the SSRF guard and the storage to the stable codes of `boardroom-protocol`.
+//!
+//! Each `From` keeps the refusal's own message (they are written for the caller) and adds a
+//! `Retry-After` where retrying is the answer. Anything unexpected becomes `internal`: logged,
+//! never shown.
+
+use boardroom_actors::domain::BoardError;
+use boardroom_actors::org::OrgError;
+use boardroom_protocol::ErrorCode;
+
+use super::ApiError;
+use crate::auth::google::SignInError;
+use crate::auth::password::HashError;
+use crate::ssrf::SsrfError;
+use crate::storage::StorageError;
+
+/// `503 unavailable`, to be retried after `secs`.
+fn unavailable(message: impl Into<std::borrow::Cow<'static, str>>, secs: u64) -> ApiError {
+    let mut err = ApiError::new(ErrorCode::Unavailable, message);
+    err.set_retry_after(secs);
+    err
+}
+
+impl From<BoardError> for ApiError {
+    fn from(err: BoardError) -> Self {
+        let message = err.to_string();
+        let code = match err {
+            BoardError::NotFound(_) => ErrorCode::NotFound,
+            BoardError::Forbidden(_) => ErrorCode::Forbidden,
+            BoardError::MissingScope(_) => ErrorCode::InsufficientScope,
+            BoardError::Invalid(_) => ErrorCode::ValidationFailed,
+            BoardError::VersionConflict { .. } => ErrorCode::VersionConflict,
+            BoardError::Conflict(_) => ErrorCode::Conflict,
+            BoardError::LimitReached(_) => ErrorCode::LimitReached,
+            BoardError::TooLarge(_) => ErrorCode::ContentTooLarge,
+            BoardError::Unavailable(_) => return unavailable(message, 1),
+        };
+        ApiError::new(code, message)
+    }
+}
+
+impl From<OrgError> for ApiError {
+    fn from(err: OrgError) -> Self {
+        match err {
+            OrgError::NotFound(what) => ApiError::not_found(what),
+            OrgError::AlreadyMember | OrgError::LastAdmin => ApiError::conflict(err.to_string()),
+            OrgError::Unavailable(message) => unavailable(message, 1),
+        }
+    }
+}
+
+/// A saturated bcrypt pool is load, not a fault: `503 unavailable`, retried after a second.
+impl From<HashError> for ApiError {
+    fn from(err: HashError) -> Self {
+        match err {
+            HashError::Busy => unavailable("the server is busy; retry shortly", 1),
+            HashError::Failed(_) => ApiError::internal(err),
+        }
+    }
+}
+
+/// `401 unauthenticated` for a refused sign-in; `503 unavailable` when the provider could not
+/// be asked (retried after 5 s: a provider outage is rarely shorter).
+impl From<SignInError> for ApiError {
+    fn from(err: SignInError) -> Self {
+        if err.is_unavailable() {
+            unavailable(err.message(), 5)
+        } else {
+            ApiError::unauthenticated(err.message())
+        }
+    }
+}
+
+/// A URL the guard refuses is the caller's input: `422 validation_failed`, the guard's stable
+/// reason first so clients can tell the refusals apart.
+impl From<SsrfError> for ApiError {
+    fn from(err: SsrfError) -> Self {
+        ApiError::validation(format!("{}: {err}", err.reason()))
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(err: StorageError) -> Self {
+        match err {
+            StorageError::NotFound => ApiError::new(ErrorCode::NotFound, "not found"),
+            StorageError::Unique(_) => ApiError::conflict("already exists"),
+            StorageError::Transient(_) => {
+                unavailable("a concurrent change got in the way; retry", 1)
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(err: anyhow::Error) -> Self {
+        ApiError::internal(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn board_refusals_keep_their_code_and_message() {
+        let cases = [
+            (BoardError::NotFound("item"), ErrorCode::NotFound, "item not found"),
+            (
+                BoardError::Forbidden("editor"),
+                ErrorCode::Forbidden,
+                "this needs the board's editor role",
+            ),
+            (
+                BoardError::MissingScope("boards:write"),
+                ErrorCode::InsufficientScope,
+                "this API key lacks the boards:write scope",
+            ),
+            (BoardError::Invalid("bad".into()), ErrorCode::ValidationFailed, "bad"),
+            (
+                BoardError::VersionConflict { current: 3, expected: 2 },
+                ErrorCode::VersionConflict,
+                "item is at version 3, not 2",
+            ),
+            (BoardError::Conflict("taken".into()), ErrorCode::Conflict, "taken"),
+            (BoardError::LimitReached("full".into()), ErrorCode::LimitReached, "full"),
+            (BoardError::TooLarge("big".into()), ErrorCode::ContentTooLarge, "big"),
+        ];
+        for (err, code, message) in cases {
+            let api = ApiError::from(err);
+            assert_eq!((api.code(), api.message(), api.retry_after()), (code, message, None));
+        }
+        let api = ApiError::from(BoardError::Unavailable("busy".into()));
+        assert_eq!(
+            (api.code(), api.message(), api.retry_after()),
+            (ErrorCode::Unavailable, "busy", Some(1))
+        );
+    }
+
+    #[test]
+    fn org_refusals_keep_their_messages() {
+        let api = ApiError::from(OrgError::NotFound("member"));
+        assert_eq!((api.code(), api.message()), (ErrorCode::NotFound, "member not found"));
+        let api = ApiError::from(OrgError::AlreadyMember);
+        assert_eq!((api.code(), api.message()), (ErrorCode::Conflict, "already a member"));
+        let api = ApiError::from(OrgError::LastAdmin);
+        assert_eq!(
+            (api.code(), api.message()),
+            (ErrorCode::Conflict, "an organization must keep at least one admin")
+        );
+        let api = ApiError::from(OrgError::Unavailable("down".into()));
+        assert_eq!((api.code(), api.retry_after()), (ErrorCode::Unavailable, Some(1)));
+    }
+
+    #[test]
+    fn a_busy_hasher_is_retried_and_a_failed_one_is_internal() {
+        let api = ApiError::from(HashError::Busy);
+        assert_eq!((api.code(), api.retry_after()), (ErrorCode::Unavailable, Some(1)));
+        let api = ApiError::from(HashError::Failed("pool died at 0xdead".into()));
+        assert_eq!(api.code(), ErrorCode::Internal);
+        assert!(!api.message().contains("0xdead"));
+    }
+
+    #[test]
+    fn ssrf_refusals_are_validation_errors_naming_the_reason() {
+        let api = ApiError::from(SsrfError::Userinfo);
+        assert_eq!(api.code(), ErrorCode::ValidationFailed);
+        assert!(api.message().starts_with("userinfo: webhook URL must not"), "{}", api.message());
+    }
+
+    #[test]
+    fn storage_errors_map_to_codes_and_hide_internals() {
+        assert_eq!(ApiError::from(StorageError::NotFound).code(), ErrorCode::NotFound);
+        assert_eq!(
+            ApiError::from(StorageError::Unique("users_email".into())).code(),
+            ErrorCode::Conflict
+        );
+        let api = ApiError::from(StorageError::Transient("deadlock".into()));
+        assert_eq!((api.code(), api.retry_after()), (ErrorCode::Unavailable, Some(1)));
+        let api = ApiError::from(StorageError::Rule("secret rule"));
+        assert_eq!(api.code(), ErrorCode::Internal);
+        assert!(!api.message().contains("secret"));
+    }
+}
