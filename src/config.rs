@@ -120,7 +120,35 @@ pub struct Settings {
     #[arg(long, env = "BOARDROOM_PUBLIC_URL", value_parser = parse_public_url, global = true)]
     pub public_url: Option<url::Url>,
 
-    /// Proxies whose `X-Forwarded-For` is believed, as comma-separated CIDRs. Empty: none.
+    /// PEM file holding the certificate chain (leaf first) the main listener serves HTTPS and
+    /// WSS with; needs `--tls-key`. Reloaded on SIGHUP and when the file changes. Unset: plain
+    /// HTTP, which production must put behind a TLS-terminating proxy.
+    #[arg(long, env = "BOARDROOM_TLS_CERT", global = true)]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM file holding the private key of `--tls-cert` (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "BOARDROOM_TLS_KEY", global = true)]
+    pub tls_key: Option<PathBuf>,
+
+    /// How often the certificate and key files are checked for changes. Not a flag; tests
+    /// change it.
+    #[arg(skip = DEFAULT_TLS_RELOAD_POLL)]
+    pub tls_reload_poll: Duration,
+
+    /// Address of a plain-HTTP listener that only redirects: `GET`/`HEAD` get `308` to the same
+    /// path on the public URL (which must then be `https://`), anything under `/api/` and any
+    /// other method `403 https_required`. Unset: none.
+    #[arg(long, env = "BOARDROOM_HTTP_REDIRECT_LISTEN", global = true)]
+    pub http_redirect_listen: Option<SocketAddr>,
+
+    /// Origins (`scheme://host[:port]`, comma-separated) whose pages may call the API from a
+    /// browser, credentials included (CORS). Empty: CORS is off.
+    #[arg(long, env = "BOARDROOM_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin,
+          global = true)]
+    pub cors_origins: Vec<String>,
+
+    /// Proxies whose `X-Forwarded-For` (client address) and `X-Forwarded-Proto` (HSTS) are
+    /// believed, as comma-separated CIDRs. Empty: none.
     #[arg(long, env = "BOARDROOM_TRUSTED_PROXIES", value_delimiter = ',', global = true)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
@@ -327,6 +355,9 @@ pub struct Settings {
 
 /// How often the webhook actor looks for due retries in production.
 pub const DEFAULT_WEBHOOK_POLL: Duration = Duration::from_secs(1);
+
+/// How often the TLS certificate and key files are checked for changes in production.
+pub const DEFAULT_TLS_RELOAD_POLL: Duration = Duration::from_secs(5);
 
 /// The bcrypt cost the security page promises.
 pub const DEFAULT_BCRYPT_COST: u32 = 12;

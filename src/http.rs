@@ -16,6 +16,7 @@ pub mod health;
 pub mod linger;
 pub mod openapi;
 pub mod orgs;
+pub mod security;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -135,6 +136,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(crate::telemetry::request_log))
         .layer(axum::middleware::from_fn(linger::linger))
+        .layer(security::layer(state.settings()))
         .with_state(state)
 }
 

@@ -16,6 +16,7 @@
 //!   the allowlist and a client pinned to the checked address.
 //! - [`storage`]: one storage interface over SQLite and Postgres, with tenant-scoped handles.
 //! - [`telemetry`]: logging and the per-request log line.
+//! - [`tls`]: HTTPS on the main listener (rustls, reloads), and the plain-HTTP redirect listener.
 //! - [`validate`]: identity fields (emails, names, passwords) checked at the edge.
 //! - [`webhooks`]: webhook delivery: the webhook actor's outbox backend, signing, retries.
 //! - [`ws`]: the WebSocket gateway: upgrade, connections, the per-event encoded fan-out.
@@ -32,6 +33,7 @@ pub mod server;
 pub mod ssrf;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;
 pub mod validate;
 pub mod webhooks;
 pub mod ws;

@@ -110,6 +110,8 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
         Command::CheckConfig => {
             server::signing_secret(&cli.settings)?;
             server::audit_key(&cli.settings, IfMissing::Generate)?;
+            let tls = boardroom::tls::check(&cli.settings)
+                .map_err(|e| StartupError::Setting(e.to_string()))?;
             let store = server::open_store(&cli.settings).await?;
             let readiness = store.readiness().await;
             println!(
@@ -118,6 +120,12 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
                 store.backend().as_str(),
                 if readiness.migrations_current { "current" } else { "pending" }
             );
+            match tls {
+                Some(cert) => println!("tls: {cert}"),
+                None => println!(
+                    "tls: off (BOARDROOM_TLS_CERT unset): run behind a TLS-terminating proxy"
+                ),
+            }
             store.close().await;
             Ok(())
         }

@@ -1,11 +1,13 @@
 //! Start-up and shutdown.
 //!
 //! [`App::build`] opens the store, applies migrations and loads the signing secret and the audit
-//! key (each generated into the data dir when not configured); every failure is a
-//! [`StartupError`] whose one-line message names the setting at fault. [`App::spawn`] binds the
-//! listener and serves in the background, returning a [`RunningServer`] that tests and
-//! `boardroom serve` stop the same way: stop accepting, let in-flight requests finish within the
-//! grace period, stop the actors (the audit log last, writing everything queued), close the pool.
+//! key (each generated into the data dir when not configured), and the TLS certificate when one
+//! is configured; every failure is a [`StartupError`] whose one-line message names the setting
+//! at fault. [`App::spawn`] binds the listener (HTTPS when TLS is configured, with its reloader)
+//! and the plain-HTTP redirect listener when asked, and serves in the background, returning a
+//! [`RunningServer`] that tests and `boardroom serve` stop the same way: stop accepting, let
+//! in-flight requests finish within the grace period, stop the actors (the audit log last,
+//! writing everything queued), close the pool.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -16,6 +18,7 @@ use boardroom_actors::audit_chain::AuditKey;
 use boardroom_actors::supervisor::{Dependencies, Runtime, WebhookDependencies};
 
 use axum::serve::ListenerExt;
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -23,6 +26,7 @@ use crate::auth::Auth;
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::storage::{OpenError, StorageError, Store};
+use crate::tls::Tls;
 
 /// Minimum length of the session-signing secret, in bytes.
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -42,9 +46,11 @@ pub enum StartupError {
     /// A subcommand failed.
     #[error("{0}")]
     Command(String),
-    /// The listener could not be bound.
-    #[error("BOARDROOM_LISTEN (--listen): cannot listen on {addr}: {source}")]
+    /// A listener could not be bound.
+    #[error("{setting}: cannot listen on {addr}: {source}")]
     Bind {
+        /// The setting naming the address.
+        setting: &'static str,
         /// The address asked for.
         addr: SocketAddr,
         /// Why.
@@ -55,6 +61,7 @@ pub enum StartupError {
 /// A built application, ready to serve.
 pub struct App {
     state: AppState,
+    tls: Option<Arc<Tls>>,
 }
 
 impl App {
@@ -62,7 +69,15 @@ impl App {
     pub async fn build(settings: Settings) -> Result<App, StartupError> {
         let secret = signing_secret(&settings)?;
         let audit_key = audit_key(&settings, IfMissing::Generate)?;
-        settings.public_url().map_err(StartupError::Setting)?;
+        let public_url = settings.public_url().map_err(StartupError::Setting)?;
+        if settings.http_redirect_listen.is_some() && public_url.scheme() != "https" {
+            return Err(StartupError::Setting(
+                "BOARDROOM_PUBLIC_URL (--public-url): must be an https:// URL when \
+                 BOARDROOM_HTTP_REDIRECT_LISTEN is set (it is where plain HTTP is redirected)"
+                    .into(),
+            ));
+        }
+        let tls = Tls::load(&settings).map_err(|e| StartupError::Setting(e.to_string()))?;
         let store = open_store(&settings).await?;
         store.migrate().await.map_err(StartupError::Migrate)?;
         let runtime = Runtime::start(Dependencies {
@@ -86,7 +101,7 @@ impl App {
             &secret,
             &settings,
         );
-        Ok(App { state: AppState::new(store, settings, auth, runtime) })
+        Ok(App { state: AppState::new(store, settings, auth, runtime), tls })
     }
 
     /// The shared state (for CLI subcommands that need the store).
@@ -94,27 +109,57 @@ impl App {
         &self.state
     }
 
-    /// Binds the configured address and serves in the background.
+    /// Binds the configured addresses and serves in the background.
     pub async fn spawn(self) -> Result<RunningServer, StartupError> {
-        let addr = self.state.settings().listen;
-        let listener = listen(addr).map_err(|source| StartupError::Bind { addr, source })?;
-        let local_addr =
-            listener.local_addr().map_err(|source| StartupError::Bind { addr, source })?;
-        let (stop_tx, mut stop_rx) = watch::channel(false);
-        let router = http::router(self.state.clone());
-        // Without TCP_NODELAY a socket holds back a small frame until the previous one is
-        // acknowledged, and the peer delays its ACKs: a burst of events would trickle out.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(err) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+        let settings = self.state.settings();
+        let addr = settings.listen;
+        let bind_error = |setting: &'static str, addr: SocketAddr| {
+            move |source| StartupError::Bind { setting, addr, source }
+        };
+        let listener = listen(addr).map_err(bind_error(LISTEN, addr))?;
+        let local_addr = listener.local_addr().map_err(bind_error(LISTEN, addr))?;
+        let redirect = match settings.http_redirect_listen {
+            Some(addr) => {
+                let listener = listen(addr).map_err(bind_error(REDIRECT_LISTEN, addr))?;
+                Some((listener.local_addr().map_err(bind_error(REDIRECT_LISTEN, addr))?, listener))
             }
-        });
-        let serve =
-            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move {
-                    let _ = stop_rx.wait_for(|stop| *stop).await;
-                });
-        let task = tokio::spawn(async move { serve.await });
+            None => None,
+        };
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let router = http::router(self.state.clone());
+        let connect_info = router.into_make_service_with_connect_info::<SocketAddr>();
+        let task = match &self.tls {
+            Some(tls) => {
+                // The no-op tap gives the TLS listener axum's `ConnectInfo<SocketAddr>`; the
+                // listener sets TCP_NODELAY itself, before the handshake.
+                let listener = tls.listener(listener).tap_io(|_| ());
+                let serve = axum::serve(listener, connect_info)
+                    .with_graceful_shutdown(stopped(stop_rx.clone()));
+                tokio::spawn(async move { serve.await })
+            }
+            None => {
+                tracing::warn!(
+                    "BOARDROOM_TLS_CERT is not set: serving plain HTTP, so production must run \
+                     behind a TLS-terminating proxy (BOARDROOM_TRUSTED_PROXIES, X-Forwarded-Proto)"
+                );
+                let listener = listener.tap_io(|tcp| nodelay(tcp));
+                let serve = axum::serve(listener, connect_info)
+                    .with_graceful_shutdown(stopped(stop_rx.clone()));
+                tokio::spawn(async move { serve.await })
+            }
+        };
+        let tls_watch = self.tls.as_ref().map(|tls| tls.watch(settings.tls_reload_poll));
+        let redirect = match redirect {
+            Some((redirect_addr, listener)) => {
+                let public_url = settings.public_url().map_err(StartupError::Setting)?;
+                let router = crate::tls::redirect::router(&public_url);
+                let serve = axum::serve(listener.tap_io(|tcp| nodelay(tcp)), router)
+                    .with_graceful_shutdown(stopped(stop_rx.clone()));
+                tracing::info!(addr = %redirect_addr, to = %public_url, "redirecting plain HTTP");
+                Some((redirect_addr, tokio::spawn(async move { serve.await })))
+            }
+            None => None,
+        };
         let maintenance = tokio::spawn({
             let state = self.state.clone();
             async move {
@@ -129,8 +174,38 @@ impl App {
                 }
             }
         });
-        tracing::info!(addr = %local_addr, backend = self.state.store().backend().as_str(), "listening");
-        Ok(RunningServer { addr: local_addr, state: self.state, stop_tx, task, maintenance })
+        tracing::info!(
+            addr = %local_addr,
+            tls = self.tls.is_some(),
+            backend = self.state.store().backend().as_str(),
+            "listening"
+        );
+        Ok(RunningServer {
+            addr: local_addr,
+            state: self.state,
+            stop_tx,
+            task,
+            maintenance,
+            tls: self.tls,
+            tls_watch,
+            redirect,
+        })
+    }
+}
+
+const LISTEN: &str = "BOARDROOM_LISTEN (--listen)";
+const REDIRECT_LISTEN: &str = "BOARDROOM_HTTP_REDIRECT_LISTEN (--http-redirect-listen)";
+
+/// Resolves once shutdown is asked for.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Without TCP_NODELAY a socket holds back a small frame until the previous one is
+/// acknowledged, and the peer delays its ACKs: a burst of events would trickle out.
+pub(crate) fn nodelay(tcp: &TcpStream) {
+    if let Err(err) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %err, "cannot set TCP_NODELAY");
     }
 }
 
@@ -161,6 +236,9 @@ pub struct RunningServer {
     stop_tx: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
     maintenance: JoinHandle<()>,
+    tls: Option<Arc<Tls>>,
+    tls_watch: Option<JoinHandle<()>>,
+    redirect: Option<(SocketAddr, JoinHandle<std::io::Result<()>>)>,
 }
 
 /// How long an `Idempotency-Key` returns its first result; older keys are forgotten.
@@ -180,6 +258,16 @@ impl RunningServer {
         &self.state
     }
 
+    /// The address the plain-HTTP redirect listener bound, when there is one.
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect.as_ref().map(|(addr, _)| *addr)
+    }
+
+    /// TLS as configured, when it is.
+    pub fn tls(&self) -> Option<&Arc<Tls>> {
+        self.tls.as_ref()
+    }
+
     /// Graceful shutdown: stop accepting, wait up to the grace period for in-flight requests,
     /// then flush and close. Returns whether everything finished inside the grace period.
     pub async fn shutdown(self) -> bool {
@@ -187,7 +275,20 @@ impl RunningServer {
         let _ = self.stop_tx.send(true);
         // Upgraded sockets outlive their HTTP request: close them explicitly.
         self.state.ws().shutdown();
-        let drained = matches!(tokio::time::timeout(grace, self.task).await, Ok(Ok(Ok(()))));
+        if let Some(watch) = &self.tls_watch {
+            watch.abort();
+        }
+        let redirect = async {
+            match self.redirect {
+                Some((_, task)) => {
+                    matches!(tokio::time::timeout(grace, task).await, Ok(Ok(Ok(()))))
+                }
+                None => true,
+            }
+        };
+        let main = tokio::time::timeout(grace, self.task);
+        let (main, redirect_drained) = tokio::join!(main, redirect);
+        let drained = matches!(main, Ok(Ok(Ok(())))) && redirect_drained;
         if !drained {
             tracing::warn!(?grace, "in-flight requests did not finish in time; closing anyway");
         }

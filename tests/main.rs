@@ -19,5 +19,6 @@ mod limits;
 mod openapi;
 mod orgs;
 mod realtime;
+mod tls;
 mod webhook_access;
 mod webhooks;

@@ -53,6 +53,9 @@ error_codes! {
     InsufficientScope = ("insufficient_scope", 403),
     /// A cookie-authenticated write without a matching CSRF token.
     CsrfFailed = ("csrf_failed", 403),
+    /// A request reached the plain-HTTP listener (`BOARDROOM_HTTP_REDIRECT_LISTEN`) where only
+    /// HTTPS is served: it was not carried out, and any credential it carried was exposed.
+    HttpsRequired = ("https_required", 403),
     /// Not found, or not visible to the caller (another organization's resources included).
     NotFound = ("not_found", 404),
     /// The method is not allowed on this path.

@@ -57,7 +57,7 @@ pub fn client_ip<'a>(
     forwarded_for: impl DoubleEndedIterator<Item = &'a [u8]>,
     trusted: &[IpNet],
 ) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let is_trusted = |ip: &IpAddr| is_trusted_proxy(*ip, trusted);
     let mut client = peer.to_canonical();
     if !is_trusted(&client) {
         return client;
@@ -72,6 +72,14 @@ pub fn client_ip<'a>(
         }
     }
     client
+}
+
+/// Whether `peer` is a trusted proxy (`BOARDROOM_TRUSTED_PROXIES`), the only kind whose
+/// forwarding headers are read: the rule for the client IP here and for the forwarded scheme
+/// (`X-Forwarded-Proto`, [`crate::http::security`]).
+pub fn is_trusted_proxy(peer: IpAddr, trusted: &[IpNet]) -> bool {
+    let peer = peer.to_canonical();
+    trusted.iter().any(|net| net.contains(&peer))
 }
 
 /// One `X-Forwarded-For` entry: an address, optionally with a port or in brackets.
