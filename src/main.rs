@@ -39,8 +39,9 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), StartupError> {
     match cli.command {
         Command::Serve => {
+            let stop = server::shutdown_signal();
             let running = App::build(cli.settings).await?.spawn().await?;
-            server::shutdown_signal().await;
+            stop.await;
             tracing::info!("shutdown requested");
             let clean = running.shutdown().await;
             tracing::info!(clean, "stopped");

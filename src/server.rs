@@ -303,8 +303,22 @@ impl RunningServer {
     }
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
+/// Resolves on SIGTERM or Ctrl-C. SIGTERM is caught from the call on, not from the first poll:
+/// called before the server starts, a SIGTERM that arrives while it starts (a supervisor that
+/// saw it answer) is a graceful stop rather than the signal's default, an abrupt exit.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        shutdown_requested(
+            #[cfg(unix)]
+            terminate,
+        )
+        .await
+    }
+}
+
+async fn shutdown_requested(#[cfg(unix)] terminate: std::io::Result<tokio::signal::unix::Signal>) {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
@@ -312,7 +326,7 @@ pub async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        match terminate {
             Ok(mut signal) => {
                 signal.recv().await;
             }
