@@ -7,6 +7,8 @@
 //! - [`access`]: a caller's organization access as the board `Requester`, for REST and sockets.
 //! - [`auth`]: credentials to callers: passwords, sessions, JWTs, API keys, limits, and the
 //!   org-level access check with the audited superadmin bypass.
+//! - [`commands`]: board writes' wire bodies as board commands, one function per write, for
+//!   REST and sockets alike.
 //! - [`config`]: the clap command line; every setting is a flag and an environment variable.
 //! - [`server`]: start-up (store, migrations, secret), serving, graceful shutdown.
 //! - [`http`]: the HTTP edge, the router and its thin handlers.
@@ -26,6 +28,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod commands;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -3,8 +3,10 @@
 //! ## Layout
 //! - this module: the upgrade (origin allowlist, credentials, subprotocol, socket limits) and
 //!   the [`Gateway`] every connection shares.
-//! - [`connection`]: one connection's reader (requests, subscriptions, re-checks) and writer
-//!   (a byte-bounded outbox).
+//! - [`connection`]: one connection's reader (requests, subscriptions, replays, re-checks) and
+//!   writer.
+//! - [`outbox`]: a connection's byte-bounded outbound queue, its control queue and its close
+//!   signal.
 //! - [`fanout`]: committed board events, encoded once per encoding, to the subscribed sockets.
 //! - [`tickets`]: single-use tickets for browsers.
 //!
@@ -16,6 +18,7 @@
 
 pub mod connection;
 pub mod fanout;
+pub mod outbox;
 pub mod tickets;
 
 use std::sync::Arc;
@@ -71,7 +74,7 @@ struct SocketCounts(dashmap::DashMap<Uuid, UserSockets>);
 #[derive(Default)]
 struct UserSockets {
     open: u32,
-    outboxes: Vec<std::sync::Weak<connection::Outbox>>,
+    outboxes: Vec<std::sync::Weak<outbox::Outbox>>,
 }
 
 /// One open socket counted against its user; uncounted when dropped (the connection ended,
@@ -83,7 +86,7 @@ pub struct SocketSlot {
 
 impl SocketSlot {
     /// Registers the connection's outbox under its user.
-    pub fn attach(&self, outbox: &Arc<connection::Outbox>) {
+    pub fn attach(&self, outbox: &Arc<outbox::Outbox>) {
         if let Some(mut sockets) = self.counts.0.get_mut(&self.user) {
             sockets.outboxes.retain(|o| o.strong_count() > 0);
             sockets.outboxes.push(Arc::downgrade(outbox));
@@ -144,12 +147,12 @@ impl Gateway {
     /// `user`'s membership or role in an organization changed: each of their sockets re-checks
     /// its subscriptions now, not at its next periodic re-check.
     pub fn recheck_user(&self, user: Uuid) {
-        let outboxes: Vec<Arc<connection::Outbox>> = match self.sockets.0.get(&user) {
+        let outboxes: Vec<Arc<outbox::Outbox>> = match self.sockets.0.get(&user) {
             Some(sockets) => sockets.outboxes.iter().filter_map(std::sync::Weak::upgrade).collect(),
             None => return,
         };
         for outbox in outboxes {
-            outbox.control(connection::Control::RecheckAll);
+            outbox.control(outbox::Control::RecheckAll);
         }
     }
 

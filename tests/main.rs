@@ -19,6 +19,7 @@ mod limits;
 mod openapi;
 mod orgs;
 mod realtime;
+mod resume;
 mod tls;
 mod webhook_access;
 mod webhooks;

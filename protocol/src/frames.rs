@@ -2,16 +2,15 @@
 //!
 //! Every client frame is `{"type": <snake_case>, "id": <chosen by the client>, …fields}`; the
 //! server answers each with one [`ServerFrame::Reply`] carrying the same `id`. Events and other
-//! pushes carry no `id`. Ids and times are strings on the wire (this crate knows no uuid or
-//! chrono), so the same types serve JSON and MessagePack.
+//! pushes carry no `id`. Ids and times are strings on the wire in both encodings (see
+//! [`crate::codec`]), so the same types serve JSON and MessagePack.
 //!
 //! Message tags are append-only: a retired tag is never reused for something else.
-
-use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::boards;
 use crate::error::ErrorBody;
 
 /// The id a client gives a request; echoed in its reply. A number or a string.
@@ -34,8 +33,13 @@ pub struct ClientFrame {
     pub message: ClientMessage,
 }
 
-/// What a client may ask. Board writes mirror the REST bodies field for field, plus `board_id`
-/// and the ids REST carries in its path.
+/// What a client may ask. A board write carries the same body type as its REST route
+/// (`crate::boards`), flattened beside `board_id` and the ids REST carries in its path, so one
+/// type describes both and the server turns both into a command the same way.
+///
+/// Unknown fields are ignored, as `docs/PROTOCOL.md` promises (so newer clients can talk to
+/// older servers): a flattened body only takes the fields it knows, whatever its own
+/// `deny_unknown_fields` says on REST.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
@@ -64,12 +68,9 @@ pub enum ClientMessage {
     UpdateBoard {
         /// The board.
         board_id: String,
-        /// New name.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        name: Option<String>,
-        /// New description.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        description: Option<String>,
+        /// The REST body.
+        #[serde(flatten)]
+        body: boards::UpdateBoard,
     },
     /// `DELETE /boards/{board}`.
     DeleteBoard {
@@ -82,8 +83,9 @@ pub enum ClientMessage {
         board_id: String,
         /// The user.
         user_id: String,
-        /// `owner`, `editor` or `viewer`.
-        role: String,
+        /// The REST body.
+        #[serde(flatten)]
+        body: boards::SetMember,
     },
     /// `DELETE /boards/{board}/members/{user}`.
     RemoveMember {
@@ -92,23 +94,14 @@ pub enum ClientMessage {
         /// The user.
         user_id: String,
     },
-    /// `POST /boards/{board}/columns`.
+    /// `POST /boards/{board}/columns`. REST's `type` is `column_type` here: `type` names the
+    /// frame.
     CreateColumn {
         /// The board.
         board_id: String,
-        /// Title.
-        title: String,
-        /// Column type, such as `status`. REST calls it `type`, which names the frame here.
-        column_type: String,
-        /// Type-specific settings.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        settings: Option<Value>,
-        /// Place before this column.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        before: Option<String>,
-        /// Place after this column.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        after: Option<String>,
+        /// The REST body, its `type` written as `column_type`.
+        #[serde(flatten, serialize_with = "column_fields")]
+        body: boards::CreateColumn,
     },
     /// `PATCH /boards/{board}/columns/{column}`.
     UpdateColumn {
@@ -116,18 +109,9 @@ pub enum ClientMessage {
         board_id: String,
         /// The column.
         column_id: String,
-        /// New title.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        title: Option<String>,
-        /// New settings.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        settings: Option<Value>,
-        /// Move before this column.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        before: Option<String>,
-        /// Move after this column.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        after: Option<String>,
+        /// The REST body.
+        #[serde(flatten)]
+        body: boards::UpdateColumn,
     },
     /// `DELETE /boards/{board}/columns/{column}`.
     DeleteColumn {
@@ -140,17 +124,9 @@ pub enum ClientMessage {
     CreateGroup {
         /// The board.
         board_id: String,
-        /// Title.
-        title: String,
-        /// Color.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        color: Option<String>,
-        /// Place before this group.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        before: Option<String>,
-        /// Place after this group.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        after: Option<String>,
+        /// The REST body.
+        #[serde(flatten)]
+        body: boards::CreateGroup,
     },
     /// `PATCH /boards/{board}/groups/{group}`.
     UpdateGroup {
@@ -158,18 +134,9 @@ pub enum ClientMessage {
         board_id: String,
         /// The group.
         group_id: String,
-        /// New title.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        title: Option<String>,
-        /// New color.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        color: Option<String>,
-        /// Move before this group.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        before: Option<String>,
-        /// Move after this group.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        after: Option<String>,
+        /// The REST body.
+        #[serde(flatten)]
+        body: boards::UpdateGroup,
     },
     /// `DELETE /boards/{board}/groups/{group}`.
     DeleteGroup {
@@ -182,19 +149,9 @@ pub enum ClientMessage {
     CreateItem {
         /// The board.
         board_id: String,
-        /// Its group.
-        group_id: String,
-        /// Name.
-        name: String,
-        /// Values by column id.
-        #[serde(default)]
-        values: BTreeMap<String, Value>,
-        /// Place before this item.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        before: Option<String>,
-        /// Place after this item.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        after: Option<String>,
+        /// The REST body.
+        #[serde(flatten)]
+        body: boards::CreateItem,
     },
     /// `PATCH /boards/{board}/items/{item}`.
     UpdateItem {
@@ -202,15 +159,9 @@ pub enum ClientMessage {
         board_id: String,
         /// The item.
         item_id: String,
-        /// New name.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        name: Option<String>,
-        /// Values to set; `null` clears one.
-        #[serde(default)]
-        values: BTreeMap<String, Value>,
-        /// Refuse with `version_conflict` unless the item is at this version.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        expected_version: Option<i64>,
+        /// The REST body.
+        #[serde(flatten)]
+        body: boards::UpdateItem,
     },
     /// `POST /boards/{board}/items/{item}/move`.
     MoveItem {
@@ -218,14 +169,9 @@ pub enum ClientMessage {
         board_id: String,
         /// The item.
         item_id: String,
-        /// Target group.
-        group_id: String,
-        /// Place before this item.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        before: Option<String>,
-        /// Place after this item.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        after: Option<String>,
+        /// The REST body.
+        #[serde(flatten)]
+        body: boards::MoveItem,
     },
     /// `POST /boards/{board}/items/{item}/archive`.
     ArchiveItem {
@@ -233,9 +179,9 @@ pub enum ClientMessage {
         board_id: String,
         /// The item.
         item_id: String,
-        /// `false` restores it; default `true`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        archived: Option<bool>,
+        /// The REST body.
+        #[serde(flatten)]
+        body: boards::ArchiveItem,
     },
     /// `DELETE /boards/{board}/items/{item}`.
     DeleteItem {
@@ -250,11 +196,9 @@ pub enum ClientMessage {
         board_id: String,
         /// The item.
         item_id: String,
-        /// Text.
-        body: String,
-        /// The update this replies to.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        parent_id: Option<String>,
+        /// The REST body.
+        #[serde(flatten)]
+        body: boards::CreateUpdate,
     },
     /// `PATCH /boards/{board}/items/{item}/updates/{update}`.
     EditUpdate {
@@ -264,8 +208,9 @@ pub enum ClientMessage {
         item_id: String,
         /// The update.
         update_id: String,
-        /// New text.
-        body: String,
+        /// The REST body.
+        #[serde(flatten)]
+        body: boards::EditUpdate,
     },
     /// `DELETE /boards/{board}/items/{item}/updates/{update}`.
     DeleteUpdate {
@@ -276,6 +221,34 @@ pub enum ClientMessage {
         /// The update.
         update_id: String,
     },
+}
+
+/// Writes a column body as the socket spells it: `column_type` where REST says `type`, which
+/// would collide with the frame's tag. Reading needs no twin: `boards::CreateColumn` takes
+/// `column_type` as an alias.
+fn column_fields<S: serde::Serializer>(
+    body: &boards::CreateColumn,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Fields<'a> {
+        title: &'a str,
+        column_type: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        settings: Option<&'a Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        before: Option<uuid::Uuid>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        after: Option<uuid::Uuid>,
+    }
+    Fields {
+        title: &body.title,
+        column_type: &body.column_type,
+        settings: body.settings.as_ref(),
+        before: body.before,
+        after: body.after,
+    }
+    .serialize(serializer)
 }
 
 impl ClientMessage {
@@ -442,11 +415,13 @@ pub mod close {
 
 #[cfg(test)]
 mod tests {
-    use serde::de::DeserializeOwned;
+    use std::collections::BTreeMap;
+
     use serde_json::json;
 
     use super::*;
-    use crate::boards::{self, tests::board};
+    use crate::boards::tests::board;
+    use crate::codec::Encoding;
     use crate::golden::{assert_golden, id};
 
     #[test]
@@ -464,113 +439,222 @@ mod tests {
         assert_golden(&fresh, SNAPSHOT_JSON, SNAPSHOT_MSGPACK);
     }
 
-    /// The body of a socket write: the frame without its tag, its id, and the ids REST carries
-    /// in the path.
-    fn body<T: DeserializeOwned>(message: &ClientMessage, path: &[&str]) -> T {
-        let mut fields = serde_json::to_value(message).unwrap();
-        let map = fields.as_object_mut().unwrap();
-        for key in ["type", "board_id"].iter().chain(path) {
-            map.remove(*key);
-        }
-        serde_json::from_value(fields).unwrap()
+    /// Decodes `message` sent as a frame with an id.
+    fn decode(encoding: Encoding, message: &Value) -> ClientMessage {
+        let mut frame = message.clone();
+        frame["id"] = json!(1);
+        let bytes = match encoding {
+            Encoding::Json => serde_json::to_vec(&frame).unwrap(),
+            Encoding::MessagePack => rmp_serde::to_vec_named(&frame).unwrap(),
+        };
+        encoding.decode_client(&bytes).unwrap().message
     }
 
-    /// Each board write's socket fields are its REST body's, so one type can serve both; the
-    /// bodies refuse unknown fields, so a field only the socket had would fail here.
+    /// Every board write as clients send it today (the frames `tests/realtime.rs` and the load
+    /// tool write by hand) decodes, in both encodings, into its REST body beside the path ids,
+    /// and encodes back to the same fields.
     #[test]
     fn socket_writes_carry_the_rest_bodies() {
-        let b = || id(1).to_string();
-        let some = |n| Some(id(n).to_string());
-        let update_board =
-            ClientMessage::UpdateBoard { board_id: b(), name: Some("B".into()), description: None };
-        let _: boards::UpdateBoard = body(&update_board, &[]);
-        let set_member = ClientMessage::SetMember {
-            board_id: b(),
-            user_id: id(8).to_string(),
-            role: "editor".into(),
-        };
-        let _: boards::SetMember = body(&set_member, &["user_id"]);
-        let create_column = ClientMessage::CreateColumn {
-            board_id: b(),
-            title: "Status".into(),
-            column_type: "status".into(),
-            settings: Some(json!({"labels": ["Todo"]})),
-            before: None,
-            after: some(3),
-        };
-        let column: boards::CreateColumn = body(&create_column, &[]);
-        assert_eq!(column.column_type, "status");
-        let update_column = ClientMessage::UpdateColumn {
-            board_id: b(),
-            column_id: id(3).to_string(),
-            title: Some("S".into()),
-            settings: None,
-            before: some(9),
-            after: None,
-        };
-        let _: boards::UpdateColumn = body(&update_column, &["column_id"]);
-        let create_group = ClientMessage::CreateGroup {
-            board_id: b(),
-            title: "G".into(),
-            color: Some("red".into()),
-            before: None,
-            after: some(4),
-        };
-        let _: boards::CreateGroup = body(&create_group, &[]);
-        let update_group = ClientMessage::UpdateGroup {
-            board_id: b(),
-            group_id: id(4).to_string(),
-            title: None,
-            color: Some("blue".into()),
-            before: some(9),
-            after: None,
-        };
-        let _: boards::UpdateGroup = body(&update_group, &["group_id"]);
-        let create_item = ClientMessage::CreateItem {
-            board_id: b(),
-            group_id: id(4).to_string(),
-            name: "Ship".into(),
-            values: BTreeMap::from([(id(3).to_string(), json!("Done"))]),
-            before: some(5),
-            after: None,
-        };
-        let _: boards::CreateItem = body(&create_item, &[]);
-        let update_item = ClientMessage::UpdateItem {
-            board_id: b(),
-            item_id: id(5).to_string(),
-            name: Some("S".into()),
-            values: BTreeMap::from([(id(3).to_string(), Value::Null)]),
-            expected_version: Some(3),
-        };
-        let _: boards::UpdateItem = body(&update_item, &["item_id"]);
-        let move_item = ClientMessage::MoveItem {
-            board_id: b(),
-            item_id: id(5).to_string(),
-            group_id: id(4).to_string(),
-            before: None,
-            after: some(9),
-        };
-        let _: boards::MoveItem = body(&move_item, &["item_id"]);
-        let archive_item = ClientMessage::ArchiveItem {
-            board_id: b(),
-            item_id: id(5).to_string(),
-            archived: Some(false),
-        };
-        let _: boards::ArchiveItem = body(&archive_item, &["item_id"]);
-        let create_update = ClientMessage::CreateUpdate {
-            board_id: b(),
-            item_id: id(5).to_string(),
-            body: "Hi".into(),
-            parent_id: some(7),
-        };
-        let _: boards::CreateUpdate = body(&create_update, &["item_id"]);
-        let edit_update = ClientMessage::EditUpdate {
-            board_id: b(),
-            item_id: id(5).to_string(),
-            update_id: id(7).to_string(),
-            body: "Hey".into(),
-        };
-        let _: boards::EditUpdate = body(&edit_update, &["item_id", "update_id"]);
+        let (b, i, g, c, u) = (id(1), id(5), id(4), id(3), id(7));
+        let cases = [
+            (
+                json!({"type": "update_board", "board_id": b, "name": "B"}),
+                ClientMessage::UpdateBoard {
+                    board_id: b.to_string(),
+                    body: boards::UpdateBoard { name: Some("B".into()), description: None },
+                },
+            ),
+            (
+                json!({"type": "set_member", "board_id": b, "user_id": id(8), "role": "editor"}),
+                ClientMessage::SetMember {
+                    board_id: b.to_string(),
+                    user_id: id(8).to_string(),
+                    body: boards::SetMember { role: "editor".into() },
+                },
+            ),
+            (
+                json!({"type": "create_column", "board_id": b, "title": "Status",
+                       "column_type": "status", "settings": {"labels": ["Todo"]}, "after": c}),
+                ClientMessage::CreateColumn {
+                    board_id: b.to_string(),
+                    body: boards::CreateColumn {
+                        title: "Status".into(),
+                        column_type: "status".into(),
+                        settings: Some(json!({"labels": ["Todo"]})),
+                        before: None,
+                        after: Some(c),
+                    },
+                },
+            ),
+            (
+                json!({"type": "update_column", "board_id": b, "column_id": c, "title": "S",
+                       "before": u}),
+                ClientMessage::UpdateColumn {
+                    board_id: b.to_string(),
+                    column_id: c.to_string(),
+                    body: boards::UpdateColumn {
+                        title: Some("S".into()),
+                        before: Some(u),
+                        ..Default::default()
+                    },
+                },
+            ),
+            (
+                json!({"type": "create_group", "board_id": b, "title": "G", "color": "red"}),
+                ClientMessage::CreateGroup {
+                    board_id: b.to_string(),
+                    body: boards::CreateGroup {
+                        title: "G".into(),
+                        color: Some("red".into()),
+                        before: None,
+                        after: None,
+                    },
+                },
+            ),
+            (
+                json!({"type": "update_group", "board_id": b, "group_id": g, "color": "blue"}),
+                ClientMessage::UpdateGroup {
+                    board_id: b.to_string(),
+                    group_id: g.to_string(),
+                    body: boards::UpdateGroup { color: Some("blue".into()), ..Default::default() },
+                },
+            ),
+            (
+                json!({"type": "create_item", "board_id": b, "group_id": g, "name": "Ship",
+                       "values": {c.to_string(): "Done"}, "before": i}),
+                ClientMessage::CreateItem {
+                    board_id: b.to_string(),
+                    body: boards::CreateItem {
+                        group_id: g,
+                        name: "Ship".into(),
+                        values: BTreeMap::from([(c, json!("Done"))]),
+                        before: Some(i),
+                        after: None,
+                    },
+                },
+            ),
+            (
+                json!({"type": "update_item", "board_id": b, "item_id": i,
+                       "values": {c.to_string(): null}, "expected_version": 3}),
+                ClientMessage::UpdateItem {
+                    board_id: b.to_string(),
+                    item_id: i.to_string(),
+                    body: boards::UpdateItem {
+                        name: None,
+                        values: BTreeMap::from([(c, Value::Null)]),
+                        expected_version: Some(3),
+                    },
+                },
+            ),
+            (
+                json!({"type": "move_item", "board_id": b, "item_id": i, "group_id": g}),
+                ClientMessage::MoveItem {
+                    board_id: b.to_string(),
+                    item_id: i.to_string(),
+                    body: boards::MoveItem { group_id: g, before: None, after: None },
+                },
+            ),
+            (
+                json!({"type": "archive_item", "board_id": b, "item_id": i}),
+                ClientMessage::ArchiveItem {
+                    board_id: b.to_string(),
+                    item_id: i.to_string(),
+                    body: boards::ArchiveItem { archived: None },
+                },
+            ),
+            (
+                json!({"type": "archive_item", "board_id": b, "item_id": i, "archived": false}),
+                ClientMessage::ArchiveItem {
+                    board_id: b.to_string(),
+                    item_id: i.to_string(),
+                    body: boards::ArchiveItem { archived: Some(false) },
+                },
+            ),
+            (
+                json!({"type": "create_update", "board_id": b, "item_id": i, "body": "Hi",
+                       "parent_id": u}),
+                ClientMessage::CreateUpdate {
+                    board_id: b.to_string(),
+                    item_id: i.to_string(),
+                    body: boards::CreateUpdate { body: "Hi".into(), parent_id: Some(u) },
+                },
+            ),
+            (
+                json!({"type": "edit_update", "board_id": b, "item_id": i, "update_id": u,
+                       "body": "Hey"}),
+                ClientMessage::EditUpdate {
+                    board_id: b.to_string(),
+                    item_id: i.to_string(),
+                    update_id: u.to_string(),
+                    body: boards::EditUpdate { body: "Hey".into() },
+                },
+            ),
+        ];
+        for (wire, message) in cases {
+            for encoding in Encoding::ALL {
+                assert_eq!(decode(encoding, &wire), message, "{encoding:?} {wire}");
+            }
+            assert_eq!(serde_json::to_value(&message).unwrap(), wire);
+        }
+    }
+
+    /// `docs/PROTOCOL.md`: a socket ignores fields it does not know (REST refuses them); a
+    /// flattened body must not turn that into a refusal, in either encoding.
+    #[test]
+    fn socket_writes_ignore_unknown_fields_where_rest_refuses_them() {
+        let b = id(1);
+        let frame = json!({"type": "create_group", "board_id": b, "title": "G", "shade": 3});
+        for encoding in Encoding::ALL {
+            let ClientMessage::CreateGroup { body, .. } = decode(encoding, &frame) else {
+                panic!("not a create_group")
+            };
+            assert_eq!(body.title, "G");
+        }
+        let rest = serde_json::from_value::<boards::CreateGroup>(json!({"title": "G", "shade": 3}));
+        assert!(rest.unwrap_err().to_string().contains("unknown field"));
+    }
+
+    /// MessagePack writes small integers in the smallest form (a positive fixint for 3, a
+    /// negative one for -1); through the flattened body they still read as the `i64` they are.
+    #[test]
+    fn msgpack_integers_read_through_flattened_bodies() {
+        let b = id(1);
+        for version in [0i64, 3, -1, 300, i64::MAX, i64::MIN] {
+            let frame = json!({"type": "update_item", "board_id": b, "item_id": id(5),
+                               "expected_version": version});
+            let ClientMessage::UpdateItem { body, .. } = decode(Encoding::MessagePack, &frame)
+            else {
+                panic!("not an update_item")
+            };
+            assert_eq!(body.expected_version, Some(version));
+        }
+        // A number too large for i64 is refused, not wrapped.
+        let frame = json!({"type": "update_item", "id": 1, "board_id": b, "item_id": id(5),
+                           "expected_version": u64::MAX});
+        let bytes = rmp_serde::to_vec_named(&frame).unwrap();
+        assert!(Encoding::MessagePack.decode_client(&bytes).is_err());
+    }
+
+    /// A malformed id or a missing field inside a body is an unreadable frame, as it is an
+    /// unreadable body on REST; the reply still names the request.
+    #[test]
+    fn broken_bodies_keep_the_frame_id() {
+        let b = id(1);
+        for frame in [
+            json!({"type": "move_item", "id": 9, "board_id": b, "item_id": id(5), "group_id": "x"}),
+            json!({"type": "create_group", "id": 9, "board_id": b}),
+            json!({"type": "create_item", "id": 9, "board_id": b, "group_id": id(4), "name": "n",
+                   "values": {"not-an-id": 1}}),
+        ] {
+            for encoding in Encoding::ALL {
+                let bytes = match encoding {
+                    Encoding::Json => serde_json::to_vec(&frame).unwrap(),
+                    Encoding::MessagePack => rmp_serde::to_vec_named(&frame).unwrap(),
+                };
+                let err = encoding.decode_client(&bytes).unwrap_err();
+                assert_eq!(err.id, Some(RequestId::Number(9)), "{encoding:?} {frame}");
+            }
+        }
     }
 
     const RECOVERED_JSON: &str = r#"{"seq":42,"recovered":true}"#;

@@ -10,7 +10,6 @@
 //! item with `If-Match: "<version>"` (or `expected_version` in the body) is refused with 409
 //! `version_conflict` when the item has moved on.
 
-use std::collections::BTreeMap;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -19,10 +18,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use boardroom_actors::board::{BoardQuery, CommandOutput, Requester};
-use boardroom_actors::domain::{BoardCommand, BoardError, BoardRole, ColumnKind, Placement};
+use boardroom_actors::domain::{BoardCommand, BoardError, BoardRole};
 use boardroom_actors::roles::OrgRole;
 use boardroom_actors::values;
-use boardroom_protocol::{ErrorCode, Scope};
+use boardroom_protocol::{boards, ErrorCode, Scope};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -31,6 +30,7 @@ use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::AppState;
 use crate::access::requester_for;
 use crate::auth::Caller;
+use crate::commands;
 use crate::error::{ApiError, ApiResult};
 
 /// Routes of this module.
@@ -220,13 +220,6 @@ async fn snapshot(
     Ok(Json(read(&state, &caller, board, BoardQuery::Snapshot).await?))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UpdateBoard {
-    name: Option<String>,
-    description: Option<String>,
-}
-
 #[utoipa::path(patch, path = "/boards/{board}", tag = "boards", operation_id = "update_board",
     summary = "Rename or re-describe the board (owners)",
     params(("board" = uuid::Uuid, Path, description = "The board")),
@@ -238,10 +231,9 @@ async fn update_board(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(board): ApiPath<Uuid>,
-    ApiJson(body): ApiJson<UpdateBoard>,
+    ApiJson(body): ApiJson<boards::UpdateBoard>,
 ) -> ApiResult<Response> {
-    let command = BoardCommand::UpdateBoard { name: body.name, description: body.description };
-    Ok(ok(run(&state, &caller, board, command, None).await?))
+    Ok(ok(run(&state, &caller, board, commands::update_board(body), None).await?))
 }
 
 #[utoipa::path(delete, path = "/boards/{board}", tag = "boards", operation_id = "delete_board",
@@ -254,7 +246,7 @@ async fn delete_board(
     caller: Caller,
     ApiPath(board): ApiPath<Uuid>,
 ) -> ApiResult<StatusCode> {
-    run(&state, &caller, board, BoardCommand::DeleteBoard, None).await?;
+    run(&state, &caller, board, commands::delete_board(), None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -275,12 +267,6 @@ async fn members(
     Ok(Json(read(&state, &caller, board, BoardQuery::Members).await?))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SetMember {
-    role: String,
-}
-
 #[utoipa::path(put, path = "/boards/{board}/members/{user}", tag = "boards",
         operation_id = "set_board_member",
     summary = "Add a board member or change their role (owners)",
@@ -294,14 +280,10 @@ async fn set_member(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((board, user)): ApiPath<(Uuid, Uuid)>,
-    ApiJson(body): ApiJson<SetMember>,
+    ApiJson(body): ApiJson<boards::SetMember>,
 ) -> ApiResult<Response> {
-    let role = BoardRole::parse(&body.role)
-        .ok_or_else(|| ApiError::validation("role must be owner, editor or viewer"))?;
-    Ok(
-        ok(run(&state, &caller, board, BoardCommand::SetMember { user_id: user, role }, None)
-            .await?),
-    )
+    let command = commands::set_member(user, body)?;
+    Ok(ok(run(&state, &caller, board, command, None).await?))
 }
 
 #[utoipa::path(delete, path = "/boards/{board}/members/{user}", tag = "boards",
@@ -316,22 +298,11 @@ async fn remove_member(
     caller: Caller,
     ApiPath((board, user)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<StatusCode> {
-    run(&state, &caller, board, BoardCommand::RemoveMember { user_id: user }, None).await?;
+    run(&state, &caller, board, commands::remove_member(user), None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 // ----- columns ------------------------------------------------------------------------------
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateColumn {
-    title: String,
-    #[serde(rename = "type")]
-    kind: String,
-    settings: Option<Value>,
-    before: Option<Uuid>,
-    after: Option<Uuid>,
-}
 
 #[utoipa::path(post, path = "/boards/{board}/columns", tag = "boards",
         operation_id = "create_column",
@@ -348,27 +319,10 @@ async fn create_column(
     caller: Caller,
     headers: HeaderMap,
     ApiPath(board): ApiPath<Uuid>,
-    ApiJson(body): ApiJson<CreateColumn>,
+    ApiJson(body): ApiJson<boards::CreateColumn>,
 ) -> ApiResult<Response> {
-    let kind = ColumnKind::parse(&body.kind).ok_or_else(|| {
-        ApiError::validation("type must be one of text, long_text, number, status, date, person, checkbox, dropdown, link")
-    })?;
-    let command = BoardCommand::CreateColumn {
-        title: body.title,
-        kind,
-        settings: body.settings,
-        placement: Placement { before: body.before, after: body.after },
-    };
+    let command = commands::create_column(body)?;
     Ok(created(run(&state, &caller, board, command, idempotency_key(&headers)?).await?))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UpdateColumn {
-    title: Option<String>,
-    settings: Option<Value>,
-    before: Option<Uuid>,
-    after: Option<Uuid>,
 }
 
 #[utoipa::path(patch, path = "/boards/{board}/columns/{column}", tag = "boards",
@@ -384,15 +338,9 @@ async fn update_column(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((board, column)): ApiPath<(Uuid, Uuid)>,
-    ApiJson(body): ApiJson<UpdateColumn>,
+    ApiJson(body): ApiJson<boards::UpdateColumn>,
 ) -> ApiResult<Response> {
-    let command = BoardCommand::UpdateColumn {
-        column_id: column,
-        title: body.title,
-        settings: body.settings,
-        placement: Placement { before: body.before, after: body.after },
-    };
-    Ok(ok(run(&state, &caller, board, command, None).await?))
+    Ok(ok(run(&state, &caller, board, commands::update_column(column, body), None).await?))
 }
 
 #[utoipa::path(delete, path = "/boards/{board}/columns/{column}", tag = "boards",
@@ -407,20 +355,11 @@ async fn delete_column(
     caller: Caller,
     ApiPath((board, column)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<StatusCode> {
-    run(&state, &caller, board, BoardCommand::DeleteColumn { column_id: column }, None).await?;
+    run(&state, &caller, board, commands::delete_column(column), None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 // ----- groups -------------------------------------------------------------------------------
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GroupBody {
-    title: Option<String>,
-    color: Option<String>,
-    before: Option<Uuid>,
-    after: Option<Uuid>,
-}
 
 #[utoipa::path(post, path = "/boards/{board}/groups", tag = "boards", operation_id = "create_group",
     summary = "Add a group (editors)",
@@ -436,14 +375,9 @@ async fn create_group(
     caller: Caller,
     headers: HeaderMap,
     ApiPath(board): ApiPath<Uuid>,
-    ApiJson(body): ApiJson<GroupBody>,
+    ApiJson(body): ApiJson<boards::CreateGroup>,
 ) -> ApiResult<Response> {
-    let title = body.title.ok_or_else(|| ApiError::validation("title is required"))?;
-    let command = BoardCommand::CreateGroup {
-        title,
-        color: body.color,
-        placement: Placement { before: body.before, after: body.after },
-    };
+    let command = commands::create_group(body);
     Ok(created(run(&state, &caller, board, command, idempotency_key(&headers)?).await?))
 }
 
@@ -460,15 +394,9 @@ async fn update_group(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((board, group)): ApiPath<(Uuid, Uuid)>,
-    ApiJson(body): ApiJson<GroupBody>,
+    ApiJson(body): ApiJson<boards::UpdateGroup>,
 ) -> ApiResult<Response> {
-    let command = BoardCommand::UpdateGroup {
-        group_id: group,
-        title: body.title,
-        color: body.color,
-        placement: Placement { before: body.before, after: body.after },
-    };
-    Ok(ok(run(&state, &caller, board, command, None).await?))
+    Ok(ok(run(&state, &caller, board, commands::update_group(group, body), None).await?))
 }
 
 #[utoipa::path(delete, path = "/boards/{board}/groups/{group}", tag = "boards",
@@ -483,22 +411,11 @@ async fn delete_group(
     caller: Caller,
     ApiPath((board, group)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<StatusCode> {
-    run(&state, &caller, board, BoardCommand::DeleteGroup { group_id: group }, None).await?;
+    run(&state, &caller, board, commands::delete_group(group), None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 // ----- items --------------------------------------------------------------------------------
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateItem {
-    group_id: Uuid,
-    name: String,
-    #[serde(default)]
-    values: BTreeMap<Uuid, Value>,
-    before: Option<Uuid>,
-    after: Option<Uuid>,
-}
 
 #[utoipa::path(post, path = "/boards/{board}/items", tag = "items", operation_id = "create_item",
     summary = "Create an item (editors)",
@@ -514,14 +431,9 @@ async fn create_item(
     caller: Caller,
     headers: HeaderMap,
     ApiPath(board): ApiPath<Uuid>,
-    ApiJson(body): ApiJson<CreateItem>,
+    ApiJson(body): ApiJson<boards::CreateItem>,
 ) -> ApiResult<Response> {
-    let command = BoardCommand::CreateItem {
-        group_id: body.group_id,
-        name: body.name,
-        values: body.values,
-        placement: Placement { before: body.before, after: body.after },
-    };
+    let command = commands::create_item(body);
     Ok(created(run(&state, &caller, board, command, idempotency_key(&headers)?).await?))
 }
 
@@ -565,15 +477,6 @@ async fn get_item(
     Ok(with_etag(read(&state, &caller, board, BoardQuery::Item(item)).await?))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UpdateItem {
-    name: Option<String>,
-    #[serde(default)]
-    values: BTreeMap<Uuid, Value>,
-    expected_version: Option<i64>,
-}
-
 /// `If-Match: "7"` (or `7`, or a weak `W/"7"`) names the version a change expects; `*` matches
 /// any version (the item must exist, as it must anyway).
 fn if_match(headers: &HeaderMap) -> ApiResult<Option<i64>> {
@@ -603,20 +506,9 @@ async fn update_item(
     caller: Caller,
     headers: HeaderMap,
     ApiPath((board, item)): ApiPath<(Uuid, Uuid)>,
-    ApiJson(body): ApiJson<UpdateItem>,
+    ApiJson(body): ApiJson<boards::UpdateItem>,
 ) -> ApiResult<Response> {
-    let expected_version = match (if_match(&headers)?, body.expected_version) {
-        (Some(a), Some(b)) if a != b => {
-            return Err(ApiError::bad_request("If-Match and expected_version disagree"))
-        }
-        (header, field) => header.or(field),
-    };
-    let command = BoardCommand::UpdateItem {
-        item_id: item,
-        name: body.name,
-        values: body.values,
-        expected_version,
-    };
+    let command = commands::update_item(item, body, if_match(&headers)?)?;
     Ok(with_etag(run(&state, &caller, board, command, None).await?.data))
 }
 
@@ -632,16 +524,8 @@ async fn delete_item(
     caller: Caller,
     ApiPath((board, item)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<StatusCode> {
-    run(&state, &caller, board, BoardCommand::DeleteItem { item_id: item }, None).await?;
+    run(&state, &caller, board, commands::delete_item(item), None).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MoveItem {
-    group_id: Uuid,
-    before: Option<Uuid>,
-    after: Option<Uuid>,
 }
 
 #[utoipa::path(post, path = "/boards/{board}/items/{item}/move", tag = "items",
@@ -657,20 +541,10 @@ async fn move_item(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((board, item)): ApiPath<(Uuid, Uuid)>,
-    ApiJson(body): ApiJson<MoveItem>,
+    ApiJson(body): ApiJson<boards::MoveItem>,
 ) -> ApiResult<Response> {
-    let command = BoardCommand::MoveItem {
-        item_id: item,
-        group_id: body.group_id,
-        placement: Placement { before: body.before, after: body.after },
-    };
+    let command = commands::move_item(item, body);
     Ok(with_etag(run(&state, &caller, board, command, None).await?.data))
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct ArchiveItem {
-    archived: Option<bool>,
 }
 
 #[utoipa::path(post, path = "/boards/{board}/items/{item}/archive", tag = "items",
@@ -689,25 +563,17 @@ async fn archive_item(
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<Response> {
     let body = body.map_err(|e| super::extract::body_read_error(&e))?;
-    let body: ArchiveItem = if body.is_empty() {
-        ArchiveItem::default()
+    let body: boards::ArchiveItem = if body.is_empty() {
+        boards::ArchiveItem::default()
     } else {
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::new(ErrorCode::MalformedBody, format!("invalid body: {e}")))?
     };
-    let command =
-        BoardCommand::ArchiveItem { item_id: item, archived: body.archived.unwrap_or(true) };
+    let command = commands::archive_item(item, body);
     Ok(with_etag(run(&state, &caller, board, command, None).await?.data))
 }
 
 // ----- updates (comments) -------------------------------------------------------------------
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateUpdate {
-    body: String,
-    parent_id: Option<Uuid>,
-}
 
 #[utoipa::path(post, path = "/boards/{board}/items/{item}/updates", tag = "updates",
         operation_id = "create_update",
@@ -724,10 +590,9 @@ async fn create_update(
     caller: Caller,
     headers: HeaderMap,
     ApiPath((board, item)): ApiPath<(Uuid, Uuid)>,
-    ApiJson(body): ApiJson<CreateUpdate>,
+    ApiJson(body): ApiJson<boards::CreateUpdate>,
 ) -> ApiResult<Response> {
-    let command =
-        BoardCommand::CreateUpdate { item_id: item, body: body.body, parent_id: body.parent_id };
+    let command = commands::create_update(item, body);
     Ok(created(run(&state, &caller, board, command, idempotency_key(&headers)?).await?))
 }
 
@@ -763,12 +628,6 @@ async fn list_updates(
     Ok(Json(json!({ "updates": updates })))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EditUpdate {
-    body: String,
-}
-
 #[utoipa::path(patch, path = "/boards/{board}/items/{item}/updates/{update}", tag = "updates",
         operation_id = "edit_update",
     summary = "Edit one's own update",
@@ -783,9 +642,9 @@ async fn edit_update(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((board, item, update)): ApiPath<(Uuid, Uuid, Uuid)>,
-    ApiJson(body): ApiJson<EditUpdate>,
+    ApiJson(body): ApiJson<boards::EditUpdate>,
 ) -> ApiResult<Response> {
-    let command = BoardCommand::EditUpdate { item_id: item, update_id: update, body: body.body };
+    let command = commands::edit_update(item, update, body);
     Ok(ok(run(&state, &caller, board, command, None).await?))
 }
 
@@ -802,14 +661,7 @@ async fn delete_update(
     caller: Caller,
     ApiPath((board, item, update)): ApiPath<(Uuid, Uuid, Uuid)>,
 ) -> ApiResult<StatusCode> {
-    run(
-        &state,
-        &caller,
-        board,
-        BoardCommand::DeleteUpdate { item_id: item, update_id: update },
-        None,
-    )
-    .await?;
+    run(&state, &caller, board, commands::delete_update(item, update), None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

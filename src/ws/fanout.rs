@@ -35,7 +35,7 @@ use boardroom_protocol::Encoding;
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
-use super::connection::{Control, Outbox};
+use super::outbox::{Control, Outbox};
 
 /// Events a subscription may buffer while it catches up before it counts as a slow consumer.
 pub const MAX_BUFFERED_EVENTS: usize = 10_000;
