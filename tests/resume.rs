@@ -13,8 +13,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::boards::fixture;
+use crate::harness::socket::JSON;
 use crate::harness::{both_backends_with, TestServer};
-use crate::realtime::JSON;
 
 both_backends_with!(patient_sockets; a_stalled_replay_gives_way_to_shutdown);
 

@@ -302,19 +302,8 @@ pub fn error_code(reply: &Reply) -> &'static str {
 /// The client messages, built from the REST bodies where a board write has one. Ids are the
 /// text the tests hold.
 pub mod msg {
-    use std::collections::BTreeMap;
-
     use boardroom_protocol::boards;
     use boardroom_protocol::ClientMessage;
-    use serde_json::Value;
-
-    fn ids(values: BTreeMap<uuid::Uuid, Value>) -> BTreeMap<String, Value> {
-        values.into_iter().map(|(column, value)| (column.to_string(), value)).collect()
-    }
-
-    fn text(id: Option<uuid::Uuid>) -> Option<String> {
-        id.map(|id| id.to_string())
-    }
 
     pub fn ping() -> ClientMessage {
         ClientMessage::Ping {}
@@ -342,54 +331,23 @@ pub mod msg {
     }
 
     pub fn create_column(board: &str, body: boards::CreateColumn) -> ClientMessage {
-        ClientMessage::CreateColumn {
-            board_id: board.to_owned(),
-            title: body.title,
-            column_type: body.column_type,
-            settings: body.settings,
-            before: text(body.before),
-            after: text(body.after),
-        }
+        ClientMessage::CreateColumn { board_id: board.to_owned(), body }
     }
 
     pub fn create_group(board: &str, body: boards::CreateGroup) -> ClientMessage {
-        ClientMessage::CreateGroup {
-            board_id: board.to_owned(),
-            title: body.title,
-            color: body.color,
-            before: text(body.before),
-            after: text(body.after),
-        }
+        ClientMessage::CreateGroup { board_id: board.to_owned(), body }
     }
 
     pub fn create_item(board: &str, body: boards::CreateItem) -> ClientMessage {
-        ClientMessage::CreateItem {
-            board_id: board.to_owned(),
-            group_id: body.group_id.to_string(),
-            name: body.name,
-            values: ids(body.values),
-            before: text(body.before),
-            after: text(body.after),
-        }
+        ClientMessage::CreateItem { board_id: board.to_owned(), body }
     }
 
     pub fn create_update(board: &str, item: &str, body: boards::CreateUpdate) -> ClientMessage {
-        ClientMessage::CreateUpdate {
-            board_id: board.to_owned(),
-            item_id: item.to_owned(),
-            body: body.body,
-            parent_id: text(body.parent_id),
-        }
+        ClientMessage::CreateUpdate { board_id: board.to_owned(), item_id: item.to_owned(), body }
     }
 
     pub fn update_item(board: &str, item: &str, body: boards::UpdateItem) -> ClientMessage {
-        ClientMessage::UpdateItem {
-            board_id: board.to_owned(),
-            item_id: item.to_owned(),
-            name: body.name,
-            values: ids(body.values),
-            expected_version: body.expected_version,
-        }
+        ClientMessage::UpdateItem { board_id: board.to_owned(), item_id: item.to_owned(), body }
     }
 }
 
