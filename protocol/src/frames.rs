@@ -14,7 +14,7 @@ use crate::boards;
 use crate::error::ErrorBody;
 
 /// The id a client gives a request; echoed in its reply. A number or a string.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum RequestId {
     /// A number.
@@ -24,7 +24,7 @@ pub enum RequestId {
 }
 
 /// One frame from a client: its id plus the message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClientFrame {
     /// Echoed in the reply.
     pub id: RequestId,
@@ -40,7 +40,7 @@ pub struct ClientFrame {
 /// Unknown fields are ignored, as `docs/PROTOCOL.md` promises (so newer clients can talk to
 /// older servers): a flattened body only takes the fields it knows, whatever its own
 /// `deny_unknown_fields` says on REST.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
     /// Liveness check; answered with an empty reply.
@@ -282,7 +282,7 @@ impl ClientMessage {
 }
 
 /// One frame from the server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
     /// Sent once, first, on every connection.
@@ -298,7 +298,7 @@ pub enum ServerFrame {
 }
 
 /// What the server tells a client when it connects.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Hello {
     /// [`crate::PROTOCOL_VERSION`].
     pub protocol_version: u32,
@@ -307,7 +307,7 @@ pub struct Hello {
 }
 
 /// The answer to a client frame: `ok` with `data`, or not with `error`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Reply {
     /// The client's id; `null` when the frame was too broken to read one.
     pub id: Option<RequestId>,
@@ -350,7 +350,7 @@ pub struct Subscribed {
 }
 
 /// A committed change, as stored in the board's log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventFrame {
     /// The board.
     pub board_id: String,
@@ -367,7 +367,7 @@ pub struct EventFrame {
 }
 
 /// One subscription ended by the server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Unsubscribed {
     /// The board.
     pub board_id: String,
@@ -377,7 +377,7 @@ pub struct Unsubscribed {
 
 /// Who is viewing a board: everyone with a live subscription to it. Each frame carries the
 /// whole list, so the latest frame is the truth; `joined` or `left` names the change, if any.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Presence {
     /// The board.
     pub board_id: String,

@@ -20,6 +20,8 @@
 //!   with the HTTP status each maps to.
 //! - [`scope`]: the API key scopes.
 //! - [`frames`]: the WebSocket frames: client requests, replies, events, close codes.
+//! - [`schema`]: the JSON Schema of the frames, generated from their derives (checked in as
+//!   `docs/protocol.schema.json`).
 //! - [`codec`]: JSON (text frames) and MessagePack (binary frames), chosen per connection by
 //!   `Sec-WebSocket-Protocol`.
 //!
@@ -42,6 +44,7 @@ mod golden;
 pub mod health;
 pub mod identity;
 pub mod orgs;
+pub mod schema;
 pub mod scope;
 pub mod webhooks;
 
