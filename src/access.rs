@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, Principal};
 use crate::error::{ApiError, ApiResult};
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// The scopes of an API key principal (`None` for a session, which is not scoped).
 pub fn scopes_of(principal: &Principal) -> Option<&[Scope]> {

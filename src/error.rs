@@ -10,6 +10,8 @@
 
 mod mapping;
 
+pub use mapping::board_error;
+
 use std::borrow::Cow;
 
 use axum::http::{HeaderValue, StatusCode};

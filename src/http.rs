@@ -1,4 +1,5 @@
-//! The HTTP edge: the router, shared state, and the middleware every request passes.
+//! The HTTP edge: the router and the middleware every request passes. The state handlers share
+//! is [`AppState`] (`crate::state`), re-exported here.
 //!
 //! Each resource module exposes `router()`, an `OpenApiRouter` whose routes come from their
 //! handlers' `#[utoipa::path]` attributes; this module nests them under `/api/v1`, adds the
@@ -9,6 +10,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
+pub mod authenticate;
 pub mod boards;
 pub mod extract;
 pub mod google;
@@ -19,8 +21,6 @@ pub mod orgs;
 pub mod security;
 pub mod webhooks;
 
-use std::sync::Arc;
-
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Router;
@@ -28,72 +28,8 @@ use boardroom_protocol::ErrorCode;
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 
-use boardroom_actors::supervisor::Runtime;
-
-use crate::auth::google::Google;
-use crate::auth::Auth;
-use crate::config::Settings;
 use crate::error::ApiError;
-use crate::storage::Store;
-
-/// State shared by every handler. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    inner: Arc<AppInner>,
-}
-
-struct AppInner {
-    store: Store,
-    settings: Settings,
-    auth: Auth,
-    runtime: Runtime,
-    google: Google,
-    ws: crate::ws::Gateway,
-}
-
-impl AppState {
-    /// Builds the state from its parts.
-    pub fn new(store: Store, settings: Settings, auth: Auth, runtime: Runtime) -> Self {
-        let google = Google::from_settings(&settings);
-        let ws = crate::ws::Gateway::start(&settings, runtime.boards().bus());
-        AppState { inner: Arc::new(AppInner { store, settings, auth, runtime, google, ws }) }
-    }
-
-    /// Authentication and org-level authorization.
-    pub fn auth(&self) -> &Auth {
-        &self.inner.auth
-    }
-
-    /// The board registry.
-    pub fn boards(&self) -> &boardroom_actors::boards::Boards {
-        self.inner.runtime.boards()
-    }
-
-    /// The supervised actors.
-    pub fn runtime(&self) -> &Runtime {
-        &self.inner.runtime
-    }
-
-    /// The database.
-    pub fn store(&self) -> &Store {
-        &self.inner.store
-    }
-
-    /// The settings in effect.
-    pub fn settings(&self) -> &Settings {
-        &self.inner.settings
-    }
-
-    /// The WebSocket gateway.
-    pub fn ws(&self) -> &crate::ws::Gateway {
-        &self.inner.ws
-    }
-
-    /// Google sign-in, as configured.
-    pub fn google(&self) -> &Google {
-        &self.inner.google
-    }
-}
+pub use crate::state::AppState;
 
 /// Largest request body accepted anywhere, in bytes.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -126,10 +62,9 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 pub fn router(state: AppState) -> Router {
     let (api, _) = api_routes().split_for_parts();
     let (root, _) = health::router().split_for_parts();
-    let api = api.fallback(not_found).layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        crate::auth::caller::authenticate,
-    ));
+    let api = api
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate::authenticate));
     root.nest("/api/v1", api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

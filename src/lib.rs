@@ -14,6 +14,7 @@
 //! - [`http`]: the HTTP edge, the router and its thin handlers.
 //! - [`error`]: the one error type at the edge, mapped to the stable codes of
 //!   `boardroom-protocol`.
+//! - [`state`]: [`state::AppState`], what the edges share: store, settings, auth, actors, gateway.
 //! - [`ssrf`]: the SSRF guard for outbound webhooks: URL validation, address checks,
 //!   the allowlist and a client pinned to the checked address.
 //! - [`storage`]: one storage interface over SQLite and Postgres, with tenant-scoped handles.
@@ -34,6 +35,7 @@ pub mod error;
 pub mod http;
 pub mod server;
 pub mod ssrf;
+pub mod state;
 pub mod storage;
 pub mod telemetry;
 pub mod tls;

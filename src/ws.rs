@@ -43,7 +43,7 @@ use crate::auth::caller::credential;
 use crate::auth::{Caller, RequestMeta};
 use crate::config::Settings;
 use crate::error::ApiError;
-use crate::http::AppState;
+use crate::state::AppState;
 use connection::{Accepted, Limits};
 use fanout::Fanout;
 use tickets::{Tickets, MAX_TICKETS_PER_CREDENTIAL, TICKET_TTL};

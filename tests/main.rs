@@ -20,6 +20,7 @@ mod openapi;
 mod orgs;
 mod realtime;
 mod resume;
+mod structure;
 mod tls;
 mod webhook_access;
 mod webhooks;

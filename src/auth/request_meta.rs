@@ -17,12 +17,9 @@
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::ConnectInfo;
 use axum::http::request::Parts;
 use ipnet::{IpNet, Ipv6Net};
-
-use crate::error::ApiError;
-use crate::http::AppState;
 
 /// The client of a request.
 #[derive(Debug, Clone)]
@@ -95,34 +92,21 @@ fn parse_entry(entry: &[u8]) -> Option<IpAddr> {
     Some(ip.to_canonical())
 }
 
-impl FromRequestParts<AppState> for RequestMeta {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if let Some(meta) = parts.extensions.get::<RequestMeta>() {
-            return Ok(meta.clone());
-        }
-        let meta = RequestMeta::from_parts(parts, state);
-        parts.extensions.insert(meta.clone());
-        Ok(meta)
-    }
-}
-
 impl RequestMeta {
     /// The network per-client limits count this request under ([`limit_net`]).
     pub fn limit_net(&self) -> IpNet {
         limit_net(self.ip)
     }
 
-    /// Reads the meta of a request.
-    pub fn from_parts(parts: &Parts, state: &AppState) -> RequestMeta {
+    /// Reads the meta of a request; `X-Forwarded-For` is believed from `trusted` peers only.
+    pub fn from_parts(parts: &Parts, trusted: &[IpNet]) -> RequestMeta {
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
             .unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let forwarded = parts.headers.get_all("x-forwarded-for").iter().map(|v| v.as_bytes());
-        let ip = client_ip(peer, forwarded, &state.settings().trusted_proxies);
+        let ip = client_ip(peer, forwarded, trusted);
         let user_agent = parts
             .headers
             .get(axum::http::header::USER_AGENT)

@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use boardroom_actors::board::{BoardQuery, CommandOutput, Requester};
-use boardroom_actors::domain::{BoardCommand, BoardError, BoardRole};
+use boardroom_actors::domain::{BoardCommand, BoardRole};
 use boardroom_actors::roles::OrgRole;
 use boardroom_actors::values;
 use boardroom_protocol::{boards, ErrorCode, Scope};
@@ -53,11 +53,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(events))
 }
 
-/// Maps a board refusal to the edge's error: `ApiError::from` (`crate::error`), kept for the
-/// callers not yet on `?`.
-pub fn board_error(err: BoardError) -> ApiError {
-    ApiError::from(err)
-}
+pub use crate::error::board_error;
 
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let Some(value) = headers.get("idempotency-key") else { return Ok(None) };

@@ -1,4 +1,5 @@
-//! Extractors whose rejections speak the API's error format.
+//! Extractors whose rejections speak the API's error format, and the ones that need the
+//! [`AppState`]: the [`Caller`] left by the `authenticate` middleware, and [`RequestMeta`].
 //!
 //! axum's own `Json` and `Path` reject with plain text; these wrap them so that malformed input
 //! gets `{"error":{"code","message"}}` with a stable code, like every other error.
@@ -9,6 +10,9 @@ use axum::http::request::Parts;
 use boardroom_protocol::ErrorCode;
 use serde::de::DeserializeOwned;
 
+use super::authenticate::Outcome;
+use super::AppState;
+use crate::auth::{Caller, RequestMeta};
 use crate::error::ApiError;
 
 /// A JSON body of type `T`.
@@ -91,5 +95,38 @@ pub fn body_read_error(err: &axum::extract::rejection::BytesRejection) -> ApiErr
         ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
     } else {
         ApiError::bad_request("could not read the request body")
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        match parts.extensions.get::<Outcome>() {
+            Some(Outcome::Authenticated(caller)) => Ok(caller.clone()),
+            Some(Outcome::Refused { code, message, retry_after }) => {
+                let mut err = ApiError::new(*code, message.clone());
+                if let Some(secs) = retry_after {
+                    err.set_retry_after(*secs);
+                }
+                Err(err)
+            }
+            Some(Outcome::Anonymous) | None => {
+                Err(ApiError::unauthenticated("authentication required"))
+            }
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for RequestMeta {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(meta) = parts.extensions.get::<RequestMeta>() {
+            return Ok(meta.clone());
+        }
+        let meta = RequestMeta::from_parts(parts, &state.settings().trusted_proxies);
+        parts.extensions.insert(meta.clone());
+        Ok(meta)
     }
 }

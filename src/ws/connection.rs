@@ -40,9 +40,9 @@ use super::fanout::Subscription;
 use super::outbox::{Control, Outbox, OutboxEnds};
 use crate::access::requester_for;
 use crate::auth::{Caller, Principal};
+use crate::error::board_error;
 use crate::error::ApiError;
-use crate::http::boards::board_error;
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// A board write's reply, sent once the write has committed.
 type PendingReply = Pin<Box<dyn Future<Output = ()> + Send>>;

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::{body, error_body, until_shutdown, uuid, Connection};
 use crate::access::{requester_for, requester_recheck, scopes_of};
 use crate::error::ApiError;
-use crate::http::boards::board_error;
+use crate::error::board_error;
 use crate::ws::fanout::{message, wire_time, Subscription};
 use crate::ws::outbox::{size_of, Outbox};
 

@@ -1,0 +1,71 @@
+//! [`AppState`]: what every edge shares (the store, the settings, authentication, the actors,
+//! Google sign-in, the WebSocket gateway). It sits beneath the edges so that `http`, `auth` and
+//! `ws` each depend on it, never on one another for it.
+
+use std::sync::Arc;
+
+use boardroom_actors::supervisor::Runtime;
+
+use crate::auth::google::Google;
+use crate::auth::Auth;
+use crate::config::Settings;
+use crate::storage::Store;
+
+/// State shared by every handler. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<AppInner>,
+}
+
+struct AppInner {
+    store: Store,
+    settings: Settings,
+    auth: Auth,
+    runtime: Runtime,
+    google: Google,
+    ws: crate::ws::Gateway,
+}
+
+impl AppState {
+    /// Builds the state from its parts.
+    pub fn new(store: Store, settings: Settings, auth: Auth, runtime: Runtime) -> Self {
+        let google = Google::from_settings(&settings);
+        let ws = crate::ws::Gateway::start(&settings, runtime.boards().bus());
+        AppState { inner: Arc::new(AppInner { store, settings, auth, runtime, google, ws }) }
+    }
+
+    /// Authentication and org-level authorization.
+    pub fn auth(&self) -> &Auth {
+        &self.inner.auth
+    }
+
+    /// The board registry.
+    pub fn boards(&self) -> &boardroom_actors::boards::Boards {
+        self.inner.runtime.boards()
+    }
+
+    /// The supervised actors.
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
+    }
+
+    /// The database.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The settings in effect.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// The WebSocket gateway.
+    pub fn ws(&self) -> &crate::ws::Gateway {
+        &self.inner.ws
+    }
+
+    /// Google sign-in, as configured.
+    pub fn google(&self) -> &Google {
+        &self.inner.google
+    }
+}
