@@ -2,10 +2,13 @@
 //! revocation and re-scoping taking effect at once, expiry, per-key limits with their headers,
 //! and the per-IP counter that refuses bad keys before any bcrypt runs.
 
+use boardroom_protocol::api_keys::{ApiKey, ApiKeyList, CreateApiKey, CreatedApiKey, UpdateApiKey};
+use boardroom_protocol::identity::Me;
+use boardroom_protocol::orgs::{AddOrgMember, CreateOrganization, OrganizationList};
+use boardroom_protocol::Scope;
 use reqwest::Method;
-use serde_json::json;
 
-use crate::harness::{both_backends, both_backends_with, TestServer};
+use crate::harness::{both_backends, both_backends_with, Reply, TestServer, TestUser};
 
 both_backends!(
     keys_are_stored_as_prefix_and_bcrypt_hash,
@@ -23,6 +26,40 @@ both_backends_with!(
     changes_made_elsewhere_take_effect_within_the_cache_ttl
 );
 
+/// The body creating key `name` with `scopes` and the server's default limit and no expiry.
+fn new_key(name: &str, scopes: &[&str]) -> CreateApiKey {
+    CreateApiKey {
+        name: name.to_owned(),
+        scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        rate_limit_per_minute: None,
+        expires_at: None,
+    }
+}
+
+/// `POST /orgs/{org}/api-keys` as `user`.
+async fn create(server: &TestServer, user: &TestUser, org: &str, body: &CreateApiKey) -> Reply {
+    server.post(&format!("/api/v1/orgs/{org}/api-keys"), Some(&user.access_token), body).await
+}
+
+/// The scopes `GET /me` shows for the key it was called with.
+#[track_caller]
+fn key_scopes(me: &Reply) -> Vec<Scope> {
+    me.expect_as::<Me>(200).api_key.expect("called with a key").scopes
+}
+
+/// Re-scopes key `id` of `org` to `scopes`, as `admin`.
+async fn rescope(server: &TestServer, admin: &TestUser, org: &str, id: &str, scopes: &[&str]) {
+    let body = UpdateApiKey {
+        scopes: Some(scopes.iter().map(|s| (*s).to_owned()).collect()),
+        ..Default::default()
+    };
+    let path = format!("/api/v1/orgs/{org}/api-keys/{id}");
+    let key: ApiKey =
+        server.send_body(Method::PATCH, &path, &admin.access_token, &body).await.expect_as(200);
+    let wanted: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+    assert_eq!(key.scopes.iter().map(|s| s.as_str().to_owned()).collect::<Vec<_>>(), wanted);
+}
+
 /// Verified keys are trusted for one second, so a test can outwait the TTL.
 fn short_key_cache(settings: &mut boardroom::config::Settings) {
     settings.key_cache_ttl_secs = 1;
@@ -31,22 +68,21 @@ fn short_key_cache(settings: &mut boardroom::config::Settings) {
 async fn keys_are_stored_as_prefix_and_bcrypt_hash(server: &TestServer) {
     let alice = server.register("alice").await;
     let org = server.create_org(&alice, "Acme").await;
-    let created = server
-        .post(
-            &format!("/api/v1/orgs/{org}/api-keys"),
-            Some(&alice.access_token),
-            &json!({"name": "ci", "scopes": ["items:write", "boards:read", "boards:read"], "rate_limit_per_minute": 120}),
-        )
-        .await;
-    let body = created.expect(201).clone();
-    let key = body["key"].as_str().unwrap().to_owned();
+    let body = CreateApiKey {
+        rate_limit_per_minute: Some(120),
+        ..new_key("ci", &["items:write", "boards:read", "boards:read"])
+    };
+    let created: CreatedApiKey = create(server, &alice, &org, &body).await.expect_as(201);
+    let key = created.key;
     assert!(key.starts_with("brk_") && key.len() == 44, "{key}");
-    assert_eq!(body["prefix"], &key[..11]);
-    assert_eq!(body["scopes"], json!(["boards:read", "items:write"]));
-    assert_eq!(body["rate_limit_per_minute"], 120);
+    assert_eq!(created.api_key.prefix, &key[..11]);
+    assert_eq!(created.api_key.scopes, [Scope::BoardsRead, Scope::ItemsWrite]);
+    assert_eq!(created.api_key.rate_limit_per_minute, 120);
 
     let list = server.get_as(&format!("/api/v1/orgs/{org}/api-keys"), &alice.access_token).await;
-    let listed = list.expect(200)["api_keys"][0].clone();
+    assert_eq!(list.expect_as::<ApiKeyList>(200).api_keys, [created.api_key]);
+    // The listing's raw shape: no field that could carry the secret.
+    let listed = list.body["api_keys"][0].clone();
     assert!(listed.get("key").is_none() && listed.get("secret_hash").is_none(), "{listed}");
     assert!(!list.body.to_string().contains(&key[11..]));
 
@@ -63,17 +99,15 @@ async fn keys_are_stored_as_prefix_and_bcrypt_hash(server: &TestServer) {
         .expect("python");
     assert!(check.success(), "python bcrypt rejected the stored key hash");
 
+    let past = "2001-01-01T00:00:00Z".parse().unwrap();
     for bad in [
-        json!({"name": "x", "scopes": []}),
-        json!({"name": "x", "scopes": ["admin"]}),
-        json!({"name": "", "scopes": ["boards:read"]}),
-        json!({"name": "x", "scopes": ["boards:read"], "rate_limit_per_minute": 0}),
-        json!({"name": "x", "scopes": ["boards:read"], "expires_at": "2001-01-01T00:00:00Z"}),
+        new_key("x", &[]),
+        new_key("x", &["admin"]),
+        new_key("", &["boards:read"]),
+        CreateApiKey { rate_limit_per_minute: Some(0), ..new_key("x", &["boards:read"]) },
+        CreateApiKey { expires_at: Some(past), ..new_key("x", &["boards:read"]) },
     ] {
-        server
-            .post(&format!("/api/v1/orgs/{org}/api-keys"), Some(&alice.access_token), &bad)
-            .await
-            .expect_error(422, "validation_failed");
+        create(server, &alice, &org, &bad).await.expect_error(422, "validation_failed");
     }
 }
 
@@ -84,21 +118,21 @@ async fn keys_act_inside_their_org_and_never_manage_credentials(server: &TestSer
     let (_, key) = server.create_key(&alice, &org_a, &["boards:read"]).await;
 
     server.get_as(&format!("/api/v1/orgs/{org_a}"), &key).await.expect(200);
-    let me = server.get_as("/api/v1/me", &key).await;
-    let me = me.expect(200);
-    assert_eq!(me["user"]["id"], alice.id);
-    assert_eq!(me["api_key"]["organization_id"], org_a.as_str());
+    let me: Me = server.get_as("/api/v1/me", &key).await.expect_as(200);
+    assert_eq!(me.user.id.to_string(), alice.id);
+    assert_eq!(me.api_key.expect("a key's identity").organization_id.to_string(), org_a);
+    assert_eq!((me.session_id, me.superadmin), (None, None));
     // Its user belongs to org B, but the key does not reach it.
     server.get_as(&format!("/api/v1/orgs/{org_b}"), &key).await.expect_error(404, "not_found");
     let orgs = server.get_as("/api/v1/orgs", &key).await;
-    assert_eq!(orgs.expect(200)["organizations"].as_array().unwrap().len(), 1);
+    assert_eq!(orgs.expect_as::<OrganizationList>(200).organizations.len(), 1);
 
     // Beyond its scopes: keys, sessions, membership and the audit log.
     server
         .post(
             &format!("/api/v1/orgs/{org_a}/api-keys"),
             Some(&key),
-            &json!({"name": "child", "scopes": ["boards:read"]}),
+            &new_key("child", &["boards:read"]),
         )
         .await
         .expect_error(403, "insufficient_scope");
@@ -107,7 +141,7 @@ async fn keys_act_inside_their_org_and_never_manage_credentials(server: &TestSer
         .await
         .expect_error(403, "insufficient_scope");
     server
-        .post("/api/v1/orgs", Some(&key), &json!({"name": "C"}))
+        .post("/api/v1/orgs", Some(&key), &CreateOrganization { name: "C".into() })
         .await
         .expect_error(403, "insufficient_scope");
     server.get_as("/api/v1/auth/sessions", &key).await.expect_error(403, "insufficient_scope");
@@ -123,12 +157,12 @@ async fn keys_act_inside_their_org_and_never_manage_credentials(server: &TestSer
         .post(
             &format!("/api/v1/orgs/{org_a}/members"),
             Some(&key),
-            &json!({"email": "x@example.com", "role": "member"}),
+            &AddOrgMember { email: "x@example.com".into(), role: "member".into() },
         )
         .await
         .expect_error(403, "insufficient_scope");
     let keys = server.get_as(&format!("/api/v1/orgs/{org_a}/api-keys"), &alice.access_token).await;
-    assert_eq!(keys.expect(200)["api_keys"].as_array().unwrap().len(), 1);
+    assert_eq!(keys.expect_as::<ApiKeyList>(200).api_keys.len(), 1);
 }
 
 async fn revoked_rescoped_and_departed_keys_stop_at_once(server: &TestServer) {
@@ -140,17 +174,9 @@ async fn revoked_rescoped_and_departed_keys_stop_at_once(server: &TestServer) {
     server.get_as(&format!("/api/v1/orgs/{org}"), &key).await.expect(200); // now cached
 
     // Re-scoped: the cache is dropped and the new scopes apply at once.
-    let patched = server
-        .send_as(
-            Method::PATCH,
-            &format!("/api/v1/orgs/{org}/api-keys/{id}"),
-            &alice.access_token,
-            Some(&json!({"scopes": ["items:read"]})),
-        )
-        .await;
-    assert_eq!(patched.expect(200)["scopes"], json!(["items:read"]));
+    rescope(server, &alice, &org, &id, &["items:read"]).await;
     let me = server.get_as("/api/v1/me", &key).await;
-    assert_eq!(me.expect(200)["api_key"]["scopes"], json!(["items:read"]));
+    assert_eq!(key_scopes(&me), [Scope::ItemsRead]);
 
     // A member cannot see or revoke someone else's key; the admin can.
     server
@@ -204,14 +230,13 @@ async fn expired_keys_are_refused(server: &TestServer) {
     let alice = server.register("alice").await;
     let org = server.create_org(&alice, "Acme").await;
     let expires = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
-    let created = server
-        .post(
-            &format!("/api/v1/orgs/{org}/api-keys"),
-            Some(&alice.access_token),
-            &json!({"name": "short", "scopes": ["boards:read"], "expires_at": expires}),
-        )
-        .await;
-    let key = created.expect(201)["key"].as_str().unwrap().to_owned();
+    let body = CreateApiKey { expires_at: Some(expires), ..new_key("short", &["boards:read"]) };
+    let created: CreatedApiKey = create(server, &alice, &org, &body).await.expect_as(201);
+    assert_eq!(
+        created.api_key.expires_at.map(|at| at.timestamp_millis()),
+        Some(expires.timestamp_millis())
+    );
+    let key = created.key;
     server.get_as(&format!("/api/v1/orgs/{org}"), &key).await.expect(200);
     tokio::time::sleep(std::time::Duration::from_millis(1700)).await;
     server.get_as(&format!("/api/v1/orgs/{org}"), &key).await.expect_error(401, "unauthenticated");
@@ -220,14 +245,8 @@ async fn expired_keys_are_refused(server: &TestServer) {
 async fn per_key_rate_limit_with_headers(server: &TestServer) {
     let alice = server.register("alice").await;
     let org = server.create_org(&alice, "Acme").await;
-    let created = server
-        .post(
-            &format!("/api/v1/orgs/{org}/api-keys"),
-            Some(&alice.access_token),
-            &json!({"name": "slow", "scopes": ["boards:read"], "rate_limit_per_minute": 3}),
-        )
-        .await;
-    let key = created.expect(201)["key"].as_str().unwrap().to_owned();
+    let body = CreateApiKey { rate_limit_per_minute: Some(3), ..new_key("slow", &["boards:read"]) };
+    let key = create(server, &alice, &org, &body).await.expect_as::<CreatedApiKey>(201).key;
     let path = format!("/api/v1/orgs/{org}");
     let first_sent = std::time::Instant::now();
     let first = server.get_as(&path, &key).await;
@@ -316,29 +335,13 @@ async fn a_revoke_or_rescope_during_verification_wins(server: &TestServer) {
     let pause = keys.pause_next_verification();
     let rescope = async {
         pause.reached().await;
-        server
-            .send_as(
-                Method::PATCH,
-                &format!("/api/v1/orgs/{org}/api-keys/{id}"),
-                &alice.access_token,
-                Some(&json!({"scopes": ["items:read"]})),
-            )
-            .await
-            .expect(200);
+        rescope(server, &alice, &org, &id, &["items:read"]).await;
         pause.resume();
     };
     let (me, ()) = tokio::join!(server.get_as("/api/v1/me", &key), rescope);
-    assert_eq!(
-        me.expect(200)["api_key"]["scopes"],
-        json!(["items:read"]),
-        "the old scopes were used"
-    );
+    assert_eq!(key_scopes(&me), [Scope::ItemsRead], "the old scopes were used");
     let me = server.get_as("/api/v1/me", &key).await;
-    assert_eq!(
-        me.expect(200)["api_key"]["scopes"],
-        json!(["items:read"]),
-        "the old scopes were cached"
-    );
+    assert_eq!(key_scopes(&me), [Scope::ItemsRead], "the old scopes were cached");
 
     let (id, key) = server.create_key(&alice, &org, &["boards:read"]).await;
     let pause = keys.pause_next_verification();
@@ -386,7 +389,7 @@ async fn changes_made_elsewhere_take_effect_within_the_cache_ttl(server: &TestSe
     let bcrypt_runs = server.state().auth().hasher().runs();
     server.get_as(&path, &revoked).await.expect_error(401, "unauthenticated");
     let me = server.get_as("/api/v1/me", &rescoped).await;
-    assert_eq!(me.expect(200)["api_key"]["scopes"], json!(["items:read"]));
+    assert_eq!(key_scopes(&me), [Scope::ItemsRead]);
     assert_eq!(server.state().auth().hasher().runs(), bcrypt_runs, "re-checked without bcrypt");
     // The new scopes are what the key is held to, and the re-checked grant is cached again.
     server

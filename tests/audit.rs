@@ -6,6 +6,8 @@ use std::collections::HashSet;
 use std::process::Command;
 
 use boardroom_actors::audit::{AuditAction, AuditEvent, AuditStore};
+use boardroom_protocol::api_keys::{ApiKey, UpdateApiKey};
+use boardroom_protocol::identity::{ChangePassword, Login, SessionAnswer};
 use reqwest::Method;
 use serde_json::json;
 
@@ -56,16 +58,10 @@ async fn actions(server: &TestServer) -> Vec<(String, Option<String>, Option<Str
 async fn every_audited_action_writes_a_row(server: &TestServer) {
     let alice = server.register("alice").await;
     let bob = server.register("bob").await;
-    server
-        .post(
-            "/api/v1/auth/login",
-            None,
-            &json!({"email": alice.email, "password": "wrong-password-x"}),
-        )
-        .await
-        .expect(401);
+    let wrong = Login { email: alice.email.clone(), password: "wrong-password-x".into() };
+    server.post("/api/v1/auth/login", None, &wrong).await.expect(401);
     let login = server.login(&alice).await;
-    let second = login.expect(200)["session_id"].as_str().unwrap().to_owned();
+    let second = login.expect_as::<SessionAnswer>(200).session_id;
     server
         .send_as(
             Method::DELETE,
@@ -88,15 +84,16 @@ async fn every_audited_action_writes_a_row(server: &TestServer) {
         .await
         .expect(204);
     let (key_id, _) = server.create_key(&alice, &org, &["boards:read"]).await;
-    server
-        .send_as(
+    let renamed: ApiKey = server
+        .send_body(
             Method::PATCH,
             &format!("/api/v1/orgs/{org}/api-keys/{key_id}"),
             &alice.access_token,
-            Some(&json!({"name": "renamed"})),
+            &UpdateApiKey { name: Some("renamed".into()), ..Default::default() },
         )
         .await
-        .expect(200);
+        .expect_as(200);
+    assert_eq!(renamed.name, "renamed");
     server
         .send_as(
             Method::DELETE,
@@ -106,17 +103,14 @@ async fn every_audited_action_writes_a_row(server: &TestServer) {
         )
         .await
         .expect(204);
+    let change = ChangePassword {
+        current_password: alice.password.clone(),
+        new_password: "another-password-1".into(),
+    };
     server
-        .send_as(
-            Method::POST,
-            "/api/v1/auth/password",
-            &alice.access_token,
-            Some(
-                &json!({"current_password": alice.password, "new_password": "another-password-1"}),
-            ),
-        )
+        .send_body(Method::POST, "/api/v1/auth/password", &alice.access_token, &change)
         .await
-        .expect(200);
+        .expect_as::<SessionAnswer>(200);
     server.send_as(Method::POST, "/api/v1/auth/logout", &bob.access_token, None).await.expect(204);
 
     let rows = actions(server).await;
@@ -345,13 +339,8 @@ async fn a_nul_in_login_metadata_does_not_silence_the_log(server: &TestServer) {
     let alice = server.register("alice").await;
     // Whatever the edge answers, the attempt must not stop the log.
     let nul_email = format!("  Alice\u{0}{}", alice.email);
-    server
-        .post(
-            "/api/v1/auth/login",
-            None,
-            &json!({"email": nul_email, "password": "wrong-password-x"}),
-        )
-        .await;
+    let attempt = Login { email: nul_email.clone(), password: "wrong-password-x".into() };
+    server.post("/api/v1/auth/login", None, &attempt).await;
     // The same raw input, straight into the log.
     let mut event = AuditEvent::new(AuditAction::LoginFailed);
     event.target = Some("raw-input".into());

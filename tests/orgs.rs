@@ -3,10 +3,15 @@
 
 use std::process::Command;
 
+use boardroom_protocol::audit::AuditLog;
+use boardroom_protocol::identity::SessionAnswer;
+use boardroom_protocol::orgs::{
+    AddOrgMember, ChangeOrgMember, OrgMember, OrgMemberList, OrgRole, Organization,
+    OrganizationList,
+};
 use reqwest::Method;
-use serde_json::json;
 
-use crate::harness::{both_backends, TestServer};
+use crate::harness::{both_backends, TestServer, TestUser};
 
 both_backends!(
     creator_is_admin_and_members_are_managed_by_admins,
@@ -19,58 +24,33 @@ async fn creator_is_admin_and_members_are_managed_by_admins(server: &TestServer)
     let alice = server.register("alice").await;
     let bob = server.register("bob").await;
     let carol = server.register("carol").await;
-    let created =
-        server.post("/api/v1/orgs", Some(&alice.access_token), &json!({"name": "Acme"})).await;
-    let org = created.expect(201).clone();
-    assert_eq!(org["role"], "admin");
-    let org = org["id"].as_str().unwrap().to_owned();
+    // The harness checks the creator is its admin.
+    let org = server.create_organization(&alice, "Acme").await.id.to_string();
 
     server.add_member(&alice, &org, &bob, "member").await;
     let members = server.get_as(&format!("/api/v1/orgs/{org}/members"), &bob.access_token).await;
-    let members = members.expect(200)["members"].as_array().unwrap().clone();
+    let members = members.expect_as::<OrgMemberList>(200).members;
     assert_eq!(members.len(), 2);
 
     // A member reads but does not manage membership.
-    server.get_as(&format!("/api/v1/orgs/{org}"), &bob.access_token).await.expect(200);
-    server
-        .post(
-            &format!("/api/v1/orgs/{org}/members"),
-            Some(&bob.access_token),
-            &json!({"email": carol.email, "role": "member"}),
-        )
-        .await
-        .expect_error(403, "forbidden");
+    let seen: Organization =
+        server.get_as(&format!("/api/v1/orgs/{org}"), &bob.access_token).await.expect_as(200);
+    assert_eq!(seen.role, OrgRole::Member);
+    add_member(server, &bob, &org, &carol.email, "member").await.expect_error(403, "forbidden");
     server.set_org_role(&bob, &org, &alice, "member").await.expect_error(403, "forbidden");
 
     // Bad input changes nothing.
-    server
-        .post(
-            &format!("/api/v1/orgs/{org}/members"),
-            Some(&alice.access_token),
-            &json!({"email": carol.email, "role": "owner"}),
-        )
+    add_member(server, &alice, &org, &carol.email, "owner")
         .await
         .expect_error(422, "validation_failed");
-    server
-        .post(
-            &format!("/api/v1/orgs/{org}/members"),
-            Some(&alice.access_token),
-            &json!({"email": "ghost@example.com", "role": "member"}),
-        )
+    add_member(server, &alice, &org, "ghost@example.com", "member")
         .await
         .expect_error(404, "not_found");
-    server
-        .post(
-            &format!("/api/v1/orgs/{org}/members"),
-            Some(&alice.access_token),
-            &json!({"email": bob.email, "role": "member"}),
-        )
-        .await
-        .expect_error(409, "conflict");
+    add_member(server, &alice, &org, &bob.email, "member").await.expect_error(409, "conflict");
 
     // Promote bob; he can now add carol; then alice removes carol.
     let promoted = server.set_org_role(&alice, &org, &bob, "admin").await;
-    assert_eq!(promoted.expect(200)["role"], "admin");
+    assert_eq!(promoted.expect_as::<OrgMember>(200).role, OrgRole::Admin);
     server.add_member(&bob, &org, &carol, "member").await;
     server
         .send_as(
@@ -87,9 +67,21 @@ async fn creator_is_admin_and_members_are_managed_by_admins(server: &TestServer)
         .expect_error(404, "not_found");
 
     let orgs = server.get_as("/api/v1/orgs", &bob.access_token).await;
-    let orgs = orgs.expect(200)["organizations"].as_array().unwrap().clone();
+    let orgs = orgs.expect_as::<OrganizationList>(200).organizations;
     assert_eq!(orgs.len(), 1);
-    assert_eq!(orgs[0]["role"], "admin");
+    assert_eq!(orgs[0].role, OrgRole::Admin);
+}
+
+/// `POST /orgs/{org}/members` as `admin`, adding `email` as `role`.
+async fn add_member(
+    server: &TestServer,
+    admin: &TestUser,
+    org: &str,
+    email: &str,
+    role: &str,
+) -> crate::harness::Reply {
+    let body = AddOrgMember { email: email.to_owned(), role: role.to_owned() };
+    server.post(&format!("/api/v1/orgs/{org}/members"), Some(&admin.access_token), &body).await
 }
 
 async fn last_admin_cannot_leave_or_be_demoted(server: &TestServer) {
@@ -99,7 +91,12 @@ async fn last_admin_cannot_leave_or_be_demoted(server: &TestServer) {
     server.add_member(&alice, &org, &bob, "member").await;
     let me = format!("/api/v1/orgs/{org}/members/{}", alice.id);
     server
-        .send_as(Method::PATCH, &me, &alice.access_token, Some(&json!({"role": "member"})))
+        .send_body(
+            Method::PATCH,
+            &me,
+            &alice.access_token,
+            &ChangeOrgMember { role: "member".into() },
+        )
         .await
         .expect_error(409, "conflict");
     server
@@ -137,12 +134,7 @@ async fn another_org_is_not_found(server: &TestServer) {
     {
         server.get_as(&path, &mallory.access_token).await.expect_error(404, "not_found");
     }
-    server
-        .post(
-            &format!("/api/v1/orgs/{org_a}/members"),
-            Some(&mallory.access_token),
-            &json!({"email": mallory.email, "role": "admin"}),
-        )
+    add_member(server, &mallory, &org_a, &mallory.email, "admin")
         .await
         .expect_error(404, "not_found");
     server.set_org_role(&mallory, &org_a, &alice, "member").await.expect_error(404, "not_found");
@@ -162,7 +154,7 @@ async fn another_org_is_not_found(server: &TestServer) {
     // Nothing changed in org A.
     let members =
         server.get_as(&format!("/api/v1/orgs/{org_a}/members"), &alice.access_token).await;
-    assert_eq!(members.expect(200)["members"].as_array().unwrap().len(), 1);
+    assert_eq!(members.expect_as::<OrgMemberList>(200).members.len(), 1);
 }
 
 async fn superadmin_bypass_is_explicit_and_audited(server: &TestServer) {
@@ -192,9 +184,9 @@ async fn superadmin_bypass_is_explicit_and_audited(server: &TestServer) {
 
     // The flag is read at sign-in: a fresh session carries it.
     let login = server.login(&root).await;
-    let token = login.expect(200)["access_token"].as_str().unwrap().to_owned();
+    let token = login.expect_as::<SessionAnswer>(200).access_token;
     let reply = server.get_as(&format!("/api/v1/orgs/{org}"), &token).await;
-    assert_eq!(reply.expect(200)["role"], "admin");
+    assert_eq!(reply.expect_as::<Organization>(200).role, OrgRole::Admin);
     server.get_as(&format!("/api/v1/orgs/{org}/members"), &token).await.expect(200);
 
     server.flush_audit().await;
@@ -204,10 +196,11 @@ async fn superadmin_bypass_is_explicit_and_audited(server: &TestServer) {
             &alice.access_token,
         )
         .await;
-    let entries = log.expect(200)["entries"].as_array().unwrap().clone();
+    let entries = log.expect_as::<AuditLog>(200).entries;
     assert_eq!(entries.len(), 2, "{entries:?}");
-    assert!(entries.iter().all(|e| e["bypass"] == true && e["actor_id"] == root.id.as_str()));
-    assert_eq!(entries[0]["metadata"]["path"], format!("/api/v1/orgs/{org}/members"));
+    let root_id = crate::harness::id(&root.id);
+    assert!(entries.iter().all(|e| e.bypass && e.actor_id == Some(root_id)));
+    assert_eq!(entries[0].metadata["path"], format!("/api/v1/orgs/{org}/members"));
 
     // A socket re-confirming access it already has (every few seconds) is not a new bypass:
     // it answers the same but writes no further row.
@@ -233,7 +226,7 @@ async fn superadmin_bypass_is_explicit_and_audited(server: &TestServer) {
             &alice.access_token,
         )
         .await;
-    assert_eq!(log.expect(200)["entries"].as_array().unwrap().len(), 2);
+    assert_eq!(log.expect_as::<AuditLog>(200).entries.len(), 2);
 
     // A missing organization is still 404, bypass or not.
     let missing = uuid::Uuid::now_v7();

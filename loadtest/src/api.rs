@@ -2,14 +2,19 @@
 //! organizations, API keys.
 //!
 //! Set-up calls fail loudly with the server's answer; measured calls are made by the scenarios
-//! themselves so they can time exactly the request and nothing around it.
+//! themselves so they can time exactly the request and nothing around it. Bodies and answers are
+//! the `boardroom-protocol` types.
 
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use boardroom_protocol::api_keys::{CreateApiKey, CreatedApiKey};
+use boardroom_protocol::boards::{CreateBoard, CreatedBoard};
+use boardroom_protocol::identity::{Register, SessionAnswer};
+use boardroom_protocol::orgs::{CreateOrganization, Organization};
 use rand::Rng;
 use reqwest::{Client, Method, RequestBuilder, StatusCode};
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
 
 /// The password of every account a scenario registers (passes the server's policy).
 pub const PASSWORD: &str = "loadtest-password-0123";
@@ -49,11 +54,10 @@ impl Api {
     /// Registers a new account with a unique email made from `label`.
     pub async fn register(&self, label: &str) -> anyhow::Result<Account> {
         let email = format!("{label}-{:012x}@loadtest.example", rand::thread_rng().gen::<u64>());
-        let body = json!({ "email": email, "password": PASSWORD, "name": label });
-        let answer =
-            expect(self.request(Method::POST, "api/v1/auth/register")?.json(&body), 201).await?;
-        let access_token = string_field(&answer, "access_token")?;
-        Ok(Account { email, access_token })
+        let body = Register { email: email.clone(), password: PASSWORD.into(), name: label.into() };
+        let request = self.request(Method::POST, "api/v1/auth/register")?.json(&body);
+        let answer: SessionAnswer = expect(request, 201).await?;
+        Ok(Account { email, access_token: answer.access_token })
     }
 
     /// Creates an organization as `account`; returns its id.
@@ -61,8 +65,9 @@ impl Api {
         let request = self
             .request(Method::POST, "api/v1/orgs")?
             .bearer_auth(&account.access_token)
-            .json(&json!({ "name": name }));
-        string_field(&expect(request, 201).await?, "id")
+            .json(&CreateOrganization { name: name.into() });
+        let org: Organization = expect(request, 201).await?;
+        Ok(org.id.to_string())
     }
 
     /// Creates a board in `org` as `account`; returns the board as answered (with its groups).
@@ -71,11 +76,11 @@ impl Api {
         account: &Account,
         org: &str,
         name: &str,
-    ) -> anyhow::Result<Value> {
+    ) -> anyhow::Result<CreatedBoard> {
         let request = self
             .request(Method::POST, &format!("api/v1/orgs/{org}/boards"))?
             .bearer_auth(&account.access_token)
-            .json(&json!({ "name": name }));
+            .json(&CreateBoard { name: name.into(), description: String::new() });
         expect(request, 201).await
     }
 
@@ -91,8 +96,14 @@ impl Api {
         let request = self
             .request(Method::POST, &format!("api/v1/orgs/{org}/api-keys"))?
             .bearer_auth(&account.access_token)
-            .json(&json!({ "name": name, "scopes": scopes, "rate_limit_per_minute": 100_000 }));
-        string_field(&expect(request, 201).await?, "key")
+            .json(&CreateApiKey {
+                name: name.into(),
+                scopes: scopes.iter().map(|scope| (*scope).to_owned()).collect(),
+                rate_limit_per_minute: Some(100_000),
+                expires_at: None,
+            });
+        let created: CreatedApiKey = expect(request, 201).await?;
+        Ok(created.key)
     }
 }
 
@@ -107,9 +118,12 @@ pub fn http_client() -> anyhow::Result<Client> {
         .context("cannot build an HTTP client")
 }
 
-/// Sends `request` and returns its JSON body, or an error naming the status and body when the
-/// status is not `status`.
-pub async fn expect(request: RequestBuilder, status: u16) -> anyhow::Result<Value> {
+/// Sends `request` and returns its body as the protocol type `T`, or an error naming the status
+/// and body when the status is not `status` or the body is no `T`.
+pub async fn expect<T: DeserializeOwned>(
+    request: RequestBuilder,
+    status: u16,
+) -> anyhow::Result<T> {
     let response = request.send().await.context("request failed")?;
     let got = response.status();
     let url = response.url().path().to_owned();
@@ -122,14 +136,6 @@ pub async fn expect(request: RequestBuilder, status: u16) -> anyhow::Result<Valu
         };
         bail!("{url} answered {got}, expected {status}{hint}: {text}");
     }
-    serde_json::from_str(&text).with_context(|| format!("{url} answered non-JSON: {text}"))
-}
-
-/// The string at `field` of `body` (`/`-separated for nested fields, e.g. `groups/0/id`).
-pub fn string_field(body: &Value, field: &str) -> anyhow::Result<String> {
-    let pointer = format!("/{field}");
-    match body.pointer(&pointer).and_then(Value::as_str) {
-        Some(value) => Ok(value.to_owned()),
-        None => bail!("answer has no string {field:?}: {body}"),
-    }
+    serde_json::from_str(&text)
+        .with_context(|| format!("{url} answered no {}: {text}", std::any::type_name::<T>()))
 }

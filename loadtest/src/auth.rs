@@ -22,6 +22,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use boardroom_protocol::identity::Login;
 use reqwest::Method;
 use serde::Serialize;
 use serde_json::json;
@@ -255,7 +256,7 @@ async fn timed(
     method: Method,
     path: &str,
     bearer: Option<&str>,
-    body: Option<&serde_json::Value>,
+    body: Option<&Login>,
     into: &mut Recorder,
 ) -> anyhow::Result<()> {
     let mut request = api.request(method, path)?;
@@ -316,7 +317,7 @@ async fn login_flood(
     let mut tasks = JoinSet::new();
     for account in accounts {
         let api = api.clone();
-        let body = json!({ "email": account.email, "password": api::PASSWORD });
+        let body = Login { email: account.email.clone(), password: api::PASSWORD.into() };
         tasks.spawn(async move {
             let mut rec = Recorder::new();
             while Instant::now() < deadline {

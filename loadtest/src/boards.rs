@@ -16,7 +16,11 @@
 
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+
 use anyhow::{bail, Context};
+use boardroom_protocol::boards::{Column, CreateColumn, CreateItem, Item, Snapshot, UpdateItem};
+use boardroom_protocol::{Encoding, RequestId, ServerFrame};
 use futures::{SinkExt, StreamExt};
 use reqwest::Method;
 use serde::Serialize;
@@ -26,6 +30,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::api::{self, Account, Api};
 use crate::machine::PhaseMeter;
+use crate::socket;
 use crate::stats::{format_ms, Recorder, ScenarioReport, Summary, Table};
 use crate::target::Target;
 
@@ -174,15 +179,22 @@ async fn create_board(
     name: &str,
 ) -> anyhow::Result<BenchBoard> {
     let board = api.create_board(owner, org, name).await?;
-    let id = api::string_field(&board, "id")?;
-    let column = api::expect(
+    let id = board.board.id.to_string();
+    let body = CreateColumn {
+        title: "Notes".into(),
+        column_type: "text".into(),
+        settings: None,
+        before: None,
+        after: None,
+    };
+    let column: Column = api::expect(
         api.request(Method::POST, &format!("api/v1/boards/{id}/columns"))?
             .bearer_auth(&owner.access_token)
-            .json(&json!({ "title": "Notes", "type": "text" })),
+            .json(&body),
         201,
     )
     .await?;
-    Ok(BenchBoard { id, column: api::string_field(&column, "id")? })
+    Ok(BenchBoard { id, column: column.id.to_string() })
 }
 
 async fn create_items(
@@ -191,25 +203,38 @@ async fn create_items(
     board: &BenchBoard,
     n: usize,
 ) -> anyhow::Result<Vec<String>> {
-    let snapshot = api::expect(
+    let snapshot: Snapshot = api::expect(
         api.request(Method::GET, &format!("api/v1/boards/{}", board.id))?
             .bearer_auth(&owner.access_token),
         200,
     )
     .await?;
-    let group = snapshot["groups"][0]["id"].as_str().context("the board has no group")?.to_owned();
+    let group = snapshot.groups.first().context("the board has no group")?.id;
     let mut items = Vec::with_capacity(n);
     for i in 0..n {
-        let item = api::expect(
+        let body = CreateItem {
+            group_id: group,
+            name: format!("item {i}"),
+            values: BTreeMap::new(),
+            before: None,
+            after: None,
+        };
+        let item: Item = api::expect(
             api.request(Method::POST, &format!("api/v1/boards/{}/items", board.id))?
                 .bearer_auth(&owner.access_token)
-                .json(&json!({ "group_id": group, "name": format!("item {i}") })),
+                .json(&body),
             201,
         )
         .await?;
-        items.push(api::string_field(&item, "id")?);
+        items.push(item.id.to_string());
     }
     Ok(items)
+}
+
+/// The body setting `column` of an item to `text`.
+fn set_value(column: &str, text: String) -> anyhow::Result<UpdateItem> {
+    let column = column.parse().with_context(|| format!("column id {column}"))?;
+    Ok(UpdateItem { values: BTreeMap::from([(column, json!(text))]), ..UpdateItem::default() })
 }
 
 /// Each writer updates its (board, column, item) as fast as acknowledged, for `run_for`.
@@ -231,10 +256,9 @@ async fn write_phase(
             let mut n: u64 = 0;
             while Instant::now() < deadline {
                 n += 1;
+                let body = set_value(&column, format!("w{w} #{n}"))?;
                 let request = match api.request(Method::PATCH, &path) {
-                    Ok(r) => r
-                        .bearer_auth(&token)
-                        .json(&json!({ "values": { column.as_str(): format!("w{w} #{n}") } })),
+                    Ok(r) => r.bearer_auth(&token).json(&body),
                     Err(err) => return Err(err),
                 };
                 let sent = Instant::now();
@@ -304,26 +328,25 @@ async fn ws_write_phase(
             let mut n: u64 = 0;
             while Instant::now() < deadline {
                 n += 1;
-                let frame = json!({"type": "update_item", "id": n, "board_id": board, "item_id": item,
-                    "values": { column.as_str(): format!("w{w} #{n}") }});
+                let update = set_value(&column, format!("w{w} #{n}"))?;
+                let message = socket::update_item(&board, &item, update);
+                let frame = socket::encode(Encoding::Json, n, message)?;
                 let sent = Instant::now();
-                ws.send(Message::Text(frame.to_string().into())).await.context("writer send")?;
+                ws.send(frame).await.context("writer send")?;
                 loop {
                     let message = tokio::time::timeout(Duration::from_secs(30), ws.next())
                         .await
                         .context("no reply within 30 s")?
                         .ok_or_else(|| anyhow::anyhow!("the writer's socket closed"))??;
                     let Message::Text(text) = message else { continue };
-                    let reply: Value = serde_json::from_str(text.as_str())?;
-                    if reply["type"] != "reply" || reply["id"] != n {
+                    let frame: ServerFrame = Encoding::Json.decode(text.as_bytes())?;
+                    let ServerFrame::Reply(reply) = frame else { continue };
+                    if reply.id != Some(RequestId::Number(n)) {
                         continue;
                     }
-                    if reply["ok"] == true {
-                        recorder.record(sent.elapsed());
-                    } else {
-                        recorder.record_error(
-                            reply["error"]["code"].as_str().unwrap_or("error").to_owned(),
-                        );
+                    match reply.error {
+                        None => recorder.record(sent.elapsed()),
+                        Some(error) => recorder.record_error(error.code.as_str().to_owned()),
                     }
                     break;
                 }

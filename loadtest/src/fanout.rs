@@ -268,7 +268,7 @@ pub async fn run(target: &Target, args: &FanoutArgs) -> anyhow::Result<ScenarioR
     let writer = setup.connect(Encoding::Json).await?.ws;
     let make = {
         let setup = Arc::clone(&setup);
-        move |id: u64, name: &str| Ok(setup.create_item_frame(id, name))
+        move |id: u64, name: &str| setup.create_item_frame(id, name)
     };
     let boardroom = fan(
         args,

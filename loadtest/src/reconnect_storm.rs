@@ -54,7 +54,7 @@ pub async fn run(target: &Target, args: &ReconnectArgs) -> anyhow::Result<Scenar
     drop(clients);
     // Written under the default per-socket frame limit (50/s), while everyone is away.
     let writer = setup.connect(Encoding::Json).await?.ws;
-    let make = |id: u64, name: &str| Ok(setup.create_item_frame(id, name));
+    let make = |id: u64, name: &str| setup.create_item_frame(id, name);
     let written = write(
         writer,
         Flavor::Boardroom,
@@ -80,7 +80,7 @@ pub async fn run(target: &Target, args: &ReconnectArgs) -> anyhow::Result<Scenar
             let (mut gaps, mut duplicates) = (0u64, 0u64);
             while last < final_seq {
                 let event = client.next_event().await?;
-                let seq = event["seq"].as_i64().unwrap_or(-1);
+                let seq = event.seq;
                 if seq <= last {
                     duplicates += 1;
                 } else {

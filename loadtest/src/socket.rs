@@ -12,15 +12,16 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use boardroom_protocol::Encoding;
+use boardroom_protocol::boards::UpdateItem;
+use boardroom_protocol::frames::{EventFrame, Reply, Subscribed};
+use boardroom_protocol::{ClientFrame, ClientMessage, Encoding, RequestId, ServerFrame};
 use futures::{SinkExt, StreamExt};
 use serde::Serialize;
-use serde_json::{json, Value};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::api::{string_field, Api};
+use crate::api::Api;
 use crate::net::{Dialer, Ws};
 use crate::stats::Recorder;
 
@@ -50,9 +51,16 @@ pub struct Setup {
 
 impl Setup {
     /// The writer's `create_item` request for item `name` in this set-up's group, as a JSON frame.
-    pub fn create_item_frame(&self, id: u64, name: &str) -> Message {
-        let frame = json!({"type": "create_item", "id": id, "board_id": self.board, "group_id": self.group, "name": name});
-        Message::Text(frame.to_string().into())
+    pub fn create_item_frame(&self, id: u64, name: &str) -> anyhow::Result<Message> {
+        let message = ClientMessage::CreateItem {
+            board_id: self.board.clone(),
+            group_id: self.group.clone(),
+            name: name.to_owned(),
+            values: Default::default(),
+            before: None,
+            after: None,
+        };
+        encode(Encoding::Json, id, message)
     }
 
     pub async fn create(common: &Common, base: &url::Url) -> anyhow::Result<Setup> {
@@ -69,8 +77,8 @@ impl Setup {
         Ok(Setup {
             url: base.as_str().trim_end_matches('/').to_owned(),
             token: owner.access_token,
-            board: string_field(&board, "id")?,
-            group: string_field(&board, "groups/0/id")?,
+            board: board.board.id.to_string(),
+            group: board.groups.first().context("the board has no group")?.id.to_string(),
             encoding,
             dialer: Dialer::for_url(base)?,
         })
@@ -103,11 +111,10 @@ async fn connect(
     request.headers_mut().insert("sec-websocket-protocol", encoding.subprotocol().parse()?);
     let ws = dialer.websocket(request).await?;
     let mut client = Client { ws, encoding, next_id: 1, pending: VecDeque::new() };
-    let hello = client.next_frame().await?;
-    if hello["type"] != "hello" {
-        bail!("expected hello, got {hello}");
+    match client.next_frame().await? {
+        ServerFrame::Hello(_) => Ok(client),
+        other => bail!("expected hello, got {other:?}"),
     }
-    Ok(client)
 }
 
 /// A JSON socket authenticated as a bot with `token`, past its `hello`.
@@ -120,73 +127,91 @@ pub struct Client {
     pub ws: Ws,
     encoding: Encoding,
     next_id: u64,
-    pending: VecDeque<Value>,
+    pending: VecDeque<ServerFrame>,
 }
 
 impl Client {
-    async fn next_frame(&mut self) -> anyhow::Result<Value> {
+    async fn next_frame(&mut self) -> anyhow::Result<ServerFrame> {
         loop {
             let message = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
                 .await
                 .context("no frame within 30 s")?
                 .ok_or_else(|| anyhow!("connection ended"))??;
             return Ok(match message {
-                Message::Text(text) => serde_json::from_str(&text)?,
-                Message::Binary(bytes) => rmp_serde::from_slice(&bytes)?,
+                Message::Text(text) => Encoding::Json.decode(text.as_bytes())?,
+                Message::Binary(bytes) => Encoding::MessagePack.decode(&bytes)?,
                 Message::Close(frame) => bail!("closed: {frame:?}"),
                 _ => continue,
             });
         }
     }
 
-    async fn request(&mut self, mut frame: Value) -> anyhow::Result<Value> {
+    /// Sends `message` and waits for its reply, which must be a success.
+    async fn request(&mut self, message: ClientMessage) -> anyhow::Result<Reply> {
         let id = self.next_id;
         self.next_id += 1;
-        frame["id"] = json!(id);
-        self.ws.send(encode(self.encoding, &frame)?).await?;
+        self.ws.send(encode(self.encoding, id, message)?).await?;
         loop {
-            let frame = self.next_frame().await?;
-            if frame["type"] == "reply" && frame["id"] == json!(id) {
-                if frame["ok"] != true {
-                    bail!("request failed: {frame}");
+            match self.next_frame().await? {
+                ServerFrame::Reply(reply) if reply.id == Some(RequestId::Number(id)) => {
+                    if let Some(error) = &reply.error {
+                        bail!("request failed: {} ({})", error.code, error.message);
+                    }
+                    return Ok(reply);
                 }
-                return Ok(frame);
+                frame => self.pending.push_back(frame),
             }
-            self.pending.push_back(frame);
         }
     }
 
-    pub async fn next_event(&mut self) -> anyhow::Result<Value> {
+    pub async fn next_event(&mut self) -> anyhow::Result<EventFrame> {
         loop {
             let frame = match self.pending.pop_front() {
                 Some(frame) => frame,
                 None => self.next_frame().await?,
             };
-            if frame["type"] == "event" {
-                return Ok(frame);
+            if let ServerFrame::Event(event) = frame {
+                return Ok(event);
             }
         }
     }
 
     async fn subscribe(&mut self, board: &str, after_seq: Option<i64>) -> anyhow::Result<i64> {
-        let mut frame = json!({"type": "subscribe", "board_id": board});
-        if let Some(after) = after_seq {
-            frame["after_seq"] = json!(after);
+        let message = ClientMessage::Subscribe { board_id: board.to_owned(), after_seq };
+        let reply = self.request(message).await?;
+        let data = reply.data.ok_or_else(|| anyhow!("a subscribe reply without data"))?;
+        let subscribed: Subscribed =
+            serde_json::from_value(data).context("a subscribe reply of another shape")?;
+        if after_seq.is_some() && !subscribed.recovered {
+            bail!("resumed without recovery (a snapshot instead): {}", subscribed.seq);
         }
-        let reply = self.request(frame).await?;
-        if after_seq.is_some() && reply["data"]["recovered"] != true {
-            bail!("resumed without recovery (a snapshot instead): {}", reply["data"]["seq"]);
-        }
-        reply["data"]["seq"].as_i64().ok_or_else(|| anyhow!("no seq in {reply}"))
+        Ok(subscribed.seq)
     }
 }
 
-fn encode(encoding: Encoding, frame: &Value) -> anyhow::Result<Message> {
-    let bytes = encoding.encode(frame)?;
+/// Encodes `message` as the client frame `id` in `encoding`: the one path by which the tool's
+/// frames are made.
+pub fn encode(encoding: Encoding, id: u64, message: ClientMessage) -> anyhow::Result<Message> {
+    let bytes = encoding.encode(&ClientFrame { id: RequestId::Number(id), message })?;
     Ok(match encoding {
         Encoding::Json => Message::Text(String::from_utf8(bytes)?.into()),
         Encoding::MessagePack => Message::Binary(bytes.into()),
     })
+}
+
+/// `update_item` of `item` on `board` with the REST body `update`.
+pub fn update_item(board: &str, item: &str, update: UpdateItem) -> ClientMessage {
+    ClientMessage::UpdateItem {
+        board_id: board.to_owned(),
+        item_id: item.to_owned(),
+        name: update.name,
+        values: update
+            .values
+            .into_iter()
+            .map(|(column, value)| (column.to_string(), value))
+            .collect(),
+        expected_version: update.expected_version,
+    }
 }
 
 /// Opens `count` sockets with `open`, `concurrency` at a time, timing each; stops at the first

@@ -16,8 +16,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
+use boardroom_protocol::health::{Backend, Readiness};
 use rand::Rng;
-use serde_json::Value;
 use tokio::process::{Child, Command};
 
 /// How to reach (or start) the server. Shared by every scenario.
@@ -344,8 +344,13 @@ async fn wait_ready(
         }
         let last = match client.get(url.clone()).send().await {
             Ok(response) if response.status().is_success() => {
-                let body: Value = response.json().await.context("/readyz answered non-JSON")?;
-                return Ok(body["backend"].as_str().unwrap_or("unknown").to_owned());
+                let ready: Readiness =
+                    response.json().await.context("/readyz answered no readiness")?;
+                let backend = match ready.backend {
+                    Backend::Sqlite => "sqlite",
+                    Backend::Postgres => "postgres",
+                };
+                return Ok(backend.to_owned());
             }
             Ok(response) => format!("/readyz answered {}", response.status()),
             Err(err) => err.to_string(),

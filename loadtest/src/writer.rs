@@ -10,8 +10,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
+use boardroom_protocol::{Encoding, ServerFrame};
 use futures::{SinkExt, StreamExt};
-use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -55,12 +55,11 @@ pub fn mark_of(message: &Message) -> Option<EventMark> {
     match message {
         Message::Text(text) => mark_of_json(text.as_str()),
         Message::Binary(bytes) => {
-            let frame: Value = rmp_serde::from_slice(bytes).ok()?;
-            if frame["type"] != "event" {
+            let ServerFrame::Event(event) = Encoding::MessagePack.decode(bytes).ok()? else {
                 return None;
-            }
-            let stamp = frame["data"]["name"].as_str().and_then(stamp_of);
-            Some(EventMark { seq: frame["seq"].as_i64()?, stamp })
+            };
+            let stamp = event.data["name"].as_str().and_then(stamp_of);
+            Some(EventMark { seq: event.seq, stamp })
         }
         _ => None,
     }
