@@ -54,11 +54,13 @@ impl Setup {
     pub fn create_item_frame(&self, id: u64, name: &str) -> anyhow::Result<Message> {
         let message = ClientMessage::CreateItem {
             board_id: self.board.clone(),
-            group_id: self.group.clone(),
-            name: name.to_owned(),
-            values: Default::default(),
-            before: None,
-            after: None,
+            body: boardroom_protocol::boards::CreateItem {
+                group_id: self.group.parse()?,
+                name: name.to_owned(),
+                values: Default::default(),
+                before: None,
+                after: None,
+            },
         };
         encode(Encoding::Json, id, message)
     }
@@ -201,17 +203,7 @@ pub fn encode(encoding: Encoding, id: u64, message: ClientMessage) -> anyhow::Re
 
 /// `update_item` of `item` on `board` with the REST body `update`.
 pub fn update_item(board: &str, item: &str, update: UpdateItem) -> ClientMessage {
-    ClientMessage::UpdateItem {
-        board_id: board.to_owned(),
-        item_id: item.to_owned(),
-        name: update.name,
-        values: update
-            .values
-            .into_iter()
-            .map(|(column, value)| (column.to_string(), value))
-            .collect(),
-        expected_version: update.expected_version,
-    }
+    ClientMessage::UpdateItem { board_id: board.to_owned(), item_id: item.to_owned(), body: update }
 }
 
 /// Opens `count` sockets with `open`, `concurrency` at a time, timing each; stops at the first

@@ -18,8 +18,8 @@ use uuid::Uuid;
 
 use super::{body, error_body, until_shutdown, uuid, Connection};
 use crate::access::{requester_for, requester_recheck, scopes_of};
-use crate::error::ApiError;
 use crate::error::board_error;
+use crate::error::ApiError;
 use crate::ws::fanout::{message, wire_time, Subscription};
 use crate::ws::outbox::{size_of, Outbox};
 
