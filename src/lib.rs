@@ -22,6 +22,8 @@
 //! - [`tls`]: HTTPS on the main listener (rustls, reloads), and the plain-HTTP redirect listener.
 //! - [`validate`]: identity fields (emails, names, passwords) checked at the edge.
 //! - [`webhooks`]: webhook delivery: the webhook actor's outbox backend, signing, retries.
+//! - [`wire`]: domain → wire: the one place per resource that maps what the actors answer to
+//!   the types of `boardroom-protocol`.
 //! - [`ws`]: the WebSocket gateway: upgrade, connections, the per-event encoded fan-out.
 //!
 //! The domain rules and the supervised actors live in `boardroom-actors`; the wire types in
@@ -41,4 +43,5 @@ pub mod telemetry;
 pub mod tls;
 pub mod validate;
 pub mod webhooks;
+pub mod wire;
 pub mod ws;

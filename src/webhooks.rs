@@ -18,10 +18,10 @@ use std::time::Duration;
 use boardroom_actors::webhook::{
     Affected, AttemptOutcome, DueDelivery, WebhookBackend, WebhookGrant,
 };
+use boardroom_protocol::webhooks::WebhookPayload;
 use boardroom_protocol::Scope;
 use hmac::{Hmac, Mac};
 use rand::Rng;
-use serde_json::json;
 use sha2::Sha256;
 
 use crate::config::Settings;
@@ -158,14 +158,17 @@ impl Deliverer {
                 )
             }
         };
-        let body = json!({
-            "id": job.id,
-            "board_id": job.board_id,
-            "seq": job.seq,
-            "kind": job.kind,
-            "data": job.payload.0,
-            "created_at": job.event_created_at,
-        });
+        let event = match crate::wire::events::decode(&job.kind, job.payload.0.clone()) {
+            Ok(event) => event,
+            Err(err) => return (Verdict::Final, None, Some(format!("logged event: {err}")), None),
+        };
+        let body = WebhookPayload {
+            id: job.id,
+            board_id: job.board_id,
+            seq: job.seq,
+            event,
+            created_at: job.event_created_at,
+        };
         let body = match serde_json::to_vec(&body) {
             Ok(body) => body,
             Err(err) => return (Verdict::Final, None, Some(format!("encoding: {err}")), None),

@@ -830,7 +830,7 @@ async fn boards_committing_together_keep_their_own_results(server: &TestServer) 
 /// a batch that does not write every row is refused as a whole (no event, no `seq` move).
 async fn a_batch_naming_another_orgs_item_writes_nothing(server: &TestServer) {
     use boardroom_actors::board::{BoardStore, Change};
-    use boardroom_actors::domain::{BoardEvent, EventKind, Item};
+    use boardroom_actors::domain::{BoardEvent, EventData, Item};
 
     let f = fixture(server).await;
     let theirs = post(
@@ -871,9 +871,8 @@ async fn a_batch_naming_another_orgs_item_writes_nothing(server: &TestServer) {
         organization_id: org,
         board_id,
         seq: seq + 1,
-        kind: EventKind::ItemUpdated,
         actor: None,
-        data: json!({}),
+        data: EventData::ItemUpdated { item: item.clone(), changed_values: Default::default() },
         created_at: now,
     };
     let store = server.state().store();

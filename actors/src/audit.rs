@@ -116,26 +116,29 @@ impl AuditEvent {
     /// The audit row a committed board event calls for, if it is security-relevant (access
     /// changes and deletions); other board events stay in the board's own log.
     pub fn from_board_event(event: &crate::domain::BoardEvent) -> Option<AuditEvent> {
-        use crate::domain::EventKind;
-        let action = match event.kind {
-            EventKind::MemberAdded => AuditAction::BoardMemberAdded,
-            EventKind::MemberRoleChanged => AuditAction::BoardMemberRoleChanged,
-            EventKind::MemberRemoved => AuditAction::BoardMemberRemoved,
-            EventKind::BoardDeleted => AuditAction::BoardDeleted,
+        use crate::domain::{BoardRole, EventData};
+        let (action, user, role, previous_role) = match &event.data {
+            EventData::MemberSet { user_id, role, previous_role: None } => {
+                (AuditAction::BoardMemberAdded, Some(*user_id), Some(*role), None)
+            }
+            EventData::MemberSet { user_id, role, previous_role: Some(previous) } => {
+                (AuditAction::BoardMemberRoleChanged, Some(*user_id), Some(*role), Some(*previous))
+            }
+            EventData::MemberRemoved { user_id, previous_role } => {
+                (AuditAction::BoardMemberRemoved, Some(*user_id), None, Some(*previous_role))
+            }
+            EventData::BoardDeleted => (AuditAction::BoardDeleted, None, None, None),
             _ => return None,
         };
         let mut audit = AuditEvent::new(action);
         audit.organization_id = Some(event.organization_id);
         audit.actor_id = event.actor;
-        audit.target = Some(match event.data.get("user_id").and_then(|u| u.as_str()) {
-            Some(user) => user.to_owned(),
-            None => event.board_id.to_string(),
-        });
+        audit.target = Some(user.unwrap_or(event.board_id).to_string());
         audit.metadata = serde_json::json!({
             "board_id": event.board_id,
             "seq": event.seq,
-            "role": event.data.get("role"),
-            "previous_role": event.data.get("previous_role"),
+            "role": role.map(BoardRole::as_str),
+            "previous_role": previous_role.map(BoardRole::as_str),
         });
         audit.at = event.created_at;
         Some(audit)

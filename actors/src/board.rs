@@ -26,7 +26,7 @@ mod apply;
 mod idempotency;
 mod views;
 
-pub use views::{board_json, item_json, update_json};
+pub use views::{BoardView, ItemPage, Snapshot};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,12 +35,11 @@ use std::time::{Duration, Instant};
 use boardroom_protocol::Scope;
 use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use serde_json::Value;
 use uuid::Uuid;
 
 use crate::bounds::BoardLimits;
 use crate::domain::{
-    Board, BoardCommand, BoardError, BoardEvent, BoardRole, Column, Group, Item, Update,
+    Board, BoardCommand, BoardError, BoardEvent, BoardRole, Column, EventData, Group, Item, Update,
 };
 use crate::event_bus::EventBus;
 use crate::named::Idle;
@@ -183,16 +182,17 @@ pub enum KeyLookup {
     /// committed before it was visible to the lookup.
     Absent(Instant),
     /// The store holds the first answer to the key.
-    Found(CommandOutput),
+    Found(Box<CommandOutput>),
 }
 
-/// What a successful command answers: the entity as it is now, and the `seq` of its event.
+/// What a successful command answers: what its event says (the changed entity as it is now,
+/// or for deletions its ids), and the event's `seq`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommandOutput {
     /// The `seq` of the command's event.
     pub seq: i64,
-    /// The changed entity (for deletions, its id).
-    pub data: Value,
+    /// The event's data.
+    pub data: EventData,
 }
 
 /// A read of the board's state.
@@ -241,7 +241,7 @@ pub enum BoardMessage {
         /// What.
         query: BoardQuery,
         /// Where the answer goes.
-        reply: RpcReplyPort<Result<Value, BoardError>>,
+        reply: RpcReplyPort<Result<BoardView, BoardError>>,
     },
     /// Write the pending batch.
     Flush,
@@ -489,13 +489,12 @@ impl Actor for BoardActor {
                     Err(err) => {
                         let _ = reply.send(Err(err));
                     }
-                    Ok((changes, kind, data)) => {
+                    Ok((changes, data)) => {
                         state.seq += 1;
                         let event = BoardEvent {
                             organization_id: state.org(),
                             board_id: state.board.id,
                             seq: state.seq,
-                            kind,
                             actor: Some(requester.user_id),
                             data: data.clone(),
                             created_at: now(),

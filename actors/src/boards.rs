@@ -8,16 +8,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use boardroom_protocol::Scope;
 use ractor::{ActorCell, ActorRef};
-use serde_json::Value;
 use uuid::Uuid;
 
 use crate::board::{
-    BoardActor, BoardArgs, BoardMessage, BoardQuery, BoardStore, CommandOutput, KeyLookup,
-    Requester,
+    BoardActor, BoardArgs, BoardMessage, BoardQuery, BoardStore, BoardView, CommandOutput,
+    ItemPage, KeyLookup, Requester, Snapshot,
 };
 use crate::bounds::BoardLimits;
-use crate::domain::{BoardCommand, BoardError};
+use crate::domain::{BoardCommand, BoardError, BoardRole, Item};
 use crate::event_bus::EventBus;
 use crate::named;
 use crate::org::Orgs;
@@ -54,6 +54,13 @@ pub struct Boards {
     supervisor: ActorCell,
     idle_timeout: Duration,
     limits: BoardLimits,
+}
+
+/// A board answered a query with the view of another: a defect, reported as a failure to
+/// answer rather than a panic.
+fn mismatched(view: BoardView) -> BoardError {
+    tracing::error!(?view, "a board answered a query with another view");
+    BoardError::Unavailable("the board answered unexpectedly; retry".into())
 }
 
 fn actor_name(board: Uuid) -> String {
@@ -188,7 +195,7 @@ impl Boards {
             let asked_at = Instant::now();
             match self.store.idempotent_result(org, board, requester.user_id, key).await {
                 // Still handed to the actor, which answers 404 for a board deleted meanwhile.
-                Ok(Some(output)) => key_lookup = KeyLookup::Found(output),
+                Ok(Some(output)) => key_lookup = KeyLookup::Found(Box::new(output)),
                 Ok(None) => key_lookup = KeyLookup::Absent(asked_at),
                 // The actor asks again itself.
                 Err(err) => tracing::warn!(error = ?err, "idempotency lookup failed"),
@@ -223,7 +230,7 @@ impl Boards {
         board: Uuid,
         requester: Requester,
         query: BoardQuery,
-    ) -> Result<Value, BoardError> {
+    ) -> Result<BoardView, BoardError> {
         self.send(org, board, |reply| BoardMessage::Read {
             requester: requester.clone(),
             query: query.clone(),
@@ -232,6 +239,88 @@ impl Boards {
         .await?
         .wait()
         .await
+    }
+
+    /// The board whole ([`BoardQuery::Snapshot`]).
+    pub async fn snapshot(
+        &self,
+        org: Uuid,
+        board: Uuid,
+        requester: Requester,
+    ) -> Result<Snapshot, BoardError> {
+        match self.read(org, board, requester, BoardQuery::Snapshot).await? {
+            BoardView::Snapshot(snapshot) => Ok(snapshot),
+            other => Err(mismatched(other)),
+        }
+    }
+
+    /// The `seq` of the board's last event, and the caller's role ([`BoardQuery::Board`]).
+    pub async fn seq(
+        &self,
+        org: Uuid,
+        board: Uuid,
+        requester: Requester,
+    ) -> Result<(i64, BoardRole), BoardError> {
+        match self.read(org, board, requester, BoardQuery::Board).await? {
+            BoardView::Board { seq, role, .. } => Ok((seq, role)),
+            other => Err(mismatched(other)),
+        }
+    }
+
+    /// One item ([`BoardQuery::Item`]).
+    pub async fn item(
+        &self,
+        org: Uuid,
+        board: Uuid,
+        requester: Requester,
+        item: Uuid,
+    ) -> Result<Item, BoardError> {
+        match self.read(org, board, requester, BoardQuery::Item(item)).await? {
+            BoardView::Item(item) => Ok(item),
+            other => Err(mismatched(other)),
+        }
+    }
+
+    /// A page of items ([`BoardQuery::Items`]).
+    pub async fn items(
+        &self,
+        org: Uuid,
+        board: Uuid,
+        requester: Requester,
+        query: BoardQuery,
+    ) -> Result<ItemPage, BoardError> {
+        match self.read(org, board, requester, query).await? {
+            BoardView::Items(page) => Ok(page),
+            other => Err(mismatched(other)),
+        }
+    }
+
+    /// The members and their roles, by user id ([`BoardQuery::Members`]).
+    pub async fn members(
+        &self,
+        org: Uuid,
+        board: Uuid,
+        requester: Requester,
+    ) -> Result<Vec<(Uuid, BoardRole)>, BoardError> {
+        match self.read(org, board, requester, BoardQuery::Members).await? {
+            BoardView::Members(members) => Ok(members),
+            other => Err(mismatched(other)),
+        }
+    }
+
+    /// Checks that the caller may read `scope` data on the board; answers their role
+    /// ([`BoardQuery::Access`]).
+    pub async fn access(
+        &self,
+        org: Uuid,
+        board: Uuid,
+        requester: Requester,
+        scope: Scope,
+    ) -> Result<BoardRole, BoardError> {
+        match self.read(org, board, requester, BoardQuery::Access(scope)).await? {
+            BoardView::Role(role) => Ok(role),
+            other => Err(mismatched(other)),
+        }
     }
 
     /// Restarts a failed board actor from the database (called by the supervisor).

@@ -337,130 +337,141 @@ pub enum BoardCommand {
     },
 }
 
-/// The kind of a committed change, named `<entity>.<verb>`. Sockets and webhooks use these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum EventKind {
-    /// `board.created`
-    #[serde(rename = "board.created")]
-    BoardCreated,
-    /// `board.updated`
-    #[serde(rename = "board.updated")]
-    BoardUpdated,
-    /// `board.deleted`
-    #[serde(rename = "board.deleted")]
+/// The kind of a committed change, named `<entity>.<verb>`: the wire's own vocabulary, which
+/// sockets, webhooks and key scopes use.
+pub use boardroom_protocol::events::EventKind;
+
+/// What a committed change did, with what it changed as it is after the change: the payload of
+/// its event, and the answer to the command that made it. The edge maps it to the wire
+/// (`src/wire`); nothing here knows the wire's shape.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventData {
+    /// `board.created`: the board, the group it starts with, and its owner.
+    BoardCreated {
+        /// The board.
+        board: Board,
+        /// Its first group.
+        group: Group,
+        /// Its creator, its first owner.
+        owner: Uuid,
+    },
+    /// `board.updated`.
+    BoardUpdated(Board),
+    /// `board.deleted` (the event names the board).
     BoardDeleted,
-    /// `member.added`
-    #[serde(rename = "member.added")]
-    MemberAdded,
-    /// `member.role_changed`
-    #[serde(rename = "member.role_changed")]
-    MemberRoleChanged,
-    /// `member.removed`
-    #[serde(rename = "member.removed")]
-    MemberRemoved,
-    /// `column.created`
-    #[serde(rename = "column.created")]
-    ColumnCreated,
-    /// `column.updated`
-    #[serde(rename = "column.updated")]
-    ColumnUpdated,
-    /// `column.deleted`
-    #[serde(rename = "column.deleted")]
-    ColumnDeleted,
-    /// `group.created`
-    #[serde(rename = "group.created")]
-    GroupCreated,
-    /// `group.updated`
-    #[serde(rename = "group.updated")]
-    GroupUpdated,
-    /// `group.deleted`
-    #[serde(rename = "group.deleted")]
-    GroupDeleted,
-    /// `item.created`
-    #[serde(rename = "item.created")]
-    ItemCreated,
-    /// `item.updated`
-    #[serde(rename = "item.updated")]
-    ItemUpdated,
-    /// `item.moved`
-    #[serde(rename = "item.moved")]
-    ItemMoved,
-    /// `item.archived`
-    #[serde(rename = "item.archived")]
-    ItemArchived,
-    /// `item.deleted`
-    #[serde(rename = "item.deleted")]
-    ItemDeleted,
-    /// `update.created`
-    #[serde(rename = "update.created")]
-    UpdateCreated,
-    /// `update.edited`
-    #[serde(rename = "update.edited")]
-    UpdateEdited,
-    /// `update.deleted`
-    #[serde(rename = "update.deleted")]
-    UpdateDeleted,
+    /// `member.added` (no `previous_role`) or `member.role_changed`.
+    MemberSet {
+        /// The user.
+        user_id: Uuid,
+        /// Their role now.
+        role: BoardRole,
+        /// Their role before, if they were a member.
+        previous_role: Option<BoardRole>,
+    },
+    /// `member.removed`.
+    MemberRemoved {
+        /// The user.
+        user_id: Uuid,
+        /// The role they had.
+        previous_role: BoardRole,
+    },
+    /// `column.created`.
+    ColumnCreated(Column),
+    /// `column.updated`.
+    ColumnUpdated(Column),
+    /// `column.deleted`.
+    ColumnDeleted {
+        /// The column.
+        column_id: Uuid,
+    },
+    /// `group.created`.
+    GroupCreated(Group),
+    /// `group.updated`.
+    GroupUpdated(Group),
+    /// `group.deleted` (with its items).
+    GroupDeleted {
+        /// The group.
+        group_id: Uuid,
+    },
+    /// `item.created`.
+    ItemCreated(Item),
+    /// `item.updated`: the item, and the values this change set (`Null` where it cleared one).
+    ItemUpdated {
+        /// The item after the change.
+        item: Item,
+        /// The values set, by column.
+        changed_values: BTreeMap<Uuid, Value>,
+    },
+    /// `item.moved`: the item, and the group it left.
+    ItemMoved {
+        /// The item after the move.
+        item: Item,
+        /// The group it was in.
+        from_group_id: Uuid,
+    },
+    /// `item.archived` (or restored).
+    ItemArchived(Item),
+    /// `item.deleted`.
+    ItemDeleted {
+        /// The item.
+        item_id: Uuid,
+        /// The group it was in.
+        group_id: Uuid,
+    },
+    /// `update.created`.
+    UpdateCreated(Update),
+    /// `update.edited`.
+    UpdateEdited(Update),
+    /// `update.deleted`.
+    UpdateDeleted {
+        /// The update.
+        update_id: Uuid,
+        /// The item it was on.
+        item_id: Uuid,
+    },
 }
 
-impl EventKind {
-    /// Every kind.
-    pub const ALL: &'static [EventKind] = &[
-        EventKind::BoardCreated,
-        EventKind::BoardUpdated,
-        EventKind::BoardDeleted,
-        EventKind::MemberAdded,
-        EventKind::MemberRoleChanged,
-        EventKind::MemberRemoved,
-        EventKind::ColumnCreated,
-        EventKind::ColumnUpdated,
-        EventKind::ColumnDeleted,
-        EventKind::GroupCreated,
-        EventKind::GroupUpdated,
-        EventKind::GroupDeleted,
-        EventKind::ItemCreated,
-        EventKind::ItemUpdated,
-        EventKind::ItemMoved,
-        EventKind::ItemArchived,
-        EventKind::ItemDeleted,
-        EventKind::UpdateCreated,
-        EventKind::UpdateEdited,
-        EventKind::UpdateDeleted,
-    ];
-
-    /// The dotted name.
-    pub fn as_str(self) -> &'static str {
+impl EventData {
+    /// The kind of event this is the payload of.
+    pub const fn kind(&self) -> EventKind {
         match self {
-            EventKind::BoardCreated => "board.created",
-            EventKind::BoardUpdated => "board.updated",
-            EventKind::BoardDeleted => "board.deleted",
-            EventKind::MemberAdded => "member.added",
-            EventKind::MemberRoleChanged => "member.role_changed",
-            EventKind::MemberRemoved => "member.removed",
-            EventKind::ColumnCreated => "column.created",
-            EventKind::ColumnUpdated => "column.updated",
-            EventKind::ColumnDeleted => "column.deleted",
-            EventKind::GroupCreated => "group.created",
-            EventKind::GroupUpdated => "group.updated",
-            EventKind::GroupDeleted => "group.deleted",
-            EventKind::ItemCreated => "item.created",
-            EventKind::ItemUpdated => "item.updated",
-            EventKind::ItemMoved => "item.moved",
-            EventKind::ItemArchived => "item.archived",
-            EventKind::ItemDeleted => "item.deleted",
-            EventKind::UpdateCreated => "update.created",
-            EventKind::UpdateEdited => "update.edited",
-            EventKind::UpdateDeleted => "update.deleted",
+            EventData::BoardCreated { .. } => EventKind::BoardCreated,
+            EventData::BoardUpdated(_) => EventKind::BoardUpdated,
+            EventData::BoardDeleted => EventKind::BoardDeleted,
+            EventData::MemberSet { previous_role: None, .. } => EventKind::MemberAdded,
+            EventData::MemberSet { previous_role: Some(_), .. } => EventKind::MemberRoleChanged,
+            EventData::MemberRemoved { .. } => EventKind::MemberRemoved,
+            EventData::ColumnCreated(_) => EventKind::ColumnCreated,
+            EventData::ColumnUpdated(_) => EventKind::ColumnUpdated,
+            EventData::ColumnDeleted { .. } => EventKind::ColumnDeleted,
+            EventData::GroupCreated(_) => EventKind::GroupCreated,
+            EventData::GroupUpdated(_) => EventKind::GroupUpdated,
+            EventData::GroupDeleted { .. } => EventKind::GroupDeleted,
+            EventData::ItemCreated(_) => EventKind::ItemCreated,
+            EventData::ItemUpdated { .. } => EventKind::ItemUpdated,
+            EventData::ItemMoved { .. } => EventKind::ItemMoved,
+            EventData::ItemArchived(_) => EventKind::ItemArchived,
+            EventData::ItemDeleted { .. } => EventKind::ItemDeleted,
+            EventData::UpdateCreated(_) => EventKind::UpdateCreated,
+            EventData::UpdateEdited(_) => EventKind::UpdateEdited,
+            EventData::UpdateDeleted { .. } => EventKind::UpdateDeleted,
         }
     }
 
-    /// Parses a dotted name.
-    pub fn parse(name: &str) -> Option<EventKind> {
-        EventKind::ALL.iter().copied().find(|k| k.as_str() == name)
+    /// The item it carries as it is now, if it carries one.
+    pub fn item(&self) -> Option<&Item> {
+        match self {
+            EventData::ItemCreated(item)
+            | EventData::ItemArchived(item)
+            | EventData::ItemUpdated { item, .. }
+            | EventData::ItemMoved { item, .. } => Some(item),
+            _ => None,
+        }
     }
 }
 
-/// A committed change, as stored in `board_events` and published on the event bus.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A committed change, as logged in `board_events` and published on the event bus.
+#[derive(Debug, Clone, PartialEq)]
 pub struct BoardEvent {
     /// Organization.
     pub organization_id: Uuid,
@@ -468,14 +479,19 @@ pub struct BoardEvent {
     pub board_id: Uuid,
     /// Position in the board's log: gap-free, strictly increasing.
     pub seq: i64,
-    /// What happened.
-    pub kind: EventKind,
     /// Who did it.
     pub actor: Option<Uuid>,
-    /// The changed entity, as it is after the change (or its id when deleted).
-    pub data: Value,
+    /// What happened, with what changed as it is after the change.
+    pub data: EventData,
     /// Commit time.
     pub created_at: DateTime<Utc>,
+}
+
+impl BoardEvent {
+    /// What happened.
+    pub const fn kind(&self) -> EventKind {
+        self.data.kind()
+    }
 }
 
 /// Why a command or query is refused. Each maps to one stable error code at the edge.

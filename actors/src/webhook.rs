@@ -34,9 +34,9 @@ use uuid::Uuid;
 use boardroom_protocol::Scope;
 
 use crate::audit::{AuditAction, AuditEvent, AuditLog};
-use crate::board::{BoardQuery, Requester};
+use crate::board::Requester;
 use crate::boards::Boards;
-use crate::domain::{BoardError, EventKind};
+use crate::domain::{BoardError, BoardRole, EventKind};
 use crate::event_bus::EventBus;
 use crate::org::Orgs;
 
@@ -120,9 +120,8 @@ pub async fn may_own(
     requester: &Requester,
     events: &[String],
 ) -> Result<(), BoardError> {
-    let access =
-        boards.read(org, board, requester.clone(), BoardQuery::Access(Scope::BoardsWrite)).await?;
-    if access["role"] != "owner" {
+    let role = boards.access(org, board, requester.clone(), Scope::BoardsWrite).await?;
+    if role != BoardRole::Owner {
         return Err(BoardError::Forbidden("owner"));
     }
     match scope_lacking(requester, events) {
@@ -369,8 +368,10 @@ fn listen(
         loop {
             let message = match rx.recv().await {
                 Ok(event) => {
-                    if matches!(event.kind, EventKind::MemberRemoved | EventKind::MemberRoleChanged)
-                    {
+                    if matches!(
+                        event.kind(),
+                        EventKind::MemberRemoved | EventKind::MemberRoleChanged
+                    ) {
                         // Someone's board access shrank: they may have created a webhook here.
                         let affected =
                             Affected::Board { org: event.organization_id, board: event.board_id };

@@ -21,9 +21,10 @@ use boardroom_actors::board::{BoardQuery, CommandOutput, Requester};
 use boardroom_actors::domain::{BoardCommand, BoardRole};
 use boardroom_actors::roles::OrgRole;
 use boardroom_actors::values;
-use boardroom_protocol::{boards, ErrorCode, Scope};
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use boardroom_protocol::boards as wire;
+use boardroom_protocol::events::{Event, EventLog, EventsQuery};
+use boardroom_protocol::{ErrorCode, Scope};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
@@ -32,6 +33,7 @@ use crate::access::requester_for;
 use crate::auth::Caller;
 use crate::commands;
 use crate::error::{ApiError, ApiResult};
+use crate::wire::{boards as to_wire, events as events_to_wire};
 
 /// Routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -91,42 +93,36 @@ fn write_name(command: &BoardCommand) -> &'static str {
     }
 }
 
-async fn read(
-    state: &AppState,
-    caller: &Caller,
-    board: Uuid,
-    query: BoardQuery,
-) -> ApiResult<Value> {
-    let (org, requester) = requester_for(state, caller, board).await?;
-    state.boards().read(org, board, requester, query).await.map_err(board_error)
+/// A command's answer: its event's data, as the wire carries it.
+fn answer(board: Uuid, output: &CommandOutput) -> Json<Value> {
+    Json(events_to_wire::payload(board, &output.data))
 }
 
-fn created(output: CommandOutput) -> Response {
-    (StatusCode::CREATED, Json(output.data)).into_response()
+fn created(board: Uuid, output: CommandOutput) -> Response {
+    (StatusCode::CREATED, answer(board, &output)).into_response()
 }
 
-fn ok(output: CommandOutput) -> Response {
-    Json(output.data).into_response()
+fn ok(board: Uuid, output: CommandOutput) -> Response {
+    answer(board, &output).into_response()
 }
 
-fn with_etag(item: Value) -> Response {
-    let etag = item["version"].as_i64().map(|v| format!("\"{v}\""));
-    let mut response = Json(item).into_response();
+/// An item's answer, with its version as the `ETag`.
+fn with_etag(answer: impl IntoResponse, version: Option<i64>) -> Response {
+    let mut response = answer.into_response();
+    let etag = version.map(|v| format!("\"{v}\""));
     if let Some(value) = etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
         response.headers_mut().insert(axum::http::header::ETAG, value);
     }
     response
 }
 
-// ----- boards -------------------------------------------------------------------------------
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateBoard {
-    name: String,
-    #[serde(default)]
-    description: String,
+/// A command on an item answered with the item, its version as the `ETag`.
+fn item_answer(board: Uuid, output: CommandOutput) -> Response {
+    let version = output.data.item().map(|item| item.version);
+    with_etag(answer(board, &output), version)
 }
+
+// ----- boards -------------------------------------------------------------------------------
 
 #[utoipa::path(post, path = "/orgs/{org}/boards", tag = "boards", operation_id = "create_board",
     summary = "Create a board; the caller owns it",
@@ -142,7 +138,7 @@ async fn create_board(
     caller: Caller,
     headers: HeaderMap,
     ApiPath(org): ApiPath<Uuid>,
-    ApiJson(body): ApiJson<CreateBoard>,
+    ApiJson(body): ApiJson<wire::CreateBoard>,
 ) -> ApiResult<Response> {
     state.auth().org_access(&caller, org, OrgRole::Member).await?;
     caller.require_scope(Scope::BoardsWrite)?;
@@ -156,11 +152,14 @@ async fn create_board(
     let name =
         values::check_text("name", &body.name, values::MAX_TITLE_CHARS).map_err(board_error)?;
     let description = values::check_description(&body.description).map_err(board_error)?;
-    let (board, event) = tenant.create_board(&name, &description, caller.user_id()).await?;
-    let mut answer = boardroom_actors::board::board_json(&board);
-    answer["role"] = json!(BoardRole::Owner.as_str());
-    answer["seq"] = json!(event.seq);
-    answer["groups"] = event.data["groups"].clone();
+    let (board, group, event) = tenant.create_board(&name, &description, caller.user_id()).await?;
+    let answer = wire::CreatedBoard {
+        board: to_wire::board(&board),
+        role: to_wire::role(BoardRole::Owner),
+        seq: event.seq,
+        groups: vec![to_wire::group(board.id, &group)],
+    };
+    let answer = serde_json::to_value(&answer).map_err(ApiError::internal)?;
     if let Some(key) = &key {
         if !tenant.record_idempotent_create(caller.user_id(), key, &answer).await? {
             // A concurrent retry recorded first; answer what it answered.
@@ -183,7 +182,7 @@ async fn list_boards(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(org): ApiPath<Uuid>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<wire::BoardList>> {
     let access = state.auth().org_access(&caller, org, OrgRole::Member).await?;
     caller.require_scope(Scope::BoardsRead)?;
     let boards = state
@@ -191,15 +190,8 @@ async fn list_boards(
         .tenant(org)
         .boards_for(caller.user_id(), access.role == OrgRole::Admin)
         .await?;
-    let boards: Vec<Value> = boards
-        .iter()
-        .map(|b| {
-            let mut board = boardroom_actors::board::board_json(&b.board);
-            board["role"] = json!(b.role.as_str());
-            board
-        })
-        .collect();
-    Ok(Json(json!({ "boards": boards })))
+    let boards = boards.iter().map(|b| to_wire::board_with_role(&b.board, b.role)).collect();
+    Ok(Json(wire::BoardList { boards }))
 }
 
 #[utoipa::path(get, path = "/boards/{board}", tag = "boards", operation_id = "get_board",
@@ -212,8 +204,10 @@ async fn snapshot(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(board): ApiPath<Uuid>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(read(&state, &caller, board, BoardQuery::Snapshot).await?))
+) -> ApiResult<Json<wire::Snapshot>> {
+    let (org, requester) = requester_for(&state, &caller, board).await?;
+    let snapshot = state.boards().snapshot(org, board, requester).await.map_err(board_error)?;
+    Ok(Json(to_wire::snapshot(&snapshot)))
 }
 
 #[utoipa::path(patch, path = "/boards/{board}", tag = "boards", operation_id = "update_board",
@@ -227,9 +221,9 @@ async fn update_board(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(board): ApiPath<Uuid>,
-    ApiJson(body): ApiJson<boards::UpdateBoard>,
+    ApiJson(body): ApiJson<wire::UpdateBoard>,
 ) -> ApiResult<Response> {
-    Ok(ok(run(&state, &caller, board, commands::update_board(body), None).await?))
+    Ok(ok(board, run(&state, &caller, board, commands::update_board(body), None).await?))
 }
 
 #[utoipa::path(delete, path = "/boards/{board}", tag = "boards", operation_id = "delete_board",
@@ -259,8 +253,10 @@ async fn members(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(board): ApiPath<Uuid>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(read(&state, &caller, board, BoardQuery::Members).await?))
+) -> ApiResult<Json<wire::BoardMembers>> {
+    let (org, requester) = requester_for(&state, &caller, board).await?;
+    let members = state.boards().members(org, board, requester).await.map_err(board_error)?;
+    Ok(Json(to_wire::members(&members)))
 }
 
 #[utoipa::path(put, path = "/boards/{board}/members/{user}", tag = "boards",
@@ -276,10 +272,10 @@ async fn set_member(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((board, user)): ApiPath<(Uuid, Uuid)>,
-    ApiJson(body): ApiJson<boards::SetMember>,
+    ApiJson(body): ApiJson<wire::SetMember>,
 ) -> ApiResult<Response> {
     let command = commands::set_member(user, body)?;
-    Ok(ok(run(&state, &caller, board, command, None).await?))
+    Ok(ok(board, run(&state, &caller, board, command, None).await?))
 }
 
 #[utoipa::path(delete, path = "/boards/{board}/members/{user}", tag = "boards",
@@ -315,10 +311,10 @@ async fn create_column(
     caller: Caller,
     headers: HeaderMap,
     ApiPath(board): ApiPath<Uuid>,
-    ApiJson(body): ApiJson<boards::CreateColumn>,
+    ApiJson(body): ApiJson<wire::CreateColumn>,
 ) -> ApiResult<Response> {
     let command = commands::create_column(body)?;
-    Ok(created(run(&state, &caller, board, command, idempotency_key(&headers)?).await?))
+    Ok(created(board, run(&state, &caller, board, command, idempotency_key(&headers)?).await?))
 }
 
 #[utoipa::path(patch, path = "/boards/{board}/columns/{column}", tag = "boards",
@@ -334,9 +330,9 @@ async fn update_column(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((board, column)): ApiPath<(Uuid, Uuid)>,
-    ApiJson(body): ApiJson<boards::UpdateColumn>,
+    ApiJson(body): ApiJson<wire::UpdateColumn>,
 ) -> ApiResult<Response> {
-    Ok(ok(run(&state, &caller, board, commands::update_column(column, body), None).await?))
+    Ok(ok(board, run(&state, &caller, board, commands::update_column(column, body), None).await?))
 }
 
 #[utoipa::path(delete, path = "/boards/{board}/columns/{column}", tag = "boards",
@@ -371,10 +367,10 @@ async fn create_group(
     caller: Caller,
     headers: HeaderMap,
     ApiPath(board): ApiPath<Uuid>,
-    ApiJson(body): ApiJson<boards::CreateGroup>,
+    ApiJson(body): ApiJson<wire::CreateGroup>,
 ) -> ApiResult<Response> {
     let command = commands::create_group(body);
-    Ok(created(run(&state, &caller, board, command, idempotency_key(&headers)?).await?))
+    Ok(created(board, run(&state, &caller, board, command, idempotency_key(&headers)?).await?))
 }
 
 #[utoipa::path(patch, path = "/boards/{board}/groups/{group}", tag = "boards",
@@ -390,9 +386,9 @@ async fn update_group(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((board, group)): ApiPath<(Uuid, Uuid)>,
-    ApiJson(body): ApiJson<boards::UpdateGroup>,
+    ApiJson(body): ApiJson<wire::UpdateGroup>,
 ) -> ApiResult<Response> {
-    Ok(ok(run(&state, &caller, board, commands::update_group(group, body), None).await?))
+    Ok(ok(board, run(&state, &caller, board, commands::update_group(group, body), None).await?))
 }
 
 #[utoipa::path(delete, path = "/boards/{board}/groups/{group}", tag = "boards",
@@ -427,17 +423,10 @@ async fn create_item(
     caller: Caller,
     headers: HeaderMap,
     ApiPath(board): ApiPath<Uuid>,
-    ApiJson(body): ApiJson<boards::CreateItem>,
+    ApiJson(body): ApiJson<wire::CreateItem>,
 ) -> ApiResult<Response> {
     let command = commands::create_item(body);
-    Ok(created(run(&state, &caller, board, command, idempotency_key(&headers)?).await?))
-}
-
-#[derive(Deserialize)]
-struct ItemsQuery {
-    group_id: Option<Uuid>,
-    cursor: Option<Uuid>,
-    limit: Option<usize>,
+    Ok(created(board, run(&state, &caller, board, command, idempotency_key(&headers)?).await?))
 }
 
 #[utoipa::path(get, path = "/boards/{board}/items", tag = "items", operation_id = "list_items",
@@ -451,11 +440,13 @@ async fn list_items(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(board): ApiPath<Uuid>,
-    ApiQuery(query): ApiQuery<ItemsQuery>,
-) -> ApiResult<Json<Value>> {
+    ApiQuery(query): ApiQuery<wire::ItemsQuery>,
+) -> ApiResult<Json<wire::ItemPage>> {
     let limit = query.limit.unwrap_or(100).clamp(1, 500);
     let query = BoardQuery::Items { group_id: query.group_id, after: query.cursor, limit };
-    Ok(Json(read(&state, &caller, board, query).await?))
+    let (org, requester) = requester_for(&state, &caller, board).await?;
+    let page = state.boards().items(org, board, requester, query).await.map_err(board_error)?;
+    Ok(Json(to_wire::item_page(board, &page)))
 }
 
 #[utoipa::path(get, path = "/boards/{board}/items/{item}", tag = "items", operation_id = "get_item",
@@ -470,7 +461,9 @@ async fn get_item(
     caller: Caller,
     ApiPath((board, item)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<Response> {
-    Ok(with_etag(read(&state, &caller, board, BoardQuery::Item(item)).await?))
+    let (org, requester) = requester_for(&state, &caller, board).await?;
+    let item = state.boards().item(org, board, requester, item).await.map_err(board_error)?;
+    Ok(with_etag(Json(to_wire::item(board, &item)), Some(item.version)))
 }
 
 /// `If-Match: "7"` (or `7`, or a weak `W/"7"`) names the version a change expects; `*` matches
@@ -502,10 +495,10 @@ async fn update_item(
     caller: Caller,
     headers: HeaderMap,
     ApiPath((board, item)): ApiPath<(Uuid, Uuid)>,
-    ApiJson(body): ApiJson<boards::UpdateItem>,
+    ApiJson(body): ApiJson<wire::UpdateItem>,
 ) -> ApiResult<Response> {
     let command = commands::update_item(item, body, if_match(&headers)?)?;
-    Ok(with_etag(run(&state, &caller, board, command, None).await?.data))
+    Ok(item_answer(board, run(&state, &caller, board, command, None).await?))
 }
 
 #[utoipa::path(delete, path = "/boards/{board}/items/{item}", tag = "items",
@@ -537,10 +530,10 @@ async fn move_item(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((board, item)): ApiPath<(Uuid, Uuid)>,
-    ApiJson(body): ApiJson<boards::MoveItem>,
+    ApiJson(body): ApiJson<wire::MoveItem>,
 ) -> ApiResult<Response> {
     let command = commands::move_item(item, body);
-    Ok(with_etag(run(&state, &caller, board, command, None).await?.data))
+    Ok(item_answer(board, run(&state, &caller, board, command, None).await?))
 }
 
 #[utoipa::path(post, path = "/boards/{board}/items/{item}/archive", tag = "items",
@@ -559,14 +552,14 @@ async fn archive_item(
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<Response> {
     let body = body.map_err(|e| super::extract::body_read_error(&e))?;
-    let body: boards::ArchiveItem = if body.is_empty() {
-        boards::ArchiveItem::default()
+    let body: wire::ArchiveItem = if body.is_empty() {
+        wire::ArchiveItem::default()
     } else {
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::new(ErrorCode::MalformedBody, format!("invalid body: {e}")))?
     };
     let command = commands::archive_item(item, body);
-    Ok(with_etag(run(&state, &caller, board, command, None).await?.data))
+    Ok(item_answer(board, run(&state, &caller, board, command, None).await?))
 }
 
 // ----- updates (comments) -------------------------------------------------------------------
@@ -586,10 +579,10 @@ async fn create_update(
     caller: Caller,
     headers: HeaderMap,
     ApiPath((board, item)): ApiPath<(Uuid, Uuid)>,
-    ApiJson(body): ApiJson<boards::CreateUpdate>,
+    ApiJson(body): ApiJson<wire::CreateUpdate>,
 ) -> ApiResult<Response> {
     let command = commands::create_update(item, body);
-    Ok(created(run(&state, &caller, board, command, idempotency_key(&headers)?).await?))
+    Ok(created(board, run(&state, &caller, board, command, idempotency_key(&headers)?).await?))
 }
 
 #[utoipa::path(get, path = "/boards/{board}/items/{item}/updates", tag = "updates",
@@ -604,24 +597,18 @@ async fn list_updates(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((board, item)): ApiPath<(Uuid, Uuid)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<wire::UpdateList>> {
     let (org, requester) = requester_for(&state, &caller, board).await?;
     state
         .boards()
-        .read(org, board, requester.clone(), BoardQuery::Access(Scope::UpdatesRead))
+        .access(org, board, requester.clone(), Scope::UpdatesRead)
         .await
         .map_err(board_error)?;
     // The item must be on this board and visible: read it through the actor first.
     let items_requester = Requester { scopes: None, ..requester };
-    state
-        .boards()
-        .read(org, board, items_requester, BoardQuery::Item(item))
-        .await
-        .map_err(board_error)?;
+    state.boards().item(org, board, items_requester, item).await.map_err(board_error)?;
     let updates = state.store().tenant(org).updates(board, item).await?;
-    let updates: Vec<Value> =
-        updates.iter().map(|u| boardroom_actors::board::update_json(board, u)).collect();
-    Ok(Json(json!({ "updates": updates })))
+    Ok(Json(to_wire::updates(board, &updates)))
 }
 
 #[utoipa::path(patch, path = "/boards/{board}/items/{item}/updates/{update}", tag = "updates",
@@ -638,10 +625,10 @@ async fn edit_update(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((board, item, update)): ApiPath<(Uuid, Uuid, Uuid)>,
-    ApiJson(body): ApiJson<boards::EditUpdate>,
+    ApiJson(body): ApiJson<wire::EditUpdate>,
 ) -> ApiResult<Response> {
     let command = commands::edit_update(item, update, body);
-    Ok(ok(run(&state, &caller, board, command, None).await?))
+    Ok(ok(board, run(&state, &caller, board, command, None).await?))
 }
 
 #[utoipa::path(delete, path = "/boards/{board}/items/{item}/updates/{update}", tag = "updates",
@@ -663,12 +650,6 @@ async fn delete_update(
 
 // ----- the event log ------------------------------------------------------------------------
 
-#[derive(Deserialize)]
-struct EventsQuery {
-    after: Option<i64>,
-    limit: Option<i64>,
-}
-
 #[utoipa::path(get, path = "/boards/{board}/events", tag = "boards", operation_id = "board_events",
     summary = "The board's event log after a `seq` (the REST fallback of the live feed), filtered by the key's scopes",
     params(("board" = uuid::Uuid, Path, description = "The board"),
@@ -681,11 +662,11 @@ async fn events(
     caller: Caller,
     ApiPath(board): ApiPath<Uuid>,
     ApiQuery(query): ApiQuery<EventsQuery>,
-) -> ApiResult<Json<EventsPage>> {
+) -> ApiResult<Json<EventLog>> {
     let (org, requester) = requester_for(&state, &caller, board).await?;
     state
         .boards()
-        .read(org, board, requester.clone(), BoardQuery::Access(Scope::BoardsRead))
+        .access(org, board, requester.clone(), Scope::BoardsRead)
         .await
         .map_err(board_error)?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
@@ -706,31 +687,12 @@ async fn events(
         .rows
         .into_iter()
         .filter(|e| requester.may_see(&e.kind))
-        .map(|e| LoggedEvent {
-            seq: e.seq,
-            kind: e.kind,
-            actor: e.actor,
-            data: e.payload.0,
-            created_at: e.created_at,
+        .map(|e| {
+            let data = events_to_wire::decode(&e.kind, e.payload.0).map_err(|err| {
+                ApiError::internal(anyhow::anyhow!("event {} of board {board}: {err}", e.seq))
+            })?;
+            Ok(events_to_wire::logged(e.seq, data, e.actor, e.created_at))
         })
-        .collect();
-    Ok(Json(EventsPage { events, last_seq, has_more: page.more }))
-}
-
-/// One event of `GET /boards/{board}/events`.
-#[derive(Serialize)]
-struct LoggedEvent {
-    seq: i64,
-    kind: String,
-    actor: Option<Uuid>,
-    data: Value,
-    created_at: chrono::DateTime<chrono::Utc>,
-}
-
-/// A page of `GET /boards/{board}/events`.
-#[derive(Serialize)]
-struct EventsPage {
-    events: Vec<LoggedEvent>,
-    last_seq: Option<i64>,
-    has_more: bool,
+        .collect::<ApiResult<Vec<Event>>>()?;
+    Ok(Json(EventLog { events, last_seq, has_more: page.more }))
 }

@@ -10,11 +10,11 @@ use std::collections::{BTreeMap, HashMap};
 use boardroom_actors::audit::AuditEvent;
 use boardroom_actors::board::{BoardStore, Change, CommandOutput, IdempotentResult, LoadedBoard};
 use boardroom_actors::domain::{
-    Board, BoardEvent, BoardRole, Column, ColumnKind, EventKind, Group, Item, Update,
+    Board, BoardEvent, BoardRole, Column, ColumnKind, EventData, Group, Item, Update,
 };
 use boardroom_actors::position;
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
@@ -258,17 +258,22 @@ macro_rules! append_to_log {
             return Err(StorageError::Rule(NOT_APPLIED));
         }
         let events: &[BoardEvent] = $events;
-        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        // Logged as the wire carries each event's data (`crate::wire::events::payload`).
+        let logged: Vec<(&BoardEvent, Json<serde_json::Value>)> = events
+            .iter()
+            .map(|e| (e, Json(crate::wire::events::payload(board, &e.data))))
+            .collect();
+        for chunk in logged.chunks(ROWS_PER_STATEMENT) {
             let mut q = sqlx::QueryBuilder::new(
                 "INSERT INTO board_events (organization_id, board_id, seq, kind, actor, payload, created_at) ",
             );
-            q.push_values(chunk, |mut row, e| {
+            q.push_values(chunk, |mut row, (e, payload)| {
                 row.push_bind(org)
                     .push_bind(board)
                     .push_bind(e.seq)
-                    .push_bind(e.kind.as_str())
+                    .push_bind(e.kind().as_str())
                     .push_bind(e.actor)
-                    .push_bind(Json(&e.data))
+                    .push_bind(payload)
                     .push_bind(e.created_at);
             });
             q.build().execute(&mut *$conn).await?;
@@ -360,14 +365,14 @@ const ITEM_COLUMNS: &str = "id, group_id, name, column_values, position, version
 const UPDATE_COLUMNS: &str = "id, item_id, parent_id, author_id, body, created_at, edited_at";
 
 impl TenantStore<'_> {
-    /// Creates a board with `creator` as its owner and one empty group; the board's log starts
-    /// with a `board.created` event at seq 1.
+    /// Creates a board with `creator` as its owner and one empty group (answered with it); the
+    /// board's log starts with a `board.created` event at seq 1.
     pub async fn create_board(
         &self,
         name: &str,
         description: &str,
         creator: Uuid,
-    ) -> StorageResult<(Board, BoardEvent)> {
+    ) -> StorageResult<(Board, Group, BoardEvent)> {
         let org = self.org_id();
         let at = now();
         let board = Board {
@@ -388,15 +393,15 @@ impl TenantStore<'_> {
             organization_id: org,
             board_id: board.id,
             seq: 1,
-            kind: EventKind::BoardCreated,
             actor: Some(creator),
-            data: json!({
-                "board": boardroom_actors::board::board_json(&board),
-                "groups": [{"id": group.id, "board_id": board.id, "title": group.title, "color": null, "position": group.position}],
-                "members": [{"user_id": creator, "role": "owner"}],
-            }),
+            data: EventData::BoardCreated {
+                board: board.clone(),
+                group: group.clone(),
+                owner: creator,
+            },
             created_at: at,
         };
+        let payload = Json(crate::wire::events::payload(board.id, &event.data));
         transaction!(self.store, conn => {
             sqlx::query(
                 "INSERT INTO boards (id, organization_id, name, description, seq, created_by, created_at, updated_at) \
@@ -420,11 +425,11 @@ impl TenantStore<'_> {
                 "INSERT INTO board_events (organization_id, board_id, seq, kind, actor, payload, created_at) \
                  VALUES ($1, $2, 1, $3, $4, $5, $6)",
             )
-            .bind(org).bind(board.id).bind(event.kind.as_str()).bind(creator).bind(Json(&event.data)).bind(at)
+            .bind(org).bind(board.id).bind(event.kind().as_str()).bind(creator).bind(&payload).bind(at)
             .execute(&mut *conn).await?;
             Ok(())
         })?;
-        Ok((board, event))
+        Ok((board, group, event))
     }
 
     /// The live boards `user` can see: every board for org admins, else those they are on.
@@ -783,7 +788,9 @@ impl BoardStore for Store {
                 );
                 q.push_values(chunk, |mut row, r| {
                     row.push_bind(org).push_bind(board).push_bind(r.user_id).push_bind(&r.key)
-                        .push_bind(r.output.seq).push_bind(Json(&r.output.data)).push_bind(at);
+                        .push_bind(r.output.seq)
+                        .push_bind(Json(crate::wire::events::payload(board, &r.output.data)))
+                        .push_bind(at);
                 });
                 q.build().execute(&mut *conn).await?;
             }
@@ -825,14 +832,24 @@ impl BoardStore for Store {
         user: Uuid,
         key: &str,
     ) -> anyhow::Result<Option<CommandOutput>> {
-        let row: Option<(i64, Json<Value>)> = on_pool!(self, pool => {
+        // The answer is its event's data; the event's kind says how to read it.
+        let row: Option<(i64, String, Json<Value>)> = on_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT seq, response FROM idempotency_keys WHERE organization_id = $1 AND scope_id = $2 \
-                 AND user_id = $3 AND key = $4",
+                "SELECT k.seq, e.kind, k.response FROM idempotency_keys k \
+                 JOIN board_events e ON e.organization_id = k.organization_id \
+                 AND e.board_id = k.scope_id AND e.seq = k.seq \
+                 WHERE k.organization_id = $1 AND k.scope_id = $2 AND k.user_id = $3 AND k.key = $4",
             )
             .bind(org).bind(board).bind(user).bind(key)
             .fetch_optional(pool).await
         })?;
-        Ok(row.map(|(seq, data)| CommandOutput { seq, data: data.0 }))
+        let Some((seq, kind, response)) = row else { return Ok(None) };
+        let data = crate::wire::events::decode(&kind, response.0)
+            .ok()
+            .and_then(crate::wire::events::to_domain)
+            .ok_or_else(|| {
+                anyhow::anyhow!("the recorded answer to key {key:?} does not read as {kind}")
+            })?;
+        Ok(Some(CommandOutput { seq, data }))
     }
 }

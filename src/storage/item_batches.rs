@@ -218,7 +218,7 @@ struct Columns<'a> {
     event_seq: Vec<i64>,
     event_kind: Vec<&'a str>,
     event_actor: Vec<Option<Uuid>>,
-    event_data: Vec<Json<&'a Value>>,
+    event_data: Vec<Json<Value>>,
     event_at: Vec<DateTime<Utc>>,
     item_id: Vec<Uuid>,
     item_org: Vec<Uuid>,
@@ -246,9 +246,9 @@ impl<'a> Columns<'a> {
                 c.event_org.push(b.org);
                 c.event_board.push(b.board);
                 c.event_seq.push(e.seq);
-                c.event_kind.push(e.kind.as_str());
+                c.event_kind.push(e.kind().as_str());
                 c.event_actor.push(e.actor);
-                c.event_data.push(Json(&e.data));
+                c.event_data.push(Json(crate::wire::events::payload(e.board_id, &e.data)));
                 c.event_at.push(e.created_at);
             }
             for i in &b.items {

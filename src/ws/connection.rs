@@ -43,6 +43,7 @@ use crate::auth::{Caller, Principal};
 use crate::error::board_error;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::wire::events::payload;
 
 /// A board write's reply, sent once the write has committed.
 type PendingReply = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -315,7 +316,7 @@ impl Connection {
         let (id, outbox) = (id.clone(), self.outbox.clone());
         Ok(Box::pin(async move {
             let reply = match answer.wait().await {
-                Ok(output) => Reply::ok(Some(id), output.data, Some(output.seq)),
+                Ok(output) => Reply::ok(Some(id), payload(board, &output.data), Some(output.seq)),
                 Err(err) => Reply::err(Some(id), error_body(&board_error(err))),
             };
             outbox.send(&ServerFrame::Reply(reply));

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use axum::body::Bytes;
 use axum::extract::ws::{Message, Utf8Bytes};
 use boardroom_actors::board::Requester;
-use boardroom_actors::domain::{BoardEvent, EventKind};
+use boardroom_actors::domain::{BoardEvent, EventData};
 use boardroom_actors::event_bus::EventBus;
 use boardroom_protocol::frames::{close, EventFrame, Presence, ServerFrame};
 use boardroom_protocol::Encoding;
@@ -102,7 +102,7 @@ impl Subscription {
                 continue;
             }
             last = event.seq;
-            if self.may_see(event.kind.as_str()) {
+            if self.may_see(event.kind().as_str()) {
                 self.outbox.send(&event_frame(&event));
             }
             if self.pause_if_access_may_end(&mut gate, &event, || events.by_ref().collect()) {
@@ -134,11 +134,9 @@ impl Subscription {
 
 /// Whether `event` may end `user`'s access to its board: the board went, or they left it.
 fn may_lose_access(event: &BoardEvent, user: Uuid) -> bool {
-    match event.kind {
-        EventKind::BoardDeleted => true,
-        EventKind::MemberRemoved => {
-            event.data["user_id"].as_str().and_then(|u| Uuid::try_parse(u).ok()) == Some(user)
-        }
+    match &event.data {
+        EventData::BoardDeleted => true,
+        EventData::MemberRemoved { user_id, .. } => *user_id == user,
         _ => false,
     }
 }
@@ -153,9 +151,9 @@ pub fn event_frame(event: &BoardEvent) -> ServerFrame {
     ServerFrame::Event(EventFrame {
         board_id: event.board_id.to_string(),
         seq: event.seq,
-        kind: event.kind.as_str().to_owned(),
+        kind: event.kind().as_str().to_owned(),
         actor: event.actor.map(|a| a.to_string()),
-        data: event.data.clone(),
+        data: crate::wire::events::payload(event.board_id, &event.data),
         created_at: wire_time(event.created_at),
     })
 }
@@ -362,7 +360,7 @@ impl Fanout {
                         continue;
                     }
                     *last_seq = event.seq;
-                    if sub.may_see(event.kind.as_str()) {
+                    if sub.may_see(event.kind().as_str()) {
                         if let Some(message) =
                             encoded.get(sub.outbox.encoding, |e| message(e, &event_frame(event)))
                         {
@@ -407,7 +405,6 @@ impl Fanout {
 #[cfg(test)]
 mod tests {
     use boardroom_actors::roles::OrgRole;
-    use serde_json::json;
 
     use super::*;
 
@@ -420,9 +417,8 @@ mod tests {
             organization_id: Uuid::nil(),
             board_id: board,
             seq,
-            kind: EventKind::ItemCreated,
             actor: None,
-            data: json!({ "seq": seq }),
+            data: EventData::ItemDeleted { item_id: Uuid::nil(), group_id: Uuid::nil() },
             created_at: chrono::Utc::now(),
         })
     }

@@ -5,13 +5,12 @@
 use std::collections::BTreeMap;
 
 use boardroom_protocol::Scope;
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
-use super::views::{board_json, column_json, group_json, item_json, update_json};
 use super::{now, BoardState, Change, Requester};
 use crate::domain::{
-    invalid, BoardCommand, BoardError, BoardRole, Column, EventKind, Group, Item, Placement, Update,
+    invalid, BoardCommand, BoardError, BoardRole, Column, EventData, Group, Item, Placement, Update,
 };
 use crate::position;
 use crate::values::{self, MAX_LONG_TEXT_CHARS, MAX_NAME_CHARS, MAX_TITLE_CHARS};
@@ -64,12 +63,12 @@ fn place(siblings: &[(Uuid, &str)], placement: &Placement) -> Result<String, Boa
 }
 
 impl BoardState {
-    /// Checks and applies one command, returning its changes, event kind and data.
+    /// Checks and applies one command, returning its row changes and its event's data.
     pub(super) async fn apply(
         &mut self,
         requester: &Requester,
         command: BoardCommand,
-    ) -> Result<(Vec<Change>, EventKind, Value), BoardError> {
+    ) -> Result<(Vec<Change>, EventData), BoardError> {
         let board_id = self.board.id;
         let at = now();
         match command {
@@ -87,16 +86,12 @@ impl BoardState {
                 }
                 board.updated_at = at;
                 self.board = board.clone();
-                Ok((
-                    vec![Change::Board(board.clone())],
-                    EventKind::BoardUpdated,
-                    board_json(&board),
-                ))
+                Ok((vec![Change::Board(board.clone())], EventData::BoardUpdated(board)))
             }
             BoardCommand::DeleteBoard => {
                 self.require(requester, BoardRole::Owner, Scope::BoardsWrite)?;
                 self.deleted = true;
-                Ok((vec![Change::DeleteBoard], EventKind::BoardDeleted, json!({ "id": board_id })))
+                Ok((vec![Change::DeleteBoard], EventData::BoardDeleted))
             }
             BoardCommand::SetMember { user_id, role } => {
                 self.require(requester, BoardRole::Owner, Scope::BoardsWrite)?;
@@ -112,13 +107,8 @@ impl BoardState {
                 }
                 self.keep_an_owner(user_id, Some(role))?;
                 self.members.insert(user_id, role);
-                let kind = if previous.is_some() {
-                    EventKind::MemberRoleChanged
-                } else {
-                    EventKind::MemberAdded
-                };
-                let data = json!({ "user_id": user_id, "role": role.as_str(), "previous_role": previous.map(BoardRole::as_str) });
-                Ok((vec![Change::Member(user_id, Some(role))], kind, data))
+                let data = EventData::MemberSet { user_id, role, previous_role: previous };
+                Ok((vec![Change::Member(user_id, Some(role))], data))
             }
             BoardCommand::RemoveMember { user_id } => {
                 self.require(requester, BoardRole::Owner, Scope::BoardsWrite)?;
@@ -126,8 +116,8 @@ impl BoardState {
                     *self.members.get(&user_id).ok_or(BoardError::NotFound("board member"))?;
                 self.keep_an_owner(user_id, None)?;
                 self.members.remove(&user_id);
-                let data = json!({ "user_id": user_id, "previous_role": previous.as_str() });
-                Ok((vec![Change::Member(user_id, None)], EventKind::MemberRemoved, data))
+                let data = EventData::MemberRemoved { user_id, previous_role: previous };
+                Ok((vec![Change::Member(user_id, None)], data))
             }
             BoardCommand::CreateColumn { title, kind, settings, placement } => {
                 self.require(requester, BoardRole::Owner, Scope::BoardsWrite)?;
@@ -142,11 +132,7 @@ impl BoardState {
                 let column = Column { id: Uuid::now_v7(), title, kind, settings, position };
                 self.columns.push(column.clone());
                 self.columns.sort_by(|a, b| a.position.cmp(&b.position));
-                Ok((
-                    vec![Change::Column(column.clone())],
-                    EventKind::ColumnCreated,
-                    column_json(board_id, &column),
-                ))
+                Ok((vec![Change::Column(column.clone())], EventData::ColumnCreated(column)))
             }
             BoardCommand::UpdateColumn { column_id, title, settings, placement } => {
                 self.require(requester, BoardRole::Owner, Scope::BoardsWrite)?;
@@ -184,7 +170,7 @@ impl BoardState {
                 }
                 self.columns.sort_by(|a, b| a.position.cmp(&b.position));
                 changes.insert(0, Change::Column(column.clone()));
-                Ok((changes, EventKind::ColumnUpdated, column_json(board_id, &column)))
+                Ok((changes, EventData::ColumnUpdated(column)))
             }
             BoardCommand::DeleteColumn { column_id } => {
                 self.require(requester, BoardRole::Owner, Scope::BoardsWrite)?;
@@ -198,11 +184,7 @@ impl BoardState {
                         changes.push(Change::Item(item.clone()));
                     }
                 }
-                Ok((
-                    changes,
-                    EventKind::ColumnDeleted,
-                    json!({ "id": column_id, "board_id": board_id }),
-                ))
+                Ok((changes, EventData::ColumnDeleted { column_id }))
             }
             BoardCommand::CreateGroup { title, color, placement } => {
                 self.require(requester, BoardRole::Editor, Scope::BoardsWrite)?;
@@ -217,11 +199,7 @@ impl BoardState {
                 let group = Group { id: Uuid::now_v7(), title, color, position };
                 self.groups.push(group.clone());
                 self.groups.sort_by(|a, b| a.position.cmp(&b.position));
-                Ok((
-                    vec![Change::Group(group.clone())],
-                    EventKind::GroupCreated,
-                    group_json(board_id, &group),
-                ))
+                Ok((vec![Change::Group(group.clone())], EventData::GroupCreated(group)))
             }
             BoardCommand::UpdateGroup { group_id, title, color, placement } => {
                 self.require(requester, BoardRole::Editor, Scope::BoardsWrite)?;
@@ -243,22 +221,14 @@ impl BoardState {
                     *slot = group.clone();
                 }
                 self.groups.sort_by(|a, b| a.position.cmp(&b.position));
-                Ok((
-                    vec![Change::Group(group.clone())],
-                    EventKind::GroupUpdated,
-                    group_json(board_id, &group),
-                ))
+                Ok((vec![Change::Group(group.clone())], EventData::GroupUpdated(group)))
             }
             BoardCommand::DeleteGroup { group_id } => {
                 self.require(requester, BoardRole::Editor, Scope::BoardsWrite)?;
                 self.group(group_id)?;
                 self.groups.retain(|g| g.id != group_id);
                 self.items.retain(|_, i| i.group_id != group_id);
-                Ok((
-                    vec![Change::DeleteGroup(group_id)],
-                    EventKind::GroupDeleted,
-                    json!({ "id": group_id, "board_id": board_id }),
-                ))
+                Ok((vec![Change::DeleteGroup(group_id)], EventData::GroupDeleted { group_id }))
             }
             BoardCommand::CreateItem { group_id, name, values, placement } => {
                 self.require(requester, BoardRole::Editor, Scope::ItemsWrite)?;
@@ -291,11 +261,7 @@ impl BoardState {
                     updated_at: at,
                 };
                 self.items.insert(item.id, item.clone());
-                Ok((
-                    vec![Change::Item(item.clone())],
-                    EventKind::ItemCreated,
-                    item_json(board_id, &item),
-                ))
+                Ok((vec![Change::Item(item.clone())], EventData::ItemCreated(item)))
             }
             BoardCommand::UpdateItem { item_id, name, values, expected_version } => {
                 self.require(requester, BoardRole::Editor, Scope::ItemsWrite)?;
@@ -314,16 +280,16 @@ impl BoardState {
                 if let Some(name) = name {
                     item.name = values::check_text("name", &name, MAX_NAME_CHARS)?;
                 }
-                let mut changed_values = serde_json::Map::new();
+                let mut changed_values = BTreeMap::new();
                 for (column_id, value) in values {
                     match self.check_value(column_id, &value).await? {
                         Some(value) => {
                             item.values.insert(column_id, value.clone());
-                            changed_values.insert(column_id.to_string(), value);
+                            changed_values.insert(column_id, value);
                         }
                         None => {
                             item.values.remove(&column_id);
-                            changed_values.insert(column_id.to_string(), Value::Null);
+                            changed_values.insert(column_id, Value::Null);
                         }
                     }
                 }
@@ -332,9 +298,10 @@ impl BoardState {
                 item.version += 1;
                 item.updated_at = at;
                 self.items.insert(item.id, item.clone());
-                let mut data = item_json(board_id, &item);
-                data["changed_values"] = Value::Object(changed_values);
-                Ok((vec![Change::Item(item)], EventKind::ItemUpdated, data))
+                Ok((
+                    vec![Change::Item(item.clone())],
+                    EventData::ItemUpdated { item, changed_values },
+                ))
             }
             BoardCommand::MoveItem { item_id, group_id, placement } => {
                 self.require(requester, BoardRole::Editor, Scope::ItemsWrite)?;
@@ -350,9 +317,8 @@ impl BoardState {
                 item.version += 1;
                 item.updated_at = at;
                 self.items.insert(item.id, item.clone());
-                let mut data = item_json(board_id, &item);
-                data["from_group_id"] = json!(from_group);
-                Ok((vec![Change::Item(item)], EventKind::ItemMoved, data))
+                let data = EventData::ItemMoved { item: item.clone(), from_group_id: from_group };
+                Ok((vec![Change::Item(item)], data))
             }
             BoardCommand::ArchiveItem { item_id, archived } => {
                 self.require(requester, BoardRole::Editor, Scope::ItemsWrite)?;
@@ -368,20 +334,13 @@ impl BoardState {
                 item.version += 1;
                 item.updated_at = at;
                 self.items.insert(item.id, item.clone());
-                Ok((
-                    vec![Change::Item(item.clone())],
-                    EventKind::ItemArchived,
-                    item_json(board_id, &item),
-                ))
+                Ok((vec![Change::Item(item.clone())], EventData::ItemArchived(item)))
             }
             BoardCommand::DeleteItem { item_id } => {
                 self.require(requester, BoardRole::Editor, Scope::ItemsWrite)?;
                 let item = self.items.remove(&item_id).ok_or(BoardError::NotFound("item"))?;
-                Ok((
-                    vec![Change::DeleteItem(item_id)],
-                    EventKind::ItemDeleted,
-                    json!({ "id": item_id, "board_id": board_id, "group_id": item.group_id }),
-                ))
+                let data = EventData::ItemDeleted { item_id, group_id: item.group_id };
+                Ok((vec![Change::DeleteItem(item_id)], data))
             }
             BoardCommand::CreateUpdate { item_id, body, parent_id } => {
                 self.require(requester, BoardRole::Editor, Scope::UpdatesWrite)?;
@@ -415,11 +374,7 @@ impl BoardState {
                     created_at: at,
                     edited_at: None,
                 };
-                Ok((
-                    vec![Change::Update(update.clone())],
-                    EventKind::UpdateCreated,
-                    update_json(board_id, &update),
-                ))
+                Ok((vec![Change::Update(update.clone())], EventData::UpdateCreated(update)))
             }
             BoardCommand::EditUpdate { item_id, update_id, body } => {
                 self.require(requester, BoardRole::Editor, Scope::UpdatesWrite)?;
@@ -436,11 +391,7 @@ impl BoardState {
                 update.body = values::check_long_text("body", &body, MAX_LONG_TEXT_CHARS)?;
                 self.limits.check_update_body(&update.body)?;
                 update.edited_at = Some(at);
-                Ok((
-                    vec![Change::Update(update.clone())],
-                    EventKind::UpdateEdited,
-                    update_json(board_id, &update),
-                ))
+                Ok((vec![Change::Update(update.clone())], EventData::UpdateEdited(update)))
             }
             BoardCommand::DeleteUpdate { item_id, update_id } => {
                 let role = self.require(requester, BoardRole::Editor, Scope::UpdatesWrite)?;
@@ -456,8 +407,7 @@ impl BoardState {
                 }
                 Ok((
                     vec![Change::DeleteUpdate(update_id)],
-                    EventKind::UpdateDeleted,
-                    json!({ "id": update_id, "item_id": item_id, "board_id": board_id }),
+                    EventData::UpdateDeleted { update_id, item_id },
                 ))
             }
         }

@@ -27,7 +27,7 @@ impl BoardState {
         let remembered = self.recent_keys.get(&cache_key).cloned();
         // The answer to repeat, and whether it is known to be committed.
         let known = match (key_lookup, remembered) {
-            (KeyLookup::Found(output), _) => Some((output, true)),
+            (KeyLookup::Found(output), _) => Some((*output, true)),
             (_, Some(output)) => Some((output, false)),
             (KeyLookup::Absent(at), None) if at >= self.keys_trusted_since => None,
             (_, None) => self

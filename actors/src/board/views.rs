@@ -4,69 +4,62 @@
 use std::collections::HashMap;
 
 use boardroom_protocol::Scope;
-use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::{BoardQuery, BoardState, Requester};
-use crate::domain::{invalid, Board, BoardError, BoardRole, Column, Group, Item, Update};
+use crate::domain::{invalid, Board, BoardError, BoardRole, Column, Group, Item};
 
-/// A board's fields as answered.
-pub fn board_json(board: &Board) -> Value {
-    json!({
-        "id": board.id,
-        "organization_id": board.organization_id,
-        "name": board.name,
-        "description": board.description,
-        "created_at": board.created_at,
-        "updated_at": board.updated_at,
-    })
+/// A whole board, read at one instant: `GET /boards/{board}` and a socket's starting point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// The board's fields.
+    pub board: Board,
+    /// Its columns, in order.
+    pub columns: Vec<Column>,
+    /// Its groups, in order.
+    pub groups: Vec<Group>,
+    /// Its items (archived ones too) by group and position; none for a key without
+    /// `items:read`.
+    pub items: Vec<Item>,
+    /// The `seq` of the last event it includes.
+    pub seq: i64,
 }
 
-pub(super) fn group_json(board: Uuid, group: &Group) -> Value {
-    json!({ "id": group.id, "board_id": board, "title": group.title, "color": group.color, "position": group.position })
+/// One page of a board's items.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemPage {
+    /// The items, by group and position.
+    pub items: Vec<Item>,
+    /// The last item of the page when more follow: the cursor of the next page.
+    pub next_cursor: Option<Uuid>,
 }
 
-pub(super) fn column_json(board: Uuid, column: &Column) -> Value {
-    json!({
-        "id": column.id, "board_id": board, "title": column.title, "type": column.kind.as_str(),
-        "settings": column.settings, "position": column.position,
-    })
-}
-
-/// An item as answered.
-pub fn item_json(board: Uuid, item: &Item) -> Value {
-    json!({
-        "id": item.id,
-        "board_id": board,
-        "group_id": item.group_id,
-        "name": item.name,
-        "values": item.values,
-        "position": item.position,
-        "version": item.version,
-        "archived": item.archived_at.is_some(),
-        "archived_at": item.archived_at,
-        "created_by": item.created_by,
-        "created_at": item.created_at,
-        "updated_at": item.updated_at,
-    })
-}
-
-/// An update as answered.
-pub fn update_json(board: Uuid, update: &Update) -> Value {
-    json!({
-        "id": update.id,
-        "board_id": board,
-        "item_id": update.item_id,
-        "parent_id": update.parent_id,
-        "author_id": update.author_id,
-        "body": update.body,
-        "created_at": update.created_at,
-        "edited_at": update.edited_at,
-    })
+/// The answer to a [`BoardQuery`], one variant per query.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BoardView {
+    /// [`BoardQuery::Snapshot`].
+    Snapshot(Snapshot),
+    /// [`BoardQuery::Board`]: the board's fields, the caller's role, and the board's `seq`.
+    Board {
+        /// The board's fields.
+        board: Board,
+        /// The caller's role.
+        role: BoardRole,
+        /// The `seq` of its last event.
+        seq: i64,
+    },
+    /// [`BoardQuery::Item`].
+    Item(Item),
+    /// [`BoardQuery::Items`].
+    Items(ItemPage),
+    /// [`BoardQuery::Members`]: members and roles, by user id.
+    Members(Vec<(Uuid, BoardRole)>),
+    /// [`BoardQuery::Access`]: the caller's role.
+    Role(BoardRole),
 }
 
 impl BoardState {
-    fn snapshot(&self, with_items: bool) -> Value {
+    fn snapshot(&self, with_items: bool) -> Snapshot {
         let mut items: Vec<&Item> =
             if with_items { self.items.values().collect() } else { Vec::new() };
         let group_rank: HashMap<Uuid, usize> =
@@ -78,37 +71,34 @@ impl BoardState {
                 .then(a.position.cmp(&b.position))
                 .then(a.id.cmp(&b.id))
         });
-        json!({
-            "board": board_json(&self.board),
-            "columns": self.columns,
-            "groups": self.groups.iter().map(|g| group_json(self.board.id, g)).collect::<Vec<_>>(),
-            "items": items.iter().map(|i| item_json(self.board.id, i)).collect::<Vec<_>>(),
-            "seq": self.seq,
-        })
+        Snapshot {
+            board: self.board.clone(),
+            columns: self.columns.clone(),
+            groups: self.groups.clone(),
+            items: items.into_iter().cloned().collect(),
+            seq: self.seq,
+        }
     }
 
     pub(super) fn read(
         &self,
         requester: &Requester,
         query: BoardQuery,
-    ) -> Result<Value, BoardError> {
+    ) -> Result<BoardView, BoardError> {
         match query {
             BoardQuery::Snapshot => {
                 self.require(requester, BoardRole::Viewer, Scope::BoardsRead)?;
                 let with_items =
                     requester.scopes.as_ref().is_none_or(|s| s.contains(&Scope::ItemsRead));
-                Ok(self.snapshot(with_items))
+                Ok(BoardView::Snapshot(self.snapshot(with_items)))
             }
             BoardQuery::Board => {
                 let role = self.require(requester, BoardRole::Viewer, Scope::BoardsRead)?;
-                let mut board = board_json(&self.board);
-                board["role"] = json!(role.as_str());
-                board["seq"] = json!(self.seq);
-                Ok(board)
+                Ok(BoardView::Board { board: self.board.clone(), role, seq: self.seq })
             }
             BoardQuery::Item(id) => {
                 self.require(requester, BoardRole::Viewer, Scope::ItemsRead)?;
-                Ok(item_json(self.board.id, self.item(id)?))
+                Ok(BoardView::Item(self.item(id)?.clone()))
             }
             BoardQuery::Items { group_id, after, limit } => {
                 self.require(requester, BoardRole::Viewer, Scope::ItemsRead)?;
@@ -126,26 +116,21 @@ impl BoardState {
                         .ok_or_else(|| invalid("cursor names no item here"))?,
                     None => 0,
                 };
-                let page: Vec<Value> = ordered
-                    .iter()
-                    .skip(start)
-                    .take(limit)
-                    .map(|i| item_json(self.board.id, i))
-                    .collect();
+                let items: Vec<Item> =
+                    ordered.iter().skip(start).take(limit).map(|i| (*i).clone()).collect();
                 let next = (start + limit < ordered.len()).then(|| ordered[start + limit - 1].id);
-                Ok(json!({ "items": page, "next_cursor": next }))
+                Ok(BoardView::Items(ItemPage { items, next_cursor: next }))
             }
             BoardQuery::Members => {
                 self.require(requester, BoardRole::Viewer, Scope::BoardsRead)?;
-                let mut members: Vec<(&Uuid, &BoardRole)> = self.members.iter().collect();
+                let mut members: Vec<(Uuid, BoardRole)> =
+                    self.members.iter().map(|(user, role)| (*user, *role)).collect();
                 members.sort();
-                Ok(
-                    json!({ "members": members.iter().map(|(u, r)| json!({"user_id": u, "role": r.as_str()})).collect::<Vec<_>>() }),
-                )
+                Ok(BoardView::Members(members))
             }
             BoardQuery::Access(scope) => {
                 let role = self.require(requester, BoardRole::Viewer, scope)?;
-                Ok(json!({ "role": role.as_str() }))
+                Ok(BoardView::Role(role))
             }
         }
     }

@@ -10,7 +10,6 @@
 use std::future::Future;
 use std::time::Duration;
 
-use boardroom_actors::board::BoardQuery;
 use boardroom_protocol::frames::{close, EventFrame, Reply, Unsubscribed};
 use boardroom_protocol::{ErrorBody, ErrorCode, RequestId, Scope, ServerFrame};
 use serde_json::json;
@@ -98,10 +97,11 @@ impl Connection {
                 let snapshot = self
                     .state
                     .boards()
-                    .read(org, board, requester.clone(), BoardQuery::Snapshot)
+                    .snapshot(org, board, requester.clone())
                     .await
                     .map_err(|e| error_body(&board_error(e)))?;
-                let seq = snapshot["seq"].as_i64().unwrap_or(0);
+                let seq = snapshot.seq;
+                let snapshot = crate::wire::boards::snapshot(&snapshot);
                 let data = json!({ "seq": seq, "recovered": false, "snapshot": snapshot });
                 self.reply(Reply::ok(Some(id), data, Some(seq)));
                 seq
@@ -119,13 +119,12 @@ impl Connection {
         after: i64,
     ) -> Result<Option<(i64, i64)>, ErrorBody> {
         let (board, org) = (sub.board, sub.org);
-        let info = self
+        let (current, _) = self
             .state
             .boards()
-            .read(org, board, sub.requester.clone(), BoardQuery::Board)
+            .seq(org, board, sub.requester.clone())
             .await
             .map_err(|e| error_body(&board_error(e)))?;
-        let current = info["seq"].as_i64().unwrap_or(0);
         if after < 0 || after > current || current - after > MAX_REPLAY {
             return Ok(None);
         }
@@ -282,8 +281,8 @@ impl Connection {
     /// board, as the board actor judges it).
     async fn access(&self, board: Uuid) -> Result<(), ApiError> {
         let (org, requester) = requester_recheck(&self.state, &self.caller, board).await?;
-        let query = BoardQuery::Access(Scope::BoardsRead);
-        self.state.boards().read(org, board, requester, query).await.map_err(board_error)?;
+        let scope = Scope::BoardsRead;
+        self.state.boards().access(org, board, requester, scope).await.map_err(board_error)?;
         Ok(())
     }
 
