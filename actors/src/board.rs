@@ -96,9 +96,31 @@ pub struct LoadedBoard {
     pub items: Vec<Item>,
 }
 
+impl LoadedBoard {
+    /// A board not yet created, as its actor starts before [`BoardCommand::CreateBoard`]:
+    /// `seq` 0, nothing on it, no members.
+    pub fn unborn(board: Board) -> LoadedBoard {
+        LoadedBoard {
+            board,
+            seq: 0,
+            members: HashMap::new(),
+            columns: Vec::new(),
+            groups: Vec::new(),
+            items: Vec::new(),
+        }
+    }
+}
+
 /// One row-level change of a batch.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
+    /// The board was created (at `seq` 0, which its first event moves on), by `creator`.
+    CreateBoard {
+        /// Its fields.
+        board: Board,
+        /// Who created it.
+        creator: Uuid,
+    },
     /// The board's fields changed.
     Board(Board),
     /// The board was deleted.
@@ -488,6 +510,10 @@ impl Actor for BoardActor {
                 match state.apply(&requester, command).await {
                     Err(err) => {
                         let _ = reply.send(Err(err));
+                        // A board whose creation was refused never existed.
+                        if state.seq == 0 && state.pending.is_none() {
+                            myself.stop(Some("board not created".into()));
+                        }
                     }
                     Ok((changes, data)) => {
                         state.seq += 1;

@@ -14,10 +14,10 @@ use uuid::Uuid;
 
 use crate::board::{
     BoardActor, BoardArgs, BoardMessage, BoardQuery, BoardStore, BoardView, CommandOutput,
-    ItemPage, KeyLookup, Requester, Snapshot,
+    ItemPage, KeyLookup, LoadedBoard, Requester, Snapshot,
 };
 use crate::bounds::BoardLimits;
-use crate::domain::{BoardCommand, BoardError, BoardRole, Item};
+use crate::domain::{Board, BoardCommand, BoardError, BoardRole, Item};
 use crate::event_bus::EventBus;
 use crate::named;
 use crate::org::Orgs;
@@ -114,6 +114,44 @@ impl Boards {
         named::running(&actor_name(board))
     }
 
+    /// Creates a board in `org`, owned by `requester` (whose organization access the edge
+    /// checked), with one group: its actor starts with the board not yet created, and the
+    /// creation commits like any other command (event `board.created`, `seq` 1). The answer's
+    /// data is [`crate::domain::EventData::BoardCreated`].
+    pub async fn create(
+        &self,
+        org: Uuid,
+        requester: Requester,
+        name: String,
+        description: String,
+    ) -> Result<CommandOutput, BoardError> {
+        let at = chrono::Utc::now();
+        let board = Board {
+            id: Uuid::now_v7(),
+            organization_id: org,
+            name: String::new(),
+            description: String::new(),
+            created_at: at,
+            updated_at: at,
+        };
+        let id = board.id;
+        let actor = self.spawn(LoadedBoard::unborn(board)).await?;
+        let (tx, rx) = ractor::concurrency::oneshot();
+        let command = BoardMessage::Command {
+            requester,
+            command: BoardCommand::CreateBoard { name, description },
+            idempotency_key: None,
+            key_lookup: KeyLookup::NotAsked,
+            reply: tx.into(),
+        };
+        if actor.cast(command).is_err() {
+            return Err(BoardError::Unavailable("the board could not be created; retry".into()));
+        }
+        let output = Answer(rx).wait().await?;
+        self.orgs.insert(id, org);
+        Ok(output)
+    }
+
     /// The actor of `board` in `org`, started if needed. A board of another organization, or a
     /// deleted one, is not found.
     pub async fn actor(
@@ -136,6 +174,12 @@ impl Boards {
         if loaded.board.organization_id != org {
             return Err(BoardError::NotFound("board"));
         }
+        self.spawn(loaded).await
+    }
+
+    /// Starts the actor of `loaded` under its board's name.
+    async fn spawn(&self, loaded: LoadedBoard) -> Result<ActorRef<BoardMessage>, BoardError> {
+        let board = loaded.board.id;
         let args = BoardArgs {
             loaded,
             store: self.store.clone(),

@@ -194,6 +194,14 @@ pub struct Placement {
 /// A change to a board. Every write, from REST or a socket, is one of these.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BoardCommand {
+    /// Create the board (sent by the registry to the actor of a board not yet created; the
+    /// sender becomes its owner).
+    CreateBoard {
+        /// Name.
+        name: String,
+        /// Description.
+        description: String,
+    },
     /// Rename or describe the board.
     UpdateBoard {
         /// New name.

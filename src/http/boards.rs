@@ -18,9 +18,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use boardroom_actors::board::{BoardQuery, CommandOutput, Requester};
-use boardroom_actors::domain::{BoardCommand, BoardRole};
+use boardroom_actors::domain::{BoardCommand, EventData};
 use boardroom_actors::roles::OrgRole;
-use boardroom_actors::values;
 use boardroom_protocol::boards as wire;
 use boardroom_protocol::events::{Event, EventLog, EventsQuery};
 use boardroom_protocol::{ErrorCode, Scope};
@@ -29,7 +28,7 @@ use uuid::Uuid;
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::AppState;
-use crate::access::requester_for;
+use crate::access::{requester_for, scopes_of};
 use crate::auth::Caller;
 use crate::commands;
 use crate::error::{ApiError, ApiResult};
@@ -140,7 +139,7 @@ async fn create_board(
     ApiPath(org): ApiPath<Uuid>,
     ApiJson(body): ApiJson<wire::CreateBoard>,
 ) -> ApiResult<Response> {
-    state.auth().org_access(&caller, org, OrgRole::Member).await?;
+    let access = state.auth().org_access(&caller, org, OrgRole::Member).await?;
     caller.require_scope(Scope::BoardsWrite)?;
     let key = idempotency_key(&headers)?;
     let tenant = state.store().tenant(org);
@@ -149,16 +148,23 @@ async fn create_board(
             return Ok((StatusCode::CREATED, Json(first)).into_response());
         }
     }
-    let name =
-        values::check_text("name", &body.name, values::MAX_TITLE_CHARS).map_err(board_error)?;
-    let description = values::check_description(&body.description).map_err(board_error)?;
-    let (board, group, event) = tenant.create_board(&name, &description, caller.user_id()).await?;
-    let answer = wire::CreatedBoard {
-        board: to_wire::board(&board),
-        role: to_wire::role(BoardRole::Owner),
-        seq: event.seq,
-        groups: vec![to_wire::group(board.id, &group)],
+    let requester = Requester {
+        user_id: caller.user_id(),
+        org_role: access.role,
+        scopes: scopes_of(&caller.principal).map(<[Scope]>::to_vec),
     };
+    let output = state
+        .boards()
+        .create(org, requester, body.name, body.description)
+        .await
+        .map_err(board_error)?;
+    let EventData::BoardCreated { board, group, .. } = &output.data else {
+        return Err(ApiError::internal(anyhow::anyhow!(
+            "a board's creation answered {:?}",
+            output.data.kind()
+        )));
+    };
+    let answer = to_wire::created_board(board, group, output.seq);
     let answer = serde_json::to_value(&answer).map_err(ApiError::internal)?;
     if let Some(key) = &key {
         if !tenant.record_idempotent_create(caller.user_id(), key, &answer).await? {
@@ -168,7 +174,6 @@ async fn create_board(
             }
         }
     }
-    state.boards().bus().publish(std::sync::Arc::new(event));
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 

@@ -10,16 +10,15 @@ use std::collections::{BTreeMap, HashMap};
 use boardroom_actors::audit::AuditEvent;
 use boardroom_actors::board::{BoardStore, Change, CommandOutput, IdempotentResult, LoadedBoard};
 use boardroom_actors::domain::{
-    Board, BoardEvent, BoardRole, Column, ColumnKind, EventData, Group, Item, Update,
+    Board, BoardEvent, BoardRole, Column, ColumnKind, Group, Item, Update,
 };
-use boardroom_actors::position;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::audit::append_to_chain;
-use super::{new_id, now, StorageError, StorageResult, Store, TenantStore};
+use super::{now, StorageError, StorageResult, Store, TenantStore};
 use crate::{on_pool, transaction, write_on_pool};
 
 #[derive(sqlx::FromRow)]
@@ -158,6 +157,7 @@ pub(super) const ROWS_PER_STATEMENT: usize = 1000;
 /// them (a row may appear once per statement).
 #[derive(Default)]
 struct Coalesced<'a> {
+    created: Option<(&'a Board, Uuid)>,
     board: Option<&'a Board>,
     delete_board: bool,
     members: HashMap<Uuid, Option<BoardRole>>,
@@ -176,6 +176,7 @@ impl<'a> Coalesced<'a> {
         let mut c = Coalesced::default();
         for change in changes {
             match change {
+                Change::CreateBoard { board, creator } => c.created = Some((board, *creator)),
                 Change::Board(b) => c.board = Some(b),
                 Change::DeleteBoard => c.delete_board = true,
                 Change::Member(user, role) => {
@@ -218,7 +219,8 @@ impl<'a> Coalesced<'a> {
 impl Coalesced<'_> {
     /// Whether the batch only writes items (the common case: item edits, moves, creations).
     fn items_only(&self, idempotent: &[IdempotentResult]) -> bool {
-        self.board.is_none()
+        self.created.is_none()
+            && self.board.is_none()
             && !self.delete_board
             && self.members.is_empty()
             && self.columns.is_empty()
@@ -365,73 +367,6 @@ const ITEM_COLUMNS: &str = "id, group_id, name, column_values, position, version
 const UPDATE_COLUMNS: &str = "id, item_id, parent_id, author_id, body, created_at, edited_at";
 
 impl TenantStore<'_> {
-    /// Creates a board with `creator` as its owner and one empty group (answered with it); the
-    /// board's log starts with a `board.created` event at seq 1.
-    pub async fn create_board(
-        &self,
-        name: &str,
-        description: &str,
-        creator: Uuid,
-    ) -> StorageResult<(Board, Group, BoardEvent)> {
-        let org = self.org_id();
-        let at = now();
-        let board = Board {
-            id: new_id(),
-            organization_id: org,
-            name: name.to_owned(),
-            description: description.to_owned(),
-            created_at: at,
-            updated_at: at,
-        };
-        let group = Group {
-            id: new_id(),
-            title: "Group 1".into(),
-            color: None,
-            position: position::between(None, None).unwrap_or_else(|| "V".into()),
-        };
-        let event = BoardEvent {
-            organization_id: org,
-            board_id: board.id,
-            seq: 1,
-            actor: Some(creator),
-            data: EventData::BoardCreated {
-                board: board.clone(),
-                group: group.clone(),
-                owner: creator,
-            },
-            created_at: at,
-        };
-        let payload = Json(crate::wire::events::payload(board.id, &event.data));
-        transaction!(self.store, conn => {
-            sqlx::query(
-                "INSERT INTO boards (id, organization_id, name, description, seq, created_by, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, 1, $5, $6, $6)",
-            )
-            .bind(board.id).bind(org).bind(name).bind(description).bind(creator).bind(at)
-            .execute(&mut *conn).await?;
-            sqlx::query(
-                "INSERT INTO board_members (organization_id, board_id, user_id, role, created_at) \
-                 VALUES ($1, $2, $3, 'owner', $4)",
-            )
-            .bind(org).bind(board.id).bind(creator).bind(at)
-            .execute(&mut *conn).await?;
-            sqlx::query(
-                "INSERT INTO groups (id, organization_id, board_id, title, color, position, created_at) \
-                 VALUES ($1, $2, $3, $4, NULL, $5, $6)",
-            )
-            .bind(group.id).bind(org).bind(board.id).bind(&group.title).bind(&group.position).bind(at)
-            .execute(&mut *conn).await?;
-            sqlx::query(
-                "INSERT INTO board_events (organization_id, board_id, seq, kind, actor, payload, created_at) \
-                 VALUES ($1, $2, 1, $3, $4, $5, $6)",
-            )
-            .bind(org).bind(board.id).bind(event.kind().as_str()).bind(creator).bind(&payload).bind(at)
-            .execute(&mut *conn).await?;
-            Ok(())
-        })?;
-        Ok((board, group, event))
-    }
-
     /// The live boards `user` can see: every board for org admins, else those they are on.
     pub async fn boards_for(&self, user: Uuid, admin: bool) -> StorageResult<Vec<BoardListing>> {
         #[derive(sqlx::FromRow)]
@@ -705,6 +640,16 @@ impl BoardStore for Store {
         transaction!(self, conn => {
             // One multi-row statement per table and kind of change: a batch of n commands costs
             // a handful of round trips, not n of them.
+            if let Some((b, creator)) = batch.created {
+                // At the batch's starting seq (0), which its first event moves on.
+                sqlx::query(
+                    "INSERT INTO boards (id, organization_id, name, description, seq, created_by, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(board).bind(org).bind(&b.name).bind(&b.description).bind(from_seq).bind(creator)
+                .bind(b.created_at).bind(b.updated_at)
+                .execute(&mut *conn).await?;
+            }
             append_to_log!(conn, org, board, from_seq, to_seq, events);
             if let Some(b) = batch.board {
                 sqlx::query("UPDATE boards SET name = $3, description = $4, updated_at = $5 WHERE organization_id = $1 AND id = $2")

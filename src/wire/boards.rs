@@ -24,6 +24,17 @@ pub fn board_with_role(board: &domain::Board, role: domain::BoardRole) -> wire::
     wire::BoardWithRole { board: self::board(board), role: self::role(role) }
 }
 
+/// The answer to `POST /orgs/{org}/boards`: the board, its first group, the creator's role
+/// (owner) and the `seq` of `board.created`.
+pub fn created_board(board: &domain::Board, group: &domain::Group, seq: i64) -> wire::CreatedBoard {
+    wire::CreatedBoard {
+        board: self::board(board),
+        role: wire::BoardRole::Owner,
+        seq,
+        groups: vec![self::group(board.id, group)],
+    }
+}
+
 /// A role on a board.
 pub const fn role(role: domain::BoardRole) -> wire::BoardRole {
     match role {

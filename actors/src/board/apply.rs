@@ -72,6 +72,33 @@ impl BoardState {
         let board_id = self.board.id;
         let at = now();
         match command {
+            BoardCommand::CreateBoard { name, description } => {
+                if self.seq != 0 {
+                    return Err(BoardError::Conflict("the board exists already".into()));
+                }
+                // The edge checked the organization; on the board there is no role to check yet.
+                if requester.scopes.as_ref().is_some_and(|s| !s.contains(&Scope::BoardsWrite)) {
+                    return Err(BoardError::MissingScope(Scope::BoardsWrite.as_str()));
+                }
+                let mut board = self.board.clone();
+                board.name = values::check_text("name", &name, MAX_TITLE_CHARS)?;
+                board.description = values::check_description(&description)?;
+                board.created_at = at;
+                board.updated_at = at;
+                let position = place(&[], &Placement::default())?;
+                let group =
+                    Group { id: Uuid::now_v7(), title: "Group 1".into(), color: None, position };
+                let owner = requester.user_id;
+                self.board = board.clone();
+                self.members.insert(owner, BoardRole::Owner);
+                self.groups.push(group.clone());
+                let changes = vec![
+                    Change::CreateBoard { board: board.clone(), creator: owner },
+                    Change::Member(owner, Some(BoardRole::Owner)),
+                    Change::Group(group.clone()),
+                ];
+                Ok((changes, EventData::BoardCreated { board, group, owner }))
+            }
             BoardCommand::UpdateBoard { name, description } => {
                 self.require(requester, BoardRole::Owner, Scope::BoardsWrite)?;
                 if name.is_none() && description.is_none() {
@@ -510,5 +537,100 @@ mod tests {
         assert!(matches!(err, BoardError::Conflict(_)), "{err:?}");
         assert!(moves > 500, "only {moves} moves before the bound");
         assert!(keys.values().all(|k| k.len() <= position::MAX_KEY_LEN));
+    }
+
+    /// A board is created by its own actor, started with the board not yet created: a refused
+    /// creation stops the actor (the board never existed); an accepted one commits at seq 1
+    /// with the creator as owner and one group.
+    #[tokio::test]
+    async fn a_board_is_created_by_its_actor() {
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+        use crate::board::{
+            BoardActor, BoardArgs, BoardMessage, BoardView, KeyLookup, LoadedBoard,
+        };
+        use crate::bounds::BoardLimits;
+        use crate::domain::Board;
+        use crate::event_bus::EventBus;
+        use crate::org::Orgs;
+        use crate::roles::OrgRole;
+        use crate::test_stores::{NoOrgs, TestBoards};
+
+        struct Bystander;
+        impl Actor for Bystander {
+            type Msg = ();
+            type State = ();
+            type Arguments = ();
+            async fn pre_start(&self, _: ActorRef<()>, _: ()) -> Result<(), ActorProcessingErr> {
+                Ok(())
+            }
+        }
+
+        let (org, user) = (Uuid::now_v7(), Uuid::now_v7());
+        let (bystander, _) = Actor::spawn(None, Bystander, ()).await.unwrap();
+        let orgs =
+            Arc::new(Orgs::new(Arc::new(NoOrgs), bystander.get_cell(), Duration::from_secs(60)));
+        let start = || async {
+            let at = super::now();
+            let board = Board {
+                id: Uuid::now_v7(),
+                organization_id: org,
+                name: String::new(),
+                description: String::new(),
+                created_at: at,
+                updated_at: at,
+            };
+            let args = BoardArgs {
+                loaded: LoadedBoard::unborn(board),
+                store: Arc::new(TestBoards::default()),
+                bus: EventBus::default(),
+                orgs: orgs.clone(),
+                idle_timeout: Duration::from_secs(60),
+                limits: BoardLimits::default(),
+            };
+            Actor::spawn(None, BoardActor, args).await.unwrap()
+        };
+        let requester = Requester { user_id: user, org_role: OrgRole::Member, scopes: None };
+        let create = |name: &str, reply| BoardMessage::Command {
+            requester: requester.clone(),
+            command: BoardCommand::CreateBoard { name: name.into(), description: String::new() },
+            idempotency_key: None,
+            key_lookup: KeyLookup::NotAsked,
+            reply,
+        };
+
+        let (refused, handle) = start().await;
+        let (tx, rx) = ractor::concurrency::oneshot();
+        refused.cast(create("", tx.into())).unwrap();
+        assert!(matches!(rx.await.unwrap(), Err(BoardError::Invalid(_))));
+        handle.await.unwrap();
+
+        let (actor, _) = start().await;
+        let (tx, rx) = ractor::concurrency::oneshot();
+        actor.cast(create("Launch", tx.into())).unwrap();
+        let output = rx.await.unwrap().unwrap();
+        assert_eq!(output.seq, 1);
+        let EventData::BoardCreated { board, group, owner } = output.data else {
+            panic!("{:?}", output.data)
+        };
+        assert_eq!((board.name.as_str(), board.organization_id, owner), ("Launch", org, user));
+        assert_eq!(group.title, "Group 1");
+        let (tx, rx) = ractor::concurrency::oneshot();
+        actor
+            .cast(BoardMessage::Read {
+                requester: requester.clone(),
+                query: crate::board::BoardQuery::Members,
+                reply: tx.into(),
+            })
+            .unwrap();
+        assert_eq!(rx.await.unwrap().unwrap(), BoardView::Members(vec![(user, BoardRole::Owner)]));
+        let (tx, rx) = ractor::concurrency::oneshot();
+        actor.cast(create("Again", tx.into())).unwrap();
+        assert!(matches!(rx.await.unwrap(), Err(BoardError::Conflict(_))));
+        actor.stop(None);
+        bystander.stop(None);
     }
 }
