@@ -99,7 +99,16 @@ pub struct LoadedBoard {
 impl LoadedBoard {
     /// A board not yet created, as its actor starts before [`BoardCommand::CreateBoard`]:
     /// `seq` 0, nothing on it, no members.
-    pub fn unborn(board: Board) -> LoadedBoard {
+    pub fn unborn(organization_id: Uuid) -> LoadedBoard {
+        let at = now();
+        let board = Board {
+            id: Uuid::now_v7(),
+            organization_id,
+            name: String::new(),
+            description: String::new(),
+            created_at: at,
+            updated_at: at,
+        };
         LoadedBoard {
             board,
             seq: 0,

@@ -17,7 +17,7 @@ use crate::board::{
     ItemPage, KeyLookup, LoadedBoard, Requester, Snapshot,
 };
 use crate::bounds::BoardLimits;
-use crate::domain::{Board, BoardCommand, BoardError, BoardRole, Item};
+use crate::domain::{BoardCommand, BoardError, BoardRole, Item};
 use crate::event_bus::EventBus;
 use crate::named;
 use crate::org::Orgs;
@@ -125,17 +125,9 @@ impl Boards {
         name: String,
         description: String,
     ) -> Result<CommandOutput, BoardError> {
-        let at = chrono::Utc::now();
-        let board = Board {
-            id: Uuid::now_v7(),
-            organization_id: org,
-            name: String::new(),
-            description: String::new(),
-            created_at: at,
-            updated_at: at,
-        };
-        let id = board.id;
-        let actor = self.spawn(LoadedBoard::unborn(board)).await?;
+        let loaded = LoadedBoard::unborn(org);
+        let id = loaded.board.id;
+        let actor = self.spawn(loaded).await?;
         let (tx, rx) = ractor::concurrency::oneshot();
         let command = BoardMessage::Command {
             requester,

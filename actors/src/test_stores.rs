@@ -191,3 +191,29 @@ impl AuditStore for TestAudit {
         Ok(0)
     }
 }
+
+/// Stands in for the supervisor of an org registry a test does not use.
+struct Bystander;
+
+impl ractor::Actor for Bystander {
+    type Msg = ();
+    type State = ();
+    type Arguments = ();
+    async fn pre_start(
+        &self,
+        _: ractor::ActorRef<()>,
+        _: (),
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        Ok(())
+    }
+}
+
+/// An org registry over [`NoOrgs`], for board actors whose tests name no other member.
+pub async fn unused_orgs() -> Arc<crate::org::Orgs> {
+    let (bystander, _) = ractor::Actor::spawn(None, Bystander, ()).await.unwrap();
+    Arc::new(crate::org::Orgs::new(
+        Arc::new(NoOrgs),
+        bystander.get_cell(),
+        std::time::Duration::from_secs(60),
+    ))
+}

@@ -547,44 +547,21 @@ mod tests {
         use std::sync::Arc;
         use std::time::Duration;
 
-        use ractor::{Actor, ActorProcessingErr, ActorRef};
+        use ractor::Actor;
 
         use crate::board::{
             BoardActor, BoardArgs, BoardMessage, BoardView, KeyLookup, LoadedBoard,
         };
         use crate::bounds::BoardLimits;
-        use crate::domain::Board;
         use crate::event_bus::EventBus;
-        use crate::org::Orgs;
         use crate::roles::OrgRole;
-        use crate::test_stores::{NoOrgs, TestBoards};
-
-        struct Bystander;
-        impl Actor for Bystander {
-            type Msg = ();
-            type State = ();
-            type Arguments = ();
-            async fn pre_start(&self, _: ActorRef<()>, _: ()) -> Result<(), ActorProcessingErr> {
-                Ok(())
-            }
-        }
+        use crate::test_stores::{unused_orgs, TestBoards};
 
         let (org, user) = (Uuid::now_v7(), Uuid::now_v7());
-        let (bystander, _) = Actor::spawn(None, Bystander, ()).await.unwrap();
-        let orgs =
-            Arc::new(Orgs::new(Arc::new(NoOrgs), bystander.get_cell(), Duration::from_secs(60)));
+        let orgs = unused_orgs().await;
         let start = || async {
-            let at = super::now();
-            let board = Board {
-                id: Uuid::now_v7(),
-                organization_id: org,
-                name: String::new(),
-                description: String::new(),
-                created_at: at,
-                updated_at: at,
-            };
             let args = BoardArgs {
-                loaded: LoadedBoard::unborn(board),
+                loaded: LoadedBoard::unborn(org),
                 store: Arc::new(TestBoards::default()),
                 bus: EventBus::default(),
                 orgs: orgs.clone(),
@@ -631,6 +608,5 @@ mod tests {
         actor.cast(create("Again", tx.into())).unwrap();
         assert!(matches!(rx.await.unwrap(), Err(BoardError::Conflict(_))));
         actor.stop(None);
-        bystander.stop(None);
     }
 }

@@ -87,21 +87,8 @@ mod tests {
     use crate::bounds::BoardLimits;
     use crate::domain::{Board, BoardCommand, BoardRole, Group, Placement};
     use crate::event_bus::EventBus;
-    use crate::org::Orgs;
     use crate::roles::OrgRole;
-    use crate::test_stores::{NoOrgs, TestBoards};
-
-    /// Stands in for the supervisor of the (unused) org registry.
-    struct Bystander;
-
-    impl Actor for Bystander {
-        type Msg = ();
-        type State = ();
-        type Arguments = ();
-        async fn pre_start(&self, _: ActorRef<()>, _: ()) -> Result<(), ActorProcessingErr> {
-            Ok(())
-        }
-    }
+    use crate::test_stores::{unused_orgs, TestBoards};
 
     /// A retry that arrives while its original still waits in the batch is answered after the
     /// batch's commit; when that commit fails, the original never happened, so neither did the
@@ -132,9 +119,7 @@ mod tests {
             items: Vec::new(),
         }));
         store.failing.store(true, Ordering::SeqCst);
-        let (bystander, _) = Actor::spawn(None, Bystander, ()).await.unwrap();
-        let orgs =
-            Arc::new(Orgs::new(Arc::new(NoOrgs), bystander.get_cell(), Duration::from_secs(60)));
+        let orgs = unused_orgs().await;
         let args = BoardArgs {
             loaded: store.board.clone().unwrap(),
             store: store.clone(),
@@ -171,6 +156,5 @@ mod tests {
         assert!(again.await.unwrap().is_ok());
         assert_eq!(*store.committed_keys.lock().unwrap(), vec!["k".to_owned()]);
         actor.stop(None);
-        bystander.stop(None);
     }
 }
