@@ -282,6 +282,23 @@ async fn the_redirect_listener_sends_pages_to_https_and_refuses_the_api() {
     let root = client.get(url("/")).send().await.unwrap();
     assert_eq!(root.status(), 308);
     assert_eq!(root.headers()["location"], "https://boardroom.test:8443/");
+    // Hostile request targets: the absolute form names another host, and a path that starts
+    // with `//` would be a scheme-relative URL on its own; both stay under the public URL.
+    for target in ["http://evil.example/boards/7", "//evil.example/x", "/%00%0d%0aSet-Cookie:x"] {
+        let mut socket = tokio::net::TcpStream::connect(redirect).await.unwrap();
+        let request =
+            format!("GET {target} HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n");
+        tokio::io::AsyncWriteExt::write_all(&mut socket, request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut socket, &mut answer).await.unwrap();
+        let location = answer
+            .lines()
+            .find_map(|line| line.strip_prefix("location: "))
+            .unwrap_or_else(|| panic!("{target}: no location in {answer}"));
+        assert!(location.starts_with("https://boardroom.test:8443/"), "{target}: {location}");
+        assert!(!location.contains('\r') && !location.contains('\n'), "{target}: {location}");
+        assert_eq!(answer.matches("set-cookie").count(), 0, "{target}: {answer}");
+    }
     for (method, path) in [
         (reqwest::Method::GET, "/api/v1/me"),
         (reqwest::Method::POST, "/api/v1/auth/login"),

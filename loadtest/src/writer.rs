@@ -176,27 +176,28 @@ pub async fn write(
     let until = Instant::now() + duration;
     while Instant::now() < until {
         while in_flight >= window.max(1) {
-            let ack = tokio::time::timeout(Duration::from_secs(30), acked.recv())
-                .await
-                .context("no acknowledgement within 30 s")?
-                .ok_or_else(|| anyhow!("the writer's socket closed"))?;
-            note(ack, &mut written);
+            note(next_ack(&mut acked).await?, &mut written);
             in_flight -= 1;
         }
         sink.send(send(1, &mut written)?).await.context("writer send")?;
         in_flight += 1;
     }
     while in_flight > 0 {
-        let ack = tokio::time::timeout(Duration::from_secs(30), acked.recv())
-            .await
-            .context("no acknowledgement within 30 s")?
-            .ok_or_else(|| anyhow!("the writer's socket closed"))?;
-        note(ack, &mut written);
+        note(next_ack(&mut acked).await?, &mut written);
         in_flight -= 1;
     }
     reader.abort();
     let _ = sink.close().await;
     Ok(written)
+}
+
+/// The next acknowledged `seq`, waiting at most 30 s: a writer whose window is full has
+/// nothing to do but wait for one.
+async fn next_ack(acked: &mut mpsc::UnboundedReceiver<i64>) -> anyhow::Result<i64> {
+    tokio::time::timeout(Duration::from_secs(30), acked.recv())
+        .await
+        .context("no acknowledgement within 30 s")?
+        .ok_or_else(|| anyhow!("the writer's socket closed"))
 }
 
 #[cfg(test)]
