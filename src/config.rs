@@ -130,6 +130,13 @@ pub struct Settings {
     #[arg(long, env = "BOARDROOM_TLS_KEY", global = true)]
     pub tls_key: Option<PathBuf>,
 
+    /// Most TLS handshakes in progress at once. Past it the listener stops accepting until one
+    /// finishes or times out (10 s), so a flood of connections that never finish their
+    /// handshake holds a bounded amount of memory; waiting connections queue in the kernel.
+    #[arg(long, env = "BOARDROOM_TLS_MAX_HANDSHAKES", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub tls_max_handshakes: u32,
+
     /// How often the certificate and key files are checked for changes. Not a flag; tests
     /// change it.
     #[arg(skip = DEFAULT_TLS_RELOAD_POLL)]

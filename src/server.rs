@@ -132,7 +132,7 @@ impl App {
             Some(tls) => {
                 // The no-op tap gives the TLS listener axum's `ConnectInfo<SocketAddr>`; the
                 // listener sets TCP_NODELAY itself, before the handshake.
-                let listener = tls.listener(listener).tap_io(|_| ());
+                let listener = tls.listener(listener, settings.tls_max_handshakes).tap_io(|_| ());
                 let serve = axum::serve(listener, connect_info)
                     .with_graceful_shutdown(stopped(stop_rx.clone()));
                 tokio::spawn(async move { serve.await })

@@ -13,7 +13,8 @@
 //!
 //! [`TlsListener`] accepts TCP connections and runs their handshakes concurrently (each within
 //! [`HANDSHAKE_TIMEOUT`]), handing axum only finished TLS streams, so a slow or silent client
-//! never holds up the accept loop. The plain-HTTP redirect listener lives in [`redirect`].
+//! never holds up the accept loop. At most `BOARDROOM_TLS_MAX_HANDSHAKES` are in progress: past
+//! it the listener stops accepting until one ends, so silent connections cost bounded memory. The plain-HTTP redirect listener lives in [`redirect`].
 
 pub mod redirect;
 
@@ -327,12 +328,14 @@ impl Tls {
         })
     }
 
-    /// A listener doing this configuration's handshakes on `tcp`.
-    pub fn listener(&self, tcp: TcpListener) -> TlsListener {
+    /// A listener doing this configuration's handshakes on `tcp`, at most `max_handshakes` at
+    /// once.
+    pub fn listener(&self, tcp: TcpListener, max_handshakes: u32) -> TlsListener {
         TlsListener {
             tcp,
             acceptor: TlsAcceptor::from(self.config.clone()),
             handshakes: FuturesUnordered::new(),
+            max_handshakes: max_handshakes.max(1) as usize,
         }
     }
 }
@@ -376,6 +379,7 @@ pub struct TlsListener {
     tcp: TcpListener,
     acceptor: TlsAcceptor,
     handshakes: FuturesUnordered<Handshake>,
+    max_handshakes: usize,
 }
 
 impl axum::serve::Listener for TlsListener {
@@ -385,7 +389,7 @@ impl axum::serve::Listener for TlsListener {
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
             tokio::select! {
-                accepted = self.tcp.accept() => match accepted {
+                accepted = self.tcp.accept(), if self.handshakes.len() < self.max_handshakes => match accepted {
                     Ok((stream, addr)) => {
                         crate::server::nodelay(&stream);
                         let acceptor = self.acceptor.clone();

@@ -1,5 +1,10 @@
 //! The WebSocket gateway: `GET /api/v1/ws` and `POST /api/v1/ws/ticket`.
 //!
+//! Over HTTP/2 (ALPN `h2` on the TLS listener) a socket opens with an extended `CONNECT`
+//! (RFC 8441) on the same path: the server announces `SETTINGS_ENABLE_CONNECT_PROTOCOL`, so
+//! browsers that negotiated `h2` open their sockets that way, and the route answers it exactly
+//! as it answers the HTTP/1.1 `GET` upgrade.
+//!
 //! ## Layout
 //! - this module: the upgrade (origin allowlist, credentials, subprotocol, socket limits) and
 //!   the [`Gateway`] every connection shares.
@@ -28,6 +33,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use axum::routing::MethodFilter;
 use axum::Json;
 use boardroom_actors::event_bus::EventBus;
 use boardroom_protocol::codec::subprotocol_version;
@@ -194,7 +200,11 @@ fn allowed_origins(settings: &Settings) -> Vec<String> {
 
 /// Routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(upgrade)).routes(routes!(ticket))
+    // OpenAPI has no CONNECT operation: the documented `GET` stands for both, and the extended
+    // CONNECT of HTTP/2 is added to the same method router, so it can never drift from it.
+    let (schemas, paths, upgrade_route) = routes!(upgrade);
+    let upgrade_route = upgrade_route.on(MethodFilter::CONNECT, upgrade);
+    OpenApiRouter::new().routes((schemas, paths, upgrade_route)).routes(routes!(ticket))
 }
 
 /// The token the request authenticated with (header, else cookie).
@@ -285,6 +295,7 @@ fn refusal(err: ApiError) -> Response {
 
 #[utoipa::path(get, path = "/ws", tag = "realtime", operation_id = "websocket",
     summary = "Open the WebSocket (JSON or MessagePack by `Sec-WebSocket-Protocol`; frames in `docs/protocol.schema.json`)",
+    description = "An HTTP/1.1 `GET` upgrade, or over HTTP/2 an extended `CONNECT` (RFC 8441) with `:protocol: websocket` on the same path.",
     params(("ticket" = Option<String>, Query,
         description = "A ticket from `POST /ws/ticket`, for clients that cannot send headers")),
     security(("session" = []), ("api_key" = []), ("cookie" = []), ("ticket" = [])),

@@ -403,19 +403,9 @@ async fn wss(
     pair: &Pair,
     token: &str,
 ) -> tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(rustls::pki_types::CertificateDer::from(pair.der.clone())).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = connector.connect(name, tcp).await.unwrap();
+    let tls = client_tls(pair, &[]).connect(name, tcp).await.unwrap();
     let mut request =
         format!("wss://localhost:{}/api/v1/ws", addr.port()).into_client_request().unwrap();
     request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
@@ -454,6 +444,113 @@ where
         (Some("reply"), Some(id)),
         "{reply}"
     );
+}
+
+/// A client TLS configuration that trusts exactly `pair`, offering `alpn`.
+fn client_tls(pair: &Pair, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls::pki_types::CertificateDer::from(pair.der.clone())).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// A WebSocket over HTTP/2, opened as browsers that negotiated `h2` open it: an extended
+/// CONNECT (RFC 8441) with `:protocol: websocket`, after the server announced it in SETTINGS.
+async fn wss_over_h2(
+    addr: SocketAddr,
+    pair: &Pair,
+    token: &str,
+) -> tokio_tungstenite::WebSocketStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = client_tls(pair, &[b"h2"]).connect(name, tcp).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut send, mut conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake::<_, axum::body::Body>(TokioIo::new(tls))
+        .await
+        .unwrap();
+    // The server's SETTINGS arrive as the connection is driven.
+    let started = Instant::now();
+    while !conn.is_extended_connect_protocol_enabled() {
+        assert!(started.elapsed() < Duration::from_secs(10), "no SETTINGS_ENABLE_CONNECT_PROTOCOL");
+        let _ = tokio::time::timeout(Duration::from_millis(50), &mut conn).await;
+    }
+    tokio::spawn(conn);
+    let request = axum::http::Request::builder()
+        .method(axum::http::Method::CONNECT)
+        .uri(format!("https://localhost:{}/api/v1/ws", addr.port()))
+        .extension(hyper::ext::Protocol::from_static("websocket"))
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-protocol", "boardroom.v1.json")
+        .header("authorization", format!("Bearer {token}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let mut response = send.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200, "extended CONNECT refused: {:?}", response.headers());
+    assert_eq!(response.headers()["sec-websocket-protocol"], "boardroom.v1.json");
+    let upgraded = hyper::upgrade::on(&mut response).await.unwrap();
+    let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        TokioIo::new(upgraded),
+        tokio_tungstenite::tungstenite::protocol::Role::Client,
+        None,
+    )
+    .await;
+    let hello = next_json(&mut ws).await;
+    assert_eq!(hello["type"], "hello", "{hello}");
+    ws
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_opens_over_http_2_with_extended_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = valid("boardroom-h2");
+    let server = tls_server(dir.path(), &pair, |_| {}).await;
+    let token = register(server.addr(), &pair).await;
+    let mut socket = wss_over_h2(server.addr(), &pair, &token).await;
+    ping(&mut socket, 1).await;
+    ping(&mut socket, 2).await;
+    // The same socket over HTTP/1.1 still opens, beside it.
+    let mut classic = wss(server.addr(), &pair, &token).await;
+    ping(&mut classic, 1).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_in_progress_are_capped_and_a_silent_client_cannot_hold_a_slot_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = valid("boardroom-cap");
+    let server = tls_server(dir.path(), &pair, |s| s.tls_max_handshakes = 2).await;
+    let addr = server.addr();
+    // Two clients that connect and never say hello fill both slots.
+    let silent = [
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+    ];
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = https_client(&pair);
+    let url = format!("https://{addr}/healthz");
+    let mut waiting = Box::pin(client.get(&url).send());
+    // With both slots held the third connection is not even accepted, so its handshake
+    // cannot complete while they are.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), &mut waiting).await.is_err(),
+        "a third handshake ran while two were in progress with a cap of two"
+    );
+    drop(silent);
+    let response = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("a slot never came free")
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    server.stop().await;
 }
 
 /// Registers a user over HTTPS; returns the access token.
