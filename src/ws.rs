@@ -37,9 +37,9 @@ use axum::routing::MethodFilter;
 use axum::Json;
 use boardroom_actors::event_bus::EventBus;
 use boardroom_protocol::codec::subprotocol_version;
+use boardroom_protocol::identity::WsTicket;
 use boardroom_protocol::{Encoding, ErrorCode, PROTOCOL_VERSION};
 use serde::Deserialize;
-use serde_json::json;
 use tokio::sync::watch;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -217,12 +217,12 @@ fn presented_token(headers: &HeaderMap) -> Option<String> {
     summary = "A single-use ticket for `/ws?ticket=`, valid 30 seconds",
     security(("session" = []), ("api_key" = []), ("cookie" = [], "csrf" = [])),
     responses((status = 200, description = "The ticket",
-        body = boardroom_protocol::identity::WsTicket), crate::http::openapi::WriteErrors))]
+        body = WsTicket), crate::http::openapi::WriteErrors))]
 async fn ticket(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<WsTicket>, ApiError> {
     let credential = presented_token(&headers)
         .ok_or_else(|| ApiError::unauthenticated("authentication required"))?;
     let ticket = state.ws().tickets.issue(caller.credential_id(), &credential).map_err(|_| {
@@ -233,7 +233,7 @@ async fn ticket(
         err.set_retry_after(TICKET_TTL.as_secs());
         err
     })?;
-    Ok(Json(json!({ "ticket": ticket, "expires_in": TICKET_TTL.as_secs() })))
+    Ok(Json(WsTicket { ticket, expires_in: TICKET_TTL.as_secs() }))
 }
 
 #[derive(Deserialize)]

@@ -10,10 +10,9 @@ use axum::Json;
 use boardroom_actors::audit::AuditAction;
 use boardroom_actors::roles::OrgRole;
 use boardroom_actors::webhook::Affected;
-use boardroom_protocol::Scope;
-use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use boardroom_protocol::{api_keys, Scope};
+use chrono::Utc;
+use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -27,27 +26,13 @@ use crate::auth::{Caller, OrgAccess};
 use crate::error::{ApiError, ApiResult};
 use crate::storage::{ApiKeyChanges, ApiKeyRow, NewApiKey, StorageError};
 use crate::validate;
+use crate::wire::api_keys as wire;
 
 /// Routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_keys, create_key))
         .routes(routes!(update_key, revoke_key))
-}
-
-fn key_json(key: &ApiKeyRow) -> Value {
-    json!({
-        "id": key.id,
-        "organization_id": key.organization_id,
-        "user_id": key.user_id,
-        "name": key.name,
-        "prefix": key.prefix,
-        "scopes": key.scopes.0,
-        "rate_limit_per_minute": key.rate_limit_per_minute,
-        "created_at": key.created_at,
-        "expires_at": key.expires_at,
-        "revoked_at": key.revoked_at,
-    })
 }
 
 fn parse_scopes(scopes: &[String]) -> Result<Vec<String>, ApiError> {
@@ -77,28 +62,20 @@ fn check_limit(limit: u32) -> Result<i64, ApiError> {
     }
 }
 
-#[derive(Deserialize)]
-struct CreateKey {
-    name: String,
-    scopes: Vec<String>,
-    rate_limit_per_minute: Option<u32>,
-    expires_at: Option<DateTime<Utc>>,
-}
-
 #[utoipa::path(post, path = "/orgs/{org}/api-keys", tag = "api-keys",
         operation_id = "create_api_key",
     summary = "Create an API key; its secret is answered this once",
     params(("org" = uuid::Uuid, Path, description = "The organization")),
-    request_body = boardroom_protocol::api_keys::CreateApiKey,
+    request_body = api_keys::CreateApiKey,
     security(("session" = []), ("cookie" = [], "csrf" = [])),
     responses((status = 201, description = "Created",
-        body = boardroom_protocol::api_keys::CreatedApiKey), crate::http::openapi::WriteErrors))]
+        body = api_keys::CreatedApiKey), crate::http::openapi::WriteErrors))]
 async fn create_key(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(org): ApiPath<Uuid>,
-    ApiJson(body): ApiJson<CreateKey>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    ApiJson(body): ApiJson<api_keys::CreateApiKey>,
+) -> ApiResult<(StatusCode, Json<api_keys::CreatedApiKey>)> {
     let (user, _) = caller.require_session()?;
     let name = validate::name("name", &body.name)?;
     let access = state.auth().org_access(&caller, org, OrgRole::Member).await?;
@@ -137,9 +114,7 @@ async fn create_key(
         e.bypass = access.bypass;
         e.metadata = json!({ "prefix": row.prefix, "scopes": row.scopes.0, "name": row.name });
     });
-    let mut body = key_json(&row);
-    body["key"] = json!(generated.key);
-    Ok((StatusCode::CREATED, Json(body)))
+    Ok((StatusCode::CREATED, Json(wire::created(&row, generated.key))))
 }
 
 /// A member manages their own keys; an admin every key of the org.
@@ -152,25 +127,16 @@ fn may_manage(access: &OrgAccess, caller: &Caller, key: &ApiKeyRow) -> bool {
     params(("org" = uuid::Uuid, Path, description = "The organization")),
     security(("session" = []), ("cookie" = [])),
     responses((status = 200, description = "The keys, without secrets",
-        body = boardroom_protocol::api_keys::ApiKeyList), crate::http::openapi::ReadErrors))]
+        body = api_keys::ApiKeyList), crate::http::openapi::ReadErrors))]
 async fn list_keys(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(org): ApiPath<Uuid>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<api_keys::ApiKeyList>> {
     caller.require_session()?;
     let access = state.auth().org_access(&caller, org, OrgRole::Member).await?;
     let keys = state.store().tenant(org).api_keys().await?;
-    let keys: Vec<Value> =
-        keys.iter().filter(|k| may_manage(&access, &caller, k)).map(key_json).collect();
-    Ok(Json(json!({ "api_keys": keys })))
-}
-
-#[derive(Deserialize)]
-struct UpdateKey {
-    name: Option<String>,
-    scopes: Option<Vec<String>>,
-    rate_limit_per_minute: Option<u32>,
+    Ok(Json(wire::list(keys.iter().filter(|k| may_manage(&access, &caller, k)))))
 }
 
 #[utoipa::path(patch, path = "/orgs/{org}/api-keys/{key}", tag = "api-keys",
@@ -178,16 +144,16 @@ struct UpdateKey {
     summary = "Rename, re-scope or re-limit an API key",
     params(("org" = uuid::Uuid, Path, description = "The organization"), ("key" = uuid::Uuid, Path,
         description = "The API key")),
-    request_body = boardroom_protocol::api_keys::UpdateApiKey,
+    request_body = api_keys::UpdateApiKey,
     security(("session" = []), ("cookie" = [], "csrf" = [])),
     responses((status = 200, description = "Updated",
-        body = boardroom_protocol::api_keys::ApiKey), crate::http::openapi::WriteErrors))]
+        body = api_keys::ApiKey), crate::http::openapi::WriteErrors))]
 async fn update_key(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((org, id)): ApiPath<(Uuid, Uuid)>,
-    ApiJson(body): ApiJson<UpdateKey>,
-) -> ApiResult<Json<Value>> {
+    ApiJson(body): ApiJson<api_keys::UpdateApiKey>,
+) -> ApiResult<Json<api_keys::ApiKey>> {
     caller.require_session()?;
     let access = state.auth().org_access(&caller, org, OrgRole::Member).await?;
     let tenant = state.store().tenant(org);
@@ -215,7 +181,7 @@ async fn update_key(
         e.bypass = access.bypass;
         e.metadata = json!({ "scopes": updated.scopes.0, "rate_limit_per_minute": updated.rate_limit_per_minute });
     });
-    Ok(Json(key_json(&updated)))
+    Ok(Json(wire::api_key(&updated)))
 }
 
 #[utoipa::path(delete, path = "/orgs/{org}/api-keys/{key}", tag = "api-keys",

@@ -11,9 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use boardroom_actors::audit::AuditAction;
-use boardroom_protocol::ErrorCode;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use boardroom_protocol::{identity, ErrorCode};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -21,9 +19,10 @@ use uuid::Uuid;
 use super::extract::{ApiJson, ApiPath};
 use super::AppState;
 use crate::auth::caller::{cookie, is_cookie_client, ACCESS_COOKIE, CSRF_COOKIE, REFRESH_COOKIE};
-use crate::auth::{Caller, Principal, RequestMeta, SessionTokens};
+use crate::auth::{Caller, RequestMeta, SessionTokens};
 use crate::error::{ApiError, ApiResult};
 use crate::storage::UserRow;
+use crate::wire::identity as wire;
 
 /// Routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -38,17 +37,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(me))
 }
 
-/// The public fields of a user.
-pub fn user_json(user: &UserRow) -> Value {
-    json!({
-        "id": user.id,
-        "email": user.email,
-        "name": user.name,
-        "email_verified": user.email_verified,
-        "created_at": user.created_at,
-    })
-}
-
 /// The answer that opens or refreshes a session: JSON body plus browser cookies, never stored by
 /// a cache. A cookie client gets the refresh token only in its HttpOnly cookie.
 pub fn session_response(
@@ -57,20 +45,7 @@ pub fn session_response(
     tokens: &SessionTokens,
     cookie_client: bool,
 ) -> Response {
-    let mut body = json!({
-        "user": user_json(user),
-        "access_token": tokens.access_token,
-        "refresh_token": tokens.refresh_token,
-        "token_type": "Bearer",
-        "expires_in": tokens.expires_in,
-        "session_id": tokens.session_id,
-        "csrf_token": tokens.csrf_token,
-    });
-    if cookie_client {
-        if let Some(fields) = body.as_object_mut() {
-            fields.remove("refresh_token");
-        }
-    }
+    let body = wire::session_answer(user, tokens, cookie_client);
     let mut response = (status, Json(body)).into_response();
     response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     let cookies = [
@@ -104,66 +79,48 @@ fn clear_cookies(response: &mut Response) {
     }
 }
 
-#[derive(Deserialize)]
-struct RegisterBody {
-    email: String,
-    password: String,
-    name: String,
-}
-
 #[utoipa::path(post, path = "/auth/register", tag = "auth", operation_id = "register",
     summary = "Create an account and sign in",
-    request_body = boardroom_protocol::identity::Register,
+    request_body = identity::Register,
     security(()),
     responses((status = 201, description = "Signed in; browsers also get the session cookies",
-        body = boardroom_protocol::identity::SessionAnswer),
+        body = identity::SessionAnswer),
         crate::http::openapi::PublicWriteErrors))]
 async fn register(
     State(state): State<AppState>,
     meta: RequestMeta,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<RegisterBody>,
+    ApiJson(body): ApiJson<identity::Register>,
 ) -> ApiResult<Response> {
     let (user, tokens) =
         state.auth().register(&body.email, &body.password, &body.name, &meta).await?;
     Ok(session_response(StatusCode::CREATED, &user, &tokens, is_cookie_client(&headers)))
 }
 
-#[derive(Deserialize)]
-struct LoginBody {
-    email: String,
-    password: String,
-}
-
 #[utoipa::path(post, path = "/auth/login", tag = "auth", operation_id = "login",
     summary = "Sign in with email and password",
-    request_body = boardroom_protocol::identity::Login,
+    request_body = identity::Login,
     security(()),
     responses((status = 200, description = "Signed in; browsers also get the session cookies",
-        body = boardroom_protocol::identity::SessionAnswer),
+        body = identity::SessionAnswer),
         crate::http::openapi::PublicWriteErrors))]
 async fn login(
     State(state): State<AppState>,
     meta: RequestMeta,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<LoginBody>,
+    ApiJson(body): ApiJson<identity::Login>,
 ) -> ApiResult<Response> {
     let (user, tokens) = state.auth().login(&body.email, &body.password, &meta).await?;
     Ok(session_response(StatusCode::OK, &user, &tokens, is_cookie_client(&headers)))
 }
 
-#[derive(Deserialize, Default)]
-struct RefreshBody {
-    refresh_token: Option<String>,
-}
-
 #[utoipa::path(post, path = "/auth/refresh", tag = "auth", operation_id = "refresh",
     summary = "Rotate the refresh token for a new access token",
-    request_body = Option<boardroom_protocol::identity::Refresh>,
+    request_body = Option<identity::Refresh>,
     security(()),
     responses((status = 200,
         description = "Refreshed; browsers send no body and the `br_refresh` cookie",
-        body = boardroom_protocol::identity::SessionAnswer),
+        body = identity::SessionAnswer),
         crate::http::openapi::PublicWriteErrors))]
 async fn refresh(
     State(state): State<AppState>,
@@ -175,7 +132,7 @@ async fn refresh(
     let from_body = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        serde_json::from_slice::<RefreshBody>(&body)
+        serde_json::from_slice::<identity::Refresh>(&body)
             .map_err(|e| ApiError::new(ErrorCode::MalformedBody, format!("invalid body: {e}")))?
             .refresh_token
     };
@@ -206,23 +163,17 @@ async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<Resp
     Ok(response)
 }
 
-#[derive(Deserialize)]
-struct PasswordBody {
-    current_password: String,
-    new_password: String,
-}
-
 #[utoipa::path(post, path = "/auth/password", tag = "auth", operation_id = "change_password",
     summary = "Change the password (other sessions end)",
-    request_body = boardroom_protocol::identity::ChangePassword,
+    request_body = identity::ChangePassword,
     security(("session" = []), ("cookie" = [], "csrf" = [])),
     responses((status = 200, description = "Changed; fresh tokens for this session",
-        body = boardroom_protocol::identity::SessionAnswer), crate::http::openapi::WriteErrors))]
+        body = identity::SessionAnswer), crate::http::openapi::WriteErrors))]
 async fn change_password(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<PasswordBody>,
+    ApiJson(body): ApiJson<identity::ChangePassword>,
 ) -> ApiResult<Response> {
     let (user, session) = caller.require_session()?;
     let (account, tokens) = state
@@ -236,26 +187,14 @@ async fn change_password(
     summary = "The caller's live sessions",
     security(("session" = []), ("cookie" = [])),
     responses((status = 200, description = "The sessions",
-        body = boardroom_protocol::identity::SessionList), crate::http::openapi::ReadErrors))]
-async fn list_sessions(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+        body = identity::SessionList), crate::http::openapi::ReadErrors))]
+async fn list_sessions(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<identity::SessionList>> {
     let (user, current) = caller.require_session()?;
     let sessions = state.store().live_sessions(user).await?;
-    let sessions: Vec<Value> = sessions
-        .iter()
-        .map(|s| {
-            json!({
-                "id": s.id,
-                "method": s.method,
-                "ip": s.ip,
-                "user_agent": s.user_agent,
-                "created_at": s.created_at,
-                "last_used_at": s.last_used_at,
-                "expires_at": s.expires_at,
-                "current": s.id == current,
-            })
-        })
-        .collect();
-    Ok(Json(json!({ "sessions": sessions })))
+    Ok(Json(wire::sessions(&sessions, current)))
 }
 
 #[utoipa::path(delete, path = "/auth/sessions/{session}", tag = "auth", operation_id = "revoke_session",
@@ -276,27 +215,13 @@ async fn revoke_session(
 #[utoipa::path(get, path = "/me", tag = "auth", operation_id = "me",
     summary = "The caller: user, and the session or API key used",
     security(("session" = []), ("api_key" = []), ("cookie" = [])),
-    responses((status = 200, description = "The caller", body = boardroom_protocol::identity::Me),
+    responses((status = 200, description = "The caller", body = identity::Me),
         crate::http::openapi::ReadErrors))]
-async fn me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+async fn me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<identity::Me>> {
     let user = state
         .store()
         .user_by_id(caller.user_id())
         .await?
         .ok_or_else(|| ApiError::unauthenticated("account no longer exists"))?;
-    let mut body = json!({ "user": user_json(&user) });
-    match &caller.principal {
-        Principal::User { session_id, superadmin, .. } => {
-            body["session_id"] = json!(session_id);
-            body["superadmin"] = json!(superadmin);
-        }
-        Principal::ApiKey(grant) => {
-            body["api_key"] = json!({
-                "id": grant.key_id,
-                "organization_id": grant.org_id,
-                "scopes": grant.scopes,
-            });
-        }
-    }
-    Ok(Json(body))
+    Ok(Json(wire::me(&user, &caller.principal)))
 }

@@ -8,8 +8,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use boardroom_actors::audit::AuditAction;
 use boardroom_actors::roles::OrgRole;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use boardroom_protocol::orgs;
+use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -18,8 +18,8 @@ use super::extract::{ApiJson, ApiPath};
 use super::AppState;
 use crate::auth::{Caller, Principal};
 use crate::error::{ApiError, ApiResult};
-use crate::storage::{MemberRow, OrganizationRow};
 use crate::validate;
+use crate::wire::orgs as wire;
 use boardroom_actors::org::MemberChange;
 
 /// Routes of this module.
@@ -31,46 +31,21 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(change_member, remove_member))
 }
 
-fn org_json(org: &OrganizationRow, role: OrgRole) -> Value {
-    json!({
-        "id": org.id,
-        "name": org.name,
-        "plan": org.plan,
-        "created_at": org.created_at,
-        "role": role.as_str(),
-    })
-}
-
-fn member_json(member: &MemberRow) -> Value {
-    json!({
-        "user_id": member.user_id,
-        "email": member.email,
-        "name": member.name,
-        "role": member.role().as_str(),
-        "joined_at": member.created_at,
-    })
-}
-
 fn parse_role(role: &str) -> Result<OrgRole, ApiError> {
     OrgRole::parse(role).ok_or_else(|| ApiError::validation("role must be admin or member"))
 }
 
-#[derive(Deserialize)]
-struct CreateOrg {
-    name: String,
-}
-
 #[utoipa::path(post, path = "/orgs", tag = "orgs", operation_id = "create_org",
     summary = "Create an organization; the caller is its admin",
-    request_body = boardroom_protocol::orgs::CreateOrganization,
+    request_body = orgs::CreateOrganization,
     security(("session" = []), ("cookie" = [], "csrf" = [])),
     responses((status = 201, description = "Created",
-        body = boardroom_protocol::orgs::Organization), crate::http::openapi::WriteErrors))]
+        body = orgs::Organization), crate::http::openapi::WriteErrors))]
 async fn create_org(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(body): ApiJson<CreateOrg>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    ApiJson(body): ApiJson<orgs::CreateOrganization>,
+) -> ApiResult<(StatusCode, Json<orgs::Organization>)> {
     let (user, _) = caller.require_session()?;
     let name = validate::name("name", &body.name)?;
     let org = state.store().create_org(&name, user).await?;
@@ -79,25 +54,28 @@ async fn create_org(
         e.actor_id = Some(user);
         e.target = Some(org.id.to_string());
     });
-    Ok((StatusCode::CREATED, Json(org_json(&org, OrgRole::Admin))))
+    Ok((StatusCode::CREATED, Json(wire::organization(&org, OrgRole::Admin))))
 }
 
 #[utoipa::path(get, path = "/orgs", tag = "orgs", operation_id = "list_orgs",
     summary = "The caller's organizations (an API key's own only)",
     security(("session" = []), ("api_key" = []), ("cookie" = [])),
     responses((status = 200, description = "The organizations",
-        body = boardroom_protocol::orgs::OrganizationList), crate::http::openapi::ReadErrors))]
-async fn list_orgs(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
-    let orgs = state.store().orgs_of_user(caller.user_id()).await?;
-    let visible: Vec<Value> = orgs
+        body = orgs::OrganizationList), crate::http::openapi::ReadErrors))]
+async fn list_orgs(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<orgs::OrganizationList>> {
+    let rows = state.store().orgs_of_user(caller.user_id()).await?;
+    let organizations = rows
         .iter()
         .filter(|(org, _)| match &caller.principal {
             Principal::ApiKey(grant) => grant.org_id == org.id,
             Principal::User { .. } => true,
         })
-        .map(|(org, role)| org_json(org, *role))
+        .map(|(org, role)| wire::organization(org, *role))
         .collect();
-    Ok(Json(json!({ "organizations": visible })))
+    Ok(Json(orgs::OrganizationList { organizations }))
 }
 
 #[utoipa::path(get, path = "/orgs/{org}", tag = "orgs", operation_id = "get_org",
@@ -105,12 +83,12 @@ async fn list_orgs(State(state): State<AppState>, caller: Caller) -> ApiResult<J
     params(("org" = uuid::Uuid, Path, description = "The organization")),
     security(("session" = []), ("api_key" = []), ("cookie" = [])),
     responses((status = 200, description = "The organization",
-        body = boardroom_protocol::orgs::Organization), crate::http::openapi::ReadErrors))]
+        body = orgs::Organization), crate::http::openapi::ReadErrors))]
 async fn get_org(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(org): ApiPath<Uuid>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<orgs::Organization>> {
     let access = state.auth().org_access(&caller, org, OrgRole::Member).await?;
     let row = state
         .store()
@@ -118,7 +96,7 @@ async fn get_org(
         .organization()
         .await?
         .ok_or_else(|| ApiError::not_found("organization"))?;
-    Ok(Json(org_json(&row, access.role)))
+    Ok(Json(wire::organization(&row, access.role)))
 }
 
 #[utoipa::path(get, path = "/orgs/{org}/members", tag = "orgs", operation_id = "list_org_members",
@@ -126,36 +104,30 @@ async fn get_org(
     params(("org" = uuid::Uuid, Path, description = "The organization")),
     security(("session" = []), ("api_key" = []), ("cookie" = [])),
     responses((status = 200, description = "The members",
-        body = boardroom_protocol::orgs::OrgMemberList), crate::http::openapi::ReadErrors))]
+        body = orgs::OrgMemberList), crate::http::openapi::ReadErrors))]
 async fn list_members(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(org): ApiPath<Uuid>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<orgs::OrgMemberList>> {
     state.auth().org_access(&caller, org, OrgRole::Member).await?;
     let members = state.store().tenant(org).members().await?;
-    Ok(Json(json!({ "members": members.iter().map(member_json).collect::<Vec<_>>() })))
-}
-
-#[derive(Deserialize)]
-struct AddMember {
-    email: String,
-    role: String,
+    Ok(Json(wire::members(&members)))
 }
 
 #[utoipa::path(post, path = "/orgs/{org}/members", tag = "orgs", operation_id = "add_org_member",
     summary = "Add an existing account (admins)",
     params(("org" = uuid::Uuid, Path, description = "The organization")),
-    request_body = boardroom_protocol::orgs::AddOrgMember,
+    request_body = orgs::AddOrgMember,
     security(("session" = []), ("cookie" = [], "csrf" = [])),
-    responses((status = 201, description = "Added", body = boardroom_protocol::orgs::OrgMember),
+    responses((status = 201, description = "Added", body = orgs::OrgMember),
         crate::http::openapi::WriteErrors))]
 async fn add_member(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(org): ApiPath<Uuid>,
-    ApiJson(body): ApiJson<AddMember>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    ApiJson(body): ApiJson<orgs::AddOrgMember>,
+) -> ApiResult<(StatusCode, Json<orgs::OrgMember>)> {
     caller.require_session()?;
     let email = validate::email(&body.email)?;
     let access = state.auth().org_access(&caller, org, OrgRole::Admin).await?;
@@ -175,12 +147,7 @@ async fn add_member(
         e.metadata = json!({ "role": role.as_str() });
     });
     let member = tenant.member(user.id).await?.ok_or_else(|| ApiError::not_found("member"))?;
-    Ok((StatusCode::CREATED, Json(member_json(&member))))
-}
-
-#[derive(Deserialize)]
-struct ChangeMember {
-    role: String,
+    Ok((StatusCode::CREATED, Json(wire::member(&member))))
 }
 
 #[utoipa::path(patch, path = "/orgs/{org}/members/{user}", tag = "orgs",
@@ -188,16 +155,16 @@ struct ChangeMember {
     summary = "Change a member's role (admins)",
     params(("org" = uuid::Uuid, Path, description = "The organization"), ("user" = uuid::Uuid,
         Path, description = "The user")),
-    request_body = boardroom_protocol::orgs::ChangeOrgMember,
+    request_body = orgs::ChangeOrgMember,
     security(("session" = []), ("cookie" = [], "csrf" = [])),
-    responses((status = 200, description = "Changed", body = boardroom_protocol::orgs::OrgMember),
+    responses((status = 200, description = "Changed", body = orgs::OrgMember),
         crate::http::openapi::WriteErrors))]
 async fn change_member(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((org, user)): ApiPath<(Uuid, Uuid)>,
-    ApiJson(body): ApiJson<ChangeMember>,
-) -> ApiResult<Json<Value>> {
+    ApiJson(body): ApiJson<orgs::ChangeOrgMember>,
+) -> ApiResult<Json<orgs::OrgMember>> {
     caller.require_session()?;
     let access = state.auth().org_access(&caller, org, OrgRole::Admin).await?;
     let role = parse_role(&body.role)?;
@@ -218,7 +185,7 @@ async fn change_member(
         e.metadata = json!({ "from": previous.as_str(), "to": role.as_str() });
     });
     let member = tenant.member(user).await?.ok_or_else(|| ApiError::not_found("member"))?;
-    Ok(Json(member_json(&member)))
+    Ok(Json(wire::member(&member)))
 }
 
 #[utoipa::path(delete, path = "/orgs/{org}/members/{user}", tag = "orgs",
