@@ -22,6 +22,7 @@ use axum::{Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use boardroom::config::Settings;
+use boardroom_protocol::identity::{GoogleCallback, Me, SessionAnswer, SessionList};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -29,7 +30,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 use uuid::Uuid;
 
-use crate::harness::{both_backends, both_backends_with, Reply, TestServer};
+use crate::harness::{both_backends, both_backends_with, id, Reply, TestServer};
 
 both_backends_with!(
     with_google;
@@ -370,22 +371,30 @@ async fn start(server: &TestServer) -> Started {
     }
 }
 
-/// `GET /auth/google/callback` with these query parameters, from the browser that holds the
-/// state cookie of the `state` parameter (if any).
-async fn callback(server: &TestServer, params: &[(&str, &str)]) -> Reply {
-    let state = params.iter().find(|(k, _)| *k == "state").map(|(_, v)| *v);
-    callback_with_cookie(server, params, state).await
+/// What Google sends the browser back with after a sign-in that went through.
+fn returned(code: &str, state: &str) -> GoogleCallback {
+    GoogleCallback { code: Some(code.to_owned()), state: Some(state.to_owned()), error: None }
+}
+
+/// `GET /auth/google/callback` with this query, from the browser that holds the state cookie of
+/// its `state` (if any).
+async fn callback(server: &TestServer, params: &GoogleCallback) -> Reply {
+    callback_with_cookie(server, params, params.state.as_deref()).await
 }
 
 /// `GET /auth/google/callback` sending `cookie` as the state cookie.
 async fn callback_with_cookie(
     server: &TestServer,
-    params: &[(&str, &str)],
+    params: &GoogleCallback,
     cookie: Option<&str>,
 ) -> Reply {
-    let query: String = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(params.iter().copied())
-        .finish();
+    // The query's names are the type's own: its serde fields, absent ones left out.
+    let fields = serde_json::to_value(params).unwrap();
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    for (name, value) in fields.as_object().unwrap() {
+        query.append_pair(name, value.as_str().unwrap());
+    }
+    let query = query.finish();
     let mut call = server.call(reqwest::Method::GET, &format!("{CALLBACK}?{query}"));
     if let Some(cookie) = cookie {
         call = call.header("cookie", &format!("br_oauth_state={cookie}"));
@@ -397,13 +406,13 @@ async fn callback_with_cookie(
 async fn sign_in(server: &TestServer, person: &Person, tweak: Tweak) -> Reply {
     let started = start(server).await;
     let code = Provider::of(server).login(&started, person, tweak);
-    callback(server, &[("code", &code), ("state", &started.state)]).await
+    callback(server, &returned(&code, &started.state)).await
 }
 
 /// A sign-in that must succeed; returns the answer's body.
-async fn signed_in(server: &TestServer, person: &Person) -> Value {
+async fn signed_in(server: &TestServer, person: &Person) -> SessionAnswer {
     let reply = sign_in(server, person, Tweak::default()).await;
-    reply.expect(200).clone()
+    reply.expect_as(200)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -490,13 +499,13 @@ async fn a_new_account_is_created(server: &TestServer) {
     assert_eq!(raw.0, 0);
 
     let code = provider.login(&started, &ada, Tweak::default());
-    let reply = callback(server, &[("code", &code), ("state", &started.state)]).await;
-    let body = reply.expect(200).clone();
+    let reply = callback(server, &returned(&code, &started.state)).await;
+    let body: SessionAnswer = reply.expect_as(200);
     assert_eq!(provider.redeemed(), 1, "refusals: {:?}", provider.refusals());
-    assert_eq!(body["user"]["email"], lower);
-    assert_eq!(body["user"]["email_verified"], true);
-    assert_eq!(body["user"]["name"], "ada Example");
-    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body.user.email, lower);
+    assert!(body.user.email_verified);
+    assert_eq!(body.user.name, "ada Example");
+    assert_eq!(reply.body["token_type"], "Bearer");
     assert_eq!(reply.header("cache-control"), Some("no-store"));
     let cookies: Vec<&str> =
         reply.headers.get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).collect();
@@ -504,14 +513,16 @@ async fn a_new_account_is_created(server: &TestServer) {
     assert!(cookies.iter().any(|c| c.starts_with("br_refresh=")), "{cookies:?}");
     assert_eq!(pending_states(server, &started.state).await, 0, "the state is used up");
 
-    let token = body["access_token"].as_str().unwrap();
+    let token = body.access_token.as_str();
     let me = server.get_as("/api/v1/me", token).await;
-    assert_eq!(me.expect(200)["user"]["id"], body["user"]["id"]);
+    assert_eq!(me.expect_as::<Me>(200).user, body.user);
     let sessions = server.get_as("/api/v1/auth/sessions", token).await;
-    assert_eq!(sessions.expect(200)["sessions"][0]["method"], "google");
+    let sessions = sessions.expect_as::<SessionList>(200).sessions;
+    let methods: Vec<&str> = sessions.iter().map(|s| s.method.as_str()).collect();
+    assert_eq!(methods, ["google"]);
 
     let (id, password_hash, google_sub, verified) = stored_user(server, &lower).await.unwrap();
-    assert_eq!(id.to_string(), body["user"]["id"].as_str().unwrap());
+    assert_eq!(id, body.user.id);
     assert_eq!(password_hash, None);
     assert_eq!(google_sub.as_deref(), Some(ada.sub.as_str()));
     assert!(verified);
@@ -541,9 +552,9 @@ async fn a_password_account_with_the_same_email_is_linked(server: &TestServer) {
     server.get_as(&boards, &key).await.expect(200);
 
     let body = signed_in(server, &google_alice).await;
-    assert_eq!(body["user"]["id"], alice.id.as_str());
-    assert_eq!(body["user"]["email"], alice.email.as_str());
-    assert_eq!(body["user"]["email_verified"], true);
+    assert_eq!(body.user.id, id(&alice.id));
+    assert_eq!(body.user.email, alice.email);
+    assert!(body.user.email_verified);
     let (_, password_hash, google_sub, verified) = stored_user(server, &alice.email).await.unwrap();
     // Registration never proved the email was alice's: whoever registered it may have been
     // squatting, so the password, every earlier session and every API key end when Google
@@ -562,7 +573,7 @@ async fn a_password_account_with_the_same_email_is_linked(server: &TestServer) {
 
     server.login(&alice).await.expect_error(401, "invalid_credentials");
     server.get_as("/api/v1/me", &alice.access_token).await.expect_error(401, "session_revoked");
-    server.get_as("/api/v1/me", body["access_token"].as_str().unwrap()).await.expect(200);
+    server.get_as("/api/v1/me", &body.access_token).await.expect_as::<Me>(200);
     server.get_as(&boards, &key).await.expect_error(401, "unauthenticated");
 }
 
@@ -571,7 +582,7 @@ async fn a_callback_from_another_browser_is_refused(server: &TestServer) {
     // victim's browser lacks the state cookie, so nothing signs them in.
     let started = start(server).await;
     let code = Provider::of(server).login(&started, &person("mallory"), Tweak::default());
-    let params = [("code", code.as_str()), ("state", started.state.as_str())];
+    let params = returned(&code, &started.state);
     callback_with_cookie(server, &params, None).await.expect_error(400, "bad_request");
     let other = start(server).await;
     callback_with_cookie(server, &params, Some(&other.state))
@@ -589,9 +600,9 @@ async fn a_returning_user_is_found_by_subject(server: &TestServer) {
     let mut renamed = grace.clone();
     renamed.email = person("grace-renamed").email;
     let second = signed_in(server, &renamed).await;
-    assert_eq!(second["user"]["id"], first["user"]["id"]);
-    assert_eq!(second["user"]["email"], grace.email.as_str());
-    assert_ne!(second["session_id"], first["session_id"]);
+    assert_eq!(second.user.id, first.user.id);
+    assert_eq!(second.user.email, grace.email);
+    assert_ne!(second.session_id, first.session_id);
     let login = last_audit(server, "login.succeeded").await;
     assert_eq!(login.metadata, json!({ "method": "google" }));
     let signups = audit_rows(server).await.into_iter().filter(|r| r.action == "signup").count();
@@ -609,8 +620,8 @@ async fn a_state_works_once(server: &TestServer) {
     let provider = Provider::of(server);
     let started = start(server).await;
     let code = provider.login(&started, &person("once"), Tweak::default());
-    let params = [("code", code.as_str()), ("state", started.state.as_str())];
-    callback(server, &params).await.expect(200);
+    let params = returned(&code, &started.state);
+    callback(server, &params).await.expect_as::<SessionAnswer>(200);
     let again = callback(server, &params).await;
     again.expect_error(400, "bad_request");
     assert!(again.body["error"]["message"].as_str().unwrap().contains("state"), "{}", again.body);
@@ -625,9 +636,10 @@ async fn unknown_expired_and_missing_states_are_refused(server: &TestServer) {
     let started = start(server).await;
     let code = provider.login(&started, &nobody, Tweak::default());
     let forged = "a".repeat(43);
-    callback(server, &[("code", &code), ("state", &forged)]).await.expect_error(400, "bad_request");
+    callback(server, &returned(&code, &forged)).await.expect_error(400, "bad_request");
     // No state at all.
-    callback(server, &[("code", &code)]).await.expect_error(400, "bad_request");
+    let stateless = GoogleCallback { code: Some(code.clone()), ..GoogleCallback::default() };
+    callback(server, &stateless).await.expect_error(400, "bad_request");
 
     // An expired state.
     let past = chrono::Utc::now() - chrono::Duration::minutes(11);
@@ -640,9 +652,7 @@ async fn unknown_expired_and_missing_states_are_refused(server: &TestServer) {
             .await
             .unwrap();
     });
-    callback(server, &[("code", &code), ("state", &started.state)])
-        .await
-        .expect_error(400, "bad_request");
+    callback(server, &returned(&code, &started.state)).await.expect_error(400, "bad_request");
     assert_eq!(pending_states(server, &started.state).await, 0, "an expired state is removed");
 
     assert_eq!(provider.redeemed(), 0);
@@ -653,7 +663,12 @@ async fn unknown_expired_and_missing_states_are_refused(server: &TestServer) {
 
 async fn a_provider_error_is_a_bad_request(server: &TestServer) {
     let started = start(server).await;
-    let reply = callback(server, &[("error", "access_denied"), ("state", &started.state)]).await;
+    let denied = GoogleCallback {
+        error: Some("access_denied".into()),
+        state: Some(started.state.clone()),
+        code: None,
+    };
+    let reply = callback(server, &denied).await;
     reply.expect_error(400, "bad_request");
     assert!(
         reply.body["error"]["message"].as_str().unwrap().contains("access_denied"),
@@ -667,9 +682,7 @@ async fn a_provider_error_is_a_bad_request(server: &TestServer) {
     );
     // The state went with the failed attempt.
     let code = Provider::of(server).login(&started, &person("late"), Tweak::default());
-    callback(server, &[("code", &code), ("state", &started.state)])
-        .await
-        .expect_error(400, "bad_request");
+    callback(server, &returned(&code, &started.state)).await.expect_error(400, "bad_request");
 }
 
 /// A sign-in whose code exchange succeeds but whose answer fails a check.

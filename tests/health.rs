@@ -1,6 +1,8 @@
 //! Health probes, request ids, the JSON shape of routing errors, and the durability settings
 //! of the database connections.
 
+use boardroom_protocol::health::{self, Health, Liveness, Readiness, ReadyStatus};
+
 use crate::harness::{both_backends, Backend, TestServer};
 
 both_backends!(
@@ -14,16 +16,21 @@ both_backends!(
 );
 
 async fn readyz_reports_ready_with_backend(server: &TestServer) {
-    server.get("/healthz").await.expect(200);
-    let reply = server.get("/readyz").await;
-    let body = reply.expect(200);
-    assert_eq!(body["status"], "ready");
-    assert_eq!(body["migrations_current"], true);
-    let expected = match server.backend() {
-        Backend::Sqlite => "sqlite",
-        Backend::Postgres => "postgres",
+    let live: Health = server.get("/healthz").await.expect_as(200);
+    assert_eq!(live.status, Liveness::Ok);
+    let ready: Readiness = server.get("/readyz").await.expect_as(200);
+    let backend = match server.backend() {
+        Backend::Sqlite => health::Backend::Sqlite,
+        Backend::Postgres => health::Backend::Postgres,
     };
-    assert_eq!(body["backend"], expected);
+    let expected = Readiness {
+        status: ReadyStatus::Ready,
+        backend,
+        database: true,
+        migrations_current: true,
+        pending_migrations: vec![],
+    };
+    assert_eq!(ready, expected);
 }
 
 async fn readyz_is_503_when_migrations_are_missing(server: &TestServer) {
@@ -35,11 +42,11 @@ async fn readyz_is_503_when_migrations_are_missing(server: &TestServer) {
             .await
             .unwrap();
     });
-    let reply = server.get("/readyz").await;
-    let body = reply.expect(503);
-    assert_eq!(body["migrations_current"], false);
-    assert_eq!(body["database"], true);
-    assert_eq!(body["pending_migrations"].as_array().map(Vec::len), Some(1));
+    let body: Readiness = server.get("/readyz").await.expect_as(503);
+    assert_eq!(body.status, ReadyStatus::NotReady);
+    assert!(!body.migrations_current);
+    assert!(body.database);
+    assert_eq!(body.pending_migrations.len(), 1, "{body:?}");
 }
 
 async fn every_answer_carries_a_request_id(server: &TestServer) {

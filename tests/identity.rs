@@ -2,11 +2,15 @@
 //! rotated sessions; the password policy; login limits; cookies with CSRF. Tokens minted here
 //! use `jsonwebtoken`; an independent implementation (PyJWT) checks ours.
 
+use boardroom_protocol::identity::{
+    ChangePassword, Login, Me, Refresh, Register, SessionAnswer, SessionList,
+};
+use boardroom_protocol::orgs::{CreateOrganization, Organization};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::harness::{both_backends, both_backends_with, python, Reply, TestServer};
+use crate::harness::{both_backends, both_backends_with, id, python, Reply, TestServer};
 
 /// The secret `Settings::for_tests` signs with.
 const TEST_SECRET: &str = "test-secret-test-secret-test-secret-0123";
@@ -45,12 +49,49 @@ fn behind_a_proxy(settings: &mut boardroom::config::Settings) {
     settings.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
 }
 
+/// The body of `POST /auth/login`.
+fn login_body(email: &str, password: &str) -> Login {
+    Login { email: email.to_owned(), password: password.to_owned() }
+}
+
+/// The body of `POST /auth/register`.
+fn register_body(email: &str, password: &str, name: &str) -> Register {
+    Register { email: email.to_owned(), password: password.to_owned(), name: name.to_owned() }
+}
+
+/// `POST /auth/login` as a bearer client.
+async fn login(server: &TestServer, email: &str, password: &str) -> Reply {
+    server.post("/api/v1/auth/login", None, &login_body(email, password)).await
+}
+
+/// `POST /auth/register` as a bearer client.
+async fn register(server: &TestServer, email: &str, password: &str, name: &str) -> Reply {
+    server.post("/api/v1/auth/register", None, &register_body(email, password, name)).await
+}
+
+/// `POST /auth/refresh` with the refresh token in the body.
+async fn refresh(server: &TestServer, token: &str) -> Reply {
+    let body = Refresh { refresh_token: Some(token.to_owned()) };
+    server.post("/api/v1/auth/refresh", None, &body).await
+}
+
+/// The body of `POST /orgs` creating `name`.
+fn create_org_body(name: &str) -> CreateOrganization {
+    CreateOrganization { name: name.to_owned() }
+}
+
+/// The refresh token a bearer client finds in a session answer.
+#[track_caller]
+fn refresh_token_of(answer: &SessionAnswer) -> &str {
+    answer.refresh_token.as_deref().expect("a bearer client gets its refresh token")
+}
+
 /// `POST /auth/login` relayed by the trusted proxy for `client`.
 async fn login_from(server: &TestServer, email: &str, password: &str, client: &str) -> Reply {
     server
         .call(Method::POST, "/api/v1/auth/login")
         .header("x-forwarded-for", client)
-        .json(&json!({ "email": email, "password": password }))
+        .json(&login_body(email, password))
         .send()
         .await
 }
@@ -134,84 +175,50 @@ fn claims_for(user: &str, sid: &str, tv: i64, iat: i64, nbf: i64, exp: i64) -> s
 async fn register_login_me(server: &TestServer) {
     let alice = server.register("alice").await;
     let me = server.get_as("/api/v1/me", &alice.access_token).await;
-    let body = me.expect(200);
-    assert_eq!(body["user"]["email"], alice.email);
-    assert_eq!(body["user"]["id"], alice.id);
-    assert!(body["user"].get("password_hash").is_none());
+    let body: Me = me.expect_as(200);
+    assert_eq!(body.user.email, alice.email);
+    assert_eq!(body.user.id, id(&alice.id));
+    assert_eq!(body.session_id, Some(id(&alice.session_id)));
+    assert_eq!((body.superadmin, body.api_key), (Some(false), None));
+    // The typed read ignores fields it does not know: the hash must not be there at all.
+    assert!(me.body["user"].get("password_hash").is_none(), "{}", me.body);
 
-    let login = server
-        .post(
-            "/api/v1/auth/login",
-            None,
-            &json!({"email": alice.email.to_uppercase(), "password": alice.password}),
-        )
-        .await;
-    let body = login.expect(200);
-    assert_eq!(body["user"]["id"], alice.id);
-    assert_eq!(body["expires_in"], 900);
-    assert_eq!(body["token_type"], "Bearer");
-    server.get_as("/api/v1/me", body["access_token"].as_str().unwrap()).await.expect(200);
+    let login = login(server, &alice.email.to_uppercase(), &alice.password).await;
+    let body: SessionAnswer = login.expect_as(200);
+    assert_eq!(body.user.id, id(&alice.id));
+    assert_eq!(body.expires_in, 900);
+    assert_eq!(login.body["token_type"], "Bearer");
+    server.get_as("/api/v1/me", &body.access_token).await.expect(200);
 
     server.get("/api/v1/me").await.expect_error(401, "unauthenticated");
 }
 
 async fn duplicate_email_conflicts(server: &TestServer) {
     let alice = server.register("alice").await;
-    let again = server
-        .post(
-            "/api/v1/auth/register",
-            None,
-            &json!({"email": alice.email, "password": "another-long-pw", "name": "A2"}),
-        )
-        .await;
+    let again = register(server, &alice.email, "another-long-pw", "A2").await;
     again.expect_error(409, "conflict");
 }
 
 async fn password_policy_is_enforced(server: &TestServer) {
-    let register = |password: String| async move {
-        server
-            .post(
-                "/api/v1/auth/register",
-                None,
-                &json!({"email": format!("p-{}@example.com", uuid::Uuid::now_v7().simple()), "password": password, "name": "P"}),
-            )
-            .await
+    let with_password = |password: String| async move {
+        let email = format!("p-{}@example.com", uuid::Uuid::now_v7().simple());
+        register(server, &email, &password, "P").await
     };
-    let too_long = register("a".repeat(73)).await;
+    let too_long = with_password("a".repeat(73)).await;
     too_long.expect_error(422, "validation_failed");
     assert!(too_long.body["error"]["message"].as_str().unwrap().contains("72 bytes"));
-    register("short".into()).await.expect_error(422, "validation_failed");
+    with_password("short".into()).await.expect_error(422, "validation_failed");
     // 64 ASCII characters must work, and log in again afterwards.
     let long = "L".repeat(64);
     let email = format!("long-{}@example.com", uuid::Uuid::now_v7().simple());
-    server
-        .post(
-            "/api/v1/auth/register",
-            None,
-            &json!({"email": email, "password": long, "name": "L"}),
-        )
-        .await
-        .expect(201);
-    server
-        .post("/api/v1/auth/login", None, &json!({"email": email, "password": long}))
-        .await
-        .expect(200);
+    register(server, &email, &long, "L").await.expect_as::<SessionAnswer>(201);
+    login(server, &email, &long).await.expect_as::<SessionAnswer>(200);
     // A 72-byte password is used whole: changing its last byte fails.
     let exact = "E".repeat(72);
     let email = format!("exact-{}@example.com", uuid::Uuid::now_v7().simple());
-    server
-        .post(
-            "/api/v1/auth/register",
-            None,
-            &json!({"email": email, "password": exact, "name": "E"}),
-        )
-        .await
-        .expect(201);
+    register(server, &email, &exact, "E").await.expect_as::<SessionAnswer>(201);
     let wrong = format!("{}F", &exact[..71]);
-    server
-        .post("/api/v1/auth/login", None, &json!({"email": email, "password": wrong}))
-        .await
-        .expect_error(401, "invalid_credentials");
+    login(server, &email, &wrong).await.expect_error(401, "invalid_credentials");
     // Malformed bodies are 400 with a code, and change nothing.
     server
         .call(Method::POST, "/api/v1/auth/register")
@@ -219,32 +226,15 @@ async fn password_policy_is_enforced(server: &TestServer) {
         .send()
         .await
         .expect_error(400, "malformed_body");
-    server
-        .post(
-            "/api/v1/auth/register",
-            None,
-            &json!({"email": "not-an-email", "password": "long-enough-pw", "name": "X"}),
-        )
+    register(server, "not-an-email", "long-enough-pw", "X")
         .await
         .expect_error(422, "validation_failed");
 }
 
 async fn unknown_email_and_wrong_password_answer_alike(server: &TestServer) {
     let alice = server.register("alice").await;
-    let wrong = server
-        .post(
-            "/api/v1/auth/login",
-            None,
-            &json!({"email": alice.email, "password": "wrong-password-x"}),
-        )
-        .await;
-    let unknown = server
-        .post(
-            "/api/v1/auth/login",
-            None,
-            &json!({"email": "nobody@example.com", "password": "wrong-password-x"}),
-        )
-        .await;
+    let wrong = login(server, &alice.email, "wrong-password-x").await;
+    let unknown = login(server, "nobody@example.com", "wrong-password-x").await;
     wrong.expect_error(401, "invalid_credentials");
     unknown.expect_error(401, "invalid_credentials");
     assert_eq!(wrong.body, unknown.body);
@@ -324,72 +314,41 @@ async fn logout_ends_the_access_token_at_once(server: &TestServer) {
     let out = server.send_as(Method::POST, "/api/v1/auth/logout", &alice.access_token, None).await;
     out.expect(204);
     server.get_as("/api/v1/me", &alice.access_token).await.expect_error(401, "session_revoked");
-    server
-        .post("/api/v1/auth/refresh", None, &json!({"refresh_token": alice.refresh_token}))
-        .await
-        .expect_error(401, "session_revoked");
+    refresh(server, &alice.refresh_token).await.expect_error(401, "session_revoked");
 }
 
 async fn password_change_ends_other_sessions_and_old_tokens(server: &TestServer) {
     let alice = server.register("alice").await;
-    let second = server.login(&alice).await;
-    let second = second.expect(200).clone();
-    let other_access = second["access_token"].as_str().unwrap();
+    let second: SessionAnswer = server.login(&alice).await.expect_as(200);
+    let other_access = &second.access_token;
 
-    server
-        .send_as(
-            Method::POST,
-            "/api/v1/auth/password",
-            &alice.access_token,
-            Some(&json!({"current_password": "not-the-password", "new_password": "brand-new-password"})),
-        )
+    change_password(server, &alice.access_token, "not-the-password", "brand-new-password")
         .await
         .expect_error(401, "invalid_credentials");
-    let changed = server
-        .send_as(
-            Method::POST,
-            "/api/v1/auth/password",
-            &alice.access_token,
-            Some(
-                &json!({"current_password": alice.password, "new_password": "brand-new-password"}),
-            ),
-        )
-        .await;
+    let changed =
+        change_password(server, &alice.access_token, &alice.password, "brand-new-password").await;
     // Fresh tokens for the session that changed it, which goes on working with them.
     assert_eq!(changed.header("cache-control"), Some("no-store"));
-    let changed = changed.expect(200).clone();
-    assert_eq!(changed["session_id"], alice.session_id);
-    let access = changed["access_token"].as_str().unwrap();
-    server.get_as("/api/v1/me", access).await.expect(200);
+    let changed: SessionAnswer = changed.expect_as(200);
+    assert_eq!(changed.session_id, id(&alice.session_id));
+    let access = &changed.access_token;
+    server.get_as("/api/v1/me", access).await.expect_as::<Me>(200);
     server
-        .post("/api/v1/orgs", Some(access), &json!({"name": "After the change"}))
+        .post("/api/v1/orgs", Some(access), &create_org_body("After the change"))
         .await
-        .expect(201);
+        .expect_as::<Organization>(201);
 
     // The other session has ended; its refresh token no longer works.
     server.get_as("/api/v1/me", other_access).await.expect_error(401, "session_revoked");
-    server
-        .post("/api/v1/auth/refresh", None, &json!({"refresh_token": second["refresh_token"]}))
-        .await
-        .expect_error(401, "session_revoked");
+    refresh(server, refresh_token_of(&second)).await.expect_error(401, "session_revoked");
     // The access token in hand before the change carries the old token version: refused.
     server.get_as("/api/v1/me", &alice.access_token).await.expect_error(401, "session_revoked");
     // The new refresh token works.
-    let refreshed = server
-        .post("/api/v1/auth/refresh", None, &json!({"refresh_token": changed["refresh_token"]}))
-        .await;
-    let token = refreshed.expect(200)["access_token"].as_str().unwrap().to_owned();
-    server.get_as("/api/v1/me", &token).await.expect(200);
+    let refreshed: SessionAnswer = refresh(server, refresh_token_of(&changed)).await.expect_as(200);
+    server.get_as("/api/v1/me", &refreshed.access_token).await.expect(200);
     // Old password out, new one in.
     server.login(&alice).await.expect_error(401, "invalid_credentials");
-    server
-        .post(
-            "/api/v1/auth/login",
-            None,
-            &json!({"email": alice.email, "password": "brand-new-password"}),
-        )
-        .await
-        .expect(200);
+    login(server, &alice.email, "brand-new-password").await.expect_as::<SessionAnswer>(200);
 }
 
 /// Wrong current passwords guess at the password: at most 5 in any 15 minutes, then even the
@@ -429,15 +388,16 @@ async fn wrong_current_passwords_are_limited_and_audited(server: &TestServer) {
     for n in 0..6 {
         let next = format!("bob-password-number-{n}");
         let reply = change_password(server, &token, &password, &next).await;
-        token = reply.expect(200)["access_token"].as_str().unwrap().to_owned();
+        token = reply.expect_as::<SessionAnswer>(200).access_token;
         password = next;
     }
 }
 
 /// `POST /auth/password` with a bearer token.
 async fn change_password(server: &TestServer, token: &str, current: &str, new: &str) -> Reply {
-    let body = json!({"current_password": current, "new_password": new});
-    server.send_as(Method::POST, "/api/v1/auth/password", token, Some(&body)).await
+    let body =
+        ChangePassword { current_password: current.to_owned(), new_password: new.to_owned() };
+    server.send_body(Method::POST, "/api/v1/auth/password", token, &body).await
 }
 
 /// A session ends `BOARDROOM_SESSION_MAX_DAYS` (90) after its sign-in, however often it is
@@ -454,10 +414,7 @@ async fn sessions_end_at_their_absolute_lifetime(server: &TestServer) {
         created
     };
     let created = backdate(chrono::Duration::days(90) - chrono::Duration::hours(1)).await;
-    let refreshed = server
-        .post("/api/v1/auth/refresh", None, &json!({"refresh_token": alice.refresh_token}))
-        .await;
-    let refresh = refreshed.expect(200)["refresh_token"].as_str().unwrap().to_owned();
+    let refreshed: SessionAnswer = refresh(server, &alice.refresh_token).await.expect_as(200);
     // The refresh did not extend it past its lifetime (30 days from now would).
     let (expires,): (chrono::DateTime<chrono::Utc>,) = boardroom::on_pool!(server.state().store(), pool => {
         sqlx::query_as("SELECT expires_at FROM sessions WHERE id = $1")
@@ -467,60 +424,43 @@ async fn sessions_end_at_their_absolute_lifetime(server: &TestServer) {
     assert!(expires <= limit + chrono::Duration::seconds(1), "{expires} is past {limit}");
 
     backdate(chrono::Duration::days(90) + chrono::Duration::minutes(1)).await;
-    server
-        .post("/api/v1/auth/refresh", None, &json!({"refresh_token": refresh}))
-        .await
-        .expect_error(401, "session_revoked");
+    refresh(server, refresh_token_of(&refreshed)).await.expect_error(401, "session_revoked");
     // A new sign-in starts a new lifetime.
     server.login(&alice).await.expect(200);
 }
 
 async fn refresh_rotates_and_reuse_revokes_the_session(server: &TestServer) {
     let alice = server.register("alice").await;
-    let first = server
-        .post("/api/v1/auth/refresh", None, &json!({"refresh_token": alice.refresh_token}))
-        .await;
-    let first = first.expect(200).clone();
-    assert_ne!(first["refresh_token"], alice.refresh_token);
-    assert_eq!(first["session_id"], alice.session_id);
-    let new_access = first["access_token"].as_str().unwrap();
+    let first: SessionAnswer = refresh(server, &alice.refresh_token).await.expect_as(200);
+    assert_ne!(refresh_token_of(&first), alice.refresh_token);
+    assert_eq!(first.session_id, id(&alice.session_id));
+    let new_access = &first.access_token;
     server.get_as("/api/v1/me", new_access).await.expect(200);
 
     // The rotated token again: the whole session is revoked, the new pair included.
-    server
-        .post("/api/v1/auth/refresh", None, &json!({"refresh_token": alice.refresh_token}))
-        .await
-        .expect_error(401, "session_revoked");
+    refresh(server, &alice.refresh_token).await.expect_error(401, "session_revoked");
     server.get_as("/api/v1/me", new_access).await.expect_error(401, "session_revoked");
-    server
-        .post("/api/v1/auth/refresh", None, &json!({"refresh_token": first["refresh_token"]}))
-        .await
-        .expect_error(401, "session_revoked");
+    refresh(server, refresh_token_of(&first)).await.expect_error(401, "session_revoked");
 
     // A forged generation or MAC is simply invalid (it must not revoke anything).
     let bob = server.register("bob").await;
     let forged = bob.refresh_token.replacen(".0.", ".5.", 1);
-    server
-        .post("/api/v1/auth/refresh", None, &json!({"refresh_token": forged}))
-        .await
-        .expect_error(401, "unauthenticated");
+    refresh(server, &forged).await.expect_error(401, "unauthenticated");
     server.get_as("/api/v1/me", &bob.access_token).await.expect(200);
-    server
-        .post("/api/v1/auth/refresh", None, &json!({"refresh_token": "nonsense"}))
-        .await
-        .expect_error(401, "unauthenticated");
+    refresh(server, "nonsense").await.expect_error(401, "unauthenticated");
 }
 
 async fn sessions_can_be_listed_and_revoked(server: &TestServer) {
     let alice = server.register("alice").await;
-    let second = server.login(&alice).await;
-    let second = second.expect(200).clone();
+    let second: SessionAnswer = server.login(&alice).await.expect_as(200);
     let list = server.get_as("/api/v1/auth/sessions", &alice.access_token).await;
-    let sessions = list.expect(200)["sessions"].as_array().unwrap().clone();
+    let sessions = list.expect_as::<SessionList>(200).sessions;
     assert_eq!(sessions.len(), 2);
-    assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
+    let current: Vec<_> = sessions.iter().filter(|s| s.current).map(|s| s.id).collect();
+    assert_eq!(current, [id(&alice.session_id)]);
+    assert!(sessions.iter().all(|s| s.method == "password"), "{sessions:?}");
 
-    let other = second["session_id"].as_str().unwrap();
+    let other = second.session_id;
     server
         .send_as(
             Method::DELETE,
@@ -530,10 +470,7 @@ async fn sessions_can_be_listed_and_revoked(server: &TestServer) {
         )
         .await
         .expect(204);
-    server
-        .get_as("/api/v1/me", second["access_token"].as_str().unwrap())
-        .await
-        .expect_error(401, "session_revoked");
+    server.get_as("/api/v1/me", &second.access_token).await.expect_error(401, "session_revoked");
     // Someone else's session is not found.
     let bob = server.register("bob").await;
     server
@@ -565,15 +502,15 @@ async fn cookie_writes_need_the_csrf_header(server: &TestServer) {
         cookies.iter().find(|c| c.starts_with(name)).unwrap().split(';').next().unwrap().to_owned()
     };
     let cookie_header = format!("{}; {}", pair("br_access="), pair("br_csrf="));
-    let csrf = login.body["csrf_token"].as_str().unwrap();
+    let csrf = login.expect_as::<SessionAnswer>(200).csrf_token;
 
     let me = server.call(Method::GET, "/api/v1/me").header("cookie", &cookie_header).send().await;
-    assert_eq!(me.expect(200)["user"]["id"], alice.id);
+    assert_eq!(me.expect_as::<Me>(200).user.id, id(&alice.id));
 
     let no_csrf = server
         .call(Method::POST, "/api/v1/orgs")
         .header("cookie", &cookie_header)
-        .json(&json!({"name": "Acme"}))
+        .json(&create_org_body("Acme"))
         .send()
         .await;
     no_csrf.expect_error(403, "csrf_failed");
@@ -581,35 +518,30 @@ async fn cookie_writes_need_the_csrf_header(server: &TestServer) {
         .call(Method::POST, "/api/v1/orgs")
         .header("cookie", &cookie_header)
         .header("x-csrf-token", "guess")
-        .json(&json!({"name": "Acme"}))
+        .json(&create_org_body("Acme"))
         .send()
         .await;
     wrong_csrf.expect_error(403, "csrf_failed");
     let ok = server
         .call(Method::POST, "/api/v1/orgs")
         .header("cookie", &cookie_header)
-        .header("x-csrf-token", csrf)
-        .json(&json!({"name": "Acme"}))
+        .header("x-csrf-token", &csrf)
+        .json(&create_org_body("Acme"))
         .send()
         .await;
-    ok.expect(201);
+    ok.expect_as::<Organization>(201);
     // The bearer header needs no CSRF token: it cannot be sent by another site.
     server
-        .post("/api/v1/orgs", Some(&alice.access_token), &json!({"name": "Beta"}))
+        .post("/api/v1/orgs", Some(&alice.access_token), &create_org_body("Beta"))
         .await
-        .expect(201);
+        .expect_as::<Organization>(201);
 }
 
 async fn sixth_login_attempt_is_rate_limited(server: &TestServer) {
     let alice = server.register("alice").await;
     let first = std::time::Instant::now();
     for _ in 0..5 {
-        server
-            .post(
-                "/api/v1/auth/login",
-                None,
-                &json!({"email": alice.email, "password": "wrong-password-x"}),
-            )
+        login(server, &alice.email, "wrong-password-x")
             .await
             .expect_error(401, "invalid_credentials");
     }
@@ -628,7 +560,7 @@ async fn sixth_login_attempt_is_rate_limited(server: &TestServer) {
     let restarted = boardroom::server::App::build(settings).await.unwrap().spawn().await.unwrap();
     let reply = reqwest::Client::new()
         .post(format!("http://{}/api/v1/auth/login", restarted.addr()))
-        .json(&json!({"email": alice.email, "password": alice.password}))
+        .json(&login_body(&alice.email, &alice.password))
         .send()
         .await
         .unwrap();
@@ -641,13 +573,7 @@ async fn registration_is_limited_per_ip(server: &TestServer) {
     for i in 0..5 {
         server.register(&format!("user{i}")).await;
     }
-    let sixth = server
-        .post(
-            "/api/v1/auth/register",
-            None,
-            &json!({"email": "sixth@example.com", "password": "long-enough-pw", "name": "S"}),
-        )
-        .await;
+    let sixth = register(server, "sixth@example.com", "long-enough-pw", "S").await;
     sixth.expect_error(429, "rate_limited");
     let retry: u64 = sixth.header("retry-after").unwrap().parse().unwrap();
     let earliest = 60.0 - first.elapsed().as_secs_f64() - 1.0;
@@ -696,24 +622,15 @@ async fn token_answers_are_not_stored_and_cookie_clients_get_no_refresh_token_in
 ) {
     // A client without cookies (no browser headers): the refresh token is in the body.
     let email = format!("carol-{}@example.com", uuid::Uuid::now_v7().simple());
-    let registered = server
-        .post(
-            "/api/v1/auth/register",
-            None,
-            &json!({"email": email, "password": "carol-long-enough", "name": "Carol"}),
-        )
-        .await;
+    let registered = register(server, &email, "carol-long-enough", "Carol").await;
     assert_eq!(registered.header("cache-control"), Some("no-store"));
-    let refresh = registered.expect(201)["refresh_token"].as_str().unwrap().to_owned();
-    let login = server
-        .post("/api/v1/auth/login", None, &json!({"email": email, "password": "carol-long-enough"}))
-        .await;
-    assert_eq!(login.header("cache-control"), Some("no-store"));
-    assert!(login.expect(200)["refresh_token"].is_string());
-    let refreshed =
-        server.post("/api/v1/auth/refresh", None, &json!({"refresh_token": refresh})).await;
+    let registered: SessionAnswer = registered.expect_as(201);
+    let signed_in = login(server, &email, "carol-long-enough").await;
+    assert_eq!(signed_in.header("cache-control"), Some("no-store"));
+    assert!(signed_in.expect_as::<SessionAnswer>(200).refresh_token.is_some());
+    let refreshed = refresh(server, refresh_token_of(&registered)).await;
     assert_eq!(refreshed.header("cache-control"), Some("no-store"));
-    assert!(refreshed.expect(200)["refresh_token"].is_string());
+    assert!(refreshed.expect_as::<SessionAnswer>(200).refresh_token.is_some());
 
     // A browser (Sec-Fetch-* headers, which page scripts cannot set): the refresh token only in
     // the HttpOnly cookie, on registration and on login.
@@ -722,22 +639,22 @@ async fn token_answers_are_not_stored_and_cookie_clients_get_no_refresh_token_in
         .call(Method::POST, "/api/v1/auth/register")
         .header("sec-fetch-mode", "cors")
         .header("sec-fetch-site", "same-origin")
-        .json(&json!({"email": browser_email, "password": "dan-long-enough", "name": "Dan"}))
+        .json(&register_body(&browser_email, "dan-long-enough", "Dan"))
         .send()
         .await;
     assert_eq!(browser_registered.header("cache-control"), Some("no-store"));
-    let body = browser_registered.expect(201);
-    assert!(body.get("refresh_token").is_none(), "{body}");
-    assert!(body["access_token"].is_string());
+    let body: SessionAnswer = browser_registered.expect_as(201);
+    assert_eq!(body.refresh_token, None);
+    assert!(!body.access_token.is_empty());
     let browser_login = server
         .call(Method::POST, "/api/v1/auth/login")
         .header("sec-fetch-site", "same-origin")
-        .json(&json!({"email": browser_email, "password": "dan-long-enough"}))
+        .json(&login_body(&browser_email, "dan-long-enough"))
         .send()
         .await;
     assert_eq!(browser_login.header("cache-control"), Some("no-store"));
-    let body = browser_login.expect(200).clone();
-    assert!(body.get("refresh_token").is_none(), "{body}");
+    assert_eq!(browser_login.expect_as::<SessionAnswer>(200).refresh_token, None);
+    let body = browser_login.body.clone();
     let cookie = set_cookie(&browser_login, "br_refresh").expect("refresh cookie");
     for flag in ["HttpOnly", "Secure", "SameSite=Strict"] {
         assert!(cookie.contains(flag), "{cookie}");
@@ -750,8 +667,7 @@ async fn token_answers_are_not_stored_and_cookie_clients_get_no_refresh_token_in
     let by_cookie =
         server.call(Method::POST, "/api/v1/auth/refresh").header("cookie", &pair).send().await;
     assert_eq!(by_cookie.header("cache-control"), Some("no-store"));
-    let body = by_cookie.expect(200).clone();
-    assert!(body.get("refresh_token").is_none(), "{body}");
+    assert_eq!(by_cookie.expect_as::<SessionAnswer>(200).refresh_token, None);
     let next = set_cookie(&by_cookie, "br_refresh").expect("rotated refresh cookie");
     let next = next.split(';').next().unwrap().to_owned();
     assert_ne!(next, pair);
