@@ -252,6 +252,31 @@ pub struct Settings {
     )]
     pub google_issuer: String,
 
+    /// The signing secret of the Stripe webhook endpoint (`whsec_…`). Billing is off, and its
+    /// routes answer 404, unless it is set.
+    #[arg(long, env = "BOARDROOM_STRIPE_WEBHOOK_SECRET", hide_env_values = true, global = true)]
+    pub stripe_webhook_secret: Option<String>,
+
+    /// The Stripe secret API key (`sk_…`) that creates Checkout and Billing Portal sessions.
+    #[arg(long, env = "BOARDROOM_STRIPE_SECRET_KEY", hide_env_values = true, global = true)]
+    pub stripe_secret_key: Option<String>,
+
+    /// Base URL of the Stripe API (tests point it at a local fake).
+    #[arg(
+        long,
+        env = "BOARDROOM_STRIPE_API_BASE",
+        default_value = "https://api.stripe.com",
+        value_parser = parse_public_url,
+        global = true
+    )]
+    pub stripe_api_base: url::Url,
+
+    /// Which Stripe price is which plan: comma-separated `price_id=plan` pairs, plans `free`,
+    /// `pro` and `enterprise` (for example `price_123=pro,price_456=enterprise`).
+    #[arg(long, env = "BOARDROOM_STRIPE_PRICES", value_delimiter = ',',
+          value_parser = parse_stripe_price, global = true)]
+    pub stripe_prices: Vec<StripePrice>,
+
     /// Seconds a board's actor may sit idle before it stops (it restarts on next use).
     #[arg(long, env = "BOARDROOM_BOARD_IDLE_SECS", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
@@ -375,6 +400,26 @@ fn parse_public_url(raw: &str) -> Result<url::Url, String> {
         "http" | "https" if url.host().is_some() => Ok(url),
         _ => Err("must be an http(s) URL with a host".into()),
     }
+}
+
+/// A Stripe price and the plan it buys (`BOARDROOM_STRIPE_PRICES`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StripePrice {
+    /// Stripe's price id.
+    pub price: String,
+    /// The plan.
+    pub plan: boardroom_protocol::billing::Plan,
+}
+
+fn parse_stripe_price(raw: &str) -> Result<StripePrice, String> {
+    let (price, plan) = raw.trim().split_once('=').ok_or("expected price_id=plan")?;
+    let price = price.trim();
+    if price.is_empty() || !price.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(format!("{price:?} is not a Stripe price id"));
+    }
+    let plan = boardroom_protocol::billing::Plan::parse(plan.trim())
+        .ok_or_else(|| format!("{:?} is not a plan (free, pro, enterprise)", plan.trim()))?;
+    Ok(StripePrice { price: price.to_owned(), plan })
 }
 
 /// `raw` as an origin (`scheme://host[:port]`, http or https), serialized as browsers send it.

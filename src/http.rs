@@ -11,6 +11,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod authenticate;
+pub mod billing;
 pub mod boards;
 pub mod extract;
 pub mod google;
@@ -44,6 +45,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(boards::router())
         .merge(google::router())
         .merge(webhooks::router())
+        .merge(billing::router())
         .merge(crate::ws::router())
         .merge(openapi::router())
 }

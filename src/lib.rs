@@ -7,6 +7,8 @@
 //! - [`access`]: a caller's organization access as the board `Requester`, for REST and sockets.
 //! - [`auth`]: credentials to callers: passwords, sessions, JWTs, API keys, limits, and the
 //!   org-level access check with the audited superadmin bypass.
+//! - [`billing`]: Stripe: the webhook signature check, events reduced to their change, and the
+//!   Checkout and Billing Portal sessions.
 //! - [`commands`]: board writes' wire bodies as board commands, one function per write, for
 //!   REST and sockets alike.
 //! - [`config`]: the clap command line; every setting is a flag and an environment variable.
@@ -31,6 +33,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod billing;
 pub mod commands;
 pub mod config;
 pub mod error;

@@ -78,6 +78,8 @@ impl App {
             ));
         }
         let tls = Tls::load(&settings).map_err(|e| StartupError::Setting(e.to_string()))?;
+        let billing =
+            crate::billing::Billing::from_settings(&settings).map_err(StartupError::Setting)?;
         let store = open_store(&settings).await?;
         store.migrate().await.map_err(StartupError::Migrate)?;
         let runtime = Runtime::start(Dependencies {
@@ -101,7 +103,7 @@ impl App {
             &secret,
             &settings,
         );
-        Ok(App { state: AppState::new(store, settings, auth, runtime), tls })
+        Ok(App { state: AppState::new(store, settings, auth, runtime, billing), tls })
     }
 
     /// The shared state (for CLI subcommands that need the store).

@@ -1,5 +1,5 @@
 //! [`AppState`]: what every edge shares (the store, the settings, authentication, the actors,
-//! Google sign-in, the WebSocket gateway). It sits beneath the edges so that `http`, `auth` and
+//! Google sign-in, the WebSocket gateway, billing). It sits beneath the edges so that `http`, `auth` and
 //! `ws` each depend on it, never on one another for it.
 
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use boardroom_actors::supervisor::Runtime;
 
 use crate::auth::google::Google;
 use crate::auth::Auth;
+use crate::billing::Billing;
 use crate::config::Settings;
 use crate::storage::Store;
 
@@ -24,14 +25,28 @@ struct AppInner {
     runtime: Runtime,
     google: Google,
     ws: crate::ws::Gateway,
+    billing: Option<Arc<Billing>>,
 }
 
 impl AppState {
     /// Builds the state from its parts.
-    pub fn new(store: Store, settings: Settings, auth: Auth, runtime: Runtime) -> Self {
+    pub fn new(
+        store: Store,
+        settings: Settings,
+        auth: Auth,
+        runtime: Runtime,
+        billing: Option<Arc<Billing>>,
+    ) -> Self {
         let google = Google::from_settings(&settings);
         let ws = crate::ws::Gateway::start(&settings, runtime.boards().bus());
-        AppState { inner: Arc::new(AppInner { store, settings, auth, runtime, google, ws }) }
+        AppState {
+            inner: Arc::new(AppInner { store, settings, auth, runtime, google, ws, billing }),
+        }
+    }
+
+    /// Billing with Stripe; `None` when it is off.
+    pub fn billing(&self) -> Option<&Arc<Billing>> {
+        self.inner.billing.as_ref()
     }
 
     /// Authentication and org-level authorization.

@@ -25,6 +25,7 @@ use uuid::Uuid;
 
 mod api_keys;
 mod audit;
+mod billing;
 mod boards;
 mod item_batches;
 mod oauth_states;

@@ -7,6 +7,7 @@ mod harness;
 
 mod api_keys;
 mod audit;
+mod billing;
 mod board_authz;
 mod boards;
 mod bounds;

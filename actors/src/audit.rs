@@ -110,6 +110,10 @@ audit_actions! {
     WebhookSecretRotated = "webhook.secret_rotated",
     /// A webhook's URL, kinds or enabled state changed (URLs as hosts only).
     WebhookUpdated = "webhook.updated",
+    /// A Stripe event changed an organization's plan (`metadata`: from, to, event id).
+    PlanChanged = "plan.changed",
+    /// A Stripe event cancelled an organization's subscription.
+    SubscriptionCancelled = "subscription.cancelled",
 }
 
 impl AuditEvent {

@@ -7,6 +7,7 @@
 //!
 //! ## Layout
 //! - [`supervisor`]: the root supervisor; starts the children and restarts those that fail.
+//! - [`billing`]: a Stripe event's change to an organization and the rule applying it.
 //! - [`board`]: the board actor: a board's authorization state and contents, its command rules,
 //!   group commit and event log.
 //! - [`boards`]: the registry that starts board actors on first use and restarts failed ones.
@@ -27,6 +28,7 @@
 
 pub mod audit;
 pub mod audit_chain;
+pub mod billing;
 pub mod board;
 pub mod boards;
 pub mod bounds;

@@ -1,7 +1,8 @@
 //! The org actor: one per active organization. It owns the organization's authorization state
 //! (who is a member, with which role, and its plan), answers role lookups from memory so
 //! requests need no database read for them, and serializes membership changes, enforcing that
-//! an organization always keeps an admin.
+//! an organization always keeps an admin. Billing events reach the organization through its
+//! actor too, one at a time ([`Orgs::apply_billing`]), so the plan it holds follows them.
 //!
 //! [`Orgs`] is the registry: it starts an organization's actor on first use (named `org:<id>`,
 //! so at most one runs), and the actor stops after sitting idle.
@@ -13,6 +14,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
 use uuid::Uuid;
 
+use crate::billing::{BillingEvent, BillingOutcome, Plan};
 use crate::named::{self, Idle};
 use crate::roles::{check_keeps_an_admin, OrgRole};
 use crate::webhook::{Affected, Webhooks};
@@ -57,6 +59,14 @@ pub trait OrgStore: Send + Sync + 'static {
         user: Uuid,
         role: Option<OrgRole>,
     ) -> anyhow::Result<()>;
+    /// Records `event`'s id and applies it with [`crate::billing::BillingState::apply`] in one
+    /// transaction; an id recorded already answers [`BillingOutcome::Duplicate`] and changes
+    /// nothing.
+    async fn apply_billing(
+        &self,
+        org: Uuid,
+        event: &BillingEvent,
+    ) -> anyhow::Result<BillingOutcome>;
 }
 
 /// A membership change.
@@ -76,6 +86,10 @@ pub enum OrgMessage {
     Role(Uuid, RpcReplyPort<Option<OrgRole>>),
     /// Change a membership; answers the previous role.
     Change(Uuid, MemberChange, RpcReplyPort<Result<Option<OrgRole>, OrgError>>),
+    /// Apply a verified billing event.
+    Billing(Box<BillingEvent>, RpcReplyPort<Result<BillingOutcome, OrgError>>),
+    /// The plan in effect.
+    Plan(RpcReplyPort<Plan>),
     /// Stop if idle.
     IdleCheck,
 }
@@ -95,6 +109,7 @@ pub struct OrgArgs {
 pub struct OrgState {
     org: Uuid,
     members: HashMap<Uuid, OrgRole>,
+    plan: Plan,
     store: Arc<dyn OrgStore>,
     idle: Idle,
 }
@@ -137,6 +152,17 @@ impl OrgState {
         }
         Ok(current)
     }
+
+    async fn billing(&mut self, event: &BillingEvent) -> Result<BillingOutcome, OrgError> {
+        let outcome = self.store.apply_billing(self.org, event).await.map_err(|e| {
+            tracing::error!(error = ?e, org = %self.org, event = %event.event_id, "billing event not applied");
+            OrgError::Unavailable("storage is unavailable; retry".into())
+        })?;
+        if let BillingOutcome::Applied { after, .. } = &outcome {
+            self.plan = after.plan;
+        }
+        Ok(outcome)
+    }
 }
 
 impl Actor for OrgActor {
@@ -150,7 +176,8 @@ impl Actor for OrgActor {
         args: OrgArgs,
     ) -> Result<OrgState, ActorProcessingErr> {
         let idle = Idle::start(&myself, args.idle_timeout, || OrgMessage::IdleCheck);
-        Ok(OrgState { org: args.org, members: args.loaded.members, store: args.store, idle })
+        let plan = Plan::parse(&args.loaded.plan).unwrap_or(Plan::Free);
+        Ok(OrgState { org: args.org, members: args.loaded.members, plan, store: args.store, idle })
     }
 
     async fn handle(
@@ -167,6 +194,14 @@ impl Actor for OrgActor {
             OrgMessage::Change(user, change, reply) => {
                 state.idle.touch();
                 let _ = reply.send(state.change(user, change).await);
+            }
+            OrgMessage::Billing(event, reply) => {
+                state.idle.touch();
+                let _ = reply.send(state.billing(&event).await);
+            }
+            OrgMessage::Plan(reply) => {
+                state.idle.touch();
+                let _ = reply.send(state.plan);
             }
             OrgMessage::IdleCheck => {
                 if state.idle.expired() {
@@ -268,5 +303,25 @@ impl Orgs {
             }
         }
         Ok(previous)
+    }
+
+    /// Applies a verified billing event through the organization's actor, so it is serialized
+    /// with every other billing event of the organization.
+    pub async fn apply_billing(
+        &self,
+        org: Uuid,
+        event: BillingEvent,
+    ) -> Result<BillingOutcome, OrgError> {
+        let actor = self.actor(org).await?.ok_or(OrgError::NotFound("organization"))?;
+        ractor::call_t!(actor, OrgMessage::Billing, CALL_TIMEOUT_MS, Box::new(event))
+            .map_err(|_| OrgError::Unavailable("organization did not answer; retry".into()))?
+    }
+
+    /// The plan `org` is on; `None` when there is no such organization.
+    pub async fn plan(&self, org: Uuid) -> Result<Option<Plan>, OrgError> {
+        let Some(actor) = self.actor(org).await? else { return Ok(None) };
+        ractor::call_t!(actor, OrgMessage::Plan, ROLE_TIMEOUT_MS)
+            .map(Some)
+            .map_err(|_| OrgError::Unavailable("organization did not answer; retry".into()))
     }
 }

@@ -83,6 +83,13 @@ impl OrgStore for NoOrgs {
     async fn update_member(&self, _: Uuid, _: Uuid, _: Option<OrgRole>) -> anyhow::Result<()> {
         Ok(())
     }
+    async fn apply_billing(
+        &self,
+        _: Uuid,
+        _: &crate::billing::BillingEvent,
+    ) -> anyhow::Result<crate::billing::BillingOutcome> {
+        Ok(crate::billing::BillingOutcome::Duplicate)
+    }
 }
 
 /// The audit key of unit tests.

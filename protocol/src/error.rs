@@ -39,6 +39,9 @@ error_codes! {
     BadRequest = ("bad_request", 400),
     /// The body is not valid JSON (or MessagePack) for the expected shape.
     MalformedBody = ("malformed_body", 400),
+    /// A signed delivery (a Stripe webhook) whose signature is missing, malformed, outside the
+    /// timestamp tolerance, or matches nothing; nothing was applied.
+    InvalidSignature = ("invalid_signature", 400),
     /// No credentials, or credentials that do not identify anyone.
     Unauthenticated = ("unauthenticated", 401),
     /// Login failed: the email is unknown or the password is wrong (never says which).

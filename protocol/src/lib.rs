@@ -15,6 +15,7 @@
 //! - [`api_keys`]: API keys.
 //! - [`webhooks`]: webhooks, deliveries, and the body POSTed to a webhook.
 //! - [`audit`]: the audit log.
+//! - [`billing`]: plans, billing status, checkout and portal bodies, the Stripe webhook answer.
 //! - [`health`]: the health probes.
 //! - [`error`]: the stable error codes, shared by REST error bodies and WebSocket error replies,
 //!   with the HTTP status each maps to.
@@ -34,6 +35,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod billing;
 pub mod boards;
 pub mod codec;
 pub mod error;

@@ -69,7 +69,7 @@ impl Caller {
             Principal::User { user_id, session_id, .. } => Ok((*user_id, *session_id)),
             Principal::ApiKey(_) => Err(ApiError::new(
                 ErrorCode::InsufficientScope,
-                "API keys cannot manage sessions, API keys, membership or the audit log",
+                "API keys cannot manage sessions, API keys, membership, billing or the audit log",
             )),
         }
     }

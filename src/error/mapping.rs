@@ -12,6 +12,9 @@ use boardroom_protocol::ErrorCode;
 use super::ApiError;
 use crate::auth::google::SignInError;
 use crate::auth::password::HashError;
+use crate::billing::event::EventError;
+use crate::billing::signature::SignatureError;
+use crate::billing::StripeError;
 use crate::ssrf::SsrfError;
 use crate::storage::StorageError;
 
@@ -51,6 +54,37 @@ impl From<OrgError> for ApiError {
             OrgError::NotFound(what) => ApiError::not_found(what),
             OrgError::AlreadyMember | OrgError::LastAdmin => ApiError::conflict(err.to_string()),
             OrgError::Unavailable(message) => unavailable(message, 1),
+        }
+    }
+}
+
+/// A Stripe delivery whose signature does not check: `400 invalid_signature`, nothing applied.
+impl From<SignatureError> for ApiError {
+    fn from(err: SignatureError) -> Self {
+        ApiError::new(ErrorCode::InvalidSignature, err.to_string())
+    }
+}
+
+/// A signed Stripe event that cannot be read: `400 malformed_body`, so Stripe retries it and
+/// the dashboard shows the failure.
+impl From<EventError> for ApiError {
+    fn from(err: EventError) -> Self {
+        ApiError::new(ErrorCode::MalformedBody, err.to_string())
+    }
+}
+
+/// A Checkout or Portal session Stripe did not create: the details are logged, the caller is
+/// told to retry; a missing price or key is the operator's to fix (`503` too, said plainly).
+impl From<StripeError> for ApiError {
+    fn from(err: StripeError) -> Self {
+        match err {
+            StripeError::Api(_) => {
+                tracing::error!(error = %err, "Stripe API call failed");
+                unavailable("the payment provider did not answer; retry", 5)
+            }
+            StripeError::NotConfigured | StripeError::NoPrice(_) => {
+                ApiError::new(ErrorCode::Unavailable, err.to_string())
+            }
         }
     }
 }

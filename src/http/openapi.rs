@@ -52,6 +52,7 @@ use super::AppState;
         (name = "items", description = "Items (rows) of a board"),
         (name = "updates", description = "Updates (comments) on items"),
         (name = "webhooks", description = "Webhooks of a board and their deliveries"),
+        (name = "billing", description = "Plans with Stripe: checkout, the billing portal, Stripe's webhook"),
         (name = "realtime", description = "The WebSocket and its tickets"),
         (name = "health", description = "Health probes, at the root"),
         (name = "meta", description = "This document"),
@@ -202,6 +203,9 @@ error_sets! {
         SessionRevoked, Forbidden, InsufficientScope, CsrfFailed, NotFound, Conflict,
         VersionConflict, PayloadTooLarge, ContentTooLarge, UnsupportedMediaType,
         ValidationFailed, LimitReached, RateLimited, Internal, Unavailable];
+    /// The Stripe webhook: no session, a signature instead.
+    StripeWebhookErrors = [BadRequest, InvalidSignature, MalformedBody, NotFound,
+        PayloadTooLarge, RateLimited, Internal, Unavailable];
     /// The WebSocket upgrade, refused before it happens.
     UpgradeErrors = [BadRequest, Unauthenticated, TokenExpired, SessionRevoked, Forbidden,
         UnsupportedProtocolVersion, RateLimited, Internal, Unavailable];

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use boardroom_actors::billing::{BillingEvent, BillingOutcome};
 use boardroom_actors::org::{LoadedOrg, OrgStore};
 use boardroom_actors::roles::{check_keeps_an_admin, OrgRole};
 use chrono::{DateTime, Utc};
@@ -287,5 +288,13 @@ impl OrgStore for Store {
         // The transaction re-checks the last-admin rule: another node may have changed roles.
         self.tenant(org).set_member_role(user, role).await?;
         Ok(())
+    }
+
+    async fn apply_billing(
+        &self,
+        org: Uuid,
+        event: &BillingEvent,
+    ) -> anyhow::Result<BillingOutcome> {
+        Ok(self.apply_billing_event(org, event).await?)
     }
 }
