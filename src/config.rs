@@ -298,6 +298,12 @@ pub struct Settings {
           value_parser = clap::value_parser!(u32).range(1..=10_000_000), global = true)]
     pub board_max_items: u32,
 
+    /// Most files attached to one item (its comments' included); one more is refused
+    /// `422 limit_reached`.
+    #[arg(long, env = "BOARDROOM_ITEM_MAX_ATTACHMENTS", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
+    pub item_max_attachments: u32,
+
     /// Most bytes an item's values may take serialized as JSON; a create or change that would
     /// exceed it is refused `413 content_too_large`.
     #[arg(long, env = "BOARDROOM_ITEM_VALUES_MAX_BYTES", default_value_t = 256 * 1024,
@@ -458,6 +464,7 @@ impl Settings {
             items: self.board_max_items as usize,
             item_values_bytes: self.item_values_max_bytes as usize,
             update_body_bytes: self.update_body_max_bytes as usize,
+            attachments_per_item: self.item_max_attachments as usize,
         }
     }
 

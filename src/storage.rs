@@ -24,6 +24,7 @@ use sqlx::sqlite::{
 use uuid::Uuid;
 
 mod api_keys;
+mod attachments;
 mod audit;
 mod billing;
 mod boards;
@@ -36,6 +37,7 @@ mod users;
 mod webhooks;
 
 pub use api_keys::{ApiKeyChanges, ApiKeyRow, NewApiKey};
+pub use attachments::StoredAttachment;
 pub use audit::{AuditRow, ChainReport};
 pub use boards::{BoardListing, EventKindRow, EventPage, EventRow, EVENT_OVERHEAD_BYTES};
 pub use oauth_states::{NewOAuthState, OAuthStateRow};

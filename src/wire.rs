@@ -4,6 +4,7 @@
 //! socket gateway, the fan-out, webhooks and the event log call these; nothing else builds an
 //! entity's wire shape.
 //!
+//! - [`attachments`]: a file's metadata (never where its bytes are).
 //! - [`boards`]: the board, its columns, groups, items, updates and members; the snapshot.
 //! - [`events`]: each event's `data`, the logged form of it, and the event as the REST log
 //!   shows it.
@@ -12,6 +13,7 @@
 //! - [`api_keys`]: API keys, listed and as created.
 
 pub mod api_keys;
+pub mod attachments;
 pub mod boards;
 pub mod events;
 pub mod identity;

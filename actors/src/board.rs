@@ -39,7 +39,8 @@ use uuid::Uuid;
 
 use crate::bounds::BoardLimits;
 use crate::domain::{
-    Board, BoardCommand, BoardError, BoardEvent, BoardRole, Column, EventData, Group, Item, Update,
+    Attachment, Board, BoardCommand, BoardError, BoardEvent, BoardRole, Column, EventData, Group,
+    Item, StoredBlob, Update,
 };
 use crate::event_bus::EventBus;
 use crate::named::Idle;
@@ -68,7 +69,8 @@ impl Requester {
     /// The scope their key lacks to see board events of `kind`, if any (see [`Self::may_see`]).
     pub fn lacks_to_see(&self, kind: &str) -> Option<Scope> {
         let scopes = self.scopes.as_ref()?;
-        let needed = if kind.starts_with("item.") {
+        // Attachments are part of their item: the same scope reads them.
+        let needed = if kind.starts_with("item.") || kind.starts_with("attachment.") {
             Scope::ItemsRead
         } else if kind.starts_with("update.") {
             Scope::UpdatesRead
@@ -94,6 +96,8 @@ pub struct LoadedBoard {
     pub groups: Vec<Group>,
     /// Items (archived ones included).
     pub items: Vec<Item>,
+    /// How many files are attached to each item (items without any are absent).
+    pub attachment_counts: HashMap<Uuid, u32>,
 }
 
 impl LoadedBoard {
@@ -116,6 +120,7 @@ impl LoadedBoard {
             columns: Vec::new(),
             groups: Vec::new(),
             items: Vec::new(),
+            attachment_counts: HashMap::new(),
         }
     }
 }
@@ -152,6 +157,10 @@ pub enum Change {
     Update(Update),
     /// An update was deleted.
     DeleteUpdate(Uuid),
+    /// A file was attached.
+    Attachment(Attachment, StoredBlob),
+    /// An attachment was deleted.
+    DeleteAttachment(Uuid),
 }
 
 /// The recorded answer to a command sent with an idempotency key.
@@ -193,6 +202,15 @@ pub trait BoardStore: Send + Sync + 'static {
         item: Uuid,
         update: Uuid,
     ) -> anyhow::Result<Option<Update>>;
+    /// An attachment of `board`, wherever it is on the board.
+    async fn attachment(
+        &self,
+        org: Uuid,
+        board: Uuid,
+        attachment: Uuid,
+    ) -> anyhow::Result<Option<Attachment>>;
+    /// How many files are attached to `item` of `board` (its comments' included).
+    async fn attachment_count(&self, org: Uuid, board: Uuid, item: Uuid) -> anyhow::Result<u32>;
     /// The recorded answer to an earlier command with this idempotency key.
     async fn idempotent_result(
         &self,
@@ -248,6 +266,9 @@ pub enum BoardQuery {
     Members,
     /// Only check that the caller may read `scope` data on the board; answers the caller's role.
     Access(Scope),
+    /// Only check that the caller may attach a file to the item now (role, scope, the item,
+    /// room for one more), before its bytes are read; answers the caller's role.
+    MayAttach(Uuid),
 }
 
 /// Messages of a board actor.
@@ -319,6 +340,8 @@ pub struct BoardState {
     columns: Vec<Column>,
     groups: Vec<Group>,
     items: HashMap<Uuid, Item>,
+    /// Files attached per item, pending ones included (the bound counts them).
+    attachment_counts: HashMap<Uuid, u32>,
     deleted: bool,
     store: Arc<dyn BoardStore>,
     bus: EventBus,
@@ -343,6 +366,7 @@ impl BoardState {
             columns: Vec::new(),
             groups: Vec::new(),
             items: HashMap::new(),
+            attachment_counts: HashMap::new(),
             deleted: false,
             store: args.store,
             bus: args.bus,
@@ -366,6 +390,7 @@ impl BoardState {
         self.groups = loaded.groups;
         self.groups.sort_by(|a, b| a.position.cmp(&b.position));
         self.items = loaded.items.into_iter().map(|i| (i.id, i)).collect();
+        self.attachment_counts = loaded.attachment_counts;
         // Another writer may have committed keys in the store meanwhile.
         self.keys_trusted_since = Instant::now();
     }
@@ -442,6 +467,7 @@ impl BoardState {
             .await;
         match result {
             Ok(()) => {
+                self.recount_attachments(&pending.events).await;
                 for event in pending.events {
                     self.bus.publish(Arc::new(event));
                 }
@@ -474,6 +500,30 @@ impl BoardState {
                         Ok(())
                     }
                     Err(err) => Err(err.into()),
+                }
+            }
+        }
+    }
+}
+
+impl BoardState {
+    /// A deleted comment took its attachments (and its replies' ones) with it in the store:
+    /// the items' counts are read again once that has committed.
+    async fn recount_attachments(&mut self, events: &[BoardEvent]) {
+        let items: std::collections::BTreeSet<Uuid> = events
+            .iter()
+            .filter_map(|e| match e.data {
+                EventData::UpdateDeleted { item_id, .. } => Some(item_id),
+                _ => None,
+            })
+            .collect();
+        for item in items {
+            match self.store.attachment_count(self.org(), self.board.id, item).await {
+                Ok(count) => {
+                    self.attachment_counts.insert(item, count);
+                }
+                Err(err) => {
+                    tracing::warn!(board = %self.board.id, error = ?err, "attachment recount failed");
                 }
             }
         }

@@ -28,6 +28,9 @@ pub const DEFAULT_MAX_ITEM_VALUES_BYTES: usize = 256 * 1024;
 /// Default for [`BoardLimits::update_body_bytes`]: 64 KiB.
 pub const DEFAULT_MAX_UPDATE_BODY_BYTES: usize = 64 * 1024;
 
+/// Default for [`BoardLimits::attachments_per_item`].
+pub const DEFAULT_MAX_ATTACHMENTS_PER_ITEM: usize = 100;
+
 /// The bounds of every board, from the settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BoardLimits {
@@ -41,6 +44,8 @@ pub struct BoardLimits {
     pub item_values_bytes: usize,
     /// Most bytes (UTF-8) of an update's body.
     pub update_body_bytes: usize,
+    /// Most files attached to one item (its comments' included).
+    pub attachments_per_item: usize,
 }
 
 impl Default for BoardLimits {
@@ -51,6 +56,7 @@ impl Default for BoardLimits {
             items: DEFAULT_MAX_ITEMS,
             item_values_bytes: DEFAULT_MAX_ITEM_VALUES_BYTES,
             update_body_bytes: DEFAULT_MAX_UPDATE_BODY_BYTES,
+            attachments_per_item: DEFAULT_MAX_ATTACHMENTS_PER_ITEM,
         }
     }
 }
@@ -69,6 +75,17 @@ impl BoardLimits {
     /// Refuses one more item when the board holds `held`.
     pub fn room_for_item(&self, held: usize) -> Result<(), BoardError> {
         room_for("items", held, self.items)
+    }
+
+    /// Refuses one more attachment on an item that holds `held`.
+    pub fn room_for_attachment(&self, held: usize) -> Result<(), BoardError> {
+        if held >= self.attachments_per_item {
+            return Err(BoardError::LimitReached(format!(
+                "an item holds at most {} attachments; delete some first",
+                self.attachments_per_item
+            )));
+        }
+        Ok(())
     }
 
     /// Refuses item values larger, serialized, than the bound.

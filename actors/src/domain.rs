@@ -180,6 +180,51 @@ pub struct Update {
     pub edited_at: Option<DateTime<Utc>>,
 }
 
+/// A file attached to an item (and, with `update_id`, to one of its comments): its metadata.
+/// The bytes live encrypted in the blob store; where, and under which key, is [`StoredBlob`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// Id.
+    pub id: Uuid,
+    /// The item it is on.
+    pub item_id: Uuid,
+    /// The comment it is attached to.
+    pub update_id: Option<Uuid>,
+    /// The file's name: display text only.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// The checked content type.
+    pub content_type: String,
+    /// SHA-256 of the bytes, lowercase hex.
+    pub sha256: String,
+    /// Who uploaded it.
+    pub created_by: Option<Uuid>,
+    /// Upload time.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Where an attachment's encrypted bytes are and the data key that reads them, wrapped by a
+/// master key: written to its row, never into an event, an answer or a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredBlob {
+    /// The blob's random name in the blob store.
+    pub blob_key: String,
+    /// The master key that wrapped the data key.
+    pub key_id: String,
+    /// The data key, wrapped.
+    pub wrapped_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for StoredBlob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredBlob")
+            .field("blob_key", &self.blob_key)
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Where to put something in an ordered list: between two neighbours, named by id.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Placement {
@@ -343,6 +388,29 @@ pub enum BoardCommand {
         /// The update.
         update_id: Uuid,
     },
+    /// Record a file, already sealed into the blob store, as attached to an item (or to one of
+    /// its comments). If refused, the edge deletes the blob.
+    AddAttachment {
+        /// The item.
+        item_id: Uuid,
+        /// The comment on that item, if any.
+        update_id: Option<Uuid>,
+        /// The file's name (display text).
+        name: String,
+        /// Size in bytes.
+        size: u64,
+        /// The checked content type.
+        content_type: String,
+        /// SHA-256 of the bytes, lowercase hex.
+        sha256: String,
+        /// Where the sealed bytes are.
+        blob: StoredBlob,
+    },
+    /// Delete an attachment (its blob is deleted by the edge once this commits).
+    DeleteAttachment {
+        /// The attachment.
+        attachment_id: Uuid,
+    },
 }
 
 /// The kind of a committed change, named `<entity>.<verb>`: the wire's own vocabulary, which
@@ -437,6 +505,15 @@ pub enum EventData {
         /// The item it was on.
         item_id: Uuid,
     },
+    /// `attachment.added`: its metadata (never where its bytes are).
+    AttachmentAdded(Attachment),
+    /// `attachment.deleted`.
+    AttachmentDeleted {
+        /// The attachment.
+        attachment_id: Uuid,
+        /// The item it was on.
+        item_id: Uuid,
+    },
 }
 
 impl EventData {
@@ -463,6 +540,8 @@ impl EventData {
             EventData::UpdateCreated(_) => EventKind::UpdateCreated,
             EventData::UpdateEdited(_) => EventKind::UpdateEdited,
             EventData::UpdateDeleted { .. } => EventKind::UpdateDeleted,
+            EventData::AttachmentAdded(_) => EventKind::AttachmentAdded,
+            EventData::AttachmentDeleted { .. } => EventKind::AttachmentDeleted,
         }
     }
 

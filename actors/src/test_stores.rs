@@ -9,7 +9,7 @@ use crate::audit::{AppendError, AuditEvent, AuditStore, Checkpointed};
 use crate::audit_chain::{self, AuditKey, ChainBreak, Seal, SealKind, StoredRow, Verified};
 
 use crate::board::{BoardStore, Change, CommandOutput, IdempotentResult, LoadedBoard};
-use crate::domain::{BoardEvent, Update};
+use crate::domain::{Attachment, BoardEvent, Update};
 use crate::org::{LoadedOrg, OrgStore};
 use crate::roles::OrgRole;
 
@@ -57,6 +57,12 @@ impl BoardStore for TestBoards {
     }
     async fn update(&self, _: Uuid, _: Uuid, _: Uuid, _: Uuid) -> anyhow::Result<Option<Update>> {
         Ok(None)
+    }
+    async fn attachment(&self, _: Uuid, _: Uuid, _: Uuid) -> anyhow::Result<Option<Attachment>> {
+        Ok(None)
+    }
+    async fn attachment_count(&self, _: Uuid, _: Uuid, _: Uuid) -> anyhow::Result<u32> {
+        Ok(0)
     }
     async fn idempotent_result(
         &self,

@@ -8,6 +8,7 @@
 //! ## Layout
 //! - [`boards`]: boards, columns, groups, items, updates and board members; the snapshot; the
 //!   bodies of board writes (one type for the REST body and the socket command).
+//! - [`attachments`]: file attachments' metadata (the bytes never travel in these types).
 //! - [`events`]: the event kinds, each kind's `data` ([`events::EventData`]), and the REST log.
 //! - [`identity`]: registration, sign-in, refresh and password bodies; the session answer;
 //!   sessions; `GET /me`; the socket ticket.
@@ -34,6 +35,7 @@
 //! append-only: a retired name is never reused for something else.
 
 pub mod api_keys;
+pub mod attachments;
 pub mod audit;
 pub mod billing;
 pub mod boards;

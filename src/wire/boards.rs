@@ -132,7 +132,14 @@ pub fn snapshot(snapshot: &Snapshot) -> wire::Snapshot {
         board: board(&snapshot.board),
         columns: snapshot.columns.iter().map(snapshot_column).collect(),
         groups: snapshot.groups.iter().map(|g| group(id, g)).collect(),
-        items: snapshot.items.iter().map(|i| item(id, i)).collect(),
+        items: snapshot
+            .items
+            .iter()
+            .map(|i| wire::SnapshotItem {
+                item: item(id, i),
+                attachment_count: snapshot.attachment_counts.get(&i.id).copied().unwrap_or(0),
+            })
+            .collect(),
         seq: snapshot.seq,
     }
 }

@@ -82,6 +82,16 @@ pub fn data(board: Uuid, data: &EventData) -> wire::EventData {
                 board_id: board,
             })
         }
+        EventData::AttachmentAdded(a) => {
+            wire::EventData::AttachmentAdded(super::attachments::attachment(a))
+        }
+        EventData::AttachmentDeleted { attachment_id, item_id } => {
+            wire::EventData::AttachmentDeleted(boardroom_protocol::attachments::AttachmentDeleted {
+                id: *attachment_id,
+                item_id: *item_id,
+                board_id: board,
+            })
+        }
     }
 }
 
@@ -171,6 +181,12 @@ pub fn to_domain(data: wire::EventData) -> Option<EventData> {
         wire::EventData::UpdateEdited(u) => EventData::UpdateEdited(update_to_domain(u)),
         wire::EventData::UpdateDeleted(d) => {
             EventData::UpdateDeleted { update_id: d.id, item_id: d.item_id }
+        }
+        wire::EventData::AttachmentAdded(a) => {
+            EventData::AttachmentAdded(super::attachments::to_domain(a))
+        }
+        wire::EventData::AttachmentDeleted(d) => {
+            EventData::AttachmentDeleted { attachment_id: d.id, item_id: d.item_id }
         }
     })
 }

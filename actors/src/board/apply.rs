@@ -10,7 +10,8 @@ use uuid::Uuid;
 
 use super::{now, BoardState, Change, Requester};
 use crate::domain::{
-    invalid, BoardCommand, BoardError, BoardRole, Column, EventData, Group, Item, Placement, Update,
+    invalid, Attachment, BoardCommand, BoardError, BoardRole, Column, EventData, Group, Item,
+    Placement, Update,
 };
 use crate::position;
 use crate::values::{self, MAX_LONG_TEXT_CHARS, MAX_NAME_CHARS, MAX_TITLE_CHARS};
@@ -255,6 +256,8 @@ impl BoardState {
                 self.group(group_id)?;
                 self.groups.retain(|g| g.id != group_id);
                 self.items.retain(|_, i| i.group_id != group_id);
+                let items = &self.items;
+                self.attachment_counts.retain(|item, _| items.contains_key(item));
                 Ok((vec![Change::DeleteGroup(group_id)], EventData::GroupDeleted { group_id }))
             }
             BoardCommand::CreateItem { group_id, name, values, placement } => {
@@ -366,6 +369,7 @@ impl BoardState {
             BoardCommand::DeleteItem { item_id } => {
                 self.require(requester, BoardRole::Editor, Scope::ItemsWrite)?;
                 let item = self.items.remove(&item_id).ok_or(BoardError::NotFound("item"))?;
+                self.attachment_counts.remove(&item_id);
                 let data = EventData::ItemDeleted { item_id, group_id: item.group_id };
                 Ok((vec![Change::DeleteItem(item_id)], data))
             }
@@ -437,7 +441,101 @@ impl BoardState {
                     EventData::UpdateDeleted { update_id, item_id },
                 ))
             }
+            BoardCommand::AddAttachment {
+                item_id,
+                update_id,
+                name,
+                size,
+                content_type,
+                sha256,
+                blob,
+            } => {
+                self.may_attach(requester, item_id)?;
+                if let Some(update_id) = update_id {
+                    let update = match self.pending_update(update_id) {
+                        Some(pending) => pending,
+                        None => self
+                            .store
+                            .update(self.org(), board_id, item_id, update_id)
+                            .await
+                            .map_err(unavailable)?,
+                    };
+                    update
+                        .filter(|u| u.item_id == item_id)
+                        .ok_or(BoardError::NotFound("update on this item"))?;
+                }
+                let name = values::check_text("name", &name, MAX_NAME_CHARS)?;
+                check_attachment_facts(&content_type, &sha256)?;
+                let attachment = Attachment {
+                    id: Uuid::now_v7(),
+                    item_id,
+                    update_id,
+                    name,
+                    size,
+                    content_type,
+                    sha256,
+                    created_by: Some(requester.user_id),
+                    created_at: at,
+                };
+                *self.attachment_counts.entry(item_id).or_insert(0) += 1;
+                Ok((
+                    vec![Change::Attachment(attachment.clone(), blob)],
+                    EventData::AttachmentAdded(attachment),
+                ))
+            }
+            BoardCommand::DeleteAttachment { attachment_id } => {
+                self.require(requester, BoardRole::Editor, Scope::ItemsWrite)?;
+                let found = match self.pending_attachment(attachment_id) {
+                    Some(pending) => pending,
+                    None => self
+                        .store
+                        .attachment(self.org(), board_id, attachment_id)
+                        .await
+                        .map_err(unavailable)?,
+                };
+                // Gone with its item or its comment (in the store, or in the pending batch).
+                let attachment = found
+                    .filter(|a| self.items.contains_key(&a.item_id))
+                    .filter(|a| a.update_id.and_then(|u| self.pending_update(u)) != Some(None))
+                    .ok_or(BoardError::NotFound("attachment"))?;
+                let item_id = attachment.item_id;
+                if let Some(count) = self.attachment_counts.get_mut(&item_id) {
+                    *count = count.saturating_sub(1);
+                }
+                Ok((
+                    vec![Change::DeleteAttachment(attachment_id)],
+                    EventData::AttachmentDeleted { attachment_id, item_id },
+                ))
+            }
         }
+    }
+
+    /// Whether `requester` may attach one more file to `item` now: an editor (a key with
+    /// `items:write`), the item on this board, room for one more. Checked again when the
+    /// file's row is added, and before its bytes are read (`BoardQuery::MayAttach`).
+    pub(super) fn may_attach(
+        &self,
+        requester: &Requester,
+        item_id: Uuid,
+    ) -> Result<BoardRole, BoardError> {
+        let role = self.require(requester, BoardRole::Editor, Scope::ItemsWrite)?;
+        self.item(item_id)?;
+        let held = self.attachment_counts.get(&item_id).copied().unwrap_or(0);
+        self.limits.room_for_attachment(held as usize)?;
+        Ok(role)
+    }
+
+    /// An attachment as the batch waiting to be written leaves it: `Some(Some(_))` added there,
+    /// `Some(None)` deleted there, `None` not touched (the store knows).
+    fn pending_attachment(&self, id: Uuid) -> Option<Option<Attachment>> {
+        let pending = self.pending.as_ref()?;
+        pending.changes.iter().fold(None, |found, change| match change {
+            Change::Attachment(attachment, _) if attachment.id == id => {
+                Some(Some(attachment.clone()))
+            }
+            Change::DeleteAttachment(deleted) if *deleted == id => Some(None),
+            _ => found,
+        })
     }
 
     /// A board always keeps an explicit owner.
@@ -494,6 +592,23 @@ impl BoardState {
     }
 }
 
+/// The facts the edge established about a file: a content type of the form `type/subtype`
+/// (printable ASCII, bounded) and a SHA-256 in lowercase hex.
+fn check_attachment_facts(content_type: &str, sha256: &str) -> Result<(), BoardError> {
+    let printable = |c: char| c.is_ascii_graphic() || c == ' ';
+    if content_type.is_empty()
+        || content_type.len() > 255
+        || !content_type.contains('/')
+        || !content_type.chars().all(printable)
+    {
+        return Err(invalid("content type must be a media type such as text/plain"));
+    }
+    if sha256.len() != 64 || !sha256.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')) {
+        return Err(invalid("sha256 must be 64 lowercase hex digits"));
+    }
+    Ok(())
+}
+
 fn unavailable(err: anyhow::Error) -> BoardError {
     tracing::error!(error = ?err, "board storage failed");
     BoardError::Unavailable("storage is unavailable; retry".into())
@@ -537,6 +652,149 @@ mod tests {
         assert!(matches!(err, BoardError::Conflict(_)), "{err:?}");
         assert!(moves > 500, "only {moves} moves before the bound");
         assert!(keys.values().all(|k| k.len() <= position::MAX_KEY_LEN));
+    }
+
+    /// Attachments: editors add them to an item of the board (viewers and keys without
+    /// `items:write` are refused, another item is 404), up to the per-item bound, which a
+    /// deletion frees again; the snapshot counts them; deleting the item forgets the count.
+    #[tokio::test]
+    async fn attachments_follow_the_rules() {
+        use std::collections::HashMap;
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        use ractor::{Actor, ActorRef};
+
+        use crate::board::{
+            BoardActor, BoardArgs, BoardMessage, BoardQuery, BoardView, CommandOutput, KeyLookup,
+            LoadedBoard,
+        };
+        use crate::bounds::BoardLimits;
+        use crate::domain::{Board, StoredBlob};
+        use crate::event_bus::EventBus;
+        use crate::roles::OrgRole;
+        use crate::test_stores::{unused_orgs, TestBoards};
+
+        let (org, board_id, group_id, item_id) =
+            (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let (editor, viewer) = (Uuid::now_v7(), Uuid::now_v7());
+        let at = now();
+        let item = Item {
+            id: item_id,
+            group_id,
+            name: "i".into(),
+            values: BTreeMap::new(),
+            position: "a".into(),
+            version: 1,
+            archived_at: None,
+            created_by: None,
+            created_at: at,
+            updated_at: at,
+        };
+        let loaded = LoadedBoard {
+            board: Board {
+                id: board_id,
+                organization_id: org,
+                name: "b".into(),
+                description: String::new(),
+                created_at: at,
+                updated_at: at,
+            },
+            seq: 1,
+            members: HashMap::from([(editor, BoardRole::Editor), (viewer, BoardRole::Viewer)]),
+            columns: Vec::new(),
+            groups: vec![Group {
+                id: group_id,
+                title: "g".into(),
+                color: None,
+                position: "a".into(),
+            }],
+            items: vec![item],
+            attachment_counts: HashMap::from([(item_id, 1)]),
+        };
+        let store = Arc::new(TestBoards::holding(loaded.clone()));
+        let args = BoardArgs {
+            loaded,
+            store,
+            bus: EventBus::default(),
+            orgs: unused_orgs().await,
+            idle_timeout: Duration::from_secs(60),
+            limits: BoardLimits { attachments_per_item: 2, ..BoardLimits::default() },
+        };
+        let (actor, _) = Actor::spawn(None, BoardActor, args).await.unwrap();
+        let who = |user_id, scopes| Requester { user_id, org_role: OrgRole::Member, scopes };
+        async fn send(
+            actor: &ActorRef<BoardMessage>,
+            requester: Requester,
+            command: BoardCommand,
+        ) -> Result<CommandOutput, BoardError> {
+            let (tx, rx) = ractor::concurrency::oneshot();
+            actor
+                .cast(BoardMessage::Command {
+                    requester,
+                    command,
+                    idempotency_key: None,
+                    key_lookup: KeyLookup::NotAsked,
+                    reply: tx.into(),
+                })
+                .unwrap();
+            rx.await.unwrap()
+        }
+        let add = |item_id, name: &str| BoardCommand::AddAttachment {
+            item_id,
+            update_id: None,
+            name: name.into(),
+            size: 3,
+            content_type: "text/plain".into(),
+            sha256: "0".repeat(64),
+            blob: StoredBlob { blob_key: "k".into(), key_id: "mk".into(), wrapped_key: vec![1] },
+        };
+        let refused = send(&actor, who(viewer, None), add(item_id, "a.txt")).await;
+        assert_eq!(refused, Err(BoardError::Forbidden("editor")));
+        let refused =
+            send(&actor, who(editor, Some(vec![Scope::ItemsRead])), add(item_id, "a.txt")).await;
+        assert_eq!(refused, Err(BoardError::MissingScope("items:write")));
+        let refused = send(&actor, who(editor, None), add(Uuid::now_v7(), "a.txt")).await;
+        assert_eq!(refused, Err(BoardError::NotFound("item")));
+        let refused = send(&actor, who(editor, None), add(item_id, " \u{7}")).await;
+        assert!(matches!(refused, Err(BoardError::Invalid(_))), "{refused:?}");
+
+        let added = send(&actor, who(editor, None), add(item_id, "a.txt")).await.unwrap();
+        let EventData::AttachmentAdded(attachment) = added.data else { panic!("{added:?}") };
+        assert_eq!((attachment.item_id, attachment.name.as_str()), (item_id, "a.txt"));
+        assert_eq!(attachment.created_by, Some(editor));
+        let full = send(&actor, who(editor, None), add(item_id, "b.txt")).await;
+        assert!(matches!(full, Err(BoardError::LimitReached(_))), "{full:?}");
+
+        let snapshot = |actor: ActorRef<BoardMessage>| async move {
+            let (tx, rx) = ractor::concurrency::oneshot();
+            actor
+                .cast(BoardMessage::Read {
+                    requester: who(viewer, None),
+                    query: BoardQuery::Snapshot,
+                    reply: tx.into(),
+                })
+                .unwrap();
+            match rx.await.unwrap().unwrap() {
+                BoardView::Snapshot(s) => s.attachment_counts,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(snapshot(actor.clone()).await, HashMap::from([(item_id, 2)]));
+
+        let delete = BoardCommand::DeleteAttachment { attachment_id: attachment.id };
+        let refused = send(&actor, who(viewer, None), delete.clone()).await;
+        assert_eq!(refused, Err(BoardError::Forbidden("editor")));
+        let gone = send(&actor, who(editor, None), delete.clone()).await;
+        // Its batch has committed (the add was answered), so the store is asked, and this test
+        // store holds no attachment rows: 404. The integration tests delete real ones.
+        assert_eq!(gone, Err(BoardError::NotFound("attachment")));
+
+        let deleted =
+            send(&actor, who(editor, None), BoardCommand::DeleteItem { item_id }).await.unwrap();
+        assert!(matches!(deleted.data, EventData::ItemDeleted { .. }));
+        assert_eq!(snapshot(actor.clone()).await, HashMap::new());
+        actor.stop(None);
     }
 
     /// A board is created by its own actor, started with the board not yet created: a refused

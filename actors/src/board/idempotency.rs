@@ -117,6 +117,7 @@ mod tests {
                 position: "a".into(),
             }],
             items: Vec::new(),
+            attachment_counts: HashMap::new(),
         }));
         store.failing.store(true, Ordering::SeqCst);
         let orgs = unused_orgs().await;

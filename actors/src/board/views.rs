@@ -21,6 +21,8 @@ pub struct Snapshot {
     /// Its items (archived ones too) by group and position; none for a key without
     /// `items:read`.
     pub items: Vec<Item>,
+    /// How many files are attached to each of those items (absent: none).
+    pub attachment_counts: HashMap<Uuid, u32>,
     /// The `seq` of the last event it includes.
     pub seq: i64,
 }
@@ -75,6 +77,11 @@ impl BoardState {
             board: self.board.clone(),
             columns: self.columns.clone(),
             groups: self.groups.clone(),
+            attachment_counts: items
+                .iter()
+                .filter_map(|i| Some((i.id, *self.attachment_counts.get(&i.id)?)))
+                .filter(|(_, count)| *count > 0)
+                .collect(),
             items: items.into_iter().cloned().collect(),
             seq: self.seq,
         }
@@ -132,6 +139,7 @@ impl BoardState {
                 let role = self.require(requester, BoardRole::Viewer, scope)?;
                 Ok(BoardView::Role(role))
             }
+            BoardQuery::MayAttach(item) => Ok(BoardView::Role(self.may_attach(requester, item)?)),
         }
     }
 }
