@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use boardroom_actors::plans::{PlanOverrides, PlanTable};
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
@@ -277,6 +278,25 @@ pub struct Settings {
           value_parser = parse_stripe_price, global = true)]
     pub stripe_prices: Vec<StripePrice>,
 
+    /// Overrides of the `free` plan's limits (defaults in docs/PLANS.md): comma-separated
+    /// `name=value` pairs of `boards`, `members`, `api_keys`, `webhooks`, `storage` (bytes, or
+    /// with KiB/MiB/GiB/TiB), each a number or `unlimited`; for example
+    /// `boards=10,storage=1GiB`. Past a limit, creations answer `402 plan_limit`.
+    #[arg(long, env = "BOARDROOM_PLAN_FREE", default_value = "",
+          value_parser = parse_plan_overrides, global = true)]
+    pub plan_free: PlanOverrides,
+
+    /// Overrides of the `pro` plan's limits, as `BOARDROOM_PLAN_FREE`.
+    #[arg(long, env = "BOARDROOM_PLAN_PRO", default_value = "",
+          value_parser = parse_plan_overrides, global = true)]
+    pub plan_pro: PlanOverrides,
+
+    /// Overrides of the `enterprise` plan's limits (unlimited by default), as
+    /// `BOARDROOM_PLAN_FREE`.
+    #[arg(long, env = "BOARDROOM_PLAN_ENTERPRISE", default_value = "",
+          value_parser = parse_plan_overrides, global = true)]
+    pub plan_enterprise: PlanOverrides,
+
     /// Seconds a board's actor may sit idle before it stops (it restarts on next use).
     #[arg(long, env = "BOARDROOM_BOARD_IDLE_SECS", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
@@ -417,6 +437,10 @@ pub struct StripePrice {
     pub plan: boardroom_protocol::billing::Plan,
 }
 
+fn parse_plan_overrides(raw: &str) -> Result<PlanOverrides, String> {
+    raw.parse()
+}
+
 fn parse_stripe_price(raw: &str) -> Result<StripePrice, String> {
     let (price, plan) = raw.trim().split_once('=').ok_or("expected price_id=plan")?;
     let price = price.trim();
@@ -453,6 +477,17 @@ impl Settings {
             Some(url) => Ok(url.clone()),
             None => url::Url::parse(&format!("http://{}", self.listen))
                 .map_err(|e| format!("BOARDROOM_PUBLIC_URL (--public-url): cannot derive it: {e}")),
+        }
+    }
+
+    /// What each plan allows an organization to hold: the documented defaults with the
+    /// `BOARDROOM_PLAN_*` overrides applied.
+    pub fn plan_limits(&self) -> PlanTable {
+        let defaults = PlanTable::default();
+        PlanTable {
+            free: self.plan_free.applied_to(defaults.free),
+            pro: self.plan_pro.applied_to(defaults.pro),
+            enterprise: self.plan_enterprise.applied_to(defaults.enterprise),
         }
     }
 
@@ -494,6 +529,9 @@ impl Settings {
         settings.ws_auth_recheck_secs = 1;
         // Cost 12 costs ~250 ms a hash; tests that do not check the cost itself use 4.
         settings.bcrypt_cost = 4;
+        // Tests make many boards, keys and webhooks in one free organization; the plan limits'
+        // own tests (tests/plans.rs) set small ones.
+        settings.plan_free = PlanOverrides::unlimited();
         settings
     }
 

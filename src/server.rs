@@ -89,6 +89,7 @@ impl App {
             org_store: Arc::new(store.clone()),
             board_idle_timeout: Duration::from_secs(settings.board_idle_secs),
             board_limits: settings.board_limits(),
+            plan_limits: settings.plan_limits(),
             webhooks: Some(WebhookDependencies {
                 backend: Arc::new(crate::webhooks::Deliverer::new(store.clone(), &settings)),
                 poll_interval: settings.webhook_poll,

@@ -19,6 +19,7 @@ mod identity;
 mod limits;
 mod openapi;
 mod orgs;
+mod plans;
 mod realtime;
 mod resume;
 mod structure;

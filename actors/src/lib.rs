@@ -12,7 +12,8 @@
 //!   group commit and event log.
 //! - [`boards`]: the registry that starts board actors on first use and restarts failed ones.
 //! - [`domain`]: the board model, commands, events and errors.
-//! - [`org`]: the org actor (memberships, roles, plan) and its registry.
+//! - [`org`]: the org actor (memberships, roles, plan and its limits) and its registry.
+//! - [`plans`]: what each plan allows an organization to hold, and the check against it.
 //! - [`named`]: start-on-first-use under a name, and idle stops, for both registries.
 //! - [`event_bus`]: committed events, in order, to sockets and webhooks.
 //! - [`position`]: fractional position keys, so reordering never renumbers.
@@ -36,6 +37,7 @@ pub mod domain;
 pub mod event_bus;
 pub mod named;
 pub mod org;
+pub mod plans;
 pub mod position;
 pub mod roles;
 pub mod supervisor;

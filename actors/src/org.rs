@@ -4,11 +4,16 @@
 //! an organization always keeps an admin. Billing events reach the organization through its
 //! actor too, one at a time ([`Orgs::apply_billing`]), so the plan it holds follows them.
 //!
+//! The actor also enforces the plan's limits ([`crate::plans`]): it adds a member only within
+//! them, and answers whether one more board, key, webhook or attachment fits
+//! ([`Orgs::admit`]). A creation holds its organization's creation turn from that answer until
+//! it is written, so two creations at the last slot cannot both pass.
+//!
 //! [`Orgs`] is the registry: it starts an organization's actor on first use (named `org:<id>`,
 //! so at most one runs), and the actor stops after sitting idle.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -16,6 +21,7 @@ use uuid::Uuid;
 
 use crate::billing::{BillingEvent, BillingOutcome, Plan};
 use crate::named::{self, Idle};
+use crate::plans::{self, PlanLimitExceeded, PlanLimits, PlanTable, Resource, Usage};
 use crate::roles::{check_keeps_an_admin, OrgRole};
 use crate::webhook::{Affected, Webhooks};
 
@@ -40,6 +46,9 @@ pub enum OrgError {
     /// The change would leave the organization without an admin.
     #[error("an organization must keep at least one admin")]
     LastAdmin,
+    /// The plan allows no more of something; nothing changed.
+    #[error("{0}")]
+    PlanLimit(PlanLimitExceeded),
     /// Storage failed; nothing changed.
     #[error("{0}")]
     Unavailable(String),
@@ -67,6 +76,19 @@ pub trait OrgStore: Send + Sync + 'static {
         org: Uuid,
         event: &BillingEvent,
     ) -> anyhow::Result<BillingOutcome>;
+    /// What the organization holds now of each resource its plan limits.
+    async fn usage(&self, org: Uuid) -> anyhow::Result<Usage>;
+}
+
+/// An organization's plan, its limits and what it holds now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanView {
+    /// The plan.
+    pub plan: Plan,
+    /// Its limits.
+    pub limits: PlanLimits,
+    /// The current use.
+    pub usage: Usage,
 }
 
 /// A membership change.
@@ -90,6 +112,10 @@ pub enum OrgMessage {
     Billing(Box<BillingEvent>, RpcReplyPort<Result<BillingOutcome, OrgError>>),
     /// The plan in effect.
     Plan(RpcReplyPort<Plan>),
+    /// Whether this many more of a resource fit the plan.
+    Admit(Resource, u64, RpcReplyPort<Result<(), OrgError>>),
+    /// The plan, its limits and the current use.
+    View(RpcReplyPort<Result<PlanView, OrgError>>),
     /// Stop if idle.
     IdleCheck,
 }
@@ -103,6 +129,7 @@ pub struct OrgArgs {
     loaded: LoadedOrg,
     store: Arc<dyn OrgStore>,
     idle_timeout: Duration,
+    limits: PlanTable,
 }
 
 /// State of an org actor.
@@ -110,8 +137,16 @@ pub struct OrgState {
     org: Uuid,
     members: HashMap<Uuid, OrgRole>,
     plan: Plan,
+    limits: PlanTable,
     store: Arc<dyn OrgStore>,
     idle: Idle,
+}
+
+fn unavailable_usage(org: Uuid) -> impl Fn(anyhow::Error) -> OrgError {
+    move |e| {
+        tracing::error!(error = ?e, %org, "reading the organization's use failed");
+        OrgError::Unavailable("storage is unavailable; retry".into())
+    }
 }
 
 impl OrgState {
@@ -131,6 +166,10 @@ impl OrgState {
                 if current.is_some() {
                     return Err(OrgError::AlreadyMember);
                 }
+                // Members are known in memory: no read needed, and this actor serializes adds.
+                let usage = Usage { members: self.members.len() as u64, ..Usage::default() };
+                plans::check(self.plan, self.limits.of(self.plan), &usage, Resource::Members, 1)
+                    .map_err(OrgError::PlanLimit)?;
                 if !self.store.insert_member(self.org, user, role).await.map_err(unavailable)? {
                     return Err(OrgError::AlreadyMember);
                 }
@@ -151,6 +190,29 @@ impl OrgState {
             }
         }
         Ok(current)
+    }
+
+    async fn admit(&self, resource: Resource, adding: u64) -> Result<(), OrgError> {
+        let limits = self.limits.of(self.plan);
+        if limits.get(resource).is_none() {
+            return Ok(());
+        }
+        let usage = self.usage().await?;
+        plans::check(self.plan, limits, &usage, resource, adding).map_err(OrgError::PlanLimit)
+    }
+
+    async fn usage(&self) -> Result<Usage, OrgError> {
+        let mut usage = self.store.usage(self.org).await.map_err(unavailable_usage(self.org))?;
+        usage.members = self.members.len() as u64;
+        Ok(usage)
+    }
+
+    async fn view(&self) -> Result<PlanView, OrgError> {
+        Ok(PlanView {
+            plan: self.plan,
+            limits: *self.limits.of(self.plan),
+            usage: self.usage().await?,
+        })
     }
 
     async fn billing(&mut self, event: &BillingEvent) -> Result<BillingOutcome, OrgError> {
@@ -177,7 +239,14 @@ impl Actor for OrgActor {
     ) -> Result<OrgState, ActorProcessingErr> {
         let idle = Idle::start(&myself, args.idle_timeout, || OrgMessage::IdleCheck);
         let plan = Plan::parse(&args.loaded.plan).unwrap_or(Plan::Free);
-        Ok(OrgState { org: args.org, members: args.loaded.members, plan, store: args.store, idle })
+        Ok(OrgState {
+            org: args.org,
+            members: args.loaded.members,
+            plan,
+            limits: args.limits,
+            store: args.store,
+            idle,
+        })
     }
 
     async fn handle(
@@ -203,6 +272,14 @@ impl Actor for OrgActor {
                 state.idle.touch();
                 let _ = reply.send(state.plan);
             }
+            OrgMessage::Admit(resource, adding, reply) => {
+                state.idle.touch();
+                let _ = reply.send(state.admit(resource, adding).await);
+            }
+            OrgMessage::View(reply) => {
+                state.idle.touch();
+                let _ = reply.send(state.view().await);
+            }
             OrgMessage::IdleCheck => {
                 if state.idle.expired() {
                     myself.stop(Some("idle".into()));
@@ -219,6 +296,17 @@ pub struct Orgs {
     supervisor: ActorCell,
     idle_timeout: Duration,
     webhooks: Option<Webhooks>,
+    limits: PlanTable,
+    /// Each organization's creation turn, held from [`Orgs::admit`] until the creation is
+    /// written. Weak: an organization nobody is creating in holds no lock.
+    creating: dashmap::DashMap<Uuid, Weak<tokio::sync::Mutex<()>>>,
+}
+
+/// A creation admitted by the plan: the organization's creation turn, held until dropped.
+/// Keep it until the new thing is written, so the next creation counts it.
+#[must_use = "the creation is serialized only while this is held"]
+pub struct Admission {
+    _turn: tokio::sync::OwnedMutexGuard<()>,
 }
 
 fn actor_name(org: Uuid) -> String {
@@ -235,7 +323,20 @@ const ROLE_TIMEOUT_MS: u64 = 5_000;
 impl Orgs {
     /// A registry whose actors are supervised by `supervisor`.
     pub fn new(store: Arc<dyn OrgStore>, supervisor: ActorCell, idle_timeout: Duration) -> Self {
-        Orgs { store, supervisor, idle_timeout, webhooks: None }
+        Orgs {
+            store,
+            supervisor,
+            idle_timeout,
+            webhooks: None,
+            limits: PlanTable::default(),
+            creating: dashmap::DashMap::new(),
+        }
+    }
+
+    /// Enforces `limits` instead of the documented defaults.
+    pub fn limiting(mut self, limits: PlanTable) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Tells `webhooks` of every role change and removal, so webhooks whose creator lost
@@ -254,8 +355,13 @@ impl Orgs {
             OrgError::Unavailable("storage is unavailable; retry".into())
         })?;
         let Some(loaded) = loaded else { return Ok(None) };
-        let args =
-            OrgArgs { org, loaded, store: self.store.clone(), idle_timeout: self.idle_timeout };
+        let args = OrgArgs {
+            org,
+            loaded,
+            store: self.store.clone(),
+            idle_timeout: self.idle_timeout,
+            limits: self.limits,
+        };
         match named::start(actor_name(org), OrgActor, args, self.supervisor.clone()).await {
             Ok(Some(actor)) => Ok(Some(actor)),
             // Its name is still held by an actor stopping after sitting idle.
@@ -323,5 +429,50 @@ impl Orgs {
         ractor::call_t!(actor, OrgMessage::Plan, ROLE_TIMEOUT_MS)
             .map(Some)
             .map_err(|_| OrgError::Unavailable("organization did not answer; retry".into()))
+    }
+
+    fn turn(&self, org: Uuid) -> Arc<tokio::sync::Mutex<()>> {
+        let mut entry = self.creating.entry(org).or_default();
+        if let Some(turn) = entry.upgrade() {
+            return turn;
+        }
+        let turn = Arc::new(tokio::sync::Mutex::new(()));
+        *entry = Arc::downgrade(&turn);
+        turn
+    }
+
+    /// Whether `org` may create `adding` more of `resource` (1 for a board, key, webhook;
+    /// a file's size for attachment storage): answered by its actor from its plan and the
+    /// current use. On success the caller holds the organization's creation turn until it drops
+    /// the [`Admission`], after writing; `402 plan_limit` otherwise ([`OrgError::PlanLimit`]).
+    pub async fn admit(
+        &self,
+        org: Uuid,
+        resource: Resource,
+        adding: u64,
+    ) -> Result<Admission, OrgError> {
+        if self.creating.len() > 4096 {
+            self.creating.retain(|_, turn| turn.strong_count() > 0);
+        }
+        let turn = self.turn(org).lock_owned().await;
+        let actor = self.actor(org).await?.ok_or(OrgError::NotFound("organization"))?;
+        ractor::call_t!(actor, OrgMessage::Admit, CALL_TIMEOUT_MS, resource, adding)
+            .map_err(|_| OrgError::Unavailable("organization did not answer; retry".into()))??;
+        Ok(Admission { _turn: turn })
+    }
+
+    /// Attachment storage: whether a file of `bytes` fits `org`'s plan on top of the bytes
+    /// it stores already. Hold the [`Admission`] until the attachment's row is written.
+    pub async fn admit_storage(&self, org: Uuid, bytes: u64) -> Result<Admission, OrgError> {
+        self.admit(org, Resource::StorageBytes, bytes).await
+    }
+
+    /// `org`'s plan, its limits and what it holds now; `None` when there is no such
+    /// organization.
+    pub async fn plan_view(&self, org: Uuid) -> Result<Option<PlanView>, OrgError> {
+        let Some(actor) = self.actor(org).await? else { return Ok(None) };
+        ractor::call_t!(actor, OrgMessage::View, CALL_TIMEOUT_MS)
+            .map_err(|_| OrgError::Unavailable("organization did not answer; retry".into()))?
+            .map(Some)
     }
 }

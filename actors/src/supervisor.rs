@@ -20,6 +20,7 @@ use crate::boards::{board_of, Boards};
 use crate::bounds::BoardLimits;
 use crate::event_bus::EventBus;
 use crate::org::{OrgStore, Orgs};
+use crate::plans::PlanTable;
 use crate::webhook::{WebhookActor, WebhookArgs, WebhookBackend, Webhooks};
 
 /// What the supervisor needs to start its children.
@@ -37,6 +38,8 @@ pub struct Dependencies {
     pub board_idle_timeout: std::time::Duration,
     /// How much each board may hold.
     pub board_limits: BoardLimits,
+    /// What each plan allows an organization to hold.
+    pub plan_limits: PlanTable,
     /// The webhook outbox and deliverer; no webhook actor runs without one.
     pub webhooks: Option<WebhookDependencies>,
 }
@@ -107,7 +110,8 @@ impl Actor for RootSupervisor {
         let webhooks = Webhooks::new(None);
         let orgs = Arc::new(
             Orgs::new(deps.org_store.clone(), myself.get_cell(), deps.board_idle_timeout)
-                .telling(webhooks.clone()),
+                .telling(webhooks.clone())
+                .limiting(deps.plan_limits),
         );
         let boards = Arc::new(Boards::new(
             deps.board_store.clone(),
@@ -300,6 +304,7 @@ mod tests {
             org_store: Arc::new(crate::test_stores::NoOrgs),
             board_idle_timeout: std::time::Duration::from_secs(60),
             board_limits: BoardLimits::default(),
+            plan_limits: PlanTable::default(),
             webhooks: Some(WebhookDependencies {
                 backend: backend.clone(),
                 poll_interval: std::time::Duration::from_millis(20),
@@ -332,6 +337,7 @@ mod tests {
             org_store: Arc::new(crate::test_stores::NoOrgs),
             board_idle_timeout: std::time::Duration::from_secs(60),
             board_limits: BoardLimits::default(),
+            plan_limits: PlanTable::default(),
             webhooks: None,
         };
         let runtime = Runtime::start(deps).await.unwrap();

@@ -96,6 +96,9 @@ impl OrgStore for NoOrgs {
     ) -> anyhow::Result<crate::billing::BillingOutcome> {
         Ok(crate::billing::BillingOutcome::Duplicate)
     }
+    async fn usage(&self, _: Uuid) -> anyhow::Result<crate::plans::Usage> {
+        Ok(crate::plans::Usage::default())
+    }
 }
 
 /// The audit key of unit tests.

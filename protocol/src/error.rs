@@ -50,6 +50,10 @@ error_codes! {
     TokenExpired = ("token_expired", 401),
     /// The session or key behind the credentials was revoked.
     SessionRevoked = ("session_revoked", 401),
+    /// The organization's plan allows no more of something (boards, members, API keys,
+    /// webhooks, attachment storage); the message names which. Nothing was created; an upgrade
+    /// lifts it.
+    PlanLimit = ("plan_limit", 402),
     /// Authenticated, but the role is insufficient for this action.
     Forbidden = ("forbidden", 403),
     /// Authenticated with an API key whose scopes do not cover this action.

@@ -53,6 +53,7 @@ impl From<OrgError> for ApiError {
         match err {
             OrgError::NotFound(what) => ApiError::not_found(what),
             OrgError::AlreadyMember | OrgError::LastAdmin => ApiError::conflict(err.to_string()),
+            OrgError::PlanLimit(_) => ApiError::new(ErrorCode::PlanLimit, err.to_string()),
             OrgError::Unavailable(message) => unavailable(message, 1),
         }
     }

@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use boardroom_actors::audit::AuditAction;
+use boardroom_actors::plans::Resource;
 use boardroom_actors::roles::OrgRole;
 use boardroom_actors::webhook::Affected;
 use boardroom_protocol::{api_keys, Scope};
@@ -69,7 +70,7 @@ fn check_limit(limit: u32) -> Result<i64, ApiError> {
     request_body = api_keys::CreateApiKey,
     security(("session" = []), ("cookie" = [], "csrf" = [])),
     responses((status = 201, description = "Created",
-        body = api_keys::CreatedApiKey), crate::http::openapi::WriteErrors))]
+        body = api_keys::CreatedApiKey), crate::http::openapi::PlanWriteErrors))]
 async fn create_key(
     State(state): State<AppState>,
     caller: Caller,
@@ -85,6 +86,8 @@ async fn create_key(
         return Err(ApiError::validation("expires_at must be in the future"));
     }
     let tenant = state.store().tenant(org);
+    // Held until the key is written, so a concurrent creation counts it.
+    let _admission = state.auth().orgs().admit(org, Resource::ApiKeys, 1).await?;
     // Prefixes carry 41 random bits; a collision is rare enough that a few retries suffice.
     let mut attempts = 0;
     let (generated, row) = loop {

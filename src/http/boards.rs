@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use boardroom_actors::board::{BoardQuery, CommandOutput, Requester};
 use boardroom_actors::domain::{BoardCommand, EventData};
+use boardroom_actors::plans::Resource;
 use boardroom_actors::roles::OrgRole;
 use boardroom_protocol::boards as wire;
 use boardroom_protocol::events::{Event, EventLog, EventsQuery};
@@ -131,7 +132,7 @@ fn item_answer(board: Uuid, output: CommandOutput) -> Response {
     request_body = boardroom_protocol::boards::CreateBoard,
     security(("session" = []), ("api_key" = ["boards:write"]), ("cookie" = [], "csrf" = [])),
     responses((status = 201, description = "Created, with its first group",
-        body = boardroom_protocol::boards::CreatedBoard), crate::http::openapi::BoardWriteErrors))]
+        body = boardroom_protocol::boards::CreatedBoard), crate::http::openapi::BoardCreateErrors))]
 async fn create_board(
     State(state): State<AppState>,
     caller: Caller,
@@ -153,6 +154,8 @@ async fn create_board(
         org_role: access.role,
         scopes: scopes_of(&caller.principal).map(<[Scope]>::to_vec),
     };
+    // Held until the board is committed, so a concurrent creation counts it.
+    let _admission = state.auth().orgs().admit(org, Resource::Boards, 1).await?;
     let output = state
         .boards()
         .create(org, requester, body.name, body.description)

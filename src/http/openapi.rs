@@ -203,6 +203,17 @@ error_sets! {
         SessionRevoked, Forbidden, InsufficientScope, CsrfFailed, NotFound, Conflict,
         VersionConflict, PayloadTooLarge, ContentTooLarge, UnsupportedMediaType,
         ValidationFailed, LimitReached, RateLimited, Internal, Unavailable];
+    /// An authenticated write that creates something the organization's plan limits (a
+    /// member, an API key, a webhook).
+    PlanWriteErrors = [BadRequest, MalformedBody, Unauthenticated, TokenExpired,
+        SessionRevoked, PlanLimit, Forbidden, InsufficientScope, CsrfFailed, NotFound, Conflict,
+        PayloadTooLarge, UnsupportedMediaType, ValidationFailed, RateLimited, Internal,
+        Unavailable];
+    /// Creating a board: a board write that the plan's board limit also refuses.
+    BoardCreateErrors = [BadRequest, MalformedBody, Unauthenticated, TokenExpired,
+        SessionRevoked, PlanLimit, Forbidden, InsufficientScope, CsrfFailed, NotFound,
+        Conflict, VersionConflict, PayloadTooLarge, ContentTooLarge, UnsupportedMediaType,
+        ValidationFailed, LimitReached, RateLimited, Internal, Unavailable];
     /// The Stripe webhook: no session, a signature instead.
     StripeWebhookErrors = [BadRequest, InvalidSignature, MalformedBody, NotFound,
         PayloadTooLarge, RateLimited, Internal, Unavailable];

@@ -79,7 +79,7 @@ async fn list_orgs(
 }
 
 #[utoipa::path(get, path = "/orgs/{org}", tag = "orgs", operation_id = "get_org",
-    summary = "An organization, with the caller's role",
+    summary = "An organization, with the caller's role, its billing status and its plan's limits with their current use",
     params(("org" = uuid::Uuid, Path, description = "The organization")),
     security(("session" = []), ("api_key" = []), ("cookie" = [])),
     responses((status = 200, description = "The organization",
@@ -90,13 +90,16 @@ async fn get_org(
     ApiPath(org): ApiPath<Uuid>,
 ) -> ApiResult<Json<orgs::Organization>> {
     let access = state.auth().org_access(&caller, org, OrgRole::Member).await?;
-    let row = state
-        .store()
-        .tenant(org)
-        .organization()
+    let tenant = state.store().tenant(org);
+    let row = tenant.organization().await?.ok_or_else(|| ApiError::not_found("organization"))?;
+    let billing = tenant.billing().await?.ok_or_else(|| ApiError::not_found("organization"))?;
+    let view = state
+        .auth()
+        .orgs()
+        .plan_view(org)
         .await?
         .ok_or_else(|| ApiError::not_found("organization"))?;
-    Ok(Json(wire::organization(&row, access.role)))
+    Ok(Json(wire::organization_with_plan(&row, access.role, billing.status, &view)))
 }
 
 #[utoipa::path(get, path = "/orgs/{org}/members", tag = "orgs", operation_id = "list_org_members",
@@ -121,7 +124,7 @@ async fn list_members(
     request_body = orgs::AddOrgMember,
     security(("session" = []), ("cookie" = [], "csrf" = [])),
     responses((status = 201, description = "Added", body = orgs::OrgMember),
-        crate::http::openapi::WriteErrors))]
+        crate::http::openapi::PlanWriteErrors))]
 async fn add_member(
     State(state): State<AppState>,
     caller: Caller,

@@ -21,6 +21,7 @@ use axum::Json;
 use boardroom_actors::audit::AuditAction;
 use boardroom_actors::board::Requester;
 use boardroom_actors::domain::{BoardError, EventKind};
+use boardroom_actors::plans::Resource;
 use boardroom_actors::webhook::{may_own, scope_lacking};
 use boardroom_protocol::ErrorCode;
 use serde::Deserialize;
@@ -181,7 +182,8 @@ struct CreateBody {
     request_body = boardroom_protocol::webhooks::CreateWebhook,
     security(("session" = []), ("api_key" = []), ("cookie" = [], "csrf" = [])),
     responses((status = 201, description = "Created",
-        body = boardroom_protocol::webhooks::CreatedWebhook), crate::http::openapi::WriteErrors))]
+        body = boardroom_protocol::webhooks::CreatedWebhook),
+        crate::http::openapi::PlanWriteErrors))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -193,6 +195,7 @@ async fn create(
     let events = check_events(&body.events)?;
     check_scope(&requester, &events)?;
     check_member(&state, org, &caller).await?;
+    let _admission = state.auth().orgs().admit(org, Resource::Webhooks, 1).await?;
     let tenant = state.store().tenant(org);
     let secret = generate_secret();
     let (created_by, created_by_key) = creator_of(&caller);

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use boardroom_actors::billing::{BillingEvent, BillingOutcome};
 use boardroom_actors::org::{LoadedOrg, OrgStore};
+use boardroom_actors::plans::Usage;
 use boardroom_actors::roles::{check_keeps_an_admin, OrgRole};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -189,6 +190,38 @@ impl TenantStore<'_> {
         Ok(())
     }
 
+    /// What the organization holds of each resource its plan limits: boards not deleted,
+    /// members, API keys neither revoked nor expired, webhooks of boards not deleted, and the
+    /// bytes of its attachments.
+    pub async fn usage(&self) -> StorageResult<Usage> {
+        let row: (i64, i64, i64, i64, i64) = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT \
+                 (SELECT COUNT(*) FROM boards WHERE organization_id = $1 AND deleted_at IS NULL), \
+                 (SELECT COUNT(*) FROM memberships WHERE organization_id = $1), \
+                 (SELECT COUNT(*) FROM api_keys WHERE organization_id = $1 \
+                    AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)), \
+                 (SELECT COUNT(*) FROM webhooks w JOIN boards b ON b.id = w.board_id \
+                    WHERE w.organization_id = $1 AND b.organization_id = $1 \
+                    AND b.deleted_at IS NULL), \
+                 (SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM attachments \
+                    WHERE organization_id = $1)",
+            )
+            .bind(self.org_id())
+            .bind(now())
+            .fetch_one(pool)
+            .await
+        })?;
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        Ok(Usage {
+            boards: count(row.0),
+            members: count(row.1),
+            api_keys: count(row.2),
+            webhooks: count(row.3),
+            storage_bytes: count(row.4),
+        })
+    }
+
     /// Changes a member's role (`Some`) or removes them (`None`), refusing to leave the
     /// organization without an admin. Returns the previous role.
     pub async fn set_member_role(
@@ -296,5 +329,9 @@ impl OrgStore for Store {
         event: &BillingEvent,
     ) -> anyhow::Result<BillingOutcome> {
         Ok(self.apply_billing_event(org, event).await?)
+    }
+
+    async fn usage(&self, org: Uuid) -> anyhow::Result<Usage> {
+        Ok(self.tenant(org).usage().await?)
     }
 }

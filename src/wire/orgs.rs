@@ -1,5 +1,8 @@
 //! Organizations on the wire: an organization with the caller's role in it, and its members.
 
+use boardroom_actors::billing::BillingStatus;
+use boardroom_actors::org::PlanView;
+use boardroom_actors::plans::Resource;
 use boardroom_actors::roles::OrgRole;
 use boardroom_protocol::orgs as wire;
 
@@ -21,6 +24,34 @@ pub fn organization(org: &OrganizationRow, caller_role: OrgRole) -> wire::Organi
         plan: org.plan.clone(),
         created_at: org.created_at,
         role: role(caller_role),
+        billing_status: None,
+        limits: None,
+    }
+}
+
+/// An organization with its plan's limits and current use (`GET /orgs/{org}`).
+pub fn organization_with_plan(
+    org: &OrganizationRow,
+    caller_role: OrgRole,
+    status: BillingStatus,
+    view: &PlanView,
+) -> wire::Organization {
+    let of = |resource| wire::LimitUse {
+        limit: view.limits.get(resource),
+        used: view.usage.get(resource),
+    };
+    wire::Organization {
+        // The actor's plan is the one enforced; the row read may be a moment older.
+        plan: view.plan.as_str().to_owned(),
+        billing_status: Some(status),
+        limits: Some(wire::PlanUsage {
+            boards: of(Resource::Boards),
+            members: of(Resource::Members),
+            api_keys: of(Resource::ApiKeys),
+            webhooks: of(Resource::Webhooks),
+            storage_bytes: of(Resource::StorageBytes),
+        }),
+        ..organization(org, caller_role)
     }
 }
 
