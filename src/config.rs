@@ -103,6 +103,65 @@ pub struct Settings {
     #[arg(long, env = "BOARDROOM_AUDIT_KEY", hide_env_values = true, global = true)]
     pub audit_key: Option<String>,
 
+    /// Master keys that wrap the attachments' data keys, comma-separated, the first active:
+    /// each a secret of at least 32 bytes (for example 48 random bytes in base64). Keys after the
+    /// first only unwrap: after `keys rotate` they stay until `keys retire` finds them unused.
+    /// Unset: a keyring generated into the data dir (`master-key`).
+    #[arg(long, env = "BOARDROOM_MASTER_KEY", hide_env_values = true, global = true)]
+    pub master_key: Option<Secret>,
+
+    /// Where attachment blobs are kept: unset for `<data dir>/attachments`, or
+    /// `s3://bucket[/prefix]` for an S3-compatible store (see the `--attachment-s3-*` settings).
+    #[arg(long, env = "BOARDROOM_ATTACHMENT_STORE", global = true)]
+    pub attachment_store: Option<String>,
+
+    /// S3 endpoint URL, for a store other than AWS (MinIO, Ceph, a local test server).
+    #[arg(long, env = "BOARDROOM_ATTACHMENT_S3_ENDPOINT", global = true)]
+    pub attachment_s3_endpoint: Option<url::Url>,
+
+    /// S3 region.
+    #[arg(
+        long,
+        env = "BOARDROOM_ATTACHMENT_S3_REGION",
+        default_value = "us-east-1",
+        global = true
+    )]
+    pub attachment_s3_region: String,
+
+    /// S3 access key id. Unset: the usual AWS sources (environment, instance metadata).
+    #[arg(long, env = "BOARDROOM_ATTACHMENT_S3_ACCESS_KEY_ID", global = true)]
+    pub attachment_s3_access_key_id: Option<String>,
+
+    /// S3 secret access key.
+    #[arg(
+        long,
+        env = "BOARDROOM_ATTACHMENT_S3_SECRET_ACCESS_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub attachment_s3_secret_access_key: Option<Secret>,
+
+    /// Allow a plain-HTTP S3 endpoint (a local development or test server only).
+    #[arg(
+        long,
+        env = "BOARDROOM_ATTACHMENT_S3_ALLOW_HTTP",
+        default_value_t = false,
+        global = true
+    )]
+    pub attachment_s3_allow_http: bool,
+
+    /// Seconds between sweeps of the blob store for blobs no attachment names (also run at
+    /// start, and after deletions).
+    #[arg(long, env = "BOARDROOM_ATTACHMENT_SWEEP_INTERVAL_SECS", default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(10..=604_800), global = true)]
+    pub attachment_sweep_interval_secs: u64,
+
+    /// How old a blob no row names must be before the sweep deletes it, so that an upload in
+    /// flight (its blob written, its row not yet) is never swept. Not a flag: production uses
+    /// an hour; tests shorten it.
+    #[arg(skip = DEFAULT_ATTACHMENT_SWEEP_GRACE)]
+    pub attachment_sweep_grace: Duration,
+
     /// Log filter, in `tracing` EnvFilter syntax (for example `info,boardroom=debug`).
     #[arg(long, env = "BOARDROOM_LOG", default_value = "info", global = true)]
     pub log: String,
@@ -409,6 +468,39 @@ pub struct Settings {
     /// bcrypt cost. Not a flag: production always uses 12; tests lower it explicitly.
     #[arg(skip = DEFAULT_BCRYPT_COST)]
     pub bcrypt_cost: u32,
+}
+
+/// How old an unnamed blob must be before the attachment sweep deletes it, in production.
+pub const DEFAULT_ATTACHMENT_SWEEP_GRACE: Duration = Duration::from_secs(3600);
+
+/// A secret setting: shown as `***` by `Debug`, so printing the settings never reveals it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Secret(value)
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
 }
 
 /// How often the webhook actor looks for due retries in production.

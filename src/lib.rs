@@ -4,6 +4,8 @@
 //! with typed column values, people comment on items, and everyone sees every change live.
 //!
 //! ## Layout
+//! - [`attachments`]: the attachment vault: files encrypted at rest under keys of their own,
+//!   master keys and their rotation, the blob store (a directory or S3), the orphan sweep.
 //! - [`access`]: a caller's organization access as the board `Requester`, for REST and sockets.
 //! - [`auth`]: credentials to callers: passwords, sessions, JWTs, API keys, limits, and the
 //!   org-level access check with the audited superadmin bypass.
@@ -32,6 +34,7 @@
 //! `boardroom-protocol`. See `docs/ARCHITECTURE.md`.
 
 pub mod access;
+pub mod attachments;
 pub mod auth;
 pub mod billing;
 pub mod commands;

@@ -1,8 +1,8 @@
 //! Start-up and shutdown.
 //!
-//! [`App::build`] opens the store, applies migrations and loads the signing secret and the audit
-//! key (each generated into the data dir when not configured), and the TLS certificate when one
-//! is configured; every failure is a [`StartupError`] whose one-line message names the setting
+//! [`App::build`] opens the store, applies migrations and loads the signing secret, the audit
+//! key and the attachments' master keys (each generated into the data dir when not configured),
+//! the blob store, and the TLS certificate when one is configured; every failure is a [`StartupError`] whose one-line message names the setting
 //! at fault. [`App::spawn`] binds the listener (HTTPS when TLS is configured, with its reloader)
 //! and the plain-HTTP redirect listener when asked, and serves in the background, returning a
 //! [`RunningServer`] that tests and `boardroom serve` stop the same way: stop accepting, let
@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::attachments::Vault;
 use crate::auth::Auth;
 use crate::config::Settings;
 use crate::http::{self, AppState};
@@ -65,7 +66,8 @@ pub struct App {
 }
 
 impl App {
-    /// Opens the database, applies migrations, and loads the signing secret and the audit key.
+    /// Opens the database, applies migrations, and loads the signing secret, the audit key and the
+    /// attachment vault.
     pub async fn build(settings: Settings) -> Result<App, StartupError> {
         let secret = signing_secret(&settings)?;
         let audit_key = audit_key(&settings, IfMissing::Generate)?;
@@ -80,6 +82,7 @@ impl App {
         let tls = Tls::load(&settings).map_err(|e| StartupError::Setting(e.to_string()))?;
         let billing =
             crate::billing::Billing::from_settings(&settings).map_err(StartupError::Setting)?;
+        let vault = Arc::new(Vault::from_settings(&settings, IfMissing::Generate)?);
         let store = open_store(&settings).await?;
         store.migrate().await.map_err(StartupError::Migrate)?;
         let runtime = Runtime::start(Dependencies {
@@ -104,7 +107,7 @@ impl App {
             &secret,
             &settings,
         );
-        Ok(App { state: AppState::new(store, settings, auth, runtime, billing), tls })
+        Ok(App { state: AppState::new(store, settings, auth, runtime, billing, vault), tls })
     }
 
     /// The shared state (for CLI subcommands that need the store).
@@ -177,6 +180,11 @@ impl App {
                 }
             }
         });
+        let sweep = self
+            .state
+            .sweeper()
+            .clone()
+            .spawn(Duration::from_secs(self.state.settings().attachment_sweep_interval_secs));
         tracing::info!(
             addr = %local_addr,
             tls = self.tls.is_some(),
@@ -189,6 +197,7 @@ impl App {
             stop_tx,
             task,
             maintenance,
+            sweep,
             tls: self.tls,
             tls_watch,
             redirect,
@@ -239,6 +248,7 @@ pub struct RunningServer {
     stop_tx: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
     maintenance: JoinHandle<()>,
+    sweep: JoinHandle<()>,
     tls: Option<Arc<Tls>>,
     tls_watch: Option<JoinHandle<()>>,
     redirect: Option<(SocketAddr, JoinHandle<std::io::Result<()>>)>,
@@ -296,6 +306,7 @@ impl RunningServer {
             tracing::warn!(?grace, "in-flight requests did not finish in time; closing anyway");
         }
         self.maintenance.abort();
+        self.sweep.abort();
         let flushed = self.state.runtime().shutdown().await;
         if !flushed {
             tracing::warn!("the actors did not flush completely");
@@ -345,15 +356,15 @@ async fn shutdown_requested(#[cfg(unix)] terminate: std::io::Result<tokio::signa
 }
 
 /// A secret setting that falls back to a file generated in the data dir.
-struct SecretSetting<'a> {
+pub(crate) struct SecretSetting<'a> {
     /// The configured value, if any.
-    configured: Option<&'a str>,
+    pub(crate) configured: Option<&'a str>,
     /// The environment variable.
-    env: &'static str,
+    pub(crate) env: &'static str,
     /// The flag, without dashes.
-    flag: &'static str,
+    pub(crate) flag: &'static str,
     /// The file in the data dir holding the generated value.
-    file: &'static str,
+    pub(crate) file: &'static str,
 }
 
 /// What to do when a secret is neither configured nor in the data dir yet.
@@ -396,7 +407,7 @@ pub fn audit_key(settings: &Settings, missing: IfMissing) -> Result<AuditKey, St
     load_secret(settings, setting, missing).map(AuditKey::new)
 }
 
-fn load_secret(
+pub(crate) fn load_secret(
     settings: &Settings,
     setting: SecretSetting<'_>,
     missing: IfMissing,
@@ -450,7 +461,7 @@ fn load_secret(
     Ok(secret.into_bytes())
 }
 
-fn generate_secret() -> String {
+pub(crate) fn generate_secret() -> String {
     use base64::Engine;
     use rand::RngCore;
     let mut bytes = [0u8; 48];
@@ -458,7 +469,7 @@ fn generate_secret() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+pub(crate) fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;

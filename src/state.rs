@@ -1,11 +1,14 @@
 //! [`AppState`]: what every edge shares (the store, the settings, authentication, the actors,
-//! Google sign-in, the WebSocket gateway, billing). It sits beneath the edges so that `http`, `auth` and
-//! `ws` each depend on it, never on one another for it.
+//! Google sign-in, the WebSocket gateway, billing, the attachment vault and its sweeper). It
+//! sits beneath the edges so that `http`, `auth` and `ws` each depend on it, never on one
+//! another for it.
 
 use std::sync::Arc;
 
 use boardroom_actors::supervisor::Runtime;
 
+use crate::attachments::sweep::Sweeper;
+use crate::attachments::Vault;
 use crate::auth::google::Google;
 use crate::auth::Auth;
 use crate::billing::Billing;
@@ -26,6 +29,8 @@ struct AppInner {
     google: Google,
     ws: crate::ws::Gateway,
     billing: Option<Arc<Billing>>,
+    vault: Arc<Vault>,
+    sweeper: Arc<Sweeper>,
 }
 
 impl AppState {
@@ -36,17 +41,31 @@ impl AppState {
         auth: Auth,
         runtime: Runtime,
         billing: Option<Arc<Billing>>,
+        vault: Arc<Vault>,
     ) -> Self {
         let google = Google::from_settings(&settings);
         let ws = crate::ws::Gateway::start(&settings, runtime.boards().bus());
-        AppState {
-            inner: Arc::new(AppInner { store, settings, auth, runtime, google, ws, billing }),
-        }
+        let sweeper =
+            Arc::new(Sweeper::new(vault.clone(), store.clone(), settings.attachment_sweep_grace));
+        let inner =
+            AppInner { store, settings, auth, runtime, google, ws, billing, vault, sweeper };
+        AppState { inner: Arc::new(inner) }
     }
 
     /// Billing with Stripe; `None` when it is off.
     pub fn billing(&self) -> Option<&Arc<Billing>> {
         self.inner.billing.as_ref()
+    }
+
+    /// The attachment vault: sealing, opening and deleting encrypted blobs.
+    pub fn vault(&self) -> &Arc<Vault> {
+        &self.inner.vault
+    }
+
+    /// The orphan sweep of the blob store: [`Sweeper::poke`] after a deletion,
+    /// [`Sweeper::run_once`] to sweep now.
+    pub fn sweeper(&self) -> &Arc<Sweeper> {
+        &self.inner.sweeper
     }
 
     /// Authentication and org-level authorization.

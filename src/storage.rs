@@ -24,6 +24,7 @@ use sqlx::sqlite::{
 use uuid::Uuid;
 
 mod api_keys;
+mod attachment_keys;
 mod attachments;
 mod audit;
 mod billing;
@@ -37,6 +38,7 @@ mod users;
 mod webhooks;
 
 pub use api_keys::{ApiKeyChanges, ApiKeyRow, NewApiKey};
+pub use attachment_keys::{Rewrapped, WrappedKeyRow, BLOB_KEYS_PER_QUERY};
 pub use attachments::StoredAttachment;
 pub use audit::{AuditRow, ChainReport};
 pub use boards::{BoardListing, EventKindRow, EventPage, EventRow, EVENT_OVERHEAD_BYTES};

@@ -10,6 +10,7 @@ use boardroom_actors::org::OrgError;
 use boardroom_protocol::ErrorCode;
 
 use super::ApiError;
+use crate::attachments::VaultError;
 use crate::auth::google::SignInError;
 use crate::auth::password::HashError;
 use crate::billing::event::EventError;
@@ -133,6 +134,24 @@ impl From<StorageError> for ApiError {
     }
 }
 
+/// A file past the limit is the caller's (`413 payload_too_large`), as is a body that could not
+/// be read (`400 malformed_body`); a missing blob is `404`. A damaged blob, a missing master
+/// key or a failing blob store is `internal`: logged, never described to the caller.
+impl From<VaultError> for ApiError {
+    fn from(err: VaultError) -> Self {
+        match err {
+            VaultError::TooLarge { .. } => {
+                ApiError::new(ErrorCode::PayloadTooLarge, err.to_string())
+            }
+            VaultError::NotFound => ApiError::not_found("attachment"),
+            VaultError::Body(_) => ApiError::new(ErrorCode::MalformedBody, err.to_string()),
+            VaultError::Integrity | VaultError::Store(_) | VaultError::Key(_) => {
+                ApiError::internal(err)
+            }
+        }
+    }
+}
+
 impl From<anyhow::Error> for ApiError {
     fn from(err: anyhow::Error) -> Self {
         ApiError::internal(err)
@@ -207,6 +226,26 @@ mod tests {
         let api = ApiError::from(SsrfError::Userinfo);
         assert_eq!(api.code(), ErrorCode::ValidationFailed);
         assert!(api.message().starts_with("userinfo: webhook URL must not"), "{}", api.message());
+    }
+
+    #[test]
+    fn vault_errors_map_to_codes_and_hide_internals() {
+        let api = ApiError::from(VaultError::TooLarge { limit: 10 });
+        assert_eq!(
+            (api.code(), api.message()),
+            (ErrorCode::PayloadTooLarge, "the file is larger than 10 bytes")
+        );
+        assert_eq!(ApiError::from(VaultError::NotFound).code(), ErrorCode::NotFound);
+        assert_eq!(ApiError::from(VaultError::Body("cut".into())).code(), ErrorCode::MalformedBody);
+        for err in [
+            VaultError::Integrity,
+            VaultError::Store("bucket secret-bucket".into()),
+            VaultError::Key("mk_secret".into()),
+        ] {
+            let api = ApiError::from(err);
+            assert_eq!(api.code(), ErrorCode::Internal);
+            assert!(!api.message().contains("secret") && !api.message().contains("integrity"));
+        }
     }
 
     #[test]
