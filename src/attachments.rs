@@ -12,6 +12,7 @@
 //! - [`keyring`]: master keys (`BOARDROOM_MASTER_KEY` or the generated `master-key` file), key
 //!   ids, wrapping data keys;
 //! - [`blob_store`]: the directory or S3 bucket behind the vault;
+//! - [`rotation`]: `boardroom keys rotate` and `keys retire`;
 //! - [`sweep`]: the background removal of blobs no row names.
 //!
 //! Memory stays flat whatever the file's size: sealing holds one chunk beyond its input and the
@@ -21,21 +22,25 @@
 pub mod blob_store;
 pub mod format;
 pub mod keyring;
+pub mod rotation;
 pub mod sweep;
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
 use futures::stream::{BoxStream, StreamExt};
+use futures::FutureExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::config::Settings;
-use crate::server::{IfMissing, StartupError};
+use crate::secrets::IfMissing;
 use format::{Opener, Sealer};
-use keyring::{DataKey, Keyring};
+use keyring::{DataKey, KeySource, Keyring};
 
 /// How much of the plaintext's start [`SealedBlob::head`] keeps, for content sniffing.
 pub const HEAD_BYTES: usize = 8 * 1024;
@@ -95,15 +100,27 @@ fn store_error(err: object_store::Error) -> VaultError {
 
 /// Encrypted blob storage for attachments. Shared by the edges through `AppState::vault`.
 pub struct Vault {
-    keyring: Keyring,
+    keyring: std::sync::RwLock<Arc<Keyring>>,
+    /// The generated keyring's file and its (modification time, size) when last read: read
+    /// again when they change, so `keys rotate` and `keys retire` reach running servers.
+    keyring_file: Option<(PathBuf, std::sync::Mutex<Option<FileStamp>>)>,
     store: Arc<dyn ObjectStore>,
     part_bytes: usize,
 }
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vault").field("keyring", &self.keyring).field("store", &self.store).finish()
+        let keyring = self.keyring.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        f.debug_struct("Vault").field("keyring", &keyring).field("store", &self.store).finish()
     }
+}
+
+/// A file's modification time and size.
+type FileStamp = (SystemTime, u64);
+
+fn file_stamp(path: &std::path::Path) -> Option<FileStamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
 }
 
 /// Whether `blob_key` is a name [`Vault::seal`] could have made (32 lowercase hex digits), so
@@ -121,21 +138,56 @@ fn new_blob_key() -> String {
 impl Vault {
     /// A vault over `store` with `keyring`; uploads go in parts of `part_bytes`.
     pub fn new(keyring: Keyring, store: Arc<dyn ObjectStore>, part_bytes: usize) -> Vault {
-        Vault { keyring, store, part_bytes: part_bytes.max(format::CHUNK) }
+        let keyring_file = match keyring.source() {
+            KeySource::DataDir(path) => {
+                Some((path.clone(), std::sync::Mutex::new(file_stamp(path))))
+            }
+            KeySource::Setting => None,
+        };
+        Vault {
+            keyring: std::sync::RwLock::new(Arc::new(keyring)),
+            keyring_file,
+            store,
+            part_bytes: part_bytes.max(format::CHUNK),
+        }
     }
 
     /// The vault the settings describe: their keyring (generated into the data dir when
     /// unset and `missing` allows) and blob store.
-    pub fn from_settings(settings: &Settings, missing: IfMissing) -> Result<Vault, StartupError> {
+    /// Errors are one line naming the setting at fault.
+    pub fn from_settings(settings: &Settings, missing: IfMissing) -> Result<Vault, String> {
         let keyring = Keyring::load(settings, missing)?;
-        let blobs = blob_store::from_settings(settings).map_err(StartupError::Setting)?;
+        let blobs = blob_store::from_settings(settings)?;
         tracing::debug!(store = %blobs.describe, active_key = keyring.active().id(), "attachment vault");
         Ok(Vault::new(keyring, blobs.store, blobs.part_bytes))
     }
 
-    /// The master keys.
-    pub fn keyring(&self) -> &Keyring {
-        &self.keyring
+    /// The master keys in effect: the generated keyring is read again first if its file
+    /// changed (a stat per call; the file is read only when it did).
+    pub fn keyring(&self) -> Arc<Keyring> {
+        if let Some((path, stamp)) = &self.keyring_file {
+            let now = file_stamp(path);
+            let mut seen = stamp.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if *seen != now {
+                *seen = now;
+                let read = std::fs::read_to_string(path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|text| Keyring::parse(&text, KeySource::DataDir(path.clone())));
+                match read {
+                    Ok(keyring) => {
+                        tracing::info!(
+                            active_key = keyring.active().id(),
+                            "attachment keyring reloaded"
+                        );
+                        *self.keyring.write().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                            Arc::new(keyring);
+                    }
+                    Err(err) => tracing::error!(file = %path.display(), error = %err,
+                        "the attachment keyring changed but cannot be read; keeping the keys in use"),
+                }
+            }
+        }
+        self.keyring.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     /// The blob store (sealed blobs only).
@@ -154,7 +206,7 @@ impl Vault {
     {
         let blob_key = new_blob_key();
         let data_key = DataKey::random();
-        let (key_id, wrapped_key) = self.keyring.wrap(&data_key, &blob_key)?;
+        let (key_id, wrapped_key) = self.keyring().wrap(&data_key, &blob_key)?;
         let path = Path::from(blob_key.as_str());
         let upload = self.store.put_multipart(&path).await.map_err(store_error)?;
         let mut upload = Upload(Some(WriteMultipart::new_with_chunk_size(upload, self.part_bytes)));
@@ -163,12 +215,12 @@ impl Vault {
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
         let mut head = BytesMut::new();
-        while let Some(piece) = body.next().await {
+        while let Some(piece) = next_piece(&mut body).await {
             let piece = match piece {
                 Ok(piece) => piece,
-                Err(err) => {
+                Err(why) => {
                     upload.abort().await;
-                    return Err(VaultError::Body(err.to_string()));
+                    return Err(VaultError::Body(why));
                 }
             };
             size = size.saturating_add(piece.len() as u64);
@@ -217,7 +269,7 @@ impl Vault {
         if !is_blob_key(blob_key) {
             return Err(VaultError::Integrity);
         }
-        let data_key = self.keyring.unwrap(key_id, wrapped_key, blob_key)?;
+        let data_key = self.keyring().unwrap(key_id, wrapped_key, blob_key)?;
         let source =
             self.store.get(&Path::from(blob_key)).await.map_err(store_error)?.into_stream();
         let mut reading = Reading {
@@ -250,6 +302,18 @@ impl Vault {
             Err(err) => Err(store_error(err)),
         }
     }
+}
+
+/// The body's next piece, its error already text when the await returns: the sealing future
+/// then holds no `E` and is `Send` whatever `E` is.
+fn next_piece<S, E>(
+    body: &mut S,
+) -> impl std::future::Future<Output = Option<Result<Bytes, String>>> + '_
+where
+    S: futures::Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    body.next().map(|piece| piece.map(|piece| piece.map_err(|err| err.to_string())))
 }
 
 /// A blob being opened: the store's stream, the opener (gone after the end or a failure) and

@@ -40,6 +40,24 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The master keys that wrap the attachments' data keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// `boardroom keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Introduce a new master key (the generated keyring gets one; with BOARDROOM_MASTER_KEY,
+    /// put the new key first in it) and re-wrap every attachment's data key under it, without
+    /// rewriting a file. Safe to run again after an interruption (audited).
+    Rotate,
+    /// Remove a master key that no attachment uses any more; refused, with the count, while
+    /// some still do (audited).
+    Retire {
+        /// The key's id (`mk_…`), as `keys rotate` prints it.
+        key_id: String,
+    },
 }
 
 /// `boardroom admin …`

@@ -14,6 +14,7 @@
 //! - [`commands`]: board writes' wire bodies as board commands, one function per write, for
 //!   REST and sockets alike.
 //! - [`config`]: the clap command line; every setting is a flag and an environment variable.
+//! - [`secrets`]: secret settings that fall back to a value generated into the data dir.
 //! - [`server`]: start-up (store, migrations, secret), serving, graceful shutdown.
 //! - [`http`]: the HTTP edge, the router and its thin handlers.
 //! - [`error`]: the one error type at the edge, mapped to the stable codes of
@@ -41,6 +42,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod secrets;
 pub mod server;
 pub mod ssrf;
 pub mod state;

@@ -3,7 +3,8 @@
 
 use std::process::ExitCode;
 
-use boardroom::config::{AdminCommand, AuditCommand, Cli, Command};
+use boardroom::attachments::rotation::{self, Retired};
+use boardroom::config::{AdminCommand, AuditCommand, Cli, Command, KeysCommand};
 use boardroom::server::{self, App, IfMissing, StartupError};
 use boardroom::storage::{ChainReport, StorageError};
 use boardroom_actors::audit::{AuditAction, AuditEvent, AuditStore};
@@ -75,10 +76,7 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
             let mut event = AuditEvent::new(action);
             event.target = Some(user.id.to_string());
             event.metadata = serde_json::json!({ "via": "cli", "email": email });
-            store
-                .append(&[event])
-                .await
-                .map_err(|e| StartupError::Command(format!("cannot write the audit row: {e}")))?;
+            append_audit(&store, event).await?;
             println!("{} superadmin {email}", if grant { "granted" } else { "revoked" });
             store.close().await;
             Ok(())
@@ -108,9 +106,83 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
                 }
             }
         }
+        Command::Keys(keys) => {
+            let store = server::open_store(&cli.settings).await?;
+            store.migrate().await.map_err(StartupError::Migrate)?;
+            let (event, said) = match keys {
+                KeysCommand::Rotate => {
+                    let done = rotation::rotate(&cli.settings, &store)
+                        .await
+                        .map_err(StartupError::Command)?;
+                    let mut event = AuditEvent::new(AuditAction::MasterKeyRotated);
+                    event.target = Some(done.active.clone());
+                    event.metadata = serde_json::json!({
+                        "via": "cli",
+                        "added": done.added,
+                        "rewrapped": done.rewrapped,
+                        "unreadable": done.unreadable,
+                    });
+                    let added = match &done.added {
+                        Some(id) => format!("added {id} to the generated keyring; "),
+                        None => String::new(),
+                    };
+                    let said = format!(
+                        "{added}re-wrapped {} data key(s) under {}",
+                        done.rewrapped, done.active
+                    );
+                    if done.unreadable > 0 {
+                        append_audit(&store, event).await?;
+                        store.close().await;
+                        return Err(StartupError::Command(format!(
+                            "{said}; {} could not be (their master key is not in the keyring, \
+                             or they are damaged: see the log), so older keys must stay",
+                            done.unreadable
+                        )));
+                    }
+                    (event, said)
+                }
+                KeysCommand::Retire { key_id } => {
+                    let outcome = rotation::retire(&cli.settings, &store, &key_id)
+                        .await
+                        .map_err(StartupError::Command);
+                    let outcome = match outcome {
+                        Ok(outcome) => outcome,
+                        Err(err) => {
+                            store.close().await;
+                            return Err(err);
+                        }
+                    };
+                    let mut event = AuditEvent::new(AuditAction::MasterKeyRetired);
+                    event.target = Some(key_id.clone());
+                    let said = match outcome {
+                        Retired::Removed => {
+                            event.metadata = serde_json::json!({ "via": "cli", "removed": true });
+                            format!("retired {key_id}: removed from the generated keyring")
+                        }
+                        Retired::DropFromSetting => {
+                            event.metadata = serde_json::json!({ "via": "cli", "removed": false });
+                            format!(
+                                "no attachment uses {key_id}: remove it from BOARDROOM_MASTER_KEY \
+                                 and restart the servers"
+                            )
+                        }
+                    };
+                    (event, said)
+                }
+            };
+            append_audit(&store, event).await?;
+            println!("{said}");
+            store.close().await;
+            Ok(())
+        }
         Command::CheckConfig => {
             server::signing_secret(&cli.settings)?;
             server::audit_key(&cli.settings, IfMissing::Generate)?;
+            let keyring =
+                boardroom::attachments::keyring::Keyring::load(&cli.settings, IfMissing::Generate)
+                    .map_err(StartupError::Setting)?;
+            let blobs = boardroom::attachments::blob_store::from_settings(&cli.settings)
+                .map_err(StartupError::Setting)?;
             let tls = boardroom::tls::check(&cli.settings)
                 .map_err(|e| StartupError::Setting(e.to_string()))?;
             let store = server::open_store(&cli.settings).await?;
@@ -120,6 +192,12 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
                 cli.settings.listen,
                 store.backend().as_str(),
                 if readiness.migrations_current { "current" } else { "pending" }
+            );
+            println!(
+                "attachments: {}, master key {} active ({} in the keyring)",
+                blobs.describe,
+                keyring.active().id(),
+                keyring.ids().count()
             );
             match tls {
                 Some(cert) => println!("tls: {cert}"),
@@ -131,4 +209,15 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
             Ok(())
         }
     }
+}
+
+/// Appends one audit row written by a subcommand.
+async fn append_audit(
+    store: &boardroom::storage::Store,
+    event: AuditEvent,
+) -> Result<(), StartupError> {
+    store
+        .append(&[event])
+        .await
+        .map_err(|e| StartupError::Command(format!("cannot write the audit row: {e}")))
 }

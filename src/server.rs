@@ -10,7 +10,6 @@
 //! writing everything queued), close the pool.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,8 +28,8 @@ use crate::http::{self, AppState};
 use crate::storage::{OpenError, StorageError, Store};
 use crate::tls::Tls;
 
-/// Minimum length of the session-signing secret, in bytes.
-pub const MIN_SECRET_BYTES: usize = 32;
+use crate::secrets::{load_secret, SecretSetting};
+pub use crate::secrets::{IfMissing, MIN_SECRET_BYTES};
 
 /// Why the server could not start. Displayed as one line.
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +81,9 @@ impl App {
         let tls = Tls::load(&settings).map_err(|e| StartupError::Setting(e.to_string()))?;
         let billing =
             crate::billing::Billing::from_settings(&settings).map_err(StartupError::Setting)?;
-        let vault = Arc::new(Vault::from_settings(&settings, IfMissing::Generate)?);
+        let vault = Arc::new(
+            Vault::from_settings(&settings, IfMissing::Generate).map_err(StartupError::Setting)?,
+        );
         let store = open_store(&settings).await?;
         store.migrate().await.map_err(StartupError::Migrate)?;
         let runtime = Runtime::start(Dependencies {
@@ -355,27 +356,6 @@ async fn shutdown_requested(#[cfg(unix)] terminate: std::io::Result<tokio::signa
     }
 }
 
-/// A secret setting that falls back to a file generated in the data dir.
-pub(crate) struct SecretSetting<'a> {
-    /// The configured value, if any.
-    pub(crate) configured: Option<&'a str>,
-    /// The environment variable.
-    pub(crate) env: &'static str,
-    /// The flag, without dashes.
-    pub(crate) flag: &'static str,
-    /// The file in the data dir holding the generated value.
-    pub(crate) file: &'static str,
-}
-
-/// What to do when a secret is neither configured nor in the data dir yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IfMissing {
-    /// Generate one into the data dir (a server starting for the first time).
-    Generate,
-    /// Fail (a command that must use the secret the server used, never a new one).
-    Fail,
-}
-
 /// Name of the generated session-signing secret inside the data dir.
 const SECRET_FILE: &str = "jwt-secret";
 
@@ -391,7 +371,7 @@ pub fn signing_secret(settings: &Settings) -> Result<Vec<u8>, StartupError> {
         flag: "jwt-secret",
         file: SECRET_FILE,
     };
-    load_secret(settings, setting, IfMissing::Generate)
+    load_secret(settings, setting, IfMissing::Generate).map_err(StartupError::Setting)
 }
 
 /// The key that seals the audit log's checkpoints: the configured one (at least 32 bytes), or
@@ -404,90 +384,13 @@ pub fn audit_key(settings: &Settings, missing: IfMissing) -> Result<AuditKey, St
         flag: "audit-key",
         file: AUDIT_KEY_FILE,
     };
-    load_secret(settings, setting, missing).map(AuditKey::new)
-}
-
-pub(crate) fn load_secret(
-    settings: &Settings,
-    setting: SecretSetting<'_>,
-    missing: IfMissing,
-) -> Result<Vec<u8>, StartupError> {
-    let SecretSetting { configured, env, flag, file } = setting;
-    if let Some(secret) = configured {
-        if secret.len() < MIN_SECRET_BYTES {
-            return Err(StartupError::Setting(format!(
-                "{env} (--{flag}): must be at least {MIN_SECRET_BYTES} bytes, got {}",
-                secret.len()
-            )));
-        }
-        return Ok(secret.as_bytes().to_vec());
-    }
-    let path = settings.data_dir.join(file);
-    let secret = match std::fs::read_to_string(&path) {
-        Ok(existing) => existing.trim().to_owned(),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound && missing == IfMissing::Fail => {
-            return Err(StartupError::Setting(format!(
-                "{env} (--{flag}): not set, and the data dir has no generated one ({})",
-                path.display()
-            )))
-        }
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            let generated = generate_secret();
-            write_private_file(&path, &generated).map_err(|e| {
-                StartupError::Setting(format!(
-                    "BOARDROOM_DATA_DIR (--data-dir): cannot write {}: {e}",
-                    path.display()
-                ))
-            })?;
-            generated
-        }
-        Err(err) => {
-            return Err(StartupError::Setting(format!(
-                "BOARDROOM_DATA_DIR (--data-dir): cannot read {}: {err}",
-                path.display()
-            )))
-        }
-    };
-    if secret.len() < MIN_SECRET_BYTES {
-        return Err(StartupError::Setting(format!(
-            "BOARDROOM_DATA_DIR (--data-dir): {} holds a secret shorter than {MIN_SECRET_BYTES} bytes",
-            path.display()
-        )));
-    }
-    tracing::warn!(
-        file = %path.display(),
-        "{env} is not set: using a generated secret from the data dir; production must set its own"
-    );
-    Ok(secret.into_bytes())
-}
-
-pub(crate) fn generate_secret() -> String {
-    use base64::Engine;
-    use rand::RngCore;
-    let mut bytes = [0u8; 48];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-pub(crate) fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()
+    load_secret(settings, setting, missing).map(AuditKey::new).map_err(StartupError::Setting)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn settings(dir: &Path) -> Settings {

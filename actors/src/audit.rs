@@ -114,6 +114,10 @@ audit_actions! {
     PlanChanged = "plan.changed",
     /// A Stripe event cancelled an organization's subscription.
     SubscriptionCancelled = "subscription.cancelled",
+    /// `boardroom keys rotate` re-wrapped the attachments' data keys under a master key.
+    MasterKeyRotated = "master_key.rotated",
+    /// `boardroom keys retire` removed a master key no attachment used.
+    MasterKeyRetired = "master_key.retired",
 }
 
 impl AuditEvent {

@@ -23,7 +23,7 @@ use zeroize::Zeroizing;
 
 use super::VaultError;
 use crate::config::Settings;
-use crate::server::{IfMissing, SecretSetting, StartupError};
+use crate::secrets::{IfMissing, SecretSetting, MIN_SECRET_BYTES};
 
 /// The file in the data dir holding the generated keyring.
 pub const KEYRING_FILE: &str = "master-key";
@@ -62,10 +62,9 @@ pub struct MasterKey {
 impl MasterKey {
     /// The key derived from `secret` (at least 32 bytes).
     fn derive(secret: &[u8]) -> Result<MasterKey, String> {
-        if secret.len() < crate::server::MIN_SECRET_BYTES {
+        if secret.len() < MIN_SECRET_BYTES {
             return Err(format!(
-                "a master key must be at least {} bytes, got one of {}",
-                crate::server::MIN_SECRET_BYTES,
+                "a master key must be at least {MIN_SECRET_BYTES} bytes, got one of {}",
                 secret.len()
             ));
         }
@@ -130,7 +129,7 @@ impl Keyring {
 
     /// The keyring the settings name: `BOARDROOM_MASTER_KEY`, or the one generated into the data
     /// dir (created on first start under [`IfMissing::Generate`], with a warning).
-    pub fn load(settings: &Settings, missing: IfMissing) -> Result<Keyring, StartupError> {
+    pub fn load(settings: &Settings, missing: IfMissing) -> Result<Keyring, String> {
         let configured = settings.master_key.as_ref().map(|s| s.expose());
         let setting = SecretSetting {
             configured,
@@ -138,7 +137,7 @@ impl Keyring {
             flag: "master-key",
             file: KEYRING_FILE,
         };
-        let secret = Zeroizing::new(crate::server::load_secret(settings, setting, missing)?);
+        let secret = Zeroizing::new(crate::secrets::load_secret(settings, setting, missing)?);
         let (source, origin) = match configured {
             Some(_) => (KeySource::Setting, "BOARDROOM_MASTER_KEY (--master-key)".to_owned()),
             None => {
@@ -147,9 +146,8 @@ impl Keyring {
                 (KeySource::DataDir(path), origin)
             }
         };
-        let text = std::str::from_utf8(&secret)
-            .map_err(|_| StartupError::Setting(format!("{origin}: not UTF-8")))?;
-        Keyring::parse(text, source).map_err(|e| StartupError::Setting(format!("{origin}: {e}")))
+        let text = std::str::from_utf8(&secret).map_err(|_| format!("{origin}: not UTF-8"))?;
+        Keyring::parse(text, source).map_err(|e| format!("{origin}: {e}"))
     }
 
     /// The active key.
@@ -275,7 +273,7 @@ pub fn write_keyring_file(path: &Path, secrets: &[String]) -> std::io::Result<()
     }
     let mut text = Zeroizing::new(secrets.join("\n"));
     text.push('\n');
-    crate::server::write_private_file(&staging, &text)?;
+    crate::secrets::write_private_file(&staging, &text)?;
     std::fs::rename(&staging, path)?;
     if let Some(dir) = path.parent() {
         // The rename is durable once the directory is.

@@ -271,3 +271,17 @@ async fn deleting_is_idempotent() {
     vault.delete(&blob.blob_key).await.unwrap();
     vault.delete("not-a-blob-key").await.unwrap();
 }
+
+/// The futures and streams an axum handler holds must be `Send`, for any body stream that is.
+#[test]
+fn sealing_and_opening_are_send() {
+    fn send<T: Send>(_: &T) {}
+    let vault = vault(tempfile::tempdir().unwrap().path());
+    // A body whose error is not `Send` (the stream itself is).
+    let body = stream::poll_fn(|_| {
+        std::task::Poll::Ready(Some(Err::<Bytes, _>(std::rc::Rc::new("not Send"))))
+    });
+    send(&vault.seal(body, 1));
+    send(&vault.open("", "", &[]));
+    send(&vault.delete(""));
+}

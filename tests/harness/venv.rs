@@ -168,6 +168,7 @@ for line in sys.argv[1].splitlines():
     line = line.strip()
     if line and not line.startswith("#"):
         name, version = line.split("==")
+        name = name.split("[")[0]  # `moto[server]`: the distribution is `moto`
         assert md.version(name) == version, (name, md.version(name), version)
 print(sys.prefix)
 "##;
