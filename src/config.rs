@@ -395,6 +395,13 @@ pub struct Settings {
           value_parser = clap::value_parser!(u32).range(1..=10_000_000), global = true)]
     pub board_max_items: u32,
 
+    /// Most bytes of one attached file; a larger upload is refused `413 payload_too_large` and
+    /// nothing of it is kept. Only the upload route reads bodies this large (plus 64 KiB of
+    /// multipart framing); every other route keeps its 1 MiB bound.
+    #[arg(long, env = "BOARDROOM_ATTACHMENT_MAX_BYTES", default_value_t = 25 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1..=(1u64 << 40)), global = true)]
+    pub attachment_max_bytes: u64,
+
     /// Most files attached to one item (its comments' included); one more is refused
     /// `422 limit_reached`.
     #[arg(long, env = "BOARDROOM_ITEM_MAX_ATTACHMENTS", default_value_t = 100,

@@ -8,6 +8,7 @@
 //! parse, call the store or an actor, map the result; the rules live beneath them.
 
 pub mod api_keys;
+pub mod attachments;
 pub mod audit;
 pub mod auth;
 pub mod authenticate;
@@ -43,6 +44,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(api_keys::router())
         .merge(audit::router())
         .merge(boards::router())
+        .merge(attachments::router())
         .merge(google::router())
         .merge(webhooks::router())
         .merge(billing::router())

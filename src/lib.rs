@@ -11,6 +11,7 @@
 //!   org-level access check with the audited superadmin bypass.
 //! - [`billing`]: Stripe: the webhook signature check, events reduced to their change, and the
 //!   Checkout and Billing Portal sessions.
+//! - [`blob_reaper`]: deletes the files of deleted items, comments and boards.
 //! - [`commands`]: board writes' wire bodies as board commands, one function per write, for
 //!   REST and sockets alike.
 //! - [`config`]: the clap command line; every setting is a flag and an environment variable.
@@ -38,6 +39,7 @@ pub mod access;
 pub mod attachments;
 pub mod auth;
 pub mod billing;
+pub mod blob_reaper;
 pub mod commands;
 pub mod config;
 pub mod error;

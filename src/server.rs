@@ -186,6 +186,7 @@ impl App {
             .sweeper()
             .clone()
             .spawn(Duration::from_secs(self.state.settings().attachment_sweep_interval_secs));
+        let reaper = crate::blob_reaper::spawn(self.state.clone());
         tracing::info!(
             addr = %local_addr,
             tls = self.tls.is_some(),
@@ -199,6 +200,7 @@ impl App {
             task,
             maintenance,
             sweep,
+            reaper,
             tls: self.tls,
             tls_watch,
             redirect,
@@ -250,6 +252,7 @@ pub struct RunningServer {
     task: JoinHandle<std::io::Result<()>>,
     maintenance: JoinHandle<()>,
     sweep: JoinHandle<()>,
+    reaper: JoinHandle<()>,
     tls: Option<Arc<Tls>>,
     tls_watch: Option<JoinHandle<()>>,
     redirect: Option<(SocketAddr, JoinHandle<std::io::Result<()>>)>,
@@ -308,6 +311,7 @@ impl RunningServer {
         }
         self.maintenance.abort();
         self.sweep.abort();
+        self.reaper.abort();
         let flushed = self.state.runtime().shutdown().await;
         if !flushed {
             tracing::warn!("the actors did not flush completely");

@@ -6,6 +6,7 @@
 mod harness;
 
 mod api_keys;
+mod attachments;
 mod attachments_vault;
 mod audit;
 mod billing;

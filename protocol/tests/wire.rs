@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use boardroom_protocol::events::{EventKind, EventLog};
 use boardroom_protocol::webhooks::WebhookPayload;
 use boardroom_protocol::{
-    api_keys, audit, boards, error, events, health, identity, orgs, webhooks, Encoding,
+    api_keys, attachments, audit, boards, error, events, health, identity, orgs, webhooks, Encoding,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -74,7 +74,7 @@ wire_types! {
     webhooks::CreateWebhook, webhooks::CreatedWebhook, webhooks::WebhookList,
     webhooks::UpdateWebhook, webhooks::Webhook, webhooks::RotatedSecret,
     webhooks::DeliveryList, webhooks::Redelivery, webhooks::WebhookPayload,
-    audit::AuditLog, error::ErrorEnvelope,
+    audit::AuditLog, error::ErrorEnvelope, attachments::Attachment, attachments::AttachmentList,
 }
 
 fn captured() -> Vec<(String, String, Value)> {
@@ -110,8 +110,7 @@ fn every_type_is_captured() {
 }
 
 /// The captured log and webhook bodies carry every kind of event but `board.deleted` (the
-/// board's log and webhooks go with it; the golden test pins that kind) and, until the
-/// attachment routes land, `attachment.*` (pinned by their golden tests meanwhile).
+/// board's log and webhooks go with it; the golden test pins that kind).
 #[test]
 fn every_event_kind_is_captured() {
     let mut kinds = BTreeSet::new();
@@ -127,7 +126,7 @@ fn every_event_kind_is_captured() {
     let missing: Vec<&str> = EventKind::ALL
         .iter()
         .map(|k| k.as_str())
-        .filter(|k| !kinds.contains(k) && *k != "board.deleted" && !k.starts_with("attachment."))
+        .filter(|k| !kinds.contains(k) && *k != "board.deleted")
         .collect();
     assert!(missing.is_empty(), "no capture of {missing:?}");
 }

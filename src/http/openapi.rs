@@ -51,6 +51,7 @@ use super::AppState;
         (name = "boards", description = "Boards, their members, columns and groups; the event log"),
         (name = "items", description = "Items (rows) of a board"),
         (name = "updates", description = "Updates (comments) on items"),
+        (name = "attachments", description = "Files attached to items and their comments"),
         (name = "webhooks", description = "Webhooks of a board and their deliveries"),
         (name = "billing", description = "Plans with Stripe: checkout, the billing portal, Stripe's webhook"),
         (name = "realtime", description = "The WebSocket and its tickets"),
