@@ -330,11 +330,27 @@ impl Reply {
         Reply { id, ok: true, data: Some(data), seq, error: None }
     }
 
+    /// A success whose `data` is one of the reply types ([`Done`], [`Subscribed`], an entity of
+    /// [`crate::boards`]). Fails only for a value JSON cannot hold (a map with non-string keys),
+    /// which no type of this crate is.
+    pub fn ok_with<T: Serialize>(
+        id: Option<RequestId>,
+        data: &T,
+        seq: Option<i64>,
+    ) -> Result<Reply, serde_json::Error> {
+        Ok(Reply::ok(id, serde_json::to_value(data)?, seq))
+    }
+
     /// A failure.
     pub fn err(id: Option<RequestId>, error: ErrorBody) -> Reply {
         Reply { id, ok: false, data: None, seq: None, error: Some(error) }
     }
 }
+
+/// The `data` of a reply that says only that the request was done (`ping`, `auth`,
+/// `unsubscribe`): an empty object, `{}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Done {}
 
 /// The `data` of the reply to `subscribe`: after `after_seq` the missed events follow the
 /// reply (`recovered`); otherwise it carries a snapshot.
@@ -437,6 +453,13 @@ mod tests {
         };
         let fresh = Subscribed { seq: 1, recovered: false, snapshot: Some(snapshot) };
         assert_golden(&fresh, SNAPSHOT_JSON, SNAPSHOT_MSGPACK);
+    }
+
+    #[test]
+    fn empty_replies_are_pinned() {
+        assert_golden(&Done {}, "{}", "80");
+        let reply = Reply::ok_with(Some(RequestId::Number(3)), &Done {}, None).unwrap();
+        assert_golden(&reply, r#"{"id":3,"ok":true,"data":{}}"#, "83a2696403a26f6bc3a46461746180");
     }
 
     /// Decodes `message` sent as a frame with an id.

@@ -8,11 +8,11 @@
 use serde_json::{json, Value};
 use utoipa::OpenApi;
 
-use crate::frames::{ClientFrame, ServerFrame};
+use crate::frames::{ClientFrame, Done, ServerFrame, Subscribed};
 
 /// Collects the frame types and, through their derives, every schema they refer to.
 #[derive(OpenApi)]
-#[openapi(components(schemas(ClientFrame, ServerFrame)))]
+#[openapi(components(schemas(ClientFrame, ServerFrame, Subscribed, Done)))]
 struct Frames;
 
 /// Where OpenAPI keeps schemas, and where a standalone JSON Schema keeps them.

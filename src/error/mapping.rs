@@ -7,7 +7,7 @@
 
 use boardroom_actors::domain::BoardError;
 use boardroom_actors::org::OrgError;
-use boardroom_protocol::ErrorCode;
+use boardroom_protocol::{ErrorBody, ErrorCode};
 
 use super::ApiError;
 use crate::attachments::VaultError;
@@ -158,6 +158,14 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
+/// A socket's error frame says what a REST body says: the same code and message (an internal
+/// failure is logged here, once, and not shown).
+impl From<ApiError> for ErrorBody {
+    fn from(err: ApiError) -> Self {
+        err.to_body()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,5 +268,14 @@ mod tests {
         let api = ApiError::from(StorageError::Rule("secret rule"));
         assert_eq!(api.code(), ErrorCode::Internal);
         assert!(!api.message().contains("secret"));
+    }
+
+    #[test]
+    fn socket_error_frames_carry_the_rest_code_and_message() {
+        let body = ErrorBody::from(ApiError::from(BoardError::NotFound("board")));
+        assert_eq!((body.code, body.message.as_str()), (ErrorCode::NotFound, "board not found"));
+        let body = ErrorBody::from(ApiError::from(StorageError::Rule("secret rule")));
+        assert_eq!(body.code, ErrorCode::Internal);
+        assert!(!body.message.contains("secret"), "{}", body.message);
     }
 }

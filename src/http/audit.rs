@@ -4,8 +4,7 @@ use axum::extract::State;
 use axum::Json;
 use boardroom_actors::audit::AuditAction;
 use boardroom_actors::roles::OrgRole;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use boardroom_protocol::audit::{AuditLog, AuditQuery};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -20,13 +19,6 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(audit_log))
 }
 
-#[derive(Deserialize)]
-struct Query {
-    cursor: Option<i64>,
-    action: Option<String>,
-    limit: Option<i64>,
-}
-
 #[utoipa::path(get, path = "/orgs/{org}/audit-log", tag = "audit", operation_id = "audit_log",
     summary = "The organization's audit log, newest first (admins)",
     params(("org" = uuid::Uuid, Path, description = "The organization"),
@@ -38,8 +30,8 @@ async fn audit_log(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(org): ApiPath<Uuid>,
-    ApiQuery(query): ApiQuery<Query>,
-) -> ApiResult<Json<Value>> {
+    ApiQuery(query): ApiQuery<AuditQuery>,
+) -> ApiResult<Json<AuditLog>> {
     caller.require_session()?;
     state.auth().org_access(&caller, org, OrgRole::Admin).await?;
     if let Some(action) = &query.action {
@@ -54,22 +46,5 @@ async fn audit_log(
         .audit_entries(query.cursor, query.action.as_deref(), limit)
         .await?;
     let next_cursor = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.seq)).flatten();
-    let entries: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            json!({
-                "seq": r.seq,
-                "id": r.id,
-                "action": r.action,
-                "actor_id": r.actor_id,
-                "target": r.target,
-                "ip": r.ip,
-                "user_agent": r.user_agent,
-                "bypass": r.bypass,
-                "metadata": r.metadata.0,
-                "created_at": r.created_at,
-            })
-        })
-        .collect();
-    Ok(Json(json!({ "entries": entries, "next_cursor": next_cursor })))
+    Ok(Json(crate::wire::audit::page(rows, next_cursor)))
 }

@@ -55,8 +55,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(events))
 }
 
-pub use crate::error::board_error;
-
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
     let key = value.to_str().unwrap_or_default();
@@ -79,7 +77,7 @@ async fn run(
     // A key names one request: the same key sent with another kind of write is a new request,
     // not a retry of the first (whose answer, a group say, would come back to an item's POST).
     let idempotency = idempotency.map(|key| format!("{}:{key}", write_name(&command)));
-    state.boards().command(org, board, requester, command, idempotency).await.map_err(board_error)
+    Ok(state.boards().command(org, board, requester, command, idempotency).await?)
 }
 
 /// The kind of a write that takes an `Idempotency-Key`, scoping the key.
@@ -156,11 +154,7 @@ async fn create_board(
     };
     // Held until the board is committed, so a concurrent creation counts it.
     let _admission = state.auth().orgs().admit(org, Resource::Boards, 1).await?;
-    let output = state
-        .boards()
-        .create(org, requester, body.name, body.description)
-        .await
-        .map_err(board_error)?;
+    let output = state.boards().create(org, requester, body.name, body.description).await?;
     let EventData::BoardCreated { board, group, .. } = &output.data else {
         return Err(ApiError::internal(anyhow::anyhow!(
             "a board's creation answered {:?}",
@@ -214,7 +208,7 @@ async fn snapshot(
     ApiPath(board): ApiPath<Uuid>,
 ) -> ApiResult<Json<wire::Snapshot>> {
     let (org, requester) = requester_for(&state, &caller, board).await?;
-    let snapshot = state.boards().snapshot(org, board, requester).await.map_err(board_error)?;
+    let snapshot = state.boards().snapshot(org, board, requester).await?;
     Ok(Json(to_wire::snapshot(&snapshot)))
 }
 
@@ -263,7 +257,7 @@ async fn members(
     ApiPath(board): ApiPath<Uuid>,
 ) -> ApiResult<Json<wire::BoardMembers>> {
     let (org, requester) = requester_for(&state, &caller, board).await?;
-    let members = state.boards().members(org, board, requester).await.map_err(board_error)?;
+    let members = state.boards().members(org, board, requester).await?;
     Ok(Json(to_wire::members(&members)))
 }
 
@@ -453,7 +447,7 @@ async fn list_items(
     let limit = query.limit.unwrap_or(100).clamp(1, 500);
     let query = BoardQuery::Items { group_id: query.group_id, after: query.cursor, limit };
     let (org, requester) = requester_for(&state, &caller, board).await?;
-    let page = state.boards().items(org, board, requester, query).await.map_err(board_error)?;
+    let page = state.boards().items(org, board, requester, query).await?;
     Ok(Json(to_wire::item_page(board, &page)))
 }
 
@@ -470,7 +464,7 @@ async fn get_item(
     ApiPath((board, item)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<Response> {
     let (org, requester) = requester_for(&state, &caller, board).await?;
-    let item = state.boards().item(org, board, requester, item).await.map_err(board_error)?;
+    let item = state.boards().item(org, board, requester, item).await?;
     Ok(with_etag(Json(to_wire::item(board, &item)), Some(item.version)))
 }
 
@@ -607,14 +601,10 @@ async fn list_updates(
     ApiPath((board, item)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<Json<wire::UpdateList>> {
     let (org, requester) = requester_for(&state, &caller, board).await?;
-    state
-        .boards()
-        .access(org, board, requester.clone(), Scope::UpdatesRead)
-        .await
-        .map_err(board_error)?;
+    state.boards().access(org, board, requester.clone(), Scope::UpdatesRead).await?;
     // The item must be on this board and visible: read it through the actor first.
     let items_requester = Requester { scopes: None, ..requester };
-    state.boards().item(org, board, items_requester, item).await.map_err(board_error)?;
+    state.boards().item(org, board, items_requester, item).await?;
     let updates = state.store().tenant(org).updates(board, item).await?;
     Ok(Json(to_wire::updates(board, &updates)))
 }
@@ -672,11 +662,7 @@ async fn events(
     ApiQuery(query): ApiQuery<EventsQuery>,
 ) -> ApiResult<Json<EventLog>> {
     let (org, requester) = requester_for(&state, &caller, board).await?;
-    state
-        .boards()
-        .access(org, board, requester.clone(), Scope::BoardsRead)
-        .await
-        .map_err(board_error)?;
+    state.boards().access(org, board, requester.clone(), Scope::BoardsRead).await?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let page = state
         .store()

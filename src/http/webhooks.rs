@@ -16,15 +16,17 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::Json;
 use boardroom_actors::audit::AuditAction;
 use boardroom_actors::board::Requester;
 use boardroom_actors::domain::{BoardError, EventKind};
 use boardroom_actors::plans::Resource;
 use boardroom_actors::webhook::{may_own, scope_lacking};
+use boardroom_protocol::webhooks::{
+    CreateWebhook, CreatedWebhook, DeliveriesQuery, DeliveryList, Redelivery, RotatedSecret,
+    UpdateWebhook, Webhook, WebhookList,
+};
 use boardroom_protocol::ErrorCode;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -36,10 +38,9 @@ use crate::access::requester_for;
 use crate::auth::{Caller, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::ssrf::Guard;
-use crate::storage::{
-    DeliveryRow, NewWebhook, StorageError, WebhookChanges, WebhookRow, WEBHOOK_LIMIT_REACHED,
-};
+use crate::storage::{NewWebhook, StorageError, WebhookChanges, WEBHOOK_LIMIT_REACHED};
 use crate::webhooks::{generate_secret, RETRY_WINDOW, ROTATION_OVERLAP};
+use crate::wire::webhooks as to_wire;
 
 /// Longest webhook URL accepted.
 const MAX_URL_LEN: usize = 2048;
@@ -133,48 +134,6 @@ fn check_events(events: &[String]) -> ApiResult<Vec<String>> {
     Ok(kept)
 }
 
-fn webhook_json(row: &WebhookRow) -> Value {
-    json!({
-        "id": row.id,
-        "board_id": row.board_id,
-        "url": row.url,
-        "events": row.events.0,
-        "enabled": row.enabled,
-        "consecutive_failures": row.consecutive_failures,
-        "previous_secret_expires_at": row.previous_secret_expires_at,
-        "created_by": row.created_by,
-        "created_by_key": row.created_by_key,
-        "disabled_reason": row.disabled_reason,
-        "created_at": row.created_at,
-        "updated_at": row.updated_at,
-    })
-}
-
-fn delivery_json(row: &DeliveryRow) -> Value {
-    json!({
-        "id": row.id,
-        "webhook_id": row.webhook_id,
-        "seq": row.seq,
-        "kind": row.kind,
-        "status": row.status,
-        "attempts": row.attempts,
-        "next_attempt_at": if row.status == "pending" { json!(row.next_attempt_at) } else { Value::Null },
-        "give_up_at": row.give_up_at,
-        "last_status_code": row.last_status_code,
-        "last_error": row.last_error,
-        "response_excerpt": row.response_excerpt,
-        "created_at": row.created_at,
-        "updated_at": row.updated_at,
-    })
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateBody {
-    url: String,
-    events: Vec<String>,
-}
-
 #[utoipa::path(post, path = "/boards/{board}/webhooks", tag = "webhooks",
         operation_id = "create_webhook",
     summary = "Create a webhook (owners); its secret is answered this once",
@@ -188,8 +147,8 @@ async fn create(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(board): ApiPath<Uuid>,
-    ApiJson(body): ApiJson<CreateBody>,
-) -> ApiResult<Response> {
+    ApiJson(body): ApiJson<CreateWebhook>,
+) -> ApiResult<(StatusCode, Json<CreatedWebhook>)> {
     let (org, requester) = owner_of(&state, &caller, board).await?;
     let url = check_url(&state, &body.url)?;
     let events = check_events(&body.events)?;
@@ -228,9 +187,7 @@ async fn create(
             "created_by_key": created_by_key,
         });
     });
-    let mut answer = webhook_json(&row);
-    answer["secret"] = json!(secret);
-    Ok((StatusCode::CREATED, Json(answer)).into_response())
+    Ok((StatusCode::CREATED, Json(to_wire::created(&row, secret))))
 }
 
 #[utoipa::path(get, path = "/boards/{board}/webhooks", tag = "webhooks",
@@ -244,18 +201,10 @@ async fn list(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(board): ApiPath<Uuid>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<WebhookList>> {
     let (org, _) = owner_of(&state, &caller, board).await?;
     let rows = state.store().tenant(org).webhooks(board).await?;
-    Ok(Json(json!({ "webhooks": rows.iter().map(webhook_json).collect::<Vec<_>>() })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UpdateBody {
-    url: Option<String>,
-    events: Option<Vec<String>>,
-    enabled: Option<bool>,
+    Ok(Json(to_wire::list(&rows)))
 }
 
 #[utoipa::path(patch, path = "/boards/{board}/webhooks/{webhook}", tag = "webhooks",
@@ -271,8 +220,8 @@ async fn update(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((board, id)): ApiPath<(Uuid, Uuid)>,
-    ApiJson(body): ApiJson<UpdateBody>,
-) -> ApiResult<Json<Value>> {
+    ApiJson(body): ApiJson<UpdateWebhook>,
+) -> ApiResult<Json<Webhook>> {
     let (org, requester) = owner_of(&state, &caller, board).await?;
     let tenant = state.store().tenant(org);
     let mut changes = WebhookChanges {
@@ -343,7 +292,7 @@ async fn update(
             e.metadata = Value::Object(changed);
         });
     }
-    Ok(Json(webhook_json(row)))
+    Ok(Json(to_wire::webhook(row)))
 }
 
 #[utoipa::path(delete, path = "/boards/{board}/webhooks/{webhook}", tag = "webhooks",
@@ -371,11 +320,6 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-struct DeliveriesQuery {
-    limit: Option<i64>,
-}
-
 #[utoipa::path(get, path = "/boards/{board}/webhooks/{webhook}/deliveries", tag = "webhooks",
         operation_id = "list_deliveries",
     summary = "A webhook's deliveries, newest first (owners)",
@@ -389,13 +333,13 @@ async fn deliveries(
     caller: Caller,
     ApiPath((board, id)): ApiPath<(Uuid, Uuid)>,
     ApiQuery(query): ApiQuery<DeliveriesQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DeliveryList>> {
     let (org, _) = owner_of(&state, &caller, board).await?;
     let tenant = state.store().tenant(org);
     tenant.webhook(board, id).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let rows = tenant.webhook_deliveries(id, limit).await?;
-    Ok(Json(json!({ "deliveries": rows.iter().map(delivery_json).collect::<Vec<_>>() })))
+    Ok(Json(to_wire::deliveries(&rows).map_err(ApiError::internal)?))
 }
 
 #[utoipa::path(post, path = "/boards/{board}/webhooks/{webhook}/deliveries/{delivery}/redeliver",
@@ -411,7 +355,7 @@ async fn redeliver(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((board, id, delivery)): ApiPath<(Uuid, Uuid, Uuid)>,
-) -> ApiResult<Response> {
+) -> ApiResult<(StatusCode, Json<Redelivery>)> {
     let (org, _) = owner_of(&state, &caller, board).await?;
     let tenant = state.store().tenant(org);
     tenant.webhook(board, id).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
@@ -420,7 +364,7 @@ async fn redeliver(
         return Err(ApiError::not_found("delivery"));
     }
     state.runtime().webhooks().poke();
-    Ok((StatusCode::ACCEPTED, Json(json!({ "id": delivery, "status": "pending" }))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(to_wire::redelivery(delivery))))
 }
 
 #[utoipa::path(post, path = "/boards/{board}/webhooks/{webhook}/rotate-secret", tag = "webhooks",
@@ -435,7 +379,7 @@ async fn rotate_secret(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((board, id)): ApiPath<(Uuid, Uuid)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RotatedSecret>> {
     let (org, _) = owner_of(&state, &caller, board).await?;
     let secret = generate_secret();
     let until = crate::storage::now() + ROTATION_OVERLAP;
@@ -448,5 +392,5 @@ async fn rotate_secret(
         e.target = Some(id.to_string());
         e.metadata = json!({ "board_id": board, "previous_secret_expires_at": until });
     });
-    Ok(Json(json!({ "id": id, "secret": secret, "previous_secret_expires_at": until })))
+    Ok(Json(to_wire::rotated(id, secret, until)))
 }

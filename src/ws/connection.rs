@@ -23,15 +23,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket};
-use boardroom_protocol::frames::{close, Hello, Reply};
+use boardroom_protocol::frames::{close, Done, Hello, Reply};
 use boardroom_protocol::{
-    ClientFrame, ClientMessage, Encoding, ErrorBody, ErrorCode, RequestId, ServerFrame,
-    PROTOCOL_VERSION,
+    ClientFrame, ClientMessage, Encoding, ErrorCode, RequestId, ServerFrame, PROTOCOL_VERSION,
 };
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use serde_json::json;
+use serde::Serialize;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -40,7 +39,6 @@ use super::fanout::Subscription;
 use super::outbox::{Control, Outbox, OutboxEnds};
 use crate::access::requester_for;
 use crate::auth::{Caller, Principal};
-use crate::error::board_error;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::wire::events::payload;
@@ -204,16 +202,14 @@ async fn until_shutdown(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-fn error_body(err: &ApiError) -> ErrorBody {
-    err.to_body()
-}
-
-fn body(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
-    ErrorBody { code, message: message.into() }
-}
-
-fn uuid(field: &str, raw: &str) -> Result<Uuid, ErrorBody> {
-    crate::commands::id(field, raw).map_err(|e| error_body(&e))
+/// The reply to `id`: its typed `data` (and `seq`), or the refusal's error body.
+fn reply_to<T: Serialize>(
+    id: Option<RequestId>,
+    result: Result<(T, Option<i64>), ApiError>,
+) -> Reply {
+    let typed = result
+        .and_then(|(data, seq)| Reply::ok_with(id.clone(), &data, seq).map_err(ApiError::internal));
+    typed.unwrap_or_else(|err| Reply::err(id, err.into()))
 }
 
 impl Connection {
@@ -231,55 +227,54 @@ impl Connection {
                 Ok(frame) => Some(frame.id.clone()),
                 Err(err) => err.id.clone(),
             };
-            let err = body(ErrorCode::RateLimited, "too many frames on this connection; slow down");
-            self.reply(Reply::err(id, err));
+            let err = ApiError::new(
+                ErrorCode::RateLimited,
+                "too many frames on this connection; slow down",
+            );
+            self.reply(Reply::err(id, err.into()));
             return None;
         }
         let frame = match decoded {
             Ok(frame) => frame,
             Err(err) => {
                 let message = format!("unreadable frame: {}", err.message);
-                self.reply(Reply::err(err.id, body(ErrorCode::MalformedBody, message)));
+                let refusal = ApiError::new(ErrorCode::MalformedBody, message);
+                self.reply(Reply::err(err.id, refusal.into()));
                 return None;
             }
         };
         if let Err(err) = self.charge_key(&frame.message) {
-            self.reply(Reply::err(Some(frame.id), err));
+            self.reply(Reply::err(Some(frame.id), err.into()));
             return None;
         }
         let ClientFrame { id, message } = frame;
         let result = match message {
-            ClientMessage::Ping {} => Ok((json!({}), None)),
-            ClientMessage::Auth { token } => self.refresh(&token).await.map(|()| (json!({}), None)),
+            ClientMessage::Ping {} => Ok(Done {}),
+            ClientMessage::Auth { token } => self.refresh(&token).await.map(|()| Done {}),
             ClientMessage::Subscribe { board_id, after_seq } => {
                 // Subscribe sends its own reply: it must precede the replayed events.
                 self.subscribe(id, &board_id, after_seq).await;
                 return None;
             }
-            ClientMessage::Unsubscribe { board_id } => match uuid("board_id", &board_id) {
-                Ok(board) => {
+            ClientMessage::Unsubscribe { board_id } => crate::commands::id("board_id", &board_id)
+                .map(|board| {
                     if let Some(sub) = self.subs.remove(&board) {
                         self.state.ws().fanout().remove(&sub);
                     }
-                    Ok((json!({}), None))
-                }
-                Err(err) => Err(err),
-            },
+                    Done {}
+                }),
             other => match self.submit(&id, other).await {
                 Ok(pending) => return Some(pending),
                 Err(err) => Err(err),
             },
         };
-        match result {
-            Ok((data, seq)) => self.reply(Reply::ok(Some(id), data, seq)),
-            Err(err) => self.reply(Reply::err(Some(id), err)),
-        }
+        self.reply(reply_to(Some(id), result.map(|done| (done, None))));
         None
     }
 
     /// Charges a key's per-minute limit for what REST would charge: every request but `ping`
     /// and `auth`, so a socket is no way around the key's limit.
-    fn charge_key(&self, message: &ClientMessage) -> Result<(), ErrorBody> {
+    fn charge_key(&self, message: &ClientMessage) -> Result<(), ApiError> {
         let Principal::ApiKey(grant) = &self.caller.principal else { return Ok(()) };
         if matches!(message, ClientMessage::Ping {} | ClientMessage::Auth { .. }) {
             return Ok(());
@@ -288,7 +283,7 @@ impl Connection {
         if limit.allowed {
             Ok(())
         } else {
-            Err(body(
+            Err(ApiError::new(
                 ErrorCode::RateLimited,
                 format!("this API key's limit is used up; retry in {} s", limit.reset_secs),
             ))
@@ -300,46 +295,37 @@ impl Connection {
         &self,
         id: &RequestId,
         message: ClientMessage,
-    ) -> Result<PendingReply, ErrorBody> {
-        let command = crate::commands::from_message(message).map_err(|e| error_body(&e))?;
-        let Some((board, command)) = command else {
-            return Err(body(ErrorCode::BadRequest, "not a board write"));
+    ) -> Result<PendingReply, ApiError> {
+        let Some((board, command)) = crate::commands::from_message(message)? else {
+            return Err(ApiError::new(ErrorCode::BadRequest, "not a board write"));
         };
-        let (org, requester) =
-            requester_for(&self.state, &self.caller, board).await.map_err(|e| error_body(&e))?;
-        let answer = self
-            .state
-            .boards()
-            .submit(org, board, requester, command, None)
-            .await
-            .map_err(|e| error_body(&board_error(e)))?;
+        let (org, requester) = requester_for(&self.state, &self.caller, board).await?;
+        let answer = self.state.boards().submit(org, board, requester, command, None).await?;
         let (id, outbox) = (id.clone(), self.outbox.clone());
         Ok(Box::pin(async move {
             let reply = match answer.wait().await {
                 Ok(output) => Reply::ok(Some(id), payload(board, &output.data), Some(output.seq)),
-                Err(err) => Reply::err(Some(id), error_body(&board_error(err))),
+                Err(err) => Reply::err(Some(id), ApiError::from(err).into()),
             };
             outbox.send(&ServerFrame::Reply(reply));
         }))
     }
 
     /// Replaces the socket's access token with a fresh one of the same user.
-    async fn refresh(&mut self, token: &str) -> Result<(), ErrorBody> {
+    async fn refresh(&mut self, token: &str) -> Result<(), ApiError> {
         if matches!(self.caller.principal, Principal::ApiKey(_)) {
-            return Err(body(ErrorCode::BadRequest, "API key sockets need no token refresh"));
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                "API key sockets need no token refresh",
+            ));
         }
-        let principal = self
-            .state
-            .auth()
-            .authenticate(token, &self.caller.meta)
-            .await
-            .map_err(|e| error_body(&e))?;
+        let principal = self.state.auth().authenticate(token, &self.caller.meta).await?;
         let same_user = matches!(
             (&principal, &self.caller.principal),
             (Principal::User { user_id: a, .. }, Principal::User { user_id: b, .. }) if a == b
         );
         if !same_user {
-            return Err(body(ErrorCode::Forbidden, "the token belongs to someone else"));
+            return Err(ApiError::new(ErrorCode::Forbidden, "the token belongs to someone else"));
         }
         self.caller.principal = principal;
         token.clone_into(&mut self.credential);

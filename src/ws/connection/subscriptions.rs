@@ -10,14 +10,12 @@
 use std::future::Future;
 use std::time::Duration;
 
-use boardroom_protocol::frames::{close, EventFrame, Reply, Unsubscribed};
-use boardroom_protocol::{ErrorBody, ErrorCode, RequestId, Scope, ServerFrame};
-use serde_json::json;
+use boardroom_protocol::frames::{close, EventFrame, Reply, Subscribed, Unsubscribed};
+use boardroom_protocol::{ErrorCode, RequestId, Scope, ServerFrame};
 use uuid::Uuid;
 
-use super::{body, error_body, until_shutdown, uuid, Connection};
+use super::{until_shutdown, Connection};
 use crate::access::{requester_for, requester_recheck, scopes_of};
-use crate::error::board_error;
 use crate::error::ApiError;
 use crate::ws::fanout::{message, wire_time, Subscription};
 use crate::ws::outbox::{size_of, Outbox};
@@ -44,23 +42,23 @@ impl Connection {
         board_id: &str,
         after_seq: Option<i64>,
     ) {
-        let board = match uuid("board_id", board_id) {
+        let board = match crate::commands::id("board_id", board_id) {
             Ok(board) => board,
-            Err(err) => return self.reply(Reply::err(Some(id), err)),
+            Err(err) => return self.reply(Reply::err(Some(id), err.into())),
         };
         if let Some(old) = self.subs.remove(&board) {
             self.state.ws().fanout().remove(&old);
         }
         if self.subs.len() >= MAX_SUBSCRIPTIONS {
-            let err = body(
+            let err = ApiError::new(
                 ErrorCode::ValidationFailed,
                 format!("at most {MAX_SUBSCRIPTIONS} subscriptions per connection"),
             );
-            return self.reply(Reply::err(Some(id), err));
+            return self.reply(Reply::err(Some(id), err.into()));
         }
         let (org, requester) = match requester_for(&self.state, &self.caller, board).await {
             Ok(found) => found,
-            Err(err) => return self.reply(Reply::err(Some(id), error_body(&err))),
+            Err(err) => return self.reply(Reply::err(Some(id), err.into())),
         };
         let sub = self.state.ws().fanout().add(board, org, requester.clone(), self.outbox.clone());
         match self.catch_up(&sub, id.clone(), after_seq).await {
@@ -70,7 +68,7 @@ impl Connection {
             }
             Err(err) => {
                 self.state.ws().fanout().remove(&sub);
-                self.reply(Reply::err(Some(id), err));
+                self.reply(Reply::err(Some(id), err.into()));
             }
         }
     }
@@ -80,7 +78,7 @@ impl Connection {
         sub: &Subscription,
         id: RequestId,
         after_seq: Option<i64>,
-    ) -> Result<(), ErrorBody> {
+    ) -> Result<(), ApiError> {
         let (board, org, requester) = (sub.board, sub.org, &sub.requester);
         let replayable = match after_seq {
             Some(after) => self.replayable(sub, after).await?,
@@ -88,22 +86,19 @@ impl Connection {
         };
         let sent = match replayable {
             Some((after, current)) => {
-                let data = json!({ "seq": current, "recovered": true });
-                self.reply(Reply::ok(Some(id), data, Some(current)));
+                let data = Subscribed { seq: current, recovered: true, snapshot: None };
+                self.reply(
+                    Reply::ok_with(Some(id), &data, Some(current)).map_err(ApiError::internal)?,
+                );
                 self.replay(sub, after, current).await;
                 current
             }
             None => {
-                let snapshot = self
-                    .state
-                    .boards()
-                    .snapshot(org, board, requester.clone())
-                    .await
-                    .map_err(|e| error_body(&board_error(e)))?;
+                let snapshot = self.state.boards().snapshot(org, board, requester.clone()).await?;
                 let seq = snapshot.seq;
-                let snapshot = crate::wire::boards::snapshot(&snapshot);
-                let data = json!({ "seq": seq, "recovered": false, "snapshot": snapshot });
-                self.reply(Reply::ok(Some(id), data, Some(seq)));
+                let snapshot = Some(crate::wire::boards::snapshot(&snapshot));
+                let data = Subscribed { seq, recovered: false, snapshot };
+                self.reply(Reply::ok_with(Some(id), &data, Some(seq)).map_err(ApiError::internal)?);
                 seq
             }
         };
@@ -117,14 +112,9 @@ impl Connection {
         &self,
         sub: &Subscription,
         after: i64,
-    ) -> Result<Option<(i64, i64)>, ErrorBody> {
+    ) -> Result<Option<(i64, i64)>, ApiError> {
         let (board, org) = (sub.board, sub.org);
-        let (current, _) = self
-            .state
-            .boards()
-            .seq(org, board, sub.requester.clone())
-            .await
-            .map_err(|e| error_body(&board_error(e)))?;
+        let (current, _) = self.state.boards().seq(org, board, sub.requester.clone()).await?;
         if after < 0 || after > current || current - after > MAX_REPLAY {
             return Ok(None);
         }
@@ -135,7 +125,7 @@ impl Connection {
             .tenant(org)
             .board_events_held(board, after, current)
             .await
-            .map_err(|e| error_body(&ApiError::internal(e)))?;
+            .map_err(ApiError::internal)?;
         Ok((held == current - after).then_some((after, current)))
     }
 
@@ -251,7 +241,7 @@ impl Connection {
             self.state.ws().fanout().remove(&sub);
             self.outbox.send(&ServerFrame::Unsubscribed(Unsubscribed {
                 board_id: board.to_string(),
-                error: error_body(why),
+                error: why.to_body(),
             }));
         }
     }
@@ -282,7 +272,7 @@ impl Connection {
     async fn access(&self, board: Uuid) -> Result<(), ApiError> {
         let (org, requester) = requester_recheck(&self.state, &self.caller, board).await?;
         let scope = Scope::BoardsRead;
-        self.state.boards().access(org, board, requester, scope).await.map_err(board_error)?;
+        self.state.boards().access(org, board, requester, scope).await?;
         Ok(())
     }
 
