@@ -3,11 +3,16 @@
 //! who is not on the board, another organization's admin, and an API key (of the owner) that
 //! lacks exactly the scope the endpoint needs.
 
+use boardroom_protocol::boards::{
+    ArchiveItem, CreateUpdate, EditUpdate, MoveItem, SetMember, Update, UpdateBoard, UpdateColumn,
+    UpdateGroup, UpdateItem,
+};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::boards::{fixture, Fixture};
-use crate::harness::{both_backends, TestServer, TestUser};
+use crate::harness::{both_backends, column, group, id, item, TestServer, TestUser};
 
 both_backends!(every_endpoint_checks_every_caller);
 
@@ -51,36 +56,35 @@ struct World {
 async fn fresh(server: &TestServer, w: &World) -> Targets {
     let b = format!("/api/v1/boards/{}", w.f.board);
     let token = &w.f.owner.access_token;
-    let id = |v: &Value| v["id"].as_str().unwrap().to_owned();
-    let column = id(server
-        .post(&format!("{b}/columns"), Some(token), &json!({"title": "c", "type": "text"}))
+    let owner = &w.f.owner;
+    let column = server.create_column(owner, &w.f.board, &column("c", "text")).await.id;
+    let group = server.create_group(owner, &w.f.board, &group("g")).await.id;
+    let item = server.create_item(owner, &w.f.board, &item(&group.to_string(), "i")).await.id;
+    let update: Update = server
+        .post(&format!("{b}/items/{item}/updates"), Some(token), &comment("u"))
         .await
-        .expect(201));
-    let group = id(server
-        .post(&format!("{b}/groups"), Some(token), &json!({"title": "g"}))
-        .await
-        .expect(201));
-    let item = id(server
-        .post(&format!("{b}/items"), Some(token), &json!({"group_id": group, "name": "i"}))
-        .await
-        .expect(201));
-    let update = id(server
-        .post(&format!("{b}/items/{item}/updates"), Some(token), &json!({"body": "u"}))
-        .await
-        .expect(201));
+        .expect_as(201);
     // A disposable org member to add to / remove from the board.
     let extra = server.register("extra").await;
-    server.add_member(&w.f.owner, &w.f.org, &extra, "member").await;
-    server
-        .send_as(
-            Method::PUT,
-            &format!("{b}/members/{}", extra.id),
-            token,
-            Some(&json!({"role": "viewer"})),
-        )
-        .await
-        .expect(200);
-    Targets { column, group, item, update, member: extra.id }
+    server.add_member(owner, &w.f.org, &extra, "member").await;
+    server.add_board_member(owner, &w.f.board, &extra, "viewer").await;
+    Targets {
+        column: column.to_string(),
+        group: group.to_string(),
+        item: item.to_string(),
+        update: update.id.to_string(),
+        member: extra.id,
+    }
+}
+
+/// A protocol body as the JSON the table's calls send.
+fn body(body: impl Serialize) -> Option<Value> {
+    Some(serde_json::to_value(body).unwrap())
+}
+
+/// The body of a comment.
+fn comment(text: &str) -> CreateUpdate {
+    CreateUpdate { body: text.to_owned(), parent_id: None }
 }
 
 struct Case {
@@ -109,7 +113,7 @@ fn cases() -> Vec<Case> {
             name: "update board",
             method: Method::PATCH,
             path: |b, _| b.to_owned(),
-            body: |_| Some(json!({"description": "d"})),
+            body: |_| body(UpdateBoard { description: Some("d".into()), ..UpdateBoard::default() }),
             scope: "boards:write",
             need: "owner",
             success: 200,
@@ -127,7 +131,7 @@ fn cases() -> Vec<Case> {
             name: "set member",
             method: Method::PUT,
             path: |b, t| format!("{b}/members/{}", t.member),
-            body: |_| Some(json!({"role": "editor"})),
+            body: |_| body(SetMember { role: "editor".into() }),
             scope: "boards:write",
             need: "owner",
             success: 200,
@@ -145,7 +149,7 @@ fn cases() -> Vec<Case> {
             name: "create column",
             method: Method::POST,
             path: |b, _| format!("{b}/columns"),
-            body: |_| Some(json!({"title": "n", "type": "number"})),
+            body: |_| body(column("n", "number")),
             scope: "boards:write",
             need: "owner",
             success: 201,
@@ -154,7 +158,7 @@ fn cases() -> Vec<Case> {
             name: "update column",
             method: Method::PATCH,
             path: |b, t| format!("{b}/columns/{}", t.column),
-            body: |_| Some(json!({"title": "t2"})),
+            body: |_| body(UpdateColumn { title: Some("t2".into()), ..UpdateColumn::default() }),
             scope: "boards:write",
             need: "owner",
             success: 200,
@@ -172,7 +176,7 @@ fn cases() -> Vec<Case> {
             name: "create group",
             method: Method::POST,
             path: |b, _| format!("{b}/groups"),
-            body: |_| Some(json!({"title": "g2"})),
+            body: |_| body(group("g2")),
             scope: "boards:write",
             need: "editor",
             success: 201,
@@ -181,7 +185,7 @@ fn cases() -> Vec<Case> {
             name: "update group",
             method: Method::PATCH,
             path: |b, t| format!("{b}/groups/{}", t.group),
-            body: |_| Some(json!({"title": "g3"})),
+            body: |_| body(UpdateGroup { title: Some("g3".into()), ..UpdateGroup::default() }),
             scope: "boards:write",
             need: "editor",
             success: 200,
@@ -199,7 +203,7 @@ fn cases() -> Vec<Case> {
             name: "create item",
             method: Method::POST,
             path: |b, _| format!("{b}/items"),
-            body: |t| Some(json!({"group_id": t.group, "name": "new"})),
+            body: |t| body(item(&t.group, "new")),
             scope: "items:write",
             need: "editor",
             success: 201,
@@ -226,7 +230,7 @@ fn cases() -> Vec<Case> {
             name: "update item",
             method: Method::PATCH,
             path: |b, t| format!("{b}/items/{}", t.item),
-            body: |_| Some(json!({"name": "renamed"})),
+            body: |_| body(UpdateItem { name: Some("renamed".into()), ..UpdateItem::default() }),
             scope: "items:write",
             need: "editor",
             success: 200,
@@ -235,7 +239,7 @@ fn cases() -> Vec<Case> {
             name: "move item",
             method: Method::POST,
             path: |b, t| format!("{b}/items/{}/move", t.item),
-            body: |t| Some(json!({"group_id": t.group})),
+            body: |t| body(MoveItem { group_id: id(&t.group), before: None, after: None }),
             scope: "items:write",
             need: "editor",
             success: 200,
@@ -244,7 +248,7 @@ fn cases() -> Vec<Case> {
             name: "archive item",
             method: Method::POST,
             path: |b, t| format!("{b}/items/{}/archive", t.item),
-            body: |_| Some(json!({})),
+            body: |_| body(ArchiveItem::default()),
             scope: "items:write",
             need: "editor",
             success: 200,
@@ -262,7 +266,7 @@ fn cases() -> Vec<Case> {
             name: "create update",
             method: Method::POST,
             path: |b, t| format!("{b}/items/{}/updates", t.item),
-            body: |_| Some(json!({"body": "hi"})),
+            body: |_| body(comment("hi")),
             scope: "updates:write",
             need: "editor",
             success: 201,
@@ -280,7 +284,7 @@ fn cases() -> Vec<Case> {
             name: "edit update",
             method: Method::PATCH,
             path: |b, t| format!("{b}/items/{}/updates/{}", t.item, t.update),
-            body: |_| Some(json!({"body": "edited"})),
+            body: |_| body(EditUpdate { body: "edited".into() }),
             scope: "updates:write",
             need: "author",
             success: 200,
@@ -356,15 +360,7 @@ async fn every_endpoint_checks_every_caller(server: &TestServer) {
     server.create_org(&stranger, "Elsewhere").await;
     for (user, role) in [(&editor, "editor"), (&viewer, "viewer")] {
         server.add_member(&f.owner, &f.org, user, "member").await;
-        server
-            .send_as(
-                Method::PUT,
-                &format!("{b}/members/{}", user.id),
-                &f.owner.access_token,
-                Some(&json!({"role": role})),
-            )
-            .await
-            .expect(200);
+        server.add_board_member(&f.owner, &f.board, user, role).await;
     }
     server.add_member(&f.owner, &f.org, &outsider, "member").await;
     let all = [

@@ -2,11 +2,22 @@
 //! log, idempotent creates, item versions, cross-board and cross-org refusals, deletion, idle
 //! actors restarting from the database, and a crashed actor losing nothing it acknowledged.
 
-use boardroom_protocol::boards::BoardRole;
-use reqwest::Method;
-use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
-use crate::harness::{both_backends, both_backends_with, TestServer, TestUser};
+use boardroom_protocol::audit::AuditLog;
+use boardroom_protocol::boards::{
+    ArchiveItem, BoardList, BoardRole, CreateBoard, CreateUpdate, CreatedBoard, EditUpdate, Item,
+    ItemPage, MoveItem, SetMember, Snapshot, Update, UpdateItem, UpdateList,
+};
+use boardroom_protocol::events::{EventData, EventKind, EventLog};
+use reqwest::Method;
+use serde::Serialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::harness::{
+    both_backends, both_backends_with, column, group, id, item, TestServer, TestUser,
+};
 
 both_backends!(
     a_board_holds_columns_groups_items_and_updates,
@@ -49,19 +60,13 @@ pub async fn fixture(server: &TestServer) -> Fixture {
     Fixture { owner, org, board, group }
 }
 
-async fn post(server: &TestServer, user: &TestUser, path: &str, body: Value) -> Value {
-    let reply = server.post(path, Some(&user.access_token), &body).await;
-    assert!(reply.status == 200 || reply.status == 201, "{path}: {} {}", reply.status, reply.body);
-    reply.body
-}
-
 /// `POST path` as `user` with an `Idempotency-Key`.
-async fn post_with_key(
+async fn post_with_key<B: Serialize>(
     server: &TestServer,
     user: &TestUser,
     path: &str,
     key: &str,
-    body: &Value,
+    body: &B,
 ) -> crate::harness::Reply {
     server
         .call(Method::POST, path)
@@ -72,279 +77,274 @@ async fn post_with_key(
         .await
 }
 
-async fn patch(server: &TestServer, user: &TestUser, path: &str, body: Value) -> Value {
-    server.send_as(Method::PATCH, path, &user.access_token, Some(&body)).await.expect(200).clone()
+/// `POST path` as `user`, expecting `status` and the answer's protocol type.
+async fn post_as<T: serde::de::DeserializeOwned>(
+    server: &TestServer,
+    user: &TestUser,
+    path: &str,
+    body: &impl Serialize,
+    status: u16,
+) -> T {
+    server.post(path, Some(&user.access_token), body).await.expect_as(status)
+}
+
+/// `PATCH path` of an item as `user`; answers the item.
+async fn patch_item(server: &TestServer, user: &TestUser, path: &str, body: &UpdateItem) -> Item {
+    server.send_body(Method::PATCH, path, &user.access_token, body).await.expect_as(200)
+}
+
+/// Renaming an item.
+fn rename(name: &str) -> UpdateItem {
+    UpdateItem { name: Some(name.to_owned()), ..UpdateItem::default() }
+}
+
+/// An item body with `values`.
+fn item_with(
+    group: &str,
+    name: &str,
+    values: BTreeMap<Uuid, Value>,
+) -> boardroom_protocol::boards::CreateItem {
+    boardroom_protocol::boards::CreateItem { values, ..item(group, name) }
+}
+
+/// The board at `b` as `user` sees it.
+async fn snapshot(server: &TestServer, user: &TestUser, b: &str) -> Snapshot {
+    server.get_as(b, &user.access_token).await.expect_as(200)
+}
+
+/// The board's log after `after`, one page, as `token`'s holder sees it.
+async fn log(server: &TestServer, token: &str, b: &str, after: i64) -> EventLog {
+    server.get_as(&format!("{b}/events?after={after}"), token).await.expect_as(200)
+}
+
+/// The kinds of a page of the log.
+fn kinds(log: &EventLog) -> Vec<EventKind> {
+    log.events.iter().map(|e| e.event.kind()).collect()
+}
+
+/// The item an `item.*` event carries after the change; `None` for other kinds.
+fn item_of(event: &EventData) -> Option<&Item> {
+    match event {
+        EventData::ItemCreated(item) | EventData::ItemArchived(item) => Some(item),
+        EventData::ItemUpdated(updated) => Some(&updated.item),
+        EventData::ItemMoved(moved) => Some(&moved.item),
+        _ => None,
+    }
 }
 
 async fn a_board_holds_columns_groups_items_and_updates(server: &TestServer) {
     let f = fixture(server).await;
     let b = format!("/api/v1/boards/{}", f.board);
-    let status = post(
-        server,
-        &f.owner,
-        &format!("{b}/columns"),
-        json!({"title": "Status", "type": "status", "settings": {"labels": ["Todo", "Done"]}}),
-    )
-    .await;
-    let estimate = post(
-        server,
-        &f.owner,
-        &format!("{b}/columns"),
-        json!({"title": "Estimate", "type": "number"}),
-    )
-    .await;
-    let owner_col = post(
-        server,
-        &f.owner,
-        &format!("{b}/columns"),
-        json!({"title": "Owner", "type": "person"}),
-    )
-    .await;
-    let due = post(
-        server,
-        &f.owner,
-        &format!("{b}/columns"),
-        json!({"title": "Due", "type": "date", "before": status["id"]}),
-    )
-    .await;
-    let later = post(server, &f.owner, &format!("{b}/groups"), json!({"title": "Later"})).await;
+    let (owner, board) = (&f.owner, f.board.as_str());
+    let labelled =
+        |title: &str, kind: &str, labels: Value| boardroom_protocol::boards::CreateColumn {
+            settings: Some(json!({ "labels": labels })),
+            ..column(title, kind)
+        };
+    let status = server
+        .create_column(owner, board, &labelled("Status", "status", json!(["Todo", "Done"])))
+        .await
+        .id;
+    let estimate = server.create_column(owner, board, &column("Estimate", "number")).await.id;
+    let owner_col = server.create_column(owner, board, &column("Owner", "person")).await.id;
+    let due =
+        boardroom_protocol::boards::CreateColumn { before: Some(status), ..column("Due", "date") };
+    let due = server.create_column(owner, board, &due).await.id;
+    let later = server.create_group(owner, board, &group("Later")).await.id;
 
-    let item = post(server, &f.owner, &format!("{b}/items"), json!({
-        "group_id": f.group, "name": "Ship it",
-        "values": {status["id"].as_str().unwrap(): "Todo", estimate["id"].as_str().unwrap(): 3, owner_col["id"].as_str().unwrap(): [f.owner.id], due["id"].as_str().unwrap(): "2026-12-24"}
-    })).await;
-    assert_eq!(item["version"], 1);
-    assert_eq!(item["values"][status["id"].as_str().unwrap()], "Todo");
-    post(
-        server,
-        &f.owner,
-        &format!("{b}/items"),
-        json!({"group_id": f.group, "name": "First", "before": item["id"]}),
-    )
-    .await;
+    let values = BTreeMap::from([
+        (status, json!("Todo")),
+        (estimate, json!(3)),
+        (owner_col, json!([f.owner.id])),
+        (due, json!("2026-12-24")),
+    ]);
+    let shipped = server.create_item(owner, board, &item_with(&f.group, "Ship it", values)).await;
+    assert_eq!(shipped.version, 1);
+    assert_eq!(shipped.values[&status], "Todo");
+    let first = boardroom_protocol::boards::CreateItem {
+        before: Some(shipped.id),
+        ..item(&f.group, "First")
+    };
+    server.create_item(owner, board, &first).await;
 
     // Order: columns by position (Due was placed before Status), items within the group.
-    let snap = server.get_as(&b, &f.owner.access_token).await;
-    let snap = snap.expect(200).clone();
-    let titles: Vec<&str> =
-        snap["columns"].as_array().unwrap().iter().map(|c| c["title"].as_str().unwrap()).collect();
+    let snap = snapshot(server, owner, &b).await;
+    let titles: Vec<&str> = snap.columns.iter().map(|c| c.title.as_str()).collect();
     assert_eq!(titles, ["Due", "Status", "Estimate", "Owner"]);
-    let names: Vec<&str> =
-        snap["items"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = snap.items.iter().map(|i| i.item.name.as_str()).collect();
     assert_eq!(names, ["First", "Ship it"]);
-    assert_eq!(snap["groups"].as_array().unwrap().len(), 2);
+    assert_eq!(snap.groups.len(), 2);
 
     // Values merge per column; null clears one.
-    let id = item["id"].as_str().unwrap();
-    let updated = patch(server, &f.owner, &format!("{b}/items/{id}"), json!({"values": {status["id"].as_str().unwrap(): "Done", estimate["id"].as_str().unwrap(): null}})).await;
-    assert_eq!(updated["version"], 2);
-    assert_eq!(updated["values"][status["id"].as_str().unwrap()], "Done");
-    assert!(updated["values"].get(estimate["id"].as_str().unwrap()).is_none());
-    assert_eq!(updated["values"][due["id"].as_str().unwrap()], "2026-12-24");
+    let id = shipped.id;
+    let merge = UpdateItem {
+        values: BTreeMap::from([(status, json!("Done")), (estimate, Value::Null)]),
+        ..UpdateItem::default()
+    };
+    let updated = patch_item(server, owner, &format!("{b}/items/{id}"), &merge).await;
+    assert_eq!(updated.version, 2);
+    assert_eq!(updated.values[&status], "Done");
+    assert!(!updated.values.contains_key(&estimate));
+    assert_eq!(updated.values[&due], "2026-12-24");
 
     // Move across groups, archive, restore.
-    let moved =
-        post(server, &f.owner, &format!("{b}/items/{id}/move"), json!({"group_id": later["id"]}))
-            .await;
-    assert_eq!(moved["group_id"], later["id"]);
-    let archived = post(server, &f.owner, &format!("{b}/items/{id}/archive"), json!({})).await;
-    assert_eq!(archived["archived"], true);
-    let restored =
-        post(server, &f.owner, &format!("{b}/items/{id}/archive"), json!({"archived": false}))
-            .await;
-    assert_eq!(restored["archived"], false);
-    let page = server
-        .get_as(
-            &format!("{b}/items?group_id={}", later["id"].as_str().unwrap()),
-            &f.owner.access_token,
-        )
-        .await;
-    assert_eq!(page.expect(200)["items"].as_array().unwrap().len(), 1);
-    let page = server.get_as(&format!("{b}/items?limit=1"), &f.owner.access_token).await;
-    let page = page.expect(200).clone();
-    assert_eq!(page["items"][0]["name"], "First");
-    let next = page["next_cursor"].as_str().unwrap();
+    let moved: Item = post_as(
+        server,
+        owner,
+        &format!("{b}/items/{id}/move"),
+        &MoveItem { group_id: later, before: None, after: None },
+        200,
+    )
+    .await;
+    assert_eq!(moved.group_id, later);
+    let archive = format!("{b}/items/{id}/archive");
+    let archived: Item = post_as(server, owner, &archive, &ArchiveItem::default(), 200).await;
+    assert!(archived.archived && archived.archived_at.is_some());
+    let restore = ArchiveItem { archived: Some(false) };
+    let restored: Item = post_as(server, owner, &archive, &restore, 200).await;
+    assert!(!restored.archived && restored.archived_at.is_none());
+    let page = server.get_as(&format!("{b}/items?group_id={later}"), &owner.access_token).await;
+    assert_eq!(page.expect_as::<ItemPage>(200).items.len(), 1);
+    let page = server.get_as(&format!("{b}/items?limit=1"), &owner.access_token).await;
+    let page: ItemPage = page.expect_as(200);
+    assert_eq!(page.items[0].name, "First");
+    let next = page.next_cursor.expect("a next page");
     let rest =
-        server.get_as(&format!("{b}/items?limit=1&cursor={next}"), &f.owner.access_token).await;
-    assert_eq!(rest.expect(200)["items"][0]["name"], "Ship it");
+        server.get_as(&format!("{b}/items?limit=1&cursor={next}"), &owner.access_token).await;
+    assert_eq!(rest.expect_as::<ItemPage>(200).items[0].name, "Ship it");
 
     // Updates with a reply; the author edits, the owner deletes.
-    let update =
-        post(server, &f.owner, &format!("{b}/items/{id}/updates"), json!({"body": "Looks good"}))
-            .await;
-    let reply = post(
-        server,
-        &f.owner,
-        &format!("{b}/items/{id}/updates"),
-        json!({"body": "Thanks", "parent_id": update["id"]}),
-    )
-    .await;
-    assert_eq!(reply["parent_id"], update["id"]);
+    let updates = format!("{b}/items/{id}/updates");
+    let comment = |body: &str, parent_id| CreateUpdate { body: body.to_owned(), parent_id };
+    let update: Update = post_as(server, owner, &updates, &comment("Looks good", None), 201).await;
+    let reply: Update =
+        post_as(server, owner, &updates, &comment("Thanks", Some(update.id)), 201).await;
+    assert_eq!(reply.parent_id, Some(update.id));
     // Replies are one level deep.
     server
-        .post(
-            &format!("{b}/items/{id}/updates"),
-            Some(&f.owner.access_token),
-            &json!({"body": "Nested", "parent_id": reply["id"]}),
-        )
+        .post(&updates, Some(&owner.access_token), &comment("Nested", Some(reply.id)))
         .await
         .expect_error(422, "validation_failed");
-    let edited = patch(
-        server,
-        &f.owner,
-        &format!("{b}/items/{id}/updates/{}", update["id"].as_str().unwrap()),
-        json!({"body": "Looks great"}),
-    )
-    .await;
-    assert!(edited["edited_at"].is_string());
-    let list = server.get_as(&format!("{b}/items/{id}/updates"), &f.owner.access_token).await;
-    let list = list.expect(200)["updates"].as_array().unwrap().clone();
+    let edited: Update = server
+        .send_body(
+            Method::PATCH,
+            &format!("{updates}/{}", update.id),
+            &owner.access_token,
+            &EditUpdate { body: "Looks great".into() },
+        )
+        .await
+        .expect_as(200);
+    assert!(edited.edited_at.is_some());
+    let list = server.get_as(&updates, &owner.access_token).await;
+    let list = list.expect_as::<UpdateList>(200).updates;
     assert_eq!(list.len(), 2);
-    assert_eq!(list[0]["body"], "Looks great");
+    assert_eq!(list[0].body, "Looks great");
 
     // Deleting a column removes its values from items.
     server
-        .send_as(
-            Method::DELETE,
-            &format!("{b}/columns/{}", due["id"].as_str().unwrap()),
-            &f.owner.access_token,
-            None,
-        )
+        .send_as(Method::DELETE, &format!("{b}/columns/{due}"), &owner.access_token, None)
         .await
         .expect(204);
-    let item = server.get_as(&format!("{b}/items/{id}"), &f.owner.access_token).await;
-    assert!(item.expect(200)["values"].get(due["id"].as_str().unwrap()).is_none());
+    let item = server.get_as(&format!("{b}/items/{id}"), &owner.access_token).await;
+    assert!(!item.expect_as::<Item>(200).values.contains_key(&due));
     assert!(item.header("etag").is_some());
 
     // The board list shows it with the caller's role.
     let boards =
-        server.get_as(&format!("/api/v1/orgs/{}/boards", f.org), &f.owner.access_token).await;
-    assert_eq!(boards.expect(200)["boards"][0]["role"], "owner");
+        server.get_as(&format!("/api/v1/orgs/{}/boards", f.org), &owner.access_token).await;
+    assert_eq!(boards.expect_as::<BoardList>(200).boards[0].role, BoardRole::Owner);
 }
 
 async fn bad_input_is_refused_and_changes_nothing(server: &TestServer) {
     let f = fixture(server).await;
     let b = format!("/api/v1/boards/{}", f.board);
-    let status = post(
-        server,
-        &f.owner,
-        &format!("{b}/columns"),
-        json!({"title": "Status", "type": "status", "settings": {"labels": ["Todo"]}}),
-    )
-    .await;
-    let number =
-        post(server, &f.owner, &format!("{b}/columns"), json!({"title": "N", "type": "number"}))
-            .await;
-    let link =
-        post(server, &f.owner, &format!("{b}/columns"), json!({"title": "L", "type": "link"}))
-            .await;
-    let person =
-        post(server, &f.owner, &format!("{b}/columns"), json!({"title": "P", "type": "person"}))
-            .await;
+    let (owner, board) = (&f.owner, f.board.as_str());
+    let labelled = boardroom_protocol::boards::CreateColumn {
+        settings: Some(json!({"labels": ["Todo"]})),
+        ..column("Status", "status")
+    };
+    let status = server.create_column(owner, board, &labelled).await.id;
+    let number = server.create_column(owner, board, &column("N", "number")).await.id;
+    let link = server.create_column(owner, board, &column("L", "link")).await.id;
+    let person = server.create_column(owner, board, &column("P", "person")).await.id;
     // Every column type can be created, on both backends.
     for kind in ["text", "long_text", "date", "checkbox", "dropdown"] {
-        let settings = if kind == "dropdown" { json!({"labels": ["a", "b"]}) } else { json!(null) };
-        post(
-            server,
-            &f.owner,
-            &format!("{b}/columns"),
-            json!({"title": kind, "type": kind, "settings": settings}),
-        )
-        .await;
+        let settings = (kind == "dropdown").then(|| json!({"labels": ["a", "b"]}));
+        let body = boardroom_protocol::boards::CreateColumn { settings, ..column(kind, kind) };
+        server.create_column(owner, board, &body).await;
     }
-    let seq_before = server.get_as(&b, &f.owner.access_token).await.body["seq"].clone();
+    let seq_before = snapshot(server, owner, &b).await.seq;
     let stranger = server.register("stranger").await;
-    let item = |values: Value| json!({"group_id": f.group, "name": "x", "values": values});
-    let s = status["id"].as_str().unwrap();
-    let n = number["id"].as_str().unwrap();
-    let l = link["id"].as_str().unwrap();
-    let p = person["id"].as_str().unwrap();
-    let unknown = uuid::Uuid::now_v7().to_string();
-    for (body, status_code, code) in [
-        (item(json!({s: "Nope"})), 422, "validation_failed"),
-        (item(json!({n: "12"})), 422, "validation_failed"),
-        (item(json!({l: "javascript:alert(1)"})), 422, "validation_failed"),
-        (item(json!({p: [stranger.id]})), 422, "validation_failed"),
-        (item(json!({unknown: 1})), 422, "validation_failed"),
-        (item(json!({"not-a-uuid": 1})), 400, "malformed_body"),
-        (json!({"group_id": f.group, "name": "x".repeat(501)}), 422, "validation_failed"),
-        (json!({"group_id": f.group, "name": "  "}), 422, "validation_failed"),
-        (json!({"group_id": f.group, "name": "x", "valeus": {}}), 400, "malformed_body"),
-        (json!({"group_id": uuid::Uuid::now_v7(), "name": "x"}), 404, "not_found"),
-    ] {
-        let reply = server.post(&format!("{b}/items"), Some(&f.owner.access_token), &body).await;
+    let valued =
+        |column: Uuid, value: Value| item_with(&f.group, "x", BTreeMap::from([(column, value)]));
+    let unknown = Uuid::now_v7();
+    let well_formed = [
+        (valued(status, json!("Nope")), 422, "validation_failed"),
+        (valued(number, json!("12")), 422, "validation_failed"),
+        (valued(link, json!("javascript:alert(1)")), 422, "validation_failed"),
+        (valued(person, json!([stranger.id])), 422, "validation_failed"),
+        (valued(unknown, json!(1)), 422, "validation_failed"),
+        (item(&f.group, &"x".repeat(501)), 422, "validation_failed"),
+        (item(&f.group, "  "), 422, "validation_failed"),
+        (item(&Uuid::now_v7().to_string(), "x"), 404, "not_found"),
+    ];
+    for (body, status_code, code) in well_formed {
+        let reply = server.post(&format!("{b}/items"), Some(&owner.access_token), &body).await;
         reply.expect_error(status_code, code);
+    }
+    // Malformed on purpose: a value keyed by no column id, a misspelt field.
+    for body in [
+        json!({"group_id": f.group, "name": "x", "values": {"not-a-uuid": 1}}),
+        json!({"group_id": f.group, "name": "x", "valeus": {}}),
+    ] {
+        let reply = server.post(&format!("{b}/items"), Some(&owner.access_token), &body).await;
+        reply.expect_error(400, "malformed_body");
     }
     server
         .call(Method::POST, &format!("{b}/items"))
-        .bearer(&f.owner.access_token)
+        .bearer(&owner.access_token)
         .raw("application/json", "{\"group_id\":")
         .send()
         .await
         .expect_error(400, "malformed_body");
-    server
-        .post(
-            &format!("{b}/columns"),
-            Some(&f.owner.access_token),
-            &json!({"title": "S", "type": "status"}),
-        )
-        .await
-        .expect_error(422, "validation_failed");
-    server
-        .post(
-            &format!("{b}/columns"),
-            Some(&f.owner.access_token),
-            &json!({"title": "S", "type": "formula"}),
-        )
-        .await
-        .expect_error(422, "validation_failed");
-    let after = server.get_as(&b, &f.owner.access_token).await;
-    let after = after.expect(200);
-    assert_eq!(after["seq"], seq_before, "refused commands must not touch the log");
-    assert_eq!(after["items"].as_array().unwrap().len(), 0);
+    for refused in [column("S", "status"), column("S", "formula")] {
+        server
+            .post(&format!("{b}/columns"), Some(&owner.access_token), &refused)
+            .await
+            .expect_error(422, "validation_failed");
+    }
+    let after = snapshot(server, owner, &b).await;
+    assert_eq!(after.seq, seq_before, "refused commands must not touch the log");
+    assert_eq!(after.items.len(), 0);
 }
 
 async fn the_event_log_is_gap_free_and_replays_to_the_state(server: &TestServer) {
     let f = fixture(server).await;
     let b = format!("/api/v1/boards/{}", f.board);
-    let text =
-        post(server, &f.owner, &format!("{b}/columns"), json!({"title": "T", "type": "text"}))
-            .await;
-    let t = text["id"].as_str().unwrap().to_owned();
+    let t = server.create_column(&f.owner, &f.board, &column("T", "text")).await.id;
     let mut items = Vec::new();
     for i in 0..4 {
         items.push(
-            post(
-                server,
-                &f.owner,
-                &format!("{b}/items"),
-                json!({"group_id": f.group, "name": format!("item {i}")}),
-            )
-            .await["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
+            server.create_item(&f.owner, &f.board, &item(&f.group, &format!("item {i}"))).await.id,
         );
     }
     // Concurrent writers on one board: every acknowledged write lands, seq stays gap-free.
     let mut writers = Vec::new();
     for w in 0..16 {
-        let item = items[w % items.len()].clone();
+        let item = items[w % items.len()];
         let path = format!("{b}/items/{item}");
         let token = f.owner.access_token.clone();
         let url = server.url(&path);
-        let t = t.clone();
         writers.push(tokio::spawn(async move {
             let client = reqwest::Client::new();
             let mut acked = 0;
             for n in 0..10 {
-                let reply = client
-                    .patch(&url)
-                    .bearer_auth(&token)
-                    .json(&json!({"values": {t.as_str(): format!("w{w}-{n}")}}))
-                    .send()
-                    .await
-                    .unwrap();
+                let body = UpdateItem {
+                    values: BTreeMap::from([(t, json!(format!("w{w}-{n}")))]),
+                    ..UpdateItem::default()
+                };
+                let reply =
+                    client.patch(&url).bearer_auth(&token).json(&body).send().await.unwrap();
                 assert_eq!(reply.status().as_u16(), 200, "{}", reply.text().await.unwrap());
                 acked += 1;
             }
@@ -359,98 +359,87 @@ async fn the_event_log_is_gap_free_and_replays_to_the_state(server: &TestServer)
     // Concurrent deletions share batches (one statement for many rows): all go, none else.
     let mut doomed = Vec::new();
     for i in 0..8 {
-        let item = json!({"group_id": f.group, "name": format!("doomed {i}")});
-        doomed.push(post(server, &f.owner, &format!("{b}/items"), item).await["id"].clone());
+        doomed.push(
+            server
+                .create_item(&f.owner, &f.board, &item(&f.group, &format!("doomed {i}")))
+                .await
+                .id,
+        );
     }
     let token = f.owner.access_token.as_str();
     let deletions = doomed.iter().map(|id| {
-        let path = format!("{b}/items/{}", id.as_str().unwrap());
+        let path = format!("{b}/items/{id}");
         async move { server.send_as(Method::DELETE, &path, token, None).await }
     });
     for reply in futures::future::join_all(deletions).await {
         reply.expect(204);
     }
 
-    let snapshot = server.get_as(&b, &f.owner.access_token).await.expect(200).clone();
-    let left: Vec<&Value> =
-        snapshot["items"].as_array().unwrap().iter().map(|i| &i["id"]).collect();
+    let snapshot = snapshot(server, &f.owner, &b).await;
+    let left: Vec<Uuid> = snapshot.items.iter().map(|i| i.item.id).collect();
     assert_eq!(left.len(), items.len(), "{left:?}");
-    assert!(doomed.iter().all(|d| !left.contains(&d)));
+    assert!(doomed.iter().all(|d| !left.contains(d)));
     let mut events = Vec::new();
     let mut after = 0;
     loop {
         let page = server
             .get_as(&format!("{b}/events?after={after}&limit=50"), &f.owner.access_token)
             .await;
-        let page = page.expect(200).clone();
-        let batch = page["events"].as_array().unwrap().clone();
-        if batch.is_empty() {
-            break;
-        }
-        after = batch.last().unwrap()["seq"].as_i64().unwrap();
-        events.extend(batch);
+        let page: EventLog = page.expect_as(200);
+        let Some(last) = page.events.last() else { break };
+        after = last.seq;
+        events.extend(page.events);
     }
-    let seqs: Vec<i64> = events.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "gap-free and ordered");
-    assert_eq!(snapshot["seq"].as_i64().unwrap(), *seqs.last().unwrap());
-    assert_eq!(events[0]["kind"], "board.created");
-    assert_eq!(events.iter().filter(|e| e["kind"] == "item.updated").count(), 160);
+    assert_eq!(snapshot.seq, *seqs.last().unwrap());
+    assert_eq!(events[0].event.kind(), EventKind::BoardCreated);
+    assert_eq!(events.iter().filter(|e| e.event.kind() == EventKind::ItemUpdated).count(), 160);
 
     // Replaying the log gives the final state of every item.
-    let mut replayed: std::collections::HashMap<String, Value> = Default::default();
+    let mut replayed: std::collections::HashMap<Uuid, Item> = Default::default();
     for event in &events {
-        match event["kind"].as_str().unwrap() {
-            "item.created" | "item.updated" | "item.moved" | "item.archived" => {
-                let mut data = event["data"].clone();
-                data.as_object_mut().unwrap().remove("changed_values");
-                data.as_object_mut().unwrap().remove("from_group_id");
-                replayed.insert(data["id"].as_str().unwrap().to_owned(), data);
-            }
-            "item.deleted" => {
-                replayed.remove(event["data"]["id"].as_str().unwrap());
-            }
-            _ => {}
+        if let EventData::ItemDeleted(deleted) = &event.event {
+            replayed.remove(&deleted.id);
+        } else if let Some(item) = item_of(&event.event) {
+            replayed.insert(item.id, item.clone());
         }
     }
-    for item in snapshot["items"].as_array().unwrap() {
+    for shown in &snapshot.items {
         // The snapshot's item also counts its files; the log carries that as attachment.* events.
-        let mut item = item.clone();
-        assert_eq!(item.as_object_mut().unwrap().remove("attachment_count"), Some(0.into()));
-        assert_eq!(&replayed[item["id"].as_str().unwrap()], &item);
+        assert_eq!(shown.attachment_count, 0);
+        assert_eq!(&replayed[&shown.item.id], &shown.item);
     }
-    assert_eq!(replayed.len(), snapshot["items"].as_array().unwrap().len());
+    assert_eq!(replayed.len(), snapshot.items.len());
 }
 
 async fn idempotency_key_returns_the_first_result(server: &TestServer) {
     let f = fixture(server).await;
     let b = format!("/api/v1/boards/{}", f.board);
     let items = format!("{b}/items");
-    let once = json!({"group_id": f.group, "name": "Once"});
+    let once = item(&f.group, "Once");
     let send = || post_with_key(server, &f.owner, &items, "create-42", &once);
     let first = send().await;
     let second = send().await;
-    assert_eq!(first.expect(201), second.expect(201));
-    let snap = server.get_as(&b, &f.owner.access_token).await;
-    assert_eq!(snap.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(first.expect_as::<Item>(201), second.expect_as::<Item>(201));
+    assert_eq!(snapshot(server, &f.owner, &b).await.items.len(), 1);
     // Retries racing the first attempt (none of them committed yet) still create once.
-    let burst_item = json!({"group_id": f.group, "name": "Burst"});
+    let burst_item = item(&f.group, "Burst");
     let burst = (0..8).map(|_| post_with_key(server, &f.owner, &items, "burst-7", &burst_item));
     let replies = futures::future::join_all(burst).await;
-    let ids: std::collections::HashSet<String> =
-        replies.iter().map(|r| r.expect(201)["id"].as_str().unwrap().to_owned()).collect();
+    let ids: std::collections::HashSet<Uuid> =
+        replies.iter().map(|r| r.expect_as::<Item>(201).id).collect();
     assert_eq!(ids.len(), 1, "{ids:?}");
-    let snap = server.get_as(&b, &f.owner.access_token).await;
-    assert_eq!(snap.body["items"].as_array().unwrap().len(), 2);
+    assert_eq!(snapshot(server, &f.owner, &b).await.items.len(), 2);
     // Board creation is idempotent too.
     let boards_path = format!("/api/v1/orgs/{}/boards", f.org);
-    let twice = json!({"name": "Twice?"});
+    let twice = CreateBoard { name: "Twice?".into(), description: String::new() };
     let org_board = |key: &'static str| post_with_key(server, &f.owner, &boards_path, key, &twice);
-    let a = org_board("board-1").await;
-    let again = org_board("board-1").await;
-    assert_eq!(a.expect(201)["id"], again.expect(201)["id"]);
-    let boards =
-        server.get_as(&format!("/api/v1/orgs/{}/boards", f.org), &f.owner.access_token).await;
-    assert_eq!(boards.body["boards"].as_array().unwrap().len(), 2);
+    let a = org_board("board-1").await.expect_as::<CreatedBoard>(201);
+    let again = org_board("board-1").await.expect_as::<CreatedBoard>(201);
+    assert_eq!(a, again);
+    let boards = server.get_as(&boards_path, &f.owner.access_token).await;
+    assert_eq!(boards.expect_as::<BoardList>(200).boards.len(), 2);
     // Keys are remembered for a window, then pruned: the same key then creates anew.
     let pruned = server
         .state()
@@ -459,64 +448,52 @@ async fn idempotency_key_returns_the_first_result(server: &TestServer) {
         .await
         .unwrap();
     assert!(pruned >= 2, "{pruned}");
-    let after = org_board("board-1").await;
-    assert_ne!(after.expect(201)["id"], a.body["id"]);
+    let after = org_board("board-1").await.expect_as::<CreatedBoard>(201);
+    assert_ne!(after.board.id, a.board.id);
     // A malformed key is refused.
-    post_with_key(
-        server,
-        &f.owner,
-        &items,
-        "bad key with spaces",
-        &json!({"group_id": f.group, "name": "x"}),
-    )
-    .await
-    .expect_error(400, "bad_request");
+    post_with_key(server, &f.owner, &items, "bad key with spaces", &item(&f.group, "x"))
+        .await
+        .expect_error(400, "bad_request");
 }
 
 async fn item_versions_guard_concurrent_edits(server: &TestServer) {
     let f = fixture(server).await;
     let b = format!("/api/v1/boards/{}", f.board);
-    let item =
-        post(server, &f.owner, &format!("{b}/items"), json!({"group_id": f.group, "name": "v1"}))
-            .await;
-    let path = format!("{b}/items/{}", item["id"].as_str().unwrap());
+    let created = server.create_item(&f.owner, &f.board, &item(&f.group, "v1")).await;
+    let path = format!("{b}/items/{}", created.id);
     let ok = server
         .call(Method::PATCH, &path)
         .bearer(&f.owner.access_token)
         .header("if-match", "\"1\"")
-        .json(&json!({"name": "v2"}))
+        .json(&rename("v2"))
         .send()
         .await;
-    assert_eq!(ok.expect(200)["version"], 2);
+    assert_eq!(ok.expect_as::<Item>(200).version, 2);
     assert_eq!(ok.header("etag"), Some("\"2\""));
     let stale = server
         .call(Method::PATCH, &path)
         .bearer(&f.owner.access_token)
         .header("if-match", "\"1\"")
-        .json(&json!({"name": "lost"}))
+        .json(&rename("lost"))
         .send()
         .await;
     stale.expect_error(409, "version_conflict");
+    let expecting_1 = UpdateItem { expected_version: Some(1), ..rename("lost") };
     server
-        .send_as(
-            Method::PATCH,
-            &path,
-            &f.owner.access_token,
-            Some(&json!({"name": "lost", "expected_version": 1})),
-        )
+        .send_body(Method::PATCH, &path, &f.owner.access_token, &expecting_1)
         .await
         .expect_error(409, "version_conflict");
     // Without a version, the last writer wins; `If-Match: *` asks for any version.
-    let lww = patch(server, &f.owner, &path, json!({"name": "v3"})).await;
-    assert_eq!((lww["name"].as_str(), lww["version"].as_i64()), (Some("v3"), Some(3)));
+    let lww = patch_item(server, &f.owner, &path, &rename("v3")).await;
+    assert_eq!((lww.name.as_str(), lww.version), ("v3", 3));
     let any = server
         .call(Method::PATCH, &path)
         .bearer(&f.owner.access_token)
         .header("if-match", "*")
-        .json(&json!({"name": "v4"}))
+        .json(&rename("v4"))
         .send()
         .await;
-    assert_eq!(any.expect(200)["version"], 4);
+    assert_eq!(any.expect_as::<Item>(200).version, 4);
     // Archiving reads its (optional) body within the same size limit, answering in JSON.
     server
         .call(Method::POST, &format!("{path}/archive"))
@@ -526,31 +503,21 @@ async fn item_versions_guard_concurrent_edits(server: &TestServer) {
         .await
         .expect_error(413, "payload_too_large");
     let after = server.get_as(&path, &f.owner.access_token).await;
-    assert_eq!(after.expect(200)["archived"], false);
+    assert!(!after.expect_as::<Item>(200).archived);
 }
 
 async fn cross_board_and_cross_org_operations_are_refused(server: &TestServer) {
     let f = fixture(server).await;
     let b = format!("/api/v1/boards/{}", f.board);
-    let other = server
-        .post(
-            &format!("/api/v1/orgs/{}/boards", f.org),
-            Some(&f.owner.access_token),
-            &json!({"name": "Other"}),
-        )
-        .await;
-    let other = other.expect(201).clone();
-    let other_group = other["groups"][0]["id"].as_str().unwrap();
-    let item =
-        post(server, &f.owner, &format!("{b}/items"), json!({"group_id": f.group, "name": "mine"}))
-            .await;
-    let id = item["id"].as_str().unwrap();
+    let other = server.create_board(&f.owner, &f.org, "Other").await;
+    let other_group = other.groups[0].id;
+    let id = server.create_item(&f.owner, &f.board, &item(&f.group, "mine")).await.id;
     // A group of another board is not this board's group.
     server
         .post(
             &format!("{b}/items/{id}/move"),
             Some(&f.owner.access_token),
-            &json!({"group_id": other_group}),
+            &MoveItem { group_id: other_group, before: None, after: None },
         )
         .await
         .expect_error(404, "not_found");
@@ -558,16 +525,13 @@ async fn cross_board_and_cross_org_operations_are_refused(server: &TestServer) {
         .post(
             &format!("{b}/items"),
             Some(&f.owner.access_token),
-            &json!({"group_id": other_group, "name": "x"}),
+            &item(&other_group.to_string(), "x"),
         )
         .await
         .expect_error(404, "not_found");
     // This board's item through the other board's path.
     server
-        .get_as(
-            &format!("/api/v1/boards/{}/items/{id}", other["id"].as_str().unwrap()),
-            &f.owner.access_token,
-        )
+        .get_as(&format!("/api/v1/boards/{}/items/{id}", other.board.id), &f.owner.access_token)
         .await
         .expect_error(404, "not_found");
     // Another organization's admin sees nothing.
@@ -579,26 +543,18 @@ async fn cross_board_and_cross_org_operations_are_refused(server: &TestServer) {
         server.get_as(&path, &mallory.access_token).await.expect_error(404, "not_found");
     }
     server
-        .send_as(
+        .send_body(
             Method::PATCH,
             &format!("{b}/items/{id}"),
             &mallory.access_token,
-            Some(&json!({"name": "pwned"})),
+            &rename("pwned"),
         )
         .await
         .expect_error(404, "not_found");
     // Board access changes are security events: they reach the audit log.
     let carol = server.register("carol").await;
     server.add_member(&f.owner, &f.org, &carol, "member").await;
-    server
-        .send_as(
-            Method::PUT,
-            &format!("{b}/members/{}", carol.id),
-            &f.owner.access_token,
-            Some(&json!({"role": "editor"})),
-        )
-        .await
-        .expect(200);
+    server.add_board_member(&f.owner, &f.board, &carol, "editor").await;
     server
         .send_as(Method::DELETE, &format!("{b}/members/{}", carol.id), &f.owner.access_token, None)
         .await
@@ -612,11 +568,11 @@ async fn cross_board_and_cross_org_operations_are_refused(server: &TestServer) {
     );
     // A member of another org cannot be made a board member.
     server
-        .send_as(
+        .send_body(
             Method::PUT,
             &format!("{b}/members/{}", mallory.id),
             &f.owner.access_token,
-            Some(&json!({"role": "editor"})),
+            &SetMember { role: "editor".into() },
         )
         .await
         .expect_error(422, "validation_failed");
@@ -627,14 +583,11 @@ async fn cross_board_and_cross_org_operations_are_refused(server: &TestServer) {
 async fn a_person_column_follows_org_membership(server: &TestServer) {
     let f = fixture(server).await;
     let b = format!("/api/v1/boards/{}", f.board);
-    let column =
-        post(server, &f.owner, &format!("{b}/columns"), json!({"title": "P", "type": "person"}))
-            .await;
-    let column = column["id"].as_str().unwrap();
+    let column = server.create_column(&f.owner, &f.board, &column("P", "person")).await.id;
     let carol = server.register("carol").await;
     server.add_member(&f.owner, &f.org, &carol, "member").await;
-    let naming_carol = json!({"group_id": f.group, "name": "x", "values": {column: [carol.id]}});
-    post(server, &f.owner, &format!("{b}/items"), naming_carol.clone()).await;
+    let naming_carol = item_with(&f.group, "x", BTreeMap::from([(column, json!([carol.id]))]));
+    server.create_item(&f.owner, &f.board, &naming_carol).await;
     server
         .send_as(
             Method::DELETE,
@@ -649,7 +602,7 @@ async fn a_person_column_follows_org_membership(server: &TestServer) {
         .await
         .expect_error(422, "validation_failed");
     server.add_member(&f.owner, &f.org, &carol, "member").await;
-    post(server, &f.owner, &format!("{b}/items"), naming_carol).await;
+    server.create_item(&f.owner, &f.board, &naming_carol).await;
 }
 
 /// `GET /boards/{board}/events` applies the same scope rule as sockets: a key without
@@ -657,37 +610,21 @@ async fn a_person_column_follows_org_membership(server: &TestServer) {
 async fn the_event_log_shows_a_key_what_its_scopes_read(server: &TestServer) {
     let f = fixture(server).await;
     let b = format!("/api/v1/boards/{}", f.board);
-    post(server, &f.owner, &format!("{b}/items"), json!({"group_id": f.group, "name": "x"})).await;
-    let log_as = |key: String| {
-        let path = format!("{b}/events?after=0");
-        async move { server.get_as(&path, &key).await.expect(200).clone() }
-    };
+    server.create_item(&f.owner, &f.board, &item(&f.group, "x")).await;
     let (_, boards_only) = server.create_key(&f.owner, &f.org, &["boards:read"]).await;
     let (_, with_items) = server.create_key(&f.owner, &f.org, &["boards:read", "items:read"]).await;
-    let kinds = |log: &Value| -> Vec<String> {
-        log["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["kind"].as_str().unwrap().to_owned())
-            .collect()
-    };
-    let (narrow, wide) = (log_as(boards_only).await, log_as(with_items).await);
-    assert!(!kinds(&narrow).iter().any(|k| k.starts_with("item.")), "{narrow}");
-    assert!(kinds(&wide).contains(&"item.created".to_owned()), "{wide}");
-    assert_eq!(narrow["last_seq"], wide["last_seq"]);
+    let (narrow, wide) =
+        (log(server, &boards_only, &b, 0).await, log(server, &with_items, &b, 0).await);
+    assert!(!kinds(&narrow).iter().any(|k| k.as_str().starts_with("item.")), "{narrow:?}");
+    assert!(kinds(&wide).contains(&EventKind::ItemCreated), "{wide:?}");
+    assert_eq!(narrow.last_seq, wide.last_seq);
 }
 
 /// The organization's audit actions, newest first.
 async fn audit_actions(server: &TestServer, f: &Fixture) -> Vec<String> {
     let log =
         server.get_as(&format!("/api/v1/orgs/{}/audit-log", f.org), &f.owner.access_token).await;
-    log.expect(200)["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap().to_owned())
-        .collect()
+    log.expect_as::<AuditLog>(200).entries.into_iter().map(|e| e.action).collect()
 }
 
 /// A board access change and its audit row commit together: a change the store refused leaves
@@ -697,19 +634,19 @@ async fn an_access_change_is_audited_exactly_when_it_commits(server: &TestServer
     let b = format!("/api/v1/boards/{}", f.board);
     let carol = server.register("carol").await;
     server.add_member(&f.owner, &f.org, &carol, "member").await;
-    let grant = json!({"role": "editor"});
+    let grant = SetMember { role: "editor".into() };
     let path = format!("{b}/members/{}", carol.id);
     // Wake the board's actor, then move its stored log under it.
-    server.get_as(&b, &f.owner.access_token).await.expect(200);
+    snapshot(server, &f.owner, &b).await;
     server.move_board_seq(&f.board, 2).await;
     server
-        .send_as(Method::PUT, &path, &f.owner.access_token, Some(&grant))
+        .send_body(Method::PUT, &path, &f.owner.access_token, &grant)
         .await
         .expect_error(503, "unavailable");
     server.flush_audit().await;
     let actions = audit_actions(server, &f).await;
     assert!(!actions.contains(&"board.member_added".to_owned()), "{actions:?}");
-    server.send_as(Method::PUT, &path, &f.owner.access_token, Some(&grant)).await.expect(200);
+    server.send_body(Method::PUT, &path, &f.owner.access_token, &grant).await.expect(200);
     let actions = audit_actions(server, &f).await;
     let added = actions.iter().filter(|a| *a == "board.member_added").count();
     assert_eq!(added, 1, "{actions:?}");
@@ -723,24 +660,17 @@ async fn an_access_change_is_audited_exactly_when_it_commits(server: &TestServer
 async fn a_deleted_board_is_gone(server: &TestServer) {
     let f = fixture(server).await;
     let b = format!("/api/v1/boards/{}", f.board);
-    let (items, item) = (format!("{b}/items"), json!({"group_id": f.group, "name": "x"}));
-    let keyed_create = || post_with_key(server, &f.owner, &items, "made-before", &item);
-    keyed_create().await.expect(201);
+    let (items, body) = (format!("{b}/items"), item(&f.group, "x"));
+    let keyed_create = || post_with_key(server, &f.owner, &items, "made-before", &body);
+    keyed_create().await.expect_as::<Item>(201);
     server.send_as(Method::DELETE, &b, &f.owner.access_token, None).await.expect(204);
     // Not even a retry of something that was created on it answers.
     keyed_create().await.expect_error(404, "not_found");
     server.get_as(&b, &f.owner.access_token).await.expect_error(404, "not_found");
-    server
-        .post(
-            &format!("{b}/items"),
-            Some(&f.owner.access_token),
-            &json!({"group_id": f.group, "name": "x"}),
-        )
-        .await
-        .expect_error(404, "not_found");
+    server.post(&items, Some(&f.owner.access_token), &body).await.expect_error(404, "not_found");
     let boards =
         server.get_as(&format!("/api/v1/orgs/{}/boards", f.org), &f.owner.access_token).await;
-    assert_eq!(boards.expect(200)["boards"].as_array().unwrap().len(), 0);
+    assert_eq!(boards.expect_as::<BoardList>(200).boards.len(), 0);
 }
 
 /// Another writer moving the board's stored `seq` (a second node, say) makes the actor's next
@@ -749,25 +679,22 @@ async fn a_deleted_board_is_gone(server: &TestServer) {
 async fn a_batch_whose_log_moved_writes_nothing_and_the_board_recovers(server: &TestServer) {
     let f = fixture(server).await;
     let b = format!("/api/v1/boards/{}", f.board);
-    let item =
-        post(server, &f.owner, &format!("{b}/items"), json!({"group_id": f.group, "name": "kept"}))
-            .await;
-    let item_path = format!("{b}/items/{}", item["id"].as_str().unwrap());
-    let seq = server.get_as(&b, &f.owner.access_token).await.expect(200)["seq"].as_i64().unwrap();
+    let kept = server.create_item(&f.owner, &f.board, &item(&f.group, "kept")).await;
+    let item_path = format!("{b}/items/{}", kept.id);
+    let seq = snapshot(server, &f.owner, &b).await.seq;
     server.move_board_seq(&f.board, 5).await;
-    let body = json!({"name": "lost"});
     server
-        .send_as(Method::PATCH, &item_path, &f.owner.access_token, Some(&body))
+        .send_body(Method::PATCH, &item_path, &f.owner.access_token, &rename("lost"))
         .await
         .expect_error(503, "unavailable");
     let stored = server.get_as(&item_path, &f.owner.access_token).await;
-    assert_eq!(stored.expect(200)["name"], "kept");
-    let events = server.get_as(&format!("{b}/events?after={seq}"), &f.owner.access_token).await;
-    assert_eq!(events.expect(200)["events"], json!([]), "the refused batch left no event");
-    let renamed = patch(server, &f.owner, &item_path, json!({"name": "renamed"})).await;
-    assert_eq!(renamed["name"], "renamed");
-    let snapshot = server.get_as(&b, &f.owner.access_token).await;
-    assert_eq!(snapshot.expect(200)["seq"], seq + 6, "the log goes on from the stored seq");
+    assert_eq!(stored.expect_as::<Item>(200).name, "kept");
+    let events = log(server, &f.owner.access_token, &b, seq).await;
+    assert_eq!(events.events, vec![], "the refused batch left no event");
+    let renamed = patch_item(server, &f.owner, &item_path, &rename("renamed")).await;
+    assert_eq!(renamed.name, "renamed");
+    let snapshot = snapshot(server, &f.owner, &b).await;
+    assert_eq!(snapshot.seq, seq + 6, "the log goes on from the stored seq");
 }
 
 /// Many boards writing at once (on Postgres their batches share statements): one board whose
@@ -776,54 +703,34 @@ async fn boards_committing_together_keep_their_own_results(server: &TestServer) 
     let f = fixture(server).await;
     let mut boards = Vec::new();
     for n in 0..16 {
-        let board = post(
-            server,
-            &f.owner,
-            &format!("/api/v1/orgs/{}/boards", f.org),
-            json!({"name": format!("b{n}")}),
-        )
-        .await;
-        let id = board["id"].as_str().unwrap().to_owned();
-        let group = board["groups"][0]["id"].as_str().unwrap().to_owned();
-        let item = post(
-            server,
-            &f.owner,
-            &format!("/api/v1/boards/{id}/items"),
-            json!({"group_id": group, "name": "before"}),
-        )
-        .await;
-        boards.push((id, item["id"].as_str().unwrap().to_owned()));
+        let board = server.create_board(&f.owner, &f.org, &format!("b{n}")).await;
+        let (id, group) = (board.board.id.to_string(), board.groups[0].id.to_string());
+        let item = server.create_item(&f.owner, &id, &item(&group, "before")).await;
+        boards.push((id, item.id));
     }
     server.move_board_seq(&boards[5].0, 3).await;
-    let body = json!({"name": "after"});
+    let body = rename("after");
     let token = f.owner.access_token.as_str();
     let writes = boards.iter().map(|(board, item)| {
         let path = format!("/api/v1/boards/{board}/items/{item}");
         let body = &body;
-        async move { server.send_as(Method::PATCH, &path, token, Some(body)).await }
+        async move { server.send_body(Method::PATCH, &path, token, body).await }
     });
     let replies = futures::future::join_all(writes).await;
     for (n, ((board, item), reply)) in boards.iter().zip(&replies).enumerate() {
         let stored = server
             .get_as(&format!("/api/v1/boards/{board}/items/{item}"), &f.owner.access_token)
             .await;
-        let events = server
-            .get_as(&format!("/api/v1/boards/{board}/events?after=0"), &f.owner.access_token)
-            .await;
-        let kinds: Vec<Value> = events.expect(200)["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["kind"].clone())
-            .collect();
+        let stored = stored.expect_as::<Item>(200);
+        let kinds = kinds(&log(server, token, &format!("/api/v1/boards/{board}"), 0).await);
         if n == 5 {
             reply.expect_error(503, "unavailable");
-            assert_eq!(stored.expect(200)["name"], "before");
-            assert!(!kinds.contains(&json!("item.updated")), "board {n}: {kinds:?}");
+            assert_eq!(stored.name, "before");
+            assert!(!kinds.contains(&EventKind::ItemUpdated), "board {n}: {kinds:?}");
         } else {
-            assert_eq!(reply.expect(200)["name"], "after", "board {n}");
-            assert_eq!(stored.expect(200)["name"], "after");
-            assert_eq!(kinds.last(), Some(&json!("item.updated")), "board {n}: {kinds:?}");
+            assert_eq!(reply.expect_as::<Item>(200).name, "after", "board {n}");
+            assert_eq!(stored.name, "after");
+            assert_eq!(kinds.last(), Some(&EventKind::ItemUpdated), "board {n}: {kinds:?}");
         }
     }
 }
@@ -833,34 +740,20 @@ async fn boards_committing_together_keep_their_own_results(server: &TestServer) 
 /// a batch that does not write every row is refused as a whole (no event, no `seq` move).
 async fn a_batch_naming_another_orgs_item_writes_nothing(server: &TestServer) {
     use boardroom_actors::board::{BoardStore, Change};
-    use boardroom_actors::domain::{BoardEvent, EventData, Item};
+    use boardroom_actors::domain::{BoardEvent, EventData as DomainData, Item as DomainItem};
 
     let f = fixture(server).await;
-    let theirs = post(
-        server,
-        &f.owner,
-        &format!("/api/v1/boards/{}/items", f.board),
-        json!({"group_id": f.group, "name": "theirs"}),
-    )
-    .await;
+    let theirs = server.create_item(&f.owner, &f.board, &item(&f.group, "theirs")).await;
     let mallory = server.register("mallory").await;
     let other_org = server.create_org(&mallory, "Other").await;
-    let board = post(
-        server,
-        &mallory,
-        &format!("/api/v1/orgs/{other_org}/boards"),
-        json!({"name": "mine"}),
-    )
-    .await;
-    let path = format!("/api/v1/boards/{}", board["id"].as_str().unwrap());
-    let seq =
-        server.get_as(&path, &mallory.access_token).await.expect(200)["seq"].as_i64().unwrap();
-    let (org, board_id): (uuid::Uuid, uuid::Uuid) =
-        (other_org.parse().unwrap(), board["id"].as_str().unwrap().parse().unwrap());
+    let board = server.create_board(&mallory, &other_org, "mine").await;
+    let path = format!("/api/v1/boards/{}", board.board.id);
+    let seq = snapshot(server, &mallory, &path).await.seq;
+    let (org, board_id): (Uuid, Uuid) = (id(&other_org), board.board.id);
     let now = chrono::Utc::now();
-    let item = Item {
-        id: theirs["id"].as_str().unwrap().parse().unwrap(),
-        group_id: board["groups"][0]["id"].as_str().unwrap().parse().unwrap(),
+    let item = DomainItem {
+        id: theirs.id,
+        group_id: board.groups[0].id,
         name: "hijacked".into(),
         values: Default::default(),
         position: "a0".into(),
@@ -875,81 +768,58 @@ async fn a_batch_naming_another_orgs_item_writes_nothing(server: &TestServer) {
         board_id,
         seq: seq + 1,
         actor: None,
-        data: EventData::ItemUpdated { item: item.clone(), changed_values: Default::default() },
+        data: DomainData::ItemUpdated { item: item.clone(), changed_values: Default::default() },
         created_at: now,
     };
     let store = server.state().store();
     let refused = store.commit(org, board_id, seq, &[Change::Item(item)], &[event], &[]).await;
     assert!(refused.is_err(), "a batch naming another organization's item must fail");
     let stored = server
-        .get_as(
-            &format!("/api/v1/boards/{}/items/{}", f.board, theirs["id"].as_str().unwrap()),
-            &f.owner.access_token,
-        )
+        .get_as(&format!("/api/v1/boards/{}/items/{}", f.board, theirs.id), &f.owner.access_token)
         .await;
-    assert_eq!(stored.expect(200)["name"], "theirs");
-    let events = server.get_as(&format!("{path}/events?after={seq}"), &mallory.access_token).await;
-    assert_eq!(events.expect(200)["events"], json!([]));
+    assert_eq!(stored.expect_as::<Item>(200).name, "theirs");
+    assert_eq!(log(server, &mallory.access_token, &path, seq).await.events, vec![]);
 }
 
 async fn a_crashed_board_actor_is_restarted_and_loses_nothing(server: &TestServer) {
     let f = fixture(server).await;
     let b = format!("/api/v1/boards/{}", f.board);
-    let second = server
-        .post(
-            &format!("/api/v1/orgs/{}/boards", f.org),
-            Some(&f.owner.access_token),
-            &json!({"name": "Bystander"}),
-        )
-        .await;
-    let second = second.expect(201).clone();
-    let bystander = format!("/api/v1/boards/{}", second["id"].as_str().unwrap());
+    let second = server.create_board(&f.owner, &f.org, "Bystander").await;
+    let bystander = format!("/api/v1/boards/{}", second.board.id);
     for i in 0..5 {
-        post(
-            server,
-            &f.owner,
-            &format!("{b}/items"),
-            json!({"group_id": f.group, "name": format!("before {i}")}),
-        )
-        .await;
+        server.create_item(&f.owner, &f.board, &item(&f.group, &format!("before {i}"))).await;
     }
-    server.get_as(&bystander, &f.owner.access_token).await.expect(200);
+    snapshot(server, &f.owner, &bystander).await;
     let board_id: uuid::Uuid = f.board.parse().unwrap();
     assert!(server.state().boards().inject_panic(board_id), "the board's actor should be running");
     // The next command succeeds (on a fresh actor that reloaded from the database).
     let mut created = None;
     for _ in 0..50 {
         let reply = server
-            .post(
-                &format!("{b}/items"),
-                Some(&f.owner.access_token),
-                &json!({"group_id": f.group, "name": "after"}),
-            )
+            .post(&format!("{b}/items"), Some(&f.owner.access_token), &item(&f.group, "after"))
             .await;
         if reply.status == 201 {
-            created = Some(reply.body);
+            created = Some(reply.expect_as::<Item>(201));
             break;
         }
         assert_eq!(reply.status, 503, "{}", reply.body);
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(created.is_some(), "no command succeeded after the crash");
-    let snap = server.get_as(&b, &f.owner.access_token).await;
-    let snap = snap.expect(200).clone();
-    let names: Vec<&str> =
-        snap["items"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    let snap = snapshot(server, &f.owner, &b).await;
+    let names: Vec<&str> = snap.items.iter().map(|i| i.item.name.as_str()).collect();
     assert_eq!(names, ["before 0", "before 1", "before 2", "before 3", "before 4", "after"]);
-    assert_eq!(snap["seq"], 7);
+    assert_eq!(snap.seq, 7);
     // The other board never noticed.
-    server.get_as(&bystander, &f.owner.access_token).await.expect(200);
+    snapshot(server, &f.owner, &bystander).await;
 }
 
 async fn an_idle_board_actor_stops_and_comes_back(server: &TestServer) {
     let f = fixture(server).await;
     let b = format!("/api/v1/boards/{}", f.board);
-    let (items, item) = (format!("{b}/items"), json!({"group_id": f.group, "name": "kept"}));
-    let create = || post_with_key(server, &f.owner, &items, "before-the-nap", &item);
-    let created = create().await.expect(201).clone();
+    let (items, body) = (format!("{b}/items"), item(&f.group, "kept"));
+    let create = || post_with_key(server, &f.owner, &items, "before-the-nap", &body);
+    let created: Item = create().await.expect_as(201);
     let board_id: uuid::Uuid = f.board.parse().unwrap();
     let mut stopped = false;
     for _ in 0..60 {
@@ -961,9 +831,8 @@ async fn an_idle_board_actor_stops_and_comes_back(server: &TestServer) {
     }
     assert!(stopped, "the idle actor should have stopped");
     // The restarted actor never saw the key: the retry is answered from the store.
-    assert_eq!(create().await.expect(201), &created);
-    let snap = server.get_as(&b, &f.owner.access_token).await;
-    let snap = snap.expect(200);
-    assert_eq!(snap["items"].as_array().unwrap().len(), 1);
-    assert_eq!(snap["items"][0]["name"], "kept");
+    assert_eq!(create().await.expect_as::<Item>(201), created);
+    let snap = snapshot(server, &f.owner, &b).await;
+    let items: Vec<&Item> = snap.items.iter().map(|i| &i.item).collect();
+    assert_eq!(items, vec![&created]);
 }

@@ -10,12 +10,18 @@
 
 use std::time::Duration;
 
+use boardroom_protocol::api_keys::{ApiKey, CreateApiKey, CreatedApiKey, UpdateApiKey};
+use boardroom_protocol::events::EventData;
+use boardroom_protocol::identity::SessionAnswer;
+use boardroom_protocol::webhooks::{
+    CreatedWebhook, UpdateWebhook, Webhook, WebhookList, WebhookPayload,
+};
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::boards::{fixture, Fixture};
-use crate::harness::{both_backends_with, Backend, TestDatabase, TestServer, TestUser};
-use crate::webhooks::{add_item, hooks_path, wait_until, with_receiver, Receiver};
+use crate::harness::{both_backends_with, id, Backend, TestDatabase, TestServer, TestUser};
+use crate::webhooks::{add_item, hook, hooks_path, wait_until, with_receiver, Receiver};
 
 both_backends_with!(
     with_receiver;
@@ -55,27 +61,59 @@ async fn create_hook_as(
     f: &Fixture,
     token: &str,
     url: &str,
-    events: Value,
+    events: &[&str],
 ) -> crate::harness::Reply {
-    server.post(&hooks_path(f), Some(token), &json!({"url": url, "events": events})).await
+    server.post(&hooks_path(f), Some(token), &hook(url, events)).await
+}
+
+/// Creates a webhook with `token`; answers it (with its secret).
+async fn created_as(
+    server: &TestServer,
+    f: &Fixture,
+    token: &str,
+    url: &str,
+    events: &[&str],
+) -> CreatedWebhook {
+    create_hook_as(server, f, token, url, events).await.expect_as(201)
+}
+
+/// `PATCH` of the webhook at `path` with `token`.
+async fn change(
+    server: &TestServer,
+    path: &str,
+    token: &str,
+    body: &UpdateWebhook,
+) -> crate::harness::Reply {
+    server.send_body(Method::PATCH, path, token, body).await
+}
+
+/// Only `enabled` changed.
+fn enabled(on: bool) -> UpdateWebhook {
+    UpdateWebhook { enabled: Some(on), ..UpdateWebhook::default() }
 }
 
 /// The board's webhook `hook` as its owner lists it.
-async fn listed(server: &TestServer, f: &Fixture, hook: &str) -> Value {
-    let all = server.get_as(&hooks_path(f), &f.owner.access_token).await.expect(200).clone();
-    all["webhooks"].as_array().unwrap().iter().find(|w| w["id"] == hook).cloned().unwrap()
+async fn listed(server: &TestServer, f: &Fixture, hook: &str) -> Webhook {
+    let all = server.get_as(&hooks_path(f), &f.owner.access_token).await;
+    let all = all.expect_as::<WebhookList>(200).webhooks;
+    all.into_iter().find(|w| w.id == id(hook)).unwrap()
 }
 
 /// Waits (up to 10 s) until `hook` is disabled; answers its listing.
-async fn wait_disabled(server: &TestServer, f: &Fixture, hook: &str) -> Value {
+async fn wait_disabled(server: &TestServer, f: &Fixture, hook: &str) -> Webhook {
     for _ in 0..200 {
         let row = listed(server, f, hook).await;
-        if row["enabled"] == false {
+        if !row.enabled {
             return row;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("webhook {hook} was not disabled: {}", listed(server, f, hook).await);
+    panic!("webhook {hook} was not disabled: {:?}", listed(server, f, hook).await);
+}
+
+/// Whether `payload` is the creation of an item named `name`.
+fn creates_item(payload: &WebhookPayload, name: &str) -> bool {
+    matches!(&payload.event, EventData::ItemCreated(item) if item.name == name)
 }
 
 /// The metadata of the `webhook.disabled` rows naming `hook`.
@@ -120,24 +158,16 @@ async fn board_owner(server: &TestServer, f: &Fixture) -> TestUser {
 /// `/control`; one item is delivered to both. Answers the first webhook's id.
 async fn watched(server: &TestServer, f: &Fixture, token: &str) -> String {
     let receiver = Receiver::of(server);
-    let made = create_hook_as(server, f, token, &receiver.url("/lost"), json!(["*"])).await;
-    let hook = made.expect(201)["id"].as_str().unwrap().to_owned();
-    create_hook_as(
-        server,
-        f,
-        &f.owner.access_token,
-        &receiver.url("/control"),
-        json!(["item.created"]),
-    )
-    .await
-    .expect(201);
+    let made = created_as(server, f, token, &receiver.url("/lost"), &["*"]).await;
+    created_as(server, f, &f.owner.access_token, &receiver.url("/control"), &["item.created"])
+        .await;
     add_item(server, f, "Before").await;
     wait_until(Duration::from_secs(10), "the item before the loss", || {
-        receiver.delivered("/lost").iter().any(|b| b["data"]["name"] == "Before")
+        receiver.delivered("/lost").iter().any(|b| creates_item(b, "Before"))
             && receiver.delivered("/control").len() == 1
     })
     .await;
-    hook
+    made.webhook.id.to_string()
 }
 
 /// After the loss: the webhook is disabled with `reason`, one audit row says so, and a later
@@ -145,7 +175,7 @@ async fn watched(server: &TestServer, f: &Fixture, token: &str) -> String {
 async fn assert_lost(server: &TestServer, f: &Fixture, hook: &str, reason: &str) {
     let receiver = Receiver::of(server);
     let row = wait_disabled(server, f, hook).await;
-    assert_eq!(row["disabled_reason"], reason, "{row}");
+    assert_eq!(row.disabled_reason.as_deref(), Some(reason), "{row:?}");
     let rows = disabled_rows(server, hook).await;
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["reason"], reason, "{rows:?}");
@@ -160,7 +190,7 @@ async fn assert_lost(server: &TestServer, f: &Fixture, hook: &str, reason: &str)
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.hits("/lost").len(), seen, "the lost webhook was called after the loss");
     assert!(
-        !receiver.delivered("/lost").iter().any(|b| b["data"]["name"] == "After"),
+        !receiver.delivered("/lost").iter().any(|b| creates_item(b, "After")),
         "the item after the loss leaked"
     );
     assert_eq!(outbox(server, hook).await, before, "a disabled webhook enqueued");
@@ -179,61 +209,57 @@ async fn narrow_keys_cannot_make_webhooks_that_see_more(server: &TestServer) {
     let (_, items_only) =
         server.create_key(&f.owner, &f.org, &["boards:write", "items:read"]).await;
     let (broad_id, broad) = server.create_key(&f.owner, &f.org, ALL_SCOPES).await;
-    for (token, events) in [
-        (&narrow, json!(["*"])),
-        (&narrow, json!(["item.created"])),
-        (&narrow, json!(["board.updated", "update.created"])),
-        (&items_only, json!(["*"])),
-        (&items_only, json!(["item.created", "update.edited"])),
-    ] {
-        create_hook_as(server, &f, token, &url, events.clone())
+    let too_wide: [(&str, &[&str]); 5] = [
+        (&narrow, &["*"]),
+        (&narrow, &["item.created"]),
+        (&narrow, &["board.updated", "update.created"]),
+        (&items_only, &["*"]),
+        (&items_only, &["item.created", "update.edited"]),
+    ];
+    for (token, events) in too_wide {
+        create_hook_as(server, &f, token, &url, events)
             .await
             .expect_error(403, "insufficient_scope");
     }
     let none = server.get_as(&hooks_path(&f), &f.owner.access_token).await;
-    assert_eq!(none.expect(200)["webhooks"], json!([]), "a refusal created something");
+    assert_eq!(none.expect_as::<WebhookList>(200).webhooks, vec![], "a refusal created something");
 
     // What the key can read itself is fine; so is everything with a broad key or a session.
-    let own =
-        create_hook_as(server, &f, &narrow, &url, json!(["board.updated", "column.created"])).await;
-    let own = own.expect(201).clone();
-    create_hook_as(server, &f, &items_only, &url, json!(["item.created"])).await.expect(201);
-    let by_key = create_hook_as(server, &f, &broad, &url, json!(["*"])).await;
-    assert_eq!(by_key.expect(201)["created_by_key"], json!(broad_id));
-    let by_session = create_hook_as(server, &f, &f.owner.access_token, &url, json!(["*"])).await;
-    let by_session = by_session.expect(201).clone();
-    assert_eq!(by_session["created_by"], json!(f.owner.id));
-    assert_eq!(by_session["created_by_key"], Value::Null);
+    let own = created_as(server, &f, &narrow, &url, &["board.updated", "column.created"]).await;
+    created_as(server, &f, &items_only, &url, &["item.created"]).await;
+    let by_key = created_as(server, &f, &broad, &url, &["*"]).await;
+    assert_eq!(by_key.webhook.created_by_key, Some(id(&broad_id)));
+    let by_session = created_as(server, &f, &f.owner.access_token, &url, &["*"]).await.webhook;
+    assert_eq!((by_session.created_by, by_session.created_by_key), (Some(id(&f.owner.id)), None));
 
     // Changing: the narrow key can neither widen its own webhook nor repoint the session's.
-    let own_path = format!("{}/{}", hooks_path(&f), own["id"].as_str().unwrap());
-    let session_path = format!("{}/{}", hooks_path(&f), by_session["id"].as_str().unwrap());
-    let refused: Vec<(&str, Value)> = vec![
-        (&own_path, json!({"events": ["*"]})),
-        (&own_path, json!({"events": ["item.updated"]})),
-        (&session_path, json!({"url": receiver.url("/stolen")})),
-        (&session_path, json!({"enabled": true})),
+    let own_path = format!("{}/{}", hooks_path(&f), own.webhook.id);
+    let session_path = format!("{}/{}", hooks_path(&f), by_session.id);
+    let kinds = |kinds: &[&str]| UpdateWebhook {
+        events: Some(kinds.iter().map(|k| (*k).to_owned()).collect()),
+        ..UpdateWebhook::default()
+    };
+    let repoint = UpdateWebhook { url: Some(receiver.url("/stolen")), ..UpdateWebhook::default() };
+    let refused: Vec<(&str, UpdateWebhook)> = vec![
+        (&own_path, kinds(&["*"])),
+        (&own_path, kinds(&["item.updated"])),
+        (&session_path, repoint),
+        (&session_path, enabled(true)),
     ];
-    for (path, body) in refused {
-        server
-            .send_as(Method::PATCH, path, &narrow, Some(&body))
-            .await
-            .expect_error(403, "insufficient_scope");
+    for (path, body) in &refused {
+        change(server, path, &narrow, body).await.expect_error(403, "insufficient_scope");
     }
-    let still = listed(server, &f, by_session["id"].as_str().unwrap()).await;
-    assert_eq!(still["url"], json!(url), "a refused change changed the URL");
+    let still = listed(server, &f, &by_session.id.to_string()).await;
+    assert_eq!(still.url, url, "a refused change changed the URL");
     // Turning a webhook off needs no more than owning the board.
-    let off = server
-        .send_as(Method::PATCH, &session_path, &narrow, Some(&json!({"enabled": false})))
-        .await;
-    assert_eq!(off.expect(200)["enabled"], false);
-    assert_eq!(off.body["disabled_reason"], "owner");
+    let off: Webhook = change(server, &session_path, &narrow, &enabled(false)).await.expect_as(200);
+    assert_eq!((off.enabled, off.disabled_reason.as_deref()), (false, Some("owner")));
     // The broad key may turn it back on, and is then the one it rides on.
-    let on =
-        server.send_as(Method::PATCH, &session_path, &broad, Some(&json!({"enabled": true}))).await;
-    assert_eq!(on.expect(200)["enabled"], true);
-    assert_eq!(on.body["created_by_key"], json!(broad_id));
-    assert_eq!(on.body["disabled_reason"], Value::Null);
+    let on: Webhook = change(server, &session_path, &broad, &enabled(true)).await.expect_as(200);
+    assert_eq!(
+        (on.enabled, on.created_by_key, on.disabled_reason),
+        (true, Some(id(&broad_id)), None)
+    );
 }
 
 /// A superadmin reaches any board through the audited bypass, but is no member whose access a
@@ -251,56 +277,42 @@ async fn the_superadmin_bypass_cannot_make_webhooks(server: &TestServer) {
         .unwrap();
     assert!(grant.status.success(), "{}", String::from_utf8_lossy(&grant.stderr));
     // The flag is read at sign-in.
-    let login = server.login(&root).await;
-    let token = login.expect(200)["access_token"].as_str().unwrap().to_owned();
-    server.get_as(&hooks_path(&f), &token).await.expect(200);
-    create_hook_as(server, &f, &token, &receiver.url("/root"), json!(["*"]))
+    let token = server.login(&root).await.expect_as::<SessionAnswer>(200).access_token;
+    server.get_as(&hooks_path(&f), &token).await.expect_as::<WebhookList>(200);
+    create_hook_as(server, &f, &token, &receiver.url("/root"), &["*"])
         .await
         .expect_error(403, "forbidden");
-    let made = create_hook_as(
-        server,
-        &f,
-        &f.owner.access_token,
-        &receiver.url("/owner"),
-        json!(["item.created"]),
-    )
-    .await;
-    let hook = made.expect(201)["id"].as_str().unwrap().to_owned();
+    let made =
+        created_as(server, &f, &f.owner.access_token, &receiver.url("/owner"), &["item.created"])
+            .await;
+    let hook = made.webhook.id.to_string();
     let path = format!("{}/{hook}", hooks_path(&f));
-    server
-        .send_as(Method::PATCH, &path, &token, Some(&json!({"url": receiver.url("/root")})))
-        .await
-        .expect_error(403, "forbidden");
-    assert_eq!(listed(server, &f, &hook).await["url"], json!(receiver.url("/owner")));
+    let repoint = UpdateWebhook { url: Some(receiver.url("/root")), ..UpdateWebhook::default() };
+    change(server, &path, &token, &repoint).await.expect_error(403, "forbidden");
+    assert_eq!(listed(server, &f, &hook).await.url, receiver.url("/owner"));
     // Turning it off stays open to them, as to any owner.
-    server
-        .send_as(Method::PATCH, &path, &token, Some(&json!({"enabled": false})))
-        .await
-        .expect(200);
+    let off: Webhook = change(server, &path, &token, &enabled(false)).await.expect_as(200);
+    assert!(!off.enabled);
 }
 
 async fn a_url_change_is_audited_by_host(server: &TestServer) {
     let f = fixture(server).await;
     let receiver = Receiver::of(server);
-    let made = create_hook_as(
+    let made = created_as(
         server,
         &f,
         &f.owner.access_token,
         &receiver.url("/first?token=s3cr3t-one"),
-        json!(["item.created"]),
+        &["item.created"],
     )
     .await;
-    let hook = made.expect(201)["id"].as_str().unwrap().to_owned();
+    let hook = made.webhook.id.to_string();
     let path = format!("{}/{hook}", hooks_path(&f));
-    let changed = server
-        .send_as(
-            Method::PATCH,
-            &path,
-            &f.owner.access_token,
-            Some(&json!({"url": "https://hooks.example.org/in/s3cr3t-two"})),
-        )
-        .await;
-    changed.expect(200);
+    let to = "https://hooks.example.org/in/s3cr3t-two";
+    let repoint = UpdateWebhook { url: Some(to.into()), ..UpdateWebhook::default() };
+    let changed: Webhook =
+        change(server, &path, &f.owner.access_token, &repoint).await.expect_as(200);
+    assert_eq!(changed.url, to);
     let rows = audit_metadata(server, "webhook.updated", &hook).await;
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["url"], json!({"from_host": "127.0.0.1", "to_host": "hooks.example.org"}));
@@ -308,10 +320,8 @@ async fn a_url_change_is_audited_by_host(server: &TestServer) {
     let dump = format!("{rows:?}");
     assert!(!dump.contains("s3cr3t"), "a URL's path or query reached the audit log: {dump}");
     // Changing only the kinds is audited too, without a url entry.
-    server
-        .send_as(Method::PATCH, &path, &f.owner.access_token, Some(&json!({"events": ["*"]})))
-        .await
-        .expect(200);
+    let every = UpdateWebhook { events: Some(vec!["*".into()]), ..UpdateWebhook::default() };
+    change(server, &path, &f.owner.access_token, &every).await.expect_as::<Webhook>(200);
     let rows = audit_metadata(server, "webhook.updated", &hook).await;
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert_eq!(rows[1]["events"], json!({"from": ["item.created"], "to": ["*"]}));
@@ -319,7 +329,7 @@ async fn a_url_change_is_audited_by_host(server: &TestServer) {
     // Enabling an enabled webhook with a key changes nothing but whose access it rides on:
     // that is audited too.
     let (key_id, key) = server.create_key(&f.owner, &f.org, ALL_SCOPES).await;
-    server.send_as(Method::PATCH, &path, &key, Some(&json!({"enabled": true}))).await.expect(200);
+    change(server, &path, &key, &enabled(true)).await.expect_as::<Webhook>(200);
     let rows = audit_metadata(server, "webhook.updated", &hook).await;
     assert_eq!(rows.len(), 3, "{rows:?}");
     assert_eq!(
@@ -391,7 +401,7 @@ async fn a_revoked_key_disables_the_webhook(server: &TestServer) {
     let f = fixture(server).await;
     let (key_id, key) = server.create_key(&f.owner, &f.org, ALL_SCOPES).await;
     let hook = watched(server, &f, &key).await;
-    assert_eq!(listed(server, &f, &hook).await["created_by_key"], json!(key_id));
+    assert_eq!(listed(server, &f, &hook).await.created_by_key, Some(id(&key_id)));
     server
         .send_as(
             Method::DELETE,
@@ -408,15 +418,19 @@ async fn a_narrowed_key_disables_the_webhook(server: &TestServer) {
     let f = fixture(server).await;
     let (key_id, key) = server.create_key(&f.owner, &f.org, ALL_SCOPES).await;
     let hook = watched(server, &f, &key).await;
+    let narrower = UpdateApiKey {
+        scopes: Some(vec!["boards:read".into(), "boards:write".into(), "items:read".into()]),
+        ..UpdateApiKey::default()
+    };
     server
-        .send_as(
+        .send_body(
             Method::PATCH,
             &format!("/api/v1/orgs/{}/api-keys/{key_id}", f.org),
             &f.owner.access_token,
-            Some(&json!({"scopes": ["boards:read", "boards:write", "items:read"]})),
+            &narrower,
         )
         .await
-        .expect(200);
+        .expect_as::<ApiKey>(200);
     assert_lost(server, &f, &hook, "key_lacks_scope").await;
 }
 
@@ -424,32 +438,30 @@ async fn a_narrowed_key_disables_the_webhook(server: &TestServer) {
 async fn an_expired_key_is_caught_before_sending(server: &TestServer) {
     let f = fixture(server).await;
     let expires_at = chrono::Utc::now() + chrono::Duration::seconds(4);
+    let short_lived = CreateApiKey {
+        name: "short-lived".into(),
+        scopes: ALL_SCOPES.iter().map(|s| (*s).to_owned()).collect(),
+        rate_limit_per_minute: None,
+        expires_at: Some(expires_at),
+    };
     let made = server
         .post(
             &format!("/api/v1/orgs/{}/api-keys", f.org),
             Some(&f.owner.access_token),
-            &json!({"name": "short-lived", "scopes": ALL_SCOPES, "expires_at": expires_at}),
+            &short_lived,
         )
         .await;
-    let key = made.expect(201)["key"].as_str().unwrap().to_owned();
+    let key = made.expect_as::<CreatedApiKey>(201).key;
     let receiver = Receiver::of(server);
-    let made =
-        create_hook_as(server, &f, &key, &receiver.url("/lost"), json!(["item.created"])).await;
-    let hook = made.expect(201)["id"].as_str().unwrap().to_owned();
-    create_hook_as(
-        server,
-        &f,
-        &f.owner.access_token,
-        &receiver.url("/control"),
-        json!(["item.created"]),
-    )
-    .await
-    .expect(201);
+    let made = created_as(server, &f, &key, &receiver.url("/lost"), &["item.created"]).await;
+    let hook = made.webhook.id.to_string();
+    created_as(server, &f, &f.owner.access_token, &receiver.url("/control"), &["item.created"])
+        .await;
     let wait = (expires_at - chrono::Utc::now()).to_std().unwrap_or_default();
     tokio::time::sleep(wait + Duration::from_millis(200)).await;
     add_item(server, &f, "After").await;
     let row = wait_disabled(server, &f, &hook).await;
-    assert_eq!(row["disabled_reason"], "key_revoked_or_expired", "{row}");
+    assert_eq!(row.disabled_reason.as_deref(), Some("key_revoked_or_expired"), "{row:?}");
     assert_eq!(disabled_rows(server, &hook).await.len(), 1);
     wait_until(Duration::from_secs(10), "the control delivery", || {
         receiver.delivered("/control").len() == 1

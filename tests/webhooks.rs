@@ -20,11 +20,20 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use boardroom::config::Settings;
 use boardroom::ssrf::Allowlist;
+use boardroom_protocol::boards::Item;
+use boardroom_protocol::events::{EventData, EventKind};
+use boardroom_protocol::identity::{Login, SessionAnswer};
+use boardroom_protocol::webhooks::{
+    CreateWebhook, CreatedWebhook, Delivery, DeliveryList, DeliveryStatus, Redelivery,
+    RotatedSecret, UpdateWebhook, Webhook, WebhookList, WebhookPayload,
+};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::boards::{fixture, Fixture};
-use crate::harness::{both_backends, both_backends_with, Backend, TestDatabase, TestServer};
+use crate::harness::{
+    both_backends, both_backends_with, id, item, Backend, TestDatabase, TestServer,
+};
 
 both_backends!(creation_refuses_unsafe_urls_and_bad_events, only_owners_manage_webhooks);
 
@@ -70,6 +79,23 @@ pub(crate) struct Hit {
     body: Vec<u8>,
     /// The status answered; 0 when the answer was slower than the sender waited.
     answered: u16,
+}
+
+impl Hit {
+    /// The body as the protocol's webhook payload (fails the test if it is not one).
+    pub(crate) fn payload(&self) -> WebhookPayload {
+        serde_json::from_slice(&self.body).unwrap_or_else(|err| {
+            panic!("not a webhook payload: {err}: {}", String::from_utf8_lossy(&self.body))
+        })
+    }
+}
+
+/// The name of the item an `item.*` payload carries.
+pub(crate) fn item_name(payload: &WebhookPayload) -> &str {
+    match &payload.event {
+        EventData::ItemCreated(item) | EventData::ItemArchived(item) => &item.name,
+        other => panic!("not an item event: {other:?}"),
+    }
 }
 
 #[derive(Default)]
@@ -127,12 +153,12 @@ impl Receiver {
         self.state.lock().unwrap().hits.iter().filter(|h| h.path == path).cloned().collect()
     }
 
-    /// The bodies `path` answered 2xx to, in arrival order.
-    pub(crate) fn delivered(&self, path: &str) -> Vec<Value> {
+    /// The bodies `path` answered 2xx to, in arrival order, read as the protocol's payload.
+    pub(crate) fn delivered(&self, path: &str) -> Vec<WebhookPayload> {
         self.hits(path)
             .into_iter()
             .filter(|h| (200..300).contains(&h.answered))
-            .map(|h| serde_json::from_slice(&h.body).unwrap())
+            .map(|h| h.payload())
             .collect()
     }
 }
@@ -192,49 +218,55 @@ pub(crate) fn hooks_path(f: &Fixture) -> String {
     format!("/api/v1/boards/{}/webhooks", f.board)
 }
 
+/// The body creating a webhook to `url` for `events`.
+pub(crate) fn hook(url: &str, events: &[&str]) -> CreateWebhook {
+    CreateWebhook { url: url.to_owned(), events: events.iter().map(|e| (*e).to_owned()).collect() }
+}
+
 /// Creates a webhook as the owner; returns (id, secret).
 async fn create_webhook(
     server: &TestServer,
     f: &Fixture,
     url: &str,
-    events: Value,
+    events: &[&str],
 ) -> (String, String) {
-    let reply = server
-        .post(&hooks_path(f), Some(&f.owner.access_token), &json!({"url": url, "events": events}))
-        .await;
-    let body = reply.expect(201);
-    (body["id"].as_str().unwrap().to_owned(), body["secret"].as_str().unwrap().to_owned())
-}
-
-pub(crate) async fn add_item(server: &TestServer, f: &Fixture, name: &str) {
-    server
-        .post(
-            &format!("/api/v1/boards/{}/items", f.board),
-            Some(&f.owner.access_token),
-            &json!({"group_id": f.group, "name": name}),
-        )
+    let created: CreatedWebhook = server
+        .post(&hooks_path(f), Some(&f.owner.access_token), &hook(url, events))
         .await
-        .expect(201);
+        .expect_as(201);
+    assert_eq!((created.webhook.url.as_str(), created.webhook.enabled), (url, true));
+    (created.webhook.id.to_string(), created.secret)
 }
 
-async fn deliveries(server: &TestServer, f: &Fixture, hook: &str) -> Vec<Value> {
+pub(crate) async fn add_item(server: &TestServer, f: &Fixture, name: &str) -> Item {
+    server.create_item(&f.owner, &f.board, &item(&f.group, name)).await
+}
+
+/// The board's webhooks, as the owner lists them.
+async fn webhooks(server: &TestServer, f: &Fixture) -> Vec<Webhook> {
+    let listed = server.get_as(&hooks_path(f), &f.owner.access_token).await;
+    listed.expect_as::<WebhookList>(200).webhooks
+}
+
+async fn deliveries(server: &TestServer, f: &Fixture, hook: &str) -> Vec<Delivery> {
     let reply =
         server.get_as(&format!("{}/{hook}/deliveries", hooks_path(f)), &f.owner.access_token).await;
-    reply.expect(200)["deliveries"].as_array().unwrap().clone()
+    reply.expect_as::<DeliveryList>(200).deliveries
 }
 
 /// Waits (up to 10 s) until the board's one webhook is disabled after 3 failures.
 async fn wait_until_disabled_after_3(server: &TestServer, f: &Fixture) {
-    let mut listed = Value::Null;
+    let mut listed = Vec::new();
     for _ in 0..200 {
-        listed = server.get_as(&hooks_path(f), &f.owner.access_token).await.expect(200).clone();
-        if listed["webhooks"][0]["enabled"] == false {
+        listed = webhooks(server, f).await;
+        if !listed[0].enabled {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(listed["webhooks"][0]["enabled"], false, "{listed}");
-    assert_eq!(listed["webhooks"][0]["consecutive_failures"], 3);
+    assert!(!listed[0].enabled, "{listed:?}");
+    assert_eq!(listed[0].consecutive_failures, 3);
+    assert_eq!(listed[0].disabled_reason.as_deref(), Some("consecutive_failures"));
 }
 
 /// Polls `check` every 20 ms until it holds; panics with `what` after `limit`.
@@ -294,38 +326,33 @@ async fn creation_refuses_unsafe_urls_and_bad_events(server: &TestServer) {
         ("http://[::1]/hook", "blocked_address"),
         ("not a url", "control_or_whitespace"),
     ] {
-        let reply = server
-            .post(
-                &hooks_path(&f),
-                Some(&f.owner.access_token),
-                &json!({"url": url, "events": ["*"]}),
-            )
-            .await;
+        let reply =
+            server.post(&hooks_path(&f), Some(&f.owner.access_token), &hook(url, &["*"])).await;
         reply.expect_error(422, "validation_failed");
         let message = reply.body["error"]["message"].as_str().unwrap();
         assert!(message.starts_with(reason), "{url}: {message}");
     }
-    for events in [json!([]), json!(["item.exploded"]), json!(["ITEM.CREATED"])] {
+    let bad_kinds: [&[&str]; 3] = [&[], &["item.exploded"], &["ITEM.CREATED"]];
+    for events in bad_kinds {
         server
             .post(
                 &hooks_path(&f),
                 Some(&f.owner.access_token),
-                &json!({"url": "https://example.com/hook", "events": events}),
+                &hook("https://example.com/hook", events),
             )
             .await
             .expect_error(422, "validation_failed");
     }
     // Nothing was created by the refusals.
-    let listed = server.get_as(&hooks_path(&f), &f.owner.access_token).await;
-    assert_eq!(listed.expect(200)["webhooks"], json!([]));
+    assert_eq!(webhooks(server, &f).await, vec![]);
     // A public URL is fine (nothing is fetched at creation).
     let (_, secret) =
-        create_webhook(server, &f, "https://example.com/hook", json!(["item.created", "*"])).await;
+        create_webhook(server, &f, "https://example.com/hook", &["item.created", "*"]).await;
     assert!(secret.starts_with("whsec_") && secret.len() > 40, "{secret}");
     // A board has at most 20 webhooks, however many creations race for the last places.
     let path = hooks_path(&f);
     let creations = (1..30).map(|i| {
-        let body = json!({"url": format!("https://example.com/hook/{i}"), "events": ["*"]});
+        let body = hook(&format!("https://example.com/hook/{i}"), &["*"]);
         let (path, token) = (&path, &f.owner.access_token);
         async move { server.post(path, Some(token), &body).await }
     });
@@ -335,24 +362,22 @@ async fn creation_refuses_unsafe_urls_and_bad_events(server: &TestServer) {
     for reply in replies.iter().filter(|r| r.status != 201) {
         reply.expect_error(422, "validation_failed");
     }
-    let listed = server.get_as(&path, &f.owner.access_token).await;
-    assert_eq!(listed.expect(200)["webhooks"].as_array().unwrap().len(), 20);
+    assert_eq!(webhooks(server, &f).await.len(), 20);
 }
 
 async fn only_owners_manage_webhooks(server: &TestServer) {
     let f = fixture(server).await;
-    let (hook, secret) =
-        create_webhook(server, &f, "https://example.com/hook", json!(["item.created"])).await;
-    let hook_path = format!("{}/{hook}", hooks_path(&f));
+    let (hook_id, secret) =
+        create_webhook(server, &f, "https://example.com/hook", &["item.created"]).await;
+    let hook_path = format!("{}/{hook_id}", hooks_path(&f));
 
     // The secret is shown once: never in listings or changes.
     let listed = server.get_as(&hooks_path(&f), &f.owner.access_token).await;
     let listed = listed.expect(200).to_string();
     assert!(!listed.contains(&secret) && !listed.contains("\"secret\""), "{listed}");
-    let patched = server
-        .send_as(Method::PATCH, &hook_path, &f.owner.access_token, Some(&json!({"events": ["*"]})))
-        .await;
-    assert_eq!(patched.expect(200)["events"], json!(["*"]));
+    let change = UpdateWebhook { events: Some(vec!["*".into()]), ..UpdateWebhook::default() };
+    let patched = server.send_body(Method::PATCH, &hook_path, &f.owner.access_token, &change).await;
+    assert_eq!(patched.expect_as::<Webhook>(200).events, vec!["*"]);
     assert!(!patched.body.to_string().contains(&secret));
     assert!(patched.body.get("secret").is_none());
 
@@ -363,11 +388,13 @@ async fn only_owners_manage_webhooks(server: &TestServer) {
     // Someone from another organization: 404 everywhere.
     let stranger = server.register("stranger").await;
     server.create_org(&stranger, "Other").await;
-    let body = json!({"url": "https://example.com/x", "events": ["*"]});
+    let body = |b: &dyn erased::Body| b.value();
+    let create = body(&hook("https://example.com/x", &["*"]));
+    let disable = body(&UpdateWebhook { enabled: Some(false), ..UpdateWebhook::default() });
     let calls: Vec<(Method, String, Option<Value>)> = vec![
         (Method::GET, hooks_path(&f), None),
-        (Method::POST, hooks_path(&f), Some(body.clone())),
-        (Method::PATCH, hook_path.clone(), Some(json!({"enabled": false}))),
+        (Method::POST, hooks_path(&f), Some(create)),
+        (Method::PATCH, hook_path.clone(), Some(disable)),
         (Method::DELETE, hook_path.clone(), None),
         (Method::GET, format!("{hook_path}/deliveries"), None),
         (Method::POST, format!("{hook_path}/rotate-secret"), None),
@@ -394,6 +421,19 @@ async fn only_owners_manage_webhooks(server: &TestServer) {
     assert!(rows.contains(&"webhook.deleted".to_owned()), "{rows:?}");
 }
 
+/// A protocol body as the JSON `send_as` takes, so calls with different body types share a
+/// table.
+mod erased {
+    pub trait Body {
+        fn value(&self) -> serde_json::Value;
+    }
+    impl<T: serde::Serialize> Body for T {
+        fn value(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap()
+        }
+    }
+}
+
 async fn audit_actions(server: &TestServer) -> Vec<String> {
     server.flush_audit().await;
     boardroom::on_pool!(server.state().store(), pool => {
@@ -404,8 +444,8 @@ async fn audit_actions(server: &TestServer) -> Vec<String> {
 async fn deliveries_are_signed_also_across_a_rotation(server: &TestServer) {
     let f = fixture(server).await;
     let receiver = Receiver::of(server);
-    let (hook, secret) = create_webhook(server, &f, &receiver.url("/signed"), json!(["*"])).await;
-    add_item(server, &f, "First").await;
+    let (hook_id, secret) = create_webhook(server, &f, &receiver.url("/signed"), &["*"]).await;
+    let first = add_item(server, &f, "First").await;
     wait_until(Duration::from_secs(10), "the first delivery", || {
         receiver.delivered("/signed").len() == 1
     })
@@ -415,28 +455,31 @@ async fn deliveries_are_signed_also_across_a_rotation(server: &TestServer) {
     assert_eq!(header("boardroom-event"), "item.created");
     assert_eq!(header("content-type"), "application/json");
     assert!(header("user-agent").starts_with("Boardroom-Webhooks/"));
-    let body: Value = serde_json::from_slice(&hit.body).unwrap();
-    assert_eq!(header("boardroom-delivery"), body["id"].as_str().unwrap());
-    assert_eq!(body["board_id"], json!(f.board));
-    assert_eq!(body["kind"], "item.created");
-    assert_eq!(body["data"]["name"], "First", "{body}");
-    assert!(body["seq"].as_i64().unwrap() > 1);
-    assert!(body["created_at"].is_string());
+    let body = hit.payload();
+    assert_eq!(header("boardroom-delivery"), body.id.to_string());
+    assert_eq!(body.board_id, id(&f.board));
+    assert_eq!(body.event, EventData::ItemCreated(first), "{body:?}");
+    assert!(body.seq > 1);
     let (t, v1) = parse_signature(&header("boardroom-signature"));
     assert!((chrono::Utc::now().timestamp() - t.parse::<i64>().unwrap()).abs() < 60);
     assert_eq!(v1, vec![python_signature(&secret, &t, &hit.body)]);
     assert_ne!(v1[0], python_signature("whsec_wrong", &t, &hit.body));
 
     // After a rotation both secrets sign, the new one first.
-    let rotated = server
-        .post(
-            &format!("{}/{hook}/rotate-secret", hooks_path(&f)),
-            Some(&f.owner.access_token),
-            &json!({}),
+    let rotated: RotatedSecret = server
+        .send_as(
+            Method::POST,
+            &format!("{}/{hook_id}/rotate-secret", hooks_path(&f)),
+            &f.owner.access_token,
+            None,
         )
-        .await;
-    let new_secret = rotated.expect(200)["secret"].as_str().unwrap().to_owned();
+        .await
+        .expect_as(200);
+    let new_secret = rotated.secret;
+    assert_eq!(rotated.id.to_string(), hook_id);
     assert_ne!(new_secret, secret);
+    let listed = webhooks(server, &f).await;
+    assert_eq!(listed[0].previous_secret_expires_at, Some(rotated.previous_secret_expires_at));
     add_item(server, &f, "Second").await;
     wait_until(Duration::from_secs(10), "the second delivery", || {
         receiver.delivered("/signed").len() == 2
@@ -466,8 +509,7 @@ async fn failures_and_timeouts_are_retried(server: &TestServer) {
         "/flaky",
         vec![Act::Status(500), Act::Sleep(Duration::from_secs(3)), Act::Status(503)],
     );
-    let (hook, _) =
-        create_webhook(server, &f, &receiver.url("/flaky"), json!(["item.created"])).await;
+    let (hook_id, _) = create_webhook(server, &f, &receiver.url("/flaky"), &["item.created"]).await;
     add_item(server, &f, "Retried").await;
     wait_until(Duration::from_secs(15), "a delivery after retries", || {
         receiver.delivered("/flaky").len() == 1
@@ -478,34 +520,36 @@ async fn failures_and_timeouts_are_retried(server: &TestServer) {
     // The same delivery each time.
     let ids: Vec<_> = hits.iter().map(|h| h.headers["boardroom-delivery"].clone()).collect();
     assert!(ids.windows(2).all(|w| w[0] == w[1]));
-    let mut listed = deliveries(server, &f, &hook).await;
+    let mut listed = deliveries(server, &f, &hook_id).await;
     for _ in 0..50 {
-        if listed[0]["status"] == "succeeded" {
+        if listed[0].status == DeliveryStatus::Succeeded {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-        listed = deliveries(server, &f, &hook).await;
+        listed = deliveries(server, &f, &hook_id).await;
     }
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0]["status"], "succeeded", "{listed:?}");
-    assert_eq!(listed[0]["attempts"], 4);
-    assert_eq!(listed[0]["last_status_code"], 200);
+    let delivery = &listed[0];
+    assert_eq!(delivery.status, DeliveryStatus::Succeeded, "{listed:?}");
+    assert_eq!((delivery.attempts, delivery.last_status_code), (4, Some(200)));
+    assert_eq!((delivery.kind, delivery.next_attempt_at), (EventKind::ItemCreated, None));
+    assert_eq!(delivery.id.to_string(), hits[0].headers["boardroom-delivery"].to_str().unwrap());
 }
 
 async fn retry_after_is_honoured(server: &TestServer) {
     let f = fixture(server).await;
     let receiver = Receiver::of(server);
     receiver.script("/busy", vec![Act::RetryAfter(429, 2)]);
-    let (hook, _) =
-        create_webhook(server, &f, &receiver.url("/busy"), json!(["item.created"])).await;
+    let (hook_id, _) = create_webhook(server, &f, &receiver.url("/busy"), &["item.created"]).await;
     add_item(server, &f, "Later").await;
     wait_until(Duration::from_secs(5), "the first attempt", || !receiver.hits("/busy").is_empty())
         .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let listed = deliveries(server, &f, &hook).await;
-    assert_eq!(listed[0]["status"], "pending");
-    assert_eq!(listed[0]["last_status_code"], 429);
-    assert_eq!(listed[0]["last_error"], "HTTP 429");
+    let listed = deliveries(server, &f, &hook_id).await;
+    assert_eq!(listed[0].status, DeliveryStatus::Pending);
+    assert!(listed[0].next_attempt_at.is_some(), "a pending delivery says when it is next tried");
+    assert_eq!(listed[0].last_status_code, Some(429));
+    assert_eq!(listed[0].last_error.as_deref(), Some("HTTP 429"));
     wait_until(Duration::from_secs(10), "the retry", || receiver.delivered("/busy").len() == 1)
         .await;
     let hits = receiver.hits("/busy");
@@ -520,8 +564,8 @@ async fn order_holds_per_webhook_and_others_are_not_held_back(server: &TestServe
     let receiver = Receiver::of(server);
     // Six failures take at least 1.5 s of backoff (half of 50+100+…+1600 ms).
     receiver.script("/slow", vec![Act::Status(500); 6]);
-    create_webhook(server, &f, &receiver.url("/slow"), json!(["item.created"])).await;
-    create_webhook(server, &f, &receiver.url("/fast"), json!(["item.created"])).await;
+    create_webhook(server, &f, &receiver.url("/slow"), &["item.created"]).await;
+    create_webhook(server, &f, &receiver.url("/fast"), &["item.created"]).await;
     for i in 0..5 {
         add_item(server, &f, &format!("Item {i}")).await;
     }
@@ -535,20 +579,16 @@ async fn order_holds_per_webhook_and_others_are_not_held_back(server: &TestServe
     })
     .await;
     for path in ["/fast", "/slow"] {
-        let seqs: Vec<i64> =
-            receiver.delivered(path).iter().map(|b| b["seq"].as_i64().unwrap()).collect();
+        let seqs: Vec<i64> = receiver.delivered(path).iter().map(|b| b.seq).collect();
         assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{path}: {seqs:?}");
         // Every attempt, failed or not, went out in seq order too.
-        let attempted: Vec<i64> = receiver
-            .hits(path)
-            .iter()
-            .map(|h| serde_json::from_slice::<Value>(&h.body).unwrap()["seq"].as_i64().unwrap())
-            .collect();
+        let attempted: Vec<i64> = receiver.hits(path).iter().map(|h| h.payload().seq).collect();
         assert!(attempted.windows(2).all(|w| w[0] <= w[1]), "{path}: {attempted:?}");
     }
-    let slow_names: Vec<Value> =
-        receiver.delivered("/slow").iter().map(|b| b["data"]["name"].clone()).collect();
-    assert_eq!(slow_names, (0..5).map(|i| json!(format!("Item {i}"))).collect::<Vec<_>>());
+    let delivered = receiver.delivered("/slow");
+    let slow_names: Vec<&str> = delivered.iter().map(item_name).collect();
+    let expected: Vec<String> = (0..5).map(|i| format!("Item {i}")).collect();
+    assert_eq!(slow_names, expected);
 }
 
 /// Many boards changing at the same moment (the webhook actor then looks with one catch-up
@@ -559,32 +599,25 @@ async fn many_boards_changing_at_once_all_deliver(server: &TestServer) {
     let token = f.owner.access_token.as_str();
     let mut boards = Vec::new();
     for n in 0..16 {
-        let board = server
-            .post(
-                &format!("/api/v1/orgs/{}/boards", f.org),
-                Some(token),
-                &json!({"name": format!("b{n}")}),
-            )
-            .await;
-        let board = board.expect(201).clone();
-        let id = board["id"].as_str().unwrap().to_owned();
-        let group = board["groups"][0]["id"].as_str().unwrap().to_owned();
-        let hook = json!({"url": receiver.url(&format!("/b{n}")), "events": ["item.created"]});
-        server.post(&format!("/api/v1/boards/{id}/webhooks"), Some(token), &hook).await.expect(201);
+        let board = server.create_board(&f.owner, &f.org, &format!("b{n}")).await;
+        let (id, group) = (board.board.id.to_string(), board.groups[0].id.to_string());
+        let body = hook(&receiver.url(&format!("/b{n}")), &["item.created"]);
+        server.post(&format!("/api/v1/boards/{id}/webhooks"), Some(token), &body).await.expect(201);
         boards.push((id, group));
     }
+    let owner = &f.owner;
     let writes = boards.iter().map(|(id, group)| async move {
-        let body = json!({"group_id": group, "name": format!("on {id}")});
-        server.post(&format!("/api/v1/boards/{id}/items"), Some(token), &body).await.expect(201);
+        server.create_item(owner, id, &item(group, &format!("on {id}"))).await;
     });
     futures::future::join_all(writes).await;
     wait_until(Duration::from_secs(20), "every board's delivery", || {
         (0..16).all(|n| receiver.delivered(&format!("/b{n}")).len() == 1)
     })
     .await;
-    for (n, (id, _)) in boards.iter().enumerate() {
+    for (n, (board, _)) in boards.iter().enumerate() {
         let delivered = receiver.delivered(&format!("/b{n}"));
-        assert_eq!(delivered[0]["board_id"], json!(id), "board {n}");
+        assert_eq!(delivered[0].board_id, id(board), "board {n}");
+        assert_eq!(item_name(&delivered[0]), format!("on {board}"));
     }
 }
 
@@ -592,10 +625,9 @@ async fn repeated_failures_disable_the_webhook(server: &TestServer) {
     let f = fixture(server).await;
     let receiver = Receiver::of(server);
     receiver.set_default("/down", 500);
-    let (hook, _) =
-        create_webhook(server, &f, &receiver.url("/down"), json!(["item.created"])).await;
+    let (hook_id, _) = create_webhook(server, &f, &receiver.url("/down"), &["item.created"]).await;
     add_item(server, &f, "Lost").await;
-    let hook_path = format!("{}/{hook}", hooks_path(&f));
+    let hook_path = format!("{}/{hook_id}", hooks_path(&f));
     wait_until_disabled_after_3(server, &f).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.hits("/down").len(), 3, "a disabled webhook is not called");
@@ -605,15 +637,16 @@ async fn repeated_failures_disable_the_webhook(server: &TestServer) {
             sqlx::query_as("SELECT action, target FROM audit_log ORDER BY seq").fetch_all(pool).await.unwrap()
         })
     };
-    assert!(rows.contains(&("webhook.disabled".to_owned(), Some(hook.clone()))), "{rows:?}");
+    assert!(rows.contains(&("webhook.disabled".to_owned(), Some(hook_id.clone()))), "{rows:?}");
     // Re-enabling resets the count; the receiver is back and the queued delivery goes out.
     receiver.set_default("/down", 200);
-    let enabled = server
-        .send_as(Method::PATCH, &hook_path, &f.owner.access_token, Some(&json!({"enabled": true})))
-        .await;
-    let enabled = enabled.expect(200);
-    assert_eq!(enabled["enabled"], true);
-    assert_eq!(enabled["consecutive_failures"], 0);
+    let enable = UpdateWebhook { enabled: Some(true), ..UpdateWebhook::default() };
+    let enabled: Webhook = server
+        .send_body(Method::PATCH, &hook_path, &f.owner.access_token, &enable)
+        .await
+        .expect_as(200);
+    assert_eq!((enabled.enabled, enabled.consecutive_failures), (true, 0));
+    assert_eq!(enabled.disabled_reason, None);
     wait_until(Duration::from_secs(10), "the delivery after re-enabling", || {
         receiver.delivered("/down").len() == 1
     })
@@ -628,18 +661,18 @@ async fn hostile_answers_are_stored_safely_and_still_count(server: &TestServer) 
     let receiver = Receiver::of(server);
     let answer = b"\x00\x00oops\x1b[31m\xff\xfe\xc3(\x00 end".to_vec();
     receiver.script("/hostile", vec![Act::Body(500, answer); 3]);
-    let (hook, _) =
-        create_webhook(server, &f, &receiver.url("/hostile"), json!(["item.created"])).await;
+    let (hook_id, _) =
+        create_webhook(server, &f, &receiver.url("/hostile"), &["item.created"]).await;
     add_item(server, &f, "Poison").await;
     wait_until_disabled_after_3(server, &f).await;
     assert_eq!(receiver.hits("/hostile").len(), 3);
-    let delivery = deliveries(server, &f, &hook).await.remove(0);
-    assert_eq!(delivery["attempts"], 3, "{delivery}");
-    assert_eq!(delivery["last_status_code"], 500);
-    assert_eq!(delivery["last_error"], "HTTP 500");
+    let delivery = deliveries(server, &f, &hook_id).await.remove(0);
+    assert_eq!(delivery.attempts, 3, "{delivery:?}");
+    assert_eq!(delivery.last_status_code, Some(500));
+    assert_eq!(delivery.last_error.as_deref(), Some("HTTP 500"));
     assert_eq!(
-        delivery["response_excerpt"],
-        "\u{fffd}\u{fffd}oops\u{fffd}[31m\u{fffd}\u{fffd}\u{fffd}(\u{fffd} end"
+        delivery.response_excerpt.as_deref(),
+        Some("\u{fffd}\u{fffd}oops\u{fffd}[31m\u{fffd}\u{fffd}\u{fffd}(\u{fffd} end")
     );
 }
 
@@ -654,22 +687,22 @@ async fn redirects_are_not_followed(server: &TestServer) {
             Act::Redirect(receiver.url("/target")),
         ],
     );
-    let (hook, _) =
-        create_webhook(server, &f, &receiver.url("/moved"), json!(["item.created"])).await;
+    let (hook_id, _) = create_webhook(server, &f, &receiver.url("/moved"), &["item.created"]).await;
     add_item(server, &f, "One").await;
     add_item(server, &f, "Two").await;
     let mut listed = Vec::new();
     for _ in 0..200 {
-        listed = deliveries(server, &f, &hook).await;
-        if listed.len() == 2 && listed.iter().all(|d| d["status"] == "failed") {
+        listed = deliveries(server, &f, &hook_id).await;
+        if listed.len() == 2 && listed.iter().all(|d| d.status == DeliveryStatus::Failed) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert_eq!(listed.len(), 2, "{listed:?}");
     for delivery in &listed {
-        assert_eq!(delivery["status"], "failed", "{listed:?}");
-        assert_eq!(delivery["attempts"], 1, "a redirect is final, not retried");
-        assert_eq!(delivery["last_status_code"], 302);
+        assert_eq!(delivery.status, DeliveryStatus::Failed, "{listed:?}");
+        assert_eq!(delivery.attempts, 1, "a redirect is final, not retried");
+        assert_eq!(delivery.last_status_code, Some(302));
     }
     assert_eq!(receiver.hits("/moved").len(), 2);
     assert!(receiver.hits("/target").is_empty(), "the redirect was followed");
@@ -679,28 +712,29 @@ async fn a_failed_delivery_can_be_redelivered(server: &TestServer) {
     let f = fixture(server).await;
     let receiver = Receiver::of(server);
     receiver.script("/again", vec![Act::Status(410)]);
-    let (hook, _) =
-        create_webhook(server, &f, &receiver.url("/again"), json!(["item.created"])).await;
+    let (hook_id, _) = create_webhook(server, &f, &receiver.url("/again"), &["item.created"]).await;
     add_item(server, &f, "Again").await;
     let mut listed = Vec::new();
     for _ in 0..200 {
-        listed = deliveries(server, &f, &hook).await;
-        if listed.first().is_some_and(|d| d["status"] == "failed") {
+        listed = deliveries(server, &f, &hook_id).await;
+        if listed.first().is_some_and(|d| d.status == DeliveryStatus::Failed) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(listed[0]["status"], "failed", "a 4xx is final");
-    assert_eq!(listed[0]["last_status_code"], 410);
-    let id = listed[0]["id"].as_str().unwrap();
-    server
-        .post(
-            &format!("{}/{hook}/deliveries/{id}/redeliver", hooks_path(&f)),
-            Some(&f.owner.access_token),
-            &json!({}),
+    assert_eq!(listed[0].status, DeliveryStatus::Failed, "a 4xx is final");
+    assert_eq!(listed[0].last_status_code, Some(410));
+    let delivery = listed[0].id;
+    let queued: Redelivery = server
+        .send_as(
+            Method::POST,
+            &format!("{}/{hook_id}/deliveries/{delivery}/redeliver", hooks_path(&f)),
+            &f.owner.access_token,
+            None,
         )
         .await
-        .expect(202);
+        .expect_as(202);
+    assert_eq!(queued, Redelivery { id: delivery, status: DeliveryStatus::Pending });
     wait_until(Duration::from_secs(10), "the redelivery", || {
         receiver.delivered("/again").len() == 1
     })
@@ -717,9 +751,9 @@ async fn a_failed_delivery_can_be_redelivered(server: &TestServer) {
     })
     .await;
     assert_eq!(store.prune_webhook_deliveries(later).await.unwrap(), 1);
-    let left = deliveries(server, &f, &hook).await;
+    let left = deliveries(server, &f, &hook_id).await;
     assert_eq!(left.len(), 1);
-    assert_eq!(left[0]["status"], "pending");
+    assert_eq!(left[0].status, DeliveryStatus::Pending);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -745,9 +779,8 @@ async fn outbox_survives_a_restart(backend: Backend) {
     let f = fixture(&server).await;
     // One receiver is down across the restart, the other is up.
     receiver.set_default("/down", 503);
-    let (down, _) =
-        create_webhook(&server, &f, &receiver.url("/down"), json!(["item.created"])).await;
-    create_webhook(&server, &f, &receiver.url("/up"), json!(["item.created"])).await;
+    let (down, _) = create_webhook(&server, &f, &receiver.url("/down"), &["item.created"]).await;
+    create_webhook(&server, &f, &receiver.url("/up"), &["item.created"]).await;
     for i in 0..5 {
         add_item(&server, &f, &format!("Before {i}")).await;
     }
@@ -788,21 +821,21 @@ async fn outbox_survives_a_restart(backend: Backend) {
     let restarted = boardroom::server::App::build(settings).await.unwrap().spawn().await.unwrap();
     let http = reqwest::Client::new();
     let base = format!("http://{}/api/v1", restarted.addr());
-    let login: Value = http
+    let login = Login { email: f.owner.email.clone(), password: f.owner.password.clone() };
+    let login: SessionAnswer = http
         .post(format!("{base}/auth/login"))
-        .json(&json!({"email": f.owner.email, "password": f.owner.password}))
+        .json(&login)
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    let token = login["access_token"].as_str().unwrap().to_owned();
     for i in 0..5 {
         let reply = http
             .post(format!("{base}/boards/{}/items", f.board))
-            .bearer_auth(&token)
-            .json(&json!({"group_id": f.group, "name": format!("After {i}")}))
+            .bearer_auth(&login.access_token)
+            .json(&item(&f.group, &format!("After {i}")))
             .send()
             .await
             .unwrap();
@@ -818,10 +851,9 @@ async fn outbox_survives_a_restart(backend: Backend) {
         (0..5).map(|i| format!("Before {i}")).chain((0..5).map(|i| format!("After {i}"))).collect();
     for path in ["/up", "/down"] {
         let delivered = receiver.delivered(path);
-        let names: Vec<String> =
-            delivered.iter().map(|b| b["data"]["name"].as_str().unwrap().to_owned()).collect();
+        let names: Vec<&str> = delivered.iter().map(item_name).collect();
         assert_eq!(names, expected, "{path}: each event exactly once, in order");
-        let seqs: Vec<i64> = delivered.iter().map(|b| b["seq"].as_i64().unwrap()).collect();
+        let seqs: Vec<i64> = delivered.iter().map(|b| b.seq).collect();
         assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{path}: {seqs:?}");
     }
     assert!(restarted.shutdown().await);

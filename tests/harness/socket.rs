@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use boardroom_protocol::frames::{EventFrame, Presence, Reply, Subscribed, Unsubscribed};
+use boardroom_protocol::frames::{Done, EventFrame, Presence, Reply, Subscribed, Unsubscribed};
 use boardroom_protocol::{ClientFrame, ClientMessage, Encoding, RequestId, ServerFrame};
 use futures::{SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
@@ -280,10 +280,11 @@ pub fn ok<T: DeserializeOwned>(reply: &Reply) -> T {
         .unwrap_or_else(|err| panic!("not a {}: {err}; {data}", std::any::type_name::<T>()))
 }
 
-/// Asserts that a reply succeeded (its data, if any, not looked at).
+/// Asserts that a reply succeeded with nothing more to say: its data is `Done`, `{}`.
 #[track_caller]
 pub fn ok_empty(reply: &Reply) {
-    assert!(reply.ok && reply.error.is_none(), "reply failed: {reply:?}");
+    let Done {} = ok(reply);
+    assert_eq!(reply.data, Some(serde_json::json!({})), "not an empty reply: {reply:?}");
 }
 
 /// The subscription a `subscribe` reply confirms.
