@@ -32,7 +32,7 @@ use serde_json::Value;
 
 use crate::boards::{fixture, Fixture};
 use crate::harness::{
-    both_backends, both_backends_with, id, item, Backend, TestDatabase, TestServer,
+    both_backends, both_backends_with, id, item, Backend, Reply, TestDatabase, TestServer,
 };
 
 both_backends!(creation_refuses_unsafe_urls_and_bad_events, only_owners_manage_webhooks);
@@ -246,6 +246,13 @@ pub(crate) async fn add_item(server: &TestServer, f: &Fixture, name: &str) -> It
 async fn webhooks(server: &TestServer, f: &Fixture) -> Vec<Webhook> {
     let listed = server.get_as(&hooks_path(f), &f.owner.access_token).await;
     listed.expect_as::<WebhookList>(200).webhooks
+}
+
+/// `POST` to an action of webhook `hook` that takes no body (`rotate-secret`,
+/// `deliveries/{id}/redeliver`), as the owner.
+async fn act_on(server: &TestServer, f: &Fixture, hook: &str, action: &str) -> Reply {
+    let path = format!("{}/{hook}/{action}", hooks_path(f));
+    server.send_as(Method::POST, &path, &f.owner.access_token, None).await
 }
 
 async fn deliveries(server: &TestServer, f: &Fixture, hook: &str) -> Vec<Delivery> {
@@ -466,15 +473,7 @@ async fn deliveries_are_signed_also_across_a_rotation(server: &TestServer) {
     assert_ne!(v1[0], python_signature("whsec_wrong", &t, &hit.body));
 
     // After a rotation both secrets sign, the new one first.
-    let rotated: RotatedSecret = server
-        .send_as(
-            Method::POST,
-            &format!("{}/{hook_id}/rotate-secret", hooks_path(&f)),
-            &f.owner.access_token,
-            None,
-        )
-        .await
-        .expect_as(200);
+    let rotated: RotatedSecret = act_on(server, &f, &hook_id, "rotate-secret").await.expect_as(200);
     let new_secret = rotated.secret;
     assert_eq!(rotated.id.to_string(), hook_id);
     assert_ne!(new_secret, secret);
@@ -725,15 +724,8 @@ async fn a_failed_delivery_can_be_redelivered(server: &TestServer) {
     assert_eq!(listed[0].status, DeliveryStatus::Failed, "a 4xx is final");
     assert_eq!(listed[0].last_status_code, Some(410));
     let delivery = listed[0].id;
-    let queued: Redelivery = server
-        .send_as(
-            Method::POST,
-            &format!("{}/{hook_id}/deliveries/{delivery}/redeliver", hooks_path(&f)),
-            &f.owner.access_token,
-            None,
-        )
-        .await
-        .expect_as(202);
+    let redeliver = format!("deliveries/{delivery}/redeliver");
+    let queued: Redelivery = act_on(server, &f, &hook_id, &redeliver).await.expect_as(202);
     assert_eq!(queued, Redelivery { id: delivery, status: DeliveryStatus::Pending });
     wait_until(Duration::from_secs(10), "the redelivery", || {
         receiver.delivered("/again").len() == 1
