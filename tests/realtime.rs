@@ -19,8 +19,8 @@ use tokio_tungstenite::MaybeTlsStream;
 
 use crate::boards::fixture;
 use crate::harness::socket::{
-    connect, error_code, event_data, http_status, msg, ok, ok_empty, subscribed, try_connect, Auth,
-    Socket, JSON, MSGPACK,
+    connect, done, error_code, event_data, http_status, msg, ok, ok_empty, subscribed, try_connect,
+    Auth, Socket, JSON, MSGPACK,
 };
 use crate::harness::{self, both_backends, both_backends_with, TestServer};
 
@@ -127,7 +127,7 @@ async fn json_and_msgpack_clients_see_the_same_events(server: &TestServer) {
         UpdateItem { name: Some("x".into()), expected_version: Some(99), ..Default::default() };
     let reply = b.request(msg::update_item(&f.board, &item.id.to_string(), rename)).await;
     assert_eq!(error_code(&reply), "version_conflict");
-    ok_empty(&b.request(msg::ping()).await);
+    done(&b.request(msg::ping()).await);
 }
 
 /// A client may send writes without waiting for their replies: they apply in the order sent
@@ -254,7 +254,7 @@ async fn a_user_holds_at_most_the_allowed_sockets(server: &TestServer) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut again = connect(server, token, JSON).await;
-    ok_empty(&again.request(msg::ping()).await);
+    done(&again.request(msg::ping()).await);
 }
 
 /// A resume the log cannot serve in full (here rows went missing, as a retention purge would
@@ -302,7 +302,7 @@ async fn resume_after_a_drop_has_no_gap_and_no_duplicate(server: &TestServer) {
         let event = client.next_event().await;
         assert_eq!(event.seq, expected, "gap or duplicate: {event:?}");
     }
-    ok_empty(&client.request(msg::ping()).await);
+    done(&client.request(msg::ping()).await);
     assert!(
         client.pending.iter().all(|f| !matches!(f, ServerFrame::Event(_))),
         "extra events: {:?}",
@@ -330,7 +330,7 @@ async fn a_slow_consumer_is_closed_and_others_are_unaffected(server: &TestServer
     let (slow_ws, _) =
         tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream)).await.unwrap();
     let mut slow = Socket::greeted(slow_ws, Encoding::Json).await;
-    ok_empty(&slow.request(msg::subscribe(&f.board)).await);
+    subscribed(&slow.request(msg::subscribe(&f.board)).await);
 
     let mut fast = connect(server, token, MSGPACK).await;
     let mut last = subscribed(&fast.request(msg::subscribe(&f.board)).await).seq;
@@ -364,7 +364,7 @@ async fn losing_board_membership_ends_the_subscription(server: &TestServer) {
     server.add_member(&f.owner, &f.org, &member, "member").await;
     server.add_board_member(&f.owner, &f.board, &member, "editor").await;
     let mut client = connect(server, &member.access_token, JSON).await;
-    ok_empty(&client.request(msg::subscribe(&f.board)).await);
+    subscribed(&client.request(msg::subscribe(&f.board)).await);
     server
         .send_as(
             Method::DELETE,
@@ -379,7 +379,7 @@ async fn losing_board_membership_ends_the_subscription(server: &TestServer) {
     let ended = client.next_unsubscribed().await;
     assert_eq!(ended.board_id, f.board);
     assert_eq!(ended.error.code, ErrorCode::NotFound);
-    ok_empty(&client.request(msg::ping()).await);
+    done(&client.request(msg::ping()).await);
     assert!(
         client
             .history
@@ -412,9 +412,9 @@ async fn an_expired_token_ends_the_socket_unless_refreshed(server: &TestServer) 
     // Verification allows 5 s of leeway: this token has about 3 s left.
     let short = mint(&owner.id, &owner.session_id, -2);
     let mut doomed = connect(server, &short, JSON).await;
-    ok_empty(&doomed.request(msg::subscribe(&f.board)).await);
+    subscribed(&doomed.request(msg::subscribe(&f.board)).await);
     let mut refreshed = connect(server, &mint(&owner.id, &owner.session_id, -2), MSGPACK).await;
-    ok_empty(&refreshed.request(msg::auth(&owner.access_token)).await);
+    done(&refreshed.request(msg::auth(&owner.access_token)).await);
     // A token of someone else is refused.
     let other = server.register("other").await;
     let reply = refreshed.request(msg::auth(&other.access_token)).await;
@@ -422,7 +422,7 @@ async fn an_expired_token_ends_the_socket_unless_refreshed(server: &TestServer) 
     let code = doomed.closed().await;
     assert_eq!(code, Some(4001));
     tokio::time::sleep(Duration::from_secs(1)).await;
-    ok_empty(&refreshed.request(msg::ping()).await);
+    done(&refreshed.request(msg::ping()).await);
     // A revoked session ends its sockets too.
     server.post("/api/v1/auth/logout", Some(&owner.access_token), &json!({})).await;
     assert_eq!(refreshed.closed().await, Some(4001));
@@ -487,7 +487,7 @@ async fn malformed_frames_are_refused_for_that_connection_only(server: &TestServ
     let f = fixture(server).await;
     let token = &f.owner.access_token;
     let mut bystander = connect(server, token, JSON).await;
-    ok_empty(&bystander.request(msg::subscribe(&f.board)).await);
+    subscribed(&bystander.request(msg::subscribe(&f.board)).await);
 
     let mut client = connect(server, token, JSON).await;
     client.send_raw(Message::Text("{not json".into())).await;
@@ -505,7 +505,7 @@ async fn malformed_frames_are_refused_for_that_connection_only(server: &TestServ
     packed.send_raw(Message::Binary(vec![0xc1, 0xff, 0x00].into())).await;
     let reply = packed.next_reply().await;
     assert_eq!(error_code(&reply), "malformed_body");
-    ok_empty(&packed.request(msg::ping()).await);
+    done(&packed.request(msg::ping()).await);
 
     // Oversized: the connection is closed; nobody else notices.
     client.send_raw(Message::Text("x".repeat(100 * 1024).into())).await;
@@ -514,7 +514,7 @@ async fn malformed_frames_are_refused_for_that_connection_only(server: &TestServ
     create_item_rest(server, token, &f.board, &f.group, "still here").await;
     let event = bystander.next_event().await;
     assert_eq!(item_of(&event).name, "still here");
-    ok_empty(&packed.request(msg::ping()).await);
+    done(&packed.request(msg::ping()).await);
     server.get("/health/live").await;
 }
 
@@ -536,7 +536,7 @@ async fn refusals_happen_before_the_upgrade(server: &TestServer) {
         try_connect(server, Auth::Bearer(token), Some(JSON), Some("https://app.example"))
             .await
             .unwrap();
-    ok_empty(&browser.request(msg::ping()).await);
+    done(&browser.request(msg::ping()).await);
     // Boardroom subprotocols of another protocol version only: 426, naming the supported ones
     // in `Sec-WebSocket-Protocol` and the message, with the stable code.
     for offered in ["boardroom.v9.xml", "boardroom.v2.json, boardroom.v2.msgpack"] {
@@ -584,13 +584,13 @@ async fn refusals_happen_before_the_upgrade(server: &TestServer) {
     )
     .await
     .unwrap();
-    ok_empty(&mixed.request(msg::ping()).await);
+    done(&mixed.request(msg::ping()).await);
     let mut plain = try_connect(server, Auth::Bearer(token), None, None).await.unwrap();
-    ok_empty(&plain.request(msg::ping()).await);
+    done(&plain.request(msg::ping()).await);
     // Tickets are single-use.
     let ticket = server.ws_ticket(token).await.ticket;
     let mut client = try_connect(server, Auth::Ticket(&ticket), Some(JSON), None).await.unwrap();
-    ok_empty(&client.request(msg::subscribe(&f.board)).await);
+    subscribed(&client.request(msg::subscribe(&f.board)).await);
     let err = try_connect(server, Auth::Ticket(&ticket), Some(JSON), None).await.unwrap_err();
     assert_eq!(http_status(err), 401);
     // Tickets need an authenticated caller.
@@ -608,7 +608,7 @@ async fn refusals_happen_before_the_upgrade(server: &TestServer) {
             try_connect(server, Auth::TicketWithCookie(&ticket, cookie), Some(JSON), None)
                 .await
                 .unwrap();
-        ok_empty(&owner.request(msg::subscribe(&f.board)).await);
+        subscribed(&owner.request(msg::subscribe(&f.board)).await);
     }
     let ticket = ticket_of(&stranger.access_token).await;
     let mut not_owner =
@@ -626,13 +626,13 @@ async fn presence_follows_who_is_viewing(server: &TestServer) {
     server.add_board_member(&f.owner, &f.board, &member, "viewer").await;
     let subscribe = msg::subscribe(&f.board);
     let mut owner = connect(server, &f.owner.access_token, JSON).await;
-    ok_empty(&owner.request(subscribe.clone()).await);
+    subscribed(&owner.request(subscribe.clone()).await);
     let joined = owner.next_presence().await;
     assert_eq!(joined.joined.as_ref(), Some(&f.owner.id));
     assert_eq!(joined.users, std::slice::from_ref(&f.owner.id));
 
     let mut tab_a = connect(server, &member.access_token, MSGPACK).await;
-    ok_empty(&tab_a.request(subscribe.clone()).await);
+    subscribed(&tab_a.request(subscribe.clone()).await);
     let mut both = vec![f.owner.id.clone(), member.id.clone()];
     both.sort();
     let seen = owner.next_presence().await;
@@ -642,20 +642,20 @@ async fn presence_follows_who_is_viewing(server: &TestServer) {
 
     // A second tab of the same user learns the list without announcing anything.
     let mut tab_b = connect(server, &member.access_token, JSON).await;
-    ok_empty(&tab_b.request(subscribe.clone()).await);
+    subscribed(&tab_b.request(subscribe.clone()).await);
     let list = tab_b.next_presence().await;
     assert_eq!(list.users, both);
     assert_eq!(list.joined, None);
     drop(tab_a);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    ok_empty(&owner.request(msg::ping()).await);
+    done(&owner.request(msg::ping()).await);
     assert!(
         owner.pending.iter().all(|f| !matches!(f, ServerFrame::Presence(_))),
         "one tab closing announced something: {:?}",
         owner.pending
     );
     // The last tab going ends the user's presence.
-    ok_empty(&tab_b.request(msg::unsubscribe(&f.board)).await);
+    done(&tab_b.request(msg::unsubscribe(&f.board)).await);
     let left = owner.next_presence().await;
     assert_eq!(left.left.as_ref(), Some(&member.id));
     assert_eq!(left.users, std::slice::from_ref(&f.owner.id));
@@ -709,7 +709,7 @@ fn hex_decode(hex: &str) -> Vec<u8> {
 async fn shutdown_closes_sockets_with_going_away(server: &TestServer) {
     let f = fixture(server).await;
     let mut client = connect(server, &f.owner.access_token, JSON).await;
-    ok_empty(&client.request(msg::subscribe(&f.board)).await);
+    subscribed(&client.request(msg::subscribe(&f.board)).await);
     // What RunningServer::shutdown does first; the harness then stops the rest.
     server.state().ws().shutdown();
     assert_eq!(client.closed().await, Some(1001));
@@ -719,15 +719,15 @@ async fn a_silent_client_is_closed_and_leaves(server: &TestServer) {
     let f = fixture(server).await;
     let subscribe = msg::subscribe(&f.board);
     let mut watcher = connect(server, &f.owner.access_token, JSON).await;
-    ok_empty(&watcher.request(subscribe.clone()).await);
+    subscribed(&watcher.request(subscribe.clone()).await);
     let other = server.register("other").await;
     server.add_member(&f.owner, &f.org, &other, "admin").await;
     let mut silent = connect(server, &other.access_token, JSON).await;
-    ok_empty(&silent.request(subscribe).await);
+    subscribed(&silent.request(subscribe).await);
     // The watcher keeps talking; the silent client reads nothing, so it never answers pings.
     let started = std::time::Instant::now();
     loop {
-        ok_empty(&watcher.request(msg::ping()).await);
+        done(&watcher.request(msg::ping()).await);
         let left = |p: &ServerFrame| matches!(p, ServerFrame::Presence(p) if p.left == Some(other.id.clone()));
         if watcher.pending.iter().any(left) {
             break;
@@ -745,7 +745,7 @@ async fn a_silent_client_is_closed_and_leaves(server: &TestServer) {
 async fn deleting_the_board_ends_its_subscriptions(server: &TestServer) {
     let f = fixture(server).await;
     let mut watcher = connect(server, &f.owner.access_token, MSGPACK).await;
-    ok_empty(&watcher.request(msg::subscribe(&f.board)).await);
+    subscribed(&watcher.request(msg::subscribe(&f.board)).await);
     let mut writer = connect(server, &f.owner.access_token, JSON).await;
     ok_empty(&writer.request(msg::delete_board(&f.board)).await);
     let deleted = watcher.next_event().await;
@@ -767,9 +767,9 @@ async fn org_membership_changes_reach_sockets_at_once(server: &TestServer) {
     server.add_member(&f.owner, &f.org, &editor, "member").await;
     server.add_board_member(&f.owner, &f.board, &editor, "editor").await;
     let mut as_admin = connect(server, &admin.access_token, JSON).await;
-    ok_empty(&as_admin.request(msg::subscribe(&f.board)).await);
+    subscribed(&as_admin.request(msg::subscribe(&f.board)).await);
     let mut as_editor = connect(server, &editor.access_token, JSON).await;
-    ok_empty(&as_editor.request(msg::subscribe(&f.board)).await);
+    subscribed(&as_editor.request(msg::subscribe(&f.board)).await);
     let members = format!("/api/v1/orgs/{}/members", f.org);
     let demoted: OrgMember =
         server.set_org_role(&f.owner, &f.org, &admin, "member").await.expect_as(200);

@@ -280,9 +280,16 @@ pub fn ok<T: DeserializeOwned>(reply: &Reply) -> T {
         .unwrap_or_else(|err| panic!("not a {}: {err}; {data}", std::any::type_name::<T>()))
 }
 
-/// Asserts that a reply succeeded with nothing more to say: its data is `Done`, `{}`.
+/// Asserts that a reply succeeded (its data, if any, not looked at).
 #[track_caller]
 pub fn ok_empty(reply: &Reply) {
+    assert!(reply.ok && reply.error.is_none(), "reply failed: {reply:?}");
+}
+
+/// Asserts that a reply succeeded with nothing more to say (`ping`, `auth`, `unsubscribe`):
+/// its data is `Done`, `{}`.
+#[track_caller]
+pub fn done(reply: &Reply) {
     let Done {} = ok(reply);
     assert_eq!(reply.data, Some(serde_json::json!({})), "not an empty reply: {reply:?}");
 }
