@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 use boardroom_actors::audit::AuditAction;
-use boardroom_actors::billing::{BillingOutcome, Plan};
+use boardroom_actors::billing::{BillingOutcome, BillingState, Plan};
 use boardroom_actors::roles::OrgRole;
 use boardroom_protocol::billing::{
     BillingRedirect, CheckoutRequest, StripeEventOutcome, StripeWebhookAck,
@@ -132,20 +132,12 @@ async fn checkout(
     ApiPath(org): ApiPath<Uuid>,
     ApiJson(body): ApiJson<CheckoutRequest>,
 ) -> ApiResult<Json<BillingRedirect>> {
-    let billing = billing(&state)?;
-    caller.require_session()?;
-    state.auth().org_access(&caller, org, OrgRole::Admin).await?;
+    let (billing, current) = admin_billing(&state, &caller, org).await?;
     if body.plan == Plan::Free {
         return Err(ApiError::validation(
             "the free plan needs no checkout; cancel the subscription in the billing portal",
         ));
     }
-    let current = state
-        .store()
-        .tenant(org)
-        .billing()
-        .await?
-        .ok_or_else(|| ApiError::not_found("organization"))?;
     let url = billing.checkout(org, body.plan, current.customer.as_deref()).await?;
     Ok(Json(BillingRedirect { url }))
 }
@@ -162,15 +154,7 @@ async fn portal(
     caller: Caller,
     ApiPath(org): ApiPath<Uuid>,
 ) -> ApiResult<Json<BillingRedirect>> {
-    let billing = billing(&state)?;
-    caller.require_session()?;
-    state.auth().org_access(&caller, org, OrgRole::Admin).await?;
-    let current = state
-        .store()
-        .tenant(org)
-        .billing()
-        .await?
-        .ok_or_else(|| ApiError::not_found("organization"))?;
+    let (billing, current) = admin_billing(&state, &caller, org).await?;
     let customer = current.customer.ok_or_else(|| {
         ApiError::conflict(
             "the organization has no Stripe customer yet: subscribe through checkout first",
@@ -178,4 +162,23 @@ async fn portal(
     })?;
     let url = billing.portal(org, &customer).await?;
     Ok(Json(BillingRedirect { url }))
+}
+
+/// What the checkout and portal routes start from: billing on, a session of an org admin, and
+/// the organization's billing state.
+async fn admin_billing<'a>(
+    state: &'a AppState,
+    caller: &Caller,
+    org: Uuid,
+) -> ApiResult<(&'a std::sync::Arc<Billing>, BillingState)> {
+    let billing = billing(state)?;
+    caller.require_session()?;
+    state.auth().org_access(caller, org, OrgRole::Admin).await?;
+    let current = state
+        .store()
+        .tenant(org)
+        .billing()
+        .await?
+        .ok_or_else(|| ApiError::not_found("organization"))?;
+    Ok((billing, current))
 }
