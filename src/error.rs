@@ -10,8 +10,6 @@
 
 mod mapping;
 
-pub use mapping::board_error;
-
 use std::borrow::Cow;
 
 use axum::http::{HeaderValue, StatusCode};

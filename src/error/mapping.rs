@@ -26,11 +26,6 @@ fn unavailable(message: impl Into<std::borrow::Cow<'static, str>>, secs: u64) ->
     err
 }
 
-/// [`ApiError::from`] a board refusal, for `map_err` in callers not yet on `?`.
-pub fn board_error(err: BoardError) -> ApiError {
-    ApiError::from(err)
-}
-
 impl From<BoardError> for ApiError {
     fn from(err: BoardError) -> Self {
         let message = err.to_string();

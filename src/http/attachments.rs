@@ -38,7 +38,7 @@ use super::AppState;
 use crate::access::requester_for;
 use crate::attachments::SealedBlob;
 use crate::auth::Caller;
-use crate::error::{board_error, ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult};
 use crate::wire::attachments as to_wire;
 
 /// Bytes a multipart body may carry beyond its file: part headers, boundaries, `update_id`.
@@ -90,11 +90,7 @@ async fn upload_attachment(
 ) -> ApiResult<Response> {
     let (org, requester) = requester_for(&state, &caller, board).await?;
     // Before any byte of the body is read.
-    state
-        .boards()
-        .read(org, board, requester.clone(), BoardQuery::MayAttach(item))
-        .await
-        .map_err(board_error)?;
+    state.boards().read(org, board, requester.clone(), BoardQuery::MayAttach(item)).await?;
     let max_bytes = state.settings().attachment_max_bytes;
     let declared_length = headers
         .get(header::CONTENT_LENGTH)
@@ -233,8 +229,7 @@ async fn record(
             wrapped_key: file.blob.wrapped_key.clone(),
         },
     };
-    let output =
-        state.boards().command(org, board, requester, command, None).await.map_err(board_error)?;
+    let output = state.boards().command(org, board, requester, command, None).await?;
     // Recorded: the blob is the row's now.
     upload.file = None;
     match output.data {
@@ -248,7 +243,7 @@ async fn record(
 fn display_name(file_name: Option<&str>) -> ApiResult<String> {
     let name = file_name.ok_or_else(|| ApiError::validation("the `file` part needs a filename"))?;
     let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
-    check_text("filename", last, MAX_NAME_CHARS).map_err(board_error)
+    check_text("filename", last, MAX_NAME_CHARS).map_err(ApiError::from)
 }
 
 fn too_large(max_bytes: u64) -> ApiError {
@@ -292,7 +287,7 @@ async fn list_attachments(
 ) -> ApiResult<Json<wire::AttachmentList>> {
     let (org, requester) = requester_for(&state, &caller, board).await?;
     // The item must be on this board and visible (and `items:read` for a key).
-    state.boards().item(org, board, requester, item).await.map_err(board_error)?;
+    state.boards().item(org, board, requester, item).await?;
     let stored = state.store().tenant(org).attachments(board, item).await?;
     Ok(Json(to_wire::list(&stored)))
 }
@@ -315,7 +310,7 @@ async fn download_attachment(
     ApiPath((board, id)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<Response> {
     let (org, requester) = requester_for(&state, &caller, board).await?;
-    state.boards().access(org, board, requester, Scope::ItemsRead).await.map_err(board_error)?;
+    state.boards().access(org, board, requester, Scope::ItemsRead).await?;
     let stored = state
         .store()
         .tenant(org)
@@ -363,7 +358,7 @@ async fn delete_attachment(
     // The blob's name, read before the row goes; the actor decides whether it goes.
     let stored = state.store().tenant(org).attachment(board, id).await?;
     let command = BoardCommand::DeleteAttachment { attachment_id: id };
-    state.boards().command(org, board, requester, command, None).await.map_err(board_error)?;
+    state.boards().command(org, board, requester, command, None).await?;
     if let Some(stored) = stored {
         forget_blob(&state, &stored.blob.blob_key).await;
     }
