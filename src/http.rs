@@ -14,6 +14,7 @@ pub mod auth;
 pub mod authenticate;
 pub mod billing;
 pub mod boards;
+pub mod exports;
 pub mod extract;
 pub mod google;
 pub mod health;
@@ -45,6 +46,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(audit::router())
         .merge(boards::router())
         .merge(attachments::router())
+        .merge(exports::router())
         .merge(google::router())
         .merge(webhooks::router())
         .merge(billing::router())

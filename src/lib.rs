@@ -20,6 +20,7 @@
 //! - [`http`]: the HTTP edge, the router and its thin handlers.
 //! - [`error`]: the one error type at the edge, mapped to the stable codes of
 //!   `boardroom-protocol`.
+//! - [`exports`]: exports written out for people: a board as CSV.
 //! - [`state`]: [`state::AppState`], what the edges share: store, settings, auth, actors, gateway.
 //! - [`ssrf`]: the SSRF guard for outbound webhooks: URL validation, address checks,
 //!   the allowlist and a client pinned to the checked address.
@@ -43,6 +44,7 @@ pub mod blob_reaper;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod exports;
 pub mod http;
 pub mod secrets;
 pub mod server;

@@ -118,6 +118,8 @@ audit_actions! {
     MasterKeyRotated = "master_key.rotated",
     /// `boardroom keys retire` removed a master key no attachment used.
     MasterKeyRetired = "master_key.retired",
+    /// A board was exported (`GET /boards/{board}/export`; `metadata`: board, format, items).
+    BoardExported = "board.exported",
 }
 
 impl AuditEvent {
