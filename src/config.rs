@@ -374,6 +374,12 @@ pub struct Settings {
           value_parser = parse_plan_overrides, global = true)]
     pub plan_enterprise: PlanOverrides,
 
+    /// Seconds an export (a personal data export's zip) is kept; then it answers 404 and is
+    /// deleted by the next sweep (every 5 minutes and at start).
+    #[arg(long, env = "BOARDROOM_EXPORT_TTL_SECS", default_value_t = 604_800,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_EXPORT_TTL_SECS), global = true)]
+    pub export_ttl_secs: u64,
+
     /// Seconds a board's actor may sit idle before it stops (it restarts on next use).
     #[arg(long, env = "BOARDROOM_BOARD_IDLE_SECS", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
@@ -536,6 +542,9 @@ pub const DEFAULT_TLS_RELOAD_POLL: Duration = Duration::from_secs(5);
 
 /// The bcrypt cost the security page promises.
 pub const DEFAULT_BCRYPT_COST: u32 = 12;
+
+/// The longest an export may be kept (`BOARDROOM_EXPORT_TTL_SECS`): ten years.
+pub const MAX_EXPORT_TTL_SECS: u64 = 315_360_000;
 
 fn parse_public_url(raw: &str) -> Result<url::Url, String> {
     let url = url::Url::parse(raw).map_err(|e| e.to_string())?;

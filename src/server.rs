@@ -171,8 +171,14 @@ impl App {
             let state = self.state.clone();
             async move {
                 let mut every = tokio::time::interval(MAINTENANCE_EVERY);
+                if let Err(err) = state.exports().recover().await {
+                    tracing::warn!(error = %err, "failing exports left pending failed");
+                }
                 loop {
                     every.tick().await;
+                    if let Err(err) = state.exports().sweep().await {
+                        tracing::warn!(error = %err, "deleting expired exports failed");
+                    }
                     state.auth().maintain().await;
                     let expired = crate::storage::now() - IDEMPOTENCY_WINDOW;
                     if let Err(err) = state.store().prune_idempotency(expired).await {

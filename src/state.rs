@@ -13,6 +13,7 @@ use crate::auth::google::Google;
 use crate::auth::Auth;
 use crate::billing::Billing;
 use crate::config::Settings;
+use crate::exports::Exporter;
 use crate::storage::Store;
 
 /// State shared by every handler. Cheap to clone.
@@ -31,6 +32,7 @@ struct AppInner {
     billing: Option<Arc<Billing>>,
     vault: Arc<Vault>,
     sweeper: Arc<Sweeper>,
+    exports: Exporter,
 }
 
 impl AppState {
@@ -47,9 +49,25 @@ impl AppState {
         let ws = crate::ws::Gateway::start(&settings, runtime.boards().bus());
         let sweeper =
             Arc::new(Sweeper::new(vault.clone(), store.clone(), settings.attachment_sweep_grace));
-        let inner =
-            AppInner { store, settings, auth, runtime, google, ws, billing, vault, sweeper };
+        let exports = Exporter::new(store.clone(), &settings.data_dir, settings.export_ttl_secs);
+        let inner = AppInner {
+            store,
+            settings,
+            auth,
+            runtime,
+            google,
+            ws,
+            billing,
+            vault,
+            sweeper,
+            exports,
+        };
         AppState { inner: Arc::new(inner) }
+    }
+
+    /// Exports: building, keeping and deleting them.
+    pub fn exports(&self) -> &Exporter {
+        &self.inner.exports
     }
 
     /// Billing with Stripe; `None` when it is off.

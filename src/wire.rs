@@ -19,6 +19,7 @@ pub mod attachments;
 pub mod audit;
 pub mod boards;
 pub mod events;
+pub mod exports;
 pub mod identity;
 pub mod orgs;
 pub mod webhooks;

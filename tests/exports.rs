@@ -1,11 +1,16 @@
-//! Exports: a board as CSV (values rendered for people, formula cells defused) and as its JSON
+//! Exports: a person's data export (their data and nobody else's, to them alone, expiring);
+//! a board as CSV (values rendered for people, formula cells defused) and as its JSON
 //! snapshot, for whoever may read the board and nobody else, each export audited.
 
 use boardroom_protocol::audit::AuditLog;
+use std::collections::BTreeMap;
+
 use boardroom_protocol::boards::{self, Snapshot};
+use boardroom_protocol::exports::{Export, ExportStatus};
+use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::harness::{both_backends, column, id, TestServer, TestUser};
+use crate::harness::{both_backends, both_backends_with, column, id, TestServer, TestUser};
 
 both_backends!(board_export_renders_values_for_people, board_export_is_refused_to_outsiders);
 
@@ -127,7 +132,7 @@ async fn board_export_renders_values_for_people(server: &TestServer) {
     );
     assert_eq!(snapshot.board.id, id(&board));
     assert_eq!(snapshot.items.len(), 2);
-    assert_eq!(snapshot.items[0].values.get(&cols[1].id), Some(&json!([bob.id])));
+    assert_eq!(snapshot.items[0].item.values.get(&cols[1].id), Some(&json!([bob.id])));
 
     let exported = audit_targets(server, &owner, &org, "board.exported").await;
     assert_eq!(exported.len(), 2, "each export audited once: {exported:?}");
@@ -163,4 +168,205 @@ async fn board_export_is_refused_to_outsiders(server: &TestServer) {
 
     let exported = audit_targets(server, &owner, &org, "board.exported").await;
     assert_eq!(exported.len(), 1, "only the export that happened is audited: {exported:?}");
+}
+
+both_backends!(personal_export_holds_the_owners_data_and_nobody_elses);
+both_backends_with!(expire_at_once; an_expired_export_is_gone);
+
+fn expire_at_once(settings: &mut boardroom::config::Settings) {
+    settings.export_ttl_secs = 0;
+}
+
+/// Polls the export until it is no longer pending (the build runs in the background).
+async fn until_built(server: &TestServer, user: &TestUser, export: &str) -> Export {
+    for _ in 0..400 {
+        let answer: Export = server
+            .get_as(&format!("/api/v1/me/exports/{export}"), &user.access_token)
+            .await
+            .expect_as(200);
+        if answer.status != ExportStatus::Pending {
+            return answer;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the export was never built");
+}
+
+/// The files of a zip, by name, as JSON.
+fn unzip(bytes: &[u8]) -> BTreeMap<String, Value> {
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut files = BTreeMap::new();
+    for i in 0..archive.len() {
+        let mut file = archive.by_index(i).unwrap();
+        assert_eq!(file.compression(), zip::CompressionMethod::Deflated, "{}", file.name());
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut file, &mut text).unwrap();
+        files.insert(file.name().to_owned(), serde_json::from_str(&text).unwrap());
+    }
+    files
+}
+
+async fn personal_export_holds_the_owners_data_and_nobody_elses(server: &TestServer) {
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let org = server.create_org(&alice, "Acme").await;
+    server.add_member(&alice, &org, &bob, "member").await;
+    let created = server.create_board(&alice, &org, "Plans").await;
+    let board = created.board.id.to_string();
+    let group = created.groups[0].id.to_string();
+    server.add_board_member(&alice, &board, &bob, "editor").await;
+    let mine =
+        server.create_item(&alice, &board, &crate::harness::item(&group, "alice's item")).await;
+    let theirs =
+        server.create_item(&bob, &board, &crate::harness::item(&group, "bob's item")).await;
+    for (user, item, body) in
+        [(&alice, &theirs, "alice wrote this"), (&bob, &mine, "bob wrote this")]
+    {
+        server
+            .post(
+                &format!("/api/v1/boards/{board}/items/{}/updates", item.id),
+                Some(&user.access_token),
+                &boards::CreateUpdate { body: body.to_owned(), parent_id: None },
+            )
+            .await
+            .expect(201);
+    }
+
+    // API keys never reach account data.
+    let (_, key) = server.create_key(&alice, &org, &["boards:read", "items:read"]).await;
+    server
+        .send_as(Method::POST, "/api/v1/me/exports", &key, None)
+        .await
+        .expect_error(403, "insufficient_scope");
+
+    let export: Export = server
+        .send_as(Method::POST, "/api/v1/me/exports", &alice.access_token, None)
+        .await
+        .expect_as(202);
+    let path = format!("/api/v1/me/exports/{}", export.id);
+    // Someone else's export is not there at all, built or not.
+    server.get_as(&path, &bob.access_token).await.expect_error(404, "not_found");
+    let built = until_built(server, &alice, &export.id.to_string()).await;
+    assert_eq!(built.status, ExportStatus::Ready);
+    assert!(built.expires_at > built.created_at + chrono::Duration::days(6));
+    server
+        .get_as(&format!("{path}/download"), &bob.access_token)
+        .await
+        .expect_error(404, "not_found");
+
+    let bytes = download(server, &path, &alice).await;
+    let files = unzip(&bytes);
+    assert_eq!(
+        files.keys().map(String::as_str).collect::<Vec<_>>(),
+        [
+            "attachments.json",
+            "audit.json",
+            "comments.json",
+            "items.json",
+            "memberships.json",
+            "profile.json",
+            "sessions.json"
+        ]
+    );
+    assert_eq!(files["profile.json"]["email"], json!(alice.email));
+    assert!(files["profile.json"].get("password_hash").is_none());
+    let sessions = files["sessions.json"].as_array().unwrap();
+    assert!(sessions.iter().any(|s| s["id"] == json!(alice.session_id)));
+    assert!(sessions.iter().all(|s| s.get("refresh_salt").is_none()));
+    assert_eq!(
+        files["memberships.json"],
+        json!([{ "organization_id": org, "name": "Acme", "role": "admin" }])
+    );
+    let items = files["items.json"].as_array().unwrap();
+    assert_eq!(items.iter().map(|i| &i["name"]).collect::<Vec<_>>(), [&json!("alice's item")]);
+    let comments = files["comments.json"].as_array().unwrap();
+    assert_eq!(
+        comments.iter().map(|c| &c["body"]).collect::<Vec<_>>(),
+        [&json!("alice wrote this")]
+    );
+    assert_eq!(files["attachments.json"], json!([]));
+    let audit = files["audit.json"].as_array().unwrap();
+    assert!(audit.iter().any(|a| a["action"] == "signup" && a["actor_id"] == json!(alice.id)));
+    assert!(audit
+        .iter()
+        .all(|a| a["actor_id"] == json!(alice.id) || a["target"] == json!(alice.id)));
+    // Nothing of bob's, but where he is named as what alice acted on (she added him).
+    for (name, file) in &files {
+        if name != "audit.json" {
+            let text = file.to_string();
+            assert!(!text.contains(&bob.id) && !text.contains(&bob.email), "{name} names bob");
+        }
+    }
+
+    // The request was audited, and shows in the next export.
+    server.flush_audit().await;
+    let again: Export = server
+        .send_as(Method::POST, "/api/v1/me/exports", &alice.access_token, None)
+        .await
+        .expect_as(202);
+    until_built(server, &alice, &again.id.to_string()).await;
+    let files = unzip(&download(server, &format!("/api/v1/me/exports/{}", again.id), &alice).await);
+    // Each request is one row (the second's may already be there too).
+    let exported: Vec<&Value> = files["audit.json"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| {
+            a["action"] == "data.exported" && a["metadata"]["export_id"] == json!(export.id)
+        })
+        .collect();
+    assert_eq!(exported.len(), 1, "{exported:?}");
+    assert_eq!(exported[0]["target"], json!(alice.id));
+    assert_eq!(exported[0]["actor_id"], json!(alice.id));
+
+    // The file is the owner's alone on disk.
+    let dir = server.state().settings().data_dir.join("exports");
+    let meta = std::fs::metadata(dir.join(format!("{}.zip", export.id))).unwrap();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o600);
+}
+
+async fn download(server: &TestServer, path: &str, user: &TestUser) -> Vec<u8> {
+    let answer = reqwest::Client::new()
+        .get(server.url(&format!("{path}/download")))
+        .bearer_auth(&user.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    assert_eq!(answer.headers()["content-type"], "application/zip");
+    assert!(answer.headers()["content-disposition"].to_str().unwrap().starts_with("attachment;"));
+    answer.bytes().await.unwrap().to_vec()
+}
+
+async fn an_expired_export_is_gone(server: &TestServer) {
+    let alice = server.register("alice").await;
+    // With a TTL of 0 an export is expired from the start: it answers 404 like no export.
+    let export: Export = server
+        .send_as(Method::POST, "/api/v1/me/exports", &alice.access_token, None)
+        .await
+        .expect_as(202);
+    assert_eq!(export.status, ExportStatus::Pending);
+    let path = format!("/api/v1/me/exports/{}", export.id);
+    server.get_as(&path, &alice.access_token).await.expect_error(404, "not_found");
+    server
+        .get_as(&format!("{path}/download"), &alice.access_token)
+        .await
+        .expect_error(404, "not_found");
+
+    // The sweep deletes the row and its file once the build has finished (a pending export
+    // is left to its build): sweep until the row is gone.
+    let exporter = server.state().exports();
+    let store = server.state().store();
+    let mut gone = false;
+    for _ in 0..400 {
+        exporter.sweep().await.unwrap();
+        if store.export_row(export.id).await.unwrap().is_none() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(gone, "the expired export was not swept");
+    let dir = server.state().settings().data_dir.join("exports");
+    assert_eq!(std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0), 0, "its file stays");
 }

@@ -120,6 +120,8 @@ audit_actions! {
     MasterKeyRetired = "master_key.retired",
     /// A board was exported (`GET /boards/{board}/export`; `metadata`: board, format, items).
     BoardExported = "board.exported",
+    /// Someone asked for an export of their data (`metadata`: export id, scope `personal`).
+    DataExported = "data.exported",
 }
 
 impl AuditEvent {

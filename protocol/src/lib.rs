@@ -17,7 +17,7 @@
 //! - [`webhooks`]: webhooks, deliveries, and the body POSTed to a webhook.
 //! - [`audit`]: the audit log.
 //! - [`billing`]: plans, billing status, checkout and portal bodies, the Stripe webhook answer.
-//! - [`exports`]: the board export's format and query.
+//! - [`exports`]: the board export's format and query; a personal data export's state.
 //! - [`health`]: the health probes.
 //! - [`error`]: the stable error codes, shared by REST error bodies and WebSocket error replies,
 //!   with the HTTP status each maps to.

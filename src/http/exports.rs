@@ -1,4 +1,9 @@
-//! Exports over REST: `GET /boards/{board}/export?format=csv|json`, for anyone who may read
+//! Exports over REST. `POST /me/exports` asks for a personal data export (sessions only; one
+//! pending at a time, 409 past that; audited `data.exported`), built in the background;
+//! `GET /me/exports/{id}` says where it stands and `…/download` serves the zip, to its owner
+//! alone (anyone else, and everyone once it expired, gets 404).
+//!
+//! `GET /boards/{board}/export?format=csv|json`, for anyone who may read
 //! the board and its items (API keys need `boards:read` and `items:read`). A board of another
 //! organization, or one the caller is not on, is 404, as for `GET /boards/{board}`. Every
 //! export is audited `board.exported`. What a CSV holds is `exports::board`'s.
@@ -7,9 +12,11 @@ use std::collections::HashMap;
 
 use axum::extract::State;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::Json;
 use boardroom_actors::audit::AuditAction;
-use boardroom_protocol::exports::{BoardExportFormat, BoardExportQuery};
+use boardroom_protocol::exports::{BoardExportFormat, BoardExportQuery, Export};
 use boardroom_protocol::Scope;
 use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
@@ -20,13 +27,19 @@ use super::extract::{ApiPath, ApiQuery};
 use super::AppState;
 use crate::access::requester_for;
 use crate::auth::Caller;
-use crate::error::{board_error, ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult};
 use crate::exports;
+use crate::storage::{now, ExportRow, StorageError};
 use crate::wire::boards as to_wire;
+use crate::wire::exports as to_wire_export;
 
 /// Routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(board_export))
+    OpenApiRouter::new()
+        .routes(routes!(board_export))
+        .routes(routes!(create_personal_export))
+        .routes(routes!(get_personal_export))
+        .routes(routes!(download_personal_export))
 }
 
 #[utoipa::path(get, path = "/boards/{board}/export", tag = "boards",
@@ -50,7 +63,7 @@ async fn board_export(
     // Without `items:read` the snapshot would be an empty board, which reads as a lie.
     caller.require_scope(Scope::BoardsRead)?;
     caller.require_scope(Scope::ItemsRead)?;
-    let snapshot = state.boards().snapshot(org, board, requester).await.map_err(board_error)?;
+    let snapshot = state.boards().snapshot(org, board, requester).await?;
     let (body, content_type, extension) = match query.format {
         BoardExportFormat::Json => {
             let body =
@@ -83,5 +96,78 @@ async fn board_export(
     // The file is named by the board's id: its name is someone's text, kept out of a header.
     let disposition = format!("attachment; filename=\"board-{board}.{extension}\"");
     Ok(([(CONTENT_TYPE, content_type.to_owned()), (CONTENT_DISPOSITION, disposition)], body)
+        .into_response())
+}
+
+#[utoipa::path(post, path = "/me/exports", tag = "exports", operation_id = "create_personal_export",
+    summary = "Ask for an export of your data (GDPR access and portability); built in the \
+               background, one at a time",
+    security(("session" = []), ("cookie" = [])),
+    responses((status = 202, description = "Accepted; poll it until `ready`",
+        body = boardroom_protocol::exports::Export), crate::http::openapi::WriteErrors))]
+async fn create_personal_export(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Response> {
+    let (user_id, _) = caller.require_session()?;
+    let row = state.exports().request_personal(user_id).await.map_err(|err| match err {
+        StorageError::Unique(_) => {
+            ApiError::conflict("an export of your data is already being built; wait for it")
+        }
+        other => other.into(),
+    })?;
+    state.auth().audit(AuditAction::DataExported, &caller.meta, |e| {
+        e.actor_id = Some(user_id);
+        e.target = Some(user_id.to_string());
+        e.metadata = json!({ "export_id": row.id, "scope": "personal" });
+    });
+    Ok((StatusCode::ACCEPTED, Json(to_wire_export::export(&row))).into_response())
+}
+
+/// The caller's own export `id`; anyone else's, or an expired one, is 404.
+async fn own_export(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<ExportRow> {
+    let (user_id, _) = caller.require_session()?;
+    state.store().export_of(id, user_id, now()).await?.ok_or_else(|| ApiError::not_found("export"))
+}
+
+#[utoipa::path(get, path = "/me/exports/{export}", tag = "exports",
+        operation_id = "get_personal_export",
+    summary = "Where your export stands (yours only; expired ones are 404)",
+    params(("export" = uuid::Uuid, Path, description = "The export")),
+    security(("session" = []), ("cookie" = [])),
+    responses((status = 200, description = "The export",
+        body = boardroom_protocol::exports::Export), crate::http::openapi::ReadErrors))]
+async fn get_personal_export(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<Export>> {
+    Ok(Json(to_wire_export::export(&own_export(&state, &caller, id).await?)))
+}
+
+#[utoipa::path(get, path = "/me/exports/{export}/download", tag = "exports",
+        operation_id = "download_personal_export",
+    summary = "Your export: a zip of JSON files (yours only; 409 until it is ready)",
+    params(("export" = uuid::Uuid, Path, description = "The export")),
+    security(("session" = []), ("cookie" = [])),
+    responses((status = 200, description = "The zip, as an attachment",
+        content((Vec<u8> = "application/zip"))),
+        (status = 409, description = "error code `conflict`: still being built, or failed",
+            body = boardroom_protocol::ErrorEnvelope),
+        crate::http::openapi::ReadErrors))]
+async fn download_personal_export(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Response> {
+    let row = own_export(&state, &caller, id).await?;
+    match row.status.as_str() {
+        "ready" => {}
+        "pending" => return Err(ApiError::conflict("the export is still being built")),
+        _ => return Err(ApiError::conflict("the export failed; ask for a new one")),
+    }
+    let bytes = state.exports().read(&row).await.map_err(ApiError::internal)?;
+    let disposition = format!("attachment; filename=\"boardroom-export-{id}.zip\"");
+    Ok(([(CONTENT_TYPE, "application/zip".to_owned()), (CONTENT_DISPOSITION, disposition)], bytes)
         .into_response())
 }

@@ -53,6 +53,7 @@ use super::AppState;
         (name = "updates", description = "Updates (comments) on items"),
         (name = "attachments", description = "Files attached to items and their comments"),
         (name = "webhooks", description = "Webhooks of a board and their deliveries"),
+        (name = "exports", description = "Exports of your own data"),
         (name = "billing", description = "Plans with Stripe: checkout, the billing portal, Stripe's webhook"),
         (name = "realtime", description = "The WebSocket and its tickets"),
         (name = "health", description = "Health probes, at the root"),

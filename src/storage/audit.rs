@@ -45,7 +45,8 @@ pub struct AuditRow {
     pub hash: Vec<u8>,
 }
 
-const AUDIT_COLUMNS: &str = "seq, id, organization_id, actor_id, action, target, ip, user_agent, \
+pub(super) const AUDIT_COLUMNS: &str =
+    "seq, id, organization_id, actor_id, action, target, ip, user_agent, \
     bypass, metadata, created_at, prev_hash, hash";
 
 impl AuditRow {
