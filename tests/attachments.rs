@@ -85,6 +85,10 @@ const BOUNDARY: &str = "boardroom-test-boundary-7MA4YWxkTrZu0gW";
 fn small_limits(settings: &mut boardroom::config::Settings) {
     settings.attachment_max_bytes = 1024;
     settings.item_max_attachments = 2;
+    settings.plan_free =
+        "storage=2KiB,boards=unlimited,members=unlimited,api_keys=unlimited,webhooks=unlimited"
+            .parse()
+            .unwrap();
 }
 
 fn no_grace(settings: &mut boardroom::config::Settings) {
@@ -465,6 +469,16 @@ async fn the_limits_refuse_and_store_nothing(server: &TestServer) {
     upload_file(server, token, &f.board, &other, "d.txt", b"d").await.expect(201);
     delete(server, token, &f.board, &first.id.to_string()).await.expect(204);
     upload_file(server, token, &f.board, &item, "c.txt", b"c").await.expect(201);
+    // The plan's attachment storage (2 KiB here) counts every file of the organization: 3 bytes
+    // so far, then 1 KiB fits and a second does not (402, nothing kept).
+    let third = self::item(server, &f, "Third").await;
+    upload_file(server, token, &f.board, &third, "e.txt", &[b'e'; 1024]).await.expect(201);
+    let (rows, files) = (row_count(server).await, files_under(&blob_dir(server)).len());
+    upload_file(server, token, &f.board, &third, "f.txt", &[b'f'; 1024])
+        .await
+        .expect_error(402, "plan_limit");
+    assert_eq!(row_count(server).await, rows);
+    assert_eq!(files_under(&blob_dir(server)).len(), files, "the refused file's blob is gone");
 }
 
 async fn events_tell_sockets_and_the_log(server: &TestServer) {

@@ -80,7 +80,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         content_type = "multipart/form-data"),
     security(("session" = []), ("api_key" = ["items:write"]), ("cookie" = [], "csrf" = [])),
     responses((status = 201, description = "Attached",
-        body = boardroom_protocol::attachments::Attachment), crate::http::openapi::BoardWriteErrors))]
+        body = boardroom_protocol::attachments::Attachment), crate::http::openapi::BoardCreateErrors))]
 async fn upload_attachment(
     State(state): State<AppState>,
     caller: Caller,
@@ -229,7 +229,11 @@ async fn record(
             wrapped_key: file.blob.wrapped_key.clone(),
         },
     };
+    // The plan's attachment storage, with the organization's creation turn held until the row
+    // is written, so two uploads cannot both take the last bytes.
+    let admission = state.auth().orgs().admit_storage(org, file.blob.size).await?;
     let output = state.boards().command(org, board, requester, command, None).await?;
+    drop(admission);
     // Recorded: the blob is the row's now.
     upload.file = None;
     match output.data {

@@ -211,7 +211,7 @@ error_sets! {
         SessionRevoked, PlanLimit, Forbidden, InsufficientScope, CsrfFailed, NotFound, Conflict,
         PayloadTooLarge, UnsupportedMediaType, ValidationFailed, RateLimited, Internal,
         Unavailable];
-    /// Creating a board: a board write that the plan's board limit also refuses.
+    /// Creating a board or uploading a file: a board write that the plan's limits also refuse.
     BoardCreateErrors = [BadRequest, MalformedBody, Unauthenticated, TokenExpired,
         SessionRevoked, PlanLimit, Forbidden, InsufficientScope, CsrfFailed, NotFound,
         Conflict, VersionConflict, PayloadTooLarge, ContentTooLarge, UnsupportedMediaType,
