@@ -8,7 +8,6 @@
 //! in its own process).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use boardroom_protocol::attachments::{Attachment, AttachmentList};
@@ -20,6 +19,7 @@ use reqwest::Method;
 use sha2::{Digest, Sha256};
 
 use crate::boards::{fixture, Fixture};
+use crate::harness::memory::{rss_bytes, PeakRss};
 use crate::harness::socket::{connect, msg, subscribed, JSON};
 use crate::harness::{self, both_backends, both_backends_with, Reply, TestServer};
 
@@ -36,47 +36,6 @@ both_backends!(
 
 both_backends_with!(small_limits; the_limits_refuse_and_store_nothing);
 both_backends_with!(no_grace; deleting_an_item_or_a_board_deletes_its_blobs);
-
-// ----- resident memory, sampled (the server runs in this process) ---------------------------
-
-/// The process's resident memory now, from `/proc/self/status`.
-fn rss_bytes() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 1024
-}
-
-/// Samples resident memory every few milliseconds until `peak()`.
-struct PeakRss {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    peak: std::sync::Arc<AtomicUsize>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl PeakRss {
-    fn start() -> PeakRss {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let peak = std::sync::Arc::new(AtomicUsize::new(rss_bytes()));
-        let thread = {
-            let (stop, peak) = (stop.clone(), peak.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    peak.fetch_max(rss_bytes(), Ordering::Relaxed);
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-            })
-        };
-        PeakRss { stop, peak, thread: Some(thread) }
-    }
-
-    fn peak(mut self) -> usize {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            thread.join().unwrap();
-        }
-        self.peak.load(Ordering::Relaxed)
-    }
-}
 
 // ----- helpers ---------------------------------------------------------------------------
 
@@ -663,7 +622,7 @@ async fn memory_stays_flat_for_a_large_file(server: &TestServer) {
     );
     let client = reqwest::Client::new();
     let baseline = rss_bytes();
-    let sampling = PeakRss::start();
+    let mut sampling = PeakRss::start();
     let reply = client
         .post(server.url(&format!("/api/v1/boards/{}/items/{item}/attachments", f.board)))
         .bearer_auth(&token)
@@ -678,7 +637,7 @@ async fn memory_stays_flat_for_a_large_file(server: &TestServer) {
     assert_eq!((added.size, added.sha256.as_str()), (SIZE as u64, expected.as_str()));
 
     let baseline = rss_bytes();
-    let sampling = PeakRss::start();
+    let mut sampling = PeakRss::start();
     let response = client
         .get(server.url(&format!("/api/v1/boards/{}/attachments/{}", f.board, added.id)))
         .bearer_auth(&token)

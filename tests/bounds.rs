@@ -8,8 +8,6 @@
 //! the server's memory stays flat (measured from `/proc/self/status`: the server runs in this
 //! process).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use boardroom_protocol::boards::{self as wire, Item, Snapshot, UpdateItem};
@@ -18,6 +16,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::boards::{fixture, Fixture};
+use crate::harness::memory::{rss_bytes, PeakRss};
 use crate::harness::socket::{connect, error_code, msg, subscribed, Socket, JSON};
 use crate::harness::{self, both_backends_with, Reply, TestServer};
 
@@ -335,51 +334,6 @@ const LARGE_PAGE_BYTES: usize = 1024 * 1024;
 
 fn large_log(settings: &mut boardroom::config::Settings) {
     settings.events_page_bytes = LARGE_PAGE_BYTES as u32;
-}
-
-/// The process's resident memory now, from `/proc/self/status`.
-fn rss_bytes() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 1024
-}
-
-/// Samples the resident memory every few milliseconds until dropped; `peak()` is the most seen.
-struct PeakRss {
-    stop: Arc<AtomicBool>,
-    peak: Arc<AtomicUsize>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl PeakRss {
-    fn start() -> PeakRss {
-        let (stop, peak) =
-            (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(rss_bytes())));
-        let thread = {
-            let (stop, peak) = (stop.clone(), peak.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    peak.fetch_max(rss_bytes(), Ordering::Relaxed);
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-            })
-        };
-        PeakRss { stop, peak, thread: Some(thread) }
-    }
-
-    fn peak(&mut self) -> usize {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            thread.join().unwrap();
-        }
-        self.peak.load(Ordering::Relaxed).max(rss_bytes())
-    }
-}
-
-impl Drop for PeakRss {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
 }
 
 async fn paging_a_large_log_keeps_memory_flat(server: &TestServer) {

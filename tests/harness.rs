@@ -25,6 +25,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+pub mod memory;
 pub mod socket;
 mod venv;
 pub use venv::python;
