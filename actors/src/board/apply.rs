@@ -379,17 +379,9 @@ impl BoardState {
                 let body = values::check_long_text("body", &body, MAX_LONG_TEXT_CHARS)?;
                 self.limits.check_update_body(&body)?;
                 if let Some(parent) = parent_id {
-                    let parent = match self.pending_update(parent) {
-                        Some(pending) => pending,
-                        None => self
-                            .store
-                            .update(self.org(), board_id, item_id, parent)
-                            .await
-                            .map_err(unavailable)?,
-                    };
-                    let parent = parent
-                        .filter(|p| p.item_id == item_id)
-                        .ok_or(BoardError::NotFound("parent update on this item"))?;
+                    let parent = self
+                        .update_on_item(board_id, item_id, parent, "parent update on this item")
+                        .await?;
                     if parent.parent_id.is_some() {
                         return Err(invalid(
                             "reply to the update itself, not to one of its replies",
@@ -452,17 +444,8 @@ impl BoardState {
             } => {
                 self.may_attach(requester, item_id)?;
                 if let Some(update_id) = update_id {
-                    let update = match self.pending_update(update_id) {
-                        Some(pending) => pending,
-                        None => self
-                            .store
-                            .update(self.org(), board_id, item_id, update_id)
-                            .await
-                            .map_err(unavailable)?,
-                    };
-                    update
-                        .filter(|u| u.item_id == item_id)
-                        .ok_or(BoardError::NotFound("update on this item"))?;
+                    self.update_on_item(board_id, item_id, update_id, "update on this item")
+                        .await?;
                 }
                 let name = values::check_text("name", &name, MAX_NAME_CHARS)?;
                 check_attachment_facts(&content_type, &sha256)?;
@@ -550,6 +533,26 @@ impl BoardState {
 
     /// An update as the batch waiting to be written leaves it: `Some(Some(_))` written there,
     /// `Some(None)` deleted there, `None` not touched (the store knows).
+    /// The update `update_id` if it is on `item_id`: as this batch left it, else as stored;
+    /// `NotFound(what)` otherwise.
+    async fn update_on_item(
+        &self,
+        board_id: Uuid,
+        item_id: Uuid,
+        update_id: Uuid,
+        what: &'static str,
+    ) -> Result<Update, BoardError> {
+        let update = match self.pending_update(update_id) {
+            Some(pending) => pending,
+            None => self
+                .store
+                .update(self.org(), board_id, item_id, update_id)
+                .await
+                .map_err(unavailable)?,
+        };
+        update.filter(|u| u.item_id == item_id).ok_or(BoardError::NotFound(what))
+    }
+
     fn pending_update(&self, id: Uuid) -> Option<Option<Update>> {
         let pending = self.pending.as_ref()?;
         pending.changes.iter().fold(None, |found, change| match change {
