@@ -32,6 +32,7 @@ both_backends!(
     files_attach_to_a_comment_of_the_item_only,
     a_damaged_blob_is_never_served,
     memory_stays_flat_for_a_large_file,
+    hostile_file_names_are_refused_and_never_become_paths,
 );
 
 both_backends_with!(small_limits; the_limits_refuse_and_store_nothing);
@@ -663,4 +664,57 @@ async fn memory_stays_flat_for_a_large_file(server: &TestServer) {
         download_peak < MARGIN,
         "the download of 25 MiB raised resident memory by {download_peak} bytes"
     );
+}
+
+async fn hostile_file_names_are_refused_and_never_become_paths(server: &TestServer) {
+    let f = fixture(server).await;
+    let item = item(server, &f, "Ship").await;
+    let token = &f.owner.access_token;
+    // A path is cut to its last segment, kept as display text only; the blob's name is random.
+    for (sent, kept) in [("../../etc/passwd", "passwd"), ("C:\\Users\\x\\report.txt", "report.txt")]
+    {
+        let added: Attachment =
+            upload_file(server, token, &f.board, &item, sent, b"plain").await.expect_as(201);
+        assert_eq!(added.name, kept);
+    }
+    let stored = files_under(&blob_dir(server));
+    assert_eq!(stored.len(), 2);
+    for path in &stored {
+        let text = path.to_string_lossy();
+        assert!(
+            !text.contains("passwd") && !text.contains("report") && !text.contains(".."),
+            "{text}"
+        );
+    }
+    // Control bytes, a name that is only a path, and a huge name: refused, nothing kept.
+    let huge = "a".repeat(10_000);
+    for name in ["a\u{0}b.txt", "bell\u{7}.txt", "esc\u{1b}[31m.txt", "dir/", "../", huge.as_str()]
+    {
+        let reply = upload_file(server, token, &f.board, &item, name, b"plain").await;
+        assert!(
+            (400..=422).contains(&reply.status) && reply.status != 404,
+            "{name:?} answered {}: {:?}",
+            reply.status,
+            reply.body
+        );
+        assert!(
+            ["validation_failed", "malformed_body", "bad_request"].contains(&reply.error_code()),
+            "{name:?}: {}",
+            reply.error_code()
+        );
+    }
+    assert_eq!(row_count(server).await, 2);
+    assert_eq!(files_under(&blob_dir(server)).len(), 2, "a refused name left its blob");
+    // Another organization's board and item are 404, and nothing is stored for them.
+    let stranger = server.register("stranger").await;
+    let other_org = server.create_org(&stranger, "Elsewhere").await;
+    let other_board = server.create_board(&stranger, &other_org, "Theirs").await;
+    let other_board = other_board.board.id.to_string();
+    upload_file(server, token, &other_board, &item, "x.txt", b"x")
+        .await
+        .expect_error(404, "not_found");
+    upload_file(server, &stranger.access_token, &f.board, &item, "x.txt", b"x")
+        .await
+        .expect_error(404, "not_found");
+    assert_eq!(row_count(server).await, 2);
 }
