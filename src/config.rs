@@ -49,11 +49,11 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Introduce a new master key (the generated keyring gets one; with BOARDROOM_MASTER_KEY,
-    /// put the new key first in it) and re-wrap every attachment's data key under it, without
-    /// rewriting a file. Safe to run again after an interruption (audited).
+    /// put the new key first in it) and re-wrap every attachment's and export's data key under
+    /// it, without rewriting a file. Safe to run again after an interruption (audited).
     Rotate,
-    /// Remove a master key that no attachment uses any more; refused, with the count, while
-    /// some still do (audited).
+    /// Remove a master key that no attachment or export uses any more; refused, with the
+    /// counts, while some still do (audited).
     Retire {
         /// The key's id (`mk_…`), as `keys rotate` prints it.
         key_id: String,
@@ -374,8 +374,8 @@ pub struct Settings {
           value_parser = parse_plan_overrides, global = true)]
     pub plan_enterprise: PlanOverrides,
 
-    /// Seconds an export (a personal data export's zip) is kept; then it answers 404 and is
-    /// deleted by the next sweep (every 5 minutes and at start).
+    /// Seconds an export (a personal data export's or an organization export's sealed zip) is
+    /// kept; then it answers 404 and is deleted by the next sweep (every 5 minutes and at start).
     #[arg(long, env = "BOARDROOM_EXPORT_TTL_SECS", default_value_t = 604_800,
           value_parser = clap::value_parser!(u64).range(0..=MAX_EXPORT_TTL_SECS), global = true)]
     pub export_ttl_secs: u64,

@@ -2,39 +2,64 @@
 //!
 //! - [`board`]: a board as CSV for people.
 //! - [`personal`]: a person's data export (GDPR access and portability) as a zip of JSON files.
-//! - [`Exporter`]: builds personal exports in the background (one pending per person, enforced
-//!   by the `exports` table; at most [`BUILDS_AT_ONCE`] building at a time on this node), keeps
-//!   each zip under `<data dir>/exports/` (mode 0600, directory 0700) until it expires
-//!   (`BOARDROOM_EXPORT_TTL_SECS`, 7 days), and deletes expired ones (the server's maintenance
-//!   tick, at start and every 5 minutes).
+//! - [`org`]: a whole organization's export, for its admins, as a zip of JSON files.
+//! - [`archive`]: writing an export's zip as it is collected, a file at a time.
+//! - [`Exporter`]: builds personal and organization exports in the background (one pending per
+//!   person, and one per organization, enforced by the `exports` table; at most
+//!   [`BUILDS_AT_ONCE`] building at a time on this node), seals each zip into the attachment
+//!   vault as it is written (encrypted under a data key of its own, wrapped by the master
+//!   keyring, in the same blob store; `boardroom keys rotate` re-wraps it like an attachment's),
+//!   serves it decrypted as it streams, and deletes it when it expires
+//!   (`BOARDROOM_EXPORT_TTL_SECS`, 7 days; the server's maintenance tick, at start and every
+//!   5 minutes) or when the person who asked for it is erased: [`Exporter::delete`] is the one
+//!   way an export goes, blob first, then row.
 
+pub mod archive;
 pub mod board;
+pub mod org;
 pub mod personal;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
+use boardroom_actors::boards::Boards;
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
+use tokio::sync::{mpsc, Semaphore};
 use uuid::Uuid;
 
+use crate::attachments::{SealedBlob, Vault, VaultError};
 use crate::storage::{now, ExportRow, StorageResult, Store};
 
 /// Most exports built at once on one node: a build reads much and compresses, so more would
 /// only take the database and CPU from requests.
 pub const BUILDS_AT_ONCE: usize = 2;
 
-/// Builds, keeps and deletes exports.
+/// Zip pieces waiting to be sealed: the zip writer runs at most this far ahead of the vault.
+const PIECES_IN_FLIGHT: usize = 2;
+
+/// Builds, keeps, serves and deletes exports.
 #[derive(Clone)]
 pub struct Exporter {
     store: Store,
-    dir: PathBuf,
+    vault: Arc<Vault>,
+    boards: Arc<Boards>,
+    /// Where releases before the vault kept plain zips; only ever deleted from now.
+    legacy_dir: PathBuf,
     ttl: chrono::Duration,
     builds: Arc<Semaphore>,
 }
 
 impl Exporter {
-    /// An exporter keeping its files under `<data_dir>/exports/`, each for `ttl_secs`.
-    pub fn new(store: Store, data_dir: &Path, ttl_secs: u64) -> Self {
+    /// An exporter sealing its zips into `vault`, each kept for `ttl_secs`; organization exports
+    /// read boards through `boards`.
+    pub fn new(
+        store: Store,
+        vault: Arc<Vault>,
+        boards: Arc<Boards>,
+        data_dir: &Path,
+        ttl_secs: u64,
+    ) -> Self {
         // The setting is bounded (`config::MAX_EXPORT_TTL_SECS`), so this never reaches the
         // fallback, and adding it to now cannot overflow.
         let ttl = i64::try_from(ttl_secs.min(crate::config::MAX_EXPORT_TTL_SECS))
@@ -43,7 +68,9 @@ impl Exporter {
             .unwrap_or_else(|| chrono::Duration::days(7));
         Exporter {
             store,
-            dir: data_dir.join("exports"),
+            vault,
+            boards,
+            legacy_dir: data_dir.join("exports"),
             ttl,
             builds: Arc::new(Semaphore::new(BUILDS_AT_ONCE)),
         }
@@ -52,48 +79,101 @@ impl Exporter {
     /// Records a pending personal export of `user_id` and starts building it. A person with an
     /// export still pending is refused ([`crate::storage::StorageError::Unique`]).
     pub async fn request_personal(&self, user_id: Uuid) -> StorageResult<ExportRow> {
-        let row = self.store.create_export(Uuid::now_v7(), user_id, now() + self.ttl).await?;
+        self.request(user_id, None).await
+    }
+
+    /// Records a pending export of the organization `org`, asked for by its admin `admin`, and
+    /// starts building it. An organization with an export still pending is refused
+    /// ([`crate::storage::StorageError::Unique`]). The caller has checked the role.
+    pub async fn request_org(&self, org: Uuid, admin: Uuid) -> StorageResult<ExportRow> {
+        self.request(admin, Some(org)).await
+    }
+
+    async fn request(&self, user_id: Uuid, org: Option<Uuid>) -> StorageResult<ExportRow> {
+        let row = self.store.create_export(Uuid::now_v7(), user_id, org, now() + self.ttl).await?;
         let this = self.clone();
-        let id = row.id;
-        tokio::spawn(async move { this.build_personal(id, user_id).await });
+        let pending = row.clone();
+        tokio::spawn(async move { this.build(pending).await });
         Ok(row)
     }
 
-    async fn build_personal(&self, id: Uuid, user_id: Uuid) {
+    async fn build(&self, row: ExportRow) {
         let Ok(_permit) = self.builds.acquire().await else { return };
-        let file = match self.write_personal(id, user_id).await {
-            Ok(file) => Some(file),
+        let sealed = match self.seal(&row).await {
+            Ok(sealed) => Some(sealed),
             Err(err) => {
-                tracing::error!(export = %id, error = %err, "building a personal export failed");
+                tracing::error!(export = %row.id, error = %err, "building an export failed");
                 None
             }
         };
-        let finished =
-            self.store.finish_export(id, file.as_ref().map(|(name, size)| (name.as_str(), *size)));
-        if let Err(err) = finished.await {
-            tracing::error!(export = %id, error = %err, "recording a finished export failed");
+        let kept = match self.store.finish_export(row.id, sealed.as_ref()).await {
+            Ok(kept) => kept,
+            Err(err) => {
+                // The row stays pending; the next start marks it failed.
+                tracing::error!(export = %row.id, error = %err, "recording a finished export failed");
+                false
+            }
+        };
+        if let (false, Some(sealed)) = (kept, &sealed) {
+            // Nothing names the blob (the row went meanwhile, with its requester): delete it
+            // now rather than leave it to the orphan sweep.
+            if let Err(err) = self.vault.delete(&sealed.blob_key).await {
+                tracing::warn!(export = %row.id, error = %err, "deleting an unused export blob failed");
+            }
         }
     }
 
-    async fn write_personal(&self, id: Uuid, user_id: Uuid) -> anyhow::Result<(String, i64)> {
-        let files = personal::collect(&self.store, user_id).await?;
-        let name = format!("{id}.zip");
-        let path = self.dir.join(&name);
-        let dir = self.dir.clone();
-        // Compressing and writing are blocking work: off the async runtime.
-        let size = tokio::task::spawn_blocking(move || -> anyhow::Result<i64> {
-            let zip = personal::zip(&files)?;
-            write_private(&dir, &path, &zip)?;
-            Ok(i64::try_from(zip.len())?)
+    /// Collects the export's files, zips them and seals the zip, all at once and a file at a
+    /// time. Fails, leaving no blob, if any of the three does.
+    async fn seal(&self, row: &ExportRow) -> anyhow::Result<SealedBlob> {
+        let (files, incoming) = archive::channel();
+        let (pieces, zipped) = mpsc::channel::<Bytes>(PIECES_IN_FLIGHT);
+        // Compressing is blocking work: off the async runtime.
+        let zipper = tokio::task::spawn_blocking(move || archive::write(incoming, pieces));
+        let body = futures::stream::unfold(zipped, |mut zipped| async move {
+            zipped.recv().await.map(|piece| (Ok::<_, std::convert::Infallible>(piece), zipped))
         })
-        .await??;
-        Ok((name, size))
+        .boxed();
+        let collect = async move {
+            match row.organization_id {
+                Some(org) => org::collect(&self.store, &self.boards, org, row.user_id, &files).await,
+                None => personal::collect(&self.store, row.user_id, &files).await,
+            }
+            // Dropping `files` here ends the zip.
+        };
+        let (collected, sealed) = tokio::join!(collect, self.vault.seal(body, u64::MAX));
+        let zipped = zipper.await.map_err(anyhow::Error::from).and_then(|zipped| zipped);
+        // A zip that ended early (its collector or writer failed) would still seal: it is
+        // judged by all three, the sealing's own failure being the cause of the others'.
+        let failure = match (&sealed, zipped, collected) {
+            (Ok(_), Ok(()), Ok(())) => None,
+            (Err(err), _, _) => Some(anyhow::anyhow!("sealing: {err}")),
+            (Ok(_), Err(err), _) => Some(err.context("zipping")),
+            (Ok(_), Ok(()), Err(err)) => Some(err.context("collecting")),
+        };
+        match (sealed, failure) {
+            (Ok(sealed), None) => Ok(sealed),
+            (sealed, Some(failure)) => {
+                if let Ok(sealed) = sealed {
+                    self.vault.delete(&sealed.blob_key).await?;
+                }
+                Err(failure)
+            }
+            (Err(err), None) => Err(err.into()),
+        }
     }
 
-    /// The bytes of a ready export.
-    pub async fn read(&self, row: &ExportRow) -> anyhow::Result<Vec<u8>> {
-        let name = row.file_name.as_deref().ok_or_else(|| anyhow::anyhow!("export not ready"))?;
-        Ok(tokio::fs::read(self.dir.join(name)).await?)
+    /// A ready export's zip, decrypted as it streams (see [`Vault::open`]).
+    pub async fn open(
+        &self,
+        row: &ExportRow,
+    ) -> Result<BoxStream<'static, Result<Bytes, VaultError>>, VaultError> {
+        match (&row.blob_key, &row.key_id, &row.wrapped_key) {
+            (Some(blob_key), Some(key_id), Some(wrapped_key)) => {
+                self.vault.open(blob_key, key_id, wrapped_key).await
+            }
+            _ => Err(VaultError::NotFound),
+        }
     }
 
     /// Marks exports left pending by a previous process failed (their builds died with it).
@@ -101,43 +181,51 @@ impl Exporter {
         self.store.fail_pending_exports().await
     }
 
-    /// Deletes expired exports, files first; returns how many rows went.
-    pub async fn sweep(&self) -> StorageResult<usize> {
-        let expired = self.store.expired_exports(now()).await?;
-        for row in &expired {
-            if let Some(name) = &row.file_name {
-                match tokio::fs::remove_file(self.dir.join(name)).await {
+    /// Deletes an export: its blob (or a plain file from before the vault), then its row, so a
+    /// failure leaves the row for another try. The one way an export goes: expiry
+    /// ([`Self::sweep`]) and the erasure of whoever asked for it ([`Self::delete_all_of`]) both
+    /// come here. A pending export's build, finding its row gone, deletes what it sealed.
+    pub async fn delete(&self, row: &ExportRow) -> anyhow::Result<()> {
+        if let Some(blob_key) = &row.blob_key {
+            self.vault.delete(blob_key).await?;
+        }
+        if let Some(name) = &row.file_name {
+            // The name was the server's own (`{id}.zip`); anything else is not a file of ours.
+            if Path::new(name).file_name().is_some_and(|n| n == name.as_str()) {
+                match tokio::fs::remove_file(self.legacy_dir.join(name)).await {
                     Ok(()) => {}
                     Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(err) => {
-                        // Keep the row, so the next sweep tries the file again.
-                        tracing::warn!(export = %row.id, error = %err, "deleting an export failed");
-                        continue;
-                    }
+                    Err(err) => return Err(err.into()),
                 }
             }
-            self.store.delete_export(row.id).await?;
         }
-        Ok(expired.len())
+        self.store.delete_export(row.id).await?;
+        Ok(())
     }
-}
 
-/// Writes `bytes` to `path` readable by this user only, in a directory only this user enters.
-fn write_private(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    /// Deletes every export `user_id` asked for, personal and organization ones, in any state
+    /// (account erasure); answers how many.
+    pub async fn delete_all_of(&self, user_id: Uuid) -> anyhow::Result<usize> {
+        let rows = self.store.exports_by(user_id).await?;
+        for row in &rows {
+            self.delete(row).await?;
+        }
+        Ok(rows.len())
+    }
 
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    builder.mode(0o700);
-    builder.create(dir)?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
+    /// Deletes expired exports whose build has finished; returns how many went. One that cannot
+    /// be deleted now is kept for the next sweep.
+    pub async fn sweep(&self) -> StorageResult<usize> {
+        let expired = self.store.expired_exports(now()).await?;
+        let mut deleted = 0;
+        for row in &expired {
+            match self.delete(row).await {
+                Ok(()) => deleted += 1,
+                Err(err) => {
+                    tracing::warn!(export = %row.id, error = %err, "deleting an export failed");
+                }
+            }
+        }
+        Ok(deleted)
+    }
 }

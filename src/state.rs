@@ -49,7 +49,13 @@ impl AppState {
         let ws = crate::ws::Gateway::start(&settings, runtime.boards().bus());
         let sweeper =
             Arc::new(Sweeper::new(vault.clone(), store.clone(), settings.attachment_sweep_grace));
-        let exports = Exporter::new(store.clone(), &settings.data_dir, settings.export_ttl_secs);
+        let exports = Exporter::new(
+            store.clone(),
+            vault.clone(),
+            runtime.boards().clone(),
+            &settings.data_dir,
+            settings.export_ttl_secs,
+        );
         let inner = AppInner {
             store,
             settings,
@@ -65,7 +71,7 @@ impl AppState {
         AppState { inner: Arc::new(inner) }
     }
 
-    /// Exports: building, keeping and deleting them.
+    /// Exports: building, keeping, serving and deleting them.
     pub fn exports(&self) -> &Exporter {
         &self.inner.exports
     }

@@ -39,7 +39,7 @@ mod users;
 mod webhooks;
 
 pub use api_keys::{ApiKeyChanges, ApiKeyRow, NewApiKey};
-pub use attachment_keys::{Rewrapped, WrappedKeyRow, BLOB_KEYS_PER_QUERY};
+pub use attachment_keys::{Rewrapped, Sealed, WrappedKeyRow, BLOB_KEYS_PER_QUERY};
 pub use attachments::StoredAttachment;
 pub use audit::{AuditRow, ChainReport};
 pub use boards::{BoardListing, EventKindRow, EventPage, EventRow, EVENT_OVERHEAD_BYTES};

@@ -91,7 +91,7 @@ async fn upload(server: &TestServer, token: &str, board: &str, item: &str, body:
         .await
 }
 
-async fn upload_file(
+pub(crate) async fn upload_file(
     server: &TestServer,
     token: &str,
     board: &str,

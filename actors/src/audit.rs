@@ -122,6 +122,9 @@ audit_actions! {
     BoardExported = "board.exported",
     /// Someone asked for an export of their data (`metadata`: export id, scope `personal`).
     DataExported = "data.exported",
+    /// An admin asked for an export of a whole organization (`target`: the organization;
+    /// `metadata`: export id, scope `organization`).
+    OrgExported = "org.exported",
 }
 
 impl AuditEvent {

@@ -206,7 +206,7 @@ impl Runtime {
     }
 
     /// The board registry.
-    pub fn boards(&self) -> &Boards {
+    pub fn boards(&self) -> &Arc<Boards> {
         &self.boards
     }
 

@@ -1,8 +1,8 @@
 //! `boardroom keys rotate` and `boardroom keys retire`: moving every data key to a new master
 //! key without rewriting a blob, and dropping a master key once nothing uses it.
 //!
-//! Rotation re-wraps each data key (`attachments.wrapped_key`, `key_id`) under the keyring's
-//! active key, in batches of [`BATCH`] rows, each batch one transaction that changes a row only
+//! Rotation re-wraps each data key (`wrapped_key`, `key_id` of `attachments` and of `exports`,
+//! whose zips are sealed the same way) under the keyring's active key, in batches of [`BATCH`] rows, each batch one transaction that changes a row only
 //! if it is still under the key it was read under. With the generated keyring, rotation first
 //! puts a new key at its head, unless a rotation is already under way (some rows are under an
 //! older key): then it only finishes that one, so running it again after an interruption is
@@ -17,7 +17,7 @@
 
 use crate::config::Settings;
 use crate::secrets::IfMissing;
-use crate::storage::{Rewrapped, Store};
+use crate::storage::{Rewrapped, Sealed, Store};
 
 use super::keyring::{self, KeySource, Keyring};
 
@@ -34,7 +34,7 @@ pub struct Rotation {
     /// Data keys re-wrapped.
     pub rewrapped: u64,
     /// Data keys that could not be (their master key is not in the keyring, or they are
-    /// damaged): left as they were, and named in the log by attachment id.
+    /// damaged): left as they were, and named in the log by attachment or export id.
     pub unreadable: u64,
 }
 
@@ -54,7 +54,7 @@ pub async fn rotate(settings: &Settings, store: &Store) -> Result<Rotation, Stri
     let mut added = None;
     if let KeySource::DataDir(path) = keyring.source().clone() {
         let usage = store
-            .attachment_key_usage()
+            .sealed_key_usage()
             .await
             .map_err(|e| format!("cannot read the attachments: {e}"))?;
         let under_way = usage.iter().any(|(id, n)| id != keyring.active().id() && *n > 0);
@@ -73,17 +73,29 @@ pub async fn rotate(settings: &Settings, store: &Store) -> Result<Rotation, Stri
     }
     let active = keyring.active().id().to_owned();
     let (mut rewrapped, mut unreadable) = (0u64, 0u64);
+    for kind in Sealed::ALL {
+        let (done, failed) = rewrap_all(store, &keyring, kind).await?;
+        rewrapped += done;
+        unreadable += failed;
+    }
+    Ok(Rotation { added, active, rewrapped, unreadable })
+}
+
+/// Re-wraps every data key of `kind` not under the active key: (re-wrapped, unreadable).
+async fn rewrap_all(store: &Store, keyring: &Keyring, kind: Sealed) -> Result<(u64, u64), String> {
+    let active = keyring.active().id();
+    let (mut rewrapped, mut unreadable) = (0u64, 0u64);
     let mut after = None;
     loop {
         let rows = store
-            .wrapped_keys_not_under(&active, after, BATCH)
+            .wrapped_keys_not_under(kind, active, after, BATCH)
             .await
-            .map_err(|e| format!("cannot read the attachments: {e}"))?;
+            .map_err(|e| format!("cannot read the {}s: {e}", kind.noun()))?;
         let Some(last) = rows.last() else { break };
         after = Some(last.id);
         let mut batch = Vec::with_capacity(rows.len());
         for row in rows {
-            match keyring::rewrap(&keyring, &row.key_id, &row.wrapped_key, &row.blob_key) {
+            match keyring::rewrap(keyring, &row.key_id, &row.wrapped_key, &row.blob_key) {
                 Ok((key_id, wrapped_key)) => batch.push(Rewrapped {
                     id: row.id,
                     organization_id: row.organization_id,
@@ -93,32 +105,42 @@ pub async fn rotate(settings: &Settings, store: &Store) -> Result<Rotation, Stri
                 }),
                 Err(err) => {
                     unreadable += 1;
-                    tracing::error!(attachment = %row.id, key_id = %row.key_id, error = %err,
-                        "cannot re-wrap this attachment's data key");
+                    tracing::error!(kind = kind.noun(), id = %row.id, key_id = %row.key_id,
+                        error = %err, "cannot re-wrap this data key");
                 }
             }
         }
         rewrapped += store
-            .store_rewrapped(&batch)
+            .store_rewrapped(kind, &batch)
             .await
             .map_err(|e| format!("cannot store re-wrapped keys: {e}"))?;
     }
-    Ok(Rotation { added, active, rewrapped, unreadable })
+    Ok((rewrapped, unreadable))
 }
 
-/// Removes `key_id` from the keyring, if no attachment still uses it and it is not the active
-/// key. Refusals say why, and how many attachments still use it.
+/// Removes `key_id` from the keyring, if no attachment or export still uses it and it is not the
+/// active key. Refusals say why, and how many attachments and exports still use it.
 pub async fn retire(settings: &Settings, store: &Store, key_id: &str) -> Result<Retired, String> {
     let keyring = Keyring::load(settings, IfMissing::Fail)?;
     let active = keyring.active().id() == key_id;
-    let users = store
-        .attachments_under_key(key_id)
-        .await
-        .map_err(|e| format!("cannot read the attachments: {e}"))?;
-    if users > 0 {
+    let mut users = Vec::new();
+    for kind in Sealed::ALL {
+        let n = store
+            .sealed_under_key(kind, key_id)
+            .await
+            .map_err(|e| format!("cannot read the {}s: {e}", kind.noun()))?;
+        // Attachments are always counted, so the message names what the key guards.
+        if n > 0 || kind == Sealed::Attachments {
+            users.push((n, kind));
+        }
+    }
+    if users.iter().any(|(n, _)| *n > 0) {
         let which = if active { ", the active master key" } else { "" };
+        let counted: Vec<String> =
+            users.iter().map(|(n, kind)| format!("{n} {}(s)", kind.noun())).collect();
         return Err(format!(
-            "{users} attachment(s) still use {key_id}{which}: run `boardroom keys rotate` first"
+            "{} still use {key_id}{which}: run `boardroom keys rotate` first",
+            counted.join(" and ")
         ));
     }
     if keyring.get(key_id).is_none() {

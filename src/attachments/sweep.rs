@@ -1,12 +1,13 @@
-//! The orphan sweep: deletes blobs that no live attachment names, once they are older than a
-//! grace period.
+//! The orphan sweep: deletes blobs that no live attachment or unexpired export names, once they
+//! are older than a grace period.
 //!
 //! Rows go before their blobs (an item's or a comment's by `ON DELETE CASCADE`; a deleted
-//! board's count as gone), and a crash can fall between a row's deletion and its blob's, or
-//! between a blob's sealing and its row's insertion (an upload refused, or cut off). The row's
+//! board's count as gone; an export's once it expired, or its row is deleted with its
+//! requester), and a crash can fall between a row's deletion and its blob's, or between a
+//! blob's sealing and its row's insertion (an upload refused, or cut off). The row's
 //! wrapped key is the only way into a blob, so a blob without a row is already unreadable; the
-//! sweep removes what is left. The grace period (an hour) keeps it away from uploads in flight,
-//! whose blob exists before their row does. It runs at start, every
+//! sweep removes what is left. The grace period (an hour) keeps it away from uploads and export
+//! builds in flight, whose blob exists before their row names it. It runs at start, every
 //! `BOARDROOM_ATTACHMENT_SWEEP_INTERVAL_SECS`, and when poked ([`Sweeper::poke`], after a
 //! deletion). Only names the vault could have made are considered; anything else in the store is
 //! left alone.
@@ -102,9 +103,9 @@ impl Sweeper {
         let names: Vec<String> = batch.iter().map(|(name, _)| name.clone()).collect();
         let live = self
             .store
-            .live_blob_keys(&names)
+            .live_blob_keys(&names, crate::storage::now())
             .await
-            .map_err(|e| VaultError::Store(format!("cannot read attachment rows: {e}")))?;
+            .map_err(|e| VaultError::Store(format!("cannot read the rows of blobs: {e}")))?;
         for (name, old) in batch {
             if live.contains(&name) {
                 continue;

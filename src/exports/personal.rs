@@ -9,19 +9,15 @@
 //!   acted on the person, that actor's address and browser are left out: they are the other
 //!   person's data.
 
-use std::io::Write;
-
-use serde::Serialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
-use zip::write::SimpleFileOptions;
-use zip::CompressionMethod;
 
+use super::archive::Files;
 use crate::storage::Store;
 use crate::wire::identity as identity_wire;
 
-/// The files of `user_id`'s export, by name.
-pub async fn collect(store: &Store, user_id: Uuid) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+/// Puts the files of `user_id`'s export into `files`.
+pub async fn collect(store: &Store, user_id: Uuid, files: &Files) -> anyhow::Result<()> {
     let user =
         store.user_by_id(user_id).await?.ok_or_else(|| anyhow::anyhow!("the user is gone"))?;
     let sessions = store.sessions_record(user_id).await?;
@@ -58,28 +54,11 @@ pub async fn collect(store: &Store, user_id: Uuid) -> anyhow::Result<Vec<(String
             })
         })
         .collect();
-    Ok(vec![
-        file("profile.json", &identity_wire::user(&user))?,
-        file("sessions.json", &sessions)?,
-        file("memberships.json", &memberships)?,
-        file("items.json", &items)?,
-        file("comments.json", &comments)?,
-        file("attachments.json", &attachments)?,
-        file("audit.json", &audit)?,
-    ])
-}
-
-fn file(name: &str, value: &impl Serialize) -> anyhow::Result<(String, Vec<u8>)> {
-    Ok((name.to_owned(), serde_json::to_vec_pretty(value)?))
-}
-
-/// The zip of `files` (deflate). Blocking work: call it off the async runtime.
-pub fn zip(files: &[(String, Vec<u8>)]) -> anyhow::Result<Vec<u8>> {
-    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options = SimpleFileOptions::default().compression_method(CompressionMethod::Deflated);
-    for (name, bytes) in files {
-        writer.start_file(name.as_str(), options)?;
-        writer.write_all(bytes)?;
-    }
-    Ok(writer.finish()?.into_inner())
+    files.json("profile.json", &identity_wire::user(&user)).await?;
+    files.json("sessions.json", &sessions).await?;
+    files.json("memberships.json", &memberships).await?;
+    files.json("items.json", &items).await?;
+    files.json("comments.json", &comments).await?;
+    files.json("attachments.json", &attachments).await?;
+    files.json("audit.json", &audit).await
 }

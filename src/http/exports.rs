@@ -3,6 +3,13 @@
 //! `GET /me/exports/{id}` says where it stands and `…/download` serves the zip, to its owner
 //! alone (anyone else, and everyone once it expired, gets 404).
 //!
+//! `POST /orgs/{org}/exports` asks for an export of the whole organization (its admins'
+//! sessions only: a member is 403, another organization 404; one pending per organization, 409
+//! past that; audited `org.exported`); `GET /orgs/{org}/exports/{id}` and `…/download` as
+//! above, to the admin who asked for it alone, and only while they are still an admin there
+//! (another admin, like anyone else, gets 404: an export is one person's copy of the data, not
+//! the organization's). Downloads are decrypted from the vault as they stream.
+//!
 //! `GET /boards/{board}/export?format=csv|json`, for anyone who may read
 //! the board and its items (API keys need `boards:read` and `items:read`). A board of another
 //! organization, or one the caller is not on, is 404, as for `GET /boards/{board}`. Every
@@ -10,14 +17,20 @@
 
 use std::collections::HashMap;
 
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS,
+};
+use axum::http::HeaderValue;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use boardroom_actors::audit::AuditAction;
+use boardroom_actors::roles::OrgRole;
 use boardroom_protocol::exports::{BoardExportFormat, BoardExportQuery, Export};
 use boardroom_protocol::Scope;
+use futures::TryStreamExt;
 use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -40,6 +53,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_personal_export))
         .routes(routes!(get_personal_export))
         .routes(routes!(download_personal_export))
+        .routes(routes!(create_org_export))
+        .routes(routes!(get_org_export))
+        .routes(routes!(download_org_export))
 }
 
 #[utoipa::path(get, path = "/boards/{board}/export", tag = "boards",
@@ -161,13 +177,117 @@ async fn download_personal_export(
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Response> {
     let row = own_export(&state, &caller, id).await?;
+    serve(&state, &row).await
+}
+
+/// A ready export's zip, decrypted as it streams; 409 while pending or once failed.
+async fn serve(state: &AppState, row: &ExportRow) -> ApiResult<Response> {
     match row.status.as_str() {
         "ready" => {}
         "pending" => return Err(ApiError::conflict("the export is still being built")),
         _ => return Err(ApiError::conflict("the export failed; ask for a new one")),
     }
-    let bytes = state.exports().read(&row).await.map_err(ApiError::internal)?;
-    let disposition = format!("attachment; filename=\"boardroom-export-{id}.zip\"");
-    Ok(([(CONTENT_TYPE, "application/zip".to_owned()), (CONTENT_DISPOSITION, disposition)], bytes)
-        .into_response())
+    let stream = state.exports().open(row).await?;
+    let export = row.id;
+    let stream = stream.inspect_err(move |err| {
+        tracing::error!(%export, error = %err, "an export failed while streaming; answer cut");
+    });
+    let mut response = Body::from_stream(stream).into_response();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/zip"));
+    if let Some(size) = row.size {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(size));
+    }
+    let disposition = format!("attachment; filename=\"boardroom-export-{export}.zip\"");
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        headers.insert(CONTENT_DISPOSITION, value);
+    }
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    Ok(response)
+}
+
+#[utoipa::path(post, path = "/orgs/{org}/exports", tag = "exports",
+        operation_id = "create_org_export",
+    summary = "Ask for an export of the whole organization (admins); built in the background, \
+               one at a time per organization",
+    params(("org" = uuid::Uuid, Path, description = "The organization")),
+    security(("session" = []), ("cookie" = [])),
+    responses((status = 202, description = "Accepted; poll it until `ready`",
+        body = boardroom_protocol::exports::Export), crate::http::openapi::WriteErrors))]
+async fn create_org_export(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(org): ApiPath<Uuid>,
+) -> ApiResult<Response> {
+    let (user_id, _) = caller.require_session()?;
+    state.auth().org_access(&caller, org, OrgRole::Admin).await?;
+    let row = state.exports().request_org(org, user_id).await.map_err(|err| match err {
+        StorageError::Unique(_) => ApiError::conflict(
+            "an export of this organization is already being built; wait for it",
+        ),
+        other => other.into(),
+    })?;
+    state.auth().audit(AuditAction::OrgExported, &caller.meta, |e| {
+        e.organization_id = Some(org);
+        e.actor_id = Some(user_id);
+        e.target = Some(org.to_string());
+        e.metadata = json!({ "export_id": row.id, "scope": "organization" });
+    });
+    Ok((StatusCode::ACCEPTED, Json(to_wire_export::export(&row))).into_response())
+}
+
+/// The organization export `id`, if the caller asked for it and is still an admin of `org`;
+/// anything else (another admin's, another organization's, an expired one) is 404.
+async fn org_export(
+    state: &AppState,
+    caller: &Caller,
+    org: Uuid,
+    id: Uuid,
+) -> ApiResult<ExportRow> {
+    let (user_id, _) = caller.require_session()?;
+    state.auth().org_access(caller, org, OrgRole::Admin).await?;
+    state
+        .store()
+        .org_export_of(id, org, user_id, now())
+        .await?
+        .ok_or_else(|| ApiError::not_found("export"))
+}
+
+#[utoipa::path(get, path = "/orgs/{org}/exports/{export}", tag = "exports",
+        operation_id = "get_org_export",
+    summary = "Where an organization export stands (the admin who asked for it only; expired \
+               ones are 404)",
+    params(("org" = uuid::Uuid, Path, description = "The organization"),
+        ("export" = uuid::Uuid, Path, description = "The export")),
+    security(("session" = []), ("cookie" = [])),
+    responses((status = 200, description = "The export",
+        body = boardroom_protocol::exports::Export), crate::http::openapi::ReadErrors))]
+async fn get_org_export(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((org, id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<Json<Export>> {
+    Ok(Json(to_wire_export::export(&org_export(&state, &caller, org, id).await?)))
+}
+
+#[utoipa::path(get, path = "/orgs/{org}/exports/{export}/download", tag = "exports",
+        operation_id = "download_org_export",
+    summary = "An organization export: a zip of JSON files (the admin who asked for it only; \
+               409 until it is ready)",
+    params(("org" = uuid::Uuid, Path, description = "The organization"),
+        ("export" = uuid::Uuid, Path, description = "The export")),
+    security(("session" = []), ("cookie" = [])),
+    responses((status = 200, description = "The zip, as an attachment",
+        content((Vec<u8> = "application/zip"))),
+        (status = 409, description = "error code `conflict`: still being built, or failed",
+            body = boardroom_protocol::ErrorEnvelope),
+        crate::http::openapi::ReadErrors))]
+async fn download_org_export(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((org, id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<Response> {
+    let row = org_export(&state, &caller, org, id).await?;
+    serve(&state, &row).await
 }

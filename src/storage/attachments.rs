@@ -99,9 +99,23 @@ impl TenantStore<'_> {
         board: Uuid,
         item: Uuid,
     ) -> StorageResult<Vec<StoredAttachment>> {
+        self.attachments_on(board, Some(item)).await
+    }
+
+    /// Every attachment on `board`, oldest first: an organization export's (metadata only is
+    /// ever written out).
+    pub async fn board_attachments(&self, board: Uuid) -> StorageResult<Vec<StoredAttachment>> {
+        self.attachments_on(board, None).await
+    }
+
+    async fn attachments_on(
+        &self,
+        board: Uuid,
+        item: Option<Uuid>,
+    ) -> StorageResult<Vec<StoredAttachment>> {
         let sql = format!(
             "SELECT {ATTACHMENT_COLUMNS} FROM attachments WHERE organization_id = $1 AND board_id = $2 \
-             AND item_id = $3 ORDER BY created_at, id"
+             AND ($3 IS NULL OR item_id = $3) ORDER BY created_at, id"
         );
         let rows: Vec<AttachmentRow> = on_pool!(self, pool => {
             sqlx::query_as::<_, AttachmentRow>(&sql).bind(self.org_id()).bind(board).bind(item)

@@ -496,9 +496,18 @@ impl TenantStore<'_> {
 
     /// Updates on `item` of `board`, oldest first.
     pub async fn updates(&self, board: Uuid, item: Uuid) -> StorageResult<Vec<Update>> {
+        self.updates_on(board, Some(item)).await
+    }
+
+    /// Every update on `board` (replies included), oldest first: an organization export's.
+    pub async fn board_updates(&self, board: Uuid) -> StorageResult<Vec<Update>> {
+        self.updates_on(board, None).await
+    }
+
+    async fn updates_on(&self, board: Uuid, item: Option<Uuid>) -> StorageResult<Vec<Update>> {
         let sql = format!(
             "SELECT {UPDATE_COLUMNS} FROM updates WHERE organization_id = $1 AND board_id = $2 \
-             AND item_id = $3 ORDER BY id"
+             AND ($3 IS NULL OR item_id = $3) ORDER BY id"
         );
         let rows: Vec<UpdateRow> = on_pool!(self, pool => {
             sqlx::query_as::<_, UpdateRow>(&sql).bind(self.org_id()).bind(board).bind(item).fetch_all(pool).await

@@ -1,5 +1,6 @@
-//! Exports: the `exports` rows (a personal data export's state, its file's name, its expiry),
-//! and the reads that gather what a person authored or is recorded about, for their export.
+//! Exports: the `exports` rows (a personal or organization export's state, its sealed blob in the
+//! attachment vault, its expiry), and the reads that gather what a person authored or is
+//! recorded about, for their export.
 //!
 //! A personal export spans the organizations its owner belongs to: its reads of board content
 //! go through each organization's [`TenantStore`], and only the audit rows about the person
@@ -12,6 +13,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::audit::{AuditRow, AUDIT_COLUMNS};
+use crate::attachments::SealedBlob;
 use super::{now, StorageResult, Store, TenantStore};
 use crate::{on_pool, write_on_pool};
 
@@ -22,19 +24,29 @@ pub struct ExportRow {
     pub id: Uuid,
     /// Who asked for it, and the only one who may read it.
     pub user_id: Uuid,
+    /// The organization exported, for an organization export (`None`: a personal one).
+    pub organization_id: Option<Uuid>,
     /// `pending`, `ready` or `failed`.
     pub status: String,
-    /// Its file under `<data dir>/exports/`, once ready.
+    /// A plain file under `<data dir>/exports/` left by a release before the vault (only ever
+    /// deleted).
     pub file_name: Option<String>,
-    /// The file's size in bytes, once ready.
+    /// The zip's size in bytes, once ready.
     pub size: Option<i64>,
+    /// The sealed zip's name in the blob store, once ready.
+    pub blob_key: Option<String>,
+    /// The master key wrapping its data key.
+    pub key_id: Option<String>,
+    /// Its data key, wrapped.
+    pub wrapped_key: Option<Vec<u8>>,
     /// When it was asked for.
     pub created_at: DateTime<Utc>,
     /// When it stops being served and is deleted.
     pub expires_at: DateTime<Utc>,
 }
 
-const EXPORT_COLUMNS: &str = "id, user_id, status, file_name, size, created_at, expires_at";
+const EXPORT_COLUMNS: &str = "id, user_id, organization_id, status, file_name, size, blob_key, \
+     key_id, wrapped_key, created_at, expires_at";
 
 /// A session, as its owner's export shows it (never its refresh salt).
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -128,22 +140,26 @@ pub struct AuthoredAttachment {
 }
 
 impl Store {
-    /// Records a pending personal export of `user_id`, expiring at `expires_at`. A second
-    /// pending one is refused by the `exports_one_pending` index ([`super::StorageError::Unique`]).
+    /// Records a pending export asked for by `user_id`, of the organization `org` (or personal,
+    /// for `None`), expiring at `expires_at`. A second pending one of the same person (personal)
+    /// or organization is refused by the `exports_one_pending*` indexes
+    /// ([`super::StorageError::Unique`]).
     pub async fn create_export(
         &self,
         id: Uuid,
         user_id: Uuid,
+        org: Option<Uuid>,
         expires_at: DateTime<Utc>,
     ) -> StorageResult<ExportRow> {
         let sql = format!(
-            "INSERT INTO exports (id, user_id, status, created_at, expires_at) \
-             VALUES ($1, $2, 'pending', $3, $4) RETURNING {EXPORT_COLUMNS}"
+            "INSERT INTO exports (id, user_id, organization_id, status, created_at, expires_at) \
+             VALUES ($1, $2, $3, 'pending', $4, $5) RETURNING {EXPORT_COLUMNS}"
         );
         Ok(write_on_pool!(self, pool => {
             sqlx::query_as::<_, ExportRow>(&sql)
                 .bind(id)
                 .bind(user_id)
+                .bind(org)
                 .bind(now())
                 .bind(expires_at)
                 .fetch_one(pool)
@@ -172,6 +188,38 @@ impl Store {
         })?)
     }
 
+    /// The export `id` of the organization `org`, if `user_id` asked for it and it has not
+    /// expired at `at`.
+    pub async fn org_export_of(
+        &self,
+        id: Uuid,
+        org: Uuid,
+        user_id: Uuid,
+        at: DateTime<Utc>,
+    ) -> StorageResult<Option<ExportRow>> {
+        let sql = format!(
+            "SELECT {EXPORT_COLUMNS} FROM exports WHERE id = $1 AND organization_id = $2 \
+             AND user_id = $3 AND expires_at > $4"
+        );
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as::<_, ExportRow>(&sql)
+                .bind(id)
+                .bind(org)
+                .bind(user_id)
+                .bind(at)
+                .fetch_optional(pool)
+                .await
+        })?)
+    }
+
+    /// Every export `user_id` asked for, personal and organization ones, in any state.
+    pub async fn exports_by(&self, user_id: Uuid) -> StorageResult<Vec<ExportRow>> {
+        let sql = format!("SELECT {EXPORT_COLUMNS} FROM exports WHERE user_id = $1");
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as::<_, ExportRow>(&sql).bind(user_id).fetch_all(pool).await
+        })?)
+    }
+
     /// The export row `id`, whoever's, expired or not.
     pub async fn export_row(&self, id: Uuid) -> StorageResult<Option<ExportRow>> {
         let sql = format!("SELECT {EXPORT_COLUMNS} FROM exports WHERE id = $1");
@@ -180,23 +228,26 @@ impl Store {
         })?)
     }
 
-    /// Ends a pending export: `ready` with its file, or `failed`.
-    pub async fn finish_export(&self, id: Uuid, file: Option<(&str, i64)>) -> StorageResult<()> {
-        let status = if file.is_some() { "ready" } else { "failed" };
-        write_on_pool!(self, pool => {
+    /// Ends a pending export: `ready` with its sealed blob, or `failed`. Answers whether the row
+    /// was still there and pending (if not, the caller deletes the blob it made).
+    pub async fn finish_export(&self, id: Uuid, blob: Option<&SealedBlob>) -> StorageResult<bool> {
+        let status = if blob.is_some() { "ready" } else { "failed" };
+        let size = blob.map(|b| i64::try_from(b.size).unwrap_or(i64::MAX));
+        Ok(write_on_pool!(self, pool => {
             sqlx::query(
-                "UPDATE exports SET status = $2, file_name = $3, size = $4 \
-                 WHERE id = $1 AND status = 'pending'",
+                "UPDATE exports SET status = $2, size = $3, blob_key = $4, key_id = $5, \
+                 wrapped_key = $6 WHERE id = $1 AND status = 'pending'",
             )
             .bind(id)
             .bind(status)
-            .bind(file.map(|(name, _)| name))
-            .bind(file.map(|(_, size)| size))
+            .bind(size)
+            .bind(blob.map(|b| b.blob_key.as_str()))
+            .bind(blob.map(|b| b.key_id.as_str()))
+            .bind(blob.map(|b| b.wrapped_key.as_slice()))
             .execute(pool)
             .await
-            .map(|_| ())
-        })?;
-        Ok(())
+            .map(|r| r.rows_affected() > 0)
+        })?)
     }
 
     /// Marks every pending export failed: at start, the builds they waited for died with the
