@@ -570,7 +570,7 @@ async fn org_export_holds_the_whole_organization(server: &TestServer) {
 
     // Nothing secret, nothing of the other organization, no file content.
     let text: String = files.values().map(Value::to_string).collect();
-    for absent in [hook.secret.as_str(), "Not Acme's", "Elsewhere", &bob.password] {
+    for absent in [hook.secret.as_str(), "Not Acme's", "Elsewhere", bob.password.as_str()] {
         assert!(!text.contains(absent), "the export holds {absent:?}");
     }
     assert!(!text.contains("never exported"));
