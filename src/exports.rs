@@ -136,7 +136,9 @@ impl Exporter {
         .boxed();
         let collect = async move {
             match row.organization_id {
-                Some(org) => org::collect(&self.store, &self.boards, org, row.user_id, &files).await,
+                Some(org) => {
+                    org::collect(&self.store, &self.boards, org, row.user_id, &files).await
+                }
                 None => personal::collect(&self.store, row.user_id, &files).await,
             }
             // Dropping `files` here ends the zip.

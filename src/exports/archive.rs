@@ -39,7 +39,11 @@ pub fn channel() -> (Files, mpsc::Receiver<ExportFile>) {
 
 impl Files {
     /// Adds `value` as the pretty-printed JSON file `name`; fails once the zip stopped.
-    pub async fn json(&self, name: impl Into<String>, value: &impl Serialize) -> anyhow::Result<()> {
+    pub async fn json(
+        &self,
+        name: impl Into<String>,
+        value: &impl Serialize,
+    ) -> anyhow::Result<()> {
         let bytes = serde_json::to_vec_pretty(value)?;
         self.0
             .send(ExportFile { name: name.into(), bytes })

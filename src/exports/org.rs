@@ -42,7 +42,9 @@ pub async fn collect(
     let tenant = store.tenant(org);
     let organization =
         tenant.organization().await?.ok_or_else(|| anyhow::anyhow!("the organization is gone"))?;
-    files.json("organization.json", &wire::orgs::organization(&organization, OrgRole::Admin)).await?;
+    files
+        .json("organization.json", &wire::orgs::organization(&organization, OrgRole::Admin))
+        .await?;
     files.json("members.json", &wire::orgs::members(&tenant.members().await?)).await?;
 
     let requester = Requester { user_id: admin, org_role: OrgRole::Admin, scopes: None };
@@ -60,7 +62,9 @@ pub async fn collect(
         let updates = tenant.board_updates(board).await?;
         files.json(format!("{dir}/comments.json"), &wire::boards::updates(board, &updates)).await?;
         let attachments = tenant.board_attachments(board).await?;
-        files.json(format!("{dir}/attachments.json"), &wire::attachments::list(&attachments)).await?;
+        files
+            .json(format!("{dir}/attachments.json"), &wire::attachments::list(&attachments))
+            .await?;
         let webhooks = tenant.webhooks(board).await?;
         files.json(format!("{dir}/webhooks.json"), &wire::webhooks::list(&webhooks)).await?;
     }

@@ -223,9 +223,9 @@ async fn create_org_export(
     let (user_id, _) = caller.require_session()?;
     state.auth().org_access(&caller, org, OrgRole::Admin).await?;
     let row = state.exports().request_org(org, user_id).await.map_err(|err| match err {
-        StorageError::Unique(_) => ApiError::conflict(
-            "an export of this organization is already being built; wait for it",
-        ),
+        StorageError::Unique(_) => {
+            ApiError::conflict("an export of this organization is already being built; wait for it")
+        }
         other => other.into(),
     })?;
     state.auth().audit(AuditAction::OrgExported, &caller.meta, |e| {

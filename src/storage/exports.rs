@@ -13,8 +13,8 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::audit::{AuditRow, AUDIT_COLUMNS};
-use crate::attachments::SealedBlob;
 use super::{now, StorageResult, Store, TenantStore};
+use crate::attachments::SealedBlob;
 use crate::{on_pool, write_on_pool};
 
 /// A stored export.
