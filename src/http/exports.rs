@@ -143,7 +143,11 @@ async fn create_personal_export(
 /// The caller's own export `id`; anyone else's, or an expired one, is 404.
 async fn own_export(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<ExportRow> {
     let (user_id, _) = caller.require_session()?;
-    state.store().export_of(id, user_id, now()).await?.ok_or_else(|| ApiError::not_found("export"))
+    state
+        .store()
+        .export_of(id, user_id, None, now())
+        .await?
+        .ok_or_else(|| ApiError::not_found("export"))
 }
 
 #[utoipa::path(get, path = "/me/exports/{export}", tag = "exports",
@@ -168,9 +172,7 @@ async fn get_personal_export(
     security(("session" = []), ("cookie" = [])),
     responses((status = 200, description = "The zip, as an attachment",
         content((Vec<u8> = "application/zip"))),
-        (status = 409, description = "error code `conflict`: still being built, or failed",
-            body = boardroom_protocol::ErrorEnvelope),
-        crate::http::openapi::ReadErrors))]
+        crate::http::openapi::DownloadErrors))]
 async fn download_personal_export(
     State(state): State<AppState>,
     caller: Caller,
@@ -249,7 +251,7 @@ async fn org_export(
     state.auth().org_access(caller, org, OrgRole::Admin).await?;
     state
         .store()
-        .org_export_of(id, org, user_id, now())
+        .export_of(id, user_id, Some(org), now())
         .await?
         .ok_or_else(|| ApiError::not_found("export"))
 }
@@ -280,9 +282,7 @@ async fn get_org_export(
     security(("session" = []), ("cookie" = [])),
     responses((status = 200, description = "The zip, as an attachment",
         content((Vec<u8> = "application/zip"))),
-        (status = 409, description = "error code `conflict`: still being built, or failed",
-            body = boardroom_protocol::ErrorEnvelope),
-        crate::http::openapi::ReadErrors))]
+        crate::http::openapi::DownloadErrors))]
 async fn download_org_export(
     State(state): State<AppState>,
     caller: Caller,

@@ -196,6 +196,10 @@ error_sets! {
     /// An authenticated read.
     ReadErrors = [BadRequest, Unauthenticated, TokenExpired, SessionRevoked, Forbidden,
         InsufficientScope, NotFound, RateLimited, Internal, Unavailable];
+    /// Downloading what is built in the background (an export): a read that is `conflict`
+    /// until it is ready, or once it failed.
+    DownloadErrors = [BadRequest, Unauthenticated, TokenExpired, SessionRevoked, Forbidden,
+        InsufficientScope, NotFound, Conflict, RateLimited, Internal, Unavailable];
     /// An authenticated write.
     WriteErrors = [BadRequest, MalformedBody, Unauthenticated, TokenExpired, SessionRevoked,
         Forbidden, InsufficientScope, CsrfFailed, NotFound, Conflict, PayloadTooLarge,

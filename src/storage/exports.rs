@@ -167,45 +167,25 @@ impl Store {
         })?)
     }
 
-    /// `user_id`'s personal export `id`, if it is theirs and has not expired at `at`.
+    /// The export `id` if `user_id` asked for it, it is of `org` (`None`: a personal one), and
+    /// it has not expired at `at`.
     pub async fn export_of(
         &self,
         id: Uuid,
         user_id: Uuid,
+        org: Option<Uuid>,
         at: DateTime<Utc>,
     ) -> StorageResult<Option<ExportRow>> {
         let sql = format!(
             "SELECT {EXPORT_COLUMNS} FROM exports WHERE id = $1 AND user_id = $2 \
-             AND organization_id IS NULL AND expires_at > $3"
+             AND (organization_id = $3 OR ($3 IS NULL AND organization_id IS NULL)) \
+             AND expires_at > $4"
         );
         Ok(on_pool!(self, pool => {
             sqlx::query_as::<_, ExportRow>(&sql)
                 .bind(id)
                 .bind(user_id)
-                .bind(at)
-                .fetch_optional(pool)
-                .await
-        })?)
-    }
-
-    /// The export `id` of the organization `org`, if `user_id` asked for it and it has not
-    /// expired at `at`.
-    pub async fn org_export_of(
-        &self,
-        id: Uuid,
-        org: Uuid,
-        user_id: Uuid,
-        at: DateTime<Utc>,
-    ) -> StorageResult<Option<ExportRow>> {
-        let sql = format!(
-            "SELECT {EXPORT_COLUMNS} FROM exports WHERE id = $1 AND organization_id = $2 \
-             AND user_id = $3 AND expires_at > $4"
-        );
-        Ok(on_pool!(self, pool => {
-            sqlx::query_as::<_, ExportRow>(&sql)
-                .bind(id)
                 .bind(org)
-                .bind(user_id)
                 .bind(at)
                 .fetch_optional(pool)
                 .await
