@@ -15,10 +15,13 @@
 //! - [`limits`]: exact attempt limits shared through the database ([`limits::Limiter`]).
 //! - [`request_meta`]: client IP (trusted proxies only), its limit network, and User-Agent.
 //! - [`caller`]: the middleware that authenticates each request and the `Caller` extractor.
+//! - [`email`]: verification links, the move to a new address, password reset (mail through
+//!   the outbox).
 //! - [`google`]: Google sign-in (OpenID Connect with PKCE): the client, ID-token checks, accounts.
 
 pub mod api_keys;
 pub mod caller;
+pub mod email;
 pub mod google;
 pub mod limits;
 pub mod password;
@@ -90,7 +93,10 @@ pub struct Auth {
     login_account_limit: Limit,
     register_limit: Limit,
     password_change_limit: Limit,
+    reset_limit: Limit,
+    reset_ip_limit: Limit,
     session_max_age: chrono::Duration,
+    mail: crate::mail::Mail,
 }
 
 const FIFTEEN_MINUTES: Duration = Duration::from_secs(15 * 60);
@@ -109,6 +115,7 @@ impl Auth {
         orgs: Arc<Orgs>,
         secret: &[u8],
         settings: &Settings,
+        mail: crate::mail::Mail,
     ) -> Self {
         Auth {
             limiter: Limiter::new(store.clone()),
@@ -145,7 +152,18 @@ impl Auth {
                 max: settings.login_limit,
                 window: FIFTEEN_MINUTES,
             },
+            reset_limit: Limit {
+                name: "password-reset",
+                max: settings.password_reset_limit,
+                window: AN_HOUR,
+            },
+            reset_ip_limit: Limit {
+                name: "password-reset-ip",
+                max: settings.password_reset_ip_limit,
+                window: AN_HOUR,
+            },
             session_max_age: chrono::Duration::days(i64::from(settings.session_max_days)),
+            mail,
         }
     }
 
@@ -157,6 +175,11 @@ impl Auth {
     /// The password hasher.
     pub fn hasher(&self) -> &PasswordHasher {
         &self.hasher
+    }
+
+    /// The mail outbox (links and wake-ups).
+    pub fn mail(&self) -> &crate::mail::Mail {
+        &self.mail
     }
 
     /// The API-key cache.
@@ -277,6 +300,10 @@ impl Auth {
             e.target = Some(user.id.to_string());
             e.metadata = serde_json::json!({ "method": "password" });
         });
+        // The account works at once; the address is proved when the link is used.
+        if let Err(err) = self.send_verification(&user).await {
+            tracing::warn!(error = ?err, user = %user.id, "queuing the verification link failed");
+        }
         let tokens = self.start_session(&user, "password", meta).await?;
         Ok((user, tokens))
     }
@@ -489,6 +516,31 @@ impl Auth {
     ) -> Result<(UserRow, SessionTokens), ApiError> {
         validate::presented_password("current_password", current)?;
         validate::new_password("new_password", new)?;
+        self.check_current_password(user, current, meta).await?;
+        let hash = self.hasher.hash(new.to_owned()).await?;
+        let version = self.store.set_password(user, &hash).await?;
+        let revoked =
+            self.store.revoke_other_sessions(user, Some(session), "password_changed").await?;
+        self.sessions.revoke_user(user, Some(session), version);
+        self.audit(AuditAction::PasswordChanged, meta, |e| {
+            e.actor_id = Some(user);
+            e.target = Some(user.to_string());
+            e.metadata = serde_json::json!({ "sessions_ended": revoked.len() });
+        });
+        self.renew_session(user, session).await
+    }
+
+    /// Checks `user`'s current password before a change that needs it (password, address);
+    /// answers the account. Wrong ones count against the account's limit (as many as
+    /// `BOARDROOM_LOGIN_LIMIT` in any 15 minutes) and are audited `password.change_failed`; as
+    /// at login, a slot is taken before the check and given back when the password was right.
+    async fn check_current_password(
+        &self,
+        user: Uuid,
+        current: &str,
+        meta: &RequestMeta,
+    ) -> Result<UserRow, ApiError> {
+        validate::presented_password("current_password", current)?;
         let failed = |reason: &'static str| {
             self.audit(AuditAction::PasswordChangeFailed, meta, |e| {
                 e.actor_id = Some(user);
@@ -510,34 +562,23 @@ impl Auth {
                 self.store.user_by_id(user).await?.ok_or_else(|| ApiError::not_found("user"))?;
             let matched =
                 self.hasher.verify(current.to_owned(), account.password_hash.clone()).await?;
-            Ok::<_, ApiError>(matched)
+            Ok::<_, ApiError>((account, matched))
         };
         match checked.await {
-            Ok(true) => self.give_back(taken).await,
-            Ok(false) => {
+            Ok((account, true)) => {
+                self.give_back(taken).await;
+                Ok(account)
+            }
+            Ok((_, false)) => {
                 taken.keep();
                 failed("invalid_credentials");
-                return Err(ApiError::new(
-                    ErrorCode::InvalidCredentials,
-                    "current password is wrong",
-                ));
+                Err(ApiError::new(ErrorCode::InvalidCredentials, "current password is wrong"))
             }
             Err(err) => {
                 self.give_back(taken).await;
-                return Err(err);
+                Err(err)
             }
         }
-        let hash = self.hasher.hash(new.to_owned()).await?;
-        let version = self.store.set_password(user, &hash).await?;
-        let revoked =
-            self.store.revoke_other_sessions(user, Some(session), "password_changed").await?;
-        self.sessions.revoke_user(user, Some(session), version);
-        self.audit(AuditAction::PasswordChanged, meta, |e| {
-            e.actor_id = Some(user);
-            e.target = Some(user.to_string());
-            e.metadata = serde_json::json!({ "sessions_ended": revoked.len() });
-        });
-        self.renew_session(user, session).await
     }
 
     /// New tokens for a live session of `user` (after a password change moved the user's token

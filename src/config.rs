@@ -73,6 +73,12 @@ pub enum AdminCommand {
         /// Email of the account.
         email: String,
     },
+    /// Mark the email address of the account with this email verified, as a verification link
+    /// would (audited): for operators without mail, and for support.
+    VerifyEmail {
+        /// Email of the account.
+        email: String,
+    },
 }
 
 /// `boardroom audit …`
@@ -259,6 +265,38 @@ pub struct Settings {
     #[arg(long, env = "BOARDROOM_REGISTER_LIMIT", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
     pub register_limit: u32,
+
+    /// Password-reset requests allowed per email address in any hour (the same limit holds
+    /// verification-link resends per account). Past it: `429`, and nothing is sent.
+    #[arg(long, env = "BOARDROOM_PASSWORD_RESET_LIMIT", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
+    pub password_reset_limit: u32,
+
+    /// Password-reset requests allowed per client network in any hour, whatever the address.
+    #[arg(long, env = "BOARDROOM_PASSWORD_RESET_IP_LIMIT", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
+    pub password_reset_ip_limit: u32,
+
+    /// SMTP server account mail is sent through: `smtp://host:port` (plain),
+    /// `smtp://user:pass@host:587?tls=starttls`, or `smtps://user:pass@host:465`. Unset: mail
+    /// is off, and each message's link is logged at `info` instead (development).
+    #[arg(long, env = "BOARDROOM_SMTP_URL", hide_env_values = true, global = true)]
+    pub smtp_url: Option<String>,
+
+    /// The `From` of account mail, as `Name <address>` or a bare address.
+    #[arg(long, env = "BOARDROOM_MAIL_FROM", default_value = "Boardroom <boardroom@localhost>",
+          global = true)]
+    pub mail_from: String,
+
+    /// Days an invitation to an organization stays open.
+    #[arg(long, env = "BOARDROOM_INVITATION_TTL_DAYS", default_value_t = 7,
+          value_parser = clap::value_parser!(u32).range(1..=90), global = true)]
+    pub invitation_ttl_days: u32,
+
+    /// Wait before the first retry of a message the SMTP server did not take; each later one
+    /// waits twice as long, up to an hour. Not a flag; tests shorten it.
+    #[arg(skip = DEFAULT_MAIL_RETRY_BASE)]
+    pub mail_retry_base: Duration,
 
     /// Days a session lives at most from its sign-in, however often it is refreshed; a refresh
     /// past it is refused and the user signs in again.
@@ -533,6 +571,9 @@ impl std::str::FromStr for Secret {
         Ok(Secret(s.to_owned()))
     }
 }
+
+/// First wait before a failed message is tried again, in production.
+pub const DEFAULT_MAIL_RETRY_BASE: Duration = Duration::from_secs(10);
 
 /// How often the webhook actor looks for due retries in production.
 pub const DEFAULT_WEBHOOK_POLL: Duration = Duration::from_secs(1);

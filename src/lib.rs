@@ -20,6 +20,10 @@
 //! - [`http`]: the HTTP edge, the router and its thin handlers.
 //! - [`error`]: the one error type at the edge, mapped to the stable codes of
 //!   `boardroom-protocol`.
+//! - [`invitations`]: invitations to organizations, and adding a member by email (at once for
+//!   a verified account, else by invitation).
+//! - [`mail`]: account mail: the outbox, its sender (SMTP with `lettre`, retried with backoff)
+//!   and the message templates.
 //! - [`exports`]: exports written out for people: a board as CSV.
 //! - [`state`]: [`state::AppState`], what the edges share: store, settings, auth, actors, gateway.
 //! - [`ssrf`]: the SSRF guard for outbound webhooks: URL validation, address checks,
@@ -46,6 +50,8 @@ pub mod config;
 pub mod error;
 pub mod exports;
 pub mod http;
+pub mod invitations;
+pub mod mail;
 pub mod secrets;
 pub mod server;
 pub mod ssrf;

@@ -55,31 +55,14 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
             store.close().await;
             Ok(())
         }
-        Command::Admin(admin) => {
-            let (email, grant, action) = match admin {
-                AdminCommand::GrantSuperadmin { email } => {
-                    (email, true, AuditAction::SuperadminGranted)
-                }
-                AdminCommand::RevokeSuperadmin { email } => {
-                    (email, false, AuditAction::SuperadminRevoked)
-                }
-            };
-            let email = boardroom::validate::email(&email)
-                .map_err(|err| StartupError::Command(err.message().to_owned()))?;
-            let store = server::open_store(&cli.settings).await?;
-            let user = store.set_superadmin(&email, grant).await.map_err(|err| match err {
-                StorageError::NotFound => {
-                    StartupError::Command(format!("no account with email {email}"))
-                }
-                other => StartupError::Command(format!("cannot update the account: {other}")),
-            })?;
-            let mut event = AuditEvent::new(action);
-            event.target = Some(user.id.to_string());
-            event.metadata = serde_json::json!({ "via": "cli", "email": email });
-            append_audit(&store, event).await?;
-            println!("{} superadmin {email}", if grant { "granted" } else { "revoked" });
-            store.close().await;
-            Ok(())
+        Command::Admin(AdminCommand::GrantSuperadmin { email }) => {
+            change_account(&cli.settings, &email, AccountChange::Superadmin(true)).await
+        }
+        Command::Admin(AdminCommand::RevokeSuperadmin { email }) => {
+            change_account(&cli.settings, &email, AccountChange::Superadmin(false)).await
+        }
+        Command::Admin(AdminCommand::VerifyEmail { email }) => {
+            change_account(&cli.settings, &email, AccountChange::VerifyEmail).await
         }
         Command::Audit(AuditCommand::Verify) => {
             let key = server::audit_key(&cli.settings, IfMissing::Fail)?;
@@ -209,6 +192,48 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
             Ok(())
         }
     }
+}
+
+/// What an `admin …` command changes on an account.
+enum AccountChange {
+    /// Set (`true`) or clear the platform superadmin flag.
+    Superadmin(bool),
+    /// Mark the address verified.
+    VerifyEmail,
+}
+
+/// Applies an `admin …` command to the account with `email`, then writes its audit row.
+async fn change_account(
+    settings: &boardroom::config::Settings,
+    email: &str,
+    change: AccountChange,
+) -> Result<(), StartupError> {
+    let email = boardroom::validate::email(email)
+        .map_err(|err| StartupError::Command(err.message().to_owned()))?;
+    let store = server::open_store(settings).await?;
+    let (changed, action, said) = match change {
+        AccountChange::Superadmin(grant) => (
+            store.set_superadmin(&email, grant).await,
+            if grant { AuditAction::SuperadminGranted } else { AuditAction::SuperadminRevoked },
+            format!("{} superadmin {email}", if grant { "granted" } else { "revoked" }),
+        ),
+        AccountChange::VerifyEmail => (
+            store.mark_email_verified(&email).await,
+            AuditAction::EmailVerified,
+            format!("verified {email}"),
+        ),
+    };
+    let user = changed.map_err(|err| match err {
+        StorageError::NotFound => StartupError::Command(format!("no account with email {email}")),
+        other => StartupError::Command(format!("cannot update the account: {other}")),
+    })?;
+    let mut event = AuditEvent::new(action);
+    event.target = Some(user.id.to_string());
+    event.metadata = serde_json::json!({ "via": "cli", "email": email });
+    append_audit(&store, event).await?;
+    println!("{said}");
+    store.close().await;
+    Ok(())
 }
 
 /// Appends one audit row written by a subcommand.

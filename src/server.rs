@@ -62,6 +62,7 @@ pub enum StartupError {
 pub struct App {
     state: AppState,
     tls: Option<Arc<Tls>>,
+    mail_sender: crate::mail::Sender,
 }
 
 impl App {
@@ -84,8 +85,18 @@ impl App {
         let vault = Arc::new(
             Vault::from_settings(&settings, IfMissing::Generate).map_err(StartupError::Setting)?,
         );
+        let smtp = crate::mail::transport(&settings).map_err(StartupError::Setting)?;
+        let mail_from = crate::mail::from_mailbox(&settings).map_err(StartupError::Setting)?;
         let store = open_store(&settings).await?;
         store.migrate().await.map_err(StartupError::Migrate)?;
+        let mail = crate::mail::Mail::new(public_url);
+        let mail_sender = crate::mail::Sender::new(
+            store.clone(),
+            &mail,
+            smtp,
+            mail_from,
+            settings.mail_retry_base,
+        );
         let runtime = Runtime::start(Dependencies {
             audit_store: Arc::new(store.clone()),
             audit_key: Arc::new(audit_key),
@@ -107,8 +118,10 @@ impl App {
             runtime.orgs().clone(),
             &secret,
             &settings,
+            mail,
         );
-        Ok(App { state: AppState::new(store, settings, auth, runtime, billing, vault), tls })
+        let state = AppState::new(store, settings, auth, runtime, billing, vault);
+        Ok(App { state, tls, mail_sender })
     }
 
     /// The shared state (for CLI subcommands that need the store).
@@ -193,6 +206,7 @@ impl App {
             .clone()
             .spawn(Duration::from_secs(self.state.settings().attachment_sweep_interval_secs));
         let reaper = crate::blob_reaper::spawn(self.state.clone());
+        let mail_sender = self.mail_sender.spawn();
         tracing::info!(
             addr = %local_addr,
             tls = self.tls.is_some(),
@@ -207,6 +221,7 @@ impl App {
             maintenance,
             sweep,
             reaper,
+            mail_sender,
             tls: self.tls,
             tls_watch,
             redirect,
@@ -259,6 +274,7 @@ pub struct RunningServer {
     maintenance: JoinHandle<()>,
     sweep: JoinHandle<()>,
     reaper: JoinHandle<()>,
+    mail_sender: JoinHandle<()>,
     tls: Option<Arc<Tls>>,
     tls_watch: Option<JoinHandle<()>>,
     redirect: Option<(SocketAddr, JoinHandle<std::io::Result<()>>)>,
@@ -318,6 +334,8 @@ impl RunningServer {
         self.maintenance.abort();
         self.sweep.abort();
         self.reaper.abort();
+        // Whatever is not sent stays in the outbox for the next start.
+        self.mail_sender.abort();
         let flushed = self.state.runtime().shutdown().await;
         if !flushed {
             tracing::warn!("the actors did not flush completely");

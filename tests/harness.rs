@@ -26,6 +26,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub mod memory;
+pub mod smtp;
 pub mod socket;
 mod venv;
 pub use venv::python;
@@ -376,8 +377,19 @@ impl TestServer {
         org
     }
 
-    /// Adds `user` to `org` with `role`, acting as `admin`.
+    /// Marks `user`'s address verified straight in the database, with the store call behind
+    /// `boardroom admin verify-email` (without its audit row). Only for tests about something
+    /// else that need an account to count as verified (adding a member by email adds only
+    /// verified accounts); tests about verification go through the mailed link
+    /// (`tests/accounts.rs`).
+    pub async fn mark_email_verified_in_db(&self, user: &TestUser) {
+        self.state().store().mark_email_verified(&user.email).await.expect("mark verified");
+    }
+
+    /// Adds `user` to `org` with `role`, acting as `admin`. Only verified accounts are added by
+    /// email, so `user`'s address is first marked verified ([`Self::mark_email_verified_in_db`]).
     pub async fn add_member(&self, admin: &TestUser, org: &str, user: &TestUser, role: &str) {
+        self.mark_email_verified_in_db(user).await;
         let body = orgs::AddOrgMember { email: user.email.clone(), role: role.to_owned() };
         let member: orgs::OrgMember = self
             .post(&format!("/api/v1/orgs/{org}/members"), Some(&admin.access_token), &body)

@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod accounts;
 mod api_keys;
 mod attachments;
 mod attachments_vault;

@@ -125,6 +125,20 @@ audit_actions! {
     /// An admin asked for an export of a whole organization (`target`: the organization;
     /// `metadata`: export id, scope `organization`).
     OrgExported = "org.exported",
+    /// An address was proved to be its account's: a verification link, or
+    /// `boardroom admin verify-email` (`metadata.via`).
+    EmailVerified = "email.verified",
+    /// An account moved to a new address, once the new address was proved (`metadata`: from, to).
+    EmailChanged = "email.changed",
+    /// A password was set through a reset link: every session and access token of the account
+    /// ended.
+    PasswordReset = "password.reset",
+    /// An organization admin invited an address (`metadata`: email, role, invitation id).
+    InvitationCreated = "invitation.created",
+    /// An organization admin withdrew an invitation.
+    InvitationRevoked = "invitation.revoked",
+    /// The invited person declined an invitation.
+    InvitationDeclined = "invitation.declined",
 }
 
 impl AuditEvent {

@@ -39,6 +39,9 @@ error_codes! {
     BadRequest = ("bad_request", 400),
     /// The body is not valid JSON (or MessagePack) for the expected shape.
     MalformedBody = ("malformed_body", 400),
+    /// An email link's token (verification, address change, password reset) that is unknown,
+    /// used already, expired, or no longer matches the account's address.
+    InvalidToken = ("invalid_token", 400),
     /// A signed delivery (a Stripe webhook) whose signature is missing, malformed, outside the
     /// timestamp tolerance, or matches nothing; nothing was applied.
     InvalidSignature = ("invalid_signature", 400),

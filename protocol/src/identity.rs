@@ -17,7 +17,8 @@ pub struct User {
     pub email: String,
     /// Display name.
     pub name: String,
-    /// Whether the email is known to be the user's (Google sign-in says so).
+    /// Whether the email is known to be the user's: a verification or reset link was used,
+    /// Google vouched for it, or an operator marked it.
     pub email_verified: bool,
     /// Registration time.
     pub created_at: DateTime<Utc>,
@@ -58,6 +59,51 @@ pub struct ChangePassword {
     pub current_password: String,
     /// The new one.
     pub new_password: String,
+}
+
+/// `POST /auth/verify-email`: the token from a verification link (also the one sent to a new
+/// address after `PATCH /me`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VerifyEmail {
+    /// The link's `token`.
+    pub token: String,
+}
+
+/// `POST /auth/password-reset`: always answered `202`, whether an account has the address or
+/// not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PasswordResetRequest {
+    /// The account's email.
+    pub email: String,
+}
+
+/// `POST /auth/password-reset/confirm`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PasswordResetConfirm {
+    /// The reset link's `token`.
+    pub token: String,
+    /// The new password (the same policy as at registration).
+    pub new_password: String,
+}
+
+/// `PATCH /me`: move the account to a new address. The new address is proved first (a link is
+/// sent to it); the old one is told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ChangeEmail {
+    /// The new address.
+    pub email: String,
+    /// The password now.
+    pub current_password: String,
+}
+
+/// The answer of `PATCH /me`: the account keeps its address until the link sent to the new one
+/// is used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PendingEmailChange {
+    /// The address waiting to be confirmed.
+    pub pending_email: String,
+    /// When the link stops working.
+    pub expires_at: DateTime<Utc>,
 }
 
 /// The type of the access token: always `Bearer`.

@@ -100,13 +100,60 @@ pub struct CreateOrganization {
     pub name: String,
 }
 
-/// `POST /orgs/{org}/members`: adds an existing account by email.
+/// `POST /orgs/{org}/members`: adds the account with this verified email at once (`201`), or
+/// invites the address (`202`) when no account has it verified.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AddOrgMember {
     /// The account's email.
     pub email: String,
     /// `admin` or `member` (a text, so another word is refused as `validation_failed`).
     pub role: String,
+}
+
+/// `POST /orgs/{org}/invitations`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CreateInvitation {
+    /// The address to invite.
+    pub email: String,
+    /// `admin` or `member`.
+    pub role: String,
+}
+
+/// An open invitation to an organization.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Invitation {
+    /// Id.
+    pub id: Uuid,
+    /// The organization.
+    pub organization_id: Uuid,
+    /// Its name.
+    pub organization_name: String,
+    /// The invited address.
+    pub email: String,
+    /// The role accepting gives.
+    pub role: OrgRole,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+    /// Who invited (absent once their account is gone).
+    #[schema(required = true)]
+    pub invited_by: Option<Uuid>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// `GET /orgs/{org}/invitations`, `GET /invitations`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct InvitationList {
+    /// Open invitations, newest first.
+    pub invitations: Vec<Invitation>,
+}
+
+/// The `202` of `POST /orgs/{org}/members` for an address with no verified account: an
+/// invitation was sent instead of adding anyone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct InvitationSent {
+    /// The invitation.
+    pub invitation: Invitation,
 }
 
 /// `PATCH /orgs/{org}/members/{user}`.

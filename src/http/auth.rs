@@ -1,4 +1,5 @@
-//! `/auth/*` and `/me`: registration, login, refresh, logout, password change, sessions.
+//! `/auth/*` and `/me`: registration, login, refresh, logout, password change, sessions, email
+//! verification, password reset, and the move to a new address (rules in [`crate::auth::email`]).
 //!
 //! Answers that start or refresh a session also set cookies for browsers: `br_access` and
 //! `br_refresh` (HttpOnly, Secure, SameSite=Strict) and `br_csrf` (readable by the page, echoed
@@ -34,7 +35,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(change_password))
         .routes(routes!(list_sessions))
         .routes(routes!(revoke_session))
-        .routes(routes!(me))
+        .routes(routes!(me, change_email))
+        .routes(routes!(verify_email))
+        .routes(routes!(resend_verification))
+        .routes(routes!(request_password_reset))
+        .routes(routes!(confirm_password_reset))
 }
 
 /// The answer that opens or refreshes a session: JSON body plus browser cookies, never stored by
@@ -224,4 +229,93 @@ async fn me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<ide
         .await?
         .ok_or_else(|| ApiError::unauthenticated("account no longer exists"))?;
     Ok(Json(wire::me(&user, &caller.principal)))
+}
+
+#[utoipa::path(patch, path = "/me", tag = "auth", operation_id = "change_email",
+    summary = "Move to a new email address: a link is sent to it, and the old one is told",
+    description = "The account keeps its address until the link sent to the new one is used \
+        (`POST /auth/verify-email`). Needs the current password; wrong ones count like wrong \
+        password changes.",
+    request_body = identity::ChangeEmail,
+    security(("session" = []), ("cookie" = [], "csrf" = [])),
+    responses((status = 202, description = "Link sent to the new address",
+        body = identity::PendingEmailChange), crate::http::openapi::WriteErrors))]
+async fn change_email(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<identity::ChangeEmail>,
+) -> ApiResult<(StatusCode, Json<identity::PendingEmailChange>)> {
+    let (user, _) = caller.require_session()?;
+    let pending = state
+        .auth()
+        .change_email(user, &body.current_password, &body.email, &caller.meta)
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(identity::PendingEmailChange {
+            pending_email: pending.email,
+            expires_at: pending.expires_at,
+        }),
+    ))
+}
+
+#[utoipa::path(post, path = "/auth/verify-email", tag = "auth", operation_id = "verify_email",
+    summary = "Use a verification link's token: the address is verified (or becomes the account's, after PATCH /me)",
+    request_body = identity::VerifyEmail,
+    security(()),
+    responses((status = 204, description = "Verified"),
+        crate::http::openapi::PublicTokenErrors))]
+async fn verify_email(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    ApiJson(body): ApiJson<identity::VerifyEmail>,
+) -> ApiResult<StatusCode> {
+    state.auth().verify_email(&body.token, &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/auth/verify-email/resend", tag = "auth",
+        operation_id = "resend_verification",
+    summary = "Send the caller a new verification link (rate-limited)",
+    security(("session" = []), ("cookie" = [], "csrf" = [])),
+    responses((status = 202, description = "Queued"), crate::http::openapi::WriteErrors))]
+async fn resend_verification(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<StatusCode> {
+    let (user, _) = caller.require_session()?;
+    state.auth().resend_verification(user).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+#[utoipa::path(post, path = "/auth/password-reset", tag = "auth",
+        operation_id = "request_password_reset",
+    summary = "Mail a password-reset link; 202 whether an account has the address or not",
+    request_body = identity::PasswordResetRequest,
+    security(()),
+    responses((status = 202, description = "Accepted (nothing says whether an account exists)"),
+        crate::http::openapi::PublicWriteErrors))]
+async fn request_password_reset(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    ApiJson(body): ApiJson<identity::PasswordResetRequest>,
+) -> ApiResult<StatusCode> {
+    state.auth().request_password_reset(&body.email, &meta).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+#[utoipa::path(post, path = "/auth/password-reset/confirm", tag = "auth",
+        operation_id = "confirm_password_reset",
+    summary = "Set a new password with a reset link's token; every session and access token ends",
+    request_body = identity::PasswordResetConfirm,
+    security(()),
+    responses((status = 204, description = "Password set; sign in again"),
+        crate::http::openapi::PublicTokenErrors))]
+async fn confirm_password_reset(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    ApiJson(body): ApiJson<identity::PasswordResetConfirm>,
+) -> ApiResult<StatusCode> {
+    state.auth().confirm_password_reset(&body.token, &body.new_password, &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

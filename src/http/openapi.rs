@@ -220,6 +220,10 @@ error_sets! {
         SessionRevoked, PlanLimit, Forbidden, InsufficientScope, CsrfFailed, NotFound,
         Conflict, VersionConflict, PayloadTooLarge, ContentTooLarge, UnsupportedMediaType,
         ValidationFailed, LimitReached, RateLimited, Internal, Unavailable];
+    /// A public route that redeems an email link's token (verification, password reset).
+    PublicTokenErrors = [BadRequest, MalformedBody, InvalidToken, CsrfFailed, Conflict,
+        PayloadTooLarge, UnsupportedMediaType, ValidationFailed, RateLimited, Internal,
+        Unavailable];
     /// The Stripe webhook: no session, a signature instead.
     StripeWebhookErrors = [BadRequest, InvalidSignature, MalformedBody, NotFound,
         PayloadTooLarge, RateLimited, Internal, Unavailable];

@@ -1,10 +1,13 @@
 //! `/orgs`: organizations and their members.
 //!
 //! Anyone signed in may create an organization and becomes its admin. Reading needs membership;
-//! changing membership needs the admin role. Another organization answers 404.
+//! changing membership and invitations needs the admin role. Another organization answers 404.
+//! A person's own invitations (`/invitations`) are theirs to accept or decline; the rules live in
+//! [`crate::invitations`].
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use boardroom_actors::audit::AuditAction;
 use boardroom_actors::roles::OrgRole;
@@ -18,6 +21,7 @@ use super::extract::{ApiJson, ApiPath};
 use super::AppState;
 use crate::auth::{Caller, Principal};
 use crate::error::{ApiError, ApiResult};
+use crate::invitations::{self, Added};
 use crate::validate;
 use crate::wire::orgs as wire;
 use boardroom_actors::org::MemberChange;
@@ -29,6 +33,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_org))
         .routes(routes!(list_members, add_member))
         .routes(routes!(change_member, remove_member))
+        .routes(routes!(list_invitations, create_invitation))
+        .routes(routes!(revoke_invitation))
+        .routes(routes!(my_invitations))
+        .routes(routes!(accept_invitation))
+        .routes(routes!(decline_invitation))
 }
 
 fn parse_role(role: &str) -> Result<OrgRole, ApiError> {
@@ -119,38 +128,139 @@ async fn list_members(
 }
 
 #[utoipa::path(post, path = "/orgs/{org}/members", tag = "orgs", operation_id = "add_org_member",
-    summary = "Add an existing account (admins)",
+    summary = "Add the account with this verified email (admins); any other address is invited",
+    description = "An account whose email is verified is added at once (201). For an unknown \
+        address, or an account that never verified it, nobody is added: an invitation is \
+        mailed instead (202), which only the holder of the verified address can accept.",
     params(("org" = uuid::Uuid, Path, description = "The organization")),
     request_body = orgs::AddOrgMember,
     security(("session" = []), ("cookie" = [], "csrf" = [])),
     responses((status = 201, description = "Added", body = orgs::OrgMember),
+        (status = 202, description = "Invited instead", body = orgs::InvitationSent),
         crate::http::openapi::PlanWriteErrors))]
 async fn add_member(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(org): ApiPath<Uuid>,
     ApiJson(body): ApiJson<orgs::AddOrgMember>,
-) -> ApiResult<(StatusCode, Json<orgs::OrgMember>)> {
+) -> ApiResult<Response> {
     caller.require_session()?;
     let email = validate::email(&body.email)?;
     let access = state.auth().org_access(&caller, org, OrgRole::Admin).await?;
     let role = parse_role(&body.role)?;
-    let user = state
-        .store()
-        .user_by_email(&email)
-        .await?
-        .ok_or_else(|| ApiError::not_found("account with this email"))?;
-    let tenant = state.store().tenant(org);
-    state.auth().orgs().change(org, user.id, MemberChange::Add(role)).await?;
-    state.auth().audit(AuditAction::MemberAdded, &caller.meta, |e| {
-        e.organization_id = Some(org);
-        e.actor_id = Some(caller.user_id());
-        e.target = Some(user.id.to_string());
-        e.bypass = access.bypass;
-        e.metadata = json!({ "role": role.as_str() });
-    });
-    let member = tenant.member(user.id).await?.ok_or_else(|| ApiError::not_found("member"))?;
-    Ok((StatusCode::CREATED, Json(wire::member(&member))))
+    Ok(match invitations::add_or_invite(&state, &caller, access, &email, role).await? {
+        Added::Member(member) => (StatusCode::CREATED, Json(wire::member(&member))).into_response(),
+        Added::Invited(invitation) => (
+            StatusCode::ACCEPTED,
+            Json(orgs::InvitationSent { invitation: wire::invitation(&invitation) }),
+        )
+            .into_response(),
+    })
+}
+
+#[utoipa::path(post, path = "/orgs/{org}/invitations", tag = "orgs",
+        operation_id = "create_invitation",
+    summary = "Invite an address to the organization (admins); the invitation is mailed",
+    params(("org" = uuid::Uuid, Path, description = "The organization")),
+    request_body = orgs::CreateInvitation,
+    security(("session" = []), ("cookie" = [], "csrf" = [])),
+    responses((status = 201, description = "Invited", body = orgs::Invitation),
+        crate::http::openapi::WriteErrors))]
+async fn create_invitation(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(org): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<orgs::CreateInvitation>,
+) -> ApiResult<(StatusCode, Json<orgs::Invitation>)> {
+    caller.require_session()?;
+    let email = validate::email(&body.email)?;
+    let access = state.auth().org_access(&caller, org, OrgRole::Admin).await?;
+    let role = parse_role(&body.role)?;
+    let invitation = invitations::invite(&state, &caller, access, &email, role).await?;
+    Ok((StatusCode::CREATED, Json(wire::invitation(&invitation))))
+}
+
+#[utoipa::path(get, path = "/orgs/{org}/invitations", tag = "orgs",
+        operation_id = "list_org_invitations",
+    summary = "The organization's open invitations (admins)",
+    params(("org" = uuid::Uuid, Path, description = "The organization")),
+    security(("session" = []), ("cookie" = [])),
+    responses((status = 200, description = "The invitations", body = orgs::InvitationList),
+        crate::http::openapi::ReadErrors))]
+async fn list_invitations(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(org): ApiPath<Uuid>,
+) -> ApiResult<Json<orgs::InvitationList>> {
+    caller.require_session()?;
+    state.auth().org_access(&caller, org, OrgRole::Admin).await?;
+    let rows = state.store().tenant(org).invitations().await?;
+    Ok(Json(wire::invitations(&rows)))
+}
+
+#[utoipa::path(delete, path = "/orgs/{org}/invitations/{invitation}", tag = "orgs",
+        operation_id = "revoke_invitation",
+    summary = "Withdraw an open invitation (admins)",
+    params(("org" = uuid::Uuid, Path, description = "The organization"),
+        ("invitation" = uuid::Uuid, Path, description = "The invitation")),
+    security(("session" = []), ("cookie" = [], "csrf" = [])),
+    responses((status = 204, description = "Withdrawn"), crate::http::openapi::WriteErrors))]
+async fn revoke_invitation(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((org, id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<StatusCode> {
+    caller.require_session()?;
+    let access = state.auth().org_access(&caller, org, OrgRole::Admin).await?;
+    invitations::revoke(&state, &caller, access, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/invitations", tag = "orgs", operation_id = "my_invitations",
+    summary = "Open invitations to the caller's verified email address",
+    security(("session" = []), ("cookie" = [])),
+    responses((status = 200, description = "The invitations (none while the address is not verified)",
+        body = orgs::InvitationList), crate::http::openapi::ReadErrors))]
+async fn my_invitations(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<orgs::InvitationList>> {
+    let (user, _) = caller.require_session()?;
+    let rows = invitations::mine(&state, user).await?;
+    Ok(Json(wire::invitations(&rows)))
+}
+
+#[utoipa::path(post, path = "/invitations/{invitation}/accept", tag = "orgs",
+        operation_id = "accept_invitation",
+    summary = "Join the organization with the invited role (the caller's verified email must be the invited one, else 404)",
+    params(("invitation" = uuid::Uuid, Path, description = "The invitation")),
+    security(("session" = []), ("cookie" = [], "csrf" = [])),
+    responses((status = 200, description = "A member now", body = orgs::OrgMember),
+        crate::http::openapi::PlanWriteErrors))]
+async fn accept_invitation(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<orgs::OrgMember>> {
+    let (user, _) = caller.require_session()?;
+    let member = invitations::accept(&state, &caller, user, id).await?;
+    Ok(Json(wire::member(&member)))
+}
+
+#[utoipa::path(post, path = "/invitations/{invitation}/decline", tag = "orgs",
+        operation_id = "decline_invitation",
+    summary = "Decline an invitation (the same rule as accepting)",
+    params(("invitation" = uuid::Uuid, Path, description = "The invitation")),
+    security(("session" = []), ("cookie" = [], "csrf" = [])),
+    responses((status = 204, description = "Declined"), crate::http::openapi::WriteErrors))]
+async fn decline_invitation(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<StatusCode> {
+    let (user, _) = caller.require_session()?;
+    invitations::decline(&state, &caller, user, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(patch, path = "/orgs/{org}/members/{user}", tag = "orgs",

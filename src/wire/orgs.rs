@@ -6,7 +6,7 @@ use boardroom_actors::plans::Resource;
 use boardroom_actors::roles::OrgRole;
 use boardroom_protocol::orgs as wire;
 
-use crate::storage::{MemberRow, OrganizationRow};
+use crate::storage::{InvitationRow, MemberRow, OrganizationRow};
 
 /// A role in an organization.
 pub const fn role(role: OrgRole) -> wire::OrgRole {
@@ -69,4 +69,23 @@ pub fn member(member: &MemberRow) -> wire::OrgMember {
 /// An organization's members.
 pub fn members(members: &[MemberRow]) -> wire::OrgMemberList {
     wire::OrgMemberList { members: members.iter().map(member).collect() }
+}
+
+/// An open invitation.
+pub fn invitation(row: &InvitationRow) -> wire::Invitation {
+    wire::Invitation {
+        id: row.id,
+        organization_id: row.organization_id,
+        organization_name: row.organization_name.clone(),
+        email: row.email.clone(),
+        role: role(OrgRole::parse(&row.role).unwrap_or(OrgRole::Member)),
+        expires_at: row.expires_at,
+        invited_by: row.invited_by,
+        created_at: row.created_at,
+    }
+}
+
+/// Open invitations.
+pub fn invitations(rows: &[InvitationRow]) -> wire::InvitationList {
+    wire::InvitationList { invitations: rows.iter().map(invitation).collect() }
 }

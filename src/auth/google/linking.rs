@@ -6,14 +6,20 @@
 //! with its reason.
 
 use boardroom_actors::audit::AuditAction;
+use boardroom_actors::org::{MemberChange, OrgError};
+use boardroom_actors::webhook::Affected;
 use boardroom_protocol::ErrorCode;
 use sha2::{Digest, Sha256};
 use url::Url;
+use uuid::Uuid;
 
 use super::{GoogleCallback, GoogleIdentity, GoogleSignIn, STATE_TTL_MINUTES};
 use crate::auth::{Auth, RequestMeta, SessionTokens};
 use crate::error::ApiError;
 use crate::storage::{NewOAuthState, NewUser, StorageError, UserRow};
+
+/// Why a claimed account's webhooks were disabled (`disabled_reason`, audit `metadata.reason`).
+const CLAIMED: &str = "creator_account_claimed";
 
 /// The key a pending sign-in is stored under: SHA-256 of its `state`.
 pub fn state_key(state: &str) -> [u8; 32] {
@@ -114,7 +120,7 @@ impl Auth {
                 return Err(err.into());
             }
         };
-        let account = match self.google_account(&identity).await {
+        let account = match self.google_account(&identity, meta).await {
             Ok(account) => account,
             Err(err) => {
                 if err.code() == ErrorCode::Conflict {
@@ -145,6 +151,68 @@ impl Auth {
         Ok((user, tokens))
     }
 
+    /// Ends what someone who registered this address before its owner set up: their membership
+    /// of every organization (through its org actor, so the last-admin rule holds and the
+    /// webhook actor re-judges what they created) and, at once, the webhooks they created.
+    /// An organization where they are the only admin keeps them as its admin (the account is
+    /// the owner's now; nobody else is there), but its webhooks are disabled all the same.
+    /// Failures are logged and the rest goes on: the sign-in itself is the owner's.
+    async fn evict_squatter(&self, user: Uuid, meta: &RequestMeta) {
+        let orgs = match self.store.orgs_of_user(user).await {
+            Ok(orgs) => orgs,
+            Err(err) => {
+                tracing::error!(error = %err, %user, "listing a claimed account's organizations failed");
+                return;
+            }
+        };
+        for (org, role) in orgs {
+            match self.orgs.change(org.id, user, MemberChange::Remove).await {
+                Ok(_) => {
+                    self.keys.invalidate_user(org.id, user);
+                    self.audit(AuditAction::MemberRemoved, meta, |e| {
+                        e.organization_id = Some(org.id);
+                        e.target = Some(user.to_string());
+                        e.metadata = serde_json::json!({
+                            "role": role.as_str(),
+                            "reason": "email_claimed_by_google",
+                        });
+                    });
+                }
+                Err(OrgError::LastAdmin) => {
+                    tracing::warn!(org = %org.id, %user, "a claimed account stays the only admin of its organization");
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, org = %org.id, %user, "removing a claimed account from an organization failed");
+                }
+            }
+            let tenant = self.store.tenant(org.id);
+            let grants = match tenant.webhook_grants(Affected::User { org: org.id, user }).await {
+                Ok(grants) => grants,
+                Err(err) => {
+                    tracing::error!(error = %err, org = %org.id, "listing a claimed account's webhooks failed");
+                    continue;
+                }
+            };
+            for grant in grants {
+                match tenant.disable_webhook_for_access(grant.id, CLAIMED).await {
+                    Ok(true) => self.audit(AuditAction::WebhookDisabled, meta, |e| {
+                        e.organization_id = Some(org.id);
+                        e.target = Some(grant.id.to_string());
+                        e.metadata = serde_json::json!({
+                            "board_id": grant.board_id,
+                            "reason": CLAIMED,
+                            "creator_id": user,
+                        });
+                    }),
+                    Ok(false) => {}
+                    Err(err) => {
+                        tracing::error!(error = %err, webhook = %grant.id, "disabling a claimed account's webhook failed");
+                    }
+                }
+            }
+        }
+    }
+
     /// Records a failed Google sign-in with its reason (and the provider's error code, if any).
     fn google_failed(&self, meta: &RequestMeta, reason: &str, provider_error: Option<&str>) {
         self.audit(AuditAction::LoginFailed, meta, |e| {
@@ -157,7 +225,11 @@ impl Auth {
 
     /// The account for `identity`: linked by subject, else found by email and linked, else new.
     /// A race with a concurrent sign-in or registration is settled by looking again once.
-    async fn google_account(&self, identity: &GoogleIdentity) -> Result<Account, ApiError> {
+    async fn google_account(
+        &self,
+        identity: &GoogleIdentity,
+        meta: &RequestMeta,
+    ) -> Result<Account, ApiError> {
         let conflict = || {
             ApiError::conflict("the account with this email is linked to another Google account")
         };
@@ -177,6 +249,7 @@ impl Auth {
                         for key in revoked_keys {
                             self.keys.invalidate(key);
                         }
+                        self.evict_squatter(user.id, meta).await;
                     }
                     Ok(None) => {}
                     Err(StorageError::Unique(_)) => continue,
