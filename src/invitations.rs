@@ -87,11 +87,10 @@ pub async fn invite(
         .await?
         .map(|u| u.name)
         .unwrap_or_else(|| "An administrator".to_owned());
-    let expires_at = crate::storage::now()
-        + chrono::Duration::days(i64::from(state.settings().invitation_ttl_days));
+    let ttl = chrono::Duration::days(i64::from(state.settings().invitation_ttl_days));
     let mail = state.auth().mail().clone();
     let invitation = tenant
-        .create_invitation(email, role.as_str(), caller.user_id(), expires_at, |id| {
+        .create_invitation(email, role.as_str(), caller.user_id(), ttl, |id, expires_at| {
             let link = mail.link(&format!("/invitations/{id}"), None);
             let expires = expires_at.format("%Y-%m-%d %H:%M UTC").to_string();
             templates::invitation(email, &organization.name, &inviter, role.as_str(), &expires, &link)

@@ -56,19 +56,20 @@ impl Closed {
 }
 
 impl TenantStore<'_> {
-    /// Opens an invitation (closing an open one to the same address, which it replaces) and
-    /// queues `mail`, in one transaction.
+    /// Opens an invitation for `ttl` (closing an open one to the same address, which it
+    /// replaces) and queues the `mail` made for its id and expiry, in one transaction.
     pub async fn create_invitation(
         &self,
         email: &str,
         role: &str,
         invited_by: Uuid,
-        expires_at: DateTime<Utc>,
-        mail: impl FnOnce(Uuid) -> NewMail,
+        ttl: chrono::Duration,
+        mail: impl FnOnce(Uuid, DateTime<Utc>) -> NewMail,
     ) -> StorageResult<InvitationRow> {
         let id = new_id();
         let at = now();
-        let mail = mail(id);
+        let expires_at = at + ttl;
+        let mail = mail(id, expires_at);
         let org = self.org_id();
         crate::transaction!(self, conn => {
             sqlx::query(
