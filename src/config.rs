@@ -284,8 +284,12 @@ pub struct Settings {
     pub smtp_url: Option<String>,
 
     /// The `From` of account mail, as `Name <address>` or a bare address.
-    #[arg(long, env = "BOARDROOM_MAIL_FROM", default_value = "Boardroom <boardroom@localhost>",
-          global = true)]
+    #[arg(
+        long,
+        env = "BOARDROOM_MAIL_FROM",
+        default_value = "Boardroom <boardroom@localhost>",
+        global = true
+    )]
     pub mail_from: String,
 
     /// Days an invitation to an organization stays open.

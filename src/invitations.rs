@@ -93,7 +93,14 @@ pub async fn invite(
         .create_invitation(email, role.as_str(), caller.user_id(), ttl, |id, expires_at| {
             let link = mail.link(&format!("/invitations/{id}"), None);
             let expires = expires_at.format("%Y-%m-%d %H:%M UTC").to_string();
-            templates::invitation(email, &organization.name, &inviter, role.as_str(), &expires, &link)
+            templates::invitation(
+                email,
+                &organization.name,
+                &inviter,
+                role.as_str(),
+                &expires,
+                &link,
+            )
         })
         .await?;
     mail.wake();

@@ -94,9 +94,10 @@ pub fn transport(
 
 /// The `From` of every message (`BOARDROOM_MAIL_FROM`).
 pub fn from_mailbox(settings: &Settings) -> Result<Mailbox, String> {
-    settings.mail_from.parse::<Mailbox>().map_err(|e| {
-        format!("BOARDROOM_MAIL_FROM (--mail-from): not a mail address ({e})")
-    })
+    settings
+        .mail_from
+        .parse::<Mailbox>()
+        .map_err(|e| format!("BOARDROOM_MAIL_FROM (--mail-from): not a mail address ({e})"))
 }
 
 /// How long one SMTP exchange may take.

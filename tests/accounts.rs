@@ -11,8 +11,7 @@ use boardroom_protocol::identity::{
     Refresh, Register, SessionAnswer, VerifyEmail,
 };
 use boardroom_protocol::orgs::{
-    AddOrgMember, CreateInvitation, Invitation, InvitationList, InvitationSent, OrgMember,
-    OrgRole,
+    AddOrgMember, CreateInvitation, Invitation, InvitationList, InvitationSent, OrgMember, OrgRole,
 };
 use reqwest::Method;
 use serde_json::Value;
@@ -88,28 +87,26 @@ async fn audit(server: &TestServer, admin: &TestUser, org: &str, action: &str) -
 /// Audit rows of `action` across the whole server (not tied to an organization).
 async fn platform_audit(server: &TestServer, action: &str) -> Vec<(Option<uuid::Uuid>, Value)> {
     server.flush_audit().await;
-    let rows: Vec<(Option<uuid::Uuid>, sqlx::types::Json<Value>)> =
-        boardroom::on_pool!(server.state().store(), pool => {
-            sqlx::query_as("SELECT actor_id, metadata FROM audit_log WHERE action = $1 ORDER BY seq")
-                .bind(action)
-                .fetch_all(pool)
-                .await
-                .unwrap()
-        });
+    let rows: Vec<(Option<uuid::Uuid>, sqlx::types::Json<Value>)> = boardroom::on_pool!(server.state().store(), pool => {
+        sqlx::query_as("SELECT actor_id, metadata FROM audit_log WHERE action = $1 ORDER BY seq")
+            .bind(action)
+            .fetch_all(pool)
+            .await
+            .unwrap()
+    });
     rows.into_iter().map(|(actor, metadata)| (actor, metadata.0)).collect()
 }
 
 /// Moves every token of `email`'s account `by` into the past (expiry is a stored time).
 async fn age_tokens(server: &TestServer, user: &str, by: chrono::Duration) {
     let user = id(user);
-    let rows: Vec<(Vec<u8>, chrono::DateTime<chrono::Utc>)> =
-        boardroom::on_pool!(server.state().store(), pool => {
-            sqlx::query_as("SELECT token_hash, expires_at FROM email_tokens WHERE user_id = $1")
-                .bind(user)
-                .fetch_all(pool)
-                .await
-                .unwrap()
-        });
+    let rows: Vec<(Vec<u8>, chrono::DateTime<chrono::Utc>)> = boardroom::on_pool!(server.state().store(), pool => {
+        sqlx::query_as("SELECT token_hash, expires_at FROM email_tokens WHERE user_id = $1")
+            .bind(user)
+            .fetch_all(pool)
+            .await
+            .unwrap()
+    });
     for (hash, expires_at) in rows {
         boardroom::on_pool!(server.state().store(), pool => {
             sqlx::query("UPDATE email_tokens SET expires_at = $2 WHERE token_hash = $1")
@@ -166,7 +163,10 @@ async fn registration_mails_a_link_that_verifies_once(server: &TestServer, sink:
 
     // A verified address needs no new link; an unverified one may ask for one.
     let resend = "/api/v1/auth/verify-email/resend";
-    server.send_as(Method::POST, resend, &alice.access_token, None).await.expect_error(409, "conflict");
+    server
+        .send_as(Method::POST, resend, &alice.access_token, None)
+        .await
+        .expect_error(409, "conflict");
     let bob = server.register("bob").await;
     sink.wait_for(&bob.email, 1).await;
     server.send_as(Method::POST, resend, &bob.access_token, None).await.expect(202);
@@ -269,10 +269,8 @@ async fn password_reset_is_limited_per_address_and_per_network(server: &TestServ
 async fn a_new_address_is_proved_before_the_account_moves(server: &TestServer, sink: &SmtpSink) {
     let alice = verified(server, sink, "alice").await;
     let new = format!("alice-new-{}@example.com", uuid::Uuid::now_v7().simple());
-    let change = |password: &str| ChangeEmail {
-        email: new.clone(),
-        current_password: password.to_owned(),
-    };
+    let change =
+        |password: &str| ChangeEmail { email: new.clone(), current_password: password.to_owned() };
     server
         .send_body(Method::PATCH, "/api/v1/me", &alice.access_token, &change("wrong-password"))
         .await
@@ -305,7 +303,10 @@ async fn a_new_address_is_proved_before_the_account_moves(server: &TestServer, s
     login(server, &alice.email, &alice.password).await.expect_error(401, "invalid_credentials");
     let changed = platform_audit(server, "email.changed").await;
     assert_eq!(changed.len(), 1);
-    assert_eq!((changed[0].1["from"].as_str(), changed[0].1["to"].as_str()), (Some(alice.email.as_str()), Some(new.as_str())));
+    assert_eq!(
+        (changed[0].1["from"].as_str(), changed[0].1["to"].as_str()),
+        (Some(alice.email.as_str()), Some(new.as_str()))
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -329,7 +330,10 @@ async fn the_squatter_stays_out_and_the_real_person_gets_in(server: &TestServer,
     // The attacker registers the new hire's address before the new hire does.
     let squatter = register_as(server, &newhire, "squatters-password").await;
     let sent: InvitationSent = add_by_email(server, &admin, &org, &newhire).await.expect_as(202);
-    assert_eq!((sent.invitation.email.as_str(), sent.invitation.role), (newhire.as_str(), OrgRole::Member));
+    assert_eq!(
+        (sent.invitation.email.as_str(), sent.invitation.role),
+        (newhire.as_str(), OrgRole::Member)
+    );
     assert_eq!(sent.invitation.invited_by, Some(id(&admin.id)));
 
     // Named, the squatter gets nothing: no membership, no invitation they can see or take.
@@ -337,14 +341,21 @@ async fn the_squatter_stays_out_and_the_real_person_gets_in(server: &TestServer,
     server.get_as(&path, &squatter.access_token).await.expect_error(404, "not_found");
     assert!(my_invitations(server, &squatter.access_token).await.is_empty());
     let accept = format!("/api/v1/invitations/{}/accept", sent.invitation.id);
-    server.send_as(Method::POST, &accept, &squatter.access_token, None).await.expect_error(404, "not_found");
+    server
+        .send_as(Method::POST, &accept, &squatter.access_token, None)
+        .await
+        .expect_error(404, "not_found");
     let members = server.get_as(&format!("{path}/members"), &admin.access_token).await;
     assert_eq!(members.expect(200)["members"].as_array().unwrap().len(), 1);
 
     // The invitation and the verification link went to the address, which the new hire reads.
     let invitation = sink.wait_for(&newhire, 2).await;
     let invited = invitation.iter().find(|m| m.subject.contains("Victim Corp")).unwrap();
-    assert!(invited.text.contains(&format!("/invitations/{}", sent.invitation.id)), "{}", invited.text);
+    assert!(
+        invited.text.contains(&format!("/invitations/{}", sent.invitation.id)),
+        "{}",
+        invited.text
+    );
 
     // The new hire recovers the account by email: the squatter's password and sessions end.
     reset(server, &newhire).await.expect(202);
@@ -387,49 +398,93 @@ async fn invitations_are_the_admins_and_the_invited_persons(server: &TestServer,
     let added: OrgMember = add_by_email(server, &admin, &org, &bob.email).await.expect_as(201);
     assert_eq!(added.user_id, id(&bob.id));
 
-    let invite = |email: &str, role: &str| CreateInvitation { email: email.to_owned(), role: role.to_owned() };
+    let invite = |email: &str, role: &str| CreateInvitation {
+        email: email.to_owned(),
+        role: role.to_owned(),
+    };
     // Members do not invite or see invitations; another organization's admin finds nothing.
-    server.post(&invitations, Some(&bob.access_token), &invite(&carol.email, "member")).await.expect_error(403, "forbidden");
+    server
+        .post(&invitations, Some(&bob.access_token), &invite(&carol.email, "member"))
+        .await
+        .expect_error(403, "forbidden");
     server.get_as(&invitations, &bob.access_token).await.expect_error(403, "forbidden");
     server.get_as(&invitations, &other_admin.access_token).await.expect_error(404, "not_found");
-    server.post(&invitations, Some(&admin.access_token), &invite(&carol.email, "owner")).await.expect_error(422, "validation_failed");
+    server
+        .post(&invitations, Some(&admin.access_token), &invite(&carol.email, "owner"))
+        .await
+        .expect_error(422, "validation_failed");
 
-    let created: Invitation =
-        server.post(&invitations, Some(&admin.access_token), &invite(&carol.email, "admin")).await.expect_as(201);
+    let created: Invitation = server
+        .post(&invitations, Some(&admin.access_token), &invite(&carol.email, "admin"))
+        .await
+        .expect_as(201);
     assert_eq!((created.role, created.organization_id), (OrgRole::Admin, id(&org)));
     let ttl = created.expires_at - created.created_at;
     assert_eq!(ttl, chrono::Duration::days(7));
     let mail = sink.wait_for(&carol.email, 2).await.pop().unwrap();
     assert!(mail.subject.contains("Acme"), "{}", mail.subject);
-    let listed = server.get_as(&invitations, &admin.access_token).await.expect_as::<InvitationList>(200);
+    let listed =
+        server.get_as(&invitations, &admin.access_token).await.expect_as::<InvitationList>(200);
     assert_eq!(listed.invitations, vec![created.clone()]);
 
     // Revoked: gone for everyone.
     let other_path = format!("/api/v1/orgs/{other_org}/invitations/{}", created.id);
-    server.send_as(Method::DELETE, &other_path, &other_admin.access_token, None).await.expect_error(404, "not_found");
+    server
+        .send_as(Method::DELETE, &other_path, &other_admin.access_token, None)
+        .await
+        .expect_error(404, "not_found");
     let revoke = format!("{invitations}/{}", created.id);
     server.send_as(Method::DELETE, &revoke, &admin.access_token, None).await.expect(204);
-    server.send_as(Method::DELETE, &revoke, &admin.access_token, None).await.expect_error(404, "not_found");
+    server
+        .send_as(Method::DELETE, &revoke, &admin.access_token, None)
+        .await
+        .expect_error(404, "not_found");
     assert!(my_invitations(server, &carol.access_token).await.is_empty());
     let accept = |id: uuid::Uuid| format!("/api/v1/invitations/{id}/accept");
-    server.send_as(Method::POST, &accept(created.id), &carol.access_token, None).await.expect_error(404, "not_found");
+    server
+        .send_as(Method::POST, &accept(created.id), &carol.access_token, None)
+        .await
+        .expect_error(404, "not_found");
 
     // Someone with another verified address cannot take carol's invitation; carol declines it.
-    let again: Invitation =
-        server.post(&invitations, Some(&admin.access_token), &invite(&carol.email, "member")).await.expect_as(201);
-    server.send_as(Method::POST, &accept(again.id), &bob.access_token, None).await.expect_error(404, "not_found");
+    let again: Invitation = server
+        .post(&invitations, Some(&admin.access_token), &invite(&carol.email, "member"))
+        .await
+        .expect_as(201);
+    server
+        .send_as(Method::POST, &accept(again.id), &bob.access_token, None)
+        .await
+        .expect_error(404, "not_found");
     let decline = format!("/api/v1/invitations/{}/decline", again.id);
-    server.send_as(Method::POST, &decline, &bob.access_token, None).await.expect_error(404, "not_found");
+    server
+        .send_as(Method::POST, &decline, &bob.access_token, None)
+        .await
+        .expect_error(404, "not_found");
     server.send_as(Method::POST, &decline, &carol.access_token, None).await.expect(204);
-    server.send_as(Method::POST, &accept(again.id), &carol.access_token, None).await.expect_error(404, "not_found");
-    assert!(server.get_as(&invitations, &admin.access_token).await.expect_as::<InvitationList>(200).invitations.is_empty());
-    server.get_as(&format!("/api/v1/orgs/{org}"), &carol.access_token).await.expect_error(404, "not_found");
+    server
+        .send_as(Method::POST, &accept(again.id), &carol.access_token, None)
+        .await
+        .expect_error(404, "not_found");
+    assert!(server
+        .get_as(&invitations, &admin.access_token)
+        .await
+        .expect_as::<InvitationList>(200)
+        .invitations
+        .is_empty());
+    server
+        .get_as(&format!("/api/v1/orgs/{org}"), &carol.access_token)
+        .await
+        .expect_error(404, "not_found");
 
     // Accepted with its role.
-    let third: Invitation =
-        server.post(&invitations, Some(&admin.access_token), &invite(&carol.email, "admin")).await.expect_as(201);
-    let joined: OrgMember =
-        server.send_as(Method::POST, &accept(third.id), &carol.access_token, None).await.expect_as(200);
+    let third: Invitation = server
+        .post(&invitations, Some(&admin.access_token), &invite(&carol.email, "admin"))
+        .await
+        .expect_as(201);
+    let joined: OrgMember = server
+        .send_as(Method::POST, &accept(third.id), &carol.access_token, None)
+        .await
+        .expect_as(200);
     assert_eq!(joined.role, OrgRole::Admin);
     let revoked = audit(server, &admin, &org, "invitation.revoked").await.entries;
     assert_eq!(revoked.len(), 1);

@@ -51,6 +51,11 @@ both_backends_with!(
 
 both_backends!(not_configured_answers_404);
 
+both_backends_with!(
+    with_google_and_a_receiver;
+    a_google_link_ends_a_squatters_memberships_and_webhooks,
+);
+
 const CLIENT_ID: &str = "boardroom-test.apps.googleusercontent.com";
 const CLIENT_SECRET: &str = "test-client-secret";
 const START: &str = "/api/v1/auth/google/start";
@@ -763,4 +768,69 @@ async fn not_configured_answers_404(server: &TestServer) {
         reply.expect_error(404, "not_found");
         assert_eq!(reply.body["error"]["message"], "Google sign-in is not configured");
     }
+}
+
+fn with_google_and_a_receiver(settings: &mut Settings) {
+    with_google(settings);
+    crate::webhooks::with_receiver(settings);
+}
+
+/// Someone registered the address before its owner and got into an organization (as naming an
+/// unverified address did before invitations), owning a board there and a webhook on it. When
+/// the owner signs in with Google, the account is theirs: the squatter's membership ends
+/// through the org actor, and the webhook is disabled and audited, not only the sessions and
+/// keys.
+async fn a_google_link_ends_a_squatters_memberships_and_webhooks(server: &TestServer) {
+    use boardroom_actors::org::MemberChange;
+    use boardroom_actors::roles::OrgRole;
+    use boardroom_protocol::webhooks::{CreatedWebhook, WebhookList};
+
+    let f = crate::boards::fixture(server).await;
+    let squatter = server.register("squatter").await;
+    // How the squatter got in before 0016: straight through the org actor, unverified.
+    server
+        .state()
+        .auth()
+        .orgs()
+        .change(id(&f.org), id(&squatter.id), MemberChange::Add(OrgRole::Member))
+        .await
+        .unwrap();
+    server.add_board_member(&f.owner, &f.board, &squatter, "owner").await;
+    let receiver = crate::webhooks::Receiver::of(server);
+    let hooks = crate::webhooks::hooks_path(&f);
+    let made: CreatedWebhook = server
+        .post(
+            &hooks,
+            Some(&squatter.access_token),
+            &crate::webhooks::hook(&receiver.url("/squat"), &["*"]),
+        )
+        .await
+        .expect_as(201);
+
+    let mut owner = person("newhire");
+    owner.email = squatter.email.clone();
+    let body = signed_in(server, &owner).await;
+    assert_eq!(body.user.id, id(&squatter.id), "the account is the owner's now");
+
+    // Out of the organization: the real person starts from nothing there.
+    let members =
+        server.get_as(&format!("/api/v1/orgs/{}/members", f.org), &f.owner.access_token).await;
+    let members: Vec<Value> = members.expect(200)["members"].as_array().unwrap().clone();
+    assert!(members.iter().all(|m| m["user_id"] != json!(squatter.id)), "{members:?}");
+    server
+        .get_as(&format!("/api/v1/orgs/{}", f.org), &body.access_token)
+        .await
+        .expect_error(404, "not_found");
+    // The webhook is off, with the reason, and audited once.
+    let listed = server.get_as(&hooks, &f.owner.access_token).await.expect_as::<WebhookList>(200);
+    let webhook = listed.webhooks.iter().find(|w| w.id == made.webhook.id).unwrap();
+    assert!(!webhook.enabled);
+    assert_eq!(webhook.disabled_reason.as_deref(), Some("creator_account_claimed"));
+    let rows = audit_rows(server).await;
+    let disabled: Vec<&AuditEntry> =
+        rows.iter().filter(|r| r.action == "webhook.disabled").collect();
+    assert_eq!(disabled.len(), 1, "{rows:?}");
+    assert_eq!(disabled[0].metadata["reason"], "creator_account_claimed");
+    let removed = last_audit(server, "member.removed").await;
+    assert_eq!(removed.metadata["reason"], "email_claimed_by_google");
 }

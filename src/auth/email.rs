@@ -97,7 +97,8 @@ impl Auth {
     /// Sends the caller a new verification link: `409` when the address is verified already,
     /// `429` past the account's limit (`BOARDROOM_PASSWORD_RESET_LIMIT` an hour).
     pub async fn resend_verification(&self, user: Uuid) -> Result<(), ApiError> {
-        let account = self.store.user_by_id(user).await?.ok_or_else(|| ApiError::not_found("user"))?;
+        let account =
+            self.store.user_by_id(user).await?.ok_or_else(|| ApiError::not_found("user"))?;
         if account.email_verified {
             return Err(ApiError::conflict("the email address is verified already"));
         }

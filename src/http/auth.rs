@@ -246,10 +246,8 @@ async fn change_email(
     ApiJson(body): ApiJson<identity::ChangeEmail>,
 ) -> ApiResult<(StatusCode, Json<identity::PendingEmailChange>)> {
     let (user, _) = caller.require_session()?;
-    let pending = state
-        .auth()
-        .change_email(user, &body.current_password, &body.email, &caller.meta)
-        .await?;
+    let pending =
+        state.auth().change_email(user, &body.current_password, &body.email, &caller.meta).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(identity::PendingEmailChange {

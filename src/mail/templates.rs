@@ -27,9 +27,7 @@ fn escape(text: &str) -> String {
 /// message has a link.
 fn message(to: &str, subject: String, lines: &[String], action: Option<(&str, &str)>) -> NewMail {
     let mut text = String::new();
-    let mut html = String::from(
-        "<!doctype html><html><body style=\"font-family:sans-serif\">",
-    );
+    let mut html = String::from("<!doctype html><html><body style=\"font-family:sans-serif\">");
     for line in lines {
         text.push_str(line);
         text.push_str("\n\n");
@@ -105,7 +103,9 @@ pub fn password_reset(to: &str, link: &str) -> NewMail {
         to,
         format!("Reset your {PRODUCT} password"),
         &[
-            format!("Someone asked to reset the password of the {PRODUCT} account with this address."),
+            format!(
+                "Someone asked to reset the password of the {PRODUCT} account with this address."
+            ),
             "Choose a new one with the link below; it works once, within an hour, and signs out \
              every session. If it was not you, ignore this message: your password stays as it is."
                 .to_owned(),
