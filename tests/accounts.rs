@@ -17,7 +17,9 @@ use reqwest::Method;
 use serde_json::Value;
 
 use crate::harness::smtp::{both_backends_with_mail, free_port, SmtpSink};
-use crate::harness::{both_backends_with, id, Backend, Reply, TestDatabase, TestServer, TestUser};
+use crate::harness::{
+    both_backends, both_backends_with, id, Backend, Reply, TestDatabase, TestServer, TestUser,
+};
 
 both_backends_with_mail!(
     registration_mails_a_link_that_verifies_once,
@@ -29,6 +31,8 @@ both_backends_with_mail!(
 );
 
 both_backends_with!(low_reset_limits; password_reset_is_limited_per_address_and_per_network);
+
+both_backends!(an_operator_verifies_an_address_from_the_command_line);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -488,6 +492,41 @@ async fn invitations_are_the_admins_and_the_invited_persons(server: &TestServer,
     assert_eq!(joined.role, OrgRole::Admin);
     let revoked = audit(server, &admin, &org, "invitation.revoked").await.entries;
     assert_eq!(revoked.len(), 1);
+}
+
+/// `boardroom admin verify-email EMAIL` against the server's database.
+fn verify_from_cli(server: &TestServer, email: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_boardroom"))
+        .args(["admin", "verify-email", email])
+        .env("DATABASE_URL", &server.database.url)
+        .env("BOARDROOM_DATA_DIR", server.database.dir.path())
+        .env("BOARDROOM_LOG", "error")
+        .output()
+        .unwrap()
+}
+
+async fn an_operator_verifies_an_address_from_the_command_line(server: &TestServer) {
+    let admin = server.register("admin").await;
+    let org = server.create_org(&admin, "Acme").await;
+    let alice = server.register("alice").await;
+    // Unverified, alice is only invited.
+    add_by_email(server, &admin, &org, &alice.email).await.expect(202);
+
+    let done = verify_from_cli(server, &alice.email.to_uppercase());
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    assert_eq!(String::from_utf8_lossy(&done.stdout).trim(), format!("verified {}", alice.email));
+    assert!(me(server, &alice.access_token).await.user.email_verified);
+    let rows = platform_audit(server, "email.verified").await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].1["via"], "cli");
+
+    let missing = verify_from_cli(server, "nobody@example.com");
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no account with email"));
+
+    // Verified, alice is added at once.
+    let added: OrgMember = add_by_email(server, &admin, &org, &alice.email).await.expect_as(201);
+    assert_eq!(added.user_id, id(&alice.id));
 }
 
 // ---------------------------------------------------------------------------------------------
