@@ -17,7 +17,8 @@ pub struct UserRow {
     pub name: String,
     /// bcrypt hash; `None` for accounts that only sign in with Google.
     pub password_hash: Option<String>,
-    /// Whether an identity provider vouched for the email.
+    /// Whether the email is proved: a verification or reset link was used, Google vouched for
+    /// it, or an operator marked it.
     pub email_verified: bool,
     /// Google's subject id, once linked.
     pub google_sub: Option<String>,

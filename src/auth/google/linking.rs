@@ -3,7 +3,8 @@
 //! the sign-in); [`Auth::google_callback`] takes it back exactly once, has the provider identify
 //! the person, and finds the account linked to that Google subject, else the one with that
 //! email (linking Google to it), else a new one. Every failure after a known state is audited
-//! with its reason.
+//! with its reason. Linking an account whose email was never proved takes it over from whoever
+//! registered the address (`Auth::evict_squatter`).
 
 use boardroom_actors::audit::AuditAction;
 use boardroom_actors::org::{MemberChange, OrgError};
@@ -166,31 +167,13 @@ impl Auth {
             }
         };
         for (org, role) in orgs {
-            match self.orgs.change(org.id, user, MemberChange::Remove).await {
-                Ok(_) => {
-                    self.keys.invalidate_user(org.id, user);
-                    self.audit(AuditAction::MemberRemoved, meta, |e| {
-                        e.organization_id = Some(org.id);
-                        e.target = Some(user.to_string());
-                        e.metadata = serde_json::json!({
-                            "role": role.as_str(),
-                            "reason": "email_claimed_by_google",
-                        });
-                    });
-                }
-                Err(OrgError::LastAdmin) => {
-                    tracing::warn!(org = %org.id, %user, "a claimed account stays the only admin of its organization");
-                }
-                Err(err) => {
-                    tracing::error!(error = %err, org = %org.id, %user, "removing a claimed account from an organization failed");
-                }
-            }
+            // Webhooks first, so each is disabled for this reason, not later for the departure.
             let tenant = self.store.tenant(org.id);
             let grants = match tenant.webhook_grants(Affected::User { org: org.id, user }).await {
                 Ok(grants) => grants,
                 Err(err) => {
                     tracing::error!(error = %err, org = %org.id, "listing a claimed account's webhooks failed");
-                    continue;
+                    Vec::new()
                 }
             };
             for grant in grants {
@@ -208,6 +191,25 @@ impl Auth {
                     Err(err) => {
                         tracing::error!(error = %err, webhook = %grant.id, "disabling a claimed account's webhook failed");
                     }
+                }
+            }
+            match self.orgs.change(org.id, user, MemberChange::Remove).await {
+                Ok(_) => {
+                    self.keys.invalidate_user(org.id, user);
+                    self.audit(AuditAction::MemberRemoved, meta, |e| {
+                        e.organization_id = Some(org.id);
+                        e.target = Some(user.to_string());
+                        e.metadata = serde_json::json!({
+                            "role": role.as_str(),
+                            "reason": "email_claimed_by_google",
+                        });
+                    });
+                }
+                Err(OrgError::LastAdmin) => {
+                    tracing::warn!(org = %org.id, %user, "a claimed account stays the only admin of its organization");
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, org = %org.id, %user, "removing a claimed account from an organization failed");
                 }
             }
         }
