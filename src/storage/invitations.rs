@@ -34,6 +34,17 @@ pub struct InvitationRow {
 const INVITATION_COLUMNS: &str = "i.id, i.organization_id, o.name AS organization_name, i.email, \
                                   i.role, i.invited_by, i.created_at, i.expires_at";
 
+/// The open, unexpired invitations (`$1` is now) that `filter` (on `i`, from `$2`) picks,
+/// newest first.
+fn open_invitations(filter: &str) -> String {
+    format!(
+        "SELECT {INVITATION_COLUMNS} FROM invitations i \
+         JOIN organizations o ON o.id = i.organization_id \
+         WHERE i.closed_at IS NULL AND i.expires_at > $1 AND {filter} \
+         ORDER BY i.created_at DESC, i.id"
+    )
+}
+
 /// Why an invitation stopped being open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Closed {
@@ -105,16 +116,11 @@ impl TenantStore<'_> {
 
     /// The organization's open invitations, newest first.
     pub async fn invitations(&self) -> StorageResult<Vec<InvitationRow>> {
-        let sql = format!(
-            "SELECT {INVITATION_COLUMNS} FROM invitations i \
-             JOIN organizations o ON o.id = i.organization_id \
-             WHERE i.organization_id = $1 AND i.closed_at IS NULL AND i.expires_at > $2 \
-             ORDER BY i.created_at DESC, i.id"
-        );
+        let sql = open_invitations("i.organization_id = $2");
         Ok(on_pool!(self, pool => {
             sqlx::query_as::<_, InvitationRow>(&sql)
-                .bind(self.org_id())
                 .bind(now())
+                .bind(self.org_id())
                 .fetch_all(pool)
                 .await
         })?)
@@ -141,14 +147,9 @@ impl TenantStore<'_> {
 impl Store {
     /// Open, unexpired invitations to `email`, newest first.
     pub async fn invitations_for(&self, email: &str) -> StorageResult<Vec<InvitationRow>> {
-        let sql = format!(
-            "SELECT {INVITATION_COLUMNS} FROM invitations i \
-             JOIN organizations o ON o.id = i.organization_id \
-             WHERE i.email = $1 AND i.closed_at IS NULL AND i.expires_at > $2 \
-             ORDER BY i.created_at DESC, i.id"
-        );
+        let sql = open_invitations("i.email = $2");
         Ok(on_pool!(self, pool => {
-            sqlx::query_as::<_, InvitationRow>(&sql).bind(email).bind(now()).fetch_all(pool).await
+            sqlx::query_as::<_, InvitationRow>(&sql).bind(now()).bind(email).fetch_all(pool).await
         })?)
     }
 
@@ -158,16 +159,12 @@ impl Store {
         id: Uuid,
         email: &str,
     ) -> StorageResult<Option<InvitationRow>> {
-        let sql = format!(
-            "SELECT {INVITATION_COLUMNS} FROM invitations i \
-             JOIN organizations o ON o.id = i.organization_id \
-             WHERE i.id = $1 AND i.email = $2 AND i.closed_at IS NULL AND i.expires_at > $3"
-        );
+        let sql = open_invitations("i.id = $2 AND i.email = $3");
         Ok(on_pool!(self, pool => {
             sqlx::query_as::<_, InvitationRow>(&sql)
+                .bind(now())
                 .bind(id)
                 .bind(email)
-                .bind(now())
                 .fetch_optional(pool)
                 .await
         })?)
