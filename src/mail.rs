@@ -113,6 +113,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// How long sent rows (bodies already cleared) are kept.
 const KEEP_SENT: chrono::Duration = chrono::Duration::days(7);
 
+/// The wait after `attempts` failures: `base` doubled after each, at most an hour.
+fn backoff(base: Duration, attempts: i64) -> Duration {
+    let doublings = u32::try_from(attempts.saturating_sub(1)).unwrap_or(0).min(16);
+    base.saturating_mul(1 << doublings).min(MAX_BACKOFF)
+}
+
 /// Sends what the outbox holds.
 pub struct Sender {
     store: Store,
@@ -185,7 +191,7 @@ impl Sender {
                         self.store.mail_sent(row.id).await?;
                         continue;
                     }
-                    let wait = self.backoff(attempts);
+                    let wait = backoff(self.retry_base, attempts);
                     tracing::warn!(mail = %row.id, attempts, retry_in = ?wait, error = %err, "sending mail failed");
                     let next = crate::storage::now()
                         + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::hours(1));
@@ -194,12 +200,6 @@ impl Sender {
             }
         }
         Ok(full)
-    }
-
-    /// The wait after `attempts` failures: the base doubled each time, at most an hour.
-    fn backoff(&self, attempts: i64) -> Duration {
-        let doublings = u32::try_from(attempts.saturating_sub(1)).unwrap_or(0).min(16);
-        self.retry_base.saturating_mul(1 << doublings).min(MAX_BACKOFF)
     }
 
     async fn send(&self, row: &MailRow) -> Result<(), String> {
@@ -219,5 +219,59 @@ impl Sender {
             ))
             .map_err(|e| format!("cannot build the message: {e}"))?;
         transport.send(message).await.map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn with_url(url: Option<&str>) -> Settings {
+        let mut settings =
+            Settings::for_tests(PathBuf::from("/tmp/unused"), "sqlite::memory:".into());
+        settings.smtp_url = url.map(str::to_owned);
+        settings
+    }
+
+    #[tokio::test]
+    async fn smtp_urls_of_every_documented_form_are_taken_and_bad_ones_refused_without_the_password(
+    ) {
+        assert!(transport(&with_url(None)).unwrap().is_none());
+        for good in [
+            "smtp://127.0.0.1:2525",
+            "smtps://user:secret-pw@mail.example.com:465",
+            "smtp://user:secret-pw@mail.example.com:587?tls=starttls",
+            "smtp://mail.example.com?tls=opportunistic",
+        ] {
+            assert!(transport(&with_url(Some(good))).unwrap().is_some(), "{good}");
+        }
+        for bad in [
+            "http://user:secret-pw@mail.example.com",
+            "smtp://user:secret-pw@mail.example.com?tls=maybe",
+            "not a url secret-pw",
+        ] {
+            let err = transport(&with_url(Some(bad))).err().unwrap();
+            assert!(err.starts_with("BOARDROOM_SMTP_URL (--smtp-url): "), "{err}");
+            assert!(!err.contains("secret-pw"), "{err}");
+        }
+        let mut settings = with_url(None);
+        settings.mail_from = "not an address".into();
+        assert!(from_mailbox(&settings).unwrap_err().starts_with("BOARDROOM_MAIL_FROM"));
+        assert!(from_mailbox(&with_url(None)).is_ok());
+    }
+
+    #[test]
+    fn retries_double_up_to_an_hour_and_links_escape_their_token() {
+        let base = Duration::from_secs(10);
+        assert_eq!(backoff(base, 1), Duration::from_secs(10));
+        assert_eq!(backoff(base, 3), Duration::from_secs(40));
+        assert_eq!(backoff(base, 40), MAX_BACKOFF);
+        let mail = Mail::new(url::Url::parse("https://b.example").unwrap());
+        assert_eq!(
+            mail.link("/verify-email", Some("a+b")),
+            "https://b.example/verify-email?token=a%2Bb"
+        );
     }
 }
