@@ -101,6 +101,10 @@ const KNOWN_NETWORK: &str = "login-network";
 /// How long a network an account signed in from stays known to it.
 const KNOWN_NETWORK_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
+/// How recent a Google sign-in must be to confirm an irreversible change of an account that has
+/// no password (an account deletion): the session must have been opened this recently.
+pub const FRESH_GOOGLE_SIGN_IN: chrono::Duration = chrono::Duration::minutes(10);
+
 impl Auth {
     /// Builds the service.
     pub fn new(
@@ -489,8 +493,33 @@ impl Auth {
     ) -> Result<(UserRow, SessionTokens), ApiError> {
         validate::presented_password("current_password", current)?;
         validate::new_password("new_password", new)?;
+        self.check_current_password(user, current, meta, AuditAction::PasswordChangeFailed)
+            .await?;
+        let hash = self.hasher.hash(new.to_owned()).await?;
+        let version = self.store.set_password(user, &hash).await?;
+        let revoked =
+            self.store.revoke_other_sessions(user, Some(session), "password_changed").await?;
+        self.sessions.revoke_user(user, Some(session), version);
+        self.audit(AuditAction::PasswordChanged, meta, |e| {
+            e.actor_id = Some(user);
+            e.target = Some(user.to_string());
+            e.metadata = serde_json::json!({ "sessions_ended": revoked.len() });
+        });
+        self.renew_session(user, session).await
+    }
+
+    /// Checks `current` against `user`'s password, under the per-account limit of wrong current
+    /// passwords (`BOARDROOM_LOGIN_LIMIT` per 15 minutes): a wrong one is `401
+    /// invalid_credentials` and audited as `refused`, as is a refusal by the limit (429).
+    async fn check_current_password(
+        &self,
+        user: Uuid,
+        current: &str,
+        meta: &RequestMeta,
+        refused: AuditAction,
+    ) -> Result<(), ApiError> {
         let failed = |reason: &'static str| {
-            self.audit(AuditAction::PasswordChangeFailed, meta, |e| {
+            self.audit(refused, meta, |e| {
                 e.actor_id = Some(user);
                 e.target = Some(user.to_string());
                 e.metadata = serde_json::json!({ "reason": reason });
@@ -513,31 +542,65 @@ impl Auth {
             Ok::<_, ApiError>(matched)
         };
         match checked.await {
-            Ok(true) => self.give_back(taken).await,
+            Ok(true) => {
+                self.give_back(taken).await;
+                Ok(())
+            }
             Ok(false) => {
                 taken.keep();
                 failed("invalid_credentials");
-                return Err(ApiError::new(
-                    ErrorCode::InvalidCredentials,
-                    "current password is wrong",
-                ));
+                Err(ApiError::new(ErrorCode::InvalidCredentials, "current password is wrong"))
             }
             Err(err) => {
                 self.give_back(taken).await;
-                return Err(err);
+                Err(err)
             }
         }
-        let hash = self.hasher.hash(new.to_owned()).await?;
-        let version = self.store.set_password(user, &hash).await?;
-        let revoked =
-            self.store.revoke_other_sessions(user, Some(session), "password_changed").await?;
-        self.sessions.revoke_user(user, Some(session), version);
-        self.audit(AuditAction::PasswordChanged, meta, |e| {
+    }
+
+    /// Checks that the owner of `session` is asking, before an irreversible change: an account
+    /// with a password gives it (checked as a password change checks the current one); an
+    /// account that signs in only with Google asks from a session opened with Google within
+    /// [`FRESH_GOOGLE_SIGN_IN`]. A refusal is audited as `refused`.
+    pub async fn confirm_owner(
+        &self,
+        user: Uuid,
+        session: Uuid,
+        password: Option<&str>,
+        meta: &RequestMeta,
+        refused: AuditAction,
+    ) -> Result<(), ApiError> {
+        let account =
+            self.store.user_by_id(user).await?.ok_or_else(|| ApiError::not_found("user"))?;
+        if account.password_hash.is_some() {
+            let password = password.ok_or_else(|| {
+                ApiError::validation("password: required to confirm it is you")
+            })?;
+            validate::presented_password("password", password)?;
+            return self.check_current_password(user, password, meta, refused).await;
+        }
+        let fresh = self.store.session(session).await?.is_some_and(|row| {
+            row.user_id == user
+                && row.method == "google"
+                && chrono::Utc::now() - row.created_at <= FRESH_GOOGLE_SIGN_IN
+        });
+        if password.is_none() && fresh {
+            return Ok(());
+        }
+        self.audit(refused, meta, |e| {
             e.actor_id = Some(user);
             e.target = Some(user.to_string());
-            e.metadata = serde_json::json!({ "sessions_ended": revoked.len() });
+            e.metadata = serde_json::json!({ "reason": "google_sign_in_not_fresh" });
         });
-        self.renew_session(user, session).await
+        Err(ApiError::new(
+            ErrorCode::InvalidCredentials,
+            "this account has no password: sign in with Google again and ask within 10 minutes",
+        ))
+    }
+
+    /// Drops every cached session of `user` (after their account was erased).
+    pub fn forget_user(&self, user: Uuid) {
+        self.sessions.forget_user(user);
     }
 
     /// New tokens for a live session of `user` (after a password change moved the user's token

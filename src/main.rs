@@ -55,31 +55,31 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
             store.close().await;
             Ok(())
         }
-        Command::Admin(admin) => {
-            let (email, grant, action) = match admin {
-                AdminCommand::GrantSuperadmin { email } => {
-                    (email, true, AuditAction::SuperadminGranted)
-                }
-                AdminCommand::RevokeSuperadmin { email } => {
-                    (email, false, AuditAction::SuperadminRevoked)
-                }
-            };
-            let email = boardroom::validate::email(&email)
-                .map_err(|err| StartupError::Command(err.message().to_owned()))?;
-            let store = server::open_store(&cli.settings).await?;
-            let user = store.set_superadmin(&email, grant).await.map_err(|err| match err {
-                StorageError::NotFound => {
-                    StartupError::Command(format!("no account with email {email}"))
-                }
-                other => StartupError::Command(format!("cannot update the account: {other}")),
-            })?;
-            let mut event = AuditEvent::new(action);
-            event.target = Some(user.id.to_string());
-            event.metadata = serde_json::json!({ "via": "cli", "email": email });
-            append_audit(&store, event).await?;
-            println!("{} superadmin {email}", if grant { "granted" } else { "revoked" });
-            store.close().await;
+        Command::Admin(AdminCommand::RunDeletions) => {
+            // Through the same actors as the server's hourly run, so board and organization
+            // state ends the same way; this process's actors are then shut down.
+            let app = App::build(cli.settings).await?;
+            let state = app.state().clone();
+            let ran = boardroom::deletion::run_due(&state).await;
+            let flushed = state.runtime().shutdown().await;
+            state.store().close().await;
+            let ran = ran.map_err(|e| StartupError::Command(format!("cannot run deletions: {e}")))?;
+            println!(
+                "erased {} account(s); {} held back; {} failed",
+                ran.erased, ran.held_back, ran.failed
+            );
+            if ran.failed > 0 || !flushed {
+                return Err(StartupError::Command(
+                    "some deletions did not complete: see the log".into(),
+                ));
+            }
             Ok(())
+        }
+        Command::Admin(AdminCommand::GrantSuperadmin { email }) => {
+            superadmin(&cli.settings, &email, true).await
+        }
+        Command::Admin(AdminCommand::RevokeSuperadmin { email }) => {
+            superadmin(&cli.settings, &email, false).await
         }
         Command::Audit(AuditCommand::Verify) => {
             let key = server::audit_key(&cli.settings, IfMissing::Fail)?;
@@ -107,7 +107,7 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
             }
         }
         Command::Keys(keys) => {
-            let store = server::open_store(&cli.settings).await?;
+            let store = writing_store(&cli.settings).await?;
             store.migrate().await.map_err(StartupError::Migrate)?;
             let (event, said) = match keys {
                 KeysCommand::Rotate => {
@@ -220,4 +220,38 @@ async fn append_audit(
         .append(&[event])
         .await
         .map_err(|e| StartupError::Command(format!("cannot write the audit row: {e}")))
+}
+
+/// `admin grant-superadmin` / `admin revoke-superadmin`: sets or clears the flag (audited).
+async fn superadmin(
+    settings: &boardroom::config::Settings,
+    email: &str,
+    grant: bool,
+) -> Result<(), StartupError> {
+    let action = if grant { AuditAction::SuperadminGranted } else { AuditAction::SuperadminRevoked };
+    let email = boardroom::validate::email(email)
+        .map_err(|err| StartupError::Command(err.message().to_owned()))?;
+    let store = writing_store(settings).await?;
+            let user = store.set_superadmin(&email, grant).await.map_err(|err| match err {
+                StorageError::NotFound => {
+                    StartupError::Command(format!("no account with email {email}"))
+                }
+                other => StartupError::Command(format!("cannot update the account: {other}")),
+            })?;
+            let mut event = AuditEvent::new(action);
+            event.target = Some(user.id.to_string());
+            event.metadata = serde_json::json!({ "via": "cli", "email": email });
+            append_audit(&store, event).await?;
+            println!("{} superadmin {email}", if grant { "granted" } else { "revoked" });
+            store.close().await;
+            Ok(())
+}
+
+/// The store of a subcommand that appends to the audit chain: with the audit key, so its rows
+/// are written erasable like the server's.
+async fn writing_store(
+    settings: &boardroom::config::Settings,
+) -> Result<boardroom::storage::Store, StartupError> {
+    let key = server::audit_key(settings, IfMissing::Generate)?;
+    Ok(server::open_store(settings).await?.with_audit_key(std::sync::Arc::new(key)))
 }

@@ -84,11 +84,12 @@ impl App {
         let vault = Arc::new(
             Vault::from_settings(&settings, IfMissing::Generate).map_err(StartupError::Setting)?,
         );
-        let store = open_store(&settings).await?;
+        let audit_key = Arc::new(audit_key);
+        let store = open_store(&settings).await?.with_audit_key(Arc::clone(&audit_key));
         store.migrate().await.map_err(StartupError::Migrate)?;
         let runtime = Runtime::start(Dependencies {
             audit_store: Arc::new(store.clone()),
-            audit_key: Arc::new(audit_key),
+            audit_key,
             board_store: Arc::new(store.clone()),
             org_store: Arc::new(store.clone()),
             board_idle_timeout: Duration::from_secs(settings.board_idle_secs),
@@ -174,8 +175,26 @@ impl App {
                 if let Err(err) = state.exports().recover().await {
                     tracing::warn!(error = %err, "failing exports left pending failed");
                 }
+                let mut deletions_ran: Option<tokio::time::Instant> = None;
                 loop {
                     every.tick().await;
+                    if deletions_ran.is_none_or(|at| at.elapsed() >= crate::deletion::RUN_EVERY) {
+                        deletions_ran = Some(tokio::time::Instant::now());
+                        match crate::deletion::run_due(&state).await {
+                            Ok(ran) if ran.erased + ran.held_back + ran.failed > 0 => {
+                                tracing::info!(
+                                    erased = ran.erased,
+                                    held_back = ran.held_back,
+                                    failed = ran.failed,
+                                    "due account deletions ran"
+                                );
+                            }
+                            Ok(_) => {}
+                            Err(err) => {
+                                tracing::warn!(error = %err, "running due deletions failed");
+                            }
+                        }
+                    }
                     if let Err(err) = state.exports().sweep().await {
                         tracing::warn!(error = %err, "deleting expired exports failed");
                     }

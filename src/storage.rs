@@ -21,6 +21,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use boardroom_actors::audit_chain::AuditKey;
 use uuid::Uuid;
 
 mod api_keys;
@@ -28,6 +29,7 @@ mod attachment_keys;
 mod attachments;
 mod audit;
 mod billing;
+mod deletion;
 mod boards;
 mod exports;
 mod item_batches;
@@ -42,6 +44,7 @@ pub use api_keys::{ApiKeyChanges, ApiKeyRow, NewApiKey};
 pub use attachment_keys::{Rewrapped, Sealed, WrappedKeyRow, BLOB_KEYS_PER_QUERY};
 pub use attachments::StoredAttachment;
 pub use audit::{AuditRow, ChainReport};
+pub use deletion::{Erasure, DELETED_USER};
 pub use boards::{BoardListing, EventKindRow, EventPage, EventRow, EVENT_OVERHEAD_BYTES};
 pub use exports::{AuthoredAttachment, AuthoredComment, AuthoredItem, ExportRow, SessionRecord};
 pub use oauth_states::{NewOAuthState, OAuthStateRow};
@@ -287,6 +290,9 @@ pub struct Store {
     /// SQLite: this process's write transactions take turns here, in order of arrival, rather
     /// than in SQLite's busy handler, which sleeps up to 100 ms between tries.
     sqlite_writer: Arc<tokio::sync::Mutex<()>>,
+    /// The audit key, when loaded: audit rows are then written erasable (hash version 2, keyed
+    /// commitments; `boardroom_actors::audit_chain`), and erasure can keep them verifiable.
+    audit_key: Option<Arc<AuditKey>>,
 }
 
 impl Store {
@@ -344,7 +350,24 @@ impl Store {
     fn on(pool: Pool) -> Store {
         let sqlite_writer = Arc::default();
         let writer = item_batches::Writer::new(pool.clone(), Arc::clone(&sqlite_writer));
-        Store { item_batches: item_batches::ItemBatches::start(writer), pool, sqlite_writer }
+        Store {
+            item_batches: item_batches::ItemBatches::start(writer),
+            pool,
+            sqlite_writer,
+            audit_key: None,
+        }
+    }
+
+    /// This store, writing audit rows erasable under `key` (every server and subcommand that
+    /// appends to the chain loads it).
+    pub fn with_audit_key(mut self, key: Arc<AuditKey>) -> Store {
+        self.audit_key = Some(key);
+        self
+    }
+
+    /// The audit key, if loaded.
+    pub fn audit_key(&self) -> Option<&Arc<AuditKey>> {
+        self.audit_key.as_ref()
     }
 
     /// The backend's pool; queries use it through [`on_pool!`](crate::on_pool).

@@ -125,6 +125,16 @@ audit_actions! {
     /// An admin asked for an export of a whole organization (`target`: the organization;
     /// `metadata`: export id, scope `organization`).
     OrgExported = "org.exported",
+    /// Someone asked for their account to be deleted (`metadata`: scheduled_for, proof).
+    AccountDeletionRequested = "account.deletion_requested",
+    /// A deletion request was refused: the password was wrong, a Google-only account's sign-in
+    /// was not fresh, or it would leave an organization without an admin (`metadata.reason`).
+    AccountDeletionRefused = "account.deletion_refused",
+    /// A pending account deletion was cancelled by its owner.
+    AccountDeletionCancelled = "account.deletion_cancelled",
+    /// An account was erased at the end of its grace period (`target`: the person's keyed
+    /// pseudonym; `metadata`: what went).
+    AccountDeleted = "account.deleted",
 }
 
 impl AuditEvent {

@@ -5,7 +5,8 @@
 
 use boardroom_actors::audit::{AppendError, AuditAction, AuditEvent, AuditStore, Checkpointed};
 use boardroom_actors::audit_chain::{
-    AuditKey, ChainBreak, Seal, SealKind, StoredRow, Verified, Verifier,
+    AuditKey, ChainBreak, ErasableField, Erased, HashVersion, Seal, SealKind, StoredRow, Verified,
+    Verifier,
 };
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
@@ -43,17 +44,22 @@ pub struct AuditRow {
     pub prev_hash: Vec<u8>,
     /// This row's hash.
     pub hash: Vec<u8>,
+    /// How the hash covers the fields (`HashVersion`).
+    pub hash_version: i32,
+    /// Commitments of the fields an erasure took out (`Erased`), if any.
+    pub erased: Option<Json<Erased>>,
 }
 
 pub(super) const AUDIT_COLUMNS: &str =
     "seq, id, organization_id, actor_id, action, target, ip, user_agent, \
-    bypass, metadata, created_at, prev_hash, hash";
+    bypass, metadata, created_at, prev_hash, hash, hash_version, erased";
 
 impl AuditRow {
     /// The row as the chain sees it. An action name this build does not know is kept as
     /// unverifiable: it is reported as an edit.
-    fn into_stored(self) -> Result<StoredRow, i64> {
+    pub(super) fn into_stored(self) -> Result<StoredRow, i64> {
         let action = AuditAction::parse(&self.action).ok_or(self.seq)?;
+        let version = HashVersion::parse(self.hash_version).ok_or(self.seq)?;
         Ok(StoredRow {
             seq: self.seq,
             id: self.id,
@@ -68,6 +74,8 @@ impl AuditRow {
                 metadata: self.metadata.0,
                 at: self.created_at,
             },
+            version,
+            erased: self.erased.map(|e| e.0).unwrap_or_default(),
             prev_hash: self.prev_hash,
             hash: self.hash,
         })
@@ -111,10 +119,12 @@ pub(super) use lock_chain_tail;
 /// Appends `$events` (an iterator of `&AuditEvent`) to the chain on `$conn`, inside the caller's
 /// transaction, so the rows commit or vanish with it. Every entry is bounded by
 /// [`AuditEvent::sanitize`] first, whichever path it came by (the audit actor, a board commit,
-/// the CLI), and hashed as stored. Written as a macro because each backend's connection is its
-/// own type; `transaction!` expands its body once per backend.
+/// the CLI), and hashed as stored: as a version-2 row (erasable) when `$key` (an
+/// `Option<&AuditKey>`, the store's) is there, else as a version-1 row. Written as a macro
+/// because each backend's connection is its own type; `transaction!` expands its body once per
+/// backend.
 macro_rules! append_to_chain {
-    ($backend:expr, $conn:ident, $events:expr) => {{
+    ($backend:expr, $conn:ident, $events:expr, $key:expr) => {{
         let (mut seq, mut prev) = $crate::storage::audit::lock_chain_tail!($backend, $conn)
             .unwrap_or((0, boardroom_actors::audit_chain::GENESIS.to_vec()));
         for event in $events {
@@ -122,11 +132,23 @@ macro_rules! append_to_chain {
             let event = event.clone().sanitized();
             seq += 1;
             let id = $crate::storage::new_id();
-            let hash = boardroom_actors::audit_chain::row_hash(&prev, seq, id, &event).to_vec();
+            let (version, hash) = match $key.as_deref() {
+                Some(key) => (
+                    boardroom_actors::audit_chain::HashVersion::V2,
+                    boardroom_actors::audit_chain::row_hash_v2(
+                        key, &prev, seq, id, &event, &Default::default(),
+                    ),
+                ),
+                None => (
+                    boardroom_actors::audit_chain::HashVersion::V1,
+                    boardroom_actors::audit_chain::row_hash(&prev, seq, id, &event),
+                ),
+            };
+            let hash = hash.to_vec();
             sqlx::query(
                 "INSERT INTO audit_log (seq, id, organization_id, actor_id, action, target, ip, \
-                 user_agent, bypass, metadata, created_at, prev_hash, hash) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                 user_agent, bypass, metadata, created_at, prev_hash, hash, hash_version) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             )
             .bind(seq)
             .bind(id)
@@ -141,6 +163,7 @@ macro_rules! append_to_chain {
             .bind(event.at)
             .bind(&prev)
             .bind(&hash)
+            .bind(version.number())
             .execute(&mut *$conn)
             .await?;
             prev = hash;
@@ -169,9 +192,10 @@ enum Sealed {
 impl AuditStore for Store {
     async fn append(&self, events: &[AuditEvent]) -> Result<(), AppendError> {
         let backend = self.backend();
+        let key = self.audit_key().cloned();
         let appended: StorageResult<()> = async {
             transaction!(self, conn => {
-                append_to_chain!(backend, conn, events);
+                append_to_chain!(backend, conn, events, key);
                 Ok(())
             })
         }
