@@ -493,8 +493,7 @@ impl Auth {
     ) -> Result<(UserRow, SessionTokens), ApiError> {
         validate::presented_password("current_password", current)?;
         validate::new_password("new_password", new)?;
-        self.check_current_password(user, current, meta, AuditAction::PasswordChangeFailed)
-            .await?;
+        self.check_current_password(user, current, meta, AuditAction::PasswordChangeFailed).await?;
         let hash = self.hasher.hash(new.to_owned()).await?;
         let version = self.store.set_password(user, &hash).await?;
         let revoked =
@@ -516,10 +515,10 @@ impl Auth {
         user: Uuid,
         current: &str,
         meta: &RequestMeta,
-        refused: AuditAction,
+        refusal: AuditAction,
     ) -> Result<(), ApiError> {
         let failed = |reason: &'static str| {
-            self.audit(refused, meta, |e| {
+            self.audit(refusal, meta, |e| {
                 e.actor_id = Some(user);
                 e.target = Some(user.to_string());
                 e.metadata = serde_json::json!({ "reason": reason });
@@ -573,9 +572,8 @@ impl Auth {
         let account =
             self.store.user_by_id(user).await?.ok_or_else(|| ApiError::not_found("user"))?;
         if account.password_hash.is_some() {
-            let password = password.ok_or_else(|| {
-                ApiError::validation("password: required to confirm it is you")
-            })?;
+            let password = password
+                .ok_or_else(|| ApiError::validation("password: required to confirm it is you"))?;
             validate::presented_password("password", password)?;
             return self.check_current_password(user, password, meta, refused).await;
         }
@@ -590,7 +588,11 @@ impl Auth {
         self.audit(refused, meta, |e| {
             e.actor_id = Some(user);
             e.target = Some(user.to_string());
-            e.metadata = serde_json::json!({ "reason": "google_sign_in_not_fresh" });
+            let reason = match password {
+                Some(_) => "account_has_no_password",
+                None => "google_sign_in_not_fresh",
+            };
+            e.metadata = serde_json::json!({ "reason": reason });
         });
         Err(ApiError::new(
             ErrorCode::InvalidCredentials,
@@ -601,6 +603,21 @@ impl Auth {
     /// Drops every cached session of `user` (after their account was erased).
     pub fn forget_user(&self, user: Uuid) {
         self.sessions.forget_user(user);
+    }
+
+    /// Forgets the attempts counted against an account being erased: wrong current passwords
+    /// (by its id) and wrong logins (by its email). Those counted per email and network, and the
+    /// networks it signed in from, are keyed by a hash of both and expire by themselves
+    /// (15 minutes; 30 days).
+    pub async fn forget_limits_of(
+        &self,
+        user: Uuid,
+        email: &str,
+    ) -> crate::storage::StorageResult<()> {
+        let limiter = &self.limiter;
+        limiter.forget(self.password_change_limit.name, &user.to_string()).await?;
+        limiter.forget(self.login_account_limit.name, email).await?;
+        Ok(())
     }
 
     /// New tokens for a live session of `user` (after a password change moved the user's token

@@ -13,7 +13,8 @@
 //!    re-judged), cached keys are dropped and their sockets re-check (and close);
 //! 4. their exports are deleted through the exporter's one delete path
 //!    ([`Exporter::delete_all_of`](crate::exports::Exporter::delete_all_of));
-//! 5. [`Store::erase_account`](crate::storage::Store::erase_account): one transaction that
+//! 5. the attempts counted against their id and email are forgotten, then
+//!    [`Store::erase_account`](crate::storage::Store::erase_account): one transaction that
 //!    takes them out of every table (audit rows keep verifying through keyed commitments) and
 //!    deletes the user row;
 //! 6. cached sessions are dropped and the actors of the boards whose rows changed load them
@@ -161,6 +162,7 @@ async fn erase(state: &AppState, user: Uuid) -> anyhow::Result<Result<Erasure, H
     store.disable_webhooks_created_by(user).await?;
     end_memberships(state, user).await?;
     state.exports().delete_all_of(user).await?;
+    state.auth().forget_limits_of(user, &account.email).await?;
     // Rows appended while memberships ended (board member removals) are in the chain by now.
     state.runtime().audit().flush().await;
     let erasure = store.erase_account(user, &account.email).await?;

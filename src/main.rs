@@ -63,7 +63,8 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
             let ran = boardroom::deletion::run_due(&state).await;
             let flushed = state.runtime().shutdown().await;
             state.store().close().await;
-            let ran = ran.map_err(|e| StartupError::Command(format!("cannot run deletions: {e}")))?;
+            let ran =
+                ran.map_err(|e| StartupError::Command(format!("cannot run deletions: {e}")))?;
             println!(
                 "erased {} account(s); {} held back; {} failed",
                 ran.erased, ran.held_back, ran.failed
@@ -228,23 +229,22 @@ async fn superadmin(
     email: &str,
     grant: bool,
 ) -> Result<(), StartupError> {
-    let action = if grant { AuditAction::SuperadminGranted } else { AuditAction::SuperadminRevoked };
+    let action =
+        if grant { AuditAction::SuperadminGranted } else { AuditAction::SuperadminRevoked };
     let email = boardroom::validate::email(email)
         .map_err(|err| StartupError::Command(err.message().to_owned()))?;
     let store = writing_store(settings).await?;
-            let user = store.set_superadmin(&email, grant).await.map_err(|err| match err {
-                StorageError::NotFound => {
-                    StartupError::Command(format!("no account with email {email}"))
-                }
-                other => StartupError::Command(format!("cannot update the account: {other}")),
-            })?;
-            let mut event = AuditEvent::new(action);
-            event.target = Some(user.id.to_string());
-            event.metadata = serde_json::json!({ "via": "cli", "email": email });
-            append_audit(&store, event).await?;
-            println!("{} superadmin {email}", if grant { "granted" } else { "revoked" });
-            store.close().await;
-            Ok(())
+    let user = store.set_superadmin(&email, grant).await.map_err(|err| match err {
+        StorageError::NotFound => StartupError::Command(format!("no account with email {email}")),
+        other => StartupError::Command(format!("cannot update the account: {other}")),
+    })?;
+    let mut event = AuditEvent::new(action);
+    event.target = Some(user.id.to_string());
+    event.metadata = serde_json::json!({ "via": "cli", "email": email });
+    append_audit(&store, event).await?;
+    println!("{} superadmin {email}", if grant { "granted" } else { "revoked" });
+    store.close().await;
+    Ok(())
 }
 
 /// The store of a subcommand that appends to the audit chain: with the audit key, so its rows

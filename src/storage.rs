@@ -16,12 +16,12 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use boardroom_actors::audit_chain::AuditKey;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use boardroom_actors::audit_chain::AuditKey;
 use uuid::Uuid;
 
 mod api_keys;
@@ -29,8 +29,8 @@ mod attachment_keys;
 mod attachments;
 mod audit;
 mod billing;
-mod deletion;
 mod boards;
+mod deletion;
 mod exports;
 mod item_batches;
 mod oauth_states;
@@ -44,8 +44,8 @@ pub use api_keys::{ApiKeyChanges, ApiKeyRow, NewApiKey};
 pub use attachment_keys::{Rewrapped, Sealed, WrappedKeyRow, BLOB_KEYS_PER_QUERY};
 pub use attachments::StoredAttachment;
 pub use audit::{AuditRow, ChainReport};
-pub use deletion::{Erasure, DELETED_USER};
 pub use boards::{BoardListing, EventKindRow, EventPage, EventRow, EVENT_OVERHEAD_BYTES};
+pub use deletion::{Erasure, DELETED_USER};
 pub use exports::{AuthoredAttachment, AuthoredComment, AuthoredItem, ExportRow, SessionRecord};
 pub use oauth_states::{NewOAuthState, OAuthStateRow};
 pub use orgs::{MemberRow, OrganizationRow};

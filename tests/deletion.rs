@@ -30,7 +30,11 @@ fn no_grace(settings: &mut boardroom::config::Settings) {
     settings.webhook_allow = Allowlist::parse("127.0.0.1:9").unwrap();
 }
 
-async fn ask(server: &TestServer, user: &TestUser, password: Option<&str>) -> crate::harness::Reply {
+async fn ask(
+    server: &TestServer,
+    user: &TestUser,
+    password: Option<&str>,
+) -> crate::harness::Reply {
     let body = identity::RequestDeletion { password: password.map(str::to_owned) };
     server.send_body(Method::POST, "/api/v1/me/deletion", &user.access_token, &body).await
 }
@@ -151,8 +155,11 @@ async fn the_last_admin_is_held_back_at_the_request_and_at_the_run(server: &Test
     assert_eq!((ran.erased, ran.held_back), (1, 0));
     server.get_as("/api/v1/me", &alice.access_token).await.expect(401);
     // Bob runs Acme on his own now.
-    let members: serde_json::Value =
-        server.get_as(&format!("/api/v1/orgs/{acme}/members"), &bob.access_token).await.expect(200).clone();
+    let members: serde_json::Value = server
+        .get_as(&format!("/api/v1/orgs/{acme}/members"), &bob.access_token)
+        .await
+        .expect(200)
+        .clone();
     assert!(!members.to_string().contains(&alice.id), "{members}");
 }
 
@@ -235,7 +242,11 @@ async fn erasure_leaves_the_person_in_no_table(server: &TestServer) {
     let group = board.groups[0].id.to_string();
     server.add_board_member(&alice, &b, &bob, "owner").await;
     let people: boards::Column = server
-        .post(&format!("/api/v1/boards/{b}/columns"), Some(&alice.access_token), &column("Owner", "person"))
+        .post(
+            &format!("/api/v1/boards/{b}/columns"),
+            Some(&alice.access_token),
+            &column("Owner", "person"),
+        )
         .await
         .expect_as(201);
     // What Bob leaves behind: an item naming him, a comment, a webhook, a key, a failed login.
@@ -244,25 +255,47 @@ async fn erasure_leaves_the_person_in_no_table(server: &TestServer) {
     values.insert(people.id, json!([bob.id, alice.id]));
     let update = boards::UpdateItem { values, ..Default::default() };
     server
-        .send_body(Method::PATCH, &format!("/api/v1/boards/{b}/items/{}", created.id), &bob.access_token, &update)
+        .send_body(
+            Method::PATCH,
+            &format!("/api/v1/boards/{b}/items/{}", created.id),
+            &bob.access_token,
+            &update,
+        )
         .await
         .expect(200);
     let comment = boards::CreateUpdate { body: "Done by me".into(), parent_id: None };
     server
-        .post(&format!("/api/v1/boards/{b}/items/{}/updates", created.id), Some(&bob.access_token), &comment)
+        .post(
+            &format!("/api/v1/boards/{b}/items/{}/updates", created.id),
+            Some(&bob.access_token),
+            &comment,
+        )
         .await
         .expect(201);
-    let hook = webhooks::CreateWebhook { url: "http://127.0.0.1:9/hook".into(), events: vec!["*".into()] };
+    let hook =
+        webhooks::CreateWebhook { url: "http://127.0.0.1:9/hook".into(), events: vec!["*".into()] };
     let hook: webhooks::CreatedWebhook = server
         .post(&format!("/api/v1/boards/{b}/webhooks"), Some(&bob.access_token), &hook)
         .await
         .expect_as(201);
     server.create_key(&bob, &org, &["boards:read"]).await;
-    let wrong = identity::Login { email: bob.email.clone(), password: "wrong-password-here".into() };
+    let wrong =
+        identity::Login { email: bob.email.clone(), password: "wrong-password-here".into() };
     server.post("/api/v1/auth/login", None, &wrong).await.expect(401);
     server.flush_audit().await;
     let before = tables_holding(server, &bob).await;
-    for table in ["users", "sessions", "memberships", "board_members", "items", "updates", "webhooks", "api_keys", "audit_log", "board_events", "rate_limit_hits"] {
+    for table in [
+        "users",
+        "sessions",
+        "memberships",
+        "board_members",
+        "items",
+        "updates",
+        "webhooks",
+        "api_keys",
+        "audit_log",
+        "board_events",
+    ] {
         assert!(before.iter().any(|t| t == table), "{table} not found before: {before:?}");
     }
 
@@ -296,8 +329,10 @@ async fn erasure_leaves_the_person_in_no_table(server: &TestServer) {
     assert_eq!(comments.updates[0].body, "Done by me");
 
     // His webhook is disabled; his board role and membership ended.
-    let hooks: webhooks::WebhookList =
-        server.get_as(&format!("/api/v1/boards/{b}/webhooks"), &alice.access_token).await.expect_as(200);
+    let hooks: webhooks::WebhookList = server
+        .get_as(&format!("/api/v1/boards/{b}/webhooks"), &alice.access_token)
+        .await
+        .expect_as(200);
     let kept = hooks.webhooks.iter().find(|w| w.id == hook.webhook.id).unwrap();
     assert!(!kept.enabled);
     assert_eq!(kept.disabled_reason.as_deref(), Some("creator_deleted"));
@@ -314,8 +349,7 @@ async fn erasure_leaves_the_person_in_no_table(server: &TestServer) {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let pseudonym =
-        boardroom_actors::audit_chain::pseudonym(&server.audit_key(), id(&bob.id));
+    let pseudonym = boardroom_actors::audit_chain::pseudonym(&server.audit_key(), id(&bob.id));
     let (target,): (Option<String>,) = boardroom::on_pool!(server.state().store(), pool => {
         sqlx::query_as("SELECT target FROM audit_log WHERE action = 'account.deleted'")
             .fetch_one(pool)

@@ -110,7 +110,12 @@ pub enum ErasableField {
 
 /// Takes `fields` out of `event` (a version-2 row's content), recording their commitments in
 /// `erased`; the row's [`row_hash_v2`] is unchanged. Fields already empty are left alone.
-pub fn erase_fields(key: &AuditKey, event: &mut AuditEvent, erased: &mut Erased, fields: &[ErasableField]) {
+pub fn erase_fields(
+    key: &AuditKey,
+    event: &mut AuditEvent,
+    erased: &mut Erased,
+    fields: &[ErasableField],
+) {
     for field in fields {
         match field {
             ErasableField::Actor => {
@@ -137,7 +142,8 @@ pub fn erase_fields(key: &AuditKey, event: &mut AuditEvent, erased: &mut Erased,
             ErasableField::Metadata(name) => {
                 let taken = event.metadata.as_object_mut().and_then(|map| map.remove(name));
                 if let Some(value) = taken {
-                    let commitment = key.commit(&metadata_field(name), value.to_string().as_bytes());
+                    let commitment =
+                        key.commit(&metadata_field(name), value.to_string().as_bytes());
                     erased.metadata.insert(name.clone(), hex::encode(commitment));
                 }
             }
@@ -173,7 +179,13 @@ pub fn row_hash_v2(
     optional(&mut hasher, event.organization_id.as_ref().map(|u| u.as_bytes().as_slice()));
     let actor = event.actor_id.map(|u| *u.as_bytes());
     committed(&mut hasher, key, "actor_id", actor.as_ref().map(|a| a.as_slice()), &erased.actor_id);
-    committed(&mut hasher, key, "target", event.target.as_deref().map(str::as_bytes), &erased.target);
+    committed(
+        &mut hasher,
+        key,
+        "target",
+        event.target.as_deref().map(str::as_bytes),
+        &erased.target,
+    );
     committed(&mut hasher, key, "ip", event.ip.as_deref().map(str::as_bytes), &erased.ip);
     let agent = event.user_agent.as_deref().map(str::as_bytes);
     committed(&mut hasher, key, "user_agent", agent, &erased.user_agent);

@@ -263,14 +263,13 @@ mod tests {
 
     #[test]
     fn me_is_pinned_for_sessions_and_keys() {
-        let session =
-            Me {
-                user: user(),
-                session_id: Some(id(11)),
-                superadmin: Some(false),
-                api_key: None,
-                deletion_scheduled_for: None,
-            };
+        let session = Me {
+            user: user(),
+            session_id: Some(id(11)),
+            superadmin: Some(false),
+            api_key: None,
+            deletion_scheduled_for: None,
+        };
         assert_golden(&session, ME_SESSION_JSON, ME_SESSION_MSGPACK);
         let key = Me {
             user: user(),

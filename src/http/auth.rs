@@ -243,8 +243,7 @@ async fn request_deletion(
     caller: Caller,
     ApiJson(body): ApiJson<identity::RequestDeletion>,
 ) -> ApiResult<(StatusCode, Json<identity::DeletionScheduled>)> {
-    let scheduled_for =
-        crate::deletion::request(&state, &caller, body.password.as_deref()).await?;
+    let scheduled_for = crate::deletion::request(&state, &caller, body.password.as_deref()).await?;
     Ok((StatusCode::ACCEPTED, Json(identity::DeletionScheduled { scheduled_for })))
 }
 

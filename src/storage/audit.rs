@@ -5,8 +5,7 @@
 
 use boardroom_actors::audit::{AppendError, AuditAction, AuditEvent, AuditStore, Checkpointed};
 use boardroom_actors::audit_chain::{
-    AuditKey, ChainBreak, ErasableField, Erased, HashVersion, Seal, SealKind, StoredRow, Verified,
-    Verifier,
+    AuditKey, ChainBreak, Erased, HashVersion, Seal, SealKind, StoredRow, Verified, Verifier,
 };
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
@@ -136,7 +135,12 @@ macro_rules! append_to_chain {
                 Some(key) => (
                     boardroom_actors::audit_chain::HashVersion::V2,
                     boardroom_actors::audit_chain::row_hash_v2(
-                        key, &prev, seq, id, &event, &Default::default(),
+                        key,
+                        &prev,
+                        seq,
+                        id,
+                        &event,
+                        &Default::default(),
                     ),
                 ),
                 None => (

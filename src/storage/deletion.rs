@@ -3,7 +3,7 @@
 //! person's data out of every table once the actors have ended their memberships.
 
 use boardroom_actors::audit::{AuditAction, AuditEvent};
-use boardroom_actors::audit_chain::{self, ErasableField, Erased, HashVersion};
+use boardroom_actors::audit_chain::{self, ErasableField, HashVersion};
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
@@ -151,11 +151,12 @@ impl Store {
         })?)
     }
 
-    /// Erases `user` (whose email is `email`) in one transaction: their id taken out of logged events and person cells (the nil id in its place), their
-    /// idempotency records, rate-limit rows and set-aside audit entries deleted, the audit rows
-    /// about them erased to keyed commitments, and the user row deleted (sessions, API keys,
-    /// memberships and exports go with it; what they authored keeps a NULL author). Appends
-    /// `account.deleted` (target: their pseudonym). Needs the audit key.
+    /// Erases `user` (whose email is `email`) in one transaction: their id taken out of logged
+    /// events and person cells (the nil id in its place), the idempotency records naming them
+    /// and set-aside audit entries about them deleted, the audit rows about them erased to keyed
+    /// commitments, and the user row deleted (sessions, API keys, memberships and exports go
+    /// with it; what they authored keeps a NULL author). Appends `account.deleted` (target:
+    /// their pseudonym). Needs the audit key.
     pub async fn erase_account(&self, user: Uuid, email: &str) -> StorageResult<Erasure> {
         let key = self
             .audit_key()
@@ -165,15 +166,18 @@ impl Store {
         let id = user.to_string();
         let email = email.to_lowercase();
         // Postgres keeps JSON as jsonb: searched as its text.
-        let (payload, values, metadata) = match backend {
-            Backend::Postgres => ("payload::text", "column_values::text", "metadata::text"),
-            Backend::Sqlite => ("payload", "column_values", "metadata"),
+        let (payload, values, metadata, response) = match backend {
+            Backend::Postgres => {
+                ("payload::text", "column_values::text", "metadata::text", "response::text")
+            }
+            Backend::Sqlite => ("payload", "column_values", "metadata", "response"),
         };
+        let idempotency_sql =
+            format!("DELETE FROM idempotency_keys WHERE user_id = $1 OR {response} LIKE $2");
         let like_id = format!("%{id}%");
         let like_email = format!("%{email}%");
-        let events_sql = format!(
-            "SELECT board_id, seq, payload FROM board_events WHERE {payload} LIKE $1"
-        );
+        let events_sql =
+            format!("SELECT board_id, seq, payload FROM board_events WHERE {payload} LIKE $1");
         let items_sql =
             format!("SELECT id, board_id, column_values FROM items WHERE {values} LIKE $1");
         let audit_sql = format!(
@@ -222,17 +226,8 @@ impl Store {
                     .await?;
                 erasure.items_rewritten += 1;
             }
-            sqlx::query("DELETE FROM idempotency_keys WHERE user_id = $1")
-                .bind(user)
-                .execute(&mut *conn)
-                .await?;
-            // Limits are keyed by account id (password changes) and email (sign-ins).
-            for sql in [
-                "DELETE FROM rate_limit_hits WHERE bucket LIKE $1 OR bucket LIKE $2",
-                "DELETE FROM rate_limit_marks WHERE mark LIKE $1 OR mark LIKE $2",
-            ] {
-                sqlx::query(sql).bind(&like_id).bind(&like_email).execute(&mut *conn).await?;
-            }
+            // Recorded answers that name them go too: a retry within the window is then new.
+            sqlx::query(&idempotency_sql).bind(user).bind(&like_id).execute(&mut *conn).await?;
             sqlx::query("DELETE FROM audit_dead_letters WHERE entry LIKE $1 OR entry LIKE $2")
                 .bind(&like_id)
                 .bind(&like_email)
@@ -315,15 +310,10 @@ fn fields_about(event: &AuditEvent, user: Uuid, id: &str, email: &str) -> Vec<Er
     if acted {
         fields.push(ErasableField::Actor);
     }
-    let targeted = event
-        .target
-        .as_deref()
-        .is_some_and(|t| t.contains(id) || t.to_lowercase() == email);
+    let targeted =
+        event.target.as_deref().is_some_and(|t| t.contains(id) || t.to_lowercase() == email);
     if targeted {
         fields.push(ErasableField::Target);
-    }
-    if acted || (targeted && event.actor_id.is_none()) {
-        fields.extend([ErasableField::Ip, ErasableField::UserAgent]);
     }
     if let Some(map) = event.metadata.as_object() {
         for (name, value) in map {
@@ -332,6 +322,11 @@ fn fields_about(event: &AuditEvent, user: Uuid, id: &str, email: &str) -> Vec<Er
                 fields.push(ErasableField::Metadata(name.clone()));
             }
         }
+    }
+    // An attempt nobody was signed in for (a failed login on their email) came from them, or
+    // at them: its address goes with it.
+    if acted || (!fields.is_empty() && event.actor_id.is_none()) {
+        fields.extend([ErasableField::Ip, ErasableField::UserAgent]);
     }
     fields
 }
@@ -343,7 +338,8 @@ mod tests {
     #[test]
     fn ids_are_replaced_wherever_they_stand() {
         let id = Uuid::now_v7().to_string();
-        let mut value = serde_json::json!({"user_id": id, "values": {"c": {"ids": [id, "x"]}}, id.clone(): 1});
+        let mut value =
+            serde_json::json!({"user_id": id, "values": {"c": {"ids": [id, "x"]}}, id.clone(): 1});
         replace_id(&mut value, &id);
         assert!(!value.to_string().contains(&id));
         assert_eq!(value["user_id"], DELETED_USER.to_string());
