@@ -87,6 +87,19 @@ impl App {
         let audit_key = Arc::new(audit_key);
         let store = open_store(&settings).await?.with_audit_key(Arc::clone(&audit_key));
         store.migrate().await.map_err(StartupError::Migrate)?;
+        // Rows from before erasable ones (migration 0014) become erasable, if the chain verifies.
+        match store.reseal_legacy_audit_rows(&audit_key).await {
+            Ok(crate::storage::Resealed::Nothing) => {}
+            Ok(crate::storage::Resealed::Rows(rows)) => {
+                tracing::info!(rows, "audit rows re-hashed over keyed commitments (erasable)");
+            }
+            Ok(crate::storage::Resealed::Broken(brk)) => tracing::error!(
+                %brk,
+                "the audit chain does not verify, so its older rows were not made erasable; \
+                 run `boardroom audit verify`"
+            ),
+            Err(err) => tracing::error!(error = %err, "re-sealing older audit rows failed"),
+        }
         let runtime = Runtime::start(Dependencies {
             audit_store: Arc::new(store.clone()),
             audit_key,

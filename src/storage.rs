@@ -43,7 +43,7 @@ mod webhooks;
 pub use api_keys::{ApiKeyChanges, ApiKeyRow, NewApiKey};
 pub use attachment_keys::{Rewrapped, Sealed, WrappedKeyRow, BLOB_KEYS_PER_QUERY};
 pub use attachments::StoredAttachment;
-pub use audit::{AuditRow, ChainReport};
+pub use audit::{AuditRow, ChainReport, Resealed};
 pub use boards::{BoardListing, EventKindRow, EventPage, EventRow, EVENT_OVERHEAD_BYTES};
 pub use deletion::{Erasure, DELETED_USER};
 pub use exports::{AuthoredAttachment, AuthoredComment, AuthoredItem, ExportRow, SessionRecord};

@@ -23,6 +23,7 @@ both_backends_with!(
     the_last_admin_is_held_back_at_the_request_and_at_the_run,
     erasure_leaves_the_person_in_no_table,
     run_deletions_command_erases_due_accounts,
+    rows_from_before_erasable_ones_are_resealed_then_erased,
 );
 
 fn no_grace(settings: &mut boardroom::config::Settings) {
@@ -387,5 +388,62 @@ async fn run_deletions_command_erases_due_accounts(server: &TestServer) {
     me(server, &dave).await;
     assert!(run().starts_with("erased 0 account(s)"));
     assert_eq!(tables_holding(server, &carol).await, Vec::<String>::new());
+    assert!(matches!(server.verify_audit().await, ChainReport::Intact(_)));
+}
+
+async fn rows_from_before_erasable_ones_are_resealed_then_erased(server: &TestServer) {
+    use boardroom_actors::audit::{AuditAction, AuditEvent, AuditStore};
+
+    let bob = server.register("bob").await;
+    server.flush_audit().await;
+    // A row as builds before migration 0014 wrote it: hashed over its raw fields (a store
+    // without the audit key still writes those), then sealed by a checkpoint.
+    let legacy = boardroom::storage::Store::open(&server.database.url, 2).await.unwrap();
+    let mut event = AuditEvent::new(AuditAction::LoginSucceeded);
+    event.actor_id = Some(id(&bob.id));
+    event.ip = Some("203.0.113.7".into());
+    event.metadata = json!({ "email": bob.email, "method": "password" });
+    legacy.append(&[event]).await.unwrap();
+    legacy.close().await;
+    assert!(server.state().runtime().audit().checkpoint().await);
+    let versions = || async {
+        let rows: Vec<(i32, i64)> = boardroom::on_pool!(server.state().store(), pool => {
+            sqlx::query_as("SELECT hash_version, count(*) FROM audit_log GROUP BY hash_version ORDER BY hash_version")
+                .fetch_all(pool)
+                .await
+                .unwrap()
+        });
+        rows
+    };
+    assert_eq!(versions().await.first().map(|v| v.0), Some(1));
+    assert!(matches!(server.verify_audit().await, ChainReport::Intact(_)));
+
+    // What the server does at start: re-hash them as version 2, re-seal the checkpoints.
+    let key = server.audit_key();
+    let resealed = server.state().store().reseal_legacy_audit_rows(&key).await.unwrap();
+    assert!(matches!(resealed, boardroom::storage::Resealed::Rows(n) if n >= 1), "{resealed:?}");
+    assert!(versions().await.iter().all(|(version, _)| *version == 2));
+    let verified = match server.verify_audit().await {
+        ChainReport::Intact(verified) => verified,
+        broken => panic!("{broken:?}"),
+    };
+    assert!(verified.signed_through.is_some());
+    assert_eq!(
+        server.state().store().reseal_legacy_audit_rows(&key).await.unwrap(),
+        boardroom::storage::Resealed::Nothing
+    );
+
+    // Now the old row can be erased like the others.
+    ask(server, &bob, Some(&bob.password)).await.expect(202);
+    assert_eq!(run_due(server).await.erased, 1);
+    server.flush_audit().await;
+    assert_eq!(tables_holding(server, &bob).await, Vec::<String>::new());
+    let (ips,): (i64,) = boardroom::on_pool!(server.state().store(), pool => {
+        sqlx::query_as("SELECT count(*) FROM audit_log WHERE ip = '203.0.113.7'")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    });
+    assert_eq!(ips, 0);
     assert!(matches!(server.verify_audit().await, ChainReport::Intact(_)));
 }

@@ -341,7 +341,130 @@ fn seal_of((seq, hash, at, mac): SealRow) -> Seal {
     Seal { seq, hash, at, mac: mac.unwrap_or_default() }
 }
 
+/// What [`Store::reseal_legacy_audit_rows`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resealed {
+    /// Every row was erasable already.
+    Nothing,
+    /// The chain verified, and its version-1 rows were re-hashed as version 2 (with every later
+    /// link and the checkpoints over them re-sealed).
+    Rows(u64),
+    /// The chain does not verify: left as it is (re-sealing would launder the break).
+    Broken(ChainBreak),
+}
+
 impl Store {
+    /// Re-hashes the rows written before erasable rows existed (hash version 1: the hash covers
+    /// the raw fields) as version-2 rows (keyed commitments: `audit_chain::row_hash_v2`), so an
+    /// erasure can reach them. Only a chain that verifies is re-sealed, in one transaction under
+    /// the chain's lock: the rows are re-hashed in order (every later row's link moves with
+    /// them), each checkpoint over them is sealed again with the same time, and an
+    /// `audit.resealed` row records it. The purge anchor names a purged row and stays. Run at
+    /// start; a no-op once every row is version 2.
+    pub async fn reseal_legacy_audit_rows(&self, key: &AuditKey) -> StorageResult<Resealed> {
+        let backend = self.backend();
+        let arc_key = Some(std::sync::Arc::new(key.clone()));
+        let sql =
+            format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT 1000");
+        transaction!(self, conn => {
+            lock_chain_tail!(backend, conn);
+            let (legacy,): (i64,) =
+                sqlx::query_as("SELECT count(*) FROM audit_log WHERE hash_version = 1")
+                    .fetch_one(&mut *conn)
+                    .await?;
+            if legacy == 0 {
+                return Ok(Resealed::Nothing);
+            }
+            let anchor: Option<SealRow> =
+                sqlx::query_as("SELECT seq, hash, purged_at, mac FROM audit_anchor WHERE id = 1")
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            let checkpoints: Vec<SealRow> =
+                sqlx::query_as("SELECT seq, hash, created_at, mac FROM audit_checkpoints")
+                    .fetch_all(&mut *conn)
+                    .await?;
+            let anchor = anchor.map(seal_of);
+            let checkpoints: Vec<Seal> = checkpoints.into_iter().map(seal_of).collect();
+            let start = anchor.as_ref().map_or(0, |a| a.seq);
+            let mut verifier = match Verifier::new(key, anchor.as_ref(), checkpoints.clone()) {
+                Ok(verifier) => verifier,
+                Err(brk) => return Ok(Resealed::Broken(brk)),
+            };
+            let mut after = start;
+            loop {
+                let page: Vec<AuditRow> =
+                    sqlx::query_as(&sql).bind(after).fetch_all(&mut *conn).await?;
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                for row in page {
+                    let checked = match row.into_stored() {
+                        Ok(row) => verifier.check(row),
+                        Err(seq) => Err(ChainBreak::Edited { seq }),
+                    };
+                    if let Err(brk) = checked {
+                        return Ok(Resealed::Broken(brk));
+                    }
+                }
+            }
+            if let Err(brk) = verifier.finish() {
+                return Ok(Resealed::Broken(brk));
+            }
+            let mut prev = anchor.as_ref().map_or_else(
+                || boardroom_actors::audit_chain::GENESIS.to_vec(),
+                |a| a.hash.clone(),
+            );
+            let mut resealed = 0u64;
+            let mut new_hashes = std::collections::HashMap::new();
+            let sealed: std::collections::HashSet<i64> = checkpoints.iter().map(|c| c.seq).collect();
+            let mut after = start;
+            loop {
+                let page: Vec<AuditRow> =
+                    sqlx::query_as(&sql).bind(after).fetch_all(&mut *conn).await?;
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                for row in page {
+                    let Ok(stored) = row.into_stored() else {
+                        return Err(StorageError::Rule("an audit row changed while re-sealing"));
+                    };
+                    let hash = boardroom_actors::audit_chain::row_hash_v2(
+                        key, &prev, stored.seq, stored.id, &stored.event, &stored.erased,
+                    )
+                    .to_vec();
+                    if stored.version != HashVersion::V2 || stored.prev_hash != prev || stored.hash != hash {
+                        sqlx::query(
+                            "UPDATE audit_log SET prev_hash = $2, hash = $3, hash_version = 2 \
+                             WHERE seq = $1",
+                        )
+                        .bind(stored.seq)
+                        .bind(&prev)
+                        .bind(&hash)
+                        .execute(&mut *conn)
+                        .await?;
+                        resealed += 1;
+                    }
+                    if sealed.contains(&stored.seq) {
+                        new_hashes.insert(stored.seq, hash.clone());
+                    }
+                    prev = hash;
+                }
+            }
+            for checkpoint in checkpoints.iter().filter(|c| c.seq > start) {
+                let Some(hash) = new_hashes.remove(&checkpoint.seq) else { continue };
+                let seal = Seal::sign(key, SealKind::Checkpoint, checkpoint.seq, hash, checkpoint.at);
+                sqlx::query("UPDATE audit_checkpoints SET hash = $2, mac = $3 WHERE seq = $1")
+                    .bind(seal.seq)
+                    .bind(&seal.hash)
+                    .bind(&seal.mac)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            let mut event = AuditEvent::new(AuditAction::AuditResealed);
+            event.metadata = serde_json::json!({ "legacy_rows": legacy, "rows_rehashed": resealed });
+            append_to_chain!(backend, conn, [&event], arc_key);
+            Ok(Resealed::Rows(resealed))
+        })
+    }
+
     /// Verifies the whole audit chain, from the purge anchor (or the start) to the newest row,
     /// against the checkpoints sealed with `key`.
     pub async fn verify_audit_chain(&self, key: &AuditKey) -> StorageResult<ChainReport> {
