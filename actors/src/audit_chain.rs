@@ -214,7 +214,8 @@ pub fn row_hash_v2(
 }
 
 /// A personal field: its erased commitment if there is one, else the commitment of its value.
-/// A commitment that is not hex enters as its text, so it can only mismatch.
+/// A commitment that is not hex enters as its text, and a field both erased and present (a value
+/// put back beside its commitment) enters marked: either can only mismatch.
 fn committed(
     hasher: &mut Sha256,
     key: &AuditKey,
@@ -223,8 +224,11 @@ fn committed(
     erased: &Option<String>,
 ) {
     match (erased, value) {
-        (Some(commitment), _) => {
+        (Some(commitment), present) => {
             let bytes = hex::decode(commitment).unwrap_or_else(|_| commitment.as_bytes().to_vec());
+            if present.is_some() {
+                Update::update(hasher, &[2u8]);
+            }
             optional(hasher, Some(&bytes));
         }
         (None, Some(value)) => optional(hasher, Some(&key.commit(name, value))),
@@ -751,6 +755,13 @@ mod tests {
         let mut edited = event.clone();
         edited.metadata = serde_json::json!({"sessions_ended": 3});
         assert_ne!(row_hash_v2(&key, &GENESIS, 1, id, &edited, &erased), before);
+        // A value written back beside its commitment does not pass for the erased row.
+        let mut put_back = event.clone();
+        put_back.ip = Some("198.51.100.1".into());
+        assert_ne!(row_hash_v2(&key, &GENESIS, 1, id, &put_back, &erased), before);
+        let mut put_back = event.clone();
+        put_back.metadata = serde_json::json!({"sessions_ended": 2, "email": "eve@example.com"});
+        assert_ne!(row_hash_v2(&key, &GENESIS, 1, id, &put_back, &erased), before);
         // Another key cannot produce the same commitments.
         let other = AuditKey::new(b"not the audit key, but as long!!".to_vec());
         assert_ne!(pseudonym(&other, person), pseudonym(&key, person));
