@@ -14,6 +14,7 @@ use chrono::Utc;
 use reqwest::Method;
 use serde_json::json;
 
+use crate::harness::socket::{connect, msg, subscribed, JSON};
 use crate::harness::{both_backends, both_backends_with, column, id, item, TestServer, TestUser};
 
 both_backends!(request_cancel_and_request_again, a_wrong_password_changes_nothing);
@@ -301,8 +302,12 @@ async fn erasure_leaves_the_person_in_no_table(server: &TestServer) {
     }
 
     ask(server, &bob, Some(&bob.password)).await.expect(202);
+    // A socket of his, subscribed to the board, is open when the erasure runs.
+    let mut socket = connect(server, &bob.access_token, JSON).await;
+    subscribed(&socket.request(msg::subscribe(&b)).await);
     let ran = run_due(server).await;
     assert_eq!((ran.erased, ran.held_back, ran.failed), (1, 0, 0));
+    assert_eq!(socket.closed().await, Some(4001));
     server.flush_audit().await;
     assert_eq!(tables_holding(server, &bob).await, Vec::<String>::new());
     // Alice is still everywhere she was.
