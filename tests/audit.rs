@@ -32,14 +32,8 @@ fn production_cost(settings: &mut boardroom::config::Settings) {
     settings.bcrypt_cost = boardroom::config::DEFAULT_BCRYPT_COST;
 }
 
-fn verify_cli(server: &TestServer) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_boardroom"))
-        .args(["audit", "verify"])
-        .env("DATABASE_URL", &server.database.url)
-        .env("BOARDROOM_DATA_DIR", server.database.dir.path())
-        .env("BOARDROOM_LOG", "error")
-        .output()
-        .unwrap();
+pub(crate) fn verify_cli(server: &TestServer) -> (bool, String) {
+    let out = server.cli(&["audit", "verify"]);
     let text =
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)

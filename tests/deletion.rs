@@ -4,8 +4,6 @@
 //! user", their webhooks disabled and the audit chain verifiable; and
 //! `boardroom admin run-deletions`.
 
-use std::process::Command;
-
 use boardroom::ssrf::Allowlist;
 use boardroom::storage::ChainReport;
 use boardroom_protocol::boards::DELETED_USER_NAME;
@@ -171,38 +169,23 @@ async fn tables_holding(server: &TestServer, user: &TestUser) -> Vec<String> {
     let uuid = id(&user.id);
     let needles = [user.id.clone(), uuid.simple().to_string(), user.email.clone()];
     let store = server.state().store();
+    let postgres = matches!(store.pool(), boardroom::storage::Pool::Postgres(_));
+    let listing = if postgres {
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()"
+    } else {
+        "SELECT name FROM sqlite_master WHERE type = 'table'"
+    };
+    let tables: Vec<(String,)> = boardroom::on_pool!(store, pool => {
+        sqlx::query_as(listing).fetch_all(pool).await.unwrap()
+    });
+    assert!(tables.len() > 20, "{tables:?}");
     let mut found = Vec::new();
-    match store.pool() {
-        boardroom::storage::Pool::Postgres(pool) => {
-            let tables: Vec<(String,)> = sqlx::query_as(
-                "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()",
-            )
-            .fetch_all(pool)
-            .await
-            .unwrap();
-            assert!(tables.len() > 20, "{tables:?}");
-            for (table,) in tables {
-                for needle in &needles {
-                    let sql = format!("SELECT count(*) FROM {table} t WHERE t::text ILIKE $1");
-                    let (n,): (i64,) = sqlx::query_as(&sql)
-                        .bind(format!("%{needle}%"))
-                        .fetch_one(pool)
-                        .await
-                        .unwrap();
-                    if n > 0 {
-                        found.push(table.clone());
-                    }
-                }
+    for (table,) in tables {
+        let sql = match store.pool() {
+            boardroom::storage::Pool::Postgres(_) => {
+                format!("SELECT count(*) FROM {table} t WHERE t::text ILIKE $1")
             }
-        }
-        boardroom::storage::Pool::Sqlite(pool) => {
-            let tables: Vec<(String,)> =
-                sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table'")
-                    .fetch_all(pool)
-                    .await
-                    .unwrap();
-            assert!(tables.len() > 20, "{tables:?}");
-            for (table,) in tables {
+            boardroom::storage::Pool::Sqlite(pool) => {
                 let columns: Vec<(String,)> =
                     sqlx::query_as("SELECT name FROM pragma_table_info($1)")
                         .bind(&table)
@@ -212,20 +195,15 @@ async fn tables_holding(server: &TestServer, user: &TestUser) -> Vec<String> {
                 // quote() shows a BLOB as X'…' hex, so an id stored as bytes is found too.
                 let row: Vec<String> =
                     columns.iter().map(|(c,)| format!("quote(\"{c}\")")).collect();
-                let sql = format!(
-                    "SELECT count(*) FROM \"{table}\" WHERE ({}) LIKE $1",
-                    row.join(" || ")
-                );
-                for needle in &needles {
-                    let (n,): (i64,) = sqlx::query_as(&sql)
-                        .bind(format!("%{needle}%"))
-                        .fetch_one(pool)
-                        .await
-                        .unwrap();
-                    if n > 0 {
-                        found.push(table.clone());
-                    }
-                }
+                format!("SELECT count(*) FROM \"{table}\" WHERE ({}) LIKE $1", row.join(" || "))
+            }
+        };
+        for needle in &needles {
+            let (n,): (i64,) = boardroom::on_pool!(store, pool => {
+                sqlx::query_as(&sql).bind(format!("%{needle}%")).fetch_one(pool).await.unwrap()
+            });
+            if n > 0 {
+                found.push(table.clone());
             }
         }
     }
@@ -347,14 +325,8 @@ async fn erasure_leaves_the_person_in_no_table(server: &TestServer) {
     // The audit chain still verifies, in process and through the binary, and records the
     // erasure under Bob's keyed pseudonym.
     assert!(matches!(server.verify_audit().await, ChainReport::Intact(_)));
-    let out = Command::new(env!("CARGO_BIN_EXE_boardroom"))
-        .args(["audit", "verify"])
-        .env("DATABASE_URL", &server.database.url)
-        .env("BOARDROOM_DATA_DIR", server.database.dir.path())
-        .env("BOARDROOM_LOG", "error")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (ok, text) = crate::audit::verify_cli(server);
+    assert!(ok, "{text}");
     let pseudonym = boardroom_actors::audit_chain::pseudonym(&server.audit_key(), id(&bob.id));
     let (target,): (Option<String>,) = boardroom::on_pool!(server.state().store(), pool => {
         sqlx::query_as("SELECT target FROM audit_log WHERE action = 'account.deleted'")
@@ -378,13 +350,7 @@ async fn run_deletions_command_erases_due_accounts(server: &TestServer) {
     ask(server, &carol, Some(&carol.password)).await.expect(202);
     server.flush_audit().await;
     let run = || {
-        let out = Command::new(env!("CARGO_BIN_EXE_boardroom"))
-            .args(["admin", "run-deletions"])
-            .env("DATABASE_URL", &server.database.url)
-            .env("BOARDROOM_DATA_DIR", server.database.dir.path())
-            .env("BOARDROOM_LOG", "error")
-            .output()
-            .unwrap();
+        let out = server.cli(&["admin", "run-deletions"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };

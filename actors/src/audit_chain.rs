@@ -170,13 +170,7 @@ pub fn row_hash_v2(
     event: &AuditEvent,
     erased: &Erased,
 ) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    Update::update(&mut hasher, b"boardroom.audit.v2");
-    field(&mut hasher, prev_hash);
-    field(&mut hasher, &seq.to_be_bytes());
-    field(&mut hasher, id.as_bytes());
-    field(&mut hasher, event.action.as_str().as_bytes());
-    optional(&mut hasher, event.organization_id.as_ref().map(|u| u.as_bytes().as_slice()));
+    let mut hasher = row_head(b"boardroom.audit.v2", prev_hash, seq, id, event);
     let actor = event.actor_id.map(|u| *u.as_bytes());
     committed(&mut hasher, key, "actor_id", actor.as_ref().map(|a| a.as_slice()), &erased.actor_id);
     committed(
@@ -241,13 +235,7 @@ pub const GENESIS: [u8; 32] = [0; 32];
 
 /// The hash of the row at `seq` with id `id` holding `event`, chained to `prev_hash`.
 pub fn row_hash(prev_hash: &[u8], seq: i64, id: Uuid, event: &AuditEvent) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    Update::update(&mut hasher, b"boardroom.audit.v1");
-    field(&mut hasher, prev_hash);
-    field(&mut hasher, &seq.to_be_bytes());
-    field(&mut hasher, id.as_bytes());
-    field(&mut hasher, event.action.as_str().as_bytes());
-    optional(&mut hasher, event.organization_id.as_ref().map(|u| u.as_bytes().as_slice()));
+    let mut hasher = row_head(b"boardroom.audit.v1", prev_hash, seq, id, event);
     optional(&mut hasher, event.actor_id.as_ref().map(|u| u.as_bytes().as_slice()));
     optional(&mut hasher, event.target.as_deref().map(str::as_bytes));
     optional(&mut hasher, event.ip.as_deref().map(str::as_bytes));
@@ -257,6 +245,19 @@ pub fn row_hash(prev_hash: &[u8], seq: i64, id: Uuid, event: &AuditEvent) -> [u8
     field(&mut hasher, event.metadata.to_string().as_bytes());
     field(&mut hasher, &event.at.timestamp_micros().to_be_bytes());
     hasher.finalize().into()
+}
+
+/// A row's hash begun: the version's tag, the link, the position, the id, the action and the
+/// organization, which both versions cover as stored.
+fn row_head(tag: &[u8], prev_hash: &[u8], seq: i64, id: Uuid, event: &AuditEvent) -> Sha256 {
+    let mut hasher = Sha256::new();
+    Update::update(&mut hasher, tag);
+    field(&mut hasher, prev_hash);
+    field(&mut hasher, &seq.to_be_bytes());
+    field(&mut hasher, id.as_bytes());
+    field(&mut hasher, event.action.as_str().as_bytes());
+    optional(&mut hasher, event.organization_id.as_ref().map(|u| u.as_bytes().as_slice()));
+    hasher
 }
 
 fn field(hasher: &mut impl Update, bytes: &[u8]) {

@@ -337,6 +337,31 @@ pub enum ChainReport {
 
 type SealRow = (i64, Vec<u8>, DateTime<Utc>, Option<Vec<u8>>);
 
+/// Walks the chain's rows after `start` through `verifier`, a page at a time from `page` (the
+/// rows after a `seq`, in order), to its end; the break, if any.
+async fn walk_chain(
+    mut verifier: Verifier,
+    start: i64,
+    mut page: impl AsyncFnMut(i64) -> StorageResult<Vec<AuditRow>>,
+) -> StorageResult<Result<Verified, ChainBreak>> {
+    let mut after = start;
+    loop {
+        let rows = page(after).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.seq;
+        for row in rows {
+            let checked = match row.into_stored() {
+                Ok(row) => verifier.check(row),
+                Err(seq) => Err(ChainBreak::Edited { seq }),
+            };
+            if let Err(brk) = checked {
+                return Ok(Err(brk));
+            }
+        }
+    }
+    Ok(verifier.finish())
+}
+
 fn seal_of((seq, hash, at, mac): SealRow) -> Seal {
     Seal { seq, hash, at, mac: mac.unwrap_or_default() }
 }
@@ -386,27 +411,14 @@ impl Store {
             let anchor = anchor.map(seal_of);
             let checkpoints: Vec<Seal> = checkpoints.into_iter().map(seal_of).collect();
             let start = anchor.as_ref().map_or(0, |a| a.seq);
-            let mut verifier = match Verifier::new(key, anchor.as_ref(), checkpoints.clone()) {
+            let verifier = match Verifier::new(key, anchor.as_ref(), checkpoints.clone()) {
                 Ok(verifier) => verifier,
                 Err(brk) => return Ok(Resealed::Broken(brk)),
             };
-            let mut after = start;
-            loop {
-                let page: Vec<AuditRow> =
-                    sqlx::query_as(&sql).bind(after).fetch_all(&mut *conn).await?;
-                let Some(last) = page.last() else { break };
-                after = last.seq;
-                for row in page {
-                    let checked = match row.into_stored() {
-                        Ok(row) => verifier.check(row),
-                        Err(seq) => Err(ChainBreak::Edited { seq }),
-                    };
-                    if let Err(brk) = checked {
-                        return Ok(Resealed::Broken(brk));
-                    }
-                }
-            }
-            if let Err(brk) = verifier.finish() {
+            let walked = walk_chain(verifier, start, async |after| {
+                Ok(sqlx::query_as(&sql).bind(after).fetch_all(&mut *conn).await?)
+            });
+            if let Err(brk) = walked.await? {
                 return Ok(Resealed::Broken(brk));
             }
             let mut prev = anchor.as_ref().map_or_else(
@@ -480,30 +492,19 @@ impl Store {
         })?;
         let anchor = anchor.map(seal_of);
         let checkpoints = checkpoints.into_iter().map(seal_of).collect();
-        let mut verifier = match Verifier::new(key, anchor.as_ref(), checkpoints) {
+        let verifier = match Verifier::new(key, anchor.as_ref(), checkpoints) {
             Ok(verifier) => verifier,
             Err(brk) => return Ok(ChainReport::Broken(brk)),
         };
-        let mut after = anchor.map_or(0, |a| a.seq);
+        let start = anchor.map_or(0, |a| a.seq);
         let sql =
             format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT 1000");
-        loop {
-            let page: Vec<AuditRow> = on_pool!(self, pool => {
+        let walked = walk_chain(verifier, start, async |after| {
+            Ok(on_pool!(self, pool => {
                 sqlx::query_as::<_, AuditRow>(&sql).bind(after).fetch_all(pool).await
-            })?;
-            let Some(last) = page.last() else { break };
-            after = last.seq;
-            for row in page {
-                let checked = match row.into_stored() {
-                    Ok(row) => verifier.check(row),
-                    Err(seq) => Err(ChainBreak::Edited { seq }),
-                };
-                if let Err(brk) = checked {
-                    return Ok(ChainReport::Broken(brk));
-                }
-            }
-        }
-        Ok(match verifier.finish() {
+            })?)
+        });
+        Ok(match walked.await? {
             Ok(verified) => ChainReport::Intact(verified),
             Err(brk) => ChainReport::Broken(brk),
         })
