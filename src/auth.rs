@@ -107,6 +107,10 @@ const KNOWN_NETWORK: &str = "login-network";
 /// How long a network an account signed in from stays known to it.
 const KNOWN_NETWORK_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
+/// How recent a Google sign-in must be to confirm an irreversible change of an account that has
+/// no password (an account deletion): the session must have been opened this recently.
+pub const FRESH_GOOGLE_SIGN_IN: chrono::Duration = chrono::Duration::minutes(10);
+
 impl Auth {
     /// Builds the service.
     pub fn new(
@@ -516,7 +520,7 @@ impl Auth {
     ) -> Result<(UserRow, SessionTokens), ApiError> {
         validate::presented_password("current_password", current)?;
         validate::new_password("new_password", new)?;
-        self.check_current_password(user, current, meta).await?;
+        self.check_current_password(user, current, meta, AuditAction::PasswordChangeFailed).await?;
         let hash = self.hasher.hash(new.to_owned()).await?;
         let version = self.store.set_password(user, &hash).await?;
         let revoked =
@@ -530,19 +534,20 @@ impl Auth {
         self.renew_session(user, session).await
     }
 
-    /// Checks `user`'s current password before a change that needs it (password, address);
-    /// answers the account. Wrong ones count against the account's limit (as many as
-    /// `BOARDROOM_LOGIN_LIMIT` in any 15 minutes) and are audited `password.change_failed`; as
-    /// at login, a slot is taken before the check and given back when the password was right.
+    /// Checks `current` against `user`'s password before a change that needs it (password,
+    /// address, deletion) and answers the account, under the per-account limit of wrong current
+    /// passwords (`BOARDROOM_LOGIN_LIMIT` per 15 minutes): a wrong one is `401
+    /// invalid_credentials` and audited as `refusal`, as is a refusal by the limit (429). As at
+    /// login, a slot is taken before the check and given back when the password was right.
     async fn check_current_password(
         &self,
         user: Uuid,
         current: &str,
         meta: &RequestMeta,
+        refusal: AuditAction,
     ) -> Result<UserRow, ApiError> {
-        validate::presented_password("current_password", current)?;
         let failed = |reason: &'static str| {
-            self.audit(AuditAction::PasswordChangeFailed, meta, |e| {
+            self.audit(refusal, meta, |e| {
                 e.actor_id = Some(user);
                 e.target = Some(user.to_string());
                 e.metadata = serde_json::json!({ "reason": reason });
@@ -579,6 +584,70 @@ impl Auth {
                 Err(err)
             }
         }
+    }
+
+    /// Checks that the owner of `session` is asking, before an irreversible change: an account
+    /// with a password gives it (checked as a password change checks the current one); an
+    /// account that signs in only with Google asks from a session opened with Google within
+    /// [`FRESH_GOOGLE_SIGN_IN`]. A refusal is audited as `refused`.
+    pub async fn confirm_owner(
+        &self,
+        user: Uuid,
+        session: Uuid,
+        password: Option<&str>,
+        meta: &RequestMeta,
+        refused: AuditAction,
+    ) -> Result<(), ApiError> {
+        let account =
+            self.store.user_by_id(user).await?.ok_or_else(|| ApiError::not_found("user"))?;
+        if account.password_hash.is_some() {
+            let password = password
+                .ok_or_else(|| ApiError::validation("password: required to confirm it is you"))?;
+            validate::presented_password("password", password)?;
+            self.check_current_password(user, password, meta, refused).await?;
+            return Ok(());
+        }
+        let fresh = self.store.session(session).await?.is_some_and(|row| {
+            row.user_id == user
+                && row.method == "google"
+                && chrono::Utc::now() - row.created_at <= FRESH_GOOGLE_SIGN_IN
+        });
+        if password.is_none() && fresh {
+            return Ok(());
+        }
+        self.audit(refused, meta, |e| {
+            e.actor_id = Some(user);
+            e.target = Some(user.to_string());
+            let reason = match password {
+                Some(_) => "account_has_no_password",
+                None => "google_sign_in_not_fresh",
+            };
+            e.metadata = serde_json::json!({ "reason": reason });
+        });
+        Err(ApiError::new(
+            ErrorCode::InvalidCredentials,
+            "this account has no password: sign in with Google again and ask within 10 minutes",
+        ))
+    }
+
+    /// Drops every cached session of `user` (after their account was erased).
+    pub fn forget_user(&self, user: Uuid) {
+        self.sessions.forget_user(user);
+    }
+
+    /// Forgets the attempts counted against an account being erased: wrong current passwords
+    /// (by its id) and wrong logins (by its email). Those counted per email and network, and the
+    /// networks it signed in from, are keyed by a hash of both and expire by themselves
+    /// (15 minutes; 30 days).
+    pub async fn forget_limits_of(
+        &self,
+        user: Uuid,
+        email: &str,
+    ) -> crate::storage::StorageResult<()> {
+        let limiter = &self.limiter;
+        limiter.forget(self.password_change_limit.name, &user.to_string()).await?;
+        limiter.forget(self.login_account_limit.name, email).await?;
+        Ok(())
     }
 
     /// New tokens for a live session of `user` (after a password change moved the user's token

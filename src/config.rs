@@ -79,6 +79,9 @@ pub enum AdminCommand {
         /// Email of the account.
         email: String,
     },
+    /// Erase now every account whose requested deletion is due (the server also does this
+    /// hourly); prints how many were erased and how many were held back.
+    RunDeletions,
 }
 
 /// `boardroom audit …`
@@ -422,6 +425,13 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(0..=MAX_EXPORT_TTL_SECS), global = true)]
     pub export_ttl_secs: u64,
 
+    /// Days between a person asking for their account's deletion and its erasure; they may
+    /// cancel meanwhile. 0 erases at the next run (hourly, or `boardroom admin run-deletions`).
+    #[arg(long, env = "BOARDROOM_DELETION_GRACE_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(0..=MAX_DELETION_GRACE_DAYS as i64),
+          global = true)]
+    pub deletion_grace_days: u32,
+
     /// Seconds a board's actor may sit idle before it stops (it restarts on next use).
     #[arg(long, env = "BOARDROOM_BOARD_IDLE_SECS", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
@@ -587,6 +597,9 @@ pub const DEFAULT_TLS_RELOAD_POLL: Duration = Duration::from_secs(5);
 
 /// The bcrypt cost the security page promises.
 pub const DEFAULT_BCRYPT_COST: u32 = 12;
+
+/// The longest grace period before an erasure (`BOARDROOM_DELETION_GRACE_DAYS`): a year.
+pub const MAX_DELETION_GRACE_DAYS: u32 = 365;
 
 /// The longest an export may be kept (`BOARDROOM_EXPORT_TTL_SECS`): ten years.
 pub const MAX_EXPORT_TTL_SECS: u64 = 315_360_000;

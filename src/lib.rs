@@ -14,6 +14,8 @@
 //! - [`blob_reaper`]: deletes the files of deleted items, comments and boards.
 //! - [`commands`]: board writes' wire bodies as board commands, one function per write, for
 //!   REST and sockets alike.
+//! - [`deletion`]: account deletion (GDPR erasure): the request, its grace period, and the
+//!   erasure of due accounts through the actors and one storage transaction.
 //! - [`config`]: the clap command line; every setting is a flag and an environment variable.
 //! - [`secrets`]: secret settings that fall back to a value generated into the data dir.
 //! - [`server`]: start-up (store, migrations, secret), serving, graceful shutdown.
@@ -47,6 +49,7 @@ pub mod billing;
 pub mod blob_reaper;
 pub mod commands;
 pub mod config;
+pub mod deletion;
 pub mod error;
 pub mod exports;
 pub mod http;

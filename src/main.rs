@@ -64,6 +64,27 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
         Command::Admin(AdminCommand::VerifyEmail { email }) => {
             change_account(&cli.settings, &email, AccountChange::VerifyEmail).await
         }
+        Command::Admin(AdminCommand::RunDeletions) => {
+            // Through the same actors as the server's hourly run, so board and organization
+            // state ends the same way; this process's actors are then shut down.
+            let app = App::build(cli.settings).await?;
+            let state = app.state().clone();
+            let ran = boardroom::deletion::run_due(&state).await;
+            let flushed = state.runtime().shutdown().await;
+            state.store().close().await;
+            let ran =
+                ran.map_err(|e| StartupError::Command(format!("cannot run deletions: {e}")))?;
+            println!(
+                "erased {} account(s); {} held back; {} failed",
+                ran.erased, ran.held_back, ran.failed
+            );
+            if ran.failed > 0 || !flushed {
+                return Err(StartupError::Command(
+                    "some deletions did not complete: see the log".into(),
+                ));
+            }
+            Ok(())
+        }
         Command::Audit(AuditCommand::Verify) => {
             let key = server::audit_key(&cli.settings, IfMissing::Fail)?;
             let store = server::open_store(&cli.settings).await?;
@@ -90,7 +111,7 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
             }
         }
         Command::Keys(keys) => {
-            let store = server::open_store(&cli.settings).await?;
+            let store = writing_store(&cli.settings).await?;
             store.migrate().await.map_err(StartupError::Migrate)?;
             let (event, said) = match keys {
                 KeysCommand::Rotate => {
@@ -210,7 +231,7 @@ async fn change_account(
 ) -> Result<(), StartupError> {
     let email = boardroom::validate::email(email)
         .map_err(|err| StartupError::Command(err.message().to_owned()))?;
-    let store = server::open_store(settings).await?;
+    let store = writing_store(settings).await?;
     let (changed, action, said) = match change {
         AccountChange::Superadmin(grant) => (
             store.set_superadmin(&email, grant).await,
@@ -245,4 +266,13 @@ async fn append_audit(
         .append(&[event])
         .await
         .map_err(|e| StartupError::Command(format!("cannot write the audit row: {e}")))
+}
+
+/// The store of a subcommand that appends to the audit chain: with the audit key, so its rows
+/// are written erasable like the server's.
+async fn writing_store(
+    settings: &boardroom::config::Settings,
+) -> Result<boardroom::storage::Store, StartupError> {
+    let key = server::audit_key(settings, IfMissing::Generate)?;
+    Ok(server::open_store(settings).await?.with_audit_key(std::sync::Arc::new(key)))
 }

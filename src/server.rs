@@ -87,8 +87,22 @@ impl App {
         );
         let smtp = crate::mail::transport(&settings).map_err(StartupError::Setting)?;
         let mail_from = crate::mail::from_mailbox(&settings).map_err(StartupError::Setting)?;
-        let store = open_store(&settings).await?;
+        let audit_key = Arc::new(audit_key);
+        let store = open_store(&settings).await?.with_audit_key(Arc::clone(&audit_key));
         store.migrate().await.map_err(StartupError::Migrate)?;
+        // Rows from before erasable ones (migration 0014) become erasable, if the chain verifies.
+        match store.reseal_legacy_audit_rows(&audit_key).await {
+            Ok(crate::storage::Resealed::Nothing) => {}
+            Ok(crate::storage::Resealed::Rows(rows)) => {
+                tracing::info!(rows, "audit rows re-hashed over keyed commitments (erasable)");
+            }
+            Ok(crate::storage::Resealed::Broken(brk)) => tracing::error!(
+                %brk,
+                "the audit chain does not verify, so its older rows were not made erasable; \
+                 run `boardroom audit verify`"
+            ),
+            Err(err) => tracing::error!(error = %err, "re-sealing older audit rows failed"),
+        }
         let mail = crate::mail::Mail::new(public_url);
         let mail_sender = crate::mail::Sender::new(
             store.clone(),
@@ -99,7 +113,7 @@ impl App {
         );
         let runtime = Runtime::start(Dependencies {
             audit_store: Arc::new(store.clone()),
-            audit_key: Arc::new(audit_key),
+            audit_key,
             board_store: Arc::new(store.clone()),
             org_store: Arc::new(store.clone()),
             board_idle_timeout: Duration::from_secs(settings.board_idle_secs),
@@ -187,8 +201,26 @@ impl App {
                 if let Err(err) = state.exports().recover().await {
                     tracing::warn!(error = %err, "failing exports left pending failed");
                 }
+                let mut deletions_ran: Option<tokio::time::Instant> = None;
                 loop {
                     every.tick().await;
+                    if deletions_ran.is_none_or(|at| at.elapsed() >= crate::deletion::RUN_EVERY) {
+                        deletions_ran = Some(tokio::time::Instant::now());
+                        match crate::deletion::run_due(&state).await {
+                            Ok(ran) if ran.erased + ran.held_back + ran.failed > 0 => {
+                                tracing::info!(
+                                    erased = ran.erased,
+                                    held_back = ran.held_back,
+                                    failed = ran.failed,
+                                    "due account deletions ran"
+                                );
+                            }
+                            Ok(_) => {}
+                            Err(err) => {
+                                tracing::warn!(error = %err, "running due deletions failed");
+                            }
+                        }
+                    }
                     if let Err(err) = state.exports().sweep().await {
                         tracing::warn!(error = %err, "deleting expired exports failed");
                     }

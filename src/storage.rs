@@ -16,6 +16,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use boardroom_actors::audit_chain::AuditKey;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
@@ -30,6 +31,7 @@ mod audit;
 mod billing;
 mod boards;
 mod email_tokens;
+mod deletion;
 mod exports;
 mod invitations;
 mod item_batches;
@@ -44,9 +46,10 @@ mod webhooks;
 pub use api_keys::{ApiKeyChanges, ApiKeyRow, NewApiKey};
 pub use attachment_keys::{Rewrapped, Sealed, WrappedKeyRow, BLOB_KEYS_PER_QUERY};
 pub use attachments::StoredAttachment;
-pub use audit::{AuditRow, ChainReport};
+pub use audit::{AuditRow, ChainReport, Resealed};
 pub use boards::{BoardListing, EventKindRow, EventPage, EventRow, EVENT_OVERHEAD_BYTES};
 pub use email_tokens::{NewEmailToken, ResetDone, TokenPurpose, Verified};
+pub use deletion::{Erasure, DELETED_USER};
 pub use exports::{AuthoredAttachment, AuthoredComment, AuthoredItem, ExportRow, SessionRecord};
 pub use invitations::{Closed, InvitationRow};
 pub use mail_outbox::{MailRow, NewMail};
@@ -293,6 +296,9 @@ pub struct Store {
     /// SQLite: this process's write transactions take turns here, in order of arrival, rather
     /// than in SQLite's busy handler, which sleeps up to 100 ms between tries.
     sqlite_writer: Arc<tokio::sync::Mutex<()>>,
+    /// The audit key, when loaded: audit rows are then written erasable (hash version 2, keyed
+    /// commitments; `boardroom_actors::audit_chain`), and erasure can keep them verifiable.
+    audit_key: Option<Arc<AuditKey>>,
 }
 
 impl Store {
@@ -350,7 +356,24 @@ impl Store {
     fn on(pool: Pool) -> Store {
         let sqlite_writer = Arc::default();
         let writer = item_batches::Writer::new(pool.clone(), Arc::clone(&sqlite_writer));
-        Store { item_batches: item_batches::ItemBatches::start(writer), pool, sqlite_writer }
+        Store {
+            item_batches: item_batches::ItemBatches::start(writer),
+            pool,
+            sqlite_writer,
+            audit_key: None,
+        }
+    }
+
+    /// This store, writing audit rows erasable under `key` (every server and subcommand that
+    /// appends to the chain loads it).
+    pub fn with_audit_key(mut self, key: Arc<AuditKey>) -> Store {
+        self.audit_key = Some(key);
+        self
+    }
+
+    /// The audit key, if loaded.
+    pub fn audit_key(&self) -> Option<&Arc<AuditKey>> {
+        self.audit_key.as_ref()
     }
 
     /// The backend's pool; queries use it through [`on_pool!`](crate::on_pool).

@@ -32,14 +32,8 @@ fn production_cost(settings: &mut boardroom::config::Settings) {
     settings.bcrypt_cost = boardroom::config::DEFAULT_BCRYPT_COST;
 }
 
-fn verify_cli(server: &TestServer) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_boardroom"))
-        .args(["audit", "verify"])
-        .env("DATABASE_URL", &server.database.url)
-        .env("BOARDROOM_DATA_DIR", server.database.dir.path())
-        .env("BOARDROOM_LOG", "error")
-        .output()
-        .unwrap();
+pub(crate) fn verify_cli(server: &TestServer) -> (bool, String) {
+    let out = server.cli(&["audit", "verify"]);
     let text =
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
@@ -436,14 +430,16 @@ async fn a_refused_entry_is_set_aside_and_the_rest_are_stored(server: &TestServe
 }
 
 /// Rewrites row 2's target and recomputes every later hash, as someone with write access to
-/// the database (but not the audit key) can.
+/// the database (but not the audit key) can: as version-1 rows, the only hash they can compute
+/// without the key.
 async fn rewrite_and_rehash(server: &TestServer) {
     use boardroom_actors::audit_chain::row_hash;
     let store = server.state().store();
     let rows: Vec<boardroom::storage::AuditRow> = boardroom::on_pool!(store, pool => {
         sqlx::query_as(
             "SELECT seq, id, organization_id, actor_id, action, target, ip, user_agent, bypass, \
-             metadata, created_at, prev_hash, hash FROM audit_log ORDER BY seq",
+             metadata, created_at, prev_hash, hash, hash_version, erased FROM audit_log \
+             ORDER BY seq",
         )
         .fetch_all(pool)
         .await
@@ -464,7 +460,10 @@ async fn rewrite_and_rehash(server: &TestServer) {
         };
         let hash = row_hash(&prev, row.seq, row.id, &event).to_vec();
         boardroom::on_pool!(store, pool => {
-            sqlx::query("UPDATE audit_log SET target = $2, prev_hash = $3, hash = $4 WHERE seq = $1")
+            sqlx::query(
+                "UPDATE audit_log SET target = $2, prev_hash = $3, hash = $4, hash_version = 1 \
+                 WHERE seq = $1",
+            )
                 .bind(row.seq)
                 .bind(&event.target)
                 .bind(&prev)

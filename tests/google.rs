@@ -47,6 +47,7 @@ both_backends_with!(
     an_unverified_email_is_refused,
     rotated_keys_are_fetched_once,
     a_callback_from_another_browser_is_refused,
+    a_google_only_account_confirms_its_deletion_with_a_fresh_sign_in,
 );
 
 both_backends!(not_configured_answers_404);
@@ -833,4 +834,45 @@ async fn a_google_link_ends_a_squatters_memberships_and_webhooks(server: &TestSe
     assert_eq!(disabled[0].metadata["reason"], "creator_account_claimed");
     let removed = last_audit(server, "member.removed").await;
     assert_eq!(removed.metadata["reason"], "email_claimed_by_google");
+}
+
+/// An account without a password asks for its deletion from a session opened with Google in the
+/// last 10 minutes; an older session, or a password it does not have, is refused.
+async fn a_google_only_account_confirms_its_deletion_with_a_fresh_sign_in(server: &TestServer) {
+    let ann = person("ann");
+    let session = signed_in(server, &ann).await;
+    let ask = |password: Option<&'static str>| {
+        let token = session.access_token.clone();
+        async move {
+            let body = boardroom_protocol::identity::RequestDeletion {
+                password: password.map(str::to_owned),
+            };
+            server.send_body(reqwest::Method::POST, "/api/v1/me/deletion", &token, &body).await
+        }
+    };
+    ask(Some("a-password-it-never-had")).await.expect_error(401, "invalid_credentials");
+    // The session was opened 11 minutes ago: no longer a fresh sign-in.
+    let opened = chrono::Utc::now() - chrono::Duration::minutes(11);
+    boardroom::on_pool!(server.state().store(), pool => {
+        sqlx::query("UPDATE sessions SET created_at = $2 WHERE id = $1")
+            .bind(session.session_id)
+            .bind(opened)
+            .execute(pool)
+            .await
+            .unwrap();
+    });
+    ask(None).await.expect_error(401, "invalid_credentials");
+    let me: boardroom_protocol::identity::Me =
+        server.get_as("/api/v1/me", &session.access_token).await.expect_as(200);
+    assert_eq!(me.deletion_scheduled_for, None);
+    // A fresh sign-in with Google confirms it.
+    let fresh = signed_in(server, &ann).await;
+    let body = boardroom_protocol::identity::RequestDeletion::default();
+    let scheduled: boardroom_protocol::identity::DeletionScheduled = server
+        .send_body(reqwest::Method::POST, "/api/v1/me/deletion", &fresh.access_token, &body)
+        .await
+        .expect_as(202);
+    let me: boardroom_protocol::identity::Me =
+        server.get_as("/api/v1/me", &fresh.access_token).await.expect_as(200);
+    assert_eq!(me.deletion_scheduled_for, Some(scheduled.scheduled_for));
 }

@@ -513,6 +513,18 @@ impl TestServer {
             .expect("audit key")
     }
 
+    /// Runs the `boardroom` binary with `args` against this server's database and data dir (so
+    /// with its audit key), logging errors only.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_boardroom"))
+            .args(args)
+            .env("DATABASE_URL", &self.database.url)
+            .env("BOARDROOM_DATA_DIR", self.database.dir.path())
+            .env("BOARDROOM_LOG", "error")
+            .output()
+            .expect("run boardroom")
+    }
+
     /// Verifies the audit chain in process (the CLI's check, without starting the binary).
     pub async fn verify_audit(&self) -> boardroom::storage::ChainReport {
         self.state()

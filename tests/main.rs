@@ -15,6 +15,7 @@ mod board_authz;
 mod boards;
 mod bounds;
 mod cli;
+mod deletion;
 mod exports;
 mod google;
 mod health;

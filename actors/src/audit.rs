@@ -139,6 +139,19 @@ audit_actions! {
     InvitationRevoked = "invitation.revoked",
     /// The invited person declined an invitation.
     InvitationDeclined = "invitation.declined",
+    /// Someone asked for their account to be deleted (`metadata`: scheduled_for, proof).
+    AccountDeletionRequested = "account.deletion_requested",
+    /// A deletion request was refused: the password was wrong, a Google-only account's sign-in
+    /// was not fresh, or it would leave an organization without an admin (`metadata.reason`).
+    AccountDeletionRefused = "account.deletion_refused",
+    /// The audit rows written before erasable rows existed were re-hashed over keyed
+    /// commitments, and the checkpoints over them sealed again (at start; `metadata`: counts).
+    AuditResealed = "audit.resealed",
+    /// A pending account deletion was cancelled by its owner.
+    AccountDeletionCancelled = "account.deletion_cancelled",
+    /// An account was erased at the end of its grace period (`target`: the person's keyed
+    /// pseudonym; `metadata`: what went).
+    AccountDeleted = "account.deleted",
 }
 
 impl AuditEvent {

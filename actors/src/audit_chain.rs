@@ -15,8 +15,20 @@
 //!
 //! The canonical form length-prefixes every field and serializes metadata with sorted keys, so it
 //! is identical whether the row was read back from Postgres `jsonb` or SQLite text.
+//!
+//! # Erasure
+//!
+//! Rows come in two versions ([`HashVersion`]). A version-1 row's hash covers its fields as
+//! stored. A version-2 row's hash ([`row_hash_v2`]) covers, for each field that may hold personal
+//! data (actor, target, IP, User-Agent, and each top-level metadata key), a keyed commitment
+//! instead: HMAC-SHA256 under the audit key of the field's name and value ([`AuditKey::commit`]).
+//! Erasing a person ([`erase_fields`]) takes such fields out of the row and keeps their
+//! commitments ([`Erased`]); the hash does not change, so the chain, its checkpoints and anchor
+//! still verify, and nothing in the row reveals the value (the commitment is keyed: without the
+//! key an email or IP cannot be guessed back from it). The actor's commitment is the person's
+//! keyed pseudonym: the same in every row they acted in, so their rows stay linkable.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
@@ -26,18 +38,204 @@ use uuid::Uuid;
 
 use crate::audit::AuditEvent;
 
+/// How a row's hash covers its fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashVersion {
+    /// Every field as stored ([`row_hash`]): rows written before erasure existed.
+    V1,
+    /// Personal fields through keyed commitments ([`row_hash_v2`]): erasable.
+    V2,
+}
+
+impl HashVersion {
+    /// The stored number.
+    pub const fn number(self) -> i32 {
+        match self {
+            HashVersion::V1 => 1,
+            HashVersion::V2 => 2,
+        }
+    }
+
+    /// Parses a stored number.
+    pub fn parse(number: i32) -> Option<HashVersion> {
+        match number {
+            1 => Some(HashVersion::V1),
+            2 => Some(HashVersion::V2),
+            _ => None,
+        }
+    }
+}
+
+/// The commitments (hex) standing in for the fields an erasure took out of a version-2 row.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Erased {
+    /// The actor's commitment: the person's keyed pseudonym.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_id: Option<String>,
+    /// The target's commitment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The IP's commitment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// The User-Agent's commitment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// Commitments of erased top-level metadata keys, by key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl Erased {
+    /// Whether nothing was erased.
+    pub fn is_empty(&self) -> bool {
+        *self == Erased::default()
+    }
+}
+
+/// A field of a version-2 row that an erasure can take out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErasableField {
+    /// `actor_id`.
+    Actor,
+    /// `target`.
+    Target,
+    /// `ip`.
+    Ip,
+    /// `user_agent`.
+    UserAgent,
+    /// One top-level metadata key.
+    Metadata(String),
+}
+
+/// Takes `fields` out of `event` (a version-2 row's content), recording their commitments in
+/// `erased`; the row's [`row_hash_v2`] is unchanged. Fields already empty are left alone.
+pub fn erase_fields(
+    key: &AuditKey,
+    event: &mut AuditEvent,
+    erased: &mut Erased,
+    fields: &[ErasableField],
+) {
+    for field in fields {
+        match field {
+            ErasableField::Actor => {
+                if let Some(actor) = event.actor_id.take() {
+                    erased.actor_id = Some(hex::encode(key.commit("actor_id", actor.as_bytes())));
+                }
+            }
+            ErasableField::Target => {
+                if let Some(target) = event.target.take() {
+                    erased.target = Some(hex::encode(key.commit("target", target.as_bytes())));
+                }
+            }
+            ErasableField::Ip => {
+                if let Some(ip) = event.ip.take() {
+                    erased.ip = Some(hex::encode(key.commit("ip", ip.as_bytes())));
+                }
+            }
+            ErasableField::UserAgent => {
+                if let Some(agent) = event.user_agent.take() {
+                    erased.user_agent =
+                        Some(hex::encode(key.commit("user_agent", agent.as_bytes())));
+                }
+            }
+            ErasableField::Metadata(name) => {
+                let taken = event.metadata.as_object_mut().and_then(|map| map.remove(name));
+                if let Some(value) = taken {
+                    let commitment =
+                        key.commit(&metadata_field(name), value.to_string().as_bytes());
+                    erased.metadata.insert(name.clone(), hex::encode(commitment));
+                }
+            }
+        }
+    }
+}
+
+/// The keyed pseudonym of `user`: the commitment of a row's actor when they acted.
+pub fn pseudonym(key: &AuditKey, user: Uuid) -> String {
+    hex::encode(key.commit("actor_id", user.as_bytes()))
+}
+
+fn metadata_field(name: &str) -> String {
+    format!("metadata.{name}")
+}
+
+/// The hash of a version-2 row: like [`row_hash`], but each personal field enters as its keyed
+/// commitment (taken from `erased` where an erasure took the field out).
+pub fn row_hash_v2(
+    key: &AuditKey,
+    prev_hash: &[u8],
+    seq: i64,
+    id: Uuid,
+    event: &AuditEvent,
+    erased: &Erased,
+) -> [u8; 32] {
+    let mut hasher = row_head(b"boardroom.audit.v2", prev_hash, seq, id, event);
+    let actor = event.actor_id.map(|u| *u.as_bytes());
+    committed(&mut hasher, key, "actor_id", actor.as_ref().map(|a| a.as_slice()), &erased.actor_id);
+    committed(
+        &mut hasher,
+        key,
+        "target",
+        event.target.as_deref().map(str::as_bytes),
+        &erased.target,
+    );
+    committed(&mut hasher, key, "ip", event.ip.as_deref().map(str::as_bytes), &erased.ip);
+    let agent = event.user_agent.as_deref().map(str::as_bytes);
+    committed(&mut hasher, key, "user_agent", agent, &erased.user_agent);
+    field(&mut hasher, &[u8::from(event.bypass)]);
+    let present = event.metadata.as_object();
+    let mut names: BTreeSet<&str> = erased.metadata.keys().map(String::as_str).collect();
+    names.extend(present.into_iter().flat_map(|map| map.keys().map(String::as_str)));
+    field(&mut hasher, &(names.len() as u64).to_be_bytes());
+    for name in names {
+        field(&mut hasher, name.as_bytes());
+        let value = present.and_then(|map| map.get(name)).map(|v| v.to_string());
+        committed(
+            &mut hasher,
+            key,
+            &metadata_field(name),
+            value.as_deref().map(str::as_bytes),
+            &erased.metadata.get(name).cloned(),
+        );
+    }
+    if present.is_none() {
+        // Sanitized metadata is always an object; anything else enters whole.
+        field(&mut hasher, event.metadata.to_string().as_bytes());
+    }
+    field(&mut hasher, &event.at.timestamp_micros().to_be_bytes());
+    hasher.finalize().into()
+}
+
+/// A personal field: its erased commitment if there is one, else the commitment of its value.
+/// A commitment that is not hex enters as its text, and a field both erased and present (a value
+/// put back beside its commitment) enters marked: either can only mismatch.
+fn committed(
+    hasher: &mut Sha256,
+    key: &AuditKey,
+    name: &str,
+    value: Option<&[u8]>,
+    erased: &Option<String>,
+) {
+    match (erased, value) {
+        (Some(commitment), present) => {
+            let bytes = hex::decode(commitment).unwrap_or_else(|_| commitment.as_bytes().to_vec());
+            if present.is_some() {
+                Update::update(hasher, &[2u8]);
+            }
+            optional(hasher, Some(&bytes));
+        }
+        (None, Some(value)) => optional(hasher, Some(&key.commit(name, value))),
+        (None, None) => optional(hasher, None),
+    }
+}
+
 /// The `prev_hash` of the first row.
 pub const GENESIS: [u8; 32] = [0; 32];
 
 /// The hash of the row at `seq` with id `id` holding `event`, chained to `prev_hash`.
 pub fn row_hash(prev_hash: &[u8], seq: i64, id: Uuid, event: &AuditEvent) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    Update::update(&mut hasher, b"boardroom.audit.v1");
-    field(&mut hasher, prev_hash);
-    field(&mut hasher, &seq.to_be_bytes());
-    field(&mut hasher, id.as_bytes());
-    field(&mut hasher, event.action.as_str().as_bytes());
-    optional(&mut hasher, event.organization_id.as_ref().map(|u| u.as_bytes().as_slice()));
+    let mut hasher = row_head(b"boardroom.audit.v1", prev_hash, seq, id, event);
     optional(&mut hasher, event.actor_id.as_ref().map(|u| u.as_bytes().as_slice()));
     optional(&mut hasher, event.target.as_deref().map(str::as_bytes));
     optional(&mut hasher, event.ip.as_deref().map(str::as_bytes));
@@ -47,6 +245,19 @@ pub fn row_hash(prev_hash: &[u8], seq: i64, id: Uuid, event: &AuditEvent) -> [u8
     field(&mut hasher, event.metadata.to_string().as_bytes());
     field(&mut hasher, &event.at.timestamp_micros().to_be_bytes());
     hasher.finalize().into()
+}
+
+/// A row's hash begun: the version's tag, the link, the position, the id, the action and the
+/// organization, which both versions cover as stored.
+fn row_head(tag: &[u8], prev_hash: &[u8], seq: i64, id: Uuid, event: &AuditEvent) -> Sha256 {
+    let mut hasher = Sha256::new();
+    Update::update(&mut hasher, tag);
+    field(&mut hasher, prev_hash);
+    field(&mut hasher, &seq.to_be_bytes());
+    field(&mut hasher, id.as_bytes());
+    field(&mut hasher, event.action.as_str().as_bytes());
+    optional(&mut hasher, event.organization_id.as_ref().map(|u| u.as_bytes().as_slice()));
+    hasher
 }
 
 fn field(hasher: &mut impl Update, bytes: &[u8]) {
@@ -71,8 +282,12 @@ pub struct StoredRow {
     pub seq: i64,
     /// Row id.
     pub id: Uuid,
-    /// Content.
+    /// Content (erased fields absent).
     pub event: AuditEvent,
+    /// How its hash covers its fields.
+    pub version: HashVersion,
+    /// Commitments of the fields an erasure took out (version 2 only).
+    pub erased: Erased,
     /// Stored link to the previous row.
     pub prev_hash: Vec<u8>,
     /// Stored hash of this row.
@@ -89,6 +304,18 @@ impl AuditKey {
     /// A key of these bytes.
     pub fn new(bytes: Vec<u8>) -> Self {
         AuditKey(bytes)
+    }
+
+    /// The keyed commitment to one field of a row: HMAC-SHA256 of its name and value.
+    pub fn commit(&self, name: &str, value: &[u8]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        if let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(&self.0) {
+            Update::update(&mut mac, b"boardroom.audit.commit.v1");
+            field(&mut mac, name.as_bytes());
+            field(&mut mac, value);
+            out.copy_from_slice(&mac.finalize().into_bytes());
+        }
+        out
     }
 
     /// The MAC over a seal's fields; `None` only if HMAC refused the key, which it never does
@@ -236,6 +463,7 @@ pub struct Verified {
 /// Checks a chain row by row, in `seq` order, against its anchor and checkpoints.
 #[derive(Debug)]
 pub struct Verifier {
+    key: AuditKey,
     expected_prev: Vec<u8>,
     end: i64,
     rows: u64,
@@ -279,7 +507,7 @@ impl Verifier {
                 ahead.push_back(checkpoint);
             }
         }
-        Ok(Verifier { expected_prev, end: start, rows: 0, ahead, signed_through })
+        Ok(Verifier { key: key.clone(), expected_prev, end: start, rows: 0, ahead, signed_through })
     }
 
     /// Checks the next row.
@@ -287,7 +515,16 @@ impl Verifier {
         if row.prev_hash != self.expected_prev {
             return Err(ChainBreak::Unlinked { seq: row.seq });
         }
-        let computed = row_hash(&row.prev_hash, row.seq, row.id, &row.event);
+        let computed = match row.version {
+            HashVersion::V1 if row.erased.is_empty() => {
+                row_hash(&row.prev_hash, row.seq, row.id, &row.event)
+            }
+            // Nothing erases a version-1 row; one that claims so was edited.
+            HashVersion::V1 => return Err(ChainBreak::Edited { seq: row.seq }),
+            HashVersion::V2 => {
+                row_hash_v2(&self.key, &row.prev_hash, row.seq, row.id, &row.event, &row.erased)
+            }
+        };
         if computed.as_slice() != row.hash.as_slice() {
             return Err(ChainBreak::Edited { seq: row.seq });
         }
@@ -330,7 +567,15 @@ mod tests {
                 event.metadata = serde_json::json!({"b": 1, "a": [seq]});
                 let id = Uuid::now_v7();
                 let hash = row_hash(&prev, seq, id, &event).to_vec();
-                let row = StoredRow { seq, id, event, prev_hash: prev.clone(), hash: hash.clone() };
+                let row = StoredRow {
+                    seq,
+                    id,
+                    event,
+                    version: HashVersion::V1,
+                    erased: Erased::default(),
+                    prev_hash: prev.clone(),
+                    hash: hash.clone(),
+                };
                 prev = hash;
                 row
             })
@@ -476,5 +721,64 @@ mod tests {
         b.metadata = serde_json::from_str(r#"{"a":2,"x":1}"#).unwrap();
         let id = Uuid::now_v7();
         assert_eq!(row_hash(&GENESIS, 1, id, &a), row_hash(&GENESIS, 1, id, &b));
+    }
+
+    #[test]
+    fn erasing_personal_fields_keeps_a_version_2_hash() {
+        let key = key();
+        let person = Uuid::now_v7();
+        let mut event = AuditEvent::new(AuditAction::PasswordChanged);
+        event.actor_id = Some(person);
+        event.target = Some(person.to_string());
+        event.ip = Some("203.0.113.9".into());
+        event.user_agent = Some("curl/8".into());
+        event.metadata = serde_json::json!({"email": "ann@example.com", "sessions_ended": 2});
+        let id = Uuid::now_v7();
+        let before = row_hash_v2(&key, &GENESIS, 1, id, &event, &Erased::default());
+        let mut erased = Erased::default();
+        let fields = [
+            ErasableField::Actor,
+            ErasableField::Target,
+            ErasableField::Ip,
+            ErasableField::UserAgent,
+            ErasableField::Metadata("email".into()),
+        ];
+        erase_fields(&key, &mut event, &mut erased, &fields);
+        assert_eq!(event.actor_id, None);
+        assert_eq!(event.metadata, serde_json::json!({"sessions_ended": 2}));
+        assert_eq!(erased.actor_id.as_deref(), Some(pseudonym(&key, person).as_str()));
+        assert!(!serde_json::to_string(&erased).unwrap().contains("ann@example.com"));
+        assert_eq!(row_hash_v2(&key, &GENESIS, 1, id, &event, &erased), before);
+        // A changed commitment, or a kept field changed, no longer matches.
+        let mut forged = erased.clone();
+        forged.ip = Some(hex::encode(key.commit("ip", b"198.51.100.1")));
+        assert_ne!(row_hash_v2(&key, &GENESIS, 1, id, &event, &forged), before);
+        let mut edited = event.clone();
+        edited.metadata = serde_json::json!({"sessions_ended": 3});
+        assert_ne!(row_hash_v2(&key, &GENESIS, 1, id, &edited, &erased), before);
+        // A value written back beside its commitment does not pass for the erased row.
+        let mut put_back = event.clone();
+        put_back.ip = Some("198.51.100.1".into());
+        assert_ne!(row_hash_v2(&key, &GENESIS, 1, id, &put_back, &erased), before);
+        let mut put_back = event.clone();
+        put_back.metadata = serde_json::json!({"sessions_ended": 2, "email": "eve@example.com"});
+        assert_ne!(row_hash_v2(&key, &GENESIS, 1, id, &put_back, &erased), before);
+        // Another key cannot produce the same commitments.
+        let other = AuditKey::new(b"not the audit key, but as long!!".to_vec());
+        assert_ne!(pseudonym(&other, person), pseudonym(&key, person));
+        // The verifier checks version-2 rows with the key.
+        let row = StoredRow {
+            seq: 1,
+            id,
+            event,
+            version: HashVersion::V2,
+            erased,
+            prev_hash: GENESIS.to_vec(),
+            hash: before.to_vec(),
+        };
+        assert_eq!(verify(None, Vec::new(), vec![row.clone()]).unwrap().rows, 1);
+        let mut claimed_v1 = row;
+        claimed_v1.version = HashVersion::V1;
+        assert_eq!(verify(None, Vec::new(), vec![claimed_v1]), Err(ChainBreak::Edited { seq: 1 }));
     }
 }

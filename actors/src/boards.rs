@@ -387,6 +387,18 @@ impl Boards {
         Self::running(board).is_some_and(|a| a.cast(BoardMessage::InjectPanic).is_ok())
     }
 
+    /// Stops a board's running actor (flushing what it has pending), so its next use loads the
+    /// board from the database again: after rows it holds in memory were changed beneath it (an
+    /// account's erasure).
+    pub async fn reload(&self, board: Uuid) {
+        if let Some(actor) = Self::running(board) {
+            let stopped = actor.stop_and_wait(Some("reload".into()), Some(Duration::from_secs(5)));
+            if stopped.await.is_err() {
+                tracing::warn!(%board, "board actor did not stop for a reload");
+            }
+        }
+    }
+
     /// Stops every running board actor, flushing what each has pending.
     pub async fn stop_all(&self) {
         for cell in self.supervisor.get_children() {

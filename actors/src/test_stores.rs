@@ -173,7 +173,15 @@ impl AuditStore for TestAudit {
             };
             let id = Uuid::now_v7();
             let hash = audit_chain::row_hash(&prev_hash, seq, id, event).to_vec();
-            rows.push(StoredRow { seq, id, event: event.clone(), prev_hash, hash });
+            rows.push(StoredRow {
+                seq,
+                id,
+                event: event.clone(),
+                version: audit_chain::HashVersion::V1,
+                erased: audit_chain::Erased::default(),
+                prev_hash,
+                hash,
+            });
         }
         Ok(())
     }

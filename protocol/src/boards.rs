@@ -170,13 +170,31 @@ pub struct Item {
     /// When it was archived.
     #[schema(required = true)]
     pub archived_at: Option<DateTime<Utc>>,
-    /// Creator.
+    /// Creator (`null` once their account was deleted).
     #[schema(required = true)]
     pub created_by: Option<Uuid>,
+    /// [`DELETED_USER_NAME`] when the creator's account was deleted; absent otherwise (look
+    /// people up by id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by_name: Option<String>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+}
+
+/// How content is attributed once its author's account was deleted (erased): their name and id
+/// are gone, the content stays. Person cells and logged events that named them hold the nil id
+/// (`00000000-0000-0000-0000-000000000000`), which clients show the same way.
+pub const DELETED_USER_NAME: &str = "Deleted user";
+
+/// The attribution of content whose author reference is `author`: [`DELETED_USER_NAME`] when it
+/// is gone (`None`) or the nil id.
+pub fn deleted_author(author: Option<Uuid>) -> Option<String> {
+    match author {
+        Some(id) if !id.is_nil() => None,
+        _ => Some(DELETED_USER_NAME.to_owned()),
+    }
 }
 
 /// An update: a comment on an item, possibly a reply to another.
@@ -194,6 +212,9 @@ pub struct Update {
     /// Author (`null` once the account is gone).
     #[schema(required = true)]
     pub author_id: Option<Uuid>,
+    /// [`DELETED_USER_NAME`] when the author's account was deleted; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_name: Option<String>,
     /// Text.
     pub body: String,
     /// Creation time.
@@ -513,6 +534,7 @@ pub(crate) mod tests {
             archived: false,
             archived_at: None,
             created_by: Some(id(6)),
+            created_by_name: None,
             created_at: at("2026-01-02T03:04:05Z"),
             updated_at: at("2026-01-02T03:04:06.5Z"),
         }
@@ -525,6 +547,7 @@ pub(crate) mod tests {
             item_id: id(5),
             parent_id: None,
             author_id: Some(id(6)),
+            author_name: None,
             body: "Looks good".into(),
             created_at: at("2026-01-02T03:04:05Z"),
             edited_at: None,

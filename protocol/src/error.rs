@@ -74,6 +74,10 @@ error_codes! {
     Conflict = ("conflict", 409),
     /// The expected version does not match the stored one.
     VersionConflict = ("version_conflict", 409),
+    /// The change would leave an organization with other members and no admin (an account
+    /// deletion by its last admin, for one); the message names the organizations (name and
+    /// id). Make someone else an admin first.
+    LastAdmin = ("last_admin", 409),
     /// The body is larger than the server accepts.
     PayloadTooLarge = ("payload_too_large", 413),
     /// What the change would store is larger than the server keeps: an item's values, an

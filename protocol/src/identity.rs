@@ -191,6 +191,29 @@ pub struct Me {
     /// The API key, when the request used one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<KeyIdentity>,
+    /// When the account will be erased, if its owner asked for that (`POST /me/deletion`) and
+    /// has not cancelled; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_scheduled_for: Option<DateTime<Utc>>,
+}
+
+/// `POST /me/deletion`: the owner proves it is them. An account with a password sends it; an
+/// account that signs in only with Google sends none and asks from a session opened with Google
+/// in the last 10 minutes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RequestDeletion {
+    /// The account's password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+/// The answer of `POST /me/deletion` (202): when the account will be erased. Asking again while
+/// one is pending answers the same time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeletionScheduled {
+    /// When the account's personal data will be erased, unless cancelled before
+    /// (`DELETE /me/deletion`).
+    pub scheduled_for: DateTime<Utc>,
 }
 
 /// The query Google sends the browser back with to `GET /auth/google/callback`.
@@ -286,8 +309,13 @@ mod tests {
 
     #[test]
     fn me_is_pinned_for_sessions_and_keys() {
-        let session =
-            Me { user: user(), session_id: Some(id(11)), superadmin: Some(false), api_key: None };
+        let session = Me {
+            user: user(),
+            session_id: Some(id(11)),
+            superadmin: Some(false),
+            api_key: None,
+            deletion_scheduled_for: None,
+        };
         assert_golden(&session, ME_SESSION_JSON, ME_SESSION_MSGPACK);
         let key = Me {
             user: user(),
@@ -298,6 +326,7 @@ mod tests {
                 organization_id: id(2),
                 scopes: vec![Scope::BoardsRead, Scope::ItemsWrite],
             }),
+            deletion_scheduled_for: None,
         };
         assert_golden(&key, ME_KEY_JSON, ME_KEY_MSGPACK);
     }

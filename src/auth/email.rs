@@ -213,8 +213,11 @@ impl Auth {
         new_email: &str,
         meta: &RequestMeta,
     ) -> Result<PendingChange, ApiError> {
+        validate::presented_password("current_password", current_password)?;
         let new_email = validate::email(new_email)?;
-        let account = self.check_current_password(user, current_password, meta).await?;
+        let account = self
+            .check_current_password(user, current_password, meta, AuditAction::PasswordChangeFailed)
+            .await?;
         if account.email == new_email {
             return Err(ApiError::validation("email is the account's address already"));
         }

@@ -133,6 +133,11 @@ impl Limiter {
         self.store.rate_limit_marked(&key(name, subject), (self.clock)()).await
     }
 
+    /// Forgets the attempts counted against `subject` under `name` (an erased account's).
+    pub async fn forget(&self, name: &str, subject: &str) -> StorageResult<()> {
+        self.store.rate_limit_forget(&key(name, subject)).await
+    }
+
     /// Forgets attempts and marks that no longer count; run periodically.
     pub async fn prune(&self) -> StorageResult<u64> {
         self.store.rate_limit_prune((self.clock)()).await

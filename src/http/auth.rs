@@ -36,6 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_sessions))
         .routes(routes!(revoke_session))
         .routes(routes!(me, change_email))
+        .routes(routes!(request_deletion, cancel_deletion))
         .routes(routes!(verify_email))
         .routes(routes!(resend_verification))
         .routes(routes!(request_password_reset))
@@ -315,5 +316,34 @@ async fn confirm_password_reset(
     ApiJson(body): ApiJson<identity::PasswordResetConfirm>,
 ) -> ApiResult<StatusCode> {
     state.auth().confirm_password_reset(&body.token, &body.new_password, &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/me/deletion", tag = "auth", operation_id = "request_deletion",
+    summary = "Ask for the account's deletion (erased after the grace period)",
+    description = "An account with a password confirms with it (a wrong one is \
+        `invalid_credentials`, as for a password change); an account that signs in only with \
+        Google sends no password, from a session opened with Google in the last 10 minutes. The \
+        only admin of an organization with other members is refused `409 last_admin`, naming the \
+        organizations. Asking again while pending answers the same time.",
+    request_body = identity::RequestDeletion,
+    security(("session" = []), ("cookie" = [], "csrf" = [])),
+    responses((status = 202, description = "Scheduled", body = identity::DeletionScheduled),
+        crate::http::openapi::DeletionErrors))]
+async fn request_deletion(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<identity::RequestDeletion>,
+) -> ApiResult<(StatusCode, Json<identity::DeletionScheduled>)> {
+    let scheduled_for = crate::deletion::request(&state, &caller, body.password.as_deref()).await?;
+    Ok((StatusCode::ACCEPTED, Json(identity::DeletionScheduled { scheduled_for })))
+}
+
+#[utoipa::path(delete, path = "/me/deletion", tag = "auth", operation_id = "cancel_deletion",
+    summary = "Cancel the account's pending deletion",
+    security(("session" = []), ("cookie" = [], "csrf" = [])),
+    responses((status = 204, description = "Cancelled"), crate::http::openapi::WriteErrors))]
+async fn cancel_deletion(State(state): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
+    crate::deletion::cancel(&state, &caller).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -204,6 +204,12 @@ error_sets! {
     WriteErrors = [BadRequest, MalformedBody, Unauthenticated, TokenExpired, SessionRevoked,
         Forbidden, InsufficientScope, CsrfFailed, NotFound, Conflict, PayloadTooLarge,
         UnsupportedMediaType, ValidationFailed, RateLimited, Internal, Unavailable];
+    /// Asking for an account's deletion: a write that also checks the password and the
+    /// last-admin rule.
+    DeletionErrors = [BadRequest, MalformedBody, Unauthenticated, InvalidCredentials,
+        TokenExpired, SessionRevoked, Forbidden, InsufficientScope, CsrfFailed, NotFound,
+        Conflict, LastAdmin, PayloadTooLarge, UnsupportedMediaType, ValidationFailed,
+        RateLimited, Internal, Unavailable];
     /// A write to a board's content, which the board's bounds and item versions also refuse.
     BoardWriteErrors = [BadRequest, MalformedBody, Unauthenticated, TokenExpired,
         SessionRevoked, Forbidden, InsufficientScope, CsrfFailed, NotFound, Conflict,

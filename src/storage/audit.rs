@@ -5,7 +5,7 @@
 
 use boardroom_actors::audit::{AppendError, AuditAction, AuditEvent, AuditStore, Checkpointed};
 use boardroom_actors::audit_chain::{
-    AuditKey, ChainBreak, Seal, SealKind, StoredRow, Verified, Verifier,
+    AuditKey, ChainBreak, Erased, HashVersion, Seal, SealKind, StoredRow, Verified, Verifier,
 };
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
@@ -43,17 +43,22 @@ pub struct AuditRow {
     pub prev_hash: Vec<u8>,
     /// This row's hash.
     pub hash: Vec<u8>,
+    /// How the hash covers the fields (`HashVersion`).
+    pub hash_version: i32,
+    /// Commitments of the fields an erasure took out (`Erased`), if any.
+    pub erased: Option<Json<Erased>>,
 }
 
 pub(super) const AUDIT_COLUMNS: &str =
     "seq, id, organization_id, actor_id, action, target, ip, user_agent, \
-    bypass, metadata, created_at, prev_hash, hash";
+    bypass, metadata, created_at, prev_hash, hash, hash_version, erased";
 
 impl AuditRow {
     /// The row as the chain sees it. An action name this build does not know is kept as
     /// unverifiable: it is reported as an edit.
-    fn into_stored(self) -> Result<StoredRow, i64> {
+    pub(super) fn into_stored(self) -> Result<StoredRow, i64> {
         let action = AuditAction::parse(&self.action).ok_or(self.seq)?;
+        let version = HashVersion::parse(self.hash_version).ok_or(self.seq)?;
         Ok(StoredRow {
             seq: self.seq,
             id: self.id,
@@ -68,6 +73,8 @@ impl AuditRow {
                 metadata: self.metadata.0,
                 at: self.created_at,
             },
+            version,
+            erased: self.erased.map(|e| e.0).unwrap_or_default(),
             prev_hash: self.prev_hash,
             hash: self.hash,
         })
@@ -111,10 +118,12 @@ pub(super) use lock_chain_tail;
 /// Appends `$events` (an iterator of `&AuditEvent`) to the chain on `$conn`, inside the caller's
 /// transaction, so the rows commit or vanish with it. Every entry is bounded by
 /// [`AuditEvent::sanitize`] first, whichever path it came by (the audit actor, a board commit,
-/// the CLI), and hashed as stored. Written as a macro because each backend's connection is its
-/// own type; `transaction!` expands its body once per backend.
+/// the CLI), and hashed as stored: as a version-2 row (erasable) when `$key` (an
+/// `Option<&AuditKey>`, the store's) is there, else as a version-1 row. Written as a macro
+/// because each backend's connection is its own type; `transaction!` expands its body once per
+/// backend.
 macro_rules! append_to_chain {
-    ($backend:expr, $conn:ident, $events:expr) => {{
+    ($backend:expr, $conn:ident, $events:expr, $key:expr) => {{
         let (mut seq, mut prev) = $crate::storage::audit::lock_chain_tail!($backend, $conn)
             .unwrap_or((0, boardroom_actors::audit_chain::GENESIS.to_vec()));
         for event in $events {
@@ -122,11 +131,28 @@ macro_rules! append_to_chain {
             let event = event.clone().sanitized();
             seq += 1;
             let id = $crate::storage::new_id();
-            let hash = boardroom_actors::audit_chain::row_hash(&prev, seq, id, &event).to_vec();
+            let (version, hash) = match $key.as_deref() {
+                Some(key) => (
+                    boardroom_actors::audit_chain::HashVersion::V2,
+                    boardroom_actors::audit_chain::row_hash_v2(
+                        key,
+                        &prev,
+                        seq,
+                        id,
+                        &event,
+                        &Default::default(),
+                    ),
+                ),
+                None => (
+                    boardroom_actors::audit_chain::HashVersion::V1,
+                    boardroom_actors::audit_chain::row_hash(&prev, seq, id, &event),
+                ),
+            };
+            let hash = hash.to_vec();
             sqlx::query(
                 "INSERT INTO audit_log (seq, id, organization_id, actor_id, action, target, ip, \
-                 user_agent, bypass, metadata, created_at, prev_hash, hash) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                 user_agent, bypass, metadata, created_at, prev_hash, hash, hash_version) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             )
             .bind(seq)
             .bind(id)
@@ -141,6 +167,7 @@ macro_rules! append_to_chain {
             .bind(event.at)
             .bind(&prev)
             .bind(&hash)
+            .bind(version.number())
             .execute(&mut *$conn)
             .await?;
             prev = hash;
@@ -169,9 +196,10 @@ enum Sealed {
 impl AuditStore for Store {
     async fn append(&self, events: &[AuditEvent]) -> Result<(), AppendError> {
         let backend = self.backend();
+        let key = self.audit_key().cloned();
         let appended: StorageResult<()> = async {
             transaction!(self, conn => {
-                append_to_chain!(backend, conn, events);
+                append_to_chain!(backend, conn, events, key);
                 Ok(())
             })
         }
@@ -309,11 +337,146 @@ pub enum ChainReport {
 
 type SealRow = (i64, Vec<u8>, DateTime<Utc>, Option<Vec<u8>>);
 
+/// Walks the chain's rows after `start` through `verifier`, a page at a time from `page` (the
+/// rows after a `seq`, in order), to its end; the break, if any.
+async fn walk_chain(
+    mut verifier: Verifier,
+    start: i64,
+    mut page: impl AsyncFnMut(i64) -> StorageResult<Vec<AuditRow>>,
+) -> StorageResult<Result<Verified, ChainBreak>> {
+    let mut after = start;
+    loop {
+        let rows = page(after).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.seq;
+        for row in rows {
+            let checked = match row.into_stored() {
+                Ok(row) => verifier.check(row),
+                Err(seq) => Err(ChainBreak::Edited { seq }),
+            };
+            if let Err(brk) = checked {
+                return Ok(Err(brk));
+            }
+        }
+    }
+    Ok(verifier.finish())
+}
+
 fn seal_of((seq, hash, at, mac): SealRow) -> Seal {
     Seal { seq, hash, at, mac: mac.unwrap_or_default() }
 }
 
+/// What [`Store::reseal_legacy_audit_rows`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resealed {
+    /// Every row was erasable already.
+    Nothing,
+    /// The chain verified, and its version-1 rows were re-hashed as version 2 (with every later
+    /// link and the checkpoints over them re-sealed).
+    Rows(u64),
+    /// The chain does not verify: left as it is (re-sealing would launder the break).
+    Broken(ChainBreak),
+}
+
 impl Store {
+    /// Re-hashes the rows written before erasable rows existed (hash version 1: the hash covers
+    /// the raw fields) as version-2 rows (keyed commitments: `audit_chain::row_hash_v2`), so an
+    /// erasure can reach them. Only a chain that verifies is re-sealed, in one transaction under
+    /// the chain's lock: the rows are re-hashed in order (every later row's link moves with
+    /// them), each checkpoint over them is sealed again with the same time, and an
+    /// `audit.resealed` row records it. The purge anchor names a purged row and stays. Run at
+    /// start; a no-op once every row is version 2.
+    pub async fn reseal_legacy_audit_rows(&self, key: &AuditKey) -> StorageResult<Resealed> {
+        let backend = self.backend();
+        let arc_key = Some(std::sync::Arc::new(key.clone()));
+        let sql =
+            format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT 1000");
+        transaction!(self, conn => {
+            lock_chain_tail!(backend, conn);
+            let (legacy,): (i64,) =
+                sqlx::query_as("SELECT count(*) FROM audit_log WHERE hash_version = 1")
+                    .fetch_one(&mut *conn)
+                    .await?;
+            if legacy == 0 {
+                return Ok(Resealed::Nothing);
+            }
+            let anchor: Option<SealRow> =
+                sqlx::query_as("SELECT seq, hash, purged_at, mac FROM audit_anchor WHERE id = 1")
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            let checkpoints: Vec<SealRow> =
+                sqlx::query_as("SELECT seq, hash, created_at, mac FROM audit_checkpoints")
+                    .fetch_all(&mut *conn)
+                    .await?;
+            let anchor = anchor.map(seal_of);
+            let checkpoints: Vec<Seal> = checkpoints.into_iter().map(seal_of).collect();
+            let start = anchor.as_ref().map_or(0, |a| a.seq);
+            let verifier = match Verifier::new(key, anchor.as_ref(), checkpoints.clone()) {
+                Ok(verifier) => verifier,
+                Err(brk) => return Ok(Resealed::Broken(brk)),
+            };
+            let walked = walk_chain(verifier, start, async |after| {
+                Ok(sqlx::query_as(&sql).bind(after).fetch_all(&mut *conn).await?)
+            });
+            if let Err(brk) = walked.await? {
+                return Ok(Resealed::Broken(brk));
+            }
+            let mut prev = anchor.as_ref().map_or_else(
+                || boardroom_actors::audit_chain::GENESIS.to_vec(),
+                |a| a.hash.clone(),
+            );
+            let mut resealed = 0u64;
+            let mut new_hashes = std::collections::HashMap::new();
+            let sealed: std::collections::HashSet<i64> = checkpoints.iter().map(|c| c.seq).collect();
+            let mut after = start;
+            loop {
+                let page: Vec<AuditRow> =
+                    sqlx::query_as(&sql).bind(after).fetch_all(&mut *conn).await?;
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                for row in page {
+                    let Ok(stored) = row.into_stored() else {
+                        return Err(StorageError::Rule("an audit row changed while re-sealing"));
+                    };
+                    let hash = boardroom_actors::audit_chain::row_hash_v2(
+                        key, &prev, stored.seq, stored.id, &stored.event, &stored.erased,
+                    )
+                    .to_vec();
+                    if stored.version != HashVersion::V2 || stored.prev_hash != prev || stored.hash != hash {
+                        sqlx::query(
+                            "UPDATE audit_log SET prev_hash = $2, hash = $3, hash_version = 2 \
+                             WHERE seq = $1",
+                        )
+                        .bind(stored.seq)
+                        .bind(&prev)
+                        .bind(&hash)
+                        .execute(&mut *conn)
+                        .await?;
+                        resealed += 1;
+                    }
+                    if sealed.contains(&stored.seq) {
+                        new_hashes.insert(stored.seq, hash.clone());
+                    }
+                    prev = hash;
+                }
+            }
+            for checkpoint in checkpoints.iter().filter(|c| c.seq > start) {
+                let Some(hash) = new_hashes.remove(&checkpoint.seq) else { continue };
+                let seal = Seal::sign(key, SealKind::Checkpoint, checkpoint.seq, hash, checkpoint.at);
+                sqlx::query("UPDATE audit_checkpoints SET hash = $2, mac = $3 WHERE seq = $1")
+                    .bind(seal.seq)
+                    .bind(&seal.hash)
+                    .bind(&seal.mac)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            let mut event = AuditEvent::new(AuditAction::AuditResealed);
+            event.metadata = serde_json::json!({ "legacy_rows": legacy, "rows_rehashed": resealed });
+            append_to_chain!(backend, conn, [&event], arc_key);
+            Ok(Resealed::Rows(resealed))
+        })
+    }
+
     /// Verifies the whole audit chain, from the purge anchor (or the start) to the newest row,
     /// against the checkpoints sealed with `key`.
     pub async fn verify_audit_chain(&self, key: &AuditKey) -> StorageResult<ChainReport> {
@@ -329,30 +492,19 @@ impl Store {
         })?;
         let anchor = anchor.map(seal_of);
         let checkpoints = checkpoints.into_iter().map(seal_of).collect();
-        let mut verifier = match Verifier::new(key, anchor.as_ref(), checkpoints) {
+        let verifier = match Verifier::new(key, anchor.as_ref(), checkpoints) {
             Ok(verifier) => verifier,
             Err(brk) => return Ok(ChainReport::Broken(brk)),
         };
-        let mut after = anchor.map_or(0, |a| a.seq);
+        let start = anchor.map_or(0, |a| a.seq);
         let sql =
             format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT 1000");
-        loop {
-            let page: Vec<AuditRow> = on_pool!(self, pool => {
+        let walked = walk_chain(verifier, start, async |after| {
+            Ok(on_pool!(self, pool => {
                 sqlx::query_as::<_, AuditRow>(&sql).bind(after).fetch_all(pool).await
-            })?;
-            let Some(last) = page.last() else { break };
-            after = last.seq;
-            for row in page {
-                let checked = match row.into_stored() {
-                    Ok(row) => verifier.check(row),
-                    Err(seq) => Err(ChainBreak::Edited { seq }),
-                };
-                if let Err(brk) = checked {
-                    return Ok(ChainReport::Broken(brk));
-                }
-            }
-        }
-        Ok(match verifier.finish() {
+            })?)
+        });
+        Ok(match walked.await? {
             Ok(verified) => ChainReport::Intact(verified),
             Err(brk) => ChainReport::Broken(brk),
         })

@@ -669,6 +669,7 @@ impl BoardStore for Store {
             return Ok(self.item_batches.commit(batch).await?);
         }
         let backend = self.backend();
+        let audit_key = self.audit_key().cloned();
         transaction!(self, conn => {
             // One multi-row statement per table and kind of change: a batch of n commands costs
             // a handful of round trips, not n of them.
@@ -775,7 +776,7 @@ impl BoardStore for Store {
                 q.build().execute(&mut *conn).await?;
             }
             if !audited.is_empty() {
-                append_to_chain!(backend, conn, &audited);
+                append_to_chain!(backend, conn, &audited, audit_key);
             }
             Ok(())
         })?;

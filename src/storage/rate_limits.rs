@@ -121,6 +121,18 @@ impl Store {
         })
     }
 
+    /// Forgets every counted attempt of `bucket` (the subject behind it is gone).
+    pub async fn rate_limit_forget(&self, bucket: &str) -> StorageResult<()> {
+        write_on_pool!(self, pool => {
+            sqlx::query("DELETE FROM rate_limit_hits WHERE bucket = $1")
+                .bind(bucket)
+                .execute(pool)
+                .await
+                .map(|_| ())
+        })?;
+        Ok(())
+    }
+
     /// Remembers `mark` until `expires_ms` (a later remembering extends it).
     pub async fn rate_limit_mark(&self, mark: &str, expires_ms: i64) -> StorageResult<()> {
         write_on_pool!(self, pool => {

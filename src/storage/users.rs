@@ -28,10 +28,12 @@ pub struct UserRow {
     pub token_version: i64,
     /// Creation time.
     pub created_at: DateTime<Utc>,
+    /// When the account is to be erased, if its owner asked for that and has not cancelled.
+    pub deletion_scheduled_for: Option<DateTime<Utc>>,
 }
 
 const USER_COLUMNS: &str = "id, email, name, password_hash, email_verified, google_sub, \
-                            is_superadmin, token_version, created_at";
+                            is_superadmin, token_version, created_at, deletion_scheduled_for";
 
 /// A user to create.
 pub struct NewUser<'a> {

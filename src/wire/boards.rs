@@ -106,6 +106,7 @@ pub fn item(board: Uuid, item: &domain::Item) -> wire::Item {
         archived: item.archived_at.is_some(),
         archived_at: item.archived_at,
         created_by: item.created_by,
+        created_by_name: wire::deleted_author(item.created_by),
         created_at: item.created_at,
         updated_at: item.updated_at,
     }
@@ -119,6 +120,7 @@ pub fn update(board: Uuid, update: &domain::Update) -> wire::Update {
         item_id: update.item_id,
         parent_id: update.parent_id,
         author_id: update.author_id,
+        author_name: wire::deleted_author(update.author_id),
         body: update.body.clone(),
         created_at: update.created_at,
         edited_at: update.edited_at,

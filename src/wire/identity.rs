@@ -64,6 +64,7 @@ pub fn me(account: &UserRow, principal: &Principal) -> wire::Me {
             session_id: Some(*session_id),
             superadmin: Some(*superadmin),
             api_key: None,
+            deletion_scheduled_for: account.deletion_scheduled_for,
         },
         Principal::ApiKey(grant) => wire::Me {
             user,
@@ -74,6 +75,7 @@ pub fn me(account: &UserRow, principal: &Principal) -> wire::Me {
                 organization_id: grant.org_id,
                 scopes: grant.scopes.clone(),
             }),
+            deletion_scheduled_for: account.deletion_scheduled_for,
         },
     }
 }
