@@ -15,6 +15,7 @@
 //! - [`commands`]: board writes' wire bodies as board commands, one function per write, for
 //!   REST and sockets alike.
 //! - [`config`]: the clap command line; every setting is a flag and an environment variable.
+//! - [`metrics`]: Prometheus metrics: the recorder, the `/metrics` listener, every series' name.
 //! - [`secrets`]: secret settings that fall back to a value generated into the data dir.
 //! - [`server`]: start-up (store, migrations, secret), serving, graceful shutdown.
 //! - [`http`]: the HTTP edge, the router and its thin handlers.
@@ -46,6 +47,7 @@ pub mod config;
 pub mod error;
 pub mod exports;
 pub mod http;
+pub mod metrics;
 pub mod secrets;
 pub mod server;
 pub mod ssrf;
