@@ -467,7 +467,10 @@ mod tests {
             metrics::histogram!(COMMIT_BATCH_SIZE).record(3.0);
         });
         let text = handle.render();
-        assert!(text.contains("boardroom_commit_duration_seconds_bucket{le=\"0.005\"} 1"), "{text}");
+        assert!(
+            text.contains("boardroom_commit_duration_seconds_bucket{le=\"0.005\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("boardroom_commit_batch_size_bucket{le=\"2\"} 0"), "{text}");
         assert!(text.contains("boardroom_commit_batch_size_bucket{le=\"4\"} 1"), "{text}");
     }
