@@ -29,47 +29,46 @@ pub fn render(out: &mut String) {
 }
 
 fn write(out: &mut String, sample: &Sample) {
-    let mut series = |name: &str, kind: &str, help: &str, value: Option<String>| {
+    let whole = |value: Option<u64>| value.map(|v| v.to_string());
+    let fraction = |value: Option<f64>| value.map(|v| v.to_string());
+    let series = [
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            fraction(sample.cpu_seconds),
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            whole(sample.resident_bytes),
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+            whole(sample.virtual_bytes),
+        ),
+        ("process_open_fds", "gauge", "Number of open file descriptors.", whole(sample.open_fds)),
+        (
+            "process_max_fds",
+            "gauge",
+            "Maximum number of open file descriptors.",
+            whole(sample.max_fds),
+        ),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            fraction(sample.start_time_seconds),
+        ),
+    ];
+    for (name, kind, help, value) in series {
         if let Some(value) = value {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
         }
-    };
-    series(
-        "process_cpu_seconds_total",
-        "counter",
-        "Total user and system CPU time spent in seconds.",
-        sample.cpu_seconds.map(|v| v.to_string()),
-    );
-    series(
-        "process_resident_memory_bytes",
-        "gauge",
-        "Resident memory size in bytes.",
-        sample.resident_bytes.map(|v| v.to_string()),
-    );
-    series(
-        "process_virtual_memory_bytes",
-        "gauge",
-        "Virtual memory size in bytes.",
-        sample.virtual_bytes.map(|v| v.to_string()),
-    );
-    series(
-        "process_open_fds",
-        "gauge",
-        "Number of open file descriptors.",
-        sample.open_fds.map(|v| v.to_string()),
-    );
-    series(
-        "process_max_fds",
-        "gauge",
-        "Maximum number of open file descriptors.",
-        sample.max_fds.map(|v| v.to_string()),
-    );
-    series(
-        "process_start_time_seconds",
-        "gauge",
-        "Start time of the process since unix epoch in seconds.",
-        sample.start_time_seconds.map(|v| v.to_string()),
-    );
+    }
 }
 
 #[cfg(target_os = "linux")]
