@@ -735,6 +735,7 @@ impl Auth {
         };
         if !known {
             if let Some(retry) = self.keys.ip_is_blocked(meta.ip) {
+                crate::metrics::rate_limited(crate::metrics::Limit::ApiKeyGuess);
                 return Err(ApiError::rate_limited(retry));
             }
         }

@@ -235,6 +235,11 @@ pub struct Settings {
     #[arg(long, env = "BOARDROOM_HTTP_REDIRECT_LISTEN", global = true)]
     pub http_redirect_listen: Option<SocketAddr>,
 
+    /// Address of a listener of its own serving Prometheus metrics at `GET /metrics` (for
+    /// example `127.0.0.1:9464`), never with the API. Unset: no metrics are recorded.
+    #[arg(long, env = "BOARDROOM_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Origins (`scheme://host[:port]`, comma-separated) whose pages may call the API from a
     /// browser, credentials included (CORS). Empty: CORS is off.
     #[arg(long, env = "BOARDROOM_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin,

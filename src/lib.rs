@@ -17,6 +17,7 @@
 //! - [`deletion`]: account deletion (GDPR erasure): the request, its grace period, and the
 //!   erasure of due accounts through the actors and one storage transaction.
 //! - [`config`]: the clap command line; every setting is a flag and an environment variable.
+//! - [`metrics`]: Prometheus metrics: the recorder, the `/metrics` listener, every series' name.
 //! - [`secrets`]: secret settings that fall back to a value generated into the data dir.
 //! - [`server`]: start-up (store, migrations, secret), serving, graceful shutdown.
 //! - [`http`]: the HTTP edge, the router and its thin handlers.
@@ -55,6 +56,7 @@ pub mod exports;
 pub mod http;
 pub mod invitations;
 pub mod mail;
+pub mod metrics;
 pub mod secrets;
 pub mod server;
 pub mod ssrf;

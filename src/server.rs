@@ -4,8 +4,8 @@
 //! key and the attachments' master keys (each generated into the data dir when not configured),
 //! the blob store, and the TLS certificate when one is configured; every failure is a [`StartupError`] whose one-line message names the setting
 //! at fault. [`App::spawn`] binds the listener (HTTPS when TLS is configured, with its reloader)
-//! and the plain-HTTP redirect listener when asked, and serves in the background, returning a
-//! [`RunningServer`] that tests and `boardroom serve` stop the same way: stop accepting, let
+//! and, when asked, the plain-HTTP redirect listener and the metrics listener
+//! (`crate::metrics`), and serves in the background, returning a [`RunningServer`] that tests and `boardroom serve` stop the same way: stop accepting, let
 //! in-flight requests finish within the grace period, stop the actors (the audit log last,
 //! writing everything queued), close the pool.
 
@@ -159,6 +159,15 @@ impl App {
             }
             None => None,
         };
+        let metrics = match settings.metrics_listen {
+            Some(addr) => {
+                crate::metrics::install().map_err(StartupError::Setting)?;
+                let setting = crate::metrics::LISTEN_SETTING;
+                let listener = listen(addr).map_err(bind_error(setting, addr))?;
+                Some((listener.local_addr().map_err(bind_error(setting, addr))?, listener))
+            }
+            None => None,
+        };
         let (stop_tx, stop_rx) = watch::channel(false);
         let router = http::router(self.state.clone());
         let connect_info = router.into_make_service_with_connect_info::<SocketAddr>();
@@ -194,6 +203,12 @@ impl App {
             }
             None => None,
         };
+        let metrics = metrics.map(|(addr, listener)| {
+            crate::metrics::announce(addr);
+            let source = Arc::new(self.state.clone());
+            let task = crate::metrics::serve(listener, source, stopped(stop_rx.clone()));
+            (addr, task)
+        });
         let maintenance = tokio::spawn({
             let state = self.state.clone();
             async move {
@@ -257,6 +272,7 @@ impl App {
             tls: self.tls,
             tls_watch,
             redirect,
+            metrics,
         })
     }
 }
@@ -310,6 +326,7 @@ pub struct RunningServer {
     tls: Option<Arc<Tls>>,
     tls_watch: Option<JoinHandle<()>>,
     redirect: Option<(SocketAddr, JoinHandle<std::io::Result<()>>)>,
+    metrics: Option<(SocketAddr, JoinHandle<std::io::Result<()>>)>,
 }
 
 /// How long an `Idempotency-Key` returns its first result; older keys are forgotten.
@@ -334,6 +351,11 @@ impl RunningServer {
         self.redirect.as_ref().map(|(addr, _)| *addr)
     }
 
+    /// The address the metrics listener bound, when there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(addr, _)| *addr)
+    }
+
     /// TLS as configured, when it is.
     pub fn tls(&self) -> Option<&Arc<Tls>> {
         self.tls.as_ref()
@@ -349,8 +371,8 @@ impl RunningServer {
         if let Some(watch) = &self.tls_watch {
             watch.abort();
         }
-        let redirect = async {
-            match self.redirect {
+        let side = |listener: Option<(SocketAddr, JoinHandle<std::io::Result<()>>)>| async move {
+            match listener {
                 Some((_, task)) => {
                     matches!(tokio::time::timeout(grace, task).await, Ok(Ok(Ok(()))))
                 }
@@ -358,8 +380,9 @@ impl RunningServer {
             }
         };
         let main = tokio::time::timeout(grace, self.task);
-        let (main, redirect_drained) = tokio::join!(main, redirect);
-        let drained = matches!(main, Ok(Ok(Ok(())))) && redirect_drained;
+        let (main, redirect_drained, metrics_drained) =
+            tokio::join!(main, side(self.redirect), side(self.metrics));
+        let drained = matches!(main, Ok(Ok(Ok(())))) && redirect_drained && metrics_drained;
         if !drained {
             tracing::warn!(?grace, "in-flight requests did not finish in time; closing anyway");
         }

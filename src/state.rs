@@ -1,7 +1,7 @@
 //! [`AppState`]: what every edge shares (the store, the settings, authentication, the actors,
 //! Google sign-in, the WebSocket gateway, billing, the attachment vault and its sweeper). It
 //! sits beneath the edges so that `http`, `auth` and `ws` each depend on it, never on one
-//! another for it.
+//! another for it. It is also what the metrics listener samples at each scrape.
 
 use std::sync::Arc;
 
@@ -125,5 +125,25 @@ impl AppState {
     /// Google sign-in, as configured.
     pub fn google(&self) -> &Google {
         &self.inner.google
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::metrics::Source for AppState {
+    async fn sample(&self) -> crate::metrics::Sample {
+        let runtime = self.runtime();
+        let pending = self.store().webhook_outbox_pending().await;
+        if let Err(err) = &pending {
+            tracing::warn!(error = %err, "metrics: counting pending webhook deliveries failed");
+        }
+        crate::metrics::Sample {
+            ws_subscriptions: self.ws().fanout().len(),
+            board_actors: runtime.boards().running_actors(),
+            actor_restarts: runtime.restarts(),
+            audit_queue: runtime.audit().queued(),
+            audit_set_aside: runtime.audit().set_aside_total(),
+            bcrypt_queue: self.auth().hasher().waiting(),
+            webhook_outbox_pending: pending.ok(),
+        }
     }
 }

@@ -52,11 +52,14 @@ pub async fn request_log(mut request: Request, next: Next) -> Response {
         request.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     let method = request.method().clone();
+    let route = request.extensions().get::<axum::extract::MatchedPath>().cloned();
     let path = request.uri().path().to_owned();
     let span = tracing::info_span!("request", id = %request_id, %method, %path);
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let took = started.elapsed();
+    crate::metrics::http_request(&method, route.as_ref(), response.status(), took);
+    let latency_ms = took.as_secs_f64() * 1000.0;
     let status = response.status().as_u16();
     span.in_scope(|| {
         tracing::info!(status, latency_ms = format_args!("{latency_ms:.2}"), "request");

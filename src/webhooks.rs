@@ -322,6 +322,7 @@ impl WebhookBackend for Deliverer {
             }
         };
         tracing::debug!(webhook = %job.webhook_id, delivery = %job.id, seq = job.seq, status, code = ?status_code, "webhook attempt");
+        crate::metrics::webhook_attempted(status);
         // Errors quote the HTTP stack, which quotes the receiver: stored text carries no controls.
         let error = error.map(|e| boardroom_actors::text::scrub(&e).into_owned());
         let record = AttemptRecord { status, next_attempt_at, status_code, error, excerpt };

@@ -131,6 +131,7 @@ impl Gateway {
         let mut sockets = self.sockets.0.entry(user).or_default();
         let open = &mut sockets.open;
         if *open >= self.max_sockets_per_user {
+            crate::metrics::rate_limited(crate::metrics::Limit::WsSockets);
             let mut err = ApiError::new(
                 ErrorCode::RateLimited,
                 format!(
@@ -226,6 +227,7 @@ async fn ticket(
     let credential = presented_token(&headers)
         .ok_or_else(|| ApiError::unauthenticated("authentication required"))?;
     let ticket = state.ws().tickets.issue(caller.credential_id(), &credential).map_err(|_| {
+        crate::metrics::rate_limited(crate::metrics::Limit::WsTickets);
         let mut err = ApiError::new(
             ErrorCode::RateLimited,
             format!("this session or key holds {MAX_TICKETS_PER_CREDENTIAL} unused tickets, the most allowed"),

@@ -216,6 +216,11 @@ impl TestServer {
         self.addr
     }
 
+    /// The address the metrics listener bound, when `metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.running.as_ref().and_then(RunningServer::metrics_addr)
+    }
+
     /// An absolute URL for `path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)

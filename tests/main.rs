@@ -22,6 +22,7 @@ mod health;
 mod hostile_input;
 mod identity;
 mod limits;
+mod metrics;
 mod openapi;
 mod orgs;
 mod plans;

@@ -399,6 +399,12 @@ impl Boards {
         }
     }
 
+    /// How many board actors are running (metrics).
+    pub fn running_actors(&self) -> usize {
+        let children = self.supervisor.get_children();
+        children.iter().filter(|c| c.get_name().as_deref().and_then(board_of).is_some()).count()
+    }
+
     /// Stops every running board actor, flushing what each has pending.
     pub async fn stop_all(&self) {
         for cell in self.supervisor.get_children() {

@@ -9,6 +9,7 @@
 //! (through the [`Boards`] registry) and, when the server provides a backend, the webhook actor,
 //! which listens on the same [`EventBus`] the boards publish on.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
@@ -67,6 +68,7 @@ pub struct SupervisorState {
     boards: Arc<Boards>,
     orgs: Arc<Orgs>,
     webhooks: Webhooks,
+    restarts: Arc<AtomicU64>,
 }
 
 /// What the supervisor hands back once started.
@@ -75,6 +77,7 @@ pub struct Started {
     boards: Arc<Boards>,
     orgs: Arc<Orgs>,
     webhooks: Webhooks,
+    restarts: Arc<AtomicU64>,
 }
 
 impl SupervisorState {
@@ -121,7 +124,8 @@ impl Actor for RootSupervisor {
             deps.board_idle_timeout,
             deps.board_limits,
         ));
-        let state = SupervisorState { deps, audit_args, audit, boards, orgs, webhooks };
+        let restarts = Arc::default();
+        let state = SupervisorState { deps, audit_args, audit, boards, orgs, webhooks, restarts };
         if let Some(args) = state.webhook_args() {
             let (actor, _) =
                 Actor::spawn_linked(None, WebhookActor, args, myself.get_cell()).await?;
@@ -132,6 +136,7 @@ impl Actor for RootSupervisor {
             boards: state.boards.clone(),
             orgs: state.orgs.clone(),
             webhooks: state.webhooks.clone(),
+            restarts: state.restarts.clone(),
         });
         Ok(state)
     }
@@ -153,6 +158,7 @@ impl Actor for RootSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         if let SupervisionEvent::ActorFailed(cell, err) = event {
             tracing::error!(actor = %cell.get_id(), name = ?cell.get_name(), error = %err, "actor failed; restarting");
+            state.restarts.fetch_add(1, Ordering::Relaxed);
             if let Some(board) = cell.get_name().as_deref().and_then(board_of) {
                 // Restart in the background: loading the board must not hold up supervision.
                 let boards = state.boards.clone();
@@ -187,6 +193,7 @@ pub struct Runtime {
     boards: Arc<Boards>,
     orgs: Arc<Orgs>,
     webhooks: Webhooks,
+    restarts: Arc<AtomicU64>,
 }
 
 impl Runtime {
@@ -196,8 +203,8 @@ impl Runtime {
         let (supervisor, _) = Actor::spawn(None, RootSupervisor, (deps, ready_tx))
             .await
             .map_err(|e| anyhow::anyhow!("cannot start the root supervisor: {e}"))?;
-        let Started { audit, boards, orgs, webhooks } = ready_rx.await?;
-        Ok(Runtime { supervisor, audit, boards, orgs, webhooks })
+        let Started { audit, boards, orgs, webhooks, restarts } = ready_rx.await?;
+        Ok(Runtime { supervisor, audit, boards, orgs, webhooks, restarts })
     }
 
     /// The org registry.
@@ -218,6 +225,11 @@ impl Runtime {
     /// The webhook actor.
     pub fn webhooks(&self) -> &Webhooks {
         &self.webhooks
+    }
+
+    /// Children that failed and were restarted so far (metrics).
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
     }
 
     /// Flushes every child, then stops the tree. Returns whether the flush completed.

@@ -56,6 +56,8 @@ pub struct Refused {
     pub retry_after_secs: u64,
     /// Indexes (among the limits asked for) of the limits without room.
     pub full: Vec<usize>,
+    /// The name of the first limit without room (the metrics' `limit` label).
+    pub limit: &'static str,
 }
 
 impl Refused {
@@ -67,6 +69,7 @@ impl Refused {
 
 impl From<Refused> for ApiError {
     fn from(refused: Refused) -> Self {
+        crate::metrics::rate_limited(crate::metrics::Limit::Attempts(refused.limit));
         ApiError::rate_limited(refused.retry_after_secs)
     }
 }
@@ -108,9 +111,11 @@ impl Limiter {
             Err(full) => {
                 let wait_ms = full.iter().map(|f| f.frees_in_ms).max().unwrap_or(0);
                 let wait_ms = u64::try_from(wait_ms).unwrap_or(0);
+                let first = full.first().and_then(|f| limits.get(f.index));
                 Err(Refused {
                     retry_after_secs: wait_ms.div_ceil(1000).max(1),
                     full: full.iter().map(|f| f.index).collect(),
+                    limit: first.map_or("unknown", |(limit, _)| limit.name),
                 })
             }
         })

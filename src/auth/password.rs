@@ -96,6 +96,11 @@ impl PasswordHasher {
         self.runs.load(Ordering::Relaxed)
     }
 
+    /// Jobs waiting for the pool now (metrics).
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
     async fn run<T: Send + 'static>(
         &self,
         job: impl FnOnce() -> Result<T, bcrypt::BcryptError> + Send + 'static,
@@ -109,7 +114,9 @@ impl PasswordHasher {
         let permit = permit.map_err(|e| HashError::Failed(e.to_string()))?;
         self.runs.fetch_add(1, Ordering::Relaxed);
         tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let result = job();
+            crate::metrics::bcrypt_ran(started.elapsed());
             drop(permit);
             result
         })

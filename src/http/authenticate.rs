@@ -86,6 +86,7 @@ async fn resolve(
         Principal::User { .. } => None,
     };
     if let Some(limit) = limit.filter(|l| !l.allowed) {
+        crate::metrics::rate_limited(crate::metrics::Limit::ApiKey);
         let err = ApiError::rate_limited(limit.reset_secs);
         return (refused(&err), Some(limit));
     }

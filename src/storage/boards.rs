@@ -651,6 +651,7 @@ impl BoardStore for Store {
         idempotent: &[IdempotentResult],
     ) -> anyhow::Result<()> {
         let Some(to_seq) = events.last().map(|e| e.seq) else { return Ok(()) };
+        let _timed = crate::metrics::commit_started(events.len());
         let at = now();
         let batch = Coalesced::of(changes);
         // Access changes and deletions are audited in the commit's own transaction: the audit

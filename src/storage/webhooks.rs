@@ -222,6 +222,17 @@ impl Store {
         })?)
     }
 
+    /// Deliveries still pending, of every organization (the metrics' outbox depth); counted on
+    /// the `(status, next_attempt_at)` index.
+    pub async fn webhook_outbox_pending(&self) -> StorageResult<i64> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'",
+            )
+            .fetch_one(pool).await
+        })?)
+    }
+
     /// Removes finished (succeeded or failed) deliveries last changed before `before`; pending
     /// ones stay whatever their age. Spans organizations: it is retention maintenance.
     pub async fn prune_webhook_deliveries(&self, before: DateTime<Utc>) -> StorageResult<u64> {

@@ -97,6 +97,7 @@ struct Connection {
 /// Runs a connection until either side ends it.
 pub async fn run(socket: WebSocket, accepted: Accepted) {
     let Accepted { state, caller, credential, encoding, limits, slot } = accepted;
+    let _counted = crate::metrics::ws_opened();
     let (sink, mut stream) = socket.split();
     let (outbox, ends) = Outbox::new(encoding, limits.outbound_bytes);
     slot.attach(&outbox);
@@ -223,6 +224,7 @@ impl Connection {
         let decoded = encoding.decode_client(bytes);
         // Every frame counts against the rate, unreadable ones too.
         if self.limiter.check().is_err() {
+            crate::metrics::rate_limited(crate::metrics::Limit::WsFrames);
             let id = match &decoded {
                 Ok(frame) => Some(frame.id.clone()),
                 Err(err) => err.id.clone(),
@@ -283,6 +285,7 @@ impl Connection {
         if limit.allowed {
             Ok(())
         } else {
+            crate::metrics::rate_limited(crate::metrics::Limit::ApiKey);
             Err(ApiError::new(
                 ErrorCode::RateLimited,
                 format!("this API key's limit is used up; retry in {} s", limit.reset_secs),

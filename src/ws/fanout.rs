@@ -345,6 +345,7 @@ impl Fanout {
             None => return,
         };
         let mut encoded = EncodedOnce::default();
+        let mut delivered = 0;
         for sub in subs {
             let mut gate = sub.gate();
             match &mut *gate {
@@ -365,6 +366,7 @@ impl Fanout {
                             encoded.get(sub.outbox.encoding, |e| message(e, &event_frame(event)))
                         {
                             sub.outbox.push(message.clone());
+                            delivered += 1;
                         }
                     }
                     sub.pause_if_access_may_end(&mut gate, event, Vec::new);
@@ -372,6 +374,7 @@ impl Fanout {
                 Gate::Closed => continue,
             }
         }
+        crate::metrics::ws_delivered(delivered);
     }
 
     /// Closes every subscribed connection: the fan-out lost events and cannot promise order.

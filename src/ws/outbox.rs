@@ -184,6 +184,9 @@ impl Outbox {
                 return false;
             }
             *current = Some((code, reason.to_owned()));
+            if code == close::SLOW_CONSUMER {
+                crate::metrics::ws_slow_consumer_closed();
+            }
             true
         });
         self.is_closing.store(true, Ordering::Release);
