@@ -43,6 +43,24 @@ pub enum Command {
     /// The master keys that wrap the attachments' data keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Write a consistent snapshot of the database and the attachment blobs into a new
+    /// directory while the server keeps serving. No secret goes into it.
+    Backup {
+        /// The snapshot's directory; it must not exist yet.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore a snapshot into the configured database (`--database-url`) and blob store:
+    /// checksums verified first, migrations run forward, row counts checked. Stop the servers
+    /// first.
+    Restore {
+        /// The snapshot's directory.
+        #[arg(long)]
+        from: PathBuf,
+        /// Replace a target database that already holds data.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// `boardroom keys …`
@@ -179,6 +197,23 @@ pub struct Settings {
     /// an hour; tests shorten it.
     #[arg(skip = DEFAULT_ATTACHMENT_SWEEP_GRACE)]
     pub attachment_sweep_grace: Duration,
+
+    /// Directory for scheduled backups: set, the server writes a snapshot (`backup-<time>`)
+    /// there every `--backup-interval`. Unset: no scheduled backups.
+    #[arg(long, env = "BOARDROOM_BACKUP_DIR", global = true)]
+    pub backup_dir: Option<PathBuf>,
+
+    /// Time between scheduled backups (`24h`, `90m`, `1h 30m`), counted from the newest
+    /// complete snapshot; at least one second.
+    #[arg(long, env = "BOARDROOM_BACKUP_INTERVAL", default_value = "24h",
+          value_parser = parse_interval, global = true)]
+    pub backup_interval: Duration,
+
+    /// Days complete scheduled snapshots are kept; older ones are deleted after each backup,
+    /// never the newest.
+    #[arg(long, env = "BOARDROOM_BACKUP_RETENTION_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=36_500), global = true)]
+    pub backup_retention_days: u32,
 
     /// Log filter, in `tracing` EnvFilter syntax (for example `info,boardroom=debug`).
     #[arg(long, env = "BOARDROOM_LOG", default_value = "info", global = true)]
@@ -545,6 +580,14 @@ pub const DEFAULT_BCRYPT_COST: u32 = 12;
 
 /// The longest an export may be kept (`BOARDROOM_EXPORT_TTL_SECS`): ten years.
 pub const MAX_EXPORT_TTL_SECS: u64 = 315_360_000;
+
+fn parse_interval(raw: &str) -> Result<Duration, String> {
+    let interval = humantime::parse_duration(raw.trim()).map_err(|e| e.to_string())?;
+    if interval < Duration::from_secs(1) {
+        return Err("must be at least 1s".into());
+    }
+    Ok(interval)
+}
 
 fn parse_public_url(raw: &str) -> Result<url::Url, String> {
     let url = url::Url::parse(raw).map_err(|e| e.to_string())?;

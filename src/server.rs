@@ -193,6 +193,18 @@ impl App {
             .clone()
             .spawn(Duration::from_secs(self.state.settings().attachment_sweep_interval_secs));
         let reaper = crate::blob_reaper::spawn(self.state.clone());
+        let backups = settings.backup_dir.as_ref().map(|dir| {
+            crate::backup::schedule::Schedule {
+                store: self.state.store().clone(),
+                database_url: settings.effective_database_url(),
+                blobs: self.state.vault().store().clone(),
+                dir: dir.clone(),
+                interval: settings.backup_interval,
+                retention: chrono::Duration::days(i64::from(settings.backup_retention_days)),
+                status: self.state.backups().clone(),
+            }
+            .spawn()
+        });
         tracing::info!(
             addr = %local_addr,
             tls = self.tls.is_some(),
@@ -207,6 +219,7 @@ impl App {
             maintenance,
             sweep,
             reaper,
+            backups,
             tls: self.tls,
             tls_watch,
             redirect,
@@ -259,6 +272,7 @@ pub struct RunningServer {
     maintenance: JoinHandle<()>,
     sweep: JoinHandle<()>,
     reaper: JoinHandle<()>,
+    backups: Option<JoinHandle<()>>,
     tls: Option<Arc<Tls>>,
     tls_watch: Option<JoinHandle<()>>,
     redirect: Option<(SocketAddr, JoinHandle<std::io::Result<()>>)>,
@@ -318,6 +332,10 @@ impl RunningServer {
         self.maintenance.abort();
         self.sweep.abort();
         self.reaper.abort();
+        if let Some(backups) = &self.backups {
+            // A snapshot cut off here leaves only a `.partial-` directory, removed next run.
+            backups.abort();
+        }
         let flushed = self.state.runtime().shutdown().await;
         if !flushed {
             tracing::warn!("the actors did not flush completely");
