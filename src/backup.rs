@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -126,7 +126,7 @@ pub async fn create(
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&parent).map_err(|e| BackupError::io(parent.display(), e))?;
-    let partial = parent.join(format!("{PARTIAL_PREFIX}{name}-{}", uuid::Uuid::new_v4().simple()));
+    let partial = parent.join(format!("{PARTIAL_PREFIX}{name}-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir(&partial).map_err(|e| BackupError::io(partial.display(), e))?;
     let written = write_snapshot(store, database_url, blobs, &partial).await;
     let manifest = match written {

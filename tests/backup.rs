@@ -352,17 +352,21 @@ async fn scheduled_backups_run_prune_and_fail(server: &TestServer) {
     let owner = server.register("owner").await;
     server.create_org(&owner, "Acme").await;
 
-    // The server's own schedule (BOARDROOM_BACKUP_DIR, every second) writes complete snapshots.
+    // The server's own schedule (BOARDROOM_BACKUP_DIR, every second) writes complete snapshots;
+    // two more than were done at registration: the newest began after it.
     let status = server.state().backups().clone();
-    wait_for(|| status.successes() >= 2).await;
+    let at_registration = status.successes();
+    wait_for(|| status.successes() >= at_registration + 2).await;
     assert!(status.last_success().is_some());
     let own = server.database.dir.path().join("backups");
     let written: Vec<_> = complete_snapshots(&own);
     assert!(written.len() >= 2, "{:?}", snapshot_names(&own));
     for (path, _) in &written {
-        let manifest = boardroom::backup::restore::verify(path).unwrap();
-        assert_eq!(manifest.tables["users"], 1);
+        boardroom::backup::restore::verify(path).unwrap();
     }
+    let (newest, _) = written.iter().max_by_key(|(_, at)| *at).unwrap();
+    let manifest = boardroom::backup::restore::verify(newest).unwrap();
+    assert_eq!((manifest.tables["users"], manifest.tables["organizations"]), (1, 1));
 
     // Retention: older than 30 days goes, younger stays, other names and partial runs.
     let dir = tempfile::tempdir().unwrap();
@@ -376,7 +380,7 @@ async fn scheduled_backups_run_prune_and_fail(server: &TestServer) {
     assert_eq!(pruned, [dir.path().join("backup-old")]);
     let names = snapshot_names(dir.path());
     let new_name = snapshot.file_name().unwrap().to_string_lossy().into_owned();
-    assert_eq!(names, ["backup-recent".to_owned(), new_name, "keep-me".to_owned()]);
+    assert_eq!(names, [new_name, "backup-recent".to_owned(), "keep-me".to_owned()]);
     boardroom::backup::restore::verify(&snapshot).unwrap();
     assert_eq!(manual.status.successes(), 1);
     // Less than an interval after the newest: nothing to do.

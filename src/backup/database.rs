@@ -156,7 +156,7 @@ async fn restore_sqlite(
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&dir).map_err(|e| BackupError::io(dir.display(), e))?;
-    let staged = dir.join(format!(".restoring-{}", uuid::Uuid::new_v4().simple()));
+    let staged = dir.join(format!(".restoring-{}", uuid::Uuid::now_v7().simple()));
     std::fs::copy(file, &staged)
         .and_then(|_| std::fs::File::open(&staged)?.sync_all())
         .map_err(|e| {

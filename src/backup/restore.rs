@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use object_store::ObjectStoreExt;
+
 use super::database::{self, POSTGRES_FILE, SQLITE_FILE};
 use super::{
     hash_file, sha256_hex, BackupError, Manifest, BLOBS_DIR, FORMAT_VERSION, MANIFEST,
