@@ -181,8 +181,8 @@ async fn write_snapshot(
         tables: snapshot.tables,
         blobs_missing,
     };
-    let json = serde_json::to_vec_pretty(&manifest)
-        .map_err(|e| BackupError(format!("manifest: {e}")))?;
+    let json =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| BackupError(format!("manifest: {e}")))?;
     write_synced(&dir.join(MANIFEST), &json)?;
     write_synced(&dir.join(MANIFEST_SUM), format!("{}\n", sha256_hex(&json)).as_bytes())?;
     sync_dir(dir)?;

@@ -183,7 +183,8 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
             let url = cli.settings.effective_database_url();
             let made = backup::create(&store, &url, &blobs.store, &out).await;
             store.close().await;
-            let manifest = made.map_err(|e| StartupError::Command(format!("backup failed: {e}")))?;
+            let manifest =
+                made.map_err(|e| StartupError::Command(format!("backup failed: {e}")))?;
             let rows: i64 = manifest.tables.values().sum();
             println!(
                 "snapshot written to {}: {} backend, schema {}, {} rows, {} blobs, {} bytes",

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use boardroom_actors::supervisor::Runtime;
 
 use crate::attachments::sweep::Sweeper;
-use crate::backup::schedule::BackupStatus;
 use crate::attachments::Vault;
 use crate::auth::google::Google;
 use crate::auth::Auth;
+use crate::backup::schedule::BackupStatus;
 use crate::billing::Billing;
 use crate::config::Settings;
 use crate::exports::Exporter;

@@ -58,11 +58,15 @@ async fn raw(server: &TestServer, path: &str, token: &str) -> (u16, String) {
 
 /// What the drill compares: a board's snapshot and its whole event log, as raw JSON.
 async fn board_texts(server: &TestServer, user: &TestUser, board: &str) -> (String, String) {
-    let (status, snapshot) = raw(server, &format!("/api/v1/boards/{board}"), &user.access_token).await;
+    let (status, snapshot) =
+        raw(server, &format!("/api/v1/boards/{board}"), &user.access_token).await;
     assert_eq!(status, 200, "{snapshot}");
-    let (status, log) =
-        raw(server, &format!("/api/v1/boards/{board}/events?after=0&limit=1000"), &user.access_token)
-            .await;
+    let (status, log) = raw(
+        server,
+        &format!("/api/v1/boards/{board}/events?after=0&limit=1000"),
+        &user.access_token,
+    )
+    .await;
     assert_eq!(status, 200, "{log}");
     assert!(log.contains("\"has_more\":false"), "one page holds the log: {log}");
     (snapshot, log)
@@ -70,7 +74,13 @@ async fn board_texts(server: &TestServer, user: &TestUser, board: &str) -> (Stri
 
 const BOUNDARY: &str = "backup-boundary";
 
-async fn attach(server: &TestServer, user: &TestUser, board: &str, item: &str, bytes: &[u8]) -> String {
+async fn attach(
+    server: &TestServer,
+    user: &TestUser,
+    board: &str,
+    item: &str,
+    bytes: &[u8],
+) -> String {
     let mut body = format!(
         "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"notes.txt\"\r\n\
          Content-Type: text/plain\r\n\r\n"
@@ -100,7 +110,12 @@ async fn download(server: &TestServer, user: &TestUser, board: &str, id: &str) -
 
 /// A board with a column of every type and an item holding a value in each, a comment and a
 /// reply, a webhook and an attachment.
-async fn fill(server: &TestServer, owner: &TestUser, bob: &TestUser, org: &str) -> (String, String) {
+async fn fill(
+    server: &TestServer,
+    owner: &TestUser,
+    bob: &TestUser,
+    org: &str,
+) -> (String, String) {
     let created = server.create_board(owner, org, "Launch").await;
     let board = created.board.id.to_string();
     let group = created.groups[0].id.to_string();
@@ -129,13 +144,21 @@ async fn fill(server: &TestServer, owner: &TestUser, bob: &TestUser, org: &str) 
     server.create_item(bob, &board, &item(&group, "Plain")).await;
     let updates = format!("/api/v1/boards/{board}/items/{first}/updates");
     let comment: Value = server
-        .post(&updates, Some(&owner.access_token), &CreateUpdate { body: "looks good".into(), parent_id: None })
+        .post(
+            &updates,
+            Some(&owner.access_token),
+            &CreateUpdate { body: "looks good".into(), parent_id: None },
+        )
         .await
         .expect(201)
         .clone();
     let parent = comment["id"].as_str().map(|id| crate::harness::id(id));
     server
-        .post(&updates, Some(&bob.access_token), &CreateUpdate { body: "thanks".into(), parent_id: parent })
+        .post(
+            &updates,
+            Some(&bob.access_token),
+            &CreateUpdate { body: "thanks".into(), parent_id: parent },
+        )
         .await
         .expect(201);
     let hook = CreateWebhook {
@@ -174,7 +197,8 @@ async fn restore_drill(server: &TestServer) {
             let mut n = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 2000 {
                 let body = item(&busy_group, &format!("item {n}"));
-                let answer = client.post(&url).bearer_auth(&token).json(&body).send().await.unwrap();
+                let answer =
+                    client.post(&url).bearer_auth(&token).json(&body).send().await.unwrap();
                 assert_eq!(answer.status().as_u16(), 201);
                 let created: Value = answer.json().await.unwrap();
                 acked.lock().unwrap().push(created["id"].as_str().unwrap().to_owned());
@@ -247,7 +271,9 @@ async fn restore_drill(server: &TestServer) {
     let refused = boardroom(&target, &["restore", "--from", damaged.to_str().unwrap()]);
     assert!(!refused.status.success(), "{}", text(&refused));
     assert!(text(&refused).contains("checksum mismatch"), "{}", text(&refused));
-    assert!(!target.dir.path().join("boardroom.db").exists() || server.backend() == Backend::Postgres);
+    assert!(
+        !target.dir.path().join("boardroom.db").exists() || server.backend() == Backend::Postgres
+    );
 
     // Restored into a fresh database and data dir, which gets the secrets the operator kept.
     for secret in ["audit-key", "master-key"] {
@@ -273,13 +299,25 @@ async fn restore_drill(server: &TestServer) {
     let me: Me = copy.get_as("/api/v1/me", &bob.access_token).await.expect_as(200);
     assert_eq!(me.user.id.to_string(), bob.id);
     // Every write acknowledged before the snapshot began is there.
-    let (_, log) = raw(&copy, &format!("/api/v1/boards/{busy_id}/events?after=0&limit=1000"), &owner.access_token).await;
+    let (_, log) = raw(
+        &copy,
+        &format!("/api/v1/boards/{busy_id}/events?after=0&limit=1000"),
+        &owner.access_token,
+    )
+    .await;
     for id in &acked_before {
         assert!(log.contains(id.as_str()), "acknowledged item {id} missing after restore");
     }
     // The restored busy board's log is a prefix of the live one.
-    let (_, live) = raw(server, &format!("/api/v1/boards/{busy_id}/events?after=0&limit=1000"), &owner.access_token).await;
-    let events = |log: &str| serde_json::from_str::<Value>(log).unwrap()["events"].as_array().unwrap().clone();
+    let (_, live) = raw(
+        server,
+        &format!("/api/v1/boards/{busy_id}/events?after=0&limit=1000"),
+        &owner.access_token,
+    )
+    .await;
+    let events = |log: &str| {
+        serde_json::from_str::<Value>(log).unwrap()["events"].as_array().unwrap().clone()
+    };
     let (restored_events, live_events) = (events(&log), events(&live));
     assert!(restored_events.len() >= acked_before.len());
     assert_eq!(restored_events[..], live_events[..restored_events.len()]);

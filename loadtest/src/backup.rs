@@ -82,8 +82,12 @@ pub async fn run(target: &Target, args: &BackupArgs) -> anyhow::Result<ScenarioR
     let backup_secs = began.elapsed().as_secs_f64();
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(snapshot.join("manifest.json"))?)?;
-    let bytes: u64 =
-        manifest["files"].as_array().into_iter().flatten().filter_map(|f| f["bytes"].as_u64()).sum();
+    let bytes: u64 = manifest["files"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["bytes"].as_u64())
+        .sum();
     let items_in_snapshot = manifest["tables"]["items"].as_u64().unwrap_or(0);
     progress("backup", format!("backup {backup_secs:.1} s, {} MB", bytes / 1_000_000));
 
@@ -96,9 +100,14 @@ pub async fn run(target: &Target, args: &BackupArgs) -> anyhow::Result<ScenarioR
     let restored_url = restored_db.as_ref().map(|db| db.url().to_string());
     let outcome = async {
         let began = Instant::now();
-        boardroom(bin, &restored_dir, restored_url.as_deref(), &["restore", "--from", path(&snapshot)?])
-            .await
-            .context("restore")?;
+        boardroom(
+            bin,
+            &restored_dir,
+            restored_url.as_deref(),
+            &["restore", "--from", path(&snapshot)?],
+        )
+        .await
+        .context("restore")?;
         let restore_secs = began.elapsed().as_secs_f64();
         progress("backup", format!("restore {restore_secs:.1} s"));
         let began = Instant::now();

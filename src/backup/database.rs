@@ -82,7 +82,7 @@ pub async fn snapshot(store: &Store, url: &str, dir: &Path) -> Result<Snapshot, 
             let taken_at = crate::storage::now();
             let exported: String =
                 sqlx::query_scalar("SELECT pg_export_snapshot()").fetch_one(&mut *tx).await?;
-            let (schema_version, tables, blob_keys) = postgres_contents(&mut *tx).await?;
+            let (schema_version, tables, blob_keys) = postgres_contents(&mut tx).await?;
             let path = dir.join(POSTGRES_FILE);
             let mut dump = tool("pg_dump", url)?;
             dump.arg("--format=custom")
@@ -157,12 +157,12 @@ async fn restore_sqlite(
     };
     std::fs::create_dir_all(&dir).map_err(|e| BackupError::io(dir.display(), e))?;
     let staged = dir.join(format!(".restoring-{}", uuid::Uuid::now_v7().simple()));
-    std::fs::copy(file, &staged)
-        .and_then(|_| std::fs::File::open(&staged)?.sync_all())
-        .map_err(|e| {
+    std::fs::copy(file, &staged).and_then(|_| std::fs::File::open(&staged)?.sync_all()).map_err(
+        |e| {
             let _ = std::fs::remove_file(&staged);
             BackupError::io(format!("copying the database to {}", staged.display()), e)
-        })?;
+        },
+    )?;
     // The old database's log and index must not be replayed over the restored file.
     for suffix in ["-wal", "-shm", "-journal"] {
         let mut side = path.clone().into_os_string();
@@ -206,7 +206,7 @@ async fn restore_postgres(
         .arg(file);
     run(load, "pg_restore").await?;
     let mut tx = conn.begin().await?;
-    let (_, tables, _) = postgres_contents(&mut *tx).await?;
+    let (_, tables, _) = postgres_contents(&mut tx).await?;
     tx.rollback().await?;
     conn.close().await?;
     Ok(tables)
@@ -230,18 +230,17 @@ fn refuse_unless_forced(
 
 /// Opens a SQLite file on one connection of its own.
 pub(crate) async fn open_sqlite(path: &Path) -> Result<SqliteConnection, BackupError> {
-    Ok(SqliteConnectOptions::new()
-        .filename(path)
-        .foreign_keys(true)
-        .connect()
-        .await?)
+    Ok(SqliteConnectOptions::new().filename(path).foreign_keys(true).connect().await?)
 }
 
 async fn connect_postgres(url: &str) -> Result<PgConnection, BackupError> {
     let options = PgConnectOptions::from_str(url)
         .map_err(|e| BackupError(format!("DATABASE_URL: invalid Postgres URL: {e}")))?;
     options.connect().await.map_err(|e| {
-        BackupError(format!("DATABASE_URL: cannot connect to {}: {e}", crate::storage::redact_url(url)))
+        BackupError(format!(
+            "DATABASE_URL: cannot connect to {}: {e}",
+            crate::storage::redact_url(url)
+        ))
     })
 }
 
@@ -262,11 +261,10 @@ pub(crate) async fn sqlite_contents(
             .await?;
         counts.insert(table.clone(), n);
     }
-    let schema: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
+    let schema: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&mut *conn)
+            .await?;
     let blobs: Vec<String> = sqlx::query_scalar("SELECT blob_key FROM attachments ORDER BY 1")
         .fetch_all(&mut *conn)
         .await?;
@@ -324,11 +322,10 @@ pub(crate) async fn postgres_contents(
     for table in &tables {
         counts.insert(table.clone(), count(conn, table).await?);
     }
-    let schema: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
+    let schema: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&mut *conn)
+            .await?;
     let blobs: Vec<String> = sqlx::query_scalar("SELECT blob_key FROM attachments ORDER BY 1")
         .fetch_all(&mut *conn)
         .await?;
@@ -345,9 +342,9 @@ fn quote(name: &str) -> String {
 fn tool(program: &'static str, url: &str) -> Result<tokio::process::Command, BackupError> {
     let mut parsed = url::Url::parse(url)
         .map_err(|e| BackupError(format!("DATABASE_URL: invalid Postgres URL: {e}")))?;
-    let password = parsed.password().map(|p| {
-        percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned()
-    });
+    let password = parsed
+        .password()
+        .map(|p| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned());
     let _ = parsed.set_password(None);
     let mut command = tokio::process::Command::new(program);
     command.arg("--dbname").arg(parsed.as_str()).kill_on_drop(true);

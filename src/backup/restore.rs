@@ -10,8 +10,7 @@ use object_store::ObjectStoreExt;
 
 use super::database::{self, POSTGRES_FILE, SQLITE_FILE};
 use super::{
-    hash_file, sha256_hex, BackupError, Manifest, BLOBS_DIR, FORMAT_VERSION, MANIFEST,
-    MANIFEST_SUM,
+    hash_file, sha256_hex, BackupError, Manifest, BLOBS_DIR, FORMAT_VERSION, MANIFEST, MANIFEST_SUM,
 };
 use crate::config::Settings;
 use crate::storage::{Backend, Store};
@@ -86,7 +85,10 @@ pub fn verify(dir: &Path) -> Result<Manifest, BackupError> {
                 .and_then(|rest| rest.strip_prefix('/'))
                 .is_some_and(crate::attachments::is_blob_key);
         if !allowed {
-            return Err(BackupError(format!("the manifest lists an unexpected file {:?}", entry.path)));
+            return Err(BackupError(format!(
+                "the manifest lists an unexpected file {:?}",
+                entry.path
+            )));
         }
         let (bytes, sha256) = hash_file(&dir.join(&entry.path))?;
         if bytes != entry.bytes || sha256 != entry.sha256 {
@@ -115,8 +117,7 @@ pub async fn restore(
     force: bool,
 ) -> Result<RestoreReport, BackupError> {
     let manifest = verify(dir)?;
-    let backend =
-        if manifest.backend == "sqlite" { Backend::Sqlite } else { Backend::Postgres };
+    let backend = if manifest.backend == "sqlite" { Backend::Sqlite } else { Backend::Postgres };
     let url = settings.effective_database_url();
     // Before the database is touched: a blob store that cannot be reached stops the restore.
     let blobs = crate::attachments::blob_store::from_settings(settings).map_err(BackupError)?;

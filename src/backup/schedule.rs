@@ -219,8 +219,8 @@ fn prune(dir: &Path, now: DateTime<Utc>, retention: chrono::Duration) -> Vec<Pat
     let mut pruned = Vec::new();
     for path in expired(&complete_snapshots(dir), now, retention) {
         // The manifest first: a half-deleted snapshot is then no longer taken for complete.
-        let removed = std::fs::remove_file(path.join(MANIFEST))
-            .and_then(|()| std::fs::remove_dir_all(&path));
+        let removed =
+            std::fs::remove_file(path.join(MANIFEST)).and_then(|()| std::fs::remove_dir_all(&path));
         match removed {
             Ok(()) => pruned.push(path),
             Err(err) => {
@@ -256,11 +256,10 @@ mod tests {
     fn retention_deletes_the_old_but_never_the_newest() {
         let now = Utc::now();
         let thirty = chrono::Duration::days(30);
-        let snaps: Vec<(PathBuf, DateTime<Utc>)> =
-            [(1, "a"), (29, "b"), (31, "c"), (90, "d")]
-                .iter()
-                .map(|(days, name)| (PathBuf::from(name), at(*days, now)))
-                .collect();
+        let snaps: Vec<(PathBuf, DateTime<Utc>)> = [(1, "a"), (29, "b"), (31, "c"), (90, "d")]
+            .iter()
+            .map(|(days, name)| (PathBuf::from(name), at(*days, now)))
+            .collect();
         assert_eq!(expired(&snaps, now, thirty), [PathBuf::from("c"), PathBuf::from("d")]);
         // All older than the retention: the newest stays all the same.
         let old: Vec<_> = snaps.iter().filter(|(p, _)| p.as_os_str() > "b").cloned().collect();
