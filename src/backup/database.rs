@@ -28,6 +28,49 @@ pub const POSTGRES_FILE: &str = "database.pgdump";
 /// The table of applied migrations; its count moves when migrations run forward.
 const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
 
+/// What a database holds, as a snapshot's manifest records it: the newest migration applied,
+/// rows per table, and the blob every attachment row names.
+type Contents = (i64, BTreeMap<String, i64>, Vec<String>);
+
+/// Rows per table on `$conn` (either backend's connection), the tables listed by the query
+/// `$tables`.
+macro_rules! counts {
+    ($conn:expr, $tables:expr) => {{
+        let tables: Vec<String> = sqlx::query_scalar($tables).fetch_all(&mut *$conn).await?;
+        let mut counts = BTreeMap::new();
+        for table in tables {
+            let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {}", quote(&table)))
+                .fetch_one(&mut *$conn)
+                .await?;
+            counts.insert(table, n);
+        }
+        counts
+    }};
+}
+
+/// [`Contents`] read on `$conn` (either backend's connection), the tables listed by the query
+/// `$tables`. A macro, as `on_pool!` is: the same statements compiled for each backend.
+macro_rules! contents {
+    ($conn:expr, $tables:expr) => {{
+        let conn = $conn;
+        let counts = counts!(conn, $tables);
+        let schema: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        let blobs: Vec<String> = sqlx::query_scalar("SELECT blob_key FROM attachments ORDER BY 1")
+            .fetch_all(&mut *conn)
+            .await?;
+        Ok::<Contents, BackupError>((schema, counts, blobs))
+    }};
+}
+
+const SQLITE_TABLES: &str =
+    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY 1";
+const POSTGRES_TABLES: &str =
+    "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1";
+
 /// What the database snapshot holds.
 pub struct Snapshot {
     /// Its backend.
@@ -46,7 +89,7 @@ pub struct Snapshot {
 
 /// Takes the database snapshot into `dir`.
 pub async fn snapshot(store: &Store, url: &str, dir: &Path) -> Result<Snapshot, BackupError> {
-    match store.pool() {
+    let (backend, file, taken_at, (schema_version, tables, blob_keys)) = match store.pool() {
         Pool::Sqlite(pool) => {
             let path = dir.join(SQLITE_FILE);
             let text = path
@@ -58,19 +101,9 @@ pub async fn snapshot(store: &Store, url: &str, dir: &Path) -> Result<Snapshot, 
             let mut conn = open_sqlite(&path).await?;
             // A single file with no `-wal` beside it: what is hashed is the whole database.
             sqlx::query("PRAGMA journal_mode = DELETE").execute(&mut conn).await?;
-            let (schema_version, tables, blob_keys) = sqlite_contents(&mut conn).await?;
+            let contents = sqlite_contents(&mut conn).await?;
             conn.close().await?;
-            std::fs::File::open(&path)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| BackupError::io(path.display(), e))?;
-            Ok(Snapshot {
-                backend: Backend::Sqlite,
-                file: SQLITE_FILE,
-                taken_at,
-                schema_version,
-                tables,
-                blob_keys,
-            })
+            (Backend::Sqlite, SQLITE_FILE, taken_at, contents)
         }
         Pool::Postgres(pool) => {
             let mut tx = pool.begin().await?;
@@ -82,30 +115,24 @@ pub async fn snapshot(store: &Store, url: &str, dir: &Path) -> Result<Snapshot, 
             let taken_at = crate::storage::now();
             let exported: String =
                 sqlx::query_scalar("SELECT pg_export_snapshot()").fetch_one(&mut *tx).await?;
-            let (schema_version, tables, blob_keys) = postgres_contents(&mut tx).await?;
-            let path = dir.join(POSTGRES_FILE);
+            let contents = postgres_contents(&mut tx).await?;
             let mut dump = tool("pg_dump", url)?;
             dump.arg("--format=custom")
                 .arg("--no-owner")
                 .arg("--no-privileges")
                 .arg(format!("--snapshot={exported}"))
                 .arg("--file")
-                .arg(&path);
+                .arg(dir.join(POSTGRES_FILE));
             run(dump, "pg_dump").await?;
             tx.rollback().await?;
-            std::fs::File::open(&path)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| BackupError::io(path.display(), e))?;
-            Ok(Snapshot {
-                backend: Backend::Postgres,
-                file: POSTGRES_FILE,
-                taken_at,
-                schema_version,
-                tables,
-                blob_keys,
-            })
+            (Backend::Postgres, POSTGRES_FILE, taken_at, contents)
         }
-    }
+    };
+    let path = dir.join(file);
+    std::fs::File::open(&path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| BackupError::io(path.display(), e))?;
+    Ok(Snapshot { backend, file, taken_at, schema_version, tables, blob_keys })
 }
 
 /// Puts the snapshot's database file `file` (of `backend`) in place at `url` and answers the
@@ -188,14 +215,10 @@ async fn restore_postgres(
     force: bool,
 ) -> Result<BTreeMap<String, i64>, BackupError> {
     let mut conn = connect_postgres(url).await?;
-    let tables = table_names_postgres(&mut conn).await?;
-    let mut counts = BTreeMap::new();
-    for table in &tables {
-        counts.insert(table.clone(), count(&mut conn, table).await?);
-    }
+    let counts = counts!(&mut conn, POSTGRES_TABLES);
     refuse_unless_forced(&counts, force, &crate::storage::redact_url(url))?;
-    if !tables.is_empty() {
-        let list = tables.iter().map(|t| quote(t)).collect::<Vec<_>>().join(", ");
+    if !counts.is_empty() {
+        let list = counts.keys().map(|t| quote(t)).collect::<Vec<_>>().join(", ");
         sqlx::query(&format!("DROP TABLE IF EXISTS {list} CASCADE")).execute(&mut conn).await?;
     }
     let mut load = tool("pg_restore", url)?;
@@ -244,92 +267,28 @@ async fn connect_postgres(url: &str) -> Result<PgConnection, BackupError> {
     })
 }
 
-/// Rows per table, the schema version and the blob names of a SQLite database.
-pub(crate) async fn sqlite_contents(
-    conn: &mut SqliteConnection,
-) -> Result<(i64, BTreeMap<String, i64>, Vec<String>), BackupError> {
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
-         ORDER BY name",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut counts = BTreeMap::new();
-    for table in &tables {
-        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {}", quote(table)))
-            .fetch_one(&mut *conn)
-            .await?;
-        counts.insert(table.clone(), n);
-    }
-    let schema: i64 =
-        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success")
-            .fetch_one(&mut *conn)
-            .await?;
-    let blobs: Vec<String> = sqlx::query_scalar("SELECT blob_key FROM attachments ORDER BY 1")
-        .fetch_all(&mut *conn)
-        .await?;
-    Ok((schema, counts, blobs))
+/// The [`Contents`] of a SQLite database.
+pub(crate) async fn sqlite_contents(conn: &mut SqliteConnection) -> Result<Contents, BackupError> {
+    contents!(conn, SQLITE_TABLES)
 }
 
-/// [`sqlite_contents`] of a file that may not be a Boardroom database yet (a fresh file).
-async fn sqlite_contents_or_empty(
-    conn: &mut SqliteConnection,
-) -> Result<(i64, BTreeMap<String, i64>, Vec<String>), BackupError> {
+/// [`sqlite_contents`] of a file that may not be a Boardroom database yet (a fresh file):
+/// only its rows per table.
+async fn sqlite_contents_or_empty(conn: &mut SqliteConnection) -> Result<Contents, BackupError> {
     let migrated: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'attachments'",
     )
     .fetch_one(&mut *conn)
     .await?;
     if migrated == 0 {
-        let tables: Vec<String> = sqlx::query_scalar(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
-        )
-        .fetch_all(&mut *conn)
-        .await?;
-        let mut counts = BTreeMap::new();
-        for table in tables {
-            let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {}", quote(&table)))
-                .fetch_one(&mut *conn)
-                .await?;
-            counts.insert(table, n);
-        }
-        return Ok((0, counts, Vec::new()));
+        return Ok((0, counts!(conn, SQLITE_TABLES), Vec::new()));
     }
     sqlite_contents(conn).await
 }
 
-async fn table_names_postgres(conn: &mut PgConnection) -> Result<Vec<String>, BackupError> {
-    Ok(sqlx::query_scalar(
-        "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1",
-    )
-    .fetch_all(&mut *conn)
-    .await?)
-}
-
-async fn count(conn: &mut PgConnection, table: &str) -> Result<i64, BackupError> {
-    Ok(sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {}", quote(table)))
-        .fetch_one(&mut *conn)
-        .await?)
-}
-
-/// Rows per table, the schema version and the blob names of a Postgres database, as the
-/// transaction `conn` sees them.
-pub(crate) async fn postgres_contents(
-    conn: &mut PgConnection,
-) -> Result<(i64, BTreeMap<String, i64>, Vec<String>), BackupError> {
-    let tables = table_names_postgres(conn).await?;
-    let mut counts = BTreeMap::new();
-    for table in &tables {
-        counts.insert(table.clone(), count(conn, table).await?);
-    }
-    let schema: i64 =
-        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success")
-            .fetch_one(&mut *conn)
-            .await?;
-    let blobs: Vec<String> = sqlx::query_scalar("SELECT blob_key FROM attachments ORDER BY 1")
-        .fetch_all(&mut *conn)
-        .await?;
-    Ok((schema, counts, blobs))
+/// The [`Contents`] of a Postgres database, as the transaction `conn` sees them.
+pub(crate) async fn postgres_contents(conn: &mut PgConnection) -> Result<Contents, BackupError> {
+    contents!(conn, POSTGRES_TABLES)
 }
 
 /// A table name as an SQL identifier.
