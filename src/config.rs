@@ -812,6 +812,21 @@ mod tests {
         assert_eq!(tests.listen.port(), 0);
     }
 
+    /// Backup intervals read as people write them; under a second is refused, naming the
+    /// setting.
+    #[test]
+    fn backup_interval_is_humantime_and_at_least_a_second() {
+        let parse = |v: &str| Cli::try_parse_from(["boardroom", "--backup-interval", v, "serve"]);
+        assert_eq!(parse("24h").unwrap().settings.backup_interval, Duration::from_secs(86_400));
+        assert_eq!(parse("1h 30m").unwrap().settings.backup_interval, Duration::from_secs(5_400));
+        assert_eq!(test_settings().backup_interval, Duration::from_secs(86_400));
+        assert_eq!(test_settings().backup_retention_days, 30);
+        for bad in ["500ms", "soon", "0s"] {
+            let err = one_line(&parse(bad).unwrap_err());
+            assert!(err.contains("BOARDROOM_BACKUP_INTERVAL (--backup-interval)"), "{err}");
+        }
+    }
+
     /// A developer's `BOARDROOM_*` variables do not leak into the tests' settings.
     #[test]
     fn test_settings_ignore_the_environment() {

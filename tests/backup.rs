@@ -468,8 +468,11 @@ async fn scheduled_backups_run_prune_and_fail(server: &TestServer) {
     assert_eq!(failing_status.successes(), 0);
     assert!(failing_status.last_success().is_none());
 }
+
+/// Polls `done` for up to 30 s (a busy machine's `pg_dump` takes seconds; a quick one returns
+/// at once).
 async fn wait_for(mut done: impl FnMut() -> bool) {
-    for _ in 0..200 {
+    for _ in 0..600 {
         if done() {
             return;
         }
