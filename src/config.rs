@@ -43,6 +43,24 @@ pub enum Command {
     /// The master keys that wrap the attachments' data keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Write a consistent snapshot of the database and the attachment blobs into a new
+    /// directory while the server keeps serving. No secret goes into it.
+    Backup {
+        /// The snapshot's directory; it must not exist yet.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore a snapshot into the configured database (`--database-url`) and blob store:
+    /// checksums verified first, migrations run forward, row counts checked. Stop the servers
+    /// first.
+    Restore {
+        /// The snapshot's directory.
+        #[arg(long)]
+        from: PathBuf,
+        /// Replace a target database that already holds data.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// `boardroom keys …`
@@ -188,6 +206,23 @@ pub struct Settings {
     /// an hour; tests shorten it.
     #[arg(skip = DEFAULT_ATTACHMENT_SWEEP_GRACE)]
     pub attachment_sweep_grace: Duration,
+
+    /// Directory for scheduled backups: set, the server writes a snapshot (`backup-<time>`)
+    /// there every `--backup-interval`. Unset: no scheduled backups.
+    #[arg(long, env = "BOARDROOM_BACKUP_DIR", global = true)]
+    pub backup_dir: Option<PathBuf>,
+
+    /// Time between scheduled backups (`24h`, `90m`, `1h 30m`), counted from the newest
+    /// complete snapshot; at least one second.
+    #[arg(long, env = "BOARDROOM_BACKUP_INTERVAL", default_value = "24h",
+          value_parser = parse_interval, global = true)]
+    pub backup_interval: Duration,
+
+    /// Days complete scheduled snapshots are kept; older ones are deleted after each backup,
+    /// never the newest.
+    #[arg(long, env = "BOARDROOM_BACKUP_RETENTION_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=36_500), global = true)]
+    pub backup_retention_days: u32,
 
     /// Log filter, in `tracing` EnvFilter syntax (for example `info,boardroom=debug`).
     #[arg(long, env = "BOARDROOM_LOG", default_value = "info", global = true)]
@@ -609,6 +644,14 @@ pub const MAX_DELETION_GRACE_DAYS: u32 = 365;
 /// The longest an export may be kept (`BOARDROOM_EXPORT_TTL_SECS`): ten years.
 pub const MAX_EXPORT_TTL_SECS: u64 = 315_360_000;
 
+fn parse_interval(raw: &str) -> Result<Duration, String> {
+    let interval = humantime::parse_duration(raw.trim()).map_err(|e| e.to_string())?;
+    if interval < Duration::from_secs(1) {
+        return Err("must be at least 1s".into());
+    }
+    Ok(interval)
+}
+
 fn parse_public_url(raw: &str) -> Result<url::Url, String> {
     let url = url::Url::parse(raw).map_err(|e| e.to_string())?;
     match url.scheme() {
@@ -830,6 +873,21 @@ mod tests {
         // What tests need differently.
         assert_eq!(tests.bcrypt_cost, 4);
         assert_eq!(tests.listen.port(), 0);
+    }
+
+    /// Backup intervals read as people write them; under a second is refused, naming the
+    /// setting.
+    #[test]
+    fn backup_interval_is_humantime_and_at_least_a_second() {
+        let parse = |v: &str| Cli::try_parse_from(["boardroom", "--backup-interval", v, "serve"]);
+        assert_eq!(parse("24h").unwrap().settings.backup_interval, Duration::from_secs(86_400));
+        assert_eq!(parse("1h 30m").unwrap().settings.backup_interval, Duration::from_secs(5_400));
+        assert_eq!(test_settings().backup_interval, Duration::from_secs(86_400));
+        assert_eq!(test_settings().backup_retention_days, 30);
+        for bad in ["500ms", "soon", "0s"] {
+            let err = one_line(&parse(bad).unwrap_err());
+            assert!(err.contains("BOARDROOM_BACKUP_INTERVAL (--backup-interval)"), "{err}");
+        }
     }
 
     /// A developer's `BOARDROOM_*` variables do not leak into the tests' settings.

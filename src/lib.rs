@@ -9,6 +9,8 @@
 //! - [`access`]: a caller's organization access as the board `Requester`, for REST and sockets.
 //! - [`auth`]: credentials to callers: passwords, sessions, JWTs, API keys, limits, and the
 //!   org-level access check with the audited superadmin bypass.
+//! - [`backup`]: snapshots of the database and the blobs while serving (by command and on a
+//!   schedule), their retention, and restore.
 //! - [`billing`]: Stripe: the webhook signature check, events reduced to their change, and the
 //!   Checkout and Billing Portal sessions.
 //! - [`blob_reaper`]: deletes the files of deleted items, comments and boards.
@@ -46,6 +48,7 @@
 pub mod access;
 pub mod attachments;
 pub mod auth;
+pub mod backup;
 pub mod billing;
 pub mod blob_reaper;
 pub mod commands;

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use boardroom::attachments::rotation::{self, Retired};
+use boardroom::backup;
 use boardroom::config::{AdminCommand, AuditCommand, Cli, Command, KeysCommand};
 use boardroom::server::{self, App, IfMissing, StartupError};
 use boardroom::storage::{ChainReport, StorageError};
@@ -177,6 +178,65 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
             append_audit(&store, event).await?;
             println!("{said}");
             store.close().await;
+            Ok(())
+        }
+        Command::Backup { out } => {
+            let blobs = boardroom::attachments::blob_store::from_settings(&cli.settings)
+                .map_err(StartupError::Setting)?;
+            let store = server::open_store(&cli.settings).await?;
+            let url = cli.settings.effective_database_url();
+            let made = backup::create(&store, &url, &blobs.store, &out).await;
+            store.close().await;
+            let manifest =
+                made.map_err(|e| StartupError::Command(format!("backup failed: {e}")))?;
+            let rows: i64 = manifest.tables.values().sum();
+            println!(
+                "snapshot written to {}: {} backend, schema {}, {} rows, {} blobs, {} bytes",
+                out.display(),
+                manifest.backend,
+                manifest.schema_version,
+                rows,
+                manifest.files.len() - 1,
+                manifest.total_bytes()
+            );
+            if !manifest.blobs_missing.is_empty() {
+                println!(
+                    "{} blobs were deleted before they could be copied (their attachments were \
+                     deleted after the snapshot was taken)",
+                    manifest.blobs_missing.len()
+                );
+            }
+            println!("note: {}", backup::SECRETS_NOTE);
+            Ok(())
+        }
+        Command::Restore { from, force } => {
+            let report = backup::restore::restore(&cli.settings, &from, force)
+                .await
+                .map_err(|e| StartupError::Command(format!("restore failed: {e}")))?;
+            println!("{:<28} {:>12} {:>12}", "table", "manifest", "restored");
+            let shown = |n: Option<i64>| n.map_or_else(|| "-".to_owned(), |n| n.to_string());
+            for count in &report.counts {
+                println!(
+                    "{:<28} {:>12} {:>12}{}",
+                    count.table,
+                    shown(count.expected),
+                    shown(count.restored),
+                    if count.matches() { "" } else { "  MISMATCH" }
+                );
+            }
+            println!(
+                "restored {} (schema {}, taken {}) and {} blobs; migrations are current",
+                from.display(),
+                report.manifest.schema_version,
+                report.manifest.created_at.to_rfc3339(),
+                report.blobs
+            );
+            if !report.matches() {
+                return Err(StartupError::Command(
+                    "restored row counts differ from the manifest's (see MISMATCH above)".into(),
+                ));
+            }
+            println!("note: {}", backup::SECRETS_NOTE);
             Ok(())
         }
         Command::CheckConfig => {

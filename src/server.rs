@@ -254,6 +254,18 @@ impl App {
             .spawn(Duration::from_secs(self.state.settings().attachment_sweep_interval_secs));
         let reaper = crate::blob_reaper::spawn(self.state.clone());
         let mail_sender = self.mail_sender.spawn();
+        let backups = settings.backup_dir.as_ref().map(|dir| {
+            crate::backup::schedule::Schedule {
+                store: self.state.store().clone(),
+                database_url: settings.effective_database_url(),
+                blobs: self.state.vault().store().clone(),
+                dir: dir.clone(),
+                interval: settings.backup_interval,
+                retention: chrono::Duration::days(i64::from(settings.backup_retention_days)),
+                status: self.state.backups().clone(),
+            }
+            .spawn()
+        });
         tracing::info!(
             addr = %local_addr,
             tls = self.tls.is_some(),
@@ -269,6 +281,7 @@ impl App {
             sweep,
             reaper,
             mail_sender,
+            backups,
             tls: self.tls,
             tls_watch,
             redirect,
@@ -323,6 +336,7 @@ pub struct RunningServer {
     sweep: JoinHandle<()>,
     reaper: JoinHandle<()>,
     mail_sender: JoinHandle<()>,
+    backups: Option<JoinHandle<()>>,
     tls: Option<Arc<Tls>>,
     tls_watch: Option<JoinHandle<()>>,
     redirect: Option<(SocketAddr, JoinHandle<std::io::Result<()>>)>,
@@ -391,6 +405,10 @@ impl RunningServer {
         self.reaper.abort();
         // Whatever is not sent stays in the outbox for the next start.
         self.mail_sender.abort();
+        if let Some(backups) = &self.backups {
+            // A snapshot cut off here leaves only a `.partial-` directory, removed next run.
+            backups.abort();
+        }
         let flushed = self.state.runtime().shutdown().await;
         if !flushed {
             tracing::warn!("the actors did not flush completely");

@@ -1,5 +1,5 @@
 //! [`AppState`]: what every edge shares (the store, the settings, authentication, the actors,
-//! Google sign-in, the WebSocket gateway, billing, the attachment vault and its sweeper). It
+//! Google sign-in, the WebSocket gateway, billing, the attachment vault and its sweeper, the scheduled backups' status). It
 //! sits beneath the edges so that `http`, `auth` and `ws` each depend on it, never on one
 //! another for it. It is also what the metrics listener samples at each scrape.
 
@@ -11,6 +11,7 @@ use crate::attachments::sweep::Sweeper;
 use crate::attachments::Vault;
 use crate::auth::google::Google;
 use crate::auth::Auth;
+use crate::backup::schedule::BackupStatus;
 use crate::billing::Billing;
 use crate::config::Settings;
 use crate::exports::Exporter;
@@ -33,6 +34,7 @@ struct AppInner {
     vault: Arc<Vault>,
     sweeper: Arc<Sweeper>,
     exports: Exporter,
+    backups: Arc<BackupStatus>,
 }
 
 impl AppState {
@@ -67,8 +69,14 @@ impl AppState {
             vault,
             sweeper,
             exports,
+            backups: Arc::default(),
         };
         AppState { inner: Arc::new(inner) }
+    }
+
+    /// What the scheduled backups have done in this process.
+    pub fn backups(&self) -> &Arc<BackupStatus> {
+        &self.inner.backups
     }
 
     /// Exports: building, keeping, serving and deleting them.

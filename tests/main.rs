@@ -10,6 +10,7 @@ mod api_keys;
 mod attachments;
 mod attachments_vault;
 mod audit;
+mod backup;
 mod billing;
 mod board_authz;
 mod boards;

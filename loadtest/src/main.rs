@@ -12,6 +12,7 @@
 //! - [`machine`]: CPU time per phase: this tool, the server, and any other work on the machine.
 //! - [`stats`]: latency recorders, percentiles, histograms, the table and the JSON report.
 //! - [`auth`]: scenario `auth`, the cost of authentication at bcrypt cost 12.
+//! - [`backup`]: scenario `backup`, the RTO: backup, restore and start-up times of a filled server.
 //! - [`boards`]: scenario `boards`, acknowledged item updates per second (group commit), beside
 //!   pgbench on Postgres.
 //! - [`connections`], [`fanout`], [`reconnect_storm`]: the WebSocket scenarios of those names,
@@ -28,6 +29,7 @@
 
 mod api;
 mod auth;
+mod backup;
 mod baseline;
 mod boards;
 mod connections;
@@ -73,6 +75,9 @@ enum Scenario {
     /// Authentication cost: API-key requests cold and warm, logins per second, and cheap-request
     /// latency during a login flood.
     Auth(auth::AuthArgs),
+    /// The RTO: fill items over many boards, then time backup (and its size), restore into a
+    /// fresh database, and a new server's start until `/readyz`.
+    Backup(backup::BackupArgs),
     /// Acknowledged item updates per second with many writers, on one hot board and spread
     /// over many, beside pgbench's single-row INSERT rate on Postgres.
     Boards(boards::BoardsArgs),
@@ -94,6 +99,7 @@ impl Scenario {
     fn name(&self) -> &'static str {
         match self {
             Scenario::Auth(_) => "auth",
+            Scenario::Backup(_) => "backup",
             Scenario::Boards(_) => "boards",
             Scenario::Connections(_) => "connections",
             Scenario::Fanout(_) => "fanout",
@@ -105,6 +111,7 @@ impl Scenario {
     async fn run(&self, target: &Target) -> anyhow::Result<ScenarioReport> {
         match self {
             Scenario::Auth(args) => auth::run(target, args).await,
+            Scenario::Backup(args) => backup::run(target, args).await,
             Scenario::Boards(args) => boards::run(target, args).await,
             Scenario::Connections(args) => connections::run(target, args).await,
             Scenario::Fanout(args) => fanout::run(target, args).await,

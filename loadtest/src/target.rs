@@ -53,8 +53,10 @@ pub struct TargetArgs {
 
 /// Limits the managed server gets, far above what a benchmark run can reach. The per-socket
 /// frame limit is raised for the `fanout` writer, which sends hundreds of commands a second on
-/// one socket in its saturated phase; the socket scenarios open thousands as one user.
-const RELAXED_LIMITS: [(&str, &str); 5] = [
+/// one socket in its saturated phase; the socket scenarios open thousands as one user; the
+/// `backup` scenario fills a hundred boards in one free organization.
+const RELAXED_LIMITS: [(&str, &str); 6] = [
+    ("BOARDROOM_PLAN_FREE", "boards=unlimited"),
     ("BOARDROOM_REGISTER_LIMIT", "10000"),
     ("BOARDROOM_LOGIN_LIMIT", "10000"),
     ("BOARDROOM_LOGIN_IP_LIMIT", "100000"),
@@ -74,12 +76,12 @@ pub struct Target {
 struct ManagedServer {
     child: Child,
     log_path: PathBuf,
-    // Held for its Drop: the SQLite database and the signing secret live here.
-    _data_dir: tempfile::TempDir,
+    // The SQLite database and the signing secret live here; removed on Drop.
+    data_dir: tempfile::TempDir,
     postgres: Option<BenchDatabase>,
 }
 
-struct BenchDatabase {
+pub(crate) struct BenchDatabase {
     admin_url: url::Url,
     name: String,
 }
@@ -130,7 +132,7 @@ impl Target {
             managed: Some(ManagedServer {
                 child,
                 log_path: server_log.to_owned(),
-                _data_dir: data_dir,
+                data_dir,
                 postgres,
             }),
             bcrypt_threads: args.server_bcrypt_threads.or(Some(2)),
@@ -185,6 +187,22 @@ impl Target {
     /// that measure the same database).
     pub fn postgres_url(&self) -> Option<url::Url> {
         self.managed.as_ref()?.postgres.as_ref().map(BenchDatabase::url)
+    }
+
+    /// The data dir of a managed server.
+    pub fn data_dir(&self) -> Option<&Path> {
+        self.managed.as_ref().map(|m| m.data_dir.path())
+    }
+
+    /// The database URL of a managed server: its Postgres database, or `None` for SQLite in its
+    /// data dir.
+    pub fn database_url(&self) -> Option<String> {
+        self.postgres_url().map(|url| url.to_string())
+    }
+
+    /// The Postgres server's admin URL a managed server's database was created on.
+    pub fn postgres_admin_url(&self) -> Option<url::Url> {
+        self.managed.as_ref()?.postgres.as_ref().map(|db| db.admin_url.clone())
     }
 
     /// The binary of a managed server.
@@ -262,7 +280,7 @@ fn server_binary(args: &TargetArgs) -> anyhow::Result<PathBuf> {
 
 /// A loopback port nobody listens on right now. The server binds it a moment later; another
 /// process taking it in between makes the start fail visibly, never silently.
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
         .context("cannot find a free loopback port")?;
     Ok(listener.local_addr().context("cannot read the free port")?.port())
@@ -284,15 +302,8 @@ fn spawn_server(
         .with_context(|| format!("cannot create {}", log_path.display()))?;
     let log_err = log.try_clone().context("cannot share the server log")?;
 
-    let mut command = Command::new(bin);
+    let mut command = clean_command(bin);
     command.arg("serve");
-    // Settings inherited from this shell would change what is measured; start from none.
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy();
-        if key.starts_with("BOARDROOM_") || key == "DATABASE_URL" {
-            command.env_remove(key.as_ref());
-        }
-    }
     let secret: String = rand::thread_rng()
         .sample_iter(rand::distributions::Alphanumeric)
         .take(48)
@@ -322,9 +333,22 @@ fn spawn_server(
     Ok((child, base))
 }
 
+/// `bin` without the `BOARDROOM_*` and `DATABASE_URL` variables of this shell, which would
+/// change what is measured.
+pub(crate) fn clean_command(bin: &Path) -> Command {
+    let mut command = Command::new(bin);
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("BOARDROOM_") || key == "DATABASE_URL" {
+            command.env_remove(key.as_ref());
+        }
+    }
+    command
+}
+
 /// Polls `/readyz` until it answers 200, the child exits, or `timeout` passes. Returns the
 /// backend the server names.
-async fn wait_ready(
+pub(crate) async fn wait_ready(
     base: &url::Url,
     timeout: Duration,
     mut child: Option<&mut Child>,
@@ -363,7 +387,7 @@ async fn wait_ready(
 }
 
 /// SIGTERM, then up to 20 s (the server's grace is 8 s) before a kill.
-async fn terminate(child: &mut Child) -> anyhow::Result<std::process::ExitStatus> {
+pub(crate) async fn terminate(child: &mut Child) -> anyhow::Result<std::process::ExitStatus> {
     if let Some(status) = child.try_wait()? {
         return Ok(status);
     }
@@ -404,7 +428,7 @@ pub fn log_tail(path: &Path) -> String {
 }
 
 impl BenchDatabase {
-    async fn create(admin: &url::Url) -> anyhow::Result<BenchDatabase> {
+    pub(crate) async fn create(admin: &url::Url) -> anyhow::Result<BenchDatabase> {
         let suffix: u64 = rand::thread_rng().gen();
         let name = format!("boardroom_bench_{suffix:016x}");
         let mut conn = connect(admin).await?;
@@ -418,14 +442,14 @@ impl BenchDatabase {
     }
 
     /// The URL of the bench database: the admin URL with its database swapped.
-    fn url(&self) -> url::Url {
+    pub(crate) fn url(&self) -> url::Url {
         let mut url = self.admin_url.clone();
         url.set_path(&self.name);
         url
     }
 
     /// Drops the database; a failure is reported on stderr, since the run itself is done.
-    async fn drop_quietly(self) {
+    pub(crate) async fn drop_quietly(self) {
         let result = async {
             let mut conn = connect(&self.admin_url).await?;
             sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
