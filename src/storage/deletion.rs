@@ -228,6 +228,16 @@ impl Store {
             }
             // Recorded answers that name them go too: a retry within the window is then new.
             sqlx::query(&idempotency_sql).bind(user).bind(&like_id).execute(&mut *conn).await?;
+            // Mail to their address (sent or waiting: a sent row keeps the address) and
+            // invitations naming it; the invitations they sent lose the sender by the key.
+            sqlx::query("DELETE FROM mail_outbox WHERE lower(to_email) = $1")
+                .bind(&email)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query("DELETE FROM invitations WHERE lower(email) = $1")
+                .bind(&email)
+                .execute(&mut *conn)
+                .await?;
             sqlx::query("DELETE FROM audit_dead_letters WHERE entry LIKE $1 OR entry LIKE $2")
                 .bind(&like_id)
                 .bind(&like_email)
