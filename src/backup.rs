@@ -161,7 +161,7 @@ async fn write_snapshot(
     for key in &snapshot.blob_keys {
         // Only names the vault makes: a row can never send the copy outside the snapshot.
         if !crate::attachments::is_blob_key(key) {
-            return Err(BackupError(format!("attachment row names an invalid blob {key:?}")));
+            return Err(BackupError(format!("a row names an invalid blob {key:?}")));
         }
         let path = blob_dir.join(key);
         match copy_blob(blobs, key, &path).await {

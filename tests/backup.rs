@@ -182,6 +182,14 @@ async fn restore_drill(server: &TestServer) {
     let busy = server.create_board(&owner, &org, "Busy").await;
     let busy_id = busy.board.id.to_string();
     let busy_group = busy.groups[0].id.to_string();
+    // A personal export (sealed in the vault like the attachments) goes into the snapshot too.
+    let export: boardroom_protocol::exports::Export = server
+        .send_as(Method::POST, "/api/v1/me/exports", &bob.access_token, None)
+        .await
+        .expect_as(202);
+    let export_path = format!("/api/v1/me/exports/{}", export.id);
+    crate::exports::until_built_at(server, &bob, &export_path).await;
+    let exported = crate::exports::download(server, &export_path, &bob).await;
     server.flush_audit().await;
     let before = board_texts(server, &owner, &board).await;
 
@@ -326,6 +334,8 @@ async fn restore_drill(server: &TestServer) {
     assert_eq!(restored_events[..], live_events[..restored_events.len()]);
     // The attachment's blob came back and opens under the kept master key.
     assert_eq!(download(&copy, &owner, &board, &attachment).await, b"the minutes of the meeting");
+    // So did the export's, byte for byte.
+    assert_eq!(crate::exports::download(&copy, &export_path, &bob).await, exported);
     assert!(copy.stop_keeping_database().await);
 }
 

@@ -179,17 +179,7 @@ fn expire_at_once(settings: &mut boardroom::config::Settings) {
 
 /// Polls the export until it is no longer pending (the build runs in the background).
 async fn until_built(server: &TestServer, user: &TestUser, export: &str) -> Export {
-    for _ in 0..400 {
-        let answer: Export = server
-            .get_as(&format!("/api/v1/me/exports/{export}"), &user.access_token)
-            .await
-            .expect_as(200);
-        if answer.status != ExportStatus::Pending {
-            return answer;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    panic!("the export was never built");
+    until_built_at(server, user, &format!("/api/v1/me/exports/{export}")).await
 }
 
 /// The files of a zip, by name, as JSON.
@@ -344,7 +334,7 @@ fn assert_ciphertext(blob: &[u8], plain: &[&[u8]]) {
     }
 }
 
-async fn download(server: &TestServer, path: &str, user: &TestUser) -> Vec<u8> {
+pub(crate) async fn download(server: &TestServer, path: &str, user: &TestUser) -> Vec<u8> {
     let answer = reqwest::Client::new()
         .get(server.url(&format!("{path}/download")))
         .bearer_auth(&user.access_token)
@@ -428,7 +418,7 @@ async fn request_org_export(server: &TestServer, admin: &TestUser, org: &str) ->
 }
 
 /// Polls an export at `path` until it is no longer pending.
-async fn until_built_at(server: &TestServer, user: &TestUser, path: &str) -> Export {
+pub(crate) async fn until_built_at(server: &TestServer, user: &TestUser, path: &str) -> Export {
     for _ in 0..400 {
         let answer: Export = server.get_as(path, &user.access_token).await.expect_as(200);
         if answer.status != ExportStatus::Pending {

@@ -59,9 +59,13 @@ macro_rules! contents {
         )
         .fetch_one(&mut *conn)
         .await?;
-        let blobs: Vec<String> = sqlx::query_scalar("SELECT blob_key FROM attachments ORDER BY 1")
-            .fetch_all(&mut *conn)
-            .await?;
+        // Attachments, and the exports built and still kept (sealed like attachments).
+        let blobs: Vec<String> = sqlx::query_scalar(
+            "SELECT blob_key FROM attachments UNION SELECT blob_key FROM exports \
+             WHERE status = 'ready' AND blob_key IS NOT NULL ORDER BY 1",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
         Ok::<Contents, BackupError>((schema, counts, blobs))
     }};
 }
