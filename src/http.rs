@@ -4,7 +4,8 @@
 //! Each resource module exposes `router()`, an `OpenApiRouter` whose routes come from their
 //! handlers' `#[utoipa::path]` attributes; this module nests them under `/api/v1`, adds the
 //! health probes at the root, and builds the OpenAPI document from the same routers
-//! ([`openapi_document`]), so the document lists exactly what is served. Handlers are thin:
+//! ([`openapi_document`]), so the document lists exactly what is served. Whatever no route
+//! claims falls to [`web::serve`]: the embedded web client, or the JSON 404 under `/api`. Handlers are thin:
 //! parse, call the store or an actor, map the result; the rules live beneath them.
 
 pub mod api_keys;
@@ -22,6 +23,7 @@ pub mod linger;
 pub mod openapi;
 pub mod orgs;
 pub mod security;
+pub mod web;
 pub mod webhooks;
 
 use axum::http::StatusCode;
@@ -72,7 +74,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate::authenticate));
     root.nest("/api/v1", api)
-        .fallback(not_found)
+        .fallback(web::serve)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(crate::telemetry::request_log))
