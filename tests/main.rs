@@ -31,5 +31,6 @@ mod realtime;
 mod resume;
 mod structure;
 mod tls;
+mod web;
 mod webhook_access;
 mod webhooks;

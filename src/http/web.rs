@@ -8,9 +8,12 @@
 //!   `assets/` carry a content hash in their names, so they are cached for a year as
 //!   `immutable`; `index.html` names them and is `no-cache` (revalidated every load, cheaply by
 //!   `ETag`), so a new build reaches the browser on its next load.
-//! - Any other `GET`/`HEAD` outside `/api` and `/assets/`: `index.html`, so a client route such
-//!   as `/boards/…` survives a reload.
-//! - Everything else, `/api/…` above all: the JSON `404 not_found` an API client expects.
+//! - `GET`/`HEAD` of `/` or of a client route (a path under one of [`CLIENT_ROUTES`], such as
+//!   `/orgs/…/boards/…`): `index.html`, so a page survives a reload and a shared link.
+//! - Everything else, `/api/…` above all: the JSON `404 not_found` an API client expects. Paths
+//!   the client does not own stay JSON 404s too (a probe of `/metrics` or `/nope` finds nothing),
+//!   and so does a missing `/assets/…` file: HTML would only confuse an old page asking for a
+//!   replaced build.
 //!
 //! The `Content-Security-Policy` every answer carries (`super::security::CSP`) is the app's: it
 //! loads its script and style from this origin and opens its socket to it, and nothing inline.
@@ -40,6 +43,10 @@ pub const REVALIDATE: &str = "no-cache";
 
 /// The page that starts the app, and that client routes fall back to.
 const INDEX: &str = "index.html";
+
+/// The first path segments the client's router owns (web/src/main.ts): a reload there gets
+/// [`INDEX`]. A new page of the client adds its segment here.
+pub const CLIENT_ROUTES: &[&str] = &["orgs"];
 
 /// One embedded file, ready to answer.
 struct Asset {
@@ -92,22 +99,15 @@ fn content_type(path: &str) -> &'static str {
 pub async fn serve(request: Request) -> Response {
     let method = request.method();
     let path = request.uri().path().trim_start_matches('/');
-    let is_read = *method == Method::GET || *method == Method::HEAD;
-    let is_api = path == "api" || path.starts_with("api/");
-    if !is_read || is_api {
+    if *method != Method::GET && *method != Method::HEAD {
         return not_found();
     }
-    let asset = match ASSETS.get(path) {
-        Some(asset) if path != INDEX => asset,
-        // A missing hashed file is an old page asking for a replaced build: HTML would only
-        // confuse it.
-        _ if path.starts_with("assets/") => return not_found(),
-        _ => match ASSETS.get(INDEX) {
-            Some(index) => index,
-            None => return not_found(),
-        },
-    };
-    answer(asset, request.headers())
+    let first = path.split('/').next().unwrap_or_default();
+    let file = if path.is_empty() || CLIENT_ROUTES.contains(&first) { INDEX } else { path };
+    match ASSETS.get(file) {
+        Some(asset) => answer(asset, request.headers()),
+        None => not_found(),
+    }
 }
 
 fn answer(asset: &Asset, headers: &HeaderMap) -> Response {
