@@ -1,8 +1,9 @@
-// Builds the client into dist/: dist/assets/main-<hash>.{js,css} and dist/index.html naming them.
+// Builds the client into dist/: dist/assets/main-<hash>.{js,css}, dist/index.html naming them, and
+// the files of public/ as they are.
 // `node build.mjs --check` builds into a temporary directory and fails when dist/ differs, which
 // is how .ci/run keeps the committed bundle (embedded by the server) equal to the sources.
 import { build } from "esbuild";
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync, statSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import { tmpdir } from "node:os";
 
@@ -35,6 +36,8 @@ const page = readFileSync(join(here, "index.html"), "utf8")
   .replace("{{js}}", pick(".js"))
   .replace("{{css}}", pick(".css"));
 writeFileSync(join(out, "index.html"), page);
+// Files served as they are, at the root (the favicon): not hashed, so revalidated.
+cpSync(join(here, "public"), out, { recursive: true });
 
 if (check) {
   const files = (dir) =>

@@ -6,7 +6,7 @@ import "./app.css";
 import { ApiError, call } from "./api";
 import { BoardView } from "./board";
 import { field, h, show } from "./dom";
-import type { BoardWithRole, Organization, OrgMember, User, Uuid } from "./wire";
+import type { BoardWithRole, Organization, OrgMember, User } from "./wire";
 
 const app = document.getElementById("app") as HTMLElement;
 let user: User | null = null;
@@ -128,7 +128,8 @@ function newOrgForm(): HTMLFormElement {
 
 function boardsPage(org: Organization, boards: BoardWithRole[]): HTMLElement {
   const name = input("board-name");
-  const rows = boards.map(({ board, role }) => {
+  const rows = boards.map((board) => {
+    const role = board.role;
     const rename = h("input", { name: "rename", value: board.name, "aria-label": `New name for ${board.name}` });
     const owner = role === "owner";
     return h(
@@ -163,8 +164,8 @@ function boardsPage(org: Organization, boards: BoardWithRole[]): HTMLElement {
     h("h1", {}, `Boards of ${org.name}`),
     rows.length > 0 ? h("ul", {}, ...rows) : h("p", {}, "No boards yet."),
     form("New board", [field("Board name", name)], "Create board", async () => {
-      const created = await call<{ board: { id: Uuid } }>("POST", `/orgs/${org.id}/boards`, { name: name.value });
-      navigate(`/orgs/${org.id}/boards/${created.board.id}`);
+      const created = await call<BoardWithRole>("POST", `/orgs/${org.id}/boards`, { name: name.value });
+      navigate(`/orgs/${org.id}/boards/${created.id}`);
     }),
     h("section", {}, h("h2", {}, "Another organization"), newOrgForm()),
   );
@@ -208,6 +209,10 @@ async function route(): Promise<void> {
 }
 
 window.addEventListener("popstate", () => void route());
+// Unexpected failures reach the page, not only the console.
+window.addEventListener("unhandledrejection", (event) => {
+  show(app, h("p", { class: "error", role: "alert" }, message(event.reason)));
+});
 void route().catch((error: unknown) => {
   show(app, h("p", { class: "error", role: "alert" }, message(error)));
 });

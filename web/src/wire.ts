@@ -36,8 +36,9 @@ export interface Board {
   description: string;
 }
 
-export interface BoardWithRole {
-  board: Board;
+/** A board with the caller's role, flattened: `GET /orgs/{org}/boards` entries and the
+ * `POST /orgs/{org}/boards` answer. */
+export interface BoardWithRole extends Board {
   role: BoardRole;
 }
 
