@@ -2,9 +2,10 @@
 //!
 //! - Every answer: `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer`,
 //!   `X-Frame-Options: DENY`, and a strict `Content-Security-Policy` ([`CSP`]: `default-src
-//!   'self'`, so no inline script). The server answers JSON today, where a CSP does nothing; it
-//!   is set on every answer so that any HTML served later is covered without a second rule. A
-//!   handler that sets one of these headers itself keeps its own.
+//!   'self'`, so no inline script). It is the web client's policy (`super::web`, docs/WEB.md:
+//!   script, style and socket from this origin, nothing inline), set on every answer so that no
+//!   HTML can be served without it. A handler that sets one of these headers itself keeps its
+//!   own.
 //! - HSTS ([`HSTS`]) on every HTTPS answer: always when this listener speaks TLS, and behind a
 //!   TLS-terminating proxy when a trusted proxy ([`is_trusted_proxy`], the rule that also
 //!   decides whose `X-Forwarded-For` is read) says `X-Forwarded-Proto: https`. The right-most
