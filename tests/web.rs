@@ -101,7 +101,8 @@ async fn a_matching_etag_answers_304_without_a_body(server: &TestServer) {
             assert_eq!(again.header("etag"), Some(etag.as_str()), "{path}");
             assert_eq!(again.header("cache-control"), Some(cache.as_str()), "{path}");
         }
-        let stale = server.call(Method::GET, path).header("if-none-match", "\"stale\"").send().await;
+        let stale =
+            server.call(Method::GET, path).header("if-none-match", "\"stale\"").send().await;
         assert_eq!(stale.status, 200, "{path}");
         assert_eq!(stale.body, first.body, "{path}");
     }

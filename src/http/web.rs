@@ -70,8 +70,12 @@ fn collect(dir: &'static Dir<'static>, into: &mut HashMap<String, Asset>) {
         let tag = format!("\"{}\"", hex::encode(&digest[..16]));
         let Ok(etag) = HeaderValue::from_str(&tag) else { continue };
         let cache_control = if path.starts_with("assets/") { IMMUTABLE } else { REVALIDATE };
-        let asset =
-            Asset { bytes: file.contents(), content_type: content_type(&path), etag, cache_control };
+        let asset = Asset {
+            bytes: file.contents(),
+            content_type: content_type(&path),
+            etag,
+            cache_control,
+        };
         into.insert(path, asset);
     }
     for child in dir.dirs() {
