@@ -663,3 +663,31 @@ pub fn column(title: &str, column_type: &str) -> boards::CreateColumn {
 pub fn group(title: &str) -> boards::CreateGroup {
     boards::CreateGroup { title: title.to_owned(), color: None, before: None, after: None }
 }
+
+/// Makes sure Debian's `chromium` and its `chromedriver` are installed for the browser tests,
+/// installing the packages when they are missing (as root; nothing but packages is downloaded),
+/// so that the README's test command passes on a fresh machine by itself. Two test processes
+/// may ask at once: apt waits for the other's lock.
+pub fn chromium() {
+    let present = || {
+        std::path::Path::new("/usr/bin/chromium").exists()
+            && std::path::Path::new("/usr/bin/chromedriver").exists()
+    };
+    if present() {
+        return;
+    }
+    let apt = |args: &[&str]| {
+        std::process::Command::new("apt-get")
+            .args(["-o", "DPkg::Lock::Timeout=300", "-qq"])
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    let installed = apt(&["update"]) && apt(&["install", "-y", "chromium", "chromium-driver"]);
+    assert!(
+        installed && present(),
+        "the browser tests need Debian's chromium and chromium-driver: \
+         `apt-get install chromium chromium-driver` (as root)"
+    );
+}

@@ -146,6 +146,7 @@ fn on_a_known_port(settings: &mut Settings) {
 async fn a_browser_sees_another_users_item_live(server: &TestServer) {
     let email = format!("alice-{}@example.com", uuid::Uuid::now_v7().simple());
     let password = "pw-alice-long-enough";
+    crate::harness::chromium();
     let mut browser = python()
         .args(["-c", include_str!("web_browser.py"), &server.url(""), &email, password, "Alice"])
         .stdout(Stdio::piped())
