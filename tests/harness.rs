@@ -25,6 +25,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+pub mod browser;
 pub mod memory;
 pub mod smtp;
 pub mod socket;

@@ -1,18 +1,16 @@
 //! The web client as the server serves it (src/http/web.rs): the page at `/` and at client
 //! routes, hashed assets with their types and a year's caching, ETag revalidation, and the JSON
 //! 404 that stays everywhere else; then the client itself in a real browser
-//! (tests/web_browser.py), seeing another user's change arrive live.
-
-use std::io::BufRead as _;
-use std::process::Stdio;
+//! (tests/browser/live_board.py), seeing another user's change arrive live.
 
 use boardroom::config::Settings;
 use boardroom_protocol::identity;
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use crate::harness::browser::BrowserScript;
 use crate::harness::{
-    both_backends, both_backends_with, column, group, item, python, Reply, TestServer, TestUser,
+    both_backends, both_backends_with, column, group, item, Reply, TestServer, TestUser,
 };
 
 both_backends!(
@@ -146,23 +144,9 @@ fn on_a_known_port(settings: &mut Settings) {
 async fn a_browser_sees_another_users_item_live(server: &TestServer) {
     let email = format!("alice-{}@example.com", uuid::Uuid::now_v7().simple());
     let password = "pw-alice-long-enough";
-    crate::harness::chromium();
-    let mut browser = python()
-        .args(["-c", include_str!("web_browser.py"), &server.url(""), &email, password, "Alice"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the browser script");
-    let stdout = browser.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let opened: Value = serde_json::from_str(&line)
-        .unwrap_or_else(|_| panic!("the browser did not open the board: {line:?}"));
+    let base = server.url("");
+    let mut browser = BrowserScript::start("live_board", &[&base, &email, password, "Alice"]);
+    let opened = browser.next().await;
     let path = opened["path"].as_str().unwrap();
     let parts: Vec<&str> = path.split('/').collect();
     let (org, board) = match parts.as_slice() {
@@ -192,6 +176,5 @@ async fn a_browser_sees_another_users_item_live(server: &TestServer) {
     shipped.values.insert(stage.id, json!("Done"));
     server.create_item(&bob, board, &shipped).await;
 
-    let status = tokio::task::spawn_blocking(move || browser.wait()).await.unwrap().unwrap();
-    assert!(status.success(), "the browser did not see Bob's item live: {status}");
+    browser.finish().await;
 }

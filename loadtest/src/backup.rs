@@ -10,21 +10,21 @@
 //! Restore plus start-up is the RTO this build gives for that much data. Needs a managed server
 //! (not `--url`): the tool must know its database and data dir.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use boardroom_protocol::{ClientMessage, Encoding, ServerFrame};
+use boardroom_protocol::{ClientMessage, Encoding, RequestId, ServerFrame};
 use futures::{SinkExt, StreamExt};
 use serde::Serialize;
 use serde_json::json;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::api::Api;
+use crate::api::{Account, Api};
 use crate::stats::{progress, ScenarioReport, Table};
 use crate::target::{self, Target};
 
@@ -68,7 +68,7 @@ pub async fn run(target: &Target, args: &BackupArgs) -> anyhow::Result<ScenarioR
 
     progress("backup", format!("creating {} items over {} boards", args.items, args.boards));
     let filled = Instant::now();
-    fill(target, &owner.access_token, &boards, args).await?;
+    fill(target, &api, &owner, &org, &boards, args).await?;
     let fill_secs = filled.elapsed().as_secs_f64();
     progress("backup", format!("filled in {fill_secs:.1} s"));
 
@@ -156,65 +156,49 @@ fn path(p: &Path) -> anyhow::Result<&str> {
 }
 
 /// Creates the items: each socket takes every `sockets`-th item, round-robin over the boards,
-/// keeping `window` requests awaiting their reply.
+/// keeping `window` requests awaiting their reply. Each socket signs in with its own API key,
+/// as bots do: an access token would end (and the server close the socket) mid-fill, and one
+/// key's rate limit would cap every socket together. A socket that drops anyway reconnects and
+/// sends again what was not acknowledged; an item whose reply was lost may then exist twice,
+/// which is why the report counts the snapshot's items rather than assuming `--items`.
 async fn fill(
     target: &Target,
-    token: &str,
+    api: &Api,
+    owner: &Account,
+    org: &str,
     boards: &[(String, boardroom_protocol::boards::CreateItem)],
     args: &BackupArgs,
 ) -> anyhow::Result<()> {
-    let dialer = crate::net::Dialer::for_url(target.base_url())?;
+    let dialer = Arc::new(crate::net::Dialer::for_url(target.base_url())?);
     let done = Arc::new(AtomicU64::new(0));
     let mut tasks = JoinSet::new();
     for s in 0..args.sockets {
-        let ws = crate::socket::bot_socket(&dialer, target.base_url(), token).await?;
-        let boards = boards.to_vec();
-        let (items, sockets, window) = (args.items, args.sockets, args.window);
-        let done = done.clone();
+        let key = api
+            .create_api_key(owner, org, &format!("filler {s}"), &["items:write"])
+            .await
+            .context("creating a filler's API key")?;
+        let filler = Filler {
+            dialer: dialer.clone(),
+            base: target.base_url().clone(),
+            key,
+            boards: boards.to_vec(),
+            window: args.window as usize,
+            done: done.clone(),
+        };
+        let mut queue: VecDeque<u64> = (s..args.items).step_by(args.sockets as usize).collect();
         tasks.spawn(async move {
-            let (mut sink, mut stream) = ws.split();
-            let permits = Arc::new(Semaphore::new(window as usize));
-            let mine: Vec<u64> = (s..items).step_by(sockets as usize).collect();
-            let expected = mine.len();
-            let reader = {
-                let permits = permits.clone();
-                let done = done.clone();
-                tokio::spawn(async move {
-                    let mut replies = 0;
-                    while replies < expected {
-                        let message = tokio::time::timeout(Duration::from_secs(60), stream.next())
-                            .await
-                            .context("no reply within 60 s")?
-                            .context("the socket closed")??;
-                        let Message::Text(text) = message else { continue };
-                        let ServerFrame::Reply(reply) = Encoding::Json.decode(text.as_bytes())?
-                        else {
-                            continue;
-                        };
-                        if let Some(error) = reply.error {
-                            bail!("create_item refused: {}", error.code.as_str());
-                        }
-                        replies += 1;
-                        permits.add_permits(1);
-                        if done.fetch_add(1, Ordering::Relaxed) % 100_000 == 99_999 {
-                            progress("backup", format!("{} items", done.load(Ordering::Relaxed)));
-                        }
+            let mut reconnects = 0;
+            while !queue.is_empty() {
+                match filler.fill_on_one_socket(&mut queue).await {
+                    Ok(()) => {}
+                    Err(error) if reconnects < MAX_RECONNECTS => {
+                        reconnects += 1;
+                        progress("backup", format!("a filler's socket failed ({error:#}); again"));
+                        tokio::time::sleep(Duration::from_secs(1)).await;
                     }
-                    anyhow::Ok(())
-                })
-            };
-            for n in mine {
-                permits.acquire().await?.forget();
-                let (board, template) = &boards[(n % boards.len() as u64) as usize];
-                let body = boardroom_protocol::boards::CreateItem {
-                    name: format!("item {n}"),
-                    ..template.clone()
-                };
-                let message = ClientMessage::CreateItem { board_id: board.clone(), body };
-                sink.send(crate::socket::encode(Encoding::Json, n + 1, message)?).await?;
+                    Err(error) => return Err(error),
+                }
             }
-            reader.await.context("the reader panicked")??;
-            let _ = sink.close().await;
             anyhow::Ok(())
         });
     }
@@ -222,6 +206,78 @@ async fn fill(
         joined.context("a filler panicked")??;
     }
     Ok(())
+}
+
+/// How often one filler reconnects before the scenario fails.
+const MAX_RECONNECTS: u32 = 5;
+
+/// One socket's share of the fill.
+struct Filler {
+    dialer: Arc<crate::net::Dialer>,
+    base: url::Url,
+    key: String,
+    boards: Vec<(String, boardroom_protocol::boards::CreateItem)>,
+    window: usize,
+    done: Arc<AtomicU64>,
+}
+
+impl Filler {
+    /// Sends the items of `queue` on one socket until every one is acknowledged; when the
+    /// socket fails, what it had not acknowledged goes back to the front of `queue`.
+    async fn fill_on_one_socket(&self, queue: &mut VecDeque<u64>) -> anyhow::Result<()> {
+        let ws = crate::socket::bot_socket(&self.dialer, &self.base, &self.key).await?;
+        let (mut sink, mut stream) = ws.split();
+        // Request id (the item's number + 1) → the item's number.
+        let mut in_flight: BTreeMap<u64, u64> = BTreeMap::new();
+        let outcome = async {
+            loop {
+                while in_flight.len() < self.window {
+                    let Some(n) = queue.pop_front() else { break };
+                    in_flight.insert(n + 1, n);
+                    let (board, template) = &self.boards[(n % self.boards.len() as u64) as usize];
+                    let body = boardroom_protocol::boards::CreateItem {
+                        name: format!("item {n}"),
+                        ..template.clone()
+                    };
+                    let message = ClientMessage::CreateItem { board_id: board.clone(), body };
+                    sink.send(crate::socket::encode(Encoding::Json, n + 1, message)?).await?;
+                }
+                if in_flight.is_empty() {
+                    return anyhow::Ok(());
+                }
+                let message = tokio::time::timeout(Duration::from_secs(60), stream.next())
+                    .await
+                    .context("no reply within 60 s")?
+                    .context("the socket closed")??;
+                let Message::Text(text) = message else { continue };
+                let ServerFrame::Reply(reply) = Encoding::Json.decode(text.as_bytes())? else {
+                    continue;
+                };
+                if let Some(error) = reply.error {
+                    bail!("create_item refused: {}", error.code.as_str());
+                }
+                let acknowledged = match reply.id {
+                    Some(RequestId::Number(id)) => in_flight.remove(&id),
+                    _ => None,
+                };
+                if acknowledged.is_some() {
+                    let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+                    if done % 100_000 == 0 {
+                        progress("backup", format!("{done} items"));
+                    }
+                }
+            }
+        }
+        .await;
+        if outcome.is_err() {
+            for n in in_flight.into_values().rev() {
+                queue.push_front(n);
+            }
+        } else {
+            let _ = sink.close().await;
+        }
+        outcome
+    }
 }
 
 /// Runs `boardroom ARGS` on `data_dir` (and `database_url`, else SQLite in the data dir).

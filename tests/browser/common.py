@@ -1,0 +1,150 @@
+# Shared by the browser scripts of tests/browser (run by tests/harness/browser.rs): Debian's
+# Chromium, headless, driven by Selenium through Debian's chromedriver (nothing is downloaded),
+# and the few ways the scripts find things on the page: by the names people and screen readers
+# use (form labels, label text, button text), never by CSS classes alone.
+#
+# A script talks to its Rust test in JSON lines: `say(...)` prints one object on stdout, `hear()`
+# reads one from stdin. Anything else goes to stderr. A script exits 0 when all it checked held.
+import json
+import os
+import sys
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as seen
+from selenium.webdriver.support.ui import WebDriverWait
+
+# Where screenshots go: BOARDROOM_SCREENSHOTS, else target/web-screenshots (set by the test).
+SCREENSHOTS = os.environ.get("BOARDROOM_SCREENSHOTS", "target/web-screenshots")
+
+DESKTOP = (1280, 800)
+PHONE = (390, 844)
+
+
+def say(**fields):
+    print(json.dumps(fields), flush=True)
+
+
+def hear():
+    line = sys.stdin.readline()
+    if not line:
+        raise SystemExit("the test closed the conversation")
+    return json.loads(line)
+
+
+class Browser:
+    """One browser (its own profile, so its own cookies: another person) on the server."""
+
+    def __init__(self, base, size=DESKTOP, timeout=10):
+        options = webdriver.ChromeOptions()
+        options.binary_location = "/usr/bin/chromium"
+        for flag in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", f"--window-size={size[0]},{size[1]}"):
+            options.add_argument(flag)
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        self.base = base
+        self.driver = webdriver.Chrome(options=options,
+                                       service=Service("/usr/bin/chromedriver"))
+        self.wait = WebDriverWait(self.driver, timeout)
+
+    def open(self, path="/"):
+        self.driver.get(self.base + path)
+
+    def quit(self):
+        self.driver.quit()
+
+    # --- finding things by their names ---
+
+    def form(self, label):
+        return self.wait.until(seen.presence_of_element_located(
+            (By.CSS_SELECTOR, f'form[aria-label="{label}"]')))
+
+    def fill(self, within, label, value):
+        """Types into the input, select or textarea labelled `label` inside `within`."""
+        field = within.find_element(
+            By.XPATH, f'.//label[span[normalize-space()="{label}"]]/*[self::input or '
+                      f'self::select or self::textarea]')
+        field.clear()
+        field.send_keys(value)
+        return field
+
+    def button(self, text, within=None):
+        """The button whose text (or aria-label) is `text`, once it can be clicked."""
+        scope = "." if within is not None else ""
+        xpath = (f'{scope}//button[normalize-space()="{text}" or @aria-label="{text}"]')
+        if within is not None:
+            return within.find_element(By.XPATH, xpath)
+        return self.wait.until(seen.element_to_be_clickable((By.XPATH, xpath)))
+
+    def labelled(self, name):
+        """The element whose aria-label is `name`."""
+        return self.wait.until(seen.presence_of_element_located(
+            (By.CSS_SELECTOR, f'[aria-label="{name}"]')))
+
+    def text_appears(self, css, text):
+        self.wait.until(seen.text_to_be_present_in_element((By.CSS_SELECTOR, css), text))
+
+    def xpath(self, xpath):
+        return self.wait.until(seen.presence_of_element_located((By.XPATH, xpath)))
+
+    # --- what the page did ---
+
+    def js(self, script, *args):
+        return self.driver.execute_script(script, *args)
+
+    def forget_log(self):
+        self.driver.get_log("browser")
+
+    def console_errors(self):
+        """SEVERE console entries since the last call, CSP violations among them."""
+        return [e for e in self.driver.get_log("browser") if e["level"] == "SEVERE"]
+
+    def assert_clean_console(self):
+        errors = self.console_errors()
+        assert not errors, errors
+
+    def screenshot(self, name):
+        os.makedirs(SCREENSHOTS, exist_ok=True)
+        path = os.path.join(SCREENSHOTS, name + ".png")
+        self.driver.save_screenshot(path)
+        return path
+
+    def dump(self):
+        """What the page showed, for a failure's report."""
+        try:
+            body = self.driver.find_element(By.TAG_NAME, "body").text
+            print("page at failure:", self.driver.current_url, body,
+                  self.driver.get_log("browser"), file=sys.stderr)
+        except Exception as error:  # the browser may be gone
+            print("page at failure: unavailable:", error, file=sys.stderr)
+
+    # --- signing in ---
+
+    def register(self, name, email, password):
+        self.open("/")
+        register = self.form("Create an account")
+        self.fill(register, "Name", name)
+        self.fill(register, "Email", email)
+        self.fill(register, "Password", password)
+        self.button("Register", register).click()
+
+    def sign_in(self, email, password):
+        self.open("/")
+        login = self.form("Sign in")
+        self.fill(login, "Email", email)
+        self.fill(login, "Password", password)
+        self.button("Sign in", login).click()
+
+
+def run(main, *browsers):
+    """Runs `main`, reporting what each browser showed when it fails, and closes them all."""
+    try:
+        main()
+    except BaseException:
+        for browser in browsers:
+            browser.dump()
+        raise
+    finally:
+        for browser in browsers:
+            browser.quit()
