@@ -2,7 +2,9 @@
 // follow it, drawn as a table per group with a typed cell per column. Read-only in this slice.
 
 import { h, show } from "./dom";
+import { ItemPanels } from "./item_panel";
 import { LiveBoard, type Status } from "./live";
+import { Presence } from "./presence";
 import type { Column, EventFrame, Group, Item, Snapshot, Uuid } from "./wire";
 
 function byPosition<T extends { position: string; id: Uuid }>(a: T, b: T): number {
@@ -78,6 +80,9 @@ export class BoardView {
   private readonly live: LiveBoard;
   private readonly banner = h("p", { class: "banner", role: "status" });
   private readonly body = h("div", { class: "board-body" });
+  // web-items hooks: the item panel (comments, files) and who is viewing the board.
+  private readonly panels: ItemPanels;
+  private readonly presence: Presence;
 
   constructor(
     boardId: Uuid,
@@ -85,7 +90,9 @@ export class BoardView {
     private readonly people: Map<Uuid, string>,
     private readonly onGone: (why: string) => void,
   ) {
-    show(root, this.banner, this.body);
+    this.panels = new ItemPanels(boardId, people, () => this.board?.organization_id);
+    this.presence = new Presence(people);
+    show(root, this.banner, this.presence.element, this.body);
     this.live = new LiveBoard(boardId, {
       snapshot: ({ snapshot }) => {
         if (snapshot) this.load(snapshot);
@@ -95,12 +102,17 @@ export class BoardView {
       },
       status: (status, why) => {
         this.status(status, why);
+        if (status !== "live") this.presence.stale();
+      },
+      presence: (frame) => {
+        this.presence.update(frame);
       },
     });
   }
 
   stop(): void {
     this.live.stop();
+    this.panels.stop();
   }
 
   private load(snapshot: Snapshot): void {
@@ -112,6 +124,7 @@ export class BoardView {
   }
 
   private apply(event: EventFrame): void {
+    this.panels.event(event); // web-items hook: comments, files, renames of the open item
     const [entity, change] = event.kind.split(".");
     const deleted = change === "deleted";
     switch (entity) {
@@ -174,6 +187,7 @@ export class BoardView {
             ...columns.map((column) =>
               h("td", { "data-type": column.type }, cell(column, item.values[column.id], this.people)),
             ),
+            h("td", { class: "item-actions" }, this.panels.button(item)), // web-items hook
           ),
         );
       const heading = h("h2", { id: `group-${group.id}` }, group.title);
@@ -185,7 +199,7 @@ export class BoardView {
         h(
           "table",
           {},
-          h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Item"), ...columns.map((c) => h("th", { scope: "col" }, c.title)))),
+          h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Item"), ...columns.map((c) => h("th", { scope: "col" }, c.title)), h("th", { scope: "col" }, "Details"))),
           h("tbody", {}, ...rows),
         ),
         rows.length === 0 ? h("p", { class: "empty-group" }, "No items yet.") : null,

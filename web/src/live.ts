@@ -4,7 +4,7 @@
 // subscribes with `after_seq`, so the server replays what was missed or sends a fresh snapshot.
 
 import { call } from "./api";
-import type { EventFrame, ServerFrame, Subscribed, Uuid } from "./wire";
+import type { EventFrame, PresenceFrame, ServerFrame, Subscribed, Uuid } from "./wire";
 
 export type Status = "connecting" | "live" | "offline" | "closed";
 
@@ -12,6 +12,8 @@ export interface LiveHandlers {
   snapshot(subscribed: Subscribed): void;
   event(event: EventFrame): void;
   status(status: Status, why?: string): void;
+  /** web-items hook: who is viewing the board (presence.ts). */
+  presence?(frame: PresenceFrame): void;
 }
 
 /** Longest wait between reconnection attempts. */
@@ -123,6 +125,8 @@ export class LiveBoard {
         return;
       }
       case "presence":
+        // web-items hook: presence frames go to presence.ts.
+        if (frame.board_id === this.boardId) this.handlers.presence?.(frame);
         return;
     }
   }

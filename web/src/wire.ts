@@ -112,5 +112,57 @@ export type ServerFrame =
   | { type: "hello"; protocol_version: number; heartbeat_secs: number }
   | ReplyFrame
   | EventFrame
-  | { type: "presence"; board_id: Uuid }
+  | PresenceFrame
   | { type: "unsubscribed"; board_id: Uuid; error?: { code: string; message: string } };
+
+// ----- item panel and presence (web-items) -----
+
+/** An update: a comment on an item, or a reply to one (`parent_id`). */
+export interface Update {
+  id: Uuid;
+  board_id: Uuid;
+  item_id: Uuid;
+  parent_id: Uuid | null;
+  author_id: Uuid | null;
+  /** Present only when the author's account was deleted. */
+  author_name?: string;
+  body: string;
+  created_at: string;
+  edited_at: string | null;
+}
+
+/** `update.deleted` (its replies go with it). */
+export interface UpdateDeleted {
+  id: Uuid;
+  item_id: Uuid;
+  board_id: Uuid;
+}
+
+/** A file on an item, or on one of its comments (`update_id`). */
+export interface Attachment {
+  id: Uuid;
+  item_id: Uuid;
+  update_id: Uuid | null;
+  name: string;
+  size: number;
+  content_type: string;
+  sha256: string;
+  created_by: Uuid | null;
+  created_at: string;
+}
+
+/** `attachment.deleted`. */
+export interface AttachmentDeleted {
+  id: Uuid;
+  item_id: Uuid;
+  board_id: Uuid;
+}
+
+/** Who is viewing a board: the whole sorted list, and who joined or left. */
+export interface PresenceFrame {
+  type: "presence";
+  board_id: Uuid;
+  users: Uuid[];
+  joined?: Uuid;
+  left?: Uuid;
+}
