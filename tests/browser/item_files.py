@@ -82,6 +82,17 @@ def main():
     assert bytes(answer["bytes"]) == content, answer
     assert "notes.txt" in answer["disposition"], answer
 
+    # A comment with a file of its own: listed under the comment, for both.
+    composer = alice.form("New comment")
+    alice.fill(composer, "Comment", "See the attached sketch")
+    composer.find_element(
+        By.XPATH, './/label[span[normalize-space()="Attach a file (optional)"]]/input',
+    ).send_keys(write("sketch.txt", b"a sketch\n"))
+    alice.button("Post comment", composer).click()
+    for person in (alice, carol):
+        person.xpath('//dialog//li[article/p[normalize-space()="See the attached sketch"]]'
+                     '/ul//a[normalize-space()="sketch.txt"]')
+
     # The server's refusals, with its message. Chrome logs each refused request as a SEVERE
     # "Failed to load resource" line: those two, and nothing else, are expected here.
     alice.assert_clean_console()

@@ -444,13 +444,31 @@ class Panel {
     return form;
   }
 
+  /** The new comment's form, with an optional file attached to the comment once it exists. */
   private composer(): HTMLFormElement {
     const text = textArea("Comment");
-    return this.form("New comment", [text.label], [h("button", { type: "submit" }, "Post comment")], async () => {
+    const file = h("input", { type: "file", name: "file" });
+    const attach = h("label", { class: "field" }, h("span", {}, "Attach a file (optional)"), file);
+    const form = this.form("New comment", [text.label, attach], [h("button", { type: "submit" }, "Post comment")], async () => {
       const update = await call<Update>("POST", `${this.base()}/updates`, { body: text.input.value });
-      text.input.value = "";
+      const chosen = file.files?.[0];
+      form.reset();
       this.upsertUpdate(update);
+      if (chosen) {
+        // The comment stands even if its file is refused; the refusal says why.
+        const attachment = await this.upload(chosen, update.id);
+        this.upsertAttachment(attachment);
+      }
     });
+    return form;
+  }
+
+  private async upload(file: File, updateId?: Uuid): Promise<Attachment> {
+    const body = new FormData();
+    // The server reads `update_id` before `file`.
+    if (updateId) body.append("update_id", updateId);
+    body.append("file", file, file.name);
+    return call<Attachment>("POST", `${this.base()}/attachments`, body);
   }
 
   private replyForm(parent: Update): void {
@@ -547,6 +565,8 @@ class Panel {
 
   private removeUpdate(id: Uuid): void {
     this.gone.add(id);
+    // The focus was on it (its "Yes, delete"): keep it in the panel.
+    if (this.nodes.get(id)?.li.contains(document.activeElement)) this.title.focus();
     // Replies go with their comment, and files with the comments they are on.
     const doomed = [id, ...[...this.updates.values()].filter((u) => u.parent_id === id).map((u) => u.id)];
     for (const gone of doomed) {
@@ -573,6 +593,9 @@ class Panel {
     const attachment = this.attachments.get(id);
     this.attachments.delete(id);
     if (!this.loaded || !attachment) return;
+    if (this.dialog.querySelector(`[data-attachment="${CSS.escape(id)}"]`)?.contains(document.activeElement)) {
+      this.title.focus();
+    }
     if (attachment.update_id) this.drawCommentFiles(attachment.update_id);
     else this.drawFiles();
   }
@@ -627,10 +650,8 @@ class Panel {
       const file = input.files?.[0];
       if (!file) throw new ApiError(400, "validation_failed", "Choose a file first.");
       status.textContent = `Uploading ${file.name}…`;
-      const body = new FormData();
-      body.append("file", file, file.name);
       try {
-        const attachment = await call<Attachment>("POST", `${this.base()}/attachments`, body);
+        const attachment = await this.upload(file);
         this.upsertAttachment(attachment);
         form.reset();
         status.textContent = `Attached ${attachment.name}.`;
