@@ -62,6 +62,18 @@ function size(bytes: number): string {
   return `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
 }
 
+/** When a comment was last edited, as a number (0: never); the wire's times vary in precision. */
+function editedAt(update: Update): number {
+  return update.edited_at ? Date.parse(update.edited_at) : 0;
+}
+
+/** Oldest first: by creation time, then by id (time-ordered too). */
+function byCreation(a: { created_at: string; id: Uuid }, b: { created_at: string; id: Uuid }): number {
+  const difference = Date.parse(a.created_at) - Date.parse(b.created_at);
+  if (difference !== 0 && !Number.isNaN(difference)) return difference;
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
 /** A labelled textarea (the label names it for people and for the tests alike). */
 function textArea(label: string, value = ""): { label: HTMLLabelElement; input: HTMLTextAreaElement } {
   const input = h("textarea", { rows: "3", required: true });
@@ -131,14 +143,17 @@ export class ItemPanels {
 
   /** Who is looking, and their role on this board (asked once, until a member event). */
   private who(): Promise<Viewer> {
-    this.viewer ??= (async () => {
+    if (this.viewer) return this.viewer;
+    const asked = (async () => {
       const [me, role] = await Promise.all([call<{ user: User }>("GET", "/me"), this.role()]);
       return { id: me.user.id, role };
     })();
-    this.viewer.catch(() => {
-      this.viewer = null;
+    // A failure is asked again next time.
+    asked.catch(() => {
+      if (this.viewer === asked) this.viewer = null;
     });
-    return this.viewer;
+    this.viewer = asked;
+    return asked;
   }
 
   private async role(): Promise<BoardRole> {
@@ -226,7 +241,7 @@ class Panel {
       // Events may have come first: the newer of the two wins, and deletions stay deleted.
       for (const update of updates.updates) {
         const known = this.updates.get(update.id);
-        if (this.gone.has(update.id) || (known && (known.edited_at ?? "") >= (update.edited_at ?? ""))) continue;
+        if (this.gone.has(update.id) || (known && editedAt(known) >= editedAt(update))) continue;
         this.updates.set(update.id, update);
       }
       for (const attachment of attachments.attachments) {
@@ -241,10 +256,15 @@ class Panel {
 
   /** The person's role may have changed: draw the controls again. */
   reconsider(viewer: Promise<Viewer>): void {
-    void viewer.then((who) => {
-      this.viewer = who;
-      if (this.loaded && !this.closed) this.render();
-    });
+    viewer.then(
+      (who) => {
+        this.viewer = who;
+        if (this.loaded && !this.closed) this.render();
+      },
+      () => {
+        // Not known now: keep the controls drawn; the server still checks every write.
+      },
+    );
   }
 
   event(event: EventFrame): void {
@@ -316,9 +336,7 @@ class Panel {
     this.nodes.clear();
     this.editing.clear();
     this.threads.replaceChildren();
-    const ordered = [...this.updates.values()].sort((a, b) =>
-      a.created_at === b.created_at ? (a.id < b.id ? -1 : 1) : a.created_at < b.created_at ? -1 : 1,
-    );
+    const ordered = [...this.updates.values()].sort(byCreation);
     for (const update of ordered) if (!update.parent_id) this.place(update);
     for (const update of ordered) if (update.parent_id) this.place(update);
     this.drawFiles();
@@ -553,7 +571,7 @@ class Panel {
     if (this.gone.has(update.id)) return;
     const known = this.updates.get(update.id);
     // The REST answer and the event carry the same change: keep the newest edit.
-    if (known && (known.edited_at ?? "") > (update.edited_at ?? "")) return;
+    if (known && editedAt(known) > editedAt(update)) return;
     this.updates.set(update.id, update);
     if (!this.loaded) return;
     if (this.nodes.has(update.id)) this.redraw(update);
@@ -605,7 +623,7 @@ class Panel {
   private sortedFiles(updateId: Uuid | null): Attachment[] {
     return [...this.attachments.values()]
       .filter((a) => a.update_id === updateId)
-      .sort((a, b) => (a.created_at === b.created_at ? (a.id < b.id ? -1 : 1) : a.created_at < b.created_at ? -1 : 1));
+      .sort(byCreation);
   }
 
   private drawFiles(): void {
