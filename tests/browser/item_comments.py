@@ -92,8 +92,12 @@ def main():
     focused = alice.js("return document.activeElement.getAttribute('aria-label')")
     assert focused == f"Open {ITEM}", focused
 
-    # Bob leaves the board: Alice's page stops naming him.
-    bob.open("/")
+    # Bob closes his panel with its button, and goes back to the boards list: Alice's page
+    # stops naming him.
+    bob.button("Close", bob.panel()).click()
+    bob.wait.until(seen.invisibility_of_element_located((By.CSS_SELECTOR, "dialog")))
+    bob.driver.find_element(By.LINK_TEXT, "All boards").click()
+    bob.form("New board")
     alice.presence_lacks(bob_name)
 
     for person in (alice, bob):
