@@ -99,6 +99,17 @@ def main():
     bob.driver.find_element(By.LINK_TEXT, "All boards").click()
     bob.form("New board")
     alice.presence_lacks(bob_name)
+    # Back to the board, then away by a full page load and back again: the page returns from
+    # the browser's back/forward cache, its socket closed on the way out and reconnected.
+    bob.driver.back()
+    alice.presence_shows(bob_name)
+    bob.js("window.stillTheSamePage = true")
+    bob.open("/")
+    bob.form("New board")
+    alice.presence_lacks(bob_name)
+    bob.driver.back()
+    alice.presence_shows(bob_name)
+    bob.text_appears(".banner", "Live")
 
     for person in (alice, bob):
         person.assert_clean_console()

@@ -32,11 +32,20 @@ export class LiveBoard {
     private readonly boardId: Uuid,
     private readonly handlers: LiveHandlers,
   ) {
+    window.addEventListener("pagehide", this.pageHidden);
     void this.connect();
   }
 
+  /** web-items hook: a page kept in the back/forward cache keeps its socket open, so its person
+   * would stay in the board's presence; closing it there reconnects (with `after_seq`) once the
+   * page is shown again. */
+  private readonly pageHidden = (event: PageTransitionEvent): void => {
+    if (event.persisted) this.socket?.close(1000);
+  };
+
   /** Closes the connection for good. */
   stop(): void {
+    window.removeEventListener("pagehide", this.pageHidden);
     this.stopped = true;
     window.clearTimeout(this.timer);
     this.socket?.close(1000);
