@@ -97,7 +97,7 @@ def main():
     # "Failed to load resource" line: those two, and nothing else, are expected here.
     alice.assert_clean_console()
     form = upload(alice, write("too-big.txt", b"x" * (max_bytes + 1)))
-    said = refusal(alice, form, f"at most {max_bytes} bytes")
+    said = refusal(alice, form, f"{max_bytes} bytes")
     form = upload(alice, write("fake.png", b"not a picture at all"))
     said = refusal(alice, form, "image/png")
     assert "declared" in said, said
