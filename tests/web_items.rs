@@ -72,7 +72,16 @@ async fn two_people_comment_live(server: &TestServer) {
     let base = server.url("");
     let browser = BrowserScript::start(
         "item_comments",
-        &[&base, &path, &alice.email, &alice.password, "Alice Martin", &bob.email, &bob.password, "Bob Okafor"],
+        &[
+            &base,
+            &path,
+            &alice.email,
+            &alice.password,
+            "Alice Martin",
+            &bob.email,
+            &bob.password,
+            "Bob Okafor",
+        ],
     );
     finish_when_done(browser).await;
 }
