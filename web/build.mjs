@@ -49,8 +49,8 @@ if (check) {
   if (stale.length > 0) {
     rmSync(out, { recursive: true, force: true });
     console.error(
-      `web/${stale.map(([path]) => path).join(", web/")} not generated from docs/openapi.json and docs/protocol.schema.json: ` +
-        "run `npm run gen` in web/ (then `npm run build`) and commit src/generated/ and dist/",
+      `web/${stale.map(([path]) => path).join(", web/")}: stale, not what docs/openapi.json and docs/protocol.schema.json ` +
+        "generate; run `npm run gen` in web/, then `npm run build`, and commit src/generated/ and dist/",
     );
     process.exit(1);
   }
