@@ -19,12 +19,14 @@ import { h } from "./dom";
 import type {
   Attachment,
   AttachmentDeleted,
+  AttachmentList,
+  BoardList,
   BoardRole,
-  BoardWithRole,
   EventFrame,
+  Me,
   Update,
   UpdateDeleted,
-  User,
+  UpdateList,
   Uuid,
 } from "./wire";
 
@@ -145,7 +147,7 @@ export class ItemPanels {
   private who(): Promise<Viewer> {
     if (this.viewer) return this.viewer;
     const asked = (async () => {
-      const [me, role] = await Promise.all([call<{ user: User }>("GET", "/me"), this.role()]);
+      const [me, role] = await Promise.all([call<Me>("GET", "/me"), this.role()]);
       return { id: me.user.id, role };
     })();
     // A failure is asked again next time.
@@ -159,7 +161,7 @@ export class ItemPanels {
   private async role(): Promise<BoardRole> {
     const org = this.orgId();
     if (!org) return "viewer";
-    const boards = (await call<{ boards: BoardWithRole[] }>("GET", `/orgs/${org}/boards`)).boards;
+    const boards = (await call<BoardList>("GET", `/orgs/${org}/boards`)).boards;
     return boards.find((board) => board.id === this.boardId)?.role ?? "viewer";
   }
 }
@@ -234,8 +236,8 @@ class Panel {
     try {
       const [who, updates, attachments] = await Promise.all([
         viewer,
-        call<{ updates: Update[] }>("GET", `${this.base()}/updates`),
-        call<{ attachments: Attachment[] }>("GET", `${this.base()}/attachments`),
+        call<UpdateList>("GET", `${this.base()}/updates`),
+        call<AttachmentList>("GET", `${this.base()}/attachments`),
       ]);
       this.viewer = who;
       // Events may have come first: the newer of the two wins, and deletions stay deleted.
