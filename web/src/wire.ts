@@ -114,3 +114,163 @@ export type ServerFrame =
   | EventFrame
   | { type: "presence"; board_id: Uuid }
   | { type: "unsubscribed"; board_id: Uuid; error?: { code: string; message: string } };
+
+// ---------------------------------------------------------------------------------------------
+// Admin and account pages (members.ts, api_keys.ts, webhooks.ts, audit.ts, account.ts): the
+// protocol types they read, named as in protocol/src. Until wire.ts is generated, the interfaces
+// below that share a name with one above extend it (declaration merging) with the fields these
+// pages read.
+
+/** A user's fields the account pages read (protocol `identity::User`). */
+export interface User {
+  email_verified: boolean;
+  created_at: string;
+}
+
+/** `GET /me` (protocol `identity::Me`). */
+export interface Me {
+  user: User;
+  session_id?: Uuid;
+  superadmin?: boolean;
+  deletion_scheduled_for?: string;
+}
+
+/** `GET /config` (protocol `client::ClientConfig`). */
+export interface ClientConfig {
+  google_sign_in: boolean;
+  billing: boolean;
+}
+
+export interface OrgMember {
+  role: OrgRole;
+  joined_at: string;
+}
+
+export interface OrgMemberList {
+  members: OrgMember[];
+}
+
+export interface Invitation {
+  id: Uuid;
+  organization_id: Uuid;
+  organization_name: string;
+  email: string;
+  role: OrgRole;
+  expires_at: string;
+  invited_by: Uuid | null;
+  created_at: string;
+}
+
+export interface InvitationList {
+  invitations: Invitation[];
+}
+
+/** The 202 answer of `POST /orgs/{org}/members` for an address that is not a verified account. */
+export interface InvitationSent {
+  invitation: Invitation;
+}
+
+export type Scope =
+  | "boards:read"
+  | "boards:write"
+  | "items:read"
+  | "items:write"
+  | "updates:read"
+  | "updates:write";
+
+export interface ApiKey {
+  id: Uuid;
+  organization_id: Uuid;
+  user_id: Uuid;
+  name: string;
+  prefix: string;
+  scopes: Scope[];
+  rate_limit_per_minute: number;
+  created_at: string;
+  expires_at: string | null;
+  revoked_at: string | null;
+}
+
+export interface CreatedApiKey {
+  api_key: ApiKey;
+  key: string;
+}
+
+export interface ApiKeyList {
+  api_keys: ApiKey[];
+}
+
+export interface Webhook {
+  id: Uuid;
+  board_id: Uuid;
+  url: string;
+  events: string[];
+  enabled: boolean;
+  consecutive_failures: number;
+  previous_secret_expires_at: string | null;
+  created_by: Uuid | null;
+  created_by_key: Uuid | null;
+  disabled_reason: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface CreatedWebhook {
+  webhook: Webhook;
+  secret: string;
+}
+
+export interface WebhookList {
+  webhooks: Webhook[];
+}
+
+export type DeliveryStatus = "pending" | "succeeded" | "failed";
+
+export interface Delivery {
+  id: Uuid;
+  webhook_id: Uuid;
+  seq: number;
+  kind: string;
+  status: DeliveryStatus;
+  attempts: number;
+  next_attempt_at: string | null;
+  give_up_at: string;
+  last_status_code: number | null;
+  last_error: string | null;
+  response_excerpt: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface DeliveryList {
+  deliveries: Delivery[];
+}
+
+export interface Redelivery {
+  id: Uuid;
+  status: DeliveryStatus;
+}
+
+export interface RotatedSecret {
+  id: Uuid;
+  secret: string;
+  previous_secret_expires_at: string;
+}
+
+export interface AuditEntry {
+  seq: number;
+  id: Uuid;
+  action: string;
+  actor_id: Uuid | null;
+  target: string | null;
+  ip: string | null;
+  user_agent: string | null;
+  bypass: boolean;
+  metadata: unknown;
+  created_at: string;
+}
+
+export interface AuditLog {
+  entries: AuditEntry[];
+  next_cursor: number | null;
+}
