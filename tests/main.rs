@@ -32,5 +32,6 @@ mod resume;
 mod structure;
 mod tls;
 mod web;
+mod web_admin;
 mod webhook_access;
 mod webhooks;

@@ -148,3 +148,43 @@ def run(main, *browsers):
     finally:
         for browser in browsers:
             browser.quit()
+
+
+# --- added for the admin pages (tests/browser/admin.py, webhooks.py, account.py) ---
+
+def link(browser, text):
+    """The link whose text is `text`, once it can be clicked."""
+    return browser.wait.until(seen.element_to_be_clickable(
+        (By.XPATH, f'//a[normalize-space()="{text}"]')))
+
+
+def choose(browser, element, value):
+    """Selects the option of `element` (a <select>) with this value, as a person would."""
+    from selenium.webdriver.support.ui import Select
+    Select(element).select_by_value(value)
+
+
+def labelled_select(browser, label):
+    """The <select> inside the label whose text is `label`."""
+    return browser.xpath(f'//label[span[normalize-space()="{label}"]]/select')
+
+
+def accept_confirm(browser):
+    """Accepts the page's confirm() dialog, once it is shown."""
+    browser.wait.until(seen.alert_is_present())
+    browser.driver.switch_to.alert.accept()
+
+
+def grant_clipboard(browser):
+    """Lets the page write to (and the test read) the clipboard, which headless Chromium
+    otherwise refuses."""
+    browser.driver.execute_cdp_cmd("Browser.grantPermissions", {
+        "origin": browser.base,
+        "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"],
+    })
+
+
+def fits_the_width(browser):
+    """Whether the page fits its window's width: nothing makes the page scroll sideways."""
+    return browser.js(
+        "return document.documentElement.scrollWidth <= window.innerWidth")
