@@ -177,6 +177,11 @@ async function route(): Promise<void> {
   const [, section, orgId, sub, boardId, boardSub] = location.pathname.split("/");
   // The mailed links work signed in or out.
   if (section === "verify-email") {
+    // Signed in or not, the link works; knowing which says where to go after.
+    user ??= await call<Me>("GET", "/me").then(
+      (answer) => answer.user,
+      () => null,
+    );
     show(
       app,
       verifyEmailPage(user !== null, () => {
