@@ -98,6 +98,7 @@ async fn the_mailed_links_serve_the_page(server: &TestServer) {
         "/orgs/0190/members",
         "/orgs/0190/api-keys",
         "/orgs/0190/audit-log",
+        "/orgs/0190/plan",
         "/orgs/0190/boards/0191/webhooks",
     ] {
         let reply = server.get(path).await;

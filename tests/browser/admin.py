@@ -122,6 +122,16 @@ def main():
     alice.screenshot("admin-audit-log")
     alice.assert_clean_console()
 
+    # --- the plan ---
+    link(alice, "Plan").click()
+    alice.text_appears("h1", "Plan of Acme")
+    alice.text_appears('[data-plan]', "free")
+    members = alice.xpath('//tr[@data-limit="members"]/td')
+    assert members.text.startswith("2"), members.text
+    assert not alice.driver.find_elements(
+        "xpath", '//button[normalize-space()="Manage billing"]'), "billing is off"
+    alice.assert_clean_console()
+
     # --- phone width ---
     alice.driver.set_window_size(*PHONE)
     assert fits_the_width(alice), "the audit log fits a phone"

@@ -1,10 +1,10 @@
 // The app shell: who is signed in, the routes (all served index.html by the server: its
 // CLIENT_ROUTES), the org switcher and the boards list. The board itself is `board.ts`; the
-// admin pages are `members.ts`, `api_keys.ts`, `audit.ts` and `webhooks.ts`; the account pages
+// admin pages are `members.ts`, `api_keys.ts`, `audit.ts`, `webhooks.ts` and `billing.ts`; the account pages
 // (verification, password reset, invitations) are `account.ts`.
 //
 // Routes: `/`; `/orgs/{org}` (boards), `/orgs/{org}/members`, `/orgs/{org}/api-keys`,
-// `/orgs/{org}/audit-log`; `/orgs/{org}/boards/{board}` and `…/{board}/webhooks`; `/account`,
+// `/orgs/{org}/audit-log`, `/orgs/{org}/plan`; `/orgs/{org}/boards/{board}` and `…/{board}/webhooks`; `/account`,
 // `/invitations[/{id}]`; and, signed in or not, `/verify-email?token=…` and
 // `/reset-password[?token=…]` (the mailed links).
 
@@ -13,6 +13,7 @@ import { call } from "./api";
 import { accountPage, invitationsSection, resetPasswordPage, verificationNotice, verifyEmailPage } from "./account";
 import { apiKeysPage } from "./api_keys";
 import { auditPage } from "./audit";
+import { planPage } from "./billing";
 import { BoardView } from "./board";
 import { field, h, show } from "./dom";
 import { membersPage } from "./members";
@@ -105,6 +106,7 @@ function header(me: User, orgs: Organization[], current: Organization | undefine
     [`/orgs/${current.id}`, "Boards"],
     [`/orgs/${current.id}/members`, "Members"],
     [`/orgs/${current.id}/api-keys`, "API keys"],
+    [`/orgs/${current.id}/plan`, "Plan"],
   ];
   if (current.role === "admin") pages.push([`/orgs/${current.id}/audit-log`, "Audit log"]);
   const nav = h(
@@ -235,6 +237,10 @@ async function route(): Promise<void> {
   }
   if (sub === "api-keys") {
     show(app, header(me, orgs, current), apiKeysPage(current));
+    return;
+  }
+  if (sub === "plan") {
+    show(app, header(me, orgs, current), planPage(current));
     return;
   }
   if (sub === "audit-log") {

@@ -274,3 +274,42 @@ export interface AuditLog {
   entries: AuditEntry[];
   next_cursor: number | null;
 }
+
+export type Plan = "free" | "pro" | "enterprise";
+
+export type BillingStatus =
+  | "none"
+  | "trialing"
+  | "active"
+  | "past_due"
+  | "unpaid"
+  | "canceled"
+  | "incomplete"
+  | "incomplete_expired"
+  | "paused";
+
+export interface LimitUse {
+  limit: number | null;
+  used: number;
+}
+
+export interface PlanUsage {
+  boards: LimitUse;
+  members: LimitUse;
+  api_keys: LimitUse;
+  webhooks: LimitUse;
+  storage_bytes: LimitUse;
+}
+
+/** `GET /orgs/{org}` adds the plan, its billing status and its limits with their use. */
+export interface Organization {
+  plan?: string;
+  created_at?: string;
+  billing_status?: BillingStatus;
+  limits?: PlanUsage;
+}
+
+/** The answer of `POST /orgs/{org}/billing/checkout` and `…/portal`: where to send the person. */
+export interface BillingRedirect {
+  url: string;
+}
