@@ -184,7 +184,13 @@ def grant_clipboard(browser):
     })
 
 
-def fits_the_width(browser):
-    """Whether the page fits its window's width: nothing makes the page scroll sideways."""
-    return browser.js(
-        "return document.documentElement.scrollWidth <= window.innerWidth")
+def wider_than_the_window(browser):
+    """What sticks out of the window's width (tag, class, right edge), making the page scroll
+    sideways; empty when the page fits."""
+    return browser.js("""
+        if (document.documentElement.scrollWidth <= window.innerWidth) return [];
+        return Array.from(document.querySelectorAll('body *'))
+            .filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5)
+            .slice(0, 8)
+            .map(e => [e.tagName, e.className, Math.round(e.getBoundingClientRect().right)]);
+    """)

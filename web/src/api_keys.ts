@@ -90,8 +90,8 @@ export function apiKeysPage(org: Organization): HTMLElement {
     const body: { name: string; scopes: Scope[]; expires_at?: string } = { name: name.value, scopes: chosen() };
     if (expires.value) body.expires_at = new Date(`${expires.value}T23:59:59`).toISOString();
     const created = await call<CreatedApiKey>("POST", `/orgs/${org.id}/api-keys`, body);
-    show(shown, secretOnce(`The key ${created.api_key.name}`, created.key));
-    status.textContent = `${created.api_key.name} was created.`;
+    show(shown, secretOnce(`The key ${created.name}`, created.key));
+    status.textContent = `${created.name} was created.`;
     name.value = "";
     await load();
   });

@@ -37,7 +37,8 @@ export function message(error: unknown): string {
     case "rate_limited":
       return "Too many attempts. Wait a little and try again.";
     default:
-      return error.message;
+      // The server's messages are sentences without their first capital.
+      return error.message.charAt(0).toUpperCase() + error.message.slice(1);
   }
 }
 

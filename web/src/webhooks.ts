@@ -144,8 +144,8 @@ export function webhooksPage(board: BoardWithRole): HTMLElement {
     async () => {
       const events = all.checked ? ["*"] : Array.from(kinds.selectedOptions, (o) => o.value);
       const created = await call<CreatedWebhook>("POST", base, { url: url.value, events });
-      show(shown, secretOnce(`The signing secret of ${created.webhook.url}`, created.secret));
-      status.textContent = `The webhook to ${created.webhook.url} was created.`;
+      show(shown, secretOnce(`The signing secret of ${created.url}`, created.secret));
+      status.textContent = `The webhook to ${created.url} was created.`;
       url.value = "";
       await load();
     },

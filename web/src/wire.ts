@@ -191,8 +191,8 @@ export interface ApiKey {
   revoked_at: string | null;
 }
 
-export interface CreatedApiKey {
-  api_key: ApiKey;
+/** The key's fields, flattened, and the whole key, answered once. */
+export interface CreatedApiKey extends ApiKey {
   key: string;
 }
 
@@ -215,8 +215,8 @@ export interface Webhook {
   updated_at: string;
 }
 
-export interface CreatedWebhook {
-  webhook: Webhook;
+/** The webhook's fields, flattened, and its signing secret, answered once. */
+export interface CreatedWebhook extends Webhook {
   secret: string;
 }
 
