@@ -28,7 +28,7 @@ function amount(key: string, value: number): string {
 }
 
 function usage(key: string, use: LimitUse): string {
-  return use.limit === null ? `${amount(key, use.used)} (no limit)` : `${amount(key, use.used)} of ${amount(key, use.limit)}`;
+  return use.limit === null || use.limit === undefined ? `${amount(key, use.used)} (no limit)` : `${amount(key, use.used)} of ${amount(key, use.limit)}`;
 }
 
 export function planPage(org: Organization): HTMLElement {
@@ -71,7 +71,7 @@ export function planPage(org: Organization): HTMLElement {
         "dl",
         { class: "facts" },
         h("dt", {}, "Plan"),
-        h("dd", { "data-plan": full.plan ?? "" }, full.plan ?? ""),
+        h("dd", { "data-plan": full.plan }, full.plan),
         h("dt", {}, "Billing"),
         h("dd", {}, (full.billing_status ?? "none").replace("_", " ")),
       ),

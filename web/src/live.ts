@@ -4,7 +4,7 @@
 // subscribes with `after_seq`, so the server replays what was missed or sends a fresh snapshot.
 
 import { call } from "./api";
-import type { EventFrame, ServerFrame, Subscribed, Uuid } from "./wire";
+import type { ClientFrame, ClientMessage, EventFrame, ServerFrame, Subscribed, Uuid, WsTicket } from "./wire";
 
 export type Status = "connecting" | "live" | "offline" | "closed";
 
@@ -50,7 +50,7 @@ export class LiveBoard {
     this.handlers.status("connecting");
     let ticket: string;
     try {
-      ticket = (await call<{ ticket: string }>("POST", "/ws/ticket")).ticket;
+      ticket = (await call<WsTicket>("POST", "/ws/ticket")).ticket;
     } catch {
       this.retry();
       return;
@@ -80,18 +80,18 @@ export class LiveBoard {
     this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF_MS);
   }
 
-  private send(frame: Record<string, unknown>): number {
+  private send(message: ClientMessage): number {
     const id = this.nextId++;
-    this.socket?.send(JSON.stringify({ ...frame, id }));
+    const frame: ClientFrame = { ...message, id };
+    this.socket?.send(JSON.stringify(frame));
     return id;
   }
 
   private receive(frame: ServerFrame): void {
     switch (frame.type) {
       case "hello": {
-        const subscribe: Record<string, unknown> = { type: "subscribe", board_id: this.boardId };
-        if (this.seq !== null) subscribe["after_seq"] = this.seq;
-        this.subscribeId = this.send(subscribe);
+        // `after_seq: null` (the first time) asks for a snapshot.
+        this.subscribeId = this.send({ type: "subscribe", board_id: this.boardId, after_seq: this.seq });
         return;
       }
       case "reply": {
@@ -118,7 +118,7 @@ export class LiveBoard {
         return;
       }
       case "unsubscribed": {
-        this.handlers.status("closed", frame.error?.message ?? "access to this board ended");
+        this.handlers.status("closed", frame.error.message);
         this.stop();
         return;
       }

@@ -19,7 +19,7 @@ import { field, h, show } from "./dom";
 import { membersPage } from "./members";
 import { form, input, link, message, navigate } from "./ui";
 import { webhooksPage } from "./webhooks";
-import type { BoardWithRole, ClientConfig, Me, Organization, OrgMember, User } from "./wire";
+import type { BoardList, BoardWithRole, ClientConfig, CreatedBoard, Me, Organization, OrganizationList, OrgMemberList, SessionAnswer, User } from "./wire";
 
 const app = document.getElementById("app") as HTMLElement;
 let user: User | null = null;
@@ -34,7 +34,7 @@ function signInPage(config: ClientConfig | null): HTMLElement {
   const name = input("name", "text", "name");
   const email = input("email", "email", "email");
   const password = input("password", "password", "new-password");
-  const signedIn = (answer: { user: User }): void => {
+  const signedIn = (answer: SessionAnswer): void => {
     user = answer.user;
     if (KEEP_AFTER_SIGN_IN.includes(location.pathname.split("/")[1] ?? "")) {
       void route();
@@ -163,7 +163,7 @@ function boardsPage(org: Organization, boards: BoardWithRole[]): HTMLElement {
     h("h1", {}, `Boards of ${org.name}`),
     rows.length > 0 ? h("ul", {}, ...rows) : h("p", {}, "No boards yet."),
     form("New board", [field("Board name", name)], "Create board", async () => {
-      const created = await call<BoardWithRole>("POST", `/orgs/${org.id}/boards`, { name: name.value });
+      const created = await call<CreatedBoard>("POST", `/orgs/${org.id}/boards`, { name: name.value });
       navigate(`/orgs/${org.id}/boards/${created.id}`);
     }),
     h("section", {}, h("h2", {}, "Another organization"), newOrgForm()),
@@ -206,7 +206,7 @@ async function route(): Promise<void> {
     }
   }
   const me = user;
-  const orgs = (await call<{ organizations: Organization[] }>("GET", "/orgs")).organizations;
+  const orgs = (await call<OrganizationList>("GET", "/orgs")).organizations;
   const joined = (org: string): void => {
     navigate(`/orgs/${org}`);
   };
@@ -248,7 +248,7 @@ async function route(): Promise<void> {
     return;
   }
   if (sub === "boards" && boardId) {
-    const boards = (await call<{ boards: BoardWithRole[] }>("GET", `/orgs/${current.id}/boards`)).boards;
+    const boards = (await call<BoardList>("GET", `/orgs/${current.id}/boards`)).boards;
     const board = boards.find((b) => b.id === boardId);
     const back = link(`/orgs/${current.id}`, "All boards");
     if (boardSub === "webhooks" && board) {
@@ -256,7 +256,7 @@ async function route(): Promise<void> {
       show(app, header(me, orgs, current), h("nav", {}, back, toBoard), webhooksPage(board));
       return;
     }
-    const members = (await call<{ members: OrgMember[] }>("GET", `/orgs/${current.id}/members`)).members;
+    const members = (await call<OrgMemberList>("GET", `/orgs/${current.id}/members`)).members;
     const people = new Map(members.map((m) => [m.user_id, m.name]));
     const place = h("div", { class: "board" });
     const hooks = board?.role === "owner" ? link(`/orgs/${current.id}/boards/${board.id}/webhooks`, "Webhooks") : null;
@@ -267,7 +267,7 @@ async function route(): Promise<void> {
     });
     return;
   }
-  const boards = (await call<{ boards: BoardWithRole[] }>("GET", `/orgs/${current.id}/boards`)).boards;
+  const boards = (await call<BoardList>("GET", `/orgs/${current.id}/boards`)).boards;
   show(app, header(me, orgs, current), boardsPage(current, boards));
 }
 

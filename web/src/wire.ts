@@ -1,315 +1,112 @@
-// The wire types this client reads: a hand-kept subset of boardroom-protocol (protocol/src),
-// until the typed-contract issue generates them from the OpenAPI document and the frame schema.
+// The wire types this client reads, as short names for the generated ones: `generated/api.ts`
+// (from docs/openapi.json, the REST API) and `generated/frames.ts` (from
+// docs/protocol.schema.json, the socket frames), both written by `npm run gen`. Nothing here is
+// copied by hand: a type is an alias, or a narrowing of a generated union.
 
+import type { components, operations, paths } from "./generated/api";
+import type { components as frameComponents } from "./generated/frames";
+
+export type { components, operations, paths };
+
+/** The REST API's schemas by name (`components.schemas` of docs/openapi.json). */
+export type Schemas = components["schemas"];
+/** The socket frames' schemas by name (`$defs` of docs/protocol.schema.json). */
+export type FrameSchemas = frameComponents["schemas"];
+
+/** Ids are UUIDs, as strings (the schemas say `format: uuid`). */
 export type Uuid = string;
 
-export interface User {
-  id: Uuid;
-  email: string;
-  name: string;
+export type User = Schemas["User"];
+export type SessionAnswer = Schemas["SessionAnswer"];
+/** `GET /me`. */
+export type Me = Schemas["Me"];
+/** `POST /ws/ticket`. */
+export type WsTicket = Schemas["WsTicket"];
+export type OrgRole = Schemas["OrgRole"];
+export type Organization = Schemas["Organization"];
+export type OrganizationList = Schemas["OrganizationList"];
+export type OrgMember = Schemas["OrgMember"];
+export type OrgMemberList = Schemas["OrgMemberList"];
+export type BoardRole = Schemas["BoardRole"];
+export type Board = Schemas["Board"];
+/** A board with the caller's role: `GET /orgs/{org}/boards` entries. */
+export type BoardWithRole = Schemas["BoardWithRole"];
+export type BoardList = Schemas["BoardList"];
+/** `POST /orgs/{org}/boards`: the board, the caller's role, its first group. */
+export type CreatedBoard = Schemas["CreatedBoard"];
+export type ColumnType = Schemas["ColumnType"];
+/** A column as the board view keeps it: a snapshot's column (a REST or event `Column` is one
+ * too, with its `board_id`). */
+export type Column = FrameSchemas["SnapshotColumn"];
+export type Group = FrameSchemas["Group"];
+/** An item as the board view keeps it: an event's item (a snapshot's item is one too, with its
+ * `attachment_count`). */
+export type Item = FrameSchemas["Item"];
+export type Snapshot = FrameSchemas["Snapshot"];
+export type Subscribed = FrameSchemas["Subscribed"];
+export type ErrorBody = FrameSchemas["ErrorBody"];
+export type ErrorCode = FrameSchemas["ErrorCode"];
+
+/** A frame the server sends, told apart by `type`. */
+export type ServerFrame = FrameSchemas["ServerFrame"];
+export type HelloFrame = Extract<ServerFrame, { type: "hello" }>;
+export type ReplyFrame = Extract<ServerFrame, { type: "reply" }>;
+export type EventFrame = Extract<ServerFrame, { type: "event" }>;
+export type PresenceFrame = Extract<ServerFrame, { type: "presence" }>;
+export type UnsubscribedFrame = Extract<ServerFrame, { type: "unsubscribed" }>;
+/** A frame a client sends (`id` and the message). */
+export type ClientFrame = FrameSchemas["ClientFrame"];
+export type ClientMessage = FrameSchemas["ClientMessage"];
+
+/** The labels of a status or dropdown column: `settings.labels`, when it is a list of texts (the
+ * schema leaves settings open, as they depend on the column's type). */
+export function columnLabels(column: Pick<Column, "settings">): string[] {
+  const { settings } = column;
+  if (typeof settings !== "object" || settings === null || !("labels" in settings)) return [];
+  const labels: unknown = settings.labels;
+  return Array.isArray(labels) ? labels.filter((label): label is string => typeof label === "string") : [];
 }
 
-export interface SessionAnswer {
-  user: User;
+type Method = "get" | "put" | "post" | "delete" | "patch";
+
+/** The JSON answer of a successful `method` on `path` (as docs/openapi.json spells it, such as
+ * `"/api/v1/orgs/{org}/boards"`): `call<Answer<"/api/v1/orgs", "get">>("GET", "/orgs")`. */
+export type Answer<P extends keyof paths, M extends Method> = paths[P][M] extends {
+  responses: infer R;
 }
+  ? {
+      [S in keyof R]: S extends 200 | 201 ? (R[S] extends { content: { "application/json": infer B } } ? B : never) : never;
+    }[keyof R]
+  : never;
 
-export type OrgRole = "owner" | "admin" | "member";
+// --- The admin and account pages' types (members.ts, api_keys.ts, webhooks.ts, audit.ts,
+// billing.ts, account.ts), aliases of the generated ones like those above. ---
 
-export interface Organization {
-  id: Uuid;
-  name: string;
-  role: OrgRole;
-}
-
-export interface OrgMember {
-  user_id: Uuid;
-  email: string;
-  name: string;
-}
-
-export type BoardRole = "owner" | "editor" | "commenter" | "viewer";
-
-export interface Board {
-  id: Uuid;
-  organization_id: Uuid;
-  name: string;
-  description: string;
-}
-
-/** A board with the caller's role, flattened: `GET /orgs/{org}/boards` entries and the
- * `POST /orgs/{org}/boards` answer. */
-export interface BoardWithRole extends Board {
-  role: BoardRole;
-}
-
-export type ColumnType =
-  | "text"
-  | "long_text"
-  | "number"
-  | "status"
-  | "date"
-  | "person"
-  | "checkbox"
-  | "dropdown"
-  | "link";
-
-export interface Column {
-  id: Uuid;
-  title: string;
-  type: ColumnType;
-  settings: { labels?: string[] };
-  position: string;
-}
-
-export interface Group {
-  id: Uuid;
-  title: string;
-  color: string | null;
-  position: string;
-}
-
-export interface Item {
-  id: Uuid;
-  group_id: Uuid;
-  name: string;
-  values: Record<Uuid, unknown>;
-  position: string;
-  version: number;
-  archived: boolean;
-}
-
-export interface Snapshot {
-  board: Board;
-  columns: Column[];
-  groups: Group[];
-  items: Item[];
-  seq: number;
-}
-
-export interface Subscribed {
-  seq: number;
-  recovered: boolean;
-  snapshot?: Snapshot;
-}
-
-export interface EventFrame {
-  type: "event";
-  board_id: Uuid;
-  seq: number;
-  kind: string;
-  data: unknown;
-}
-
-export interface ReplyFrame {
-  type: "reply";
-  id: number | string | null;
-  ok: boolean;
-  data?: unknown;
-  error?: { code: string; message: string };
-}
-
-export type ServerFrame =
-  | { type: "hello"; protocol_version: number; heartbeat_secs: number }
-  | ReplyFrame
-  | EventFrame
-  | { type: "presence"; board_id: Uuid }
-  | { type: "unsubscribed"; board_id: Uuid; error?: { code: string; message: string } };
-
-// ---------------------------------------------------------------------------------------------
-// Admin and account pages (members.ts, api_keys.ts, webhooks.ts, audit.ts, account.ts): the
-// protocol types they read, named as in protocol/src. Until wire.ts is generated, the interfaces
-// below that share a name with one above extend it (declaration merging) with the fields these
-// pages read.
-
-/** A user's fields the account pages read (protocol `identity::User`). */
-export interface User {
-  email_verified: boolean;
-  created_at: string;
-}
-
-/** `GET /me` (protocol `identity::Me`). */
-export interface Me {
-  user: User;
-  session_id?: Uuid;
-  superadmin?: boolean;
-  deletion_scheduled_for?: string;
-}
-
-/** `GET /config` (protocol `client::ClientConfig`). */
-export interface ClientConfig {
-  google_sign_in: boolean;
-  billing: boolean;
-}
-
-export interface OrgMember {
-  role: OrgRole;
-  joined_at: string;
-}
-
-export interface OrgMemberList {
-  members: OrgMember[];
-}
-
-export interface Invitation {
-  id: Uuid;
-  organization_id: Uuid;
-  organization_name: string;
-  email: string;
-  role: OrgRole;
-  expires_at: string;
-  invited_by: Uuid | null;
-  created_at: string;
-}
-
-export interface InvitationList {
-  invitations: Invitation[];
-}
-
-/** The 202 answer of `POST /orgs/{org}/members` for an address that is not a verified account. */
-export interface InvitationSent {
-  invitation: Invitation;
-}
-
-export type Scope =
-  | "boards:read"
-  | "boards:write"
-  | "items:read"
-  | "items:write"
-  | "updates:read"
-  | "updates:write";
-
-export interface ApiKey {
-  id: Uuid;
-  organization_id: Uuid;
-  user_id: Uuid;
-  name: string;
-  prefix: string;
-  scopes: Scope[];
-  rate_limit_per_minute: number;
-  created_at: string;
-  expires_at: string | null;
-  revoked_at: string | null;
-}
-
-/** The key's fields, flattened, and the whole key, answered once. */
-export interface CreatedApiKey extends ApiKey {
-  key: string;
-}
-
-export interface ApiKeyList {
-  api_keys: ApiKey[];
-}
-
-export interface Webhook {
-  id: Uuid;
-  board_id: Uuid;
-  url: string;
-  events: string[];
-  enabled: boolean;
-  consecutive_failures: number;
-  previous_secret_expires_at: string | null;
-  created_by: Uuid | null;
-  created_by_key: Uuid | null;
-  disabled_reason: string | null;
-  created_at: string;
-  updated_at: string;
-}
-
-/** The webhook's fields, flattened, and its signing secret, answered once. */
-export interface CreatedWebhook extends Webhook {
-  secret: string;
-}
-
-export interface WebhookList {
-  webhooks: Webhook[];
-}
-
-export type DeliveryStatus = "pending" | "succeeded" | "failed";
-
-export interface Delivery {
-  id: Uuid;
-  webhook_id: Uuid;
-  seq: number;
-  kind: string;
-  status: DeliveryStatus;
-  attempts: number;
-  next_attempt_at: string | null;
-  give_up_at: string;
-  last_status_code: number | null;
-  last_error: string | null;
-  response_excerpt: string | null;
-  created_at: string;
-  updated_at: string;
-}
-
-export interface DeliveryList {
-  deliveries: Delivery[];
-}
-
-export interface Redelivery {
-  id: Uuid;
-  status: DeliveryStatus;
-}
-
-export interface RotatedSecret {
-  id: Uuid;
-  secret: string;
-  previous_secret_expires_at: string;
-}
-
-export interface AuditEntry {
-  seq: number;
-  id: Uuid;
-  action: string;
-  actor_id: Uuid | null;
-  target: string | null;
-  ip: string | null;
-  user_agent: string | null;
-  bypass: boolean;
-  metadata: unknown;
-  created_at: string;
-}
-
-export interface AuditLog {
-  entries: AuditEntry[];
-  next_cursor: number | null;
-}
-
-export type Plan = "free" | "pro" | "enterprise";
-
-export type BillingStatus =
-  | "none"
-  | "trialing"
-  | "active"
-  | "past_due"
-  | "unpaid"
-  | "canceled"
-  | "incomplete"
-  | "incomplete_expired"
-  | "paused";
-
-export interface LimitUse {
-  limit: number | null;
-  used: number;
-}
-
-export interface PlanUsage {
-  boards: LimitUse;
-  members: LimitUse;
-  api_keys: LimitUse;
-  webhooks: LimitUse;
-  storage_bytes: LimitUse;
-}
-
-/** `GET /orgs/{org}` adds the plan, its billing status and its limits with their use. */
-export interface Organization {
-  plan?: string;
-  created_at?: string;
-  billing_status?: BillingStatus;
-  limits?: PlanUsage;
-}
-
-/** The answer of `POST /orgs/{org}/billing/checkout` and `…/portal`: where to send the person. */
-export interface BillingRedirect {
-  url: string;
-}
+/** `GET /config`: which optional features the server offers. */
+export type ClientConfig = Schemas["ClientConfig"];
+export type Invitation = Schemas["Invitation"];
+export type InvitationList = Schemas["InvitationList"];
+/** The `202` answer of `POST /orgs/{org}/members` for an address that is no verified account. */
+export type InvitationSent = Schemas["InvitationSent"];
+export type Scope = Schemas["Scope"];
+export type ApiKey = Schemas["ApiKey"];
+export type ApiKeyList = Schemas["ApiKeyList"];
+/** The key's fields and the whole key, answered once. */
+export type CreatedApiKey = Schemas["CreatedApiKey"];
+export type Webhook = Schemas["Webhook"];
+export type WebhookList = Schemas["WebhookList"];
+/** The webhook's fields and its signing secret, answered once. */
+export type CreatedWebhook = Schemas["CreatedWebhook"];
+export type Delivery = Schemas["Delivery"];
+export type DeliveryList = Schemas["DeliveryList"];
+export type DeliveryStatus = Schemas["DeliveryStatus"];
+export type Redelivery = Schemas["Redelivery"];
+export type RotatedSecret = Schemas["RotatedSecret"];
+export type AuditEntry = Schemas["AuditEntry"];
+export type AuditLog = Schemas["AuditLog"];
+export type Plan = Schemas["Plan"];
+export type BillingStatus = Schemas["BillingStatus"];
+export type LimitUse = Schemas["LimitUse"];
+export type PlanUsage = Schemas["PlanUsage"];
+/** Where checkout and the billing portal send the person. */
+export type BillingRedirect = Schemas["BillingRedirect"];
