@@ -75,8 +75,7 @@ async fn latest_link(mail: &SmtpSink, to: &str, page: &str) -> String {
         let found = mail
             .messages()
             .into_iter()
-            .filter(|m| m.rcpt_to.iter().any(|r| r == to) && m.text.contains(page))
-            .next_back();
+            .rfind(|m| m.rcpt_to.iter().any(|r| r == to) && m.text.contains(page));
         if let Some(message) = found {
             return link_in(&message, page);
         }
