@@ -15,6 +15,7 @@ pub mod auth;
 pub mod authenticate;
 pub mod billing;
 pub mod boards;
+pub mod client_config;
 pub mod exports;
 pub mod extract;
 pub mod google;
@@ -43,6 +44,7 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(auth::router())
+        .merge(client_config::router())
         .merge(orgs::router())
         .merge(api_keys::router())
         .merge(audit::router())

@@ -48,6 +48,7 @@ both_backends_with!(
     rotated_keys_are_fetched_once,
     a_callback_from_another_browser_is_refused,
     a_google_only_account_confirms_its_deletion_with_a_fresh_sign_in,
+    a_browser_navigation_lands_on_the_web_client,
 );
 
 both_backends!(not_configured_answers_404);
@@ -543,6 +544,51 @@ async fn a_new_account_is_created(server: &TestServer) {
     for secret in [code.as_str(), token, started.state.as_str(), started.nonce.as_str()] {
         assert!(!everything.contains(secret), "audit rows leak a secret: {everything}");
     }
+}
+
+/// The web client's "Sign in with Google" is a top-level navigation: Google sends the browser
+/// back to the callback, which sets the session cookies and sends it on to the page at `/`
+/// (no JSON, no token in a body). `GET /config` tells the page to offer the button.
+async fn a_browser_navigation_lands_on_the_web_client(server: &TestServer) {
+    let config: boardroom_protocol::client::ClientConfig =
+        server.get("/api/v1/config").await.expect_as(200);
+    assert!(config.google_sign_in, "{config:?}");
+
+    let ada = person("ada");
+    let started = start(server).await;
+    let code = Provider::of(server).login(&started, &ada, Tweak::default());
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("code", &code)
+        .append_pair("state", &started.state)
+        .finish();
+    let reply = server
+        .call(Method::GET, &format!("{CALLBACK}?{query}"))
+        .header("cookie", &format!("br_oauth_state={}", started.state))
+        .header("sec-fetch-mode", "navigate")
+        .header("sec-fetch-dest", "document")
+        .send()
+        .await;
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    assert_eq!(reply.header("location"), Some("/"));
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+    assert_eq!(reply.body, Value::Null, "no tokens in a body");
+    let cookies: Vec<&str> =
+        reply.headers.get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).collect();
+    let access = cookies.iter().find_map(|c| c.strip_prefix("br_access=")).expect("access cookie");
+    assert!(cookies.iter().any(|c| c.starts_with("br_refresh=")), "{cookies:?}");
+    assert!(cookies.iter().any(|c| c.starts_with("br_csrf=")), "{cookies:?}");
+    assert!(
+        cookies.iter().any(|c| c.starts_with("br_oauth_state=;")),
+        "state cleared: {cookies:?}"
+    );
+    let token = access.split(';').next().unwrap();
+    let me: Me = server
+        .call(Method::GET, "/api/v1/me")
+        .header("cookie", &format!("br_access={token}"))
+        .send()
+        .await
+        .expect_as(200);
+    assert_eq!(me.user.email, ada.email.to_lowercase());
 }
 
 async fn a_password_account_with_the_same_email_is_linked(server: &TestServer) {

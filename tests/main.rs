@@ -33,5 +33,6 @@ mod structure;
 mod tls;
 mod web;
 mod web_items;
+mod web_admin;
 mod webhook_access;
 mod webhooks;

@@ -19,6 +19,7 @@
 //! - [`billing`]: plans, billing status, checkout and portal bodies, the Stripe webhook answer.
 //! - [`exports`]: the board export's format and query; a personal data export's state.
 //! - [`health`]: the health probes.
+//! - [`client`]: the public client configuration (`GET /config`).
 //! - [`error`]: the stable error codes, shared by REST error bodies and WebSocket error replies,
 //!   with the HTTP status each maps to.
 //! - [`scope`]: the API key scopes.
@@ -40,6 +41,7 @@ pub mod attachments;
 pub mod audit;
 pub mod billing;
 pub mod boards;
+pub mod client;
 pub mod codec;
 pub mod error;
 pub mod events;

@@ -1,9 +1,11 @@
 //! `/auth/google/*`: Google sign-in.
 //!
 //! `start` sends the browser to Google; `callback` is where Google sends it back, and answers
-//! like every sign-in: the session as JSON plus the browser cookies. Both answer
-//! `404 not_found` when Google sign-in is not configured. The rules live in
-//! [`crate::auth::google`].
+//! like every sign-in: the session as JSON plus the browser cookies. A browser's own navigation
+//! back from Google (`Sec-Fetch-Mode: navigate`, the web client's "Sign in with Google") gets the
+//! cookies with a `303` to the web client at `/` instead, so the person lands on the app signed
+//! in rather than on JSON. Both answer `404 not_found` when Google sign-in is not configured. The
+//! rules live in [`crate::auth::google`].
 
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, LOCATION, SET_COOKIE};
@@ -56,6 +58,8 @@ async fn start(State(state): State<AppState>, meta: RequestMeta) -> ApiResult<Re
     security(()),
     responses((status = 200, description = "Signed in; browsers also get the session cookies",
         body = boardroom_protocol::identity::SessionAnswer),
+        (status = 303, description = "Signed in, for a browser's top-level navigation: the \
+            session cookies, and on to the web client at `/`"),
         crate::http::openapi::PublicReadErrors))]
 async fn callback(
     State(state): State<AppState>,
@@ -70,10 +74,32 @@ async fn callback(
     let (user, tokens) =
         state.auth().google_callback(google, &callback, browser_state.as_deref(), &meta).await?;
     let mut response = session_response(StatusCode::OK, &user, &tokens, is_cookie_client(&headers));
+    if is_navigation(&headers) {
+        response = to_the_app(response);
+    }
     if let Ok(clear) = HeaderValue::from_str(&format!(
         "{STATE_COOKIE}=; Path=/api/v1/auth/google; Max-Age=0; HttpOnly; Secure; SameSite=Lax"
     )) {
         response.headers_mut().append(SET_COOKIE, clear);
     }
     Ok(response)
+}
+
+/// Whether the request is the browser's own top-level navigation (not a script's `fetch`).
+fn is_navigation(headers: &HeaderMap) -> bool {
+    headers.get("sec-fetch-mode").is_some_and(|mode| mode.as_bytes() == b"navigate")
+}
+
+/// The session's cookies with a `303` to the web client, without the JSON body (whose access
+/// token a page does not need: the cookie carries it).
+fn to_the_app(session: Response) -> Response {
+    let mut response = (
+        StatusCode::SEE_OTHER,
+        [(LOCATION, HeaderValue::from_static("/")), (CACHE_CONTROL, NO_STORE)],
+    )
+        .into_response();
+    for cookie in session.headers().get_all(SET_COOKIE) {
+        response.headers_mut().append(SET_COOKIE, cookie.clone());
+    }
+    response
 }

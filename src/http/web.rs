@@ -45,8 +45,10 @@ pub const REVALIDATE: &str = "no-cache";
 const INDEX: &str = "index.html";
 
 /// The first path segments the client's router owns (web/src/main.ts): a reload there gets
-/// [`INDEX`]. A new page of the client adds its segment here.
-pub const CLIENT_ROUTES: &[&str] = &["orgs"];
+/// [`INDEX`]. A new page of the client adds its segment here. `verify-email`, `reset-password`
+/// and `invitations/{id}` are the links the account mails carry (`crate::mail::Mail::link`).
+pub const CLIENT_ROUTES: &[&str] =
+    &["orgs", "account", "verify-email", "reset-password", "invitations"];
 
 /// One embedded file, ready to answer.
 struct Asset {

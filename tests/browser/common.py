@@ -148,3 +148,49 @@ def run(main, *browsers):
     finally:
         for browser in browsers:
             browser.quit()
+
+
+# --- added for the admin pages (tests/browser/admin.py, webhooks.py, account.py) ---
+
+def link(browser, text):
+    """The link whose text is `text`, once it can be clicked."""
+    return browser.wait.until(seen.element_to_be_clickable(
+        (By.XPATH, f'//a[normalize-space()="{text}"]')))
+
+
+def choose(browser, element, value):
+    """Selects the option of `element` (a <select>) with this value, as a person would."""
+    from selenium.webdriver.support.ui import Select
+    Select(element).select_by_value(value)
+
+
+def labelled_select(browser, label):
+    """The <select> inside the label whose text is `label`."""
+    return browser.xpath(f'//label[span[normalize-space()="{label}"]]/select')
+
+
+def accept_confirm(browser):
+    """Accepts the page's confirm() dialog, once it is shown."""
+    browser.wait.until(seen.alert_is_present())
+    browser.driver.switch_to.alert.accept()
+
+
+def grant_clipboard(browser):
+    """Lets the page write to (and the test read) the clipboard, which headless Chromium
+    otherwise refuses."""
+    browser.driver.execute_cdp_cmd("Browser.grantPermissions", {
+        "origin": browser.base,
+        "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"],
+    })
+
+
+def wider_than_the_window(browser):
+    """What sticks out of the window's width (tag, class, right edge), making the page scroll
+    sideways; empty when the page fits."""
+    return browser.js("""
+        if (document.documentElement.scrollWidth <= window.innerWidth) return [];
+        return Array.from(document.querySelectorAll('body *'))
+            .filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5)
+            .slice(0, 8)
+            .map(e => [e.tagName, e.className, Math.round(e.getBoundingClientRect().right)]);
+    """)

@@ -63,6 +63,7 @@ export async function call<T>(method: string, path: string, body?: unknown): Pro
     response = await send(method, path, body);
   }
   if (!response.ok) throw await failure(response);
-  if (response.status === 204) return undefined as T;
-  return (await response.json()) as T;
+  // 204, and 202 answers such as `POST /auth/password-reset`, have no body.
+  const text = await response.text();
+  return (text === "" ? undefined : JSON.parse(text)) as T;
 }

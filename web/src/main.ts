@@ -1,59 +1,34 @@
-// The app shell: who is signed in, the routes (`/`, `/orgs/{org}`, `/orgs/{org}/boards/{board}`,
-// all served index.html by the server), the org switcher and the boards list. The board itself
-// is `board.ts`.
+// The app shell: who is signed in, the routes (all served index.html by the server: its
+// CLIENT_ROUTES), the org switcher and the boards list. The board itself is `board.ts`; the
+// admin pages are `members.ts`, `api_keys.ts`, `audit.ts`, `webhooks.ts` and `billing.ts`; the account pages
+// (verification, password reset, invitations) are `account.ts`.
+//
+// Routes: `/`; `/orgs/{org}` (boards), `/orgs/{org}/members`, `/orgs/{org}/api-keys`,
+// `/orgs/{org}/audit-log`, `/orgs/{org}/plan`; `/orgs/{org}/boards/{board}` and `…/{board}/webhooks`; `/account`,
+// `/invitations[/{id}]`; and, signed in or not, `/verify-email?token=…` and
+// `/reset-password[?token=…]` (the mailed links).
 
 import "./app.css";
-import { ApiError, call } from "./api";
+import { call } from "./api";
+import { accountPage, invitationsSection, resetPasswordPage, verificationNotice, verifyEmailPage } from "./account";
+import { apiKeysPage } from "./api_keys";
+import { auditPage } from "./audit";
+import { planPage } from "./billing";
 import { BoardView } from "./board";
 import { field, h, show } from "./dom";
-import type { BoardList, BoardWithRole, CreatedBoard, Me, Organization, OrganizationList, OrgMemberList, SessionAnswer, User } from "./wire";
+import { membersPage } from "./members";
+import { form, input, link, message, navigate } from "./ui";
+import { webhooksPage } from "./webhooks";
+import type { BoardList, BoardWithRole, ClientConfig, CreatedBoard, Me, Organization, OrganizationList, OrgMemberList, SessionAnswer, User } from "./wire";
 
 const app = document.getElementById("app") as HTMLElement;
 let user: User | null = null;
 let boardView: BoardView | null = null;
 
-function navigate(path: string): void {
-  history.pushState(null, "", path);
-  void route();
-}
+/** Pages that need a session: after signing in there, the person stays on them. */
+const KEEP_AFTER_SIGN_IN = ["orgs", "invitations", "account"];
 
-function link(path: string, label: string): HTMLAnchorElement {
-  return h(
-    "a",
-    {
-      href: path,
-      onclick: (event: Event) => {
-        event.preventDefault();
-        navigate(path);
-      },
-    },
-    label,
-  );
-}
-
-function message(error: unknown): string {
-  return error instanceof ApiError ? error.message : "Something went wrong. Try again.";
-}
-
-/** A form whose submit runs `action`, showing its error in the form. */
-function form(label: string, fields: Node[], submit: string, action: () => Promise<void>): HTMLFormElement {
-  const error = h("p", { class: "error", role: "alert" });
-  const element = h("form", { "aria-label": label }, ...fields, h("button", { type: "submit" }, submit), error);
-  element.addEventListener("submit", (event) => {
-    event.preventDefault();
-    error.textContent = "";
-    action().catch((e: unknown) => {
-      error.textContent = message(e);
-    });
-  });
-  return element;
-}
-
-function input(name: string, type = "text", autocomplete?: string): HTMLInputElement {
-  return h("input", { name, type, required: true, autocomplete });
-}
-
-function signInPage(): HTMLElement {
+function signInPage(config: ClientConfig | null): HTMLElement {
   const loginEmail = input("email", "email", "username");
   const loginPassword = input("password", "password", "current-password");
   const name = input("name", "text", "name");
@@ -61,7 +36,11 @@ function signInPage(): HTMLElement {
   const password = input("password", "password", "new-password");
   const signedIn = (answer: SessionAnswer): void => {
     user = answer.user;
-    navigate("/");
+    if (KEEP_AFTER_SIGN_IN.includes(location.pathname.split("/")[1] ?? "")) {
+      void route();
+    } else {
+      navigate("/");
+    }
   };
   return h(
     "div",
@@ -74,6 +53,9 @@ function signInPage(): HTMLElement {
       form("Sign in", [field("Email", loginEmail), field("Password", loginPassword)], "Sign in", async () => {
         signedIn(await call("POST", "/auth/login", { email: loginEmail.value, password: loginPassword.value }));
       }),
+      h("p", {}, link("/reset-password", "Forgot your password?")),
+      // A full navigation: the server sends the browser on to Google and back.
+      config?.google_sign_in ? h("p", {}, h("a", { href: "/api/v1/auth/google/start", class: "google" }, "Sign in with Google")) : null,
     ),
     h(
       "section",
@@ -108,14 +90,31 @@ function header(me: User, orgs: Organization[], current: Organization | undefine
       navigate("/");
     });
   });
-  return h(
+  const top = h(
     "header",
     {},
     link("/", "Boardroom"),
     orgs.length > 0 ? switcher : null,
     h("span", { class: "who" }, me.name),
+    link("/account", "Account"),
     signOut,
   );
+  const notice = verificationNotice(me);
+  if (!current) return notice ? h("div", {}, top, notice) : top;
+  // The organization's pages; the audit log is for admins (the API refuses the others).
+  const pages: [string, string][] = [
+    [`/orgs/${current.id}`, "Boards"],
+    [`/orgs/${current.id}/members`, "Members"],
+    [`/orgs/${current.id}/api-keys`, "API keys"],
+    [`/orgs/${current.id}/plan`, "Plan"],
+  ];
+  if (current.role === "admin") pages.push([`/orgs/${current.id}/audit-log`, "Audit log"]);
+  const nav = h(
+    "nav",
+    { class: "org-pages", "aria-label": "Organization pages" },
+    ...pages.map(([path, label]) => link(path, label, location.pathname === path ? { "aria-current": "page" } : {})),
+  );
+  return h("div", {}, top, notice, nav);
 }
 
 function newOrgForm(): HTMLFormElement {
@@ -171,33 +170,97 @@ function boardsPage(org: Organization, boards: BoardWithRole[]): HTMLElement {
   );
 }
 
+/** The server's optional features, asked once (`GET /config`). */
+let config: ClientConfig | null = null;
+
 async function route(): Promise<void> {
   boardView?.stop();
   boardView = null;
+  const [, section, orgId, sub, boardId, boardSub] = location.pathname.split("/");
+  // The mailed links work signed in or out.
+  if (section === "verify-email") {
+    // Signed in or not, the link works; knowing which says where to go after.
+    user ??= await call<Me>("GET", "/me").then(
+      (answer) => answer.user,
+      () => null,
+    );
+    show(
+      app,
+      verifyEmailPage(user !== null, () => {
+        if (user) user = { ...user, email_verified: true };
+      }),
+    );
+    return;
+  }
+  if (section === "reset-password") {
+    show(app, resetPasswordPage());
+    return;
+  }
   if (!user) {
     try {
       user = (await call<Me>("GET", "/me")).user;
     } catch {
-      show(app, signInPage());
+      config ??= await call<ClientConfig>("GET", "/config").catch(() => null);
+      show(app, signInPage(config));
       return;
     }
   }
   const me = user;
   const orgs = (await call<OrganizationList>("GET", "/orgs")).organizations;
-  const [, section, orgId, sub, boardId] = location.pathname.split("/");
+  const joined = (org: string): void => {
+    navigate(`/orgs/${org}`);
+  };
+  if (section === "account") {
+    show(app, header(me, orgs, undefined), accountPage(me, joined));
+    return;
+  }
+  if (section === "invitations") {
+    show(app, header(me, orgs, undefined), h("h1", {}, "Your invitations"), invitationsSection(me, joined));
+    return;
+  }
   const current = section === "orgs" ? orgs.find((o) => o.id === orgId) : orgs[0];
   if (!current) {
-    show(app, header(me, orgs, undefined), h("div", { class: "welcome" }, h("h1", {}, "Create your first organization"), newOrgForm()));
+    show(
+      app,
+      header(me, orgs, undefined),
+      h("div", { class: "welcome" }, h("h1", {}, "Create your first organization"), newOrgForm()),
+      invitationsSection(me, joined),
+    );
     return;
   }
   if (section !== "orgs") {
     history.replaceState(null, "", `/orgs/${current.id}`);
   }
+  if (sub === "members") {
+    show(app, header(me, orgs, current), membersPage(current, me));
+    return;
+  }
+  if (sub === "api-keys") {
+    show(app, header(me, orgs, current), apiKeysPage(current));
+    return;
+  }
+  if (sub === "plan") {
+    show(app, header(me, orgs, current), planPage(current));
+    return;
+  }
+  if (sub === "audit-log") {
+    show(app, header(me, orgs, current), auditPage(current));
+    return;
+  }
   if (sub === "boards" && boardId) {
+    const boards = (await call<BoardList>("GET", `/orgs/${current.id}/boards`)).boards;
+    const board = boards.find((b) => b.id === boardId);
+    const back = link(`/orgs/${current.id}`, "All boards");
+    if (boardSub === "webhooks" && board) {
+      const toBoard = link(`/orgs/${current.id}/boards/${board.id}`, `Back to ${board.name}`);
+      show(app, header(me, orgs, current), h("nav", {}, back, toBoard), webhooksPage(board));
+      return;
+    }
     const members = (await call<OrgMemberList>("GET", `/orgs/${current.id}/members`)).members;
     const people = new Map(members.map((m) => [m.user_id, m.name]));
     const place = h("div", { class: "board" });
-    show(app, header(me, orgs, current), h("nav", {}, link(`/orgs/${current.id}`, "All boards")), place);
+    const hooks = board?.role === "owner" ? link(`/orgs/${current.id}/boards/${board.id}/webhooks`, "Webhooks") : null;
+    show(app, header(me, orgs, current), h("nav", { class: "board-pages" }, back, hooks), place);
     boardView = new BoardView(boardId, place, people, (why) => {
       boardView?.stop();
       show(place, h("p", { class: "error", role: "alert" }, why), link(`/orgs/${current.id}`, "Back to the boards"));
@@ -208,6 +271,7 @@ async function route(): Promise<void> {
   show(app, header(me, orgs, current), boardsPage(current, boards));
 }
 
+window.addEventListener("br:navigate", () => void route());
 window.addEventListener("popstate", () => void route());
 // Unexpected failures reach the page, not only the console.
 window.addEventListener("unhandledrejection", (event) => {

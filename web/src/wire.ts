@@ -93,3 +93,35 @@ export type Attachment = Schemas["Attachment"];
 export type AttachmentDeleted = Schemas["AttachmentDeleted"];
 /** `GET /boards/{board}/items/{item}/attachments`. */
 export type AttachmentList = Schemas["AttachmentList"];
+
+// --- The admin and account pages' types (members.ts, api_keys.ts, webhooks.ts, audit.ts,
+// billing.ts, account.ts), aliases of the generated ones like those above. ---
+
+/** `GET /config`: which optional features the server offers. */
+export type ClientConfig = Schemas["ClientConfig"];
+export type Invitation = Schemas["Invitation"];
+export type InvitationList = Schemas["InvitationList"];
+/** The `202` answer of `POST /orgs/{org}/members` for an address that is no verified account. */
+export type InvitationSent = Schemas["InvitationSent"];
+export type Scope = Schemas["Scope"];
+export type ApiKey = Schemas["ApiKey"];
+export type ApiKeyList = Schemas["ApiKeyList"];
+/** The key's fields and the whole key, answered once. */
+export type CreatedApiKey = Schemas["CreatedApiKey"];
+export type Webhook = Schemas["Webhook"];
+export type WebhookList = Schemas["WebhookList"];
+/** The webhook's fields and its signing secret, answered once. */
+export type CreatedWebhook = Schemas["CreatedWebhook"];
+export type Delivery = Schemas["Delivery"];
+export type DeliveryList = Schemas["DeliveryList"];
+export type DeliveryStatus = Schemas["DeliveryStatus"];
+export type Redelivery = Schemas["Redelivery"];
+export type RotatedSecret = Schemas["RotatedSecret"];
+export type AuditEntry = Schemas["AuditEntry"];
+export type AuditLog = Schemas["AuditLog"];
+export type Plan = Schemas["Plan"];
+export type BillingStatus = Schemas["BillingStatus"];
+export type LimitUse = Schemas["LimitUse"];
+export type PlanUsage = Schemas["PlanUsage"];
+/** Where checkout and the billing portal send the person. */
+export type BillingRedirect = Schemas["BillingRedirect"];

@@ -634,6 +634,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/config": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Which optional features this server offers (public) */
+        get: operations["client_config"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/invitations": {
         parameters: {
             query?: never;
@@ -1424,6 +1441,16 @@ export interface components {
         CheckoutRequest: {
             /** @description The paid plan to subscribe to. */
             plan: components["schemas"]["Plan"];
+        };
+        /**
+         * @description `GET /config`: which optional features this server offers, so a client shows only the
+         *     controls that work (a Google sign-in button, billing pages). Public, and the same for everyone.
+         */
+        ClientConfig: {
+            /** @description Whether billing is configured (checkout and portal answer instead of 404). */
+            billing: boolean;
+            /** @description Whether Google sign-in is configured (`GET /auth/google/start` leads to Google). */
+            google_sign_in: boolean;
         };
         /** @description A column, as REST answers it and column events carry it. */
         Column: {
@@ -2759,6 +2786,13 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["SessionAnswer"];
                 };
+            };
+            /** @description Signed in, for a browser's top-level navigation: the session cookies, and on to the web client at `/` */
+            303: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description error code `bad_request` */
             400: {
@@ -8386,6 +8420,26 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    client_config: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The features */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ClientConfig"];
                 };
             };
         };
