@@ -32,7 +32,7 @@ mod resume;
 mod structure;
 mod tls;
 mod web;
-mod web_items;
 mod web_admin;
+mod web_items;
 mod webhook_access;
 mod webhooks;
