@@ -32,5 +32,6 @@ mod resume;
 mod structure;
 mod tls;
 mod web;
+mod web_board;
 mod webhook_access;
 mod webhooks;

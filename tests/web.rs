@@ -130,7 +130,7 @@ async fn api_and_unknown_paths_stay_json_404s(server: &TestServer) {
 
 /// Listens on a port known before the server starts, so the page's origin can be the one the
 /// socket's origin check allows (`BOARDROOM_WS_ORIGINS`).
-fn on_a_known_port(settings: &mut Settings) {
+pub(crate) fn on_a_known_port(settings: &mut Settings) {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = probe.local_addr().unwrap();
     drop(probe);

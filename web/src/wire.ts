@@ -21,6 +21,12 @@ export interface Organization {
   role: OrgRole;
 }
 
+/** `GET /boards/{board}/members` entries. */
+export interface BoardMember {
+  user_id: Uuid;
+  role: BoardRole;
+}
+
 export interface OrgMember {
   user_id: Uuid;
   email: string;
@@ -106,11 +112,13 @@ export interface ReplyFrame {
   ok: boolean;
   data?: unknown;
   error?: { code: string; message: string };
+  /** On replies to board writes: the `seq` of the event the change committed as. */
+  seq?: number;
 }
 
 export type ServerFrame =
   | { type: "hello"; protocol_version: number; heartbeat_secs: number }
   | ReplyFrame
   | EventFrame
-  | { type: "presence"; board_id: Uuid }
+  | { type: "presence"; board_id: Uuid; users?: Uuid[] }
   | { type: "unsubscribed"; board_id: Uuid; error?: { code: string; message: string } };
