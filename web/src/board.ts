@@ -99,6 +99,9 @@ export class BoardView {
   private readonly settingsPlace = h("div", { class: "settings-place" });
   private readonly body = h("div", { class: "board-body" });
   private settings: BoardSettings | null = null;
+  /** Forms kept from one render to the next, so what is typed in them survives events. */
+  private kept = new Map<string, HTMLElement>();
+  private used = new Set<string>();
 
   constructor(
     private readonly boardId: Uuid,
@@ -546,9 +549,24 @@ export class BoardView {
     this.render();
   }
 
+  /** The element kept under `key`, made by `make` the first time. */
+  private keep<T extends HTMLElement>(key: string, make: () => T): T {
+    this.used.add(key);
+    const found = this.kept.get(key);
+    if (found) return found as T;
+    const made = make();
+    this.kept.set(key, made);
+    return made;
+  }
+
   private render(): void {
     if (!this.board) return;
+    this.used = new Set();
     const active = document.activeElement;
+    const typing =
+      (active instanceof HTMLInputElement || active instanceof HTMLTextAreaElement) && this.body.contains(active)
+        ? { element: active, start: active.selectionStart, end: active.selectionEnd }
+        : null;
     const editorHadFocus = this.editing !== null && active instanceof Node && this.editing.editor.element.contains(active);
     const cellHadFocus = active instanceof HTMLElement && this.body.contains(active) && active.dataset["row"] !== undefined;
     if (this.editing) this.editing.editor.element.dataset["moving"] = "true";
@@ -559,13 +577,15 @@ export class BoardView {
     const sections = groups.map((group) => this.renderGroup(group, columns, edit));
     const tools: Node[] = [];
     if (edit) {
-      const title = h("input", { name: "group-title", required: true, "aria-label": "New group title", placeholder: "New group" });
       tools.push(
-        inlineForm("Add group", [title], "Add group", () => {
-          const value = title.value.trim();
-          if (!value) return;
-          title.value = "";
-          this.act("create_group", { title: value });
+        this.keep("add-group", () => {
+          const title = h("input", { name: "group-title", required: true, "aria-label": "New group title", placeholder: "New group" });
+          return inlineForm("Add group", [title], "Add group", () => {
+            const value = title.value.trim();
+            if (!value) return;
+            title.value = "";
+            this.act("create_group", { title: value });
+          });
         }),
       );
     }
@@ -593,12 +613,22 @@ export class BoardView {
       // Its item or column went away.
       this.editing = null;
     }
+    for (const key of [...this.kept.keys()]) if (!this.used.has(key)) this.kept.delete(key);
     this.markCursor();
     if (this.editing) {
       delete this.editing.editor.element.dataset["moving"];
       if (editorHadFocus) this.editing.editor.focus();
     } else if (cellHadFocus) {
       this.focusCursor();
+    }
+    // A kept form's field that had the focus gets it back, with its caret where it was.
+    if (typing?.element.isConnected && document.activeElement !== typing.element) {
+      typing.element.focus();
+      try {
+        typing.element.setSelectionRange(typing.start, typing.end);
+      } catch {
+        // Some input types (number, date) have no selection.
+      }
     }
   }
 
@@ -617,30 +647,35 @@ export class BoardView {
     const header = h("div", { class: "group-header" }, heading);
     if (edit) {
       if (this.renamingGroup === group.id) {
-        const title = h("input", { name: "title", value: group.title, required: true, "aria-label": "Group title" });
-        const cancel = h("button", { type: "button", class: "quiet" }, "Cancel");
-        cancel.addEventListener("click", () => {
-          this.renamingGroup = null;
-          this.render();
-        });
-        const rename = inlineForm(
-          `Rename ${group.title}`,
-          [title],
-          "Save",
-          () => {
-            this.renamingGroup = null;
-            this.act("update_group", { group_id: group.id, title: title.value.trim() });
-            this.render();
-          },
-          [cancel],
+        header.append(
+          this.keep(`rename-${group.id}`, () => {
+            const title = h("input", { name: "title", value: group.title, required: true, "aria-label": "Group title" });
+            const cancel = h("button", { type: "button", class: "quiet" }, "Cancel");
+            cancel.addEventListener("click", () => {
+              this.renamingGroup = null;
+              this.render();
+            });
+            title.addEventListener("keydown", (event) => {
+              if (event.key === "Escape") cancel.click();
+            });
+            queueMicrotask(() => {
+              title.focus();
+              title.select();
+            });
+            return inlineForm(
+              `Rename ${group.title}`,
+              [title],
+              "Save",
+              () => {
+                this.renamingGroup = null;
+                const value = title.value.trim();
+                if (value && value !== group.title) this.act("update_group", { group_id: group.id, title: value });
+                this.render();
+              },
+              [cancel],
+            );
+          }),
         );
-        title.addEventListener("keydown", (event) => {
-          if (event.key === "Escape") cancel.click();
-        });
-        header.append(rename);
-        queueMicrotask(() => {
-          title.focus();
-        });
       } else {
         const rename = h("button", { type: "button", class: "quiet", "aria-label": `Rename group ${group.title}` }, "Rename");
         rename.addEventListener("click", () => {
@@ -679,15 +714,19 @@ export class BoardView {
     section.append(h("div", { class: "table-wrap" }, table));
     if (rows.length === 0) section.append(h("p", { class: "empty-group" }, "No items yet."));
     if (edit) {
-      const name = h("input", { name: "item-name", required: true, "aria-label": `New item in ${group.title}`, placeholder: "New item" });
-      section.append(
-        inlineForm(`Add item to ${group.title}`, [name], "Add item", () => {
+      const add = this.keep(`add-item-${group.id}`, () => {
+        const name = h("input", { name: "item-name", required: true, placeholder: "New item" });
+        return inlineForm("", [name], "Add item", () => {
           const value = name.value.trim();
           if (!value) return;
           name.value = "";
           this.act("create_item", { group_id: group.id, name: value });
-        }),
-      );
+        });
+      });
+      // The group may have been renamed since the form was made.
+      add.setAttribute("aria-label", `Add item to ${group.title}`);
+      add.querySelector("input")?.setAttribute("aria-label", `New item in ${group.title}`);
+      section.append(add);
     }
     return section;
   }

@@ -154,6 +154,13 @@ export class BoardSettings {
       return h("li", {}, form, left, right, remove);
     });
 
+    show(this.columnsPart, h("h3", { id: "settings-columns" }, "Columns"), rows.length ? h("ul", { class: "column-list" }, ...rows) : h("p", {}, "No columns yet."), this.addColumn);
+  }
+
+  /** The form adding a column: made once, so what is typed in it survives column events. */
+  private readonly addColumn = this.addColumnForm();
+
+  private addColumnForm(): HTMLFormElement {
     const title = h("input", { name: "column-title", required: true });
     const type = typeSelect("Column type", "text");
     const labelText = h("input", { name: "column-labels", placeholder: "Todo, Working, Done" });
@@ -175,7 +182,7 @@ export class BoardSettings {
       labelText.value = "";
       this.act("create_column", fields);
     });
-    show(this.columnsPart, h("h3", { id: "settings-columns" }, "Columns"), rows.length ? h("ul", { class: "column-list" }, ...rows) : h("p", {}, "No columns yet."), add);
+    return add;
   }
 
   private renderMembers(): void {
