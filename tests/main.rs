@@ -16,6 +16,7 @@ mod board_authz;
 mod boards;
 mod bounds;
 mod cli;
+mod column_retype;
 mod deletion;
 mod exports;
 mod google;

@@ -103,6 +103,23 @@ def main():
     alice.driver.switch_to.active_element.send_keys(Keys.ALT, Keys.ARROW_UP)
     alice.xpath(f'//table[@aria-label="Todo"]{row_xpath("Launch plan")}')
 
+    # Dragging: a second item dropped on the upper half of the first goes before it.
+    add_item(alice, "Todo", "Follow-up")
+    row_appears(alice, "Follow-up", 10)
+    alice.js("""
+        const [from, to] = arguments;
+        const data = new DataTransfer();
+        const at = to.getBoundingClientRect().top + 2;
+        const fire = (target, type) => target.dispatchEvent(new DragEvent(type,
+          {bubbles: true, cancelable: true, dataTransfer: data, clientY: at}));
+        fire(from, "dragstart"); fire(to, "dragover"); fire(to, "drop"); fire(from, "dragend");""",
+        alice.xpath(row_xpath("Follow-up")), alice.xpath(f'{row_xpath("Launch plan")}/td[@data-title="Stage"]'))
+    order = ('return [...document.querySelectorAll(\'table[aria-label="Todo"] tbody th\')]'
+             '.map(th => th.textContent.trim())')
+    wait_until(alice, lambda d: alice.js(order) == ["Follow-up", "Launch plan"], what="the dragged row")
+    wait_until(bob, lambda d: bob.js(order) == ["Follow-up", "Launch plan"], timeout=LIVE,
+               what="the dragged row on Bob's page")
+
     # Columns: move "Due" left of "Notes", retype "Notes" as long text; Bob sees both.
     alice.button("Move column Due left").click()
     bob.wait.until(lambda d: header_titles(bob, "Todo")[1:4] == ["Stage", "Due", "Notes"])

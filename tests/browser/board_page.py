@@ -27,7 +27,8 @@ def cell(browser, item, column):
 
 def settled(browser, item, column, text, timeout=10):
     """Waits until the cell shows `text` with no write of this page pending on it."""
-    xpath = f'{cell_xpath(item, column)}[not(@aria-busy)][contains(normalize-space(), "{text}")]'
+    xpath = (f'{cell_xpath(item, column)}[not(@aria-busy)][not(contains(@class, "editing"))]'
+             f'[contains(normalize-space(), "{text}")]')
     WebDriverWait(browser.driver, timeout).until(
         seen.presence_of_element_located((By.XPATH, xpath)))
 
@@ -35,7 +36,8 @@ def settled(browser, item, column, text, timeout=10):
 def shows(browser, item, column, text, timeout):
     """Waits (at most `timeout` seconds) until the cell shows `text`; returns the seconds taken."""
     started = time.monotonic()
-    xpath = f'{cell_xpath(item, column)}[contains(normalize-space(), "{text}")]'
+    xpath = (f'{cell_xpath(item, column)}[not(contains(@class, "editing"))]'
+             f'[contains(normalize-space(), "{text}")]')
     WebDriverWait(browser.driver, timeout, poll_frequency=0.02).until(
         seen.presence_of_element_located((By.XPATH, xpath)))
     return time.monotonic() - started
