@@ -341,13 +341,13 @@ export class BoardView {
     const known = this.items.get(itemId);
     if (!known || known.version < newer.version) {
       // The event is on its way; show the newer item already.
-      this.items.set(itemId, { ...newer, archived: newer.archived });
+      this.items.set(itemId, newer);
       this.render();
     }
     const theirs = column === NAME ? newer.name : newer.values[column];
     if (same(theirs, mine)) return; // Already what this person wanted (a write sent twice).
     const col = this.columns.get(column);
-    const what = column === NAME ? "The name" : `“${col?.title ?? "A value"}”`;
+    const what = column === NAME ? "Name" : (col?.title ?? "The value");
     const entry = h("div", { class: "conflict", role: "alert" });
     const useMine = h("button", { type: "button" }, "Use mine");
     const keepTheirs = h("button", { type: "button", class: "quiet" }, "Keep theirs");
@@ -362,13 +362,12 @@ export class BoardView {
       h(
         "p",
         {},
-        `${what} of “${newer.name}” was changed by someone else meanwhile. Now: ${describe(col, theirs, this.people)}. Yours: ${describe(col, mine, this.people)}.`,
+        `“${newer.name}” was changed by someone else while your change waited. ${what} now: ${describe(col, theirs, this.people)}. Yours: ${describe(col, mine, this.people)}.`,
       ),
       useMine,
       keepTheirs,
     );
     this.conflicts.append(entry);
-    useMine.focus();
   }
 
   private act(type: string, fields: Record<string, unknown>): void {
