@@ -1,6 +1,7 @@
 //! The OpenAPI document (`GET /api/v1/openapi.json`): it is served, it lists every route the
 //! server answers (no route is registered outside it, and every operation it lists is routed),
-//! and it says how each operation is authenticated.
+//! and it says how each operation is authenticated. `docs/openapi.json` is the document,
+//! checked in (the web client's types are generated from it).
 
 use std::path::Path;
 
@@ -161,6 +162,30 @@ async fn every_documented_operation_is_routed(server: &TestServer) {
     assert!(unrouted(missing.status, &missing.body), "{} {}", missing.status, missing.body);
     let wrong_method = server.call(Method::PUT, "/api/v1/openapi.json").send().await;
     assert!(unrouted(wrong_method.status, &wrong_method.body));
+}
+
+/// The checked-in copy of the document, `docs/openapi.json`.
+fn checked_in_document() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json")
+}
+
+#[test]
+fn the_checked_in_document_is_the_generated_one() {
+    // Through a `Value`, whose maps are sorted, so the file does not depend on how utoipa
+    // orders its own maps.
+    let document = serde_json::to_value(boardroom::http::openapi_document()).unwrap();
+    let generated = serde_json::to_string_pretty(&document).unwrap() + "\n";
+    if std::env::var_os("BOARDROOM_WRITE_SCHEMA").is_some() {
+        std::fs::write(checked_in_document(), &generated).unwrap();
+    }
+    let file = std::fs::read_to_string(checked_in_document()).unwrap_or_default();
+    assert!(
+        file == generated,
+        "docs/openapi.json is not the document the routers generate; regenerate it with \
+         BOARDROOM_WRITE_SCHEMA=1 cargo nextest run --test integration -E \
+         'test(openapi::the_checked_in_document_is_the_generated_one)', then `npm run gen` in \
+         web/ and commit both"
+    );
 }
 
 /// Calls that register a route with axum directly, past `OpenApiRouter::routes`, and so past

@@ -1,11 +1,13 @@
 // Builds the client into dist/: dist/assets/main-<hash>.{js,css}, dist/index.html naming them, and
 // the files of public/ as they are.
 // `node build.mjs --check` builds into a temporary directory and fails when dist/ differs, which
-// is how .ci/run keeps the committed bundle (embedded by the server) equal to the sources.
+// is how .ci/run keeps the committed bundle (embedded by the server) equal to the sources; it
+// also regenerates the wire types (gen.mjs) and fails when src/generated/ differs.
 import { build } from "esbuild";
 import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import { tmpdir } from "node:os";
+import { generate } from "./gen.mjs";
 
 const here = import.meta.dirname;
 const check = process.argv.includes("--check");
@@ -40,6 +42,18 @@ writeFileSync(join(out, "index.html"), page);
 cpSync(join(here, "public"), out, { recursive: true });
 
 if (check) {
+  // Before the bundle: stale types are the cause, a stale bundle only the consequence.
+  const stale = Object.entries(await generate()).filter(
+    ([path, text]) => !statSync(join(here, path), { throwIfNoEntry: false })?.isFile() || readFileSync(join(here, path), "utf8") !== text,
+  );
+  if (stale.length > 0) {
+    rmSync(out, { recursive: true, force: true });
+    console.error(
+      `web/${stale.map(([path]) => path).join(", web/")}: stale, not what docs/openapi.json and docs/protocol.schema.json ` +
+        "generate; run `npm run gen` in web/, then `npm run build`, and commit src/generated/ and dist/",
+    );
+    process.exit(1);
+  }
   const files = (dir) =>
     readdirSync(dir, { recursive: true })
       .filter((p) => statSync(join(dir, p)).isFile())

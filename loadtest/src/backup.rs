@@ -262,7 +262,7 @@ impl Filler {
                 };
                 if acknowledged.is_some() {
                     let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
-                    if done % 100_000 == 0 {
+                    if done.is_multiple_of(100_000) {
                         progress("backup", format!("{done} items"));
                     }
                 }

@@ -8,6 +8,10 @@
 //! holds what is not any one handler's: the document's top (info, security schemes, tags) and
 //! the sets of error answers the handlers' attributes name.
 //!
+//! `docs/openapi.json` is the document, checked in (pretty-printed, keys sorted) so the web
+//! client's types can be generated from it (`web/gen.mjs`); `tests/openapi.rs` fails when it
+//! differs, and `BOARDROOM_WRITE_SCHEMA=1` on that test rewrites it.
+//!
 //! Security, as the `authenticate` middleware reads it (`crate::auth::caller`): `session` is an
 //! access token (a JWT) in `Authorization: Bearer`; `api_key` is an API key (`brk_…`) in the
 //! same header, and its requirement lists the key scopes the route needs (an empty list: any

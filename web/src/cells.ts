@@ -5,7 +5,7 @@
 // Escape; a status commits as soon as it is chosen. The checkbox needs no editor: it toggles.
 
 import { h } from "./dom";
-import type { Column, Uuid } from "./wire";
+import { columnLabels, type Column, type Uuid } from "./wire";
 
 /** The id person cells hold for an erased account (docs/PROTOCOL.md, Erased people). */
 const NIL = "00000000-0000-0000-0000-000000000000";
@@ -25,7 +25,7 @@ export function text(value: unknown): string {
 }
 
 export function labels(column: Column): string[] {
-  return Array.isArray(column.settings.labels) ? column.settings.labels : [];
+  return columnLabels(column);
 }
 
 function personName(people: Map<Uuid, string>, id: string): string {

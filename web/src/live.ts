@@ -9,7 +9,7 @@
 // `expected_version` makes a second commit impossible), any other is reported as unknown.
 
 import { call } from "./api";
-import type { EventFrame, ReplyFrame, ServerFrame, Subscribed, Uuid } from "./wire";
+import type { ClientMessage, EventFrame, ReplyFrame, ServerFrame, Subscribed, Uuid, WsTicket } from "./wire";
 
 export type Status = "connecting" | "live" | "offline" | "closed";
 
@@ -111,7 +111,7 @@ export class LiveBoard {
 
   /** Asks for a fresh snapshot (after a change the events do not spell out item by item). */
   resync(): void {
-    if (this.live) this.subscribeId = this.send({ type: "subscribe", board_id: this.boardId });
+    if (this.live) this.subscribeId = this.send({ type: "subscribe", board_id: this.boardId, after_seq: null });
   }
 
   private isStopped(): boolean {
@@ -123,7 +123,7 @@ export class LiveBoard {
     this.handlers.status("connecting");
     let ticket: string;
     try {
-      ticket = (await call<{ ticket: string }>("POST", "/ws/ticket")).ticket;
+      ticket = (await call<WsTicket>("POST", "/ws/ticket")).ticket;
     } catch {
       this.retry();
       return;
@@ -170,9 +170,10 @@ export class LiveBoard {
     this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF_MS);
   }
 
-  private send(frame: Record<string, unknown>): number {
+  /** Sends a frame: a typed message, or a board write built from its type and fields. */
+  private send(message: ClientMessage | Record<string, unknown>): number {
     const id = this.nextId++;
-    this.socket?.send(JSON.stringify({ ...frame, id }));
+    this.socket?.send(JSON.stringify({ ...message, id }));
     return id;
   }
 
@@ -187,9 +188,8 @@ export class LiveBoard {
   private receive(frame: ServerFrame): void {
     switch (frame.type) {
       case "hello": {
-        const subscribe: Record<string, unknown> = { type: "subscribe", board_id: this.boardId };
-        if (this.seq !== null) subscribe["after_seq"] = this.seq;
-        this.subscribeId = this.send(subscribe);
+        // `after_seq: null` (the first time) asks for a snapshot.
+        this.subscribeId = this.send({ type: "subscribe", board_id: this.boardId, after_seq: this.seq });
         return;
       }
       case "reply": {
@@ -215,13 +215,13 @@ export class LiveBoard {
         return;
       }
       case "unsubscribed": {
-        const why = frame.error?.code === "not_found" ? "" : ` (${frame.error?.message ?? "access ended"})`;
+        const why = frame.error.code === "not_found" ? "" : ` (${frame.error.message})`;
         this.handlers.status("closed", `You no longer have access to this board${why}.`);
         this.stop();
         return;
       }
       case "presence":
-        if (frame.board_id === this.boardId) this.handlers.presence?.(frame.users ?? []);
+        if (frame.board_id === this.boardId) this.handlers.presence?.(frame.users);
         return;
     }
   }

@@ -6,7 +6,7 @@ import "./app.css";
 import { ApiError, call } from "./api";
 import { BoardView } from "./board";
 import { field, h, show } from "./dom";
-import type { BoardWithRole, Organization, OrgMember, User } from "./wire";
+import type { BoardList, BoardWithRole, CreatedBoard, Me, Organization, OrganizationList, OrgMemberList, SessionAnswer, User } from "./wire";
 
 const app = document.getElementById("app") as HTMLElement;
 let user: User | null = null;
@@ -59,7 +59,7 @@ function signInPage(): HTMLElement {
   const name = input("name", "text", "name");
   const email = input("email", "email", "email");
   const password = input("password", "password", "new-password");
-  const signedIn = (answer: { user: User }): void => {
+  const signedIn = (answer: SessionAnswer): void => {
     user = answer.user;
     navigate("/");
   };
@@ -164,7 +164,7 @@ function boardsPage(org: Organization, boards: BoardWithRole[]): HTMLElement {
     h("h1", {}, `Boards of ${org.name}`),
     rows.length > 0 ? h("ul", {}, ...rows) : h("p", {}, "No boards yet."),
     form("New board", [field("Board name", name)], "Create board", async () => {
-      const created = await call<BoardWithRole>("POST", `/orgs/${org.id}/boards`, { name: name.value });
+      const created = await call<CreatedBoard>("POST", `/orgs/${org.id}/boards`, { name: name.value });
       navigate(`/orgs/${org.id}/boards/${created.id}`);
     }),
     h("section", {}, h("h2", {}, "Another organization"), newOrgForm()),
@@ -176,14 +176,14 @@ async function route(): Promise<void> {
   boardView = null;
   if (!user) {
     try {
-      user = (await call<{ user: User }>("GET", "/me")).user;
+      user = (await call<Me>("GET", "/me")).user;
     } catch {
       show(app, signInPage());
       return;
     }
   }
   const me = user;
-  const orgs = (await call<{ organizations: Organization[] }>("GET", "/orgs")).organizations;
+  const orgs = (await call<OrganizationList>("GET", "/orgs")).organizations;
   const [, section, orgId, sub, boardId] = location.pathname.split("/");
   const current = section === "orgs" ? orgs.find((o) => o.id === orgId) : orgs[0];
   if (!current) {
@@ -194,7 +194,7 @@ async function route(): Promise<void> {
     history.replaceState(null, "", `/orgs/${current.id}`);
   }
   if (sub === "boards" && boardId) {
-    const members = (await call<{ members: OrgMember[] }>("GET", `/orgs/${current.id}/members`)).members;
+    const members = (await call<OrgMemberList>("GET", `/orgs/${current.id}/members`)).members;
     const people = new Map(members.map((m) => [m.user_id, m.name]));
     const place = h("div", { class: "board" });
     show(app, header(me, orgs, current), h("nav", {}, link(`/orgs/${current.id}`, "All boards")), place);
@@ -204,7 +204,7 @@ async function route(): Promise<void> {
     });
     return;
   }
-  const boards = (await call<{ boards: BoardWithRole[] }>("GET", `/orgs/${current.id}/boards`)).boards;
+  const boards = (await call<BoardList>("GET", `/orgs/${current.id}/boards`)).boards;
   show(app, header(me, orgs, current), boardsPage(current, boards));
 }
 

@@ -1,124 +1,83 @@
-// The wire types this client reads: a hand-kept subset of boardroom-protocol (protocol/src),
-// until the typed-contract issue generates them from the OpenAPI document and the frame schema.
+// The wire types this client reads, as short names for the generated ones: `generated/api.ts`
+// (from docs/openapi.json, the REST API) and `generated/frames.ts` (from
+// docs/protocol.schema.json, the socket frames), both written by `npm run gen`. Nothing here is
+// copied by hand: a type is an alias, or a narrowing of a generated union.
 
+import type { components, operations, paths } from "./generated/api";
+import type { components as frameComponents } from "./generated/frames";
+
+export type { components, operations, paths };
+
+/** The REST API's schemas by name (`components.schemas` of docs/openapi.json). */
+export type Schemas = components["schemas"];
+/** The socket frames' schemas by name (`$defs` of docs/protocol.schema.json). */
+export type FrameSchemas = frameComponents["schemas"];
+
+/** Ids are UUIDs, as strings (the schemas say `format: uuid`). */
 export type Uuid = string;
 
-export interface User {
-  id: Uuid;
-  email: string;
-  name: string;
+export type User = Schemas["User"];
+export type SessionAnswer = Schemas["SessionAnswer"];
+/** `GET /me`. */
+export type Me = Schemas["Me"];
+/** `POST /ws/ticket`. */
+export type WsTicket = Schemas["WsTicket"];
+export type OrgRole = Schemas["OrgRole"];
+export type Organization = Schemas["Organization"];
+export type OrganizationList = Schemas["OrganizationList"];
+export type OrgMember = Schemas["OrgMember"];
+export type OrgMemberList = Schemas["OrgMemberList"];
+export type BoardRole = Schemas["BoardRole"];
+/** `GET /boards/{board}/members` entries, and that answer. */
+export type BoardMember = Schemas["BoardMember"];
+export type BoardMembers = Schemas["BoardMembers"];
+export type Board = Schemas["Board"];
+/** A board with the caller's role: `GET /orgs/{org}/boards` entries. */
+export type BoardWithRole = Schemas["BoardWithRole"];
+export type BoardList = Schemas["BoardList"];
+/** `POST /orgs/{org}/boards`: the board, the caller's role, its first group. */
+export type CreatedBoard = Schemas["CreatedBoard"];
+export type ColumnType = Schemas["ColumnType"];
+/** A column as the board view keeps it: a snapshot's column (a REST or event `Column` is one
+ * too, with its `board_id`). */
+export type Column = FrameSchemas["SnapshotColumn"];
+export type Group = FrameSchemas["Group"];
+/** An item as the board view keeps it: an event's item (a snapshot's item is one too, with its
+ * `attachment_count`). */
+export type Item = FrameSchemas["Item"];
+export type Snapshot = FrameSchemas["Snapshot"];
+export type Subscribed = FrameSchemas["Subscribed"];
+export type ErrorBody = FrameSchemas["ErrorBody"];
+export type ErrorCode = FrameSchemas["ErrorCode"];
+
+/** A frame the server sends, told apart by `type`. */
+export type ServerFrame = FrameSchemas["ServerFrame"];
+export type HelloFrame = Extract<ServerFrame, { type: "hello" }>;
+export type ReplyFrame = Extract<ServerFrame, { type: "reply" }>;
+export type EventFrame = Extract<ServerFrame, { type: "event" }>;
+export type PresenceFrame = Extract<ServerFrame, { type: "presence" }>;
+export type UnsubscribedFrame = Extract<ServerFrame, { type: "unsubscribed" }>;
+/** A frame a client sends (`id` and the message). */
+export type ClientFrame = FrameSchemas["ClientFrame"];
+export type ClientMessage = FrameSchemas["ClientMessage"];
+
+/** The labels of a status or dropdown column: `settings.labels`, when it is a list of texts (the
+ * schema leaves settings open, as they depend on the column's type). */
+export function columnLabels(column: Pick<Column, "settings">): string[] {
+  const { settings } = column;
+  if (typeof settings !== "object" || settings === null || !("labels" in settings)) return [];
+  const labels: unknown = settings.labels;
+  return Array.isArray(labels) ? labels.filter((label): label is string => typeof label === "string") : [];
 }
 
-export interface SessionAnswer {
-  user: User;
+type Method = "get" | "put" | "post" | "delete" | "patch";
+
+/** The JSON answer of a successful `method` on `path` (as docs/openapi.json spells it, such as
+ * `"/api/v1/orgs/{org}/boards"`): `call<Answer<"/api/v1/orgs", "get">>("GET", "/orgs")`. */
+export type Answer<P extends keyof paths, M extends Method> = paths[P][M] extends {
+  responses: infer R;
 }
-
-export type OrgRole = "owner" | "admin" | "member";
-
-export interface Organization {
-  id: Uuid;
-  name: string;
-  role: OrgRole;
-}
-
-/** `GET /boards/{board}/members` entries. */
-export interface BoardMember {
-  user_id: Uuid;
-  role: BoardRole;
-}
-
-export interface OrgMember {
-  user_id: Uuid;
-  email: string;
-  name: string;
-}
-
-export type BoardRole = "owner" | "editor" | "commenter" | "viewer";
-
-export interface Board {
-  id: Uuid;
-  organization_id: Uuid;
-  name: string;
-  description: string;
-}
-
-/** A board with the caller's role, flattened: `GET /orgs/{org}/boards` entries and the
- * `POST /orgs/{org}/boards` answer. */
-export interface BoardWithRole extends Board {
-  role: BoardRole;
-}
-
-export type ColumnType =
-  | "text"
-  | "long_text"
-  | "number"
-  | "status"
-  | "date"
-  | "person"
-  | "checkbox"
-  | "dropdown"
-  | "link";
-
-export interface Column {
-  id: Uuid;
-  title: string;
-  type: ColumnType;
-  settings: { labels?: string[] };
-  position: string;
-}
-
-export interface Group {
-  id: Uuid;
-  title: string;
-  color: string | null;
-  position: string;
-}
-
-export interface Item {
-  id: Uuid;
-  group_id: Uuid;
-  name: string;
-  values: Record<Uuid, unknown>;
-  position: string;
-  version: number;
-  archived: boolean;
-}
-
-export interface Snapshot {
-  board: Board;
-  columns: Column[];
-  groups: Group[];
-  items: Item[];
-  seq: number;
-}
-
-export interface Subscribed {
-  seq: number;
-  recovered: boolean;
-  snapshot?: Snapshot;
-}
-
-export interface EventFrame {
-  type: "event";
-  board_id: Uuid;
-  seq: number;
-  kind: string;
-  data: unknown;
-}
-
-export interface ReplyFrame {
-  type: "reply";
-  id: number | string | null;
-  ok: boolean;
-  data?: unknown;
-  error?: { code: string; message: string };
-  /** On replies to board writes: the `seq` of the event the change committed as. */
-  seq?: number;
-}
-
-export type ServerFrame =
-  | { type: "hello"; protocol_version: number; heartbeat_secs: number }
-  | ReplyFrame
-  | EventFrame
-  | { type: "presence"; board_id: Uuid; users?: Uuid[] }
-  | { type: "unsubscribed"; board_id: Uuid; error?: { code: string; message: string } };
+  ? {
+      [S in keyof R]: S extends 200 | 201 ? (R[S] extends { content: { "application/json": infer B } } ? B : never) : never;
+    }[keyof R]
+  : never;
