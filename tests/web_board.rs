@@ -24,7 +24,8 @@ both_backends_with!(on_a_known_port;
 async fn person(server: &TestServer, name: &str) -> TestUser {
     let email = format!("{}-{}@example.com", name.to_lowercase(), uuid::Uuid::now_v7().simple());
     let password = format!("pw-{}-long-enough", name.to_lowercase());
-    let body = identity::Register { email: email.clone(), password: password.clone(), name: name.into() };
+    let body =
+        identity::Register { email: email.clone(), password: password.clone(), name: name.into() };
     let answer: identity::SessionAnswer =
         server.post("/api/v1/auth/register", None, &body).await.expect_as(201);
     TestUser {
@@ -101,8 +102,12 @@ async fn two_people_edit_one_board_live(server: &TestServer) {
     // What the pages did is what the server holds.
     let snapshot = server.get_as(&format!("/api/v1/boards/{}", f.board), &bob.access_token).await;
     let snapshot = snapshot.expect(200);
-    let titles: Vec<&str> =
-        snapshot["columns"].as_array().unwrap().iter().filter_map(|c| c["title"].as_str()).collect();
+    let titles: Vec<&str> = snapshot["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["title"].as_str())
+        .collect();
     assert_eq!(titles, ["Stage", "Due", "Notes"]);
     let notes = snapshot["columns"].as_array().unwrap().iter().find(|c| c["title"] == "Notes");
     assert_eq!(notes.unwrap()["type"], "long_text");
@@ -113,7 +118,8 @@ async fn two_people_edit_one_board_live(server: &TestServer) {
     for value in ["Working", "2026-12-24", "Ship on Thursday"] {
         assert!(values.contains(&&json!(value)), "{value} in {values:?}");
     }
-    let members = server.get_as(&format!("/api/v1/boards/{}/members", f.board), &f.alice.access_token).await;
+    let members =
+        server.get_as(&format!("/api/v1/boards/{}/members", f.board), &f.alice.access_token).await;
     let members = members.expect(200)["members"].as_array().unwrap().clone();
     assert_eq!(members.len(), 2, "Dave was added and removed again: {members:?}");
 }

@@ -45,7 +45,7 @@ def main():
 
     say(other_server=True)
     other = hear()["base"]
-    bob.open(other + path)
+    bob.driver.get(other + path)
     wait_live(bob)
     choose(bob, "Beta", "Stage", "Done")
     settled(bob, "Beta", "Stage", "Done")

@@ -186,8 +186,9 @@ impl BoardState {
                     // A retyped column keeps its labels when the new type takes labels too
                     // (status and dropdown); a type that takes none drops them.
                     None if retyped => {
-                        column.settings = values::check_settings(column.kind, Some(&column.settings))
-                            .or_else(|_| values::check_settings(column.kind, None))?;
+                        column.settings =
+                            values::check_settings(column.kind, Some(&column.settings))
+                                .or_else(|_| values::check_settings(column.kind, None))?;
                     }
                     None => {}
                 }
