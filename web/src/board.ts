@@ -641,9 +641,10 @@ export class BoardView {
       else this.collapsed.add(group.id);
       this.render();
     });
-    const heading = h("h2", { id: `group-${group.id}` }, toggle, h("span", { class: "count" }, ` ${items.length}`));
+    const heading = h("h2", { id: `group-${group.id}` }, toggle);
     if (group.color) heading.style.setProperty("--group-color", group.color);
-    const header = h("div", { class: "group-header" }, heading);
+    const count = h("span", { class: "count" }, `${items.length} item${items.length === 1 ? "" : "s"}`);
+    const header = h("div", { class: "group-header" }, heading, count);
     if (edit) {
       if (this.renamingGroup === group.id) {
         header.append(
