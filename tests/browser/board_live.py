@@ -134,11 +134,11 @@ def main():
     Select(members.find_element(By.XPATH, './/label[span="Person"]/select')).select_by_visible_text("Dave")
     Select(members.find_element(By.XPATH, './/label[span="Role"]/select')).select_by_visible_text("viewer")
     alice.button("Add member", members).click()
-    role = alice.labelled("Role of Dave")
-    assert Select(role).first_selected_option.text == "viewer"
-    Select(role).select_by_visible_text("editor")
-    wait_until(alice, lambda d: Select(alice.labelled("Role of Dave")).first_selected_option.text == "editor",
-               what="Dave's new role")
+    # The list is drawn again on every member event: read it afresh each time (no stale element).
+    dave_role = 'return document.querySelector(\'[aria-label="Role of Dave"]\')?.value ?? null'
+    wait_until(alice, lambda d: alice.js(dave_role) == "viewer", what="Dave as a viewer")
+    Select(alice.labelled("Role of Dave")).select_by_visible_text("editor")
+    wait_until(alice, lambda d: alice.js(dave_role) == "editor", what="Dave's new role")
     alice.button("Remove Dave").click()
     wait_until(alice, lambda d: not d.find_elements(By.CSS_SELECTOR, '[aria-label="Role of Dave"]'),
                what="Dave to leave the list")
