@@ -27,8 +27,10 @@ LIVE = 1.0  # seconds Bob may wait for each change
 
 
 def header_titles(browser, group):
-    return [th.text for th in browser.driver.find_elements(
-        By.XPATH, f'//table[@aria-label="{group}"]/thead/tr/th')]
+    # Read in the page in one go: the table is redrawn on every event (no stale elements).
+    return browser.js(
+        "return [...document.querySelectorAll(`table[aria-label='${arguments[0]}'] thead th`)]"
+        ".map(th => th.textContent.trim())", group)
 
 
 def main():
