@@ -37,7 +37,7 @@ pub fn from_message(message: ClientMessage) -> ApiResult<Option<(Uuid, BoardComm
         }
         M::CreateColumn { board_id, body } => (board_id, create_column(body)?),
         M::UpdateColumn { board_id, column_id, body } => {
-            (board_id, update_column(id("column_id", &column_id)?, body))
+            (board_id, update_column(id("column_id", &column_id)?, body)?)
         }
         M::DeleteColumn { board_id, column_id } => {
             (board_id, delete_column(id("column_id", &column_id)?))
@@ -101,13 +101,7 @@ pub fn remove_member(user_id: Uuid) -> BoardCommand {
 
 /// `POST /boards/{board}/columns`; socket `create_column`.
 pub fn create_column(body: boards::CreateColumn) -> ApiResult<BoardCommand> {
-    let kind = ColumnKind::parse(&body.column_type).ok_or_else(|| {
-        // REST spells the field `type`, the socket `column_type` (`type` names the frame).
-        ApiError::validation(
-            "type (column_type on sockets) must be one of text, long_text, number, status, \
-             date, person, checkbox, dropdown, link",
-        )
-    })?;
+    let kind = column_kind(&body.column_type)?;
     Ok(BoardCommand::CreateColumn {
         title: body.title,
         kind,
@@ -116,14 +110,26 @@ pub fn create_column(body: boards::CreateColumn) -> ApiResult<BoardCommand> {
     })
 }
 
+/// A column type by name.
+fn column_kind(name: &str) -> ApiResult<ColumnKind> {
+    ColumnKind::parse(name).ok_or_else(|| {
+        // REST spells the field `type`, the socket `column_type` (`type` names the frame).
+        ApiError::validation(
+            "type (column_type on sockets) must be one of text, long_text, number, status, \
+             date, person, checkbox, dropdown, link",
+        )
+    })
+}
+
 /// `PATCH /boards/{board}/columns/{column}`; socket `update_column`.
-pub fn update_column(column_id: Uuid, body: boards::UpdateColumn) -> BoardCommand {
-    BoardCommand::UpdateColumn {
+pub fn update_column(column_id: Uuid, body: boards::UpdateColumn) -> ApiResult<BoardCommand> {
+    Ok(BoardCommand::UpdateColumn {
         column_id,
         title: body.title,
+        kind: body.column_type.as_deref().map(column_kind).transpose()?,
         settings: body.settings,
         placement: placement(body.before, body.after),
-    }
+    })
 }
 
 /// `DELETE /boards/{board}/columns/{column}`; socket `delete_column`.

@@ -279,12 +279,14 @@ pub enum BoardCommand {
         /// Where.
         placement: Placement,
     },
-    /// Change a column's title or settings, or move it.
+    /// Change a column's title, type or settings, or move it.
     UpdateColumn {
         /// The column.
         column_id: Uuid,
         /// New title.
         title: Option<String>,
+        /// New type; values it does not allow are cleared.
+        kind: Option<ColumnKind>,
         /// New settings.
         settings: Option<Value>,
         /// New place, if moving.

@@ -360,6 +360,15 @@ pub struct UpdateColumn {
     /// New title.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+    /// A new [`ColumnType`] name (retyping). REST calls it `type`; the socket frame
+    /// `column_type`, which is accepted too. Values the new type does not allow are cleared.
+    #[serde(
+        default,
+        rename = "type",
+        alias = "column_type",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub column_type: Option<String>,
     /// New settings; values they no longer allow are cleared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<Value>,

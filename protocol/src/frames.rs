@@ -109,8 +109,8 @@ pub enum ClientMessage {
         board_id: String,
         /// The column.
         column_id: String,
-        /// The REST body.
-        #[serde(flatten)]
+        /// The REST body, its `type` written as `column_type`.
+        #[serde(flatten, serialize_with = "column_update_fields")]
         body: boards::UpdateColumn,
     },
     /// `DELETE /boards/{board}/columns/{column}`.
@@ -244,6 +244,34 @@ fn column_fields<S: serde::Serializer>(
     Fields {
         title: &body.title,
         column_type: &body.column_type,
+        settings: body.settings.as_ref(),
+        before: body.before,
+        after: body.after,
+    }
+    .serialize(serializer)
+}
+
+/// Writes a column update as the socket spells it, as [`column_fields`] does a creation.
+fn column_update_fields<S: serde::Serializer>(
+    body: &boards::UpdateColumn,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Fields<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        title: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        column_type: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        settings: Option<&'a Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        before: Option<uuid::Uuid>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        after: Option<uuid::Uuid>,
+    }
+    Fields {
+        title: body.title.as_deref(),
+        column_type: body.column_type.as_deref(),
         settings: body.settings.as_ref(),
         before: body.before,
         after: body.after,
@@ -518,6 +546,18 @@ mod tests {
                     body: boards::UpdateColumn {
                         title: Some("S".into()),
                         before: Some(u),
+                        ..Default::default()
+                    },
+                },
+            ),
+            (
+                json!({"type": "update_column", "board_id": b, "column_id": c,
+                       "column_type": "long_text"}),
+                ClientMessage::UpdateColumn {
+                    board_id: b.to_string(),
+                    column_id: c.to_string(),
+                    body: boards::UpdateColumn {
+                        column_type: Some("long_text".into()),
                         ..Default::default()
                     },
                 },

@@ -334,7 +334,7 @@ async fn update_column(
     ApiPath((board, column)): ApiPath<(Uuid, Uuid)>,
     ApiJson(body): ApiJson<wire::UpdateColumn>,
 ) -> ApiResult<Response> {
-    Ok(ok(board, run(&state, &caller, board, commands::update_column(column, body), None).await?))
+    Ok(ok(board, run(&state, &caller, board, commands::update_column(column, body)?, None).await?))
 }
 
 #[utoipa::path(delete, path = "/boards/{board}/columns/{column}", tag = "boards",

@@ -716,7 +716,7 @@ impl BoardStore for Store {
                     row.push_bind(c.id).push_bind(org).push_bind(board).push_bind(&c.title)
                         .push_bind(c.kind.as_str()).push_bind(Json(&c.settings)).push_bind(&c.position).push_bind(at);
                 });
-                q.push(upsert_within_board("columns", "title = excluded.title, settings = excluded.settings, position = excluded.position"));
+                q.push(upsert_within_board("columns", "title = excluded.title, kind = excluded.kind, settings = excluded.settings, position = excluded.position"));
                 all_written(q.build().execute(&mut *conn).await?.rows_affected(), chunk.len())?;
             }
             let groups: Vec<&Group> = batch.groups.values().copied().collect();

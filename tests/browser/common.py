@@ -194,3 +194,16 @@ def wider_than_the_window(browser):
             .slice(0, 8)
             .map(e => [e.tagName, e.className, Math.round(e.getBoundingClientRect().right)]);
     """)
+
+
+# --- added for the board scripts (tests/browser/board_*.py) ---
+
+def wait_until(browser, condition, timeout=10, what="a condition"):
+    """Waits for `condition(driver)` to be truthy, naming `what` when it is not in time."""
+    return WebDriverWait(browser.driver, timeout).until(condition, message=f"waiting for {what}")
+
+
+def without_network_errors(entries):
+    """Console entries other than failed requests (expected while a test has the server down)."""
+    return [e for e in entries if "net::ERR_" not in e.get("message", "")
+            and "WebSocket connection to" not in e.get("message", "")]

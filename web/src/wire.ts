@@ -28,6 +28,9 @@ export type OrganizationList = Schemas["OrganizationList"];
 export type OrgMember = Schemas["OrgMember"];
 export type OrgMemberList = Schemas["OrgMemberList"];
 export type BoardRole = Schemas["BoardRole"];
+/** `GET /boards/{board}/members` entries, and that answer. */
+export type BoardMember = Schemas["BoardMember"];
+export type BoardMembers = Schemas["BoardMembers"];
 export type Board = Schemas["Board"];
 /** A board with the caller's role: `GET /orgs/{org}/boards` entries. */
 export type BoardWithRole = Schemas["BoardWithRole"];

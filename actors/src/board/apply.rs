@@ -162,7 +162,7 @@ impl BoardState {
                 self.columns.sort_by(|a, b| a.position.cmp(&b.position));
                 Ok((vec![Change::Column(column.clone())], EventData::ColumnCreated(column)))
             }
-            BoardCommand::UpdateColumn { column_id, title, settings, placement } => {
+            BoardCommand::UpdateColumn { column_id, title, kind, settings, placement } => {
                 self.require(requester, BoardRole::Owner, Scope::BoardsWrite)?;
                 let mut column = self.column(column_id)?.clone();
                 if let Some(title) = title {
@@ -175,13 +175,28 @@ impl BoardState {
                         &placement,
                     )?;
                 }
-                if let Some(settings) = &settings {
-                    column.settings = values::check_settings(column.kind, Some(settings))?;
+                let retyped = kind.is_some_and(|kind| kind != column.kind);
+                if let Some(kind) = kind {
+                    column.kind = kind;
+                }
+                match &settings {
+                    Some(settings) => {
+                        column.settings = values::check_settings(column.kind, Some(settings))?;
+                    }
+                    // A retyped column keeps its labels when the new type takes labels too
+                    // (status and dropdown); a type that takes none drops them.
+                    None if retyped => {
+                        column.settings =
+                            values::check_settings(column.kind, Some(&column.settings))
+                                .or_else(|_| values::check_settings(column.kind, None))?;
+                    }
+                    None => {}
                 }
                 // Nothing below can fail: a refused command must leave the board as it was.
                 let mut changes = Vec::new();
-                if settings.is_some() {
-                    // Values no longer allowed by the new labels are cleared, not left invalid.
+                if settings.is_some() || retyped {
+                    // Values no longer allowed by the new labels or type are cleared, not left
+                    // invalid.
                     for item in self.items.values_mut() {
                         if let Some(value) = item.values.get(&column_id) {
                             if values::check_value(&column, value).is_err() {

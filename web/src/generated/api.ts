@@ -2569,6 +2569,11 @@ export interface components {
             settings?: unknown;
             /** @description New title. */
             title?: string | null;
+            /**
+             * @description A new [`ColumnType`] name (retyping). REST calls it `type`; the socket frame
+             *     `column_type`, which is accepted too. Values the new type does not allow are cleared.
+             */
+            type?: string | null;
         };
         /** @description `update.deleted`. */
         UpdateDeleted: {
