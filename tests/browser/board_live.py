@@ -16,8 +16,8 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import Select  # noqa: E402
 
-from board_page import (add_item, cell, choose, row_appears, row_xpath, set_date,  # noqa: E402
-                        settled, shows, wait_live)
+from board_page import (add_item, cell, choose, open_board, row_appears, row_xpath, set_date,  # noqa: E402
+                        settled, shows)
 from common import Browser, run, say, wait_until  # noqa: E402
 
 base, path, alice_email, alice_password, bob_email, bob_password = sys.argv[1:7]
@@ -36,14 +36,8 @@ def header_titles(browser, group):
 def main():
     for browser, email, password in ((alice, alice_email, alice_password),
                                      (bob, bob_email, bob_password)):
-        browser.sign_in(email, password)
-        browser.xpath('//header')
-        browser.open(path)
-        wait_live(browser)
+        open_board(browser, email, password, path)
         browser.js("window.stillTheSamePage = true")
-        # Signed out, the first page load asked /me and was refused (401); from here on the
-        # log must stay clean.
-        browser.forget_log()
 
     # A column, through the settings (owners).
     alice.button("Board settings").click()

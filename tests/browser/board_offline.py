@@ -14,7 +14,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from selenium.webdriver.common.by import By  # noqa: E402
 
-from board_page import (add_item, choose, row_appears, settled, shows, type_into,  # noqa: E402
+from board_page import (add_item, choose, open_board, row_appears, settled, shows, type_into,  # noqa: E402
                         wait_live)
 from common import Browser, hear, run, say, wait_until, without_network_errors  # noqa: E402
 
@@ -26,11 +26,7 @@ bob = Browser(base)
 def main():
     for browser, email, password in ((alice, alice_email, alice_password),
                                      (bob, bob_email, bob_password)):
-        browser.sign_in(email, password)
-        browser.xpath('//header')
-        browser.open(path)
-        wait_live(browser)
-        browser.forget_log()
+        open_board(browser, email, password, path)
     alice.js("window.stillTheSamePage = true")
 
     say(stop=True)

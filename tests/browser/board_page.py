@@ -21,6 +21,16 @@ def wait_live(browser, timeout=10):
         seen.text_to_be_present_in_element((By.CSS_SELECTOR, ".banner"), "Live"))
 
 
+def open_board(browser, email, password, path):
+    """Signs in, opens the board at `path`, waits until it is live and forgets the console so
+    far (signed out, the first page load asked /me and was refused: 401)."""
+    browser.sign_in(email, password)
+    browser.xpath('//header')
+    browser.open(path)
+    wait_live(browser)
+    browser.forget_log()
+
+
 def cell(browser, item, column):
     return browser.xpath(cell_xpath(item, column))
 

@@ -129,6 +129,19 @@ class Browser:
         self.fill(register, "Password", password)
         self.button("Register", register).click()
 
+    def create_org(self, name):
+        """Creates an organization from the page that offers one (after registering)."""
+        form = self.form("New organization")
+        self.fill(form, "Organization name", name)
+        self.button("Create organization", form).click()
+
+    def create_board(self, name):
+        """Creates a board from the organization's page and waits for it to be live."""
+        form = self.form("New board")
+        self.fill(form, "Board name", name)
+        self.button("Create board", form).click()
+        self.text_appears(".banner", "Live")
+
     def sign_in(self, email, password):
         self.open("/")
         login = self.form("Sign in")

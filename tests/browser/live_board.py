@@ -14,17 +14,12 @@ alice = Browser(base)
 
 def main():
     alice.register(name, email, password)
-    org = alice.form("New organization")
+    alice.form("New organization")
     # Signed out, the first page load asks /me and /auth/refresh and is refused (401): the
     # browser logs those. From here on the log must stay clean.
     alice.forget_log()
-    alice.fill(org, "Organization name", "Acme")
-    alice.button("Create organization", org).click()
-
-    board = alice.form("New board")
-    alice.fill(board, "Board name", "Launch")
-    alice.button("Create board", board).click()
-    alice.text_appears(".banner", "Live")
+    alice.create_org("Acme")
+    alice.create_board("Launch")
     alice.text_appears("h1", "Launch")
     # Set in this page's window: a reload would lose it.
     alice.js("window.stillTheSamePage = true")

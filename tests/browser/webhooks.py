@@ -22,14 +22,10 @@ def delivery_statuses(url):
 
 def main():
     alice.register(name, email, password)
-    org = alice.form("New organization")
+    alice.form("New organization")
     alice.forget_log()
-    alice.fill(org, "Organization name", "Acme")
-    alice.button("Create organization", org).click()
-    board = alice.form("New board")
-    alice.fill(board, "Board name", "Launch")
-    alice.button("Create board", board).click()
-    alice.text_appears(".banner", "Live")
+    alice.create_org("Acme")
+    alice.create_board("Launch")
     board_path = alice.js("return location.pathname")
 
     link(alice, "Webhooks").click()
