@@ -482,10 +482,10 @@ async fn scheduled_backups_run_prune_and_fail(server: &TestServer) {
     assert!(failing_status.last_success().is_none());
 }
 
-/// Polls `done` for up to 30 s (a busy machine's `pg_dump` takes seconds; a quick one returns
-/// at once).
+/// Polls `done` for up to 90 s (a `pg_dump` on a machine busy with other tests can take many
+/// seconds, and the schedule needs two; a quick one returns at once).
 async fn wait_for(mut done: impl FnMut() -> bool) {
-    for _ in 0..600 {
+    for _ in 0..1800 {
         if done() {
             return;
         }

@@ -54,9 +54,9 @@ pub struct TargetArgs {
 /// Limits the managed server gets, far above what a benchmark run can reach. The per-socket
 /// frame limit is raised for the `fanout` writer, which sends hundreds of commands a second on
 /// one socket in its saturated phase; the socket scenarios open thousands as one user; the
-/// `backup` scenario fills a hundred boards in one free organization.
+/// `backup` scenario fills a hundred boards in one free organization, one API key per filling socket.
 const RELAXED_LIMITS: [(&str, &str); 6] = [
-    ("BOARDROOM_PLAN_FREE", "boards=unlimited"),
+    ("BOARDROOM_PLAN_FREE", "boards=unlimited,api_keys=unlimited"),
     ("BOARDROOM_REGISTER_LIMIT", "10000"),
     ("BOARDROOM_LOGIN_LIMIT", "10000"),
     ("BOARDROOM_LOGIN_IP_LIMIT", "100000"),

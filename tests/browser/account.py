@@ -23,7 +23,7 @@ def main():
 
     # --- verification ---
     carol.labelled("Email verification")
-    carol.button("Resend verification email").click()
+    carol.press("Resend verification email")
     carol.text_appears(".notice", "A new link is on its way")
     say(resent=True)
     verify = hear()["path"]
@@ -39,7 +39,7 @@ def main():
     carol.assert_clean_console()
 
     # --- password reset ---
-    carol.button("Sign out").click()
+    carol.press("Sign out")
     carol.form("Sign in")
     carol.forget_log()  # signed out: the page's /me is refused
     link(carol, "Forgot your password?").click()
@@ -70,7 +70,7 @@ def main():
     invitation = hear()
     carol.open(invitation["path"])
     carol.text_appears("h1", "Your invitations")
-    carol.button(f"Accept the invitation to {invitation['org']}").click()
+    carol.press(f"Accept the invitation to {invitation['org']}")
     carol.text_appears("h1", f"Boards of {invitation['org']}")
     say(joined=carol.js("return location.pathname"))
     carol.assert_clean_console()

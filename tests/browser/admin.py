@@ -60,7 +60,7 @@ def main():
     alice.text_appears(".status-line", "an invitation was mailed")
     pending = alice.labelled("Pending invitations")
     assert dana_email in pending.text, pending.text
-    alice.button(f"Revoke the invitation to {dana_email}").click()
+    alice.press(f"Revoke the invitation to {dana_email}")
     alice.text_appears(".status-line", "was revoked")
     alice.xpath('//p[normalize-space()="No pending invitations."]')
     alice.screenshot("admin-members")
@@ -74,7 +74,7 @@ def main():
     alice.button("Create key", create).click()
     key = alice.labelled("The key Deploy").get_attribute("value")
     assert key, "the key is shown"
-    alice.button("Copy").click()
+    alice.press("Copy")
     alice.text_appears(".once", "Copied.")
     assert alice.js("return navigator.clipboard.readText()") == key, "the clipboard holds the key"
     say(key=key)
@@ -86,7 +86,7 @@ def main():
     alice.button("Save scopes", scopes).click()
     alice.text_appears(".status-line", "Deploy now has boards:read, items:write")
     alice.screenshot("admin-api-keys")
-    alice.button("Revoke Deploy").click()
+    alice.press("Revoke Deploy")
     accept_confirm(alice)
     alice.text_appears(".status-line", "Deploy was revoked")
     alice.xpath('//p[normalize-space()="No API keys yet."]')
@@ -109,13 +109,13 @@ def main():
     choose(alice, labelled_select(alice, "Action"), "member.role_changed")
     audit_shows(lambda rows: len(rows) == 25 and set(rows) == {"member.role_changed"})
     alice.text_appears(".pager", "Page 1")
-    alice.button("Older").click()
+    alice.press("Older")
     alice.text_appears(".pager", "Page 2")
     audit_shows(lambda rows: len(rows) == 6 and set(rows) == {"member.role_changed"})
     assert not alice.button("Newer").get_attribute("disabled")
     assert alice.driver.find_element(
         "xpath", '//button[normalize-space()="Older"]').get_attribute("disabled") is not None
-    alice.button("Newer").click()
+    alice.press("Newer")
     alice.text_appears(".pager", "Page 1")
     audit_shows(lambda rows: len(rows) == 25)
     alice.screenshot("admin-audit-log")

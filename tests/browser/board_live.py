@@ -40,7 +40,7 @@ def main():
         browser.js("window.stillTheSamePage = true")
 
     # A column, through the settings (owners).
-    alice.button("Board settings").click()
+    alice.press("Board settings")
     add = alice.form("Add column")
     alice.fill(add, "Column title", "Due")
     Select(alice.xpath('//form[@aria-label="Add column"]//label[span="Type"]/select')) \
@@ -117,7 +117,7 @@ def main():
                what="the dragged row on Bob's page")
 
     # Columns: move "Due" left of "Notes", retype "Notes" as long text; Bob sees both.
-    alice.button("Move column Due left").click()
+    alice.press("Move column Due left")
     bob.wait.until(lambda d: header_titles(bob, "Todo")[1:4] == ["Stage", "Due", "Notes"])
     Select(alice.labelled("Type of column Notes")).select_by_visible_text("Long text")
     alice.button("Save", alice.form("Column Notes")).click()
@@ -135,11 +135,11 @@ def main():
     wait_until(alice, lambda d: alice.js(dave_role) == "viewer", what="Dave as a viewer")
     Select(alice.labelled("Role of Dave")).select_by_visible_text("editor")
     wait_until(alice, lambda d: alice.js(dave_role) == "editor", what="Dave's new role")
-    alice.button("Remove Dave").click()
+    alice.press("Remove Dave")
     wait_until(alice, lambda d: not d.find_elements(By.CSS_SELECTOR, '[aria-label="Role of Dave"]'),
                what="Dave to leave the list")
     alice.screenshot("board-settings")
-    alice.button("Close settings").click()
+    alice.press("Close settings")
 
     alice.screenshot("board-desktop")
     bob.screenshot("board-desktop-bob")

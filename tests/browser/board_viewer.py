@@ -40,8 +40,8 @@ def main():
     # A write forced through the page's own socket. The page exposes its socket only when the
     # document is marked for tests; the board is opened again (in the page) to pick that up.
     carol.js("document.documentElement.dataset.test = ''")
-    carol.xpath('//a[normalize-space()="All boards"]').click()
-    carol.xpath(f'//a[normalize-space()="{board_name}"]').click()
+    carol.click('//a[normalize-space()="All boards"]')
+    carol.click(f'//div[@class="boards"]//li/a[normalize-space()="{board_name}"]')
     wait_live(carol)
     item = carol.xpath('//tr[th[normalize-space()="Brief"]]').get_attribute("data-item")
     board_id = path.rsplit("/", 1)[1]

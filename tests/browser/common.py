@@ -11,6 +11,9 @@ import sys
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import (ElementClickInterceptedException,
+                                        ElementNotInteractableException,
+                                        StaleElementReferenceException)
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as seen
 from selenium.webdriver.support.ui import WebDriverWait
@@ -46,6 +49,7 @@ class Browser:
         self.base = base
         self.driver = webdriver.Chrome(options=options,
                                        service=Service("/usr/bin/chromedriver"))
+        self.timeout = timeout
         self.wait = WebDriverWait(self.driver, timeout)
 
     def open(self, path="/"):
@@ -77,10 +81,24 @@ class Browser:
             return within.find_element(By.XPATH, xpath)
         return self.wait.until(seen.element_to_be_clickable((By.XPATH, xpath)))
 
+    def press(self, text):
+        """Clicks the button named `text` (its text or aria-label), finding it again if the
+        page redrew it between finding and clicking."""
+        self.click(f'//button[normalize-space()="{text}" or @aria-label="{text}"]')
+
     def labelled(self, name):
         """The element whose aria-label is `name`."""
         return self.wait.until(seen.presence_of_element_located(
             (By.CSS_SELECTOR, f'[aria-label="{name}"]')))
+
+    def click(self, xpath):
+        """Clicks what `xpath` finds once it can be clicked, finding it again if the page redrew
+        it meanwhile (a route's second render, a live event)."""
+        WebDriverWait(self.driver, self.timeout,
+                      ignored_exceptions=[StaleElementReferenceException,
+                                          ElementNotInteractableException,
+                                          ElementClickInterceptedException]).until(
+            lambda driver: driver.find_element(By.XPATH, xpath).click() or True)
 
     def text_appears(self, css, text):
         self.wait.until(seen.text_to_be_present_in_element((By.CSS_SELECTOR, css), text))

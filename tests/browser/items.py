@@ -24,7 +24,7 @@ class ItemBrowser(Browser):
         self.gone(f'{PRESENCE}//li[span[normalize-space()={quoted(name)}]]')
 
     def open_item(self, item):
-        self.button(f"Open {item}").click()
+        self.press(f"Open {item}")
         return self.panel()
 
     def panel(self):

@@ -43,7 +43,7 @@ def main():
 
     # The deliveries, once both have succeeded (a second look may be needed).
     def both_succeeded(_):
-        alice.button(f"Deliveries of {url}").click()
+        alice.press(f"Deliveries of {url}")
         rows = delivery_statuses(url)
         return len(rows) == 2 and all(r.endswith("succeeded") for r in rows)
     alice.wait.until(both_succeeded)
@@ -55,14 +55,14 @@ def main():
     say(redelivered=True)
     hear()  # the receiver got it again
 
-    alice.button(f"Rotate the secret of {url}").click()
+    alice.press(f"Rotate the secret of {url}")
     rotated = alice.labelled(f"The new secret of {url}").get_attribute("value")
     assert rotated and rotated != secret, "a new secret is shown"
     alice.text_appears(".once + .hint", "The previous secret keeps signing")
     say(rotated=rotated)
     hear()
 
-    alice.button(f"Delete {url}").click()
+    alice.press(f"Delete {url}")
     accept_confirm(alice)
     alice.text_appears(".status-line", "was deleted")
     alice.xpath('//p[normalize-space()="No webhooks yet."]')
