@@ -271,6 +271,20 @@ pub struct TestUser {
     pub session_id: String,
 }
 
+impl TestUser {
+    /// The user of a sign-in's answer (a bearer client's: it carries the refresh token).
+    fn from_session(answer: identity::SessionAnswer, email: String, password: String) -> TestUser {
+        TestUser {
+            id: answer.user.id.to_string(),
+            email,
+            password,
+            access_token: answer.access_token,
+            refresh_token: answer.refresh_token.expect("a bearer client gets its refresh token"),
+            session_id: answer.session_id.to_string(),
+        }
+    }
+}
+
 impl TestServer {
     /// Moves a board's stored `seq` forward by `by` behind its actor's back, as another node
     /// writing the board would.
@@ -327,23 +341,27 @@ impl TestServer {
         self.call(method, path).bearer(token).json(body).send().await
     }
 
-    /// Registers a fresh user named `name` (unique email) and returns their session.
+    /// Registers a fresh user named `name` and returns their session. `name` may be a display
+    /// name ("Ada Lovelace"): the unique email and the password use its first word, lowercased
+    /// (the server lowercases emails).
     pub async fn register(&self, name: &str) -> TestUser {
-        let email = format!("{name}-{}@example.com", uuid::Uuid::now_v7().simple());
-        let password = format!("pw-{name}-long-enough");
+        let local = name.split(' ').next().unwrap_or(name).to_lowercase();
+        let email = format!("{local}-{}@example.com", uuid::Uuid::now_v7().simple());
+        let password = format!("pw-{local}-long-enough");
         let body = identity::Register { email: email.clone(), password, name: name.to_owned() };
         let answer: identity::SessionAnswer =
             self.post("/api/v1/auth/register", None, &body).await.expect_as(201);
         assert_eq!(answer.user.email, email);
         assert_eq!(answer.user.name, name);
-        TestUser {
-            id: answer.user.id.to_string(),
-            email,
-            password: body.password,
-            access_token: answer.access_token,
-            refresh_token: answer.refresh_token.expect("a bearer client gets its refresh token"),
-            session_id: answer.session_id.to_string(),
-        }
+        TestUser::from_session(answer, email, body.password)
+    }
+
+    /// Signs in over REST as someone registered elsewhere (through a browser, say).
+    pub async fn sign_in(&self, email: &str, password: &str) -> TestUser {
+        let body = identity::Login { email: email.to_owned(), password: password.to_owned() };
+        let answer: identity::SessionAnswer =
+            self.post("/api/v1/auth/login", None, &body).await.expect_as(200);
+        TestUser::from_session(answer, email.to_owned(), password.to_owned())
     }
 
     /// `POST /auth/login` as `user` with their password.

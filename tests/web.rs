@@ -4,14 +4,11 @@
 //! (tests/browser/live_board.py), seeing another user's change arrive live.
 
 use boardroom::config::Settings;
-use boardroom_protocol::identity;
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::harness::browser::BrowserScript;
-use crate::harness::{
-    both_backends, both_backends_with, column, group, item, Reply, TestServer, TestUser,
-};
+use crate::harness::{both_backends, both_backends_with, column, group, item, Reply, TestServer};
 
 both_backends!(
     the_page_answers_at_the_root_and_at_client_routes,
@@ -154,17 +151,7 @@ async fn a_browser_sees_another_users_item_live(server: &TestServer) {
         _ => panic!("not a board's path: {path}"),
     };
 
-    let login = identity::Login { email: email.clone(), password: password.into() };
-    let session: identity::SessionAnswer =
-        server.post("/api/v1/auth/login", None, &login).await.expect_as(200);
-    let alice = TestUser {
-        id: session.user.id.to_string(),
-        email,
-        password: password.into(),
-        access_token: session.access_token,
-        refresh_token: session.refresh_token.unwrap(),
-        session_id: session.session_id.to_string(),
-    };
+    let alice = server.sign_in(&email, password).await;
     let bob = server.register("bob").await;
     server.add_member(&alice, org, &bob, "member").await;
     server.add_board_member(&alice, board, &bob, "editor").await;

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::harness::browser::BrowserScript;
 use crate::harness::smtp::SmtpSink;
-use crate::harness::{both_backends, both_backends_with, group, item, TestServer, TestUser};
+use crate::harness::{both_backends, both_backends_with, group, item, TestServer};
 use crate::webhooks::{with_receiver, Receiver};
 
 both_backends!(the_mailed_links_serve_the_page, the_config_says_what_is_on);
@@ -32,21 +32,6 @@ fn on_a_known_port(settings: &mut Settings) {
 fn known_port_and_receiver(settings: &mut Settings) {
     crate::web::on_a_known_port(settings);
     with_receiver(settings);
-}
-
-/// A user the browser registered, signed in over REST too.
-async fn signed_in(server: &TestServer, email: &str, password: &str) -> TestUser {
-    let login = identity::Login { email: email.to_owned(), password: password.to_owned() };
-    let session: identity::SessionAnswer =
-        server.post("/api/v1/auth/login", None, &login).await.expect_as(200);
-    TestUser {
-        id: session.user.id.to_string(),
-        email: email.to_owned(),
-        password: password.to_owned(),
-        access_token: session.access_token,
-        refresh_token: session.refresh_token.unwrap(),
-        session_id: session.session_id.to_string(),
-    }
 }
 
 fn unique(name: &str) -> String {
@@ -143,7 +128,7 @@ async fn an_admin_manages_members_keys_and_reads_the_audit_log(server: &TestServ
     assert_eq!(browser.next().await["revoked"], true);
     server.get_as("/api/v1/orgs", &key).await.expect_error(401, "unauthenticated");
     // Members as the page left them: Bob an admin, Dana never a member, her invitation gone.
-    let alice = signed_in(server, &email, password).await;
+    let alice = server.sign_in(&email, password).await;
     let members: orgs::OrgMemberList = server
         .get_as(&format!("/api/v1/orgs/{org}/members"), &alice.access_token)
         .await
@@ -175,7 +160,7 @@ async fn an_owner_manages_a_boards_webhooks(server: &TestServer) {
     let created = browser.next().await;
     let path = created["path"].as_str().unwrap();
     let board = path.rsplit('/').next().unwrap().to_owned();
-    let alice = signed_in(server, &email, password).await;
+    let alice = server.sign_in(&email, password).await;
     let hooks: WebhookList = server
         .get_as(&format!("/api/v1/boards/{board}/webhooks"), &alice.access_token)
         .await
@@ -251,7 +236,7 @@ async fn mailed_links_verify_reset_and_invite(server: &TestServer, mail: &SmtpSi
     // The old password is gone; the new one works.
     server.login(&carol).await.expect_error(401, "invalid_credentials");
     let me: identity::Me = server
-        .get_as("/api/v1/me", &signed_in(server, &carol.email, new_password).await.access_token)
+        .get_as("/api/v1/me", &server.sign_in(&carol.email, new_password).await.access_token)
         .await
         .expect_as(200);
     assert!(me.user.email_verified, "the links proved the address");

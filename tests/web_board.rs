@@ -5,7 +5,6 @@
 //! catches up when it returns, keeping what was typed meanwhile (a conflict shown, not lost).
 
 use boardroom::config::Settings;
-use boardroom_protocol::identity;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -20,24 +19,6 @@ both_backends_with!(on_a_known_port;
     a_viewer_cannot_edit_and_sees_refusals
 );
 
-/// Registers `name` (capitalized, as the pages show it) with a unique lowercase email.
-async fn person(server: &TestServer, name: &str) -> TestUser {
-    let email = format!("{}-{}@example.com", name.to_lowercase(), uuid::Uuid::now_v7().simple());
-    let password = format!("pw-{}-long-enough", name.to_lowercase());
-    let body =
-        identity::Register { email: email.clone(), password: password.clone(), name: name.into() };
-    let answer: identity::SessionAnswer =
-        server.post("/api/v1/auth/register", None, &body).await.expect_as(201);
-    TestUser {
-        id: answer.user.id.to_string(),
-        email,
-        password,
-        access_token: answer.access_token,
-        refresh_token: answer.refresh_token.expect("a bearer client gets its refresh token"),
-        session_id: answer.session_id.to_string(),
-    }
-}
-
 /// A board of Alice's in a fresh organization, with the default group renamed "Todo".
 struct Fixture {
     alice: TestUser,
@@ -48,7 +29,7 @@ struct Fixture {
 }
 
 async fn fixture(server: &TestServer, name: &str) -> Fixture {
-    let alice = person(server, "Alice").await;
+    let alice = server.register("Alice").await;
     let org = server.create_org(&alice, "Acme").await;
     let created = server.create_board(&alice, &org, name).await;
     let board = created.board.id.to_string();
@@ -77,7 +58,7 @@ async fn stage_and_notes(server: &TestServer, f: &Fixture) -> (String, String) {
 
 /// A member of `f`'s organization with `role` on its board.
 async fn on_the_board(server: &TestServer, f: &Fixture, name: &str, role: &str) -> TestUser {
-    let user = person(server, name).await;
+    let user = server.register(name).await;
     server.add_member(&f.alice, &f.org, &user, "member").await;
     server.add_board_member(&f.alice, &f.board, &user, role).await;
     user
@@ -88,7 +69,7 @@ async fn two_people_edit_one_board_live(server: &TestServer) {
     stage_and_notes(server, &f).await;
     server.create_group(&f.alice, &f.board, &group("Doing")).await;
     let bob = on_the_board(server, &f, "Bob", "editor").await;
-    let dave = person(server, "Dave").await;
+    let dave = server.register("Dave").await;
     server.add_member(&f.alice, &f.org, &dave, "member").await;
 
     let base = server.url("");

@@ -6,7 +6,6 @@
 //! console is checked clean (no SEVERE entries, which include CSP violations).
 
 use boardroom::config::Settings;
-use boardroom_protocol::identity;
 
 use crate::harness::browser::BrowserScript;
 use crate::harness::{both_backends_with, item, TestServer, TestUser};
@@ -21,27 +20,6 @@ both_backends_with!(small_files_on_a_known_port; a_file_is_attached_downloaded_a
 fn small_files_on_a_known_port(settings: &mut Settings) {
     on_a_known_port(settings);
     settings.attachment_max_bytes = MAX_FILE_BYTES;
-}
-
-/// Registers `name` (a display name with capitals and a space, as people have; the harness's
-/// `register` uses the name in the email too, which the server lowercases).
-async fn person(server: &TestServer, name: &str) -> TestUser {
-    let first = name.split(' ').next().unwrap_or(name).to_lowercase();
-    let email = format!("{first}-{}@example.com", uuid::Uuid::now_v7().simple());
-    let password = format!("pw-{first}-long-enough");
-    let body =
-        identity::Register { email: email.clone(), password: password.clone(), name: name.into() };
-    let answer: identity::SessionAnswer =
-        server.post("/api/v1/auth/register", None, &body).await.expect_as(201);
-    assert_eq!(answer.user.name, name);
-    TestUser {
-        id: answer.user.id.to_string(),
-        email,
-        password,
-        access_token: answer.access_token,
-        refresh_token: answer.refresh_token.unwrap(),
-        session_id: answer.session_id.to_string(),
-    }
 }
 
 /// A board of `owner`'s new organization with the item "Launch plan"; `others` join the
@@ -66,8 +44,8 @@ async fn board_with_an_item(
 /// Alice (owner) and Bob (editor) on one board, each in a browser: presence, a live comment,
 /// a reply, edits and deletions of one's own, no controls on the other's comment.
 async fn two_people_comment_live(server: &TestServer) {
-    let alice = person(server, "Alice Martin").await;
-    let bob = person(server, "Bob Okafor").await;
+    let alice = server.register("Alice Martin").await;
+    let bob = server.register("Bob Okafor").await;
     let path = board_with_an_item(server, &alice, &[(&bob, "editor")]).await;
     let base = server.url("");
     let browser = BrowserScript::start(
@@ -88,8 +66,8 @@ async fn two_people_comment_live(server: &TestServer) {
 
 /// Alice (owner) attaches, downloads and deletes a file; Carol (viewer) watches.
 async fn a_file_is_attached_downloaded_and_deleted(server: &TestServer) {
-    let alice = person(server, "Alice Martin").await;
-    let carol = person(server, "Carol Diaz").await;
+    let alice = server.register("Alice Martin").await;
+    let carol = server.register("Carol Diaz").await;
     let path = board_with_an_item(server, &alice, &[(&carol, "viewer")]).await;
     let base = server.url("");
     let limit = MAX_FILE_BYTES.to_string();
