@@ -472,6 +472,25 @@ pub struct Settings {
           global = true)]
     pub deletion_grace_days: u32,
 
+    /// NATS server that joins this node to a cluster of nodes on the same Postgres database
+    /// (`nats://host:4222`): board events, invalidations and forwarded commands travel over it,
+    /// and each board's and organization's actor runs on exactly one node, by lease
+    /// (`docs/DEPLOYMENT.md`). Unset: this is the only node, and a second one on the same
+    /// database is refused. Refused with SQLite.
+    #[arg(long, env = "BOARDROOM_NATS_URL", hide_env_values = true, global = true)]
+    pub nats_url: Option<String>,
+
+    /// This node's name in the cluster (letters, digits, `-` and `_`, at most 64); a random id
+    /// when unset, logged at start. Two live nodes may not share one.
+    #[arg(long, env = "BOARDROOM_NODE_ID", value_parser = parse_node_id, global = true)]
+    pub node_id: Option<String>,
+
+    /// Seconds a lease on a board's or organization's actor lasts unless renewed (renewed every
+    /// third of it); a node that dies loses its boards to the others after this long.
+    #[arg(long, env = "BOARDROOM_LEASE_SECS", default_value_t = 6,
+          value_parser = clap::value_parser!(u64).range(2..=300), global = true)]
+    pub lease_secs: u64,
+
     /// Seconds a board's actor may sit idle before it stops (it restarts on next use).
     #[arg(long, env = "BOARDROOM_BOARD_IDLE_SECS", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
@@ -779,6 +798,18 @@ impl Settings {
             .try_get_matches_from(["boardroom"])
             .expect("the clap defaults of every setting parse");
         Settings::from_arg_matches(&matches).expect("the clap defaults of every setting parse")
+    }
+}
+
+/// A node id: what may appear in a NATS subject token and a log line as it is.
+fn parse_node_id(raw: &str) -> Result<String, String> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 64
+        && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(raw.to_owned())
+    } else {
+        Err("a node id is 1 to 64 letters, digits, '-' or '_'".into())
     }
 }
 

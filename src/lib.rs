@@ -19,6 +19,8 @@
 //! - [`deletion`]: account deletion (GDPR erasure): the request, its grace period, and the
 //!   erasure of due accounts through the actors and one storage transaction.
 //! - [`config`]: the clap command line; every setting is a flag and an environment variable.
+//! - [`cluster`]: several nodes on one Postgres database: node registration and heartbeats, NATS
+//!   between nodes, leases on actors, forwarded commands, events and invalidations.
 //! - [`metrics`]: Prometheus metrics: the recorder, the `/metrics` listener, every series' name.
 //! - [`secrets`]: secret settings that fall back to a value generated into the data dir.
 //! - [`server`]: start-up (store, migrations, secret), serving, graceful shutdown.
@@ -51,6 +53,7 @@ pub mod auth;
 pub mod backup;
 pub mod billing;
 pub mod blob_reaper;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod deletion;

@@ -103,6 +103,8 @@ impl App {
             ),
             Err(err) => tracing::error!(error = %err, "re-sealing older audit rows failed"),
         }
+        let node_id = crate::cluster::node_id(&settings);
+        let cluster = crate::cluster::Cluster::join(&settings, &store, &node_id).await?;
         let mail = crate::mail::Mail::new(public_url);
         let mail_sender = crate::mail::Sender::new(
             store.clone(),
@@ -123,9 +125,14 @@ impl App {
                 backend: Arc::new(crate::webhooks::Deliverer::new(store.clone(), &settings)),
                 poll_interval: settings.webhook_poll,
             }),
+            placement: cluster.clone().map(|c| c as Arc<dyn boardroom_actors::remote::Placement>),
         })
         .await
         .map_err(|e| StartupError::Setting(format!("cannot start the actors: {e}")))?;
+        if let Some(cluster) = &cluster {
+            cluster.serve(runtime.boards().clone(), runtime.orgs().clone()).await?;
+        }
+        let node = crate::cluster::Node { id: node_id, cluster };
         let auth = Auth::new(
             store.clone(),
             runtime.audit().clone(),
@@ -134,7 +141,7 @@ impl App {
             &settings,
             mail,
         );
-        let state = AppState::new(store, settings, auth, runtime, billing, vault);
+        let state = AppState::new(store, settings, auth, runtime, billing, vault, node);
         Ok(App { state, tls, mail_sender })
     }
 
@@ -146,6 +153,15 @@ impl App {
     /// Binds the configured addresses and serves in the background.
     pub async fn spawn(self) -> Result<RunningServer, StartupError> {
         let settings = self.state.settings();
+        let node = self.state.node();
+        crate::cluster::nodes::register(self.state.store(), &node.id, node.cluster.is_some())
+            .await?;
+        tracing::info!(node = %node.id, clustered = node.cluster.is_some(), "node registered");
+        let heartbeat = crate::cluster::nodes::heartbeat(
+            self.state.store().clone(),
+            node.id.clone(),
+            node.cluster.is_some(),
+        );
         let addr = settings.listen;
         let bind_error = |setting: &'static str, addr: SocketAddr| {
             move |source| StartupError::Bind { setting, addr, source }
@@ -282,6 +298,7 @@ impl App {
             reaper,
             mail_sender,
             backups,
+            heartbeat,
             tls: self.tls,
             tls_watch,
             redirect,
@@ -337,6 +354,7 @@ pub struct RunningServer {
     reaper: JoinHandle<()>,
     mail_sender: JoinHandle<()>,
     backups: Option<JoinHandle<()>>,
+    heartbeat: JoinHandle<()>,
     tls: Option<Arc<Tls>>,
     tls_watch: Option<JoinHandle<()>>,
     redirect: Option<(SocketAddr, JoinHandle<std::io::Result<()>>)>,
@@ -413,6 +431,11 @@ impl RunningServer {
         if !flushed {
             tracing::warn!("the actors did not flush completely");
         }
+        if let Some(cluster) = self.state.cluster() {
+            cluster.leave().await;
+        }
+        self.heartbeat.abort();
+        crate::cluster::nodes::deregister(self.state.store(), &self.state.node().id).await;
         let closed =
             tokio::time::timeout(Duration::from_secs(2), self.state.store().close()).await.is_ok();
         drained && flushed && closed

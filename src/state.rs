@@ -35,6 +35,7 @@ struct AppInner {
     sweeper: Arc<Sweeper>,
     exports: Exporter,
     backups: Arc<BackupStatus>,
+    node: crate::cluster::Node,
 }
 
 impl AppState {
@@ -46,6 +47,7 @@ impl AppState {
         runtime: Runtime,
         billing: Option<Arc<Billing>>,
         vault: Arc<Vault>,
+        node: crate::cluster::Node,
     ) -> Self {
         let google = Google::from_settings(&settings);
         let ws = crate::ws::Gateway::start(&settings, runtime.boards().bus());
@@ -70,8 +72,19 @@ impl AppState {
             sweeper,
             exports,
             backups: Arc::default(),
+            node,
         };
         AppState { inner: Arc::new(inner) }
+    }
+
+    /// This node: its id, and its cluster when it runs with NATS.
+    pub fn node(&self) -> &crate::cluster::Node {
+        &self.inner.node
+    }
+
+    /// The cluster this node belongs to; `None` when it is the only node (no NATS).
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.inner.node.cluster.as_ref()
     }
 
     /// What the scheduled backups have done in this process.

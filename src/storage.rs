@@ -30,6 +30,7 @@ mod attachments;
 mod audit;
 mod billing;
 mod boards;
+mod cluster;
 mod deletion;
 mod email_tokens;
 mod exports;
@@ -48,6 +49,7 @@ pub use attachment_keys::{Rewrapped, Sealed, WrappedKeyRow, BLOB_KEYS_PER_QUERY}
 pub use attachments::StoredAttachment;
 pub use audit::{AuditRow, ChainReport, Resealed};
 pub use boards::{BoardListing, EventKindRow, EventPage, EventRow, EVENT_OVERHEAD_BYTES};
+pub use cluster::{Fence, LeaseKind, NodeConflict, NodeRow, NOT_LEASED};
 pub use deletion::{Erasure, DELETED_USER};
 pub use email_tokens::{NewEmailToken, ResetDone, TokenPurpose, Verified};
 pub use exports::{AuthoredAttachment, AuthoredComment, AuthoredItem, ExportRow, SessionRecord};
@@ -299,6 +301,9 @@ pub struct Store {
     /// The audit key, when loaded: audit rows are then written erasable (hash version 2, keyed
     /// commitments; `boardroom_actors::audit_chain`), and erasure can keep them verifiable.
     audit_key: Option<Arc<AuditKey>>,
+    /// With several nodes, the board leases this node holds: board commits are fenced on them
+    /// (`storage::cluster`). Empty on one node.
+    fence: cluster::FenceCell,
 }
 
 impl Store {
@@ -355,12 +360,15 @@ impl Store {
     /// A store on `pool`, with its item-batch collector started.
     fn on(pool: Pool) -> Store {
         let sqlite_writer = Arc::default();
-        let writer = item_batches::Writer::new(pool.clone(), Arc::clone(&sqlite_writer));
+        let fence = cluster::FenceCell::default();
+        let writer =
+            item_batches::Writer::new(pool.clone(), Arc::clone(&sqlite_writer), fence.clone());
         Store {
             item_batches: item_batches::ItemBatches::start(writer),
             pool,
             sqlite_writer,
             audit_key: None,
+            fence,
         }
     }
 

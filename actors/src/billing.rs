@@ -10,7 +10,7 @@
 pub use boardroom_protocol::billing::{BillingStatus, Plan};
 
 /// A verified Stripe event, reduced to what it changes for one organization.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BillingEvent {
     /// Stripe's event id (`evt_…`): the dedupe key.
     pub event_id: String,
@@ -23,7 +23,7 @@ pub struct BillingEvent {
 }
 
 /// What a Stripe event changes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum BillingChange {
     /// `checkout.session.completed`: the organization's customer and subscription.
     CheckoutCompleted {
@@ -53,7 +53,7 @@ pub enum BillingChange {
 }
 
 /// An organization's billing state, as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BillingState {
     /// The plan.
     pub plan: Plan,
@@ -125,7 +125,7 @@ impl BillingState {
 }
 
 /// What came of a billing event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum BillingOutcome {
     /// Applied: the state before and after.
     Applied {

@@ -48,7 +48,7 @@ use crate::org::Orgs;
 use crate::roles::OrgRole;
 
 /// Who is asking, as the edge established it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Requester {
     /// The user acting (an API key's user for keys).
     pub user_id: Uuid,
@@ -236,7 +236,7 @@ pub enum KeyLookup {
 
 /// What a successful command answers: what its event says (the changed entity as it is now,
 /// or for deletions its ids), and the event's `seq`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CommandOutput {
     /// The `seq` of the command's event.
     pub seq: i64,
@@ -245,7 +245,7 @@ pub struct CommandOutput {
 }
 
 /// A read of the board's state.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum BoardQuery {
     /// The board with columns, groups, items and seq (needs `boards:read`).
     Snapshot,

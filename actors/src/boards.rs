@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use boardroom_protocol::Scope;
-use ractor::{ActorCell, ActorRef};
+use ractor::{ActorCell, ActorId, ActorRef};
 use uuid::Uuid;
 
 use crate::board::{
@@ -21,6 +21,7 @@ use crate::domain::{BoardCommand, BoardError, BoardRole, Item};
 use crate::event_bus::EventBus;
 use crate::named;
 use crate::org::Orgs;
+use crate::remote::{Call, Entity, Place, Placement, Reply};
 
 /// How long a command or read may wait for its board.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -30,6 +31,11 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct Answer<T>(ractor::concurrency::OneshotReceiver<Result<T, BoardError>>);
 
 impl<T> Answer<T> {
+    /// The answer that arrives on `receiver`.
+    pub fn on(receiver: ractor::concurrency::OneshotReceiver<Result<T, BoardError>>) -> Self {
+        Answer(receiver)
+    }
+
     /// Waits for the answer, at most [`CALL_TIMEOUT`].
     pub async fn wait(self) -> Result<T, BoardError> {
         match tokio::time::timeout(CALL_TIMEOUT, self.0).await {
@@ -54,6 +60,26 @@ pub struct Boards {
     supervisor: ActorCell,
     idle_timeout: Duration,
     limits: BoardLimits,
+    /// Where boards' actors run, with several nodes; `None`: all of them here.
+    placement: Option<Arc<dyn Placement>>,
+    /// The lease epoch each running actor started under (with a placement), by actor.
+    incarnations: dashmap::DashMap<ActorId, (Uuid, i64)>,
+}
+
+/// Where a board's messages go.
+enum Route {
+    /// To its actor here.
+    Here(ActorRef<BoardMessage>),
+    /// To the node holding its lease.
+    There(String),
+}
+
+/// A call that reached this node from another, for a board whose lease it does not hold.
+#[derive(Debug)]
+pub struct Moved;
+
+fn unavailable(why: impl std::fmt::Display) -> BoardError {
+    BoardError::Unavailable(format!("{why}; retry"))
 }
 
 /// A board answered a query with the view of another: a defect, reported as a failure to
@@ -61,6 +87,12 @@ pub struct Boards {
 fn mismatched(view: BoardView) -> BoardError {
     tracing::error!(?view, "a board answered a query with another view");
     BoardError::Unavailable("the board answered unexpectedly; retry".into())
+}
+
+/// Another node answered a board call with the answer to another kind of call: a defect.
+fn mismatched_reply(reply: &Reply) -> BoardError {
+    tracing::error!(?reply, "a node answered a board call with another kind of answer");
+    BoardError::Unavailable("the board's node answered unexpectedly; retry".into())
 }
 
 fn actor_name(board: Uuid) -> String {
@@ -81,6 +113,7 @@ impl Boards {
         supervisor: ActorCell,
         idle_timeout: Duration,
         limits: BoardLimits,
+        placement: Option<Arc<dyn Placement>>,
     ) -> Self {
         Boards {
             store,
@@ -90,6 +123,8 @@ impl Boards {
             supervisor,
             idle_timeout,
             limits,
+            placement,
+            incarnations: dashmap::DashMap::new(),
         }
     }
 
@@ -127,7 +162,12 @@ impl Boards {
     ) -> Result<CommandOutput, BoardError> {
         let loaded = LoadedBoard::unborn(org);
         let id = loaded.board.id;
-        let actor = self.spawn(loaded).await?;
+        let epoch = match self.place(id).await? {
+            Ok(epoch) => epoch,
+            // A new id is nobody's: only a defect or a clash of UUIDv7s gets here.
+            Err(node) => return Err(unavailable(format_args!("board {id} is held by {node}"))),
+        };
+        let actor = self.spawn(loaded, epoch).await?;
         let (tx, rx) = ractor::concurrency::oneshot();
         let command = BoardMessage::Command {
             requester,
@@ -144,33 +184,79 @@ impl Boards {
         Ok(output)
     }
 
-    /// The actor of `board` in `org`, started if needed. A board of another organization, or a
-    /// deleted one, is not found.
+    /// Where `board`'s actor must run: `Ok` here (with the lease's epoch, `None` on one node),
+    /// or `Err` with the node holding its lease.
+    async fn place(&self, board: Uuid) -> Result<Result<Option<i64>, String>, BoardError> {
+        let Some(placement) = &self.placement else { return Ok(Ok(None)) };
+        match placement.place(Entity::Board(board)).await {
+            Ok(Place::Here { epoch }) => Ok(Ok(Some(epoch))),
+            Ok(Place::At(node)) => Ok(Err(node)),
+            Err(err) => {
+                tracing::warn!(%board, error = %err, "finding the board's node failed");
+                Err(unavailable("the board's node could not be found"))
+            }
+        }
+    }
+
+    /// Where `board`'s messages go: its actor here (started if this node may run it), or the
+    /// node that holds its lease.
+    async fn route(&self, org: Uuid, board: Uuid) -> Result<Route, BoardError> {
+        if let Some(actor) = Self::running(board) {
+            return Ok(Route::Here(actor));
+        }
+        let epoch = match self.place(board).await? {
+            Ok(epoch) => epoch,
+            Err(node) => return Ok(Route::There(node)),
+        };
+        let loaded = match self.store.load_board(org, board).await {
+            Ok(Some(loaded)) if loaded.board.organization_id == org => loaded,
+            Ok(_) => {
+                self.give_up(board, epoch);
+                return Err(BoardError::NotFound("board"));
+            }
+            Err(e) => {
+                tracing::error!(error = ?e, %board, "loading board failed");
+                self.give_up(board, epoch);
+                return Err(BoardError::Unavailable("storage is unavailable; retry".into()));
+            }
+        };
+        self.spawn(loaded, epoch).await.map(Route::Here)
+    }
+
+    /// The actor of `board` in `org` on this node, started if needed. A board of another
+    /// organization, or a deleted one, is not found; one whose lease another node holds is
+    /// unavailable here.
     pub async fn actor(
         &self,
         org: Uuid,
         board: Uuid,
     ) -> Result<ActorRef<BoardMessage>, BoardError> {
-        if let Some(actor) = Self::running(board) {
-            return Ok(actor);
+        match self.route(org, board).await? {
+            Route::Here(actor) => Ok(actor),
+            Route::There(node) => Err(unavailable(format_args!("the board runs on node {node}"))),
         }
-        let loaded = self
-            .store
-            .load_board(org, board)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = ?e, %board, "loading board failed");
-                BoardError::Unavailable("storage is unavailable; retry".into())
-            })?
-            .ok_or(BoardError::NotFound("board"))?;
-        if loaded.board.organization_id != org {
-            return Err(BoardError::NotFound("board"));
-        }
-        self.spawn(loaded).await
     }
 
-    /// Starts the actor of `loaded` under its board's name.
-    async fn spawn(&self, loaded: LoadedBoard) -> Result<ActorRef<BoardMessage>, BoardError> {
+    /// Gives up a lease taken for an actor that did not start.
+    fn give_up(&self, board: Uuid, epoch: Option<i64>) {
+        if let (Some(placement), Some(epoch)) = (&self.placement, epoch) {
+            placement.stopped(Entity::Board(board), epoch);
+        }
+    }
+
+    /// A board actor of this registry stopped (the supervisor tells): its lease is given up.
+    pub fn stopped(&self, actor: ActorId) {
+        if let Some((_, (board, epoch))) = self.incarnations.remove(&actor) {
+            self.give_up(board, Some(epoch));
+        }
+    }
+
+    /// Starts the actor of `loaded` under its board's name, run under the lease at `epoch`.
+    async fn spawn(
+        &self,
+        loaded: LoadedBoard,
+        epoch: Option<i64>,
+    ) -> Result<ActorRef<BoardMessage>, BoardError> {
         let board = loaded.board.id;
         let args = BoardArgs {
             loaded,
@@ -181,9 +267,18 @@ impl Boards {
             limits: self.limits,
         };
         match named::start(actor_name(board), BoardActor, args, self.supervisor.clone()).await {
-            Ok(Some(actor)) => Ok(actor),
-            Ok(None) => Err(BoardError::Unavailable("board is restarting; retry".into())),
+            Ok(Some(actor)) => {
+                if let Some(epoch) = epoch {
+                    self.incarnations.insert(actor.get_id(), (board, epoch));
+                }
+                Ok(actor)
+            }
+            Ok(None) => {
+                self.give_up(board, epoch);
+                Err(BoardError::Unavailable("board is restarting; retry".into()))
+            }
             Err(err) => {
+                self.give_up(board, epoch);
                 tracing::error!(error = %err, %board, "starting board actor failed");
                 Err(BoardError::Unavailable("board is unavailable; retry".into()))
             }
@@ -192,22 +287,58 @@ impl Boards {
 
     /// Hands a message built by `message` to the board's actor. Only a message that never
     /// reached an actor is retried: one that did may have committed.
+    /// `Err(node)`: the board's lease is held by `node`, and nothing was sent.
     async fn send<T: Send + 'static>(
         &self,
         org: Uuid,
         board: Uuid,
         message: impl Fn(ractor::RpcReplyPort<Result<T, BoardError>>) -> BoardMessage,
-    ) -> Result<Answer<T>, BoardError> {
+    ) -> Result<Result<Answer<T>, String>, BoardError> {
         for _ in 0..3 {
-            let actor = self.actor(org, board).await?;
+            let actor = match self.route(org, board).await? {
+                Route::Here(actor) => actor,
+                Route::There(node) => return Ok(Err(node)),
+            };
             let (tx, rx) = ractor::concurrency::oneshot();
             if actor.cast(message(tx.into())).is_err() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
-            return Ok(Answer(rx));
+            return Ok(Ok(Answer(rx)));
         }
         Err(BoardError::Unavailable("board is restarting; retry".into()))
+    }
+
+    /// Sends `call` to `node`, which holds the lease of the board it is for; the answer, when
+    /// it comes, is mapped by `answer`. Sent before this returns, so calls handed over in
+    /// order reach the node in order.
+    async fn forward<T: Send + 'static>(
+        &self,
+        node: &str,
+        call: Call,
+        answer: fn(Reply) -> Result<T, BoardError>,
+    ) -> Result<Answer<T>, BoardError> {
+        let Some(placement) = &self.placement else {
+            return Err(unavailable("the board runs on another node"));
+        };
+        let pending = placement.send(node, call).await.map_err(|err| {
+            tracing::warn!(%node, error = %err, "forwarding to the board's node failed");
+            unavailable("the board's node could not be reached")
+        })?;
+        let (tx, rx) = ractor::concurrency::oneshot();
+        tokio::spawn(async move {
+            let result = match pending.await {
+                Ok(Ok(Reply::Moved)) => Err(unavailable("the board moved to another node")),
+                Ok(Ok(reply)) => answer(reply),
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, "a forwarded board call got no answer");
+                    Err(unavailable("the board's node did not answer"))
+                }
+                Err(_) => Err(unavailable("the board's node did not answer")),
+            };
+            let _ = tx.send(result);
+        });
+        Ok(Answer(rx))
     }
 
     /// Hands a command to its board. Commands handed to one board are applied in the order
@@ -237,14 +368,56 @@ impl Boards {
                 Err(err) => tracing::warn!(error = ?err, "idempotency lookup failed"),
             }
         }
-        self.send(org, board, |reply| BoardMessage::Command {
-            requester: requester.clone(),
-            command: command.clone(),
-            idempotency_key: idempotency_key.clone(),
-            key_lookup: key_lookup.clone(),
-            reply,
-        })
-        .await
+        let sent = self
+            .send(org, board, |reply| BoardMessage::Command {
+                requester: requester.clone(),
+                command: command.clone(),
+                idempotency_key: idempotency_key.clone(),
+                key_lookup: key_lookup.clone(),
+                reply,
+            })
+            .await?;
+        match sent {
+            Ok(answer) => Ok(answer),
+            Err(node) => {
+                let call = Call::BoardCommand { org, board, requester, command, idempotency_key };
+                self.forward(&node, call, |reply| match reply {
+                    Reply::BoardCommand(result) => result,
+                    other => Err(mismatched_reply(&other)),
+                })
+                .await
+            }
+        }
+    }
+
+    /// [`Self::submit`] for a command another node forwarded here: run here if this node
+    /// holds the board's lease (or takes it now), else [`Moved`], and never forwarded again.
+    pub async fn submit_here(
+        &self,
+        org: Uuid,
+        board: Uuid,
+        requester: Requester,
+        command: BoardCommand,
+        idempotency_key: Option<String>,
+    ) -> Result<Result<Answer<CommandOutput>, BoardError>, Moved> {
+        if let Ok(Route::There(_)) = self.route(org, board).await {
+            return Err(Moved);
+        }
+        Ok(self.submit(org, board, requester, command, idempotency_key).await)
+    }
+
+    /// [`Self::read`] for a read another node forwarded here (see [`Self::submit_here`]).
+    pub async fn read_here(
+        &self,
+        org: Uuid,
+        board: Uuid,
+        requester: Requester,
+        query: BoardQuery,
+    ) -> Result<Result<BoardView, BoardError>, Moved> {
+        if let Ok(Route::There(_)) = self.route(org, board).await {
+            return Err(Moved);
+        }
+        Ok(self.read(org, board, requester, query).await)
     }
 
     /// Sends a command to its board and waits for it to commit.
@@ -267,14 +440,26 @@ impl Boards {
         requester: Requester,
         query: BoardQuery,
     ) -> Result<BoardView, BoardError> {
-        self.send(org, board, |reply| BoardMessage::Read {
-            requester: requester.clone(),
-            query: query.clone(),
-            reply,
-        })
-        .await?
-        .wait()
-        .await
+        let sent = self
+            .send(org, board, |reply| BoardMessage::Read {
+                requester: requester.clone(),
+                query: query.clone(),
+                reply,
+            })
+            .await?;
+        match sent {
+            Ok(answer) => answer.wait().await,
+            Err(node) => {
+                let call = Call::BoardRead { org, board, requester, query };
+                self.forward(&node, call, |reply| match reply {
+                    Reply::BoardRead(result) => result,
+                    other => Err(mismatched_reply(&other)),
+                })
+                .await?
+                .wait()
+                .await
+            }
+        }
     }
 
     /// The board whole ([`BoardQuery::Snapshot`]).

@@ -182,7 +182,7 @@ pub struct Update {
 
 /// A file attached to an item (and, with `update_id`, to one of its comments): its metadata.
 /// The bytes live encrypted in the blob store; where, and under which key, is [`StoredBlob`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Attachment {
     /// Id.
     pub id: Uuid,
@@ -206,7 +206,7 @@ pub struct Attachment {
 
 /// Where an attachment's encrypted bytes are and the data key that reads them, wrapped by a
 /// master key: written to its row, never into an event, an answer or a log.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoredBlob {
     /// The blob's random name in the blob store.
     pub blob_key: String,
@@ -237,7 +237,7 @@ pub struct Placement {
 }
 
 /// A change to a board. Every write, from REST or a socket, is one of these.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum BoardCommand {
     /// Create the board (sent by the registry to the actor of a board not yet created; the
     /// sender becomes its owner).
@@ -422,7 +422,7 @@ pub use boardroom_protocol::events::EventKind;
 /// What a committed change did, with what it changed as it is after the change: the payload of
 /// its event, and the answer to the command that made it. The edge maps it to the wire
 /// (`src/wire`); nothing here knows the wire's shape.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum EventData {
     /// `board.created`: the board, the group it starts with, and its owner.
     BoardCreated {
@@ -560,7 +560,7 @@ impl EventData {
 }
 
 /// A committed change, as logged in `board_events` and published on the event bus.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BoardEvent {
     /// Organization.
     pub organization_id: Uuid,
@@ -584,6 +584,7 @@ impl BoardEvent {
 }
 
 /// Why a command or query is refused. Each maps to one stable error code at the edge.
+// Serde between nodes: `crate::remote`, through a representation with owned names.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BoardError {
     /// The board, or something on it, does not exist or is not visible to the caller.

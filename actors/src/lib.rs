@@ -15,6 +15,8 @@
 //! - [`org`]: the org actor (memberships, roles, plan and its limits) and its registry.
 //! - [`plans`]: what each plan allows an organization to hold, and the check against it.
 //! - [`named`]: start-on-first-use under a name, and idle stops, for both registries.
+//! - [`remote`]: actors on several nodes: the [`remote::Placement`] a cluster gives the
+//!   registries (leases, calls to the owning node) and the calls and answers between nodes.
 //! - [`event_bus`]: committed events, in order, to sockets and webhooks.
 //! - [`position`]: fractional position keys, so reordering never renumbers.
 //! - [`values`]: what each column type accepts.
@@ -39,6 +41,7 @@ pub mod named;
 pub mod org;
 pub mod plans;
 pub mod position;
+pub mod remote;
 pub mod roles;
 pub mod supervisor;
 #[cfg(test)]

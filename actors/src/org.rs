@@ -16,12 +16,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort};
 use uuid::Uuid;
 
 use crate::billing::{BillingEvent, BillingOutcome, Plan};
 use crate::named::{self, Idle};
 use crate::plans::{self, PlanLimitExceeded, PlanLimits, PlanTable, Resource, Usage};
+use crate::remote::{Call, Entity, OrgAnswer, OrgCall, Place, Placement, Reply};
 use crate::roles::{check_keeps_an_admin, OrgRole};
 use crate::webhook::{Affected, Webhooks};
 
@@ -35,6 +36,7 @@ pub struct LoadedOrg {
 }
 
 /// Why a membership change is refused.
+// Serde between nodes: `crate::remote`, through a representation with owned names.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OrgError {
     /// No such organization, or no such member.
@@ -81,7 +83,7 @@ pub trait OrgStore: Send + Sync + 'static {
 }
 
 /// An organization's plan, its limits and what it holds now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PlanView {
     /// The plan.
     pub plan: Plan,
@@ -92,7 +94,7 @@ pub struct PlanView {
 }
 
 /// A membership change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MemberChange {
     /// Add with a role.
     Add(OrgRole),
@@ -300,6 +302,27 @@ pub struct Orgs {
     /// Each organization's creation turn, held from [`Orgs::admit`] until the creation is
     /// written. Weak: an organization nobody is creating in holds no lock.
     creating: dashmap::DashMap<Uuid, Weak<tokio::sync::Mutex<()>>>,
+    /// Where organizations' actors run, with several nodes; `None`: all of them here.
+    placement: Option<Arc<dyn Placement>>,
+    /// The lease epoch each running actor started under (with a placement), by actor.
+    incarnations: dashmap::DashMap<ActorId, (Uuid, i64)>,
+}
+
+/// Where an organization's calls go.
+enum Route {
+    /// To its actor here.
+    Here(ActorRef<OrgMessage>),
+    /// To the node holding its lease.
+    There(String),
+}
+
+/// A call that reached this node from another, for an organization whose lease it does not
+/// hold.
+#[derive(Debug)]
+pub struct OrgMoved;
+
+fn unavailable_now(why: &str) -> OrgError {
+    OrgError::Unavailable(format!("{why}; retry"))
 }
 
 /// A creation admitted by the plan: the organization's creation turn, held until dropped.
@@ -330,7 +353,15 @@ impl Orgs {
             webhooks: None,
             limits: PlanTable::default(),
             creating: dashmap::DashMap::new(),
+            placement: None,
+            incarnations: dashmap::DashMap::new(),
         }
+    }
+
+    /// Runs each organization's actor only on the node `placement` places it on.
+    pub fn placed(mut self, placement: Option<Arc<dyn Placement>>) -> Self {
+        self.placement = placement;
+        self
     }
 
     /// Enforces `limits` instead of the documented defaults.
@@ -346,15 +377,48 @@ impl Orgs {
         self
     }
 
-    async fn actor(&self, org: Uuid) -> Result<Option<ActorRef<OrgMessage>>, OrgError> {
-        if let Some(actor) = named::running(&actor_name(org)) {
-            return Ok(Some(actor));
+    fn give_up(&self, org: Uuid, epoch: Option<i64>) {
+        if let (Some(placement), Some(epoch)) = (&self.placement, epoch) {
+            placement.stopped(Entity::Org(org), epoch);
         }
-        let loaded = self.store.load_org(org).await.map_err(|e| {
-            tracing::error!(error = ?e, %org, "loading organization failed");
-            OrgError::Unavailable("storage is unavailable; retry".into())
-        })?;
-        let Some(loaded) = loaded else { return Ok(None) };
+    }
+
+    /// An org actor of this registry stopped (the supervisor tells): its lease is given up.
+    pub fn stopped(&self, actor: ActorId) {
+        if let Some((_, (org, epoch))) = self.incarnations.remove(&actor) {
+            self.give_up(org, Some(epoch));
+        }
+    }
+
+    /// Where `org`'s calls go: its actor here (started if this node may run it), or the node
+    /// holding its lease; `None` when there is no such organization.
+    async fn route(&self, org: Uuid) -> Result<Option<Route>, OrgError> {
+        if let Some(actor) = named::running(&actor_name(org)) {
+            return Ok(Some(Route::Here(actor)));
+        }
+        let epoch = match &self.placement {
+            None => None,
+            Some(placement) => match placement.place(Entity::Org(org)).await {
+                Ok(Place::Here { epoch }) => Some(epoch),
+                Ok(Place::At(node)) => return Ok(Some(Route::There(node))),
+                Err(err) => {
+                    tracing::warn!(%org, error = %err, "finding the organization's node failed");
+                    return Err(unavailable_now("the organization's node could not be found"));
+                }
+            },
+        };
+        let loaded = match self.store.load_org(org).await {
+            Ok(Some(loaded)) => loaded,
+            Ok(None) => {
+                self.give_up(org, epoch);
+                return Ok(None);
+            }
+            Err(e) => {
+                self.give_up(org, epoch);
+                tracing::error!(error = ?e, %org, "loading organization failed");
+                return Err(OrgError::Unavailable("storage is unavailable; retry".into()));
+            }
+        };
         let args = OrgArgs {
             org,
             loaded,
@@ -363,32 +427,100 @@ impl Orgs {
             limits: self.limits,
         };
         match named::start(actor_name(org), OrgActor, args, self.supervisor.clone()).await {
-            Ok(Some(actor)) => Ok(Some(actor)),
+            Ok(Some(actor)) => {
+                if let Some(epoch) = epoch {
+                    self.incarnations.insert(actor.get_id(), (org, epoch));
+                }
+                Ok(Some(Route::Here(actor)))
+            }
             // Its name is still held by an actor stopping after sitting idle.
-            Ok(None) => Err(OrgError::Unavailable("organization is restarting; retry".into())),
+            Ok(None) => {
+                self.give_up(org, epoch);
+                Err(OrgError::Unavailable("organization is restarting; retry".into()))
+            }
             Err(err) => {
+                self.give_up(org, epoch);
                 tracing::error!(error = %err, %org, "starting organization actor failed");
                 Err(OrgError::Unavailable("organization is unavailable; retry".into()))
             }
         }
     }
 
-    /// The role of `user` in `org`; `None` when either does not exist or they are no member.
-    pub async fn role(&self, org: Uuid, user: Uuid) -> Result<Option<OrgRole>, OrgError> {
+    /// Stops `org`'s actor here, if it runs, so its next use loads it again (on whichever
+    /// node then holds its lease).
+    pub async fn reload(&self, org: Uuid) {
+        if let Some(actor) = named::running::<OrgMessage>(&actor_name(org)) {
+            let stopped = actor.stop_and_wait(Some("reload".into()), Some(Duration::from_secs(5)));
+            if stopped.await.is_err() {
+                tracing::warn!(%org, "organization actor did not stop for a reload");
+            }
+        }
+    }
+
+    /// Asks `org`'s actor, wherever it runs; `None` when there is no such organization.
+    pub async fn call(&self, org: Uuid, call: OrgCall) -> Result<Option<OrgAnswer>, OrgError> {
         for _ in 0..3 {
-            let Some(actor) = self.actor(org).await? else { return Ok(None) };
-            match ractor::call_t!(actor, OrgMessage::Role, ROLE_TIMEOUT_MS, user) {
-                Ok(role) => return Ok(role),
-                // A lookup answered from memory that takes this long will not be quicker on
-                // a retry, and a board actor may be waiting on it.
-                Err(ractor::RactorErr::Timeout) => {
-                    return Err(OrgError::Unavailable("organization did not answer; retry".into()))
-                }
-                // The actor stopped (idle) between lookup and call: start it again.
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            match self.route(org).await? {
+                None => return Ok(None),
+                Some(Route::Here(actor)) => match ask(&actor, &call).await {
+                    Asked::Answer(answer) => return answer.map(Some),
+                    // The actor stopped (idle) between lookup and call: start it again.
+                    Asked::NotDelivered => tokio::time::sleep(Duration::from_millis(10)).await,
+                },
+                Some(Route::There(node)) => return self.forward(&node, org, call).await,
             }
         }
         Err(OrgError::Unavailable("organization is restarting; retry".into()))
+    }
+
+    /// [`Self::call`] for a call another node forwarded here: run here if this node holds the
+    /// organization's lease (or takes it now), else [`OrgMoved`], and never forwarded again.
+    pub async fn call_here(
+        &self,
+        org: Uuid,
+        call: OrgCall,
+    ) -> Result<Result<Option<OrgAnswer>, OrgError>, OrgMoved> {
+        if let Ok(Some(Route::There(_))) = self.route(org).await {
+            return Err(OrgMoved);
+        }
+        Ok(self.call(org, call).await)
+    }
+
+    async fn forward(
+        &self,
+        node: &str,
+        org: Uuid,
+        call: OrgCall,
+    ) -> Result<Option<OrgAnswer>, OrgError> {
+        let Some(placement) = &self.placement else {
+            return Err(unavailable_now("the organization runs on another node"));
+        };
+        let pending = placement.send(node, Call::Org { org, call }).await.map_err(|err| {
+            tracing::warn!(%node, error = %err, "forwarding to the organization's node failed");
+            unavailable_now("the organization's node could not be reached")
+        })?;
+        match pending.await {
+            Ok(Ok(Reply::Org(result))) => result,
+            Ok(Ok(Reply::Moved)) => Err(unavailable_now("the organization moved to another node")),
+            Ok(Ok(other)) => {
+                tracing::error!(?other, "a node answered an organization call with another answer");
+                Err(unavailable_now("the organization's node answered unexpectedly"))
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(%node, error = %err, "a forwarded organization call got no answer");
+                Err(unavailable_now("the organization's node did not answer"))
+            }
+            Err(_) => Err(unavailable_now("the organization's node did not answer")),
+        }
+    }
+
+    /// The role of `user` in `org`; `None` when either does not exist or they are no member.
+    pub async fn role(&self, org: Uuid, user: Uuid) -> Result<Option<OrgRole>, OrgError> {
+        match self.call(org, OrgCall::Role(user)).await? {
+            None => Ok(None),
+            Some(OrgAnswer::Role(role)) => Ok(role),
+            Some(other) => Err(mismatched(&other)),
+        }
     }
 
     /// Applies a membership change through the organization's actor; answers the previous role.
@@ -398,11 +530,11 @@ impl Orgs {
         user: Uuid,
         change: MemberChange,
     ) -> Result<Option<OrgRole>, OrgError> {
-        let actor = self.actor(org).await?.ok_or(OrgError::NotFound("organization"))?;
-        let previous = ractor::call_t!(actor, OrgMessage::Change, CALL_TIMEOUT_MS, user, change)
-            .map_err(|_| {
-            OrgError::Unavailable("organization did not answer; retry".into())
-        })??;
+        let previous = match self.call(org, OrgCall::Change(user, change)).await? {
+            None => return Err(OrgError::NotFound("organization")),
+            Some(OrgAnswer::Changed(previous)) => previous,
+            Some(other) => return Err(mismatched(&other)),
+        };
         if !matches!(change, MemberChange::Add(_)) {
             if let Some(webhooks) = &self.webhooks {
                 webhooks.recheck(Affected::User { org, user });
@@ -418,17 +550,20 @@ impl Orgs {
         org: Uuid,
         event: BillingEvent,
     ) -> Result<BillingOutcome, OrgError> {
-        let actor = self.actor(org).await?.ok_or(OrgError::NotFound("organization"))?;
-        ractor::call_t!(actor, OrgMessage::Billing, CALL_TIMEOUT_MS, Box::new(event))
-            .map_err(|_| OrgError::Unavailable("organization did not answer; retry".into()))?
+        match self.call(org, OrgCall::Billing(Box::new(event))).await? {
+            None => Err(OrgError::NotFound("organization")),
+            Some(OrgAnswer::Billing(outcome)) => Ok(outcome),
+            Some(other) => Err(mismatched(&other)),
+        }
     }
 
     /// The plan `org` is on; `None` when there is no such organization.
     pub async fn plan(&self, org: Uuid) -> Result<Option<Plan>, OrgError> {
-        let Some(actor) = self.actor(org).await? else { return Ok(None) };
-        ractor::call_t!(actor, OrgMessage::Plan, ROLE_TIMEOUT_MS)
-            .map(Some)
-            .map_err(|_| OrgError::Unavailable("organization did not answer; retry".into()))
+        match self.call(org, OrgCall::Plan).await? {
+            None => Ok(None),
+            Some(OrgAnswer::Plan(plan)) => Ok(Some(plan)),
+            Some(other) => Err(mismatched(&other)),
+        }
     }
 
     fn turn(&self, org: Uuid) -> Arc<tokio::sync::Mutex<()>> {
@@ -455,10 +590,11 @@ impl Orgs {
             self.creating.retain(|_, turn| turn.strong_count() > 0);
         }
         let turn = self.turn(org).lock_owned().await;
-        let actor = self.actor(org).await?.ok_or(OrgError::NotFound("organization"))?;
-        ractor::call_t!(actor, OrgMessage::Admit, CALL_TIMEOUT_MS, resource, adding)
-            .map_err(|_| OrgError::Unavailable("organization did not answer; retry".into()))??;
-        Ok(Admission { _turn: turn })
+        match self.call(org, OrgCall::Admit(resource, adding)).await? {
+            None => Err(OrgError::NotFound("organization")),
+            Some(OrgAnswer::Admitted) => Ok(Admission { _turn: turn }),
+            Some(other) => Err(mismatched(&other)),
+        }
     }
 
     /// Attachment storage: whether a file of `bytes` fits `org`'s plan on top of the bytes
@@ -470,9 +606,79 @@ impl Orgs {
     /// `org`'s plan, its limits and what it holds now; `None` when there is no such
     /// organization.
     pub async fn plan_view(&self, org: Uuid) -> Result<Option<PlanView>, OrgError> {
-        let Some(actor) = self.actor(org).await? else { return Ok(None) };
-        ractor::call_t!(actor, OrgMessage::View, CALL_TIMEOUT_MS)
-            .map_err(|_| OrgError::Unavailable("organization did not answer; retry".into()))?
-            .map(Some)
+        match self.call(org, OrgCall::View).await? {
+            None => Ok(None),
+            Some(OrgAnswer::View(view)) => Ok(Some(view)),
+            Some(other) => Err(mismatched(&other)),
+        }
+    }
+}
+
+/// An answer to another kind of call: a defect, reported as unavailability.
+fn mismatched(answer: &OrgAnswer) -> OrgError {
+    tracing::error!(?answer, "an organization answered a call with another kind of answer");
+    OrgError::Unavailable("the organization answered unexpectedly; retry".into())
+}
+
+/// What asking an actor here gave.
+enum Asked {
+    /// Its answer, or why there is none.
+    Answer(Result<OrgAnswer, OrgError>),
+    /// The call never reached it (it stopped meanwhile): safe to ask again.
+    NotDelivered,
+}
+
+/// Asks the actor here. A lookup answered from memory waits only behind a membership change
+/// being written ([`ROLE_TIMEOUT_MS`]); a write waits up to [`CALL_TIMEOUT_MS`]. A read that
+/// fails otherwise is asked again; a write only if it was never delivered, since one that was
+/// may have been written.
+async fn ask(actor: &ActorRef<OrgMessage>, call: &OrgCall) -> Asked {
+    use ractor::RactorErr;
+    fn outcome<T>(
+        result: Result<T, RactorErr<OrgMessage>>,
+        read: bool,
+        answer: impl FnOnce(T) -> Result<OrgAnswer, OrgError>,
+    ) -> Asked {
+        match result {
+            Ok(value) => Asked::Answer(answer(value)),
+            Err(RactorErr::Timeout) => {
+                Asked::Answer(Err(unavailable_now("organization did not answer")))
+            }
+            Err(RactorErr::Messaging(ractor::MessagingErr::SendErr(_))) => Asked::NotDelivered,
+            Err(_) if read => Asked::NotDelivered,
+            Err(_) => Asked::Answer(Err(unavailable_now("organization did not answer"))),
+        }
+    }
+    match call {
+        OrgCall::Role(user) => outcome(
+            ractor::call_t!(actor, OrgMessage::Role, ROLE_TIMEOUT_MS, *user),
+            true,
+            |role| Ok(OrgAnswer::Role(role)),
+        ),
+        OrgCall::Change(user, change) => outcome(
+            ractor::call_t!(actor, OrgMessage::Change, CALL_TIMEOUT_MS, *user, *change),
+            false,
+            |changed| changed.map(OrgAnswer::Changed),
+        ),
+        OrgCall::Billing(event) => outcome(
+            ractor::call_t!(actor, OrgMessage::Billing, CALL_TIMEOUT_MS, event.clone()),
+            false,
+            |applied| applied.map(OrgAnswer::Billing),
+        ),
+        OrgCall::Plan => {
+            outcome(ractor::call_t!(actor, OrgMessage::Plan, ROLE_TIMEOUT_MS), true, |plan| {
+                Ok(OrgAnswer::Plan(plan))
+            })
+        }
+        OrgCall::Admit(resource, adding) => outcome(
+            ractor::call_t!(actor, OrgMessage::Admit, CALL_TIMEOUT_MS, *resource, *adding),
+            false,
+            |admitted| admitted.map(|()| OrgAnswer::Admitted),
+        ),
+        OrgCall::View => {
+            outcome(ractor::call_t!(actor, OrgMessage::View, CALL_TIMEOUT_MS), true, |view| {
+                view.map(OrgAnswer::View)
+            })
+        }
     }
 }

@@ -13,7 +13,7 @@ use std::str::FromStr;
 use crate::billing::Plan;
 
 /// What a plan limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Resource {
     /// Boards not deleted.
     Boards,
@@ -58,7 +58,7 @@ impl Resource {
 }
 
 /// One plan's limits; `None` is unlimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PlanLimits {
     /// Boards.
     pub boards: Option<u64>,
@@ -220,7 +220,7 @@ impl PlanTable {
 }
 
 /// What an organization holds now, of each limited resource.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Usage {
     /// Boards.
     pub boards: u64,
@@ -248,7 +248,7 @@ impl Usage {
 }
 
 /// A creation refused by the plan: `402 plan_limit`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PlanLimitExceeded {
     /// What ran out.
     pub resource: Resource,

@@ -22,6 +22,7 @@ use crate::bounds::BoardLimits;
 use crate::event_bus::EventBus;
 use crate::org::{OrgStore, Orgs};
 use crate::plans::PlanTable;
+use crate::remote::Placement;
 use crate::webhook::{WebhookActor, WebhookArgs, WebhookBackend, Webhooks};
 
 /// What the supervisor needs to start its children.
@@ -43,6 +44,8 @@ pub struct Dependencies {
     pub plan_limits: PlanTable,
     /// The webhook outbox and deliverer; no webhook actor runs without one.
     pub webhooks: Option<WebhookDependencies>,
+    /// Where boards' and organizations' actors run, with several nodes; `None`: all here.
+    pub placement: Option<Arc<dyn Placement>>,
 }
 
 /// What the webhook actor needs.
@@ -114,7 +117,8 @@ impl Actor for RootSupervisor {
         let orgs = Arc::new(
             Orgs::new(deps.org_store.clone(), myself.get_cell(), deps.board_idle_timeout)
                 .telling(webhooks.clone())
-                .limiting(deps.plan_limits),
+                .limiting(deps.plan_limits)
+                .placed(deps.placement.clone()),
         );
         let boards = Arc::new(Boards::new(
             deps.board_store.clone(),
@@ -123,6 +127,7 @@ impl Actor for RootSupervisor {
             myself.get_cell(),
             deps.board_idle_timeout,
             deps.board_limits,
+            deps.placement.clone(),
         ));
         let restarts = Arc::default();
         let state = SupervisorState { deps, audit_args, audit, boards, orgs, webhooks, restarts };
@@ -156,7 +161,14 @@ impl Actor for RootSupervisor {
         event: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorTerminated(cell, ..) = &event {
+            // An idle stop, a reload or shutdown: the entity's lease, if any, is given up.
+            state.boards.stopped(cell.get_id());
+            state.orgs.stopped(cell.get_id());
+        }
         if let SupervisionEvent::ActorFailed(cell, err) = event {
+            state.boards.stopped(cell.get_id());
+            state.orgs.stopped(cell.get_id());
             tracing::error!(actor = %cell.get_id(), name = ?cell.get_name(), error = %err, "actor failed; restarting");
             state.restarts.fetch_add(1, Ordering::Relaxed);
             if let Some(board) = cell.get_name().as_deref().and_then(board_of) {
@@ -321,6 +333,7 @@ mod tests {
                 backend: backend.clone(),
                 poll_interval: std::time::Duration::from_millis(20),
             }),
+            placement: None,
         };
         let runtime = Runtime::start(deps).await.unwrap();
         // The first actor panics in its start-up catch-up; the restarted one catches up again.
@@ -351,6 +364,7 @@ mod tests {
             board_limits: BoardLimits::default(),
             plan_limits: PlanTable::default(),
             webhooks: None,
+            placement: None,
         };
         let runtime = Runtime::start(deps).await.unwrap();
         let audit = runtime.audit().clone();

@@ -20,6 +20,7 @@
 //! - [`exports`]: the board export's format and query; a personal data export's state.
 //! - [`health`]: the health probes.
 //! - [`client`]: the public client configuration (`GET /config`).
+//! - [`cluster`]: the messages between the nodes of a cluster (NATS), versioned.
 //! - [`error`]: the stable error codes, shared by REST error bodies and WebSocket error replies,
 //!   with the HTTP status each maps to.
 //! - [`scope`]: the API key scopes.
@@ -42,6 +43,7 @@ pub mod audit;
 pub mod billing;
 pub mod boards;
 pub mod client;
+pub mod cluster;
 pub mod codec;
 pub mod error;
 pub mod events;

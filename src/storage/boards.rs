@@ -254,19 +254,32 @@ pub(super) const ITEM_SET: &str = "group_id = excluded.group_id, name = excluded
     version = excluded.version, archived_at = excluded.archived_at, updated_at = excluded.updated_at";
 
 /// Moves board `$board`'s stored `seq` from `$from` to `$to` (refusing the batch with
-/// [`NOT_APPLIED`] if it is elsewhere: another writer moved it) and appends `$events`, on
+/// [`NOT_APPLIED`] if it is elsewhere: another writer moved it; or, with `$fence`, if this
+/// node's lease on the board at that epoch lapsed) and appends `$events`, on
 /// `$conn` inside the caller's transaction. A macro because each backend's connection is its
 /// own type; `transaction!` expands its body once per backend.
 macro_rules! append_to_log {
-    ($conn:ident, $org:expr, $board:expr, $from:expr, $to:expr, $events:expr) => {{
+    ($conn:ident, $org:expr, $board:expr, $from:expr, $to:expr, $events:expr, $fence:expr) => {{
         let (org, board): (Uuid, Uuid) = ($org, $board);
-        let moved = sqlx::query(
-            "UPDATE boards SET seq = $3 WHERE organization_id = $1 AND id = $2 AND seq = $4",
-        )
-        .bind(org)
-        .bind(board)
-        .bind($to)
-        .bind($from)
+        let fence: Option<(&str, i64)> = $fence;
+        let moved = match fence {
+            None => sqlx::query(
+                "UPDATE boards SET seq = $3 WHERE organization_id = $1 AND id = $2 AND seq = $4",
+            )
+            .bind(org)
+            .bind(board)
+            .bind($to)
+            .bind($from),
+            // Several nodes: only while this node's lease on the board, at the epoch its actor
+            // runs under, is unexpired (`storage::cluster`).
+            Some((node, epoch)) => sqlx::query(&super::cluster::FENCED_SEQ_MOVE)
+                .bind(org)
+                .bind(board)
+                .bind($to)
+                .bind($from)
+                .bind(node)
+                .bind(epoch),
+        }
         .execute(&mut *$conn)
         .await?
         .rows_affected();
@@ -671,6 +684,7 @@ impl BoardStore for Store {
         }
         let backend = self.backend();
         let audit_key = self.audit_key().cloned();
+        let fence = self.fence_of(board)?;
         transaction!(self, conn => {
             // One multi-row statement per table and kind of change: a batch of n commands costs
             // a handful of round trips, not n of them.
@@ -684,7 +698,7 @@ impl BoardStore for Store {
                 .bind(b.created_at).bind(b.updated_at)
                 .execute(&mut *conn).await?;
             }
-            append_to_log!(conn, org, board, from_seq, to_seq, events);
+            append_to_log!(conn, org, board, from_seq, to_seq, events, fence);
             if let Some(b) = batch.board {
                 sqlx::query("UPDATE boards SET name = $3, description = $4, updated_at = $5 WHERE organization_id = $1 AND id = $2")
                     .bind(org).bind(board).bind(&b.name).bind(&b.description).bind(b.updated_at)

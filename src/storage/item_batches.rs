@@ -51,14 +51,16 @@ pub const MAX_BOARDS_PER_WRITE: usize = 256;
 /// board's `seq` moved and every item row was written, so it applies all or nothing.
 static WRITE_BATCHES: LazyLock<String> = LazyLock::new(|| {
     let upsert = upsert_within_board("items", ITEM_SET);
+    let fenced = super::cluster::fence_condition("input.id", "$28", "input.epoch");
     format!(
         "WITH input AS ( \
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[]) \
-                 AS b(org, id, from_seq, to_seq) \
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[], $27::bigint[]) \
+                 AS b(org, id, from_seq, to_seq, epoch) \
          ), moved AS ( \
              UPDATE boards SET seq = input.to_seq FROM input \
              WHERE boards.organization_id = input.org AND boards.id = input.id \
                  AND boards.seq = input.from_seq \
+                 AND (input.epoch IS NULL OR {fenced}) \
              RETURNING boards.id \
          ), appended AS ( \
              INSERT INTO board_events (organization_id, board_id, seq, kind, actor, payload, created_at) \
@@ -105,12 +107,14 @@ struct Job {
 pub struct Writer {
     pool: Pool,
     turn: Arc<Mutex<()>>,
+    fence: super::cluster::FenceCell,
 }
 
 impl Writer {
-    /// The writer of a store with `pool` and SQLite write turn `turn`.
-    pub fn new(pool: Pool, turn: Arc<Mutex<()>>) -> Self {
-        Writer { pool, turn }
+    /// The writer of a store with `pool`, SQLite write turn `turn` and (with several nodes)
+    /// board leases `fence`.
+    pub fn new(pool: Pool, turn: Arc<Mutex<()>>, fence: super::cluster::FenceCell) -> Self {
+        Writer { pool, turn, fence }
     }
 
     fn pool(&self) -> &Pool {
@@ -194,10 +198,11 @@ async fn run(writer: &Writer, jobs: Vec<Job>) {
 /// transaction, each batch written as a board's own commit writes it.
 async fn write(writer: &Writer, batches: &[ItemBatch]) -> StorageResult<()> {
     match writer.pool() {
-        Pool::Postgres(pool) => write_postgres(pool, batches).await,
+        Pool::Postgres(pool) => write_postgres(pool, batches, writer.fence.get()).await,
         Pool::Sqlite(_) => transaction!(writer, conn => {
             for batch in batches {
-                append_to_log!(conn, batch.org, batch.board, batch.from_seq, batch.to_seq, &batch.events);
+                // SQLite is one node: never fenced.
+                append_to_log!(conn, batch.org, batch.board, batch.from_seq, batch.to_seq, &batch.events, None);
                 let items: Vec<&Item> = batch.items.iter().collect();
                 upsert_items!(conn, batch.org, batch.board, &items);
             }
@@ -272,8 +277,16 @@ impl<'a> Columns<'a> {
 
 /// One statement for `batches`: all of them or nothing. Every tenant row carries its
 /// `organization_id`, and a board's `seq` moves only where organization and board both match.
-async fn write_postgres(pool: &PgPool, batches: &[ItemBatch]) -> StorageResult<()> {
+async fn write_postgres(
+    pool: &PgPool,
+    batches: &[ItemBatch],
+    fence: Option<&Arc<super::cluster::Fence>>,
+) -> StorageResult<()> {
     let c = Columns::of(batches);
+    // A board this node holds no lease on gets an epoch no lease has, so its batch fails.
+    let epochs: Vec<Option<i64>> =
+        batches.iter().map(|b| fence.map(|f| f.boards.get(&b.board).map_or(-1, |e| *e))).collect();
+    let node = fence.map(|f| f.node_id.as_str());
     let result = sqlx::query(&WRITE_BATCHES)
         .bind(&c.board_org)
         .bind(&c.board_id)
@@ -301,6 +314,8 @@ async fn write_postgres(pool: &PgPool, batches: &[ItemBatch]) -> StorageResult<(
         .bind(i64::try_from(batches.len()).unwrap_or(i64::MAX))
         .bind(i64::try_from(c.item_id.len()).unwrap_or(i64::MAX))
         .bind(NOT_APPLIED)
+        .bind(&epochs)
+        .bind(node)
         .execute(pool)
         .await;
     match result {

@@ -10,7 +10,7 @@ use super::{BoardQuery, BoardState, Requester};
 use crate::domain::{invalid, Board, BoardError, BoardRole, Column, Group, Item};
 
 /// A whole board, read at one instant: `GET /boards/{board}` and a socket's starting point.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {
     /// The board's fields.
     pub board: Board,
@@ -28,7 +28,7 @@ pub struct Snapshot {
 }
 
 /// One page of a board's items.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ItemPage {
     /// The items, by group and position.
     pub items: Vec<Item>,
@@ -37,7 +37,7 @@ pub struct ItemPage {
 }
 
 /// The answer to a [`BoardQuery`], one variant per query.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum BoardView {
     /// [`BoardQuery::Snapshot`].
     Snapshot(Snapshot),
