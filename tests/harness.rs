@@ -26,6 +26,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub mod browser;
+pub mod cluster;
 pub mod memory;
 pub mod smtp;
 pub mod socket;
@@ -177,59 +178,31 @@ impl Drop for TestDatabase {
     }
 }
 
-/// A real server on an ephemeral port, with an HTTP client pointed at it.
-pub struct TestServer {
-    pub database: TestDatabase,
-    running: Option<RunningServer>,
+/// An HTTP client of one server (in this process or another), with the calls the tests make.
+pub struct Api {
     addr: SocketAddr,
+    base: String,
     http: reqwest::Client,
 }
 
-impl TestServer {
-    /// Starts a server on `database`.
-    pub async fn start_on(database: TestDatabase) -> TestServer {
-        Self::start_with(database, |_| {}).await
-    }
-
-    /// Starts a server on `database` after `tune` adjusts its settings.
-    pub async fn start_with(
-        database: TestDatabase,
-        tune: impl FnOnce(&mut Settings),
-    ) -> TestServer {
-        let mut settings = database.settings();
-        tune(&mut settings);
-        let running = App::build(settings).await.expect("build app").spawn().await.expect("spawn");
-        let addr = running.addr();
+impl Api {
+    /// A client of the server at `addr`.
+    pub fn at(addr: SocketAddr) -> Api {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("client");
-        TestServer { database, running: Some(running), addr, http }
+        Api { addr, base: format!("http://{addr}"), http }
     }
 
-    /// Which backend this server runs on.
-    pub fn backend(&self) -> Backend {
-        self.database.backend
-    }
-
-    /// The bound address.
+    /// The server's address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// The address the metrics listener bound, when `metrics_listen` is set.
-    pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.running.as_ref().and_then(RunningServer::metrics_addr)
-    }
-
     /// An absolute URL for `path`.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    /// The server's state, for assertions that look beneath the HTTP edge.
-    pub fn state(&self) -> &boardroom::http::AppState {
-        self.running.as_ref().expect("running").state()
+        format!("{}{}", self.base, path)
     }
 
     /// A request builder; finish it with [`Call::send`].
@@ -240,60 +213,6 @@ impl TestServer {
     /// `GET path`.
     pub async fn get(&self, path: &str) -> Reply {
         self.call(Method::GET, path).send().await
-    }
-
-    /// Graceful shutdown that keeps the database, so a test can start another server on it
-    /// (`App::build(settings)`); [`TestServer::state`] is gone afterwards. Returns whether the
-    /// shutdown was clean.
-    pub async fn stop_keeping_database(&mut self) -> bool {
-        match self.running.take() {
-            Some(running) => running.shutdown().await,
-            None => true,
-        }
-    }
-
-    /// Graceful shutdown; asserts it finished in time.
-    pub async fn stop(mut self) {
-        if let Some(running) = self.running.take() {
-            assert!(running.shutdown().await, "server did not shut down cleanly");
-        }
-    }
-}
-
-/// A signed-in user, as the tests use one.
-#[derive(Debug, Clone)]
-pub struct TestUser {
-    pub id: String,
-    pub email: String,
-    pub password: String,
-    pub access_token: String,
-    pub refresh_token: String,
-    pub session_id: String,
-}
-
-impl TestUser {
-    /// The user of a sign-in's answer (a bearer client's: it carries the refresh token).
-    fn from_session(answer: identity::SessionAnswer, email: String, password: String) -> TestUser {
-        TestUser {
-            id: answer.user.id.to_string(),
-            email,
-            password,
-            access_token: answer.access_token,
-            refresh_token: answer.refresh_token.expect("a bearer client gets its refresh token"),
-            session_id: answer.session_id.to_string(),
-        }
-    }
-}
-
-impl TestServer {
-    /// Moves a board's stored `seq` forward by `by` behind its actor's back, as another node
-    /// writing the board would.
-    pub async fn move_board_seq(&self, board: &str, by: i64) {
-        let board: uuid::Uuid = board.parse().unwrap();
-        boardroom::on_pool!(self.state().store(), pool => {
-            sqlx::query("UPDATE boards SET seq = seq + $2 WHERE id = $1")
-                .bind(board).bind(by).execute(pool).await.unwrap();
-        });
     }
 
     /// `POST path` with a JSON body and an optional bearer token.
@@ -401,27 +320,6 @@ impl TestServer {
         org
     }
 
-    /// Marks `user`'s address verified straight in the database, with the store call behind
-    /// `boardroom admin verify-email` (without its audit row). Only for tests about something
-    /// else that need an account to count as verified (adding a member by email adds only
-    /// verified accounts); tests about verification go through the mailed link
-    /// (`tests/accounts.rs`).
-    pub async fn mark_email_verified_in_db(&self, user: &TestUser) {
-        self.state().store().mark_email_verified(&user.email).await.expect("mark verified");
-    }
-
-    /// Adds `user` to `org` with `role`, acting as `admin`. Only verified accounts are added by
-    /// email, so `user`'s address is first marked verified ([`Self::mark_email_verified_in_db`]).
-    pub async fn add_member(&self, admin: &TestUser, org: &str, user: &TestUser, role: &str) {
-        self.mark_email_verified_in_db(user).await;
-        let body = orgs::AddOrgMember { email: user.email.clone(), role: role.to_owned() };
-        let member: orgs::OrgMember = self
-            .post(&format!("/api/v1/orgs/{org}/members"), Some(&admin.access_token), &body)
-            .await
-            .expect_as(201);
-        assert_eq!(member.user_id.to_string(), user.id);
-    }
-
     /// Gives `user` `role` on `board`, as its owner `owner`.
     pub async fn add_board_member(
         &self,
@@ -524,6 +422,137 @@ impl TestServer {
         assert!(!ticket.ticket.is_empty() && ticket.expires_in > 0, "{ticket:?}");
         ticket
     }
+}
+
+/// A real server on an ephemeral port, with an HTTP client pointed at it (its [`Api`], which
+/// it derefs to).
+pub struct TestServer {
+    pub database: TestDatabase,
+    running: Option<RunningServer>,
+    addr: SocketAddr,
+    api: Api,
+}
+
+impl std::ops::Deref for TestServer {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl TestServer {
+    /// Starts a server on `database`.
+    pub async fn start_on(database: TestDatabase) -> TestServer {
+        Self::start_with(database, |_| {}).await
+    }
+
+    /// Starts a server on `database` after `tune` adjusts its settings.
+    pub async fn start_with(
+        database: TestDatabase,
+        tune: impl FnOnce(&mut Settings),
+    ) -> TestServer {
+        let mut settings = database.settings();
+        tune(&mut settings);
+        let running = App::build(settings).await.expect("build app").spawn().await.expect("spawn");
+        let addr = running.addr();
+        TestServer { database, running: Some(running), addr, api: Api::at(addr) }
+    }
+
+    /// Which backend this server runs on.
+    pub fn backend(&self) -> Backend {
+        self.database.backend
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The address the metrics listener bound, when `metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.running.as_ref().and_then(RunningServer::metrics_addr)
+    }
+
+    /// The server's state, for assertions that look beneath the HTTP edge.
+    pub fn state(&self) -> &boardroom::http::AppState {
+        self.running.as_ref().expect("running").state()
+    }
+
+    /// Graceful shutdown that keeps the database, so a test can start another server on it
+    /// (`App::build(settings)`); [`TestServer::state`] is gone afterwards. Returns whether the
+    /// shutdown was clean.
+    pub async fn stop_keeping_database(&mut self) -> bool {
+        match self.running.take() {
+            Some(running) => running.shutdown().await,
+            None => true,
+        }
+    }
+
+    /// Graceful shutdown; asserts it finished in time.
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            assert!(running.shutdown().await, "server did not shut down cleanly");
+        }
+    }
+}
+
+/// A signed-in user, as the tests use one.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: String,
+    pub email: String,
+    pub password: String,
+    pub access_token: String,
+    pub refresh_token: String,
+    pub session_id: String,
+}
+
+impl TestUser {
+    /// The user of a sign-in's answer (a bearer client's: it carries the refresh token).
+    fn from_session(answer: identity::SessionAnswer, email: String, password: String) -> TestUser {
+        TestUser {
+            id: answer.user.id.to_string(),
+            email,
+            password,
+            access_token: answer.access_token,
+            refresh_token: answer.refresh_token.expect("a bearer client gets its refresh token"),
+            session_id: answer.session_id.to_string(),
+        }
+    }
+}
+
+impl TestServer {
+    /// Moves a board's stored `seq` forward by `by` behind its actor's back, as another node
+    /// writing the board would.
+    pub async fn move_board_seq(&self, board: &str, by: i64) {
+        let board: uuid::Uuid = board.parse().unwrap();
+        boardroom::on_pool!(self.state().store(), pool => {
+            sqlx::query("UPDATE boards SET seq = seq + $2 WHERE id = $1")
+                .bind(board).bind(by).execute(pool).await.unwrap();
+        });
+    }
+
+    /// Marks `user`'s address verified straight in the database, with the store call behind
+    /// `boardroom admin verify-email` (without its audit row). Only for tests about something
+    /// else that need an account to count as verified (adding a member by email adds only
+    /// verified accounts); tests about verification go through the mailed link
+    /// (`tests/accounts.rs`).
+    pub async fn mark_email_verified_in_db(&self, user: &TestUser) {
+        self.state().store().mark_email_verified(&user.email).await.expect("mark verified");
+    }
+
+    /// Adds `user` to `org` with `role`, acting as `admin`. Only verified accounts are added by
+    /// email, so `user`'s address is first marked verified ([`Self::mark_email_verified_in_db`]).
+    pub async fn add_member(&self, admin: &TestUser, org: &str, user: &TestUser, role: &str) {
+        self.mark_email_verified_in_db(user).await;
+        let body = orgs::AddOrgMember { email: user.email.clone(), role: role.to_owned() };
+        let member: orgs::OrgMember = self
+            .post(&format!("/api/v1/orgs/{org}/members"), Some(&admin.access_token), &body)
+            .await
+            .expect_as(201);
+        assert_eq!(member.user_id.to_string(), user.id);
+    }
 
     /// Waits until the audit actor has written everything recorded so far.
     pub async fn flush_audit(&self) {
@@ -587,16 +616,21 @@ impl Call {
 
     /// Sends it and reads the whole answer.
     pub async fn send(self) -> Reply {
-        let response = self.builder.send().await.expect("request failed");
+        self.try_send().await.expect("request failed")
+    }
+
+    /// Sends the request; `Err` when no whole answer came (the server went away).
+    pub async fn try_send(self) -> Result<Reply, reqwest::Error> {
+        let response = self.builder.send().await?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let text = response.text().await.expect("body");
+        let text = response.text().await?;
         let body = if text.is_empty() {
             Value::Null
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
-        Reply { status, headers, body }
+        Ok(Reply { status, headers, body })
     }
 }
 

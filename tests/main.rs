@@ -16,6 +16,7 @@ mod board_authz;
 mod boards;
 mod bounds;
 mod cli;
+mod cluster;
 mod column_retype;
 mod deletion;
 mod exports;

@@ -28,17 +28,40 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A board's answer to a message it accepted, to be waited for.
 #[must_use = "an answer says whether the command committed"]
-pub struct Answer<T>(ractor::concurrency::OneshotReceiver<Result<T, BoardError>>);
+pub struct Answer<T>(Waiting<T>);
+
+enum Waiting<T> {
+    /// From the board's actor here.
+    Here(ractor::concurrency::OneshotReceiver<Result<T, BoardError>>),
+    /// From the node that holds the board's lease, as it answered the forwarded call.
+    There(crate::remote::Pending, fn(Reply) -> Result<T, BoardError>),
+}
 
 impl<T> Answer<T> {
     /// The answer that arrives on `receiver`.
     pub fn on(receiver: ractor::concurrency::OneshotReceiver<Result<T, BoardError>>) -> Self {
-        Answer(receiver)
+        Answer(Waiting::Here(receiver))
     }
 
     /// Waits for the answer, at most [`CALL_TIMEOUT`].
     pub async fn wait(self) -> Result<T, BoardError> {
-        match tokio::time::timeout(CALL_TIMEOUT, self.0).await {
+        let answered = match self.0 {
+            Waiting::Here(receiver) => tokio::time::timeout(CALL_TIMEOUT, receiver).await,
+            Waiting::There(pending, answer) => {
+                // The forwarder fails a call it got no answer to in this time itself.
+                let reply = tokio::time::timeout(CALL_TIMEOUT, pending).await;
+                return match reply {
+                    Ok(Ok(Ok(Reply::Moved))) => Err(unavailable("the board moved to another node")),
+                    Ok(Ok(Ok(reply))) => answer(reply),
+                    Ok(Ok(Err(err))) => {
+                        tracing::warn!(error = %err, "a forwarded board call got no answer");
+                        Err(unavailable("the board's node did not answer"))
+                    }
+                    Ok(Err(_)) | Err(_) => Err(unavailable("the board's node did not answer")),
+                };
+            }
+        };
+        match answered {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => {
                 Err(BoardError::Unavailable("the board restarted before answering; retry".into()))
@@ -179,7 +202,7 @@ impl Boards {
         if actor.cast(command).is_err() {
             return Err(BoardError::Unavailable("the board could not be created; retry".into()));
         }
-        let output = Answer(rx).wait().await?;
+        let output = Answer::on(rx).wait().await?;
         self.orgs.insert(id, org);
         Ok(output)
     }
@@ -304,7 +327,7 @@ impl Boards {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
-            return Ok(Ok(Answer(rx)));
+            return Ok(Ok(Answer::on(rx)));
         }
         Err(BoardError::Unavailable("board is restarting; retry".into()))
     }
@@ -325,20 +348,7 @@ impl Boards {
             tracing::warn!(%node, error = %err, "forwarding to the board's node failed");
             unavailable("the board's node could not be reached")
         })?;
-        let (tx, rx) = ractor::concurrency::oneshot();
-        tokio::spawn(async move {
-            let result = match pending.await {
-                Ok(Ok(Reply::Moved)) => Err(unavailable("the board moved to another node")),
-                Ok(Ok(reply)) => answer(reply),
-                Ok(Err(err)) => {
-                    tracing::warn!(error = %err, "a forwarded board call got no answer");
-                    Err(unavailable("the board's node did not answer"))
-                }
-                Err(_) => Err(unavailable("the board's node did not answer")),
-            };
-            let _ = tx.send(result);
-        });
-        Ok(Answer(rx))
+        Ok(Answer(Waiting::There(pending, answer)))
     }
 
     /// Hands a command to its board. Commands handed to one board are applied in the order

@@ -44,6 +44,7 @@ pub struct Forwarder {
 
 #[derive(Debug)]
 struct Waiting {
+    node: String,
     entity: Entity,
     since: Instant,
     answer: oneshot::Sender<Result<Reply, String>>,
@@ -55,7 +56,8 @@ impl Forwarder {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (answer, pending) = oneshot::channel();
         let entity = call.entity();
-        self.waiting.insert(id, Waiting { entity, since: Instant::now(), answer });
+        let since = Instant::now();
+        self.waiting.insert(id, Waiting { node: node.to_owned(), entity, since, answer });
         let subject = cluster.subject(&format!("node.{node}.rpc"));
         let reply = cluster.subject(&format!("node.{}.reply.{id}", cluster.node_id()));
         let sent = cluster.nats().publish_with_reply(subject, reply, cluster.encode(&call)).await;
@@ -76,8 +78,12 @@ impl Forwarder {
         let _ = waiting.answer.send(answer);
     }
 
-    /// Fails the calls waiting longer than [`CALL_TIMEOUT`].
-    fn expire(&self, cluster: &Cluster) {
+    /// Fails the calls waiting longer than [`CALL_TIMEOUT`]; and those waiting on a node that
+    /// is gone, as soon as that is known: calls taking more than [`ASK_ALIVE_AFTER`] make this
+    /// node ask theirs whether it is still there, and NATS answers at once that nobody listens
+    /// for a dead node (a call in flight when its node was killed would otherwise wait out the
+    /// whole timeout).
+    async fn expire(&self, cluster: &Cluster) {
         let late: Vec<u64> = self
             .waiting
             .iter()
@@ -87,8 +93,34 @@ impl Forwarder {
         for id in late {
             self.answer(cluster, id, Err("no answer in time".into()));
         }
+        let mut slow: Vec<String> = self
+            .waiting
+            .iter()
+            .filter(|w| w.since.elapsed() >= ASK_ALIVE_AFTER)
+            .map(|w| w.node.clone())
+            .collect();
+        slow.sort_unstable();
+        slow.dedup();
+        for node in slow {
+            let asked =
+                cluster.nats().request(cluster.subject(&format!("node.{node}.alive")), "".into());
+            let gone = matches!(
+                tokio::time::timeout(Duration::from_secs(1), asked).await,
+                Ok(Err(err)) if err.kind() == async_nats::RequestErrorKind::NoResponders
+            );
+            if gone {
+                let theirs: Vec<u64> =
+                    self.waiting.iter().filter(|w| w.node == node).map(|w| *w.key()).collect();
+                for id in theirs {
+                    self.answer(cluster, id, Err(format!("node {node} is gone")));
+                }
+            }
+        }
     }
 }
+
+/// How long a forwarded call waits before this node checks that its node is still there.
+const ASK_ALIVE_AFTER: Duration = Duration::from_secs(1);
 
 /// Listens for the answers to this node's calls, and expires those that get none.
 pub async fn listen_for_answers(cluster: Arc<Cluster>) -> anyhow::Result<JoinHandle<()>> {
@@ -116,7 +148,7 @@ pub async fn listen_for_answers(cluster: Arc<Cluster>) -> anyhow::Result<JoinHan
                     };
                     cluster.forwarder().answer(&cluster, id, answer);
                 }
-                _ = tick.tick() => cluster.forwarder().expire(&cluster),
+                _ = tick.tick() => cluster.forwarder().expire(&cluster).await,
             }
         }
     }))
@@ -136,6 +168,8 @@ pub async fn serve(
 ) -> anyhow::Result<JoinHandle<()>> {
     let subject = cluster.subject(&format!("node.{}.rpc", cluster.node_id()));
     let mut calls = cluster.nats().subscribe(subject).await?;
+    let alive = cluster.subject(&format!("node.{}.alive", cluster.node_id()));
+    let mut asked = cluster.nats().subscribe(alive).await?;
     let lanes: Vec<mpsc::UnboundedSender<Served>> = (0..LANES)
         .map(|_| {
             let (lane, queue) = mpsc::unbounded_channel();
@@ -144,7 +178,18 @@ pub async fn serve(
         })
         .collect();
     Ok(tokio::spawn(async move {
-        while let Some(message) = calls.next().await {
+        loop {
+            let message = tokio::select! {
+                message = calls.next() => message,
+                question = asked.next() => {
+                    // "Are you there?" from a node waiting on one of its calls to this one.
+                    if let Some(reply) = question.and_then(|q| q.reply) {
+                        let _ = cluster.nats().publish(reply, "".into()).await;
+                    }
+                    continue;
+                }
+            };
+            let Some(message) = message else { return };
             let Some(reply_to) = message.reply.clone() else { continue };
             let Some(envelope) = decode::<Call>(&message.payload) else {
                 tracing::warn!(from = ?message.reply, "a forwarded call did not decode");
@@ -170,6 +215,13 @@ async fn run_lane(
     orgs: Arc<Orgs>,
     mut queue: mpsc::UnboundedReceiver<Served>,
 ) {
+    let (replies, mut to_send) =
+        mpsc::unbounded_channel::<futures::future::BoxFuture<'static, ()>>();
+    tokio::spawn(async move {
+        while let Some(reply) = to_send.recv().await {
+            reply.await;
+        }
+    });
     while let Some(Served { call, reply_to }) = queue.recv().await {
         let answer = {
             let cluster = cluster.clone();
@@ -186,10 +238,11 @@ async fn run_lane(
                 match boards.submit_here(org, board, requester, command, idempotency_key).await {
                     Err(_moved) => answer(Reply::Moved).await,
                     Ok(Err(refused)) => answer(Reply::BoardCommand(Err(refused))).await,
+                    // Answered in the order handed over, as the actor answers them.
                     Ok(Ok(committing)) => {
-                        tokio::spawn(async move {
+                        let _ = replies.send(Box::pin(async move {
                             answer(Reply::BoardCommand(committing.wait().await)).await;
-                        });
+                        }));
                     }
                 }
             }

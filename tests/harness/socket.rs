@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::TestServer;
+use super::Api;
 
 /// The JSON subprotocol name.
 pub const JSON: &str = Encoding::Json.subprotocol();
@@ -60,7 +60,7 @@ pub struct Socket {
 /// Opens a socket, or answers the refusal before the upgrade. `offered` is the raw
 /// `Sec-WebSocket-Protocol` header; the encoding is the one the server picked (JSON for none).
 pub async fn try_connect(
-    server: &TestServer,
+    server: &Api,
     auth: Auth<'_>,
     offered: Option<&str>,
     origin: Option<&str>,
@@ -95,7 +95,7 @@ pub async fn try_connect(
 }
 
 /// Opens a socket with a bearer token, offering one subprotocol.
-pub async fn connect(server: &TestServer, token: &str, protocol: &str) -> Socket {
+pub async fn connect(server: &Api, token: &str, protocol: &str) -> Socket {
     try_connect(server, Auth::Bearer(token), Some(protocol), None).await.unwrap()
 }
 
