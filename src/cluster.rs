@@ -33,7 +33,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::config::Settings;
-use crate::server::StartupError;
 use crate::storage::{Backend, Store};
 
 /// This node's place in a cluster. Cheap to share (`Arc`).
@@ -83,18 +82,19 @@ impl Cluster {
         settings: &Settings,
         store: &Store,
         node_id: &str,
-    ) -> Result<Option<Arc<Cluster>>, StartupError> {
+    ) -> Result<Option<Arc<Cluster>>, String> {
         let Some(url) = settings.nats_url.as_deref() else { return Ok(None) };
         if store.backend() != Backend::Postgres {
-            return Err(StartupError::Setting(
+            return Err(
                 "BOARDROOM_NATS_URL (--nats-url): several nodes need Postgres (DATABASE_URL); \
                  SQLite serves one node only, so unset BOARDROOM_NATS_URL or move to Postgres"
                     .into(),
-            ));
+            );
         }
-        let cluster_id = store.cluster_id().await.map_err(|e| {
-            StartupError::Setting(format!("DATABASE_URL: cannot read the cluster id: {e}"))
-        })?;
+        let cluster_id = store
+            .cluster_id()
+            .await
+            .map_err(|e| format!("DATABASE_URL: cannot read the cluster id: {e}"))?;
         let nats = async_nats::ConnectOptions::new()
             .name(format!("boardroom {node_id}"))
             // Keep trying for as long as the process lives: a NATS restart must not end it.
@@ -109,7 +109,7 @@ impl Cluster {
             })
             .connect(url)
             .await
-            .map_err(|e| StartupError::Setting(format!("BOARDROOM_NATS_URL (--nats-url): {e}")))?;
+            .map_err(|e| format!("BOARDROOM_NATS_URL (--nats-url): {e}"))?;
         let prefix = format!("boardroom.{}", cluster_id.simple());
         let leases = Arc::new(leases::Leases::new(
             store.clone(),
@@ -125,9 +125,9 @@ impl Cluster {
             forwarder: forward::Forwarder::default(),
             tasks: Mutex::default(),
         });
-        let answers = forward::listen_for_answers(cluster.clone()).await.map_err(|e| {
-            StartupError::Setting(format!("BOARDROOM_NATS_URL (--nats-url): cannot subscribe: {e}"))
-        })?;
+        let answers = forward::listen_for_answers(cluster.clone())
+            .await
+            .map_err(|e| format!("BOARDROOM_NATS_URL (--nats-url): cannot subscribe: {e}"))?;
         cluster.keep(answers);
         tracing::info!(node = node_id, cluster = %cluster_id, "joined the cluster");
         Ok(Some(cluster))
@@ -139,13 +139,10 @@ impl Cluster {
         self: &Arc<Self>,
         boards: Arc<Boards>,
         orgs: Arc<Orgs>,
-    ) -> Result<(), StartupError> {
-        let served =
-            forward::serve(self.clone(), boards.clone(), orgs.clone()).await.map_err(|e| {
-                StartupError::Setting(format!(
-                    "BOARDROOM_NATS_URL (--nats-url): cannot subscribe: {e}"
-                ))
-            })?;
+    ) -> Result<(), String> {
+        let served = forward::serve(self.clone(), boards.clone(), orgs.clone())
+            .await
+            .map_err(|e| format!("BOARDROOM_NATS_URL (--nats-url): cannot subscribe: {e}"))?;
         self.keep(served);
         let lost = Arc::new(move |entity: Entity| {
             let (boards, orgs) = (boards.clone(), orgs.clone());

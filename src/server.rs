@@ -104,7 +104,9 @@ impl App {
             Err(err) => tracing::error!(error = %err, "re-sealing older audit rows failed"),
         }
         let node_id = crate::cluster::node_id(&settings);
-        let cluster = crate::cluster::Cluster::join(&settings, &store, &node_id).await?;
+        let cluster = crate::cluster::Cluster::join(&settings, &store, &node_id)
+            .await
+            .map_err(StartupError::Setting)?;
         let mail = crate::mail::Mail::new(public_url);
         let mail_sender = crate::mail::Sender::new(
             store.clone(),
@@ -130,7 +132,10 @@ impl App {
         .await
         .map_err(|e| StartupError::Setting(format!("cannot start the actors: {e}")))?;
         if let Some(cluster) = &cluster {
-            cluster.serve(runtime.boards().clone(), runtime.orgs().clone()).await?;
+            cluster
+                .serve(runtime.boards().clone(), runtime.orgs().clone())
+                .await
+                .map_err(StartupError::Setting)?;
         }
         let node = crate::cluster::Node { id: node_id, cluster };
         let auth = Auth::new(
@@ -155,7 +160,8 @@ impl App {
         let settings = self.state.settings();
         let node = self.state.node();
         crate::cluster::nodes::register(self.state.store(), &node.id, node.cluster.is_some())
-            .await?;
+            .await
+            .map_err(StartupError::Setting)?;
         tracing::info!(node = %node.id, clustered = node.cluster.is_some(), "node registered");
         let heartbeat = crate::cluster::nodes::heartbeat(
             self.state.store().clone(),

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{both_backends, TestServer};
+use crate::harness::{both_backends, TestDatabase, TestServer};
 
 fn boardroom() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_boardroom"));
@@ -111,24 +111,32 @@ fn text_logs_into_a_pipe_carry_no_colour_codes() {
 
 both_backends!(serve_answers_readyz_and_stops_on_sigterm);
 
-/// The test server only lends its database here: the binary is started on it separately.
+/// The test server only names the backend: the binary is started on a database of its own, as
+/// a node never serves beside another that is live without NATS (`cluster::nodes`).
 async fn serve_answers_readyz_and_stops_on_sigterm(server: &TestServer) {
+    let Some(database) = TestDatabase::create(server.backend()).await else { return };
     let port = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port()
     };
     let dir = tempfile::tempdir().unwrap();
-    let child = boardroom()
+    let mut child = boardroom()
         .arg("serve")
         .env("BOARDROOM_LISTEN", format!("127.0.0.1:{port}"))
         .env("BOARDROOM_DATA_DIR", dir.path())
-        .env("DATABASE_URL", &server.database.url)
+        .env("DATABASE_URL", &database.url)
         .env("BOARDROOM_LOG", "debug")
         .env("BOARDROOM_LOG_FORMAT", "json")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn boardroom serve");
+    // Read as it is written: a debug log fills a pipe's buffer long before the server is ready.
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let logged = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut all).map(|_| all)
+    });
 
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/readyz");
@@ -173,13 +181,14 @@ async fn serve_answers_readyz_and_stops_on_sigterm(server: &TestServer) {
     assert!(sent.elapsed() < Duration::from_secs(10), "shutdown took {:?}", sent.elapsed());
     assert_eq!(exit.status.code(), Some(0));
 
-    let raw = String::from_utf8_lossy(&exit.stdout);
+    let stdout = logged.join().unwrap().unwrap();
+    let raw = String::from_utf8_lossy(&stdout);
     for secret in [password, access.as_str(), refresh.as_str(), "secret-ticket-value"] {
         assert!(!raw.contains(secret), "a secret reached the logs");
     }
 
     // One JSON line per request, with the fields operators need.
-    let logs: Vec<serde_json::Value> = BufReader::new(&exit.stdout[..])
+    let logs: Vec<serde_json::Value> = BufReader::new(&stdout[..])
         .lines()
         .map_while(Result::ok)
         .filter_map(|l| serde_json::from_str(&l).ok())

@@ -25,6 +25,12 @@ pub const SQLITE_FILE: &str = "database.sqlite3";
 /// The database file of a Postgres snapshot (`pg_dump` custom format).
 pub const POSTGRES_FILE: &str = "database.pgdump";
 
+/// Tables that describe the running processes, not data: which nodes serve, who holds which
+/// lease, the NATS name of the database's cluster. A snapshot holds them empty, so a restored
+/// database starts with no live node to refuse beside and names a new cluster (a copy restored
+/// beside its original on one NATS must not hear the original's messages).
+pub const PROCESS_TABLES: [&str; 3] = ["cluster_identity", "cluster_nodes", "leases"];
+
 /// The table of applied migrations; its count moves when migrations run forward.
 const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
 
@@ -70,10 +76,12 @@ macro_rules! contents {
     }};
 }
 
-const SQLITE_TABLES: &str =
-    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY 1";
-const POSTGRES_TABLES: &str =
-    "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1";
+const SQLITE_TABLES: &str = "SELECT name FROM sqlite_master WHERE type = 'table' \
+     AND name NOT LIKE 'sqlite_%' \
+     AND name NOT IN ('cluster_identity', 'cluster_nodes', 'leases') ORDER BY 1";
+const POSTGRES_TABLES: &str = "SELECT tablename::text FROM pg_tables \
+     WHERE schemaname = current_schema() \
+     AND tablename NOT IN ('cluster_identity', 'cluster_nodes', 'leases') ORDER BY 1";
 
 /// What the database snapshot holds.
 pub struct Snapshot {
@@ -105,6 +113,9 @@ pub async fn snapshot(store: &Store, url: &str, dir: &Path) -> Result<Snapshot, 
             let mut conn = open_sqlite(&path).await?;
             // A single file with no `-wal` beside it: what is hashed is the whole database.
             sqlx::query("PRAGMA journal_mode = DELETE").execute(&mut conn).await?;
+            for table in PROCESS_TABLES {
+                sqlx::query(&format!("DELETE FROM {table}")).execute(&mut conn).await?;
+            }
             let contents = sqlite_contents(&mut conn).await?;
             conn.close().await?;
             (Backend::Sqlite, SQLITE_FILE, taken_at, contents)
@@ -125,6 +136,7 @@ pub async fn snapshot(store: &Store, url: &str, dir: &Path) -> Result<Snapshot, 
                 .arg("--no-owner")
                 .arg("--no-privileges")
                 .arg(format!("--snapshot={exported}"))
+                .args(PROCESS_TABLES.map(|table| format!("--exclude-table-data={table}")))
                 .arg("--file")
                 .arg(dir.join(POSTGRES_FILE));
             run(dump, "pg_dump").await?;
@@ -221,8 +233,14 @@ async fn restore_postgres(
     let mut conn = connect_postgres(url).await?;
     let counts = counts!(&mut conn, POSTGRES_TABLES);
     refuse_unless_forced(&counts, force, &crate::storage::redact_url(url))?;
-    if !counts.is_empty() {
-        let list = counts.keys().map(|t| quote(t)).collect::<Vec<_>>().join(", ");
+    // Every table goes, the process tables too: the snapshot brings them back empty.
+    let all: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    if !all.is_empty() {
+        let list = all.iter().map(|t| quote(t)).collect::<Vec<_>>().join(", ");
         sqlx::query(&format!("DROP TABLE IF EXISTS {list} CASCADE")).execute(&mut conn).await?;
     }
     let mut load = tool("pg_restore", url)?;

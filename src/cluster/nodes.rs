@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use crate::server::StartupError;
 use crate::storage::{NodeConflict, Store};
 
 /// How often a node beats.
@@ -25,25 +24,26 @@ fn live_after() -> chrono::DateTime<chrono::Utc> {
 }
 
 /// Registers `node_id`, or refuses with what conflicts and what to do about it.
-pub async fn register(store: &Store, node_id: &str, clustered: bool) -> Result<(), StartupError> {
-    let registered = store.register_node(node_id, clustered, live_after()).await.map_err(|e| {
-        StartupError::Setting(format!("DATABASE_URL: cannot register this node: {e}"))
-    })?;
+pub async fn register(store: &Store, node_id: &str, clustered: bool) -> Result<(), String> {
+    let registered = store
+        .register_node(node_id, clustered, live_after())
+        .await
+        .map_err(|e| format!("DATABASE_URL: cannot register this node: {e}"))?;
     match registered {
         Ok(()) => Ok(()),
-        Err(NodeConflict::SameId(other)) => Err(StartupError::Setting(format!(
+        Err(NodeConflict::SameId(other)) => Err(format!(
             "BOARDROOM_NODE_ID (--node-id): node {:?} is already serving this database \
              (last heartbeat {}); give each node its own id",
             other.node_id, other.heartbeat_at
-        ))),
-        Err(NodeConflict::Unclustered(other)) => Err(StartupError::Setting(format!(
+        )),
+        Err(NodeConflict::Unclustered(other)) => Err(format!(
             "another node ({:?}, last heartbeat {}, {}) is serving this database: nodes on one \
              database must all set BOARDROOM_NATS_URL to the same NATS, or this one must wait \
              until that node has stopped",
             other.node_id,
             other.heartbeat_at,
             if other.clustered { "with NATS" } else { "without NATS" }
-        ))),
+        )),
     }
 }
 
