@@ -256,6 +256,10 @@ impl App {
                         tracing::warn!(error = %err, "deleting expired exports failed");
                     }
                     state.auth().maintain().await;
+                    let tickets = crate::ws::tickets::Tickets::new(state.store().clone());
+                    if let Err(err) = tickets.prune().await {
+                        tracing::warn!(error = %err, "pruning expired WebSocket tickets failed");
+                    }
                     let expired = crate::storage::now() - IDEMPOTENCY_WINDOW;
                     if let Err(err) = state.store().prune_idempotency(expired).await {
                         tracing::warn!(error = %err, "pruning idempotency keys failed");

@@ -43,6 +43,7 @@ mod rate_limits;
 mod sessions;
 mod users;
 mod webhooks;
+mod ws_tickets;
 
 pub use api_keys::{ApiKeyChanges, ApiKeyRow, NewApiKey};
 pub use attachment_keys::{Rewrapped, Sealed, WrappedKeyRow, BLOB_KEYS_PER_QUERY};
@@ -62,6 +63,7 @@ pub use sessions::NewSession;
 pub use sessions::SessionRow;
 pub use users::NewUser;
 pub use users::UserRow;
+pub use ws_tickets::{NewWsTicket, RedeemedWsTicket};
 pub use webhooks::{
     AttemptRecord, DeliveryJob, DeliveryRow, NewWebhook, WebhookAfterAttempt, WebhookChanges,
     WebhookRow, WebhookUpdate, WEBHOOK_LIMIT_REACHED,
