@@ -152,12 +152,22 @@ impl Gateway {
     /// `user`'s membership or role in an organization changed: each of their sockets re-checks
     /// its subscriptions now, not at its next periodic re-check.
     pub fn recheck_user(&self, user: Uuid) {
+        self.control_user(user, outbox::Control::RecheckAll);
+    }
+
+    /// `user`'s sessions, API keys or superadmin flag changed: each of their sockets re-checks
+    /// its credential (closing 4001 if it ended) and then its subscriptions, now.
+    pub fn recheck_credentials(&self, user: Uuid) {
+        self.control_user(user, outbox::Control::RecheckCredential);
+    }
+
+    fn control_user(&self, user: Uuid, control: outbox::Control) {
         let outboxes: Vec<Arc<outbox::Outbox>> = match self.sockets.0.get(&user) {
             Some(sockets) => sockets.outboxes.iter().filter_map(std::sync::Weak::upgrade).collect(),
             None => return,
         };
         for outbox in outboxes {
-            outbox.control(outbox::Control::RecheckAll);
+            outbox.control(control);
         }
     }
 
