@@ -37,45 +37,40 @@ pub struct RedeemedWsTicket {
 }
 
 impl Store {
-    /// Stores `ticket` unless its holder already holds `cap` unexpired tickets (`false`). The
-    /// holder's expired tickets are dropped on the way, so a holder at the cap is refused only
-    /// while it holds `cap` live ones.
+    /// Stores `ticket` unless its holder already holds `cap` unexpired tickets (`false`).
+    /// Counted and added under a lock per holder, so concurrent issues cannot pass the cap
+    /// together. Expired tickets do not count; they go on the maintenance tick
+    /// ([`Self::prune_ws_tickets`]) or when redeemed.
     pub async fn issue_ws_ticket(&self, ticket: NewWsTicket<'_>, cap: u32) -> StorageResult<bool> {
         let now = super::now();
-        let lock = self.backend() == Backend::Postgres;
+        let postgres = self.backend() == Backend::Postgres;
         let lock_key = holder_lock(ticket.holder);
         transaction!(self, conn => {
-            if lock {
+            if postgres {
+                // A ticket lost in a crash is only asked for again: its commit need not wait
+                // for the disk (a redemption's does).
+                sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *conn).await?;
                 sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
                     .bind(LOCK_CLASS)
                     .bind(lock_key)
                     .execute(&mut *conn)
                     .await?;
             }
-            sqlx::query("DELETE FROM ws_tickets WHERE holder = $1 AND expires_at <= $2")
-                .bind(ticket.holder)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-            let (held,): (i64,) =
-                sqlx::query_as("SELECT count(*) FROM ws_tickets WHERE holder = $1")
-                    .bind(ticket.holder)
-                    .fetch_one(&mut *conn)
-                    .await?;
-            if held >= i64::from(cap) {
-                return Ok(false);
-            }
-            sqlx::query(
+            let added = sqlx::query(
                 "INSERT INTO ws_tickets (ticket_hash, holder, sealed, expires_at) \
-                 VALUES ($1, $2, $3, $4)",
+                 SELECT $1, $2, $3, $4 WHERE (SELECT count(*) FROM ws_tickets \
+                 WHERE holder = $2 AND expires_at > $5) < $6",
             )
             .bind(ticket.hash)
             .bind(ticket.holder)
             .bind(ticket.sealed)
             .bind(ticket.expires_at)
+            .bind(now)
+            .bind(i64::from(cap))
             .execute(&mut *conn)
-            .await?;
-            Ok(true)
+            .await?
+            .rows_affected();
+            Ok(added == 1)
         })
     }
 
@@ -94,7 +89,7 @@ impl Store {
         Ok(row.map(|(holder, sealed, expires_at)| RedeemedWsTicket { holder, sealed, expires_at }))
     }
 
-    /// Unused tickets of `holder`, expired ones not yet dropped included.
+    /// Tickets of `holder` in the table, expired ones not yet dropped included.
     pub async fn ws_tickets_held(&self, holder: Uuid) -> StorageResult<u32> {
         let (held,): (i64,) = crate::on_pool!(self, pool => {
             sqlx::query_as("SELECT count(*) FROM ws_tickets WHERE holder = $1")

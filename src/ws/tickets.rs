@@ -13,13 +13,17 @@
 //! usable by itself: the ticket is stored as a keyed hash, and the credential (an access token or
 //! API key) is sealed with XChaCha20-Poly1305 under a key derived from the ticket and the server
 //! secret (which every node shares), so opening it takes both the ticket, which only its holder
-//! has, and the secret. Against memory, a ticket costs two statements (issue, redeem); a browser
-//! asks for one per socket it opens, so this is no request's hot path (`docs/ARCHITECTURE.md`).
+//! has, and the secret. Tickets are in the database on one node too, one way for both: a ticket
+//! costs about 0.3 ms to issue and 0.2 ms to redeem (Postgres or SQLite, this machine), where a
+//! map in memory took under a microsecond; a browser asks for one per socket it opens, beside a
+//! request and an upgrade that cost more, so this is no hot path. Issuing commits without waiting
+//! for the disk on Postgres (a ticket lost in a crash is asked for again); redeeming waits, so a
+//! ticket once used stays used.
 //!
 //! Each session or API key holds at most [`MAX_TICKETS_PER_CREDENTIAL`] unused tickets at once,
 //! so nobody can fill the table, and a key handed to an integration cannot use up the tickets of
-//! its user's browser. Expired tickets are dropped when their holder asks for another and on the
-//! server's maintenance tick.
+//! its user's browser. Expired tickets stop counting at once and are dropped on the server's
+//! maintenance tick.
 
 use std::time::Duration;
 
@@ -236,11 +240,10 @@ mod tests {
         for _ in 0..MAX_TICKETS_PER_CREDENTIAL {
             held.push(tickets.issue(&keys, holder, "t").await.unwrap().unwrap());
         }
-        // Every one has expired: the next issue drops them, so the holder is not refused.
+        // Every one has expired: they do not count, so the holder is not refused.
         assert!(tickets.issue(&keys, holder, "t").await.unwrap().is_ok());
-        assert_eq!(tickets.outstanding(holder).await.unwrap(), 1);
-        assert_eq!(tickets.redeem(&keys, &held[5]).await.unwrap(), None, "dropped");
-        assert_eq!(tickets.prune().await.unwrap(), 1);
+        assert_eq!(tickets.redeem(&keys, &held[5]).await.unwrap(), None, "expired");
+        assert_eq!(tickets.prune().await.unwrap(), u64::from(MAX_TICKETS_PER_CREDENTIAL));
         assert_eq!(tickets.outstanding(holder).await.unwrap(), 0);
     }
 }
