@@ -77,7 +77,7 @@ impl Listener {
                 _ = resubscribe.tick(), if heard.is_none() && self.cluster.is_some() => {
                     heard = self.subscribe().await;
                 }
-                _ = shutdown.wait_for(|stop| *stop) => break,
+                () = stopped(&mut shutdown) => break,
             }
         }
         // What was changed up to the stop still reaches the other nodes.
@@ -163,4 +163,9 @@ pub async fn publish_once(cluster: &Cluster, change: &Invalidation) {
     if let Err(err) = cluster.nats().flush().await {
         tracing::warn!(error = %err, "flushing an invalidation to NATS failed");
     }
+}
+
+/// Resolves when the server shuts down.
+async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }

@@ -28,7 +28,7 @@ pub fn follow(state: &AppState) -> Option<JoinHandle<()>> {
         loop {
             tokio::select! {
                 _ = every.tick() => {}
-                _ = shutdown.wait_for(|stop| *stop) => break,
+                () = stopped(&mut shutdown) => break,
             }
             let live_after = crate::storage::now()
                 - chrono::Duration::from_std(LIVE_FOR).unwrap_or(chrono::Duration::zero());
@@ -42,4 +42,9 @@ pub fn follow(state: &AppState) -> Option<JoinHandle<()>> {
             }
         }
     }))
+}
+
+/// Resolves when the server shuts down.
+async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }
