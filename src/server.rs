@@ -144,7 +144,7 @@ impl App {
         let state = AppState::new(store, settings, auth, runtime, billing, vault, node);
         // Started here, not when serving: a CLI command (`admin run-deletions`) tells the nodes
         // what it changed too. Both stop with the server's shutdown.
-        let _invalidations = crate::cluster::invalidations::start(&state);
+        let _invalidations = crate::cluster::invalidations::start(&state).await;
         let _key_shares = crate::cluster::key_shares::follow(&state);
         Ok(App { state, tls, mail_sender })
     }

@@ -36,6 +36,10 @@ use crate::state::AppState;
 /// The subject invalidations travel on, under the cluster's prefix.
 pub const SUBJECT: &str = "invalidate";
 
+/// How long start-up waits for NATS to confirm the subscription, and a flush for NATS to take
+/// what was published (with NATS away, neither may hold up a start or a stop).
+const NATS_PATIENCE: Duration = Duration::from_secs(2);
+
 /// How long to wait before subscribing again after NATS refused or ended the subscription.
 const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
 
@@ -47,18 +51,19 @@ struct Listener {
     cluster: Option<Arc<Cluster>>,
 }
 
-/// Starts listening, for the life of the server (until its shutdown). `None` when a listener
-/// already runs for this `state`.
-pub fn start(state: &AppState) -> Option<JoinHandle<()>> {
+/// Starts listening, for the life of the server (until its shutdown). Subscribed (when NATS
+/// answers) before it returns, so a node hears every change made once it serves. `None` when a
+/// listener already runs for this `state`.
+pub async fn start(state: &AppState) -> Option<JoinHandle<()>> {
     let changes = state.auth().changes().listen()?;
     let listener = Listener { state: state.clone(), cluster: state.cluster().cloned() };
-    Some(tokio::spawn(listener.run(changes)))
+    let heard = listener.subscribe().await;
+    Some(tokio::spawn(listener.run(changes, heard)))
 }
 
 impl Listener {
-    async fn run(self, mut changes: UnboundedReceiver<Notice>) {
+    async fn run(self, mut changes: UnboundedReceiver<Notice>, mut heard: Option<Heard>) {
         let mut shutdown = self.state.ws().shutdown_signal();
-        let mut heard = self.subscribe().await;
         let mut resubscribe = tokio::time::interval(RESUBSCRIBE_AFTER);
         resubscribe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -92,7 +97,15 @@ impl Listener {
     async fn subscribe(&self) -> Option<Heard> {
         let cluster = self.cluster.as_ref()?;
         match cluster.subscribe::<Invalidation>(cluster.subject(SUBJECT)).await {
-            Ok(stream) => Some(Box::new(stream)),
+            Ok(stream) => {
+                // The server has the subscription once it has answered the flush's ping; with
+                // NATS away the node starts all the same (the client subscribes on reconnect).
+                let flushed = tokio::time::timeout(NATS_PATIENCE, cluster.nats().flush());
+                if !matches!(flushed.await, Ok(Ok(()))) {
+                    tracing::warn!("NATS has not confirmed the invalidations subscription yet");
+                }
+                Some(Box::new(stream))
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "subscribing to invalidations failed; retrying");
                 None
@@ -126,12 +139,10 @@ impl Listener {
         recheck_sockets(&self.state, &envelope.body);
     }
 
-    /// Waits until what was published has left for the NATS server.
+    /// Waits (a while) until what was published has left for the NATS server.
     async fn flush(&self) {
         if let Some(cluster) = &self.cluster {
-            if let Err(err) = cluster.nats().flush().await {
-                tracing::warn!(error = %err, "flushing invalidations to NATS failed");
-            }
+            flush(cluster).await;
         }
     }
 }
@@ -160,8 +171,15 @@ fn recheck_sockets(state: &AppState, change: &Invalidation) {
 /// Without it, they see the change when their caches next read the database (30 s at most).
 pub async fn publish_once(cluster: &Cluster, change: &Invalidation) {
     cluster.publish(cluster.subject(SUBJECT), change).await;
-    if let Err(err) = cluster.nats().flush().await {
-        tracing::warn!(error = %err, "flushing an invalidation to NATS failed");
+    flush(cluster).await;
+}
+
+/// Waits up to [`NATS_PATIENCE`] for what was published to leave for the NATS server.
+async fn flush(cluster: &Cluster) {
+    match tokio::time::timeout(NATS_PATIENCE, cluster.nats().flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::warn!(error = %err, "flushing invalidations to NATS failed"),
+        Err(_) => tracing::warn!("NATS did not take the invalidations in time"),
     }
 }
 
