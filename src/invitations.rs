@@ -46,7 +46,9 @@ pub async fn add_or_invite(
         Some(user) if user.email_verified => {
             state.auth().orgs().change(org, user.id, MemberChange::Add(role)).await?;
             // Every node's view of the membership is renewed (a role cached there as absent).
-            state.auth().announce(Invalidation::OrgMember { organization_id: org, user_id: user.id });
+            state
+                .auth()
+                .announce(Invalidation::OrgMember { organization_id: org, user_id: user.id });
             state.auth().audit(AuditAction::MemberAdded, &caller.meta, |e| {
                 e.organization_id = Some(org);
                 e.actor_id = Some(caller.user_id());

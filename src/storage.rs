@@ -63,11 +63,11 @@ pub use sessions::NewSession;
 pub use sessions::SessionRow;
 pub use users::NewUser;
 pub use users::UserRow;
-pub use ws_tickets::{NewWsTicket, RedeemedWsTicket};
 pub use webhooks::{
     AttemptRecord, DeliveryJob, DeliveryRow, NewWebhook, WebhookAfterAttempt, WebhookChanges,
     WebhookRow, WebhookUpdate, WEBHOOK_LIMIT_REACHED,
 };
+pub use ws_tickets::{NewWsTicket, RedeemedWsTicket};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");

@@ -235,9 +235,7 @@ async fn ticket(
     let credential = presented_token(&headers)
         .ok_or_else(|| ApiError::unauthenticated("authentication required"))?;
     let tickets = Tickets::new(state.store().clone());
-    let issued = tickets
-        .issue(state.auth().tokens(), caller.credential_id(), &credential)
-        .await?;
+    let issued = tickets.issue(state.auth().tokens(), caller.credential_id(), &credential).await?;
     let ticket = issued.map_err(|_| {
         crate::metrics::rate_limited(crate::metrics::Limit::WsTickets);
         let mut err = ApiError::new(

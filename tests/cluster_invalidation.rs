@@ -127,7 +127,9 @@ impl Node {
         }
         let mut request = url.into_client_request().unwrap();
         if let Some(token) = bearer {
-            request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+            request
+                .headers_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
         }
         let (ws, _) = tokio_tungstenite::connect_async(request).await?;
         Ok(Socket::greeted(ws, Encoding::Json).await)
@@ -279,7 +281,8 @@ async fn a_member_removed_on_one_node_loses_the_boards_on_the_others_within_a_se
     store.close().await;
     let body = orgs::AddOrgMember { email: bob.email.clone(), role: "member".into() };
     a.post(&format!("/api/v1/orgs/{org}/members"), Some(&admin.token), &body).await;
-    let body = boardroom_protocol::boards::CreateBoard { name: "Plan".into(), description: "".into() };
+    let body =
+        boardroom_protocol::boards::CreateBoard { name: "Plan".into(), description: "".into() };
     let board: boardroom_protocol::boards::CreatedBoard = serde_json::from_value(
         a.post(&format!("/api/v1/orgs/{org}/boards"), Some(&admin.token), &body).await,
     )

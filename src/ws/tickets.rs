@@ -80,8 +80,7 @@ impl Tickets {
         let expires_at = crate::storage::now()
             + chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::zero());
         let hash = lookup_hash(keys, &raw);
-        let ticket =
-            NewWsTicket { hash: &hash, holder, sealed: &sealed, expires_at };
+        let ticket = NewWsTicket { hash: &hash, holder, sealed: &sealed, expires_at };
         if !self.store.issue_ws_ticket(ticket, MAX_TICKETS_PER_CREDENTIAL).await? {
             return Ok(Err(TooManyTickets));
         }

@@ -196,7 +196,10 @@ impl Auth {
             }
             match self.orgs.change(org.id, user, MemberChange::Remove).await {
                 Ok(_) => {
-                    self.announce(Invalidation::OrgMember { organization_id: org.id, user_id: user });
+                    self.announce(Invalidation::OrgMember {
+                        organization_id: org.id,
+                        user_id: user,
+                    });
                     self.audit(AuditAction::MemberRemoved, meta, |e| {
                         e.organization_id = Some(org.id);
                         e.target = Some(user.to_string());
