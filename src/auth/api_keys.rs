@@ -11,7 +11,9 @@
 //! generation it was read under is still current ([`KeyCache::put`]); a verification that loses
 //! that race reads the key again. A cached grant is trusted for at most the cache's TTL
 //! (`BOARDROOM_KEY_CACHE_TTL_SECS`, at most 30 s), then re-checked against the stored row without
-//! bcrypt ([`Lookup::Stale`]), so a change made on another node takes effect within it. Concurrent
+//! bcrypt ([`Lookup::Stale`]), so a change made on another node takes effect within it even when
+//! its invalidation (`cluster::invalidations`, which drops the grant within a second) is lost.
+//! Concurrent
 //! first uses of one key take turns ([`KeyCache::verify_turn`]): the first runs bcrypt, the
 //! rest find its grant cached, so a fleet of bots starting together costs one bcrypt. A key not
 //! in the cache meets the client IP's recent failures before any database lookup or bcrypt:

@@ -3,8 +3,10 @@
 //! An access token names its session (`sid`) and the user's token version (`tv`). The first
 //! request of a session loads both from the database; later ones read this cache. Every change
 //! made through this process (logout, revoke, password change, superadmin change) updates the
-//! cache at once. Entries also expire after a short TTL, which bounds how long a change made
-//! elsewhere (another node, the CLI) takes to be seen.
+//! cache at once, and one made on another node reaches it within a second as an invalidation
+//! (`cluster::invalidations`). Entries also expire after a short TTL, which bounds how long a
+//! change nobody announced here takes to be seen (NATS away, the CLI run without
+//! `BOARDROOM_NATS_URL`).
 
 use std::time::{Duration, Instant};
 
