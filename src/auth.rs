@@ -750,6 +750,9 @@ impl Auth {
         if let Some(state) = self.sessions.get(session) {
             return Ok(Some(state));
         }
+        // Read before the row: a change that lands from here on keeps this read out of the
+        // cache (it still answers this request, which raced the change).
+        let generation = self.sessions.generation();
         let Some(row) = self.store.session(session).await? else { return Ok(None) };
         let Some(user) = self.store.user_by_id(row.user_id).await? else { return Ok(None) };
         let state = SessionState {
@@ -758,7 +761,7 @@ impl Auth {
             live: self.session_is_live(&row, chrono::Utc::now()),
             superadmin: user.is_superadmin,
         };
-        self.sessions.put(session, state);
+        let _cached = self.sessions.put_read_at(session, state, generation);
         Ok(Some(state))
     }
 
