@@ -2,7 +2,7 @@
 //! every node within a second.
 //!
 //! The node where a change happens applies it to its own caches at once (`Auth::announce`) and
-//! tells the [`Listener`] (`auth::changes`), which publishes it on `<prefix>.invalidate` (with a
+//! tells the listener (`auth::changes`), which publishes it on `<prefix>.invalidate` (with a
 //! cluster) and makes this node's affected sockets re-check now. Every other node hears it, drops
 //! what it made stale from its caches (`Auth::forget`) and re-checks its affected sockets. Messages
 //! a node published itself come back to it and are skipped: it applied them already.
@@ -113,14 +113,15 @@ impl Listener {
         }
     }
 
-    /// A change made on this node: out to the others, then this node's sockets.
+    /// A change made on this node: this node's sockets, then out to the others (first the
+    /// sockets: a publish waits while NATS is away and its buffer is full).
     async fn told(&self, notice: Notice) {
         match notice {
             Notice::Changed(change) => {
+                recheck_sockets(&self.state, &change);
                 if let Some(cluster) = &self.cluster {
                     cluster.publish(cluster.subject(SUBJECT), &change).await;
                 }
-                recheck_sockets(&self.state, &change);
             }
             Notice::Flush(done) => {
                 self.flush().await;
