@@ -12,6 +12,8 @@
 //! - [`tokens`]: access JWTs, refresh tokens, CSRF tokens.
 //! - [`session_cache`]: live sessions without a database read per request.
 //! - [`api_keys`]: key format, verification cache, per-key limits, the per-IP failure counter.
+//! - [`changes`]: changes to credentials and access, on their way to every node's caches and
+//!   sockets.
 //! - [`limits`]: exact attempt limits shared through the database ([`limits::Limiter`]).
 //! - [`request_meta`]: client IP (trusted proxies only), its limit network, and User-Agent.
 //! - [`caller`]: the middleware that authenticates each request and the `Caller` extractor.
@@ -21,6 +23,7 @@
 
 pub mod api_keys;
 pub mod caller;
+pub mod changes;
 pub mod email;
 pub mod google;
 pub mod limits;
@@ -35,6 +38,7 @@ use std::time::Duration;
 use boardroom_actors::audit::{AuditAction, AuditEvent, AuditLog};
 use boardroom_actors::org::Orgs;
 use boardroom_actors::roles::OrgRole;
+use boardroom_protocol::cluster::Invalidation;
 use boardroom_protocol::{ErrorCode, Scope};
 use rand::RngCore;
 use uuid::Uuid;
@@ -43,6 +47,7 @@ pub use caller::{Caller, Principal};
 pub use request_meta::RequestMeta;
 
 use self::api_keys::{CachedGrant, KeyCache, KeyGrant, Lookup};
+use self::changes::Changes;
 use self::limits::{Limit, Limiter, Refused, Taken};
 use self::password::PasswordHasher;
 use self::session_cache::{SessionCache, SessionState};
@@ -87,6 +92,7 @@ pub struct Auth {
     hasher: PasswordHasher,
     sessions: SessionCache,
     keys: KeyCache,
+    changes: Changes,
     limiter: Limiter,
     login_limit: Limit,
     login_ip_limit: Limit,
@@ -130,6 +136,7 @@ impl Auth {
             hasher: PasswordHasher::new(settings.bcrypt_cost, settings.bcrypt_threads as usize),
             sessions: SessionCache::default(),
             keys: KeyCache::new(Duration::from_secs(settings.key_cache_ttl_secs)),
+            changes: Changes::default(),
             login_limit: Limit {
                 name: "login",
                 max: settings.login_limit,
@@ -189,6 +196,33 @@ impl Auth {
     /// The API-key cache.
     pub fn key_cache(&self) -> &KeyCache {
         &self.keys
+    }
+
+    /// Changes to credentials and access, on their way to every node.
+    pub fn changes(&self) -> &Changes {
+        &self.changes
+    }
+
+    /// A credential or someone's access changed here (`change`): this node's caches drop what it
+    /// makes stale at once, and every node (this one's sockets included) is told.
+    pub fn announce(&self, change: Invalidation) {
+        self.forget(&change);
+        self.changes.tell(change);
+    }
+
+    /// Drops what `change` makes stale from this node's caches: the next use reads the database.
+    /// Run for changes made here ([`Self::announce`]) and heard from other nodes.
+    pub fn forget(&self, change: &Invalidation) {
+        match *change {
+            Invalidation::Session { session_id, .. } => self.sessions.revoke(session_id),
+            Invalidation::UserSessions { user_id } | Invalidation::Superadmin { user_id } => {
+                self.sessions.forget_user(user_id);
+            }
+            Invalidation::ApiKey { key_id, .. } => self.keys.invalidate(key_id),
+            Invalidation::OrgMember { organization_id, user_id } => {
+                self.keys.invalidate_user(organization_id, user_id);
+            }
+        }
     }
 
     /// The attempt limiter (shared through the database).
@@ -450,7 +484,10 @@ impl Auth {
         if !rotated {
             // A genuine but superseded token: it leaked or was replayed. End the session.
             self.store.revoke_session(session.user_id, session.id, "refresh_token_reuse").await?;
-            self.sessions.revoke(session.id);
+            self.announce(Invalidation::Session {
+                session_id: session.id,
+                user_id: session.user_id,
+            });
             self.audit(AuditAction::SessionRevoked, meta, |e| {
                 e.actor_id = Some(session.user_id);
                 e.target = Some(session.id.to_string());
@@ -496,7 +533,7 @@ impl Auth {
         if !self.store.revoke_session(user, session, reason).await? {
             return Err(ApiError::not_found("session"));
         }
-        self.sessions.revoke(session);
+        self.announce(Invalidation::Session { session_id: session, user_id: user });
         self.audit(action, meta, |e| {
             e.actor_id = Some(user);
             e.target = Some(session.to_string());
@@ -526,6 +563,8 @@ impl Auth {
         let revoked =
             self.store.revoke_other_sessions(user, Some(session), "password_changed").await?;
         self.sessions.revoke_user(user, Some(session), version);
+        // The other nodes read the sessions again: the one kept is live there too.
+        self.changes.tell(Invalidation::UserSessions { user_id: user });
         self.audit(AuditAction::PasswordChanged, meta, |e| {
             e.actor_id = Some(user);
             e.target = Some(user.to_string());
@@ -630,9 +669,9 @@ impl Auth {
         ))
     }
 
-    /// Drops every cached session of `user` (after their account was erased).
+    /// Drops every cached session of `user` (after their account was erased), on every node.
     pub fn forget_user(&self, user: Uuid) {
-        self.sessions.forget_user(user);
+        self.announce(Invalidation::UserSessions { user_id: user });
     }
 
     /// Forgets the attempts counted against an account being erased: wrong current passwords
@@ -711,6 +750,9 @@ impl Auth {
         if let Some(state) = self.sessions.get(session) {
             return Ok(Some(state));
         }
+        // Read before the row: a change that lands from here on keeps this read out of the
+        // cache (it still answers this request, which raced the change).
+        let generation = self.sessions.generation();
         let Some(row) = self.store.session(session).await? else { return Ok(None) };
         let Some(user) = self.store.user_by_id(row.user_id).await? else { return Ok(None) };
         let state = SessionState {
@@ -719,7 +761,7 @@ impl Auth {
             live: self.session_is_live(&row, chrono::Utc::now()),
             superadmin: user.is_superadmin,
         };
-        self.sessions.put(session, state);
+        let _cached = self.sessions.put_read_at(session, state, generation);
         Ok(Some(state))
     }
 

@@ -10,12 +10,16 @@
 //!   request/reply and answered as if local.
 //! - **Events** committed on a board's owner are published on the board's subject; every node's
 //!   fan-out delivers them to its sockets in `seq` order, filling a gap from `board_events`.
-//! - **Invalidations** of cached sessions, keys and roles reach every node at once.
+//! - **Invalidations** of cached sessions, keys and roles reach every node at once
+//!   ([`invalidations`]), and each node allows its share of every API key's rate limit
+//!   ([`key_shares`]).
 //!
 //! [`Cluster`] is this node's handle on NATS: its id, the cluster's subject prefix, and typed
 //! publish and subscribe over [`boardroom_protocol::cluster::Envelope`].
 
 pub mod forward;
+pub mod invalidations;
+pub mod key_shares;
 pub mod leases;
 pub mod nodes;
 

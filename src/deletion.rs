@@ -25,6 +25,7 @@ use boardroom_actors::board::Requester;
 use boardroom_actors::domain::BoardCommand;
 use boardroom_actors::org::{MemberChange, OrgError};
 use boardroom_actors::roles::OrgRole;
+use boardroom_protocol::cluster::Invalidation;
 use boardroom_protocol::ErrorCode;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -167,7 +168,6 @@ async fn erase(state: &AppState, user: Uuid) -> anyhow::Result<Result<Erasure, H
     state.runtime().audit().flush().await;
     let erasure = store.erase_account(user, &account.email).await?;
     state.auth().forget_user(user);
-    state.ws().recheck_user(user);
     for board in &erasure.boards {
         state.boards().reload(*board).await;
     }
@@ -193,8 +193,7 @@ async fn end_memberships(state: &AppState, user: Uuid) -> anyhow::Result<()> {
             Ok(_) | Err(OrgError::NotFound(_)) | Err(OrgError::LastAdmin) => {}
             Err(err) => anyhow::bail!("ending the membership in {org}: {err}"),
         }
-        state.auth().key_cache().invalidate_user(org, user);
+        state.auth().announce(Invalidation::OrgMember { organization_id: org, user_id: user });
     }
-    state.ws().recheck_user(user);
     Ok(())
 }

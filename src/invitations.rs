@@ -14,6 +14,7 @@
 use boardroom_actors::audit::AuditAction;
 use boardroom_actors::org::{MemberChange, OrgError};
 use boardroom_actors::roles::OrgRole;
+use boardroom_protocol::cluster::Invalidation;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -44,6 +45,10 @@ pub async fn add_or_invite(
     match state.store().user_by_email(email).await? {
         Some(user) if user.email_verified => {
             state.auth().orgs().change(org, user.id, MemberChange::Add(role)).await?;
+            // Every node's view of the membership is renewed (a role cached there as absent).
+            state
+                .auth()
+                .announce(Invalidation::OrgMember { organization_id: org, user_id: user.id });
             state.auth().audit(AuditAction::MemberAdded, &caller.meta, |e| {
                 e.organization_id = Some(org);
                 e.actor_id = Some(caller.user_id());
@@ -163,7 +168,9 @@ pub async fn accept(
     let org = invitation.organization_id;
     let role = OrgRole::parse(&invitation.role).unwrap_or(OrgRole::Member);
     match state.auth().orgs().change(org, user, MemberChange::Add(role)).await {
-        Ok(_) => {}
+        Ok(_) => {
+            state.auth().announce(Invalidation::OrgMember { organization_id: org, user_id: user });
+        }
         Err(OrgError::AlreadyMember) => {
             // Nothing left for the invitation to do.
             state.store().close_invitation(id, &email, Closed::Accepted).await?;

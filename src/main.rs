@@ -2,6 +2,7 @@
 //! one line on stderr and a non-zero exit, never a panic.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use boardroom::attachments::rotation::{self, Retired};
 use boardroom::backup;
@@ -9,6 +10,7 @@ use boardroom::config::{AdminCommand, AuditCommand, Cli, Command, KeysCommand};
 use boardroom::server::{self, App, IfMissing, StartupError};
 use boardroom::storage::{ChainReport, StorageError};
 use boardroom_actors::audit::{AuditAction, AuditEvent, AuditStore};
+use boardroom_protocol::cluster::Invalidation;
 
 /// mimalloc rather than glibc's allocator: the request and fan-out paths allocate many small,
 /// short-lived buffers across threads, where glibc spent a fifth of the server's CPU
@@ -71,6 +73,11 @@ async fn run(cli: Cli) -> Result<(), StartupError> {
             let app = App::build(cli.settings).await?;
             let state = app.state().clone();
             let ran = boardroom::deletion::run_due(&state).await;
+            // What the erasures ended reaches the serving nodes before this process goes.
+            let told = state.auth().changes().flush();
+            if tokio::time::timeout(TELL_NODES_WITHIN, told).await.is_err() {
+                eprintln!("warning: the nodes were not told in time; they see it within 30 s");
+            }
             let flushed = state.runtime().shutdown().await;
             state.store().close().await;
             let ran =
@@ -292,6 +299,7 @@ async fn change_account(
     let email = boardroom::validate::email(email)
         .map_err(|err| StartupError::Command(err.message().to_owned()))?;
     let store = writing_store(settings).await?;
+    let superadmin = matches!(change, AccountChange::Superadmin(_));
     let (changed, action, said) = match change {
         AccountChange::Superadmin(grant) => (
             store.set_superadmin(&email, grant).await,
@@ -313,8 +321,48 @@ async fn change_account(
     event.metadata = serde_json::json!({ "via": "cli", "email": email });
     append_audit(&store, event).await?;
     println!("{said}");
+    if superadmin {
+        tell_nodes(settings, &store, Invalidation::Superadmin { user_id: user.id }).await;
+    }
     store.close().await;
     Ok(())
+}
+
+/// How long a command waits for NATS to take what it tells the nodes.
+const TELL_NODES_WITHIN: Duration = Duration::from_secs(5);
+
+/// Tells the nodes of a cluster (`BOARDROOM_NATS_URL` set for the command too) what a command
+/// changed, so they drop it from their caches and re-check its sockets at once. Without NATS, or
+/// when it cannot be reached in time, they see the change when their caches next read the
+/// database: within 30 s (`SESSION_CACHE_TTL`).
+async fn tell_nodes(
+    settings: &boardroom::config::Settings,
+    store: &boardroom::storage::Store,
+    change: Invalidation,
+) {
+    if settings.nats_url.is_none() {
+        return;
+    }
+    // An id of its own: a node skips what it published itself.
+    let random = uuid::Uuid::now_v7().simple().to_string();
+    let id = format!("cli-{}", &random[20..]);
+    let told = tokio::time::timeout(TELL_NODES_WITHIN, async {
+        match boardroom::cluster::Cluster::join(settings, store, &id).await {
+            Ok(Some(cluster)) => {
+                boardroom::cluster::invalidations::publish_once(&cluster, &change).await;
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(err) => Err(err.to_string()),
+        }
+    })
+    .await;
+    let failed = match told {
+        Ok(Ok(())) => return,
+        Ok(Err(err)) => err,
+        Err(_) => "NATS did not answer in time".to_owned(),
+    };
+    eprintln!("warning: the nodes were not told ({failed}); they see the change within 30 s");
 }
 
 /// Appends one audit row written by a subcommand.

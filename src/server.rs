@@ -147,6 +147,10 @@ impl App {
             mail,
         );
         let state = AppState::new(store, settings, auth, runtime, billing, vault, node);
+        // Started here, not when serving: a CLI command (`admin run-deletions`) tells the nodes
+        // what it changed too. Both stop with the server's shutdown.
+        let _invalidations = crate::cluster::invalidations::start(&state).await;
+        let _key_shares = crate::cluster::key_shares::follow(&state);
         Ok(App { state, tls, mail_sender })
     }
 
@@ -262,6 +266,10 @@ impl App {
                         tracing::warn!(error = %err, "deleting expired exports failed");
                     }
                     state.auth().maintain().await;
+                    let tickets = crate::ws::tickets::Tickets::new(state.store().clone());
+                    if let Err(err) = tickets.prune().await {
+                        tracing::warn!(error = %err, "pruning expired WebSocket tickets failed");
+                    }
                     let expired = crate::storage::now() - IDEMPOTENCY_WINDOW;
                     if let Err(err) = state.store().prune_idempotency(expired).await {
                         tracing::warn!(error = %err, "pruning idempotency keys failed");

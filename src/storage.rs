@@ -43,6 +43,7 @@ mod rate_limits;
 mod sessions;
 mod users;
 mod webhooks;
+mod ws_tickets;
 
 pub use api_keys::{ApiKeyChanges, ApiKeyRow, NewApiKey};
 pub use attachment_keys::{Rewrapped, Sealed, WrappedKeyRow, BLOB_KEYS_PER_QUERY};
@@ -66,6 +67,7 @@ pub use webhooks::{
     AttemptRecord, DeliveryJob, DeliveryRow, NewWebhook, WebhookAfterAttempt, WebhookChanges,
     WebhookRow, WebhookUpdate, WEBHOOK_LIMIT_REACHED,
 };
+pub use ws_tickets::{NewWsTicket, RedeemedWsTicket};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");

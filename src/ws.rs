@@ -13,7 +13,7 @@
 //! - [`outbox`]: a connection's byte-bounded outbound queue, its control queue and its close
 //!   signal.
 //! - [`fanout`]: committed board events, encoded once per encoding, to the subscribed sockets.
-//! - [`tickets`]: single-use tickets for browsers.
+//! - [`tickets`]: single-use tickets for browsers, in the database so any node redeems them.
 //!
 //! Everything is refused before the upgrade with the usual JSON error body: a foreign `Origin`
 //! (403), missing or bad credentials (401), Boardroom subprotocols of another protocol version
@@ -61,11 +61,10 @@ const WRITE_BUFFER: usize = 8 * 1024;
 /// The most a WebSocket frame's header adds to its payload.
 const FRAME_HEADER_BYTES: usize = 14;
 
-/// What every connection shares: the fan-out, the tickets, the allowed origins, the open
+/// What every connection shares: the fan-out, the allowed origins, the open
 /// sockets per user, shutdown.
 pub struct Gateway {
     fanout: Arc<Fanout>,
-    tickets: Tickets,
     origins: Vec<String>,
     sockets: Arc<SocketCounts>,
     max_sockets_per_user: u32,
@@ -118,7 +117,6 @@ impl Gateway {
         tokio::spawn(fanout.clone().run(bus.clone(), stop));
         Gateway {
             fanout,
-            tickets: Tickets::default(),
             origins: allowed_origins(settings),
             sockets: Arc::default(),
             max_sockets_per_user: settings.ws_max_sockets_per_user,
@@ -154,12 +152,22 @@ impl Gateway {
     /// `user`'s membership or role in an organization changed: each of their sockets re-checks
     /// its subscriptions now, not at its next periodic re-check.
     pub fn recheck_user(&self, user: Uuid) {
+        self.control_user(user, outbox::Control::RecheckAll);
+    }
+
+    /// `user`'s sessions, API keys or superadmin flag changed: each of their sockets re-checks
+    /// its credential (closing 4001 if it ended) and then its subscriptions, now.
+    pub fn recheck_credentials(&self, user: Uuid) {
+        self.control_user(user, outbox::Control::RecheckCredential);
+    }
+
+    fn control_user(&self, user: Uuid, control: outbox::Control) {
         let outboxes: Vec<Arc<outbox::Outbox>> = match self.sockets.0.get(&user) {
             Some(sockets) => sockets.outboxes.iter().filter_map(std::sync::Weak::upgrade).collect(),
             None => return,
         };
         for outbox in outboxes {
-            outbox.control(outbox::Control::RecheckAll);
+            outbox.control(control);
         }
     }
 
@@ -226,7 +234,9 @@ async fn ticket(
 ) -> Result<Json<WsTicket>, ApiError> {
     let credential = presented_token(&headers)
         .ok_or_else(|| ApiError::unauthenticated("authentication required"))?;
-    let ticket = state.ws().tickets.issue(caller.credential_id(), &credential).map_err(|_| {
+    let tickets = Tickets::new(state.store().clone());
+    let issued = tickets.issue(state.auth().tokens(), caller.credential_id(), &credential).await?;
+    let ticket = issued.map_err(|_| {
         crate::metrics::rate_limited(crate::metrics::Limit::WsTickets);
         let mut err = ApiError::new(
             ErrorCode::RateLimited,
@@ -364,7 +374,9 @@ async fn accept(
     }
     let (caller, credential) = match ticket {
         Some(ticket) => {
-            let credential = state.ws().tickets.redeem(&ticket).ok_or_else(|| {
+            let tickets = Tickets::new(state.store().clone());
+            let redeemed = tickets.redeem(state.auth().tokens(), &ticket).await?;
+            let credential = redeemed.ok_or_else(|| {
                 ApiError::unauthenticated("the ticket is unknown, used or expired")
             })?;
             match caller {

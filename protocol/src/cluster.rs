@@ -61,6 +61,8 @@ pub enum Invalidation {
     Session {
         /// The session.
         session_id: Uuid,
+        /// Its owner, whose sockets re-check their credential.
+        user_id: Uuid,
     },
     /// Every session of a person ended (password change, erasure).
     UserSessions {
@@ -71,6 +73,8 @@ pub enum Invalidation {
     ApiKey {
         /// The key.
         key_id: Uuid,
+        /// The user it acts as, whose sockets re-check their credential.
+        user_id: Uuid,
     },
     /// A person's membership or role in an organization changed (or ended).
     OrgMember {
@@ -93,12 +97,13 @@ mod tests {
     #[test]
     fn an_invalidation_names_its_kind() {
         let id = Uuid::nil();
-        let message = Envelope::new("node-a", Invalidation::ApiKey { key_id: id });
+        let message = Envelope::new("node-a", Invalidation::ApiKey { key_id: id, user_id: id });
         let json = serde_json::to_value(&message).unwrap();
         assert_eq!(
             json,
             serde_json::json!({"v": 1, "from": "node-a",
-                "body": {"kind": "api_key", "key_id": "00000000-0000-0000-0000-000000000000"}})
+                "body": {"kind": "api_key", "key_id": "00000000-0000-0000-0000-000000000000",
+                    "user_id": "00000000-0000-0000-0000-000000000000"}})
         );
         let back: Envelope<Invalidation> = serde_json::from_value(json).unwrap();
         assert_eq!(back, message);

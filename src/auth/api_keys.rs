@@ -11,7 +11,9 @@
 //! generation it was read under is still current ([`KeyCache::put`]); a verification that loses
 //! that race reads the key again. A cached grant is trusted for at most the cache's TTL
 //! (`BOARDROOM_KEY_CACHE_TTL_SECS`, at most 30 s), then re-checked against the stored row without
-//! bcrypt ([`Lookup::Stale`]), so a change made on another node takes effect within it. Concurrent
+//! bcrypt ([`Lookup::Stale`]), so a change made on another node takes effect within it even when
+//! its invalidation (`cluster::invalidations`, which drops the grant within a second) is lost.
+//! Concurrent
 //! first uses of one key take turns ([`KeyCache::verify_turn`]): the first runs bcrypt, the
 //! rest find its grant cached, so a fleet of bots starting together costs one bcrypt. A key not
 //! in the cache meets the client IP's recent failures before any database lookup or bcrypt:
@@ -24,10 +26,16 @@
 //! So no 60-second span ever holds more than N allowed requests (a token bucket, as governor's
 //! was, lets a full burst through at once and refills behind it: about 2N in the first minute),
 //! and a refusal's `Retry-After` is exactly when the oldest logged request leaves the window.
-//! The log is per node, in memory; several nodes would each allow N.
+//! The log is per node, in memory. With several nodes each node allows its share of N: N divided
+//! by the live nodes, at least 1 ([`KeyCache::set_nodes`], kept current by `cluster::key_shares`),
+//! so the cluster together allows at most N a minute (at most one a node when N is smaller than
+//! the number of nodes) without a database round trip per request; a client whose requests all
+//! reach one node (one keep-alive connection, one socket) gets that node's share. The reasons
+//! are in `docs/ARCHITECTURE.md` ("Several nodes").
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -200,6 +208,8 @@ pub struct KeyCache {
     pause: std::sync::Mutex<Option<VerifyPause>>,
     by_key_id: DashMap<Uuid, Vec<[u8; 32]>>,
     limiters: DashMap<Uuid, KeyLimit>,
+    /// Live nodes sharing each key's limit (1 without a cluster).
+    nodes: AtomicU32,
     failures: DashMap<IpNet, (u32, Instant)>,
     /// One lock per key being verified now, so concurrent first uses of a key run bcrypt once.
     verifying: DashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>,
@@ -247,6 +257,7 @@ impl KeyCache {
             pause: std::sync::Mutex::new(None),
             by_key_id: DashMap::new(),
             limiters: DashMap::new(),
+            nodes: AtomicU32::new(1),
             failures: DashMap::new(),
             verifying: DashMap::new(),
         }
@@ -362,16 +373,28 @@ impl KeyCache {
         entry.0 += 1;
     }
 
-    /// Charges one request to the key's per-minute limit.
+    /// Sets how many live nodes share each key's limit (at least 1): this node then allows its
+    /// share of it, [`Self::share`].
+    pub fn set_nodes(&self, nodes: u32) {
+        self.nodes.store(nodes.max(1), Ordering::Relaxed);
+    }
+
+    /// This node's share of a limit of `per_minute` requests: divided by the live nodes (rounded
+    /// down, so the nodes together never allow more than the limit), at least 1.
+    pub fn share(&self, per_minute: u32) -> u32 {
+        (per_minute / self.nodes.load(Ordering::Relaxed).max(1)).max(1)
+    }
+
+    /// Charges one request to the key's per-minute limit (this node's share of it).
     pub fn charge(&self, grant: &KeyGrant) -> RateLimitState {
         self.charge_at(grant, Instant::now())
     }
 
     /// [`Self::charge`] at `now`: allowed only while fewer than the limit were allowed in the
-    /// [`LIMIT_WINDOW`] before it. A changed limit applies to the requests already logged, so
-    /// changing it never hands out a fresh allowance.
+    /// [`LIMIT_WINDOW`] before it. A changed limit (or share, when nodes come and go) applies to
+    /// the requests already logged, so changing it never hands out a fresh allowance.
     fn charge_at(&self, grant: &KeyGrant, now: Instant) -> RateLimitState {
-        let limit = grant.rate_limit_per_minute.max(1);
+        let limit = self.share(grant.rate_limit_per_minute.max(1));
         let mut entry = self
             .limiters
             .entry(grant.key_id)
@@ -614,6 +637,26 @@ mod tests {
         assert!(!cache.charge(&spent).allowed, "overflow must not reset the limit");
         cache.invalidate(spent.key_id);
         assert!(!cache.charge(&spent).allowed, "re-scoping must not reset the limit");
+    }
+
+    /// With three live nodes a key of 600 a minute gets 200 here; the nodes together never allow
+    /// more than the limit, yet every node allows at least one.
+    #[test]
+    fn a_node_allows_its_share_of_a_key_limit() {
+        let cache = KeyCache::default();
+        let grant = grant_with_limit(6);
+        cache.set_nodes(3);
+        assert_eq!((cache.share(600), cache.share(601), cache.share(2)), (200, 200, 1));
+        let now = Instant::now();
+        let states: Vec<_> = (0..3).map(|_| cache.charge_at(&grant, now)).collect();
+        assert_eq!(states.iter().map(|s| s.allowed).collect::<Vec<_>>(), [true, true, false]);
+        assert_eq!((states[0].limit, states[0].remaining), (2, 1));
+        // A node left: the share grows, counting what was used.
+        cache.set_nodes(2);
+        assert!(cache.charge_at(&grant, now).allowed);
+        assert!(!cache.charge_at(&grant, now).allowed);
+        cache.set_nodes(0);
+        assert_eq!(cache.share(6), 6, "no cluster: the whole limit");
     }
 
     #[test]

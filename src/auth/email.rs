@@ -195,6 +195,9 @@ impl Auth {
             Err(err) => return Err(err.into()),
         };
         self.sessions.revoke_user(done.user_id, None, done.token_version);
+        self.changes.tell(boardroom_protocol::cluster::Invalidation::UserSessions {
+            user_id: done.user_id,
+        });
         self.audit(AuditAction::PasswordReset, meta, |e| {
             e.actor_id = Some(done.user_id);
             e.target = Some(done.user_id.to_string());

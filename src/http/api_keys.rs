@@ -11,6 +11,7 @@ use boardroom_actors::audit::AuditAction;
 use boardroom_actors::plans::Resource;
 use boardroom_actors::roles::OrgRole;
 use boardroom_actors::webhook::Affected;
+use boardroom_protocol::cluster::Invalidation;
 use boardroom_protocol::{api_keys, Scope};
 use chrono::Utc;
 use serde_json::json;
@@ -172,7 +173,7 @@ async fn update_key(
     let rescoped = changes.scopes.is_some();
     let updated =
         tenant.update_api_key(id, changes).await?.ok_or_else(|| ApiError::not_found("API key"))?;
-    state.auth().key_cache().invalidate(id);
+    state.auth().announce(Invalidation::ApiKey { key_id: id, user_id: key.user_id });
     if rescoped {
         // Webhooks made with this key may now see more than the key: they are judged again.
         state.runtime().webhooks().recheck(Affected::Key { org, key: id });
@@ -206,7 +207,7 @@ async fn revoke_key(
     if !may_manage(&access, &caller, &key) || !tenant.revoke_api_key(id).await? {
         return Err(ApiError::not_found("API key"));
     }
-    state.auth().key_cache().invalidate(id);
+    state.auth().announce(Invalidation::ApiKey { key_id: id, user_id: key.user_id });
     state.runtime().webhooks().recheck(Affected::Key { org, key: id });
     state.auth().audit(AuditAction::ApiKeyRevoked, &caller.meta, |e| {
         e.organization_id = Some(org);

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use boardroom_actors::audit::AuditAction;
 use boardroom_actors::roles::OrgRole;
+use boardroom_protocol::cluster::Invalidation;
 use boardroom_protocol::orgs;
 use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
@@ -288,8 +289,9 @@ async fn change_member(
         .change(org, user, MemberChange::SetRole(role))
         .await?
         .unwrap_or(OrgRole::Member);
-    // A former admin may no longer see boards they are not on: their sockets check now.
-    state.ws().recheck_user(user);
+    // A former admin may no longer see boards they are not on: their sockets, on every node,
+    // check now.
+    state.auth().announce(Invalidation::OrgMember { organization_id: org, user_id: user });
     state.auth().audit(AuditAction::MemberRoleChanged, &caller.meta, |e| {
         e.organization_id = Some(org);
         e.actor_id = Some(caller.user_id());
@@ -321,8 +323,7 @@ async fn remove_member(
         .change(org, user, MemberChange::Remove)
         .await?
         .unwrap_or(OrgRole::Member);
-    state.auth().key_cache().invalidate_user(org, user);
-    state.ws().recheck_user(user);
+    state.auth().announce(Invalidation::OrgMember { organization_id: org, user_id: user });
     state.auth().audit(AuditAction::MemberRemoved, &caller.meta, |e| {
         e.organization_id = Some(org);
         e.actor_id = Some(caller.user_id());

@@ -175,6 +175,7 @@ pub async fn run(socket: WebSocket, accepted: Accepted) {
                     match control {
                         Control::Recheck(board) => Box::pin(conn.recheck_board(board)).await,
                         Control::RecheckAll => Box::pin(conn.recheck_boards()).await,
+                        Control::RecheckCredential => Box::pin(conn.recheck_now()).await,
                     }
                 }
             }

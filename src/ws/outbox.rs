@@ -30,6 +30,9 @@ pub enum Control {
     Recheck(Uuid),
     /// The user's organization membership changed: re-check access to every subscribed board.
     RecheckAll,
+    /// The user's sessions, keys or superadmin flag changed (here or on another node):
+    /// re-check the credential now (closing 4001 if it ended), then every subscribed board.
+    RecheckCredential,
 }
 
 /// A connection's outbound side: bounded in bytes, closable from anywhere.

@@ -218,7 +218,11 @@ impl Cluster {
     /// A process like the nodes' (same database, data dir and NATS), not yet started: for
     /// tests of what a node refuses.
     pub fn command(&self, node_id: &str, listen: SocketAddr) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_boardroom"));
+        // `BOARDROOM_TEST_BIN` may name a copy: a target dir shared by several work trees holds
+        // the binary of whichever built last.
+        let binary = std::env::var("BOARDROOM_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_boardroom").to_owned());
+        let mut command = Command::new(binary);
         command
             .arg("serve")
             .env_clear()

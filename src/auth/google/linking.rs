@@ -9,6 +9,7 @@
 use boardroom_actors::audit::AuditAction;
 use boardroom_actors::org::{MemberChange, OrgError};
 use boardroom_actors::webhook::Affected;
+use boardroom_protocol::cluster::Invalidation;
 use boardroom_protocol::ErrorCode;
 use sha2::{Digest, Sha256};
 use url::Url;
@@ -195,7 +196,10 @@ impl Auth {
             }
             match self.orgs.change(org.id, user, MemberChange::Remove).await {
                 Ok(_) => {
-                    self.keys.invalidate_user(org.id, user);
+                    self.announce(Invalidation::OrgMember {
+                        organization_id: org.id,
+                        user_id: user,
+                    });
                     self.audit(AuditAction::MemberRemoved, meta, |e| {
                         e.organization_id = Some(org.id);
                         e.target = Some(user.to_string());
@@ -247,9 +251,9 @@ impl Auth {
                 // An unverified account's password, sessions and API keys end (see `link_google`).
                 match self.store.link_google(user.id, &identity.sub).await {
                     Ok(Some(revoked_keys)) => {
-                        self.sessions.forget_user(user.id);
-                        for key in revoked_keys {
-                            self.keys.invalidate(key);
+                        self.announce(Invalidation::UserSessions { user_id: user.id });
+                        for key_id in revoked_keys {
+                            self.announce(Invalidation::ApiKey { key_id, user_id: user.id });
                         }
                         self.evict_squatter(user.id, meta).await;
                     }

@@ -191,6 +191,25 @@ impl Connection {
 
     /// Re-checks the credential; every few rounds, each subscription's board access too.
     pub(super) async fn recheck(&mut self) {
+        if !self.recheck_credential().await {
+            return;
+        }
+        self.rechecks = self.rechecks.wrapping_add(1);
+        if self.rechecks.is_multiple_of(BOARD_RECHECK_EVERY) {
+            self.recheck_boards().await;
+        }
+    }
+
+    /// Re-checks the credential and, if it still stands, every subscription's board access: the
+    /// credential or the access behind it changed, here or on another node.
+    pub(super) async fn recheck_now(&mut self) {
+        if self.recheck_credential().await {
+            self.recheck_boards().await;
+        }
+    }
+
+    /// Re-checks the credential: `false` when it ended (the connection is closing, 4001).
+    async fn recheck_credential(&mut self) -> bool {
         match self.state.auth().authenticate(&self.credential, &self.caller.meta).await {
             Ok(principal) => {
                 let rescoped = scopes_of(&principal) != scopes_of(&self.caller.principal);
@@ -201,17 +220,17 @@ impl Connection {
             }
             // A passing failure (database, bcrypt pool) is no reason to drop a client; anything
             // else is, a refusal for the client IP's bad keys included: a key still valid is
-            // answered from the cache before that check, so only a lost key meets it.
+            // answered from the cache before that check, so only a lost key meets it (or one
+            // just re-scoped, dropped from the cache, while its network is blocked: closing it
+            // is the safe side, since passing it would let a revoked key's holder keep its
+            // socket by failing keys on purpose).
             Err(err) if matches!(err.code(), ErrorCode::Internal | ErrorCode::Unavailable) => {}
             Err(err) => {
                 self.outbox.close(close::AUTH_ENDED, err.code().as_str());
-                return;
+                return false;
             }
         }
-        self.rechecks = self.rechecks.wrapping_add(1);
-        if self.rechecks.is_multiple_of(BOARD_RECHECK_EVERY) {
-            self.recheck_boards().await;
-        }
+        true
     }
 
     /// Re-checks access to every subscribed board.
