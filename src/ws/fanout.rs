@@ -617,4 +617,77 @@ mod tests {
         assert_eq!(closed.map(|c| c.0), Some(close::SLOW_CONSUMER));
         assert_eq!(seqs(&received(&fast_out)), (1..=20).collect::<Vec<_>>());
     }
+
+    #[test]
+    fn in_a_cluster_a_gap_is_held_back_and_reported_until_filled() {
+        let fanout = Fanout::default();
+        let mut gaps = fanout.report_gaps().unwrap();
+        assert!(fanout.report_gaps().is_none());
+        let board = Uuid::now_v7();
+        let (outbox, _) = Outbox::new(Encoding::Json, 1 << 20);
+        let sub = fanout.add(board, Uuid::nil(), requester(), outbox.clone());
+        sub.go_live(Some(2));
+        fanout.deliver(&event(board, 3));
+        // 4 was lost: 5 and 6 wait, and the node is asked once for what follows 3.
+        fanout.deliver(&event(board, 5));
+        fanout.deliver(&event(board, 6));
+        assert_eq!(seqs(&received(&outbox)), vec![3]);
+        let asked = gaps.try_recv().unwrap();
+        assert_eq!(asked, Behind { board, org: Uuid::nil(), after: 3 });
+        assert!(gaps.try_recv().is_err());
+        assert_eq!(fanout.positions(), vec![asked]);
+        // The fill from the log, then the live events again (duplicates are skipped).
+        for seq in 4..=6 {
+            fanout.deliver(&event(board, seq));
+        }
+        fanout.deliver(&event(board, 6));
+        fanout.deliver(&event(board, 7));
+        assert_eq!(seqs(&received(&outbox)), vec![4, 5, 6, 7]);
+        assert_eq!(fanout.positions()[0].after, 7);
+    }
+
+    #[test]
+    fn in_a_cluster_going_live_sorts_the_buffer_and_stops_at_a_hole() {
+        let fanout = Fanout::default();
+        let mut gaps = fanout.report_gaps().unwrap();
+        let board = Uuid::now_v7();
+        let (outbox, _) = Outbox::new(Encoding::Json, 1 << 20);
+        let sub = fanout.add(board, Uuid::nil(), requester(), outbox.clone());
+        // Arrived from two sources while the snapshot (at 3) was read: out of order, 7 lost.
+        for seq in [5, 3, 4, 8, 6] {
+            fanout.deliver(&event(board, seq));
+        }
+        assert!(fanout.positions().is_empty(), "nothing is live yet");
+        sub.go_live(Some(3));
+        assert_eq!(seqs(&received(&outbox)), vec![4, 5, 6]);
+        assert_eq!(gaps.try_recv().unwrap().after, 6);
+        for seq in 7..=8 {
+            fanout.deliver(&event(board, seq));
+        }
+        assert_eq!(seqs(&received(&outbox)), vec![7, 8]);
+    }
+
+    #[test]
+    fn on_one_node_events_pass_as_they_come() {
+        let fanout = Fanout::default();
+        let board = Uuid::now_v7();
+        let (outbox, _) = Outbox::new(Encoding::Json, 1 << 20);
+        fanout.add(board, Uuid::nil(), requester(), outbox.clone()).go_live(Some(1));
+        fanout.deliver(&event(board, 3));
+        assert_eq!(seqs(&received(&outbox)), vec![3]);
+    }
+
+    #[test]
+    fn an_unfillable_hole_closes_only_the_subscriptions_behind_it() {
+        let fanout = Fanout::default();
+        let _gaps = fanout.report_gaps().unwrap();
+        let board = Uuid::now_v7();
+        let (behind, behind_ends) = Outbox::new(Encoding::Json, 1 << 20);
+        let (ahead, ahead_ends) = Outbox::new(Encoding::Json, 1 << 20);
+        fanout.add(board, Uuid::nil(), requester(), behind).go_live(Some(3));
+        fanout.add(board, Uuid::nil(), requester(), ahead).go_live(Some(9));
+        fanout.resync_behind(board, 5);
+        assert_eq!(behind_ends.closed.borrow().as_ref().map(|c| c.0), Some(close::RESYNC));
+        assert!(ahead_ends.closed.borrow().is_none());
+    }
 }
