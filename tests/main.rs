@@ -14,6 +14,7 @@ mod backup;
 mod billing;
 mod board_authz;
 mod boards;
+mod cluster_events;
 mod bounds;
 mod cli;
 mod cluster;
