@@ -71,7 +71,9 @@ impl Node {
         loop {
             match node.http.get(node.url("/readyz")).send().await {
                 Ok(reply) if reply.status() == 200 => break,
-                _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+                _ if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
                 other => panic!("node {id} never became ready: {other:?}"),
             }
         }
@@ -270,9 +272,8 @@ async fn cluster_events_catch_up_after_a_nats_restart() {
     let created = a.create_board(&owner, &org, "Outage").await;
     let board = created.board.id.to_string();
     let group = created.groups[0].id.to_string();
-    let mut watcher = socket::connect(&a, &owner.access_token, JSON)
-        .await
-        .with_patience(Duration::from_secs(30));
+    let mut watcher =
+        socket::connect(&a, &owner.access_token, JSON).await.with_patience(Duration::from_secs(30));
     let start = subscribe(&mut watcher, &board).await;
 
     let writes = 90;

@@ -150,7 +150,9 @@ impl Receiver {
                 Step::Connection => {
                     let now = self.connected();
                     if now && !connected {
-                        tracing::info!("NATS is back: catching every watched board up from the log");
+                        tracing::info!(
+                            "NATS is back: catching every watched board up from the log"
+                        );
                         self.catch_up_all().await;
                     }
                     connected = now;
@@ -238,7 +240,9 @@ impl Receiver {
         let tenant = self.store.tenant(org);
         let mut cursor = after;
         loop {
-            let page = match tenant.board_events_page(board, cursor, FILL_PAGE, self.page_bytes).await
+            let page = match tenant
+                .board_events_page(board, cursor, FILL_PAGE, self.page_bytes)
+                .await
             {
                 Ok(page) => page,
                 // The periodic check tries again.
