@@ -4,7 +4,8 @@
 //!
 //! Node `a` is this test process's server (a cluster node like the others, so the harness's
 //! helpers work on it); the other nodes are `boardroom serve` processes on the same Postgres
-//! database and NATS. Until board leases land, every write goes through one node (`b`).
+//! database and NATS. The board is made on `a`, whose actor then holds its lease: writes sent to
+//! other nodes are forwarded to it.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -51,7 +52,11 @@ impl Node {
             let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             probe.local_addr().unwrap().port()
         };
-        let child = Command::new(env!("CARGO_BIN_EXE_boardroom"))
+        // `BOARDROOM_TEST_BIN` runs another build than this test's: where several worktrees
+        // share one target directory, the binary there may be another branch's by now.
+        let binary = std::env::var("BOARDROOM_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_boardroom").to_owned());
+        let child = Command::new(binary)
             .arg("serve")
             .env("BOARDROOM_LISTEN", format!("127.0.0.1:{port}"))
             .env("BOARDROOM_DATA_DIR", first.database.dir.path())
@@ -62,7 +67,8 @@ impl Node {
             .env("BOARDROOM_DB_MAX_CONNECTIONS", "8")
             .env("BOARDROOM_LOG", "warn")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            // Its log lines show in a failed test's output.
+            .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn boardroom serve");
@@ -173,13 +179,13 @@ async fn cluster_events_reach_sockets_on_every_node_in_order() {
     let board = created.board.id.to_string();
     let group = created.groups[0].id.to_string();
 
-    // Subscribers on a (JSON and MessagePack), on c, and on b, the writing node itself (its
-    // events come through its own bus, and its NATS echo must not double them).
+    // Subscribers on a (JSON and MessagePack), on b and on c. The owner's events reach its own
+    // sockets through its bus (its NATS echo must not double them), the others' over NATS.
     let mut sockets = vec![
         socket::connect(&a, &owner.access_token, JSON).await,
         socket::connect(&a, &owner.access_token, MSGPACK).await,
-        c.socket(&owner, JSON).await,
         b.socket(&owner, MSGPACK).await,
+        c.socket(&owner, JSON).await,
     ];
     let mut starts = Vec::new();
     for socket in &mut sockets {
@@ -187,15 +193,17 @@ async fn cluster_events_reach_sockets_on_every_node_in_order() {
     }
     let start = *starts.iter().min().unwrap();
 
-    // Two writers at once through b.
+    // Writers on b and c at once.
     let writes = 2 * 60;
-    let b = std::sync::Arc::new(b);
-    let writers: Vec<_> = (0..2)
-        .map(|w| {
-            let (b, owner, board, group) = (b.clone(), owner.clone(), board.clone(), group.clone());
+    let (b, c) = (std::sync::Arc::new(b), std::sync::Arc::new(c));
+    let writers: Vec<_> = [b.clone(), c.clone()]
+        .into_iter()
+        .enumerate()
+        .map(|(w, node)| {
+            let (owner, board, group) = (owner.clone(), board.clone(), group.clone());
             tokio::spawn(async move {
                 for i in 0..writes / 2 {
-                    b.create_item(&owner, &board, &item(&group, &format!("w{w}-{i}"))).await;
+                    node.create_item(&owner, &board, &item(&group, &format!("w{w}-{i}"))).await;
                 }
             })
         })
@@ -272,8 +280,9 @@ async fn cluster_events_catch_up_after_a_nats_restart() {
     let created = a.create_board(&owner, &org, "Outage").await;
     let board = created.board.id.to_string();
     let group = created.groups[0].id.to_string();
-    let mut watcher =
-        socket::connect(&a, &owner.access_token, JSON).await.with_patience(Duration::from_secs(30));
+    // The subscriber is on b; the writes go to a, the board's owner, which needs no NATS to
+    // commit (a write sent to b would be forwarded over NATS, and fail while it is down).
+    let mut watcher = b.socket(&owner, JSON).await.with_patience(Duration::from_secs(30));
     let start = subscribe(&mut watcher, &board).await;
 
     let writes = 90;
@@ -284,7 +293,7 @@ async fn cluster_events_catch_up_after_a_nats_restart() {
         if i == 60 {
             nats.resume().await;
         }
-        b.create_item(&owner, &board, &item(&group, &format!("item-{i}"))).await;
+        a.create_item(&owner, &board, &item(&group, &format!("item-{i}"))).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Everything arrives, in order, the events lost with NATS read from the log.
@@ -293,11 +302,11 @@ async fn cluster_events_catch_up_after_a_nats_restart() {
 
     // An idle board whose last event was lost while NATS was down is caught up too.
     nats.crash();
-    b.create_item(&owner, &board, &item(&group, "while-down")).await;
+    a.create_item(&owner, &board, &item(&group, "while-down")).await;
     let lost = events_until(&mut watcher, start + writes, start + writes + 1).await;
     assert_eq!(lost[0].kind, "item.created");
     nats.resume().await;
-    b.create_item(&owner, &board, &item(&group, "after")).await;
+    a.create_item(&owner, &board, &item(&group, "after")).await;
     events_until(&mut watcher, start + writes + 1, start + writes + 2).await;
     drop(watcher);
     a.stop().await;

@@ -26,7 +26,6 @@ use boardroom_protocol::cluster::BoardEventMessage;
 use boardroom_protocol::events::Event;
 use futures::StreamExt;
 use tokio::sync::{broadcast, mpsc, watch};
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::Cluster;
@@ -37,8 +36,6 @@ use crate::ws::fanout::{Behind, Fanout};
 /// How often the stored `seq` of every watched board is compared with what its sockets got:
 /// the bound on how late the last event of an idle board arrives when NATS lost its message.
 pub const CHECK_EVERY: Duration = Duration::from_secs(5);
-/// How often the NATS connection's state is looked at, to catch up at once after a reconnect.
-const CONNECTION_CHECK_EVERY: Duration = Duration::from_millis(250);
 /// Events read from the log per query while filling a gap.
 const FILL_PAGE: i64 = 1000;
 
@@ -48,39 +45,35 @@ pub fn subject(cluster: &Cluster, board: Uuid) -> String {
 }
 
 /// Starts publishing this node's events and delivering the other nodes' (when this node is in
-/// a cluster). Both tasks end when the server shuts down (`ws().shutdown_signal()`).
-pub fn start(state: &AppState) -> Option<[JoinHandle<()>; 2]> {
-    let cluster = state.cluster()?.clone();
-    // Turned on before the listener starts, so every subscription takes events in order.
-    let gaps = state.ws().fanout().report_gaps()?;
-    let shutdown = state.ws().shutdown_signal();
-    let publisher =
-        tokio::spawn(publish(cluster.clone(), state.boards().bus().clone(), shutdown.clone()));
+/// a cluster), before any socket subscribes. The publisher runs until [`Cluster::leave`], after
+/// the actors flushed, so the events of a graceful stop go out too; the receiver stops with the
+/// gateway.
+pub fn start(state: &AppState) {
+    let Some(cluster) = state.cluster() else { return };
+    // Turned on before the receiver starts, so every subscription takes events in order.
+    let Some(gaps) = state.ws().fanout().report_gaps() else { return };
+    cluster.keep(tokio::spawn(publish(cluster.clone(), state.boards().bus().clone())));
     let receiver = Receiver {
-        cluster,
+        cluster: cluster.clone(),
         state: state.clone(),
         store: state.store().clone(),
         page_bytes: i64::from(state.settings().events_page_bytes),
     };
-    let receiver = tokio::spawn(receiver.run(gaps, shutdown));
-    Some([publisher, receiver])
+    cluster.keep(tokio::spawn(receiver.run(gaps, state.ws().shutdown_signal())));
 }
 
 /// Publishes every event the actors here commit, in the order they commit.
-async fn publish(cluster: Arc<Cluster>, bus: EventBus, mut shutdown: watch::Receiver<bool>) {
+async fn publish(cluster: Arc<Cluster>, bus: EventBus) {
     let mut events = bus.subscribe();
     loop {
-        let event = tokio::select! {
-            _ = shutdown.wait_for(|stop| *stop) => return,
-            received = events.recv() => match received {
-                Ok(event) => event,
-                // The other nodes see the gap at the next event, or at their periodic check.
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "publishing events on NATS fell behind the bus");
-                    continue;
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            },
+        let event = match events.recv().await {
+            Ok(event) => event,
+            // The other nodes see the gap at the next event, or at their periodic check.
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "publishing events on NATS fell behind the bus");
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
         };
         let message = BoardEventMessage {
             organization_id: event.organization_id,
@@ -94,7 +87,7 @@ async fn publish(cluster: Arc<Cluster>, bus: EventBus, mut shutdown: watch::Rece
 /// What the receiver does next.
 enum Step {
     Fill(Behind),
-    Connection,
+    Reconnected,
     Check,
     Receive(async_nats::Message),
 }
@@ -127,15 +120,13 @@ impl Receiver {
         };
         let mut check = tokio::time::interval(CHECK_EVERY);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut connection = tokio::time::interval(CONNECTION_CHECK_EVERY);
-        connection.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut connected = self.connected();
+        let mut reconnects = self.cluster.reconnects();
         loop {
             let step = tokio::select! {
                 biased;
                 _ = shutdown.wait_for(|stop| *stop) => return,
                 Some(first) = gaps.recv() => Step::Fill(first),
-                _ = connection.tick() => Step::Connection,
+                Ok(()) = reconnects.changed() => Step::Reconnected,
                 _ = check.tick() => Step::Check,
                 message = messages.next() => match message {
                     Some(message) => Step::Receive(message),
@@ -147,15 +138,9 @@ impl Receiver {
             };
             match step {
                 Step::Fill(first) => self.fill_reported(first, &mut gaps).await,
-                Step::Connection => {
-                    let now = self.connected();
-                    if now && !connected {
-                        tracing::info!(
-                            "NATS is back: catching every watched board up from the log"
-                        );
-                        self.catch_up_all().await;
-                    }
-                    connected = now;
+                Step::Reconnected => {
+                    tracing::info!("NATS is back: catching every watched board up from the log");
+                    self.catch_up_all().await;
                 }
                 Step::Check => self.catch_up_all().await,
                 Step::Receive(message) => self.receive(&message),
@@ -165,10 +150,6 @@ impl Receiver {
 
     fn fanout(&self) -> &Fanout {
         self.state.ws().fanout()
-    }
-
-    fn connected(&self) -> bool {
-        self.cluster.nats().connection_state() == async_nats::connection::State::Connected
     }
 
     /// Hands a message of another node to the fan-out, if a socket here watches its board.
