@@ -65,6 +65,7 @@ impl Node {
             .env("BOARDROOM_NATS_URL", nats)
             .env("BOARDROOM_NODE_ID", id)
             .env("BOARDROOM_DB_MAX_CONNECTIONS", "8")
+            .env("BOARDROOM_LEASE_SECS", "2")
             .env("BOARDROOM_LOG", "warn")
             .stdin(Stdio::null())
             // Its log lines show in a failed test's output.
@@ -91,15 +92,55 @@ impl Node {
     }
 
     async fn create_item(&self, user: &TestUser, board: &str, body: &boards::CreateItem) {
+        let path = format!("/api/v1/boards/{board}/items");
+        let _: serde_json::Value = self.post(user, &path, body).await;
+    }
+
+    /// `POST path` as `user`, answered `201`.
+    async fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        user: &TestUser,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> T {
         let reply = self
             .http
-            .post(self.url(&format!("/api/v1/boards/{board}/items")))
+            .post(self.url(path))
             .bearer_auth(&user.access_token)
             .json(body)
             .send()
             .await
             .unwrap();
-        assert_eq!(reply.status(), 201, "{:?}", reply.text().await);
+        assert_eq!(reply.status(), 201, "{path}");
+        reply.json().await.unwrap()
+    }
+
+    /// Creates an item, again until it is created (`503` while the board's lease moves).
+    async fn create_item_retrying(&self, user: &TestUser, board: &str, name: &str, group: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let reply = self
+                .http
+                .post(self.url(&format!("/api/v1/boards/{board}/items")))
+                .bearer_auth(&user.access_token)
+                .json(&item(group, name))
+                .send()
+                .await;
+            match reply {
+                Ok(reply) if reply.status() == 201 => return,
+                Ok(reply) if reply.status() == 503 => {}
+                Ok(reply) => panic!("writing {name}: {} {:?}", reply.status(), reply.text().await),
+                Err(err) => panic!("writing {name}: {err}"),
+            }
+            assert!(Instant::now() < deadline, "{name} was never written");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `kill -9`.
+    fn crash(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// The whole event log of `board`, read through this node's REST API.
@@ -308,6 +349,56 @@ async fn cluster_events_catch_up_after_a_nats_restart() {
     nats.resume().await;
     a.create_item(&owner, &board, &item(&group, "after")).await;
     events_until(&mut watcher, start + writes + 1, start + writes + 2).await;
+    drop(watcher);
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_events_stay_gap_free_when_the_owner_dies() {
+    let Some(a) = first_node(LOCAL_NATS).await else { return };
+    let mut b = Node::start(&a, "b", LOCAL_NATS).await;
+    let c = Node::start(&a, "c", LOCAL_NATS).await;
+    let owner = a.register("Owner").await;
+    // Made through b, so b's actors hold the leases, not a's (which this test cannot kill).
+    let org: boardroom_protocol::orgs::Organization = b
+        .post(
+            &owner,
+            "/api/v1/orgs",
+            &boardroom_protocol::orgs::CreateOrganization { name: "Cluster".into() },
+        )
+        .await;
+    let body = boards::CreateBoard { name: "Takeover".into(), description: String::new() };
+    let created: boards::CreatedBoard =
+        b.post(&owner, &format!("/api/v1/orgs/{}/boards", org.id), &body).await;
+    let board = created.board.id.to_string();
+    let group = created.groups[0].id.to_string();
+
+    let mut watcher =
+        socket::connect(&a, &owner.access_token, JSON).await.with_patience(Duration::from_secs(30));
+    let start = subscribe(&mut watcher, &board).await;
+    let held_by: (String,) = boardroom::on_pool!(a.state().store(), pool => {
+        sqlx::query_as("SELECT node_id FROM leases WHERE kind = 'board' AND entity_id = $1")
+            .bind(created.board.id)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    });
+    assert_eq!(held_by.0, "b", "the board's actor runs where it was made");
+
+    // Writes through c while b, the owner, is killed: some are answered 503 and written again.
+    let writes = 60;
+    for i in 0..writes {
+        if i == 20 {
+            b.crash();
+        }
+        c.create_item_retrying(&owner, &board, &format!("item-{i}"), &group).await;
+    }
+    let log = c.log(&owner, &board).await;
+    let last = log.last().map(|e| e.seq).unwrap();
+    assert!(last >= start + writes, "{last} < {start} + {writes}");
+    let events = events_until(&mut watcher, start, last).await;
+    let logged: Vec<i64> = log.iter().map(|e| e.seq).filter(|seq| *seq > start).collect();
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), logged);
     drop(watcher);
     a.stop().await;
 }
