@@ -30,7 +30,7 @@ use uuid::Uuid;
 
 use super::Cluster;
 use crate::state::AppState;
-use crate::storage::{EventRow, Store};
+use crate::storage::EventRow;
 use crate::ws::fanout::{Behind, Fanout};
 
 /// How often the stored `seq` of every watched board is compared with what its sockets got:
@@ -56,7 +56,6 @@ pub fn start(state: &AppState) {
     let receiver = Receiver {
         cluster: cluster.clone(),
         state: state.clone(),
-        store: state.store().clone(),
         page_bytes: i64::from(state.settings().events_page_bytes),
     };
     cluster.keep(tokio::spawn(receiver.run(gaps, state.ws().shutdown_signal())));
@@ -95,9 +94,8 @@ enum Step {
 /// The other nodes' events, to this node's sockets.
 struct Receiver {
     cluster: Arc<Cluster>,
-    /// For its fan-out.
+    /// For its fan-out and store.
     state: AppState,
-    store: Store,
     page_bytes: i64,
 }
 
@@ -200,7 +198,7 @@ impl Receiver {
             return;
         }
         let boards: Vec<(Uuid, Uuid)> = positions.iter().map(|p| (p.org, p.board)).collect();
-        let stored: HashMap<Uuid, i64> = match self.store.board_seqs(&boards).await {
+        let stored: HashMap<Uuid, i64> = match self.state.store().board_seqs(&boards).await {
             Ok(seqs) => seqs.into_iter().collect(),
             Err(err) => {
                 tracing::warn!(error = ?err, "reading the boards' seq failed");
@@ -218,7 +216,7 @@ impl Receiver {
     /// newest; subscriptions already past an event skip it.
     async fn fill(&self, behind: Behind) {
         let Behind { board, org, after } = behind;
-        let tenant = self.store.tenant(org);
+        let tenant = self.state.store().tenant(org);
         let mut cursor = after;
         loop {
             let page = match tenant
