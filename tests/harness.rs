@@ -28,7 +28,6 @@ use serde_json::Value;
 pub mod browser;
 pub mod cluster;
 pub mod memory;
-pub mod nats;
 pub mod smtp;
 pub mod socket;
 mod venv;
