@@ -17,6 +17,7 @@
 //! [`Cluster`] is this node's handle on NATS: its id, the cluster's subject prefix, and typed
 //! publish and subscribe over [`boardroom_protocol::cluster::Envelope`].
 
+pub mod events;
 pub mod forward;
 pub mod invalidations;
 pub mod key_shares;
@@ -49,6 +50,8 @@ pub struct Cluster {
     forwarder: forward::Forwarder,
     /// The node's background work on the cluster, stopped by [`Cluster::leave`].
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Counts the connections to NATS made so far: a change is a reconnect.
+    connections: tokio::sync::watch::Receiver<u64>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -74,7 +77,7 @@ pub fn node_id(settings: &Settings) -> String {
     settings.node_id.clone().unwrap_or_else(|| {
         let id = uuid::Uuid::now_v7().simple().to_string();
         // The random tail, not the time-ordered head.
-        format!("node-{}", &id[..12])
+        format!("node-{}", &id[20..])
     })
 }
 
@@ -99,16 +102,24 @@ impl Cluster {
             .cluster_id()
             .await
             .map_err(|e| format!("DATABASE_URL: cannot read the cluster id: {e}"))?;
+        let (connected, connections) = tokio::sync::watch::channel(0u64);
+        let connected = Arc::new(connected);
         let nats = async_nats::ConnectOptions::new()
             .name(format!("boardroom {node_id}"))
             // Keep trying for as long as the process lives: a NATS restart must not end it.
             .retry_on_initial_connect()
             .max_reconnects(None)
-            .event_callback(|event| async move {
-                match event {
-                    async_nats::Event::Connected => tracing::info!("NATS connected"),
-                    async_nats::Event::Disconnected => tracing::warn!("NATS disconnected"),
-                    other => tracing::info!(event = %other, "NATS"),
+            .event_callback(move |event| {
+                let connected = connected.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            connected.send_modify(|count| *count += 1);
+                            tracing::info!("NATS connected");
+                        }
+                        async_nats::Event::Disconnected => tracing::warn!("NATS disconnected"),
+                        other => tracing::info!(event = %other, "NATS"),
+                    }
                 }
             })
             .connect(url)
@@ -128,6 +139,7 @@ impl Cluster {
             leases,
             forwarder: forward::Forwarder::default(),
             tasks: Mutex::default(),
+            connections,
         });
         let answers = forward::listen_for_answers(cluster.clone())
             .await
@@ -189,6 +201,14 @@ impl Cluster {
     /// This node's calls to other nodes.
     pub fn forwarder(&self) -> &forward::Forwarder {
         &self.forwarder
+    }
+
+    /// Changes each time the NATS connection is made again after a disconnect (core NATS lost
+    /// whatever was published meanwhile).
+    pub fn reconnects(&self) -> tokio::sync::watch::Receiver<u64> {
+        let mut connections = self.connections.clone();
+        connections.mark_unchanged();
+        connections
     }
 
     /// This node's id.

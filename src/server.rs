@@ -172,6 +172,8 @@ impl App {
             node.id.clone(),
             node.cluster.is_some(),
         );
+        // Before any socket subscribes: the fan-out runs in strict order in a cluster.
+        crate::cluster::events::start(&self.state);
         let addr = settings.listen;
         let bind_error = |setting: &'static str, addr: SocketAddr| {
             move |source| StartupError::Bind { setting, addr, source }

@@ -17,6 +17,7 @@ mod boards;
 mod bounds;
 mod cli;
 mod cluster;
+mod cluster_events;
 mod cluster_invalidation;
 mod column_retype;
 mod deletion;

@@ -566,6 +566,41 @@ impl TenantStore<'_> {
 }
 
 impl Store {
+    /// The stored `seq` of each of `boards` (organization, board), deleted boards included: what
+    /// a node of a cluster compares with the last event its sockets were sent
+    /// (`cluster::events`). Each board is matched with its organization. One statement on
+    /// Postgres, where clusters run; a statement per board on SQLite.
+    pub async fn board_seqs(&self, boards: &[(Uuid, Uuid)]) -> StorageResult<Vec<(Uuid, i64)>> {
+        match self.pool() {
+            super::Pool::Postgres(pool) => {
+                let (orgs, ids): (Vec<Uuid>, Vec<Uuid>) = boards.iter().copied().unzip();
+                Ok(sqlx::query_as(
+                    "SELECT b.id, b.seq FROM boards b \
+                     JOIN UNNEST($1::uuid[], $2::uuid[]) AS w(org, id) \
+                     ON b.organization_id = w.org AND b.id = w.id",
+                )
+                .bind(orgs)
+                .bind(ids)
+                .fetch_all(pool)
+                .await?)
+            }
+            super::Pool::Sqlite(pool) => {
+                let mut seqs = Vec::with_capacity(boards.len());
+                for (org, board) in boards {
+                    let seq: Option<(i64,)> = sqlx::query_as(
+                        "SELECT seq FROM boards WHERE organization_id = $1 AND id = $2",
+                    )
+                    .bind(org)
+                    .bind(board)
+                    .fetch_optional(pool)
+                    .await?;
+                    seqs.extend(seq.map(|(seq,)| (*board, seq)));
+                }
+                Ok(seqs)
+            }
+        }
+    }
+
     /// Forgets idempotency records older than `before`.
     pub async fn prune_idempotency(&self, before: DateTime<Utc>) -> StorageResult<u64> {
         Ok(write_on_pool!(self, pool => {

@@ -20,10 +20,19 @@
 //!
 //! If this task falls behind the bus (it lost events), every connection with a subscription is
 //! closed with [`close::RESYNC`]: clients resubscribe with `after_seq` and lose nothing.
+//!
+//! ## Several nodes: strict order
+//! In a cluster ([`Fanout::report_gaps`], started by `cluster::events`) events reach a node from
+//! two sources, its own bus and NATS, and NATS may lose some. Each subscription then takes only
+//! the event right after the last it sent: one further on is held back and the subscription is
+//! reported [`Behind`], so the node reads what is missing from `board_events` and hands it over
+//! (the subscription skips what it already has). Going live, the buffered events are sorted and
+//! sent up to the first hole, and the rest is asked for the same way. So a socket never sees a
+//! gap or a duplicate, whichever node committed the events and however they arrived.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use axum::body::Bytes;
 use axum::extract::ws::{Message, Utf8Bytes};
@@ -32,7 +41,7 @@ use boardroom_actors::domain::{BoardEvent, EventData};
 use boardroom_actors::event_bus::EventBus;
 use boardroom_protocol::frames::{close, EventFrame, Presence, ServerFrame};
 use boardroom_protocol::Encoding;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use uuid::Uuid;
 
 use super::outbox::{Control, Outbox};
@@ -59,6 +68,18 @@ pub enum Gate {
     Closed,
 }
 
+/// A subscription (or several of one board) that has every event up to `after` and needs the
+/// ones after it from the log: what a node in a cluster fills gaps from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Behind {
+    /// The board.
+    pub board: Uuid,
+    /// The board's organization (the log is read through its tenant).
+    pub org: Uuid,
+    /// The last `seq` the subscription sent.
+    pub after: i64,
+}
+
 /// One socket's subscription to one board.
 pub struct Subscription {
     id: u64,
@@ -73,6 +94,11 @@ pub struct Subscription {
     gate: Mutex<Gate>,
     /// Counted in the board's presence.
     present: AtomicBool,
+    /// In a cluster, where to ask for missing events; `None` on a single node, whose bus
+    /// carries every event in order.
+    gaps: Option<mpsc::UnboundedSender<Behind>>,
+    /// The `after` last asked for, so a subscription behind asks once, not once per event.
+    asked: AtomicI64,
 }
 
 impl Subscription {
@@ -95,11 +121,21 @@ impl Subscription {
             // Ended meanwhile (slow consumer while buffering), or already live: leave it.
             Gate::Live { .. } | Gate::Closed => return,
         };
+        let mut events = events;
+        if self.gaps.is_some() {
+            // Two sources (the bus, NATS) and fills may have buffered out of order.
+            events.sort_by_key(|e| e.seq);
+        }
         let mut last = sent.unwrap_or(after);
         let mut events = events.into_iter();
         while let Some(event) = events.next() {
             if event.seq <= last {
                 continue;
+            }
+            if self.gaps.is_some() && event.seq != last + 1 {
+                // A hole: what was buffered beyond it comes again with the fill.
+                self.ask_after(last);
+                break;
             }
             last = event.seq;
             if self.may_see(event.kind().as_str()) {
@@ -114,6 +150,16 @@ impl Subscription {
 }
 
 impl Subscription {
+    /// Asks the node to fill what follows `after` from the log (once per `after`: a failed fill
+    /// is retried by the node's periodic check).
+    fn ask_after(&self, after: i64) {
+        let Some(gaps) = &self.gaps else { return };
+        if self.asked.swap(after, Ordering::AcqRel) != after {
+            // The receiver is gone only at shutdown.
+            let _ = gaps.send(Behind { board: self.board, org: self.org, after });
+        }
+    }
+
     /// If `event` (just sent, or withheld) may end the subscriber's access, nothing more goes
     /// out until the connection has re-checked it: a removed member must not see what the
     /// board does next. `rest` (events after it) stays buffered for a resume.
@@ -220,6 +266,8 @@ pub struct Fanout {
     /// Per board, per user: how many of their subscriptions are live.
     presence: Mutex<HashMap<Uuid, HashMap<Uuid, usize>>>,
     next_id: AtomicU64,
+    /// Set in a cluster: subscriptions take events strictly in order and ask here for gaps.
+    gaps: OnceLock<mpsc::UnboundedSender<Behind>>,
 }
 
 impl Fanout {
@@ -308,6 +356,8 @@ impl Fanout {
             outbox,
             gate: Mutex::new(Gate::Buffering { after: 0, events: Vec::new() }),
             present: AtomicBool::new(false),
+            gaps: self.gaps.get().cloned(),
+            asked: AtomicI64::new(-1),
         });
         self.boards().entry(board).or_default().push(sub.clone());
         sub
@@ -338,6 +388,62 @@ impl Fanout {
         self.len() == 0
     }
 
+    /// Turns on strict order (a node of a cluster, before any socket subscribes): from now on a
+    /// subscription takes only the event after the last it sent, and one that is behind is
+    /// reported on the returned channel, to be filled from the log with [`Fanout::deliver`].
+    /// `None` if already on.
+    pub fn report_gaps(&self) -> Option<mpsc::UnboundedReceiver<Behind>> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        self.gaps.set(sender).ok()?;
+        Some(receiver)
+    }
+
+    /// Whether any socket here is subscribed to `board`.
+    pub fn watches(&self, board: Uuid) -> bool {
+        self.boards().contains_key(&board)
+    }
+
+    /// Each board with a live subscription, with the lowest last `seq` its live subscriptions
+    /// sent: what a periodic check compares with the board's stored `seq`.
+    pub fn positions(&self) -> Vec<Behind> {
+        let boards: Vec<(Uuid, Vec<Arc<Subscription>>)> =
+            self.boards().iter().map(|(board, subs)| (*board, subs.clone())).collect();
+        let mut positions = Vec::with_capacity(boards.len());
+        for (board, subs) in boards {
+            let lowest = subs
+                .iter()
+                .filter_map(|sub| match &*sub.gate() {
+                    Gate::Live { last_seq } => Some((sub.org, *last_seq)),
+                    Gate::Buffering { .. } | Gate::Closed => None,
+                })
+                .min_by_key(|(_, seq)| *seq);
+            if let Some((org, after)) = lowest {
+                positions.push(Behind { board, org, after });
+            }
+        }
+        positions
+    }
+
+    /// Closes the connections subscribed to `board` that have not got past `after`, with
+    /// [`close::RESYNC`]: the log cannot give them what follows (it has a hole there), and
+    /// their clients resume with `after_seq` (a snapshot, then).
+    pub fn resync_behind(&self, board: Uuid, after: i64) {
+        let subs = match self.boards().get(&board) {
+            Some(subs) => subs.clone(),
+            None => return,
+        };
+        for sub in subs {
+            let behind = match &*sub.gate() {
+                Gate::Live { last_seq } => *last_seq <= after,
+                Gate::Buffering { .. } => true,
+                Gate::Closed => false,
+            };
+            if behind {
+                sub.outbox.close(close::RESYNC, "events missing; resubscribe with after_seq");
+            }
+        }
+    }
+
     /// Hands one committed event to its board's subscribers.
     pub fn deliver(&self, event: &Arc<BoardEvent>) {
         let subs = match self.boards().get(&event.board_id) {
@@ -358,6 +464,10 @@ impl Fanout {
                 }
                 Gate::Live { last_seq } => {
                     if event.seq <= *last_seq {
+                        continue;
+                    }
+                    if sub.gaps.is_some() && event.seq != *last_seq + 1 {
+                        sub.ask_after(*last_seq);
                         continue;
                     }
                     *last_seq = event.seq;
@@ -396,7 +506,11 @@ impl Fanout {
                     Ok(event) => self.deliver(&event),
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         tracing::warn!(missed, "socket fan-out fell behind the event bus");
-                        self.resync_all();
+                        // In a cluster the next event (or the periodic check) shows each
+                        // subscription what it lacks, and the log fills it.
+                        if self.gaps.get().is_none() {
+                            self.resync_all();
+                        }
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
@@ -502,5 +616,78 @@ mod tests {
         let closed = slow_ends.closed.borrow().clone();
         assert_eq!(closed.map(|c| c.0), Some(close::SLOW_CONSUMER));
         assert_eq!(seqs(&received(&fast_out)), (1..=20).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn in_a_cluster_a_gap_is_held_back_and_reported_until_filled() {
+        let fanout = Fanout::default();
+        let mut gaps = fanout.report_gaps().unwrap();
+        assert!(fanout.report_gaps().is_none());
+        let board = Uuid::now_v7();
+        let (outbox, _) = Outbox::new(Encoding::Json, 1 << 20);
+        let sub = fanout.add(board, Uuid::nil(), requester(), outbox.clone());
+        sub.go_live(Some(2));
+        fanout.deliver(&event(board, 3));
+        // 4 was lost: 5 and 6 wait, and the node is asked once for what follows 3.
+        fanout.deliver(&event(board, 5));
+        fanout.deliver(&event(board, 6));
+        assert_eq!(seqs(&received(&outbox)), vec![3]);
+        let asked = gaps.try_recv().unwrap();
+        assert_eq!(asked, Behind { board, org: Uuid::nil(), after: 3 });
+        assert!(gaps.try_recv().is_err());
+        assert_eq!(fanout.positions(), vec![asked]);
+        // The fill from the log, then the live events again (duplicates are skipped).
+        for seq in 4..=6 {
+            fanout.deliver(&event(board, seq));
+        }
+        fanout.deliver(&event(board, 6));
+        fanout.deliver(&event(board, 7));
+        assert_eq!(seqs(&received(&outbox)), vec![4, 5, 6, 7]);
+        assert_eq!(fanout.positions()[0].after, 7);
+    }
+
+    #[test]
+    fn in_a_cluster_going_live_sorts_the_buffer_and_stops_at_a_hole() {
+        let fanout = Fanout::default();
+        let mut gaps = fanout.report_gaps().unwrap();
+        let board = Uuid::now_v7();
+        let (outbox, _) = Outbox::new(Encoding::Json, 1 << 20);
+        let sub = fanout.add(board, Uuid::nil(), requester(), outbox.clone());
+        // Arrived from two sources while the snapshot (at 3) was read: out of order, 7 lost.
+        for seq in [5, 3, 4, 8, 6] {
+            fanout.deliver(&event(board, seq));
+        }
+        assert!(fanout.positions().is_empty(), "nothing is live yet");
+        sub.go_live(Some(3));
+        assert_eq!(seqs(&received(&outbox)), vec![4, 5, 6]);
+        assert_eq!(gaps.try_recv().unwrap().after, 6);
+        for seq in 7..=8 {
+            fanout.deliver(&event(board, seq));
+        }
+        assert_eq!(seqs(&received(&outbox)), vec![7, 8]);
+    }
+
+    #[test]
+    fn on_one_node_events_pass_as_they_come() {
+        let fanout = Fanout::default();
+        let board = Uuid::now_v7();
+        let (outbox, _) = Outbox::new(Encoding::Json, 1 << 20);
+        fanout.add(board, Uuid::nil(), requester(), outbox.clone()).go_live(Some(1));
+        fanout.deliver(&event(board, 3));
+        assert_eq!(seqs(&received(&outbox)), vec![3]);
+    }
+
+    #[test]
+    fn an_unfillable_hole_closes_only_the_subscriptions_behind_it() {
+        let fanout = Fanout::default();
+        let _gaps = fanout.report_gaps().unwrap();
+        let board = Uuid::now_v7();
+        let (behind, behind_ends) = Outbox::new(Encoding::Json, 1 << 20);
+        let (ahead, ahead_ends) = Outbox::new(Encoding::Json, 1 << 20);
+        fanout.add(board, Uuid::nil(), requester(), behind).go_live(Some(3));
+        fanout.add(board, Uuid::nil(), requester(), ahead).go_live(Some(9));
+        fanout.resync_behind(board, 5);
+        assert_eq!(behind_ends.closed.borrow().as_ref().map(|c| c.0), Some(close::RESYNC));
+        assert!(ahead_ends.closed.borrow().is_none());
     }
 }
