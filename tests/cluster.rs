@@ -138,14 +138,17 @@ async fn writes_through_every_node_commit_on_one_owner_in_order() {
             socket.send(msg::create_item(&f.board, item(f.group, format!("pipelined-{i}")))).await,
         );
     }
-    let mut last_seq = 0;
-    for id in ids {
+    let mut replies = Vec::new();
+    for _ in &ids {
         let reply = socket.next_reply().await;
         assert!(reply.ok, "{reply:?}");
-        assert_eq!(reply.id, Some(boardroom_protocol::RequestId::Number(id)));
-        let seq = reply.seq.expect("a write's seq");
-        assert!(seq > last_seq, "replies out of commit order: {seq} after {last_seq}");
-        last_seq = seq;
+        replies.push((reply.id.clone(), reply.seq.expect("a write's seq")));
+    }
+    let mut last_seq = 0;
+    for (id, (replied, seq)) in ids.iter().zip(&replies) {
+        assert_eq!(replied, &Some(boardroom_protocol::RequestId::Number(*id)));
+        assert!(*seq > last_seq, "replies out of commit order: {seq} after {last_seq}");
+        last_seq = *seq;
     }
 
     // One owner throughout; 1 creation + 60 + 30 items, gap-free.

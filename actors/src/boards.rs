@@ -45,11 +45,17 @@ impl<T> Answer<T> {
 
     /// Waits for the answer, at most [`CALL_TIMEOUT`].
     pub async fn wait(self) -> Result<T, BoardError> {
+        // Unconstrained: a reply that is ready must be seen as ready. Under tokio's budget a
+        // ready receiver may answer "pending" and wake itself, which moves it behind answers
+        // that came after it, and a connection's replies to one board would leave out of order.
         let answered = match self.0 {
-            Waiting::Here(receiver) => tokio::time::timeout(CALL_TIMEOUT, receiver).await,
+            Waiting::Here(receiver) => {
+                tokio::task::unconstrained(tokio::time::timeout(CALL_TIMEOUT, receiver)).await
+            }
             Waiting::There(pending, answer) => {
                 // The forwarder fails a call it got no answer to in this time itself.
-                let reply = tokio::time::timeout(CALL_TIMEOUT, pending).await;
+                let reply =
+                    tokio::task::unconstrained(tokio::time::timeout(CALL_TIMEOUT, pending)).await;
                 return match reply {
                     Ok(Ok(Ok(Reply::Moved))) => Err(unavailable("the board moved to another node")),
                     Ok(Ok(Ok(reply))) => answer(reply),

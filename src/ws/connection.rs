@@ -31,6 +31,7 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::Serialize;
+use tokio::sync::oneshot::error::TryRecvError;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -92,6 +93,11 @@ struct Connection {
     patience: Duration,
     /// The server's shutdown, which a replay races (the reader's own loop cannot see it then).
     shutdown: watch::Receiver<bool>,
+    /// Per board written to, when the last write's reply has gone out: each reply waits for
+    /// the one before it to the same board, so replies to one board leave in the order the
+    /// writes came, however their answers are scheduled (a forwarded answer, or a ready one
+    /// the runtime's budget makes wait a turn).
+    replied: HashMap<Uuid, tokio::sync::oneshot::Receiver<()>>,
 }
 
 /// Runs a connection until either side ends it.
@@ -118,6 +124,7 @@ pub async fn run(socket: WebSocket, accepted: Accepted) {
         rechecks: 0,
         patience: limits.heartbeat,
         shutdown: state.ws().shutdown_signal(),
+        replied: HashMap::new(),
     };
     let mut shutdown = state.ws().shutdown_signal();
     // The server pings at a third of the heartbeat period, so a live client always answers in time.
@@ -296,7 +303,7 @@ impl Connection {
 
     /// Checks access and hands a board write to its board, in the order the frames came.
     async fn submit(
-        &self,
+        &mut self,
         id: &RequestId,
         message: ClientMessage,
     ) -> Result<PendingReply, ApiError> {
@@ -306,12 +313,23 @@ impl Connection {
         let (org, requester) = requester_for(&self.state, &self.caller, board).await?;
         let answer = self.state.boards().submit(org, board, requester, command, None).await?;
         let (id, outbox) = (id.clone(), self.outbox.clone());
+        let (sent, this_sent) = tokio::sync::oneshot::channel();
+        let before = self.replied.insert(board, this_sent);
+        if self.replied.len() > MAX_IN_FLIGHT * 4 {
+            // Boards whose last reply is out need no entry.
+            self.replied.retain(|_, sent| matches!(sent.try_recv(), Err(TryRecvError::Empty)));
+        }
         Ok(Box::pin(async move {
             let reply = match answer.wait().await {
                 Ok(output) => Reply::ok(Some(id), payload(board, &output.data), Some(output.seq)),
                 Err(err) => Reply::err(Some(id), ApiError::from(err).into()),
             };
+            if let Some(before) = before {
+                // Sent, or dropped with its connection: either way its turn is over.
+                let _ = before.await;
+            }
             outbox.send(&ServerFrame::Reply(reply));
+            let _ = sent.send(());
         }))
     }
 
