@@ -363,3 +363,54 @@ async fn a_graceful_stop_hands_its_boards_over_at_once() {
         .unwrap();
     assert_eq!(rows, vec![(cluster.node(other).id.clone(),)]);
 }
+
+#[tokio::test]
+async fn a_webhook_is_delivered_once_with_three_nodes() {
+    let receiver = crate::webhooks::Receiver::spawn();
+    let allow = receiver.url("").trim_start_matches("http://").to_owned();
+    let settings = NodeSettings {
+        env: vec![("BOARDROOM_WEBHOOK_ALLOW".into(), allow)],
+        ..NodeSettings::default()
+    };
+    let Some(cluster) = Cluster::start_with(3, settings).await else { return };
+    let f = fixture(&cluster).await;
+    let hook = boardroom_protocol::webhooks::CreateWebhook {
+        url: receiver.url("/once"),
+        events: vec!["item.created".into()],
+    };
+    cluster
+        .node(1)
+        .post(&format!("/api/v1/boards/{}/webhooks", f.board), Some(&f.owner.access_token), &hook)
+        .await
+        .expect(201);
+    // Every node's webhook actor sees every event (through its own bus or NATS).
+    for i in 0..12 {
+        cluster
+            .node(i % 3)
+            .post(
+                &format!("/api/v1/boards/{}/items", f.board),
+                Some(&f.owner.access_token),
+                &item(f.group, format!("hooked-{i}")),
+            )
+            .await
+            .expect(201);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while receiver.delivered("/once").len() < 12 {
+        assert!(Instant::now() < deadline, "only {} deliveries", receiver.delivered("/once").len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Time for a second delivery by another node, if there were going to be one.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let delivered = receiver.delivered("/once");
+    let seqs: BTreeSet<i64> = delivered.iter().map(|d| d.seq).collect();
+    assert_eq!(
+        delivered.len(),
+        12,
+        "an event was delivered twice: {:?}",
+        delivered.iter().map(|d| d.seq).collect::<Vec<_>>()
+    );
+    assert_eq!(seqs.len(), 12);
+    let ids: BTreeSet<uuid::Uuid> = delivered.iter().map(|d| d.id).collect();
+    assert_eq!(ids.len(), 12);
+}

@@ -717,15 +717,21 @@ pub fn group(title: &str) -> boards::CreateGroup {
     boards::CreateGroup { title: title.to_owned(), color: None, before: None, after: None }
 }
 
-/// Makes sure Debian's `chromium` and its `chromedriver` are installed for the browser tests,
-/// installing the packages when they are missing (as root; nothing but packages is downloaded),
-/// so that the README's test command passes on a fresh machine by itself. Two test processes
-/// may ask at once: apt waits for the other's lock.
+/// Makes sure Debian's `chromium` and its `chromedriver` are installed for the browser tests
+/// ([`debian_packages`]).
 pub fn chromium() {
-    let present = || {
-        std::path::Path::new("/usr/bin/chromium").exists()
-            && std::path::Path::new("/usr/bin/chromedriver").exists()
-    };
+    debian_packages(
+        &["/usr/bin/chromium", "/usr/bin/chromedriver"],
+        &["chromium", "chromium-driver"],
+        "the browser tests",
+    );
+}
+
+/// Makes sure the files `paths` exist, installing Debian's `packages` when they are missing (as
+/// root; nothing but packages is downloaded), so that the README's test command passes on a
+/// fresh machine by itself. Two test processes may ask at once: apt waits for the other's lock.
+pub fn debian_packages(paths: &[&str], packages: &[&str], who: &str) {
+    let present = || paths.iter().all(|path| std::path::Path::new(path).exists());
     if present() {
         return;
     }
@@ -737,10 +743,11 @@ pub fn chromium() {
             .status()
             .is_ok_and(|status| status.success())
     };
-    let installed = apt(&["update"]) && apt(&["install", "-y", "chromium", "chromium-driver"]);
+    let installed = apt(&["update"]) && apt(&[&["install", "-y"][..], packages].concat());
     assert!(
         installed && present(),
-        "the browser tests need Debian's chromium and chromium-driver: \
-         `apt-get install chromium chromium-driver` (as root)"
+        "{who} need Debian's {}: `apt-get install {}` (as root)",
+        packages.join(" and "),
+        packages.join(" ")
     );
 }

@@ -116,7 +116,7 @@ fn receivers() -> &'static Mutex<HashMap<u16, Arc<Receiver>>> {
 }
 
 impl Receiver {
-    fn spawn() -> Arc<Receiver> {
+    pub(crate) fn spawn() -> Arc<Receiver> {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();

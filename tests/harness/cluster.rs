@@ -78,18 +78,20 @@ impl Drop for Nats {
     }
 }
 
-/// The `nats-server` binary: `NATS_SERVER`, else on `PATH` or in `/usr/sbin`.
+/// The `nats-server` binary: `NATS_SERVER`, else on `PATH`, else Debian's (installed when
+/// missing, [`super::debian_packages`]).
 fn nats_server() -> PathBuf {
     if let Ok(path) = std::env::var("NATS_SERVER") {
         return path.into();
     }
-    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/sbin"]) {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
         let candidate = PathBuf::from(dir).join("nats-server");
         if candidate.is_file() {
             return candidate;
         }
     }
-    panic!("nats-server is not installed (Debian: apt-get install nats-server)");
+    super::debian_packages(&["/usr/sbin/nats-server"], &["nats-server"], "the cluster tests");
+    PathBuf::from("/usr/sbin/nats-server")
 }
 
 /// One node: a `boardroom serve` process and a client of it (which it derefs to).
