@@ -383,7 +383,8 @@ async fn a_webhook_is_delivered_once_with_three_nodes() {
         .post(&format!("/api/v1/boards/{}/webhooks", f.board), Some(&f.owner.access_token), &hook)
         .await
         .expect(201);
-    // Every node's webhook actor sees every event (through its own bus or NATS).
+    // Writes through every node; however many nodes' webhook actors look at the outbox, each
+    // event is enqueued once (unique on webhook and seq) and attempted by one node.
     for i in 0..12 {
         cluster
             .node(i % 3)

@@ -285,6 +285,11 @@ impl AccessCheck {
 /// every webhook that is behind replaces them.
 pub const LOOK_BOARD_BY_BOARD: usize = 8;
 
+/// How often every webhook is caught up from `board_events` regardless of hints: an event whose
+/// hint never reached this node's bus (committed on a node of a cluster that died before its own
+/// actor enqueued it) is enqueued within this long by any node.
+pub const CATCH_UP_EVERY: Duration = Duration::from_secs(30);
+
 /// How often finished deliveries past retention are removed.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -419,6 +424,7 @@ impl Actor for WebhookActor {
         let listener = listen(myself.clone(), args.bus.subscribe(), changed.clone());
         myself.send_interval(args.poll_interval, || WebhookMessage::Dispatch);
         myself.send_interval(PRUNE_EVERY, || WebhookMessage::Prune);
+        myself.send_interval(CATCH_UP_EVERY, || WebhookMessage::CatchUp);
         let _ = myself.cast(WebhookMessage::CatchUp);
         Ok(WebhookState {
             args,
