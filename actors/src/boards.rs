@@ -21,7 +21,7 @@ use crate::domain::{BoardCommand, BoardError, BoardRole, Item};
 use crate::event_bus::EventBus;
 use crate::named;
 use crate::org::Orgs;
-use crate::remote::{Call, Entity, Place, Placement, Reply};
+use crate::remote::{Call, Entity, Leased, Moved, Placement, Reply};
 
 /// How long a command or read may wait for its board.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -89,23 +89,11 @@ pub struct Boards {
     supervisor: ActorCell,
     idle_timeout: Duration,
     limits: BoardLimits,
-    /// Where boards' actors run, with several nodes; `None`: all of them here.
-    placement: Option<Arc<dyn Placement>>,
-    /// The lease epoch each running actor started under (with a placement), by actor.
-    incarnations: dashmap::DashMap<ActorId, (Uuid, i64)>,
+    /// Where boards' actors run, with several nodes, and under which leases.
+    leased: Leased,
 }
 
-/// Where a board's messages go.
-enum Route {
-    /// To its actor here.
-    Here(ActorRef<BoardMessage>),
-    /// To the node holding its lease.
-    There(String),
-}
-
-/// A call that reached this node from another, for a board whose lease it does not hold.
-#[derive(Debug)]
-pub struct Moved;
+type Route = crate::remote::Route<BoardMessage>;
 
 fn unavailable(why: impl std::fmt::Display) -> BoardError {
     BoardError::Unavailable(format!("{why}; retry"))
@@ -152,8 +140,7 @@ impl Boards {
             supervisor,
             idle_timeout,
             limits,
-            placement,
-            incarnations: dashmap::DashMap::new(),
+            leased: Leased::new(placement),
         }
     }
 
@@ -216,15 +203,10 @@ impl Boards {
     /// Where `board`'s actor must run: `Ok` here (with the lease's epoch, `None` on one node),
     /// or `Err` with the node holding its lease.
     async fn place(&self, board: Uuid) -> Result<Result<Option<i64>, String>, BoardError> {
-        let Some(placement) = &self.placement else { return Ok(Ok(None)) };
-        match placement.place(Entity::Board(board)).await {
-            Ok(Place::Here { epoch }) => Ok(Ok(Some(epoch))),
-            Ok(Place::At(node)) => Ok(Err(node)),
-            Err(err) => {
-                tracing::warn!(%board, error = %err, "finding the board's node failed");
-                Err(unavailable("the board's node could not be found"))
-            }
-        }
+        self.leased.place(Entity::Board(board)).await.map_err(|err| {
+            tracing::warn!(%board, error = %err, "finding the board's node failed");
+            unavailable("the board's node could not be found")
+        })
     }
 
     /// Where `board`'s messages go: its actor here (started if this node may run it), or the
@@ -266,18 +248,13 @@ impl Boards {
         }
     }
 
-    /// Gives up a lease taken for an actor that did not start.
     fn give_up(&self, board: Uuid, epoch: Option<i64>) {
-        if let (Some(placement), Some(epoch)) = (&self.placement, epoch) {
-            placement.stopped(Entity::Board(board), epoch);
-        }
+        self.leased.give_up(Entity::Board(board), epoch);
     }
 
     /// A board actor of this registry stopped (the supervisor tells): its lease is given up.
     pub fn stopped(&self, actor: ActorId) {
-        if let Some((_, (board, epoch))) = self.incarnations.remove(&actor) {
-            self.give_up(board, Some(epoch));
-        }
+        self.leased.stopped(actor);
     }
 
     /// Starts the actor of `loaded` under its board's name, run under the lease at `epoch`.
@@ -297,9 +274,7 @@ impl Boards {
         };
         match named::start(actor_name(board), BoardActor, args, self.supervisor.clone()).await {
             Ok(Some(actor)) => {
-                if let Some(epoch) = epoch {
-                    self.incarnations.insert(actor.get_id(), (board, epoch));
-                }
+                self.leased.started(actor.get_id(), Entity::Board(board), epoch);
                 Ok(actor)
             }
             Ok(None) => {
@@ -347,10 +322,7 @@ impl Boards {
         call: Call,
         answer: fn(Reply) -> Result<T, BoardError>,
     ) -> Result<Answer<T>, BoardError> {
-        let Some(placement) = &self.placement else {
-            return Err(unavailable("the board runs on another node"));
-        };
-        let pending = placement.send(node, call).await.map_err(|err| {
+        let pending = self.leased.send(node, call).await.map_err(|err| {
             tracing::warn!(%node, error = %err, "forwarding to the board's node failed");
             unavailable("the board's node could not be reached")
         })?;

@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::billing::{BillingEvent, BillingOutcome, Plan};
 use crate::named::{self, Idle};
 use crate::plans::{self, PlanLimitExceeded, PlanLimits, PlanTable, Resource, Usage};
-use crate::remote::{Call, Entity, OrgAnswer, OrgCall, Place, Placement, Reply};
+use crate::remote::{Call, Entity, Leased, Moved, OrgAnswer, OrgCall, Placement, Reply};
 use crate::roles::{check_keeps_an_admin, OrgRole};
 use crate::webhook::{Affected, Webhooks};
 
@@ -302,24 +302,11 @@ pub struct Orgs {
     /// Each organization's creation turn, held from [`Orgs::admit`] until the creation is
     /// written. Weak: an organization nobody is creating in holds no lock.
     creating: dashmap::DashMap<Uuid, Weak<tokio::sync::Mutex<()>>>,
-    /// Where organizations' actors run, with several nodes; `None`: all of them here.
-    placement: Option<Arc<dyn Placement>>,
-    /// The lease epoch each running actor started under (with a placement), by actor.
-    incarnations: dashmap::DashMap<ActorId, (Uuid, i64)>,
+    /// Where organizations' actors run, with several nodes, and under which leases.
+    leased: Leased,
 }
 
-/// Where an organization's calls go.
-enum Route {
-    /// To its actor here.
-    Here(ActorRef<OrgMessage>),
-    /// To the node holding its lease.
-    There(String),
-}
-
-/// A call that reached this node from another, for an organization whose lease it does not
-/// hold.
-#[derive(Debug)]
-pub struct OrgMoved;
+type Route = crate::remote::Route<OrgMessage>;
 
 fn unavailable_now(why: &str) -> OrgError {
     OrgError::Unavailable(format!("{why}; retry"))
@@ -353,14 +340,13 @@ impl Orgs {
             webhooks: None,
             limits: PlanTable::default(),
             creating: dashmap::DashMap::new(),
-            placement: None,
-            incarnations: dashmap::DashMap::new(),
+            leased: Leased::default(),
         }
     }
 
     /// Runs each organization's actor only on the node `placement` places it on.
     pub fn placed(mut self, placement: Option<Arc<dyn Placement>>) -> Self {
-        self.placement = placement;
+        self.leased = Leased::new(placement);
         self
     }
 
@@ -378,16 +364,12 @@ impl Orgs {
     }
 
     fn give_up(&self, org: Uuid, epoch: Option<i64>) {
-        if let (Some(placement), Some(epoch)) = (&self.placement, epoch) {
-            placement.stopped(Entity::Org(org), epoch);
-        }
+        self.leased.give_up(Entity::Org(org), epoch);
     }
 
     /// An org actor of this registry stopped (the supervisor tells): its lease is given up.
     pub fn stopped(&self, actor: ActorId) {
-        if let Some((_, (org, epoch))) = self.incarnations.remove(&actor) {
-            self.give_up(org, Some(epoch));
-        }
+        self.leased.stopped(actor);
     }
 
     /// Where `org`'s calls go: its actor here (started if this node may run it), or the node
@@ -396,16 +378,13 @@ impl Orgs {
         if let Some(actor) = named::running(&actor_name(org)) {
             return Ok(Some(Route::Here(actor)));
         }
-        let epoch = match &self.placement {
-            None => None,
-            Some(placement) => match placement.place(Entity::Org(org)).await {
-                Ok(Place::Here { epoch }) => Some(epoch),
-                Ok(Place::At(node)) => return Ok(Some(Route::There(node))),
-                Err(err) => {
-                    tracing::warn!(%org, error = %err, "finding the organization's node failed");
-                    return Err(unavailable_now("the organization's node could not be found"));
-                }
-            },
+        let epoch = match self.leased.place(Entity::Org(org)).await {
+            Ok(Ok(epoch)) => epoch,
+            Ok(Err(node)) => return Ok(Some(Route::There(node))),
+            Err(err) => {
+                tracing::warn!(%org, error = %err, "finding the organization's node failed");
+                return Err(unavailable_now("the organization's node could not be found"));
+            }
         };
         let loaded = match self.store.load_org(org).await {
             Ok(Some(loaded)) => loaded,
@@ -428,9 +407,7 @@ impl Orgs {
         };
         match named::start(actor_name(org), OrgActor, args, self.supervisor.clone()).await {
             Ok(Some(actor)) => {
-                if let Some(epoch) = epoch {
-                    self.incarnations.insert(actor.get_id(), (org, epoch));
-                }
+                self.leased.started(actor.get_id(), Entity::Org(org), epoch);
                 Ok(Some(Route::Here(actor)))
             }
             // Its name is still held by an actor stopping after sitting idle.
@@ -474,14 +451,14 @@ impl Orgs {
     }
 
     /// [`Self::call`] for a call another node forwarded here: run here if this node holds the
-    /// organization's lease (or takes it now), else [`OrgMoved`], and never forwarded again.
+    /// organization's lease (or takes it now), else [`Moved`], and never forwarded again.
     pub async fn call_here(
         &self,
         org: Uuid,
         call: OrgCall,
-    ) -> Result<Result<Option<OrgAnswer>, OrgError>, OrgMoved> {
+    ) -> Result<Result<Option<OrgAnswer>, OrgError>, Moved> {
         if let Ok(Some(Route::There(_))) = self.route(org).await {
-            return Err(OrgMoved);
+            return Err(Moved);
         }
         Ok(self.call(org, call).await)
     }
@@ -492,10 +469,7 @@ impl Orgs {
         org: Uuid,
         call: OrgCall,
     ) -> Result<Option<OrgAnswer>, OrgError> {
-        let Some(placement) = &self.placement else {
-            return Err(unavailable_now("the organization runs on another node"));
-        };
-        let pending = placement.send(node, Call::Org { org, call }).await.map_err(|err| {
+        let pending = self.leased.send(node, Call::Org { org, call }).await.map_err(|err| {
             tracing::warn!(%node, error = %err, "forwarding to the organization's node failed");
             unavailable_now("the organization's node could not be reached")
         })?;

@@ -6,6 +6,8 @@
 //! call and answers. The calls and answers are this module's serde types, so the transport
 //! is the server's affair. Without a placement (one node) every actor runs here.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -149,6 +151,73 @@ pub trait Placement: Send + Sync + 'static {
     /// `Err` when it could not be had (no answer in time, no such node): the caller answers
     /// "unavailable, retry", since the call may or may not have run.
     async fn send(&self, node: &str, call: Call) -> Result<Pending, String>;
+}
+
+/// Where an entity's messages go.
+pub enum Route<M: ractor::Message> {
+    /// To its actor here.
+    Here(ractor::ActorRef<M>),
+    /// To the node holding its lease.
+    There(String),
+}
+
+/// A call that reached this node from another, for an entity whose lease it does not hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moved;
+
+/// A registry's side of placement: the [`Placement`] (none on one node) and the lease epoch each
+/// of its running actors started under, so that an actor's stop gives up exactly its own lease.
+/// Shared by the board and org registries.
+#[derive(Default)]
+pub struct Leased {
+    placement: Option<Arc<dyn Placement>>,
+    incarnations: dashmap::DashMap<ractor::ActorId, (Entity, i64)>,
+}
+
+impl Leased {
+    /// Placed by `placement`; `None`: every actor runs here.
+    pub fn new(placement: Option<Arc<dyn Placement>>) -> Leased {
+        Leased { placement, incarnations: dashmap::DashMap::new() }
+    }
+
+    /// Where `entity`'s actor must run: `Ok(Ok(epoch))` here (the lease's epoch, `None` on one
+    /// node), `Ok(Err(node))` on `node`, `Err` when that could not be found out.
+    pub async fn place(&self, entity: Entity) -> Result<Result<Option<i64>, String>, String> {
+        let Some(placement) = &self.placement else { return Ok(Ok(None)) };
+        match placement.place(entity).await? {
+            Place::Here { epoch } => Ok(Ok(Some(epoch))),
+            Place::At(node) => Ok(Err(node)),
+        }
+    }
+
+    /// `actor` started under the lease at `epoch`.
+    pub fn started(&self, actor: ractor::ActorId, entity: Entity, epoch: Option<i64>) {
+        if let Some(epoch) = epoch {
+            self.incarnations.insert(actor, (entity, epoch));
+        }
+    }
+
+    /// Gives up a lease taken for an actor that did not start.
+    pub fn give_up(&self, entity: Entity, epoch: Option<i64>) {
+        if let (Some(placement), Some(epoch)) = (&self.placement, epoch) {
+            placement.stopped(entity, epoch);
+        }
+    }
+
+    /// `actor` stopped (the supervisor tells): its lease is given up.
+    pub fn stopped(&self, actor: ractor::ActorId) {
+        if let Some((_, (entity, epoch))) = self.incarnations.remove(&actor) {
+            self.give_up(entity, Some(epoch));
+        }
+    }
+
+    /// Sends `call` to `node` ([`Placement::send`]).
+    pub async fn send(&self, node: &str, call: Call) -> Result<Pending, String> {
+        match &self.placement {
+            Some(placement) => placement.send(node, call).await,
+            None => Err("this node is in no cluster".into()),
+        }
+    }
 }
 
 /// The answer to a [`Call`] sent to another node, to be waited for.
