@@ -212,7 +212,8 @@ pub async fn run(target: &Target, args: &ClusterArgs) -> anyhow::Result<Scenario
     let writers = node_count - 1;
 
     progress(name, format!("single node: {} sockets", args.sockets));
-    let single = NodeRef { id: "single".into(), url: target.base_url().clone(), pid: target.server_pid() };
+    let single =
+        NodeRef { id: "single".into(), url: target.base_url().clone(), pid: target.server_pid() };
     let single = measure(name, args, &[single], None, writers).await?;
 
     let logs = target
@@ -234,7 +235,11 @@ pub async fn run(target: &Target, args: &ClusterArgs) -> anyhow::Result<Scenario
         None,
     );
     table.row("single node: delivery", &single.delivery_all, None);
-    table.row(format!("{node_count} nodes: delivery on node 0"), &clustered.delivery_same_node, None);
+    table.row(
+        format!("{node_count} nodes: delivery on node 0"),
+        &clustered.delivery_same_node,
+        None,
+    );
     table.row(
         format!("{node_count} nodes: delivery on other nodes"),
         &clustered.delivery_cross_node,
@@ -383,7 +388,10 @@ async fn measure(
     }
     let open_secs = began.elapsed().as_secs_f64();
     let held: usize = held_per_node.iter().sum();
-    progress(name, format!("{held} sockets held in {open_secs:.1} s; holding {} s", args.hold_secs));
+    progress(
+        name,
+        format!("{held} sockets held in {open_secs:.1} s; holding {} s", args.hold_secs),
+    );
     // The largest RSS seen while held, after the last handshakes' buffers are freed.
     let mut rss_held: Vec<Option<u64>> = vec![None; nodes.len()];
     let deadline = Instant::now() + Duration::from_secs(args.hold_secs);
@@ -413,9 +421,16 @@ async fn measure(
     };
     let writer = bot_socket(&Dialer::for_url(&first.url)?, &first.url, &owner.access_token).await?;
     let make = item_maker(&delivery_board, &delivery_group)?;
-    let written =
-        write(writer, Flavor::Boardroom, make, (args.events, args.rate), (Duration::ZERO, 1), epoch, || true)
-            .await?;
+    let written = write(
+        writer,
+        Flavor::Boardroom,
+        make,
+        (args.events, args.rate),
+        (Duration::ZERO, 1),
+        epoch,
+        || true,
+    )
+    .await?;
     let finish = serde_json::to_string(&Finish { final_seq: written.final_seq })?;
     let mut tallies: Vec<NodeTally> = nodes.iter().map(|_| NodeTally::default()).collect();
     for child in &mut children {
@@ -439,23 +454,29 @@ async fn measure(
     // Throughput through non-owner nodes, on a board with no subscribers.
     let bulk_make = item_maker(&bulk_board, &bulk_group)?;
     let warm = bot_socket(&Dialer::for_url(&first.url)?, &first.url, &owner.access_token).await?;
-    write(warm, Flavor::Boardroom, &bulk_make, (1, 100), (Duration::ZERO, 1), epoch, || true).await?;
+    write(warm, Flavor::Boardroom, &bulk_make, (1, 100), (Duration::ZERO, 1), epoch, || true)
+        .await?;
     let bulk_owner = match database {
         Some(db) => board_owner(db, &bulk_board).await?,
         None => Some(first.id.clone()),
     };
     let via: Vec<&NodeRef> = match database {
         Some(_) => nodes.iter().filter(|n| Some(&n.id) != bulk_owner.as_ref()).collect(),
-        None => std::iter::repeat(first).take(writers.max(1)).collect(),
+        None => std::iter::repeat_n(first, writers.max(1)).collect(),
     };
     progress(
         name,
-        format!("{} writers through {} for {} s", via.len(),
-            via.iter().map(|n| n.id.as_str()).collect::<Vec<_>>().join(","), args.throughput_secs),
+        format!(
+            "{} writers through {} for {} s",
+            via.len(),
+            via.iter().map(|n| n.id.as_str()).collect::<Vec<_>>().join(","),
+            args.throughput_secs
+        ),
     );
     let mut sockets = Vec::new();
     for node in &via {
-        sockets.push(bot_socket(&Dialer::for_url(&node.url)?, &node.url, &owner.access_token).await?);
+        sockets
+            .push(bot_socket(&Dialer::for_url(&node.url)?, &node.url, &owner.access_token).await?);
     }
     let began = Instant::now();
     let saturate = (Duration::from_secs(args.throughput_secs), args.window);
@@ -777,38 +798,42 @@ impl RunningCluster {
             .prefix("boardroom-bench-cluster-")
             .tempdir()
             .context("cannot create a temporary data directory")?;
-        let mut cluster = RunningCluster {
-            nodes: Vec::new(),
-            children: Vec::new(),
-            database,
-            nats,
-            data_dir: data_dir,
-        };
+        let mut cluster =
+            RunningCluster { nodes: Vec::new(), children: Vec::new(), database, nats, data_dir };
         let secret: String = rand::thread_rng()
             .sample_iter(rand::distributions::Alphanumeric)
             .take(48)
             .map(char::from)
             .collect();
-        std::fs::create_dir_all(logs).with_context(|| format!("cannot create {}", logs.display()))?;
+        std::fs::create_dir_all(logs)
+            .with_context(|| format!("cannot create {}", logs.display()))?;
         let count = usize::try_from(args.nodes)?;
         let timeout = Duration::from_secs(120);
         // Node 0 alone first: it migrates and writes the shared keys.
         for batch in [0..1, 1..count] {
             for i in batch.clone() {
                 let id = format!("node-{i}");
-                let spawned = cluster.spawn(&bin, &id, &secret, &nats_url, &logs.join(format!("cluster-{id}.log")));
+                let spawned = cluster.spawn(
+                    &bin,
+                    &id,
+                    &secret,
+                    &nats_url,
+                    &logs.join(format!("cluster-{id}.log")),
+                );
                 if let Err(err) = spawned {
                     cluster.stop().await;
                     return Err(err);
                 }
             }
             for i in batch {
-                let ready = wait_ready(&cluster.nodes[i].url, timeout, cluster.children.get_mut(i)).await;
+                let ready =
+                    wait_ready(&cluster.nodes[i].url, timeout, cluster.children.get_mut(i)).await;
                 if let Err(err) = ready {
                     let log = logs.join(format!("cluster-node-{i}.log"));
                     let tail = crate::target::log_tail(&log);
                     cluster.stop().await;
-                    return Err(err.context(format!("node-{i} did not become ready; its log ends:\n{tail}")));
+                    return Err(err
+                        .context(format!("node-{i} did not become ready; its log ends:\n{tail}")));
                 }
             }
         }
