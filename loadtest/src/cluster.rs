@@ -451,55 +451,9 @@ async fn measure(
         child.finish().await;
     }
 
-    // Throughput through non-owner nodes, on a board with no subscribers.
-    let bulk_make = item_maker(&bulk_board, &bulk_group)?;
-    let warm = bot_socket(&Dialer::for_url(&first.url)?, &first.url, &owner.access_token).await?;
-    write(warm, Flavor::Boardroom, &bulk_make, (1, 100), (Duration::ZERO, 1), epoch, || true)
-        .await?;
-    let bulk_owner = match database {
-        Some(db) => board_owner(db, &bulk_board).await?,
-        None => Some(first.id.clone()),
-    };
-    let via: Vec<&NodeRef> = match database {
-        Some(_) => nodes.iter().filter(|n| Some(&n.id) != bulk_owner.as_ref()).collect(),
-        None => std::iter::repeat_n(first, writers.max(1)).collect(),
-    };
-    progress(
-        name,
-        format!(
-            "{} writers through {} for {} s",
-            via.len(),
-            via.iter().map(|n| n.id.as_str()).collect::<Vec<_>>().join(","),
-            args.throughput_secs
-        ),
-    );
-    let mut sockets = Vec::new();
-    for node in &via {
-        sockets
-            .push(bot_socket(&Dialer::for_url(&node.url)?, &node.url, &owner.access_token).await?);
-    }
-    let began = Instant::now();
-    let saturate = (Duration::from_secs(args.throughput_secs), args.window);
-    let results = futures::future::join_all(sockets.into_iter().map(|ws| {
-        let make = &bulk_make;
-        async move { write(ws, Flavor::Boardroom, make, (0, 1), saturate, epoch, || true).await }
-    }))
-    .await;
-    let secs = began.elapsed().as_secs_f64();
-    let (mut acknowledged, mut failed) = (0, 0);
-    for result in results {
-        let written = result?;
-        acknowledged += written.sent[1].saturating_sub(written.failed);
-        failed += written.failed;
-    }
-    let throughput = Throughput {
-        owner: bulk_owner,
-        via: via.iter().map(|n| n.id.clone()).collect(),
-        acknowledged,
-        failed,
-        secs: (secs * 100.0).round() / 100.0,
-        writes_per_sec: (acknowledged as f64 / secs.max(f64::EPSILON)).round(),
-    };
+    let bulk = (bulk_board.as_str(), bulk_group.as_str());
+    let throughput =
+        throughput(name, args, nodes, database, writers, &owner.access_token, bulk, epoch).await?;
 
     let mut same = Recorder::new();
     let mut cross = Recorder::new();
@@ -536,6 +490,71 @@ async fn measure(
         sockets_failed: all.failed,
         first_failure: all.first_failure,
         throughput,
+    })
+}
+
+/// Writes through non-owner nodes, on `board` (which has no subscribers): one writer on each
+/// node not holding its lease, each keeping `--window` writes in flight; on one node (no
+/// `database`), `writers` local writers.
+#[allow(clippy::too_many_arguments)]
+async fn throughput(
+    name: &str,
+    args: &ClusterArgs,
+    nodes: &[NodeRef],
+    database: Option<&BenchDatabase>,
+    writers: usize,
+    token: &str,
+    (board, group): (&str, &str),
+    epoch: Instant,
+) -> anyhow::Result<Throughput> {
+    let first = nodes.first().context("no node")?;
+    // One write first, so the board has an owner to find.
+    let bulk_make = item_maker(board, group)?;
+    let warm = bot_socket(&Dialer::for_url(&first.url)?, &first.url, token).await?;
+    write(warm, Flavor::Boardroom, &bulk_make, (1, 100), (Duration::ZERO, 1), epoch, || true)
+        .await?;
+    let bulk_owner = match database {
+        Some(db) => board_owner(db, board).await?,
+        None => Some(first.id.clone()),
+    };
+    let via: Vec<&NodeRef> = match database {
+        Some(_) => nodes.iter().filter(|n| Some(&n.id) != bulk_owner.as_ref()).collect(),
+        None => std::iter::repeat_n(first, writers.max(1)).collect(),
+    };
+    progress(
+        name,
+        format!(
+            "{} writers through {} for {} s",
+            via.len(),
+            via.iter().map(|n| n.id.as_str()).collect::<Vec<_>>().join(","),
+            args.throughput_secs
+        ),
+    );
+    let mut sockets = Vec::new();
+    for node in &via {
+        sockets.push(bot_socket(&Dialer::for_url(&node.url)?, &node.url, token).await?);
+    }
+    let began = Instant::now();
+    let saturate = (Duration::from_secs(args.throughput_secs), args.window);
+    let results = futures::future::join_all(sockets.into_iter().map(|ws| {
+        let make = &bulk_make;
+        async move { write(ws, Flavor::Boardroom, make, (0, 1), saturate, epoch, || true).await }
+    }))
+    .await;
+    let secs = began.elapsed().as_secs_f64();
+    let (mut acknowledged, mut failed) = (0, 0);
+    for result in results {
+        let written = result?;
+        acknowledged += written.sent[1].saturating_sub(written.failed);
+        failed += written.failed;
+    }
+    Ok(Throughput {
+        owner: bulk_owner,
+        via: via.iter().map(|n| n.id.clone()).collect(),
+        acknowledged,
+        failed,
+        secs: (secs * 100.0).round() / 100.0,
+        writes_per_sec: (acknowledged as f64 / secs.max(f64::EPSILON)).round(),
     })
 }
 
