@@ -214,7 +214,8 @@ pub async fn run(target: &Target, args: &ClusterArgs) -> anyhow::Result<Scenario
     progress(name, format!("single node: {} sockets", args.sockets));
     let single =
         NodeRef { id: "single".into(), url: target.base_url().clone(), pid: target.server_pid() };
-    let single = measure(name, args, &[single], None, writers).await?;
+    let single = [single];
+    let single = measure(&Nodes { name, args, nodes: &single, database: None, writers }).await?;
 
     let logs = target
         .log_path()
@@ -223,7 +224,9 @@ pub async fn run(target: &Target, args: &ClusterArgs) -> anyhow::Result<Scenario
         .unwrap_or_else(|| PathBuf::from("target/loadtest"));
     let cluster = RunningCluster::start(target, args, &admin, &logs).await?;
     progress(name, format!("{node_count} nodes: {} sockets", args.sockets));
-    let measured = measure(name, args, &cluster.nodes, Some(&cluster.database), writers).await;
+    let on =
+        Nodes { name, args, nodes: &cluster.nodes, database: Some(&cluster.database), writers };
+    let measured = measure(&on).await;
     cluster.stop().await;
     let clustered = measured?;
 
@@ -328,16 +331,23 @@ pub async fn run(target: &Target, args: &ClusterArgs) -> anyhow::Result<Scenario
     })
 }
 
-/// Sets up an account, an organization and two boards on `nodes[0]`, then measures everything
-/// against `nodes`. `database` is the cluster's, to find the boards' owners; `writers` is the
-/// number of throughput writers when there is only one node.
-async fn measure(
-    name: &str,
-    args: &ClusterArgs,
-    nodes: &[NodeRef],
-    database: Option<&BenchDatabase>,
+/// One set-up under load, as [`measure`] and its phases see it.
+#[derive(Clone, Copy)]
+struct Nodes<'a> {
+    /// The scenario's name, for progress lines.
+    name: &'a str,
+    args: &'a ClusterArgs,
+    nodes: &'a [NodeRef],
+    /// The cluster's database, to find the boards' owners; `None` for the single node.
+    database: Option<&'a BenchDatabase>,
+    /// Throughput writers on the single node (as many as the cluster's non-owner nodes).
     writers: usize,
-) -> anyhow::Result<Measured> {
+}
+
+/// Sets up an account, an organization and two boards on the first node, then measures
+/// everything against the nodes.
+async fn measure(on: &Nodes<'_>) -> anyhow::Result<Measured> {
+    let Nodes { name, args, nodes, database, .. } = *on;
     let first = nodes.first().context("no node")?;
     let api = Api::new(&first.url)?;
     let owner = api.register("cluster").await.context("registering the owner")?;
@@ -452,8 +462,7 @@ async fn measure(
     }
 
     let bulk = (bulk_board.as_str(), bulk_group.as_str());
-    let throughput =
-        throughput(name, args, nodes, database, writers, &owner.access_token, bulk, epoch).await?;
+    let throughput = throughput(on, &owner.access_token, bulk, epoch).await?;
 
     let mut same = Recorder::new();
     let mut cross = Recorder::new();
@@ -496,17 +505,13 @@ async fn measure(
 /// Writes through non-owner nodes, on `board` (which has no subscribers): one writer on each
 /// node not holding its lease, each keeping `--window` writes in flight; on one node (no
 /// `database`), `writers` local writers.
-#[allow(clippy::too_many_arguments)]
 async fn throughput(
-    name: &str,
-    args: &ClusterArgs,
-    nodes: &[NodeRef],
-    database: Option<&BenchDatabase>,
-    writers: usize,
+    on: &Nodes<'_>,
     token: &str,
     (board, group): (&str, &str),
     epoch: Instant,
 ) -> anyhow::Result<Throughput> {
+    let Nodes { name, args, nodes, database, writers } = *on;
     let first = nodes.first().context("no node")?;
     // One write first, so the board has an owner to find.
     let bulk_make = item_maker(board, group)?;
