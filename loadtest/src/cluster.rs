@@ -226,7 +226,8 @@ pub async fn run(target: &Target, args: &ClusterArgs) -> anyhow::Result<Scenario
     let single =
         NodeRef { id: "single".into(), url: target.base_url().clone(), pid: target.server_pid() };
     let single = [single];
-    let single = measure(&Nodes { name, args, nodes: &single, database: None, writers }).await?;
+    let on = Nodes { name, args: &single_args, nodes: &single, database: None, writers };
+    let single = measure(&on).await?;
 
     let logs = target
         .log_path()
@@ -442,7 +443,7 @@ async fn measure(on: &Nodes<'_>) -> anyhow::Result<Measured> {
         Some(db) => board_owner(db, &delivery_board).await?,
         None => Some(first.id.clone()),
     };
-    let writer = bot_socket(&Dialer::for_url(&first.url)?, &first.url, &owner.access_token).await?;
+    let writer = writer_socket(first, &owner.access_token).await?;
     let make = item_maker(&delivery_board, &delivery_group)?;
     let written = write(
         writer,
@@ -528,7 +529,7 @@ async fn throughput(
     let first = nodes.first().context("no node")?;
     // One write first, so the board has an owner to find.
     let bulk_make = item_maker(board, group)?;
-    let warm = bot_socket(&Dialer::for_url(&first.url)?, &first.url, token).await?;
+    let warm = writer_socket(first, token).await?;
     write(warm, Flavor::Boardroom, &bulk_make, (1, 100), (Duration::ZERO, 1), epoch, || true)
         .await?;
     let bulk_owner = match database {
@@ -550,7 +551,7 @@ async fn throughput(
     );
     let mut sockets = Vec::new();
     for node in &via {
-        sockets.push(bot_socket(&Dialer::for_url(&node.url)?, &node.url, token).await?);
+        sockets.push(writer_socket(node, token).await?);
     }
     let began = Instant::now();
     let saturate = (Duration::from_secs(args.throughput_secs), args.window);
@@ -574,6 +575,15 @@ async fn throughput(
         secs: (secs * 100.0).round() / 100.0,
         writes_per_sec: (acknowledged as f64 / secs.max(f64::EPSILON)).round(),
     })
+}
+
+/// A writer's socket to `node`, authenticated with `token`; a node that cannot accept it (out
+/// of open files, say) fails the run instead of hanging it.
+async fn writer_socket(node: &NodeRef, token: &str) -> anyhow::Result<Ws> {
+    let dialer = Dialer::for_url(&node.url)?;
+    tokio::time::timeout(Duration::from_secs(30), bot_socket(&dialer, &node.url, token))
+        .await
+        .map_err(|_| anyhow!("{} did not accept a writer's socket within 30 s", node.id))?
 }
 
 /// `create_item` frames for `board`'s group `group`, named as the writer says.
