@@ -102,6 +102,9 @@ pub struct ClusterArgs {
 /// The most sockets one node is given alone by default: it may have 20,000 open files.
 const SINGLE_NODE_SOCKETS: usize = 19_000;
 
+/// Retries of a subscribe the server answered 503 (`unavailable`), each after a longer pause.
+const OPEN_RETRIES: u64 = 5;
+
 /// A node under load: where it is and its process.
 struct NodeRef {
     id: String,
@@ -136,7 +139,13 @@ struct Finish {
 #[serde(tag = "type", rename_all = "snake_case")]
 enum ClientReport {
     /// Its sockets are open (or it stopped at a failure): counts per node.
-    Opened { per_node: Vec<usize>, open_latency: Recorder, failure: Option<String> },
+    Opened {
+        per_node: Vec<usize>,
+        open_latency: Recorder,
+        failure: Option<String>,
+        /// Subscribes retried after a 503 (`unavailable`).
+        retries: u64,
+    },
     /// Its sockets saw the writer's last event (or gave up): per node.
     Done { per_node: Vec<NodeTally> },
 }
@@ -173,6 +182,8 @@ struct Measured {
     held: usize,
     held_per_node: Vec<usize>,
     open_failures: Vec<String>,
+    /// Subscribes retried after the server answered 503 (`unavailable`, "retry").
+    open_retries: u64,
     open_secs: f64,
     open_latency: Summary,
     rss_before_kib: Vec<Option<u64>>,
@@ -229,11 +240,16 @@ pub async fn run(target: &Target, args: &ClusterArgs) -> anyhow::Result<Scenario
     let on = Nodes { name, args: &single_args, nodes: &single, database: None, writers };
     let single = measure(&on).await?;
 
-    let logs = target
-        .log_path()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("target/loadtest"));
+    // The nodes' logs go beside the single server's: `<stem>-node-<i>.log` beside
+    // `<stem>-server.log`.
+    let logs = target.log_path().map_or_else(
+        || PathBuf::from("target/loadtest/cluster"),
+        |log| {
+            let file = log.file_name().map(|f| f.to_string_lossy().into_owned());
+            let stem = file.as_deref().and_then(|f| f.strip_suffix("-server.log"));
+            log.with_file_name(stem.unwrap_or("cluster"))
+        },
+    );
     let cluster = RunningCluster::start(target, args, &admin, &logs).await?;
     progress(name, format!("{node_count} nodes: {} sockets", args.sockets));
     let on =
@@ -279,9 +295,10 @@ pub async fn run(target: &Target, args: &ClusterArgs) -> anyhow::Result<Scenario
             })
             .collect();
         headline.push(format!(
-            "{label}: {} of {} sockets held; {}",
+            "{label}: {} of {} sockets held ({} subscribes retried after a 503); {}",
             m.held,
             m.requested,
+            m.open_retries,
             rss.join("; ")
         ));
         headline.push(format!(
@@ -398,9 +415,11 @@ async fn measure(on: &Nodes<'_>) -> anyhow::Result<Measured> {
     let mut held_per_node = vec![0usize; nodes.len()];
     let mut open_latency = Recorder::new();
     let mut open_failures = Vec::new();
+    let mut open_retries = 0;
     for child in &mut children {
         match child.next(Duration::from_secs(1800)).await? {
-            ClientReport::Opened { per_node, open_latency: latency, failure } => {
+            ClientReport::Opened { per_node, open_latency: latency, failure, retries } => {
+                open_retries += retries;
                 for (held, n) in held_per_node.iter_mut().zip(per_node) {
                     *held += n;
                 }
@@ -495,6 +514,7 @@ async fn measure(on: &Nodes<'_>) -> anyhow::Result<Measured> {
         held,
         held_per_node,
         open_failures,
+        open_retries,
         open_secs: (open_secs * 100.0).round() / 100.0,
         open_latency: open_latency.summary(),
         rss_before_kib: rss_before,
@@ -710,23 +730,39 @@ pub async fn client_main() -> anyhow::Result<()> {
         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % urls.len();
         let epoch = orders.epoch_unix_us;
         async move {
-            let (ws, seq) = subscribed_socket(&dialers[i], &urls[i], &token, &board).await?;
-            Ok((i, tokio::spawn(read_events(ws, seq, epoch, finish))))
+            let mut retries = 0;
+            let (ws, seq) = loop {
+                match subscribed_socket(&dialers[i], &urls[i], &token, &board).await {
+                    Ok(opened) => break opened,
+                    // The server's 503 asks for a retry, as a real client would make; each is
+                    // counted.
+                    Err(err)
+                        if retries < OPEN_RETRIES && format!("{err:#}").contains("unavailable") =>
+                    {
+                        retries += 1;
+                        tokio::time::sleep(Duration::from_millis(250 * retries)).await;
+                    }
+                    Err(err) => return Err(err),
+                }
+            };
+            Ok((i, retries, tokio::spawn(read_events(ws, seq, epoch, finish))))
         }
     })
     .await;
     let mut per_node = vec![0usize; urls.len()];
-    for (i, _) in &readers {
+    let mut retries = 0;
+    for (i, tried, _) in &readers {
         per_node[*i] += 1;
+        retries += tried;
     }
-    say(&ClientReport::Opened { per_node, open_latency, failure })?;
+    say(&ClientReport::Opened { per_node, open_latency, failure, retries })?;
 
     let line = stdin.next_line().await?.context("no finish line on stdin")?;
     let Finish { final_seq } = serde_json::from_str(&line).context("bad finish line")?;
     let _ = finish_tx.send(Some((final_seq, Instant::now() + Duration::from_secs(60))));
     let mut tallies: Vec<NodeTally> = urls.iter().map(|_| NodeTally::default()).collect();
     let mut joins = JoinSet::new();
-    for (i, reader) in readers {
+    for (i, _, reader) in readers {
         joins.spawn(async move { (i, reader.await) });
     }
     let mut sockets = Vec::new();
@@ -852,21 +888,17 @@ impl RunningCluster {
             .take(48)
             .map(char::from)
             .collect();
-        std::fs::create_dir_all(logs)
-            .with_context(|| format!("cannot create {}", logs.display()))?;
+        if let Some(dir) = logs.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
         let count = usize::try_from(args.nodes)?;
         let timeout = Duration::from_secs(120);
         // Node 0 alone first: it migrates and writes the shared keys.
         for batch in [0..1, 1..count] {
             for i in batch.clone() {
                 let id = format!("node-{i}");
-                let spawned = cluster.spawn(
-                    &bin,
-                    &id,
-                    &secret,
-                    &nats_url,
-                    &logs.join(format!("cluster-{id}.log")),
-                );
+                let spawned = cluster.spawn(&bin, &id, &secret, &nats_url, &node_log(logs, i));
                 if let Err(err) = spawned {
                     cluster.stop().await;
                     return Err(err);
@@ -876,7 +908,7 @@ impl RunningCluster {
                 let ready =
                     wait_ready(&cluster.nodes[i].url, timeout, cluster.children.get_mut(i)).await;
                 if let Err(err) = ready {
-                    let log = logs.join(format!("cluster-node-{i}.log"));
+                    let log = node_log(logs, i);
                     let tail = crate::target::log_tail(&log);
                     cluster.stop().await;
                     return Err(err
@@ -939,6 +971,12 @@ impl RunningCluster {
             let _ = nats.kill().await;
         }
     }
+}
+
+/// Node `i`'s log: `<logs>-node-<i>.log`, where `logs` is a path and a file-name stem.
+fn node_log(logs: &Path, i: usize) -> PathBuf {
+    let stem = logs.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    logs.with_file_name(format!("{stem}-node-{i}.log"))
 }
 
 /// Starts `nats-server` on a free loopback port; answers its URL once it accepts connections.
