@@ -79,6 +79,11 @@ pub struct ClusterArgs {
     /// The `nats-server` binary started when no `--nats-url` is given.
     #[arg(long, default_value = "/usr/sbin/nats-server")]
     nats_server: PathBuf,
+    /// `BOARDROOM_DB_MAX_CONNECTIONS` of each node. Default: 64 / nodes, at most the server's
+    /// default of 16, so that the nodes' pools together stay under Postgres's usual
+    /// `max_connections` of 100 beside the single node's 16.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    node_db_connections: Option<u32>,
     /// Items the delivery writer creates on node 0.
     #[arg(long, default_value_t = 50)]
     events: usize,
@@ -893,12 +898,22 @@ impl RunningCluster {
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
         let count = usize::try_from(args.nodes)?;
+        let db_connections = args
+            .node_db_connections
+            .unwrap_or_else(|| u32::try_from(64 / args.nodes).unwrap_or(1).clamp(1, 16));
         let timeout = Duration::from_secs(120);
         // Node 0 alone first: it migrates and writes the shared keys.
         for batch in [0..1, 1..count] {
             for i in batch.clone() {
                 let id = format!("node-{i}");
-                let spawned = cluster.spawn(&bin, &id, &secret, &nats_url, &node_log(logs, i));
+                let spawned = cluster.spawn(
+                    &bin,
+                    &id,
+                    &secret,
+                    &nats_url,
+                    db_connections,
+                    &node_log(logs, i),
+                );
                 if let Err(err) = spawned {
                     cluster.stop().await;
                     return Err(err);
@@ -925,6 +940,7 @@ impl RunningCluster {
         id: &str,
         secret: &str,
         nats_url: &str,
+        db_connections: u32,
         log_path: &Path,
     ) -> anyhow::Result<()> {
         let port = free_port()?;
@@ -940,6 +956,7 @@ impl RunningCluster {
             .env("BOARDROOM_JWT_SECRET", secret)
             .env("BOARDROOM_NATS_URL", nats_url)
             .env("BOARDROOM_NODE_ID", id)
+            .env("BOARDROOM_DB_MAX_CONNECTIONS", db_connections.to_string())
             .env("DATABASE_URL", self.database.url().as_str())
             .env("BOARDROOM_LOG", "info")
             .env("NO_COLOR", "1")
