@@ -1020,3 +1020,31 @@ async fn start_nats(bin: &Path) -> anyhow::Result<(String, Child)> {
     }
     Ok((format!("nats://127.0.0.1:{port}"), child))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_report_survives_its_json_line() {
+        let mut latency = Recorder::new();
+        latency.record(Duration::from_millis(3));
+        latency.record_error("open");
+        let tally = NodeTally { latency, delivered: 5, gaps: 1, ..NodeTally::default() };
+        let line = serde_json::to_string(&ClientReport::Done { per_node: vec![tally] }).unwrap();
+        assert!(!line.contains('\n'));
+        let ClientReport::Done { per_node } = serde_json::from_str(&line).unwrap() else {
+            panic!("not a done report: {line}");
+        };
+        assert_eq!((per_node[0].delivered, per_node[0].gaps), (5, 1));
+        let summary = per_node[0].latency.summary();
+        assert_eq!((summary.count, summary.error_count()), (1, 1));
+        assert_eq!(summary.p50_ms, Some(3.0));
+    }
+
+    #[test]
+    fn node_logs_go_beside_the_report() {
+        let logs = Path::new("target/loadtest/cluster-6x30000");
+        assert_eq!(node_log(logs, 4), Path::new("target/loadtest/cluster-6x30000-node-4.log"));
+    }
+}
