@@ -15,6 +15,9 @@
 //! - [`backup`]: scenario `backup`, the RTO: backup, restore and start-up times of a filled server.
 //! - [`boards`]: scenario `boards`, acknowledged item updates per second (group commit), beside
 //!   pgbench on Postgres.
+//! - [`cluster`]: scenario `cluster`, several nodes over NATS beside one node alone: sockets
+//!   held through client processes (hidden subcommand `cluster-client`), memory per socket per
+//!   node, cross-node delivery latency, writes through non-owner nodes.
 //! - [`connections`], [`fanout`], [`reconnect_storm`]: the WebSocket scenarios of those names,
 //!   each beside the bare baseline.
 //! - [`socket`]: what those share on the Boardroom side: options, set-up, the protocol client,
@@ -32,6 +35,7 @@ mod auth;
 mod backup;
 mod baseline;
 mod boards;
+mod cluster;
 mod connections;
 mod fanout;
 mod machine;
@@ -81,6 +85,10 @@ enum Scenario {
     /// Acknowledged item updates per second with many writers, on one hot board and spread
     /// over many, beside pgbench's single-row INSERT rate on Postgres.
     Boards(boards::BoardsArgs),
+    /// Several nodes on one Postgres with NATS between them, beside one node alone: sockets
+    /// held over the nodes, memory per socket per node, cross-node delivery latency and writes
+    /// through non-owner nodes. Needs --database-url.
+    Cluster(cluster::ClusterArgs),
     /// Hold many authenticated, subscribed sockets; server memory per socket, beside the bare
     /// baseline.
     Connections(connections::ConnectionsArgs),
@@ -92,6 +100,9 @@ enum Scenario {
     /// Internal: serve the bare baseline (started by the WebSocket scenarios).
     #[command(hide = true)]
     BaselineServer,
+    /// Internal: hold sockets for the `cluster` scenario (started by it).
+    #[command(hide = true)]
+    ClusterClient,
 }
 
 impl Scenario {
@@ -101,10 +112,12 @@ impl Scenario {
             Scenario::Auth(_) => "auth",
             Scenario::Backup(_) => "backup",
             Scenario::Boards(_) => "boards",
+            Scenario::Cluster(_) => "cluster",
             Scenario::Connections(_) => "connections",
             Scenario::Fanout(_) => "fanout",
             Scenario::ReconnectStorm(_) => "reconnect-storm",
             Scenario::BaselineServer => "baseline-server",
+            Scenario::ClusterClient => "cluster-client",
         }
     }
 
@@ -113,10 +126,12 @@ impl Scenario {
             Scenario::Auth(args) => auth::run(target, args).await,
             Scenario::Backup(args) => backup::run(target, args).await,
             Scenario::Boards(args) => boards::run(target, args).await,
+            Scenario::Cluster(args) => cluster::run(target, args).await,
             Scenario::Connections(args) => connections::run(target, args).await,
             Scenario::Fanout(args) => fanout::run(target, args).await,
             Scenario::ReconnectStorm(args) => reconnect_storm::run(target, args).await,
             Scenario::BaselineServer => anyhow::bail!("baseline-server is not a scenario"),
+            Scenario::ClusterClient => anyhow::bail!("cluster-client is not a scenario"),
         }
     }
 }
@@ -132,6 +147,7 @@ fn main() -> ExitCode {
     };
     let outcome = match cli.scenario {
         Scenario::BaselineServer => runtime.block_on(baseline::child_main()),
+        Scenario::ClusterClient => runtime.block_on(cluster::client_main()),
         _ => runtime.block_on(run(cli)),
     };
     match outcome {

@@ -124,6 +124,19 @@ pub async fn bot_socket(dialer: &Dialer, base: &url::Url, token: &str) -> anyhow
     Ok(connect(dialer, base.as_str(), token, Encoding::Json).await?.ws)
 }
 
+/// A JSON socket to the Boardroom at `base`, authenticated with `token` and subscribed to
+/// `board`; answers it and the board's seq at subscription.
+pub async fn subscribed_socket(
+    dialer: &Dialer,
+    base: &url::Url,
+    token: &str,
+    board: &str,
+) -> anyhow::Result<(Ws, i64)> {
+    let mut client = connect(dialer, base.as_str(), token, Encoding::Json).await?;
+    let seq = client.subscribe(board, None).await?;
+    Ok((client.ws, seq))
+}
+
 /// One protocol client.
 pub struct Client {
     pub ws: Ws,

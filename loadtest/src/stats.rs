@@ -15,7 +15,8 @@ use anyhow::Context;
 use serde::Serialize;
 
 /// Latencies of successful requests and counts of failed ones, for one measurement.
-#[derive(Debug, Default, Clone)]
+// Serialized whole by the `cluster` scenario's client processes, which hand their samples back.
+#[derive(Debug, Default, Clone, Serialize, serde::Deserialize)]
 pub struct Recorder {
     latencies_us: Vec<u64>,
     errors: BTreeMap<String, u64>,

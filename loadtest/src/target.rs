@@ -55,7 +55,7 @@ pub struct TargetArgs {
 /// frame limit is raised for the `fanout` writer, which sends hundreds of commands a second on
 /// one socket in its saturated phase; the socket scenarios open thousands as one user; the
 /// `backup` scenario fills a hundred boards in one free organization, one API key per filling socket.
-const RELAXED_LIMITS: [(&str, &str); 6] = [
+pub(crate) const RELAXED_LIMITS: [(&str, &str); 6] = [
     ("BOARDROOM_PLAN_FREE", "boards=unlimited,api_keys=unlimited"),
     ("BOARDROOM_REGISTER_LIMIT", "10000"),
     ("BOARDROOM_LOGIN_LIMIT", "10000"),
@@ -205,6 +205,11 @@ impl Target {
         self.managed.as_ref()?.postgres.as_ref().map(|db| db.admin_url.clone())
     }
 
+    /// Where a managed server's log goes (other logs of the run go beside it).
+    pub fn log_path(&self) -> Option<&Path> {
+        self.managed.as_ref().map(|m| m.log_path.as_path())
+    }
+
     /// The binary of a managed server.
     pub fn server_binary(&self) -> Option<&Path> {
         self.server_bin.as_deref()
@@ -239,7 +244,7 @@ impl Target {
 }
 
 /// Refuses any host but loopback (or, for a database, a local socket with no host).
-fn ensure_loopback(url: &url::Url, flag: &str) -> anyhow::Result<()> {
+pub(crate) fn ensure_loopback(url: &url::Url, flag: &str) -> anyhow::Result<()> {
     let loopback = match url.host() {
         // An empty host is a database's local socket (`postgres:///db?host=/run/postgresql`).
         Some(url::Host::Domain("")) => url.scheme().starts_with("postgres"),
