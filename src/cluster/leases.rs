@@ -9,11 +9,14 @@
 //! does not hold takes its lease when it is free or expired, which is how a dead node's boards
 //! move: the first call for one after its lease ran out takes it.
 //!
-//! Other nodes' leases are remembered for a second, so a busy board forwarded to its owner
-//! costs no database read per call; a call the owner refuses (moved) or that gets no answer
-//! forgets the entry.
+//! Other nodes' leases are remembered for as long as a lease lasts, so a busy board forwarded
+//! to its owner costs no database read per call; a call the owner refuses (moved), or that gets
+//! no answer (NATS says at once when nobody listens for a dead node), forgets the entry. Lookups
+//! of one entity made at the same time are one query: a burst of sockets subscribing through a
+//! node that does not own their board must not take every database connection (seen at 100,000
+//! sockets over 6 nodes, `loadtest cluster`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use boardroom_actors::remote::{Entity, Place};
@@ -22,9 +25,6 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::storage::{Fence, LeaseKind, Store};
-
-/// How long another node's lease is remembered without asking the database.
-const OWNER_REMEMBERED: Duration = Duration::from_secs(1);
 
 /// This node's leases.
 #[derive(Debug)]
@@ -38,6 +38,8 @@ pub struct Leases {
     orgs: DashMap<Uuid, i64>,
     /// Entities another node held when last asked.
     owners: DashMap<Entity, (String, Instant)>,
+    /// The lookup of an entity under way, which others for it wait for.
+    lookups: DashMap<Entity, Weak<tokio::sync::Mutex<()>>>,
 }
 
 fn kind_and_id(entity: Entity) -> (LeaseKind, Uuid) {
@@ -60,6 +62,7 @@ impl Leases {
             boards,
             orgs: DashMap::new(),
             owners: DashMap::new(),
+            lookups: DashMap::new(),
         }
     }
 
@@ -76,10 +79,14 @@ impl Leases {
 
     /// Where `entity`'s actor runs (see [`boardroom_actors::remote::Placement::place`]).
     pub async fn place(&self, entity: Entity) -> Result<Place, String> {
-        if let Some(owner) = self.owners.get(&entity) {
-            if owner.1.elapsed() < OWNER_REMEMBERED {
-                return Ok(Place::At(owner.0.clone()));
-            }
+        if let Some(owner) = self.remembered(entity) {
+            return Ok(Place::At(owner));
+        }
+        let turn = self.lookup_turn(entity);
+        let _turn = turn.lock().await;
+        // Whoever held the turn before may have just learnt the answer.
+        if let Some(owner) = self.remembered(entity) {
+            return Ok(Place::At(owner));
         }
         let (kind, id) = kind_and_id(entity);
         let (holder, epoch) = self
@@ -97,6 +104,24 @@ impl Leases {
             Entity::Org(id) => self.orgs.insert(id, epoch),
         };
         Ok(Place::Here { epoch })
+    }
+
+    fn remembered(&self, entity: Entity) -> Option<String> {
+        let owner = self.owners.get(&entity)?;
+        (owner.1.elapsed() < self.ttl).then(|| owner.0.clone())
+    }
+
+    fn lookup_turn(&self, entity: Entity) -> Arc<tokio::sync::Mutex<()>> {
+        if self.lookups.len() > 4096 {
+            self.lookups.retain(|_, turn| turn.strong_count() > 0);
+        }
+        let mut entry = self.lookups.entry(entity).or_default();
+        if let Some(turn) = entry.upgrade() {
+            return turn;
+        }
+        let turn = Arc::new(tokio::sync::Mutex::new(()));
+        *entry = Arc::downgrade(&turn);
+        turn
     }
 
     /// This node's actor of `entity` under `epoch` stopped: the lease is given up, unless a

@@ -124,6 +124,7 @@ impl From<StorageError> for ApiError {
             StorageError::Transient(_) => {
                 unavailable("a concurrent change got in the way; retry", 1)
             }
+            StorageError::Database(sqlx::Error::PoolTimedOut) => database_busy(),
             other => ApiError::internal(other),
         }
     }
@@ -149,8 +150,23 @@ impl From<VaultError> for ApiError {
 
 impl From<anyhow::Error> for ApiError {
     fn from(err: anyhow::Error) -> Self {
+        let busy = matches!(err.downcast_ref(), Some(sqlx::Error::PoolTimedOut))
+            || matches!(
+                err.downcast_ref(),
+                Some(StorageError::Database(sqlx::Error::PoolTimedOut))
+            );
+        if busy {
+            return database_busy();
+        }
         ApiError::internal(err)
     }
+}
+
+/// Every database connection stayed busy for the pool's whole wait: an overload that passes,
+/// not a fault, so `503` with a retry rather than `500`.
+fn database_busy() -> ApiError {
+    tracing::warn!("no database connection came free in time");
+    unavailable("the database is busy; retry", 1)
 }
 
 /// A socket's error frame says what a REST body says: the same code and message (an internal
@@ -260,6 +276,10 @@ mod tests {
         );
         let api = ApiError::from(StorageError::Transient("deadlock".into()));
         assert_eq!((api.code(), api.retry_after()), (ErrorCode::Unavailable, Some(1)));
+        let busy = ApiError::from(StorageError::Database(sqlx::Error::PoolTimedOut));
+        assert_eq!(busy.code(), ErrorCode::Unavailable);
+        let busy = ApiError::from(anyhow::Error::from(sqlx::Error::PoolTimedOut));
+        assert_eq!(busy.code(), ErrorCode::Unavailable);
         let api = ApiError::from(StorageError::Rule("secret rule"));
         assert_eq!(api.code(), ErrorCode::Internal);
         assert!(!api.message().contains("secret"));
