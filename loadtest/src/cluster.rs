@@ -33,7 +33,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context};
 use boardroom_protocol::boards::CreateItem;
 use boardroom_protocol::{ClientMessage, Encoding};
-use futures::StreamExt;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -805,19 +804,12 @@ async fn read_events(
 ) -> (NodeTally, Option<Ws>) {
     let mut tally = NodeTally::default();
     loop {
-        if let Some((final_seq, give_up)) = *finish.borrow() {
-            if last >= final_seq {
+        let message = match crate::net::next_before(&mut ws, last, &mut finish).await {
+            crate::net::Next::Done { missing } => {
+                tally.missing = missing;
                 break;
             }
-            if Instant::now() >= give_up {
-                tally.missing = u64::try_from(final_seq - last).unwrap_or(0);
-                break;
-            }
-        }
-        let message = tokio::select! {
-            message = ws.next() => message,
-            _ = finish.changed() => continue,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+            crate::net::Next::Message(message) => message,
         };
         let message = match message {
             Some(Ok(Message::Close(frame))) => {

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use boardroom_protocol::Encoding;
-use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::watch;
@@ -89,7 +88,7 @@ impl Tally {
 }
 
 /// The writer's last `seq`, and when readers should stop waiting for it.
-type Finish = Option<(i64, Instant)>;
+use crate::net::Finish;
 
 /// Reads events on `ws` after `last` until the writer's last `seq` (from `finish`) arrived or
 /// its deadline passed, counting gaps and duplicates and timing stamped events.
@@ -102,20 +101,12 @@ async fn read_until(
 ) -> Tally {
     let mut tally = Tally::default();
     loop {
-        if let Some((final_seq, give_up)) = *finish.borrow() {
-            if last >= final_seq {
+        let message = match crate::net::next_before(&mut ws, last, &mut finish).await {
+            crate::net::Next::Done { missing } => {
+                tally.missing = missing;
                 break;
             }
-            if Instant::now() >= give_up {
-                tally.missing = u64::try_from(final_seq - last).unwrap_or(0);
-                break;
-            }
-        }
-        let message = tokio::select! {
-            message = ws.next() => message,
-            _ = finish.changed() => continue,
-            // Wake up now and then to look at the deadline.
-            _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+            crate::net::Next::Message(message) => message,
         };
         let message = match message {
             Some(Ok(message)) => message,

@@ -111,6 +111,53 @@ fn parse_vm_rss(status: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// When a subscriber's reading ends: the `seq` of the writer's last event, once known, and the
+/// moment to give up waiting for it.
+pub type Finish = Option<(i64, std::time::Instant)>;
+
+/// What a subscriber's read loop gets next.
+pub enum Next {
+    /// A message (or the connection's end).
+    Message(
+        Option<
+            Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>,
+        >,
+    ),
+    /// Reading is over: everything up to the last event arrived (`missing` 0), or the deadline
+    /// passed with `missing` events not received.
+    Done {
+        /// Events after `last` that never came.
+        missing: u64,
+    },
+}
+
+/// The next message on `ws` for a subscriber that has received up to `last`, unless `finish`
+/// says reading is over; wakes now and then to look at the deadline. Shared by the scenarios
+/// that count deliveries (`fanout`, `cluster`).
+pub async fn next_before(
+    ws: &mut Ws,
+    last: i64,
+    finish: &mut tokio::sync::watch::Receiver<Finish>,
+) -> Next {
+    use futures::StreamExt;
+    loop {
+        let until = *finish.borrow();
+        if let Some((final_seq, give_up)) = until {
+            if last >= final_seq {
+                return Next::Done { missing: 0 };
+            }
+            if std::time::Instant::now() >= give_up {
+                return Next::Done { missing: u64::try_from(final_seq - last).unwrap_or(0) };
+            }
+        }
+        tokio::select! {
+            message = ws.next() => return Next::Message(message),
+            _ = finish.changed() => {}
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
