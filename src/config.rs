@@ -883,6 +883,17 @@ fn setting_name(rendered: &str) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_node_id_is_one_subject_token_of_plain_characters() {
+        for good in ["node-a", "n_1", "A", &"x".repeat(64)] {
+            assert_eq!(parse_node_id(good).as_deref(), Ok(good));
+        }
+        // A dot would split a NATS subject; `*` and `>` are its wildcards.
+        for hostile in ["", "a.b", "*", ">", "a b", "a\0b", "a\nb", "é", &"x".repeat(65)] {
+            assert!(parse_node_id(hostile).is_err(), "{hostile:?} was accepted");
+        }
+    }
+
     fn test_settings() -> Settings {
         Settings::for_tests(PathBuf::from("/tmp/unused"), "sqlite::memory:".into())
     }

@@ -214,6 +214,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn hostile_tickets_open_nothing_and_touch_no_ticket() {
+        let (_dir, store) = sqlite_store().await;
+        let (tickets, keys) = (Tickets::new(store), keys());
+        let holder = Uuid::now_v7();
+        let real = tickets.issue(&keys, holder, "token").await.unwrap().unwrap();
+        let shaped_but_unknown = format!("{}A", &real[..42]);
+        let huge = "A".repeat(1 << 20);
+        for hostile in [
+            "\0".repeat(43),
+            "\u{7}".repeat(43),
+            "é".repeat(21) + "A",
+            ".".repeat(43),
+            huge,
+            String::new(),
+            shaped_but_unknown,
+        ] {
+            assert_eq!(
+                tickets.redeem(&keys, &hostile).await.unwrap(),
+                None,
+                "{:?}",
+                &hostile[..hostile.len().min(50)]
+            );
+        }
+        // The real one is still there, and still works once.
+        assert_eq!(tickets.outstanding(holder).await.unwrap(), 1);
+        assert_eq!(tickets.redeem(&keys, &real).await.unwrap().as_deref(), Some("token"));
+    }
+
+    #[tokio::test]
     async fn a_credential_holds_a_bounded_number_of_unused_tickets() {
         let (_dir, store) = sqlite_store().await;
         let (tickets, keys) = (Tickets::new(store), keys());
