@@ -100,10 +100,14 @@ struct Connection {
     replied: HashMap<Uuid, tokio::sync::oneshot::Receiver<()>>,
 }
 
-/// Runs a connection until either side ends it.
-pub async fn run(socket: WebSocket, accepted: Accepted) {
+/// Sets a connection up and answers the future that runs it until either side ends it.
+///
+/// The set-up is done here, before the future exists, and the future captures only what the
+/// connection keeps: an async fn would also keep its arguments' storage (the socket and
+/// [`Accepted`], 664 bytes) in every idle socket's task for the connection's whole life.
+pub fn run(socket: WebSocket, accepted: Accepted) -> impl Future<Output = ()> + Send {
     let Accepted { state, caller, credential, encoding, limits, slot } = accepted;
-    let _counted = crate::metrics::ws_opened();
+    let counted = crate::metrics::ws_opened();
     let (sink, mut stream) = socket.split();
     let (outbox, ends) = Outbox::new(encoding, limits.outbound_bytes);
     slot.attach(&outbox);
@@ -135,72 +139,87 @@ pub async fn run(socket: WebSocket, accepted: Accepted) {
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     recheck.reset();
     let mut last_heard = Instant::now();
-    let mut in_flight: FuturesUnordered<PendingReply> = FuturesUnordered::new();
-    loop {
-        tokio::select! {
-            () = until_closed(&mut closed) => break,
-            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
-            () = until_shutdown(&mut shutdown) => {
-                outbox.close(close::GOING_AWAY, "server shutting down");
-                break;
-            }
-            // At the bound, frames wait in the socket and TCP pushes back on the client.
-            received = stream.next(), if in_flight.len() < MAX_IN_FLIGHT => {
-                let message = match received {
-                    Some(Ok(message)) => message,
-                    Some(Err(err)) => {
-                        // tungstenite is not a direct dependency; its capacity error reads
-                        // "Message too long: <size> > <max>".
-                        if err.to_string().contains("too long") {
-                            outbox.close(close::MESSAGE_TOO_BIG, "message too big");
-                        } else {
-                            outbox.close(close::PROTOCOL_ERROR, "protocol error");
-                        }
-                        break;
-                    }
-                    None => break,
-                };
-                // Handling a frame is boxed: its future is large (subscribing reads the log),
-                // and inline it would sit in every idle connection's task for its whole life.
-                let pending = match message {
-                    Message::Text(text) => {
-                        Box::pin(conn.handle(Encoding::Json, text.as_bytes())).await
-                    }
-                    Message::Binary(bytes) => {
-                        Box::pin(conn.handle(Encoding::MessagePack, &bytes)).await
-                    }
-                    Message::Close(_) => break,
-                    Message::Ping(_) | Message::Pong(_) => None,
-                };
-                // Heard now, and counted from when the frame was served: serving it (a long
-                // replay, say) is no silence of the client's, whose pongs wait unread meanwhile.
-                last_heard = Instant::now();
-                in_flight.extend(pending);
-            }
-            () = outbox.controls_ready.notified() => {
-                while let Some(control) = outbox.take_control() {
-                    match control {
-                        Control::Recheck(board) => Box::pin(conn.recheck_board(board)).await,
-                        Control::RecheckAll => Box::pin(conn.recheck_boards()).await,
-                        Control::RecheckCredential => Box::pin(conn.recheck_now()).await,
-                    }
-                }
-            }
-            _ = ping.tick() => {
-                if last_heard.elapsed() > limits.heartbeat {
-                    outbox.close(close::HEARTBEAT_TIMEOUT, "heartbeat timeout");
+    // Made at the first board write: most sockets only listen, and an empty set allocates.
+    let mut in_flight: Option<FuturesUnordered<PendingReply>> = None;
+    async move {
+        loop {
+            let waiting = in_flight.as_ref().map_or(0, FuturesUnordered::len);
+            tokio::select! {
+                () = until_closed(&mut closed) => break,
+                Some(()) = next_reply(&mut in_flight), if waiting > 0 => {}
+                () = until_shutdown(&mut shutdown) => {
+                    outbox.close(close::GOING_AWAY, "server shutting down");
                     break;
                 }
-                outbox.push(Message::Ping(Default::default()));
+                // At the bound, frames wait in the socket and TCP pushes back on the client.
+                received = stream.next(), if waiting < MAX_IN_FLIGHT => {
+                    let message = match received {
+                        Some(Ok(message)) => message,
+                        Some(Err(err)) => {
+                            // tungstenite is not a direct dependency; its capacity error reads
+                            // "Message too long: <size> > <max>".
+                            if err.to_string().contains("too long") {
+                                outbox.close(close::MESSAGE_TOO_BIG, "message too big");
+                            } else {
+                                outbox.close(close::PROTOCOL_ERROR, "protocol error");
+                            }
+                            break;
+                        }
+                        None => break,
+                    };
+                    // Handling a frame is boxed: its future is large (subscribing reads the
+                    // log), and inline it would sit in every idle connection's task for its
+                    // whole life.
+                    let pending = match message {
+                        Message::Text(text) => {
+                            Box::pin(conn.handle(Encoding::Json, text.as_bytes())).await
+                        }
+                        Message::Binary(bytes) => {
+                            Box::pin(conn.handle(Encoding::MessagePack, &bytes)).await
+                        }
+                        Message::Close(_) => break,
+                        Message::Ping(_) | Message::Pong(_) => None,
+                    };
+                    // Heard now, and counted from when the frame was served: serving it (a long
+                    // replay, say) is no silence of the client's, whose pongs wait unread
+                    // meanwhile.
+                    last_heard = Instant::now();
+                    if let Some(pending) = pending {
+                        in_flight.get_or_insert_with(FuturesUnordered::new).push(pending);
+                    }
+                }
+                () = outbox.controls_ready.notified() => {
+                    while let Some(control) = outbox.take_control() {
+                        match control {
+                            Control::Recheck(board) => Box::pin(conn.recheck_board(board)).await,
+                            Control::RecheckAll => Box::pin(conn.recheck_boards()).await,
+                            Control::RecheckCredential => Box::pin(conn.recheck_now()).await,
+                        }
+                    }
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > limits.heartbeat {
+                        outbox.close(close::HEARTBEAT_TIMEOUT, "heartbeat timeout");
+                        break;
+                    }
+                    outbox.push(Message::Ping(Default::default()));
+                }
+                _ = recheck.tick() => Box::pin(conn.recheck()).await,
             }
-            _ = recheck.tick() => Box::pin(conn.recheck()).await,
         }
+        conn.end_all();
+        outbox.close(close::NORMAL, "");
+        drop((conn, outbox, slot, counted));
+        let _ = tokio::time::timeout(Duration::from_secs(3), writer).await;
     }
-    conn.end_all();
-    outbox.close(close::NORMAL, "");
-    drop(conn);
-    drop(outbox);
-    let _ = tokio::time::timeout(Duration::from_secs(3), writer).await;
+}
+
+/// The next reply of a write that has committed; never ready when there is none.
+async fn next_reply(in_flight: &mut Option<FuturesUnordered<PendingReply>>) -> Option<()> {
+    match in_flight {
+        Some(in_flight) => in_flight.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn until_closed(closed: &mut watch::Receiver<Option<(u16, String)>>) {
