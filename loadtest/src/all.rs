@@ -202,6 +202,8 @@ pub struct Row {
     pub loadtest_us: Option<f64>,
     /// Median Postgres µs per unit.
     pub database_us: Option<f64>,
+    /// Median µs per unit of other processes (pgbench's client; elsewhere a disturbance).
+    pub other_us: Option<f64>,
     /// Median total µs per unit.
     pub total_us: Option<f64>,
     /// Every run's figure, in run order.
@@ -255,6 +257,7 @@ pub fn rows(scenario: &str, runs: &[Vec<Figure>]) -> Vec<Row> {
                 server_us: cpu(|c| c.server_us),
                 loadtest_us: cpu(|c| c.loadtest_us),
                 database_us: cpu(|c| c.database_us),
+                other_us: cpu(|c| c.other_us),
                 total_us: cpu(|c| c.total_us),
                 runs: of,
             }
@@ -289,6 +292,8 @@ pub fn number(value: f64) -> String {
 fn with_unit(value: Option<f64>, unit: &str) -> String {
     match value {
         None => "-".into(),
+        // Counts: no decimals.
+        Some(v) if unit.is_empty() && v.fract() == 0.0 => number(v).replace(".00", ""),
         Some(v) if unit.is_empty() => number(v),
         Some(v) if unit.starts_with('/') => format!("{}{unit}", number(v)),
         Some(v) => format!("{} {unit}", number(v)),
@@ -298,8 +303,8 @@ fn with_unit(value: Option<f64>, unit: &str) -> String {
 /// The Markdown table of `rows`.
 pub fn markdown(rows: &[Row], runs: u32) -> String {
     let mut out = String::from(
-        "| scenario | figure | value | baseline | ratio | goal | CPU per | server µs | tool µs | Postgres µs | total µs |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| scenario | figure | value | baseline | ratio | goal | CPU per | server µs | tool µs | Postgres µs | other µs | total µs |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let us = |v: Option<f64>| v.map(number).unwrap_or_else(|| "-".into());
     for row in rows {
@@ -309,7 +314,7 @@ pub fn markdown(rows: &[Row], runs: u32) -> String {
             None => format!("? ({})", row.baseline_label),
         };
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             row.scenario,
             row.figure,
             with_unit(row.value, &row.unit),
@@ -320,6 +325,7 @@ pub fn markdown(rows: &[Row], runs: u32) -> String {
             us(row.server_us),
             us(row.loadtest_us),
             us(row.database_us),
+            us(row.other_us),
             us(row.total_us),
         ));
     }
@@ -515,6 +521,9 @@ mod tests {
         assert_eq!(number(-1500.0), "-1,500");
         assert_eq!(with_unit(Some(8293.0), "/s"), "8,293/s");
         assert_eq!(with_unit(None, "ms"), "-");
+        assert_eq!(with_unit(Some(0.0), ""), "0");
+        assert_eq!(with_unit(Some(15_000.0), ""), "15,000");
+        assert_eq!(with_unit(Some(0.5), ""), "0.50");
         let rows = rows("fanout", &[vec![figure("paced p99", 423.5, 194.7, 4.7)]]);
         let table = markdown(&rows, 1);
         let lines: Vec<&str> = table.lines().collect();
@@ -522,7 +531,7 @@ mod tests {
         assert!(lines[0].starts_with("| scenario | figure | value | baseline | ratio"));
         assert_eq!(
             lines[2],
-            "| fanout | paced p99 | 424 ms | 195 ms (bare baseline) | 2.18× | - | delivery | 4.70 | 1.00 | - | 5.70 |"
+            "| fanout | paced p99 | 424 ms | 195 ms (bare baseline) | 2.18× | - | delivery | 4.70 | 1.00 | - | 0.00 | 5.70 |"
         );
         assert!(markdown(&rows, 3).contains("median of 3 runs"));
     }

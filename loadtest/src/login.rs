@@ -126,20 +126,20 @@ impl Flood {
     }
 }
 
-/// Every account logs in again and again, each on its own connection, until `duration` has
-/// passed; logins in flight then finish and count. The rate is successful logins over the time
-/// until the last one answered.
+/// Every account logs in again and again, each on its own connection from its own source
+/// address ([`login_address`]: the server's per-IP limit then never counts one client's logins
+/// in flight against another's), until `duration` has passed; logins in flight then finish and
+/// count. The rate is successful logins over the time until the last one answered.
 pub async fn login_flood(
     target: &Target,
     accounts: &[Account],
     duration: Duration,
 ) -> anyhow::Result<Flood> {
-    let api = Api::new(target.base_url())?;
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = JoinSet::new();
-    for account in accounts {
-        let api = api.clone();
+    for (n, account) in (0u32..).zip(accounts) {
+        let api = Api::from_source(target.base_url(), IpAddr::V4(login_address(n)))?;
         let body = Login { email: account.email.clone(), password: api::PASSWORD.into() };
         tasks.spawn(async move {
             let mut rec = Recorder::new();
@@ -231,9 +231,14 @@ impl WrongFlood {
     }
 }
 
+/// The source address of right-password login client `n`: 127.2.0.1, 127.2.0.2, …
+pub fn login_address(n: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from_be_bytes([127, 2, 0, 1]).wrapping_add(n % 0xffff))
+}
+
 /// The first source address of the wrong-password flood: 127.3.0.1. The subscribers bind
-/// 127.0.0.2–254, the right-password clients and the probes 127.0.0.1, so no attacker address
-/// shares a rate-limit bucket with anyone else.
+/// 127.0.0.2–254, the right-password clients 127.2.0.x, set-up and the probes 127.0.0.1, so no
+/// attacker address shares a rate-limit bucket with anyone else.
 const ATTACKER_BASE: u32 = u32::from_be_bytes([127, 3, 0, 1]);
 
 /// The `n`th attacker address (127.3.0.1, 127.3.0.2, …, staying inside 127.0.0.0/8).
@@ -327,5 +332,8 @@ mod tests {
             assert!(ip.is_loopback(), "{n}: {ip}");
             assert!(ip.octets()[1] >= 3, "{n}: {ip} is among the subscribers' sources");
         }
+        assert_eq!(login_address(0), Ipv4Addr::new(127, 2, 0, 1));
+        assert_eq!(login_address(199), Ipv4Addr::new(127, 2, 0, 200));
+        assert_eq!(login_address(u32::MAX).octets()[..2], [127, 2]);
     }
 }
