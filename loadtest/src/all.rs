@@ -234,7 +234,7 @@ pub fn rows(scenario: &str, runs: &[Vec<Figure>]) -> Vec<Row> {
     }
     names
         .into_iter()
-        .map(|name| {
+        .filter_map(|name| {
             let of: Vec<Figure> = runs
                 .iter()
                 .filter_map(|run| run.iter().find(|f| f.figure == name))
@@ -243,8 +243,8 @@ pub fn rows(scenario: &str, runs: &[Vec<Figure>]) -> Vec<Row> {
             let cpu = |part: fn(&stats::CpuPer) -> Option<f64>| {
                 median(of.iter().map(|f| f.cpu.as_ref().and_then(part)))
             };
-            let first = &of[0];
-            Row {
+            let first = of.first()?;
+            Some(Row {
                 scenario: scenario.to_owned(),
                 figure: name.to_owned(),
                 unit: first.unit.clone(),
@@ -259,8 +259,8 @@ pub fn rows(scenario: &str, runs: &[Vec<Figure>]) -> Vec<Row> {
                 database_us: cpu(|c| c.database_us),
                 other_us: cpu(|c| c.other_us),
                 total_us: cpu(|c| c.total_us),
-                runs: of,
-            }
+                runs: of.clone(),
+            })
         })
         .collect()
 }
