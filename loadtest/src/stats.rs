@@ -465,6 +465,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn figures_take_their_ratio_and_cpu_per_unit() {
+        let f = Figure::beside("paced p99", "ms", Some(423.5), "bare baseline p99", Some(194.7));
+        assert_eq!(f.ratio, Some(2.18));
+        assert_eq!(Figure::beside("x", "ms", Some(1.0), "b", Some(0.0)).ratio, None);
+        assert_eq!(Figure::beside("x", "ms", None, "b", Some(2.0)).ratio, None);
+        assert_eq!(Figure::alone("x", "/s", Some(3.0)).goal("≤ 1×").goal.as_deref(), Some("≤ 1×"));
+        let used = CpuUse {
+            wall_secs: 10.0,
+            loadtest_cpu_secs: 1.0,
+            server_cpu_secs: Some(3.0),
+            database_cpu_secs: Some(2.0),
+            other_cpu_secs: 4.0,
+            steal_secs: 0.0,
+        };
+        // 100,000 updates: 10 µs of the server's per update, and so on.
+        let per = CpuPer::of(&used, 100_000, "update", false).unwrap();
+        assert_eq!(per.server_us, Some(30.0));
+        assert_eq!(per.loadtest_us, Some(10.0));
+        assert_eq!(per.database_us, Some(20.0));
+        assert_eq!(per.other_us, Some(40.0));
+        assert_eq!(per.total_us, Some(60.0), "other work is left out of the total");
+        let whole = CpuPer::of(&used, 100_000, "transaction", true).unwrap();
+        assert_eq!(whole.total_us, Some(100.0), "pgbench: the whole machine");
+        assert_eq!(CpuPer::of(&used, 0, "update", false), None);
+    }
+
+    #[test]
     fn nearest_rank_percentiles() {
         let samples: Vec<u64> = (1..=100).collect();
         assert_eq!(percentile(&samples, 0.50), Some(50));
