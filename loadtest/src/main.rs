@@ -76,7 +76,9 @@ struct Cli {
     target: TargetArgs,
 
     /// Where to write the JSON report. Default: `target/loadtest/<scenario>.json`; the started
-    /// server's log goes beside it, as `auth-server.log` beside `auth.json`.
+    /// server's log goes beside it, as `auth-server.log` beside `auth.json`. For `all`: its JSON
+    /// (default `target/loadtest/all.json`), with `all.md` beside it and each run's reports in
+    /// `all/` beside that.
     #[arg(long, env = "LOADTEST_JSON", global = true)]
     json: Option<PathBuf>,
 }
