@@ -240,7 +240,7 @@ pub async fn run(target: &Target, args: &LoginFloodArgs) -> anyhow::Result<Scena
         Some(_) => "NOT met",
         None => "unknown",
     };
-    let bcrypt_per_sec = right.rate + wrong.rejected_per_sec;
+    let bcrypt_per_sec = ((right.rate + wrong.rejected_per_sec) * 100.0).round() / 100.0;
 
     let mut table = Table::new();
     let deliveries = format!("delivery, {}/s to {subscribers} subscribers", args.rate);
@@ -370,7 +370,7 @@ pub async fn run(target: &Target, args: &LoginFloodArgs) -> anyhow::Result<Scena
         "logins": {
             "right_password": right.to_json(args.login_clients),
             "wrong_password": wrong,
-            "bcrypt_verifies_per_sec": (bcrypt_per_sec * 100.0).round() / 100.0,
+            "bcrypt_verifies_per_sec": bcrypt_per_sec,
         },
         "exactly_once": {
             "subscribers": subscribers,
