@@ -41,6 +41,16 @@ impl Api {
         Ok(Api { client: http_client()?, base: base.clone() })
     }
 
+    /// Like [`Api::new`], every connection from the source address `source` (a loopback
+    /// address: the server's per-IP limits then count this client apart).
+    pub fn from_source(base: &url::Url, source: std::net::IpAddr) -> anyhow::Result<Api> {
+        let client = client_builder()
+            .local_address(source)
+            .build()
+            .context("cannot build an HTTP client")?;
+        Ok(Api { client, base: base.clone() })
+    }
+
     /// The URL of `path` (relative, e.g. `api/v1/orgs`).
     pub fn url(&self, path: &str) -> anyhow::Result<url::Url> {
         self.base.join(path).with_context(|| format!("bad path {path}"))
@@ -110,12 +120,14 @@ impl Api {
 /// A client with keep-alive connections, no proxy (targets are loopback) and a generous
 /// timeout: a login queued behind a bcrypt flood can take seconds, and that is what is measured.
 pub fn http_client() -> anyhow::Result<Client> {
+    client_builder().build().context("cannot build an HTTP client")
+}
+
+fn client_builder() -> reqwest::ClientBuilder {
     Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(60))
         .pool_idle_timeout(Duration::from_secs(90))
-        .build()
-        .context("cannot build an HTTP client")
 }
 
 /// Sends `request` and returns its body as the protocol type `T`, or an error naming the status

@@ -22,15 +22,14 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use boardroom_protocol::identity::Login;
 use reqwest::Method;
 use serde::Serialize;
 use serde_json::json;
-use tokio::task::JoinSet;
 
-use crate::api::{self, Account, Api};
+use crate::api::Api;
+use crate::login::{create_keys, join, login_flood, register_accounts, spawn_probe, timed};
 use crate::machine::PhaseMeter;
-use crate::stats::{format_ms, Recorder, ScenarioReport, Summary, Table};
+use crate::stats::{format_ms, CpuPer, Figure, Recorder, ScenarioReport, Table};
 use crate::target::Target;
 
 /// Settings of the `auth` scenario. The defaults finish in about a minute on two cores.
@@ -60,9 +59,6 @@ pub struct AuthArgs {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub probe_interval_ms: u64,
 }
-
-/// How many set-up requests run at once (each costs one bcrypt hash on the server).
-const SETUP_CONCURRENCY: usize = 4;
 
 /// Runs the scenario against `target`.
 pub async fn run(target: &Target, args: &AuthArgs) -> anyhow::Result<ScenarioReport> {
@@ -195,178 +191,46 @@ pub async fn run(target: &Target, args: &AuthArgs) -> anyhow::Result<ScenarioRep
         "cpu": cpu.to_json(),
     });
     let parameters = serde_json::to_value(args).context("cannot encode the parameters")?;
-    Ok(ScenarioReport { table, headline, warnings: cpu.warnings(), parameters, results })
+    let per = |phase: &str, units: u64, what: &str| {
+        cpu.phase(phase).and_then(|used| CpuPer::of(used, units, what, false))
+    };
+    let figures = vec![
+        Figure::alone("API key, cold (bcrypt verify): p99", "ms", cold.p99_ms).cpu(per(
+            "api_key_cold",
+            cold.count,
+            "cold request",
+        )),
+        Figure::alone("API key, warm (cached): p99", "ms", warm.p99_ms).cpu(per(
+            "api_key_warm",
+            warm.count,
+            "warm request",
+        )),
+        Figure::alone(
+            format!("logins/s at cost 12, {} clients", args.login_clients),
+            "/s",
+            Some(alone.rate),
+        )
+        .cpu(per("login", alone.latency.count, "login")),
+        Figure::beside(
+            "GET /healthz p99 during a login flood",
+            "ms",
+            healthz_flood.p99_ms,
+            "no flood",
+            healthz_alone.p99_ms,
+        )
+        .goal("≤ 1.20×"),
+        Figure::beside(
+            "GET org (warm key) p99 during a login flood",
+            "ms",
+            org_flood.p99_ms,
+            "no flood",
+            org_alone.p99_ms,
+        )
+        .goal("≤ 1.20×"),
+    ];
+    Ok(ScenarioReport { table, headline, warnings: cpu.warnings(), parameters, results, figures })
 }
 
 fn progress(message: String) {
     eprintln!("auth: {message}");
-}
-
-/// Creates `count` keys, a few at a time.
-async fn create_keys(
-    api: &Api,
-    owner: &Account,
-    org: &str,
-    count: usize,
-) -> anyhow::Result<Vec<String>> {
-    let mut tasks = JoinSet::new();
-    for worker in 0..SETUP_CONCURRENCY.min(count) {
-        let (api, owner, org) = (api.clone(), owner.clone(), org.to_owned());
-        tasks.spawn(async move {
-            let mut keys = Vec::new();
-            for i in (worker..count).step_by(SETUP_CONCURRENCY) {
-                let name = format!("bench-key-{i}");
-                keys.push(api.create_api_key(&owner, &org, &name, &["boards:read"]).await?);
-            }
-            anyhow::Ok(keys)
-        });
-    }
-    let mut keys = Vec::with_capacity(count);
-    while let Some(done) = tasks.join_next().await {
-        keys.extend(done.context("a key-creating task failed")??);
-    }
-    Ok(keys)
-}
-
-/// Registers `count` accounts, a few at a time.
-async fn register_accounts(api: &Api, count: usize) -> anyhow::Result<Vec<Account>> {
-    let mut tasks = JoinSet::new();
-    for worker in 0..SETUP_CONCURRENCY.min(count) {
-        let api = api.clone();
-        tasks.spawn(async move {
-            let mut accounts = Vec::new();
-            for _ in (worker..count).step_by(SETUP_CONCURRENCY) {
-                accounts.push(api.register("bench-login").await?);
-            }
-            anyhow::Ok(accounts)
-        });
-    }
-    let mut accounts = Vec::with_capacity(count);
-    while let Some(done) = tasks.join_next().await {
-        accounts.extend(done.context("a registering task failed")??);
-    }
-    Ok(accounts)
-}
-
-/// Sends one request and records its latency (a 2xx answer) or its status (any other answer).
-/// Timing covers sending the request and reading the whole answer, nothing else. No answer at
-/// all is an error that ends the scenario.
-async fn timed(
-    api: &Api,
-    method: Method,
-    path: &str,
-    bearer: Option<&str>,
-    body: Option<&Login>,
-    into: &mut Recorder,
-) -> anyhow::Result<()> {
-    let mut request = api.request(method, path)?;
-    if let Some(bearer) = bearer {
-        request = request.bearer_auth(bearer);
-    }
-    if let Some(body) = body {
-        request = request.json(body);
-    }
-    let started = Instant::now();
-    let answer = match request.send().await {
-        Ok(response) => {
-            let status = response.status();
-            response.bytes().await.map(|_| status)
-        }
-        Err(err) => Err(err),
-    };
-    let latency = started.elapsed();
-    match answer {
-        Ok(status) if status.is_success() => into.record(latency),
-        Ok(status) => into.record_error(status.as_u16().to_string()),
-        // No answer at all: on loopback with a minute's timeout the server is gone or broken,
-        // and every later figure would be meaningless.
-        Err(err) => return Err(anyhow::Error::new(err).context(format!("{path}: no answer"))),
-    }
-    Ok(())
-}
-
-/// A login flood's outcome.
-struct Flood {
-    latency: Summary,
-    rate: f64,
-    elapsed: Duration,
-}
-
-impl Flood {
-    fn to_json(&self, clients: u32) -> serde_json::Value {
-        json!({
-            "clients": clients,
-            "elapsed_secs": (self.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
-            "logins_per_sec": (self.rate * 100.0).round() / 100.0,
-            "latency": self.latency,
-        })
-    }
-}
-
-/// Every account logs in again and again, each on its own connection, until `duration` has
-/// passed; logins in flight then finish and count. The rate is successful logins over the time
-/// until the last one answered.
-async fn login_flood(
-    target: &Target,
-    accounts: &[Account],
-    duration: Duration,
-) -> anyhow::Result<Flood> {
-    let api = Api::new(target.base_url())?;
-    let started = Instant::now();
-    let deadline = started + duration;
-    let mut tasks = JoinSet::new();
-    for account in accounts {
-        let api = api.clone();
-        let body = Login { email: account.email.clone(), password: api::PASSWORD.into() };
-        tasks.spawn(async move {
-            let mut rec = Recorder::new();
-            while Instant::now() < deadline {
-                timed(&api, Method::POST, "api/v1/auth/login", None, Some(&body), &mut rec).await?;
-            }
-            anyhow::Ok(rec)
-        });
-    }
-    let mut all = Recorder::new();
-    while let Some(done) = tasks.join_next().await {
-        all.merge(done.context("a login task failed")??);
-    }
-    let elapsed = started.elapsed();
-    let rate = all.ok_count() as f64 / elapsed.as_secs_f64().max(f64::EPSILON);
-    if all.ok_count() == 0 {
-        bail!("no login succeeded during the flood: {:?}", all.summary().errors);
-    }
-    Ok(Flood { latency: all.summary(), rate, elapsed })
-}
-
-/// Starts a probe: one `GET path` every `interval` (or as soon as the previous one answered, if
-/// that took longer) on a connection of its own, for `duration`.
-fn spawn_probe(
-    target: &Target,
-    path: &str,
-    bearer: Option<&str>,
-    duration: Duration,
-    interval: Duration,
-) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<Recorder>>> {
-    let api = Api::new(target.base_url())?;
-    let (path, bearer) = (path.to_owned(), bearer.map(str::to_owned));
-    Ok(tokio::spawn(async move {
-        let deadline = Instant::now() + duration;
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut rec = Recorder::new();
-        loop {
-            ticks.tick().await;
-            if Instant::now() >= deadline {
-                break;
-            }
-            timed(&api, Method::GET, &path, bearer.as_deref(), None, &mut rec).await?;
-        }
-        Ok(rec)
-    }))
-}
-
-async fn join(
-    probe: tokio::task::JoinHandle<anyhow::Result<Recorder>>,
-) -> anyhow::Result<Recorder> {
-    probe.await.context("a probe task failed")?
 }

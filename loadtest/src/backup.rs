@@ -148,6 +148,7 @@ pub async fn run(target: &Target, args: &BackupArgs) -> anyhow::Result<ScenarioR
             "ready_secs": ready_secs,
             "rto_secs": rto,
         }),
+        figures: Vec::new(),
     })
 }
 

@@ -31,7 +31,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::api::{self, Account, Api};
 use crate::machine::PhaseMeter;
 use crate::socket;
-use crate::stats::{format_ms, Recorder, ScenarioReport, Summary, Table};
+use crate::stats::{format_ms, ratio, CpuPer, Figure, Recorder, ScenarioReport, Summary, Table};
 use crate::target::Target;
 
 /// Settings of the `boards` scenario.
@@ -100,6 +100,7 @@ pub async fn run(target: &Target, args: &BoardsArgs) -> anyhow::Result<ScenarioR
     let mut headline = Vec::new();
     let mut results = serde_json::Map::new();
     let mut errors = 0;
+    let mut figures = Vec::new();
     for (n, (key, shape, transport, targets)) in phases.into_iter().enumerate() {
         let shape =
             if key.ends_with("spread") { format!("{} {shape}", args.boards) } else { shape.into() };
@@ -123,6 +124,22 @@ pub async fn run(target: &Target, args: &BoardsArgs) -> anyhow::Result<ScenarioR
             format_ms(summary.p50_ms),
             format_ms(summary.p99_ms)
         ));
+        let per = cpu
+            .phase(key)
+            .and_then(|used| CpuPer::of(used, recorder.ok_count(), "acknowledged update", false));
+        let figure = Figure::alone(
+            format!("{} updates/s, {shape}, {} writers", transport.name(), args.writers),
+            "/s",
+            Some(rate),
+        )
+        .cpu(per);
+        figures.push(figure);
+        if key == "ws_hot" {
+            figures.push(
+                Figure::alone(format!("WebSocket p99, {shape}"), "ms", summary.p99_ms)
+                    .goal("≤ 20 ms"),
+            );
+        }
         results.insert(key.into(), json!({ "updates_per_sec": rate, "latency": summary }));
     }
     match (target.postgres_url(), args.no_pgbench) {
@@ -134,6 +151,39 @@ pub async fn run(target: &Target, args: &BoardsArgs) -> anyhow::Result<ScenarioR
             cpu.begin();
             let bench = pgbench(&url, args.writers, args.secs).await?;
             cpu.end_unattributed("pgbench");
+            for figure in figures.iter_mut().filter(|f| f.unit == "/s") {
+                figure.baseline_label = "pgbench tps".into();
+                figure.baseline = Some(bench.tps);
+                figure.ratio = ratio(figure.value, Some(bench.tps));
+                if figure.figure.starts_with("WebSocket updates/s, 1 hot board") {
+                    figure.goal = Some("≥ 2× pgbench".into());
+                }
+            }
+            let per = cpu.phase("pgbench").and_then(|used| {
+                CpuPer::of(used, bench.summary.count, "transaction (client in other)", true)
+            });
+            figures.push(
+                Figure::alone(
+                    format!("pgbench single-row INSERT tps, {} clients", args.writers),
+                    "/s",
+                    Some(bench.tps),
+                )
+                .cpu(per.clone()),
+            );
+            let ours = figures
+                .iter()
+                .find(|f| f.goal.as_deref() == Some("≥ 2× pgbench"))
+                .and_then(|f| f.cpu.as_ref()?.total_us);
+            figures.push(
+                Figure::beside(
+                    "total CPU per WebSocket hot-board update",
+                    "µs",
+                    ours,
+                    "pgbench µs per transaction",
+                    per.and_then(|p| p.total_us),
+                )
+                .goal("≤ 0.50×"),
+            );
             table.row("pgbench single-row INSERT", &bench.summary, Some(bench.tps));
             let ratios: Vec<String> = results
                 .iter()
@@ -165,6 +215,7 @@ pub async fn run(target: &Target, args: &BoardsArgs) -> anyhow::Result<ScenarioR
         warnings,
         parameters: serde_json::to_value(args)?,
         results: Value::Object(results),
+        figures,
     })
 }
 

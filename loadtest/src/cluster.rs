@@ -364,6 +364,7 @@ pub async fn run(target: &Target, args: &ClusterArgs) -> anyhow::Result<Scenario
         warnings,
         parameters: serde_json::to_value(args)?,
         results,
+        figures: Vec::new(),
     })
 }
 

@@ -15,7 +15,9 @@ use crate::baseline::BaselineServer;
 use crate::machine::PhaseMeter;
 use crate::net::{rss_kib, Dialer, Ws};
 use crate::socket::{concurrency, open_many, Common, Setup};
-use crate::stats::{progress, ratio, show, show_ratio, Recorder, ScenarioReport, Summary, Table};
+use crate::stats::{
+    progress, ratio, show, show_ratio, CpuPer, Figure, Recorder, ScenarioReport, Summary, Table,
+};
 use crate::target::Target;
 
 /// `connections`.
@@ -256,11 +258,36 @@ pub async fn run(target: &Target, args: &ConnectionsArgs) -> anyhow::Result<Scen
         "open_file_limit": crate::net::raise_nofile_limit(),
         "cpu": {"boardroom": cpu.to_json(), "baseline": base_cpu.to_json()},
     });
+    let per_socket = |meter: &PhaseMeter, phase: &str, held: &Held| {
+        meter
+            .phase(phase)
+            .and_then(|used| CpuPer::of(used, held.opened as u64, "socket (opened, held)", false))
+    };
+    let base = baseline.as_ref();
+    let figures = vec![
+        Figure::beside(
+            format!("RSS per idle subscribed socket, {} sockets", args.connections),
+            "KiB",
+            boardroom.rss_per_socket_kib,
+            "bare baseline",
+            base.and_then(|b| b.rss_per_socket_kib),
+        )
+        .goal("≤ 8 KiB")
+        .cpu(per_socket(&cpu, "boardroom", &boardroom)),
+        Figure::beside(
+            "sockets held",
+            "",
+            Some(boardroom.alive_at_end as f64),
+            "requested",
+            Some(boardroom.requested as f64),
+        ),
+    ];
     Ok(ScenarioReport {
         table,
         headline,
         warnings: [cpu.warnings(), base_cpu.warnings()].concat(),
         parameters: serde_json::to_value(args)?,
         results,
+        figures,
     })
 }

@@ -23,10 +23,11 @@ use crate::machine::PhaseMeter;
 use crate::net::{Dialer, Ws};
 use crate::socket::{concurrency, open_many, Common, Setup};
 use crate::stats::{
-    format_ms, progress, ratio, show, show_ratio, Recorder, ScenarioReport, Summary, Table,
+    format_ms, progress, ratio, show, show_ratio, CpuPer, Figure, Recorder, ScenarioReport,
+    Summary, Table,
 };
 use crate::target::Target;
-use crate::writer::{mark_of, write, Flavor, PHASES};
+use crate::writer::{mark_of, Flavor, Writer, PHASES};
 
 /// `fanout`.
 #[derive(Debug, Clone, clap::Args, Serialize)]
@@ -52,24 +53,24 @@ pub struct FanoutArgs {
     window: usize,
 }
 
-/// What one subscriber saw.
+/// What one subscriber saw (and, absorbed, what all of them saw). Shared with `login-flood`.
 #[derive(Debug, Default)]
-struct Tally {
-    latency: [Recorder; PHASES],
-    last_at: [Option<Instant>; PHASES],
-    delivered: u64,
-    gaps: u64,
-    duplicates: u64,
+pub(crate) struct Tally {
+    pub(crate) latency: [Recorder; PHASES],
+    pub(crate) last_at: [Option<Instant>; PHASES],
+    pub(crate) delivered: u64,
+    pub(crate) gaps: u64,
+    pub(crate) duplicates: u64,
     /// Events never received (after the last one seen, until the writer's last).
-    missing: u64,
+    pub(crate) missing: u64,
     /// Why the socket ended early, if it did.
-    failed: Option<String>,
+    pub(crate) failed: Option<String>,
     /// Size of the first event frame, to make the baseline's frames as big.
-    event_bytes: Option<usize>,
+    pub(crate) event_bytes: Option<usize>,
 }
 
 impl Tally {
-    fn absorb(&mut self, other: Tally) {
+    pub(crate) fn absorb(&mut self, other: Tally) {
         for (mine, theirs) in self.latency.iter_mut().zip(other.latency) {
             mine.merge(theirs);
         }
@@ -92,7 +93,7 @@ use crate::net::Finish;
 
 /// Reads events on `ws` after `last` until the writer's last `seq` (from `finish`) arrived or
 /// its deadline passed, counting gaps and duplicates and timing stamped events.
-async fn read_until(
+pub(crate) async fn read_until(
     mut ws: Ws,
     mut last: i64,
     epoch: Instant,
@@ -191,6 +192,7 @@ impl PhaseFigures {
 /// starts after), one writer from `writer`, paced then saturated.
 async fn fan<F, Fut>(
     args: &FanoutArgs,
+    cpu: &mut PhaseMeter,
     open: F,
     writer: Ws,
     flavor: Flavor,
@@ -200,8 +202,10 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<(Ws, i64)>> + Send + 'static,
 {
+    cpu.begin();
     let (sockets, _, open_failure) =
         open_many(args.subscribers, concurrency(&args.common), open).await;
+    cpu.end("open");
     if let Some(failure) = &open_failure {
         bail!("only {} subscribers opened: {failure}", sockets.len());
     }
@@ -213,11 +217,22 @@ where
     for (ws, after) in sockets {
         readers.spawn(read_until(ws, after, epoch, finish.clone(), Arc::clone(&delivered)));
     }
-    let saturate = (Duration::from_secs(args.saturate_secs), args.window);
     let paced_total = (args.events * subscribers) as u64;
     let caught_up = || delivered.load(Ordering::Relaxed) >= paced_total;
-    let written =
-        write(writer, flavor, make, (args.events, args.rate), saturate, epoch, caught_up).await;
+    // The steps of `writer::write`, metered apart: the paced phase until its events are all
+    // delivered, the saturated one until the readers are done.
+    let written = async {
+        let mut writer = Writer::start(writer, flavor, epoch);
+        cpu.begin();
+        writer.paced(0, args.events, args.rate, &make).await?;
+        writer.settle(&caught_up).await;
+        cpu.end("paced");
+        cpu.begin();
+        let saturate = Duration::from_secs(args.saturate_secs);
+        writer.saturate(1, saturate, args.window, &make).await?;
+        writer.finish().await
+    }
+    .await;
     // Readers get 60 s after the last acknowledgement to see every event.
     let final_seq = written.as_ref().map(|w| w.final_seq).unwrap_or(i64::MAX);
     let _ = finish_tx.send(Some((final_seq, Instant::now() + Duration::from_secs(60))));
@@ -227,6 +242,9 @@ where
         let one = done.context("a subscriber task failed")?;
         sockets_failed += u64::from(one.failed.is_some());
         tally.absorb(one);
+    }
+    if args.saturate_secs > 0 {
+        cpu.end("saturated");
     }
     let written = written?;
     Ok(Fanned {
@@ -255,7 +273,6 @@ pub async fn run(target: &Target, args: &FanoutArgs) -> anyhow::Result<ScenarioR
     // The baseline's phases, metered with its own process as the server.
     let mut base_cpu = PhaseMeter::new(None, None);
     progress(name, format!("boardroom: {} subscribers, then the writer", args.subscribers));
-    cpu.begin();
     let writer = setup.connect(Encoding::Json).await?.ws;
     let make = {
         let setup = Arc::clone(&setup);
@@ -263,6 +280,7 @@ pub async fn run(target: &Target, args: &FanoutArgs) -> anyhow::Result<ScenarioR
     };
     let boardroom = fan(
         args,
+        &mut cpu,
         || {
             let setup = Arc::clone(&setup);
             async move {
@@ -275,7 +293,6 @@ pub async fn run(target: &Target, args: &FanoutArgs) -> anyhow::Result<ScenarioR
         make,
     )
     .await?;
-    cpu.end("boardroom");
     progress(name, format!("boardroom: {} deliveries", boardroom.delivered));
 
     let baseline = if args.common.no_baseline {
@@ -292,10 +309,10 @@ pub async fn run(target: &Target, args: &FanoutArgs) -> anyhow::Result<ScenarioR
             Ok(Message::Text(format!(r#"{{"name":"{name}","pad":"{pad}"}}"#).into()))
         };
         progress(name, format!("baseline: {} subscribers, then the writer", args.subscribers));
-        base_cpu.begin();
         let writer = dialer.websocket(url.as_str()).await?;
         let fanned = fan(
             args,
+            &mut base_cpu,
             || {
                 let (dialer, url) = (Arc::clone(&dialer), url.clone());
                 async move { Ok((dialer.websocket(url.as_str()).await?, 0)) }
@@ -305,7 +322,6 @@ pub async fn run(target: &Target, args: &FanoutArgs) -> anyhow::Result<ScenarioR
             make,
         )
         .await?;
-        base_cpu.end("baseline");
         Some(fanned)
     };
 
@@ -365,12 +381,64 @@ pub async fn run(target: &Target, args: &FanoutArgs) -> anyhow::Result<ScenarioR
         "ratio_saturated_deliveries_per_sec": baseline.as_ref().and_then(|b| ratio(boardroom.saturated.deliveries_per_sec, b.saturated.deliveries_per_sec)),
         "cpu": {"boardroom": cpu.to_json(), "baseline": base_cpu.to_json()},
     });
+    let per_delivery = |meter: &PhaseMeter, phase: &str, figures: &PhaseFigures| {
+        meter
+            .phase(phase)
+            .and_then(|used| CpuPer::of(used, figures.latency.count, "delivery", false))
+    };
+    let base = baseline.as_ref();
+    let mut figures = vec![Figure::beside(
+        format!("paced p99, {}/s to {} subscribers", args.rate, args.subscribers),
+        "ms",
+        boardroom.paced.latency.p99_ms,
+        "bare baseline p99",
+        base.and_then(|b| b.paced.latency.p99_ms),
+    )
+    .goal("≤ 1.00×")
+    .cpu(per_delivery(&cpu, "paced", &boardroom.paced))];
+    if args.saturate_secs > 0 {
+        figures.push(
+            Figure::beside(
+                format!("saturated deliveries/s, window {}", args.window),
+                "/s",
+                boardroom.saturated.deliveries_per_sec,
+                "bare baseline",
+                base.and_then(|b| b.saturated.deliveries_per_sec),
+            )
+            .goal("server ≤ 3 µs per delivery")
+            .cpu(per_delivery(&cpu, "saturated", &boardroom.saturated)),
+        );
+        if let Some(base) = base {
+            figures.push(
+                Figure::alone(
+                    format!("bare baseline: saturated deliveries/s, window {}", args.window),
+                    "/s",
+                    base.saturated.deliveries_per_sec,
+                )
+                .cpu(per_delivery(&base_cpu, "saturated", &base.saturated)),
+            );
+        }
+    }
+    figures.push(
+        Figure::alone(
+            "deliveries not exactly once (gaps + duplicates + missing + sockets lost)",
+            "",
+            Some(
+                (boardroom.gaps
+                    + boardroom.duplicates
+                    + boardroom.missing
+                    + boardroom.sockets_failed) as f64,
+            ),
+        )
+        .goal("0"),
+    );
     Ok(ScenarioReport {
         table,
         headline,
         warnings,
         parameters: serde_json::to_value(args)?,
         results,
+        figures,
     })
 }
 
@@ -396,6 +464,7 @@ mod tests {
         let writer = dialer.websocket(url.as_str()).await.unwrap();
         let fanned = fan(
             &args,
+            &mut PhaseMeter::new(None, None),
             || {
                 let (dialer, url) = (Arc::clone(&dialer), url.clone());
                 async move { Ok((dialer.websocket(url.as_str()).await?, 0)) }

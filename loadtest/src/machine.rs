@@ -212,6 +212,11 @@ impl PhaseMeter {
         self.unattributed.push(name.to_owned());
     }
 
+    /// The CPU use of phase `name`, if it was metered.
+    pub fn phase(&self, name: &str) -> Option<&CpuUse> {
+        self.phases.iter().find(|(phase, _)| phase == name).map(|(_, used)| used)
+    }
+
     /// Every phase's CPU use, as a JSON object keyed by phase.
     pub fn to_json(&self) -> serde_json::Value {
         let map: serde_json::Map<String, serde_json::Value> = self

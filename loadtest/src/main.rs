@@ -11,7 +11,12 @@
 //! - [`api`]: a thin REST client for set-up (accounts, organizations, API keys).
 //! - [`machine`]: CPU time per phase: this tool, the server, and any other work on the machine.
 //! - [`stats`]: latency recorders, percentiles, histograms, the table and the JSON report.
+//! - [`all`]: `all`, every scenario of issue #19 at its sizes, each on a fresh server, as one
+//!   Markdown table and one JSON file of key figures (medians over `--runs`).
 //! - [`auth`]: scenario `auth`, the cost of authentication at bcrypt cost 12.
+//! - [`login_flood`]: scenario `login-flood`, delivery and cheap-request latency of live users
+//!   during a flood of logins, beside a quiet phase.
+//! - [`login`]: what `auth` and `login-flood` share: timed requests, probes, the login floods.
 //! - [`backup`]: scenario `backup`, the RTO: backup, restore and start-up times of a filled server.
 //! - [`boards`]: scenario `boards`, acknowledged item updates per second (group commit), beside
 //!   pgbench on Postgres.
@@ -30,6 +35,7 @@
 //! A scenario is one file exposing a `clap::Args` struct and
 //! `run(&Target, &Args) -> anyhow::Result<ScenarioReport>`, and one variant of [`Scenario`].
 
+mod all;
 mod api;
 mod auth;
 mod backup;
@@ -38,6 +44,8 @@ mod boards;
 mod cluster;
 mod connections;
 mod fanout;
+mod login;
+mod login_flood;
 mod machine;
 mod net;
 mod reconnect_storm;
@@ -46,7 +54,7 @@ mod stats;
 mod target;
 mod writer;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context};
@@ -68,7 +76,9 @@ struct Cli {
     target: TargetArgs,
 
     /// Where to write the JSON report. Default: `target/loadtest/<scenario>.json`; the started
-    /// server's log goes beside it, as `auth-server.log` beside `auth.json`.
+    /// server's log goes beside it, as `auth-server.log` beside `auth.json`. For `all`: its JSON
+    /// (default `target/loadtest/all.json`), with `all.md` beside it and each run's reports in
+    /// `all/` beside that.
     #[arg(long, env = "LOADTEST_JSON", global = true)]
     json: Option<PathBuf>,
 }
@@ -76,6 +86,10 @@ struct Cli {
 /// The scenarios.
 #[derive(Debug, Subcommand)]
 enum Scenario {
+    /// Every scenario of issue #19 at its sizes, each on its own fresh server (`--runs` times),
+    /// as one Markdown table and one JSON file of key figures: `target/loadtest/all.md` and
+    /// `all.json` (`--json` moves both).
+    All(all::AllArgs),
     /// Authentication cost: API-key requests cold and warm, logins per second, and cheap-request
     /// latency during a login flood.
     Auth(auth::AuthArgs),
@@ -95,6 +109,9 @@ enum Scenario {
     /// Many subscribers of one board, one writer: event latency, deliveries per second and
     /// exactly-once delivery, beside the bare baseline.
     Fanout(fanout::FanoutArgs),
+    /// Live users during a login flood: delivery p99 to subscribers and cheap REST p99, quiet
+    /// and then while cost-12 logins (right and wrong passwords) flood the server.
+    LoginFlood(login_flood::LoginFloodArgs),
     /// Every subscriber drops at once and resumes with `after_seq`: no gap, no duplicate.
     ReconnectStorm(reconnect_storm::ReconnectArgs),
     /// Internal: serve the bare baseline (started by the WebSocket scenarios).
@@ -109,26 +126,38 @@ impl Scenario {
     /// The scenario's name, as typed on the command line.
     fn name(&self) -> &'static str {
         match self {
+            Scenario::All(_) => "all",
             Scenario::Auth(_) => "auth",
             Scenario::Backup(_) => "backup",
             Scenario::Boards(_) => "boards",
             Scenario::Cluster(_) => "cluster",
             Scenario::Connections(_) => "connections",
             Scenario::Fanout(_) => "fanout",
+            Scenario::LoginFlood(_) => "login-flood",
             Scenario::ReconnectStorm(_) => "reconnect-storm",
             Scenario::BaselineServer => "baseline-server",
             Scenario::ClusterClient => "cluster-client",
         }
     }
 
+    /// What the started server gets instead of the tool's raised limits, for this scenario.
+    fn server_env(&self) -> Vec<(String, String)> {
+        match self {
+            Scenario::LoginFlood(args) => args.server_env(),
+            _ => Vec::new(),
+        }
+    }
+
     async fn run(&self, target: &Target) -> anyhow::Result<ScenarioReport> {
         match self {
+            Scenario::All(_) => anyhow::bail!("all is not one scenario"),
             Scenario::Auth(args) => auth::run(target, args).await,
             Scenario::Backup(args) => backup::run(target, args).await,
             Scenario::Boards(args) => boards::run(target, args).await,
             Scenario::Cluster(args) => cluster::run(target, args).await,
             Scenario::Connections(args) => connections::run(target, args).await,
             Scenario::Fanout(args) => fanout::run(target, args).await,
+            Scenario::LoginFlood(args) => login_flood::run(target, args).await,
             Scenario::ReconnectStorm(args) => reconnect_storm::run(target, args).await,
             Scenario::BaselineServer => anyhow::bail!("baseline-server is not a scenario"),
             Scenario::ClusterClient => anyhow::bail!("cluster-client is not a scenario"),
@@ -165,20 +194,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(limit) = net::raise_nofile_limit() {
         eprintln!("{name}: open-file limit {limit} (the started server has its own)");
     }
-    let json_path =
-        cli.json.unwrap_or_else(|| PathBuf::from("target/loadtest").join(format!("{name}.json")));
-    let stem = json_path.file_stem().map(|s| s.to_string_lossy().into_owned());
-    let server_log =
-        json_path.with_file_name(format!("{}-server.log", stem.as_deref().unwrap_or(name)));
     if cfg!(debug_assertions) {
         eprintln!("warning: this is a debug build of the load generator; measure with --release");
     }
+    if let Scenario::All(args) = &cli.scenario {
+        return all::run(args, &cli.target, cli.json).await;
+    }
+    let json_path =
+        cli.json.unwrap_or_else(|| PathBuf::from("target/loadtest").join(format!("{name}.json")));
+    let mut target = cli.target.clone();
+    target.server_env = cli.scenario.server_env();
+    run_one(&cli.scenario, &target, &json_path).await.map(|_| ())
+}
+
+/// Runs one scenario on its own server (started here unless `--url`), prints its table and
+/// headline, writes its JSON report to `json_path` (the server's log beside it) and answers the
+/// report.
+async fn run_one(
+    scenario: &Scenario,
+    target_args: &TargetArgs,
+    json_path: &Path,
+) -> anyhow::Result<ScenarioReport> {
+    let name = scenario.name();
+    let stem = json_path.file_stem().map(|s| s.to_string_lossy().into_owned());
+    let server_log =
+        json_path.with_file_name(format!("{}-server.log", stem.as_deref().unwrap_or(name)));
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     // Recorded only: it lags by a minute (a previous run still shows in it); the per-phase CPU
     // record is what tells whether other work disturbed this run.
     let load_average_before = stats::load_average();
 
-    let target = Target::start(&cli.target, &server_log).await?;
+    let target = Target::start(target_args, &server_log).await?;
     let server_binary_modified = target
         .server_binary()
         .and_then(|bin| std::fs::metadata(bin).ok()?.modified().ok())
@@ -213,7 +259,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // Whatever happens to the scenario, a server this tool started is stopped and its database
     // dropped before the tool exits.
     let outcome = tokio::select! {
-        outcome = cli.scenario.run(&target) => outcome,
+        outcome = scenario.run(&target) => outcome,
         Ok(()) = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
     };
     environment.load_average_after = stats::load_average();
@@ -248,10 +294,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     for warning in &report.warnings {
         eprintln!("warning: {warning}");
     }
-    stats::write_json(&json_path, &report.to_json(name, &environment))?;
+    stats::write_json(json_path, &report.to_json(name, &environment))?;
     println!("\nJSON report: {}", json_path.display());
     if environment.managed_server {
         println!("server log:  {}", server_log.display());
     }
-    stopped.context("stopping the server")
+    stopped.context("stopping the server")?;
+    Ok(report)
 }

@@ -15,7 +15,7 @@ use crate::baseline::BaselineServer;
 use crate::machine::PhaseMeter;
 use crate::net::Dialer;
 use crate::socket::{concurrency, open_many, Common, Setup};
-use crate::stats::{progress, ratio, show_ratio, Recorder, ScenarioReport, Table};
+use crate::stats::{progress, ratio, show_ratio, CpuPer, Figure, Recorder, ScenarioReport, Table};
 use crate::target::Target;
 use crate::writer::{write, Flavor};
 
@@ -182,11 +182,34 @@ pub async fn run(target: &Target, args: &ReconnectArgs) -> anyhow::Result<Scenar
         "baseline": baseline.as_ref().map(|(s, secs)| json!({"reconnect": s, "storm_secs": secs})),
         "cpu": {"boardroom": cpu.to_json(), "baseline": base_cpu.to_json()},
     });
+    let figures = vec![
+        Figure::beside(
+            format!(
+                "reconnect storm, {} subscribers resuming {} events: seconds",
+                args.subscribers, args.events_while_away
+            ),
+            "s",
+            Some((storm_secs * 1000.0).round() / 1000.0),
+            "bare reconnects",
+            baseline.as_ref().map(|(_, secs)| (secs * 1000.0).round() / 1000.0),
+        )
+        .cpu(
+            cpu.phase("boardroom_storm")
+                .and_then(|used| CpuPer::of(used, resumed.count, "resumed socket", false)),
+        ),
+        Figure::alone(
+            "resumes with a gap, duplicate or failure",
+            "",
+            Some((gaps + duplicates + resumed.error_count()) as f64),
+        )
+        .goal("0"),
+    ];
     Ok(ScenarioReport {
         table,
         headline,
         warnings,
         parameters: serde_json::to_value(args)?,
         results,
+        figures,
     })
 }

@@ -14,6 +14,8 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Serialize;
 
+use crate::machine::CpuUse;
+
 /// Latencies of successful requests and counts of failed ones, for one measurement.
 // Serialized whole by the `cluster` scenario's client processes, which hand their samples back.
 #[derive(Debug, Default, Clone, Serialize, serde::Deserialize)]
@@ -186,6 +188,117 @@ pub struct Environment {
     pub started_at: String,
 }
 
+/// One key figure of a scenario, as `boardroom-loadtest all` collects it: the figure, its
+/// baseline measured in the same run (pgbench, the bare baseline server, a quiet phase), their
+/// ratio, and what a unit of the work cost in CPU.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Figure {
+    /// What it is, stable across runs (no measured number in it): "WebSocket hot-board
+    /// updates/s".
+    pub figure: String,
+    /// Its unit: `/s`, `ms`, `KiB`, `s`.
+    pub unit: String,
+    /// The figure.
+    pub value: Option<f64>,
+    /// What the baseline is ("pgbench tps", "bare baseline", "quiet phase"); empty for none.
+    pub baseline_label: String,
+    /// The baseline's figure, in the same unit.
+    pub baseline: Option<f64>,
+    /// value / baseline.
+    pub ratio: Option<f64>,
+    /// The issue's goal for the ratio or the value, as text ("≤ 1.20×").
+    pub goal: Option<String>,
+    /// CPU per unit of work, where the scenario metered it.
+    pub cpu: Option<CpuPer>,
+}
+
+impl Figure {
+    /// A figure with no baseline.
+    pub fn alone(figure: impl Into<String>, unit: &str, value: Option<f64>) -> Figure {
+        Figure {
+            figure: figure.into(),
+            unit: unit.to_owned(),
+            value,
+            baseline_label: String::new(),
+            baseline: None,
+            ratio: None,
+            goal: None,
+            cpu: None,
+        }
+    }
+
+    /// A figure beside its baseline `baseline_label`, with their ratio.
+    pub fn beside(
+        figure: impl Into<String>,
+        unit: &str,
+        value: Option<f64>,
+        baseline_label: &str,
+        baseline: Option<f64>,
+    ) -> Figure {
+        Figure {
+            baseline_label: baseline_label.to_owned(),
+            baseline,
+            ratio: ratio(value, baseline),
+            ..Figure::alone(figure, unit, value)
+        }
+    }
+
+    /// With the goal `goal`.
+    pub fn goal(mut self, goal: &str) -> Figure {
+        self.goal = Some(goal.to_owned());
+        self
+    }
+
+    /// With the CPU per unit of work `cpu`.
+    pub fn cpu(mut self, cpu: Option<CpuPer>) -> Figure {
+        self.cpu = cpu;
+        self
+    }
+}
+
+/// CPU microseconds per unit of work (an acknowledged update, a delivery, a socket), split by
+/// who spent them, from one phase of a scenario's `cpu` record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CpuPer {
+    /// The unit of work: "acknowledged update", "delivery".
+    pub per: String,
+    /// The server's µs.
+    pub server_us: Option<f64>,
+    /// This tool's µs.
+    pub loadtest_us: Option<f64>,
+    /// The Postgres backends' µs (of the server's database; none on SQLite).
+    pub database_us: Option<f64>,
+    /// Every other process's µs: pgbench's client in the pgbench row; elsewhere other work on
+    /// the machine, left out of the total.
+    pub other_us: Option<f64>,
+    /// server + tool + Postgres; for a phase whose work runs in processes the meter cannot
+    /// tell apart (pgbench), the whole machine's busy time.
+    pub total_us: Option<f64>,
+}
+
+impl CpuPer {
+    /// `used` spread over `units` units of work `per`; none without units. With `whole_machine`
+    /// the total is all busy time (pgbench, whose client is "other").
+    pub fn of(used: &CpuUse, units: u64, per: &str, whole_machine: bool) -> Option<CpuPer> {
+        if units == 0 {
+            return None;
+        }
+        let us = |secs: f64| (secs * 1e6 / units as f64 * 100.0).round() / 100.0;
+        let attributed = used.loadtest_cpu_secs
+            + used.server_cpu_secs.unwrap_or(0.0)
+            + used.database_cpu_secs.unwrap_or(0.0);
+        let total = if whole_machine { attributed + used.other_cpu_secs } else { attributed };
+        Some(CpuPer {
+            per: per.to_owned(),
+            server_us: used.server_cpu_secs.map(us),
+            loadtest_us: Some(us(used.loadtest_cpu_secs)),
+            database_us: used.database_cpu_secs.map(us),
+            other_us: Some(us(used.other_cpu_secs)),
+            total_us: Some(us(total)),
+        })
+    }
+}
+
 /// What a scenario hands back: the table and headline for the terminal, and the parameters and
 /// results for the JSON report.
 #[derive(Debug, Clone)]
@@ -200,6 +313,8 @@ pub struct ScenarioReport {
     pub parameters: serde_json::Value,
     /// The measurements, keyed by name.
     pub results: serde_json::Value,
+    /// The few figures `all` puts in its table (empty for scenarios it does not run).
+    pub figures: Vec<Figure>,
 }
 
 impl ScenarioReport {
@@ -212,6 +327,7 @@ impl ScenarioReport {
             "results": self.results,
             "headline": self.headline,
             "warnings": self.warnings,
+            "figures": self.figures,
         })
     }
 }
@@ -347,6 +463,33 @@ pub fn write_json(path: &Path, report: &impl Serialize) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn figures_take_their_ratio_and_cpu_per_unit() {
+        let f = Figure::beside("paced p99", "ms", Some(423.5), "bare baseline p99", Some(194.7));
+        assert_eq!(f.ratio, Some(2.18));
+        assert_eq!(Figure::beside("x", "ms", Some(1.0), "b", Some(0.0)).ratio, None);
+        assert_eq!(Figure::beside("x", "ms", None, "b", Some(2.0)).ratio, None);
+        assert_eq!(Figure::alone("x", "/s", Some(3.0)).goal("≤ 1×").goal.as_deref(), Some("≤ 1×"));
+        let used = CpuUse {
+            wall_secs: 10.0,
+            loadtest_cpu_secs: 1.0,
+            server_cpu_secs: Some(3.0),
+            database_cpu_secs: Some(2.0),
+            other_cpu_secs: 4.0,
+            steal_secs: 0.0,
+        };
+        // 100,000 updates: 10 µs of the server's per update, and so on.
+        let per = CpuPer::of(&used, 100_000, "update", false).unwrap();
+        assert_eq!(per.server_us, Some(30.0));
+        assert_eq!(per.loadtest_us, Some(10.0));
+        assert_eq!(per.database_us, Some(20.0));
+        assert_eq!(per.other_us, Some(40.0));
+        assert_eq!(per.total_us, Some(60.0), "other work is left out of the total");
+        let whole = CpuPer::of(&used, 100_000, "transaction", true).unwrap();
+        assert_eq!(whole.total_us, Some(100.0), "pgbench: the whole machine");
+        assert_eq!(CpuPer::of(&used, 0, "update", false), None);
+    }
 
     #[test]
     fn nearest_rank_percentiles() {

@@ -49,6 +49,11 @@ pub struct TargetArgs {
     /// Seconds to wait for the started server's `/readyz`.
     #[arg(long, default_value_t = 60, global = true)]
     pub ready_timeout_secs: u64,
+
+    /// Settings of the started server that override [`RELAXED_LIMITS`] for one scenario
+    /// (`login-flood` needs the real per-IP login limit); set by the scenario, not a flag.
+    #[arg(skip)]
+    pub server_env: Vec<(String, String)>,
 }
 
 /// Limits the managed server gets, far above what a benchmark run can reach. The per-socket
@@ -321,7 +326,8 @@ fn spawn_server(
         .env("BOARDROOM_LOG", &args.server_log)
         // The log is a file; no colour codes in it.
         .env("NO_COLOR", "1")
-        .envs(RELAXED_LIMITS);
+        .envs(RELAXED_LIMITS)
+        .envs(args.server_env.iter().map(|(key, value)| (key.as_str(), value.as_str())));
     if let Some(db) = postgres {
         command.env("DATABASE_URL", db.url().as_str());
     }

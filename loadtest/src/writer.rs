@@ -103,92 +103,164 @@ pub async fn write(
     epoch: Instant,
     caught_up: impl Fn() -> bool,
 ) -> anyhow::Result<Written> {
-    let (mut sink, mut stream) = ws.split();
-    let (acks, mut acked) = mpsc::unbounded_channel::<i64>();
-    // Acknowledgements are read on their own task, so the pacing of sends never waits on them.
-    let reader = tokio::spawn(async move {
-        while let Some(Ok(message)) = stream.next().await {
-            let Message::Text(text) = message else { continue };
-            let text = text.as_str();
-            // -1 stands for a failed command.
-            let ack = match flavor {
-                Flavor::Boardroom => text.contains(r#""type":"reply""#).then(|| {
-                    if text.contains(r#""ok":true"#) {
-                        number_after(text, r#""seq":"#).unwrap_or(-1)
-                    } else {
-                        -1
-                    }
-                }),
-                Flavor::Baseline => mark_of_json(text).map(|m| m.seq),
-            };
-            if let Some(ack) = ack {
-                if acks.send(ack).is_err() {
-                    break;
-                }
-            }
-        }
-    });
-    let mut written =
-        Written { sent: [0; PHASES], started: [None; PHASES], failed: 0, final_seq: 0 };
-    let mut in_flight = 0usize;
-    let note = |ack: i64, written: &mut Written| {
-        if ack >= 0 {
-            written.final_seq = written.final_seq.max(ack);
-        } else {
-            written.failed += 1;
-        }
-    };
-    let mut next_id = 1u64;
-    let mut send = |phase: usize, written: &mut Written| {
-        let now = Instant::now();
-        written.started[phase].get_or_insert(now);
-        written.sent[phase] += 1;
-        let name = format!("lt-{phase}-{}", now.duration_since(epoch).as_micros());
-        next_id += 1;
-        make(next_id, &name)
-    };
-
+    let mut writer = Writer::start(ws, flavor, epoch);
     let (count, rate) = paced;
-    let mut every = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
-    for _ in 0..count {
-        every.tick().await;
-        sink.send(send(0, &mut written)?).await.context("writer send")?;
-        in_flight += 1;
-        while let Ok(ack) = acked.try_recv() {
-            note(ack, &mut written);
-            in_flight -= 1;
-        }
-    }
+    writer.paced(0, count, rate, &make).await?;
     let (duration, window) = saturate;
     if !duration.is_zero() {
+        writer.settle(&caught_up).await;
+    }
+    writer.saturate(1, duration, window, &make).await?;
+    writer.finish().await
+}
+
+/// The stamped writer, one phase at a time: [`write`] is its usual sequence, and a scenario
+/// with other phases (`login-flood`: paced, settle, paced again) calls the steps itself.
+pub struct Writer {
+    sink: futures::stream::SplitSink<Ws, Message>,
+    acked: mpsc::UnboundedReceiver<i64>,
+    reader: tokio::task::JoinHandle<()>,
+    written: Written,
+    in_flight: usize,
+    next_id: u64,
+    epoch: Instant,
+}
+
+impl Writer {
+    /// Takes over `ws`: its acknowledgements are read on their own task from now on, so the
+    /// pacing of sends never waits on them.
+    pub fn start(ws: Ws, flavor: Flavor, epoch: Instant) -> Writer {
+        let (sink, mut stream) = ws.split();
+        let (acks, acked) = mpsc::unbounded_channel::<i64>();
+        let reader = tokio::spawn(async move {
+            while let Some(Ok(message)) = stream.next().await {
+                let Message::Text(text) = message else { continue };
+                let text = text.as_str();
+                // -1 stands for a failed command.
+                let ack = match flavor {
+                    Flavor::Boardroom => text.contains(r#""type":"reply""#).then(|| {
+                        if text.contains(r#""ok":true"#) {
+                            number_after(text, r#""seq":"#).unwrap_or(-1)
+                        } else {
+                            -1
+                        }
+                    }),
+                    Flavor::Baseline => mark_of_json(text).map(|m| m.seq),
+                };
+                if let Some(ack) = ack {
+                    if acks.send(ack).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        Writer {
+            sink,
+            acked,
+            reader,
+            written: Written {
+                sent: [0; PHASES],
+                started: [None; PHASES],
+                failed: 0,
+                final_seq: 0,
+            },
+            in_flight: 0,
+            next_id: 1,
+            epoch,
+        }
+    }
+
+    fn note(&mut self, ack: i64) {
+        if ack >= 0 {
+            self.written.final_seq = self.written.final_seq.max(ack);
+        } else {
+            self.written.failed += 1;
+        }
+        self.in_flight -= 1;
+    }
+
+    /// Sends one command of `phase`, named after its send time.
+    async fn send(
+        &mut self,
+        phase: usize,
+        make: &impl Fn(u64, &str) -> anyhow::Result<Message>,
+    ) -> anyhow::Result<()> {
+        let now = Instant::now();
+        self.written.started[phase].get_or_insert(now);
+        self.written.sent[phase] += 1;
+        let name = format!("lt-{phase}-{}", now.duration_since(self.epoch).as_micros());
+        self.next_id += 1;
+        let frame = make(self.next_id, &name)?;
+        self.sink.send(frame).await.context("writer send")?;
+        self.in_flight += 1;
+        Ok(())
+    }
+
+    /// Sends `count` commands of `phase` (below [`PHASES`]) at `rate` per second, taking in the
+    /// acknowledgements that came meanwhile without waiting for any.
+    pub async fn paced(
+        &mut self,
+        phase: usize,
+        count: usize,
+        rate: u32,
+        make: &impl Fn(u64, &str) -> anyhow::Result<Message>,
+    ) -> anyhow::Result<()> {
+        let mut every =
+            tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
+        for _ in 0..count {
+            every.tick().await;
+            self.send(phase, make).await?;
+            while let Ok(ack) = self.acked.try_recv() {
+                self.note(ack);
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits (up to two minutes) for every acknowledgement, then for `caught_up`.
+    pub async fn settle(&mut self, caught_up: &impl Fn() -> bool) {
         let settle = Instant::now() + Duration::from_secs(120);
-        while in_flight > 0 && Instant::now() < settle {
-            if let Ok(Some(ack)) = tokio::time::timeout(Duration::from_secs(1), acked.recv()).await
+        while self.in_flight > 0 && Instant::now() < settle {
+            if let Ok(Some(ack)) =
+                tokio::time::timeout(Duration::from_secs(1), self.acked.recv()).await
             {
-                note(ack, &mut written);
-                in_flight -= 1;
+                self.note(ack);
             }
         }
         while !caught_up() && Instant::now() < settle {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    let until = Instant::now() + duration;
-    while Instant::now() < until {
-        while in_flight >= window.max(1) {
-            note(next_ack(&mut acked).await?, &mut written);
-            in_flight -= 1;
+
+    /// Keeps `window` commands of `phase` in flight for `duration`.
+    pub async fn saturate(
+        &mut self,
+        phase: usize,
+        duration: Duration,
+        window: usize,
+        make: &impl Fn(u64, &str) -> anyhow::Result<Message>,
+    ) -> anyhow::Result<()> {
+        let until = Instant::now() + duration;
+        while Instant::now() < until {
+            while self.in_flight >= window.max(1) {
+                let ack = next_ack(&mut self.acked).await?;
+                self.note(ack);
+            }
+            self.send(phase, make).await?;
         }
-        sink.send(send(1, &mut written)?).await.context("writer send")?;
-        in_flight += 1;
+        Ok(())
     }
-    while in_flight > 0 {
-        note(next_ack(&mut acked).await?, &mut written);
-        in_flight -= 1;
+
+    /// Waits for the acknowledgements still due, closes the socket and answers what was done.
+    pub async fn finish(mut self) -> anyhow::Result<Written> {
+        while self.in_flight > 0 {
+            let ack = next_ack(&mut self.acked).await?;
+            self.note(ack);
+        }
+        self.reader.abort();
+        let _ = self.sink.close().await;
+        Ok(self.written)
     }
-    reader.abort();
-    let _ = sink.close().await;
-    Ok(written)
 }
 
 /// The next acknowledged `seq`, waiting at most 30 s: a writer whose window is full has
