@@ -357,7 +357,8 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(1..=30), global = true)]
     pub key_cache_ttl_secs: u64,
 
-    /// Threads that may run bcrypt at once (the rest of the runtime never does).
+    /// Threads that run bcrypt, at a lower scheduling priority than the runtime (the runtime
+    /// itself never does).
     #[arg(long, env = "BOARDROOM_BCRYPT_THREADS", default_value_t = 2,
           value_parser = clap::value_parser!(u32).range(1..=64), global = true)]
     pub bcrypt_threads: u32,

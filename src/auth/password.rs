@@ -1,14 +1,17 @@
 //! Password policy and hashing.
 //!
 //! bcrypt at cost 12 takes about a quarter second of CPU. It never runs on the async runtime:
-//! [`PasswordHasher`] hands it to the blocking pool behind a semaphore sized by
-//! `BOARDROOM_BCRYPT_THREADS`, and refuses new work once too many requests wait, so a login flood
-//! cannot stall other requests or sockets. Passwords over 72 bytes are refused rather than
-//! silently truncated, as bcrypt would, and so are passwords holding NUL (see `crate::validate`
-//! for why that is the one character refused).
+//! [`PasswordHasher`] hands it to threads of its own (`BOARDROOM_BCRYPT_THREADS` of them) and
+//! refuses new work once too many requests wait, so a login flood cannot stall other requests or
+//! sockets. Those threads also run in the idle scheduling class (`SCHED_IDLE`): on a machine
+//! with few cores a flood would otherwise take every core from the runtime that serves live
+//! users, who then wait their turn behind bcrypt. Under contention logins slow down instead.
+//!
+//! Passwords over 72 bytes are refused rather than silently truncated, as bcrypt would, and so
+//! are passwords holding NUL (see `crate::validate` for why that is the one character refused).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
 
 use tokio::sync::{OnceCell, Semaphore};
 
@@ -63,9 +66,15 @@ pub enum HashError {
     Failed(String),
 }
 
+/// One bcrypt run, handed to a pool thread.
+type Job = Box<dyn FnOnce() + Send>;
+
 /// Runs bcrypt on a bounded pool.
 pub struct PasswordHasher {
     cost: u32,
+    /// To the pool's threads; they end when it drops. `None` if none could be started, and then
+    /// jobs go to tokio's blocking pool (at normal priority) rather than nowhere.
+    jobs: Option<mpsc::Sender<Job>>,
     permits: Arc<Semaphore>,
     waiting: AtomicUsize,
     max_waiting: usize,
@@ -76,9 +85,11 @@ pub struct PasswordHasher {
 impl PasswordHasher {
     /// A hasher at `cost`, running at most `threads` hashes at once.
     pub fn new(cost: u32, threads: usize) -> Self {
+        let threads = threads.max(1);
         PasswordHasher {
             cost,
-            permits: Arc::new(Semaphore::new(threads.max(1))),
+            jobs: start_pool(threads),
+            permits: Arc::new(Semaphore::new(threads)),
             waiting: AtomicUsize::new(0),
             max_waiting: 256,
             dummy: OnceCell::new(),
@@ -113,16 +124,24 @@ impl PasswordHasher {
         self.waiting.fetch_sub(1, Ordering::AcqRel);
         let permit = permit.map_err(|e| HashError::Failed(e.to_string()))?;
         self.runs.fetch_add(1, Ordering::Relaxed);
-        tokio::task::spawn_blocking(move || {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let work: Job = Box::new(move || {
             let started = std::time::Instant::now();
             let result = job();
             crate::metrics::bcrypt_ran(started.elapsed());
             drop(permit);
-            result
-        })
-        .await
-        .map_err(|e| HashError::Failed(e.to_string()))?
-        .map_err(|e| HashError::Failed(e.to_string()))
+            let _ = done.send(result);
+        });
+        match &self.jobs {
+            Some(jobs) => {
+                jobs.send(work).map_err(|_| HashError::Failed("the bcrypt pool is gone".into()))?
+            }
+            None => drop(tokio::task::spawn_blocking(work)),
+        }
+        result
+            .await
+            .map_err(|_| HashError::Failed("a bcrypt run ended without an answer".into()))?
+            .map_err(|e| HashError::Failed(e.to_string()))
     }
 
     /// Hashes `password` (which must already pass [`check_policy`]).
@@ -160,9 +179,84 @@ impl PasswordHasher {
     }
 }
 
+/// Starts `threads` bcrypt threads in the idle scheduling class taking jobs from one queue (the semaphore
+/// keeps at most `threads` in it). They end when the returned sender drops.
+fn start_pool(threads: usize) -> Option<mpsc::Sender<Job>> {
+    let (jobs, queue) = mpsc::channel::<Job>();
+    let queue = Arc::new(Mutex::new(queue));
+    let mut started = 0;
+    for n in 0..threads {
+        let queue = queue.clone();
+        let spawned = std::thread::Builder::new().name(format!("bcrypt-{n}")).spawn(move || {
+            lower_priority();
+            loop {
+                // A poisoned lock only means a panic in another job; the queue is still valid.
+                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                match next {
+                    Ok(job) => job(),
+                    Err(mpsc::RecvError) => return,
+                }
+            }
+        });
+        match spawned {
+            Ok(_) => started += 1,
+            Err(err) => tracing::error!(error = %err, "cannot start a bcrypt thread"),
+        }
+    }
+    (started > 0).then_some(jobs)
+}
+
+/// Puts the calling thread in Linux's idle scheduling class (`SCHED_IDLE`). Any other thread
+/// that wakes takes its core at once, and the kernel counts a core that runs only such threads
+/// as idle when it places a woken thread. A nice value alone (even 19) does neither: on two cores
+/// a flood then still added a quarter or more to live users' p99, the woken runtime threads
+/// queueing beside each other while bcrypt held the other core. bcrypt is not starved: an idle
+/// core runs it at full speed, and under full load it keeps a small share. Failing leaves the
+/// thread as it was: slower live traffic under a flood, nothing worse.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::{
+            set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
+            ThreadPriority, ThreadSchedulePolicy,
+        };
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        if let Err(err) =
+            set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle)
+        {
+            tracing::warn!(error = ?err, "cannot lower the bcrypt threads' priority");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// bcrypt runs on threads of the idle scheduling class, so that under a login flood the
+    /// runtime serving live users gets the cores first.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn bcrypt_runs_at_a_lower_priority_than_the_runtime() {
+        use thread_priority::{
+            thread_schedule_policy, NormalThreadSchedulePolicy, ThreadSchedulePolicy,
+        };
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        assert_ne!(thread_schedule_policy().unwrap(), idle, "the test's own thread");
+        let hasher = PasswordHasher::new(4, 2);
+        let (name, policy) = hasher
+            .run(|| {
+                let name = std::thread::current().name().unwrap_or_default().to_owned();
+                Ok((name, thread_schedule_policy().unwrap()))
+            })
+            .await
+            .unwrap();
+        assert!(name.starts_with("bcrypt-"), "ran on {name}");
+        assert_eq!(policy, idle);
+        // The pool still hashes, and its threads end with the hasher.
+        assert!(hasher.hash("correct horse battery".into()).await.is_ok());
+        drop(hasher);
+    }
 
     #[test]
     fn policy_bounds() {
