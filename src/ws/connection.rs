@@ -209,8 +209,10 @@ pub fn run(socket: WebSocket, accepted: Accepted) -> impl Future<Output = ()> + 
         }
         conn.end_all();
         outbox.close(close::NORMAL, "");
-        drop((conn, outbox, slot, counted));
+        drop((conn, outbox));
         let _ = tokio::time::timeout(Duration::from_secs(3), writer).await;
+        // Counted as open (and against its user's sockets) until the writer has said goodbye.
+        drop((slot, counted));
     }
 }
 

@@ -288,11 +288,17 @@ impl BoardState {
                     }
                 }
                 self.limits.check_item_values(&checked)?;
-                let position = place_among(
-                    self.items_in(group_id).iter().map(|i| (i.id, i.position.as_str())),
-                    None,
-                    &placement,
-                )?;
+                let position = if placement.before.is_none() && placement.after.is_none() {
+                    // At the end, the common case: only the last item matters.
+                    let last = self.last_item_in(group_id).map(|i| (i.id, i.position.as_str()));
+                    place(&Vec::from_iter(last), &placement)?
+                } else {
+                    place_among(
+                        self.items_in(group_id).iter().map(|i| (i.id, i.position.as_str())),
+                        None,
+                        &placement,
+                    )?
+                };
                 let item = Item {
                     id: Uuid::now_v7(),
                     group_id,
