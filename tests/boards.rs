@@ -34,6 +34,7 @@ both_backends!(
     an_access_change_is_audited_exactly_when_it_commits,
     a_person_column_follows_org_membership,
     the_event_log_shows_a_key_what_its_scopes_read,
+    a_new_item_goes_after_the_last_by_position,
 );
 
 both_backends_with!(short_idle; an_idle_board_actor_stops_and_comes_back);
@@ -130,6 +131,37 @@ fn item_of(event: &EventData) -> Option<&Item> {
         EventData::ItemMoved(moved) => Some(&moved.item),
         _ => None,
     }
+}
+
+/// An item created without a placement goes after its group's last item by position: not after
+/// the newest item, nor after one of another group; before and after still place exactly.
+async fn a_new_item_goes_after_the_last_by_position(server: &TestServer) {
+    let f = fixture(server).await;
+    let (owner, board) = (&f.owner, f.board.as_str());
+    let b = format!("/api/v1/boards/{board}");
+    let other = server.create_group(owner, board, &group("Other")).await.id.to_string();
+    let second = server.create_item(owner, board, &item(&f.group, "Second")).await;
+    let before = boardroom_protocol::boards::CreateItem {
+        before: Some(second.id),
+        ..item(&f.group, "First")
+    };
+    let first = server.create_item(owner, board, &before).await;
+    server.create_item(owner, board, &item(&other, "Elsewhere")).await;
+    server.create_item(owner, board, &item(&f.group, "Third")).await;
+    let after_first = boardroom_protocol::boards::CreateItem {
+        after: Some(first.id),
+        ..item(&f.group, "Between")
+    };
+    server.create_item(owner, board, &after_first).await;
+    server.create_item(owner, board, &item(&f.group, "Fourth")).await;
+    let snap = snapshot(server, owner, &b).await;
+    let names: Vec<&str> = snap
+        .items
+        .iter()
+        .filter(|i| i.item.group_id.to_string() == f.group)
+        .map(|i| i.item.name.as_str())
+        .collect();
+    assert_eq!(names, ["First", "Between", "Second", "Third", "Fourth"]);
 }
 
 async fn a_board_holds_columns_groups_items_and_updates(server: &TestServer) {
