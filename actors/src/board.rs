@@ -448,7 +448,7 @@ impl BoardState {
     /// placed at the end goes after. One pass, where sorting the group made every creation
     /// O(n log n) in the board's size.
     fn last_item_in(&self, group: Uuid) -> Option<&Item> {
-        self.items.values().filter(|i| i.group_id == group).max_by(|a, b| item_order(a, b))
+        self.items.values().filter(|i| i.group_id == group).max_by(item_order)
     }
 }
 
