@@ -193,7 +193,9 @@ fn start_pool(threads: usize) -> Option<mpsc::Sender<Job>> {
                 // A poisoned lock only means a panic in another job; the queue is still valid.
                 let next = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
                 match next {
-                    Ok(job) => job(),
+                    // A job that panics answers nobody (its caller gets an error); the thread
+                    // lives on, so the pool keeps its size.
+                    Ok(job) => drop(std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))),
                     Err(mpsc::RecvError) => return,
                 }
             }
@@ -256,6 +258,16 @@ mod tests {
         // The pool still hashes, and its threads end with the hasher.
         assert!(hasher.hash("correct horse battery".into()).await.is_ok());
         drop(hasher);
+    }
+
+    /// A job that panics fails alone: its caller gets an error, and the pool's one thread
+    /// lives on to hash the next password.
+    #[tokio::test]
+    async fn a_panicking_job_fails_alone_and_the_pool_keeps_its_thread() {
+        let hasher = PasswordHasher::new(4, 1);
+        let failed = hasher.run(|| -> Result<(), bcrypt::BcryptError> { panic!("a test panic") });
+        assert!(matches!(failed.await, Err(HashError::Failed(_))));
+        assert!(hasher.hash("correct horse battery".into()).await.is_ok());
     }
 
     #[test]
