@@ -162,6 +162,19 @@ async fn a_new_item_goes_after_the_last_by_position(server: &TestServer) {
         .map(|i| i.item.name.as_str())
         .collect();
     assert_eq!(names, ["First", "Between", "Second", "Third", "Fourth"]);
+    // Moved without a placement, an item goes after the others, as a new one would.
+    let to_end = MoveItem { group_id: f.group.parse().unwrap(), before: None, after: None };
+    let moved: Item =
+        post_as(server, owner, &format!("{b}/items/{}/move", first.id), &to_end, 200).await;
+    assert_eq!(moved.name, "First");
+    let snap = snapshot(server, owner, &b).await;
+    let names: Vec<&str> = snap
+        .items
+        .iter()
+        .filter(|i| i.item.group_id.to_string() == f.group)
+        .map(|i| i.item.name.as_str())
+        .collect();
+    assert_eq!(names, ["Between", "Second", "Third", "Fourth", "First"]);
 }
 
 async fn a_board_holds_columns_groups_items_and_updates(server: &TestServer) {

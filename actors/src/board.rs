@@ -443,13 +443,6 @@ impl BoardState {
         items.sort_by(item_order);
         items
     }
-
-    /// The last item of `group`, in the order [`BoardState::items_in`] gives: what a new item
-    /// placed at the end goes after. One pass, where sorting the group made every creation
-    /// O(n log n) in the board's size.
-    fn last_item_in(&self, group: Uuid) -> Option<&Item> {
-        self.items.values().filter(|i| i.group_id == group).max_by(item_order)
-    }
 }
 
 /// Items in their group's order: by position, ties by id.

@@ -64,6 +64,32 @@ fn place(siblings: &[(Uuid, &str)], placement: &Placement) -> Result<String, Boa
 }
 
 impl BoardState {
+    /// A position in `group` for `moving` (or, with `None`, a new item) placed as `placement`
+    /// says. At the end, the common case for creating and for moving to another group, only the
+    /// group's last item matters and is found in one pass: sorting the group made each such
+    /// write O(n log n) in the board's items.
+    fn item_position(
+        &self,
+        group: Uuid,
+        moving: Option<Uuid>,
+        placement: &Placement,
+    ) -> Result<String, BoardError> {
+        if placement.before.is_none() && placement.after.is_none() {
+            let last = self
+                .items
+                .values()
+                .filter(|i| i.group_id == group && Some(i.id) != moving)
+                .max_by(super::item_order)
+                .map(|i| (i.id, i.position.as_str()));
+            return place(last.as_slice(), placement);
+        }
+        place_among(
+            self.items_in(group).iter().map(|i| (i.id, i.position.as_str())),
+            moving,
+            placement,
+        )
+    }
+
     /// Checks and applies one command, returning its row changes and its event's data.
     pub(super) async fn apply(
         &mut self,
@@ -288,17 +314,7 @@ impl BoardState {
                     }
                 }
                 self.limits.check_item_values(&checked)?;
-                let position = if placement.before.is_none() && placement.after.is_none() {
-                    // At the end, the common case: only the last item matters.
-                    let last = self.last_item_in(group_id).map(|i| (i.id, i.position.as_str()));
-                    place(&Vec::from_iter(last), &placement)?
-                } else {
-                    place_among(
-                        self.items_in(group_id).iter().map(|i| (i.id, i.position.as_str())),
-                        None,
-                        &placement,
-                    )?
-                };
+                let position = self.item_position(group_id, None, &placement)?;
                 let item = Item {
                     id: Uuid::now_v7(),
                     group_id,
@@ -359,11 +375,7 @@ impl BoardState {
                 let mut item = self.item(item_id)?.clone();
                 self.group(group_id)?;
                 let from_group = item.group_id;
-                item.position = place_among(
-                    self.items_in(group_id).iter().map(|i| (i.id, i.position.as_str())),
-                    Some(item_id),
-                    &placement,
-                )?;
+                item.position = self.item_position(group_id, Some(item_id), &placement)?;
                 item.group_id = group_id;
                 item.version += 1;
                 item.updated_at = at;
