@@ -343,7 +343,12 @@ impl Store {
                 .map_err(|e| OpenError::BadUrl(format!("invalid Postgres URL: {e}")))?
                 // A command is acknowledged after its commit: it must be on disk by then,
                 // whatever the role's or database's default says.
-                .options([("synchronous_commit", "on")]);
+                .options([("synchronous_commit", "on")])
+                // Every statement here is prepared once and run with different values; Postgres
+                // would otherwise go on planning the board-batch statement afresh at every
+                // execution (its custom plans never cost more than the generic one), which was
+                // 13% of Postgres's CPU on a hot board (loadtest/README, "History").
+                .options([("plan_cache_mode", "force_generic_plan")]);
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(Duration::from_secs(5))

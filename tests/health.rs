@@ -109,6 +109,11 @@ async fn commits_reach_the_disk_before_they_are_acknowledged(server: &TestServer
                 sqlx::query_scalar("SHOW synchronous_commit").fetch_one(pool).await.unwrap()
             });
             assert_eq!(value, "on");
+            // Prepared statements keep one plan rather than being planned at each execution.
+            let plans: String = boardroom::on_pool!(reopened, pool => {
+                sqlx::query_scalar("SHOW plan_cache_mode").fetch_one(pool).await.unwrap()
+            });
+            assert_eq!(plans, "force_generic_plan");
         }
     }
 }

@@ -13,6 +13,8 @@
 //!
 //! On Postgres the same run then measures `pgbench` at the same client count on the same
 //! database: one single-row `INSERT` per transaction, the figure group commit is compared with.
+//! With `pg_stat_statements` loaded, each phase also records the statements per update and
+//! their execution time per update ([`crate::pg_statements`]).
 
 use std::time::{Duration, Instant};
 
@@ -30,6 +32,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::api::{self, Account, Api};
 use crate::machine::PhaseMeter;
+use crate::pg_statements::StatementMeter;
 use crate::socket;
 use crate::stats::{format_ms, ratio, CpuPer, Figure, Recorder, ScenarioReport, Summary, Table};
 use crate::target::Target;
@@ -101,11 +104,26 @@ pub async fn run(target: &Target, args: &BoardsArgs) -> anyhow::Result<ScenarioR
     let mut results = serde_json::Map::new();
     let mut errors = 0;
     let mut figures = Vec::new();
+    let mut statements = match target.postgres_url() {
+        Some(url) => match StatementMeter::connect(&url).await {
+            Ok(meter) => Some(meter),
+            Err(why) => {
+                headline.push(format!("pg_stat_statements: not measured ({why})"));
+                None
+            }
+        },
+        None => None,
+    };
     for (n, (key, shape, transport, targets)) in phases.into_iter().enumerate() {
         let shape =
             if key.ends_with("spread") { format!("{} {shape}", args.boards) } else { shape.into() };
         let label = format!("{} {shape} ({})", transport.name(), args.writers);
         progress(format!("{}/5 {label} writers, {} s", n + 1, args.secs));
+        // Outside the CPU meter: the snapshot's backend serves the same database.
+        let statements_before = match statements.as_mut() {
+            Some(meter) => meter.snapshot().await.ok(),
+            None => None,
+        };
         cpu.begin();
         let (recorder, elapsed) = match transport {
             Transport::Rest => write_phase(&api, &owner, targets, run_for).await?,
@@ -114,6 +132,12 @@ pub async fn run(target: &Target, args: &BoardsArgs) -> anyhow::Result<ScenarioR
             }
         };
         cpu.end(key);
+        let statements_used = match (statements.as_mut(), statements_before) {
+            (Some(meter), Some(before)) => {
+                meter.snapshot().await.ok().map(|now| now.since(&before))
+            }
+            _ => None,
+        };
         let summary = recorder.summary();
         let rate = recorder.ok_count() as f64 / elapsed.as_secs_f64();
         errors += summary.error_count();
@@ -140,7 +164,39 @@ pub async fn run(target: &Target, args: &BoardsArgs) -> anyhow::Result<ScenarioR
                     .goal("≤ 20 ms"),
             );
         }
-        results.insert(key.into(), json!({ "updates_per_sec": rate, "latency": summary }));
+        let per_update = statements_used.as_ref().and_then(|used| used.per(recorder.ok_count()));
+        if let Some((count, micros)) = per_update {
+            headline.push(format!(
+                "  Postgres (pg_stat_statements): {count:.3} statements and {micros:.1} µs of \
+                 execution per update"
+            ));
+            if key == "ws_hot" {
+                figures.push(Figure::alone(
+                    format!(
+                        "Postgres execution µs per update, {shape}, WebSocket (pg_stat_statements)"
+                    ),
+                    "µs",
+                    Some(micros),
+                ));
+                figures.push(Figure::alone(
+                    format!("Postgres statements per update, {shape}, WebSocket"),
+                    "",
+                    Some(count),
+                ));
+            }
+        }
+        results.insert(
+            key.into(),
+            json!({
+                "updates_per_sec": rate,
+                "latency": summary,
+                "statements": statements_used.map(|used| json!({
+                    "per_update": per_update.map(|(count, _)| count),
+                    "exec_us_per_update": per_update.map(|(_, micros)| micros),
+                    "total": used,
+                })),
+            }),
+        );
     }
     match (target.postgres_url(), args.no_pgbench) {
         (Some(url), false) => {

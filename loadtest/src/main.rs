@@ -48,6 +48,7 @@ mod login;
 mod login_flood;
 mod machine;
 mod net;
+mod pg_statements;
 mod reconnect_storm;
 mod socket;
 mod stats;
