@@ -179,9 +179,9 @@ pub async fn run(target: &Target, args: &BoardsArgs) -> anyhow::Result<ScenarioR
                     Some(micros),
                 ));
                 figures.push(Figure::alone(
-                    format!("Postgres statements per update, {shape}, WebSocket"),
+                    format!("updates per Postgres statement, {shape}, WebSocket"),
                     "",
-                    Some(count),
+                    (count > 0.0).then(|| 1.0 / count),
                 ));
             }
         }
