@@ -3,7 +3,8 @@
 //! [`Store`] owns the connection pool of whichever backend `DATABASE_URL` names. Each query is
 //! written once and compiled for both backends by [`on_pool!`](crate::on_pool): the SQL uses
 //! `$N` placeholders, which both drivers accept, and values whose types both drivers encode
-//! (UUIDs as `uuid`/BLOB, times as `timestamptz`/RFC 3339 text, JSON as `jsonb`/text).
+//! (UUIDs as `uuid`/BLOB, times as `timestamptz`/RFC 3339 text, JSON as `jsonb`/text, and the
+//! event log's payloads as `json`/text through [`JsonText`]).
 //!
 //! Tenant data is reached only through [`TenantStore`], a handle bound to one organization id
 //! that every tenant query filters on; there is no way to ask it for another organization's rows.
@@ -36,6 +37,7 @@ mod email_tokens;
 mod exports;
 mod invitations;
 mod item_batches;
+mod json_text;
 mod mail_outbox;
 mod oauth_states;
 mod orgs;
@@ -55,6 +57,7 @@ pub use deletion::{Erasure, DELETED_USER};
 pub use email_tokens::{NewEmailToken, ResetDone, TokenPurpose, Verified};
 pub use exports::{AuthoredAttachment, AuthoredComment, AuthoredItem, ExportRow, SessionRecord};
 pub use invitations::{Closed, InvitationRow};
+pub use json_text::JsonText;
 pub use mail_outbox::{MailRow, NewMail};
 pub use oauth_states::{NewOAuthState, OAuthStateRow};
 pub use orgs::{MemberRow, OrganizationRow};

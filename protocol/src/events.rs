@@ -54,6 +54,12 @@ macro_rules! event_kinds {
             pub const fn kind(&self) -> EventKind {
                 match self { $( EventData::$variant(_) => EventKind::$variant, )+ }
             }
+
+            /// Serializes the `data` half alone, as the pair carries it: what a stored log
+            /// keeps beside the kind, without building the pair (or a `Value` of it) first.
+            pub fn serialize_data<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                match self { $( EventData::$variant(data) => data.serialize(serializer), )+ }
+            }
         }
     };
 }

@@ -288,9 +288,9 @@ macro_rules! append_to_log {
         }
         let events: &[BoardEvent] = $events;
         // Logged as the wire carries each event's data (`crate::wire::events::payload`).
-        let logged: Vec<(&BoardEvent, Json<serde_json::Value>)> = events
+        let logged: Vec<(&BoardEvent, crate::storage::JsonText)> = events
             .iter()
-            .map(|e| (e, Json(crate::wire::events::payload(board, &e.data))))
+            .map(|e| (e, crate::storage::JsonText::new(crate::wire::events::payload_json(board, &e.data))))
             .collect();
         for chunk in logged.chunks(ROWS_PER_STATEMENT) {
             let mut q = sqlx::QueryBuilder::new(

@@ -36,7 +36,7 @@ use super::boards::{
     all_written, append_to_log, upsert_items, upsert_within_board, ITEM_SET, NOT_APPLIED,
     ROWS_PER_STATEMENT,
 };
-use super::{Pool, StorageError, StorageResult};
+use super::{JsonText, Pool, StorageError, StorageResult};
 use crate::transaction;
 
 /// Postgres statements writing batches at the same time. Fewer means bigger statements (64
@@ -65,7 +65,7 @@ static WRITE_BATCHES: LazyLock<String> = LazyLock::new(|| {
          ), appended AS ( \
              INSERT INTO board_events (organization_id, board_id, seq, kind, actor, payload, created_at) \
              SELECT * FROM unnest($5::uuid[], $6::uuid[], $7::bigint[], $8::text[], $9::uuid[], \
-                 $10::jsonb[], $11::timestamptz[]) \
+                 $10::json[], $11::timestamptz[]) \
          ), upserted AS ( \
              INSERT INTO items (id, organization_id, board_id, group_id, name, column_values, position, \
                  version, archived_at, created_by, created_at, updated_at) \
@@ -223,7 +223,7 @@ struct Columns<'a> {
     event_seq: Vec<i64>,
     event_kind: Vec<&'a str>,
     event_actor: Vec<Option<Uuid>>,
-    event_data: Vec<Json<Value>>,
+    event_data: Vec<JsonText>,
     event_at: Vec<DateTime<Utc>>,
     item_id: Vec<Uuid>,
     item_org: Vec<Uuid>,
@@ -253,7 +253,8 @@ impl<'a> Columns<'a> {
                 c.event_seq.push(e.seq);
                 c.event_kind.push(e.kind().as_str());
                 c.event_actor.push(e.actor);
-                c.event_data.push(Json(crate::wire::events::payload(e.board_id, &e.data)));
+                c.event_data
+                    .push(JsonText::new(crate::wire::events::payload_json(e.board_id, &e.data)));
                 c.event_at.push(e.created_at);
             }
             for i in &b.items {

@@ -110,6 +110,20 @@ pub fn payload(board: Uuid, event: &EventData) -> Value {
     }
 }
 
+/// [`payload`] serialized, without the `Value` in between: what `board_events.payload` stores.
+pub fn payload_json(board: Uuid, event: &EventData) -> String {
+    struct DataHalf(wire::EventData);
+    impl serde::Serialize for DataHalf {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            self.0.serialize_data(serializer)
+        }
+    }
+    serde_json::to_string(&DataHalf(data(board, event))).unwrap_or_else(|_| {
+        tracing::error!(kind = %event.kind(), "an event's data did not encode");
+        "null".to_owned()
+    })
+}
+
 /// A logged event's data read back: its `kind` and its stored `payload`.
 pub fn decode(kind: &str, payload: Value) -> Result<wire::EventData, serde_json::Error> {
     let mut tagged = serde_json::Map::new();
@@ -360,6 +374,15 @@ mod tests {
             assert_eq!(to_domain(read.clone()), Some(data.clone()), "{kind}");
             // And the wire form re-encodes to the same payload.
             assert_eq!(payload(id(1), &to_domain(read).unwrap()), logged, "{kind}");
+        }
+    }
+
+    /// The text the event log stores is the payload the wire carries, for every kind.
+    #[test]
+    fn the_stored_text_is_the_payload() {
+        for data in every_kind() {
+            let stored: Value = serde_json::from_str(&payload_json(id(1), &data)).unwrap();
+            assert_eq!(stored, payload(id(1), &data), "{}", data.kind());
         }
     }
 
