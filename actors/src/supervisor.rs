@@ -265,19 +265,22 @@ mod tests {
     use crate::test_stores::TestAudit;
     use uuid::Uuid;
 
-    /// Panics on its first catch-up, then counts them.
+    /// Counts catch-ups and looks at single boards; with `flaky`, panics on its first catch-up.
     #[derive(Default)]
     struct FlakyWebhooks {
+        flaky: bool,
         catch_ups: AtomicUsize,
+        looks: AtomicUsize,
     }
 
     #[async_trait::async_trait]
     impl crate::webhook::WebhookBackend for FlakyWebhooks {
         async fn enqueue_board(&self, _: Uuid, _: Uuid) -> anyhow::Result<u64> {
+            self.looks.fetch_add(1, Ordering::SeqCst);
             Ok(0)
         }
         async fn enqueue_all(&self) -> anyhow::Result<u64> {
-            if self.catch_ups.fetch_add(1, Ordering::SeqCst) == 0 {
+            if self.catch_ups.fetch_add(1, Ordering::SeqCst) == 0 && self.flaky {
                 panic!("injected failure");
             }
             Ok(0)
@@ -318,10 +321,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_crashed_webhook_actor_is_restarted_and_catches_up_again() {
-        let backend = Arc::new(FlakyWebhooks::default());
-        let deps = Dependencies {
+    fn with_webhooks(backend: Arc<FlakyWebhooks>) -> Dependencies {
+        Dependencies {
             audit_store: Arc::new(TestAudit::default()),
             audit_key: crate::test_stores::audit_key(),
             board_store: Arc::new(crate::test_stores::TestBoards::default()),
@@ -334,8 +335,13 @@ mod tests {
                 poll_interval: std::time::Duration::from_millis(20),
             }),
             placement: None,
-        };
-        let runtime = Runtime::start(deps).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_crashed_webhook_actor_is_restarted_and_catches_up_again() {
+        let backend = Arc::new(FlakyWebhooks { flaky: true, ..FlakyWebhooks::default() });
+        let runtime = Runtime::start(with_webhooks(backend.clone())).await.unwrap();
         // The first actor panics in its start-up catch-up; the restarted one catches up again.
         for _ in 0..100 {
             if backend.catch_ups.load(Ordering::SeqCst) >= 2 {
@@ -348,6 +354,57 @@ mod tests {
             "the webhook actor was not restarted"
         );
         assert!(runtime.webhooks().drain().await, "the restarted actor never answered");
+        runtime.shutdown().await;
+    }
+
+    /// A board committing batch after batch costs the webhook actor one look per
+    /// `LOOK_AFTER`, not one per commit; a commit after the look gets a look of its own.
+    #[tokio::test]
+    async fn a_busy_boards_commits_share_one_webhook_look() {
+        let backend = Arc::new(FlakyWebhooks::default());
+        let runtime = Runtime::start(with_webhooks(backend.clone())).await.unwrap();
+        let bus = runtime.boards().bus().clone();
+        let (org, board) = (Uuid::now_v7(), Uuid::now_v7());
+        let event = |seq| {
+            Arc::new(crate::domain::BoardEvent {
+                organization_id: org,
+                board_id: board,
+                seq,
+                actor: None,
+                data: crate::domain::EventData::BoardDeleted,
+                created_at: chrono::Utc::now(),
+            })
+        };
+        let wait_for_looks = |n: usize| {
+            let backend = backend.clone();
+            async move {
+                for _ in 0..200 {
+                    if backend.looks.load(Ordering::SeqCst) >= n {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            }
+        };
+        // A commit a millisecond, 20 in all, as a hot board commits its batches.
+        let started = std::time::Instant::now();
+        for seq in 1..=20 {
+            bus.publish(event(seq));
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        let burst = started.elapsed();
+        wait_for_looks(1).await;
+        // Time for any further look the burst would have caused.
+        tokio::time::sleep(crate::webhook::LOOK_AFTER * 3).await;
+        // At most one look per LOOK_AFTER of the burst (however slow the machine made it), and
+        // the one that starts it: one look per commit would be 20.
+        let allowed =
+            (burst.as_millis() / crate::webhook::LOOK_AFTER.as_millis().max(1)) as usize + 1;
+        let looks = backend.looks.load(Ordering::SeqCst);
+        assert!(looks >= 1 && looks <= allowed, "{looks} looks for a {burst:?} burst");
+        bus.publish(event(21));
+        wait_for_looks(looks + 1).await;
+        assert_eq!(backend.looks.load(Ordering::SeqCst), looks + 1, "a later commit is looked at");
         runtime.shutdown().await;
     }
 

@@ -285,6 +285,12 @@ impl AccessCheck {
 /// every webhook that is behind replaces them.
 pub const LOOK_BOARD_BY_BOARD: usize = 8;
 
+/// How long the actor lets a changed board's events gather before it looks. A hot board
+/// commits a batch every millisecond or two, and each look is a query whether or not the board
+/// has webhooks: looking at most this often cut Postgres's statements per hot-board update by
+/// half (loadtest/README, "History"), for at most this much added delay before a delivery.
+pub const LOOK_AFTER: Duration = Duration::from_millis(20);
+
 /// How often every webhook is caught up from `board_events` regardless of hints: an event whose
 /// hint never reached this node's bus (committed on a node of a cluster that died before its own
 /// actor enqueued it) is enqueued within this long by any node.
@@ -363,7 +369,8 @@ fn take_changed(changed: &Changed) -> HashSet<(Uuid, Uuid)> {
 }
 
 /// Forwards bus events to the actor until it stops: adds the board to the changed set, and
-/// pokes the actor only when the set was empty (one poke is outstanding at a time).
+/// pokes the actor, [`LOOK_AFTER`] later, only when the set was empty (one poke is outstanding
+/// at a time).
 fn listen(
     myself: ActorRef<WebhookMessage>,
     mut rx: broadcast::Receiver<Arc<crate::domain::BoardEvent>>,
@@ -391,7 +398,9 @@ fn listen(
                     if !first {
                         continue;
                     }
-                    WebhookMessage::BoardsChanged
+                    // The look waits a moment, so a busy board's commits share one look.
+                    myself.send_after(LOOK_AFTER, || WebhookMessage::BoardsChanged);
+                    continue;
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::warn!(
