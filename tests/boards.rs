@@ -35,6 +35,7 @@ both_backends!(
     a_person_column_follows_org_membership,
     the_event_log_shows_a_key_what_its_scopes_read,
     a_new_item_goes_after_the_last_by_position,
+    the_log_gives_back_text_exactly_as_written,
 );
 
 both_backends_with!(short_idle; an_idle_board_actor_stops_and_comes_back);
@@ -880,4 +881,51 @@ async fn an_idle_board_actor_stops_and_comes_back(server: &TestServer) {
     let snap = snapshot(server, &f.owner, &b).await;
     let items: Vec<&Item> = snap.items.iter().map(|i| &i.item).collect();
     assert_eq!(items, vec![&created]);
+}
+
+/// The log keeps each event's data as the text the server wrote (`json` on Postgres, TEXT on
+/// SQLite): quotes, backslashes, escapes, markup, JSON-looking text, characters outside the
+/// Basic Multilingual Plane, text that looks like a JSON escape and a value near its length
+/// limit come back from the log exactly.
+async fn the_log_gives_back_text_exactly_as_written(server: &TestServer) {
+    let f = fixture(server).await;
+    let b = format!("/api/v1/boards/{}", f.board);
+    let notes = server.create_column(&f.owner, &f.board, &column("Notes", "long_text")).await.id;
+    let name = r#"say "hi" \ back\slash \u0000 é 日本 😀 </script> {"json":[1,{"a":null}]}"#;
+    let line = "tab\there \"quoted\" \\ 😀 ünïcode {\"k\": [true]}\n";
+    let long: String = line.repeat(19_000 / line.chars().count());
+    assert!(long.chars().count() <= 20_000);
+    let created = server
+        .create_item(
+            &f.owner,
+            &f.board,
+            &item_with(&f.group, name, BTreeMap::from([(notes, json!(long))])),
+        )
+        .await;
+    let edited = format!("{long}edited");
+    let edit = UpdateItem {
+        values: BTreeMap::from([(notes, json!(edited.clone()))]),
+        ..UpdateItem::default()
+    };
+    patch_item(server, &f.owner, &format!("{b}/items/{}", created.id), &edit).await;
+
+    let page = log(server, &f.owner.access_token, &b, 0).await;
+    let mut seen = 0;
+    for event in &page.events {
+        match &event.event {
+            EventData::ItemCreated(item) => {
+                assert_eq!(item.name, name);
+                assert_eq!(item.values[&notes], json!(long));
+                seen += 1;
+            }
+            EventData::ItemUpdated(updated) => {
+                assert_eq!(updated.item.name, name);
+                assert_eq!(updated.changed_values[&notes], json!(edited));
+                assert_eq!(updated.item.values[&notes], json!(edited));
+                seen += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(seen, 2, "{:?}", kinds(&page));
 }

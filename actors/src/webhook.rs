@@ -27,7 +27,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort};
 use tokio::sync::{broadcast, Semaphore};
 use uuid::Uuid;
 
@@ -397,6 +397,11 @@ fn listen(
                     drop(set);
                     if !first {
                         continue;
+                    }
+                    // An actor that failed is not stopped by `post_stop`, so its listener
+                    // ends here (a cast would tell it; a delayed one cannot).
+                    if matches!(myself.get_status(), ActorStatus::Stopping | ActorStatus::Stopped) {
+                        return;
                     }
                     // The look waits a moment, so a busy board's commits share one look.
                     myself.send_after(LOOK_AFTER, || WebhookMessage::BoardsChanged);

@@ -19,7 +19,7 @@ const JSON_OID: Oid = Oid(114);
 const JSON_ARRAY_OID: Oid = Oid(199);
 
 /// A JSON document already serialized: Postgres receives it as `json`, SQLite as TEXT.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct JsonText(String);
 
 impl JsonText {

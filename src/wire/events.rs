@@ -99,29 +99,33 @@ pub fn data(board: Uuid, data: &EventData) -> wire::EventData {
 /// idempotent answer hold, what a socket's event frame carries and what REST answers a
 /// command with.
 pub fn payload(board: Uuid, event: &EventData) -> Value {
-    // The wire type is adjacently tagged: its `data` half is the payload. Encoding a value of
-    // these types cannot fail (string keys only); `Null` would be logged as a defect.
-    match serde_json::to_value(data(board, event)) {
-        Ok(Value::Object(mut tagged)) => tagged.remove("data").unwrap_or(Value::Null),
-        Ok(_) | Err(_) => {
-            tracing::error!(kind = %event.kind(), "an event's data did not encode");
-            Value::Null
-        }
-    }
+    serde_json::to_value(DataHalf(data(board, event))).unwrap_or_else(|_| {
+        did_not_encode(event);
+        Value::Null
+    })
 }
 
 /// [`payload`] serialized, without the `Value` in between: what `board_events.payload` stores.
 pub fn payload_json(board: Uuid, event: &EventData) -> String {
-    struct DataHalf(wire::EventData);
-    impl serde::Serialize for DataHalf {
-        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-            self.0.serialize_data(serializer)
-        }
-    }
     serde_json::to_string(&DataHalf(data(board, event))).unwrap_or_else(|_| {
-        tracing::error!(kind = %event.kind(), "an event's data did not encode");
+        did_not_encode(event);
         "null".to_owned()
     })
+}
+
+/// The `data` half of the wire's `{"kind": …, "data": …}` pair, serialized alone.
+struct DataHalf(wire::EventData);
+
+impl serde::Serialize for DataHalf {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize_data(serializer)
+    }
+}
+
+/// Encoding these types cannot fail (string keys only): a failure is a defect, logged, and
+/// stands as `null`.
+fn did_not_encode(event: &EventData) {
+    tracing::error!(kind = %event.kind(), "an event's data did not encode");
 }
 
 /// A logged event's data read back: its `kind` and its stored `payload`.
