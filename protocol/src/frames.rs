@@ -375,6 +375,27 @@ impl Reply {
     }
 }
 
+/// A successful [`Reply`] as the server writes it: `data` serialized straight from its type
+/// into the frame, with no `serde_json::Value` built in between (for an item, a tree of maps and
+/// strings made and dropped per reply). On the wire it is `ServerFrame::Reply(Reply::ok(id,
+/// data, seq))`; `reply_ok_is_the_reply_frame` proves it in both encodings.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename = "reply")]
+pub struct ReplyOk<'a, T> {
+    id: Option<&'a RequestId>,
+    ok: bool,
+    data: &'a T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<i64>,
+}
+
+impl<'a, T: Serialize> ReplyOk<'a, T> {
+    /// The reply to `id` carrying `data` (and, for board writes, `seq`).
+    pub fn new(id: Option<&'a RequestId>, data: &'a T, seq: Option<i64>) -> Self {
+        ReplyOk { id, ok: true, data, seq }
+    }
+}
+
 /// The `data` of a reply that says only that the request was done (`ping`, `auth`,
 /// `unsubscribe`): an empty object, `{}`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -481,6 +502,33 @@ mod tests {
         };
         let fresh = Subscribed { seq: 1, recovered: false, snapshot: Some(snapshot) };
         assert_golden(&fresh, SNAPSHOT_JSON, SNAPSHOT_MSGPACK);
+    }
+
+    #[test]
+    fn reply_ok_is_the_reply_frame() {
+        let snapshot = boards::Snapshot {
+            board: board(),
+            columns: vec![],
+            groups: vec![],
+            items: vec![],
+            seq: 7,
+        };
+        let data = Subscribed { seq: 7, recovered: false, snapshot: Some(snapshot) };
+        for (id, seq) in [(Some(RequestId::Number(9)), Some(7)), (None, None)] {
+            let as_value = ServerFrame::Reply(Reply::ok_with(id.clone(), &data, seq).unwrap());
+            for encoding in Encoding::ALL {
+                let direct = encoding.encode(&ReplyOk::new(id.as_ref(), &data, seq)).unwrap();
+                let decoded: ServerFrame = encoding.decode(&direct).unwrap();
+                assert_eq!(decoded, as_value, "{encoding:?}");
+            }
+        }
+        // Byte for byte where the data has no keys for a `Value` to reorder.
+        let id = RequestId::Number(3);
+        let done = ServerFrame::Reply(Reply::ok_with(Some(id.clone()), &Done {}, None).unwrap());
+        for encoding in Encoding::ALL {
+            let direct = encoding.encode(&ReplyOk::new(Some(&id), &Done {}, None)).unwrap();
+            assert_eq!(direct, encoding.encode(&done).unwrap(), "{encoding:?}");
+        }
     }
 
     #[test]

@@ -24,7 +24,6 @@ use boardroom_actors::roles::OrgRole;
 use boardroom_protocol::boards as wire;
 use boardroom_protocol::events::{Event, EventLog, EventsQuery};
 use boardroom_protocol::{ErrorCode, Scope};
-use serde_json::Value;
 use uuid::Uuid;
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
@@ -91,9 +90,10 @@ fn write_name(command: &BoardCommand) -> &'static str {
     }
 }
 
-/// A command's answer: its event's data, as the wire carries it.
-fn answer(board: Uuid, output: &CommandOutput) -> Json<Value> {
-    Json(events_to_wire::payload(board, &output.data))
+/// A command's answer: its event's data, as the wire carries it, serialized straight into the
+/// body.
+fn answer(board: Uuid, output: &CommandOutput) -> Json<events_to_wire::Payload> {
+    Json(events_to_wire::Payload::of(board, &output.data))
 }
 
 fn created(board: Uuid, output: CommandOutput) -> Response {

@@ -48,14 +48,18 @@ pub const STATEMENTS_IN_FLIGHT: usize = 2;
 pub const MAX_BOARDS_PER_WRITE: usize = 256;
 
 /// The statement. Its last line fails it (casting the refusal's text to a number) unless every
-/// board's `seq` moved and every item row was written, so it applies all or nothing.
+/// board's `seq` moved and every item row was written, so it applies all or nothing. The arrays
+/// are unnested in select lists, not in `FROM`: a set-returning function in `FROM` first copies
+/// all its rows into a tuplestore, one in a select list hands them over one at a time (all the
+/// arrays of one source have the same length, so they stay row for row either way).
 static WRITE_BATCHES: LazyLock<String> = LazyLock::new(|| {
     let upsert = upsert_within_board("items", ITEM_SET);
     let fenced = super::cluster::fence_condition("input.id", "$28", "input.epoch");
     format!(
         "WITH input AS ( \
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[], $27::bigint[]) \
-                 AS b(org, id, from_seq, to_seq, epoch) \
+             SELECT unnest($1::uuid[]) AS org, unnest($2::uuid[]) AS id, \
+                 unnest($3::bigint[]) AS from_seq, unnest($4::bigint[]) AS to_seq, \
+                 unnest($27::bigint[]) AS epoch \
          ), moved AS ( \
              UPDATE boards SET seq = input.to_seq FROM input \
              WHERE boards.organization_id = input.org AND boards.id = input.id \
@@ -64,14 +68,16 @@ static WRITE_BATCHES: LazyLock<String> = LazyLock::new(|| {
              RETURNING boards.id \
          ), appended AS ( \
              INSERT INTO board_events (organization_id, board_id, seq, kind, actor, payload, created_at) \
-             SELECT * FROM unnest($5::uuid[], $6::uuid[], $7::bigint[], $8::text[], $9::uuid[], \
-                 $10::json[], $11::timestamptz[]) \
+             SELECT unnest($5::uuid[]), unnest($6::uuid[]), unnest($7::bigint[]), \
+                 unnest($8::text[]), unnest($9::uuid[]), unnest($10::json[]), \
+                 unnest($11::timestamptz[]) \
          ), upserted AS ( \
              INSERT INTO items (id, organization_id, board_id, group_id, name, column_values, position, \
                  version, archived_at, created_by, created_at, updated_at) \
-             SELECT * FROM unnest($12::uuid[], $13::uuid[], $14::uuid[], $15::uuid[], $16::text[], \
-                 $17::jsonb[], $18::text[], $19::bigint[], $20::timestamptz[], $21::uuid[], \
-                 $22::timestamptz[], $23::timestamptz[]) \
+             SELECT unnest($12::uuid[]), unnest($13::uuid[]), unnest($14::uuid[]), \
+                 unnest($15::uuid[]), unnest($16::text[]), unnest($17::jsonb[]), \
+                 unnest($18::text[]), unnest($19::bigint[]), unnest($20::timestamptz[]), \
+                 unnest($21::uuid[]), unnest($22::timestamptz[]), unnest($23::timestamptz[]) \
              {upsert} \
              RETURNING 1 \
          ) \

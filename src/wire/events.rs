@@ -99,7 +99,7 @@ pub fn data(board: Uuid, data: &EventData) -> wire::EventData {
 /// idempotent answer hold, what a socket's event frame carries and what REST answers a
 /// command with.
 pub fn payload(board: Uuid, event: &EventData) -> Value {
-    serde_json::to_value(DataHalf(data(board, event))).unwrap_or_else(|_| {
+    serde_json::to_value(Payload::of(board, event)).unwrap_or_else(|_| {
         did_not_encode(event);
         Value::Null
     })
@@ -107,16 +107,24 @@ pub fn payload(board: Uuid, event: &EventData) -> Value {
 
 /// [`payload`] serialized, without the `Value` in between: what `board_events.payload` stores.
 pub fn payload_json(board: Uuid, event: &EventData) -> String {
-    serde_json::to_string(&DataHalf(data(board, event))).unwrap_or_else(|_| {
+    serde_json::to_string(&Payload::of(board, event)).unwrap_or_else(|_| {
         did_not_encode(event);
         "null".to_owned()
     })
 }
 
-/// The `data` half of the wire's `{"kind": …, "data": …}` pair, serialized alone.
-struct DataHalf(wire::EventData);
+/// [`payload`] to serialize straight into a reply or a response body, in either encoding: the
+/// `data` half of the wire's `{"kind": …, "data": …}` pair, serialized alone.
+pub struct Payload(wire::EventData);
 
-impl serde::Serialize for DataHalf {
+impl Payload {
+    /// The data of `event` on `board`.
+    pub fn of(board: Uuid, event: &EventData) -> Payload {
+        Payload(data(board, event))
+    }
+}
+
+impl serde::Serialize for Payload {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.0.serialize_data(serializer)
     }

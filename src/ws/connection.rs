@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket};
-use boardroom_protocol::frames::{close, Done, Hello, Reply};
+use boardroom_protocol::frames::{close, Done, Hello, Reply, ReplyOk};
 use boardroom_protocol::{
     ClientFrame, ClientMessage, Encoding, ErrorCode, RequestId, ServerFrame, PROTOCOL_VERSION,
 };
@@ -42,7 +42,7 @@ use crate::access::requester_for;
 use crate::auth::{Caller, Principal};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::wire::events::payload;
+use crate::wire::events::Payload;
 
 /// A board write's reply, sent once the write has committed.
 type PendingReply = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -232,14 +232,16 @@ async fn until_shutdown(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-/// The reply to `id`: its typed `data` (and `seq`), or the refusal's error body.
-fn reply_to<T: Serialize>(
-    id: Option<RequestId>,
-    result: Result<(T, Option<i64>), ApiError>,
-) -> Reply {
-    let typed = result
-        .and_then(|(data, seq)| Reply::ok_with(id.clone(), &data, seq).map_err(ApiError::internal));
-    typed.unwrap_or_else(|err| Reply::err(id, err.into()))
+/// Queues the successful reply to `id`: `data` (and `seq`) written straight into the frame.
+/// Fails only if `data` does not encode (a defect), and then queues nothing: the caller answers
+/// with the error instead.
+fn send_ok<T: Serialize>(
+    outbox: &Outbox,
+    id: Option<&RequestId>,
+    data: &T,
+    seq: Option<i64>,
+) -> Result<(), ApiError> {
+    outbox.try_send(&ReplyOk::new(id, data, seq)).map_err(ApiError::internal)
 }
 
 impl Connection {
@@ -299,7 +301,9 @@ impl Connection {
                 Err(err) => Err(err),
             },
         };
-        self.reply(reply_to(Some(id), result.map(|done| (done, None))));
+        if let Err(err) = result.and_then(|done| send_ok(&self.outbox, Some(&id), &done, None)) {
+            self.reply(Reply::err(Some(id), err.into()));
+        }
         None
     }
 
@@ -341,15 +345,18 @@ impl Connection {
             self.replied.retain(|_, sent| matches!(sent.try_recv(), Err(TryRecvError::Empty)));
         }
         Ok(Box::pin(async move {
-            let reply = match answer.wait().await {
-                Ok(output) => Reply::ok(Some(id), payload(board, &output.data), Some(output.seq)),
-                Err(err) => Reply::err(Some(id), ApiError::from(err).into()),
-            };
+            let answer = answer.wait().await;
             if let Some(before) = before {
                 // Sent, or dropped with its connection: either way its turn is over.
                 let _ = before.await;
             }
-            outbox.send(&ServerFrame::Reply(reply));
+            let replied = answer.map_err(ApiError::from).and_then(|output| {
+                let data = Payload::of(board, &output.data);
+                send_ok(&outbox, Some(&id), &data, Some(output.seq))
+            });
+            if let Err(err) = replied {
+                outbox.send(&ServerFrame::Reply(Reply::err(Some(id), err.into())));
+            }
             let _ = sent.send(());
         }))
     }

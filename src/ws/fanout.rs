@@ -39,8 +39,10 @@ use axum::extract::ws::{Message, Utf8Bytes};
 use boardroom_actors::board::Requester;
 use boardroom_actors::domain::{BoardEvent, EventData};
 use boardroom_actors::event_bus::EventBus;
+use boardroom_protocol::codec::CodecError;
 use boardroom_protocol::frames::{close, EventFrame, Presence, ServerFrame};
 use boardroom_protocol::Encoding;
+use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, watch};
 use uuid::Uuid;
 
@@ -228,18 +230,22 @@ impl EncodedOnce {
     }
 }
 
-/// A frame encoded as a WebSocket message of `encoding`.
-pub fn message(encoding: Encoding, frame: &ServerFrame) -> Option<Message> {
-    let bytes = match encoding.encode(frame) {
-        Ok(bytes) => bytes,
-        Err(err) => {
-            tracing::error!(error = %err, "encoding a frame failed");
-            return None;
-        }
-    };
-    Some(match encoding {
-        Encoding::Json => Message::Text(Utf8Bytes::try_from(bytes).ok()?),
-        Encoding::MessagePack => Message::Binary(Bytes::from(bytes)),
+/// A frame encoded as a WebSocket message of `encoding`; a frame that does not encode (a
+/// defect: every frame type has string keys only) is logged and left out.
+pub fn message<T: Serialize>(encoding: Encoding, frame: &T) -> Option<Message> {
+    encoded(encoding, frame)
+        .inspect_err(|err| tracing::error!(error = %err, "encoding a frame failed"))
+        .ok()
+}
+
+/// A frame encoded as a WebSocket message of `encoding`. JSON is serialized straight into the
+/// text frame's string: `serde_json` writes only UTF-8, so it is not checked again.
+pub fn encoded<T: Serialize>(encoding: Encoding, frame: &T) -> Result<Message, CodecError> {
+    Ok(match encoding {
+        Encoding::Json => Message::Text(Utf8Bytes::from(
+            serde_json::to_string(frame).map_err(|e| CodecError(e.to_string()))?,
+        )),
+        Encoding::MessagePack => Message::Binary(Bytes::from(encoding.encode(frame)?)),
     })
 }
 

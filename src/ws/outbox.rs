@@ -13,12 +13,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::extract::ws::Message;
+use boardroom_protocol::codec::CodecError;
 use boardroom_protocol::frames::close;
-use boardroom_protocol::{Encoding, ServerFrame};
+use boardroom_protocol::Encoding;
+use serde::Serialize;
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
-use super::fanout::message;
+use super::fanout::{encoded, message};
 
 /// Bytes counted per queued message on top of its payload.
 const MESSAGE_OVERHEAD: usize = 64;
@@ -173,11 +175,18 @@ impl Outbox {
         self.take_frames(usize::MAX).0
     }
 
-    /// Encodes and queues a frame.
-    pub fn send(&self, frame: &ServerFrame) {
+    /// Encodes and queues a frame ([`boardroom_protocol::ServerFrame`], or one written straight from its types such
+    /// as [`boardroom_protocol::frames::ReplyOk`]).
+    pub fn send<T: Serialize>(&self, frame: &T) {
         if let Some(message) = message(self.encoding, frame) {
             self.push(message);
         }
+    }
+
+    /// Encodes and queues a frame, or says why it did not encode (and queues nothing).
+    pub fn try_send<T: Serialize>(&self, frame: &T) -> Result<(), CodecError> {
+        self.push(encoded(self.encoding, frame)?);
+        Ok(())
     }
 
     /// Closes the connection with `code` and `reason`; the first close wins.

@@ -14,7 +14,7 @@ use boardroom_protocol::frames::{close, EventFrame, Reply, Subscribed, Unsubscri
 use boardroom_protocol::{ErrorCode, RequestId, Scope, ServerFrame};
 use uuid::Uuid;
 
-use super::{until_shutdown, Connection};
+use super::{send_ok, until_shutdown, Connection};
 use crate::access::{requester_for, requester_recheck, scopes_of};
 use crate::error::ApiError;
 use crate::ws::fanout::{message, wire_time, Subscription};
@@ -87,9 +87,7 @@ impl Connection {
         let sent = match replayable {
             Some((after, current)) => {
                 let data = Subscribed { seq: current, recovered: true, snapshot: None };
-                self.reply(
-                    Reply::ok_with(Some(id), &data, Some(current)).map_err(ApiError::internal)?,
-                );
+                send_ok(&self.outbox, Some(&id), &data, Some(current))?;
                 self.replay(sub, after, current).await;
                 current
             }
@@ -98,7 +96,7 @@ impl Connection {
                 let seq = snapshot.seq;
                 let snapshot = Some(crate::wire::boards::snapshot(&snapshot));
                 let data = Subscribed { seq, recovered: false, snapshot };
-                self.reply(Reply::ok_with(Some(id), &data, Some(seq)).map_err(ApiError::internal)?);
+                send_ok(&self.outbox, Some(&id), &data, Some(seq))?;
                 seq
             }
         };
