@@ -476,9 +476,7 @@ async fn ws_write_phase(
 struct ReplyHead {
     #[serde(rename = "type")]
     kind: FrameKind,
-    #[serde(default)]
     id: Option<RequestId>,
-    #[serde(default)]
     error: Option<boardroom_protocol::ErrorBody>,
 }
 

@@ -117,7 +117,7 @@ impl Encoding {
     /// Encodes a frame.
     pub fn encode<T: Serialize>(self, frame: &T) -> Result<Vec<u8>, CodecError> {
         match self {
-            Encoding::Json => serde_json::to_vec(frame).map_err(|e| CodecError(e.to_string())),
+            Encoding::Json => json_text(frame).map(String::into_bytes),
             Encoding::MessagePack => {
                 let mut bytes = Vec::new();
                 let mut serializer =
@@ -148,6 +148,12 @@ impl Encoding {
             DecodeError { id, message: err.0 }
         })
     }
+}
+
+/// A frame as JSON text, for a text message: `serde_json` writes only UTF-8, so the text needs
+/// no second check.
+pub fn json_text<T: Serialize>(frame: &T) -> Result<String, CodecError> {
+    serde_json::to_string(frame).map_err(|e| CodecError(e.to_string()))
 }
 
 /// Just enough of a frame to answer it.

@@ -39,7 +39,7 @@ use axum::extract::ws::{Message, Utf8Bytes};
 use boardroom_actors::board::Requester;
 use boardroom_actors::domain::{BoardEvent, EventData};
 use boardroom_actors::event_bus::EventBus;
-use boardroom_protocol::codec::CodecError;
+use boardroom_protocol::codec::{json_text, CodecError};
 use boardroom_protocol::frames::{close, EventFrame, Presence, ServerFrame};
 use boardroom_protocol::Encoding;
 use serde::Serialize;
@@ -238,13 +238,11 @@ pub fn message<T: Serialize>(encoding: Encoding, frame: &T) -> Option<Message> {
         .ok()
 }
 
-/// A frame encoded as a WebSocket message of `encoding`. JSON is serialized straight into the
-/// text frame's string: `serde_json` writes only UTF-8, so it is not checked again.
+/// A frame encoded as a WebSocket message of `encoding`, JSON straight into the text message's
+/// string (not checked for UTF-8 again).
 pub fn encoded<T: Serialize>(encoding: Encoding, frame: &T) -> Result<Message, CodecError> {
     Ok(match encoding {
-        Encoding::Json => Message::Text(Utf8Bytes::from(
-            serde_json::to_string(frame).map_err(|e| CodecError(e.to_string()))?,
-        )),
+        Encoding::Json => Message::Text(Utf8Bytes::from(json_text(frame)?)),
         Encoding::MessagePack => Message::Binary(Bytes::from(encoding.encode(frame)?)),
     })
 }

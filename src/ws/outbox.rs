@@ -175,8 +175,8 @@ impl Outbox {
         self.take_frames(usize::MAX).0
     }
 
-    /// Encodes and queues a frame ([`boardroom_protocol::ServerFrame`], or one written straight from its types such
-    /// as [`boardroom_protocol::frames::ReplyOk`]).
+    /// Encodes and queues a frame: a [`boardroom_protocol::ServerFrame`], or one written straight
+    /// from its types such as [`boardroom_protocol::frames::ReplyOk`].
     pub fn send<T: Serialize>(&self, frame: &T) {
         if let Some(message) = message(self.encoding, frame) {
             self.push(message);
