@@ -31,6 +31,7 @@ both_backends!(
     a_batch_whose_log_moved_writes_nothing_and_the_board_recovers,
     boards_committing_together_keep_their_own_results,
     a_batch_naming_another_orgs_item_writes_nothing,
+    a_batch_creating_and_changing_items_writes_them_all,
     an_access_change_is_audited_exactly_when_it_commits,
     a_person_column_follows_org_membership,
     the_event_log_shows_a_key_what_its_scopes_read,
@@ -782,8 +783,9 @@ async fn boards_committing_together_keep_their_own_results(server: &TestServer) 
 }
 
 /// Below the board actor's own checks, the store never lets one organization's batch overwrite
-/// another's item: the item upsert only updates a row of the same organization and board, and
-/// a batch that does not write every row is refused as a whole (no event, no `seq` move).
+/// another's item, whether the batch names it as created or as changed: the item upsert only
+/// updates a row of the same organization and board, and a batch that does not write every row
+/// is refused as a whole (no event, no `seq` move).
 async fn a_batch_naming_another_orgs_item_writes_nothing(server: &TestServer) {
     use boardroom_actors::board::{BoardStore, Change};
     use boardroom_actors::domain::{BoardEvent, EventData as DomainData, Item as DomainItem};
@@ -809,22 +811,99 @@ async fn a_batch_naming_another_orgs_item_writes_nothing(server: &TestServer) {
         created_at: now,
         updated_at: now,
     };
-    let event = BoardEvent {
+    let as_created = DomainData::ItemCreated(item.clone());
+    let as_changed =
+        DomainData::ItemUpdated { item: item.clone(), changed_values: Default::default() };
+    for data in [as_created, as_changed] {
+        let event = BoardEvent {
+            organization_id: org,
+            board_id,
+            seq: seq + 1,
+            actor: None,
+            data,
+            created_at: now,
+        };
+        let store = server.state().store();
+        let changes = [Change::Item(item.clone())];
+        let refused = store.commit(org, board_id, seq, &changes, &[event], &[]).await;
+        assert!(refused.is_err(), "a batch naming another organization's item must fail");
+        let stored = server
+            .get_as(&format!("/api/v1/boards/{}/items/{}", f.board, theirs.id), &f.owner.access_token)
+            .await;
+        assert_eq!(stored.expect_as::<Item>(200).name, "theirs");
+        assert_eq!(log(server, &mallory.access_token, &path, seq).await.events, vec![]);
+    }
+}
+
+/// One batch that creates an item and changes others (the created one among them) writes every
+/// row in its final state, with every event, and moves the board's `seq` to the last one.
+async fn a_batch_creating_and_changing_items_writes_them_all(server: &TestServer) {
+    use boardroom_actors::board::{BoardStore, Change};
+    use boardroom_actors::domain::{BoardEvent, EventData as DomainData, Item as DomainItem};
+
+    let f = fixture(server).await;
+    let b = format!("/api/v1/boards/{}", f.board);
+    let before = server.create_item(&f.owner, &f.board, &item(&f.group, "before")).await;
+    let seq = snapshot(server, &f.owner, &b).await.seq;
+    let (org, board_id, group) = (id(&f.org), id(&f.board), id(&f.group));
+    let now = chrono::Utc::now();
+    let domain_item = |id: Uuid, name: &str, version: i64| DomainItem {
+        id,
+        group_id: group,
+        name: name.into(),
+        values: Default::default(),
+        position: format!("b{version}"),
+        version,
+        archived_at: None,
+        created_by: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let new_id = boardroom::storage::new_id();
+    let created = domain_item(new_id, "new", 1);
+    let renamed_new = domain_item(new_id, "new, renamed", 2);
+    let renamed_old = domain_item(before.id, "after", before.version + 1);
+    let event = |seq: i64, data: DomainData| BoardEvent {
         organization_id: org,
         board_id,
-        seq: seq + 1,
+        seq,
         actor: None,
-        data: DomainData::ItemUpdated { item: item.clone(), changed_values: Default::default() },
+        data,
         created_at: now,
     };
+    let events = [
+        event(seq + 1, DomainData::ItemCreated(created.clone())),
+        event(
+            seq + 2,
+            DomainData::ItemUpdated { item: renamed_new.clone(), changed_values: Default::default() },
+        ),
+        event(
+            seq + 3,
+            DomainData::ItemUpdated { item: renamed_old.clone(), changed_values: Default::default() },
+        ),
+    ];
+    let changes =
+        [Change::Item(created), Change::Item(renamed_new), Change::Item(renamed_old)];
     let store = server.state().store();
-    let refused = store.commit(org, board_id, seq, &[Change::Item(item)], &[event], &[]).await;
-    assert!(refused.is_err(), "a batch naming another organization's item must fail");
-    let stored = server
-        .get_as(&format!("/api/v1/boards/{}/items/{}", f.board, theirs.id), &f.owner.access_token)
-        .await;
-    assert_eq!(stored.expect_as::<Item>(200).name, "theirs");
-    assert_eq!(log(server, &mallory.access_token, &path, seq).await.events, vec![]);
+    store.commit(org, board_id, seq, &changes, &events, &[]).await.expect("the batch commits");
+    // Read back from the database: the board's actor did not see this batch.
+    let stored = |item: Uuid| async move {
+        let row: (String, i64) = boardroom::on_pool!(server.state().store(), pool => {
+            sqlx::query_as("SELECT name, version FROM items WHERE id = $1")
+                .bind(item).fetch_one(pool).await.expect("the item row")
+        });
+        row
+    };
+    assert_eq!(stored(new_id).await, ("new, renamed".to_owned(), 2));
+    assert_eq!(stored(before.id).await, ("after".to_owned(), before.version + 1));
+    let (logged, moved_to): (i64, i64) = boardroom::on_pool!(server.state().store(), pool => {
+        sqlx::query_as(
+            "SELECT (SELECT count(*) FROM board_events WHERE board_id = $1 AND seq > $2), \
+             (SELECT seq FROM boards WHERE id = $1)",
+        )
+        .bind(board_id).bind(seq).fetch_one(pool).await.expect("the board's log")
+    });
+    assert_eq!((logged, moved_to), (3, seq + 3));
 }
 
 async fn a_crashed_board_actor_is_restarted_and_loses_nothing(server: &TestServer) {
