@@ -828,7 +828,10 @@ async fn a_batch_naming_another_orgs_item_writes_nothing(server: &TestServer) {
         let refused = store.commit(org, board_id, seq, &changes, &[event], &[]).await;
         assert!(refused.is_err(), "a batch naming another organization's item must fail");
         let stored = server
-            .get_as(&format!("/api/v1/boards/{}/items/{}", f.board, theirs.id), &f.owner.access_token)
+            .get_as(
+                &format!("/api/v1/boards/{}/items/{}", f.board, theirs.id),
+                &f.owner.access_token,
+            )
             .await;
         assert_eq!(stored.expect_as::<Item>(200).name, "theirs");
         assert_eq!(log(server, &mallory.access_token, &path, seq).await.events, vec![]);
@@ -875,15 +878,20 @@ async fn a_batch_creating_and_changing_items_writes_them_all(server: &TestServer
         event(seq + 1, DomainData::ItemCreated(created.clone())),
         event(
             seq + 2,
-            DomainData::ItemUpdated { item: renamed_new.clone(), changed_values: Default::default() },
+            DomainData::ItemUpdated {
+                item: renamed_new.clone(),
+                changed_values: Default::default(),
+            },
         ),
         event(
             seq + 3,
-            DomainData::ItemUpdated { item: renamed_old.clone(), changed_values: Default::default() },
+            DomainData::ItemUpdated {
+                item: renamed_old.clone(),
+                changed_values: Default::default(),
+            },
         ),
     ];
-    let changes =
-        [Change::Item(created), Change::Item(renamed_new), Change::Item(renamed_old)];
+    let changes = [Change::Item(created), Change::Item(renamed_new), Change::Item(renamed_old)];
     let store = server.state().store();
     store.commit(org, board_id, seq, &changes, &events, &[]).await.expect("the batch commits");
     // Read back from the database: the board's actor did not see this batch.
