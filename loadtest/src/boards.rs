@@ -163,6 +163,13 @@ pub async fn run(target: &Target, args: &BoardsArgs) -> anyhow::Result<ScenarioR
                 Figure::alone(format!("WebSocket p99, {shape}"), "ms", summary.p99_ms)
                     .goal("≤ 20 ms"),
             );
+            // The rate reflects the cost per update only if the phase keeps the machine busy.
+            let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+            let busy = cpu.phase(key).map(|used| 100.0 * used.busy_share(cores));
+            figures.push(
+                Figure::alone(format!("machine CPU busy, {shape}, WebSocket"), "%", busy)
+                    .goal("≥ 90%"),
+            );
         }
         let per_update = statements_used.as_ref().and_then(|used| used.per(recorder.ok_count()));
         if let Some((count, micros)) = per_update {

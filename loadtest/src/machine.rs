@@ -46,6 +46,16 @@ impl CpuUse {
     pub fn interference(&self) -> f64 {
         (self.other_cpu_secs + self.steal_secs) / self.wall_secs.max(f64::EPSILON)
     }
+
+    /// Share of the machine's CPU time (`cores` × wall) that anything used: this tool, the
+    /// server, Postgres and every other process.
+    pub fn busy_share(&self, cores: usize) -> f64 {
+        let busy = self.loadtest_cpu_secs
+            + self.server_cpu_secs.unwrap_or(0.0)
+            + self.database_cpu_secs.unwrap_or(0.0)
+            + self.other_cpu_secs;
+        busy / (self.wall_secs * cores.max(1) as f64).max(f64::EPSILON)
+    }
 }
 
 impl CpuSample {
@@ -295,5 +305,8 @@ mod tests {
         assert_eq!(used.other_cpu_secs, 1.5);
         assert_eq!(used.steal_secs, 0.5);
         assert!((used.interference() - 0.2).abs() < 1e-9);
+        // 10 CPU-s of 20 on two cores, whoever used them.
+        assert!((used.busy_share(2) - 0.5).abs() < 1e-9);
+        assert!((used.busy_share(1) - 1.0).abs() < 1e-9);
     }
 }
