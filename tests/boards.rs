@@ -782,13 +782,35 @@ async fn boards_committing_together_keep_their_own_results(server: &TestServer) 
     }
 }
 
+/// An item as a board actor hands it to the store, at `position` `a{version}`.
+fn domain_item(
+    id: Uuid,
+    group: Uuid,
+    name: &str,
+    version: i64,
+    at: chrono::DateTime<chrono::Utc>,
+) -> boardroom_actors::domain::Item {
+    boardroom_actors::domain::Item {
+        id,
+        group_id: group,
+        name: name.into(),
+        values: Default::default(),
+        position: format!("a{version}"),
+        version,
+        archived_at: None,
+        created_by: None,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
 /// Below the board actor's own checks, the store never lets one organization's batch overwrite
 /// another's item, whether the batch names it as created or as changed: the item upsert only
 /// updates a row of the same organization and board, and a batch that does not write every row
 /// is refused as a whole (no event, no `seq` move).
 async fn a_batch_naming_another_orgs_item_writes_nothing(server: &TestServer) {
     use boardroom_actors::board::{BoardStore, Change};
-    use boardroom_actors::domain::{BoardEvent, EventData as DomainData, Item as DomainItem};
+    use boardroom_actors::domain::{BoardEvent, EventData as DomainData};
 
     let f = fixture(server).await;
     let theirs = server.create_item(&f.owner, &f.board, &item(&f.group, "theirs")).await;
@@ -799,18 +821,7 @@ async fn a_batch_naming_another_orgs_item_writes_nothing(server: &TestServer) {
     let seq = snapshot(server, &mallory, &path).await.seq;
     let (org, board_id): (Uuid, Uuid) = (id(&other_org), board.board.id);
     let now = chrono::Utc::now();
-    let item = DomainItem {
-        id: theirs.id,
-        group_id: board.groups[0].id,
-        name: "hijacked".into(),
-        values: Default::default(),
-        position: "a0".into(),
-        version: 99,
-        archived_at: None,
-        created_by: None,
-        created_at: now,
-        updated_at: now,
-    };
+    let item = domain_item(theirs.id, board.groups[0].id, "hijacked", 99, now);
     let as_created = DomainData::ItemCreated(item.clone());
     let as_changed =
         DomainData::ItemUpdated { item: item.clone(), changed_values: Default::default() };
@@ -842,7 +853,7 @@ async fn a_batch_naming_another_orgs_item_writes_nothing(server: &TestServer) {
 /// row in its final state, with every event, and moves the board's `seq` to the last one.
 async fn a_batch_creating_and_changing_items_writes_them_all(server: &TestServer) {
     use boardroom_actors::board::{BoardStore, Change};
-    use boardroom_actors::domain::{BoardEvent, EventData as DomainData, Item as DomainItem};
+    use boardroom_actors::domain::{BoardEvent, EventData as DomainData};
 
     let f = fixture(server).await;
     let b = format!("/api/v1/boards/{}", f.board);
@@ -850,22 +861,10 @@ async fn a_batch_creating_and_changing_items_writes_them_all(server: &TestServer
     let seq = snapshot(server, &f.owner, &b).await.seq;
     let (org, board_id, group) = (id(&f.org), id(&f.board), id(&f.group));
     let now = chrono::Utc::now();
-    let domain_item = |id: Uuid, name: &str, version: i64| DomainItem {
-        id,
-        group_id: group,
-        name: name.into(),
-        values: Default::default(),
-        position: format!("b{version}"),
-        version,
-        archived_at: None,
-        created_by: None,
-        created_at: now,
-        updated_at: now,
-    };
     let new_id = boardroom::storage::new_id();
-    let created = domain_item(new_id, "new", 1);
-    let renamed_new = domain_item(new_id, "new, renamed", 2);
-    let renamed_old = domain_item(before.id, "after", before.version + 1);
+    let created = domain_item(new_id, group, "new", 1, now);
+    let renamed_new = domain_item(new_id, group, "new, renamed", 2, now);
+    let renamed_old = domain_item(before.id, group, "after", before.version + 1, now);
     let event = |seq: i64, data: DomainData| BoardEvent {
         organization_id: org,
         board_id,

@@ -420,7 +420,7 @@ pub async fn run(args: &AllArgs, target: &TargetArgs, json: Option<PathBuf>) -> 
 
     let mut md = format!(
         "# boardroom-loadtest all\n\n{started_at}, {} cores, {} run(s) per scenario{}.\n\n",
-        std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+        crate::machine::cores(),
         args.runs,
         if args.quick { ", --quick sizes (a check of the chain, not a measurement)" } else { "" },
     );
@@ -439,7 +439,7 @@ pub async fn run(args: &AllArgs, target: &TargetArgs, json: Option<PathBuf>) -> 
     let report = json!({
         "started_at": started_at,
         "finished_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "cores": std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+        "cores": crate::machine::cores(),
         "loadtest_release_build": !cfg!(debug_assertions),
         "parameters": {
             "runs": args.runs,

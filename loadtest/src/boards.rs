@@ -164,8 +164,7 @@ pub async fn run(target: &Target, args: &BoardsArgs) -> anyhow::Result<ScenarioR
                     .goal("≤ 20 ms"),
             );
             // The rate reflects the cost per update only if the phase keeps the machine busy.
-            let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
-            let busy = cpu.phase(key).map(|used| 100.0 * used.busy_share(cores));
+            let busy = cpu.phase(key).map(|used| 100.0 * used.busy_share(crate::machine::cores()));
             figures.push(
                 Figure::alone(format!("machine CPU busy, {shape}, WebSocket"), "%", busy)
                     .goal("≥ 90%"),

@@ -22,6 +22,11 @@ pub struct CpuSample {
     ticks_per_sec: f64,
 }
 
+/// The machine's cores, as the scheduler offers them to this process.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map(usize::from).unwrap_or(1)
+}
+
 /// CPU seconds spent between two samples.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct CpuUse {

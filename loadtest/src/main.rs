@@ -234,7 +234,7 @@ async fn run_one(
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         });
     let mut environment = Environment {
-        cores: std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+        cores: machine::cores(),
         os: std::env::consts::OS,
         arch: std::env::consts::ARCH,
         backend: target.backend().to_owned(),
