@@ -300,11 +300,27 @@ fn with_unit(value: Option<f64>, unit: &str) -> String {
     }
 }
 
-/// The Markdown table of `rows`.
+/// Every run's ratio (for a figure without one, its value), in run order: a goal such as
+/// "in five runs in a row" is read off the row, not only the median.
+fn each_run(row: &Row) -> String {
+    let shown: Vec<String> = row
+        .runs
+        .iter()
+        .map(|run| match row.ratio {
+            Some(_) => run.ratio.map_or_else(|| "?".into(), |r| format!("{r:.2}×")),
+            None => with_unit(run.value, &row.unit),
+        })
+        .collect();
+    shown.join(", ")
+}
+
+/// The Markdown table of `rows`; with more than one run, each run's ratio or value too.
 pub fn markdown(rows: &[Row], runs: u32) -> String {
-    let mut out = String::from(
-        "| scenario | figure | value | baseline | ratio | goal | CPU per | server µs | tool µs | Postgres µs | other µs | total µs |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    let several = runs > 1;
+    let (each_head, each_rule) = if several { (" each run |", "---|") } else { ("", "") };
+    let mut out = format!(
+        "| scenario | figure | value | baseline | ratio |{each_head} goal | CPU per | server µs | tool µs | Postgres µs | other µs | total µs |\n\
+         |---|---|---|---|---|{each_rule}---|---|---|---|---|---|---|\n",
     );
     let us = |v: Option<f64>| v.map(number).unwrap_or_else(|| "-".into());
     for row in rows {
@@ -313,8 +329,9 @@ pub fn markdown(rows: &[Row], runs: u32) -> String {
             None if row.baseline_label.is_empty() => "-".into(),
             None => format!("? ({})", row.baseline_label),
         };
+        let each = if several { format!(" {} |", each_run(row)) } else { String::new() };
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} |{each} {} | {} | {} | {} | {} | {} | {} |\n",
             row.scenario,
             row.figure,
             with_unit(row.value, &row.unit),
@@ -329,9 +346,10 @@ pub fn markdown(rows: &[Row], runs: u32) -> String {
             us(row.total_us),
         ));
     }
-    if runs > 1 {
+    if several {
         out.push_str(&format!(
-            "\nEach figure is the median of {runs} runs (ratios: the median of each run's ratio); every run's value is in the JSON.\n"
+            "\nEach figure is the median of {runs} runs (ratios: the median of each run's ratio); \
+             \"each run\" lists every run's ratio (or value) in run order, and the JSON keeps every run's figures.\n"
         ));
     }
     out
@@ -534,6 +552,23 @@ mod tests {
             "| fanout | paced p99 | 424 ms | 195 ms (bare baseline) | 2.18× | - | delivery | 4.70 | 1.00 | - | 0.00 | 5.70 |"
         );
         assert!(markdown(&rows, 3).contains("median of 3 runs"));
+        // Several runs: every run's ratio, or value where there is no baseline, in run order.
+        let runs = vec![
+            vec![figure("p99", 100.0, 50.0, 4.0), Figure::alone("lost", "", Some(0.0))],
+            vec![figure("p99", 300.0, 100.0, 2.0), Figure::alone("lost", "", Some(3.0))],
+        ];
+        let table = markdown(&super::rows("fanout", &runs), 2);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0]
+            .starts_with("| scenario | figure | value | baseline | ratio | each run | goal"));
+        assert_eq!(lines[1].matches("---").count(), 13, "{table}");
+        assert!(
+            lines[2].starts_with(
+                "| fanout | p99 | 200 ms | 75.0 ms (bare baseline) | 2.50× | 2.00×, 3.00× | -"
+            ),
+            "{table}"
+        );
+        assert!(lines[3].starts_with("| fanout | lost | 1.50 | - | - | 0, 3 | -"), "{table}");
     }
 
     #[test]
