@@ -729,9 +729,17 @@ pub fn chromium() {
 
 /// Makes sure the files `paths` exist, installing Debian's `packages` when they are missing (as
 /// root; nothing but packages is downloaded), so that the README's test command passes on a
-/// fresh machine by itself. Two test processes may ask at once: apt waits for the other's lock.
+/// fresh machine by itself. Test processes asking at once install one after another, under a
+/// file lock: apt itself makes a second `apt-get update` fail at once on the lock of its lists
+/// (only dpkg's own lock honours `DPkg::Lock::Timeout`).
 pub fn debian_packages(paths: &[&str], packages: &[&str], who: &str) {
     let present = || paths.iter().all(|path| std::path::Path::new(path).exists());
+    if present() {
+        return;
+    }
+    let turn = std::fs::File::create(std::env::temp_dir().join("boardroom-tests-apt.lock"))
+        .and_then(|file| file.lock().map(|()| file));
+    // Another process may have installed them while this one waited for its turn.
     if present() {
         return;
     }
@@ -744,6 +752,7 @@ pub fn debian_packages(paths: &[&str], packages: &[&str], who: &str) {
             .is_ok_and(|status| status.success())
     };
     let installed = apt(&["update"]) && apt(&[&["install", "-y"][..], packages].concat());
+    drop(turn);
     assert!(
         installed && present(),
         "{who} need Debian's {}: `apt-get install {}` (as root)",
