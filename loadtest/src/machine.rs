@@ -52,13 +52,17 @@ impl CpuUse {
         (self.other_cpu_secs + self.steal_secs) / self.wall_secs.max(f64::EPSILON)
     }
 
+    /// CPU seconds of the processes the meter tells apart: this tool, the server, Postgres.
+    pub fn attributed_secs(&self) -> f64 {
+        self.loadtest_cpu_secs
+            + self.server_cpu_secs.unwrap_or(0.0)
+            + self.database_cpu_secs.unwrap_or(0.0)
+    }
+
     /// Share of the machine's CPU time (`cores` × wall) that anything used: this tool, the
     /// server, Postgres and every other process.
     pub fn busy_share(&self, cores: usize) -> f64 {
-        let busy = self.loadtest_cpu_secs
-            + self.server_cpu_secs.unwrap_or(0.0)
-            + self.database_cpu_secs.unwrap_or(0.0)
-            + self.other_cpu_secs;
+        let busy = self.attributed_secs() + self.other_cpu_secs;
         busy / (self.wall_secs * cores.max(1) as f64).max(f64::EPSILON)
     }
 }

@@ -284,9 +284,7 @@ impl CpuPer {
             return None;
         }
         let us = |secs: f64| (secs * 1e6 / units as f64 * 100.0).round() / 100.0;
-        let attributed = used.loadtest_cpu_secs
-            + used.server_cpu_secs.unwrap_or(0.0)
-            + used.database_cpu_secs.unwrap_or(0.0);
+        let attributed = used.attributed_secs();
         let total = if whole_machine { attributed + used.other_cpu_secs } else { attributed };
         Some(CpuPer {
             per: per.to_owned(),
