@@ -598,6 +598,14 @@ pub struct Settings {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
     pub ws_max_sockets_per_user: u32,
 
+    /// Threads that write committed events to sockets, apart from the threads that read
+    /// requests, run the actors and wait on the database; default: one per core. Writing one
+    /// event to 10,000 sockets queues 10,000 writes, and on shared threads every write path
+    /// hop (a commit's completion, the fan-out) would wait behind them.
+    #[arg(long, env = "BOARDROOM_WS_DELIVERY_THREADS",
+          value_parser = clap::value_parser!(u32).range(1..=64), global = true)]
+    pub ws_delivery_threads: Option<u32>,
+
     /// Seconds of silence from a client after which its WebSocket is closed (code 4000).
     #[arg(long, env = "BOARDROOM_WS_HEARTBEAT_SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(3..=3600), global = true)]

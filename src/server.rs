@@ -46,6 +46,9 @@ pub enum StartupError {
     /// A subcommand failed.
     #[error("{0}")]
     Command(String),
+    /// The WebSocket writers' threads could not start.
+    #[error("BOARDROOM_WS_DELIVERY_THREADS: cannot start the threads: {0}")]
+    Delivery(std::io::Error),
     /// A listener could not be bound.
     #[error("{setting}: cannot listen on {addr}: {source}")]
     Bind {
@@ -146,7 +149,8 @@ impl App {
             &settings,
             mail,
         );
-        let state = AppState::new(store, settings, auth, runtime, billing, vault, node);
+        let state = AppState::new(store, settings, auth, runtime, billing, vault, node)
+            .map_err(StartupError::Delivery)?;
         // Started here, not when serving: a CLI command (`admin run-deletions`) tells the nodes
         // what it changed too. Both stop with the server's shutdown.
         let _invalidations = crate::cluster::invalidations::start(&state).await;

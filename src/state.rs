@@ -39,7 +39,8 @@ struct AppInner {
 }
 
 impl AppState {
-    /// Builds the state from its parts.
+    /// Builds the state from its parts; fails only if the WebSocket writers' threads cannot
+    /// start.
     pub fn new(
         store: Store,
         settings: Settings,
@@ -48,9 +49,9 @@ impl AppState {
         billing: Option<Arc<Billing>>,
         vault: Arc<Vault>,
         node: crate::cluster::Node,
-    ) -> Self {
+    ) -> std::io::Result<Self> {
         let google = Google::from_settings(&settings);
-        let ws = crate::ws::Gateway::start(&settings, runtime.boards().bus());
+        let ws = crate::ws::Gateway::start(&settings, runtime.boards().bus())?;
         let sweeper =
             Arc::new(Sweeper::new(vault.clone(), store.clone(), settings.attachment_sweep_grace));
         let exports = Exporter::new(
@@ -74,7 +75,7 @@ impl AppState {
             backups: Arc::default(),
             node,
         };
-        AppState { inner: Arc::new(inner) }
+        Ok(AppState { inner: Arc::new(inner) })
     }
 
     /// This node: its id, and its cluster when it runs with NATS.

@@ -13,6 +13,7 @@
 //! - [`outbox`]: a connection's byte-bounded outbound queue, its control queue and its close
 //!   signal.
 //! - [`fanout`]: committed board events, encoded once per encoding, to the subscribed sockets.
+//! - [`delivery`]: the runtime the connections' writers run on, apart from the rest.
 //! - [`tickets`]: single-use tickets for browsers, in the database so any node redeems them.
 //!
 //! Everything is refused before the upgrade with the usual JSON error body: a foreign `Origin`
@@ -22,6 +23,7 @@
 //! never opens a socket: any page could make the browser send it.
 
 pub mod connection;
+pub mod delivery;
 pub mod fanout;
 pub mod outbox;
 pub mod tickets;
@@ -51,6 +53,7 @@ use crate::config::Settings;
 use crate::error::ApiError;
 use crate::state::AppState;
 use connection::{Accepted, Limits};
+use delivery::Delivery;
 use fanout::Fanout;
 use tickets::{Tickets, MAX_TICKETS_PER_CREDENTIAL, TICKET_TTL};
 
@@ -68,6 +71,7 @@ const FRAME_HEADER_BYTES: usize = 14;
 /// sockets per user, shutdown.
 pub struct Gateway {
     fanout: Arc<Fanout>,
+    delivery: Delivery,
     origins: Vec<String>,
     sockets: Arc<SocketCounts>,
     max_sockets_per_user: u32,
@@ -113,18 +117,23 @@ impl Drop for SocketSlot {
 }
 
 impl Gateway {
-    /// Starts the fan-out on `bus`. Must run inside the tokio runtime.
-    pub fn start(settings: &Settings, bus: &EventBus) -> Gateway {
+    /// Starts the fan-out on `bus` and the writers' threads. Must run inside the tokio runtime.
+    pub fn start(settings: &Settings, bus: &EventBus) -> std::io::Result<Gateway> {
+        let threads = settings
+            .ws_delivery_threads
+            .map_or_else(Delivery::default_threads, |threads| threads as usize);
+        let delivery = Delivery::start(threads)?;
         let fanout = Arc::new(Fanout::default());
         let (shutdown, stop) = watch::channel(false);
         tokio::spawn(fanout.clone().run(bus.clone(), stop));
-        Gateway {
+        Ok(Gateway {
             fanout,
+            delivery,
             origins: allowed_origins(settings),
             sockets: Arc::default(),
             max_sockets_per_user: settings.ws_max_sockets_per_user,
             shutdown,
-        }
+        })
     }
 
     /// Counts a new socket of `user`, unless they already hold the most allowed.
@@ -177,6 +186,11 @@ impl Gateway {
     /// The fan-out.
     pub fn fanout(&self) -> &Fanout {
         &self.fanout
+    }
+
+    /// The runtime the connections' writers run on.
+    pub fn delivery(&self) -> &Delivery {
+        &self.delivery
     }
 
     /// Closes every socket (code 1001) and stops the fan-out.

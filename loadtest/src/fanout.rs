@@ -167,12 +167,20 @@ struct Fanned {
 #[derive(Debug, Serialize)]
 struct PhaseFigures {
     latency: Summary,
+    /// The writer's commands, from send to acknowledgement: how much of a delivery's latency
+    /// the write path took before the fan-out began.
+    acknowledged: Summary,
     p999_ms: Option<f64>,
     deliveries_per_sec: Option<f64>,
 }
 
 impl PhaseFigures {
-    fn of(latency: &Recorder, started: Option<Instant>, last: Option<Instant>) -> PhaseFigures {
+    fn of(
+        latency: &Recorder,
+        acknowledged: &Recorder,
+        started: Option<Instant>,
+        last: Option<Instant>,
+    ) -> PhaseFigures {
         let summary = latency.summary();
         let rate = match (started, last) {
             (Some(start), Some(end)) if end > start => {
@@ -183,6 +191,7 @@ impl PhaseFigures {
         PhaseFigures {
             p999_ms: latency.quantile_ms(0.999),
             latency: summary,
+            acknowledged: acknowledged.summary(),
             deliveries_per_sec: rate,
         }
     }
@@ -258,8 +267,18 @@ where
         missing: tally.missing,
         sockets_failed,
         first_failure: tally.failed,
-        paced: PhaseFigures::of(&tally.latency[0], written.started[0], tally.last_at[0]),
-        saturated: PhaseFigures::of(&tally.latency[1], written.started[1], tally.last_at[1]),
+        paced: PhaseFigures::of(
+            &tally.latency[0],
+            &written.acknowledged[0],
+            written.started[0],
+            tally.last_at[0],
+        ),
+        saturated: PhaseFigures::of(
+            &tally.latency[1],
+            &written.acknowledged[1],
+            written.started[1],
+            tally.last_at[1],
+        ),
         event_bytes: tally.event_bytes,
     })
 }
@@ -343,11 +362,13 @@ pub async fn run(target: &Target, args: &FanoutArgs) -> anyhow::Result<ScenarioR
             );
         }
         headline.push(format!(
-            "{label}: paced p50 {} p99 {} p999 {} at {} deliveries/s; saturated {} writes -> {} deliveries/s (p99 {}); gaps {} duplicates {} missing {} sockets lost {}",
+            "{label}: paced p50 {} p99 {} p999 {} at {} deliveries/s (writes acknowledged: p50 {} p99 {}); saturated {} writes -> {} deliveries/s (p99 {}); gaps {} duplicates {} missing {} sockets lost {}",
             format_ms(run.paced.latency.p50_ms),
             format_ms(run.paced.latency.p99_ms),
             format_ms(run.paced.p999_ms),
             show(run.paced.deliveries_per_sec),
+            format_ms(run.paced.acknowledged.p50_ms),
+            format_ms(run.paced.acknowledged.p99_ms),
             run.sent[1],
             show(run.saturated.deliveries_per_sec),
             format_ms(run.saturated.latency.p99_ms),
@@ -481,6 +502,9 @@ mod tests {
         assert_eq!(fanned.delivered, total, "{fanned:?}");
         assert_eq!((fanned.gaps, fanned.duplicates, fanned.missing), (0, 0, 0));
         assert_eq!(fanned.paced.latency.count, 100);
+        // Every command's acknowledgement is timed, in the phase it was sent in.
+        assert_eq!(fanned.paced.acknowledged.count, 20);
+        assert_eq!(fanned.saturated.acknowledged.count, fanned.sent[1]);
         assert!(fanned.saturated.deliveries_per_sec.is_some());
     }
 }

@@ -7,6 +7,7 @@
 //! (`create_item` commands, acknowledged by their reply) and the bare baseline (a bare frame,
 //! acknowledged by its own broadcast coming back): see [`Flavor`].
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
@@ -16,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::net::Ws;
+use crate::stats::Recorder;
 
 /// What a reader needs of an event frame: its `seq`, and the writer's stamp if the item name
 /// carries one (`lt-<phase>-<µs>`).
@@ -88,6 +90,9 @@ pub struct Written {
     pub failed: u64,
     /// The highest seq acknowledged.
     pub final_seq: i64,
+    /// Per phase, from each command's send to its acknowledgement's receipt: for Boardroom
+    /// the reply after the commit, for the baseline its own broadcast coming back.
+    pub acknowledged: [Recorder; PHASES],
 }
 
 /// Sends `paced` commands at `rate` per second, then keeps `window` commands in flight for
@@ -114,11 +119,21 @@ pub async fn write(
     writer.finish().await
 }
 
+/// An acknowledgement as the writer's reader took it in: the `seq` acknowledged (-1 for a
+/// failed command) and when it arrived.
+struct Ack {
+    seq: i64,
+    at: Instant,
+}
+
 /// The stamped writer, one phase at a time: [`write`] is its usual sequence, and a scenario
 /// with other phases (`login-flood`: paced, settle, paced again) calls the steps itself.
 pub struct Writer {
     sink: futures::stream::SplitSink<Ws, Message>,
-    acked: mpsc::UnboundedReceiver<i64>,
+    acked: mpsc::UnboundedReceiver<Ack>,
+    /// The phase and send time of each command not yet acknowledged, oldest first: both
+    /// servers acknowledge one writer's commands in the order they were sent.
+    unacknowledged: VecDeque<(usize, Instant)>,
     reader: tokio::task::JoinHandle<()>,
     written: Written,
     in_flight: usize,
@@ -131,7 +146,7 @@ impl Writer {
     /// pacing of sends never waits on them.
     pub fn start(ws: Ws, flavor: Flavor, epoch: Instant) -> Writer {
         let (sink, mut stream) = ws.split();
-        let (acks, acked) = mpsc::unbounded_channel::<i64>();
+        let (acks, acked) = mpsc::unbounded_channel::<Ack>();
         let reader = tokio::spawn(async move {
             while let Some(Ok(message)) = stream.next().await {
                 let Message::Text(text) = message else { continue };
@@ -147,8 +162,8 @@ impl Writer {
                     }),
                     Flavor::Baseline => mark_of_json(text).map(|m| m.seq),
                 };
-                if let Some(ack) = ack {
-                    if acks.send(ack).is_err() {
+                if let Some(seq) = ack {
+                    if acks.send(Ack { seq, at: Instant::now() }).is_err() {
                         break;
                     }
                 }
@@ -163,16 +178,21 @@ impl Writer {
                 started: [None; PHASES],
                 failed: 0,
                 final_seq: 0,
+                acknowledged: Default::default(),
             },
+            unacknowledged: VecDeque::new(),
             in_flight: 0,
             next_id: 1,
             epoch,
         }
     }
 
-    fn note(&mut self, ack: i64) {
-        if ack >= 0 {
-            self.written.final_seq = self.written.final_seq.max(ack);
+    fn note(&mut self, Ack { seq, at }: Ack) {
+        if let Some((phase, sent)) = self.unacknowledged.pop_front() {
+            self.written.acknowledged[phase].record(at.saturating_duration_since(sent));
+        }
+        if seq >= 0 {
+            self.written.final_seq = self.written.final_seq.max(seq);
         } else {
             self.written.failed += 1;
         }
@@ -191,6 +211,7 @@ impl Writer {
         let name = format!("lt-{phase}-{}", now.duration_since(self.epoch).as_micros());
         self.next_id += 1;
         let frame = make(self.next_id, &name)?;
+        self.unacknowledged.push_back((phase, now));
         self.sink.send(frame).await.context("writer send")?;
         self.in_flight += 1;
         Ok(())
@@ -265,7 +286,7 @@ impl Writer {
 
 /// The next acknowledged `seq`, waiting at most 30 s: a writer whose window is full has
 /// nothing to do but wait for one.
-async fn next_ack(acked: &mut mpsc::UnboundedReceiver<i64>) -> anyhow::Result<i64> {
+async fn next_ack(acked: &mut mpsc::UnboundedReceiver<Ack>) -> anyhow::Result<Ack> {
     tokio::time::timeout(Duration::from_secs(30), acked.recv())
         .await
         .context("no acknowledgement within 30 s")?

@@ -112,7 +112,8 @@ pub fn run(socket: WebSocket, accepted: Accepted) -> impl Future<Output = ()> + 
     let (outbox, ends) = Outbox::new(encoding, limits.outbound_bytes);
     slot.attach(&outbox);
     let OutboxEnds { mut closed } = ends;
-    let writer = tokio::spawn(writer::write_loop(sink, outbox.clone(), closed.clone()));
+    let writer =
+        state.ws().delivery().spawn(writer::write_loop(sink, outbox.clone(), closed.clone()));
     outbox.send(&ServerFrame::Hello(Hello {
         protocol_version: PROTOCOL_VERSION,
         heartbeat_secs: limits.heartbeat.as_secs(),
