@@ -598,7 +598,7 @@ pub struct Settings {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
     pub ws_max_sockets_per_user: u32,
 
-    /// Threads that write committed events to sockets, apart from the threads that read
+    /// Threads that write frames to the WebSockets, apart from the threads that read
     /// requests, run the actors and wait on the database; default: one per core. Writing one
     /// event to 10,000 sockets queues 10,000 writes, and on shared threads every write path
     /// hop (a commit's completion, the fan-out) would wait behind them.
