@@ -84,6 +84,24 @@ fn weak_jwt_secret_is_refused() {
     assert!(!lines[0].contains("short\""), "the secret itself must not be echoed: {lines:?}");
 }
 
+/// The writers' thread count takes 1 to 64 and nothing else: none, too many, words and
+/// control bytes each end in one line naming the setting, before anything starts.
+#[test]
+fn bad_delivery_thread_counts_are_one_line_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    for value in ["0", "65", "4294967297", "many", "-1", "2\u{1}", " 2"] {
+        let (code, lines) = run_to_end(
+            boardroom()
+                .arg("serve")
+                .env("BOARDROOM_DATA_DIR", dir.path())
+                .env("BOARDROOM_WS_DELIVERY_THREADS", value),
+        );
+        assert_ne!(code, 0, "{value:?} was accepted");
+        assert_eq!(lines.len(), 1, "{value:?}: {lines:?}");
+        assert!(lines[0].contains("BOARDROOM_WS_DELIVERY_THREADS"), "{value:?}: {lines:?}");
+    }
+}
+
 #[test]
 fn bad_log_format_is_one_line() {
     let (code, lines) = run_to_end(boardroom().arg("serve").env("BOARDROOM_LOG_FORMAT", "xml"));
