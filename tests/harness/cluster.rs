@@ -25,29 +25,57 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().expect("addr").port()
 }
 
-fn reachable(port: u16) -> bool {
-    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+/// Whether the NATS server named `name` answers on `port`: its greeting (`INFO {…}`) names it.
+/// A bare connection would not tell: another test's listener may have taken the port.
+fn nats_answers(port: u16, name: &str) -> bool {
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut greeting = [0u8; 4096];
+    let read = std::io::Read::read(&mut stream, &mut greeting).unwrap_or(0);
+    let greeting = String::from_utf8_lossy(&greeting[..read]);
+    greeting.starts_with("INFO ") && greeting.contains(&format!("\"server_name\":\"{name}\""))
 }
 
 impl Nats {
-    /// Starts one; waits until it accepts connections.
+    /// Starts one; waits until it accepts connections. The free port is not reserved, so
+    /// another test may take it before nats-server binds it; then another port is tried.
     pub fn start() -> Nats {
-        let mut nats = Nats { port: free_port(), child: None };
-        nats.run();
-        nats
+        for _ in 0..5 {
+            let mut nats = Nats { port: free_port(), child: None };
+            if nats.try_run() {
+                return nats;
+            }
+        }
+        panic!("nats-server found no free port in 5 tries");
     }
 
     fn run(&mut self) {
-        let child = Command::new(nats_server())
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+        assert!(self.try_run(), "nats-server could not listen on {}", self.port);
+    }
+
+    /// Starts it on its port; false when it exited instead (the port was taken).
+    fn try_run(&mut self) -> bool {
+        let name = format!("test-nats-{}", uuid::Uuid::now_v7().simple());
+        let mut child = Command::new(nats_server())
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-n", &name])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start nats-server");
-        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !reachable(self.port) {
-            assert!(Instant::now() < deadline, "nats-server did not come up on {}", self.port);
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return false;
+            }
+            if nats_answers(self.port, &name) {
+                self.child = Some(child);
+                return true;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("nats-server did not come up on {}", self.port);
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -201,8 +229,10 @@ impl Cluster {
         // The first alone: it generates the shared secrets and applies the migrations.
         cluster.add_node().await;
         let rest: Vec<Node> = (1..n).map(|i| cluster.spawn_node(i)).collect();
-        for mut node in rest {
-            wait_ready(&mut node).await;
+        for (i, mut node) in (1..n).zip(rest) {
+            if let Err(why) = wait_ready(&mut node).await {
+                node = cluster.respawn_if_port_taken(i, node, why).await;
+            }
             cluster.nodes.push(node);
         }
         Some(cluster)
@@ -212,9 +242,30 @@ impl Cluster {
     pub async fn add_node(&mut self) -> usize {
         let index = self.nodes.len();
         let mut node = self.spawn_node(index);
-        wait_ready(&mut node).await;
+        if let Err(why) = wait_ready(&mut node).await {
+            node = self.respawn_if_port_taken(index, node, why).await;
+        }
         self.nodes.push(node);
         index
+    }
+
+    /// A node's free port is not reserved: another process may take it (an outgoing
+    /// connection's local port, say) before the node binds it, and the node exits. Then the
+    /// node is started again on another port, up to four times; any other failure fails the
+    /// test with `why`.
+    async fn respawn_if_port_taken(&self, index: usize, failed: Node, mut why: String) -> Node {
+        drop(failed);
+        for _ in 0..4 {
+            if !why.contains("Address already in use") {
+                break;
+            }
+            let mut node = self.spawn_node(index);
+            match wait_ready(&mut node).await {
+                Ok(()) => return node,
+                Err(again) => why = again,
+            }
+        }
+        panic!("{why}");
     }
 
     /// A process like the nodes' (same database, data dir and NATS), not yet started: for
@@ -296,18 +347,24 @@ impl Cluster {
     }
 }
 
-/// Waits until `node` answers `/readyz` 200, at most a minute.
-async fn wait_ready(node: &mut Node) {
+/// Waits until `node` answers `/readyz` 200, at most a minute; otherwise why not, with the
+/// tail of its log.
+async fn wait_ready(node: &mut Node) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let ready = reqwest::get(format!("http://{}/readyz", node.addr()))
             .await
             .is_ok_and(|r| r.status() == 200);
-        if ready {
-            return;
+        // Exited, it was not it that answered (another process may hold its port).
+        if ready && node.is_running() {
+            return Ok(());
         }
         if Instant::now() > deadline || !node.is_running() {
-            panic!("node {} did not become ready; its log ends:\n{}", node.id, node.log_tail());
+            return Err(format!(
+                "node {} did not become ready; its log ends:\n{}",
+                node.id,
+                node.log_tail()
+            ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

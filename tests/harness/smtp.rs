@@ -6,6 +6,7 @@
 //! [`both_backends_with_mail!`] runs a test on both backends against a server whose
 //! `BOARDROOM_SMTP_URL` points at a fresh sink (retries after 100 ms, so a test waits little).
 
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
@@ -97,11 +98,16 @@ pub fn free_port() -> u16 {
 }
 
 impl SmtpSink {
-    /// A sink on a free port.
+    /// A sink on a free port. The port is free when it is picked but not reserved, so another
+    /// test's listener may take it before aiosmtpd binds it; then another port is tried.
     pub fn start() -> SmtpSink {
-        let mut sink = SmtpSink::down(free_port());
-        sink.up();
-        sink
+        for _ in 0..5 {
+            let mut sink = SmtpSink::down(free_port());
+            if sink.try_up() {
+                return sink;
+            }
+        }
+        panic!("aiosmtpd found no free port in 5 tries");
     }
 
     /// A sink that will listen on `port` once [`SmtpSink::up`] is called: until then nothing
@@ -110,8 +116,15 @@ impl SmtpSink {
         SmtpSink { port, dir: tempfile::tempdir().unwrap(), child: None }
     }
 
-    /// Starts the server (on its port) and waits until it accepts connections.
+    /// Starts the server on its port and waits until it listens.
     pub fn up(&mut self) {
+        assert!(self.try_up(), "aiosmtpd could not bind port {}", self.port);
+    }
+
+    /// Starts the server and waits for its `ready` line, printed once it has bound the port
+    /// (a connection would not tell: another process may have taken the port). False when it
+    /// exited without it, its traceback on stderr: the port was taken.
+    fn try_up(&mut self) -> bool {
         assert!(self.child.is_none(), "already up");
         let mut child = super::python()
             .args(["-c", SINK, self.dir.path().to_str().unwrap(), &self.port.to_string()])
@@ -120,15 +133,28 @@ impl SmtpSink {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start aiosmtpd");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("aiosmtpd exited: {status}");
+        let stdout = child.stdout.take().unwrap();
+        let (said, first_line) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = said.send(line);
+        });
+        match first_line.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) if line.trim() == "ready" => {
+                self.child = Some(child);
+                true
             }
-            assert!(started.elapsed() < Duration::from_secs(30), "aiosmtpd did not start");
-            std::thread::sleep(Duration::from_millis(20));
+            Ok(_) => {
+                let _ = child.wait();
+                false
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("aiosmtpd did not start in 30 s");
+            }
         }
-        self.child = Some(child);
     }
 
     /// `smtp://127.0.0.1:<port>` (plain SMTP).
