@@ -16,7 +16,8 @@ use boardroom_protocol::orgs::{
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::harness::smtp::{both_backends_with_mail, free_port, SmtpSink};
+use crate::harness::free_port;
+use crate::harness::smtp::{both_backends_with_mail, SmtpSink};
 use crate::harness::{
     both_backends, both_backends_with, id, Backend, Reply, TestDatabase, TestServer, TestUser,
 };

@@ -33,6 +33,24 @@ pub mod socket;
 mod venv;
 pub use venv::python;
 
+/// A port nobody listens on right now. It is not reserved: another process (an outgoing
+/// connection's local port, say) may take it before whatever is started there binds it, so
+/// start things through [`on_a_free_port`].
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts `what` on a free port: `start` answers `None` when the port turned out to be taken
+/// (what it started exited instead of listening), and then another port is tried, five in all.
+pub fn on_a_free_port<T>(what: &str, mut start: impl FnMut(u16) -> Option<T>) -> T {
+    for _ in 0..5 {
+        if let Some(started) = start(free_port()) {
+            return started;
+        }
+    }
+    panic!("{what} found no free port in 5 tries");
+}
+
 /// Which database a test server runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

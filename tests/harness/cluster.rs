@@ -8,21 +8,17 @@
 //! to `node-<n>.log` in that dir; a node that does not come up fails the test with its log's
 //! tail.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{Api, Backend, TestDatabase};
+use super::{free_port, on_a_free_port, Api, Backend, TestDatabase};
 
 /// A `nats-server` of the test's own, on a free port.
 pub struct Nats {
     port: u16,
     child: Option<Child>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().expect("addr").port()
 }
 
 /// Whether the NATS server named `name` answers on `port`: its greeting (`INFO {…}`) names it.
@@ -37,16 +33,12 @@ fn nats_answers(port: u16, name: &str) -> bool {
 }
 
 impl Nats {
-    /// Starts one; waits until it accepts connections. The free port is not reserved, so
-    /// another test may take it before nats-server binds it; then another port is tried.
+    /// Starts one on a free port; waits until it answers.
     pub fn start() -> Nats {
-        for _ in 0..5 {
-            let mut nats = Nats { port: free_port(), child: None };
-            if nats.try_run() {
-                return nats;
-            }
-        }
-        panic!("nats-server found no free port in 5 tries");
+        on_a_free_port("nats-server", |port| {
+            let mut nats = Nats { port, child: None };
+            nats.try_run().then_some(nats)
+        })
     }
 
     fn run(&mut self) {

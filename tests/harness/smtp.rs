@@ -7,14 +7,13 @@
 //! `BOARDROOM_SMTP_URL` points at a fresh sink (retries after 100 ms, so a test waits little).
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::{Backend, TestServer};
+use super::{on_a_free_port, Backend, TestServer};
 
 /// The sink: aiosmtpd's controller, a handler that writes each message as JSON (to a temporary
 /// name, then renamed, so a reader never sees half a file).
@@ -92,22 +91,13 @@ pub struct SmtpSink {
     child: Option<Child>,
 }
 
-/// A port nobody listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 impl SmtpSink {
-    /// A sink on a free port. The port is free when it is picked but not reserved, so another
-    /// test's listener may take it before aiosmtpd binds it; then another port is tried.
+    /// A sink on a free port.
     pub fn start() -> SmtpSink {
-        for _ in 0..5 {
-            let mut sink = SmtpSink::down(free_port());
-            if sink.try_up() {
-                return sink;
-            }
-        }
-        panic!("aiosmtpd found no free port in 5 tries");
+        on_a_free_port("aiosmtpd", |port| {
+            let mut sink = SmtpSink::down(port);
+            sink.try_up().then_some(sink)
+        })
     }
 
     /// A sink that will listen on `port` once [`SmtpSink::up`] is called: until then nothing
